@@ -1,0 +1,135 @@
+//! flowgate's configuration: the TOML schema, validation, environment overrides and the
+//! file watcher behind hot reload.
+//!
+//! Loading is two steps, as in STYLE.md: the file is deserialized into raw `serde` types that
+//! reject unknown fields, then validated into [`Config`], a runtime type that cannot be
+//! deserialized and cannot be invalid. Every problem names the file, line, column and key, or
+//! the `FLOWGATE__*` environment variable that set the value, and says what was expected.
+//!
+//! ```
+//! let cfg = flowgate_config::parse(
+//!     "[pools.llm]\nendpoints = [{ url = \"http://127.0.0.1:9000\" }]\n\
+//!      [[routes]]\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n",
+//!     "flowgate.toml",
+//!     std::iter::empty(),
+//! )
+//! .unwrap();
+//! assert_eq!(cfg.routes[0].pool, "llm");
+//! ```
+
+mod env;
+mod error;
+mod model;
+mod raw;
+mod units;
+mod validate;
+mod watch;
+
+use std::path::Path;
+
+pub use env::PREFIX as ENV_PREFIX;
+pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
+pub use model::{
+    Config, EndpointConfig, Limits, PathMatch, PoolConfig, RouteConfig, RouteKind, ServerConfig,
+};
+pub use units::{format_duration, parse_duration, parse_size};
+pub use validate::defaults;
+pub use watch::{FileWatcher, watch_file};
+
+use crate::error::{line_col, locate};
+
+/// Reads, overrides (from the process environment) and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: origin.clone(),
+        source,
+    })?;
+    parse(&src, &origin, std::env::vars())
+}
+
+/// Parses and validates `src`; `origin` names it in errors; `env` supplies overrides
+/// (only `FLOWGATE__*` variables are used).
+pub fn parse(
+    src: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let overrides = env::overrides(env);
+    let problem = |key: KeyPath, message: String| {
+        let location = match overrides.iter().find(|o| key.starts_with(&o.path)) {
+            Some(o) => Location::Env { var: o.var.clone() },
+            None => match locate(src, &key) {
+                Some(at) => {
+                    let (line, column) = line_col(src, at);
+                    Location::File { line, column }
+                }
+                None => Location::Unknown,
+            },
+        };
+        Problem {
+            origin: origin.to_string(),
+            location,
+            key,
+            message,
+        }
+    };
+
+    let mut table: toml::Table = match src.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let e: toml::de::Error = e;
+            let location = e.span().map_or(Location::Unknown, |s| {
+                let (line, column) = line_col(src, s.start);
+                Location::File { line, column }
+            });
+            return Err(ConfigError::Invalid(vec![Problem {
+                origin: origin.to_string(),
+                location,
+                key: KeyPath::default(),
+                message: format!("invalid TOML: {}", e.message()),
+            }]));
+        }
+    };
+    let mut problems = Vec::new();
+    for o in &overrides {
+        if let Err(why) = env::apply(&mut table, o) {
+            problems.push(Problem {
+                origin: origin.to_string(),
+                location: Location::Env { var: o.var.clone() },
+                key: o.path.clone(),
+                message: why,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+    let raw = match serde_path_to_error::deserialize(toml::Value::Table(table)) {
+        Ok(raw) => raw,
+        Err(e) => return Err(ConfigError::Invalid(vec![deser_problem(e, &problem)])),
+    };
+    validate::validate(raw, origin).map_err(|found| {
+        ConfigError::Invalid(found.into_iter().map(|(k, m)| problem(k, m)).collect())
+    })
+}
+
+fn deser_problem(
+    e: serde_path_to_error::Error<toml::de::Error>,
+    problem: &impl Fn(KeyPath, String) -> Problem,
+) -> Problem {
+    let mut key = KeyPath::default();
+    for seg in e.path().iter() {
+        match seg {
+            serde_path_to_error::Segment::Seq { index } => key.0.push(Seg::Index(*index)),
+            serde_path_to_error::Segment::Map { key: k }
+            | serde_path_to_error::Segment::Enum { variant: k } => key.0.push(Seg::Key(k.clone())),
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let message = e.inner().message().trim().to_string();
+    problem(key, message)
+}
+
+#[cfg(test)]
+mod tests;

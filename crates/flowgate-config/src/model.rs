@@ -1,0 +1,220 @@
+//! Runtime configuration: validated, immutable, and impossible to deserialize directly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, Uri};
+
+/// A whole, valid flowgate configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from (a file path, or `<embedded>`).
+    pub origin: String,
+    pub server: ServerConfig,
+    pub limits: Limits,
+    /// Upstream pools, sorted by name.
+    pub pools: Vec<Arc<PoolConfig>>,
+    /// Routes in match order: the first route that matches a request serves it.
+    pub routes: Vec<Arc<RouteConfig>>,
+}
+
+/// Listeners and process-level settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Data-plane listener. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Admin listener (`/metrics`, `/health`, `/api/v1/...`). Default `127.0.0.1:9090`.
+    pub admin_listen: SocketAddr,
+    /// How long in-flight requests get to finish after SIGTERM. Default 30 s.
+    pub drain_timeout: Duration,
+    /// Accept HTTP/2 with prior knowledge (h2c) next to HTTP/1.1. Default true.
+    pub http2: bool,
+}
+
+/// Limits on what a client may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body; larger ones get 413 before being read. Default 10 MiB.
+    pub max_body_bytes: u64,
+    /// Largest request head (request line + headers); larger ones get 431. Default 64 KiB.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more get 431. Default 100.
+    pub max_headers: usize,
+    /// Time allowed to receive the request head; slower clients get 408. Default 10 s.
+    pub header_read_timeout: Duration,
+}
+
+/// A named group of upstream endpoints that serve the same API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub name: String,
+    pub endpoints: Vec<EndpointConfig>,
+    /// TCP connect timeout. Default 2 s.
+    pub connect_timeout: Duration,
+    /// Time until the upstream's response head arrives; beyond it the client gets 504 and the
+    /// upstream request is cancelled. Default 120 s (LLM answers are slow).
+    pub request_timeout: Duration,
+    /// Longest gap between two chunks of a response body (stalled streams). Default 60 s.
+    pub read_timeout: Duration,
+    /// Idle pooled connections are closed after this. Default 90 s.
+    pub idle_timeout: Duration,
+    /// Most open connections per endpoint (active + idle). Default 1024.
+    pub max_connections: u32,
+    /// Most idle keep-alive connections kept per endpoint. Default 64.
+    pub max_idle: u32,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// `host:port` unless a name was given.
+    pub name: String,
+    /// Base URL: scheme `http`, authority, and an optional path prefix (no trailing `/`).
+    pub url: Uri,
+    /// Host and port to connect to.
+    pub authority: String,
+    /// Path prefix prepended to the request path (empty, or starts with `/`).
+    pub base_path: String,
+    pub weight: u32,
+    pub tags: Vec<String>,
+    pub region: Option<String>,
+}
+
+/// How a route treats request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// OpenAI-compatible API: the JSON body is read once (model, stream, max_tokens) and
+    /// forwarded unchanged.
+    OpenAi,
+    /// Any HTTP API: bodies stream through, never buffered.
+    Http,
+}
+
+/// How a route matches the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+/// A rule that sends matching requests to a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub name: String,
+    pub kind: RouteKind,
+    pub path: PathMatch,
+    /// Empty means any method.
+    pub methods: Vec<Method>,
+    /// Every listed header must be present with exactly this value.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Name of the pool; validation guarantees it exists.
+    pub pool: String,
+}
+
+impl PathMatch {
+    /// Whether `path` matches. A prefix matches at a segment boundary or anywhere if it ends
+    /// with `/`: prefix `/v1` matches `/v1` and `/v1/x` but not `/v10`.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => {
+                path.starts_with(p.as_str())
+                    && (p.ends_with('/')
+                        || path.len() == p.len()
+                        || path.as_bytes().get(p.len()) == Some(&b'/'))
+            }
+        }
+    }
+}
+
+impl Config {
+    /// The pool with this name.
+    pub fn pool(&self, name: &str) -> Option<&Arc<PoolConfig>> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// A one-screen summary, as `flowgate check` prints it.
+    pub fn summary(&self) -> String {
+        use crate::units::format_duration;
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "{}: ok", self.origin);
+        let _ = writeln!(
+            s,
+            "  listen {} (http/1.1{}), admin {}, drain {}",
+            self.server.listen,
+            if self.server.http2 { " + h2c" } else { "" },
+            self.server.admin_listen,
+            format_duration(self.server.drain_timeout)
+        );
+        let _ = writeln!(
+            s,
+            "  limits: body {} B, head {} B / {} headers, head read {}",
+            self.limits.max_body_bytes,
+            self.limits.max_header_bytes,
+            self.limits.max_headers,
+            format_duration(self.limits.header_read_timeout)
+        );
+        let _ = writeln!(s, "  {} pool(s):", self.pools.len());
+        for p in &self.pools {
+            let eps: Vec<&str> = p.endpoints.iter().map(|e| e.name.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "    {}: {} endpoint(s) [{}], connect {}, request {}, max {} conns / {} idle per endpoint",
+                p.name,
+                p.endpoints.len(),
+                eps.join(", "),
+                format_duration(p.connect_timeout),
+                format_duration(p.request_timeout),
+                p.max_connections,
+                p.max_idle
+            );
+        }
+        let _ = writeln!(s, "  {} route(s):", self.routes.len());
+        for r in &self.routes {
+            let (how, path) = match &r.path {
+                PathMatch::Exact(p) => ("path", p),
+                PathMatch::Prefix(p) => ("prefix", p),
+            };
+            let methods = if r.methods.is_empty() {
+                "any".to_string()
+            } else {
+                r.methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let kind = match r.kind {
+                RouteKind::OpenAi => "openai",
+                RouteKind::Http => "http",
+            };
+            let _ = writeln!(
+                s,
+                "    {}: {kind} {how} {path} methods {methods} -> pool {}",
+                r.name, r.pool
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_matches_at_segment_boundaries() {
+        let p = PathMatch::Prefix("/v1".into());
+        assert!(p.matches("/v1"));
+        assert!(p.matches("/v1/chat"));
+        assert!(!p.matches("/v10"));
+        let slash = PathMatch::Prefix("/api/".into());
+        assert!(slash.matches("/api/x"));
+        assert!(!slash.matches("/api"));
+        assert!(PathMatch::Prefix("/".into()).matches("/anything"));
+        assert!(PathMatch::Exact("/a".into()).matches("/a"));
+        assert!(!PathMatch::Exact("/a".into()).matches("/a/"));
+    }
+}

@@ -1,0 +1,83 @@
+//! The raw, deserializable shape of `flowgate.toml`. Unknown fields are rejected; every value
+//! is checked again by [`crate::validate`] before it becomes part of a runtime [`crate::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::units::{ByteSize, HumanDuration};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub pools: BTreeMap<String, RawPool>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub drain_timeout: Option<HumanDuration>,
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_body_bytes: Option<ByteSize>,
+    pub max_header_bytes: Option<ByteSize>,
+    pub max_headers: Option<u32>,
+    pub header_read_timeout: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    pub endpoints: Vec<RawEndpoint>,
+    pub connect_timeout: Option<HumanDuration>,
+    pub request_timeout: Option<HumanDuration>,
+    pub read_timeout: Option<HumanDuration>,
+    pub idle_timeout: Option<HumanDuration>,
+    pub max_connections: Option<u32>,
+    pub max_idle: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpoint {
+    pub url: String,
+    pub name: Option<String>,
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawRouteKind {
+    Openai,
+    Http,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: Option<String>,
+    pub kind: RawRouteKind,
+    pub path: Option<String>,
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub pool: String,
+}

@@ -1,0 +1,229 @@
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:18180"
+admin_listen = "127.0.0.1:18190"
+drain_timeout = "5s"
+
+[limits]
+max_body_bytes = "1MiB"
+
+[pools.llm]
+endpoints = [
+  { url = "http://127.0.0.1:18081", weight = 2, tags = ["fast"], region = "eu" },
+  { url = "http://127.0.0.1:18082/base/", name = "b" },
+]
+request_timeout = "30s"
+
+[[routes]]
+name = "chat"
+kind = "openai"
+path = "/v1/chat/completions"
+methods = ["post"]
+pool = "llm"
+
+[[routes]]
+kind = "http"
+prefix = "/api"
+headers = { "x-tenant" = "a" }
+pool = "llm"
+"#;
+
+fn parse_ok(src: &str) -> Config {
+    parse(src, "flowgate.toml", std::iter::empty()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn parse_err(src: &str) -> Vec<Problem> {
+    parse_env_err(src, &[])
+}
+
+fn parse_env_err(src: &str, env: &[(&str, &str)]) -> Vec<Problem> {
+    let env = env.iter().map(|(a, b)| (a.to_string(), b.to_string()));
+    match parse(src, "flowgate.toml", env) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+#[test]
+fn good_config_validates_with_defaults() {
+    let c = parse_ok(GOOD);
+    assert_eq!(c.server.listen.port(), 18180);
+    assert_eq!(c.server.drain_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
+    assert_eq!(c.limits.max_header_bytes, 64 * 1024);
+    let llm = c.pool("llm").unwrap();
+    assert_eq!(llm.endpoints[0].name, "127.0.0.1:18081");
+    assert_eq!(llm.endpoints[0].weight, 2);
+    assert_eq!(llm.endpoints[1].base_path, "/base");
+    assert_eq!(llm.connect_timeout, defaults::CONNECT_TIMEOUT);
+    assert_eq!(c.routes[0].methods, vec![http::Method::POST]);
+    assert_eq!(c.routes[1].name, "route-1");
+    assert!(
+        c.summary()
+            .contains("chat: openai path /v1/chat/completions methods POST -> pool llm")
+    );
+}
+
+#[test]
+fn empty_file_is_valid() {
+    let c = parse_ok("");
+    assert!(c.routes.is_empty());
+    assert_eq!(c.server.listen.to_string(), defaults::LISTEN);
+}
+
+#[test]
+fn unknown_field_names_line_column_and_key() {
+    let p = parse_err("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].location, Location::File { line: 3, column: 1 });
+    assert_eq!(p[0].key.to_string(), "server.lisen");
+    let text = p[0].to_string();
+    assert!(
+        text.starts_with("flowgate.toml:3:1: key `server.lisen`: unknown field `lisen`"),
+        "{text}"
+    );
+    assert!(text.contains("expected one of"), "{text}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let p = parse_err(
+        "[pools.a]\nendpoints = [{ url = \"http://x:1\" }]\nmax_connections = \"many\"\n",
+    );
+    assert_eq!(p[0].key.to_string(), "pools.a.max_connections");
+    assert_eq!(p[0].location, Location::File { line: 3, column: 1 });
+}
+
+#[test]
+fn bad_duration_says_what_is_expected() {
+    let p = parse_err("[server]\ndrain_timeout = \"30\"\n");
+    assert_eq!(p[0].key.to_string(), "server.drain_timeout");
+    assert!(
+        p[0].message.contains("expected a duration such as"),
+        "{}",
+        p[0].message
+    );
+    assert_eq!(p[0].location, Location::File { line: 2, column: 1 });
+}
+
+#[test]
+fn validation_errors_are_all_reported_with_lines() {
+    let src = "[pools.llm]\nendpoints = [{ url = \"ftp://x\" }]\n\n[[routes]]\nkind = \"http\"\npath = \"nope\"\npool = \"missing\"\n";
+    let p = parse_err(src);
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert!(
+        keys.contains(&"pools.llm.endpoints[0].url".to_string()),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&"routes[0].path".to_string()), "{keys:?}");
+    assert!(keys.contains(&"routes[0].pool".to_string()), "{keys:?}");
+    let pool = p
+        .iter()
+        .find(|p| p.key.to_string() == "routes[0].pool")
+        .unwrap();
+    assert_eq!(pool.location, Location::File { line: 7, column: 1 });
+    assert!(pool.message.contains("unknown pool \"missing\""));
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let p = parse_err("[server]\nlisten = \n");
+    assert!(
+        matches!(p[0].location, Location::File { line: 2, .. }),
+        "{:?}",
+        p[0]
+    );
+    assert!(p[0].message.starts_with("invalid TOML"));
+}
+
+#[test]
+fn https_upstream_is_refused_clearly() {
+    let p = parse_err("[pools.a]\nendpoints = [{ url = \"https://api.openai.com\" }]\n");
+    assert!(
+        p[0].message
+            .contains("https upstreams are not supported yet")
+    );
+}
+
+#[test]
+fn route_needs_exactly_one_of_path_and_prefix() {
+    let p = parse_err(
+        "[pools.a]\nendpoints=[{url=\"http://h:1\"}]\n[[routes]]\nkind=\"http\"\npool=\"a\"\n",
+    );
+    assert!(p[0].message.contains("needs `path`"));
+    let p = parse_err(
+        "[pools.a]\nendpoints=[{url=\"http://h:1\"}]\n[[routes]]\nkind=\"http\"\npath=\"/a\"\nprefix=\"/b\"\npool=\"a\"\n",
+    );
+    assert!(p[0].message.contains("not both"));
+}
+
+#[test]
+fn env_overrides_apply_and_are_blamed() {
+    let env = [
+        ("FLOWGATE__SERVER__LISTEN", "127.0.0.1:7777"),
+        ("FLOWGATE__ROUTES__0__POOL", "llm"),
+    ];
+    let c = parse(
+        GOOD,
+        "flowgate.toml",
+        env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.port(), 7777);
+
+    let p = parse_env_err(GOOD, &[("FLOWGATE__SERVER__LISTEN", "not-an-address")]);
+    assert_eq!(
+        p[0].location,
+        Location::Env {
+            var: "FLOWGATE__SERVER__LISTEN".into()
+        }
+    );
+    assert!(
+        p[0].to_string()
+            .starts_with("environment variable FLOWGATE__SERVER__LISTEN: key `server.listen`")
+    );
+}
+
+#[test]
+fn same_listen_and_admin_is_an_error() {
+    let p = parse_err("[server]\nlisten = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:1\"\n");
+    assert_eq!(p[0].key.to_string(), "server.admin_listen");
+}
+
+#[test]
+fn max_idle_cannot_exceed_max_connections() {
+    let p =
+        parse_err("[pools.a]\nendpoints=[{url=\"http://h:1\"}]\nmax_connections=2\nmax_idle=3\n");
+    assert_eq!(p[0].key.to_string(), "pools.a.max_idle");
+}
+
+#[test]
+fn load_reports_missing_file() {
+    let e = load(Path::new("/nonexistent/flowgate.toml")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("/nonexistent/flowgate.toml: cannot read")
+    );
+}
+
+#[tokio::test]
+async fn watcher_reports_replaced_file() {
+    let dir = std::env::temp_dir().join(format!("fg-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("flowgate.toml");
+    std::fs::write(&file, "a").unwrap();
+    let (_w, mut rx) = watch_file(&file, std::time::Duration::from_millis(50)).unwrap();
+    // Replace by rename, as editors do.
+    let tmp = dir.join("flowgate.toml.tmp");
+    std::fs::write(&tmp, "b").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(got.unwrap(), Some(()));
+    // An unrelated file in the same directory does not trigger.
+    std::fs::write(dir.join("other.txt"), "x").unwrap();
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), rx.recv()).await;
+    assert!(quiet.is_err(), "unrelated file triggered a reload");
+    let _ = std::fs::remove_dir_all(&dir);
+}

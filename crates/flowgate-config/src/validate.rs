@@ -1,0 +1,377 @@
+//! Turns a [`RawConfig`] into a runtime [`Config`], collecting every problem (not only the
+//! first) with the key it belongs to.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, Uri};
+
+use crate::error::KeyPath;
+use crate::model::{
+    Config, EndpointConfig, Limits, PathMatch, PoolConfig, RouteConfig, RouteKind, ServerConfig,
+};
+use crate::raw::{RawConfig, RawEndpoint, RawPool, RawRoute, RawRouteKind};
+use crate::units::HumanDuration;
+
+/// Defaults, documented in `docs/configuration.md`.
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+    pub const MAX_HEADER_BYTES: u64 = 64 * 1024;
+    pub const MAX_HEADERS: u32 = 100;
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    pub const MAX_CONNECTIONS: u32 = 1024;
+    pub const MAX_IDLE: u32 = 64;
+}
+
+pub(crate) type Found = Vec<(KeyPath, String)>;
+
+pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
+    let mut found = Found::new();
+    let root = KeyPath::default();
+
+    let server_key = root.clone().key("server");
+    let listen = addr(
+        raw.server.listen.as_deref(),
+        defaults::LISTEN,
+        &server_key.clone().key("listen"),
+        &mut found,
+    );
+    let admin_listen = addr(
+        raw.server.admin_listen.as_deref(),
+        defaults::ADMIN_LISTEN,
+        &server_key.clone().key("admin_listen"),
+        &mut found,
+    );
+    if listen == admin_listen && listen.port() != 0 {
+        found.push((
+            server_key.clone().key("admin_listen"),
+            format!("must differ from server.listen (both are {listen})"),
+        ));
+    }
+    let server = ServerConfig {
+        listen,
+        admin_listen,
+        drain_timeout: dur(raw.server.drain_timeout, defaults::DRAIN_TIMEOUT),
+        http2: raw.server.http2.unwrap_or(true),
+    };
+
+    let lk = root.clone().key("limits");
+    let l = &raw.limits;
+    let max_header_bytes = l
+        .max_header_bytes
+        .map_or(defaults::MAX_HEADER_BYTES, |b| b.0);
+    if !(1024..=1024 * 1024).contains(&max_header_bytes) {
+        found.push((
+            lk.clone().key("max_header_bytes"),
+            format!("{max_header_bytes} is out of range: expected 1KiB to 1MiB"),
+        ));
+    }
+    let max_headers = l.max_headers.unwrap_or(defaults::MAX_HEADERS);
+    if !(1..=1000).contains(&max_headers) {
+        found.push((
+            lk.clone().key("max_headers"),
+            format!("{max_headers} is out of range: expected 1 to 1000"),
+        ));
+    }
+    let header_read_timeout = dur(l.header_read_timeout, defaults::HEADER_READ_TIMEOUT);
+    positive(
+        header_read_timeout,
+        &lk.clone().key("header_read_timeout"),
+        &mut found,
+    );
+    let limits = Limits {
+        max_body_bytes: l.max_body_bytes.map_or(defaults::MAX_BODY_BYTES, |b| b.0),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_headers: max_headers as usize,
+        header_read_timeout,
+    };
+
+    let mut pools = Vec::new();
+    for (name, p) in raw.pools {
+        let key = root.clone().key("pools").key(&name);
+        if let Some(pool) = pool(name, p, &key, &mut found) {
+            pools.push(Arc::new(pool));
+        }
+    }
+    let pool_names: BTreeSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+
+    let mut routes = Vec::new();
+    let mut route_names = BTreeSet::new();
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let key = root.clone().key("routes").index(i);
+        if let Some(route) = route(i, r, &key, &pool_names, &mut found) {
+            if !route_names.insert(route.name.clone()) {
+                found.push((
+                    key.key("name"),
+                    format!("duplicate route name {:?}", route.name),
+                ));
+                continue;
+            }
+            routes.push(Arc::new(route));
+        }
+    }
+
+    if found.is_empty() {
+        Ok(Config {
+            origin: origin.to_string(),
+            server,
+            limits,
+            pools,
+            routes,
+        })
+    } else {
+        Err(found)
+    }
+}
+
+fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
+    v.map_or(default, |d| d.0)
+}
+
+fn positive(d: Duration, key: &KeyPath, found: &mut Found) {
+    if d.is_zero() {
+        found.push((key.clone(), "must be greater than zero".into()));
+    }
+}
+
+fn addr(v: Option<&str>, default: &str, key: &KeyPath, found: &mut Found) -> SocketAddr {
+    let s = v.unwrap_or(default);
+    match s.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            found.push((
+                key.clone(),
+                format!("invalid address {s:?}: expected IP:PORT such as \"127.0.0.1:8080\""),
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    }
+}
+
+fn pool(name: String, p: RawPool, key: &KeyPath, found: &mut Found) -> Option<PoolConfig> {
+    let before = found.len();
+    if !valid_name(&name) {
+        found.push((
+            key.clone(),
+            format!("invalid pool name {name:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    if p.endpoints.is_empty() {
+        found.push((
+            key.clone().key("endpoints"),
+            "a pool needs at least one endpoint".into(),
+        ));
+    }
+    let mut endpoints = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, e) in p.endpoints.into_iter().enumerate() {
+        let ek = key.clone().key("endpoints").index(i);
+        if let Some(ep) = endpoint(e, &ek, found) {
+            if !names.insert(ep.name.clone()) {
+                found.push((
+                    ek,
+                    format!("duplicate endpoint {:?} in pool {name:?}", ep.name),
+                ));
+                continue;
+            }
+            endpoints.push(ep);
+        }
+    }
+    let connect_timeout = dur(p.connect_timeout, defaults::CONNECT_TIMEOUT);
+    let request_timeout = dur(p.request_timeout, defaults::REQUEST_TIMEOUT);
+    let read_timeout = dur(p.read_timeout, defaults::READ_TIMEOUT);
+    let idle_timeout = dur(p.idle_timeout, defaults::IDLE_TIMEOUT);
+    positive(connect_timeout, &key.clone().key("connect_timeout"), found);
+    positive(request_timeout, &key.clone().key("request_timeout"), found);
+    positive(read_timeout, &key.clone().key("read_timeout"), found);
+    positive(idle_timeout, &key.clone().key("idle_timeout"), found);
+    let max_connections = p.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+    if max_connections == 0 {
+        found.push((
+            key.clone().key("max_connections"),
+            "must be at least 1".into(),
+        ));
+    }
+    let max_idle = p
+        .max_idle
+        .unwrap_or(defaults::MAX_IDLE.min(max_connections));
+    if max_idle > max_connections {
+        found.push((
+            key.clone().key("max_idle"),
+            format!("{max_idle} is more than max_connections ({max_connections})"),
+        ));
+    }
+    (found.len() == before).then_some(PoolConfig {
+        name,
+        endpoints,
+        connect_timeout,
+        request_timeout,
+        read_timeout,
+        idle_timeout,
+        max_connections,
+        max_idle,
+    })
+}
+
+fn endpoint(e: RawEndpoint, key: &KeyPath, found: &mut Found) -> Option<EndpointConfig> {
+    let url_key = key.clone().key("url");
+    let uri: Uri = match e.url.parse() {
+        Ok(u) => u,
+        Err(err) => {
+            found.push((url_key, format!("invalid URL {:?}: {err}", e.url)));
+            return None;
+        }
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            found.push((url_key, format!("{:?}: https upstreams are not supported yet; use http:// (e.g. through a local TLS sidecar)", e.url)));
+            return None;
+        }
+        _ => {
+            found.push((
+                url_key,
+                format!(
+                    "invalid URL {:?}: expected http://HOST:PORT[/base/path]",
+                    e.url
+                ),
+            ));
+            return None;
+        }
+    }
+    let Some(auth) = uri.authority() else {
+        found.push((url_key, format!("invalid URL {:?}: no host", e.url)));
+        return None;
+    };
+    if uri.query().is_some() {
+        found.push((
+            url_key,
+            format!("invalid URL {:?}: a base URL cannot carry a query", e.url),
+        ));
+        return None;
+    }
+    let authority = if auth.port().is_some() {
+        auth.as_str().to_string()
+    } else {
+        format!("{}:80", auth.host())
+    };
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    let weight = e.weight.unwrap_or(1);
+    if weight == 0 {
+        found.push((key.clone().key("weight"), "must be at least 1".into()));
+        return None;
+    }
+    Some(EndpointConfig {
+        name: e.name.unwrap_or_else(|| authority.clone()),
+        url: uri,
+        authority,
+        base_path,
+        weight,
+        tags: e.tags,
+        region: e.region,
+    })
+}
+
+fn route(
+    i: usize,
+    r: RawRoute,
+    key: &KeyPath,
+    pools: &BTreeSet<&str>,
+    found: &mut Found,
+) -> Option<RouteConfig> {
+    let before = found.len();
+    let name = r.name.unwrap_or_else(|| format!("route-{i}"));
+    if !valid_name(&name) {
+        found.push((
+            key.clone().key("name"),
+            format!("invalid route name {name:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let path = match (r.path, r.prefix) {
+        (Some(p), None) => Some((PathMatch::Exact(p.clone()), p, "path")),
+        (None, Some(p)) => Some((PathMatch::Prefix(p.clone()), p, "prefix")),
+        (Some(_), Some(_)) => {
+            found.push((
+                key.clone().key("prefix"),
+                "set either `path` or `prefix`, not both".into(),
+            ));
+            None
+        }
+        (None, None) => {
+            found.push((
+                key.clone(),
+                "a route needs `path` (exact match) or `prefix`".into(),
+            ));
+            None
+        }
+    };
+    if let Some((_, p, field)) = &path {
+        if !p.starts_with('/') {
+            found.push((key.clone().key(field), format!("{p:?} must start with '/'")));
+        }
+    }
+    let mut methods = Vec::new();
+    for (j, m) in r.methods.iter().enumerate() {
+        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => methods.push(m),
+            Err(_) => found.push((
+                key.clone().key("methods").index(j),
+                format!("invalid HTTP method {m:?}"),
+            )),
+        }
+    }
+    let mut headers = Vec::new();
+    for (h, v) in &r.headers {
+        let hk = key.clone().key("headers").key(h);
+        match (
+            HeaderName::from_bytes(h.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            (Err(_), _) => found.push((hk, format!("invalid header name {h:?}"))),
+            (_, Err(_)) => found.push((hk, format!("invalid header value {v:?}"))),
+        }
+    }
+    if !pools.contains(r.pool.as_str()) {
+        let known: Vec<&str> = pools.iter().copied().collect();
+        found.push((
+            key.clone().key("pool"),
+            format!(
+                "unknown pool {:?}: expected one of [{}]",
+                r.pool,
+                known.join(", ")
+            ),
+        ));
+    }
+    let kind = match r.kind {
+        RawRouteKind::Openai => RouteKind::OpenAi,
+        RawRouteKind::Http => RouteKind::Http,
+    };
+    let (path, _, _) = path?;
+    (found.len() == before).then_some(RouteConfig {
+        name,
+        kind,
+        path,
+        methods,
+        headers,
+        pool: r.pool,
+    })
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
