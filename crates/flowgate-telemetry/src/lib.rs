@@ -1,1 +1,20 @@
+//! flowgate's telemetry: typed Prometheus families, sliding-window latency percentiles, and
+//! the record pipeline that feeds both.
+//!
+//! The data plane does two cheap things per request: it moves atomic gauges (in-flight
+//! requests, open upstream connections) and it pushes one [`RequestRecord`] into a bounded
+//! channel ([`Telemetry::record`], never blocks; a full channel drops the record and counts
+//! it). A control-plane task ([`Telemetry::spawn_consumer`]) drains the channel and updates
+//! the Prometheus families and the [`windows::LatencyWindows`] behind
+//! `GET /api/v1/performance/metrics`. This keeps locks and histogram arithmetic off the
+//! request path.
 
+mod metrics;
+mod pipeline;
+mod record;
+pub mod windows;
+
+pub use metrics::{EndpointLabels, Metrics};
+pub use pipeline::Telemetry;
+pub use record::{ErrorKind, RequestRecord};
+pub use windows::{LatencyWindows, PerformanceReport, WindowStats};
