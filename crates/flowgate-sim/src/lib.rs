@@ -1,1 +1,22 @@
+//! A simulated OpenAI-compatible upstream fleet and workload generators, for flowgate's
+//! tests, demo and benchmarks.
+//!
+//! An endpoint ([`SimServer`]) answers `POST /v1/chat/completions` (JSON or SSE when
+//! `"stream": true`), `POST /v1/completions`, `POST /v1/embeddings`, `GET /v1/models` and
+//! `GET /health`, with a latency drawn from a configured distribution, a time to first token
+//! and a per-token delay for streams, and injected faults: 500s, 429s with `Retry-After`,
+//! connection resets and stalls. Every response carries a realistic `usage` block. Randomness
+//! is seeded per request (seed + request number), so a run repeats.
+//!
+//! Two helper paths serve tests: `/echo/...` answers with what it received (method, path,
+//! headers, body size) and `GET /sim/stats` with the endpoint's counters, including requests
+//! the client abandoned before the answer was complete.
 
+mod body;
+mod content;
+mod server;
+mod spec;
+pub mod workload;
+
+pub use server::{SimServer, SimStats, StatsSnapshot};
+pub use spec::{EndpointSpec, LatencyDist};

@@ -1,0 +1,440 @@
+//! The simulated endpoint's HTTP server.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::body::SimBody;
+use crate::content::{self, Ask};
+use crate::spec::{EndpointSpec, Fate};
+
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Counters of one simulated endpoint.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    requests: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+    server_errors: AtomicU64,
+    rate_limited: AtomicU64,
+    resets: AtomicU64,
+    stalls: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// A copy of the counters, as `GET /sim/stats` returns them.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Requests received (every path but `/sim/stats` and `/health`).
+    pub requests: u64,
+    /// Responses sent in full.
+    pub completed: u64,
+    /// Requests the client abandoned before the response was complete.
+    pub cancelled: u64,
+    pub server_errors: u64,
+    pub rate_limited: u64,
+    pub resets: u64,
+    pub stalls: u64,
+    pub in_flight: u64,
+}
+
+impl SimStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            requests: l(&self.requests),
+            completed: l(&self.completed),
+            cancelled: l(&self.cancelled),
+            server_errors: l(&self.server_errors),
+            rate_limited: l(&self.rate_limited),
+            resets: l(&self.resets),
+            stalls: l(&self.stalls),
+            in_flight: l(&self.in_flight),
+        }
+    }
+}
+
+/// A running simulated endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct SimServer {
+    addr: SocketAddr,
+    stats: Arc<SimStats>,
+    task: JoinHandle<()>,
+}
+
+struct State {
+    spec: EndpointSpec,
+    stats: Arc<SimStats>,
+    seq: AtomicU64,
+}
+
+/// Marks a request in flight; counts it as cancelled if dropped before `finish`.
+struct InFlight {
+    stats: Arc<SimStats>,
+    done: bool,
+}
+
+/// Returned by the service to make hyper drop the connection without an answer.
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated connection reset")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+impl InFlight {
+    fn new(stats: &Arc<SimStats>) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            stats: stats.clone(),
+            done: false,
+        }
+    }
+
+    fn finish(mut self) {
+        self.done = true;
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.done {
+            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl SimServer {
+    /// Binds `addr` (port 0 picks a free port) and serves `spec`.
+    pub async fn start(addr: SocketAddr, spec: EndpointSpec) -> std::io::Result<SimServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(SimStats::default());
+        let state = Arc::new(State {
+            spec,
+            stats: stats.clone(),
+            seq: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let (stream, _) = match listener.accept().await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| handle(req, state.clone()));
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Ok(SimServer { addr, stats, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<SimBody> {
+    let mut r = Response::new(SimBody::full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<SimBody>, Reset> {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/health") => return Ok(Response::new(SimBody::full("ok"))),
+        (&Method::GET, "/sim/stats") => {
+            let snap = serde_json::to_value(state.stats.snapshot()).unwrap_or(Value::Null);
+            return Ok(json_response(StatusCode::OK, &snap));
+        }
+        _ => {}
+    }
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let guard = InFlight::new(&state.stats);
+    let n = state.seq.fetch_add(1, Ordering::Relaxed);
+    let mut rng = SmallRng::seed_from_u64(state.spec.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+
+    if path.starts_with("/echo") {
+        return Ok(echo(req, guard).await);
+    }
+    if req.method() == Method::GET && path == "/v1/models" {
+        guard.finish();
+        let v = json!({"object": "list", "data": [{"id": "sim-model", "object": "model", "created": 1_767_225_600u64, "owned_by": "flowgate-sim"}]});
+        return Ok(json_response(StatusCode::OK, &v));
+    }
+    let kind = match path.as_str() {
+        "/v1/chat/completions" | "/chat/completions" => Kind::Chat,
+        "/v1/completions" | "/completions" => Kind::Text,
+        "/v1/embeddings" | "/embeddings" => Kind::Embeddings,
+        _ => {
+            guard.finish();
+            return Ok(json_response(
+                StatusCode::NOT_FOUND,
+                &content::error(
+                    &format!("sim: unknown path {path}"),
+                    "invalid_request_error",
+                    "not_found",
+                ),
+            ));
+        }
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            guard.finish();
+            return Ok(json_response(
+                StatusCode::BAD_REQUEST,
+                &content::error(
+                    "sim: could not read body",
+                    "invalid_request_error",
+                    "bad_body",
+                ),
+            ));
+        }
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        guard.finish();
+        return Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            &content::error(
+                "sim: body is not valid JSON",
+                "invalid_request_error",
+                "invalid_json",
+            ),
+        ));
+    };
+    let ask = Ask::from_json(&v, body.len());
+    let spec = &state.spec;
+    match spec.fate(&mut rng) {
+        Fate::Ok => {}
+        Fate::RateLimited => {
+            state.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            guard.finish();
+            let mut r = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &content::error(
+                    "sim: rate limit reached",
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                ),
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(spec.retry_after_secs),
+            );
+            return Ok(r);
+        }
+        Fate::Reset => {
+            state.stats.resets.fetch_add(1, Ordering::Relaxed);
+            guard.finish();
+            return Err(Reset);
+        }
+        Fate::Stall => {
+            state.stats.stalls.fetch_add(1, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+        }
+        Fate::ServerError => {
+            sleep(spec.latency.sample(&mut rng)).await;
+            state.stats.server_errors.fetch_add(1, Ordering::Relaxed);
+            guard.finish();
+            return Ok(json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &content::error(
+                    "sim: injected server error",
+                    "server_error",
+                    "internal_error",
+                ),
+            ));
+        }
+    }
+    let latency = spec.latency.sample(&mut rng);
+    let completion = ask.completion_tokens(spec.completion_tokens);
+    if ask.stream && kind == Kind::Chat {
+        return Ok(stream_chat(
+            n,
+            ask,
+            latency,
+            completion,
+            spec.token_delay,
+            rng,
+            guard,
+        ));
+    }
+    sleep(latency).await;
+    let text = content::words(&mut rng, completion).join(" ");
+    let v = match kind {
+        Kind::Chat => content::chat_completion(n, &ask, &text, completion),
+        Kind::Text => content::text_completion(n, &ask, &text, completion),
+        Kind::Embeddings => content::embeddings(&ask, &mut rng),
+    };
+    guard.finish();
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Text,
+    Embeddings,
+}
+
+async fn sleep(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+fn stream_chat(
+    id: u64,
+    ask: Ask,
+    ttft: Duration,
+    tokens: u32,
+    token_delay: Duration,
+    mut rng: SmallRng,
+    guard: InFlight,
+) -> Response<SimBody> {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        sleep(ttft).await;
+        let role = content::chunk_event(
+            id,
+            &ask,
+            json!({"role": "assistant", "content": ""}),
+            None,
+            None,
+        );
+        if tx.send(role.into()).await.is_err() {
+            return; // the guard counts the cancellation
+        }
+        for (i, w) in content::words(&mut rng, tokens).into_iter().enumerate() {
+            if i > 0 {
+                sleep(token_delay).await;
+            }
+            let piece = if i == 0 {
+                w.to_string()
+            } else {
+                format!(" {w}")
+            };
+            let ev = content::chunk_event(id, &ask, json!({"content": piece}), None, None);
+            if tx.send(ev.into()).await.is_err() {
+                return;
+            }
+        }
+        let usage = ask
+            .include_usage
+            .then(|| content::usage(ask.prompt_tokens, tokens));
+        let last = content::chunk_event(id, &ask, json!({}), Some("stop"), usage);
+        if tx.send(last.into()).await.is_err()
+            || tx
+                .send(Bytes::from_static(b"data: [DONE]\n\n"))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        guard.finish();
+    });
+    let mut r = Response::new(SimBody::Channel(rx));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Answers with what was received; the body is read in a streaming way and only counted.
+async fn echo(req: Request<Incoming>, guard: InFlight) -> Response<SimBody> {
+    let (parts, mut body) = req.into_parts();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &parts.headers {
+        headers
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let mut bytes = 0u64;
+    let mut frames = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    bytes += d.len() as u64;
+                    frames += 1;
+                }
+            }
+            Err(_) => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &content::error("sim: body error", "invalid_request_error", "bad_body"),
+                );
+            }
+        }
+    }
+    guard.finish();
+    let v = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body_bytes": bytes,
+        "body_frames": frames,
+    });
+    json_response(StatusCode::OK, &v)
+}
