@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of monotonic and wall-clock time.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Monotonic time, for measuring durations and scheduling.
     fn now(&self) -> Instant;
     /// Wall-clock time, for timestamps shown to people and stored records.

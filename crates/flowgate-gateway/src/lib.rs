@@ -1,1 +1,28 @@
+//! The flowgate gateway: listener, router, upstream pools, streaming proxy and admin API.
+//!
+//! One request: the listener (hyper, HTTP/1.1 and h2c, head limits and timeouts) hands it to
+//! [`Gateway::handle`], which matches a route, checks limits, reads the body once for
+//! `openai` routes (streams it for `http` routes), takes a pooled upstream connection
+//! (round-robin; a connect failure is retried once on another endpoint), forwards the
+//! request and streams the response back frame by frame. Errors are answered as OpenAI-shaped
+//! JSON. Each request leaves one record for telemetry. See `docs/architecture.md`.
 
+mod admin;
+mod body;
+mod error;
+mod gateway;
+mod headers;
+mod io;
+mod launch;
+mod reload;
+mod router;
+mod runtime;
+mod server;
+pub mod upstream;
+
+pub use body::{ProxyBody, ReqBody};
+pub use error::ProxyError;
+pub use gateway::Gateway;
+pub use launch::{Running, launch};
+pub use reload::reload;
+pub use runtime::Runtime;

@@ -133,4 +133,13 @@ impl Metrics {
         );
         m
     }
+
+    /// Counts a config reload with `result` (`ok` or `error`).
+    pub fn count_reload(&self, result: &str) {
+        self.config_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
 }

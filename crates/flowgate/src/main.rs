@@ -1,1 +1,134 @@
-fn main() {}
+//! The flowgate command line: `serve`, `check`, `demo` and `sim`.
+
+mod demo;
+mod sim;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flowgate",
+    version,
+    about = "A performance gateway for AI/LLM services and other slow HTTP APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long, short, default_value = "flowgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print a summary (exit 0) or its errors (exit 2).
+    Check {
+        #[arg(long, short, default_value = "flowgate.toml")]
+        config: PathBuf,
+    },
+    /// Start a simulated fleet and the gateway in this process, drive a workload through
+    /// them and print what happened. Needs nothing installed.
+    Demo(demo::DemoArgs),
+    /// Run one simulated OpenAI-compatible upstream.
+    Sim(sim::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } | Command::Sim(_) => "info",
+        // The demo prints its own report; per-request warnings would bury it.
+        Command::Demo(_) => "error",
+        Command::Check { .. } => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config } => run(serve(config)),
+        Command::Demo(args) => run(demo::run(args)),
+        Command::Sim(args) => run(sim::run(args)),
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match flowgate_config::load(path) {
+        Ok(cfg) => {
+            print!("{}", cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            let n = e.problems().len().max(1);
+            eprintln!(
+                "{}: {n} problem(s); the configuration was not accepted",
+                path.display()
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let config = match flowgate_config::load(&path) {
+        Ok(c) => c,
+        Err(e) => anyhow::bail!("invalid configuration:\n{e}"),
+    };
+    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
+    let running = flowgate_gateway::launch(config, Some(path.clone()), telemetry).await?;
+    tracing::info!(
+        data = %running.data_addr,
+        admin = %running.admin_addr,
+        config = %path.display(),
+        "flowgate serving"
+    );
+    shutdown_signal().await?;
+    tracing::info!("shutdown requested; draining in-flight requests");
+    running.shutdown();
+    running.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Body types of the proxy hop.
+//!
+//! [`ReqBody`] goes upstream: either bytes already read (openai routes) or the client's body
+//! streamed through with a size limit (http routes; never buffered). [`ProxyBody`] goes to
+//! the client: either a local answer or the upstream's body streamed frame by frame (SSE
+//! chunks are forwarded as they arrive), with a read timeout between frames. When the
+//! upstream body ends, its connection goes back to the pool.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::time::Sleep;
+
+use crate::upstream::Lease;
+
+/// Boxed error of a body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client's body grew past the configured limit while streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("request body is larger than the limit of {0} bytes")]
+pub struct BodyLimitExceeded(pub u64);
+
+/// The upstream sent nothing for longer than the pool's read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {}", flowgate_config::format_duration(*.0))]
+pub struct ReadTimeout(pub Duration);
+
+/// A request body on its way upstream.
+#[derive(Debug)]
+pub enum ReqBody {
+    Full(Option<Bytes>),
+    Stream {
+        inner: Incoming,
+        seen: u64,
+        limit: u64,
+    },
+}
+
+impl ReqBody {
+    pub fn full(b: Bytes) -> Self {
+        if b.is_empty() {
+            ReqBody::Full(None)
+        } else {
+            ReqBody::Full(Some(b))
+        }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ReqBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ReqBody::Stream { inner, seen, limit } => {
+                match ready!(Pin::new(inner).poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        if let Some(d) = frame.data_ref() {
+                            *seen += d.len() as u64;
+                            if *seen > *limit {
+                                return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded(*limit)))));
+                            }
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Full(b) => b.is_none(),
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ReqBody::Full(None) => SizeHint::with_exact(0),
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Counts a request as in flight until its response body is done or dropped.
+#[derive(Debug)]
+pub struct InFlightGuard(Gauge);
+
+impl InFlightGuard {
+    pub fn new(g: &Gauge) -> Self {
+        g.inc();
+        InFlightGuard(g.clone())
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub struct ProxyBody {
+    kind: Kind,
+    _guard: Option<InFlightGuard>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream(UpstreamBody),
+}
+
+#[derive(Debug)]
+struct UpstreamBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+    read_timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer must be pushed back before the next wait (a frame arrived since).
+    stale_timer: bool,
+}
+
+impl From<Bytes> for ProxyBody {
+    fn from(b: Bytes) -> Self {
+        ProxyBody {
+            kind: Kind::Full(Some(b)),
+            _guard: None,
+        }
+    }
+}
+
+impl ProxyBody {
+    /// Streams `inner` from the upstream; `lease` returns the connection when it ends.
+    pub fn upstream(inner: Incoming, lease: Lease, read_timeout: Duration) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream(UpstreamBody {
+                inner,
+                lease: Some(lease),
+                read_timeout,
+                timer: None,
+                stale_timer: false,
+            }),
+            _guard: None,
+        }
+    }
+
+    /// Attaches the in-flight guard, released when the body is finished or dropped.
+    pub fn with_guard(mut self, g: InFlightGuard) -> Self {
+        self._guard = Some(g);
+        self
+    }
+}
+
+impl UpstreamBody {
+    #[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = tokio::time::Instant::now() + self.read_timeout;
+        let timer = match &mut self.timer {
+            Some(t) => {
+                if self.stale_timer {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.stale_timer = false;
+        timer.as_mut().poll(cx)
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(up) => match Pin::new(&mut up.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    up.stale_timer = true;
+                    if up.inner.is_end_stream() {
+                        if let Some(lease) = up.lease.take() {
+                            lease.release();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    up.lease = None;
+                    Poll::Ready(Some(Err(Box::new(e))))
+                }
+                Poll::Ready(None) => {
+                    if let Some(lease) = up.lease.take() {
+                        lease.release();
+                    }
+                    Poll::Ready(None)
+                }
+                Poll::Pending => match up.poll_timer(cx) {
+                    Poll::Ready(()) => {
+                        up.lease = None;
+                        Poll::Ready(Some(Err(Box::new(ReadTimeout(up.read_timeout)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                },
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_none(),
+            Kind::Upstream(up) => up.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream(up) => up.inner.size_hint(),
+        }
+    }
+}

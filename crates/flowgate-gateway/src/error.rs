@@ -1,0 +1,183 @@
+//! Every error a client can see, and the one place that turns it into a response: JSON in
+//! the OpenAI error shape (`{"error":{"message","type","param","code"}}`) with the right
+//! status.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+use flowgate_telemetry::ErrorKind;
+
+/// What went wrong with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("method {method} is not allowed on {path} (allowed: {allowed})")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: String,
+    },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("request headers are larger than the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("request has more than {limit} header fields")]
+    TooManyHeaders { limit: usize },
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("could not connect to upstream {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+    #[error("upstream {endpoint} closed the connection without a complete response: {reason}")]
+    UpstreamClosed { endpoint: String, reason: String },
+    #[error("upstream {endpoint} did not answer within {}", flowgate_config::format_duration(*.timeout))]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("upstream pool {pool} has no endpoint to send to")]
+    NoEndpoint { pool: String },
+}
+
+impl ProxyError {
+    /// The HTTP status a client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::HeadersTooLarge { .. } | ProxyError::TooManyHeaders { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            ProxyError::InvalidJson(_) | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Connect { .. } | ProxyError::UpstreamClosed { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn error_type(&self) -> &'static str {
+        if self.status().is_client_error() {
+            "invalid_request_error"
+        } else {
+            "upstream_error"
+        }
+    }
+
+    /// A stable machine-readable `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "route_not_found",
+            ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
+            ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::HeadersTooLarge { .. } | ProxyError::TooManyHeaders { .. } => {
+                "headers_too_large"
+            }
+            ProxyError::InvalidJson(_) => "invalid_json",
+            ProxyError::BodyRead(_) => "invalid_body",
+            ProxyError::Connect { .. } => "upstream_unreachable",
+            ProxyError::UpstreamClosed { .. } => "upstream_closed",
+            ProxyError::Timeout { .. } => "upstream_timeout",
+            ProxyError::NoEndpoint { .. } => "no_healthy_upstream",
+        }
+    }
+
+    /// Whether sending the same request again (elsewhere) is safe: only when the upstream
+    /// cannot have seen it.
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, ProxyError::Connect { .. })
+    }
+
+    /// How this error is counted in telemetry.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProxyError::Connect { .. } | ProxyError::NoEndpoint { .. } => ErrorKind::Connect,
+            ProxyError::Timeout { .. } => ErrorKind::Timeout,
+            ProxyError::UpstreamClosed { .. } => ErrorKind::Upstream,
+            _ => ErrorKind::Client,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Bytes {
+        error_body(&self.to_string(), self.error_type(), self.code())
+    }
+
+    /// The whole response (body type chosen by the caller).
+    pub fn into_response<B: From<Bytes>>(&self) -> Response<B> {
+        json_response(self.status(), self.body())
+    }
+}
+
+/// `{"error":{...}}` for a message, type and code.
+pub fn error_body(message: &str, kind: &str, code: &str) -> Bytes {
+    let v = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    Bytes::from(v.to_string())
+}
+
+/// A JSON response with this status and body.
+pub fn json_response<B: From<Bytes>>(status: StatusCode, body: Bytes) -> Response<B> {
+    let mut r = Response::new(B::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The raw HTTP/1.1 bytes of a 408 answer, written straight to a socket when a client is
+/// too slow to send its request head (hyper gives up on such a connection without a word).
+pub fn request_timeout_http1(timeout: Duration) -> Vec<u8> {
+    let body = error_body(
+        &format!(
+            "request head not received within {}",
+            flowgate_config::format_duration(timeout)
+        ),
+        "invalid_request_error",
+        "request_timeout",
+    );
+    let mut out = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_openai_shaped() {
+        let e = ProxyError::BodyTooLarge { limit: 10 };
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "request_too_large");
+        assert!(v["error"]["message"].as_str().unwrap().contains("10 bytes"));
+        let t = ProxyError::Timeout {
+            endpoint: "a".into(),
+            timeout: Duration::from_secs(2),
+        };
+        assert_eq!(t.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(t.to_string().contains("within 2s"));
+        assert!(!t.retry_safe());
+    }
+
+    #[test]
+    fn raw_408_is_valid_http() {
+        let raw = String::from_utf8(request_timeout_http1(Duration::from_secs(10))).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 408 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(body.contains("request_timeout"));
+    }
+}

@@ -1,0 +1,407 @@
+//! The gateway: the current runtime (swapped atomically on reload), telemetry, and the
+//! per-request flow from route to upstream and back.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use flowgate_clock::SharedClock;
+use flowgate_config::{Config, RouteKind};
+use flowgate_telemetry::{RequestRecord, Telemetry};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
+use crate::error::ProxyError;
+use crate::headers::{self, RequestIds};
+use crate::router::RouteEntry;
+use crate::runtime::Runtime;
+use crate::upstream::{Endpoint, Lease};
+
+/// The gateway. Share it as `Arc<Gateway>`.
+#[derive(Debug)]
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    telemetry: Telemetry,
+    clock: SharedClock,
+    ids: RequestIds,
+    draining: AtomicBool,
+    reloads: AtomicU64,
+    last_reload_error: Mutex<Option<String>>,
+    started: Instant,
+}
+
+/// What the request flow learned, for the response headers and the telemetry record.
+#[derive(Debug, Default)]
+struct Outcome {
+    route: Option<Arc<str>>,
+    pool: Option<Arc<str>>,
+    endpoint: Option<Arc<str>>,
+    upstream_duration: Option<Duration>,
+    attempts: u32,
+}
+
+/// The fields of an OpenAI request body the gateway reads; the body is forwarded as is.
+/// Parsing it validates the JSON (400 otherwise); later stages (cache keys, token limits,
+/// cost) read these fields.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct OpenAiHead<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+}
+
+static ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-flowgate-attempts");
+
+impl Gateway {
+    /// A gateway serving `config`.
+    pub fn new(config: Config, telemetry: Telemetry) -> Arc<Self> {
+        let clock = telemetry.clock().clone();
+        let runtime = Runtime::build(config, None, &clock, telemetry.metrics());
+        let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
+        Arc::new(Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            started: clock.now(),
+            clock,
+            telemetry,
+            ids: RequestIds::new(seed),
+            draining: AtomicBool::new(false),
+            reloads: AtomicU64::new(0),
+            last_reload_error: Mutex::new(None),
+        })
+    }
+
+    /// The runtime serving new requests.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Time since the gateway started.
+    pub fn uptime(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.started)
+    }
+
+    /// Whether the gateway is shutting down (then `/ready` answers 503).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Successful reloads so far, and the error of the last failed one (cleared by success).
+    pub fn reload_status(&self) -> (u64, Option<String>) {
+        let err = self.last_reload_error.lock().ok().and_then(|g| g.clone());
+        (self.reloads.load(Ordering::Relaxed), err)
+    }
+
+    /// Swaps in a new config. Requests in flight finish on the old one; pools whose settings
+    /// did not change keep their connections.
+    pub fn apply(&self, config: Config) {
+        let old = self.runtime.load_full();
+        if old.config.server.listen != config.server.listen
+            || old.config.server.admin_listen != config.server.admin_listen
+        {
+            tracing::warn!(
+                "listen addresses changed in the new config; they take effect after a restart"
+            );
+        }
+        let new = Runtime::build(config, Some(&old), &self.clock, self.telemetry.metrics());
+        self.runtime.store(Arc::new(new));
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut g) = self.last_reload_error.lock() {
+            *g = None;
+        }
+        self.count_reload("ok");
+    }
+
+    /// Records a reload that failed; the running config stays.
+    pub fn reject(&self, why: String) {
+        tracing::error!(error = %why, "config reload failed; keeping the running config");
+        if let Ok(mut g) = self.last_reload_error.lock() {
+            *g = Some(why);
+        }
+        self.count_reload("error");
+    }
+
+    fn count_reload(&self, result: &str) {
+        self.telemetry.metrics().count_reload(result);
+    }
+
+    /// Serves one request end to end. Never fails: errors become OpenAI-shaped responses.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let start = self.clock.now();
+        let guard = InFlightGuard::new(&self.telemetry.metrics().in_flight);
+        let rt = self.runtime.load_full();
+        let request_id = self.ids.take_or_make(req.headers());
+        let mut out = Outcome::default();
+        let (mut resp, error) = match self.proxy(&rt, req, peer, &request_id, &mut out).await {
+            Ok(r) => (r, None),
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(request_id = ?request_id, error = %e, "request failed");
+                }
+                (e.into_response(), Some(e.kind()))
+            }
+        };
+        let h = resp.headers_mut();
+        h.insert(headers::REQUEST_ID.clone(), request_id);
+        if out.attempts > 0 {
+            h.insert(ATTEMPTS.clone(), HeaderValue::from(out.attempts));
+        }
+        self.telemetry.record(RequestRecord {
+            route: out.route.unwrap_or_else(|| Arc::from("-")),
+            pool: out.pool,
+            endpoint: out.endpoint,
+            status: resp.status().as_u16(),
+            duration: self.clock.now().saturating_duration_since(start),
+            upstream_duration: out.upstream_duration,
+            error,
+        });
+        resp.map(|b| b.with_guard(guard))
+    }
+
+    async fn proxy(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &HeaderValue,
+        out: &mut Outcome,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let limits = rt.config.limits;
+        check_head(&req, limits.max_header_bytes, limits.max_headers)?;
+        let route = rt
+            .router
+            .route(req.method(), req.uri().path(), req.headers())?;
+        out.route = Some(route.name.clone());
+        out.pool = Some(route.upstream.name.clone());
+
+        let (mut parts, incoming) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_body_bytes) {
+            return Err(ProxyError::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            });
+        }
+        let body = match route.cfg.kind {
+            RouteKind::OpenAi => {
+                ReqBody::full(read_openai_body(incoming, limits.max_body_bytes).await?)
+            }
+            RouteKind::Http => ReqBody::Stream {
+                inner: incoming,
+                seen: 0,
+                limit: limits.max_body_bytes,
+            },
+        };
+
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::set_forwarded(&mut parts.headers, peer.ip());
+        parts
+            .headers
+            .insert(headers::REQUEST_ID.clone(), request_id.clone());
+        parts.version = Version::HTTP_11;
+
+        let pool = &route.upstream;
+        let timeout = pool.cfg.request_timeout;
+        let exchange = self.exchange(route, parts, body, out);
+        let (resp, lease) = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r?,
+            Err(_) => {
+                let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
+                return Err(ProxyError::Timeout { endpoint, timeout });
+            }
+        };
+
+        let (mut rparts, rbody) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut rparts.headers);
+        if let Ok(v) = HeaderValue::from_str(&lease.endpoint().name) {
+            rparts.headers.insert(headers::UPSTREAM.clone(), v);
+        }
+        let body = if http_body::Body::is_end_stream(&rbody) {
+            lease.release();
+            ProxyBody::from(Bytes::new())
+        } else {
+            ProxyBody::upstream(rbody, lease, pool.cfg.read_timeout)
+        };
+        Ok(Response::from_parts(rparts, body))
+    }
+
+    /// Gets a connection (a connect failure is retried once on another endpoint), sends the
+    /// request and waits for the response head.
+    async fn exchange(
+        &self,
+        route: &RouteEntry,
+        mut parts: http::request::Parts,
+        body: ReqBody,
+        out: &mut Outcome,
+    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+        let pool = &route.upstream;
+        let first = pool.pick().ok_or_else(|| ProxyError::NoEndpoint {
+            pool: pool.name.to_string(),
+        })?;
+        out.attempts = 1;
+        out.endpoint = Some(first.name.clone());
+        let mut lease = match first.checkout().await {
+            Ok(l) => l,
+            Err(e) => {
+                let err = connect_error(first, &e);
+                let Some(second) = pool.pick_other(first) else {
+                    return Err(err);
+                };
+                tracing::debug!(endpoint = %first.name, error = %e, "connect failed; trying another endpoint");
+                out.attempts = 2;
+                out.endpoint = Some(second.name.clone());
+                second
+                    .checkout()
+                    .await
+                    .map_err(|e| connect_error(second, &e))?
+            }
+        };
+        let ep = lease.endpoint().clone();
+        parts.uri = upstream_uri(&ep, &parts.uri)?;
+        if let Ok(host) = HeaderValue::from_str(&ep.cfg.authority) {
+            parts.headers.insert(header::HOST, host);
+        }
+        let mut req = Request::from_parts(parts, body);
+        let mut fresh_tries = 0;
+        loop {
+            let Some(conn) = lease.conn() else {
+                return Err(ProxyError::UpstreamClosed {
+                    endpoint: ep.name.to_string(),
+                    reason: "no connection".into(),
+                });
+            };
+            let sent = self.clock.now();
+            match conn.try_send_request(req).await {
+                Ok(resp) => {
+                    out.upstream_duration = Some(self.clock.now().saturating_duration_since(sent));
+                    return Ok((resp, lease));
+                }
+                Err(mut e) => {
+                    // Not sent at all (the pooled connection closed under us): safe to send
+                    // again on a fresh connection.
+                    if let Some(r) = e.take_message() {
+                        if fresh_tries < 2 {
+                            fresh_tries += 1;
+                            req = r;
+                            drop(lease);
+                            lease = ep.checkout().await.map_err(|e| connect_error(&ep, &e))?;
+                            continue;
+                        }
+                    }
+                    let err = e.into_error();
+                    if let Some(BodyLimitExceeded(limit)) = find_cause::<BodyLimitExceeded>(&err) {
+                        return Err(ProxyError::BodyTooLarge { limit: *limit });
+                    }
+                    return Err(ProxyError::UpstreamClosed {
+                        endpoint: ep.name.to_string(),
+                        reason: err.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn connect_error(ep: &Endpoint, e: &crate::upstream::ConnectError) -> ProxyError {
+    ProxyError::Connect {
+        endpoint: ep.name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Rejects request heads over the configured size or header count (431, as JSON).
+fn check_head(
+    req: &Request<Incoming>,
+    max_bytes: usize,
+    max_headers: usize,
+) -> Result<(), ProxyError> {
+    let h = req.headers();
+    if h.len() > max_headers {
+        return Err(ProxyError::TooManyHeaders { limit: max_headers });
+    }
+    let size = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + 12
+        + h.iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > max_bytes {
+        return Err(ProxyError::HeadersTooLarge { limit: max_bytes });
+    }
+    Ok(())
+}
+
+async fn read_openai_body(incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let bytes = match Limited::new(incoming, limit_usize).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+            return Err(ProxyError::BodyRead(e.to_string()));
+        }
+    };
+    if !bytes.is_empty() {
+        serde_json::from_slice::<OpenAiHead<'_>>(&bytes)
+            .map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+    }
+    Ok(bytes)
+}
+
+/// The origin-form URI for `ep`: its base path, then the request's path and query.
+fn upstream_uri(ep: &Endpoint, uri: &Uri) -> Result<Uri, ProxyError> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    if ep.cfg.base_path.is_empty() {
+        if let Some(p) = uri.path_and_query() {
+            return Ok(Uri::from(p.clone()));
+        }
+    }
+    format!("{}{}", ep.cfg.base_path, pq)
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| {
+            ProxyError::BodyRead(format!("cannot build upstream URI: {e}"))
+        })
+}
+
+/// The first error of type `E` in `err`'s source chain.
+fn find_cause<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
+}

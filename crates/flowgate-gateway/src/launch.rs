@@ -1,0 +1,90 @@
+//! Starting and stopping a whole gateway: data listener, admin listener, telemetry and
+//! reloader. Used by `flowgate serve`, `flowgate demo` and the integration tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use flowgate_config::{Config, FileWatcher};
+use flowgate_telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::gateway::Gateway;
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    data: JoinHandle<()>,
+    admin: JoinHandle<()>,
+    _watcher: Option<FileWatcher>,
+}
+
+/// Binds the listeners named in `config` (port 0 picks a free port) and starts serving.
+/// With `config_path`, the file is watched (and SIGHUP handled) for hot reload.
+pub async fn launch(
+    config: Config,
+    config_path: Option<PathBuf>,
+    telemetry: Telemetry,
+) -> std::io::Result<Running> {
+    let data_listener = bind(config.server.listen).await?;
+    let admin_listener = bind(config.server.admin_listen).await?;
+    let data_addr = data_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    telemetry.spawn_consumer();
+    let gateway = Gateway::new(config, telemetry);
+    let watcher = match config_path {
+        Some(p) => Some(crate::reload::spawn_reloader(gateway.clone(), p)?),
+        None => None,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let data = tokio::spawn(crate::server::serve(
+        gateway.clone(),
+        data_listener,
+        wait_stop(stopped.clone()),
+    ));
+    let app = crate::admin::router(gateway.clone());
+    let admin = tokio::spawn(async move {
+        let _ = axum::serve(admin_listener, app)
+            .with_graceful_shutdown(wait_stop(stopped))
+            .await;
+    });
+    Ok(Running {
+        data_addr,
+        admin_addr,
+        gateway,
+        stop,
+        data,
+        admin,
+        _watcher: watcher,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+async fn wait_stop(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+impl Running {
+    /// Stops accepting and starts draining.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits until the data plane has drained (or its deadline passed) and the admin
+    /// listener has stopped.
+    pub async fn wait(self) {
+        let _ = self.data.await;
+        let _ = self.admin.await;
+    }
+}

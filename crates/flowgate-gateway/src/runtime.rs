@@ -1,0 +1,60 @@
+//! The runtime state built from one config: router, upstream pools and connection settings.
+//! Hot reload builds a whole new [`Runtime`] and swaps it in atomically; requests already in
+//! flight keep the `Arc` of the one they started with.
+
+use std::sync::Arc;
+
+use flowgate_clock::SharedClock;
+use flowgate_config::Config;
+use flowgate_telemetry::Metrics;
+
+use crate::router::{RouteEntry, Router};
+use crate::upstream::Upstream;
+
+/// Everything the data plane needs from one config.
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub upstreams: Vec<Arc<Upstream>>,
+}
+
+impl Runtime {
+    /// Builds the runtime for `config`. Pools whose settings did not change keep their
+    /// upstream connections from `previous`.
+    pub fn build(
+        config: Config,
+        previous: Option<&Runtime>,
+        clock: &SharedClock,
+        metrics: &Metrics,
+    ) -> Runtime {
+        let upstreams: Vec<Arc<Upstream>> = config
+            .pools
+            .iter()
+            .map(|p| {
+                previous
+                    .and_then(|prev| prev.upstreams.iter().find(|u| *u.cfg == **p))
+                    .cloned()
+                    .unwrap_or_else(|| Upstream::new(p.clone(), clock, metrics))
+            })
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                // Validation guarantees the pool exists.
+                let upstream = upstreams.iter().find(|u| u.cfg.name == r.pool)?.clone();
+                Some(RouteEntry {
+                    name: Arc::from(r.name.as_str()),
+                    cfg: r.clone(),
+                    upstream,
+                })
+            })
+            .collect();
+        Runtime {
+            config: Arc::new(config),
+            router: Router::new(routes),
+            upstreams,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs flowgate's whole test suite on a fresh Debian machine with the Rust toolchain.
+# Installs what the tests need when it is missing (Debian packages), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+# Later suites start private redis-server / postgres processes on loopback; install them now
+# so that a fresh machine has everything the suite may need.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
+# Every shipped example must pass `flowgate check`.
+cargo build --locked -q -p flowgate
+for f in examples/*.toml examples/*/*.toml; do
+  [ -e "$f" ] || continue
+  ./target/debug/flowgate check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
+done
+echo "examples: all pass flowgate check"
