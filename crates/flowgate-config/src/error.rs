@@ -153,7 +153,7 @@ pub(crate) fn locate(src: &str, path: &KeyPath) -> Option<usize> {
                 .map(|(key, v)| (key.span().start, v)),
             (Seg::Index(i), _, Some(a)) => {
                 let a: &toml::de::DeArray<'_> = a;
-                a.iter().nth(*i).map(|v| (v.span().start, v))
+                a.get(*i).map(|v| (v.span().start, v))
             }
             _ => None,
         };

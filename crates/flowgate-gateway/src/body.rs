@@ -201,11 +201,10 @@ impl Body for ProxyBody {
             Kind::Upstream(up) => match Pin::new(&mut up.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     up.stale_timer = true;
-                    if up.inner.is_end_stream() {
-                        if let Some(lease) = up.lease.take() {
+                    if up.inner.is_end_stream()
+                        && let Some(lease) = up.lease.take() {
                             lease.release();
                         }
-                    }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {

@@ -91,13 +91,12 @@ impl Telemetry {
     /// Applies queued records now (tests and shutdown use this to see every record).
     pub fn flush(&self) {
         let mut batch = Vec::new();
-        if let Ok(mut g) = self.inner.rx.lock() {
-            if let Some(rx) = g.as_mut() {
+        if let Ok(mut g) = self.inner.rx.lock()
+            && let Some(rx) = g.as_mut() {
                 while let Ok(r) = rx.try_recv() {
                     batch.push(r);
                 }
             }
-        }
         self.inner.consume(&mut batch);
     }
 

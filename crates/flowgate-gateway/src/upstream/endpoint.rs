@@ -219,14 +219,13 @@ impl Endpoint {
         if conn.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.max_idle {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle {
                 idle.push(Idle {
                     conn,
                     since: self.clock.now(),
                 });
             }
-        }
         self.returned.notify_one();
     }
 
