@@ -317,9 +317,10 @@ fn route(
         }
     };
     if let Some((_, p, field)) = &path
-        && !p.starts_with('/') {
-            found.push((key.clone().key(field), format!("{p:?} must start with '/'")));
-        }
+        && !p.starts_with('/')
+    {
+        found.push((key.clone().key(field), format!("{p:?} must start with '/'")));
+    }
     let mut methods = Vec::new();
     for (j, m) in r.methods.iter().enumerate() {
         match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {

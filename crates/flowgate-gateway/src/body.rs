@@ -202,9 +202,10 @@ impl Body for ProxyBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     up.stale_timer = true;
                     if up.inner.is_end_stream()
-                        && let Some(lease) = up.lease.take() {
-                            lease.release();
-                        }
+                        && let Some(lease) = up.lease.take()
+                    {
+                        lease.release();
+                    }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {

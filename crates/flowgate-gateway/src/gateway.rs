@@ -306,13 +306,14 @@ impl Gateway {
                     // Not sent at all (the pooled connection closed under us): safe to send
                     // again on a fresh connection.
                     if let Some(r) = e.take_message()
-                        && fresh_tries < 2 {
-                            fresh_tries += 1;
-                            req = r;
-                            drop(lease);
-                            lease = ep.checkout().await.map_err(|e| connect_error(&ep, &e))?;
-                            continue;
-                        }
+                        && fresh_tries < 2
+                    {
+                        fresh_tries += 1;
+                        req = r;
+                        drop(lease);
+                        lease = ep.checkout().await.map_err(|e| connect_error(&ep, &e))?;
+                        continue;
+                    }
                     let err = e.into_error();
                     if let Some(BodyLimitExceeded(limit)) = find_cause::<BodyLimitExceeded>(&err) {
                         return Err(ProxyError::BodyTooLarge { limit: *limit });
@@ -380,9 +381,10 @@ async fn read_openai_body(incoming: Incoming, limit: u64) -> Result<Bytes, Proxy
 fn upstream_uri(ep: &Endpoint, uri: &Uri) -> Result<Uri, ProxyError> {
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
     if ep.cfg.base_path.is_empty()
-        && let Some(p) = uri.path_and_query() {
-            return Ok(Uri::from(p.clone()));
-        }
+        && let Some(p) = uri.path_and_query()
+    {
+        return Ok(Uri::from(p.clone()));
+    }
     format!("{}{}", ep.cfg.base_path, pq)
         .parse()
         .map_err(|e: http::uri::InvalidUri| {

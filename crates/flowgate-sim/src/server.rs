@@ -209,7 +209,8 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     let mut rng = SmallRng::seed_from_u64(state.spec.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
 
     if path.starts_with("/echo") {
-        return Ok(echo(req, guard).await);
+        let latency = state.spec.latency.sample(&mut rng);
+        return Ok(echo(req, latency, guard).await);
     }
     if req.method() == Method::GET && path == "/v1/models" {
         guard.finish();
@@ -398,8 +399,9 @@ fn stream_chat(
     r
 }
 
-/// Answers with what was received; the body is read in a streaming way and only counted.
-async fn echo(req: Request<Incoming>, guard: InFlight) -> Response<SimBody> {
+/// Answers with what was received, after the endpoint's latency; the body is read in a
+/// streaming way and only counted.
+async fn echo(req: Request<Incoming>, latency: Duration, guard: InFlight) -> Response<SimBody> {
     let (parts, mut body) = req.into_parts();
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in &parts.headers {
@@ -426,6 +428,7 @@ async fn echo(req: Request<Incoming>, guard: InFlight) -> Response<SimBody> {
             }
         }
     }
+    sleep(latency).await;
     guard.finish();
     let v = json!({
         "method": parts.method.as_str(),

@@ -92,11 +92,12 @@ impl Telemetry {
     pub fn flush(&self) {
         let mut batch = Vec::new();
         if let Ok(mut g) = self.inner.rx.lock()
-            && let Some(rx) = g.as_mut() {
-                while let Ok(r) = rx.try_recv() {
-                    batch.push(r);
-                }
+            && let Some(rx) = g.as_mut()
+        {
+            while let Ok(r) = rx.try_recv() {
+                batch.push(r);
             }
+        }
         self.inner.consume(&mut batch);
     }
 

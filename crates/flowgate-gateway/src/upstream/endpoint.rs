@@ -220,12 +220,13 @@ impl Endpoint {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.max_idle {
-                idle.push(Idle {
-                    conn,
-                    since: self.clock.now(),
-                });
-            }
+            && idle.len() < self.max_idle
+        {
+            idle.push(Idle {
+                conn,
+                since: self.clock.now(),
+            });
+        }
         self.returned.notify_one();
     }
 

@@ -1,0 +1,140 @@
+//! Helpers for the gateway's integration tests: a gateway and simulated upstreams on free
+//! loopback ports, an HTTP client, and raw TCP exchanges for malformed or slow clients.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flowgate_gateway::Running;
+use flowgate_sim::{EndpointSpec, SimServer};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+pub async fn sim(spec: EndpointSpec) -> SimServer {
+    SimServer::start(loopback(), spec)
+        .await
+        .expect("start simulator")
+}
+
+/// A port nothing listens on.
+pub async fn dead_port() -> u16 {
+    let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A gateway on free ports; `body` is the config after its `[server]` section.
+pub async fn gateway(body: &str) -> Running {
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n\n{body}"
+    );
+    let cfg = flowgate_config::parse(&toml, "test.toml", std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
+    flowgate_gateway::launch(cfg, None, telemetry)
+        .await
+        .expect("launch gateway")
+}
+
+/// One pool `llm` over `urls` and an openai route on `/v1` plus an http route on `/echo`.
+pub fn fleet_config(urls: &[String], pool_extra: &str) -> String {
+    let eps: Vec<String> = urls
+        .iter()
+        .map(|u| format!("{{ url = \"{u}\" }}"))
+        .collect();
+    format!(
+        "[pools.llm]\nendpoints = [{}]\n{pool_extra}\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n\n\
+         [[routes]]\nname = \"echo\"\nkind = \"http\"\nprefix = \"/echo\"\npool = \"llm\"\n",
+        eps.join(", ")
+    )
+}
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+pub async fn send(c: &TestClient, req: Request<Full<Bytes>>) -> Reply {
+    let resp = tokio::time::timeout(Duration::from_secs(20), c.request(req))
+        .await
+        .expect("no answer in 20 s")
+        .expect("request failed");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn chat_body(stream: bool) -> Bytes {
+    Bytes::from(format!(
+        "{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"stream\":{stream},\"max_tokens\":5}}"
+    ))
+}
+
+pub fn post(addr: SocketAddr, path: &str, body: Bytes) -> Request<Full<Bytes>> {
+    Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .unwrap()
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// Writes `raw` to `addr` and reads until the server closes or `wait` passes.
+pub async fn raw_exchange(addr: SocketAddr, raw: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Polls `f` until it is true (at most 5 s).
+pub async fn eventually(mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 5 s");
+}

@@ -1,0 +1,35 @@
+//! SIGHUP reloads the config file. Its own test binary: the signal goes to the whole process.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flowgate_sim::EndpointSpec;
+
+#[tokio::test]
+async fn sighup_reloads() {
+    let up = sim(EndpointSpec::default()).await;
+    let dir = std::env::temp_dir().join(format!("flowgate-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("flowgate.toml");
+    std::fs::write(&file, format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[pools.llm]\nendpoints = [{{ url = \"{}\" }}]\n", up.url())).unwrap();
+    let cfg = flowgate_config::load(&file).unwrap();
+    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
+    let gw = flowgate_gateway::launch(cfg, Some(file.clone()), telemetry)
+        .await
+        .unwrap();
+    // Let the file watcher's own events (if any) settle before counting.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = gw.gateway.reload_status().0;
+    let pid = std::process::id();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let g = gw.gateway.clone();
+    eventually(|| g.reload_status().0 > before).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,93 @@
+//! The command line as a user runs it.
+
+use std::process::Command;
+
+fn flowgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flowgate"))
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_accepts_the_examples_and_prints_a_summary() {
+    for f in ["examples/flowgate.toml", "examples/bench/passthrough.toml"] {
+        let out = flowgate()
+            .args(["check", "--config", &repo(f)])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(": ok"), "{stdout}");
+        assert!(stdout.contains("route(s):"), "{stdout}");
+    }
+}
+
+#[test]
+fn check_rejects_bad_config_with_file_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("flowgate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:1\"\n\n[limits]\nmax_body_bytes = \"ten\"\n",
+    )
+    .unwrap();
+    let out = flowgate()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:5:1: key `limits.max_body_bytes`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("expected a size in bytes"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let out = flowgate()
+        .args(["check", "--config", "/nonexistent/flowgate.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
+    let out = flowgate()
+        .args(["demo", "--duration", "2", "--rate", "50"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sent 100,"), "{stdout}");
+    for section in [
+        "Latency seen by the client",
+        "Errors by kind",
+        "Traffic by upstream",
+        "The gateway's own view",
+    ] {
+        assert!(stdout.contains(section), "missing {section}: {stdout}");
+    }
+    for role in ["fast", "slow", "flaky"] {
+        assert!(
+            stdout.contains(&format!("  {role}")),
+            "missing upstream {role}: {stdout}"
+        );
+    }
+}
