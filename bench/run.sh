@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# flowgate's loopback benchmark: the same load against
+#   direct   - the mock upstream itself (nginx returning a fixed chat.completion, :18081)
+#   nginx    - nginx as a reverse proxy in front of it (1 worker, upstream keepalive, :18082)
+#   flowgate - flowgate pass-through (examples/bench/passthrough.toml, :18180)
+# in interleaved rounds, and prints throughput, latency percentiles, CPU per request, peak
+# RSS, and the ratios flowgate/nginx and overheads vs direct (docs/benchmarks.md).
+#
+#   bench/run.sh [--rounds N] [--duration S] [--rates "1000 3000"] [--conc 32]
+#
+# Loopback only. Every phase is bounded by --duration (and `timeout`). Needs nginx, wrk
+# (Debian packages) and oha (cargo install oha); installs nginx and wrk when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+ROUNDS=2; DUR=10; RATES="1000 3000"; CONC=32; WARM=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --duration) DUR="$2"; shift 2 ;;
+    --rates) RATES="$2"; shift 2 ;;
+    --conc) CONC="$2"; shift 2 ;;
+    *) sed -n 2,12p "$0"; exit 2 ;;
+  esac
+done
+RUN="${BENCH_RUN_DIR:-/tmp/flowgate-bench}"
+OUT="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$RUN/tmp" "$OUT"
+
+need=(); command -v nginx >/dev/null || need+=(nginx); command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v oha >/dev/null || { echo "oha not found: cargo install --locked oha" >&2; exit 1; }
+
+cargo build --release --locked -q -p flowgate
+BIN="$ROOT/target/release/flowgate"
+
+body="$(tr -d '\n' < bench/conf/mock-response.json)"
+nginx_conf() { # name port extra-http extra-server
+  cat > "$RUN/$1.conf" <<NGX
+worker_processes 1;
+pid $RUN/$1.pid;
+error_log $RUN/$1.error.log warn;
+events { worker_connections 8192; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $RUN/tmp/$1-body; proxy_temp_path $RUN/tmp/$1-proxy;
+  fastcgi_temp_path $RUN/tmp/$1-fcgi; uwsgi_temp_path $RUN/tmp/$1-uwsgi; scgi_temp_path $RUN/tmp/$1-scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  client_body_buffer_size 64k;
+  $3
+  server {
+    listen 127.0.0.1:$2 backlog=4096;
+    $4
+  }
+}
+NGX
+}
+nginx_conf mock 18081 "" "location / { default_type application/json; return 200 '$body'; }"
+nginx_conf proxy 18082 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" \
+  "location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for n in mock proxy; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+for n in mock proxy; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; done
+"$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate.log" 2>&1 &
+FG=$!; pids+=("$FG")
+URL_PATH=/v1/chat/completions
+for port in 18081 18082 18180; do
+  for _ in $(seq 50); do curl -fsS -o /dev/null -X POST --data-binary @bench/conf/request.json "http://127.0.0.1:$port$URL_PATH" && break; sleep 0.1; done
+done
+
+declare -A URL PID
+URL[direct]="http://127.0.0.1:18081$URL_PATH"; PID[direct]="$(cat "$RUN/mock.pid")"
+URL[nginx]="http://127.0.0.1:18082$URL_PATH";  PID[nginx]="$(cat "$RUN/proxy.pid")"
+URL[flowgate]="http://127.0.0.1:18180$URL_PATH"; PID[flowgate]="$FG"
+
+lua="$RUN/post.lua"
+python3 - "$lua" <<'PY'
+import json, sys
+body = open("bench/conf/request.json").read().strip()
+open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["content-type"] = "application/json"\n' % json.dumps(body))
+PY
+
+phase() { # target round name cmd...
+  local t="$1" r="$2" name="$3"; shift 3
+  local f="$OUT/$t-r$r-$name"
+  python3 bench/sample.py "$f.sample.json" ${PID[$t]} & local sp=$!
+  timeout -k 5 $((DUR + 30)) "$@" > "$f.out" 2>&1 || echo "warning: $t $name exited non-zero" >&2
+  kill -TERM "$sp"; wait "$sp" || true
+}
+oha_args=(-m POST -D bench/conf/request.json -H "content-type: application/json" --no-tui --output-format json --disable-compression)
+for r in $(seq 1 "$ROUNDS"); do
+  for t in direct nginx flowgate; do
+    echo "round $r: $t" >&2
+    timeout $((WARM + 20)) oha -z "${WARM}s" -c "$CONC" "${oha_args[@]}" "${URL[$t]}" > /dev/null 2>&1 || true
+    phase "$t" "$r" "closed" wrk -t2 -c "$CONC" -d "${DUR}s" --latency -s "$lua" "${URL[$t]}"
+    for q in $RATES; do
+      phase "$t" "$r" "q$q" oha -z "${DUR}s" -q "$q" -c "$CONC" --latency-correction "${oha_args[@]}" "${URL[$t]}"
+    done
+  done
+done
+python3 bench/report.py "$OUT" --rates "$RATES" --conc "$CONC" | tee "$OUT/report.md"
+echo "raw results: $OUT" >&2
