@@ -1,6 +1,12 @@
 //! Helpers for the gateway's integration tests: a gateway and simulated upstreams on free
 //! loopback ports, an HTTP client, and raw TCP exchanges for malformed or slow clients.
-#![allow(dead_code, clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
