@@ -56,11 +56,7 @@ async fn reload_swaps_routes_without_dropping_in_flight_requests() {
     let dir = TempDir::new("reload");
     let file = dir.0.join("flowgate.toml");
     std::fs::write(&file, config_with_route(&up.url(), "/echo/a")).unwrap();
-    let cfg = flowgate_config::load(&file).unwrap();
-    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
-    let gw = flowgate_gateway::launch(cfg, Some(file.clone()), telemetry)
-        .await
-        .unwrap();
+    let gw = gateway_from_file(&file).await;
     let addr = gw.data_addr;
 
     let c = client();
@@ -96,11 +92,7 @@ async fn bad_reload_keeps_the_running_config_and_says_why() {
     let dir = TempDir::new("badreload");
     let file = dir.0.join("flowgate.toml");
     std::fs::write(&file, config_with_route(&up.url(), "/echo/a")).unwrap();
-    let cfg = flowgate_config::load(&file).unwrap();
-    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
-    let gw = flowgate_gateway::launch(cfg, Some(file.clone()), telemetry)
-        .await
-        .unwrap();
+    let gw = gateway_from_file(&file).await;
 
     let broken =
         config_with_route(&up.url(), "/echo/a").replace("pool = \"llm\"", "pool = \"nope\"");

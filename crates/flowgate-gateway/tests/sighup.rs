@@ -20,11 +20,7 @@ async fn sighup_reloads() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("flowgate.toml");
     std::fs::write(&file, format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[pools.llm]\nendpoints = [{{ url = \"{}\" }}]\n", up.url())).unwrap();
-    let cfg = flowgate_config::load(&file).unwrap();
-    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
-    let gw = flowgate_gateway::launch(cfg, Some(file.clone()), telemetry)
-        .await
-        .unwrap();
+    let gw = gateway_from_file(&file).await;
     // Let the file watcher's own events (if any) settle before counting.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let before = gw.gateway.reload_status().0;

@@ -144,3 +144,12 @@ pub async fn eventually(mut f: impl FnMut() -> bool) {
     }
     panic!("condition not met within 5 s");
 }
+
+/// A gateway serving the config file at `file`, watching it for hot reload.
+pub async fn gateway_from_file(file: &std::path::Path) -> Running {
+    let cfg = flowgate_config::load(file).unwrap_or_else(|e| panic!("{e}"));
+    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
+    flowgate_gateway::launch(cfg, Some(file.to_path_buf()), telemetry)
+        .await
+        .expect("launch gateway")
+}
