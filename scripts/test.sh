@@ -19,9 +19,8 @@ fi
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 # Every shipped example must pass `flowgate check`.
-cargo build --locked -q -p flowgate
 for f in examples/*.toml examples/*/*.toml; do
   [ -e "$f" ] || continue
-  ./target/debug/flowgate check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
+  cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"
