@@ -30,6 +30,10 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Accept HTTP/2 with prior knowledge (h2c) next to HTTP/1.1. Default true.
     pub http2: bool,
+    /// Data-plane worker threads, each with its own event loop, listener socket
+    /// (`SO_REUSEPORT`) and idle connections. `None`: one per CPU core. Takes effect at
+    /// start only.
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 /// Limits on what a client may send.
@@ -142,11 +146,14 @@ impl Config {
         let _ = writeln!(s, "{}: ok", self.origin);
         let _ = writeln!(
             s,
-            "  listen {} (http/1.1{}), admin {}, drain {}",
+            "  listen {} (http/1.1{}), admin {}, drain {}, workers {}",
             self.server.listen,
             if self.server.http2 { " + h2c" } else { "" },
             self.server.admin_listen,
-            format_duration(self.server.drain_timeout)
+            format_duration(self.server.drain_timeout),
+            self.server
+                .workers
+                .map_or_else(|| "one per core".to_string(), |n| n.to_string())
         );
         let _ = writeln!(
             s,

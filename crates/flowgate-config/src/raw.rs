@@ -27,6 +27,7 @@ pub(crate) struct RawServer {
     pub admin_listen: Option<String>,
     pub drain_timeout: Option<HumanDuration>,
     pub http2: Option<bool>,
+    pub workers: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@ const GOOD: &str = r#"
 listen = "127.0.0.1:18180"
 admin_listen = "127.0.0.1:18190"
 drain_timeout = "5s"
+workers = 3
 
 [limits]
 max_body_bytes = "1MiB"
@@ -51,6 +52,7 @@ fn good_config_validates_with_defaults() {
     let c = parse_ok(GOOD);
     assert_eq!(c.server.listen.port(), 18180);
     assert_eq!(c.server.drain_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(c.server.workers.map(usize::from), Some(3));
     assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
     assert_eq!(c.limits.max_header_bytes, 64 * 1024);
     let llm = c.pool("llm").unwrap();
@@ -94,6 +96,25 @@ fn wrong_type_names_the_key() {
     );
     assert_eq!(p[0].key.to_string(), "pools.a.max_connections");
     assert_eq!(p[0].location, Location::File { line: 3, column: 1 });
+}
+
+#[test]
+fn endpoint_names_must_be_header_safe() {
+    let p = parse_err("[pools.a]\nendpoints = [{ url = \"http://x:1\", name = \"a b\" }]\n");
+    assert_eq!(p[0].key.to_string(), "pools.a.endpoints[0].name");
+    assert!(p[0].message.contains("visible ASCII"), "{}", p[0].message);
+}
+
+#[test]
+fn zero_workers_is_refused_with_the_range() {
+    let p = parse_err("[server]\nworkers = 0\n");
+    assert_eq!(p[0].key.to_string(), "server.workers");
+    assert_eq!(p[0].location, Location::File { line: 2, column: 1 });
+    assert!(
+        p[0].message.contains("expected 1 to 256"),
+        "{}",
+        p[0].message
+    );
 }
 
 #[test]

@@ -32,6 +32,7 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     pub const MAX_CONNECTIONS: u32 = 1024;
     pub const MAX_IDLE: u32 = 64;
+    pub const MAX_WORKERS: u32 = 256;
 }
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
@@ -59,11 +60,26 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
             format!("must differ from server.listen (both are {listen})"),
         ));
     }
+    let workers = match raw.server.workers {
+        None => None,
+        Some(n @ 1..=defaults::MAX_WORKERS) => std::num::NonZeroUsize::new(n as usize),
+        Some(n) => {
+            found.push((
+                server_key.clone().key("workers"),
+                format!(
+                    "{n} is out of range: expected 1 to {} (leave it out for one per core)",
+                    defaults::MAX_WORKERS
+                ),
+            ));
+            None
+        }
+    };
     let server = ServerConfig {
         listen,
         admin_listen,
         drain_timeout: dur(raw.server.drain_timeout, defaults::DRAIN_TIMEOUT),
         http2: raw.server.http2.unwrap_or(true),
+        workers,
     };
 
     let lk = root.clone().key("limits");
@@ -272,8 +288,16 @@ fn endpoint(e: RawEndpoint, key: &KeyPath, found: &mut Found) -> Option<Endpoint
         found.push((key.clone().key("weight"), "must be at least 1".into()));
         return None;
     }
+    let name = e.name.unwrap_or_else(|| authority.clone());
+    if name.is_empty() || name.len() > 128 || !name.bytes().all(|c| c.is_ascii_graphic()) {
+        found.push((
+            key.clone().key("name"),
+            format!("{name:?}: expected 1 to 128 visible ASCII characters (it is sent as the x-flowgate-upstream header)"),
+        ));
+        return None;
+    }
     Some(EndpointConfig {
-        name: e.name.unwrap_or_else(|| authority.clone()),
+        name,
         url: uri,
         authority,
         base_path,

@@ -54,6 +54,7 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": gw.uptime().as_secs(),
         "draining": gw.is_draining(),
+        "workers": gw.workers(),
         "config": {
             "origin": rt.config.origin,
             "routes": rt.config.routes.len(),

@@ -2,7 +2,6 @@
 //! per-request flow from route to upstream and back.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use serde::Deserialize;
 
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
 use crate::error::ProxyError;
-use crate::headers::{self, RequestIds};
+use crate::headers::{self, Peer, RequestIds};
 use crate::router::RouteEntry;
 use crate::runtime::Runtime;
 use crate::upstream::{Endpoint, Lease};
@@ -29,6 +28,8 @@ use crate::upstream::{Endpoint, Lease};
 #[derive(Debug)]
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
+    /// Data-plane workers, fixed at start (idle connections are kept per worker).
+    workers: usize,
     telemetry: Telemetry,
     clock: SharedClock,
     ids: RequestIds,
@@ -68,10 +69,12 @@ impl Gateway {
     /// A gateway serving `config`.
     pub fn new(config: Config, telemetry: Telemetry) -> Arc<Self> {
         let clock = telemetry.clock().clone();
-        let runtime = Runtime::build(config, None, &clock, telemetry.metrics());
+        let workers = crate::worker::count(&config);
+        let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics());
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
         Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
+            workers,
             started: clock.now(),
             clock,
             telemetry,
@@ -80,6 +83,11 @@ impl Gateway {
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
         })
+    }
+
+    /// Data-plane worker threads (fixed at start).
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// The runtime serving new requests.
@@ -115,14 +123,22 @@ impl Gateway {
     /// did not change keep their connections.
     pub fn apply(&self, config: Config) {
         let old = self.runtime.load_full();
-        if old.config.server.listen != config.server.listen
-            || old.config.server.admin_listen != config.server.admin_listen
+        let (was, now) = (&old.config.server, &config.server);
+        if (was.listen, was.admin_listen, was.workers)
+            != (now.listen, now.admin_listen, now.workers)
         {
             tracing::warn!(
-                "listen addresses changed in the new config; they take effect after a restart"
+                "server.listen, server.admin_listen and server.workers changed in the new \
+                 config; they take effect after a restart"
             );
         }
-        let new = Runtime::build(config, Some(&old), &self.clock, self.telemetry.metrics());
+        let new = Runtime::build(
+            config,
+            Some(&old),
+            self.workers,
+            &self.clock,
+            self.telemetry.metrics(),
+        );
         self.runtime.store(Arc::new(new));
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_reload_error.lock() {
@@ -148,7 +164,7 @@ impl Gateway {
     pub async fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
     ) -> Response<ProxyBody> {
         let start = self.clock.now();
         let guard = InFlightGuard::new(&self.telemetry.metrics().in_flight);
@@ -185,7 +201,7 @@ impl Gateway {
         &self,
         rt: &Runtime,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         request_id: &HeaderValue,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -220,7 +236,7 @@ impl Gateway {
         };
 
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::set_forwarded(&mut parts.headers, peer.ip());
+        headers::set_forwarded(&mut parts.headers, peer);
         parts
             .headers
             .insert(headers::REQUEST_ID.clone(), request_id.clone());
@@ -239,9 +255,10 @@ impl Gateway {
 
         let (mut rparts, rbody) = resp.into_parts();
         headers::strip_hop_by_hop(&mut rparts.headers);
-        if let Ok(v) = HeaderValue::from_str(&lease.endpoint().name) {
-            rparts.headers.insert(headers::UPSTREAM.clone(), v);
-        }
+        rparts.headers.insert(
+            headers::UPSTREAM.clone(),
+            lease.endpoint().name_header.clone(),
+        );
         let body = if http_body::Body::is_end_stream(&rbody) {
             lease.release();
             ProxyBody::from(Bytes::new())
@@ -284,9 +301,7 @@ impl Gateway {
         };
         let ep = lease.endpoint().clone();
         parts.uri = upstream_uri(&ep, &parts.uri)?;
-        if let Ok(host) = HeaderValue::from_str(&ep.cfg.authority) {
-            parts.headers.insert(header::HOST, host);
-        }
+        parts.headers.insert(header::HOST, ep.host_header.clone());
         let mut req = Request::from_parts(parts, body);
         let mut fresh_tries = 0;
         loop {

@@ -2,7 +2,7 @@
 //! (RFC 9110 §7.6.1, including any header the `Connection` header names), `X-Forwarded-*`
 //! are set, and a request id is taken from the client or generated.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +34,11 @@ fn hop_by_hop() -> [&'static HeaderName; 9] {
 
 /// Removes hop-by-hop headers, and the headers listed in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names is cheaper than nine lookups.
+    let hop = hop_by_hop();
+    if !h.keys().any(|k| hop.contains(&k)) {
+        return;
+    }
     if let Some(conn) = h.get(&header::CONNECTION) {
         let named: Vec<HeaderName> = conn
             .to_str()
@@ -45,20 +50,40 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             h.remove(n);
         }
     }
-    for n in hop_by_hop() {
+    for n in hop {
         h.remove(n);
+    }
+}
+
+/// The client end of a connection, with its address ready to forward.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Peer { addr, ip }
     }
 }
 
 /// Appends the client address to `X-Forwarded-For`, sets `X-Forwarded-Proto` and keeps the
 /// client's `Host` as `X-Forwarded-Host`.
-pub fn set_forwarded(h: &mut HeaderMap, client: IpAddr) {
-    let ip = client.to_string();
-    let value = match h.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+pub fn set_forwarded(h: &mut HeaderMap, client: &Peer) {
+    let value = match h.get(&FORWARDED_FOR) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client.ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client.ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => Some(client.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Some(v) = value {
         h.insert(FORWARDED_FOR.clone(), v);
     }
     h.insert(FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -93,8 +118,18 @@ impl RequestIds {
             }
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:012x}{:012x}", self.prefix & 0xffff_ffff_ffff, n);
-        HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        let mut id = [0u8; 24];
+        hex12(&mut id[..12], self.prefix);
+        hex12(&mut id[12..], n);
+        HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+/// Writes the low 48 bits of `n` as 12 lowercase hex digits.
+fn hex12(out: &mut [u8], n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().rev().enumerate() {
+        *b = DIGITS[((n >> (4 * i)) & 0xf) as usize];
     }
 }
 
@@ -123,9 +158,13 @@ mod tests {
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap());
+        let peer = Peer::new("127.0.0.1:5000".parse().unwrap());
+        set_forwarded(&mut h, &peer);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
+        let mut h = HeaderMap::new();
+        set_forwarded(&mut h, &Peer::new("[::1]:5000".parse().unwrap()));
+        assert_eq!(h["x-forwarded-for"], "::1");
     }
 
     #[test]
@@ -135,6 +174,8 @@ mod tests {
         let a = ids.take_or_make(&h);
         let b = ids.take_or_make(&h);
         assert_ne!(a, b);
+        assert_eq!(a, "00000000002a000000000001");
+        assert_eq!(b, "00000000002a000000000002");
         h.insert(REQUEST_ID.clone(), HeaderValue::from_static("client-id-1"));
         assert_eq!(ids.take_or_make(&h), "client-id-1");
         h.insert(REQUEST_ID.clone(), HeaderValue::from_static("has space"));

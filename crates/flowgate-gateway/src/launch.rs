@@ -1,5 +1,8 @@
-//! Starting and stopping a whole gateway: data listener, admin listener, telemetry and
+//! Starting and stopping a whole gateway: data-plane workers, admin listener, telemetry and
 //! reloader. Used by `flowgate serve`, `flowgate demo` and the integration tests.
+//!
+//! The data plane runs on its own worker threads ([`crate::worker`]); everything else runs
+//! on the runtime `launch` is called from.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::gateway::Gateway;
+use crate::worker::{self, Workers};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -20,21 +24,26 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
-    data: JoinHandle<()>,
-    admin: JoinHandle<()>,
+    workers: Option<Workers>,
+    admin: Option<JoinHandle<()>>,
     _watcher: Option<FileWatcher>,
 }
 
 /// Binds the listeners named in `config` (port 0 picks a free port) and starts serving.
-/// With `config_path`, the file is watched (and SIGHUP handled) for hot reload.
+/// With `config_path`, the file is watched (and SIGHUP handled) for hot reload. Dropping
+/// the returned [`Running`] without [`Running::shutdown`] also stops it.
 pub async fn launch(
     config: Config,
     config_path: Option<PathBuf>,
     telemetry: Telemetry,
 ) -> std::io::Result<Running> {
-    let data_listener = bind(config.server.listen).await?;
+    let data_listeners = worker::bind(config.server.listen, worker::count(&config))?;
     let admin_listener = bind(config.server.admin_listen).await?;
-    let data_addr = data_listener.local_addr()?;
+    let data_addr = data_listeners
+        .first()
+        .map(std::net::TcpListener::local_addr)
+        .transpose()?
+        .unwrap_or(config.server.listen);
     let admin_addr = admin_listener.local_addr()?;
     telemetry.spawn_consumer();
     let gateway = Gateway::new(config, telemetry);
@@ -43,11 +52,7 @@ pub async fn launch(
         None => None,
     };
     let (stop, stopped) = watch::channel(false);
-    let data = tokio::spawn(crate::server::serve(
-        gateway.clone(),
-        data_listener,
-        wait_stop(stopped.clone()),
-    ));
+    let workers = worker::start(&gateway, data_listeners, &stopped)?;
     let app = crate::admin::router(gateway.clone());
     let admin = tokio::spawn(async move {
         let _ = axum::serve(admin_listener, app)
@@ -59,8 +64,8 @@ pub async fn launch(
         admin_addr,
         gateway,
         stop,
-        data,
-        admin,
+        workers: Some(workers),
+        admin: Some(admin),
         _watcher: watcher,
     })
 }
@@ -83,8 +88,18 @@ impl Running {
 
     /// Waits until the data plane has drained (or its deadline passed) and the admin
     /// listener has stopped.
-    pub async fn wait(self) {
-        let _ = self.data.await;
-        let _ = self.admin.await;
+    pub async fn wait(mut self) {
+        if let Some(workers) = self.workers.take() {
+            workers.wait().await;
+        }
+        if let Some(admin) = self.admin.take() {
+            let _ = admin.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }

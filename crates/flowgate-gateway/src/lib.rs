@@ -19,6 +19,7 @@ mod router;
 mod runtime;
 mod server;
 pub mod upstream;
+pub mod worker;
 
 pub use body::{ProxyBody, ReqBody};
 pub use error::ProxyError;

@@ -20,11 +20,13 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the runtime for `config`. Pools whose settings did not change keep their
-    /// upstream connections from `previous`.
+    /// Builds the runtime for `config`, with one idle-connection stack per data-plane
+    /// worker (`shards`). Pools whose settings did not change keep their upstream
+    /// connections from `previous`.
     pub fn build(
         config: Config,
         previous: Option<&Runtime>,
+        shards: usize,
         clock: &SharedClock,
         metrics: &Metrics,
     ) -> Runtime {
@@ -35,7 +37,7 @@ impl Runtime {
                 previous
                     .and_then(|prev| prev.upstreams.iter().find(|u| *u.cfg == **p))
                     .cloned()
-                    .unwrap_or_else(|| Upstream::new(p.clone(), clock, metrics))
+                    .unwrap_or_else(|| Upstream::new(p.clone(), shards, clock, metrics))
             })
             .collect();
         let routes = config

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::request_timeout_http1;
 use crate::gateway::Gateway;
+use crate::headers::Peer;
 use crate::io::{HeadState, WatchedStream};
 
 /// Builds the connection settings for `limits`. hyper itself refuses heads beyond twice the
@@ -38,11 +39,18 @@ fn conn_builder(limits: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
 /// gives in-flight requests the configured drain time to finish.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    let accepted = gw
+        .telemetry()
+        .metrics()
+        .worker_connections(crate::worker::current().unwrap_or(0));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             res = listener.accept() => match res {
-                Ok((stream, peer)) => serve_conn(&gw, &graceful, stream, peer),
+                Ok((stream, peer)) => {
+                    accepted.inc();
+                    serve_conn(&gw, &graceful, stream, peer);
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -75,9 +83,11 @@ fn serve_conn(gw: &Arc<Gateway>, graceful: &GracefulShutdown, stream: TcpStream,
     let state = Arc::new(HeadState::default());
     let io = TokioIo::new(WatchedStream::new(stream, state.clone()));
     let gw2 = gw.clone();
+    let client = Arc::new(Peer::new(peer));
     let svc = service_fn(move |req| {
         let gw = gw2.clone();
-        async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(gw.handle(req, &client).await) }
     });
     let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
     tokio::spawn(async move {

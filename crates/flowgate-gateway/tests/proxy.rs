@@ -415,29 +415,69 @@ async fn upstream_connections_are_reused_and_capped() {
     ))
     .await;
     let c = client();
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (c, addr) = (c.clone(), gw.data_addr);
-        tasks.push(tokio::spawn(async move {
-            send(&c, post(addr, "/v1/chat/completions", chat_body(false)))
-                .await
-                .status
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    for status in concurrent_chats(&c, gw.data_addr, 8).await {
+        assert_eq!(status, StatusCode::OK);
     }
     let metrics = gw.gateway.telemetry().encode_prometheus();
-    let opened: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("flowgate_upstream_connects_total{"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
     assert_eq!(
-        opened, 2.0,
+        metric(&metrics, "flowgate_upstream_connects_total{"),
+        2.0,
         "8 requests through a cap of 2 must open exactly 2 connections:\n{metrics}"
     );
+}
+
+#[tokio::test]
+async fn idle_connections_beyond_max_idle_are_closed() {
+    let up = sim(EndpointSpec::fixed(Duration::from_millis(100))).await;
+    let gw = gateway_with(
+        "workers = 2",
+        &fleet_config(&[up.url()], "max_connections = 4\nmax_idle = 1"),
+    )
+    .await;
+    let c = client();
+    for status in concurrent_chats(&c, gw.data_addr, 4).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let health = send(&c, get(gw.admin_addr, "/health")).await.json();
+    assert_eq!(
+        health["pools"][0]["endpoints"][0]["idle_connections"], 1,
+        "{health}"
+    );
+    let metrics = gw.gateway.telemetry().encode_prometheus();
+    assert_eq!(
+        metric(&metrics, "flowgate_upstream_connects_total{"),
+        4.0,
+        "4 concurrent requests open 4 connections:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds_across_workers_and_idle_connections_move_between_them() {
+    let up = sim(EndpointSpec::fixed(Duration::from_millis(5))).await;
+    let gw = gateway_with(
+        "workers = 2",
+        &fleet_config(&[up.url()], "max_connections = 1\nmax_idle = 1"),
+    )
+    .await;
+    // 32 client connections at once: the kernel spreads them over both workers' sockets,
+    // and the one upstream connection has to serve requests of both.
+    let c = client();
+    for status in concurrent_chats(&c, gw.data_addr, 32).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let metrics = gw.gateway.telemetry().encode_prometheus();
+    assert!(
+        metric(&metrics, "flowgate_worker_connections_total{worker=\"0\"}") > 0.0
+            && metric(&metrics, "flowgate_worker_connections_total{worker=\"1\"}") > 0.0,
+        "both workers must have accepted connections:\n{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "flowgate_upstream_connects_total{"),
+        1.0,
+        "a cap of 1 allows one upstream connection for all workers:\n{metrics}"
+    );
+    let health = send(&c, get(gw.admin_addr, "/health")).await.json();
+    assert_eq!(health["workers"], 2);
 }
 
 #[tokio::test]

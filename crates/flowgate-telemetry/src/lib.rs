@@ -4,10 +4,11 @@
 //! The data plane does two cheap things per request: it moves atomic gauges (in-flight
 //! requests, open upstream connections) and it pushes one [`RequestRecord`] into a bounded
 //! channel ([`Telemetry::record`], never blocks; a full channel drops the record and counts
-//! it). A control-plane task ([`Telemetry::spawn_consumer`]) drains the channel and updates
-//! the Prometheus families and the [`windows::LatencyWindows`] behind
-//! `GET /api/v1/performance/metrics`. This keeps locks and histogram arithmetic off the
-//! request path.
+//! it; pushing never wakes a thread). A control-plane task ([`Telemetry::spawn_consumer`])
+//! drains the channel on a short tick, and every reader drains it first, updating the
+//! Prometheus families and the [`windows::LatencyWindows`] behind
+//! `GET /api/v1/performance/metrics`. This keeps locks, label lookups and histogram
+//! arithmetic off the request path.
 
 mod metrics;
 mod pipeline;

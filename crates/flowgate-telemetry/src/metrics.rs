@@ -37,6 +37,12 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// Labels of a data-plane worker.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub worker: String,
+}
+
 /// Labels of a config reload.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -62,6 +68,7 @@ pub struct Metrics {
     pub upstream_connects: Family<EndpointLabels, Counter>,
     pub upstream_connect_errors: Family<EndpointLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    pub worker_connections: Family<WorkerLabels, Counter>,
     pub dropped_records: Counter,
 }
 
@@ -78,6 +85,7 @@ impl Metrics {
             upstream_connects: Family::default(),
             upstream_connect_errors: Family::default(),
             config_reloads: Family::default(),
+            worker_connections: Family::default(),
             dropped_records: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("flowgate");
@@ -127,11 +135,25 @@ impl Metrics {
             m.config_reloads.clone(),
         );
         r.register(
+            "worker_connections",
+            "Client connections accepted, by data-plane worker",
+            m.worker_connections.clone(),
+        );
+        r.register(
             "telemetry_dropped_records",
             "Request records dropped because the telemetry queue was full",
             m.dropped_records.clone(),
         );
         m
+    }
+
+    /// The accepted-connections counter of data-plane worker `worker`.
+    pub fn worker_connections(&self, worker: usize) -> Counter {
+        self.worker_connections
+            .get_or_create(&WorkerLabels {
+                worker: worker.to_string(),
+            })
+            .clone()
     }
 
     /// Counts a config reload with `result` (`ok` or `error`).

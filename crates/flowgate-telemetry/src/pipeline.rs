@@ -1,17 +1,31 @@
-//! The record pipeline: a bounded channel from the data plane to one consumer task.
+//! The record pipeline: a bounded lock-free queue from the data plane to one consumer.
+//!
+//! The data plane only pushes (`try_send` on a std `sync_channel`, which never wakes
+//! anybody: the consumer never blocks on it). The queue is drained on a short tick by a
+//! background task and, before answering, by every reader (`report`, `encode_prometheus`,
+//! `flush`), so readers always see every record sent before they were called.
 
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flowgate_clock::SharedClock;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
 
 use crate::metrics::{EndpointLabels, ErrorLabels, Metrics, RequestLabels, RouteLabels};
-use crate::record::RequestRecord;
+use crate::record::{ErrorKind, RequestRecord};
 use crate::windows::{LatencyWindows, PerformanceReport};
 
-/// Capacity of the record queue. At 50k requests/s this is over a second of slack.
+/// Capacity of the record queue: over a second of slack at 50k requests/s with the tick
+/// below.
 const QUEUE: usize = 65_536;
+/// How often the background task drains the queue.
+const TICK: Duration = Duration::from_millis(50);
+/// Label-handle cache entries kept before the cache is cleared (names change on reload).
+const HANDLE_CACHE: usize = 4096;
 
 /// The telemetry hub: metric families, the registry, the windows and the record queue.
 /// Cheap to clone.
@@ -24,9 +38,33 @@ struct Inner {
     metrics: Metrics,
     registry: Registry,
     clock: SharedClock,
-    tx: mpsc::Sender<RequestRecord>,
-    rx: Mutex<Option<mpsc::Receiver<RequestRecord>>>,
+    tx: SyncSender<RequestRecord>,
+    consumer: Mutex<Consumer>,
     windows: Mutex<LatencyWindows>,
+}
+
+/// The receiving end and the metric handles it has resolved, so that a record costs no
+/// label allocation once its route, pool, endpoint and status have been seen.
+struct Consumer {
+    rx: Receiver<RequestRecord>,
+    handles: HashMap<HandleKey, Handles>,
+    spawned: bool,
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct HandleKey {
+    route: Arc<str>,
+    pool: Option<Arc<str>>,
+    endpoint: Option<Arc<str>>,
+    status: u16,
+    error: Option<ErrorKind>,
+}
+
+struct Handles {
+    requests: Counter,
+    duration: Histogram,
+    upstream: Option<Histogram>,
+    error: Option<Counter>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -36,11 +74,12 @@ impl std::fmt::Debug for Telemetry {
 }
 
 impl Telemetry {
-    /// A new hub; call [`Telemetry::spawn_consumer`] once inside a runtime to start it.
+    /// A new hub. Records are applied whenever it is read; call
+    /// [`Telemetry::spawn_consumer`] inside a runtime to also apply them on a tick.
     pub fn new(clock: SharedClock) -> Self {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = sync_channel(QUEUE);
         let windows = Mutex::new(LatencyWindows::new(clock.now()));
         Telemetry {
             inner: Arc::new(Inner {
@@ -48,7 +87,11 @@ impl Telemetry {
                 registry,
                 clock,
                 tx,
-                rx: Mutex::new(Some(rx)),
+                consumer: Mutex::new(Consumer {
+                    rx,
+                    handles: HashMap::new(),
+                    spawned: false,
+                }),
                 windows,
             }),
         }
@@ -64,51 +107,50 @@ impl Telemetry {
         &self.inner.clock
     }
 
-    /// Queues a record; never blocks. A full queue drops the record and counts it.
+    /// Queues a record; never blocks and never wakes a thread. A full queue drops the
+    /// record and counts it.
     pub fn record(&self, rec: RequestRecord) {
-        if self.inner.tx.try_send(rec).is_err() {
+        if let Err(TrySendError::Full(_)) = self.inner.tx.try_send(rec) {
             self.inner.metrics.dropped_records.inc();
         }
     }
 
-    /// Starts the consumer task (once; later calls do nothing). It ends when every
-    /// [`Telemetry`] clone is dropped.
+    /// Starts the task that drains the queue every few milliseconds (once; later calls do
+    /// nothing). It ends when every [`Telemetry`] clone is dropped.
     pub fn spawn_consumer(&self) {
-        let rx = self.inner.rx.lock().ok().and_then(|mut g| g.take());
-        let Some(mut rx) = rx else { return };
+        match self.inner.consumer.lock() {
+            Ok(mut c) if !c.spawned => c.spawned = true,
+            _ => return,
+        }
+        // A weak reference, so that dropping the last `Telemetry` ends the task.
         let weak = Arc::downgrade(&self.inner);
-        // The task holds only a weak reference, so that dropping the last `Telemetry`
-        // drops the sender, closes the channel and ends the task.
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(256);
-            while rx.recv_many(&mut batch, 256).await > 0 {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
-                inner.consume(&mut batch);
+                inner.drain();
             }
         });
     }
 
-    /// Applies queued records now (tests and shutdown use this to see every record).
+    /// Applies every queued record now. When it returns, every record queued before the
+    /// call is visible in the metrics and the windows.
     pub fn flush(&self) {
-        let mut batch = Vec::new();
-        if let Ok(mut g) = self.inner.rx.lock()
-            && let Some(rx) = g.as_mut()
-        {
-            while let Ok(r) = rx.try_recv() {
-                batch.push(r);
-            }
-        }
-        self.inner.consume(&mut batch);
+        self.inner.drain();
     }
 
     /// Rates and latency percentiles over the last 1 and 5 minutes.
     pub fn report(&self) -> Option<PerformanceReport> {
+        self.inner.drain();
         let now = self.inner.clock.now();
         self.inner.windows.lock().ok().map(|w| w.report(now))
     }
 
     /// The Prometheus text exposition of every family.
     pub fn encode_prometheus(&self) -> String {
+        self.inner.drain();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
             out.clear();
@@ -118,49 +160,87 @@ impl Telemetry {
 }
 
 impl Inner {
-    fn consume(&self, batch: &mut Vec<RequestRecord>) {
-        if batch.is_empty() {
+    fn drain(&self) {
+        let Ok(mut consumer) = self.consumer.lock() else {
             return;
-        }
+        };
+        let consumer = &mut *consumer;
+        let Ok(first) = consumer.rx.try_recv() else {
+            return;
+        };
         let now = self.clock.now();
         let mut windows = self.windows.lock().ok();
-        for rec in batch.drain(..) {
-            let pool = rec.pool.as_deref().unwrap_or("-");
-            self.metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    route: rec.route.to_string(),
-                    pool: pool.to_string(),
-                    status: rec.status.to_string(),
-                })
-                .inc();
-            self.metrics
-                .request_duration
-                .get_or_create(&RouteLabels {
-                    route: rec.route.to_string(),
-                })
-                .observe(rec.duration.as_secs_f64());
-            if let (Some(up), Some(ep)) = (rec.upstream_duration, rec.endpoint.as_deref()) {
-                self.metrics
-                    .upstream_duration
-                    .get_or_create(&EndpointLabels {
-                        pool: pool.to_string(),
-                        endpoint: ep.to_string(),
-                    })
-                    .observe(up.as_secs_f64());
+        let mut next = Some(first);
+        while let Some(rec) = next {
+            if consumer.handles.len() >= HANDLE_CACHE {
+                consumer.handles.clear();
             }
-            if let Some(kind) = rec.error {
-                self.metrics
-                    .gateway_errors
-                    .get_or_create(&ErrorLabels {
-                        route: rec.route.to_string(),
-                        kind: kind.as_str().into(),
-                    })
-                    .inc();
+            let key = HandleKey {
+                route: rec.route.clone(),
+                pool: rec.pool.clone(),
+                endpoint: rec.endpoint.clone(),
+                status: rec.status,
+                error: rec.error,
+            };
+            let h = consumer
+                .handles
+                .entry(key)
+                .or_insert_with(|| self.metrics.handles(&rec));
+            h.requests.inc();
+            h.duration.observe(rec.duration.as_secs_f64());
+            if let (Some(hist), Some(up)) = (&h.upstream, rec.upstream_duration) {
+                hist.observe(up.as_secs_f64());
+            }
+            if let Some(c) = &h.error {
+                c.inc();
             }
             if let Some(w) = windows.as_mut() {
                 w.record(now, &rec.route, rec.duration, rec.is_error());
             }
+            next = consumer.rx.try_recv().ok();
+        }
+    }
+}
+
+impl Metrics {
+    /// Resolves the metric handles a record with these labels updates.
+    fn handles(&self, rec: &RequestRecord) -> Handles {
+        let pool = rec.pool.as_deref().unwrap_or("-");
+        let requests = self
+            .requests
+            .get_or_create(&RequestLabels {
+                route: rec.route.to_string(),
+                pool: pool.to_string(),
+                status: rec.status.to_string(),
+            })
+            .clone();
+        let duration = self
+            .request_duration
+            .get_or_create(&RouteLabels {
+                route: rec.route.to_string(),
+            })
+            .clone();
+        let upstream = rec.endpoint.as_deref().map(|ep| {
+            self.upstream_duration
+                .get_or_create(&EndpointLabels {
+                    pool: pool.to_string(),
+                    endpoint: ep.to_string(),
+                })
+                .clone()
+        });
+        let error = rec.error.map(|kind| {
+            self.gateway_errors
+                .get_or_create(&ErrorLabels {
+                    route: rec.route.to_string(),
+                    kind: kind.as_str().into(),
+                })
+                .clone()
+        });
+        Handles {
+            requests,
+            duration,
+            upstream,
+            error,
         }
     }
 }
@@ -168,7 +248,6 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::ErrorKind;
     use flowgate_clock::ManualClock;
     use std::time::Duration;
 
@@ -209,19 +288,27 @@ mod tests {
         assert_eq!(r.overall["1m"].errors, 1);
     }
 
-    #[tokio::test]
-    async fn consumer_task_drains_the_queue() {
-        let t = Telemetry::new(flowgate_clock::SystemClock::shared());
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let t = Telemetry::new(ManualClock::at_epoch_2026().shared());
+        for _ in 0..QUEUE + 10 {
+            t.record(rec("a", 200, None));
+        }
+        assert_eq!(t.metrics().dropped_records.get(), 10);
+        assert_eq!(t.report().unwrap().overall["1m"].requests, QUEUE as u64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_consumer_task_drains_on_its_tick() {
+        let t = Telemetry::new(ManualClock::at_epoch_2026().shared());
         t.spawn_consumer();
         for _ in 0..1000 {
             t.record(rec("a", 200, None));
         }
-        for _ in 0..100 {
-            if t.report().unwrap().overall["1m"].requests == 1000 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("consumer did not drain the queue");
+        tokio::time::sleep(TICK * 2).await;
+        // Read the window without draining: the tick must have applied the records.
+        let now = t.clock().now();
+        let n = t.inner.windows.lock().unwrap().report(now).overall["1m"].requests;
+        assert_eq!(n, 1000);
     }
 }

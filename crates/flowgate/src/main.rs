@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio::runtime::Builder;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,17 +57,18 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve { config } => run(serve(config)),
-        Command::Demo(args) => run(demo::run(args)),
-        Command::Sim(args) => run(sim::run(args)),
+        // The data plane runs on its own worker threads; this thread keeps the control plane.
+        Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
+        Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
+        Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
     }
 }
 
-fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+fn run(
+    mut builder: Builder,
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

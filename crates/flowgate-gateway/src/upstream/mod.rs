@@ -22,11 +22,17 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(cfg: Arc<PoolConfig>, clock: &SharedClock, metrics: &Metrics) -> Arc<Self> {
+    /// A pool whose endpoints keep `shards` idle stacks (one per data-plane worker).
+    pub fn new(
+        cfg: Arc<PoolConfig>,
+        shards: usize,
+        clock: &SharedClock,
+        metrics: &Metrics,
+    ) -> Arc<Self> {
         let endpoints = cfg
             .endpoints
             .iter()
-            .map(|e| Endpoint::new(&cfg, e.clone(), clock.clone(), metrics))
+            .map(|e| Endpoint::new(&cfg, e.clone(), shards, clock.clone(), metrics))
             .collect();
         Arc::new(Upstream {
             name: Arc::from(cfg.name.as_str()),

@@ -42,8 +42,13 @@ pub async fn dead_port() -> u16 {
 
 /// A gateway on free ports; `body` is the config after its `[server]` section.
 pub async fn gateway(body: &str) -> Running {
+    gateway_with("", body).await
+}
+
+/// Like [`gateway`], with `server` added to the `[server]` section.
+pub async fn gateway_with(server: &str, body: &str) -> Running {
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n\n{body}"
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n{server}\n\n{body}"
     );
     let cfg = flowgate_config::parse(&toml, "test.toml", std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -152,4 +157,34 @@ pub async fn gateway_from_file(file: &std::path::Path) -> Running {
     flowgate_gateway::launch(cfg, Some(file.to_path_buf()), telemetry)
         .await
         .expect("launch gateway")
+}
+
+/// Sends `n` chat requests at once (each on its own connection) and returns their statuses.
+pub async fn concurrent_chats(c: &TestClient, addr: SocketAddr, n: usize) -> Vec<StatusCode> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                send(&c, post(addr, "/v1/chat/completions", chat_body(false)))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("request task"));
+    }
+    out
+}
+
+/// The value of the first sample in a Prometheus exposition whose line starts with `prefix`
+/// (0 when there is none).
+pub fn metric(exposition: &str, prefix: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

@@ -1,0 +1,127 @@
+//! The thread-per-core data plane (docs/decisions/2026-11-22-thread-per-core.md).
+//!
+//! Each worker is an OS thread running a single-threaded tokio runtime with its own
+//! listener socket on the data address (`SO_REUSEPORT`: the kernel spreads connections over
+//! the sockets). A connection, its requests, the upstream connections they use and the
+//! tasks that drive those connections all live on one thread, so a request is served
+//! without cross-thread wake-ups. The control plane (admin API, reloads, telemetry tick,
+//! idle reapers) runs on the caller's runtime.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use flowgate_config::Config;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::{oneshot, watch};
+
+use crate::gateway::Gateway;
+
+thread_local! {
+    static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The index of the worker running on this thread, if this is a worker thread.
+pub fn current() -> Option<usize> {
+    SLOT.with(Cell::get)
+}
+
+/// How many workers `config` asks for: `server.workers`, or one per CPU core.
+pub fn count(config: &Config) -> usize {
+    config.server.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        NonZeroUsize::get,
+    )
+}
+
+/// Binds `n` listener sockets on `addr` with `SO_REUSEPORT` (port 0: one free port, shared
+/// by all of them).
+pub(crate) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let annotate =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let first = listener(addr).map_err(annotate)?;
+    let bound = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..n {
+        all.push(listener(bound).map_err(annotate)?);
+    }
+    Ok(all)
+}
+
+fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// The running workers.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    done: Vec<oneshot::Receiver<()>>,
+}
+
+/// Starts one worker per listener; each serves until `stop` turns true, then drains.
+pub(crate) fn start(
+    gw: &Arc<Gateway>,
+    listeners: Vec<std::net::TcpListener>,
+    stop: &watch::Receiver<bool>,
+) -> std::io::Result<Workers> {
+    let mut done = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (tx, rx) = oneshot::channel();
+        let gw = gw.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("flowgate-worker-{i}"))
+            .spawn(move || {
+                run(i, gw, listener, stop);
+                let _ = tx.send(());
+            })?;
+        done.push(rx);
+    }
+    Ok(Workers { done })
+}
+
+fn run(
+    slot: usize,
+    gw: Arc<Gateway>,
+    listener: std::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    SLOT.set(Some(slot));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = slot, error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                crate::server::serve(gw, listener, stopped).await;
+            }
+            Err(e) => tracing::error!(worker = slot, error = %e, "cannot register the listener"),
+        }
+    });
+}
+
+impl Workers {
+    /// Waits until every worker has drained and stopped.
+    pub(crate) async fn wait(self) {
+        for rx in self.done {
+            let _ = rx.await;
+        }
+    }
+}
