@@ -8,6 +8,8 @@ usage: report.py OUT_DIR [--rates "1000 3000"] [--conc 32]
 import argparse, glob, json, os, re, statistics
 
 TARGETS = ["direct", "nginx", "flowgate"]
+# Closed loop only: both proxies with 2 workers.
+WIDE = ["nginx2", "flowgate2"]
 
 def load_sample(path):
     try:
@@ -64,7 +66,7 @@ def main():
     rounds = sorted({int(re.search(r"-r(\d+)-", os.path.basename(p)).group(1)) for p in glob.glob(f"{a.out}/*-r*-closed.out")})
     phases = ["closed"] + [f"q{q}" for q in a.rates.split()]
     data = {}
-    for t in TARGETS:
+    for t in TARGETS + WIDE:
         for r in rounds:
             for ph in phases:
                 base = f"{a.out}/{t}-r{r}-{ph}"
@@ -83,10 +85,12 @@ def main():
     print(f"### Closed loop, c={a.conc} (wrk -t2)\n")
     print("| target | req/s | vs nginx | vs direct | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for t in TARGETS:
+    for t in TARGETS + WIDE:
+        anchor = "nginx2" if t in WIDE else "nginx"
         g = lambda k: per_round(lambda r: data.get((t, r, "closed"), {}).get(k))
         vs = lambda other: per_round(lambda r: data[(t, r, "closed")]["rps"] / data[(other, r, "closed")]["rps"] if (t, r, "closed") in data and (other, r, "closed") in data else None)
-        print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(vs('nginx'), 2, 'x')} | {fmt(vs('direct'), 2, 'x')} | {fmt(g('p50'))} | {fmt(g('p99'))} | {fmt(g('cpu_us'), 1)} | {fmt(g('rss'), 1)} | {fmt(g('errors'), 0)} |")
+        print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(vs(anchor), 2, 'x')} | {fmt(vs('direct'), 2, 'x')} | {fmt(g('p50'))} | {fmt(g('p99'))} | {fmt(g('cpu_us'), 1)} | {fmt(g('rss'), 1)} | {fmt(g('errors'), 0)} |")
+    print("\n(`vs nginx` compares flowgate2 with nginx2: 2 workers each.)")
     for q in a.rates.split():
         ph = f"q{q}"
         print(f"\n### Fixed rate {q} req/s, open loop (oha --latency-correction), ms\n")
@@ -97,8 +101,8 @@ def main():
             d = lambda k: per_round(lambda r: data[(t, r, ph)][k] - data[("direct", r, ph)][k] if (t, r, ph) in data and ("direct", r, ph) in data and data[(t, r, ph)][k] is not None else None)
             print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(g('p50'))} | {fmt(g('p90'))} | {fmt(g('p99'))} | {fmt(g('p999'))} | {fmt(d('p50'))} | {fmt(d('p99'))} | {fmt(g('cpu_us'), 1)} | {fmt(g('rss'), 1)} | {fmt(g('errors'), 0)} |")
     print("\n### flowgate against the goals (medians over rounds)\n")
-    def ratio(ph, k):
-        return per_round(lambda r: data[("flowgate", r, ph)][k] / data[("nginx", r, ph)][k] if ("flowgate", r, ph) in data and ("nginx", r, ph) in data and data[("nginx", r, ph)][k] else None)
+    def ratio(ph, k, fg="flowgate", ng="nginx"):
+        return per_round(lambda r: data[(fg, r, ph)][k] / data[(ng, r, ph)][k] if (fg, r, ph) in data and (ng, r, ph) in data and data[(ng, r, ph)][k] else None)
     def delta_us(ph, k):
         return per_round(lambda r: 1000 * (data[("flowgate", r, ph)][k] - data[("direct", r, ph)][k]) if ("flowgate", r, ph) in data and ("direct", r, ph) in data else None)
     rss = med([data[("flowgate", r, ph)]["rss"] for r in rounds for ph in phases if ("flowgate", r, ph) in data])
@@ -109,6 +113,8 @@ def main():
     print(f"| added p99 vs direct at 1000 req/s ≤ 200 µs | {fmt(delta_us('q1000', 'p99'), 0, ' µs')} |")
     print(f"| CPU per request ≤ 1.2× nginx (closed loop) | {fmt(ratio('closed', 'cpu_us'), 2, 'x')} |")
     print(f"| CPU per request ≤ 1.2× nginx (1000 req/s) | {fmt(ratio('q1000', 'cpu_us'), 2, 'x')} |")
+    print(f"| 2 workers each: throughput flowgate2/nginx2 | {fmt(ratio('closed', 'rps', 'flowgate2', 'nginx2'), 2, 'x')} |")
+    print(f"| 2 workers each: CPU per request flowgate2/nginx2 | {fmt(ratio('closed', 'cpu_us', 'flowgate2', 'nginx2'), 2, 'x')} |")
     print(f"| peak RSS under load ≤ 60 MB | {fmt(rss, 1, ' MiB')} |")
 
 main()

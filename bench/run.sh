@@ -2,7 +2,10 @@
 # flowgate's loopback benchmark: the same load against
 #   direct   - the mock upstream itself (nginx returning a fixed chat.completion, :18081)
 #   nginx    - nginx as a reverse proxy in front of it (1 worker, upstream keepalive, :18082)
-#   flowgate - flowgate pass-through (examples/bench/passthrough.toml, :18180)
+#   flowgate - flowgate pass-through (examples/bench/passthrough.toml, 1 worker, :18180)
+# and, closed loop only, both proxies with 2 workers:
+#   nginx2   - the same nginx proxy with worker_processes 2 (:18083)
+#   flowgate2 - the same flowgate with workers = 2 (:18181)
 # in interleaved rounds, and prints throughput, latency percentiles, CPU per request, peak
 # RSS, and the ratios flowgate/nginx and overheads vs direct (docs/benchmarks.md).
 #
@@ -38,9 +41,9 @@ cargo build --release --locked -q -p flowgate
 BIN="$ROOT/target/release/flowgate"
 
 body="$(tr -d '\n' < bench/conf/mock-response.json)"
-nginx_conf() { # name port extra-http extra-server
+nginx_conf() { # name port extra-http extra-server [workers]
   cat > "$RUN/$1.conf" <<NGX
-worker_processes 1;
+worker_processes ${5:-1};
 pid $RUN/$1.pid;
 error_log $RUN/$1.error.log warn;
 events { worker_connections 8192; multi_accept on; }
@@ -60,20 +63,24 @@ http {
 NGX
 }
 nginx_conf mock 18081 "" "location / { default_type application/json; return 200 '$body'; }"
-nginx_conf proxy 18082 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" \
-  "location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+proxy_loc="location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+nginx_conf proxy 18082 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" "$proxy_loc"
+nginx_conf proxy2 18083 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" "$proxy_loc" 2
 
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for n in mock proxy; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
+  for n in mock proxy proxy2; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-for n in mock proxy; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; done
+for n in mock proxy proxy2; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; done
 "$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate.log" 2>&1 &
 FG=$!; pids+=("$FG")
+FLOWGATE__SERVER__WORKERS=2 FLOWGATE__SERVER__LISTEN=127.0.0.1:18181 FLOWGATE__SERVER__ADMIN_LISTEN=127.0.0.1:18191 \
+  "$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate2.log" 2>&1 &
+FG2=$!; pids+=("$FG2")
 URL_PATH=/v1/chat/completions
-for port in 18081 18082 18180; do
+for port in 18081 18082 18083 18180 18181; do
   for _ in $(seq 50); do curl -fsS -o /dev/null -X POST --data-binary @bench/conf/request.json "http://127.0.0.1:$port$URL_PATH" && break; sleep 0.1; done
 done
 
@@ -81,6 +88,8 @@ declare -A URL PID
 URL[direct]="http://127.0.0.1:18081$URL_PATH"; PID[direct]="$(cat "$RUN/mock.pid")"
 URL[nginx]="http://127.0.0.1:18082$URL_PATH";  PID[nginx]="$(cat "$RUN/proxy.pid")"
 URL[flowgate]="http://127.0.0.1:18180$URL_PATH"; PID[flowgate]="$FG"
+URL[nginx2]="http://127.0.0.1:18083$URL_PATH";  PID[nginx2]="$(cat "$RUN/proxy2.pid")"
+URL[flowgate2]="http://127.0.0.1:18181$URL_PATH"; PID[flowgate2]="$FG2"
 
 lua="$RUN/post.lua"
 python3 - "$lua" <<'PY'
@@ -105,6 +114,11 @@ for r in $(seq 1 "$ROUNDS"); do
     for q in $RATES; do
       phase "$t" "$r" "q$q" oha -z "${DUR}s" -q "$q" -c "$CONC" --latency-correction "${oha_args[@]}" "${URL[$t]}"
     done
+  done
+  for t in nginx2 flowgate2; do
+    echo "round $r: $t" >&2
+    timeout $((WARM + 20)) oha -z "${WARM}s" -c "$CONC" "${oha_args[@]}" "${URL[$t]}" > /dev/null 2>&1 || true
+    phase "$t" "$r" "closed" wrk -t2 -c "$CONC" -d "${DUR}s" --latency -s "$lua" "${URL[$t]}"
   done
 done
 python3 bench/report.py "$OUT" --rates "$RATES" --conc "$CONC" | tee "$OUT/report.md"

@@ -2,9 +2,10 @@
 //!
 //! [`ReqBody`] goes upstream: either bytes already read (openai routes) or the client's body
 //! streamed through with a size limit (http routes; never buffered). [`ProxyBody`] goes to
-//! the client: either a local answer or the upstream's body streamed frame by frame (SSE
-//! chunks are forwarded as they arrive), with a read timeout between frames. When the
-//! upstream body ends, its connection goes back to the pool.
+//! the client: either a local answer or the upstream's body decoded straight off the upstream
+//! connection, frame by frame as bytes arrive (SSE chunks are forwarded as they come), with a
+//! read timeout between frames. When the upstream body ends, its connection goes back to the
+//! pool.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -17,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Sleep;
 
 use crate::upstream::Lease;
+use crate::upstream::h1::Decoder;
 
 /// Boxed error of a body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -128,8 +130,9 @@ enum Kind {
 
 #[derive(Debug)]
 struct UpstreamBody {
-    inner: Incoming,
     lease: Option<Lease>,
+    decoder: Decoder,
+    keep_alive: bool,
     read_timeout: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     /// The timer must be pushed back before the next wait (a frame arrived since).
@@ -146,12 +149,19 @@ impl From<Bytes> for ProxyBody {
 }
 
 impl ProxyBody {
-    /// Streams `inner` from the upstream; `lease` returns the connection when it ends.
-    pub fn upstream(inner: Incoming, lease: Lease, read_timeout: Duration) -> Self {
+    /// Streams the body of the response being read on `lease`'s connection, framed as
+    /// `decoder` says; the connection is returned to the pool at the end when `keep_alive`.
+    pub fn upstream(
+        lease: Lease,
+        decoder: Decoder,
+        keep_alive: bool,
+        read_timeout: Duration,
+    ) -> Self {
         ProxyBody {
             kind: Kind::Upstream(UpstreamBody {
-                inner,
                 lease: Some(lease),
+                decoder,
+                keep_alive,
                 read_timeout,
                 timer: None,
                 stale_timer: false,
@@ -168,6 +178,12 @@ impl ProxyBody {
 }
 
 impl UpstreamBody {
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release(self.keep_alive);
+        }
+    }
+
     #[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = tokio::time::Instant::now() + self.read_timeout;
@@ -198,41 +214,42 @@ impl Body for ProxyBody {
         let this = self.get_mut();
         match &mut this.kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(up) => match Pin::new(&mut up.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    up.stale_timer = true;
-                    if up.inner.is_end_stream()
-                        && let Some(lease) = up.lease.take()
-                    {
-                        lease.release();
+            Kind::Upstream(up) => {
+                let Some(wire) = up.lease.as_mut().and_then(Lease::wire) else {
+                    return Poll::Ready(None);
+                };
+                match wire.poll_body(&mut up.decoder, cx) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        up.stale_timer = true;
+                        if up.decoder.is_done() {
+                            up.release();
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
                     }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    up.lease = None;
-                    Poll::Ready(Some(Err(Box::new(e))))
-                }
-                Poll::Ready(None) => {
-                    if let Some(lease) = up.lease.take() {
-                        lease.release();
-                    }
-                    Poll::Ready(None)
-                }
-                Poll::Pending => match up.poll_timer(cx) {
-                    Poll::Ready(()) => {
+                    Poll::Ready(Some(Err(e))) => {
                         up.lease = None;
-                        Poll::Ready(Some(Err(Box::new(ReadTimeout(up.read_timeout)))))
+                        Poll::Ready(Some(Err(Box::new(e))))
                     }
-                    Poll::Pending => Poll::Pending,
-                },
-            },
+                    Poll::Ready(None) => {
+                        up.release();
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => match up.poll_timer(cx) {
+                        Poll::Ready(()) => {
+                            up.lease = None;
+                            Poll::Ready(Some(Err(Box::new(ReadTimeout(up.read_timeout)))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    },
+                }
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
-            Kind::Upstream(up) => up.inner.is_end_stream(),
+            Kind::Upstream(up) => up.decoder.is_done(),
         }
     }
 
@@ -240,7 +257,10 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream(up) => up.inner.size_hint(),
+            Kind::Upstream(up) => up
+                .decoder
+                .remaining()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
         }
     }
 }

@@ -12,16 +12,15 @@ use flowgate_clock::SharedClock;
 use flowgate_config::{Config, RouteKind};
 use flowgate_telemetry::{RequestRecord, Telemetry};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Uri, Version};
-use http_body_util::{BodyExt, Limited};
+use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
-use serde::Deserialize;
 
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer, RequestIds};
 use crate::router::RouteEntry;
 use crate::runtime::Runtime;
+use crate::upstream::h1::{self, ExchangeError, ReqFraming, ResponseHead};
 use crate::upstream::{Endpoint, Lease};
 
 /// The gateway. Share it as `Arc<Gateway>`.
@@ -47,20 +46,6 @@ struct Outcome {
     endpoint: Option<Arc<str>>,
     upstream_duration: Option<Duration>,
     attempts: u32,
-}
-
-/// The fields of an OpenAI request body the gateway reads; the body is forwarded as is.
-/// Parsing it validates the JSON (400 otherwise); later stages (cache keys, token limits,
-/// cost) read these fields.
-#[derive(Debug, Deserialize)]
-#[allow(dead_code)]
-struct OpenAiHead<'a> {
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
 }
 
 static ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-flowgate-attempts");
@@ -226,7 +211,7 @@ impl Gateway {
         }
         let body = match route.cfg.kind {
             RouteKind::OpenAi => {
-                ReqBody::full(read_openai_body(incoming, limits.max_body_bytes).await?)
+                ReqBody::full(crate::openai::read_body(incoming, limits.max_body_bytes).await?)
             }
             RouteKind::Http => ReqBody::Stream {
                 inner: incoming,
@@ -240,12 +225,11 @@ impl Gateway {
         parts
             .headers
             .insert(headers::REQUEST_ID.clone(), request_id.clone());
-        parts.version = Version::HTTP_11;
 
         let pool = &route.upstream;
         let timeout = pool.cfg.request_timeout;
         let exchange = self.exchange(route, parts, body, out);
-        let (resp, lease) = match tokio::time::timeout(timeout, exchange).await {
+        let (head, lease) = match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r?,
             Err(_) => {
                 let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
@@ -253,30 +237,33 @@ impl Gateway {
             }
         };
 
-        let (mut rparts, rbody) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut rparts.headers);
-        rparts.headers.insert(
+        let mut resp = Response::new(ProxyBody::from(Bytes::new()));
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        let h = resp.headers_mut();
+        headers::strip_hop_by_hop(h);
+        h.insert(
             headers::UPSTREAM.clone(),
             lease.endpoint().name_header.clone(),
         );
-        let body = if http_body::Body::is_end_stream(&rbody) {
-            lease.release();
-            ProxyBody::from(Bytes::new())
+        if head.decoder.is_done() {
+            lease.release(head.keep_alive);
         } else {
-            ProxyBody::upstream(rbody, lease, pool.cfg.read_timeout)
-        };
-        Ok(Response::from_parts(rparts, body))
+            *resp.body_mut() =
+                ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout);
+        }
+        Ok(resp)
     }
 
     /// Gets a connection (a connect failure is retried once on another endpoint), sends the
-    /// request and waits for the response head.
+    /// request and reads the response head.
     async fn exchange(
         &self,
         route: &RouteEntry,
         mut parts: http::request::Parts,
-        body: ReqBody,
+        mut body: ReqBody,
         out: &mut Outcome,
-    ) -> Result<(Response<Incoming>, Lease), ProxyError> {
+    ) -> Result<(ResponseHead, Lease), ProxyError> {
         let pool = &route.upstream;
         let first = pool.pick().ok_or_else(|| ProxyError::NoEndpoint {
             pool: pool.name.to_string(),
@@ -300,46 +287,57 @@ impl Gateway {
             }
         };
         let ep = lease.endpoint().clone();
-        parts.uri = upstream_uri(&ep, &parts.uri)?;
         parts.headers.insert(header::HOST, ep.host_header.clone());
-        let mut req = Request::from_parts(parts, body);
-        let mut fresh_tries = 0;
+        let framing = ReqFraming::of(&parts.method, &body);
+        let target = upstream_target(&ep, &parts.uri);
+        let head = h1::encode_head(&parts.method, &target, &parts.headers, framing);
+        let head_request = parts.method == Method::HEAD;
+        let mut stale_retries = 0;
         loop {
-            let Some(conn) = lease.conn() else {
-                return Err(ProxyError::UpstreamClosed {
-                    endpoint: ep.name.to_string(),
-                    reason: "no connection".into(),
-                });
+            let reused = lease.is_reused();
+            let Some(wire) = lease.wire() else {
+                return Err(closed(&ep, "no connection".into()));
             };
             let sent = self.clock.now();
-            match conn.try_send_request(req).await {
+            let mut got_bytes = false;
+            match wire
+                .exchange(&head, &mut body, framing, head_request, &mut got_bytes)
+                .await
+            {
                 Ok(resp) => {
                     out.upstream_duration = Some(self.clock.now().saturating_duration_since(sent));
                     return Ok((resp, lease));
                 }
-                Err(mut e) => {
-                    // Not sent at all (the pooled connection closed under us): safe to send
-                    // again on a fresh connection.
-                    if let Some(r) = e.take_message()
-                        && fresh_tries < 2
-                    {
-                        fresh_tries += 1;
-                        req = r;
+                Err(e) => {
+                    // A pooled connection the upstream closed while it sat idle: nothing was
+                    // answered, and a buffered body can be sent again on a fresh connection.
+                    let stale = reused
+                        && !got_bytes
+                        && matches!(body, ReqBody::Full(_))
+                        && matches!(e, ExchangeError::Io(_) | ExchangeError::ClosedBeforeHead);
+                    if stale && stale_retries < 2 {
+                        stale_retries += 1;
                         drop(lease);
                         lease = ep.checkout().await.map_err(|e| connect_error(&ep, &e))?;
                         continue;
                     }
-                    let err = e.into_error();
-                    if let Some(BodyLimitExceeded(limit)) = find_cause::<BodyLimitExceeded>(&err) {
+                    if let ExchangeError::Body(b) = &e
+                        && let Some(BodyLimitExceeded(limit)) =
+                            find_cause::<BodyLimitExceeded>(b.as_ref())
+                    {
                         return Err(ProxyError::BodyTooLarge { limit: *limit });
                     }
-                    return Err(ProxyError::UpstreamClosed {
-                        endpoint: ep.name.to_string(),
-                        reason: err.to_string(),
-                    });
+                    return Err(closed(&ep, e.to_string()));
                 }
             }
         }
+    }
+}
+
+fn closed(ep: &Endpoint, reason: String) -> ProxyError {
+    ProxyError::UpstreamClosed {
+        endpoint: ep.name.to_string(),
+        reason,
     }
 }
 
@@ -372,39 +370,14 @@ fn check_head(
     Ok(())
 }
 
-async fn read_openai_body(incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let bytes = match Limited::new(incoming, limit_usize).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return Err(ProxyError::BodyTooLarge { limit });
-            }
-            return Err(ProxyError::BodyRead(e.to_string()));
-        }
-    };
-    if !bytes.is_empty() {
-        serde_json::from_slice::<OpenAiHead<'_>>(&bytes)
-            .map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
-    }
-    Ok(bytes)
-}
-
-/// The origin-form URI for `ep`: its base path, then the request's path and query.
-fn upstream_uri(ep: &Endpoint, uri: &Uri) -> Result<Uri, ProxyError> {
+/// The origin-form request target for `ep`: its base path, then the request's path and query.
+fn upstream_target<'a>(ep: &Endpoint, uri: &'a Uri) -> Cow<'a, str> {
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    if ep.cfg.base_path.is_empty()
-        && let Some(p) = uri.path_and_query()
-    {
-        return Ok(Uri::from(p.clone()));
+    if ep.cfg.base_path.is_empty() {
+        Cow::Borrowed(pq)
+    } else {
+        Cow::Owned(format!("{}{}", ep.cfg.base_path, pq))
     }
-    format!("{}{}", ep.cfg.base_path, pq)
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| {
-            ProxyError::BodyRead(format!("cannot build upstream URI: {e}"))
-        })
 }
 
 /// The first error of type `E` in `err`'s source chain.

@@ -14,6 +14,7 @@ mod gateway;
 mod headers;
 mod io;
 mod launch;
+mod openai;
 mod reload;
 mod router;
 mod runtime;

@@ -1,13 +1,13 @@
 //! One upstream endpoint and its connection pool.
 //!
-//! The pool is our own, on hyper's HTTP/1.1 client connections, rather than hyper-util's
-//! legacy client, for three reasons (docs/decisions/2026-11-22-own-connection-pool.md):
-//! an exact per-endpoint cap on open connections, a connection obtained *before* the
-//! request is built (so a connect failure can be retried elsewhere even for a streamed
-//! body), and exact connection counts for metrics.
+//! The pool is our own (docs/decisions/2026-11-22-own-connection-pool.md): an exact
+//! per-endpoint cap on open connections, a connection obtained *before* the request is
+//! built (so a connect failure can be retried elsewhere even for a streamed body), and exact
+//! connection counts for metrics. Connections speak HTTP/1.1 through [`super::h1`], driven
+//! by the request that holds them.
 //!
 //! * Each open connection owns a semaphore permit (`max_connections` of them, shared by all
-//!   workers), held by the task that drives the connection and released when it closes.
+//!   workers), released when the connection is dropped (which closes it).
 //! * Idle connections wait on LIFO stacks (the most recently used first: warm, and likely
 //!   still open), one per data-plane worker, so that a worker reuses the connections its
 //!   own thread drives (docs/decisions/2026-11-22-thread-per-core.md). `max_idle` caps
@@ -24,14 +24,12 @@ use flowgate_clock::SharedClock;
 use flowgate_config::{EndpointConfig, PoolConfig};
 use flowgate_telemetry::{EndpointLabels, Metrics};
 use http::HeaderValue;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::body::ReqBody;
+use super::h1::Wire;
 
 /// An upstream server with its pooled connections.
 #[derive(Debug)]
@@ -66,11 +64,21 @@ struct Idle {
     since: Instant,
 }
 
-/// A pooled connection and the stack it returns to (that of the worker driving it).
+/// An open connection: its permit, the stack it returns to (that of the worker whose
+/// runtime its socket is registered with) and whether it has served a request before.
 #[derive(Debug)]
 struct Conn {
-    send: SendRequest<ReqBody>,
+    wire: Wire,
     shard: usize,
+    reused: bool,
+    _permit: OwnedSemaphorePermit,
+    open: Gauge,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 /// A connection lent to one request. Dropping it closes the connection (its response was
@@ -86,7 +94,6 @@ pub struct Lease {
 pub enum ConnectError {
     Timeout(Duration),
     Io(std::io::Error),
-    Handshake(hyper::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -98,7 +105,6 @@ impl std::fmt::Display for ConnectError {
                 flowgate_config::format_duration(*d)
             ),
             ConnectError::Io(e) => write!(f, "{e}"),
-            ConnectError::Handshake(e) => write!(f, "handshake failed: {e}"),
         }
     }
 }
@@ -178,7 +184,7 @@ impl Endpoint {
     }
 
     fn reusable(&self, i: &Idle, now: Instant) -> bool {
-        !i.conn.send.is_closed() && now.saturating_duration_since(i.since) < self.idle_timeout
+        now.saturating_duration_since(i.since) < self.idle_timeout && i.conn.wire.is_usable()
     }
 
     /// A connection ready to take a request: a pooled one from this worker's stack, a new
@@ -187,10 +193,7 @@ impl Endpoint {
         let home = self.home();
         loop {
             if let Some(conn) = self.pop_idle(home) {
-                if let Some(lease) = self.ready(conn).await {
-                    return Ok(lease);
-                }
-                continue;
+                return Ok(self.lease(conn));
             }
             if let Ok(permit) = self.permits.clone().try_acquire_owned() {
                 return self.connect(permit, home).await;
@@ -199,10 +202,7 @@ impl Endpoint {
             tokio::pin!(returned);
             returned.as_mut().enable();
             if let Some(conn) = self.pop_idle_any(home) {
-                if let Some(lease) = self.ready(conn).await {
-                    return Ok(lease);
-                }
-                continue;
+                return Ok(self.lease(conn));
             }
             tokio::select! {
                 permit = self.permits.clone().acquire_owned() => match permit {
@@ -212,13 +212,6 @@ impl Endpoint {
                 () = &mut returned => {}
             }
         }
-    }
-
-    /// Leases `conn` once it can take a request; `None` when the upstream closed it
-    /// meanwhile (no request was sent on it).
-    async fn ready(self: &Arc<Self>, mut conn: Conn) -> Option<Lease> {
-        conn.send.ready().await.ok()?;
-        Some(self.lease(conn))
     }
 
     fn lease(self: &Arc<Self>, conn: Conn) -> Lease {
@@ -231,49 +224,41 @@ impl Endpoint {
 
     async fn connect(
         self: &Arc<Self>,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
         shard: usize,
     ) -> Result<Lease, ConnectError> {
-        let res = tokio::time::timeout(self.connect_timeout, async {
-            let stream = TcpStream::connect(self.cfg.authority.as_str())
-                .await
-                .map_err(ConnectError::Io)?;
-            let _ = stream.set_nodelay(true);
-            http1::Builder::new()
-                .handshake::<_, ReqBody>(TokioIo::new(stream))
-                .await
-                .map_err(ConnectError::Handshake)
-        })
+        let res = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(self.cfg.authority.as_str()),
+        )
         .await;
-        let (send, driver) = match res {
-            Ok(Ok(pair)) => pair,
+        let stream = match res {
+            Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 self.connect_errors.inc();
-                return Err(e);
+                return Err(ConnectError::Io(e));
             }
             Err(_) => {
                 self.connect_errors.inc();
                 return Err(ConnectError::Timeout(self.connect_timeout));
             }
         };
+        let _ = stream.set_nodelay(true);
         self.connects.inc();
-        let gauge = self.open_gauge.clone();
-        gauge.inc();
-        tokio::spawn(async move {
-            // The permit lives exactly as long as the connection.
-            let _permit = permit;
-            let _ = driver.await;
-            gauge.dec();
-        });
-        Ok(self.lease(Conn { send, shard }))
+        self.open_gauge.inc();
+        Ok(self.lease(Conn {
+            wire: Wire::new(stream),
+            shard,
+            reused: false,
+            _permit: permit,
+            open: self.open_gauge.clone(),
+        }))
     }
 
     /// Returns `conn` to its stack (beyond `max_idle` idle connections it is closed instead)
     /// and wakes one waiter.
-    fn push_idle(&self, conn: Conn) {
-        if conn.send.is_closed() {
-            return;
-        }
+    fn push_idle(&self, mut conn: Conn) {
+        conn.reused = true;
         let room = self.idle_total.fetch_add(1, Ordering::Relaxed) < self.max_idle;
         let stack = self.idle.get(conn.shard).and_then(|s| s.lock().ok());
         let kept = match stack {
@@ -312,13 +297,22 @@ impl Lease {
     }
 
     /// The connection (present until released).
-    pub fn conn(&mut self) -> Option<&mut SendRequest<ReqBody>> {
-        self.conn.as_mut().map(|c| &mut c.send)
+    pub fn wire(&mut self) -> Option<&mut Wire> {
+        self.conn.as_mut().map(|c| &mut c.wire)
     }
 
-    /// Returns the connection to the pool (its response has been read to the end).
-    pub fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
+    /// Whether the connection served a request before this one.
+    pub fn is_reused(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.reused)
+    }
+
+    /// Returns the connection to the pool: its response was read to the end and the
+    /// upstream keeps it open. Otherwise it is closed.
+    pub fn release(mut self, keep_alive: bool) {
+        if let Some(conn) = self.conn.take()
+            && keep_alive
+            && !conn.wire.has_leftover()
+        {
             self.endpoint.push_idle(conn);
         }
     }

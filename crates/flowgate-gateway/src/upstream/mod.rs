@@ -2,6 +2,7 @@
 //! with health, EWMA and breakers comes with `flowgate-balance`).
 
 mod endpoint;
+pub mod h1;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,104 @@
+//! OpenAI-shaped request bodies: read once, with the size limit, and validated as JSON.
+//! The body is forwarded unchanged; the fields later stages need (cache keys, token limits,
+//! cost) are read here.
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
+use hyper::body::Incoming;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ProxyError;
+
+/// The fields of an OpenAI request body the gateway reads.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+pub struct OpenAiHead<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+}
+
+/// A string borrowed from the body when it has no escapes (serde's own `Cow` support
+/// always copies inside an `Option`).
+fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Reads the whole body (413 past `limit`) and checks that it is JSON (400 otherwise).
+pub async fn read_body(mut incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<BytesMut> = None;
+    let mut seen = 0u64;
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut incoming).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|e| ProxyError::BodyRead(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        // Most bodies arrive in one frame: keep it as is, and copy only when more follow.
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut b = BytesMut::with_capacity(f.len() + data.len());
+                b.extend_from_slice(f);
+                b.extend_from_slice(&data);
+                more = Some(b);
+            }
+            (Some(_), Some(b)) => b.extend_from_slice(&data),
+        }
+    }
+    let bytes = match (first, more) {
+        (_, Some(b)) => b.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    };
+    if !bytes.is_empty() {
+        serde_json::from_slice::<OpenAiHead<'_>>(&bytes)
+            .map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_borrow_plain_strings_and_accept_escapes_and_null() {
+        let h: OpenAiHead<'_> =
+            serde_json::from_slice(br#"{"model":"gpt-4o","stream":true,"max_tokens":5}"#).unwrap();
+        assert!(matches!(h.model, Some(Cow::Borrowed("gpt-4o"))));
+        assert_eq!((h.stream, h.max_tokens), (Some(true), Some(5)));
+        let h: OpenAiHead<'_> = serde_json::from_slice(br#"{"model":"a\"b"}"#).unwrap();
+        assert_eq!(h.model.as_deref(), Some("a\"b"));
+        let h: OpenAiHead<'_> = serde_json::from_slice(br#"{"model":null}"#).unwrap();
+        assert!(h.model.is_none());
+        assert!(serde_json::from_slice::<OpenAiHead<'_>>(br#"{"model":5}"#).is_err());
+    }
+}

@@ -1,0 +1,700 @@
+//! HTTP/1.1 to upstreams, driven by the request's own task
+//! (docs/decisions/2026-11-22-inline-upstream-http1.md).
+//!
+//! A request writes its head (and a buffered body) in one vectored write, or streams its body
+//! (with its declared length, or chunked), then reads the response head into the
+//! connection's buffer and parses it with `httparse`; header values share that buffer. The
+//! response body is decoded from the same buffer as the client reads it ([`Decoder`]): each
+//! read becomes a frame, so streamed (SSE) chunks are passed on as they arrive. No task,
+//! channel or wake-up sits between the request and its upstream socket.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use http_body::Body;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::body::{BoxError, ReqBody};
+
+/// Largest response head accepted from an upstream.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields accepted in a response head.
+const MAX_HEADERS: usize = 128;
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+/// Room reserved in the read buffer before each read.
+const READ_RESERVE: usize = 8 * 1024;
+
+/// An open connection to an upstream and its read buffer.
+#[derive(Debug)]
+pub struct Wire {
+    io: TcpStream,
+    buf: BytesMut,
+}
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("connection closed before the response head")]
+    ClosedBeforeHead,
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    #[error("request body failed: {0}")]
+    Body(BoxError),
+}
+
+/// How a request body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReqFraming {
+    /// No body and no length header (GET and the like).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+impl ReqFraming {
+    /// The framing for `body` sent with `method`.
+    pub fn of(method: &Method, body: &ReqBody) -> Self {
+        match body {
+            ReqBody::Full(Some(b)) => ReqFraming::Length(b.len() as u64),
+            ReqBody::Full(None) => {
+                if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+                    ReqFraming::Length(0)
+                } else {
+                    ReqFraming::None
+                }
+            }
+            ReqBody::Stream { inner, .. } => match inner.size_hint().exact() {
+                Some(n) => ReqFraming::Length(n),
+                None => ReqFraming::Chunked,
+            },
+        }
+    }
+}
+
+/// A response head read from an upstream, and how its body is framed.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub decoder: Decoder,
+    /// Whether the connection can take another request once the body is read.
+    pub keep_alive: bool,
+}
+
+/// Encodes a request head: request line, `headers` (without any length or transfer coding
+/// of the client's), then the length or coding of `framing`.
+pub fn encode_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: ReqFraming,
+) -> Vec<u8> {
+    let size = method.as_str().len()
+        + target.len()
+        + 40
+        + headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        ReqFraming::None => {}
+        ReqFraming::Length(n) => {
+            use std::io::Write;
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        ReqFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+impl Wire {
+    pub fn new(io: TcpStream) -> Self {
+        Wire {
+            io,
+            buf: BytesMut::with_capacity(READ_RESERVE),
+        }
+    }
+
+    /// Whether a pooled connection can take a request: the upstream has neither closed it
+    /// nor sent anything unasked. Costs no syscall unless the socket has signalled
+    /// readiness since it was last used.
+    pub fn is_usable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Sends a request (`head` from [`encode_head`], then `body` framed as `framing`) and
+    /// reads the response head. `got_bytes` turns true once any response byte arrived.
+    pub async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: &mut ReqBody,
+        framing: ReqFraming,
+        head_request: bool,
+        got_bytes: &mut bool,
+    ) -> Result<ResponseHead, ExchangeError> {
+        self.write_request(head, body, framing).await?;
+        self.read_head(head_request, got_bytes).await
+    }
+
+    async fn write_request(
+        &mut self,
+        head: &[u8],
+        body: &mut ReqBody,
+        framing: ReqFraming,
+    ) -> Result<(), ExchangeError> {
+        match body {
+            ReqBody::Full(b) => {
+                let b = b.as_deref().unwrap_or_default();
+                write_all_vectored(&mut self.io, &mut [IoSlice::new(head), IoSlice::new(b)])
+                    .await?;
+            }
+            ReqBody::Stream { .. } => {
+                self.io.write_all(head).await?;
+                let chunked = framing == ReqFraming::Chunked;
+                let mut pinned = Pin::new(body);
+                while let Some(frame) = poll_fn(|cx| pinned.as_mut().poll_frame(cx)).await {
+                    let frame = frame.map_err(ExchangeError::Body)?;
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers are not forwarded
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        let size = format!("{:x}\r\n", data.len());
+                        write_all_vectored(
+                            &mut self.io,
+                            &mut [
+                                IoSlice::new(size.as_bytes()),
+                                IoSlice::new(&data),
+                                IoSlice::new(b"\r\n"),
+                            ],
+                        )
+                        .await?;
+                    } else {
+                        self.io.write_all(&data).await?;
+                    }
+                }
+                if chunked {
+                    self.io.write_all(b"0\r\n\r\n").await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_head(
+        &mut self,
+        head_request: bool,
+        got_bytes: &mut bool,
+    ) -> Result<ResponseHead, ExchangeError> {
+        loop {
+            while !self.buf.is_empty() {
+                match parse_head(&mut self.buf, head_request)? {
+                    Parsed::Head(head) => return Ok(head),
+                    Parsed::Interim => continue,
+                    Parsed::Partial if self.buf.len() > MAX_HEAD => {
+                        return Err(ExchangeError::Malformed(format!(
+                            "response head larger than {MAX_HEAD} bytes"
+                        )));
+                    }
+                    Parsed::Partial => break,
+                }
+            }
+            self.buf.reserve(READ_RESERVE);
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return Err(ExchangeError::ClosedBeforeHead);
+            }
+            *got_bytes = true;
+        }
+    }
+
+    /// Reads whatever the upstream sends next into the buffer: `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buf.reserve(READ_RESERVE);
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            match self.io.try_read_buf(&mut self.buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Whether bytes beyond the current response are buffered (then the connection cannot
+    /// be reused).
+    pub fn has_leftover(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The next frame of the response body being read with `decoder`.
+    pub fn poll_body(
+        &mut self,
+        decoder: &mut Decoder,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, ExchangeError>>> {
+        loop {
+            match decoder.step(&mut self.buf) {
+                Step::Data(b) => return Poll::Ready(Some(Ok(b))),
+                Step::End => return Poll::Ready(None),
+                Step::Error(e) => return Poll::Ready(Some(Err(ExchangeError::Malformed(e)))),
+                Step::NeedMore => {}
+            }
+            let n = match ready!(self.poll_fill(cx)) {
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            };
+            if n == 0 {
+                return match decoder.at_eof() {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(ExchangeError::Malformed(e)))),
+                };
+            }
+        }
+    }
+}
+
+async fn write_all_vectored(io: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = io.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
+}
+
+/// What [`parse_head`] found.
+#[derive(Debug)]
+enum Parsed {
+    Head(ResponseHead),
+    /// An interim (1xx) head, consumed.
+    Interim,
+    /// Not a whole head yet.
+    Partial,
+}
+
+/// Parses a response head at the start of `buf`. A parsed head's bytes leave `buf`, and the
+/// header values share them.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, ExchangeError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let base = buf.as_ptr() as usize;
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(ExchangeError::Malformed(format!("bad response head: {e}"))),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| ExchangeError::Malformed(format!("bad status code {code}")))?;
+    let http11 = resp.version == Some(1);
+    // Where each name and value sits in the head, so that they can be taken from the head's
+    // `Bytes` once `resp` no longer borrows the buffer.
+    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let count = resp.headers.len();
+    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        // Heads are shorter than MAX_HEAD, so offsets fit.
+        *span = [
+            name as u32,
+            (name + h.name.len()) as u32,
+            value as u32,
+            (value + h.value.len()) as u32,
+        ];
+    }
+    let head = buf.split_to(len).freeze();
+    if status.is_informational() {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ExchangeError::Malformed(
+                "protocol upgrades are not proxied".into(),
+            ));
+        }
+        return Ok(Parsed::Interim);
+    }
+    let mut headers = HeaderMap::with_capacity(count);
+    for &[name_at, name_end, start, end] in spans.iter().take(count) {
+        let name_bytes = &head[name_at as usize..name_end as usize];
+        let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
+            ExchangeError::Malformed(format!(
+                "bad header name {:?}",
+                String::from_utf8_lossy(name_bytes)
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(start as usize..end as usize))
+            .map_err(|_| ExchangeError::Malformed(format!("bad value for header {name}")))?;
+        headers.append(name, value);
+    }
+    let decoder = Decoder::for_response(head_request, status, &headers)?;
+    let keep_alive = http11 && !decoder.reads_to_eof() && !has_token(&headers, "close");
+    Ok(Parsed::Head(ResponseHead {
+        status,
+        headers,
+        decoder,
+        keep_alive,
+    }))
+}
+
+/// Whether the `Connection` header lists `token`.
+fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+/// What one decoding step produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Data(Bytes),
+    NeedMore,
+    End,
+    Error(String),
+}
+
+/// Reads a response body out of the connection's buffer (RFC 9112 §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoder {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunk),
+    /// Delimited by the connection closing.
+    Eof,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+impl Decoder {
+    fn for_response(
+        head_request: bool,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<Self, ExchangeError> {
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok(Decoder::Done);
+        }
+        if let Some(te) = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+        {
+            let last = te.to_str().unwrap_or("").rsplit(',').next().unwrap_or("");
+            return Ok(if last.trim().eq_ignore_ascii_case("chunked") {
+                Decoder::Chunked(Chunk::Size)
+            } else {
+                Decoder::Eof
+            });
+        }
+        let mut length = None;
+        for v in headers.get_all(header::CONTENT_LENGTH) {
+            for part in v.to_str().unwrap_or("x").split(',') {
+                let n: u64 = part
+                    .trim()
+                    .parse()
+                    .map_err(|_| ExchangeError::Malformed(format!("bad content-length {v:?}")))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ExchangeError::Malformed(
+                        "conflicting content-length".into(),
+                    ));
+                }
+                length = Some(n);
+            }
+        }
+        Ok(match length {
+            Some(0) => Decoder::Done,
+            Some(n) => Decoder::Length(n),
+            None => Decoder::Eof,
+        })
+    }
+
+    /// Whether the body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Decoder::Done)
+    }
+
+    fn reads_to_eof(&self) -> bool {
+        matches!(self, Decoder::Eof)
+    }
+
+    /// Exact remaining length, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            Decoder::Length(n) => Some(*n),
+            Decoder::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Decodes what `buf` holds: a frame of body data, the end, or a need for more bytes.
+    pub fn step(&mut self, buf: &mut BytesMut) -> Step {
+        loop {
+            match self {
+                Decoder::Done => return Step::End,
+                Decoder::Length(left) => {
+                    if buf.is_empty() {
+                        return Step::NeedMore;
+                    }
+                    let n = (*left).min(buf.len() as u64) as usize;
+                    *left -= n as u64;
+                    if *left == 0 {
+                        *self = Decoder::Done;
+                    }
+                    return Step::Data(buf.split_to(n).freeze());
+                }
+                Decoder::Eof => {
+                    if buf.is_empty() {
+                        return Step::NeedMore;
+                    }
+                    return Step::Data(buf.split().freeze());
+                }
+                Decoder::Chunked(state) => match *state {
+                    Chunk::Size => {
+                        let Some(line) = take_line(buf) else {
+                            return too_long(buf, "chunk size line");
+                        };
+                        let digits = line.split(|&c| c == b';').next().unwrap_or_default();
+                        let digits = std::str::from_utf8(digits).unwrap_or("").trim();
+                        let Ok(size) = u64::from_str_radix(digits, 16) else {
+                            return Step::Error(format!("bad chunk size {digits:?}"));
+                        };
+                        *state = if size == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(size)
+                        };
+                    }
+                    Chunk::Data(left) => {
+                        if buf.is_empty() {
+                            return Step::NeedMore;
+                        }
+                        let n = left.min(buf.len() as u64) as usize;
+                        *state = if left == n as u64 {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(left - n as u64)
+                        };
+                        return Step::Data(buf.split_to(n).freeze());
+                    }
+                    Chunk::DataEnd => {
+                        if buf.len() < 2 {
+                            return Step::NeedMore;
+                        }
+                        if &buf[..2] != b"\r\n" {
+                            return Step::Error("chunk data not followed by CRLF".into());
+                        }
+                        buf.advance(2);
+                        *state = Chunk::Size;
+                    }
+                    Chunk::Trailers => {
+                        let Some(line) = take_line(buf) else {
+                            return too_long(buf, "trailer line");
+                        };
+                        if line.is_empty() {
+                            *self = Decoder::Done;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// The connection reached end of stream: fine only for bodies delimited by it.
+    fn at_eof(&mut self) -> Result<(), String> {
+        match self {
+            Decoder::Eof | Decoder::Done => {
+                *self = Decoder::Done;
+                Ok(())
+            }
+            _ => Err("upstream closed the connection in the middle of the body".into()),
+        }
+    }
+}
+
+/// Takes one CRLF-terminated line off `buf` (without the CRLF).
+fn take_line(buf: &mut BytesMut) -> Option<Bytes> {
+    let at = buf.windows(2).position(|w| w == b"\r\n")?;
+    let line = buf.split_to(at).freeze();
+    buf.advance(2);
+    Some(line)
+}
+
+fn too_long(buf: &BytesMut, what: &str) -> Step {
+    if buf.len() > MAX_LINE {
+        Step::Error(format!("{what} longer than {MAX_LINE} bytes"))
+    } else {
+        Step::NeedMore
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(mut d: Decoder, pieces: &[&[u8]]) -> (Vec<u8>, Step) {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for p in pieces {
+            buf.extend_from_slice(p);
+            loop {
+                match d.step(&mut buf) {
+                    Step::Data(b) => out.extend_from_slice(&b),
+                    Step::NeedMore => break,
+                    other => return (out, other),
+                }
+            }
+        }
+        (out, Step::NeedMore)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for cut in 0..wire.len() {
+            let (body, end) =
+                decode_all(Decoder::Chunked(Chunk::Size), &[&wire[..cut], &wire[cut..]]);
+            assert_eq!(body, b"hello, world", "cut at {cut}");
+            assert_eq!(end, Step::End, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn chunk_data_is_passed_on_before_the_chunk_is_complete() {
+        let mut d = Decoder::Chunked(Chunk::Size);
+        let mut buf = BytesMut::from(&b"a\r\n01234"[..]);
+        assert_eq!(d.step(&mut buf), Step::Data(Bytes::from_static(b"01234")));
+        assert_eq!(d.step(&mut buf), Step::NeedMore);
+    }
+
+    #[test]
+    fn bad_chunks_are_errors() {
+        let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[b"zz\r\n"]);
+        assert!(matches!(end, Step::Error(_)));
+        let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[b"2\r\nabXY"]);
+        assert!(matches!(end, Step::Error(_)));
+        let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[&[b'1'; MAX_LINE + 1]]);
+        assert!(matches!(end, Step::Error(_)));
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_length() {
+        let mut d = Decoder::Length(5);
+        let mut buf = BytesMut::from(&b"hel"[..]);
+        assert_eq!(d.step(&mut buf), Step::Data(Bytes::from_static(b"hel")));
+        buf.extend_from_slice(b"loEXTRA");
+        assert_eq!(d.step(&mut buf), Step::Data(Bytes::from_static(b"lo")));
+        assert_eq!(d.step(&mut buf), Step::End);
+        assert_eq!(&buf[..], b"EXTRA");
+    }
+
+    fn head(buf: &mut BytesMut, head_request: bool) -> ResponseHead {
+        match parse_head(buf, head_request).unwrap() {
+            Parsed::Head(h) => h,
+            other => panic!("expected a head, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn heads_parse_with_framing_and_keep_alive() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: b\r\n\r\nhi"[..],
+        );
+        assert!(matches!(
+            parse_head(&mut buf, false).unwrap(),
+            Parsed::Interim
+        ));
+        let h = head(&mut buf, false);
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.headers["x-a"], "b");
+        assert_eq!(h.decoder, Decoder::Length(2));
+        assert!(h.keep_alive);
+        assert_eq!(&buf[..], b"hi");
+
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+        );
+        let h = head(&mut buf, false);
+        assert_eq!(h.decoder, Decoder::Chunked(Chunk::Size));
+        assert!(!h.keep_alive);
+
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\nto the end"[..]);
+        let h = head(&mut buf, false);
+        assert_eq!(h.decoder, Decoder::Eof);
+        assert!(
+            !h.keep_alive,
+            "a body delimited by close ends the connection"
+        );
+
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"[..]);
+        assert!(head(&mut buf, true).decoder.is_done(), "HEAD has no body");
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
+        assert!(matches!(
+            parse_head(&mut buf, false).unwrap(),
+            Parsed::Partial
+        ));
+
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"[..],
+        );
+        assert!(parse_head(&mut buf, false).is_err());
+        let mut buf = BytesMut::from(&b"NOT HTTP\r\n\r\n"[..]);
+        assert!(parse_head(&mut buf, false).is_err());
+    }
+
+    #[test]
+    fn request_heads_carry_our_framing_only() {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", HeaderValue::from_static("999"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        let head = encode_head(&Method::POST, "/v1/x?y=1", &h, ReqFraming::Length(3));
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "POST /v1/x?y=1 HTTP/1.1\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n"
+        );
+        let head = encode_head(&Method::PUT, "/", &HeaderMap::new(), ReqFraming::Chunked);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+}
