@@ -426,6 +426,60 @@ async fn upstream_connections_are_reused_and_capped() {
     );
 }
 
+/// An upstream that answers one request per connection and then closes it without saying so
+/// (no `Connection: close`), the way servers with short keep-alive timeouts drop idle
+/// connections. Returns its address and the number of connections it accepted.
+async fn one_shot_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = br#"{"object":"chat.completion"}"#;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body).await;
+                // Closed on drop, after the response.
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+#[tokio::test]
+async fn pooled_connections_the_upstream_closed_are_replaced_without_failing_requests() {
+    let (url, accepted) = one_shot_upstream().await;
+    let gw = gateway_with("workers = 1", &fleet_config(&[url], "")).await;
+    let c = client();
+    for i in 0..5 {
+        let r = send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {:?}", r.body);
+        // Let the upstream's close arrive while the connection sits in the pool.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        5,
+        "each request needed a new connection"
+    );
+}
+
 #[tokio::test]
 async fn idle_connections_beyond_max_idle_are_closed() {
     let up = sim(EndpointSpec::fixed(Duration::from_millis(100))).await;
