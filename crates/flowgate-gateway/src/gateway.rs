@@ -298,23 +298,26 @@ impl Gateway {
             let Some(wire) = lease.wire() else {
                 return Err(closed(&ep, "no connection".into()));
             };
-            let sent = self.clock.now();
-            let mut got_bytes = false;
+            let started = self.clock.now();
+            let mut sent = false;
             match wire
-                .exchange(&head, &mut body, framing, head_request, &mut got_bytes)
+                .exchange(&head, &mut body, framing, head_request, &mut sent)
                 .await
             {
                 Ok(resp) => {
-                    out.upstream_duration = Some(self.clock.now().saturating_duration_since(sent));
+                    out.upstream_duration =
+                        Some(self.clock.now().saturating_duration_since(started));
                     return Ok((resp, lease));
                 }
                 Err(e) => {
-                    // A pooled connection the upstream closed while it sat idle: nothing was
-                    // answered, and a buffered body can be sent again on a fresh connection.
+                    // A pooled connection the upstream had closed while it sat idle, found
+                    // out while writing: the upstream never got the request, and a buffered
+                    // body can be sent again on a fresh connection. Once the request is
+                    // written it is never resent: the upstream may have acted on it.
                     let stale = reused
-                        && !got_bytes
+                        && !sent
                         && matches!(body, ReqBody::Full(_))
-                        && matches!(e, ExchangeError::Io(_) | ExchangeError::ClosedBeforeHead);
+                        && matches!(e, ExchangeError::Io(_));
                     if stale && stale_retries < 2 {
                         stale_retries += 1;
                         drop(lease);

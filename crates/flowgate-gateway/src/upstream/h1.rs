@@ -151,17 +151,19 @@ impl Wire {
     }
 
     /// Sends a request (`head` from [`encode_head`], then `body` framed as `framing`) and
-    /// reads the response head. `got_bytes` turns true once any response byte arrived.
+    /// reads the response head. `sent` turns true once the whole request was written: from
+    /// then on the upstream may have acted on it.
     pub async fn exchange(
         &mut self,
         head: &[u8],
         body: &mut ReqBody,
         framing: ReqFraming,
         head_request: bool,
-        got_bytes: &mut bool,
+        sent: &mut bool,
     ) -> Result<ResponseHead, ExchangeError> {
         self.write_request(head, body, framing).await?;
-        self.read_head(head_request, got_bytes).await
+        *sent = true;
+        self.read_head(head_request).await
     }
 
     async fn write_request(
@@ -211,11 +213,7 @@ impl Wire {
         Ok(())
     }
 
-    async fn read_head(
-        &mut self,
-        head_request: bool,
-        got_bytes: &mut bool,
-    ) -> Result<ResponseHead, ExchangeError> {
+    async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, ExchangeError> {
         loop {
             while !self.buf.is_empty() {
                 match parse_head(&mut self.buf, head_request)? {
@@ -233,7 +231,6 @@ impl Wire {
             if self.io.read_buf(&mut self.buf).await? == 0 {
                 return Err(ExchangeError::ClosedBeforeHead);
             }
-            *got_bytes = true;
         }
     }
 
