@@ -293,48 +293,49 @@ impl Gateway {
         let head = h1::encode_head(&parts.method, &target, &parts.headers, framing);
         let head_request = parts.method == Method::HEAD;
         let mut stale_retries = 0;
-        loop {
+        let started = loop {
             let reused = lease.is_reused();
-            let Some(wire) = lease.wire() else {
-                return Err(closed(&ep, "no connection".into()));
-            };
+            let wire = lease.wire().ok_or_else(|| no_connection(&ep))?;
             let started = self.clock.now();
-            let mut sent = false;
-            match wire
-                .exchange(&head, &mut body, framing, head_request, &mut sent)
-                .await
-            {
-                Ok(resp) => {
-                    out.upstream_duration =
-                        Some(self.clock.now().saturating_duration_since(started));
-                    return Ok((resp, lease));
+            match wire.write_request(&head, &mut body, framing).await {
+                Ok(()) => break started,
+                // A pooled connection the upstream had closed while it sat idle, found out
+                // while writing: the upstream never got the request, and a buffered body
+                // can be sent again on a fresh connection. Once the request is written it
+                // is never resent: the upstream may have acted on it.
+                Err(ExchangeError::Io(_))
+                    if reused && matches!(body, ReqBody::Full(_)) && stale_retries < 2 =>
+                {
+                    stale_retries += 1;
+                    drop(lease);
+                    lease = ep.checkout().await.map_err(|e| connect_error(&ep, &e))?;
                 }
-                Err(e) => {
-                    // A pooled connection the upstream had closed while it sat idle, found
-                    // out while writing: the upstream never got the request, and a buffered
-                    // body can be sent again on a fresh connection. Once the request is
-                    // written it is never resent: the upstream may have acted on it.
-                    let stale = reused
-                        && !sent
-                        && matches!(body, ReqBody::Full(_))
-                        && matches!(e, ExchangeError::Io(_));
-                    if stale && stale_retries < 2 {
-                        stale_retries += 1;
-                        drop(lease);
-                        lease = ep.checkout().await.map_err(|e| connect_error(&ep, &e))?;
-                        continue;
-                    }
-                    if let ExchangeError::Body(b) = &e
-                        && let Some(BodyLimitExceeded(limit)) =
-                            find_cause::<BodyLimitExceeded>(b.as_ref())
-                    {
-                        return Err(ProxyError::BodyTooLarge { limit: *limit });
-                    }
-                    return Err(closed(&ep, e.to_string()));
-                }
+                Err(e) => return Err(exchange_error(&ep, e)),
             }
-        }
+        };
+        let wire = lease.wire().ok_or_else(|| no_connection(&ep))?;
+        let resp = wire
+            .read_head(head_request)
+            .await
+            .map_err(|e| exchange_error(&ep, e))?;
+        out.upstream_duration = Some(self.clock.now().saturating_duration_since(started));
+        Ok((resp, lease))
     }
+}
+
+fn no_connection(ep: &Endpoint) -> ProxyError {
+    closed(ep, "no connection".into())
+}
+
+/// The client's answer for a failed exchange: 413 when the client's streamed body passed the
+/// limit, 502 otherwise.
+fn exchange_error(ep: &Endpoint, e: ExchangeError) -> ProxyError {
+    if let ExchangeError::Body(b) = &e
+        && let Some(BodyLimitExceeded(limit)) = find_cause::<BodyLimitExceeded>(b.as_ref())
+    {
+        return ProxyError::BodyTooLarge { limit: *limit };
+    }
+    closed(ep, e.to_string())
 }
 
 fn closed(ep: &Endpoint, reason: String) -> ProxyError {

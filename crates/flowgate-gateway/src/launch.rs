@@ -37,16 +37,12 @@ pub async fn launch(
     config_path: Option<PathBuf>,
     telemetry: Telemetry,
 ) -> std::io::Result<Running> {
-    let data_listeners = worker::bind(config.server.listen, worker::count(&config))?;
-    let admin_listener = bind(config.server.admin_listen).await?;
-    let data_addr = data_listeners
-        .first()
-        .map(std::net::TcpListener::local_addr)
-        .transpose()?
-        .unwrap_or(config.server.listen);
-    let admin_addr = admin_listener.local_addr()?;
-    telemetry.spawn_consumer();
+    let (listen, admin_listen) = (config.server.listen, config.server.admin_listen);
     let gateway = Gateway::new(config, telemetry);
+    let (data_addr, data_listeners) = worker::bind(listen, gateway.workers())?;
+    let admin_listener = bind(admin_listen).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    gateway.telemetry().spawn_consumer();
     let watcher = match config_path {
         Some(p) => Some(crate::reload::spawn_reloader(gateway.clone(), p)?),
         None => None,

@@ -36,8 +36,11 @@ pub fn count(config: &Config) -> usize {
 }
 
 /// Binds `n` listener sockets on `addr` with `SO_REUSEPORT` (port 0: one free port, shared
-/// by all of them).
-pub(crate) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+/// by all of them) and returns the address they listen on.
+pub(crate) fn bind(
+    addr: SocketAddr,
+    n: usize,
+) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
     let annotate =
         |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
     let first = listener(addr).map_err(annotate)?;
@@ -46,7 +49,7 @@ pub(crate) fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::
     for _ in 1..n {
         all.push(listener(bound).map_err(annotate)?);
     }
-    Ok(all)
+    Ok((bound, all))
 }
 
 fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

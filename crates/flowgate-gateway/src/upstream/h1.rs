@@ -150,23 +150,9 @@ impl Wire {
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Sends a request (`head` from [`encode_head`], then `body` framed as `framing`) and
-    /// reads the response head. `sent` turns true once the whole request was written: from
-    /// then on the upstream may have acted on it.
-    pub async fn exchange(
-        &mut self,
-        head: &[u8],
-        body: &mut ReqBody,
-        framing: ReqFraming,
-        head_request: bool,
-        sent: &mut bool,
-    ) -> Result<ResponseHead, ExchangeError> {
-        self.write_request(head, body, framing).await?;
-        *sent = true;
-        self.read_head(head_request).await
-    }
-
-    async fn write_request(
+    /// Sends a request: `head` from [`encode_head`], then `body` framed as `framing`. Once
+    /// this returns `Ok` the upstream may act on the request.
+    pub async fn write_request(
         &mut self,
         head: &[u8],
         body: &mut ReqBody,
@@ -213,7 +199,8 @@ impl Wire {
         Ok(())
     }
 
-    async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, ExchangeError> {
+    /// Reads the response head (interim `1xx` heads are skipped).
+    pub async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, ExchangeError> {
         loop {
             while !self.buf.is_empty() {
                 match parse_head(&mut self.buf, head_request)? {
@@ -281,7 +268,6 @@ impl Wire {
 }
 
 async fn write_all_vectored(io: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         let n = io.write_vectored(bufs).await?;
         if n == 0 {
