@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -428,16 +430,17 @@ async fn upstream_connections_are_reused_and_capped() {
 
 /// An upstream that answers one request per connection and then closes it without saying so
 /// (no `Connection: close`), the way servers with short keep-alive timeouts drop idle
-/// connections. Returns its address and the number of connections it accepted.
-async fn one_shot_upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// connections. Returns its address and the numbers of connections it accepted and closed.
+async fn one_shot_upstream() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
+    let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (opened, shut) = (accepted.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            opened.fetch_add(1, Ordering::SeqCst);
+            let shut = shut.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut got = Vec::new();
@@ -451,16 +454,17 @@ async fn one_shot_upstream() -> (String, std::sync::Arc<std::sync::atomic::Atomi
                 let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
                 let _ = s.write_all(head.as_bytes()).await;
                 let _ = s.write_all(body).await;
-                // Closed on drop, after the response.
+                drop(s);
+                shut.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
-    (format!("http://{addr}"), accepted)
+    (format!("http://{addr}"), accepted, closed)
 }
 
 #[tokio::test]
 async fn pooled_connections_the_upstream_closed_are_replaced_without_failing_requests() {
-    let (url, accepted) = one_shot_upstream().await;
+    let (url, accepted, closed) = one_shot_upstream().await;
     let gw = gateway_with("workers = 1", &fleet_config(&[url], "")).await;
     let c = client();
     for i in 0..5 {
@@ -470,11 +474,11 @@ async fn pooled_connections_the_upstream_closed_are_replaced_without_failing_req
         )
         .await;
         assert_eq!(r.status, StatusCode::OK, "request {i}: {:?}", r.body);
-        // Let the upstream's close arrive while the connection sits in the pool.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The upstream closes the connection while it sits in the pool.
+        eventually(|| closed.load(Ordering::SeqCst) == i + 1).await;
     }
     assert_eq!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        accepted.load(Ordering::SeqCst),
         5,
         "each request needed a new connection"
     );
