@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Sleep;
 
+use crate::io::Busy;
 use crate::upstream::Lease;
 use crate::upstream::h1::Decoder;
 
@@ -120,6 +121,7 @@ impl Drop for InFlightGuard {
 pub struct ProxyBody {
     kind: Kind,
     _guard: Option<InFlightGuard>,
+    _busy: Option<Busy>,
 }
 
 #[derive(Debug)]
@@ -144,6 +146,7 @@ impl From<Bytes> for ProxyBody {
         ProxyBody {
             kind: Kind::Full(Some(b)),
             _guard: None,
+            _busy: None,
         }
     }
 }
@@ -167,12 +170,19 @@ impl ProxyBody {
                 stale_timer: false,
             }),
             _guard: None,
+            _busy: None,
         }
     }
 
     /// Attaches the in-flight guard, released when the body is finished or dropped.
     pub fn with_guard(mut self, g: InFlightGuard) -> Self {
         self._guard = Some(g);
+        self
+    }
+
+    /// Keeps the client connection marked busy until the body is finished or dropped.
+    pub fn with_busy(mut self, b: Busy) -> Self {
+        self._busy = Some(b);
         self
     }
 }

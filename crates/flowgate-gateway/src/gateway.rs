@@ -17,10 +17,10 @@ use hyper::body::Incoming;
 
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
 use crate::error::ProxyError;
-use crate::headers::{self, Peer, RequestIds};
+use crate::headers::{self, Peer, RequestIds, UpstreamFields};
 use crate::router::RouteEntry;
 use crate::runtime::Runtime;
-use crate::upstream::h1::{self, ExchangeError, ReqFraming, ResponseHead};
+use crate::upstream::h1::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
 use crate::upstream::{Endpoint, Lease};
 
 /// The gateway. Share it as `Arc<Gateway>`.
@@ -167,8 +167,10 @@ impl Gateway {
         };
         let h = resp.headers_mut();
         h.insert(headers::REQUEST_ID.clone(), request_id);
-        if out.attempts > 0 {
-            h.insert(ATTEMPTS.clone(), HeaderValue::from(out.attempts));
+        match out.attempts {
+            0 => {}
+            1 => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from_static("1")),
+            n => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from(n)),
         }
         self.telemetry.record(RequestRecord {
             route: out.route.unwrap_or_else(|| Arc::from("-")),
@@ -221,14 +223,10 @@ impl Gateway {
         };
 
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::set_forwarded(&mut parts.headers, peer);
-        parts
-            .headers
-            .insert(headers::REQUEST_ID.clone(), request_id.clone());
 
         let pool = &route.upstream;
         let timeout = pool.cfg.request_timeout;
-        let exchange = self.exchange(route, parts, body, out);
+        let exchange = self.exchange(route, &parts, body, peer, request_id, out);
         let (head, lease) = match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r?,
             Err(_) => {
@@ -260,8 +258,10 @@ impl Gateway {
     async fn exchange(
         &self,
         route: &RouteEntry,
-        mut parts: http::request::Parts,
+        parts: &http::request::Parts,
         mut body: ReqBody,
+        peer: &Peer,
+        request_id: &HeaderValue,
         out: &mut Outcome,
     ) -> Result<(ResponseHead, Lease), ProxyError> {
         let pool = &route.upstream;
@@ -287,17 +287,24 @@ impl Gateway {
             }
         };
         let ep = lease.endpoint().clone();
-        parts.headers.insert(header::HOST, ep.host_header.clone());
-        let framing = ReqFraming::of(&parts.method, &body);
+        let forwarded_for = headers::forwarded_for(&parts.headers, peer);
+        let fields =
+            UpstreamFields::new(&parts.headers, &ep.host_header, &forwarded_for, request_id);
         let target = upstream_target(&ep, &parts.uri);
-        let head = h1::encode_head(&parts.method, &target, &parts.headers, framing);
+        let head = RequestHead {
+            method: &parts.method,
+            target: &target,
+            headers: &parts.headers,
+            set: fields.as_slice(),
+            framing: ReqFraming::of(&parts.method, &body),
+        };
         let head_request = parts.method == Method::HEAD;
         let mut stale_retries = 0;
         let started = loop {
             let reused = lease.is_reused();
             let wire = lease.wire().ok_or_else(|| no_connection(&ep))?;
             let started = self.clock.now();
-            match wire.write_request(&head, &mut body, framing).await {
+            match wire.write_request(&head, &mut body).await {
                 Ok(()) => break started,
                 // A pooled connection the upstream had closed while it sat idle, found out
                 // while writing: the upstream never got the request, and a buffered body

@@ -2,6 +2,7 @@
 //! (RFC 9110 §7.6.1, including any header the `Connection` header names), `X-Forwarded-*`
 //! are set, and a request id is taken from the client or generated.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -39,15 +40,16 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if !h.keys().any(|k| hop.contains(&k)) {
         return;
     }
-    if let Some(conn) = h.get(&header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            h.remove(n);
+    if let Some(conn) = h.get(&header::CONNECTION).cloned() {
+        for token in conn.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            // `close` and `keep-alive` are the usual tokens; neither needs a lookup here.
+            if !token.is_empty()
+                && !token.eq_ignore_ascii_case("close")
+                && !token.eq_ignore_ascii_case("keep-alive")
+            {
+                h.remove(token);
+            }
         }
     }
     for n in hop {
@@ -70,25 +72,59 @@ impl Peer {
     }
 }
 
-/// Appends the client address to `X-Forwarded-For`, sets `X-Forwarded-Proto` and keeps the
-/// client's `Host` as `X-Forwarded-Host`.
-pub fn set_forwarded(h: &mut HeaderMap, client: &Peer) {
-    let value = match h.get(&FORWARDED_FOR) {
+/// The `X-Forwarded-For` value for a request from `client`: the client's own list with the
+/// client's address appended, or just the address.
+pub fn forwarded_for<'a>(h: &HeaderMap, client: &'a Peer) -> Cow<'a, [u8]> {
+    match h.get(&FORWARDED_FOR) {
         Some(prev) if !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + client.ip.len());
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
             v.extend_from_slice(client.ip.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
+            Cow::Owned(v)
         }
-        _ => Some(client.ip.clone()),
-    };
-    if let Some(v) = value {
-        h.insert(FORWARDED_FOR.clone(), v);
+        _ => Cow::Borrowed(client.ip.as_bytes()),
     }
-    h.insert(FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    if let Some(host) = h.get(&header::HOST).cloned() {
-        h.insert(FORWARDED_HOST.clone(), host);
+}
+
+/// The fields the gateway sets on an upstream request, replacing any the client sent of the
+/// same names: `Host` for the upstream, `X-Forwarded-For` / `-Proto` / `-Host` and the
+/// request id. Written by the head encoder, so the client's header map is never grown.
+#[derive(Debug)]
+pub struct UpstreamFields<'a> {
+    fields: [(&'static HeaderName, &'a [u8]); 5],
+    len: usize,
+}
+
+impl<'a> UpstreamFields<'a> {
+    /// `client_headers` are the request's (hop-by-hop already stripped), `forwarded_for`
+    /// from [`forwarded_for`].
+    pub fn new(
+        client_headers: &'a HeaderMap,
+        upstream_host: &'a HeaderValue,
+        forwarded_for: &'a [u8],
+        request_id: &'a HeaderValue,
+    ) -> Self {
+        let mut fields: [(&'static HeaderName, &'a [u8]); 5] = [
+            (&header::HOST, upstream_host.as_bytes()),
+            (&FORWARDED_FOR, forwarded_for),
+            (&FORWARDED_PROTO, b"http"),
+            (&REQUEST_ID, request_id.as_bytes()),
+            (&FORWARDED_HOST, b""),
+        ];
+        // Without a client `Host` the client's own `X-Forwarded-Host`, if any, passes.
+        let len = match client_headers.get(&header::HOST) {
+            Some(host) => {
+                fields[4].1 = host.as_bytes();
+                5
+            }
+            None => 4,
+        };
+        UpstreamFields { fields, len }
+    }
+
+    pub fn as_slice(&self) -> &[(&'static HeaderName, &'a [u8])] {
+        &self.fields[..self.len]
     }
 }
 
@@ -157,14 +193,34 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         let peer = Peer::new("127.0.0.1:5000".parse().unwrap());
-        set_forwarded(&mut h, &peer);
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(&*forwarded_for(&h, &peer), b"127.0.0.1");
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        assert_eq!(&*forwarded_for(&h, &peer), b"10.0.0.1, 127.0.0.1");
+        let v6 = Peer::new("[::1]:5000".parse().unwrap());
+        assert_eq!(&*forwarded_for(&HeaderMap::new(), &v6), b"::1");
+    }
+
+    #[test]
+    fn upstream_fields_replace_the_clients() {
+        let upstream = HeaderValue::from_static("up:80");
+        let id = HeaderValue::from_static("id-1");
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &Peer::new("[::1]:5000".parse().unwrap()));
-        assert_eq!(h["x-forwarded-for"], "::1");
+        let f = UpstreamFields::new(&h, &upstream, b"1.2.3.4", &id);
+        let names: Vec<&str> = f.as_slice().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "host",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-request-id"
+            ]
+        );
+        h.insert(header::HOST, HeaderValue::from_static("client.example"));
+        let f = UpstreamFields::new(&h, &upstream, b"1.2.3.4", &id);
+        assert_eq!(f.as_slice()[4], (&FORWARDED_HOST, &b"client.example"[..]));
+        assert_eq!(f.as_slice()[0].1, b"up:80");
     }
 
     #[test]

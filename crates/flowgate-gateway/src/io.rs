@@ -1,29 +1,111 @@
-//! A TCP stream that remembers whether a request head is half-received.
+//! Client connections: what state a connection is in, and the deadline on request heads.
 //!
-//! hyper's header-read timeout closes a connection without a word, both when a client
-//! idles between keep-alive requests (right: nothing to answer) and when it sends a head too
-//! slowly (a 408 is owed). This wrapper tells the two apart: any byte read since the last
-//! byte written means a request has started.
+//! `limits.header_read_timeout` bounds how long an HTTP/1 connection may wait for a request
+//! head: a head that started arriving and did not finish gets a 408; a keep-alive connection
+//! that sent nothing is closed quietly. hyper has such a timer, but it allocates and
+//! registers a new one for every request head; this watchdog is one timer per connection
+//! that looks at the connection a few times per timeout, and costs the request path two
+//! atomic writes.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Shared between the stream and the task serving its connection.
+/// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// How many times per timeout the watchdog looks: a head deadline fires between 1 and
+/// 1 + 1/`LOOKS` timeouts after the wait began.
+const LOOKS: u32 = 4;
+
+/// Shared between the stream, the requests of the connection and its watchdog.
 #[derive(Debug, Default)]
-pub struct HeadState {
+pub struct ConnState {
+    /// Requests dispatched whose responses are not finished.
+    active: AtomicU32,
+    /// Changes whenever the connection starts waiting for a head and when a head's first
+    /// bytes arrive: the watchdog fires only on a wait it saw for the whole timeout.
+    epoch: AtomicU32,
+    /// Bytes of a request head arrived since the connection last went idle.
     partial: AtomicBool,
+    /// The first bytes read; the client spoke HTTP/2 (no head deadline then).
+    seen_bytes: AtomicBool,
+    h2: AtomicBool,
 }
 
-impl HeadState {
-    /// Whether bytes of a new request arrived and no answer was written since.
+impl ConnState {
+    /// Whether a 408 is owed: bytes of a head arrived and the head is not complete.
     pub fn is_partial(&self) -> bool {
         self.partial.load(Ordering::Relaxed)
+    }
+
+    /// Marks a request dispatched; the connection is busy until the guard is dropped (hyper
+    /// drops the response body once it is written, or when the connection fails).
+    pub fn begin(self: &Arc<Self>) -> Busy {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.partial.store(false, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    fn on_read(&self, bytes: &[u8]) {
+        if !self.seen_bytes.swap(true, Ordering::Relaxed) && bytes.starts_with(H2_PREFACE) {
+            self.h2.store(true, Ordering::Relaxed);
+        }
+        if self.active.load(Ordering::Relaxed) == 0 && !self.partial.load(Ordering::Relaxed) {
+            self.partial.store(true, Ordering::Relaxed);
+            self.epoch.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves once an HTTP/1 connection has waited `timeout` for a request head, with
+    /// whether part of the head had arrived. Never resolves for HTTP/2 connections (their
+    /// streams are not idle connections) or while a request is being served.
+    pub async fn head_deadline(&self, timeout: Duration) -> bool {
+        let mut looks = tokio::time::interval((timeout / LOOKS).max(Duration::from_millis(1)));
+        looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        looks.tick().await; // the first tick is immediate
+        let mut seen: Option<u32> = None;
+        let mut count = 0;
+        loop {
+            looks.tick().await;
+            if self.h2.load(Ordering::Relaxed) {
+                return std::future::pending().await;
+            }
+            if self.active.load(Ordering::Relaxed) > 0 {
+                seen = None;
+                continue;
+            }
+            let epoch = self.epoch.load(Ordering::Relaxed);
+            if seen == Some(epoch) {
+                count += 1;
+                // Seen at LOOKS + 1 looks in a row: the wait began at least LOOKS
+                // intervals ago.
+                if count > LOOKS {
+                    return self.is_partial();
+                }
+            } else {
+                seen = Some(epoch);
+                count = 1;
+            }
+        }
+    }
+}
+
+/// A request being served on a connection.
+#[derive(Debug)]
+pub struct Busy(Arc<ConnState>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let s = &self.0;
+        s.active.fetch_sub(1, Ordering::Relaxed);
+        s.epoch.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -31,11 +113,11 @@ impl HeadState {
 #[derive(Debug)]
 pub struct WatchedStream {
     inner: TcpStream,
-    state: Arc<HeadState>,
+    state: Arc<ConnState>,
 }
 
 impl WatchedStream {
-    pub fn new(inner: TcpStream, state: Arc<HeadState>) -> Self {
+    pub fn new(inner: TcpStream, state: Arc<ConnState>) -> Self {
         WatchedStream { inner, state }
     }
 }
@@ -50,7 +132,7 @@ impl AsyncRead for WatchedStream {
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.state.partial.store(true, Ordering::Relaxed);
+            this.state.on_read(&buf.filled()[before..]);
         }
         res
     }
@@ -62,9 +144,7 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.state.partial.store(false, Ordering::Relaxed);
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -72,9 +152,7 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.state.partial.store(false, Ordering::Relaxed);
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -87,5 +165,62 @@ impl AsyncWrite for WatchedStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deadline(state: &Arc<ConnState>) -> tokio::task::JoinHandle<bool> {
+        let s = state.clone();
+        tokio::spawn(async move { s.head_deadline(Duration::from_secs(8)).await })
+    }
+
+    /// Moves paused time on by `secs` and a millisecond, so that timers due at the end ran.
+    async fn advance(secs: u64) {
+        tokio::time::sleep(Duration::from_millis(secs * 1000 + 1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_time_out_quietly_within_a_quarter_over() {
+        let state = Arc::new(ConnState::default());
+        let dl = deadline(&state);
+        advance(7).await;
+        assert!(!dl.is_finished());
+        advance(3).await;
+        assert!(dl.is_finished());
+        assert!(!dl.await.unwrap(), "nothing arrived: no 408");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_heads_owe_a_408_and_busy_connections_never_time_out() {
+        let state = Arc::new(ConnState::default());
+        let dl = deadline(&state);
+        advance(5).await;
+        state.on_read(b"GET / HT");
+        // The wait restarts with the first bytes: 5 s + 8 s.
+        advance(7).await;
+        assert!(!dl.is_finished());
+        let busy = state.begin();
+        // A response that streams for a minute keeps the connection.
+        advance(60).await;
+        assert!(!dl.is_finished());
+        drop(busy);
+        advance(9).await;
+        assert!(!dl.await.unwrap());
+        let dl = deadline(&state);
+        state.on_read(b"POST");
+        advance(11).await;
+        assert!(dl.await.unwrap(), "a head began: 408");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_connections_have_no_head_deadline() {
+        let state = Arc::new(ConnState::default());
+        let dl = deadline(&state);
+        state.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        advance(120).await;
+        assert!(!dl.is_finished());
     }
 }

@@ -17,16 +17,17 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::error::request_timeout_http1;
 use crate::gateway::Gateway;
 use crate::headers::Peer;
-use crate::io::{HeadState, WatchedStream};
+use crate::io::{ConnState, WatchedStream};
 
 /// Builds the connection settings for `limits`. hyper itself refuses heads beyond twice the
 /// configured size (a bare 431, its own hard stop); between the two limits the gateway
-/// answers with a JSON 431 that says which limit was hit.
+/// answers with a JSON 431 that says which limit was hit. The head deadline is the
+/// connection's watchdog ([`ConnState::head_deadline`]), not hyper's per-request timer.
 fn conn_builder(limits: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size((limits.max_header_bytes * 2).max(8192))
         .max_headers(limits.max_headers * 2);
     b.http2()
@@ -77,28 +78,33 @@ fn serve_conn(gw: &Arc<Gateway>, graceful: &GracefulShutdown, stream: TcpStream,
     let limits = rt.config.limits;
     let builder = conn_builder(&limits, rt.config.server.http2);
     drop(rt);
-    // A second handle on the socket, to answer 408 after hyper gave up on a slow head.
+    // A second handle on the socket, to answer 408 once hyper's is dropped.
     let spare = stream_clone(stream);
     let Some((stream, spare)) = spare else { return };
-    let state = Arc::new(HeadState::default());
+    let state = Arc::new(ConnState::default());
     let io = TokioIo::new(WatchedStream::new(stream, state.clone()));
     let gw2 = gw.clone();
     let client = Arc::new(Peer::new(peer));
+    let conn_state = state.clone();
     let svc = service_fn(move |req| {
         let gw = gw2.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(gw.handle(req, &client).await) }
+        let busy = conn_state.begin();
+        async move {
+            let resp = gw.handle(req, &client).await;
+            Ok::<_, Infallible>(resp.map(|b| b.with_busy(busy)))
+        }
     });
     let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            let timed_out = e
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_timeout);
-            if timed_out && state.is_partial() {
-                let mut spare = spare;
-                let _ = spare.write_all(&request_timeout_http1(limits.header_read_timeout));
-                let _ = spare.shutdown(std::net::Shutdown::Both);
+        tokio::select! {
+            _ = conn => {}
+            partial = state.head_deadline(limits.header_read_timeout) => {
+                if partial {
+                    let mut spare = spare;
+                    let _ = spare.write_all(&request_timeout_http1(limits.header_read_timeout));
+                    let _ = spare.shutdown(std::net::Shutdown::Both);
+                }
             }
         }
     });

@@ -17,6 +17,7 @@ use common::*;
 use flowgate_sim::EndpointSpec;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn json_is_proxied_with_ids_and_upstream_headers() {
@@ -165,6 +166,61 @@ async fn slow_request_head_gets_408_and_idle_connections_close_quietly() {
     // A connection that never sent a byte is closed without an answer.
     let resp = raw_exchange(gw.data_addr, b"", Duration::from_secs(3)).await;
     assert_eq!(resp, "");
+}
+
+#[tokio::test]
+async fn head_deadline_spares_long_responses_and_closes_idle_keep_alive_connections() {
+    let up = sim(EndpointSpec {
+        token_delay: Duration::from_millis(150),
+        completion_tokens: 5,
+        ..EndpointSpec::default()
+    })
+    .await;
+    let gw = gateway(&format!(
+        "[limits]\nheader_read_timeout = \"200ms\"\n\n{}",
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let body = chat_body(true);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(gw.data_addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    // The stream takes over 500 ms, more than twice the head timeout: it must arrive whole.
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("response stalled")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(String::from_utf8_lossy(&got).contains("data: [DONE]"));
+    // Then the idle keep-alive connection is closed without a word, within 1.25 timeouts
+    // (plus scheduling slack).
+    let idle = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("idle connection was never closed")
+        .unwrap();
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_millis(190) && waited < Duration::from_millis(1000),
+        "closed after {waited:?}"
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ const READ_RESERVE: usize = 8 * 1024;
 pub struct Wire {
     io: TcpStream,
     buf: BytesMut,
+    /// The request head being written, kept to reuse its allocation.
+    head: Vec<u8>,
 }
 
 /// Why an exchange failed.
@@ -90,45 +92,67 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
-/// Encodes a request head: request line, `headers` (without any length or transfer coding
-/// of the client's), then the length or coding of `framing`.
-pub fn encode_head(
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    framing: ReqFraming,
-) -> Vec<u8> {
-    let size = method.as_str().len()
-        + target.len()
-        + 40
-        + headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
+/// A request head to send upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// Origin-form target: path and query.
+    pub target: &'a str,
+    /// The client's fields, hop-by-hop ones already removed.
+    pub headers: &'a HeaderMap,
+    /// Fields the gateway sets; same-named fields in `headers` are not sent.
+    pub set: &'a [(&'a HeaderName, &'a [u8])],
+    pub framing: ReqFraming,
+}
+
+impl RequestHead<'_> {
+    /// Writes the head into `out`: request line, the client's fields (without their own
+    /// length or transfer coding), the gateway's fields, then the framing of the body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(
+            self.method.as_str().len()
+                + self.target.len()
+                + 40
+                + self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>()
+                + self
+                    .set
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>(),
+        );
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let fields = self.headers.iter().filter(|(name, _)| {
+            *name != header::CONTENT_LENGTH
+                && *name != header::TRANSFER_ENCODING
+                && !self.set.iter().any(|(n, _)| *n == *name)
+        });
+        let fields = fields
+            .map(|(n, v)| (n, v.as_bytes()))
+            .chain(self.set.iter().map(|&(n, v)| (n, v)));
+        for (name, value) in fields {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        match self.framing {
+            ReqFraming::None => {}
+            ReqFraming::Length(n) => {
+                use std::io::Write;
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            ReqFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
         out.extend_from_slice(b"\r\n");
     }
-    match framing {
-        ReqFraming::None => {}
-        ReqFraming::Length(n) => {
-            use std::io::Write;
-            let _ = write!(out, "content-length: {n}\r\n");
-        }
-        ReqFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 impl Wire {
@@ -136,6 +160,7 @@ impl Wire {
         Wire {
             io,
             buf: BytesMut::with_capacity(READ_RESERVE),
+            head: Vec::new(),
         }
     }
 
@@ -150,23 +175,24 @@ impl Wire {
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Sends a request: `head` from [`encode_head`], then `body` framed as `framing`. Once
-    /// this returns `Ok` the upstream may act on the request.
+    /// Sends a request: `head`, then `body` framed as `head.framing`. Once this returns `Ok`
+    /// the upstream may act on the request.
     pub async fn write_request(
         &mut self,
-        head: &[u8],
+        head: &RequestHead<'_>,
         body: &mut ReqBody,
-        framing: ReqFraming,
     ) -> Result<(), ExchangeError> {
+        head.encode(&mut self.head);
+        let encoded = &self.head;
         match body {
             ReqBody::Full(b) => {
                 let b = b.as_deref().unwrap_or_default();
-                write_all_vectored(&mut self.io, &mut [IoSlice::new(head), IoSlice::new(b)])
+                write_all_vectored(&mut self.io, &mut [IoSlice::new(encoded), IoSlice::new(b)])
                     .await?;
             }
             ReqBody::Stream { .. } => {
-                self.io.write_all(head).await?;
-                let chunked = framing == ReqFraming::Chunked;
+                self.io.write_all(encoded).await?;
+                let chunked = head.framing == ReqFraming::Chunked;
                 let mut pinned = Pin::new(body);
                 while let Some(frame) = poll_fn(|cx| pinned.as_mut().poll_frame(cx)).await {
                     let frame = frame.map_err(ExchangeError::Body)?;
@@ -327,7 +353,8 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Exchange
         }
         return Ok(Parsed::Interim);
     }
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the fields the gateway adds to the response.
+    let mut headers = HeaderMap::with_capacity(count + 4);
     for &[name_at, name_end, start, end] in spans.iter().take(count) {
         let name_bytes = &head[name_at as usize..name_end as usize];
         let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
@@ -665,18 +692,35 @@ mod tests {
     }
 
     #[test]
-    fn request_heads_carry_our_framing_only() {
+    fn request_heads_carry_our_framing_and_fields_only() {
         let mut h = HeaderMap::new();
         h.insert("content-length", HeaderValue::from_static("999"));
         h.insert("x-a", HeaderValue::from_static("1"));
-        let head = encode_head(&Method::POST, "/v1/x?y=1", &h, ReqFraming::Length(3));
+        h.insert("host", HeaderValue::from_static("client"));
+        let set: [(&HeaderName, &[u8]); 1] = [(&header::HOST, b"up:8080")];
+        let mut out = Vec::new();
+        RequestHead {
+            method: &Method::POST,
+            target: "/v1/x?y=1",
+            headers: &h,
+            set: &set,
+            framing: ReqFraming::Length(3),
+        }
+        .encode(&mut out);
         assert_eq!(
-            String::from_utf8(head).unwrap(),
-            "POST /v1/x?y=1 HTTP/1.1\r\nx-a: 1\r\ncontent-length: 3\r\n\r\n"
+            String::from_utf8_lossy(&out),
+            "POST /v1/x?y=1 HTTP/1.1\r\nx-a: 1\r\nhost: up:8080\r\ncontent-length: 3\r\n\r\n"
         );
-        let head = encode_head(&Method::PUT, "/", &HeaderMap::new(), ReqFraming::Chunked);
+        RequestHead {
+            method: &Method::PUT,
+            target: "/",
+            headers: &HeaderMap::new(),
+            set: &[],
+            framing: ReqFraming::Chunked,
+        }
+        .encode(&mut out);
         assert_eq!(
-            String::from_utf8(head).unwrap(),
+            String::from_utf8_lossy(&out),
             "PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
     }
