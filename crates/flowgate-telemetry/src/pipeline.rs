@@ -47,20 +47,70 @@ struct Inner {
 /// label allocation once its route, pool, endpoint and status have been seen.
 struct Consumer {
     rx: Receiver<RequestRecord>,
-    handles: HashMap<HandleKey, Handles>,
+    handles: WordMap<HandleKey, Handles>,
     spawned: bool,
 }
 
-#[derive(Hash, PartialEq, Eq)]
+/// A record's labels by identity: the data plane hands out the same `Arc<str>` for a
+/// route, pool or endpoint until a reload, so comparing addresses is comparing names
+/// without reading them. The entry keeps the `Arc`s alive, so an address in the cache
+/// cannot be reused for another name; a name seen under two addresses (after a reload)
+/// just has two entries.
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
 struct HandleKey {
-    route: Arc<str>,
-    pool: Option<Arc<str>>,
-    endpoint: Option<Arc<str>>,
+    route: usize,
+    pool: usize,
+    endpoint: usize,
     status: u16,
     error: Option<ErrorKind>,
 }
 
+impl HandleKey {
+    fn of(rec: &RequestRecord) -> Self {
+        fn addr(s: Option<&Arc<str>>) -> usize {
+            s.map_or(0, |s| s.as_ptr() as usize)
+        }
+        HandleKey {
+            route: addr(Some(&rec.route)),
+            pool: addr(rec.pool.as_ref()),
+            endpoint: addr(rec.endpoint.as_ref()),
+            status: rec.status,
+            error: rec.error,
+        }
+    }
+}
+
+/// Hashes the few machine words of a [`HandleKey`] (SipHash over them cost more than the
+/// rest of recording a request).
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The multiply-rotate step of rustc's FxHasher.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type WordMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
+
 struct Handles {
+    /// Keeps the names the key points at alive.
+    _names: [Option<Arc<str>>; 3],
     requests: Counter,
     duration: Histogram,
     upstream: Option<Histogram>,
@@ -89,7 +139,7 @@ impl Telemetry {
                 tx,
                 consumer: Mutex::new(Consumer {
                     rx,
-                    handles: HashMap::new(),
+                    handles: WordMap::default(),
                     spawned: false,
                 }),
                 windows,
@@ -175,16 +225,9 @@ impl Inner {
             if consumer.handles.len() >= HANDLE_CACHE {
                 consumer.handles.clear();
             }
-            let key = HandleKey {
-                route: rec.route.clone(),
-                pool: rec.pool.clone(),
-                endpoint: rec.endpoint.clone(),
-                status: rec.status,
-                error: rec.error,
-            };
             let h = consumer
                 .handles
-                .entry(key)
+                .entry(HandleKey::of(&rec))
                 .or_insert_with(|| self.metrics.handles(&rec));
             h.requests.inc();
             h.duration.observe(rec.duration.as_secs_f64());
@@ -237,6 +280,11 @@ impl Metrics {
                 .clone()
         });
         Handles {
+            _names: [
+                Some(rec.route.clone()),
+                rec.pool.clone(),
+                rec.endpoint.clone(),
+            ],
             requests,
             duration,
             upstream,
@@ -286,6 +334,28 @@ mod tests {
         let r = t.report().unwrap();
         assert_eq!(r.overall["1m"].requests, 2);
         assert_eq!(r.overall["1m"].errors, 1);
+    }
+
+    #[test]
+    fn labels_are_told_apart_by_name_not_by_allocation() {
+        let t = Telemetry::new(ManualClock::at_epoch_2026().shared());
+        let shared = rec("chat", 200, None);
+        for _ in 0..3 {
+            t.record(shared.clone());
+        }
+        // Same names in fresh allocations (as after a reload), and another route.
+        t.record(rec("chat", 200, None));
+        t.record(rec("embed", 200, None));
+        t.flush();
+        let text = t.encode_prometheus();
+        assert!(
+            text.contains(r#"flowgate_requests_total{route="chat",pool="llm",status="200"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flowgate_requests_total{route="embed",pool="llm",status="200"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]

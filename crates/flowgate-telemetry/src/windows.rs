@@ -180,10 +180,14 @@ impl LatencyWindows {
         let epoch = self.epoch(now);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.overall.record(epoch, micros, error);
-        self.routes
-            .entry(route.clone())
-            .or_insert_with(Ring::new)
-            .record(epoch, micros, error);
+        match self.routes.get_mut(route) {
+            Some(ring) => ring.record(epoch, micros, error),
+            None => self
+                .routes
+                .entry(route.clone())
+                .or_insert_with(Ring::new)
+                .record(epoch, micros, error),
+        }
     }
 
     /// Figures for every window, overall and per route.
