@@ -17,6 +17,45 @@ pub struct Config {
     pub pools: Vec<Arc<PoolConfig>>,
     /// Routes in match order: the first route that matches a request serves it.
     pub routes: Vec<Arc<RouteConfig>>,
+    pub cache: CacheConfig,
+}
+
+/// The response cache (`[cache]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Whether routes may use the cache at all. Default false.
+    pub enabled: bool,
+    /// Bytes of responses held in memory. Default 256 MiB. Takes effect at start only.
+    pub memory_bytes: u64,
+    /// Largest response stored. Default 4 MiB.
+    pub max_entry_bytes: u64,
+    /// Freshness of a stored response unless the route or the client says otherwise.
+    /// Default 1 h.
+    pub ttl: Duration,
+    /// How long a request waits for an identical one already upstream before going
+    /// upstream itself. Default 30 s.
+    pub coalesce_wait: Duration,
+}
+
+/// Which requests of a route are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    Off,
+    /// Requests that always get the same answer: temperature 0, a seed, embeddings.
+    Deterministic,
+    /// Every request.
+    Always,
+}
+
+/// A route's use of the cache (`[routes.cache]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteCache {
+    /// Default: `deterministic` on openai routes when the cache is enabled, else `off`.
+    pub mode: CacheMode,
+    /// Overrides `cache.ttl`.
+    pub ttl: Option<Duration>,
+    /// Routes with the same namespace share entries. Default: the route's name.
+    pub namespace: Option<String>,
 }
 
 /// Listeners and process-level settings.
@@ -114,6 +153,7 @@ pub struct RouteConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Name of the pool; validation guarantees it exists.
     pub pool: String,
+    pub cache: RouteCache,
 }
 
 impl PathMatch {
@@ -197,10 +237,33 @@ impl Config {
                 RouteKind::OpenAi => "openai",
                 RouteKind::Http => "http",
             };
+            let cache = match r.cache.mode {
+                CacheMode::Off => String::new(),
+                mode => format!(
+                    ", cache {} ttl {} ns {}",
+                    if mode == CacheMode::Always {
+                        "always"
+                    } else {
+                        "deterministic"
+                    },
+                    format_duration(r.cache.ttl.unwrap_or(self.cache.ttl)),
+                    r.cache.namespace.as_deref().unwrap_or(&r.name)
+                ),
+            };
             let _ = writeln!(
                 s,
-                "    {}: {kind} {how} {path} methods {methods} -> pool {}",
+                "    {}: {kind} {how} {path} methods {methods} -> pool {}{cache}",
                 r.name, r.pool
+            );
+        }
+        if self.cache.enabled {
+            let _ = writeln!(
+                s,
+                "  cache: memory {} B, max entry {} B, ttl {}, coalesce wait {}",
+                self.cache.memory_bytes,
+                self.cache.max_entry_bytes,
+                format_duration(self.cache.ttl),
+                format_duration(self.cache.coalesce_wait)
             );
         }
         s

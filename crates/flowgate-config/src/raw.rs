@@ -18,6 +18,34 @@ pub(crate) struct RawConfig {
     pub pools: BTreeMap<String, RawPool>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub enabled: Option<bool>,
+    pub memory: Option<ByteSize>,
+    pub max_entry: Option<ByteSize>,
+    pub ttl: Option<HumanDuration>,
+    pub coalesce_wait: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawCacheMode {
+    Off,
+    Deterministic,
+    Always,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteCache {
+    pub mode: Option<RawCacheMode>,
+    pub ttl: Option<HumanDuration>,
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,4 +109,5 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub pool: String,
+    pub cache: Option<RawRouteCache>,
 }

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 const GOOD: &str = r#"
 [server]
@@ -247,4 +248,50 @@ async fn watcher_reports_replaced_file() {
     let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), rx.recv()).await;
     assert!(quiet.is_err(), "unrelated file triggered a reload");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cache_defaults_and_route_modes() {
+    let off = parse_ok(GOOD);
+    assert!(!off.cache.enabled);
+    assert!(off.routes.iter().all(|r| r.cache.mode == CacheMode::Off));
+    let on = parse_ok(&format!(
+        "{GOOD}\n[cache]\nenabled = true\nmemory = \"64MiB\"\nttl = \"4h\"\n"
+    ));
+    assert_eq!(on.cache.memory_bytes, 64 * 1024 * 1024);
+    assert_eq!(on.cache.ttl, Duration::from_secs(4 * 3600));
+    // openai routes cache deterministic requests by default, http routes do not.
+    assert_eq!(on.routes[0].cache.mode, CacheMode::Deterministic);
+    assert_eq!(on.routes[1].cache.mode, CacheMode::Off);
+    assert!(on.summary().contains("cache deterministic ttl 4h ns chat"));
+}
+
+#[test]
+fn cache_errors_name_the_key() {
+    let route = "[pools.p]\nendpoints = [{ url = \"http://x:1\" }]\n\n[[routes]]\nkind = \"openai\"\npath = \"/v1\"\npool = \"p\"\n";
+    let p = parse_err(&format!("{route}cache = {{ mode = \"always\" }}\n"));
+    assert_eq!(p[0].key.to_string(), "routes[0].cache.mode");
+    assert!(p[0].message.contains("enabled = true"), "{}", p[0].message);
+    let p = parse_err(&format!(
+        "{route}cache = {{ ttl = \"0s\", namespace = \"a b\" }}\n\n[cache]\nenabled = true\nmemory = \"1KiB\"\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "cache.memory",
+            "cache.max_entry",
+            "routes[0].cache.ttl",
+            "routes[0].cache.namespace"
+        ]
+    );
+    let http = route.replace("openai", "http");
+    let p = parse_err(&format!(
+        "{http}cache = {{ mode = \"always\" }}\n\n[cache]\nenabled = true\n"
+    ));
+    assert!(
+        p[0].message.contains("not available yet"),
+        "{}",
+        p[0].message
+    );
 }

@@ -10,9 +10,12 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
 use crate::model::{
-    Config, EndpointConfig, Limits, PathMatch, PoolConfig, RouteConfig, RouteKind, ServerConfig,
+    CacheConfig, CacheMode, Config, EndpointConfig, Limits, PathMatch, PoolConfig, RouteCache,
+    RouteConfig, RouteKind, ServerConfig,
 };
-use crate::raw::{RawConfig, RawEndpoint, RawPool, RawRoute, RawRouteKind};
+use crate::raw::{
+    RawCache, RawCacheMode, RawConfig, RawEndpoint, RawPool, RawRoute, RawRouteCache, RawRouteKind,
+};
 use crate::units::HumanDuration;
 
 /// Defaults, documented in `docs/configuration.md`.
@@ -33,6 +36,11 @@ pub mod defaults {
     pub const MAX_CONNECTIONS: u32 = 1024;
     pub const MAX_IDLE: u32 = 64;
     pub const MAX_WORKERS: u32 = 256;
+    pub const CACHE_MEMORY: u64 = 256 * 1024 * 1024;
+    pub const CACHE_MAX_ENTRY: u64 = 4 * 1024 * 1024;
+    pub const CACHE_TTL: Duration = Duration::from_secs(3600);
+    pub const MAX_CACHE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+    pub const COALESCE_WAIT: Duration = Duration::from_secs(30);
 }
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
@@ -122,11 +130,13 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
     }
     let pool_names: BTreeSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
 
+    let cache = cache(&raw.cache, &root.clone().key("cache"), &mut found);
+
     let mut routes = Vec::new();
     let mut route_names = BTreeSet::new();
     for (i, r) in raw.routes.into_iter().enumerate() {
         let key = root.clone().key("routes").index(i);
-        if let Some(route) = route(i, r, &key, &pool_names, &mut found) {
+        if let Some(route) = route(i, r, &key, &pool_names, &cache, &mut found) {
             if !route_names.insert(route.name.clone()) {
                 found.push((
                     key.key("name"),
@@ -145,9 +155,96 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
             limits,
             pools,
             routes,
+            cache,
         })
     } else {
         Err(found)
+    }
+}
+
+fn cache(raw: &RawCache, key: &KeyPath, found: &mut Found) -> CacheConfig {
+    let c = CacheConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        memory_bytes: raw.memory.map_or(defaults::CACHE_MEMORY, |b| b.0),
+        max_entry_bytes: raw.max_entry.map_or(defaults::CACHE_MAX_ENTRY, |b| b.0),
+        ttl: dur(raw.ttl, defaults::CACHE_TTL),
+        coalesce_wait: dur(raw.coalesce_wait, defaults::COALESCE_WAIT),
+    };
+    if c.memory_bytes < 1024 * 1024 {
+        found.push((
+            key.clone().key("memory"),
+            format!("{} B is too small: expected at least 1MiB", c.memory_bytes),
+        ));
+    }
+    if c.max_entry_bytes == 0 || c.max_entry_bytes > c.memory_bytes / 4 {
+        found.push((
+            key.clone().key("max_entry"),
+            format!(
+                "{} B is out of range: expected 1 B to a quarter of cache.memory ({} B)",
+                c.max_entry_bytes,
+                c.memory_bytes / 4
+            ),
+        ));
+    }
+    ttl_in_range(c.ttl, &key.clone().key("ttl"), found);
+    positive(c.coalesce_wait, &key.clone().key("coalesce_wait"), found);
+    c
+}
+
+fn ttl_in_range(ttl: Duration, key: &KeyPath, found: &mut Found) {
+    if ttl.is_zero() || ttl > defaults::MAX_CACHE_TTL {
+        found.push((
+            key.clone(),
+            "out of range: expected more than 0s and at most 30 days".into(),
+        ));
+    }
+}
+
+fn route_cache(
+    raw: Option<RawRouteCache>,
+    kind: RouteKind,
+    cache: &CacheConfig,
+    key: &KeyPath,
+    found: &mut Found,
+) -> RouteCache {
+    let raw = raw.unwrap_or_default();
+    let key = key.clone().key("cache");
+    let mode = match raw.mode {
+        Some(RawCacheMode::Off) => CacheMode::Off,
+        Some(RawCacheMode::Deterministic) => CacheMode::Deterministic,
+        Some(RawCacheMode::Always) => CacheMode::Always,
+        None if cache.enabled && kind == RouteKind::OpenAi => CacheMode::Deterministic,
+        None => CacheMode::Off,
+    };
+    if mode != CacheMode::Off {
+        if !cache.enabled {
+            found.push((
+                key.clone().key("mode"),
+                "the cache is disabled: set `[cache] enabled = true` first".into(),
+            ));
+        }
+        if kind == RouteKind::Http {
+            found.push((
+                key.clone().key("mode"),
+                "caching http routes is not available yet: only openai routes can be cached".into(),
+            ));
+        }
+    }
+    if let Some(t) = raw.ttl {
+        ttl_in_range(t.0, &key.clone().key("ttl"), found);
+    }
+    if let Some(ns) = &raw.namespace
+        && !valid_name(ns)
+    {
+        found.push((
+            key.clone().key("namespace"),
+            format!("invalid namespace {ns:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    RouteCache {
+        mode,
+        ttl: raw.ttl.map(|t| t.0),
+        namespace: raw.namespace,
     }
 }
 
@@ -312,6 +409,7 @@ fn route(
     r: RawRoute,
     key: &KeyPath,
     pools: &BTreeSet<&str>,
+    cache: &CacheConfig,
     found: &mut Found,
 ) -> Option<RouteConfig> {
     let before = found.len();
@@ -382,6 +480,7 @@ fn route(
         RawRouteKind::Openai => RouteKind::OpenAi,
         RawRouteKind::Http => RouteKind::Http,
     };
+    let cache = route_cache(r.cache, kind, cache, key, found);
     let (path, _, _) = path?;
     (found.len() == before).then_some(RouteConfig {
         name,
@@ -390,6 +489,7 @@ fn route(
         methods,
         headers,
         pool: r.pool,
+        cache,
     })
 }
 

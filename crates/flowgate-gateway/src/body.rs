@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Sleep;
 
+use crate::caching::Tee;
 use crate::io::Busy;
 use crate::upstream::Lease;
 use crate::upstream::h1::Decoder;
@@ -139,6 +140,8 @@ struct UpstreamBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// The timer must be pushed back before the next wait (a frame arrived since).
     stale_timer: bool,
+    /// Copies the body into the cache on its way (boxed: only cache fills have one).
+    tee: Option<Box<Tee>>,
 }
 
 impl From<Bytes> for ProxyBody {
@@ -168,6 +171,7 @@ impl ProxyBody {
                 read_timeout,
                 timer: None,
                 stale_timer: false,
+                tee: None,
             }),
             _guard: None,
             _busy: None,
@@ -180,6 +184,14 @@ impl ProxyBody {
         self
     }
 
+    /// Copies the upstream body into the cache as it passes (no effect on other bodies).
+    pub fn with_tee(mut self, tee: Option<Box<Tee>>) -> Self {
+        if let Kind::Upstream(up) = &mut self.kind {
+            up.tee = tee;
+        }
+        self
+    }
+
     /// Keeps the client connection marked busy until the body is finished or dropped.
     pub fn with_busy(mut self, b: Busy) -> Self {
         self._busy = Some(b);
@@ -188,10 +200,20 @@ impl ProxyBody {
 }
 
 impl UpstreamBody {
+    /// The body is complete: the connection goes back to the pool, the copy to the cache.
     fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
             lease.release(self.keep_alive);
         }
+        if let Some(tee) = self.tee.take() {
+            tee.finish();
+        }
+    }
+
+    /// The body failed: the connection is closed, nothing is cached.
+    fn fail(&mut self) {
+        self.lease = None;
+        self.tee = None;
     }
 
     #[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
@@ -231,13 +253,18 @@ impl Body for ProxyBody {
                 match wire.poll_body(&mut up.decoder, cx) {
                     Poll::Ready(Some(Ok(data))) => {
                         up.stale_timer = true;
+                        if let Some(tee) = &mut up.tee
+                            && !tee.push(&data)
+                        {
+                            up.tee = None;
+                        }
                         if up.decoder.is_done() {
                             up.release();
                         }
                         Poll::Ready(Some(Ok(Frame::data(data))))
                     }
                     Poll::Ready(Some(Err(e))) => {
-                        up.lease = None;
+                        up.fail();
                         Poll::Ready(Some(Err(Box::new(e))))
                     }
                     Poll::Ready(None) => {
@@ -246,7 +273,7 @@ impl Body for ProxyBody {
                     }
                     Poll::Pending => match up.poll_timer(cx) {
                         Poll::Ready(()) => {
-                            up.lease = None;
+                            up.fail();
                             Poll::Ready(Some(Err(Box::new(ReadTimeout(up.read_timeout)))))
                         }
                         Poll::Pending => Poll::Pending,

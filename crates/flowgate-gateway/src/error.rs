@@ -31,6 +31,8 @@ pub enum ProxyError {
     InvalidJson(String),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("invalid caching header {0}")]
+    BadCacheDirective(String),
     #[error("could not connect to upstream {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
     #[error("upstream {endpoint} closed the connection without a complete response: {reason}")]
@@ -51,7 +53,9 @@ impl ProxyError {
             ProxyError::HeadersTooLarge { .. } | ProxyError::TooManyHeaders { .. } => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
-            ProxyError::InvalidJson(_) | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::InvalidJson(_)
+            | ProxyError::BodyRead(_)
+            | ProxyError::BadCacheDirective(_) => StatusCode::BAD_REQUEST,
             ProxyError::Connect { .. } | ProxyError::UpstreamClosed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -80,6 +84,7 @@ impl ProxyError {
             }
             ProxyError::InvalidJson(_) => "invalid_json",
             ProxyError::BodyRead(_) => "invalid_body",
+            ProxyError::BadCacheDirective(_) => "invalid_cache_header",
             ProxyError::Connect { .. } => "upstream_unreachable",
             ProxyError::UpstreamClosed { .. } => "upstream_closed",
             ProxyError::Timeout { .. } => "upstream_timeout",

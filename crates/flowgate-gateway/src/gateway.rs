@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use flowgate_cache::{Cache, CacheSettings, Leader, Lookup};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, RouteKind};
 use flowgate_telemetry::{RequestRecord, Telemetry};
@@ -16,6 +17,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
+use crate::caching::{self, Plan, Tee};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer, RequestIds, UpstreamFields};
 use crate::router::RouteEntry;
@@ -36,6 +38,8 @@ pub struct Gateway {
     reloads: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
     started: Instant,
+    /// The response cache, when `[cache] enabled` at start (its size is fixed then).
+    cache: Option<Arc<Cache>>,
 }
 
 /// What the request flow learned, for the response headers and the telemetry record.
@@ -46,6 +50,7 @@ struct Outcome {
     endpoint: Option<Arc<str>>,
     upstream_duration: Option<Duration>,
     attempts: u32,
+    cache: Option<caching::Status>,
 }
 
 static ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-flowgate-attempts");
@@ -55,8 +60,20 @@ impl Gateway {
     pub fn new(config: Config, telemetry: Telemetry) -> Arc<Self> {
         let clock = telemetry.clock().clone();
         let workers = crate::worker::count(&config);
+        let c = config.cache;
+        let cache = c.enabled.then(|| {
+            Arc::new(Cache::new(
+                CacheSettings {
+                    memory_bytes: c.memory_bytes,
+                    max_entry_bytes: c.max_entry_bytes,
+                    coalesce_wait: c.coalesce_wait,
+                },
+                clock.clone(),
+            ))
+        });
         let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics());
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
+
         Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             workers,
@@ -67,7 +84,13 @@ impl Gateway {
             draining: AtomicBool::new(false),
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
+            cache,
         })
+    }
+
+    /// The response cache, if enabled.
+    pub fn cache(&self) -> Option<&Arc<Cache>> {
+        self.cache.as_ref()
     }
 
     /// Data-plane worker threads (fixed at start).
@@ -115,6 +138,13 @@ impl Gateway {
             tracing::warn!(
                 "server.listen, server.admin_listen and server.workers changed in the new \
                  config; they take effect after a restart"
+            );
+        }
+        let (was, now) = (&old.config.cache, &config.cache);
+        if (was.enabled, was.memory_bytes) != (now.enabled, now.memory_bytes) {
+            tracing::warn!(
+                "cache.enabled and cache.memory changed in the new config; they take effect \
+                 after a restart"
             );
         }
         let new = Runtime::build(
@@ -167,6 +197,9 @@ impl Gateway {
         };
         let h = resp.headers_mut();
         h.insert(headers::REQUEST_ID.clone(), request_id);
+        if let Some(c) = out.cache {
+            h.insert(caching::CACHE_STATUS.clone(), c.header());
+        }
         match out.attempts {
             0 => {}
             1 => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from_static("1")),
@@ -211,9 +244,20 @@ impl Gateway {
                 limit: limits.max_body_bytes,
             });
         }
+        let mut tee = None;
         let body = match route.cfg.kind {
             RouteKind::OpenAi => {
-                ReqBody::full(crate::openai::read_body(incoming, limits.max_body_bytes).await?)
+                let body = crate::openai::read_body(incoming, limits.max_body_bytes).await?;
+                if let Some(cache) = &self.cache {
+                    match self
+                        .consult(cache, rt, route, &parts.headers, &body, out)
+                        .await?
+                    {
+                        Consulted::Answer(resp) => return Ok(*resp),
+                        Consulted::Upstream(leader) => tee = leader,
+                    }
+                }
+                ReqBody::full(body)
             }
             RouteKind::Http => ReqBody::Stream {
                 inner: incoming,
@@ -247,10 +291,71 @@ impl Gateway {
         if head.decoder.is_done() {
             lease.release(head.keep_alive);
         } else {
+            let tee = tee.and_then(|(cache, leader, ttl)| {
+                Tee::start(cache, leader, ttl, resp.status(), resp.headers())
+            });
             *resp.body_mut() =
-                ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout);
+                ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout)
+                    .with_tee(tee);
         }
         Ok(resp)
+    }
+
+    /// Asks the cache about an openai request: its answer, or the flight to lead upstream.
+    async fn consult(
+        &self,
+        cache: &Arc<Cache>,
+        rt: &Runtime,
+        route: &RouteEntry,
+        headers: &http::HeaderMap,
+        body: &Bytes,
+        out: &mut Outcome,
+    ) -> Result<Consulted, ProxyError> {
+        let planned = match caching::plan(route, rt.config.cache.ttl, headers, body)? {
+            Plan::Off => return Ok(Consulted::Upstream(None)),
+            Plan::Bypass => {
+                cache.count_bypass();
+                out.cache = Some(caching::Status::Bypass);
+                return Ok(Consulted::Upstream(None));
+            }
+            Plan::Use(p) => p,
+        };
+        match cache.lookup(&planned.key, planned.read, planned.max_age) {
+            Lookup::Hit { entry, .. } => {
+                out.cache = Some(caching::Status::HitMemory);
+                let age = entry.age(self.clock.now());
+                Ok(Consulted::Answer(Box::new(caching::respond(
+                    &entry,
+                    caching::Status::HitMemory,
+                    age,
+                ))))
+            }
+            Lookup::Coalesced(follower) => {
+                match follower.wait(cache.settings().coalesce_wait).await {
+                    Some(entry) => {
+                        out.cache = Some(caching::Status::Coalesced);
+                        Ok(Consulted::Answer(Box::new(caching::respond(
+                            &entry,
+                            caching::Status::Coalesced,
+                            Duration::ZERO,
+                        ))))
+                    }
+                    // The identical request failed or took too long: go upstream alone.
+                    None => {
+                        out.cache = Some(caching::Status::Miss);
+                        Ok(Consulted::Upstream(None))
+                    }
+                }
+            }
+            Lookup::Miss(leader) => {
+                out.cache = Some(caching::Status::Miss);
+                Ok(Consulted::Upstream(Some((
+                    cache.clone(),
+                    leader,
+                    planned.ttl,
+                ))))
+            }
+        }
     }
 
     /// Gets a connection (a connect failure is retried once on another endpoint), sends the
@@ -328,6 +433,14 @@ impl Gateway {
         out.upstream_duration = Some(self.clock.now().saturating_duration_since(started));
         Ok((resp, lease))
     }
+}
+
+/// What the cache said about a request.
+enum Consulted {
+    /// Answered from the cache (boxed: the common path is `Upstream`).
+    Answer(Box<Response<ProxyBody>>),
+    /// Go upstream; lead the flight (and fill the cache) when given one.
+    Upstream(Option<(Arc<Cache>, Leader, Duration)>),
 }
 
 fn no_connection(ep: &Endpoint) -> ProxyError {

@@ -9,6 +9,7 @@
 
 mod admin;
 mod body;
+mod caching;
 mod error;
 mod gateway;
 mod headers;

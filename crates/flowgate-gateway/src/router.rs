@@ -13,6 +13,8 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct RouteEntry {
     pub name: Arc<str>,
+    /// Where the route's cache entries live: its configured namespace or its name.
+    pub cache_namespace: Arc<str>,
     pub cfg: Arc<RouteConfig>,
     pub upstream: Arc<Upstream>,
 }

@@ -48,6 +48,7 @@ impl Runtime {
                 let upstream = upstreams.iter().find(|u| u.cfg.name == r.pool)?.clone();
                 Some(RouteEntry {
                     name: Arc::from(r.name.as_str()),
+                    cache_namespace: Arc::from(r.cache.namespace.as_deref().unwrap_or(&r.name)),
                     cfg: r.clone(),
                     upstream,
                 })

@@ -1,0 +1,96 @@
+//! Cache counters, read by the admin API and the metrics exporter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::Tier;
+use crate::entry::Usage;
+
+/// Monotonic counters.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits_memory: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+    bypass: AtomicU64,
+    stored: AtomicU64,
+    not_stored: AtomicU64,
+    tokens_saved: AtomicU64,
+}
+
+/// The counters at one moment, with the memory tier's size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub hits_memory: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    pub bypass: u64,
+    pub stored: u64,
+    pub not_stored: u64,
+    /// Prompt and completion tokens hits did not have to buy.
+    pub tokens_saved: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl StatsSnapshot {
+    /// Hits over lookups (hits, misses and coalesced waits), 0 when there were none.
+    pub fn hit_rate(&self) -> f64 {
+        let lookups = self.hits_memory + self.misses + self.coalesced;
+        if lookups == 0 {
+            0.0
+        } else {
+            self.hits_memory as f64 / lookups as f64
+        }
+    }
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl CacheStats {
+    pub(crate) fn hit(&self, tier: Tier, usage: Usage) {
+        match tier {
+            Tier::Memory => add(&self.hits_memory, 1),
+        }
+        add(
+            &self.tokens_saved,
+            usage.prompt_tokens + usage.completion_tokens,
+        );
+    }
+
+    pub(crate) fn miss(&self) {
+        add(&self.misses, 1);
+    }
+
+    pub(crate) fn coalesced(&self) {
+        add(&self.coalesced, 1);
+    }
+
+    pub(crate) fn bypass(&self) {
+        add(&self.bypass, 1);
+    }
+
+    pub(crate) fn stored(&self) {
+        add(&self.stored, 1);
+    }
+
+    pub(crate) fn not_stored(&self) {
+        add(&self.not_stored, 1);
+    }
+
+    pub(crate) fn snapshot(&self, entries: u64, bytes: u64) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            hits_memory: get(&self.hits_memory),
+            misses: get(&self.misses),
+            coalesced: get(&self.coalesced),
+            bypass: get(&self.bypass),
+            stored: get(&self.stored),
+            not_stored: get(&self.not_stored),
+            tokens_saved: get(&self.tokens_saved),
+            entries,
+            bytes,
+        }
+    }
+}
