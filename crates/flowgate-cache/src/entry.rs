@@ -49,10 +49,6 @@ impl Entry {
         now.saturating_duration_since(self.stored_at)
     }
 
-    pub fn is_fresh(&self, now: Instant) -> bool {
-        self.age(now) < self.ttl
-    }
-
     /// Freshness left.
     pub fn remaining(&self, now: Instant) -> Duration {
         self.ttl.saturating_sub(self.age(now))

@@ -6,7 +6,7 @@
 //! followers go upstream themselves, as they do when their wait runs out.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -45,10 +45,7 @@ pub struct Follower {
 
 impl Flights {
     pub fn join(&self, key: &CacheKey) -> Join {
-        let mut map = match self.inflight.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = lock(&self.inflight);
         if let Some(rx) = map.get(key) {
             return Join::Follower(Follower { rx: rx.clone() });
         }
@@ -63,7 +60,7 @@ impl Flights {
 
     /// Flights in progress.
     pub fn len(&self) -> usize {
-        self.inflight.lock().map_or(0, |m| m.len())
+        lock(&self.inflight).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,10 +83,15 @@ impl Drop for Leader {
     fn drop(&mut self) {
         // Published or not, the flight is over: later misses start a new one. Followers
         // of an unpublished flight see the sender gone.
-        if let Ok(mut map) = self.inflight.lock() {
-            map.remove(&self.key);
-        }
+        lock(&self.inflight).remove(&self.key);
     }
+}
+
+/// The flight map, also after a panic elsewhere poisoned its lock: every critical section
+/// leaves it consistent (one insert or one remove), so a leader's exit must still remove its
+/// flight, or the key could never be led again.
+fn lock(m: &Mutex<HashMap<CacheKey, Slot>>) -> MutexGuard<'_, HashMap<CacheKey, Slot>> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Follower {

@@ -51,8 +51,12 @@ pub enum Tier {
 /// The answer of [`Cache::lookup`].
 #[derive(Debug)]
 pub enum Lookup {
-    /// A fresh entry.
-    Hit { entry: Arc<Entry>, tier: Tier },
+    /// A fresh entry, `age` old.
+    Hit {
+        entry: Arc<Entry>,
+        tier: Tier,
+        age: Duration,
+    },
     /// Nobody is fetching this key: go upstream, then [`Cache::fill`] with the `Leader`.
     Miss(Leader),
     /// An identical request is upstream: wait for it ([`Follower::wait`]).
@@ -89,13 +93,13 @@ impl Cache {
     /// `max_age` refuses entries older than that.
     pub fn lookup(&self, key: &CacheKey, read: bool, max_age: Option<Duration>) -> Lookup {
         if read && let Some(entry) = self.memory.get(key) {
-            let now = self.clock.now();
-            let young_enough = max_age.is_none_or(|m| entry.age(now) <= m);
-            if entry.is_fresh(now) && young_enough {
+            let age = entry.age(self.clock.now());
+            if age < entry.ttl && max_age.is_none_or(|m| age <= m) {
                 self.stats.hit(Tier::Memory, entry.response.usage);
                 return Lookup::Hit {
                     entry,
                     tier: Tier::Memory,
+                    age,
                 };
             }
         }
@@ -202,9 +206,10 @@ mod tests {
         assert!(c.fill(l, response("{\"a\":1}"), Duration::from_secs(60)));
         clock.advance(Duration::from_secs(59));
         match c.lookup(&key(1), true, None) {
-            Lookup::Hit { entry, tier } => {
+            Lookup::Hit { entry, tier, age } => {
                 assert_eq!(tier, Tier::Memory);
-                assert_eq!(entry.age(clock.shared().now()), Duration::from_secs(59));
+                assert_eq!(age, Duration::from_secs(59));
+                assert_eq!(entry.age(clock.shared().now()), age);
             }
             other => panic!("{other:?}"),
         }

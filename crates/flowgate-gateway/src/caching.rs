@@ -110,8 +110,9 @@ pub fn plan(
     }
 }
 
-/// The response for a cached entry, `age` seconds old.
-pub fn respond(entry: &Entry, status: Status, age: Duration) -> Response<ProxyBody> {
+/// The response for a cached entry, `age` old (`x-flowgate-cache` is added with the other
+/// gateway fields by `Gateway::handle`).
+pub fn respond(entry: &Entry, age: Duration) -> Response<ProxyBody> {
     let r = &entry.response;
     let mut resp = Response::new(ProxyBody::from(r.body.clone()));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
@@ -124,7 +125,6 @@ pub fn respond(entry: &Entry, status: Status, age: Duration) -> Response<ProxyBo
             h.append(n, v);
         }
     }
-    h.insert(CACHE_STATUS.clone(), status.header());
     h.insert(header::AGE, HeaderValue::from(age.as_secs()));
     resp
 }

@@ -321,14 +321,9 @@ impl Gateway {
             Plan::Use(p) => p,
         };
         match cache.lookup(&planned.key, planned.read, planned.max_age) {
-            Lookup::Hit { entry, .. } => {
+            Lookup::Hit { entry, age, .. } => {
                 out.cache = Some(caching::Status::HitMemory);
-                let age = entry.age(self.clock.now());
-                Ok(Consulted::Answer(Box::new(caching::respond(
-                    &entry,
-                    caching::Status::HitMemory,
-                    age,
-                ))))
+                Ok(Consulted::Answer(Box::new(caching::respond(&entry, age))))
             }
             Lookup::Coalesced(follower) => {
                 match follower.wait(cache.settings().coalesce_wait).await {
@@ -336,7 +331,6 @@ impl Gateway {
                         out.cache = Some(caching::Status::Coalesced);
                         Ok(Consulted::Answer(Box::new(caching::respond(
                             &entry,
-                            caching::Status::Coalesced,
                             Duration::ZERO,
                         ))))
                     }

@@ -54,8 +54,11 @@ impl ConnState {
     }
 
     fn on_read(&self, bytes: &[u8]) {
-        if !self.seen_bytes.swap(true, Ordering::Relaxed) && bytes.starts_with(H2_PREFACE) {
-            self.h2.store(true, Ordering::Relaxed);
+        // Only the first read can carry the preface; later reads pay one load.
+        if !self.seen_bytes.load(Ordering::Relaxed) {
+            self.seen_bytes.store(true, Ordering::Relaxed);
+            self.h2
+                .store(bytes.starts_with(H2_PREFACE), Ordering::Relaxed);
         }
         if self.active.load(Ordering::Relaxed) == 0 && !self.partial.load(Ordering::Relaxed) {
             self.partial.store(true, Ordering::Relaxed);
