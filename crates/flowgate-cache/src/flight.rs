@@ -4,17 +4,33 @@
 //! they wait, bounded, for the leader's entry. A leader that ends without one (an error, a
 //! response that cannot be cached, a client that went away) publishes nothing, and its
 //! followers go upstream themselves, as they do when their wait runs out.
+//!
+//! A leader whose answer streams publishes the stream as soon as its head is in
+//! ([`Leader::stream`]): followers that asked for the same kind of stream (their *flavor*,
+//! chosen by the caller) subscribe and get it chunk by chunk; the others wait for the
+//! complete entry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::entry::Entry;
+use crate::fanout::{Share, Subscription};
 use crate::key::CacheKey;
 
-type Slot = watch::Receiver<Option<Arc<Entry>>>;
+/// How far a flight got.
+#[derive(Debug, Clone)]
+enum Progress {
+    Pending,
+    /// The answer is streaming, in the given flavor.
+    Streaming(Arc<Share>, u8),
+    Done(Arc<Entry>),
+}
+
+type Slot = watch::Receiver<Progress>;
 
 /// Flights in progress. The map is only touched on misses, which then wait on an upstream.
 #[derive(Debug, Default)]
@@ -33,7 +49,7 @@ pub enum Join {
 #[derive(Debug)]
 pub struct Leader {
     key: CacheKey,
-    tx: watch::Sender<Option<Arc<Entry>>>,
+    tx: watch::Sender<Progress>,
     inflight: Arc<Mutex<HashMap<CacheKey, Slot>>>,
 }
 
@@ -49,7 +65,7 @@ impl Flights {
         if let Some(rx) = map.get(key) {
             return Join::Follower(Follower { rx: rx.clone() });
         }
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = watch::channel(Progress::Pending);
         map.insert(key.clone(), rx);
         Join::Leader(Leader {
             key: key.clone(),
@@ -75,7 +91,12 @@ impl Leader {
 
     /// Hands `entry` to every follower.
     pub fn publish(self, entry: Arc<Entry>) {
-        let _ = self.tx.send(Some(entry));
+        let _ = self.tx.send(Progress::Done(entry));
+    }
+
+    /// The answer streams through `share`, in `flavor`: followers of that flavor subscribe.
+    pub fn stream(&self, share: Arc<Share>, flavor: u8) {
+        let _ = self.tx.send(Progress::Streaming(share, flavor));
     }
 }
 
@@ -94,14 +115,52 @@ fn lock(m: &Mutex<HashMap<CacheKey, Slot>>) -> MutexGuard<'_, HashMap<CacheKey, 
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What a follower got.
+#[derive(Debug)]
+pub enum Waited {
+    /// The complete answer.
+    Entry(Arc<Entry>),
+    /// The answer as it streams, from its first byte, with the response fields the share
+    /// carries.
+    Stream {
+        fields: Vec<(String, Bytes)>,
+        stream: Subscription,
+    },
+}
+
 impl Follower {
-    /// The leader's entry, or `None` when it had none or `max` passed first.
-    pub async fn wait(mut self, max: Duration) -> Option<Arc<Entry>> {
-        let got = tokio::time::timeout(max, self.rx.wait_for(Option::is_some)).await;
-        match got {
-            Ok(Ok(v)) => v.clone(),
-            _ => None,
-        }
+    /// The leader's answer, or `None` when it had none or `max` passed first. A follower
+    /// given a `flavor` takes a stream of that flavor as soon as it starts.
+    pub async fn wait(mut self, max: Duration, flavor: Option<u8>) -> Option<Waited> {
+        let rx = &mut self.rx;
+        let got = tokio::time::timeout(max, async move {
+            let progress = rx
+                .wait_for(|p| match p {
+                    Progress::Pending => false,
+                    Progress::Streaming(share, f) => Some(*f) == flavor && share.joinable(),
+                    Progress::Done(_) => true,
+                })
+                .await
+                .ok()?
+                .clone();
+            match progress {
+                Progress::Done(e) => Some(Waited::Entry(e)),
+                Progress::Streaming(share, _) => match share.subscribe() {
+                    Some(stream) => Some(Waited::Stream {
+                        fields: share.headers().to_vec(),
+                        stream,
+                    }),
+                    // Too far along to replay: only the complete entry can do.
+                    None => match &*rx.wait_for(|p| matches!(p, Progress::Done(_))).await.ok()? {
+                        Progress::Done(e) => Some(Waited::Entry(e.clone())),
+                        _ => None,
+                    },
+                },
+                Progress::Pending => None,
+            }
+        })
+        .await;
+        got.ok().flatten()
     }
 }
 
@@ -110,7 +169,6 @@ mod tests {
     use super::*;
     use crate::entry::{CachedResponse, Usage};
     use crate::key::KeyBuilder;
-    use bytes::Bytes;
     use flowgate_clock::Clock;
 
     fn key() -> CacheKey {
@@ -138,13 +196,16 @@ mod tests {
         };
         let followers: Vec<_> = (0..5)
             .map(|_| match f.join(&key()) {
-                Join::Follower(x) => tokio::spawn(x.wait(Duration::from_secs(30))),
+                Join::Follower(x) => tokio::spawn(x.wait(Duration::from_secs(30), None)),
                 Join::Leader(_) => panic!("second miss must follow"),
             })
             .collect();
         leader.publish(entry());
         for w in followers {
-            assert_eq!(w.await.unwrap().unwrap().response.status, 200);
+            let Some(Waited::Entry(e)) = w.await.unwrap() else {
+                panic!("expected the entry")
+            };
+            assert_eq!(e.response.status, 200);
         }
         assert!(f.is_empty());
         assert!(matches!(f.join(&key()), Join::Leader(_)));
@@ -157,7 +218,7 @@ mod tests {
         let Join::Follower(w) = f.join(&key()) else {
             panic!()
         };
-        let w = tokio::spawn(w.wait(Duration::from_secs(30)));
+        let w = tokio::spawn(w.wait(Duration::from_secs(30), None));
         drop(leader);
         assert!(w.await.unwrap().is_none());
     }
@@ -171,7 +232,38 @@ mod tests {
             panic!()
         };
         let started = tokio::time::Instant::now();
-        assert!(w.wait(Duration::from_secs(2)).await.is_none());
+        assert!(w.wait(Duration::from_secs(2), Some(0)).await.is_none());
         assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn followers_of_the_streams_flavor_subscribe_and_others_wait_for_the_entry() {
+        let f = Flights::default();
+        let Join::Leader(leader) = f.join(&key()) else {
+            panic!()
+        };
+        let follow = |flavor| match f.join(&key()) {
+            Join::Follower(x) => tokio::spawn(x.wait(Duration::from_secs(30), flavor)),
+            Join::Leader(_) => panic!("must follow"),
+        };
+        let (same, other, json) = (follow(Some(1)), follow(Some(2)), follow(None));
+        let share = Arc::new(Share::new(vec![], 1024));
+        leader.stream(share.clone(), 1);
+        share.push(Bytes::from_static(b"data: x\n\n"));
+        tokio::task::yield_now().await;
+        let late_same = follow(Some(1));
+        share.end(Ok(()));
+        let Some(Waited::Stream { stream: mut s, .. }) = same.await.unwrap() else {
+            panic!("same flavor must stream")
+        };
+        assert_eq!(s.next().await, Some(Ok(Bytes::from_static(b"data: x\n\n"))));
+        assert_eq!(s.next().await, None);
+        assert!(matches!(
+            late_same.await.unwrap(),
+            Some(Waited::Stream { .. })
+        ));
+        leader.publish(entry());
+        assert!(matches!(other.await.unwrap(), Some(Waited::Entry(_))));
+        assert!(matches!(json.await.unwrap(), Some(Waited::Entry(_))));
     }
 }

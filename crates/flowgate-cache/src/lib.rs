@@ -10,12 +10,14 @@
 //! revalidate, compression, invalidation and warming are to come (issue 3).
 
 pub mod entry;
+pub mod fanout;
 pub mod flight;
 pub mod key;
 pub mod memory;
 pub mod openai;
 pub mod policy;
 mod stats;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,8 @@ use std::time::Duration;
 use flowgate_clock::SharedClock;
 
 pub use entry::{CachedResponse, Entry, Usage};
-pub use flight::{Follower, Join, Leader};
+pub use fanout::{Share, StreamCut, Subscription};
+pub use flight::{Follower, Join, Leader, Waited};
 pub use key::{CacheKey, KeyBuilder};
 pub use policy::{BypassReason, Decision, Directives, Mode};
 pub use stats::{CacheStats, StatsSnapshot};

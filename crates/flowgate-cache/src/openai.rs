@@ -57,7 +57,7 @@ pub struct OpenAiRequest {
     verbosity: Option<Value>,
     // Delivery and bookkeeping: the answer is the same.
     stream: Option<Value>,
-    stream_options: Option<IgnoredAny>,
+    stream_options: Option<Value>,
     user: Option<IgnoredAny>,
     metadata: Option<IgnoredAny>,
     store: Option<IgnoredAny>,
@@ -78,6 +78,8 @@ pub struct OpenAiKey {
     pub deterministic: bool,
     /// Whether the client asked for a stream.
     pub stream: bool,
+    /// Whether a streaming client asked for a final usage chunk (`stream_options`).
+    pub include_usage: bool,
 }
 
 impl OpenAiRequest {
@@ -124,7 +126,7 @@ impl OpenAiRequest {
             reasoning_effort,
             verbosity,
             stream,
-            stream_options: _,
+            stream_options,
             user: _,
             metadata: _,
             store: _,
@@ -137,6 +139,11 @@ impl OpenAiRequest {
             || seed.as_ref().is_some_and(|s| !s.is_null())
             || (input.is_some() && messages.is_none() && prompt.is_none());
         let stream = stream.as_ref().and_then(Value::as_bool) == Some(true);
+        let include_usage = stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true);
         let mut k = KeyBuilder::new("openai");
         for (name, value) in [
             ("model", &model),
@@ -181,6 +188,7 @@ impl OpenAiRequest {
             material: k,
             deterministic,
             stream,
+            include_usage,
         }
     }
 }
@@ -209,6 +217,12 @@ mod tests {
         );
         assert_eq!(k, base);
         assert!(stream);
+        let with_usage = OpenAiRequest::parse(
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+        )
+        .unwrap()
+        .into_key();
+        assert!(with_usage.stream && with_usage.include_usage);
     }
 
     #[test]

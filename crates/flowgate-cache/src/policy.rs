@@ -119,17 +119,14 @@ pub enum BypassReason {
     RouteOff,
     NotDeterministic,
     ClientNoStore,
-    Streaming,
 }
 
 /// Decides for a request of a route in `mode`.
-pub fn decide(mode: Mode, deterministic: bool, stream: bool, d: &Directives) -> Decision {
+pub fn decide(mode: Mode, deterministic: bool, d: &Directives) -> Decision {
     let reason = match mode {
         Mode::Off => Some(BypassReason::RouteOff),
         _ if d.no_store => Some(BypassReason::ClientNoStore),
         Mode::Deterministic if !deterministic => Some(BypassReason::NotDeterministic),
-        // Stream replay and fan-out are not built yet: streams go around the cache.
-        _ if stream => Some(BypassReason::Streaming),
         _ => None,
     };
     match reason {
@@ -172,33 +169,29 @@ mod tests {
     fn decisions() {
         let none = Directives::default();
         assert_eq!(
-            decide(Mode::Deterministic, true, false, &none),
+            decide(Mode::Deterministic, true, &none),
             Decision::Use { read: true }
         );
         assert_eq!(
-            decide(Mode::Deterministic, false, false, &none),
+            decide(Mode::Deterministic, false, &none),
             Decision::Bypass(BypassReason::NotDeterministic)
         );
         assert_eq!(
-            decide(Mode::Always, false, false, &none),
+            decide(Mode::Always, false, &none),
             Decision::Use { read: true }
         );
         assert_eq!(
-            decide(Mode::Off, true, false, &none),
+            decide(Mode::Off, true, &none),
             Decision::Bypass(BypassReason::RouteOff)
         );
         let no_cache = parse("no-cache");
         assert_eq!(
-            decide(Mode::Always, true, false, &no_cache),
+            decide(Mode::Always, true, &no_cache),
             Decision::Use { read: false }
         );
         assert_eq!(
-            decide(Mode::Always, true, false, &parse("no-store")),
+            decide(Mode::Always, true, &parse("no-store")),
             Decision::Bypass(BypassReason::ClientNoStore)
-        );
-        assert_eq!(
-            decide(Mode::Always, true, true, &none),
-            Decision::Bypass(BypassReason::Streaming)
         );
     }
 }

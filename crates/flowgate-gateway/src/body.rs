@@ -21,6 +21,7 @@ use crate::caching::Tee;
 use crate::io::Busy;
 use crate::upstream::Lease;
 use crate::upstream::h1::Decoder;
+use flowgate_cache::Subscription;
 
 /// Boxed error of a body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -129,6 +130,8 @@ pub struct ProxyBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
+    /// A stream read from upstream by another task and shared with other clients.
+    Shared(Subscription),
 }
 
 #[derive(Debug)]
@@ -173,6 +176,15 @@ impl ProxyBody {
                 stale_timer: false,
                 tee: None,
             }),
+            _guard: None,
+            _busy: None,
+        }
+    }
+
+    /// A client's copy of a shared upstream stream.
+    pub fn shared(s: Subscription) -> Self {
+        ProxyBody {
+            kind: Kind::Shared(s),
             _guard: None,
             _busy: None,
         }
@@ -280,6 +292,12 @@ impl Body for ProxyBody {
                     },
                 }
             }
+            Kind::Shared(s) => match s.poll_next(cx) {
+                Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Poll::Ready(Some(Err(cut))) => Poll::Ready(Some(Err(Box::new(cut)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -287,6 +305,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(up) => up.decoder.is_done(),
+            Kind::Shared(_) => false,
         }
     }
 
@@ -298,6 +317,7 @@ impl Body for ProxyBody {
                 .decoder
                 .remaining()
                 .map_or_else(SizeHint::default, SizeHint::with_exact),
+            Kind::Shared(_) => SizeHint::default(),
         }
     }
 }

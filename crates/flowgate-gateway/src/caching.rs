@@ -2,8 +2,14 @@
 //!
 //! After the body is read: the request's key and the cache decision ([`plan`]); a fresh
 //! entry answers at once; an identical request already upstream is waited for; otherwise
-//! the request goes upstream as the flight's leader and a successful, complete JSON
-//! response is copied into the cache as it streams to the client ([`Tee`]).
+//! the request goes upstream as the flight's leader and a successful, complete response is
+//! copied into the cache as it passes ([`Tee`]).
+//!
+//! `stream` is not part of the key: an answer is stored as JSON (a streamed one assembled)
+//! and replayed in the form each client asked for ([`Form`]). A leader's streamed answer is
+//! read from upstream by a task of its own ([`pump`]) and shared chunk by chunk with every
+//! waiting streaming client, the leader's own included: a client that goes away stops
+//! nobody else's stream, and the answer, already paid for, still reaches the cache.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +17,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use flowgate_cache::openai::OpenAiRequest;
 use flowgate_cache::policy::{self, Decision};
-use flowgate_cache::{Cache, CachedResponse, Directives, Entry, Leader, Mode, Usage};
+use flowgate_cache::stream::{Assembler, render_sse};
+use flowgate_cache::{
+    Cache, CachedResponse, Directives, Entry, Leader, Mode, Share, StreamCut, Subscription, Usage,
+};
 use flowgate_config::CacheMode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
+use http_body_util::BodyExt;
 
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
@@ -45,6 +55,27 @@ impl Status {
     }
 }
 
+/// How a client wants its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Json,
+    /// Server-sent events, with a final usage chunk when `include_usage`.
+    Sse {
+        include_usage: bool,
+    },
+}
+
+impl Form {
+    /// Streams of one flavor can be shared: a client that asked for a usage chunk must not
+    /// get a stream without one, nor a client that did not a stream with one.
+    pub fn flavor(self) -> Option<u8> {
+        match self {
+            Form::Json => None,
+            Form::Sse { include_usage } => Some(u8::from(include_usage)),
+        }
+    }
+}
+
 /// A request the cache may answer.
 #[derive(Debug)]
 pub struct Planned {
@@ -52,6 +83,16 @@ pub struct Planned {
     pub read: bool,
     pub max_age: Option<Duration>,
     pub ttl: Duration,
+    pub form: Form,
+}
+
+/// A leader's duty: fill the cache with the answer it gets.
+#[derive(Debug)]
+pub struct Fill {
+    pub cache: Arc<Cache>,
+    pub leader: Leader,
+    pub ttl: Duration,
+    pub form: Form,
 }
 
 /// The cache decision for one request.
@@ -90,7 +131,14 @@ pub fn plan(
         return Ok(Plan::Bypass);
     };
     let k = request.into_key();
-    match policy::decide(mode, k.deterministic, k.stream, &directives) {
+    let form = if k.stream {
+        Form::Sse {
+            include_usage: k.include_usage,
+        }
+    } else {
+        Form::Json
+    };
+    match policy::decide(mode, k.deterministic, &directives) {
         Decision::Bypass(_) => Ok(Plan::Bypass),
         Decision::Use { read } => {
             let namespace = directives
@@ -105,19 +153,47 @@ pub fn plan(
                     .ttl
                     .or(route.cfg.cache.ttl)
                     .unwrap_or(default_ttl),
+                form,
             }))
         }
     }
 }
 
-/// The response for a cached entry, `age` old (`x-flowgate-cache` is added with the other
-/// gateway fields by `Gateway::handle`).
-pub fn respond(entry: &Entry, age: Duration) -> Response<ProxyBody> {
+/// The response for a cached entry, `age` old, in the client's `form` (`None` when the
+/// entry cannot be given in that form). `x-flowgate-cache` is added with the other gateway
+/// fields by `Gateway::handle`.
+pub fn respond(entry: &Entry, age: Duration, form: Form) -> Option<Response<ProxyBody>> {
     let r = &entry.response;
-    let mut resp = Response::new(ProxyBody::from(r.body.clone()));
+    let body = match form {
+        Form::Json => r.body.clone(),
+        Form::Sse { include_usage } => render_sse(&r.body, include_usage)?,
+    };
+    let mut resp = with_fields(ProxyBody::from(body), &r.headers, form);
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    resp.headers_mut()
+        .insert(header::AGE, HeaderValue::from(age.as_secs()));
+    Some(resp)
+}
+
+/// The response of a client that joined a shared stream.
+pub fn respond_shared(fields: &[(String, Bytes)], stream: Subscription) -> Response<ProxyBody> {
+    let mut resp = with_fields(
+        ProxyBody::shared(stream),
+        fields,
+        Form::Sse {
+            include_usage: false,
+        },
+    );
+    resp.headers_mut()
+        .insert(header::AGE, HeaderValue::from_static("0"));
+    resp
+}
+
+/// A response with the stored header `fields` and the content type of `form`.
+fn with_fields(body: ProxyBody, fields: &[(String, Bytes)], form: Form) -> Response<ProxyBody> {
+    let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    for (name, value) in &r.headers {
+    for (name, value) in fields {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_maybe_shared(value.clone()),
@@ -125,13 +201,19 @@ pub fn respond(entry: &Entry, age: Duration) -> Response<ProxyBody> {
             h.append(n, v);
         }
     }
-    h.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    let content_type = match form {
+        Form::Json => "application/json",
+        Form::Sse { .. } => "text/event-stream",
+    };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
-/// Response fields worth replaying: not per-response ones (dates, cookies, ids, framing).
+/// Response fields worth replaying: not per-response ones (dates, cookies, ids, framing),
+/// nor the content type, which is the one of the form replayed.
 fn keep_header(name: &HeaderName) -> bool {
     !(name == header::DATE
+        || name == header::CONTENT_TYPE
         || name == header::SET_COOKIE
         || name == header::CONTENT_LENGTH
         || name == header::TRANSFER_ENCODING
@@ -140,32 +222,44 @@ fn keep_header(name: &HeaderName) -> bool {
         || name.as_str().starts_with("x-flowgate-"))
 }
 
-/// Copies a response into the cache as it streams to the client.
+/// Raw SSE is this many times the size of the answer assembled from it, at most (each
+/// token's event repeats the chunk's id, model and framing): past it, a stream is not
+/// assembled any further.
+const SSE_OVERHEAD: u64 = 16;
+
+/// Copies a response into the cache as it passes.
 #[derive(Debug)]
 pub struct Tee {
-    cache: Arc<Cache>,
-    leader: Leader,
-    ttl: Duration,
+    fill: Fill,
     status: u16,
     headers: Vec<(String, Bytes)>,
-    body: BytesMut,
+    body: Collect,
+    /// Bytes seen.
+    seen: u64,
+}
+
+#[derive(Debug)]
+enum Collect {
+    Json(BytesMut),
+    Sse(Assembler),
 }
 
 impl Tee {
     /// A tee for a response with `status` and `headers`, when it may be stored: a
-    /// successful JSON answer (streams are not stored yet). Otherwise the leader is dropped
-    /// and the requests waiting on it go upstream themselves.
-    pub fn start(
-        cache: Arc<Cache>,
-        leader: Leader,
-        ttl: Duration,
-        status: StatusCode,
-        headers: &HeaderMap,
-    ) -> Option<Box<Tee>> {
-        let json = headers
+    /// successful JSON answer, or a stream of one. Otherwise the leader is dropped and the
+    /// requests waiting on it go upstream themselves.
+    pub fn start(fill: Fill, status: StatusCode, headers: &HeaderMap) -> Option<Box<Tee>> {
+        let content_type = headers
             .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-        if status != StatusCode::OK || !json {
+            .map_or(&b""[..], HeaderValue::as_bytes);
+        let body = if content_type.starts_with(b"application/json") {
+            Collect::Json(BytesMut::new())
+        } else if content_type.starts_with(b"text/event-stream") {
+            Collect::Sse(Assembler::new())
+        } else {
+            return None;
+        };
+        if status != StatusCode::OK {
             return None;
         }
         let headers = headers
@@ -174,27 +268,61 @@ impl Tee {
             .map(|(n, v)| (n.as_str().to_string(), Bytes::copy_from_slice(v.as_bytes())))
             .collect();
         Some(Box::new(Tee {
-            cache,
-            leader,
-            ttl,
+            fill,
             status: status.as_u16(),
             headers,
-            body: BytesMut::new(),
+            body,
+            seen: 0,
         }))
+    }
+
+    /// When the answer is a stream a streaming leader asked for: the share its chunks go
+    /// through, published to the flight's followers.
+    pub fn share(&self) -> Option<Arc<Share>> {
+        let flavor = self.fill.form.flavor()?;
+        if !matches!(self.body, Collect::Sse(_)) {
+            return None;
+        }
+        let limit = self.fill.cache.settings().max_entry_bytes * SSE_OVERHEAD;
+        let share = Arc::new(Share::new(
+            self.headers.clone(),
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        ));
+        self.fill.leader.stream(share.clone(), flavor);
+        Some(share)
     }
 
     /// Adds a chunk; `false` once the response is too large to store.
     pub fn push(&mut self, chunk: &[u8]) -> bool {
-        if (self.body.len() + chunk.len()) as u64 > self.cache.settings().max_entry_bytes {
-            return false;
+        self.seen += chunk.len() as u64;
+        let max = self.fill.cache.settings().max_entry_bytes;
+        match &mut self.body {
+            Collect::Json(b) => {
+                if self.seen > max {
+                    return false;
+                }
+                b.extend_from_slice(chunk);
+            }
+            Collect::Sse(a) => {
+                if self.seen > max.saturating_mul(SSE_OVERHEAD) {
+                    return false;
+                }
+                a.push(chunk);
+            }
         }
-        self.body.extend_from_slice(chunk);
         true
     }
 
-    /// The response is complete: store it and hand it to the waiting requests.
+    /// The response is complete: store it and hand it to the waiting requests. A stream
+    /// that did not complete properly is not stored.
     pub fn finish(self) {
-        let body = self.body.freeze();
+        let body = match self.body {
+            Collect::Json(b) => b.freeze(),
+            Collect::Sse(a) => match a.finish() {
+                Some(b) => b,
+                None => return,
+            },
+        };
         let usage = usage_of(&body);
         let response = CachedResponse {
             status: self.status,
@@ -202,8 +330,30 @@ impl Tee {
             body,
             usage,
         };
-        self.cache.fill(self.leader, response, self.ttl);
+        let Fill {
+            cache, leader, ttl, ..
+        } = self.fill;
+        cache.fill(leader, response, ttl);
     }
+}
+
+/// Reads a shared stream's upstream `body` to its end, whoever still listens: the answer
+/// reaches the cache (through the body's tee) even when the client that asked went away.
+pub async fn pump(mut body: ProxyBody, share: Arc<Share>) {
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    share.push(data);
+                }
+            }
+            Err(_) => {
+                share.end(Err(StreamCut));
+                return;
+            }
+        }
+    }
+    share.end(Ok(()));
 }
 
 /// The `usage` an OpenAI response reports (zero when it has none).

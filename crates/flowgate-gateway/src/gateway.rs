@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use flowgate_cache::{Cache, CacheSettings, Leader, Lookup};
+use flowgate_cache::{Cache, CacheSettings, Lookup, Waited};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, RouteKind};
 use flowgate_telemetry::{RequestRecord, Telemetry};
@@ -17,7 +17,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
-use crate::caching::{self, Plan, Tee};
+use crate::caching::{self, Fill, Plan, Tee};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer, RequestIds, UpstreamFields};
 use crate::router::RouteEntry;
@@ -290,14 +290,18 @@ impl Gateway {
         );
         if head.decoder.is_done() {
             lease.release(head.keep_alive);
-        } else {
-            let tee = tee.and_then(|(cache, leader, ttl)| {
-                Tee::start(cache, leader, ttl, resp.status(), resp.headers())
-            });
-            *resp.body_mut() =
-                ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout)
-                    .with_tee(tee);
+            return Ok(resp);
         }
+        let body = ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout);
+        let tee = tee.and_then(|fill| Tee::start(fill, resp.status(), resp.headers()));
+        let share = tee.as_ref().and_then(|t| t.share());
+        *resp.body_mut() = match share.and_then(|s| s.subscribe().map(|own| (s, own))) {
+            Some((share, own)) => {
+                tokio::spawn(caching::pump(body.with_tee(tee), share));
+                ProxyBody::shared(own)
+            }
+            None => body.with_tee(tee),
+        };
         Ok(resp)
     }
 
@@ -320,19 +324,35 @@ impl Gateway {
             }
             Plan::Use(p) => p,
         };
+        let form = planned.form;
         match cache.lookup(&planned.key, planned.read, planned.max_age) {
-            Lookup::Hit { entry, age, .. } => {
-                out.cache = Some(caching::Status::HitMemory);
-                Ok(Consulted::Answer(Box::new(caching::respond(&entry, age))))
-            }
+            Lookup::Hit { entry, age, .. } => match caching::respond(&entry, age, form) {
+                Some(resp) => {
+                    out.cache = Some(caching::Status::HitMemory);
+                    Ok(Consulted::Answer(Box::new(resp)))
+                }
+                // Stored in a form this client cannot be given: ask upstream.
+                None => {
+                    cache.count_bypass();
+                    out.cache = Some(caching::Status::Bypass);
+                    Ok(Consulted::Upstream(None))
+                }
+            },
             Lookup::Coalesced(follower) => {
-                match follower.wait(cache.settings().coalesce_wait).await {
-                    Some(entry) => {
+                let waited = follower
+                    .wait(cache.settings().coalesce_wait, form.flavor())
+                    .await;
+                let resp = match waited {
+                    Some(Waited::Entry(entry)) => caching::respond(&entry, Duration::ZERO, form),
+                    Some(Waited::Stream { fields, stream }) => {
+                        Some(caching::respond_shared(&fields, stream))
+                    }
+                    None => None,
+                };
+                match resp {
+                    Some(resp) => {
                         out.cache = Some(caching::Status::Coalesced);
-                        Ok(Consulted::Answer(Box::new(caching::respond(
-                            &entry,
-                            Duration::ZERO,
-                        ))))
+                        Ok(Consulted::Answer(Box::new(resp)))
                     }
                     // The identical request failed or took too long: go upstream alone.
                     None => {
@@ -343,11 +363,12 @@ impl Gateway {
             }
             Lookup::Miss(leader) => {
                 out.cache = Some(caching::Status::Miss);
-                Ok(Consulted::Upstream(Some((
-                    cache.clone(),
+                Ok(Consulted::Upstream(Some(Fill {
+                    cache: cache.clone(),
                     leader,
-                    planned.ttl,
-                ))))
+                    ttl: planned.ttl,
+                    form,
+                })))
             }
         }
     }
@@ -434,7 +455,7 @@ enum Consulted {
     /// Answered from the cache (boxed: the common path is `Upstream`).
     Answer(Box<Response<ProxyBody>>),
     /// Go upstream; lead the flight (and fill the cache) when given one.
-    Upstream(Option<(Arc<Cache>, Leader, Duration)>),
+    Upstream(Option<Fill>),
 }
 
 fn no_connection(ep: &Endpoint) -> ProxyError {

@@ -186,3 +186,241 @@ async fn failed_leaders_release_their_followers_and_errors_are_not_cached() {
     .await;
     assert_eq!(cache_header(&again), "miss");
 }
+
+fn stream_chat(content: &str, include_usage: bool) -> Bytes {
+    Bytes::from(format!(
+        "{{\"model\":\"gpt-4o-mini\",\"temperature\":0,\"max_tokens\":5,\"stream\":true,\
+          \"stream_options\":{{\"include_usage\":{include_usage}}},\
+          \"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}"
+    ))
+}
+
+/// The events' JSON objects of an SSE body, checking it ends with `[DONE]`.
+fn events(body: &[u8]) -> Vec<serde_json::Value> {
+    let text = std::str::from_utf8(body).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// The text a chat stream carries.
+fn streamed_text(body: &[u8]) -> String {
+    events(body)
+        .iter()
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn streamed_answers_are_stored_and_replayed_as_sse_or_json() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!("{CACHE}{}", fleet_config(&[up.url()], ""))).await;
+    let c = client();
+    let url = "/v1/chat/completions";
+    let first = send(&c, post(gw.data_addr, url, stream_chat("s", true))).await;
+    assert_eq!(cache_header(&first), "miss");
+    assert_eq!(first.headers["content-type"], "text/event-stream");
+    let text = streamed_text(&first.body);
+    assert_eq!(text.split(' ').count(), 5, "{text}");
+    let usage = events(&first.body).last().unwrap()["usage"].clone();
+    assert_eq!(usage["completion_tokens"], 5);
+
+    // The same request replays the stream (re-chunked: the whole message in one event).
+    let same = send(&c, post(gw.data_addr, url, stream_chat("s", true))).await;
+    assert_eq!(cache_header(&same), "hit-l1");
+    assert_eq!(streamed_text(&same.body), text);
+    assert_eq!(events(&same.body).last().unwrap()["usage"], usage);
+
+    // A non-streaming client gets the assembled answer.
+    let as_json = send(&c, post(gw.data_addr, url, chat(0.0, "s"))).await;
+    assert_eq!(cache_header(&as_json), "hit-l1");
+    assert_eq!(as_json.headers["content-type"], "application/json");
+    let v = as_json.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], text.as_str());
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"], usage);
+
+    // A streaming client that did not ask for usage gets a stream without a usage chunk.
+    let replay = send(&c, post(gw.data_addr, url, stream_chat("s", false))).await;
+    assert_eq!(cache_header(&replay), "hit-l1");
+    assert_eq!(replay.headers["content-type"], "text/event-stream");
+    assert_eq!(streamed_text(&replay.body), text);
+    assert!(
+        events(&replay.body)
+            .iter()
+            .all(|e| e.get("usage").is_none())
+    );
+    assert_eq!(up.stats().requests, 1, "hits went upstream");
+
+    // And a JSON answer replays as a stream.
+    let plain = chat(0.0, "j");
+    let stored = send(&c, post(gw.data_addr, url, plain)).await;
+    assert_eq!(cache_header(&stored), "miss");
+    let as_stream = send(&c, post(gw.data_addr, url, stream_chat("j", true))).await;
+    assert_eq!(cache_header(&as_stream), "hit-l1");
+    assert_eq!(
+        streamed_text(&as_stream.body),
+        stored.json()["choices"][0]["message"]["content"]
+    );
+    assert_eq!(
+        events(&as_stream.body).last().unwrap()["usage"],
+        stored.json()["usage"]
+    );
+    assert_eq!(up.stats().requests, 2);
+}
+
+/// Starts a streaming request and returns once its response head is in.
+async fn open_stream(
+    c: &TestClient,
+    addr: std::net::SocketAddr,
+    body: Bytes,
+) -> http::Response<hyper::body::Incoming> {
+    let resp = tokio::time::timeout(
+        Duration::from_secs(20),
+        c.request(post(addr, "/v1/chat/completions", body)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp
+}
+
+async fn read_all(resp: http::Response<hyper::body::Incoming>) -> Result<Bytes, String> {
+    use http_body_util::BodyExt;
+    resp.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn one_upstream_stream_fans_out_to_every_waiting_client_chunk_by_chunk() {
+    use http_body_util::BodyExt;
+    let up = sim(EndpointSpec {
+        token_delay: Duration::from_millis(100),
+        ..EndpointSpec::default()
+    })
+    .await;
+    let gw = gateway(&format!("{CACHE}{}", fleet_config(&[up.url()], ""))).await;
+    let c = client();
+    let body = stream_chat("fan", true);
+    let leader = open_stream(&c, gw.data_addr, body.clone()).await;
+    assert_eq!(leader.headers()["x-flowgate-cache"], "miss");
+
+    // A follower gets its first chunk while the upstream is still streaming.
+    let follower = open_stream(&c, gw.data_addr, body.clone()).await;
+    assert_eq!(follower.headers()["x-flowgate-cache"], "coalesced");
+    assert_eq!(follower.headers()["content-type"], "text/event-stream");
+    let mut f = follower.into_body();
+    let first = f.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+    assert_eq!(up.stats().completed, 0, "the follower waited for the end");
+
+    // 98 more streaming clients and one JSON client join while it streams.
+    let tasks: Vec<_> = (0..98)
+        .map(|_| {
+            let (c, body) = (c.clone(), body.clone());
+            let addr = gw.data_addr;
+            tokio::spawn(async move {
+                let r = open_stream(&c, addr, body).await;
+                let kind = r.headers()["x-flowgate-cache"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                (kind, read_all(r).await.unwrap())
+            })
+        })
+        .collect();
+    let json = {
+        let c = c.clone();
+        let addr = gw.data_addr;
+        tokio::spawn(
+            async move { send(&c, post(addr, "/v1/chat/completions", chat(0.0, "fan"))).await },
+        )
+    };
+    let whole = read_all(leader).await.unwrap();
+    let mut rest = first.to_vec();
+    while let Some(fr) = f.frame().await {
+        rest.extend_from_slice(&fr.unwrap().into_data().unwrap());
+    }
+    assert_eq!(rest, whole, "the follower got another stream");
+    for t in tasks {
+        let (kind, got) = t.await.unwrap();
+        assert_eq!(kind, "coalesced");
+        assert_eq!(got, whole);
+    }
+    let json = json.await.unwrap();
+    assert_eq!(cache_header(&json), "coalesced");
+    assert_eq!(
+        json.json()["choices"][0]["message"]["content"],
+        streamed_text(&whole).as_str()
+    );
+    assert_eq!(
+        up.stats().requests,
+        1,
+        "one upstream request for 101 clients"
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_leader_that_goes_away_cuts_nobody_and_the_answer_is_still_stored() {
+    let up = sim(EndpointSpec {
+        token_delay: Duration::from_millis(50),
+        ..EndpointSpec::default()
+    })
+    .await;
+    let gw = gateway(&format!("{CACHE}{}", fleet_config(&[up.url()], ""))).await;
+    let c = client();
+    let body = stream_chat("gone", false);
+    let leader = open_stream(&c, gw.data_addr, body.clone()).await;
+    let follower = open_stream(&c, gw.data_addr, body.clone()).await;
+    drop(leader);
+    let got = read_all(follower).await.unwrap();
+    assert_eq!(streamed_text(&got).split(' ').count(), 5);
+    let again = send(&c, post(gw.data_addr, "/v1/chat/completions", body)).await;
+    assert_eq!(cache_header(&again), "hit-l1");
+    assert_eq!(streamed_text(&again.body), streamed_text(&got));
+    assert_eq!(up.stats().requests, 1);
+    assert_eq!(up.stats().cancelled, 0);
+}
+
+#[tokio::test]
+async fn a_cut_stream_fails_every_client_sharing_it_and_is_not_stored() {
+    let up = sim(EndpointSpec {
+        token_delay: Duration::from_secs(5),
+        completion_tokens: 3,
+        ..EndpointSpec::default()
+    })
+    .await;
+    let gw = gateway(&format!(
+        "{CACHE}{}",
+        fleet_config(&[up.url()], "read_timeout = \"300ms\"")
+    ))
+    .await;
+    let c = client();
+    let body = stream_chat("cut", false);
+    let leader = open_stream(&c, gw.data_addr, body.clone()).await;
+    let follower = open_stream(&c, gw.data_addr, body.clone()).await;
+    assert_eq!(follower.headers()["x-flowgate-cache"], "coalesced");
+    assert!(
+        read_all(leader).await.is_err(),
+        "a cut stream looked complete"
+    );
+    assert!(
+        read_all(follower).await.is_err(),
+        "a cut stream looked complete"
+    );
+    let again = open_stream(&c, gw.data_addr, body).await;
+    assert_eq!(again.headers()["x-flowgate-cache"], "miss");
+}
