@@ -6,9 +6,12 @@
 //! upstream request ([`flight`]). The crate knows nothing of HTTP or routes: the gateway
 //! maps requests and responses to and from [`CachedResponse`].
 //!
-//! Built so far: the memory tier (L1). The Redis (L2) and disk (L3) tiers, stale-while-
-//! revalidate, compression, invalidation and warming are to come (issue 3).
+//! Built so far: the memory tier (L1), the disk tier (L3, [`disk`]) with compressed records
+//! ([`codec`]), and streams ([`stream`], [`fanout`]). The Redis tier (L2), stale-while-
+//! revalidate, invalidation by pattern and tag, and warming are to come (issue 3).
 
+pub mod codec;
+pub mod disk;
 pub mod entry;
 pub mod fanout;
 pub mod flight;
@@ -31,11 +34,13 @@ pub use key::{CacheKey, KeyBuilder};
 pub use policy::{BypassReason, Decision, Directives, Mode};
 pub use stats::{CacheStats, StatsSnapshot};
 
+use codec::Record;
+use disk::{DiskError, DiskReader, DiskSettings, DiskTier};
 use flight::Flights;
 use memory::MemoryTier;
 
 /// Cache-wide settings (fixed for the life of the cache).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
     /// Bytes of responses the memory tier holds.
     pub memory_bytes: u64,
@@ -43,12 +48,28 @@ pub struct CacheSettings {
     pub max_entry_bytes: u64,
     /// How long a miss waits for a concurrent identical one before going upstream itself.
     pub coalesce_wait: Duration,
+    /// The disk tier, when there is one.
+    pub disk: Option<DiskSettings>,
 }
 
 /// Which tier answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
     Memory,
+    Disk,
+}
+
+/// The answer of [`Cache::lookup_lower`].
+#[derive(Debug)]
+pub enum Lower {
+    /// A fresh entry from a lower tier, now also in the tiers above it.
+    Hit {
+        entry: Arc<Entry>,
+        tier: Tier,
+        age: Duration,
+    },
+    /// Not there either: go upstream as the flight's leader.
+    Miss(Leader),
 }
 
 /// The answer of [`Cache::lookup`].
@@ -71,20 +92,31 @@ pub enum Lookup {
 pub struct Cache {
     settings: CacheSettings,
     memory: MemoryTier,
+    disk: Option<(DiskTier, DiskReader)>,
     flights: Flights,
     clock: SharedClock,
     stats: CacheStats,
 }
 
 impl Cache {
-    pub fn new(settings: CacheSettings, clock: SharedClock) -> Self {
-        Cache {
+    /// Opens the cache's tiers.
+    pub fn open(settings: CacheSettings, clock: SharedClock) -> Result<Self, DiskError> {
+        let disk = match &settings.disk {
+            Some(d) => {
+                let tier = DiskTier::open(d, clock.clone())?;
+                let reader = tier.reader();
+                Some((tier, reader))
+            }
+            None => None,
+        };
+        Ok(Cache {
             memory: MemoryTier::new(settings.memory_bytes),
+            disk,
             settings,
             flights: Flights::default(),
             clock,
             stats: CacheStats::default(),
-        }
+        })
     }
 
     pub fn settings(&self) -> &CacheSettings {
@@ -107,10 +139,7 @@ impl Cache {
             }
         }
         match self.flights.join(key) {
-            Join::Leader(l) => {
-                self.stats.miss();
-                Lookup::Miss(l)
-            }
+            Join::Leader(l) => Lookup::Miss(l),
             Join::Follower(f) => {
                 self.stats.coalesced();
                 Lookup::Coalesced(f)
@@ -118,14 +147,89 @@ impl Cache {
         }
     }
 
-    /// Stores the leader's response for `ttl` and hands it to the requests that waited.
-    /// Responses over `max_entry_bytes` are not stored (the waiters go upstream).
+    /// After a memory miss, as the flight's leader: the tiers below memory (not read when
+    /// `read` is false, as for [`Cache::lookup`]). A fresh entry found there is promoted,
+    /// with its remaining freshness, and handed to the requests waiting on the flight.
+    /// `max_age` refuses older entries. Misses are counted here.
+    pub async fn lookup_lower(
+        &self,
+        leader: Leader,
+        read: bool,
+        max_age: Option<Duration>,
+    ) -> Lower {
+        let found = match &self.disk {
+            Some((_, reader)) if read => self.read_disk(reader, &leader, max_age).await,
+            _ => None,
+        };
+        match found {
+            Some((entry, age)) => {
+                self.stats.hit(Tier::Disk, entry.response.usage);
+                leader.publish(entry.clone());
+                Lower::Hit {
+                    entry,
+                    tier: Tier::Disk,
+                    age,
+                }
+            }
+            None => {
+                self.stats.miss();
+                Lower::Miss(leader)
+            }
+        }
+    }
+
+    /// A fresh entry from disk, promoted to memory, and its age.
+    async fn read_disk(
+        &self,
+        reader: &DiskReader,
+        leader: &Leader,
+        max_age: Option<Duration>,
+    ) -> Option<(Arc<Entry>, Duration)> {
+        let (reader, name) = (reader.clone(), leader.key().to_string());
+        let found = match tokio::task::spawn_blocking(move || reader.get(&name)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "disk cache read failed; treated as a miss");
+                None
+            }
+            Err(_) => None,
+        };
+        let record = found?;
+        let age =
+            Duration::from_millis(self.clock.unix_millis().saturating_sub(record.stored_at_ms));
+        let ttl = Duration::from_millis(record.ttl_ms);
+        if age >= ttl || max_age.is_some_and(|m| age > m) {
+            return None;
+        }
+        let now = self.clock.now();
+        let entry = Arc::new(Entry {
+            response: record.response,
+            stored_at: now.checked_sub(age).unwrap_or(now),
+            ttl,
+        });
+        self.memory.insert(leader.key().clone(), entry.clone(), now);
+        Some((entry, age))
+    }
+
+    /// Stores the leader's response for `ttl` in every tier and hands it to the requests
+    /// that waited. Responses over `max_entry_bytes` are not stored (the waiters go
+    /// upstream).
     pub fn fill(&self, leader: Leader, response: CachedResponse, ttl: Duration) -> bool {
         if response.body.len() as u64 > self.settings.max_entry_bytes || ttl.is_zero() {
             self.stats.not_stored();
             return false;
         }
         let now = self.clock.now();
+        if let Some((disk, _)) = &self.disk {
+            disk.put(
+                leader.key().to_string(),
+                Record {
+                    stored_at_ms: self.clock.unix_millis(),
+                    ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                    response: response.clone(),
+                },
+            );
+        }
         let entry = Arc::new(Entry {
             response,
             stored_at: now,
@@ -137,6 +241,13 @@ impl Cache {
         true
     }
 
+    /// Waits until the writes queued so far reached the lower tiers.
+    pub async fn flush(&self) {
+        if let Some((disk, _)) = &self.disk {
+            disk.flush().await;
+        }
+    }
+
     /// Counts a request the cache was not asked about.
     pub fn count_bypass(&self) {
         self.stats.bypass();
@@ -145,17 +256,25 @@ impl Cache {
     /// Removes one entry from every tier.
     pub fn invalidate(&self, key: &CacheKey) {
         self.memory.remove(key);
+        if let Some((disk, _)) = &self.disk {
+            disk.remove(key.to_string());
+        }
     }
 
     /// Empties every tier.
     pub fn clear(&self) {
         self.memory.clear();
+        if let Some((disk, _)) = &self.disk {
+            disk.clear();
+        }
     }
 
     /// Counters and sizes.
     pub fn stats(&self) -> StatsSnapshot {
         let (entries, bytes) = self.memory.usage();
-        self.stats.snapshot(entries, bytes)
+        let mut s = self.stats.snapshot(entries, bytes);
+        s.disk = self.disk.as_ref().map(|(d, _)| d.stats().snapshot());
+        s
     }
 }
 
@@ -170,6 +289,7 @@ mod tests {
             memory_bytes: 1 << 20,
             max_entry_bytes: 1 << 16,
             coalesce_wait: Duration::from_secs(5),
+            disk: None,
         }
     }
 
@@ -194,18 +314,21 @@ mod tests {
         }
     }
 
-    fn lead(c: &Cache, k: &CacheKey) -> Leader {
+    async fn lead(c: &Cache, k: &CacheKey) -> Leader {
         match c.lookup(k, true, None) {
-            Lookup::Miss(l) => l,
+            Lookup::Miss(l) => match c.lookup_lower(l, true, None).await {
+                Lower::Miss(l) => l,
+                other => panic!("expected a miss below memory, got {other:?}"),
+            },
             other => panic!("expected a miss, got {other:?}"),
         }
     }
 
-    #[test]
-    fn entries_are_fresh_for_their_ttl_on_the_gateway_clock() {
+    #[tokio::test]
+    async fn entries_are_fresh_for_their_ttl_on_the_gateway_clock() {
         let clock = ManualClock::at_epoch_2026();
-        let c = Cache::new(settings(), clock.shared());
-        let l = lead(&c, &key(1));
+        let c = Cache::open(settings(), clock.shared()).unwrap();
+        let l = lead(&c, &key(1)).await;
         assert!(c.fill(l, response("{\"a\":1}"), Duration::from_secs(60)));
         clock.advance(Duration::from_secs(59));
         match c.lookup(&key(1), true, None) {
@@ -217,17 +340,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         clock.advance(Duration::from_secs(1));
-        let _expired = lead(&c, &key(1));
+        let _expired = lead(&c, &key(1)).await;
         let s = c.stats();
         assert_eq!((s.hits_memory, s.misses, s.stored), (1, 2, 1));
         assert_eq!(s.tokens_saved, 15);
     }
 
-    #[test]
-    fn max_age_and_no_cache_skip_older_entries() {
+    #[tokio::test]
+    async fn max_age_and_no_cache_skip_older_entries() {
         let clock = ManualClock::at_epoch_2026();
-        let c = Cache::new(settings(), clock.shared());
-        let l = lead(&c, &key(2));
+        let c = Cache::open(settings(), clock.shared()).unwrap();
+        let l = lead(&c, &key(2)).await;
         c.fill(l, response("{}"), Duration::from_secs(600));
         clock.advance(Duration::from_secs(120));
         assert!(matches!(
@@ -241,36 +364,38 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn oversized_responses_are_not_stored_and_invalidation_removes() {
-        let c = Cache::new(
+    #[tokio::test]
+    async fn oversized_responses_are_not_stored_and_invalidation_removes() {
+        let c = Cache::open(
             CacheSettings {
                 max_entry_bytes: 4,
                 ..settings()
             },
             ManualClock::at_epoch_2026().shared(),
-        );
-        let l = lead(&c, &key(3));
+        )
+        .unwrap();
+        let l = lead(&c, &key(3)).await;
         assert!(!c.fill(l, response("{\"long\":1}"), Duration::from_secs(60)));
-        let l = lead(&c, &key(3));
+        let l = lead(&c, &key(3)).await;
         assert!(c.fill(l, response("{}"), Duration::from_secs(60)));
         assert!(matches!(c.lookup(&key(3), true, None), Lookup::Hit { .. }));
         c.invalidate(&key(3));
         assert!(matches!(c.lookup(&key(3), true, None), Lookup::Miss(_)));
     }
 
-    #[test]
-    fn memory_is_bounded_by_bytes() {
-        let c = Cache::new(
+    #[tokio::test]
+    async fn memory_is_bounded_by_bytes() {
+        let c = Cache::open(
             CacheSettings {
                 memory_bytes: 64 * 1024,
                 ..settings()
             },
             ManualClock::at_epoch_2026().shared(),
-        );
+        )
+        .unwrap();
         static BODY: [u8; 1000] = [b'x'; 1000];
         for i in 0..=255u8 {
-            let l = lead(&c, &key(i));
+            let l = lead(&c, &key(i)).await;
             let mut r = response("");
             r.body = Bytes::from_static(&BODY);
             c.fill(l, r, Duration::from_secs(60));
@@ -278,5 +403,81 @@ mod tests {
         let s = c.stats();
         assert!(s.bytes <= 64 * 1024, "{s:?}");
         assert!(s.entries < 256 && s.entries > 10, "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn disk_entries_survive_a_restart_and_are_promoted_with_their_remaining_ttl() {
+        let dir = std::env::temp_dir().join(format!("flowgate-cache-lib-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let clock = ManualClock::at_epoch_2026();
+        let with_disk = || CacheSettings {
+            disk: Some(DiskSettings {
+                path: dir.join("l3.redb"),
+                max_bytes: 1 << 20,
+                purge_interval: Duration::from_secs(3600),
+                compress_above: 1024,
+            }),
+            ..settings()
+        };
+        {
+            let c = Cache::open(with_disk(), clock.shared()).unwrap();
+            let l = lead(&c, &key(9)).await;
+            assert!(c.fill(l, response("{\"d\":1}"), Duration::from_secs(100)));
+            c.flush().await;
+            assert_eq!(c.stats().disk.unwrap().entries, 1);
+        }
+        clock.advance(Duration::from_secs(40));
+        let c = Cache::open(with_disk(), clock.shared()).unwrap();
+        let Lookup::Miss(l) = c.lookup(&key(9), true, None) else {
+            panic!("memory is empty after a restart")
+        };
+        // max-age below its age refuses it; no-cache does not read it.
+        let Lower::Miss(l) = c.lookup_lower(l, true, Some(Duration::from_secs(30))).await else {
+            panic!("max-age was ignored")
+        };
+        drop(l);
+        let Lookup::Miss(l) = c.lookup(&key(9), false, None) else {
+            panic!()
+        };
+        let Lower::Miss(l) = c.lookup_lower(l, false, None).await else {
+            panic!("no-cache read the disk")
+        };
+        drop(l);
+        let Lookup::Miss(l) = c.lookup(&key(9), true, None) else {
+            panic!()
+        };
+        match c.lookup_lower(l, true, None).await {
+            Lower::Hit { entry, tier, age } => {
+                assert_eq!(tier, Tier::Disk);
+                assert_eq!(age, Duration::from_secs(40));
+                assert_eq!(entry.response.body, "{\"d\":1}");
+                assert_eq!(entry.response.usage.completion_tokens, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Promoted: memory answers, with the same age, until the original expiry.
+        clock.advance(Duration::from_secs(59));
+        match c.lookup(&key(9), true, None) {
+            Lookup::Hit { tier, age, .. } => {
+                assert_eq!(tier, Tier::Memory);
+                assert_eq!(age, Duration::from_secs(99));
+            }
+            other => panic!("{other:?}"),
+        }
+        clock.advance(Duration::from_secs(1));
+        let _expired = lead(&c, &key(9)).await;
+        let s = c.stats();
+        assert_eq!((s.hits_memory, s.hits_disk), (1, 1));
+        // Invalidation reaches the disk.
+        let l = lead(&c, &key(10)).await;
+        c.fill(l, response("{}"), Duration::from_secs(100));
+        c.flush().await;
+        assert_eq!(c.stats().disk.unwrap().entries, 1, "key 9 was not purged");
+        c.invalidate(&key(10));
+        c.flush().await;
+        assert_eq!(c.stats().disk.unwrap().entries, 0);
+        let _gone = lead(&c, &key(10)).await;
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

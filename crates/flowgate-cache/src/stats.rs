@@ -3,12 +3,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Tier;
+use crate::disk::DiskSnapshot;
 use crate::entry::Usage;
 
 /// Monotonic counters.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     hits_memory: AtomicU64,
+    hits_disk: AtomicU64,
     misses: AtomicU64,
     coalesced: AtomicU64,
     bypass: AtomicU64,
@@ -17,10 +19,11 @@ pub struct CacheStats {
     tokens_saved: AtomicU64,
 }
 
-/// The counters at one moment, with the memory tier's size.
+/// The counters at one moment, with the tiers' sizes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StatsSnapshot {
     pub hits_memory: u64,
+    pub hits_disk: u64,
     pub misses: u64,
     pub coalesced: u64,
     pub bypass: u64,
@@ -28,18 +31,27 @@ pub struct StatsSnapshot {
     pub not_stored: u64,
     /// Prompt and completion tokens hits did not have to buy.
     pub tokens_saved: u64,
+    /// The memory tier's entries and bytes.
     pub entries: u64,
     pub bytes: u64,
+    /// The disk tier, when there is one.
+    pub disk: Option<DiskSnapshot>,
 }
 
 impl StatsSnapshot {
-    /// Hits over lookups (hits, misses and coalesced waits), 0 when there were none.
+    /// Hits of every tier.
+    pub fn hits(&self) -> u64 {
+        self.hits_memory + self.hits_disk
+    }
+
+    /// Hits over lookups (hits, misses and coalesced waits), 0 when there were none. A
+    /// lower-tier hit was first a memory miss: it counts once, as a hit.
     pub fn hit_rate(&self) -> f64 {
-        let lookups = self.hits_memory + self.misses + self.coalesced;
+        let lookups = self.hits() + self.misses + self.coalesced;
         if lookups == 0 {
             0.0
         } else {
-            self.hits_memory as f64 / lookups as f64
+            self.hits() as f64 / lookups as f64
         }
     }
 }
@@ -52,6 +64,7 @@ impl CacheStats {
     pub(crate) fn hit(&self, tier: Tier, usage: Usage) {
         match tier {
             Tier::Memory => add(&self.hits_memory, 1),
+            Tier::Disk => add(&self.hits_disk, 1),
         }
         add(
             &self.tokens_saved,
@@ -83,6 +96,7 @@ impl CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             hits_memory: get(&self.hits_memory),
+            hits_disk: get(&self.hits_disk),
             misses: get(&self.misses),
             coalesced: get(&self.coalesced),
             bypass: get(&self.bypass),
@@ -91,6 +105,7 @@ impl CacheStats {
             tokens_saved: get(&self.tokens_saved),
             entries,
             bytes,
+            disk: None,
         }
     }
 }

@@ -21,7 +21,7 @@ pub struct Config {
 }
 
 /// The response cache (`[cache]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Whether routes may use the cache at all. Default false.
     pub enabled: bool,
@@ -35,6 +35,21 @@ pub struct CacheConfig {
     /// How long a request waits for an identical one already upstream before going
     /// upstream itself. Default 30 s.
     pub coalesce_wait: Duration,
+    /// Bodies larger than this are stored zstd-compressed outside memory. Default 1 KiB.
+    pub compress_above: u64,
+    /// The disk tier (`[cache.disk]`), when enabled. Takes effect at start only.
+    pub disk: Option<DiskCacheConfig>,
+}
+
+/// The disk tier of the cache (`[cache.disk]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskCacheConfig {
+    /// The store's file; a relative path is relative to the config file's directory.
+    pub path: std::path::PathBuf,
+    /// Bytes of stored records kept. Default 1 GiB.
+    pub max_bytes: u64,
+    /// How often expired entries are purged. Default 60 s.
+    pub purge_interval: Duration,
 }
 
 /// Which requests of a route are cached.
@@ -265,6 +280,16 @@ impl Config {
                 format_duration(self.cache.ttl),
                 format_duration(self.cache.coalesce_wait)
             );
+            if let Some(d) = &self.cache.disk {
+                let _ = writeln!(
+                    s,
+                    "  cache disk: {} up to {} B, purge every {}, compress above {} B",
+                    d.path.display(),
+                    d.max_bytes,
+                    format_duration(d.purge_interval),
+                    self.cache.compress_above
+                );
+            }
         }
         s
     }

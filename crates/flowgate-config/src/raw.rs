@@ -30,6 +30,17 @@ pub(crate) struct RawCache {
     pub max_entry: Option<ByteSize>,
     pub ttl: Option<HumanDuration>,
     pub coalesce_wait: Option<HumanDuration>,
+    pub compress_above: Option<ByteSize>,
+    pub disk: Option<RawDiskCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDiskCache {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub size: Option<ByteSize>,
+    pub purge_interval: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -295,3 +295,45 @@ fn cache_errors_name_the_key() {
         p[0].message
     );
 }
+
+#[test]
+fn the_disk_tier_is_configured_by_its_table() {
+    let on = flowgate_parse(
+        &format!(
+            "{GOOD}\n[cache]\nenabled = true\ncompress_above = \"2KiB\"\n\n[cache.disk]\npath = \"state/cache.redb\"\nsize = \"64MiB\"\n"
+        ),
+        "/etc/flowgate/flowgate.toml",
+    );
+    let d = on.cache.disk.as_ref().unwrap();
+    // Relative to the config file's directory.
+    assert_eq!(
+        d.path,
+        std::path::Path::new("/etc/flowgate/state/cache.redb")
+    );
+    assert_eq!(d.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(d.purge_interval, Duration::from_secs(60));
+    assert_eq!(on.cache.compress_above, 2048);
+    assert!(
+        on.summary()
+            .contains("cache disk: /etc/flowgate/state/cache.redb")
+    );
+    let off = parse_ok(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.disk]\nenabled = false\npath = \"/x\"\n"
+    ));
+    assert!(off.cache.disk.is_none());
+    assert!(parse_ok(GOOD).cache.disk.is_none());
+    let p = parse_err(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.disk]\nsize = \"1KiB\"\npurge_interval = \"0s\"\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(keys, ["cache.disk.path"]);
+    let p = parse_err(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.disk]\npath = \"/x\"\nsize = \"1KiB\"\npurge_interval = \"0s\"\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(keys, ["cache.disk.size", "cache.disk.purge_interval"]);
+}
+
+fn flowgate_parse(src: &str, origin: &str) -> Config {
+    crate::parse(src, origin, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -10,11 +10,12 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
 use crate::model::{
-    CacheConfig, CacheMode, Config, EndpointConfig, Limits, PathMatch, PoolConfig, RouteCache,
-    RouteConfig, RouteKind, ServerConfig,
+    CacheConfig, CacheMode, Config, DiskCacheConfig, EndpointConfig, Limits, PathMatch, PoolConfig,
+    RouteCache, RouteConfig, RouteKind, ServerConfig,
 };
 use crate::raw::{
-    RawCache, RawCacheMode, RawConfig, RawEndpoint, RawPool, RawRoute, RawRouteCache, RawRouteKind,
+    RawCache, RawCacheMode, RawConfig, RawDiskCache, RawEndpoint, RawPool, RawRoute, RawRouteCache,
+    RawRouteKind,
 };
 use crate::units::HumanDuration;
 
@@ -41,6 +42,9 @@ pub mod defaults {
     pub const CACHE_TTL: Duration = Duration::from_secs(3600);
     pub const MAX_CACHE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
     pub const COALESCE_WAIT: Duration = Duration::from_secs(30);
+    pub const COMPRESS_ABOVE: u64 = 1024;
+    pub const CACHE_DISK: u64 = 1024 * 1024 * 1024;
+    pub const DISK_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 }
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
@@ -130,7 +134,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
     }
     let pool_names: BTreeSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
 
-    let cache = cache(&raw.cache, &root.clone().key("cache"), &mut found);
+    let cache = cache(&raw.cache, origin, &root.clone().key("cache"), &mut found);
 
     let mut routes = Vec::new();
     let mut route_names = BTreeSet::new();
@@ -162,13 +166,20 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
     }
 }
 
-fn cache(raw: &RawCache, key: &KeyPath, found: &mut Found) -> CacheConfig {
+fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> CacheConfig {
+    let disk = raw
+        .disk
+        .as_ref()
+        .filter(|d| d.enabled != Some(false))
+        .and_then(|d| disk_cache(d, origin, &key.clone().key("disk"), found));
     let c = CacheConfig {
         enabled: raw.enabled.unwrap_or(false),
         memory_bytes: raw.memory.map_or(defaults::CACHE_MEMORY, |b| b.0),
         max_entry_bytes: raw.max_entry.map_or(defaults::CACHE_MAX_ENTRY, |b| b.0),
         ttl: dur(raw.ttl, defaults::CACHE_TTL),
         coalesce_wait: dur(raw.coalesce_wait, defaults::COALESCE_WAIT),
+        compress_above: raw.compress_above.map_or(defaults::COMPRESS_ABOVE, |b| b.0),
+        disk,
     };
     if c.memory_bytes < 1024 * 1024 {
         found.push((
@@ -189,6 +200,44 @@ fn cache(raw: &RawCache, key: &KeyPath, found: &mut Found) -> CacheConfig {
     ttl_in_range(c.ttl, &key.clone().key("ttl"), found);
     positive(c.coalesce_wait, &key.clone().key("coalesce_wait"), found);
     c
+}
+
+fn disk_cache(
+    raw: &RawDiskCache,
+    origin: &str,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Option<DiskCacheConfig> {
+    let Some(path) = raw.path.as_deref().filter(|p| !p.trim().is_empty()) else {
+        found.push((
+            key.clone().key("path"),
+            "missing: the disk tier needs a file path (e.g. \"/var/lib/flowgate/cache.redb\")"
+                .into(),
+        ));
+        return None;
+    };
+    let path = std::path::Path::new(path);
+    let path = if path.is_relative() {
+        std::path::Path::new(origin)
+            .parent()
+            .map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+    } else {
+        path.to_path_buf()
+    };
+    let max_bytes = raw.size.map_or(defaults::CACHE_DISK, |b| b.0);
+    if max_bytes < 1024 * 1024 {
+        found.push((
+            key.clone().key("size"),
+            format!("{max_bytes} B is too small: expected at least 1MiB"),
+        ));
+    }
+    let purge_interval = dur(raw.purge_interval, defaults::DISK_PURGE_INTERVAL);
+    positive(purge_interval, &key.clone().key("purge_interval"), found);
+    Some(DiskCacheConfig {
+        path,
+        max_bytes,
+        purge_interval,
+    })
 }
 
 fn ttl_in_range(ttl: Duration, key: &KeyPath, found: &mut Found) {

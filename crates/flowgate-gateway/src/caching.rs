@@ -19,7 +19,8 @@ use flowgate_cache::openai::OpenAiRequest;
 use flowgate_cache::policy::{self, Decision};
 use flowgate_cache::stream::{Assembler, render_sse};
 use flowgate_cache::{
-    Cache, CachedResponse, Directives, Entry, Leader, Mode, Share, StreamCut, Subscription, Usage,
+    Cache, CachedResponse, Directives, Entry, Leader, Mode, Share, StreamCut, Subscription, Tier,
+    Usage,
 };
 use flowgate_config::CacheMode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -38,7 +39,7 @@ static NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-flowgate-cache-
 /// What the cache did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    HitMemory,
+    Hit(Tier),
     Miss,
     Coalesced,
     Bypass,
@@ -47,7 +48,8 @@ pub enum Status {
 impl Status {
     pub fn header(self) -> HeaderValue {
         HeaderValue::from_static(match self {
-            Status::HitMemory => "hit-l1",
+            Status::Hit(Tier::Memory) => "hit-l1",
+            Status::Hit(Tier::Disk) => "hit-l3",
             Status::Miss => "miss",
             Status::Coalesced => "coalesced",
             Status::Bypass => "bypass",

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use flowgate_cache::{Cache, CacheSettings, Lookup, Waited};
+use flowgate_cache::disk::DiskSettings;
+use flowgate_cache::{Cache, CacheSettings, Entry, Lookup, Lower, Tier, Waited};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, RouteKind};
 use flowgate_telemetry::{RequestRecord, Telemetry};
@@ -17,7 +18,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
-use crate::caching::{self, Fill, Plan, Tee};
+use crate::caching::{self, Fill, Form, Plan, Tee};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer, RequestIds, UpstreamFields};
 use crate::router::RouteEntry;
@@ -56,25 +57,33 @@ struct Outcome {
 static ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-flowgate-attempts");
 
 impl Gateway {
-    /// A gateway serving `config`.
-    pub fn new(config: Config, telemetry: Telemetry) -> Arc<Self> {
+    /// A gateway serving `config`; fails when the cache's disk tier cannot be opened.
+    pub fn new(config: Config, telemetry: Telemetry) -> std::io::Result<Arc<Self>> {
         let clock = telemetry.clock().clone();
         let workers = crate::worker::count(&config);
-        let c = config.cache;
-        let cache = c.enabled.then(|| {
-            Arc::new(Cache::new(
-                CacheSettings {
-                    memory_bytes: c.memory_bytes,
-                    max_entry_bytes: c.max_entry_bytes,
-                    coalesce_wait: c.coalesce_wait,
-                },
-                clock.clone(),
-            ))
-        });
+        let c = &config.cache;
+        let cache = if c.enabled {
+            let settings = CacheSettings {
+                memory_bytes: c.memory_bytes,
+                max_entry_bytes: c.max_entry_bytes,
+                coalesce_wait: c.coalesce_wait,
+                disk: c.disk.as_ref().map(|d| DiskSettings {
+                    path: d.path.clone(),
+                    max_bytes: d.max_bytes,
+                    purge_interval: d.purge_interval,
+                    compress_above: c.compress_above,
+                }),
+            };
+            let cache = Cache::open(settings, clock.clone())
+                .map_err(|e| std::io::Error::other(format!("cache.disk: {e}")))?;
+            Some(Arc::new(cache))
+        } else {
+            None
+        };
         let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics());
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
 
-        Arc::new(Gateway {
+        Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             workers,
             started: clock.now(),
@@ -85,7 +94,7 @@ impl Gateway {
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
             cache,
-        })
+        }))
     }
 
     /// The response cache, if enabled.
@@ -141,10 +150,11 @@ impl Gateway {
             );
         }
         let (was, now) = (&old.config.cache, &config.cache);
-        if (was.enabled, was.memory_bytes) != (now.enabled, now.memory_bytes) {
+        if (was.enabled, was.memory_bytes, &was.disk) != (now.enabled, now.memory_bytes, &now.disk)
+        {
             tracing::warn!(
-                "cache.enabled and cache.memory changed in the new config; they take effect \
-                 after a restart"
+                "cache.enabled, cache.memory and cache.disk changed in the new config; they \
+                 take effect after a restart"
             );
         }
         let new = Runtime::build(
@@ -326,18 +336,7 @@ impl Gateway {
         };
         let form = planned.form;
         match cache.lookup(&planned.key, planned.read, planned.max_age) {
-            Lookup::Hit { entry, age, .. } => match caching::respond(&entry, age, form) {
-                Some(resp) => {
-                    out.cache = Some(caching::Status::HitMemory);
-                    Ok(Consulted::Answer(Box::new(resp)))
-                }
-                // Stored in a form this client cannot be given: ask upstream.
-                None => {
-                    cache.count_bypass();
-                    out.cache = Some(caching::Status::Bypass);
-                    Ok(Consulted::Upstream(None))
-                }
-            },
+            Lookup::Hit { entry, tier, age } => Ok(Self::hit(cache, &entry, tier, age, form, out)),
             Lookup::Coalesced(follower) => {
                 let waited = follower
                     .wait(cache.settings().coalesce_wait, form.flavor())
@@ -362,13 +361,46 @@ impl Gateway {
                 }
             }
             Lookup::Miss(leader) => {
-                out.cache = Some(caching::Status::Miss);
-                Ok(Consulted::Upstream(Some(Fill {
-                    cache: cache.clone(),
-                    leader,
-                    ttl: planned.ttl,
-                    form,
-                })))
+                match cache
+                    .lookup_lower(leader, planned.read, planned.max_age)
+                    .await
+                {
+                    Lower::Hit { entry, tier, age } => {
+                        Ok(Self::hit(cache, &entry, tier, age, form, out))
+                    }
+                    Lower::Miss(leader) => {
+                        out.cache = Some(caching::Status::Miss);
+                        Ok(Consulted::Upstream(Some(Fill {
+                            cache: cache.clone(),
+                            leader,
+                            ttl: planned.ttl,
+                            form,
+                        })))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The answer for an entry a tier had.
+    fn hit(
+        cache: &Cache,
+        entry: &Entry,
+        tier: Tier,
+        age: Duration,
+        form: Form,
+        out: &mut Outcome,
+    ) -> Consulted {
+        match caching::respond(entry, age, form) {
+            Some(resp) => {
+                out.cache = Some(caching::Status::Hit(tier));
+                Consulted::Answer(Box::new(resp))
+            }
+            // Stored in a form this client cannot be given: ask upstream.
+            None => {
+                cache.count_bypass();
+                out.cache = Some(caching::Status::Bypass);
+                Consulted::Upstream(None)
             }
         }
     }

@@ -38,7 +38,7 @@ pub async fn launch(
     telemetry: Telemetry,
 ) -> std::io::Result<Running> {
     let (listen, admin_listen) = (config.server.listen, config.server.admin_listen);
-    let gateway = Gateway::new(config, telemetry);
+    let gateway = Gateway::new(config, telemetry)?;
     let (data_addr, data_listeners) = worker::bind(listen, gateway.workers())?;
     let admin_listener = bind(admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
@@ -90,6 +90,10 @@ impl Running {
         }
         if let Some(admin) = self.admin.take() {
             let _ = admin.await;
+        }
+        // Writes queued for the lower cache tiers are committed before the process ends.
+        if let Some(cache) = self.gateway.cache() {
+            cache.flush().await;
         }
     }
 }

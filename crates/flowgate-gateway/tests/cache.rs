@@ -424,3 +424,37 @@ async fn a_cut_stream_fails_every_client_sharing_it_and_is_not_stored() {
     let again = open_stream(&c, gw.data_addr, body).await;
     assert_eq!(again.headers()["x-flowgate-cache"], "miss");
 }
+
+#[tokio::test]
+async fn disk_entries_survive_a_gateway_restart() {
+    let dir = std::env::temp_dir().join(format!("flowgate-l3-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let up = sim(EndpointSpec::default()).await;
+    let config = format!(
+        "{CACHE}[cache.disk]\npath = \"{}\"\n\n{}",
+        dir.join("l3.redb").display(),
+        fleet_config(&[up.url()], "")
+    );
+    let c = client();
+    let url = "/v1/chat/completions";
+    let gw = gateway(&config).await;
+    let first = send(&c, post(gw.data_addr, url, chat(0.0, "kept"))).await;
+    assert_eq!(cache_header(&first), "miss");
+    gw.shutdown();
+    gw.wait().await;
+
+    let gw = gateway(&config).await;
+    let again = send(&c, post(gw.data_addr, url, chat(0.0, "kept"))).await;
+    assert_eq!(cache_header(&again), "hit-l3");
+    assert_eq!(again.body, first.body);
+    assert!(again.headers.contains_key("age"));
+    // Promoted to memory.
+    let third = send(&c, post(gw.data_addr, url, chat(0.0, "kept"))).await;
+    assert_eq!(cache_header(&third), "hit-l1");
+    assert_eq!(up.stats().requests, 1);
+    let stats = gw.gateway.cache().unwrap().stats();
+    assert_eq!((stats.hits_disk, stats.hits_memory), (1, 1));
+    gw.shutdown();
+    gw.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,232 @@
+//! The stored form of an entry, for the tiers outside the process (Redis, disk).
+//!
+//! A small versioned binary layout, so that gateways of different versions sharing a Redis
+//! never misread each other (an unknown version is a miss):
+//!
+//! ```text
+//! "FG" version:u8 flags:u8 stored_at_ms:u64 ttl_ms:u64 status:u16
+//! prompt_tokens:u64 completion_tokens:u64 field_count:u16
+//! { name_len:u16 name value_len:u32 value }*  body_len:u32 body
+//! ```
+//!
+//! Integers are little-endian; times are wall-clock milliseconds since the Unix epoch
+//! (monotonic instants mean nothing to another process). With flag bit 0 the body is
+//! zstd-compressed and `body_len` is its size once decompressed.
+
+use bytes::{Buf, BufMut, Bytes};
+
+use crate::entry::{CachedResponse, Usage};
+
+const MAGIC: &[u8; 2] = b"FG";
+const VERSION: u8 = 1;
+const ZSTD: u8 = 1;
+/// zstd's default level: fast, and most of the gain on JSON.
+const LEVEL: i32 = 3;
+
+/// An entry with wall-clock times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub stored_at_ms: u64,
+    pub ttl_ms: u64,
+    pub response: CachedResponse,
+}
+
+impl Record {
+    /// When it stops being fresh, in Unix milliseconds.
+    pub fn expires_at_ms(&self) -> u64 {
+        self.stored_at_ms.saturating_add(self.ttl_ms)
+    }
+}
+
+/// An encoded record and what compression did to its body.
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// Body bytes before and after compression (equal when it was not compressed).
+    pub body_raw: usize,
+    pub body_stored: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("not a flowgate cache record")]
+    Magic,
+    #[error("record version {0}, this gateway reads version {VERSION}")]
+    Version(u8),
+    #[error("truncated record")]
+    Truncated,
+    #[error("corrupt compressed body")]
+    Body,
+}
+
+/// Encodes `r`, compressing a body of more than `compress_above` bytes when that saves space.
+pub fn encode(r: &Record, compress_above: usize) -> Encoded {
+    let body = &r.response.body;
+    let compressed = (body.len() > compress_above)
+        .then(|| compress(body))
+        .flatten()
+        .filter(|c| c.len() < body.len());
+    let stored: &[u8] = compressed.as_deref().unwrap_or(body);
+    let fields: usize = r
+        .response
+        .headers
+        .iter()
+        .map(|(n, v)| 6 + n.len() + v.len())
+        .sum();
+    let mut out = Vec::with_capacity(48 + fields + stored.len());
+    out.put_slice(MAGIC);
+    out.put_u8(VERSION);
+    out.put_u8(if compressed.is_some() { ZSTD } else { 0 });
+    out.put_u64_le(r.stored_at_ms);
+    out.put_u64_le(r.ttl_ms);
+    out.put_u16_le(r.response.status);
+    out.put_u64_le(r.response.usage.prompt_tokens);
+    out.put_u64_le(r.response.usage.completion_tokens);
+    let headers = &r.response.headers[..r.response.headers.len().min(usize::from(u16::MAX))];
+    out.put_u16_le(headers.len() as u16);
+    for (name, value) in headers {
+        let name = &name.as_bytes()[..name.len().min(usize::from(u16::MAX))];
+        out.put_u16_le(name.len() as u16);
+        out.put_slice(name);
+        out.put_u32_le(u32::try_from(value.len()).unwrap_or(u32::MAX));
+        out.put_slice(value);
+    }
+    out.put_u32_le(u32::try_from(body.len()).unwrap_or(u32::MAX));
+    out.put_slice(stored);
+    Encoded {
+        bytes: out,
+        body_raw: body.len(),
+        body_stored: stored.len(),
+    }
+}
+
+/// zstd with a content checksum, so that a damaged value is an error rather than wrong text.
+fn compress(body: &[u8]) -> Option<Vec<u8>> {
+    let mut c = zstd::bulk::Compressor::new(LEVEL).ok()?;
+    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+        .ok()?;
+    c.compress(body).ok()
+}
+
+/// Decodes a record written by [`encode`].
+pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
+    if b.len() < 4 || &b[..2] != MAGIC {
+        return Err(DecodeError::Magic);
+    }
+    if b[2] != VERSION {
+        return Err(DecodeError::Version(b[2]));
+    }
+    let flags = b[3];
+    b.advance(4);
+    let need = |b: &[u8], n: usize| {
+        if b.remaining() < n {
+            Err(DecodeError::Truncated)
+        } else {
+            Ok(())
+        }
+    };
+    need(b, 8 + 8 + 2 + 8 + 8 + 2)?;
+    let stored_at_ms = b.get_u64_le();
+    let ttl_ms = b.get_u64_le();
+    let status = b.get_u16_le();
+    let usage = Usage {
+        prompt_tokens: b.get_u64_le(),
+        completion_tokens: b.get_u64_le(),
+    };
+    let count = b.get_u16_le();
+    let mut headers = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        need(b, 2)?;
+        let n = usize::from(b.get_u16_le());
+        need(b, n + 4)?;
+        let name = String::from_utf8_lossy(&b[..n]).into_owned();
+        b.advance(n);
+        let v = b.get_u32_le() as usize;
+        need(b, v)?;
+        headers.push((name, Bytes::copy_from_slice(&b[..v])));
+        b.advance(v);
+    }
+    need(b, 4)?;
+    let body_len = b.get_u32_le() as usize;
+    let body = if flags & ZSTD != 0 {
+        let raw = zstd::bulk::decompress(b, body_len).map_err(|_| DecodeError::Body)?;
+        if raw.len() != body_len {
+            return Err(DecodeError::Body);
+        }
+        Bytes::from(raw)
+    } else {
+        if b.len() != body_len {
+            return Err(DecodeError::Truncated);
+        }
+        Bytes::copy_from_slice(b)
+    };
+    Ok(Record {
+        stored_at_ms,
+        ttl_ms,
+        response: CachedResponse {
+            status,
+            headers,
+            body,
+            usage,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: Vec<u8>) -> Record {
+        Record {
+            stored_at_ms: 1_767_225_600_000,
+            ttl_ms: 3_600_000,
+            response: CachedResponse {
+                status: 200,
+                headers: vec![
+                    ("openai-model".into(), Bytes::from_static(b"gpt-4o-mini")),
+                    ("x-empty".into(), Bytes::new()),
+                ],
+                body: Bytes::from(body),
+                usage: Usage {
+                    prompt_tokens: 12,
+                    completion_tokens: 34,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn records_round_trip_compressed_or_not() {
+        let small = record(b"{\"a\":1}".to_vec());
+        let e = encode(&small, 1024);
+        assert_eq!(e.body_stored, e.body_raw);
+        assert_eq!(decode(&e.bytes).unwrap(), small);
+
+        let big = record(b"{\"content\":\"the same words \"}".repeat(200));
+        let e = encode(&big, 1024);
+        assert!(
+            e.body_stored * 5 < e.body_raw,
+            "{} {}",
+            e.body_stored,
+            e.body_raw
+        );
+        assert_eq!(decode(&e.bytes).unwrap(), big);
+        assert_eq!(big.expires_at_ms(), 1_767_229_200_000);
+    }
+
+    #[test]
+    fn damaged_or_foreign_records_are_errors_not_panics() {
+        let e = encode(&record(b"x".repeat(5000)), 16).bytes;
+        for cut in [0, 3, 10, 40, e.len() - 1] {
+            assert!(decode(&e[..cut]).is_err(), "{cut}");
+        }
+        let mut v2 = e.clone();
+        v2[2] = 2;
+        assert_eq!(decode(&v2), Err(DecodeError::Version(2)));
+        assert_eq!(decode(b"{\"json\":1}"), Err(DecodeError::Magic));
+        let mut flipped = e;
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0xff;
+        assert!(decode(&flipped).is_err());
+    }
+}
