@@ -19,6 +19,7 @@ pub mod key;
 pub mod memory;
 pub mod openai;
 pub mod policy;
+pub mod remote;
 mod stats;
 pub mod stream;
 
@@ -38,6 +39,7 @@ use codec::Record;
 use disk::{DiskError, DiskReader, DiskSettings, DiskTier};
 use flight::Flights;
 use memory::MemoryTier;
+use remote::{RedisError, RedisSettings, RedisTier};
 
 /// Cache-wide settings (fixed for the life of the cache).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +50,26 @@ pub struct CacheSettings {
     pub max_entry_bytes: u64,
     /// How long a miss waits for a concurrent identical one before going upstream itself.
     pub coalesce_wait: Duration,
+    /// The Redis tier, when there is one.
+    pub redis: Option<RedisSettings>,
     /// The disk tier, when there is one.
     pub disk: Option<DiskSettings>,
+}
+
+/// A tier that could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
 }
 
 /// Which tier answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
     Memory,
+    Redis,
     Disk,
 }
 
@@ -92,6 +106,7 @@ pub enum Lookup {
 pub struct Cache {
     settings: CacheSettings,
     memory: MemoryTier,
+    redis: Option<RedisTier>,
     disk: Option<(DiskTier, DiskReader)>,
     flights: Flights,
     clock: SharedClock,
@@ -99,8 +114,12 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Opens the cache's tiers.
-    pub fn open(settings: CacheSettings, clock: SharedClock) -> Result<Self, DiskError> {
+    /// Opens the cache's tiers (within a Tokio runtime when there is a Redis tier).
+    pub fn open(settings: CacheSettings, clock: SharedClock) -> Result<Self, OpenError> {
+        let redis = match &settings.redis {
+            Some(r) => Some(RedisTier::open(r.clone(), clock.clone())?),
+            None => None,
+        };
         let disk = match &settings.disk {
             Some(d) => {
                 let tier = DiskTier::open(d, clock.clone())?;
@@ -111,6 +130,7 @@ impl Cache {
         };
         Ok(Cache {
             memory: MemoryTier::new(settings.memory_bytes),
+            redis,
             disk,
             settings,
             flights: Flights::default(),
@@ -157,19 +177,16 @@ impl Cache {
         read: bool,
         max_age: Option<Duration>,
     ) -> Lower {
-        let found = match &self.disk {
-            Some((_, reader)) if read => self.read_disk(reader, &leader, max_age).await,
-            _ => None,
+        let found = if read {
+            self.read_lower(&leader, max_age).await
+        } else {
+            None
         };
         match found {
-            Some((entry, age)) => {
-                self.stats.hit(Tier::Disk, entry.response.usage);
+            Some((entry, tier, age)) => {
+                self.stats.hit(tier, entry.response.usage);
                 leader.publish(entry.clone());
-                Lower::Hit {
-                    entry,
-                    tier: Tier::Disk,
-                    age,
-                }
+                Lower::Hit { entry, tier, age }
             }
             None => {
                 self.stats.miss();
@@ -178,23 +195,35 @@ impl Cache {
         }
     }
 
-    /// A fresh entry from disk, promoted to memory, and its age.
-    async fn read_disk(
+    /// Redis, then disk; a fresh entry is promoted to the tiers above the one that had it.
+    async fn read_lower(
         &self,
-        reader: &DiskReader,
         leader: &Leader,
         max_age: Option<Duration>,
-    ) -> Option<(Arc<Entry>, Duration)> {
-        let (reader, name) = (reader.clone(), leader.key().to_string());
-        let found = match tokio::task::spawn_blocking(move || reader.get(&name)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "disk cache read failed; treated as a miss");
-                None
-            }
-            Err(_) => None,
-        };
-        let record = found?;
+    ) -> Option<(Arc<Entry>, Tier, Duration)> {
+        let name = leader.key().to_string();
+        if let Some(redis) = &self.redis
+            && let Some(record) = redis.get(&name).await
+            && let Some((entry, age)) = self.fresh(record, max_age)
+        {
+            self.memory
+                .insert(leader.key().clone(), entry.clone(), self.clock.now());
+            return Some((entry, Tier::Redis, age));
+        }
+        let (_, reader) = self.disk.as_ref()?;
+        let record = self.read_disk(reader, name.clone()).await?;
+        let (entry, age) = self.fresh(record.clone(), max_age)?;
+        if let Some(redis) = &self.redis {
+            redis.put(&name, record);
+        }
+        self.memory
+            .insert(leader.key().clone(), entry.clone(), self.clock.now());
+        Some((entry, Tier::Disk, age))
+    }
+
+    /// A record as an entry on the gateway's clock, with its age, if still fresh and no
+    /// older than `max_age`.
+    fn fresh(&self, record: Record, max_age: Option<Duration>) -> Option<(Arc<Entry>, Duration)> {
         let age =
             Duration::from_millis(self.clock.unix_millis().saturating_sub(record.stored_at_ms));
         let ttl = Duration::from_millis(record.ttl_ms);
@@ -207,8 +236,20 @@ impl Cache {
             stored_at: now.checked_sub(age).unwrap_or(now),
             ttl,
         });
-        self.memory.insert(leader.key().clone(), entry.clone(), now);
         Some((entry, age))
+    }
+
+    /// The record on disk under `name` (read on a blocking thread).
+    async fn read_disk(&self, reader: &DiskReader, name: String) -> Option<Record> {
+        let reader = reader.clone();
+        match tokio::task::spawn_blocking(move || reader.get(&name)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "disk cache read failed; treated as a miss");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Stores the leader's response for `ttl` in every tier and hands it to the requests
@@ -220,15 +261,19 @@ impl Cache {
             return false;
         }
         let now = self.clock.now();
-        if let Some((disk, _)) = &self.disk {
-            disk.put(
-                leader.key().to_string(),
-                Record {
-                    stored_at_ms: self.clock.unix_millis(),
-                    ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-                    response: response.clone(),
-                },
-            );
+        if self.redis.is_some() || self.disk.is_some() {
+            let name = leader.key().to_string();
+            let record = Record {
+                stored_at_ms: self.clock.unix_millis(),
+                ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                response: response.clone(),
+            };
+            if let Some(redis) = &self.redis {
+                redis.put(&name, record.clone());
+            }
+            if let Some((disk, _)) = &self.disk {
+                disk.put(name, record);
+            }
         }
         let entry = Arc::new(Entry {
             response,
@@ -253,19 +298,28 @@ impl Cache {
         self.stats.bypass();
     }
 
-    /// Removes one entry from every tier.
-    pub fn invalidate(&self, key: &CacheKey) {
+    /// Removes one entry from every tier; `false` when Redis could not be reached.
+    pub async fn invalidate(&self, key: &CacheKey) -> bool {
         self.memory.remove(key);
+        let name = key.to_string();
         if let Some((disk, _)) = &self.disk {
-            disk.remove(key.to_string());
+            disk.remove(name.clone());
+        }
+        match &self.redis {
+            Some(r) => r.remove(&name).await,
+            None => true,
         }
     }
 
-    /// Empties every tier.
-    pub fn clear(&self) {
+    /// Empties every tier; `false` when Redis could not be emptied.
+    pub async fn clear(&self) -> bool {
         self.memory.clear();
         if let Some((disk, _)) = &self.disk {
             disk.clear();
+        }
+        match &self.redis {
+            Some(r) => r.remove_matching("*").await.is_some(),
+            None => true,
         }
     }
 
@@ -274,6 +328,7 @@ impl Cache {
         let (entries, bytes) = self.memory.usage();
         let mut s = self.stats.snapshot(entries, bytes);
         s.disk = self.disk.as_ref().map(|(d, _)| d.stats().snapshot());
+        s.redis = self.redis.as_ref().map(RedisTier::snapshot);
         s
     }
 }
@@ -289,6 +344,7 @@ mod tests {
             memory_bytes: 1 << 20,
             max_entry_bytes: 1 << 16,
             coalesce_wait: Duration::from_secs(5),
+            redis: None,
             disk: None,
         }
     }
@@ -379,7 +435,7 @@ mod tests {
         let l = lead(&c, &key(3)).await;
         assert!(c.fill(l, response("{}"), Duration::from_secs(60)));
         assert!(matches!(c.lookup(&key(3), true, None), Lookup::Hit { .. }));
-        c.invalidate(&key(3));
+        c.invalidate(&key(3)).await;
         assert!(matches!(c.lookup(&key(3), true, None), Lookup::Miss(_)));
     }
 
@@ -473,7 +529,7 @@ mod tests {
         c.fill(l, response("{}"), Duration::from_secs(100));
         c.flush().await;
         assert_eq!(c.stats().disk.unwrap().entries, 1, "key 9 was not purged");
-        c.invalidate(&key(10));
+        c.invalidate(&key(10)).await;
         c.flush().await;
         assert_eq!(c.stats().disk.unwrap().entries, 0);
         let _gone = lead(&c, &key(10)).await;

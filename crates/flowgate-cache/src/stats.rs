@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::Tier;
 use crate::disk::DiskSnapshot;
 use crate::entry::Usage;
+use crate::remote::RedisSnapshot;
 
 /// Monotonic counters.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     hits_memory: AtomicU64,
+    hits_redis: AtomicU64,
     hits_disk: AtomicU64,
     misses: AtomicU64,
     coalesced: AtomicU64,
@@ -23,6 +25,7 @@ pub struct CacheStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StatsSnapshot {
     pub hits_memory: u64,
+    pub hits_redis: u64,
     pub hits_disk: u64,
     pub misses: u64,
     pub coalesced: u64,
@@ -34,6 +37,8 @@ pub struct StatsSnapshot {
     /// The memory tier's entries and bytes.
     pub entries: u64,
     pub bytes: u64,
+    /// The Redis tier, when there is one.
+    pub redis: Option<RedisSnapshot>,
     /// The disk tier, when there is one.
     pub disk: Option<DiskSnapshot>,
 }
@@ -41,7 +46,7 @@ pub struct StatsSnapshot {
 impl StatsSnapshot {
     /// Hits of every tier.
     pub fn hits(&self) -> u64 {
-        self.hits_memory + self.hits_disk
+        self.hits_memory + self.hits_redis + self.hits_disk
     }
 
     /// Hits over lookups (hits, misses and coalesced waits), 0 when there were none. A
@@ -64,6 +69,7 @@ impl CacheStats {
     pub(crate) fn hit(&self, tier: Tier, usage: Usage) {
         match tier {
             Tier::Memory => add(&self.hits_memory, 1),
+            Tier::Redis => add(&self.hits_redis, 1),
             Tier::Disk => add(&self.hits_disk, 1),
         }
         add(
@@ -96,6 +102,7 @@ impl CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             hits_memory: get(&self.hits_memory),
+            hits_redis: get(&self.hits_redis),
             hits_disk: get(&self.hits_disk),
             misses: get(&self.misses),
             coalesced: get(&self.coalesced),
@@ -105,6 +112,7 @@ impl CacheStats {
             tokens_saved: get(&self.tokens_saved),
             entries,
             bytes,
+            redis: None,
             disk: None,
         }
     }

@@ -31,7 +31,7 @@ pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     CacheConfig, CacheMode, Config, DiskCacheConfig, EndpointConfig, Limits, PathMatch, PoolConfig,
-    RouteCache, RouteConfig, RouteKind, ServerConfig,
+    RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 pub use validate::defaults;

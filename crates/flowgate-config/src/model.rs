@@ -39,6 +39,23 @@ pub struct CacheConfig {
     pub compress_above: u64,
     /// The disk tier (`[cache.disk]`), when enabled. Takes effect at start only.
     pub disk: Option<DiskCacheConfig>,
+    /// The Redis tier (`[cache.redis]`), when enabled. Takes effect at start only.
+    pub redis: Option<RedisCacheConfig>,
+}
+
+/// The Redis tier of the cache (`[cache.redis]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisCacheConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Key prefix. Default `flowgate`.
+    pub prefix: String,
+    /// Deadline of each Redis operation. Default 50 ms.
+    pub timeout: Duration,
+    /// Consecutive failures that make the cache go around Redis. Default 3.
+    pub breaker_failures: u32,
+    /// How long it goes around Redis before trying again. Default 5 s.
+    pub breaker_cooldown: Duration,
 }
 
 /// The disk tier of the cache (`[cache.disk]`).
@@ -280,6 +297,17 @@ impl Config {
                 format_duration(self.cache.ttl),
                 format_duration(self.cache.coalesce_wait)
             );
+            if let Some(r) = &self.cache.redis {
+                let _ = writeln!(
+                    s,
+                    "  cache redis: {} prefix {}, timeout {}, breaker {} failures / {}",
+                    redact_url(&r.url),
+                    r.prefix,
+                    format_duration(r.timeout),
+                    r.breaker_failures,
+                    format_duration(r.breaker_cooldown)
+                );
+            }
             if let Some(d) = &self.cache.disk {
                 let _ = writeln!(
                     s,
@@ -295,9 +323,31 @@ impl Config {
     }
 }
 
+/// A URL without its password, for printing.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_printed_without_passwords() {
+        assert_eq!(
+            redact_url("redis://u:secret@h:6379/0"),
+            "redis://u:***@h:6379/0"
+        );
+        assert_eq!(redact_url("redis://:secret@h:6379"), "redis://:***@h:6379");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+    }
 
     #[test]
     fn prefix_matches_at_segment_boundaries() {

@@ -32,6 +32,18 @@ pub(crate) struct RawCache {
     pub coalesce_wait: Option<HumanDuration>,
     pub compress_above: Option<ByteSize>,
     pub disk: Option<RawDiskCache>,
+    pub redis: Option<RawRedisCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedisCache {
+    pub enabled: Option<bool>,
+    pub url: Option<String>,
+    pub prefix: Option<String>,
+    pub timeout: Option<HumanDuration>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

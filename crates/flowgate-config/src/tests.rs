@@ -337,3 +337,39 @@ fn the_disk_tier_is_configured_by_its_table() {
 fn flowgate_parse(src: &str, origin: &str) -> Config {
     crate::parse(src, origin, std::iter::empty()).unwrap_or_else(|e| panic!("{e}"))
 }
+
+#[test]
+fn the_redis_tier_is_configured_by_its_table() {
+    let on = parse_ok(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\nurl = \"redis://:pw@127.0.0.1:6379/2\"\ntimeout = \"20ms\"\n"
+    ));
+    let r = on.cache.redis.as_ref().unwrap();
+    assert_eq!(r.url, "redis://:pw@127.0.0.1:6379/2");
+    assert_eq!(r.prefix, "flowgate");
+    assert_eq!(r.timeout, Duration::from_millis(20));
+    assert_eq!(
+        (r.breaker_failures, r.breaker_cooldown),
+        (3, Duration::from_secs(5))
+    );
+    assert!(
+        on.summary()
+            .contains("cache redis: redis://:***@127.0.0.1:6379/2")
+    );
+    assert!(!on.summary().contains("pw"));
+    let p = parse_err(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\nurl = \"127.0.0.1:6379\"\n"
+    ));
+    assert_eq!(p[0].key.to_string(), "cache.redis.url");
+    let p = parse_err(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\nurl = \"redis://h:1\"\nprefix = \"a b\"\nbreaker_failures = 0\ntimeout = \"0s\"\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "cache.redis.prefix",
+            "cache.redis.timeout",
+            "cache.redis.breaker_failures"
+        ]
+    );
+}

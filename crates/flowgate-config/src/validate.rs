@@ -11,11 +11,11 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use crate::error::KeyPath;
 use crate::model::{
     CacheConfig, CacheMode, Config, DiskCacheConfig, EndpointConfig, Limits, PathMatch, PoolConfig,
-    RouteCache, RouteConfig, RouteKind, ServerConfig,
+    RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig,
 };
 use crate::raw::{
-    RawCache, RawCacheMode, RawConfig, RawDiskCache, RawEndpoint, RawPool, RawRoute, RawRouteCache,
-    RawRouteKind,
+    RawCache, RawCacheMode, RawConfig, RawDiskCache, RawEndpoint, RawPool, RawRedisCache, RawRoute,
+    RawRouteCache, RawRouteKind,
 };
 use crate::units::HumanDuration;
 
@@ -45,6 +45,10 @@ pub mod defaults {
     pub const COMPRESS_ABOVE: u64 = 1024;
     pub const CACHE_DISK: u64 = 1024 * 1024 * 1024;
     pub const DISK_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+    pub const REDIS_PREFIX: &str = "flowgate";
+    pub const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+    pub const REDIS_BREAKER_FAILURES: u32 = 3;
+    pub const REDIS_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
 }
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
@@ -172,6 +176,11 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
         .as_ref()
         .filter(|d| d.enabled != Some(false))
         .and_then(|d| disk_cache(d, origin, &key.clone().key("disk"), found));
+    let redis = raw
+        .redis
+        .as_ref()
+        .filter(|r| r.enabled != Some(false))
+        .and_then(|r| redis_cache(r, &key.clone().key("redis"), found));
     let c = CacheConfig {
         enabled: raw.enabled.unwrap_or(false),
         memory_bytes: raw.memory.map_or(defaults::CACHE_MEMORY, |b| b.0),
@@ -180,6 +189,7 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
         coalesce_wait: dur(raw.coalesce_wait, defaults::COALESCE_WAIT),
         compress_above: raw.compress_above.map_or(defaults::COMPRESS_ABOVE, |b| b.0),
         disk,
+        redis,
     };
     if c.memory_bytes < 1024 * 1024 {
         found.push((
@@ -200,6 +210,51 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
     ttl_in_range(c.ttl, &key.clone().key("ttl"), found);
     positive(c.coalesce_wait, &key.clone().key("coalesce_wait"), found);
     c
+}
+
+fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<RedisCacheConfig> {
+    let url = raw.url.as_deref().unwrap_or("").trim();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) || url.len() < 10 {
+        found.push((
+            key.clone().key("url"),
+            format!("expected a redis://host:port URL, got {url:?}"),
+        ));
+        return None;
+    }
+    let prefix = raw
+        .prefix
+        .clone()
+        .unwrap_or_else(|| defaults::REDIS_PREFIX.to_string());
+    if !valid_name(&prefix) {
+        found.push((
+            key.clone().key("prefix"),
+            format!("invalid prefix {prefix:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let timeout = dur(raw.timeout, defaults::REDIS_TIMEOUT);
+    positive(timeout, &key.clone().key("timeout"), found);
+    let breaker_failures = raw
+        .breaker_failures
+        .unwrap_or(defaults::REDIS_BREAKER_FAILURES);
+    if breaker_failures == 0 {
+        found.push((
+            key.clone().key("breaker_failures"),
+            "must be at least 1".into(),
+        ));
+    }
+    let breaker_cooldown = dur(raw.breaker_cooldown, defaults::REDIS_BREAKER_COOLDOWN);
+    positive(
+        breaker_cooldown,
+        &key.clone().key("breaker_cooldown"),
+        found,
+    );
+    Some(RedisCacheConfig {
+        url: url.to_string(),
+        prefix,
+        timeout,
+        breaker_failures,
+        breaker_cooldown,
+    })
 }
 
 fn disk_cache(

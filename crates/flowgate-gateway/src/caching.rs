@@ -49,6 +49,7 @@ impl Status {
     pub fn header(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Status::Hit(Tier::Memory) => "hit-l1",
+            Status::Hit(Tier::Redis) => "hit-l2",
             Status::Hit(Tier::Disk) => "hit-l3",
             Status::Miss => "miss",
             Status::Coalesced => "coalesced",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use flowgate_cache::disk::DiskSettings;
+use flowgate_cache::remote::RedisSettings;
 use flowgate_cache::{Cache, CacheSettings, Entry, Lookup, Lower, Tier, Waited};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, RouteKind};
@@ -67,6 +68,14 @@ impl Gateway {
                 memory_bytes: c.memory_bytes,
                 max_entry_bytes: c.max_entry_bytes,
                 coalesce_wait: c.coalesce_wait,
+                redis: c.redis.as_ref().map(|r| RedisSettings {
+                    url: r.url.clone(),
+                    prefix: r.prefix.clone(),
+                    timeout: r.timeout,
+                    breaker_failures: r.breaker_failures,
+                    breaker_cooldown: r.breaker_cooldown,
+                    compress_above: c.compress_above,
+                }),
                 disk: c.disk.as_ref().map(|d| DiskSettings {
                     path: d.path.clone(),
                     max_bytes: d.max_bytes,
@@ -75,7 +84,7 @@ impl Gateway {
                 }),
             };
             let cache = Cache::open(settings, clock.clone())
-                .map_err(|e| std::io::Error::other(format!("cache.disk: {e}")))?;
+                .map_err(|e| std::io::Error::other(format!("cache: {e}")))?;
             Some(Arc::new(cache))
         } else {
             None
@@ -150,11 +159,13 @@ impl Gateway {
             );
         }
         let (was, now) = (&old.config.cache, &config.cache);
-        if (was.enabled, was.memory_bytes, &was.disk) != (now.enabled, now.memory_bytes, &now.disk)
-        {
+        let tiers = |c: &flowgate_config::CacheConfig| {
+            (c.enabled, c.memory_bytes, c.disk.clone(), c.redis.clone())
+        };
+        if tiers(was) != tiers(now) {
             tracing::warn!(
-                "cache.enabled, cache.memory and cache.disk changed in the new config; they \
-                 take effect after a restart"
+                "cache.enabled, cache.memory, cache.disk and cache.redis changed in the new \
+                 config; they take effect after a restart"
             );
         }
         let new = Runtime::build(
