@@ -120,8 +120,11 @@ impl DiskStats {
 enum Command {
     Put(String, Record),
     Remove(String),
-    /// Remove every key for which the predicate holds.
-    RemoveWhere(Box<dyn Fn(&str) -> bool + Send>),
+    /// Remove every key for which the predicate holds; answer how many.
+    RemoveWhere(
+        Box<dyn Fn(&str) -> bool + Send>,
+        tokio::sync::oneshot::Sender<u64>,
+    ),
     Clear,
     /// Answer once everything sent before is committed.
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -215,9 +218,11 @@ impl DiskTier {
         self.send(Command::Remove(key));
     }
 
-    /// Queues the removal of every key `matches` accepts.
-    pub fn remove_where(&self, matches: impl Fn(&str) -> bool + Send + 'static) {
-        self.send(Command::RemoveWhere(Box::new(matches)));
+    /// Removes every key `matches` accepts; how many (0 when the store failed).
+    pub async fn remove_where(&self, matches: impl Fn(&str) -> bool + Send + 'static) -> u64 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Command::RemoveWhere(Box::new(matches), tx));
+        rx.await.unwrap_or(0)
     }
 
     pub fn clear(&self) {
@@ -294,22 +299,23 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut flushes = Vec::new();
-            if let Err(e) = self.apply(batch, &mut flushes) {
+            let mut replies = Replies::default();
+            if let Err(e) = self.apply(batch, &mut replies) {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "disk cache: a batch of writes was lost");
+                replies.removed.iter_mut().for_each(|(_, n)| *n = 0);
             }
-            for f in flushes {
+            // Answered once committed, so that what callers see next is the new state.
+            for f in replies.flushes {
                 let _ = f.send(());
+            }
+            for (r, n) in replies.removed {
+                let _ = r.send(n);
             }
         }
     }
 
-    fn apply(
-        &self,
-        batch: Vec<Command>,
-        flushes: &mut Vec<tokio::sync::oneshot::Sender<()>>,
-    ) -> Result<(), DiskError> {
+    fn apply(&self, batch: Vec<Command>, replies: &mut Replies) -> Result<(), DiskError> {
         let w = self.db.begin_write().map_err(store_err)?;
         let (mut bytes, mut count) = (
             self.stats.bytes.load(Ordering::Relaxed),
@@ -339,7 +345,7 @@ impl Writer {
                             .fetch_add(e.body_stored as u64, Ordering::Relaxed);
                     }
                     Command::Remove(key) => t.remove(&key, &mut bytes, &mut count)?,
-                    Command::RemoveWhere(matches) => {
+                    Command::RemoveWhere(matches, reply) => {
                         let mut doomed = Vec::new();
                         for item in t.entries.iter().map_err(store_err)? {
                             let (k, _) = item.map_err(store_err)?;
@@ -347,9 +353,11 @@ impl Writer {
                                 doomed.push(k.value().to_string());
                             }
                         }
+                        let n = doomed.len() as u64;
                         for k in doomed {
                             t.remove(&k, &mut bytes, &mut count)?;
                         }
+                        replies.removed.push((reply, n));
                     }
                     Command::Clear => {
                         t.entries.retain(|_, _| false).map_err(store_err)?;
@@ -357,7 +365,7 @@ impl Writer {
                         bytes = 0;
                         count = 0;
                     }
-                    Command::Flush(f) => flushes.push(f),
+                    Command::Flush(f) => replies.flushes.push(f),
                 }
             }
             // Expired entries, oldest first.
@@ -381,6 +389,13 @@ impl Writer {
         self.stats.entries.store(count, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Answers owed once a batch is committed.
+#[derive(Default)]
+struct Replies {
+    flushes: Vec<tokio::sync::oneshot::Sender<()>>,
+    removed: Vec<(tokio::sync::oneshot::Sender<u64>, u64)>,
 }
 
 struct Tables<'w> {
@@ -552,8 +567,7 @@ mod tests {
         d.flush().await;
         assert_eq!(r.get("k9").unwrap().unwrap().response.body, "new");
         assert!(r.get("long").unwrap().is_none());
-        d.remove_where(|k| k.starts_with('k'));
-        d.flush().await;
+        assert!(d.remove_where(|k| k.starts_with('k')).await >= 1);
         assert_eq!(d.stats().entries.load(Ordering::Relaxed), 0);
         d.put("x".into(), record(&clock, 5, "x"));
         d.clear();

@@ -15,6 +15,7 @@ pub mod disk;
 pub mod entry;
 pub mod fanout;
 pub mod flight;
+pub mod invalidate;
 pub mod key;
 pub mod memory;
 pub mod openai;
@@ -54,6 +55,15 @@ pub struct CacheSettings {
     pub redis: Option<RedisSettings>,
     /// The disk tier, when there is one.
     pub disk: Option<DiskSettings>,
+}
+
+/// What an invalidation removed, per tier (`None` for a tier that is off; for Redis,
+/// `Some(None)` when it could not be reached, so the caller can retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Invalidated {
+    pub memory: u64,
+    pub redis: Option<Option<u64>>,
+    pub disk: Option<u64>,
 }
 
 /// A tier that could not be opened.
@@ -308,6 +318,35 @@ impl Cache {
         match &self.redis {
             Some(r) => r.remove(&name).await,
             None => true,
+        }
+    }
+
+    /// Removes the entries `sel` selects from every tier.
+    pub async fn invalidate_matching(&self, sel: &invalidate::Selector) -> Invalidated {
+        let names: Vec<CacheKey> = self
+            .memory
+            .keys()
+            .into_iter()
+            .filter(|k| sel.matches(&k.to_string()))
+            .collect();
+        for k in &names {
+            self.memory.remove(k);
+        }
+        let disk = match &self.disk {
+            Some((d, _)) => {
+                let sel = sel.clone();
+                Some(d.remove_where(move |name| sel.matches(name)).await)
+            }
+            None => None,
+        };
+        let redis = match &self.redis {
+            Some(r) => Some(r.remove_matching(&sel.glob()).await),
+            None => None,
+        };
+        Invalidated {
+            memory: names.len() as u64,
+            redis,
+            disk,
         }
     }
 

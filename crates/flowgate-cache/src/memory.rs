@@ -72,6 +72,11 @@ impl MemoryTier {
         self.entries.invalidate(key);
     }
 
+    /// Every key held (for invalidation by pattern; a walk over the whole tier).
+    pub fn keys(&self) -> Vec<CacheKey> {
+        self.entries.iter().map(|(k, _)| (*k).clone()).collect()
+    }
+
     pub fn clear(&self) {
         self.entries.invalidate_all();
     }

@@ -8,7 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use flowgate_cache::invalidate::Selector;
 use serde_json::json;
 
 use crate::error::error_body;
@@ -21,6 +22,11 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/api/v1/performance/metrics", get(performance))
+        .route("/api/v1/performance/cache/stats", get(cache_stats))
+        .route(
+            "/api/v1/performance/cache/invalidate",
+            post(cache_invalidate),
+        )
         .fallback(not_found)
         .with_state(gw)
 }
@@ -82,6 +88,88 @@ async fn performance(State(gw): State<Arc<Gateway>>) -> Response {
         Some(r) => Json(r).into_response(),
         None => (StatusCode::INTERNAL_SERVER_ERROR, "telemetry unavailable").into_response(),
     }
+}
+
+fn client_error(status: StatusCode, message: &str, code: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        error_body(message, "invalid_request_error", code),
+    )
+        .into_response()
+}
+
+fn cache_disabled() -> Response {
+    client_error(
+        StatusCode::NOT_FOUND,
+        "the cache is not enabled (`[cache] enabled = true`)",
+        "cache_disabled",
+    )
+}
+
+async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Response {
+    let Some(cache) = gw.cache() else {
+        return cache_disabled();
+    };
+    let s = cache.stats();
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["hits"] = json!(s.hits());
+    v["hit_rate"] = json!(s.hit_rate());
+    if let Some(d) = s.disk {
+        v["disk"]["compression_ratio"] = json!(d.compression_ratio());
+    }
+    Json(v).into_response()
+}
+
+/// `{"key": ...}`, `{"prefix": ...}`, `{"pattern": ...}`, `{"namespace": ...}` or
+/// `{"all": true}`: exactly one.
+fn selector(body: &[u8]) -> Result<Selector, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let Some(obj) = v.as_object().filter(|o| o.len() == 1) else {
+        return Err(
+            "expected an object with exactly one of key, prefix, pattern, namespace, all".into(),
+        );
+    };
+    let (name, value) = obj.iter().next().ok_or("empty object")?;
+    if name == "all" {
+        return match value.as_bool() {
+            Some(true) => Ok(Selector::All),
+            _ => Err("`all` must be true".into()),
+        };
+    }
+    let text = value
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("`{name}` must be a non-empty string"))?
+        .to_string();
+    match name.as_str() {
+        "key" => Ok(Selector::Key(text)),
+        "prefix" => Ok(Selector::Prefix(text)),
+        "pattern" => Ok(Selector::Glob(text)),
+        "namespace" => Ok(Selector::Namespace(text)),
+        other => Err(format!(
+            "unknown selector `{other}`: expected key, prefix, pattern, namespace or all"
+        )),
+    }
+}
+
+async fn cache_invalidate(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
+    let Some(cache) = gw.cache() else {
+        return cache_disabled();
+    };
+    let sel = match selector(&body) {
+        Ok(s) => s,
+        Err(why) => return client_error(StatusCode::BAD_REQUEST, &why, "invalid_selector"),
+    };
+    let removed = cache.invalidate_matching(&sel).await;
+    let status = if matches!(removed.redis, Some(None)) {
+        // Redis could not be reached: the caller should retry.
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(json!({"invalidated": removed}))).into_response()
 }
 
 async fn not_found() -> Response {

@@ -103,3 +103,82 @@ async fn requests_keep_succeeding_while_redis_is_down_and_it_is_used_again_after
     assert!(recovered, "Redis was not used again after it came back");
     assert_eq!(up.stats().requests, up.stats().completed);
 }
+
+#[tokio::test]
+async fn invalidation_reaches_every_tier() {
+    let redis = RedisServer::start().await;
+    let up = sim(EndpointSpec::default()).await;
+    let dir = std::env::temp_dir().join(format!("flowgate-invalidate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(&redis, &up.url()).replacen(
+        "[cache.redis]",
+        &format!(
+            "[cache.disk]\npath = \"{}\"\n\n[cache.redis]",
+            dir.join("l3.redb").display()
+        ),
+        1,
+    );
+    let gw = gateway(&cfg).await;
+    let c = client();
+    let url = "/v1/chat/completions";
+    let cache = gw.gateway.cache().unwrap().clone();
+    let team_b = || {
+        let mut r = post(gw.data_addr, url, chat("b"));
+        r.headers_mut()
+            .insert("x-flowgate-cache-namespace", "team-b".parse().unwrap());
+        r
+    };
+    for body in [chat("one"), chat("two")] {
+        assert_eq!(
+            cache_header(&send(&c, post(gw.data_addr, url, body)).await),
+            "miss"
+        );
+    }
+    assert_eq!(cache_header(&send(&c, team_b()).await), "miss");
+    eventually(|| cache.stats().redis.unwrap().writes == 3).await;
+    cache.flush().await;
+
+    let admin = |body: &str| {
+        post(
+            gw.admin_addr,
+            "/api/v1/performance/cache/invalidate",
+            Bytes::from(body.to_string()),
+        )
+    };
+    let r = send(&c, admin(r#"{"namespace": "chat"}"#)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["invalidated"],
+        serde_json::json!({"memory": 2, "redis": 2, "disk": 2})
+    );
+    // Gone from every tier: upstream again. The other namespace is untouched.
+    assert_eq!(
+        cache_header(&send(&c, post(gw.data_addr, url, chat("one"))).await),
+        "miss"
+    );
+    assert_eq!(cache_header(&send(&c, team_b()).await), "hit-l1");
+
+    let stats = send(&c, get(gw.admin_addr, "/api/v1/performance/cache/stats")).await;
+    assert_eq!(stats.status, StatusCode::OK);
+    let s = stats.json();
+    assert_eq!(s["hits_memory"], 1);
+    assert_eq!(s["misses"], 4);
+    assert!(s["hit_rate"].as_f64().unwrap() > 0.19);
+    assert!(s["disk"]["compression_ratio"].as_f64().is_some());
+
+    let r = send(&c, admin(r#"{"all": true}"#)).await;
+    assert_eq!(r.json()["invalidated"]["memory"], 2);
+    for bad in [
+        r#"{}"#,
+        r#"{"key": "a", "all": true}"#,
+        r#"{"tag": "x"}"#,
+        "nope",
+        r#"{"all": false}"#,
+    ] {
+        let r = send(&c, admin(bad)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.error_code(), "invalid_selector");
+    }
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
