@@ -100,6 +100,15 @@ pub fn encode(r: &Record, compress_above: usize) -> Encoded {
     }
 }
 
+/// When the record in `b` expires, read from its header alone (the body is not decoded).
+pub fn expires_at_ms(b: &[u8]) -> Option<u64> {
+    if b.len() < 20 || &b[..2] != MAGIC || b[2] != VERSION {
+        return None;
+    }
+    let word = |at: usize| b[at..at + 8].try_into().ok().map(u64::from_le_bytes);
+    Some(word(4)?.saturating_add(word(12)?))
+}
+
 /// zstd with a content checksum, so that a damaged value is an error rather than wrong text.
 fn compress(body: &[u8]) -> Option<Vec<u8>> {
     let mut c = zstd::bulk::Compressor::new(LEVEL).ok()?;
@@ -212,6 +221,8 @@ mod tests {
         );
         assert_eq!(decode(&e.bytes).unwrap(), big);
         assert_eq!(big.expires_at_ms(), 1_767_229_200_000);
+        assert_eq!(expires_at_ms(&e.bytes), Some(big.expires_at_ms()));
+        assert_eq!(expires_at_ms(&e.bytes[..19]), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use flowgate_clock::SharedClock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::codec::{self, Record};
+use crate::invalidate::Selector;
 
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
@@ -119,13 +120,8 @@ impl DiskStats {
 
 enum Command {
     Put(String, Record),
-    Remove(String),
-    /// Remove every key for which the predicate holds; answer how many.
-    RemoveWhere(
-        Box<dyn Fn(&str) -> bool + Send>,
-        tokio::sync::oneshot::Sender<u64>,
-    ),
-    Clear,
+    /// Remove what the selector selects; answer how many.
+    Remove(Selector, tokio::sync::oneshot::Sender<u64>),
     /// Answer once everything sent before is committed.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -214,19 +210,11 @@ impl DiskTier {
         self.send(Command::Put(key, record));
     }
 
-    pub fn remove(&self, key: String) {
-        self.send(Command::Remove(key));
-    }
-
-    /// Removes every key `matches` accepts; how many (0 when the store failed).
-    pub async fn remove_where(&self, matches: impl Fn(&str) -> bool + Send + 'static) -> u64 {
+    /// Removes the entries `sel` selects; how many (0 when the store failed).
+    pub async fn remove(&self, sel: Selector) -> u64 {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Command::RemoveWhere(Box::new(matches), tx));
+        self.send(Command::Remove(sel, tx));
         rx.await.unwrap_or(0)
-    }
-
-    pub fn clear(&self) {
-        self.send(Command::Clear);
     }
 
     /// Waits until everything queued so far is committed.
@@ -344,26 +332,32 @@ impl Writer {
                             .body_stored
                             .fetch_add(e.body_stored as u64, Ordering::Relaxed);
                     }
-                    Command::Remove(key) => t.remove(&key, &mut bytes, &mut count)?,
-                    Command::RemoveWhere(matches, reply) => {
-                        let mut doomed = Vec::new();
-                        for item in t.entries.iter().map_err(store_err)? {
-                            let (k, _) = item.map_err(store_err)?;
-                            if matches(k.value()) {
-                                doomed.push(k.value().to_string());
+                    Command::Remove(sel, reply) => {
+                        let n = match &sel {
+                            Selector::Key(k) => u64::from(t.remove(k, &mut bytes, &mut count)?),
+                            Selector::All => {
+                                let n = count;
+                                t.entries.retain(|_, _| false).map_err(store_err)?;
+                                t.expiry.retain(|_, _| false).map_err(store_err)?;
+                                bytes = 0;
+                                count = 0;
+                                n
                             }
-                        }
-                        let n = doomed.len() as u64;
-                        for k in doomed {
-                            t.remove(&k, &mut bytes, &mut count)?;
-                        }
+                            _ => {
+                                let mut doomed = Vec::new();
+                                for item in t.entries.iter().map_err(store_err)? {
+                                    let (k, _) = item.map_err(store_err)?;
+                                    if sel.matches(k.value()) {
+                                        doomed.push(k.value().to_string());
+                                    }
+                                }
+                                for k in &doomed {
+                                    t.remove(k, &mut bytes, &mut count)?;
+                                }
+                                doomed.len() as u64
+                            }
+                        };
                         replies.removed.push((reply, n));
-                    }
-                    Command::Clear => {
-                        t.entries.retain(|_, _| false).map_err(store_err)?;
-                        t.expiry.retain(|_, _| false).map_err(store_err)?;
-                        bytes = 0;
-                        count = 0;
                     }
                     Command::Flush(f) => replies.flushes.push(f),
                 }
@@ -413,19 +407,19 @@ impl<'w> Tables<'w> {
         })
     }
 
-    fn remove(&mut self, key: &str, bytes: &mut u64, count: &mut u64) -> Result<(), DiskError> {
+    /// Removes `key` and its expiry index entry; whether it was there.
+    fn remove(&mut self, key: &str, bytes: &mut u64, count: &mut u64) -> Result<bool, DiskError> {
         let old = self.entries.remove(key).map_err(store_err)?;
-        if let Some(old) = old {
-            let v = old.value();
-            *bytes = bytes.saturating_sub(v.len() as u64);
-            *count = count.saturating_sub(1);
-            if let Ok(r) = codec::decode(v) {
-                self.expiry
-                    .remove((r.expires_at_ms(), key))
-                    .map_err(store_err)?;
-            }
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        let v = old.value();
+        *bytes = bytes.saturating_sub(v.len() as u64);
+        *count = count.saturating_sub(1);
+        if let Some(expires) = codec::expires_at_ms(v) {
+            self.expiry.remove((expires, key)).map_err(store_err)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Removes entries in expiry order while `go(expires_at, bytes held)` says so, at most
@@ -563,15 +557,13 @@ mod tests {
         assert!(r.get("k0").unwrap().is_none());
         // Overwriting replaces, removing removes, clear empties.
         d.put("k9".into(), record(&clock, 5, "new"));
-        d.remove("long".into());
-        d.flush().await;
+        assert_eq!(d.remove(Selector::Key("long".into())).await, 1);
         assert_eq!(r.get("k9").unwrap().unwrap().response.body, "new");
         assert!(r.get("long").unwrap().is_none());
-        assert!(d.remove_where(|k| k.starts_with('k')).await >= 1);
+        assert!(d.remove(Selector::Prefix("k".into())).await >= 1);
         assert_eq!(d.stats().entries.load(Ordering::Relaxed), 0);
         d.put("x".into(), record(&clock, 5, "x"));
-        d.clear();
-        d.flush().await;
+        assert_eq!(d.remove(Selector::All).await, 1);
         assert_eq!(d.stats().entries.load(Ordering::Relaxed), 0);
         assert_eq!(d.stats().bytes.load(Ordering::Relaxed), 0);
         drop(d);

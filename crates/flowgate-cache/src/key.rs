@@ -33,6 +33,21 @@ impl CacheKey {
     pub fn hash(&self) -> u128 {
         self.hash
     }
+
+    /// The key whose text form ([`fmt::Display`]) is `s`; `None` for another schema version
+    /// or a malformed name.
+    pub fn parse(s: &str) -> Option<CacheKey> {
+        let rest = s.strip_prefix('v')?;
+        let (version, rest) = rest.split_once(':')?;
+        let (namespace, hex) = rest.rsplit_once(':')?;
+        if version.parse::<u32>().ok()? != SCHEMA || hex.len() != 32 || namespace.is_empty() {
+            return None;
+        }
+        Some(CacheKey {
+            namespace: Arc::from(namespace),
+            hash: u128::from_str_radix(hex, 16).ok()?,
+        })
+    }
 }
 
 /// `v1:<namespace>:<32 hex digits>`: the form used in the admin API and in shared tiers.
@@ -202,6 +217,12 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.to_string().len(), "v1:n:".len() + 32);
+        assert_eq!(CacheKey::parse(&a.to_string()), Some(a.clone()));
+        assert_eq!(
+            CacheKey::parse(&a.to_string().replacen("v1", "v2", 1)),
+            None
+        );
+        assert_eq!(CacheKey::parse("v1:n:xyz"), None);
     }
 
     #[test]

@@ -212,41 +212,41 @@ impl Cache {
         max_age: Option<Duration>,
     ) -> Option<(Arc<Entry>, Tier, Duration)> {
         let name = leader.key().to_string();
+        let mut found = None;
         if let Some(redis) = &self.redis
             && let Some(record) = redis.get(&name).await
-            && let Some((entry, age)) = self.fresh(record, max_age)
+            && let Some(age) = self.age_if_fresh(&record, max_age)
         {
-            self.memory
-                .insert(leader.key().clone(), entry.clone(), self.clock.now());
-            return Some((entry, Tier::Redis, age));
+            found = Some((record, Tier::Redis, age));
         }
-        let (_, reader) = self.disk.as_ref()?;
-        let record = self.read_disk(reader, name.clone()).await?;
-        let (entry, age) = self.fresh(record.clone(), max_age)?;
-        if let Some(redis) = &self.redis {
-            redis.put(&name, record);
+        if found.is_none()
+            && let Some((_, reader)) = &self.disk
+            && let Some(record) = self.read_disk(reader, name.clone()).await
+            && let Some(age) = self.age_if_fresh(&record, max_age)
+        {
+            if let Some(redis) = &self.redis {
+                redis.put(&name, record.clone());
+            }
+            found = Some((record, Tier::Disk, age));
         }
-        self.memory
-            .insert(leader.key().clone(), entry.clone(), self.clock.now());
-        Some((entry, Tier::Disk, age))
-    }
-
-    /// A record as an entry on the gateway's clock, with its age, if still fresh and no
-    /// older than `max_age`.
-    fn fresh(&self, record: Record, max_age: Option<Duration>) -> Option<(Arc<Entry>, Duration)> {
-        let age =
-            Duration::from_millis(self.clock.unix_millis().saturating_sub(record.stored_at_ms));
-        let ttl = Duration::from_millis(record.ttl_ms);
-        if age >= ttl || max_age.is_some_and(|m| age > m) {
-            return None;
-        }
+        let (record, tier, age) = found?;
         let now = self.clock.now();
         let entry = Arc::new(Entry {
             response: record.response,
             stored_at: now.checked_sub(age).unwrap_or(now),
-            ttl,
+            ttl: Duration::from_millis(record.ttl_ms),
         });
-        Some((entry, age))
+        self.memory.insert(leader.key().clone(), entry.clone(), now);
+        Some((entry, tier, age))
+    }
+
+    /// A record's age on the gateway's wall clock, if it is still fresh and no older than
+    /// `max_age`.
+    fn age_if_fresh(&self, record: &Record, max_age: Option<Duration>) -> Option<Duration> {
+        let age =
+            Duration::from_millis(self.clock.unix_millis().saturating_sub(record.stored_at_ms));
+        let fresh = age < Duration::from_millis(record.ttl_ms) && max_age.is_none_or(|m| age <= m);
+        fresh.then_some(age)
     }
 
     /// The record on disk under `name` (read on a blocking thread).
@@ -308,57 +308,36 @@ impl Cache {
         self.stats.bypass();
     }
 
-    /// Removes one entry from every tier; `false` when Redis could not be reached.
-    pub async fn invalidate(&self, key: &CacheKey) -> bool {
-        self.memory.remove(key);
-        let name = key.to_string();
-        if let Some((disk, _)) = &self.disk {
-            disk.remove(name.clone());
-        }
-        match &self.redis {
-            Some(r) => r.remove(&name).await,
-            None => true,
-        }
-    }
-
-    /// Removes the entries `sel` selects from every tier.
+    /// Removes the entries `sel` selects from every tier. An exact key is removed directly;
+    /// other selectors walk the keys of each tier (Redis with SCAN).
     pub async fn invalidate_matching(&self, sel: &invalidate::Selector) -> Invalidated {
-        let names: Vec<CacheKey> = self
-            .memory
-            .keys()
-            .into_iter()
-            .filter(|k| sel.matches(&k.to_string()))
-            .collect();
-        for k in &names {
-            self.memory.remove(k);
-        }
-        let disk = match &self.disk {
-            Some((d, _)) => {
-                let sel = sel.clone();
-                Some(d.remove_where(move |name| sel.matches(name)).await)
+        let memory = match sel {
+            invalidate::Selector::Key(name) => {
+                u64::from(CacheKey::parse(name).is_some_and(|k| self.memory.remove(&k)))
             }
+            _ => {
+                let mut n = 0;
+                for k in self.memory.keys() {
+                    if sel.matches(&k.to_string()) && self.memory.remove(&k) {
+                        n += 1;
+                    }
+                }
+                n
+            }
+        };
+        let disk = match &self.disk {
+            Some((d, _)) => Some(d.remove(sel.clone()).await),
             None => None,
         };
-        let redis = match &self.redis {
-            Some(r) => Some(r.remove_matching(&sel.glob()).await),
-            None => None,
+        let redis = match (&self.redis, sel) {
+            (Some(r), invalidate::Selector::Key(name)) => Some(r.remove(name).await),
+            (Some(r), _) => Some(r.remove_matching(&sel.glob()).await),
+            (None, _) => None,
         };
         Invalidated {
-            memory: names.len() as u64,
+            memory,
             redis,
             disk,
-        }
-    }
-
-    /// Empties every tier; `false` when Redis could not be emptied.
-    pub async fn clear(&self) -> bool {
-        self.memory.clear();
-        if let Some((disk, _)) = &self.disk {
-            disk.clear();
-        }
-        match &self.redis {
-            Some(r) => r.remove_matching("*").await.is_some(),
-            None => true,
         }
     }
 
@@ -474,7 +453,8 @@ mod tests {
         let l = lead(&c, &key(3)).await;
         assert!(c.fill(l, response("{}"), Duration::from_secs(60)));
         assert!(matches!(c.lookup(&key(3), true, None), Lookup::Hit { .. }));
-        c.invalidate(&key(3)).await;
+        c.invalidate_matching(&invalidate::Selector::Key(key(3).to_string()))
+            .await;
         assert!(matches!(c.lookup(&key(3), true, None), Lookup::Miss(_)));
     }
 
@@ -568,7 +548,8 @@ mod tests {
         c.fill(l, response("{}"), Duration::from_secs(100));
         c.flush().await;
         assert_eq!(c.stats().disk.unwrap().entries, 1, "key 9 was not purged");
-        c.invalidate(&key(10)).await;
+        c.invalidate_matching(&invalidate::Selector::Key(key(10).to_string()))
+            .await;
         c.flush().await;
         assert_eq!(c.stats().disk.unwrap().entries, 0);
         let _gone = lead(&c, &key(10)).await;

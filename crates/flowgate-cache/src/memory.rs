@@ -68,17 +68,14 @@ impl MemoryTier {
         self.entries.insert(key, entry);
     }
 
-    pub fn remove(&self, key: &CacheKey) {
-        self.entries.invalidate(key);
+    /// Removes `key`; whether it was held.
+    pub fn remove(&self, key: &CacheKey) -> bool {
+        self.entries.remove(key).is_some()
     }
 
     /// Every key held (for invalidation by pattern; a walk over the whole tier).
     pub fn keys(&self) -> Vec<CacheKey> {
         self.entries.iter().map(|(k, _)| (*k).clone()).collect()
-    }
-
-    pub fn clear(&self) {
-        self.entries.invalidate_all();
     }
 
     /// Entries and bytes held (after pending maintenance).

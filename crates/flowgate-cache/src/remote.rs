@@ -251,11 +251,14 @@ impl RedisTier {
         });
     }
 
-    /// Removes one entry; `false` when Redis could not be reached.
-    pub async fn remove(&self, cache_key: &str) -> bool {
+    /// Removes one entry; how many were removed (0 or 1), `None` when Redis failed.
+    pub async fn remove(&self, cache_key: &str) -> Option<u64> {
         let mut cmd = redis::cmd("UNLINK");
         cmd.arg(self.key(cache_key));
-        matches!(self.run::<u64>(cmd).await, Guarded::Done(_))
+        match self.run::<u64>(cmd).await {
+            Guarded::Done(n) => Some(n),
+            Guarded::Failed => None,
+        }
     }
 
     /// Removes every entry of this prefix whose cache key matches the glob `pattern`

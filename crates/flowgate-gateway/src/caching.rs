@@ -69,6 +69,13 @@ pub enum Form {
 }
 
 impl Form {
+    fn content_type(self) -> &'static str {
+        match self {
+            Form::Json => "application/json",
+            Form::Sse { .. } => SSE,
+        }
+    }
+
     /// Streams of one flavor can be shared: a client that asked for a usage chunk must not
     /// get a stream without one, nor a client that did not a stream with one.
     pub fn flavor(self) -> Option<u8> {
@@ -171,7 +178,7 @@ pub fn respond(entry: &Entry, age: Duration, form: Form) -> Option<Response<Prox
         Form::Json => r.body.clone(),
         Form::Sse { include_usage } => render_sse(&r.body, include_usage)?,
     };
-    let mut resp = with_fields(ProxyBody::from(body), &r.headers, form);
+    let mut resp = with_fields(ProxyBody::from(body), &r.headers, form.content_type());
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     resp.headers_mut()
         .insert(header::AGE, HeaderValue::from(age.as_secs()));
@@ -180,20 +187,20 @@ pub fn respond(entry: &Entry, age: Duration, form: Form) -> Option<Response<Prox
 
 /// The response of a client that joined a shared stream.
 pub fn respond_shared(fields: &[(String, Bytes)], stream: Subscription) -> Response<ProxyBody> {
-    let mut resp = with_fields(
-        ProxyBody::shared(stream),
-        fields,
-        Form::Sse {
-            include_usage: false,
-        },
-    );
+    let mut resp = with_fields(ProxyBody::shared(stream), fields, SSE);
     resp.headers_mut()
         .insert(header::AGE, HeaderValue::from_static("0"));
     resp
 }
 
-/// A response with the stored header `fields` and the content type of `form`.
-fn with_fields(body: ProxyBody, fields: &[(String, Bytes)], form: Form) -> Response<ProxyBody> {
+const SSE: &str = "text/event-stream";
+
+/// A response with the stored header `fields` and `content_type`.
+fn with_fields(
+    body: ProxyBody,
+    fields: &[(String, Bytes)],
+    content_type: &'static str,
+) -> Response<ProxyBody> {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     for (name, value) in fields {
@@ -204,10 +211,6 @@ fn with_fields(body: ProxyBody, fields: &[(String, Bytes)], form: Form) -> Respo
             h.append(n, v);
         }
     }
-    let content_type = match form {
-        Form::Json => "application/json",
-        Form::Sse { .. } => "text/event-stream",
-    };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }

@@ -17,13 +17,6 @@ use http::StatusCode;
 
 const CACHE: &str = "[cache]\nenabled = true\nmemory = \"16MiB\"\n\n";
 
-fn chat(temperature: f64, content: &str) -> Bytes {
-    Bytes::from(format!(
-        "{{\"model\":\"gpt-4o-mini\",\"temperature\":{temperature},\"max_tokens\":5,\
-          \"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}"
-    ))
-}
-
 /// Sends `n` copies of a chat request at once; the replies in order.
 async fn at_once(c: &TestClient, addr: std::net::SocketAddr, n: usize, body: Bytes) -> Vec<Reply> {
     let tasks: Vec<_> = (0..n)
@@ -37,12 +30,6 @@ async fn at_once(c: &TestClient, addr: std::net::SocketAddr, n: usize, body: Byt
         out.push(t.await.unwrap());
     }
     out
-}
-
-fn cache_header(r: &Reply) -> &str {
-    r.headers
-        .get("x-flowgate-cache")
-        .map_or("", |v| v.to_str().unwrap())
 }
 
 #[tokio::test]

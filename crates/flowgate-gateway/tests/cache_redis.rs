@@ -13,13 +13,6 @@ use common::*;
 use flowgate_sim::EndpointSpec;
 use http::StatusCode;
 
-fn chat(content: &str) -> Bytes {
-    Bytes::from(format!(
-        "{{\"model\":\"gpt-4o-mini\",\"temperature\":0,\"max_tokens\":5,\
-          \"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}"
-    ))
-}
-
 fn config(redis: &RedisServer, upstream: &str) -> String {
     format!(
         "[cache]\nenabled = true\nmemory = \"16MiB\"\n\n\
@@ -27,12 +20,6 @@ fn config(redis: &RedisServer, upstream: &str) -> String {
         redis.url(),
         fleet_config(&[upstream.to_string()], "")
     )
-}
-
-fn cache_header(r: &Reply) -> String {
-    r.headers
-        .get("x-flowgate-cache")
-        .map_or(String::new(), |v| v.to_str().unwrap().to_string())
 }
 
 #[tokio::test]
@@ -43,16 +30,16 @@ async fn gateways_share_answers_through_redis() {
     let b = gateway(&config(&redis, &up.url())).await;
     let c = client();
     let url = "/v1/chat/completions";
-    let first = send(&c, post(a.data_addr, url, chat("shared"))).await;
+    let first = send(&c, post(a.data_addr, url, chat(0.0, "shared"))).await;
     assert_eq!(cache_header(&first), "miss");
     let writes = || a.gateway.cache().unwrap().stats().redis.unwrap().writes;
     eventually(|| writes() == 1).await;
 
-    let other = send(&c, post(b.data_addr, url, chat("shared"))).await;
+    let other = send(&c, post(b.data_addr, url, chat(0.0, "shared"))).await;
     assert_eq!(cache_header(&other), "hit-l2");
     assert_eq!(other.body, first.body);
     assert!(other.headers.contains_key("age"));
-    let again = send(&c, post(b.data_addr, url, chat("shared"))).await;
+    let again = send(&c, post(b.data_addr, url, chat(0.0, "shared"))).await;
     assert_eq!(cache_header(&again), "hit-l1", "not promoted to memory");
     assert_eq!(up.stats().requests, 1);
     assert_eq!(b.gateway.cache().unwrap().stats().hits_redis, 1);
@@ -67,13 +54,13 @@ async fn requests_keep_succeeding_while_redis_is_down_and_it_is_used_again_after
     let c = client();
     let url = "/v1/chat/completions";
     let cache = gw.gateway.cache().unwrap().clone();
-    let warm = send(&c, post(gw.data_addr, url, chat("before"))).await;
+    let warm = send(&c, post(gw.data_addr, url, chat(0.0, "before"))).await;
     assert_eq!(cache_header(&warm), "miss");
     eventually(|| cache.stats().redis.unwrap().writes == 1).await;
 
     redis.kill();
     for i in 0..10 {
-        let r = send(&c, post(gw.data_addr, url, chat(&format!("down-{i}")))).await;
+        let r = send(&c, post(gw.data_addr, url, chat(0.0, &format!("down-{i}")))).await;
         assert_eq!(
             r.status,
             StatusCode::OK,
@@ -82,7 +69,7 @@ async fn requests_keep_succeeding_while_redis_is_down_and_it_is_used_again_after
         assert_eq!(cache_header(&r), "miss");
     }
     // Memory still answers, and the breaker keeps requests away from the dead Redis.
-    let hit = send(&c, post(gw.data_addr, url, chat("before"))).await;
+    let hit = send(&c, post(gw.data_addr, url, chat(0.0, "before"))).await;
     assert_eq!(cache_header(&hit), "hit-l1");
     let s = cache.stats().redis.unwrap();
     assert!(s.errors + s.timeouts >= 2, "{s:?}");
@@ -92,7 +79,11 @@ async fn requests_keep_succeeding_while_redis_is_down_and_it_is_used_again_after
     let _redis = RedisServer::on_port(port).await;
     let mut recovered = false;
     for i in 0..100 {
-        let r = send(&c, post(gw.data_addr, url, chat(&format!("after-{i}")))).await;
+        let r = send(
+            &c,
+            post(gw.data_addr, url, chat(0.0, &format!("after-{i}"))),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK);
         if cache.stats().redis.unwrap().writes >= 2 {
             recovered = true;
@@ -123,12 +114,12 @@ async fn invalidation_reaches_every_tier() {
     let url = "/v1/chat/completions";
     let cache = gw.gateway.cache().unwrap().clone();
     let team_b = || {
-        let mut r = post(gw.data_addr, url, chat("b"));
+        let mut r = post(gw.data_addr, url, chat(0.0, "b"));
         r.headers_mut()
             .insert("x-flowgate-cache-namespace", "team-b".parse().unwrap());
         r
     };
-    for body in [chat("one"), chat("two")] {
+    for body in [chat(0.0, "one"), chat(0.0, "two")] {
         assert_eq!(
             cache_header(&send(&c, post(gw.data_addr, url, body)).await),
             "miss"
@@ -153,7 +144,7 @@ async fn invalidation_reaches_every_tier() {
     );
     // Gone from every tier: upstream again. The other namespace is untouched.
     assert_eq!(
-        cache_header(&send(&c, post(gw.data_addr, url, chat("one"))).await),
+        cache_header(&send(&c, post(gw.data_addr, url, chat(0.0, "one"))).await),
         "miss"
     );
     assert_eq!(cache_header(&send(&c, team_b()).await), "hit-l1");

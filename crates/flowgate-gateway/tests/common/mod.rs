@@ -117,6 +117,21 @@ pub fn chat_body(stream: bool) -> Bytes {
     ))
 }
 
+/// A deterministic (or, with a temperature above 0, sampled) chat request for `content`.
+pub fn chat(temperature: f64, content: &str) -> Bytes {
+    Bytes::from(format!(
+        "{{\"model\":\"gpt-4o-mini\",\"temperature\":{temperature},\"max_tokens\":5,\
+          \"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}"
+    ))
+}
+
+/// The `x-flowgate-cache` field of a reply ("" when absent).
+pub fn cache_header(r: &Reply) -> &str {
+    r.headers
+        .get("x-flowgate-cache")
+        .map_or("", |v| v.to_str().unwrap())
+}
+
 pub fn post(addr: SocketAddr, path: &str, body: Bytes) -> Request<Full<Bytes>> {
     Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/json")
