@@ -51,6 +51,17 @@ pub struct Leader {
     key: CacheKey,
     tx: watch::Sender<Progress>,
     inflight: Arc<Mutex<HashMap<CacheKey, Slot>>>,
+    on_abandon: Option<OnAbandon>,
+}
+
+/// What runs when a leader ends without publishing (e.g. releasing a lock other replicas
+/// wait on).
+struct OnAbandon(Box<dyn FnOnce() + Send + Sync>);
+
+impl std::fmt::Debug for OnAbandon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnAbandon")
+    }
 }
 
 /// A request waiting for a leader.
@@ -71,6 +82,7 @@ impl Flights {
             key: key.clone(),
             tx,
             inflight: self.inflight.clone(),
+            on_abandon: None,
         })
     }
 
@@ -90,8 +102,14 @@ impl Leader {
     }
 
     /// Hands `entry` to every follower.
-    pub fn publish(self, entry: Arc<Entry>) {
+    pub fn publish(mut self, entry: Arc<Entry>) {
+        self.on_abandon = None;
         let _ = self.tx.send(Progress::Done(entry));
+    }
+
+    /// Runs `f` if this leader ends without publishing an entry.
+    pub fn on_abandon(&mut self, f: impl FnOnce() + Send + Sync + 'static) {
+        self.on_abandon = Some(OnAbandon(Box::new(f)));
     }
 
     /// The answer streams through `share`, in `flavor`: followers of that flavor subscribe.
@@ -105,6 +123,9 @@ impl Drop for Leader {
         // Published or not, the flight is over: later misses start a new one. Followers
         // of an unpublished flight see the sender gone.
         lock(&self.inflight).remove(&self.key);
+        if let Some(OnAbandon(f)) = self.on_abandon.take() {
+            f();
+        }
     }
 }
 
@@ -221,6 +242,27 @@ mod tests {
         let w = tokio::spawn(w.wait(Duration::from_secs(30), None));
         drop(leader);
         assert!(w.await.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_abandon_hook_runs_only_for_a_leader_that_publishes_nothing() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let f = Flights::default();
+        let ran = Arc::new(AtomicU32::new(0));
+        for publish in [true, false] {
+            let Join::Leader(mut leader) = f.join(&key()) else {
+                panic!()
+            };
+            let r = ran.clone();
+            leader.on_abandon(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            });
+            if publish {
+                leader.publish(entry());
+                assert_eq!(ran.load(Ordering::Relaxed), 0);
+            }
+        }
+        assert_eq!(ran.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -181,17 +181,28 @@ impl Cache {
     /// `read` is false, as for [`Cache::lookup`]). A fresh entry found there is promoted,
     /// with its remaining freshness, and handed to the requests waiting on the flight.
     /// `max_age` refuses older entries. Misses are counted here.
+    ///
+    /// With Redis, a miss then takes the key's fetch lock, so that one replica goes
+    /// upstream for it; when another replica holds it and `wait_for_peers` is set, this
+    /// polls Redis for that replica's answer, for at most the lock's wait.
     pub async fn lookup_lower(
         &self,
-        leader: Leader,
+        mut leader: Leader,
         read: bool,
         max_age: Option<Duration>,
+        wait_for_peers: bool,
     ) -> Lower {
-        let found = if read {
-            self.read_lower(&leader, max_age).await
-        } else {
-            None
-        };
+        let mut found = None;
+        if read {
+            found = self.read_lower(&leader, max_age).await;
+            if found.is_none()
+                && let Some(redis) = &self.redis
+            {
+                found = self
+                    .fetch_lock(redis, &mut leader, max_age, wait_for_peers)
+                    .await;
+            }
+        }
         match found {
             Some((entry, tier, age)) => {
                 self.stats.hit(tier, entry.response.usage);
@@ -212,32 +223,86 @@ impl Cache {
         max_age: Option<Duration>,
     ) -> Option<(Arc<Entry>, Tier, Duration)> {
         let name = leader.key().to_string();
-        let mut found = None;
         if let Some(redis) = &self.redis
             && let Some(record) = redis.get(&name).await
             && let Some(age) = self.age_if_fresh(&record, max_age)
         {
-            found = Some((record, Tier::Redis, age));
+            return Some(self.promote(leader.key(), record, Tier::Redis, age));
         }
-        if found.is_none()
-            && let Some((_, reader)) = &self.disk
+        if let Some((_, reader)) = &self.disk
             && let Some(record) = self.read_disk(reader, name.clone()).await
             && let Some(age) = self.age_if_fresh(&record, max_age)
         {
             if let Some(redis) = &self.redis {
                 redis.put(&name, record.clone());
             }
-            found = Some((record, Tier::Disk, age));
+            return Some(self.promote(leader.key(), record, Tier::Disk, age));
         }
-        let (record, tier, age) = found?;
+        None
+    }
+
+    /// Takes the key's fetch lock in Redis for this leader (released by its fill, or when it
+    /// ends without one), or waits for the replica that holds it.
+    async fn fetch_lock(
+        &self,
+        redis: &RedisTier,
+        leader: &mut Leader,
+        max_age: Option<Duration>,
+        wait: bool,
+    ) -> Option<(Arc<Entry>, Tier, Duration)> {
+        let name = leader.key().to_string();
+        match redis.lock(&name).await {
+            remote::Lock::Taken => {
+                let (r, n) = (redis.clone(), name);
+                leader.on_abandon(move || r.unlock(&n));
+                None
+            }
+            remote::Lock::Unavailable => None,
+            remote::Lock::Held if !wait => None,
+            remote::Lock::Held => {
+                use std::sync::atomic::Ordering::Relaxed;
+                redis.stats().lock_waits.fetch_add(1, Relaxed);
+                // The wait is counted in pauses slept, each Redis call adding at most its
+                // own deadline.
+                let (limit, mut waited) = (redis.settings().lock_wait, Duration::ZERO);
+                let mut pause = Duration::from_millis(5);
+                while waited < limit {
+                    let p = pause.min(limit - waited);
+                    tokio::time::sleep(p).await;
+                    waited += p;
+                    match redis.peek(&name).await {
+                        Some((Some(record), _)) => {
+                            let age = self.age_if_fresh(&record, max_age)?;
+                            redis.stats().lock_hits.fetch_add(1, Relaxed);
+                            return Some(self.promote(leader.key(), record, Tier::Redis, age));
+                        }
+                        // Still fetching: wait on, with growing pauses.
+                        Some((None, true)) => pause = (pause * 2).min(Duration::from_millis(100)),
+                        // Given up without an answer, or Redis failed: go upstream.
+                        _ => return None,
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// A record from `tier`, `age` old, now also in memory.
+    fn promote(
+        &self,
+        key: &CacheKey,
+        record: Record,
+        tier: Tier,
+        age: Duration,
+    ) -> (Arc<Entry>, Tier, Duration) {
         let now = self.clock.now();
         let entry = Arc::new(Entry {
             response: record.response,
             stored_at: now.checked_sub(age).unwrap_or(now),
             ttl: Duration::from_millis(record.ttl_ms),
         });
-        self.memory.insert(leader.key().clone(), entry.clone(), now);
-        Some((entry, tier, age))
+        self.memory.insert(key.clone(), entry.clone(), now);
+        (entry, tier, age)
     }
 
     /// A record's age on the gateway's wall clock, if it is still fresh and no older than
@@ -390,7 +455,7 @@ mod tests {
 
     async fn lead(c: &Cache, k: &CacheKey) -> Leader {
         match c.lookup(k, true, None) {
-            Lookup::Miss(l) => match c.lookup_lower(l, true, None).await {
+            Lookup::Miss(l) => match c.lookup_lower(l, true, None, true).await {
                 Lower::Miss(l) => l,
                 other => panic!("expected a miss below memory, got {other:?}"),
             },
@@ -507,21 +572,24 @@ mod tests {
             panic!("memory is empty after a restart")
         };
         // max-age below its age refuses it; no-cache does not read it.
-        let Lower::Miss(l) = c.lookup_lower(l, true, Some(Duration::from_secs(30))).await else {
+        let Lower::Miss(l) = c
+            .lookup_lower(l, true, Some(Duration::from_secs(30)), true)
+            .await
+        else {
             panic!("max-age was ignored")
         };
         drop(l);
         let Lookup::Miss(l) = c.lookup(&key(9), false, None) else {
             panic!()
         };
-        let Lower::Miss(l) = c.lookup_lower(l, false, None).await else {
+        let Lower::Miss(l) = c.lookup_lower(l, false, None, true).await else {
             panic!("no-cache read the disk")
         };
         drop(l);
         let Lookup::Miss(l) = c.lookup(&key(9), true, None) else {
             panic!()
         };
-        match c.lookup_lower(l, true, None).await {
+        match c.lookup_lower(l, true, None, true).await {
             Lower::Hit { entry, tier, age } => {
                 assert_eq!(tier, Tier::Disk);
                 assert_eq!(age, Duration::from_secs(40));

@@ -16,14 +16,20 @@ use std::time::Duration;
 
 use flowgate_clock::SharedClock;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::codec::{self, Record};
 
 /// Where and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://host:port/db` (or `rediss://` where the client supports TLS).
-    pub url: String,
+    /// `redis://host:port/db` (or `rediss://` where the client supports TLS): the server,
+    /// or seed nodes of a Cluster.
+    pub urls: Vec<String>,
+    /// Whether `urls` are nodes of a Redis Cluster.
+    pub cluster: bool,
     /// Key prefix; several deployments can share one Redis.
     pub prefix: String,
     /// Deadline of each operation.
@@ -32,6 +38,8 @@ pub struct RedisSettings {
     pub breaker_cooldown: Duration,
     /// Bodies larger than this are stored zstd-compressed.
     pub compress_above: u64,
+    /// How long a miss waits for the replica holding the key's fetch lock (zero: no lock).
+    pub lock_wait: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +56,10 @@ pub struct RedisStats {
     pub writes: AtomicU64,
     pub body_raw: AtomicU64,
     pub body_stored: AtomicU64,
+    /// Misses that found another replica fetching the key and waited for it.
+    pub lock_waits: AtomicU64,
+    /// Of those, how many got the other replica's answer.
+    pub lock_hits: AtomicU64,
 }
 
 /// The Redis tier's counters at one moment.
@@ -59,6 +71,8 @@ pub struct RedisSnapshot {
     pub writes: u64,
     pub body_raw: u64,
     pub body_stored: u64,
+    pub lock_waits: u64,
+    pub lock_hits: u64,
     /// Whether the breaker currently keeps requests away from Redis.
     pub open: bool,
 }
@@ -129,17 +143,72 @@ pub struct RedisTier {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    conn: Conn,
     settings: RedisSettings,
     breaker: Breaker,
     clock: SharedClock,
     stats: RedisStats,
 }
 
+/// A standalone server (one multiplexed connection, reconnected by the manager) or a
+/// Cluster (connections to every node, routed by slot; connected on first use, and again
+/// after a failed attempt).
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(Box<Cluster>),
+}
+
+struct Cluster {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+/// One request to Redis.
+enum Op<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+    /// A command for one node of a Cluster (`host`, `port`); on a standalone server, the server.
+    At(&'a redis::Cmd, &'a (String, u16)),
+}
+
+impl Conn {
+    async fn exec<T: redis::FromRedisValue>(&self, op: Op<'_>) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => {
+                let mut c = c.clone();
+                match op {
+                    Op::Cmd(cmd) | Op::At(cmd, _) => cmd.query_async(&mut c).await,
+                    Op::Pipe(p) => p.query_async(&mut c).await,
+                }
+            }
+            Conn::Cluster(cluster) => {
+                let mut c = cluster
+                    .conn
+                    .get_or_try_init(|| cluster.client.get_async_connection())
+                    .await?
+                    .clone();
+                match op {
+                    Op::Cmd(cmd) => cmd.query_async(&mut c).await,
+                    Op::Pipe(p) => p.query_async(&mut c).await,
+                    Op::At(cmd, (host, port)) => {
+                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        });
+                        let v = c.route_command(cmd.clone(), route).await?;
+                        redis::from_redis_value(v).map_err(Into::into)
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for RedisTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTier")
             .field("prefix", &self.inner.settings.prefix)
+            .field("cluster", &self.inner.settings.cluster)
             .field("breaker", &self.inner.breaker)
             .finish()
     }
@@ -151,19 +220,51 @@ enum Guarded<T> {
     Failed,
 }
 
+/// What a fetch-lock attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// This replica holds it: go upstream; the fill releases it.
+    Taken,
+    /// Another replica is fetching the key.
+    Held,
+    /// No lock (turned off, or Redis unavailable): go upstream.
+    Unavailable,
+}
+
 impl RedisTier {
-    /// A tier for `settings.url`; connects lazily (a Redis that is down at start is skipped
-    /// like one that goes down later). Must be called within a Tokio runtime.
+    /// A tier for `settings.urls`; connects lazily (a Redis that is down at start is
+    /// skipped like one that goes down later). Must be called within a Tokio runtime.
     pub fn open(settings: RedisSettings, clock: SharedClock) -> Result<Self, RedisError> {
-        let client =
-            redis::Client::open(settings.url.as_str()).map_err(|e| RedisError(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(200))))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| RedisError(e.to_string()))?;
+        let connect_timeout = settings.timeout.max(Duration::from_millis(200));
+        let conn = if settings.cluster {
+            let client = ClusterClient::builder(settings.urls.clone())
+                .connection_timeout(connect_timeout)
+                .response_timeout(settings.timeout)
+                .retries(1)
+                .build()
+                .map_err(|e| RedisError(e.to_string()))?;
+            Conn::Cluster(Box::new(Cluster {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+            }))
+        } else {
+            let [url] = settings.urls.as_slice() else {
+                return Err(RedisError(
+                    "a standalone Redis has exactly one URL".to_string(),
+                ));
+            };
+            let client =
+                redis::Client::open(url.as_str()).map_err(|e| RedisError(e.to_string()))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(settings.timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            Conn::Single(
+                ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(|e| RedisError(e.to_string()))?,
+            )
+        };
         Ok(RedisTier {
             inner: Arc::new(Inner {
                 conn,
@@ -175,21 +276,33 @@ impl RedisTier {
         })
     }
 
+    pub fn settings(&self) -> &RedisSettings {
+        &self.inner.settings
+    }
+
+    pub fn stats(&self) -> &RedisStats {
+        &self.inner.stats
+    }
+
     /// The Redis key of a cache key.
     pub fn key(&self, cache_key: &str) -> String {
         format!("{}:{{{cache_key}}}", self.inner.settings.prefix)
     }
 
-    /// Runs `cmd` under the deadline and the breaker.
-    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Guarded<T> {
+    /// The key of a cache key's fetch lock (in the same slot as its value).
+    fn lock_key(&self, cache_key: &str) -> String {
+        format!("{}:lock:{{{cache_key}}}", self.inner.settings.prefix)
+    }
+
+    /// Runs `op` under the deadline and the breaker.
+    async fn run<T: redis::FromRedisValue>(&self, op: Op<'_>) -> Guarded<T> {
         let i = &self.inner;
         let now = i.clock.unix_millis();
         if !i.breaker.allow(now) {
             i.stats.skipped.fetch_add(1, Ordering::Relaxed);
             return Guarded::Failed;
         }
-        let mut conn = i.conn.clone();
-        match tokio::time::timeout(i.settings.timeout, cmd.query_async::<T>(&mut conn)).await {
+        match tokio::time::timeout(i.settings.timeout, i.conn.exec::<T>(op)).await {
             Ok(Ok(v)) => {
                 i.breaker.success();
                 Guarded::Done(v)
@@ -212,7 +325,7 @@ impl RedisTier {
     pub async fn get(&self, cache_key: &str) -> Option<Record> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(cache_key));
-        match self.run::<Option<Vec<u8>>>(cmd).await {
+        match self.run::<Option<Vec<u8>>>(Op::Cmd(&cmd)).await {
             Guarded::Done(Some(v)) => match codec::decode(&v) {
                 Ok(r) => Some(r),
                 Err(e) => {
@@ -224,7 +337,57 @@ impl RedisTier {
         }
     }
 
-    /// Stores `record` for its remaining freshness, from a task of its own.
+    /// Tries to take `cache_key`'s fetch lock (for `lock_wait`: a replica that dies
+    /// holding it delays the others by no more than that).
+    pub async fn lock(&self, cache_key: &str) -> Lock {
+        let wait = self.inner.settings.lock_wait;
+        if wait.is_zero() {
+            return Lock::Unavailable;
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.lock_key(cache_key))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        match self.run::<Option<String>>(Op::Cmd(&cmd)).await {
+            Guarded::Done(Some(_)) => Lock::Taken,
+            Guarded::Done(None) => Lock::Held,
+            Guarded::Failed => Lock::Unavailable,
+        }
+    }
+
+    /// While another replica holds `cache_key`'s fetch lock: its record if it is there
+    /// now, and whether the lock is still held; `None` when Redis failed.
+    pub async fn peek(&self, cache_key: &str) -> Option<(Option<Record>, bool)> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET")
+            .arg(self.key(cache_key))
+            .cmd("EXISTS")
+            .arg(self.lock_key(cache_key));
+        let Guarded::Done((value, held)) =
+            self.run::<(Option<Vec<u8>>, bool)>(Op::Pipe(&pipe)).await
+        else {
+            return None;
+        };
+        Some((value.and_then(|v| codec::decode(&v).ok()), held))
+    }
+
+    /// Releases `cache_key`'s fetch lock (after a failed fetch), from a task of its own.
+    pub fn unlock(&self, cache_key: &str) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // Outside a runtime: the lock expires by itself.
+        };
+        let (tier, key) = (self.clone(), self.lock_key(cache_key));
+        rt.spawn(async move {
+            let mut cmd = redis::cmd("UNLINK");
+            cmd.arg(key);
+            let _ = tier.run::<u64>(Op::Cmd(&cmd)).await;
+        });
+    }
+
+    /// Stores `record` for its remaining freshness and releases the key's fetch lock, from
+    /// a task of its own.
     pub fn put(&self, cache_key: &str, record: Record) {
         let remaining = record
             .expires_at_ms()
@@ -232,14 +395,22 @@ impl RedisTier {
         if remaining == 0 {
             return;
         }
-        let (tier, key) = (self.clone(), self.key(cache_key));
+        let (tier, key, lock) = (self.clone(), self.key(cache_key), self.lock_key(cache_key));
         tokio::spawn(async move {
             let i = &tier.inner;
             let compress_above = usize::try_from(i.settings.compress_above).unwrap_or(usize::MAX);
             let e = codec::encode(&record, compress_above);
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(&key).arg(e.bytes).arg("PX").arg(remaining);
-            if let Guarded::Done(()) = tier.run::<()>(cmd).await {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(e.bytes)
+                .arg("PX")
+                .arg(remaining)
+                .ignore()
+                .cmd("UNLINK")
+                .arg(&lock)
+                .ignore();
+            if let Guarded::Done(()) = tier.run::<()>(Op::Pipe(&pipe)).await {
                 i.stats.writes.fetch_add(1, Ordering::Relaxed);
                 i.stats
                     .body_raw
@@ -255,35 +426,62 @@ impl RedisTier {
     pub async fn remove(&self, cache_key: &str) -> Option<u64> {
         let mut cmd = redis::cmd("UNLINK");
         cmd.arg(self.key(cache_key));
-        match self.run::<u64>(cmd).await {
+        match self.run::<u64>(Op::Cmd(&cmd)).await {
             Guarded::Done(n) => Some(n),
             Guarded::Failed => None,
         }
     }
 
     /// Removes every entry of this prefix whose cache key matches the glob `pattern`
-    /// (`*` for all), walking the keyspace with SCAN; how many, or `None` when Redis failed
-    /// part-way.
+    /// (`*` for all), walking the keyspace of the server (or of every Cluster primary) with
+    /// SCAN; how many, or `None` when Redis failed part-way.
     pub async fn remove_matching(&self, pattern: &str) -> Option<u64> {
         let glob = format!("{}:{{{pattern}}}", self.inner.settings.prefix);
+        let nodes = if self.inner.settings.cluster {
+            self.primaries().await?
+        } else {
+            vec![(String::new(), 0)]
+        };
+        let mut removed = 0;
+        for node in &nodes {
+            removed += self.remove_on(node, &glob).await?;
+        }
+        Some(removed)
+    }
+
+    /// The addresses of the Cluster's primaries.
+    async fn primaries(&self) -> Option<Vec<(String, u16)>> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("NODES");
+        let Guarded::Done(text) = self.run::<String>(Op::Cmd(&cmd)).await else {
+            return None;
+        };
+        Some(parse_primaries(&text))
+    }
+
+    /// Removes the keys matching `glob` on one node.
+    async fn remove_on(&self, node: &(String, u16), glob: &str) -> Option<u64> {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
                 .arg("MATCH")
-                .arg(&glob)
+                .arg(glob)
                 .arg("COUNT")
                 .arg(500);
-            let Guarded::Done((next, keys)) = self.run::<(u64, Vec<String>)>(scan).await else {
+            let Guarded::Done((next, keys)) =
+                self.run::<(u64, Vec<String>)>(Op::At(&scan, node)).await
+            else {
                 return None;
             };
             if !keys.is_empty() {
+                // Keys of several slots: the Cluster client splits the command by slot.
                 let mut unlink = redis::cmd("UNLINK");
                 for k in &keys {
                     unlink.arg(k);
                 }
-                let Guarded::Done(n) = self.run::<u64>(unlink).await else {
+                let Guarded::Done(n) = self.run::<u64>(Op::Cmd(&unlink)).await else {
                     return None;
                 };
                 removed += n;
@@ -305,14 +503,57 @@ impl RedisTier {
             writes: get(&s.writes),
             body_raw: get(&s.body_raw),
             body_stored: get(&s.body_stored),
+            lock_waits: get(&s.lock_waits),
+            lock_hits: get(&s.lock_hits),
             open: self.inner.breaker.is_open(self.inner.clock.unix_millis()),
         }
     }
 }
 
+/// The primaries in `CLUSTER NODES` output (`<id> <ip:port@bus[,host]> <flags> ...`),
+/// leaving out failed ones.
+fn parse_primaries(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (_, addr, flags) = (f.next()?, f.next()?, f.next()?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+                return None;
+            }
+            let addr = addr.split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((
+                host.trim_matches(['[', ']']).to_string(),
+                port.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_primaries_are_read_from_cluster_nodes() {
+        let text = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host-a slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+824fe116063bc5fcf9f4ffd895bc17aee7731ac3 [::1]:30006@31006 master - 0 1426238316232 6 connected
+";
+        assert_eq!(
+            parse_primaries(text),
+            [
+                ("127.0.0.1".to_string(), 30002),
+                ("127.0.0.1".to_string(), 30001),
+                ("::1".to_string(), 30006)
+            ]
+        );
+    }
 
     #[test]
     fn the_breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() {

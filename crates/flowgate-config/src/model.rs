@@ -46,8 +46,11 @@ pub struct CacheConfig {
 /// The Redis tier of the cache (`[cache.redis]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisCacheConfig {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
+    /// `redis://[user:password@]host:port[/db]`: the server, or the seed nodes of a
+    /// Cluster (`url` or `urls` in the file).
+    pub urls: Vec<String>,
+    /// Whether `urls` are nodes of a Redis Cluster. Default false.
+    pub cluster: bool,
     /// Key prefix. Default `flowgate`.
     pub prefix: String,
     /// Deadline of each Redis operation. Default 50 ms.
@@ -56,6 +59,9 @@ pub struct RedisCacheConfig {
     pub breaker_failures: u32,
     /// How long it goes around Redis before trying again. Default 5 s.
     pub breaker_cooldown: Duration,
+    /// How long a miss waits for another replica that holds the key's fetch lock, polling
+    /// Redis, before going upstream itself; zero turns the lock off. Default 5 s.
+    pub lock_wait: Duration,
 }
 
 /// The disk tier of the cache (`[cache.disk]`).
@@ -300,12 +306,18 @@ impl Config {
             if let Some(r) = &self.cache.redis {
                 let _ = writeln!(
                     s,
-                    "  cache redis: {} prefix {}, timeout {}, breaker {} failures / {}",
-                    redact_url(&r.url),
+                    "  cache redis{}: {} prefix {}, timeout {}, breaker {} failures / {}, lock wait {}",
+                    if r.cluster { " cluster" } else { "" },
+                    r.urls
+                        .iter()
+                        .map(|u| redact_url(u))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     r.prefix,
                     format_duration(r.timeout),
                     r.breaker_failures,
-                    format_duration(r.breaker_cooldown)
+                    format_duration(r.breaker_cooldown),
+                    format_duration(r.lock_wait)
                 );
             }
             if let Some(d) = &self.cache.disk {

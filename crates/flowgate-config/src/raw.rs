@@ -40,10 +40,13 @@ pub(crate) struct RawCache {
 pub(crate) struct RawRedisCache {
     pub enabled: Option<bool>,
     pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub cluster: Option<bool>,
     pub prefix: Option<String>,
     pub timeout: Option<HumanDuration>,
     pub breaker_failures: Option<u32>,
     pub breaker_cooldown: Option<HumanDuration>,
+    pub lock_wait: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

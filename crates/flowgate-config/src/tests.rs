@@ -344,7 +344,9 @@ fn the_redis_tier_is_configured_by_its_table() {
         "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\nurl = \"redis://:pw@127.0.0.1:6379/2\"\ntimeout = \"20ms\"\n"
     ));
     let r = on.cache.redis.as_ref().unwrap();
-    assert_eq!(r.url, "redis://:pw@127.0.0.1:6379/2");
+    assert_eq!(r.urls, ["redis://:pw@127.0.0.1:6379/2"]);
+    assert!(!r.cluster);
+    assert_eq!(r.lock_wait, Duration::from_secs(5));
     assert_eq!(r.prefix, "flowgate");
     assert_eq!(r.timeout, Duration::from_millis(20));
     assert_eq!(
@@ -372,4 +374,43 @@ fn the_redis_tier_is_configured_by_its_table() {
             "cache.redis.breaker_failures"
         ]
     );
+}
+
+#[test]
+fn a_redis_cluster_is_given_by_its_seed_nodes() {
+    let on = parse_ok(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\ncluster = true\nurls = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\nlock_wait = \"0s\"\n"
+    ));
+    let r = on.cache.redis.as_ref().unwrap();
+    assert!(r.cluster);
+    assert_eq!(r.urls.len(), 2);
+    assert_eq!(r.lock_wait, Duration::ZERO);
+    assert!(
+        on.summary()
+            .contains("cache redis cluster: redis://127.0.0.1:7000, redis://127.0.0.1:7001")
+    );
+    for (body, key, says) in [
+        (
+            "urls = [\"redis://h:1\", \"redis://h:2\"]",
+            "cache.redis.urls",
+            "need cluster = true",
+        ),
+        (
+            "url = \"redis://h:1\"\nurls = [\"redis://h:2\"]",
+            "cache.redis.urls",
+            "not both",
+        ),
+        ("urls = []", "cache.redis.url", "missing"),
+        (
+            "cluster = true\nurls = [\"redis://h:1\", \"h:2\"]",
+            "cache.redis.urls",
+            "\"h:2\"",
+        ),
+    ] {
+        let p = parse_err(&format!(
+            "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\n{body}\n"
+        ));
+        assert_eq!(p[0].key.to_string(), key, "{body}");
+        assert!(p[0].message.contains(says), "{body}: {}", p[0].message);
+    }
 }

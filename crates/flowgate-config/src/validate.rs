@@ -49,6 +49,7 @@ pub mod defaults {
     pub const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
     pub const REDIS_BREAKER_FAILURES: u32 = 3;
     pub const REDIS_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
+    pub const REDIS_LOCK_WAIT: Duration = Duration::from_secs(5);
 }
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
@@ -213,13 +214,48 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
 }
 
 fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<RedisCacheConfig> {
-    let url = raw.url.as_deref().unwrap_or("").trim();
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) || url.len() < 10 {
+    let cluster = raw.cluster.unwrap_or(false);
+    let (urls, urls_key) = match (&raw.url, &raw.urls) {
+        (Some(u), None) => (vec![u.trim().to_string()], key.clone().key("url")),
+        (None, Some(us)) if !us.is_empty() => (
+            us.iter().map(|u| u.trim().to_string()).collect(),
+            key.clone().key("urls"),
+        ),
+        (Some(_), Some(_)) => {
+            found.push((
+                key.clone().key("urls"),
+                "give either url or urls, not both".into(),
+            ));
+            return None;
+        }
+        _ => {
+            found.push((
+                key.clone().key("url"),
+                "missing: the Redis tier needs url = \"redis://host:port\" (or urls = [...] \
+                 for the seed nodes of a Cluster)"
+                    .into(),
+            ));
+            return None;
+        }
+    };
+    if let Some(bad) = urls
+        .iter()
+        .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")) || u.len() < 10)
+    {
         found.push((
-            key.clone().key("url"),
-            format!("expected a redis://host:port URL, got {url:?}"),
+            urls_key,
+            format!("expected a redis://host:port URL, got {bad:?}"),
         ));
         return None;
+    }
+    if urls.len() > 1 && !cluster {
+        found.push((
+            urls_key,
+            format!(
+                "{} URLs need cluster = true (a standalone Redis has one URL)",
+                urls.len()
+            ),
+        ));
     }
     let prefix = raw
         .prefix
@@ -248,12 +284,15 @@ fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<
         &key.clone().key("breaker_cooldown"),
         found,
     );
+    let lock_wait = dur(raw.lock_wait, defaults::REDIS_LOCK_WAIT);
     Some(RedisCacheConfig {
-        url: url.to_string(),
+        urls,
+        cluster,
         prefix,
         timeout,
         breaker_failures,
         breaker_cooldown,
+        lock_wait,
     })
 }
 

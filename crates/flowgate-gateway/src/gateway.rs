@@ -69,12 +69,14 @@ impl Gateway {
                 max_entry_bytes: c.max_entry_bytes,
                 coalesce_wait: c.coalesce_wait,
                 redis: c.redis.as_ref().map(|r| RedisSettings {
-                    url: r.url.clone(),
+                    urls: r.urls.clone(),
+                    cluster: r.cluster,
                     prefix: r.prefix.clone(),
                     timeout: r.timeout,
                     breaker_failures: r.breaker_failures,
                     breaker_cooldown: r.breaker_cooldown,
                     compress_above: c.compress_above,
+                    lock_wait: r.lock_wait,
                 }),
                 disk: c.disk.as_ref().map(|d| DiskSettings {
                     path: d.path.clone(),
@@ -373,7 +375,14 @@ impl Gateway {
             }
             Lookup::Miss(leader) => {
                 match cache
-                    .lookup_lower(leader, planned.read, planned.max_age)
+                    // A streaming client is not made to wait for another replica's
+                    // whole answer: it goes upstream (and streams) at once.
+                    .lookup_lower(
+                        leader,
+                        planned.read,
+                        planned.max_age,
+                        matches!(form, caching::Form::Json),
+                    )
                     .await
                 {
                     Lower::Hit { entry, tier, age } => {

@@ -10,7 +10,8 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use flowgate_sim::EndpointSpec;
+use flowgate_gateway::Running;
+use flowgate_sim::{EndpointSpec, SimServer};
 use http::StatusCode;
 
 fn config(redis: &RedisServer, upstream: &str) -> String {
@@ -172,4 +173,142 @@ async fn invalidation_reaches_every_tier() {
     }
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends the same request to both gateways at once.
+async fn both(c: &TestClient, a: &Running, b: &Running, content: &str) -> (Reply, Reply) {
+    let url = "/v1/chat/completions";
+    tokio::join!(
+        send(c, post(a.data_addr, url, chat(0.0, content))),
+        send(c, post(b.data_addr, url, chat(0.0, content)))
+    )
+}
+
+/// A Redis, an upstream behaving as `spec`, and two gateways sharing them with `lock_wait`.
+async fn replicas(
+    spec: EndpointSpec,
+    lock_wait: &str,
+) -> (RedisServer, SimServer, Running, Running) {
+    let redis = RedisServer::start().await;
+    let up = sim(spec).await;
+    let cfg = config(&redis, &up.url()).replacen(
+        "[cache.redis]",
+        &format!("[cache.redis]\nlock_wait = \"{lock_wait}\""),
+        1,
+    );
+    let a = gateway(&cfg).await;
+    let b = gateway(&cfg).await;
+    (redis, up, a, b)
+}
+
+fn slow(latency_ms: u64, error_rate: f64) -> EndpointSpec {
+    EndpointSpec {
+        latency: flowgate_sim::LatencyDist::Fixed(std::time::Duration::from_millis(latency_ms)),
+        error_rate,
+        ..EndpointSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn replicas_go_upstream_once_for_a_key_through_the_fetch_lock() {
+    let (_redis, up, a, b) = replicas(slow(400, 0.0), "5s").await;
+    let c = client();
+    let (ra, rb) = both(&c, &a, &b, "locked").await;
+    assert_eq!((ra.status, rb.status), (StatusCode::OK, StatusCode::OK));
+    let mut seen = [cache_header(&ra), cache_header(&rb)];
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["hit-l2", "miss"],
+        "one replica must wait for the other"
+    );
+    assert_eq!(ra.body, rb.body);
+    assert_eq!(up.stats().requests, 1);
+    let redis_stats = |g: &Running| g.gateway.cache().unwrap().stats().redis.unwrap();
+    let (sa, sb) = (redis_stats(&a), redis_stats(&b));
+    assert_eq!(
+        (sa.lock_waits + sb.lock_waits, sa.lock_hits + sb.lock_hits),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_fetch_lock_wait_is_bounded() {
+    let (_redis, up, a, b) = replicas(slow(1500, 0.0), "100ms").await;
+    let c = client();
+    let (ra, rb) = both(&c, &a, &b, "slow").await;
+    assert_eq!((ra.status, rb.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!((cache_header(&ra), cache_header(&rb)), ("miss", "miss"));
+    assert_eq!(
+        up.stats().requests,
+        2,
+        "the waiting replica must give up and go upstream"
+    );
+    let waits: u64 = [&a, &b]
+        .iter()
+        .map(|g| g.gateway.cache().unwrap().stats().redis.unwrap().lock_waits)
+        .sum();
+    assert_eq!(waits, 1);
+}
+
+#[tokio::test]
+async fn a_replica_whose_fetch_fails_releases_the_lock_at_once() {
+    let (_redis, up, a, b) = replicas(slow(300, 1.0), "60s").await;
+    let c = client();
+    // Were the lock left to expire, the waiting replica would wait a minute.
+    let (ra, rb) = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        both(&c, &a, &b, "fails"),
+    )
+    .await
+    .expect("the waiting replica waited for the lock to expire instead of its release");
+    assert!(ra.status.is_server_error() && rb.status.is_server_error());
+    assert_eq!(up.stats().requests, 2);
+}
+
+#[tokio::test]
+async fn a_redis_cluster_is_shared_and_invalidated_across_its_nodes() {
+    let cluster = RedisCluster::start().await;
+    let up = sim(EndpointSpec::default()).await;
+    // One seed node: the client discovers the others.
+    let cfg = format!(
+        "[cache]\nenabled = true\nmemory = \"16MiB\"\n\n\
+         [cache.redis]\ncluster = true\nurls = [\"redis://127.0.0.1:{}\"]\ntimeout = \"500ms\"\n\n{}",
+        cluster.nodes[0].port,
+        fleet_config(&[up.url()], "")
+    );
+    let a = gateway(&cfg).await;
+    let b = gateway(&cfg).await;
+    let c = client();
+    let url = "/v1/chat/completions";
+    let prompts: Vec<String> = (0..12).map(|i| format!("cluster-{i}")).collect();
+    for p in &prompts {
+        let r = send(&c, post(a.data_addr, url, chat(0.0, p))).await;
+        assert_eq!(cache_header(&r), "miss");
+    }
+    let writes = || a.gateway.cache().unwrap().stats().redis.unwrap().writes;
+    eventually(|| writes() == 12).await;
+    for p in &prompts {
+        let r = send(&c, post(b.data_addr, url, chat(0.0, p))).await;
+        assert_eq!(cache_header(&r), "hit-l2", "{p}");
+    }
+    assert_eq!(up.stats().requests, 12);
+    let sizes = cluster.sizes().await;
+    assert_eq!(sizes.iter().sum::<u64>(), 12, "{sizes:?}");
+    assert!(
+        sizes.iter().filter(|&&n| n > 0).count() >= 2,
+        "keys must spread over the slots of several nodes: {sizes:?}"
+    );
+    let r = send(
+        &c,
+        post(
+            a.admin_addr,
+            "/api/v1/performance/cache/invalidate",
+            Bytes::from_static(br#"{"all": true}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["invalidated"]["redis"], 12);
+    assert_eq!(cluster.sizes().await, [0, 0, 0]);
 }

@@ -217,8 +217,14 @@ impl RedisServer {
 
     /// Starts one on `port` (to bring a killed one back at the same address).
     pub async fn on_port(port: u16) -> Self {
+        Self::with_args(port, &[]).await
+    }
+
+    /// Starts one on `port` with extra `redis-server` arguments.
+    pub async fn with_args(port: u16, extra: &[&str]) -> Self {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(extra)
             .args([
                 "--save",
                 "",
@@ -267,6 +273,107 @@ impl RedisServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Sends one command to the Redis on `port` and returns its reply's first line.
+pub async fn redis_cmd(port: u16, args: &[&str]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        reply.push(byte[0]);
+    }
+    String::from_utf8(reply).unwrap().trim_end().to_string()
+}
+
+/// A private Redis Cluster of three primaries on free loopback ports.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "flowgate-redis-cluster-{}-{}",
+            std::process::id(),
+            dead_port().await
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = dead_port().await;
+            let conf = dir.join(format!("nodes-{port}.conf"));
+            let conf = conf.to_str().unwrap();
+            let args = ["--cluster-enabled", "yes", "--cluster-config-file", conf];
+            nodes.push(RedisServer::with_args(port, &args).await);
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): it comes with redis-server"));
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // Every node must know every slot before the test starts.
+        for n in &nodes {
+            let port = n.port;
+            let mut ok = false;
+            for _ in 0..500 {
+                let info = redis_info(port, "CLUSTER", "INFO").await;
+                if info.contains("cluster_state:ok") {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(ok, "the cluster did not converge on node {port}");
+        }
+        RedisCluster { nodes, dir }
+    }
+
+    /// Keys stored on each node.
+    pub async fn sizes(&self) -> Vec<u64> {
+        let mut sizes = Vec::new();
+        for n in &self.nodes {
+            let reply = redis_cmd(n.port, &["DBSIZE"]).await;
+            sizes.push(reply.trim_start_matches(':').parse().unwrap());
+        }
+        sizes
+    }
+}
+
+/// The whole bulk reply of a two-word command (e.g. `CLUSTER INFO`).
+async fn redis_info(port: u16, a: &str, b: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("*2\r\n${}\r\n{a}\r\n${}\r\n{b}\r\n", a.len(), b.len());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
