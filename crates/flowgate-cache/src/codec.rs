@@ -4,21 +4,24 @@
 //! never misread each other (an unknown version is a miss):
 //!
 //! ```text
-//! "FG" version:u8 flags:u8 stored_at_ms:u64 ttl_ms:u64 status:u16
+//! "FG" version:u8 flags:u8 stored_at_ms:u64 ttl_ms:u64 stale_ms:u64 status:u16
 //! prompt_tokens:u64 completion_tokens:u64 field_count:u16
-//! { name_len:u16 name value_len:u32 value }*  body_len:u32 body
+//! { name_len:u16 name value_len:u32 value }*
+//! category_len:u16 category tag_count:u16 { tag_len:u16 tag }*  body_len:u32 body
 //! ```
 //!
 //! Integers are little-endian; times are wall-clock milliseconds since the Unix epoch
 //! (monotonic instants mean nothing to another process). With flag bit 0 the body is
-//! zstd-compressed and `body_len` is its size once decompressed.
+//! zstd-compressed and `body_len` is its size once decompressed. An empty category is none.
+//! Version 1 (without the stale window and labels) is no longer read: such a record is a
+//! miss and is replaced by the next fill.
 
 use bytes::{Buf, BufMut, Bytes};
 
-use crate::entry::{CachedResponse, Usage};
+use crate::entry::{CachedResponse, Labels, Lifetime, Usage};
 
 const MAGIC: &[u8; 2] = b"FG";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const ZSTD: u8 = 1;
 /// zstd's default level: fast, and most of the gain on JSON.
 const LEVEL: i32 = 3;
@@ -28,13 +31,46 @@ const LEVEL: i32 = 3;
 pub struct Record {
     pub stored_at_ms: u64,
     pub ttl_ms: u64,
+    pub stale_ms: u64,
+    pub labels: Labels,
     pub response: CachedResponse,
 }
 
 impl Record {
-    /// When it stops being fresh, in Unix milliseconds.
+    /// When it can no longer be served, even stale, in Unix milliseconds.
     pub fn expires_at_ms(&self) -> u64 {
-        self.stored_at_ms.saturating_add(self.ttl_ms)
+        self.stored_at_ms
+            .saturating_add(self.ttl_ms)
+            .saturating_add(self.stale_ms)
+    }
+
+    pub fn life(&self) -> Lifetime {
+        Lifetime {
+            ttl: std::time::Duration::from_millis(self.ttl_ms),
+            stale: std::time::Duration::from_millis(self.stale_ms),
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Record {
+    /// A record of `response`, stored at `stored_at_ms` with `life` and `labels`.
+    pub fn new(
+        response: CachedResponse,
+        stored_at_ms: u64,
+        life: Lifetime,
+        labels: Labels,
+    ) -> Self {
+        Record {
+            stored_at_ms,
+            ttl_ms: millis(life.ttl),
+            stale_ms: millis(life.stale),
+            labels,
+            response,
+        }
     }
 }
 
@@ -79,6 +115,7 @@ pub fn encode(r: &Record, compress_above: usize) -> Encoded {
     out.put_u8(if compressed.is_some() { ZSTD } else { 0 });
     out.put_u64_le(r.stored_at_ms);
     out.put_u64_le(r.ttl_ms);
+    out.put_u64_le(r.stale_ms);
     out.put_u16_le(r.response.status);
     out.put_u64_le(r.response.usage.prompt_tokens);
     out.put_u64_le(r.response.usage.completion_tokens);
@@ -91,6 +128,12 @@ pub fn encode(r: &Record, compress_above: usize) -> Encoded {
         out.put_u32_le(u32::try_from(value.len()).unwrap_or(u32::MAX));
         out.put_slice(value);
     }
+    put_short(&mut out, r.labels.category.as_deref().unwrap_or(""));
+    let tags = &r.labels.tags[..r.labels.tags.len().min(usize::from(u16::MAX))];
+    out.put_u16_le(tags.len() as u16);
+    for t in tags {
+        put_short(&mut out, t);
+    }
     out.put_u32_le(u32::try_from(body.len()).unwrap_or(u32::MAX));
     out.put_slice(stored);
     Encoded {
@@ -100,13 +143,21 @@ pub fn encode(r: &Record, compress_above: usize) -> Encoded {
     }
 }
 
-/// When the record in `b` expires, read from its header alone (the body is not decoded).
+/// A string of at most 64 KiB, with its length.
+fn put_short(out: &mut Vec<u8>, s: &str) {
+    let s = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];
+    out.put_u16_le(s.len() as u16);
+    out.put_slice(s);
+}
+
+/// When the record in `b` can no longer be served, read from its header alone (the body
+/// is not decoded).
 pub fn expires_at_ms(b: &[u8]) -> Option<u64> {
-    if b.len() < 20 || &b[..2] != MAGIC || b[2] != VERSION {
+    if b.len() < 28 || &b[..2] != MAGIC || b[2] != VERSION {
         return None;
     }
     let word = |at: usize| b[at..at + 8].try_into().ok().map(u64::from_le_bytes);
-    Some(word(4)?.saturating_add(word(12)?))
+    Some(word(4)?.saturating_add(word(12)?).saturating_add(word(20)?))
 }
 
 /// zstd with a content checksum, so that a damaged value is an error rather than wrong text.
@@ -134,9 +185,10 @@ pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
             Ok(())
         }
     };
-    need(b, 8 + 8 + 2 + 8 + 8 + 2)?;
+    need(b, 8 + 8 + 8 + 2 + 8 + 8 + 2)?;
     let stored_at_ms = b.get_u64_le();
     let ttl_ms = b.get_u64_le();
+    let stale_ms = b.get_u64_le();
     let status = b.get_u16_le();
     let usage = Usage {
         prompt_tokens: b.get_u64_le(),
@@ -155,6 +207,21 @@ pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
         headers.push((name, Bytes::copy_from_slice(&b[..v])));
         b.advance(v);
     }
+    let short = |b: &mut &[u8]| {
+        need(b, 2)?;
+        let n = usize::from(b.get_u16_le());
+        need(b, n)?;
+        let s = String::from_utf8_lossy(&b[..n]).into_owned();
+        b.advance(n);
+        Ok(s)
+    };
+    let category = Some(short(&mut b)?).filter(|c| !c.is_empty());
+    need(b, 2)?;
+    let count = b.get_u16_le();
+    let mut tags = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        tags.push(short(&mut b)?);
+    }
     need(b, 4)?;
     let body_len = b.get_u32_le() as usize;
     let body = if flags & ZSTD != 0 {
@@ -172,6 +239,8 @@ pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
     Ok(Record {
         stored_at_ms,
         ttl_ms,
+        stale_ms,
+        labels: Labels { category, tags },
         response: CachedResponse {
             status,
             headers,
@@ -189,6 +258,11 @@ mod tests {
         Record {
             stored_at_ms: 1_767_225_600_000,
             ttl_ms: 3_600_000,
+            stale_ms: 60_000,
+            labels: Labels {
+                category: Some("cost-analysis".into()),
+                tags: vec!["tenant:7".into(), "report".into()],
+            },
             response: CachedResponse {
                 status: 200,
                 headers: vec![
@@ -220,9 +294,12 @@ mod tests {
             e.body_raw
         );
         assert_eq!(decode(&e.bytes).unwrap(), big);
-        assert_eq!(big.expires_at_ms(), 1_767_229_200_000);
+        assert_eq!(big.expires_at_ms(), 1_767_229_260_000);
         assert_eq!(expires_at_ms(&e.bytes), Some(big.expires_at_ms()));
-        assert_eq!(expires_at_ms(&e.bytes[..19]), None);
+        assert_eq!(expires_at_ms(&e.bytes[..27]), None);
+        let mut plain = small;
+        plain.labels = Labels::default();
+        assert_eq!(decode(&encode(&plain, 1024).bytes).unwrap(), plain);
     }
 
     #[test]
@@ -231,9 +308,9 @@ mod tests {
         for cut in [0, 3, 10, 40, e.len() - 1] {
             assert!(decode(&e[..cut]).is_err(), "{cut}");
         }
-        let mut v2 = e.clone();
-        v2[2] = 2;
-        assert_eq!(decode(&v2), Err(DecodeError::Version(2)));
+        let mut v1 = e.clone();
+        v1[2] = 1;
+        assert_eq!(decode(&v1), Err(DecodeError::Version(1)));
         assert_eq!(decode(b"{\"json\":1}"), Err(DecodeError::Magic));
         let mut flipped = e;
         let last = flipped.len() - 3;

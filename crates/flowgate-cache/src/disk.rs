@@ -460,7 +460,7 @@ impl<'w> Tables<'w> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{CachedResponse, Usage};
+    use crate::entry::{CachedResponse, Labels, Lifetime, Usage};
     use bytes::Bytes;
     use flowgate_clock::{Clock, ManualClock};
 
@@ -474,16 +474,17 @@ mod tests {
     }
 
     fn record(clock: &ManualClock, ttl_s: u64, body: &str) -> Record {
-        Record {
-            stored_at_ms: clock.unix_millis(),
-            ttl_ms: ttl_s * 1000,
-            response: CachedResponse {
+        Record::new(
+            CachedResponse {
                 status: 200,
                 headers: vec![],
                 body: Bytes::from(body.to_string()),
                 usage: Usage::default(),
             },
-        }
+            clock.unix_millis(),
+            Lifetime::fresh_for(Duration::from_secs(ttl_s)),
+            Labels::default(),
+        )
     }
 
     fn tempdir(name: &str) -> PathBuf {

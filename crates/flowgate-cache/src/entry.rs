@@ -1,5 +1,6 @@
 //! What the cache stores: a complete successful response and when it was stored.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -34,16 +35,71 @@ impl CachedResponse {
     }
 }
 
+/// How long an entry is fresh, and how long after that it may still be served while one
+/// request refreshes it (stale-while-revalidate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub ttl: Duration,
+    pub stale: Duration,
+}
+
+impl Lifetime {
+    pub fn fresh_for(ttl: Duration) -> Self {
+        Lifetime {
+            ttl,
+            stale: Duration::ZERO,
+        }
+    }
+
+    /// Fresh and stale together: how long a tier keeps the entry.
+    pub fn total(&self) -> Duration {
+        self.ttl.saturating_add(self.stale)
+    }
+}
+
+/// What an entry is about, beyond its key: its TTL category and its invalidation tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    pub category: Option<String>,
+    pub tags: Vec<String>,
+}
+
 /// A stored response and its freshness.
 #[derive(Debug)]
 pub struct Entry {
     pub response: CachedResponse,
     pub stored_at: Instant,
-    /// Fresh for this long after `stored_at`.
-    pub ttl: Duration,
+    pub life: Lifetime,
+    pub labels: Labels,
+    /// Hits since it was stored: its popularity, for refresh-ahead and TTL extension.
+    hits: AtomicU64,
+}
+
+/// How an entry stands at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Past its TTL, within its stale window.
+    Stale,
+    Expired,
 }
 
 impl Entry {
+    pub fn new(
+        response: CachedResponse,
+        stored_at: Instant,
+        life: Lifetime,
+        labels: Labels,
+    ) -> Self {
+        Entry {
+            response,
+            stored_at,
+            life,
+            labels,
+            hits: AtomicU64::new(0),
+        }
+    }
+
     /// Time since it was stored.
     pub fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.stored_at)
@@ -51,6 +107,31 @@ impl Entry {
 
     /// Freshness left.
     pub fn remaining(&self, now: Instant) -> Duration {
-        self.ttl.saturating_sub(self.age(now))
+        self.life.ttl.saturating_sub(self.age(now))
+    }
+
+    /// Fresh, stale or expired, at `age`.
+    pub fn freshness(&self, age: Duration) -> Freshness {
+        freshness(self.life, age)
+    }
+
+    /// Counts a hit; the hits so far, this one included.
+    pub fn hit(&self) -> u64 {
+        self.hits.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// Fresh, stale or expired: an entry with `life`, `age` old.
+pub fn freshness(life: Lifetime, age: Duration) -> Freshness {
+    if age < life.ttl {
+        Freshness::Fresh
+    } else if age < life.total() {
+        Freshness::Stale
+    } else {
+        Freshness::Expired
     }
 }

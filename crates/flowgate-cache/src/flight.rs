@@ -86,6 +86,15 @@ impl Flights {
         })
     }
 
+    /// Leads a new flight for `key`, unless one is in progress (for a background refresh:
+    /// one at a time, and never while a request is upstream for the key).
+    pub fn try_lead(&self, key: &CacheKey) -> Option<Leader> {
+        match self.join(key) {
+            Join::Leader(l) => Some(l),
+            Join::Follower(_) => None,
+        }
+    }
+
     /// Flights in progress.
     pub fn len(&self) -> usize {
         lock(&self.inflight).len()
@@ -197,16 +206,17 @@ mod tests {
     }
 
     fn entry() -> Arc<Entry> {
-        Arc::new(Entry {
-            response: CachedResponse {
+        Arc::new(Entry::new(
+            CachedResponse {
                 status: 200,
                 headers: vec![],
                 body: Bytes::from_static(b"{}"),
                 usage: Usage::default(),
             },
-            stored_at: flowgate_clock::ManualClock::at_epoch_2026().now(),
-            ttl: Duration::from_secs(60),
-        })
+            flowgate_clock::ManualClock::at_epoch_2026().now(),
+            crate::entry::Lifetime::fresh_for(Duration::from_secs(60)),
+            crate::entry::Labels::default(),
+        ))
     }
 
     #[tokio::test(start_paused = true)]

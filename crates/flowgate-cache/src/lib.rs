@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use flowgate_clock::SharedClock;
 
-pub use entry::{CachedResponse, Entry, Usage};
+pub use entry::{CachedResponse, Entry, Freshness, Labels, Lifetime, Usage};
 pub use fanout::{Share, StreamCut, Subscription};
 pub use flight::{Follower, Join, Leader, Waited};
 pub use key::{CacheKey, KeyBuilder};
@@ -55,6 +55,11 @@ pub struct CacheSettings {
     pub redis: Option<RedisSettings>,
     /// The disk tier, when there is one.
     pub disk: Option<DiskSettings>,
+    /// A popular entry hit this close to its expiry is refreshed in the background (zero:
+    /// never).
+    pub refresh_ahead: Duration,
+    /// Hits since it was stored that make an entry popular.
+    pub popular_hits: u64,
 }
 
 /// What an invalidation removed, per tier (`None` for a tier that is off; for Redis,
@@ -86,12 +91,8 @@ pub enum Tier {
 /// The answer of [`Cache::lookup_lower`].
 #[derive(Debug)]
 pub enum Lower {
-    /// A fresh entry from a lower tier, now also in the tiers above it.
-    Hit {
-        entry: Arc<Entry>,
-        tier: Tier,
-        age: Duration,
-    },
+    /// An entry from a lower tier, now also in the tiers above it.
+    Hit(Hit),
     /// Not there either: go upstream as the flight's leader.
     Miss(Leader),
 }
@@ -99,16 +100,25 @@ pub enum Lower {
 /// The answer of [`Cache::lookup`].
 #[derive(Debug)]
 pub enum Lookup {
-    /// A fresh entry, `age` old.
-    Hit {
-        entry: Arc<Entry>,
-        tier: Tier,
-        age: Duration,
-    },
+    /// An entry to answer with.
+    Hit(Hit),
     /// Nobody is fetching this key: go upstream, then [`Cache::fill`] with the `Leader`.
     Miss(Leader),
     /// An identical request is upstream: wait for it ([`Follower::wait`]).
     Coalesced(Follower),
+}
+
+/// An entry found in a tier.
+#[derive(Debug)]
+pub struct Hit {
+    pub entry: Arc<Entry>,
+    pub tier: Tier,
+    pub age: Duration,
+    /// Past its TTL, within its stale window.
+    pub stale: bool,
+    /// When set, this request should refresh the entry in the background (it is stale, or
+    /// popular and about to expire) and fill the cache with this leader.
+    pub refresh: Option<Leader>,
 }
 
 /// The tiered read-through cache.
@@ -159,13 +169,37 @@ impl Cache {
     pub fn lookup(&self, key: &CacheKey, read: bool, max_age: Option<Duration>) -> Lookup {
         if read && let Some(entry) = self.memory.get(key) {
             let age = entry.age(self.clock.now());
-            if age < entry.ttl && max_age.is_none_or(|m| age <= m) {
-                self.stats.hit(Tier::Memory, entry.response.usage);
-                return Lookup::Hit {
-                    entry,
-                    tier: Tier::Memory,
-                    age,
-                };
+            if max_age.is_none_or(|m| age <= m) {
+                match entry.freshness(age) {
+                    Freshness::Fresh => {
+                        let hits = entry.hit();
+                        let refresh = self
+                            .refresh_ahead(&entry, age, hits)
+                            .then(|| self.flights.try_lead(key))
+                            .flatten();
+                        self.stats.hit(Tier::Memory, entry.response.usage);
+                        return Lookup::Hit(self.counted(Hit {
+                            entry,
+                            tier: Tier::Memory,
+                            age,
+                            stale: false,
+                            refresh,
+                        }));
+                    }
+                    Freshness::Stale => {
+                        entry.hit();
+                        let refresh = self.flights.try_lead(key);
+                        self.stats.stale(entry.response.usage);
+                        return Lookup::Hit(self.counted(Hit {
+                            entry,
+                            tier: Tier::Memory,
+                            age,
+                            stale: true,
+                            refresh,
+                        }));
+                    }
+                    Freshness::Expired => {}
+                }
             }
         }
         match self.flights.join(key) {
@@ -175,6 +209,22 @@ impl Cache {
                 Lookup::Coalesced(f)
             }
         }
+    }
+
+    /// Whether a fresh entry, `age` old and hit `hits` times, is due for refresh-ahead.
+    fn refresh_ahead(&self, entry: &Entry, age: Duration, hits: u64) -> bool {
+        let ahead = self.settings.refresh_ahead;
+        !ahead.is_zero()
+            && hits >= self.settings.popular_hits
+            && entry.life.ttl.saturating_sub(age) <= ahead
+    }
+
+    /// Counts the refresh a hit asks for.
+    fn counted(&self, hit: Hit) -> Hit {
+        if hit.refresh.is_some() {
+            self.stats.refresh();
+        }
+        hit
     }
 
     /// After a memory miss, as the flight's leader: the tiers below memory (not read when
@@ -204,10 +254,30 @@ impl Cache {
             }
         }
         match found {
+            // Stale: answered at once, and this leader refreshes it; the requests waiting on
+            // the flight get the refreshed answer.
+            Some((entry, tier, age)) if entry.freshness(age) == Freshness::Stale => {
+                entry.hit();
+                self.stats.stale(entry.response.usage);
+                Lower::Hit(self.counted(Hit {
+                    entry,
+                    tier,
+                    age,
+                    stale: true,
+                    refresh: Some(leader),
+                }))
+            }
             Some((entry, tier, age)) => {
+                entry.hit();
                 self.stats.hit(tier, entry.response.usage);
                 leader.publish(entry.clone());
-                Lower::Hit { entry, tier, age }
+                Lower::Hit(Hit {
+                    entry,
+                    tier,
+                    age,
+                    stale: false,
+                    refresh: None,
+                })
             }
             None => {
                 self.stats.miss();
@@ -225,13 +295,13 @@ impl Cache {
         let name = leader.key().to_string();
         if let Some(redis) = &self.redis
             && let Some(record) = redis.get(&name).await
-            && let Some(age) = self.age_if_fresh(&record, max_age)
+            && let Some(age) = self.usable_age(&record, max_age)
         {
             return Some(self.promote(leader.key(), record, Tier::Redis, age));
         }
         if let Some((_, reader)) = &self.disk
             && let Some(record) = self.read_disk(reader, name.clone()).await
-            && let Some(age) = self.age_if_fresh(&record, max_age)
+            && let Some(age) = self.usable_age(&record, max_age)
         {
             if let Some(redis) = &self.redis {
                 redis.put(&name, record.clone());
@@ -272,7 +342,7 @@ impl Cache {
                     waited += p;
                     match redis.peek(&name).await {
                         Some((Some(record), _)) => {
-                            let age = self.age_if_fresh(&record, max_age)?;
+                            let age = self.usable_age(&record, max_age)?;
                             redis.stats().lock_hits.fetch_add(1, Relaxed);
                             return Some(self.promote(leader.key(), record, Tier::Redis, age));
                         }
@@ -296,22 +366,25 @@ impl Cache {
         age: Duration,
     ) -> (Arc<Entry>, Tier, Duration) {
         let now = self.clock.now();
-        let entry = Arc::new(Entry {
-            response: record.response,
-            stored_at: now.checked_sub(age).unwrap_or(now),
-            ttl: Duration::from_millis(record.ttl_ms),
-        });
+        let life = record.life();
+        let entry = Arc::new(Entry::new(
+            record.response,
+            now.checked_sub(age).unwrap_or(now),
+            life,
+            record.labels,
+        ));
         self.memory.insert(key.clone(), entry.clone(), now);
         (entry, tier, age)
     }
 
-    /// A record's age on the gateway's wall clock, if it is still fresh and no older than
-    /// `max_age`.
-    fn age_if_fresh(&self, record: &Record, max_age: Option<Duration>) -> Option<Duration> {
+    /// A record's age on the gateway's wall clock, if it may still be served (fresh, or
+    /// stale within its window) and is no older than `max_age`.
+    fn usable_age(&self, record: &Record, max_age: Option<Duration>) -> Option<Duration> {
         let age =
             Duration::from_millis(self.clock.unix_millis().saturating_sub(record.stored_at_ms));
-        let fresh = age < Duration::from_millis(record.ttl_ms) && max_age.is_none_or(|m| age <= m);
-        fresh.then_some(age)
+        let usable = entry::freshness(record.life(), age) != Freshness::Expired
+            && max_age.is_none_or(|m| age <= m);
+        usable.then_some(age)
     }
 
     /// The record on disk under `name` (read on a blocking thread).
@@ -327,22 +400,29 @@ impl Cache {
         }
     }
 
-    /// Stores the leader's response for `ttl` in every tier and hands it to the requests
-    /// that waited. Responses over `max_entry_bytes` are not stored (the waiters go
-    /// upstream).
-    pub fn fill(&self, leader: Leader, response: CachedResponse, ttl: Duration) -> bool {
-        if response.body.len() as u64 > self.settings.max_entry_bytes || ttl.is_zero() {
+    /// Stores the leader's response with `life` and `labels` in every tier and hands it to
+    /// the requests that waited. Responses over `max_entry_bytes` are not stored (the
+    /// waiters go upstream).
+    pub fn fill(
+        &self,
+        leader: Leader,
+        response: CachedResponse,
+        life: Lifetime,
+        labels: Labels,
+    ) -> bool {
+        if response.body.len() as u64 > self.settings.max_entry_bytes || life.ttl.is_zero() {
             self.stats.not_stored();
             return false;
         }
         let now = self.clock.now();
         if self.redis.is_some() || self.disk.is_some() {
             let name = leader.key().to_string();
-            let record = Record {
-                stored_at_ms: self.clock.unix_millis(),
-                ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-                response: response.clone(),
-            };
+            let record = Record::new(
+                response.clone(),
+                self.clock.unix_millis(),
+                life,
+                labels.clone(),
+            );
             if let Some(redis) = &self.redis {
                 redis.put(&name, record.clone());
             }
@@ -350,11 +430,7 @@ impl Cache {
                 disk.put(name, record);
             }
         }
-        let entry = Arc::new(Entry {
-            response,
-            stored_at: now,
-            ttl,
-        });
+        let entry = Arc::new(Entry::new(response, now, life, labels));
         self.memory.insert(leader.key().clone(), entry.clone(), now);
         self.stats.stored();
         leader.publish(entry);
@@ -429,7 +505,13 @@ mod tests {
             coalesce_wait: Duration::from_secs(5),
             redis: None,
             disk: None,
+            refresh_ahead: Duration::ZERO,
+            popular_hits: 3,
         }
+    }
+
+    fn fresh(secs: u64) -> Lifetime {
+        Lifetime::fresh_for(Duration::from_secs(secs))
     }
 
     fn key(n: u8) -> CacheKey {
@@ -468,10 +550,12 @@ mod tests {
         let clock = ManualClock::at_epoch_2026();
         let c = Cache::open(settings(), clock.shared()).unwrap();
         let l = lead(&c, &key(1)).await;
-        assert!(c.fill(l, response("{\"a\":1}"), Duration::from_secs(60)));
+        assert!(c.fill(l, response("{\"a\":1}"), fresh(60), Labels::default()));
         clock.advance(Duration::from_secs(59));
         match c.lookup(&key(1), true, None) {
-            Lookup::Hit { entry, tier, age } => {
+            Lookup::Hit(Hit {
+                entry, tier, age, ..
+            }) => {
                 assert_eq!(tier, Tier::Memory);
                 assert_eq!(age, Duration::from_secs(59));
                 assert_eq!(entry.age(clock.shared().now()), age);
@@ -486,11 +570,85 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stale_entries_are_served_while_one_refresh_runs() {
+        let clock = ManualClock::at_epoch_2026();
+        let c = Cache::open(settings(), clock.shared()).unwrap();
+        let life = Lifetime {
+            ttl: Duration::from_secs(60),
+            stale: Duration::from_secs(30),
+        };
+        let l = lead(&c, &key(5)).await;
+        assert!(c.fill(l, response("{\"v\":1}"), life, Labels::default()));
+        clock.advance(Duration::from_secs(70));
+        let Lookup::Hit(first) = c.lookup(&key(5), true, None) else {
+            panic!("a stale entry must be served")
+        };
+        assert!(first.stale);
+        assert_eq!(first.age, Duration::from_secs(70));
+        let refresh = first.refresh.expect("the first stale serve refreshes");
+        let Lookup::Hit(second) = c.lookup(&key(5), true, None) else {
+            panic!()
+        };
+        assert!(
+            second.stale && second.refresh.is_none(),
+            "one refresh at a time"
+        );
+        // max-age below its age refuses it even stale.
+        assert!(matches!(
+            c.lookup(&key(5), true, Some(Duration::from_secs(65))),
+            Lookup::Coalesced(_)
+        ));
+        assert!(c.fill(refresh, response("{\"v\":2}"), life, Labels::default()));
+        let Lookup::Hit(fresh) = c.lookup(&key(5), true, None) else {
+            panic!()
+        };
+        assert!(!fresh.stale && fresh.refresh.is_none());
+        assert_eq!(fresh.entry.response.body, "{\"v\":2}");
+        clock.advance(Duration::from_secs(90));
+        assert!(matches!(c.lookup(&key(5), true, None), Lookup::Miss(_)));
+        let s = c.stats();
+        assert_eq!((s.stale, s.refreshes, s.hits_memory), (2, 1, 1));
+        assert_eq!(s.tokens_saved, 45);
+    }
+
+    #[tokio::test]
+    async fn popular_entries_are_refreshed_shortly_before_they_expire() {
+        let clock = ManualClock::at_epoch_2026();
+        let c = Cache::open(
+            CacheSettings {
+                refresh_ahead: Duration::from_secs(10),
+                ..settings()
+            },
+            clock.shared(),
+        )
+        .unwrap();
+        for k in [6, 7] {
+            let l = lead(&c, &key(k)).await;
+            c.fill(l, response("{}"), fresh(60), Labels::default());
+        }
+        let refresh = |k| match c.lookup(&key(k), true, None) {
+            Lookup::Hit(h) => h.refresh,
+            other => panic!("{other:?}"),
+        };
+        clock.advance(Duration::from_secs(45));
+        for _ in 0..3 {
+            assert!(refresh(6).is_none(), "not yet close to its expiry");
+        }
+        clock.advance(Duration::from_secs(10));
+        let leader = refresh(6).expect("popular and 5 s from expiry: refreshed");
+        assert!(refresh(6).is_none(), "one refresh at a time");
+        assert!(refresh(7).is_none(), "one hit is not popular");
+        drop(leader);
+        assert!(refresh(6).is_some(), "a failed refresh is tried again");
+        assert_eq!(c.stats().refreshes, 2);
+    }
+
+    #[tokio::test]
     async fn max_age_and_no_cache_skip_older_entries() {
         let clock = ManualClock::at_epoch_2026();
         let c = Cache::open(settings(), clock.shared()).unwrap();
         let l = lead(&c, &key(2)).await;
-        c.fill(l, response("{}"), Duration::from_secs(600));
+        c.fill(l, response("{}"), fresh(600), Labels::default());
         clock.advance(Duration::from_secs(120));
         assert!(matches!(
             c.lookup(&key(2), true, Some(Duration::from_secs(60))),
@@ -499,7 +657,7 @@ mod tests {
         assert!(matches!(c.lookup(&key(2), false, None), Lookup::Miss(_)));
         assert!(matches!(
             c.lookup(&key(2), true, Some(Duration::from_secs(300))),
-            Lookup::Hit { .. }
+            Lookup::Hit(_)
         ));
     }
 
@@ -514,10 +672,10 @@ mod tests {
         )
         .unwrap();
         let l = lead(&c, &key(3)).await;
-        assert!(!c.fill(l, response("{\"long\":1}"), Duration::from_secs(60)));
+        assert!(!c.fill(l, response("{\"long\":1}"), fresh(60), Labels::default()));
         let l = lead(&c, &key(3)).await;
-        assert!(c.fill(l, response("{}"), Duration::from_secs(60)));
-        assert!(matches!(c.lookup(&key(3), true, None), Lookup::Hit { .. }));
+        assert!(c.fill(l, response("{}"), fresh(60), Labels::default()));
+        assert!(matches!(c.lookup(&key(3), true, None), Lookup::Hit(_)));
         c.invalidate_matching(&invalidate::Selector::Key(key(3).to_string()))
             .await;
         assert!(matches!(c.lookup(&key(3), true, None), Lookup::Miss(_)));
@@ -538,7 +696,7 @@ mod tests {
             let l = lead(&c, &key(i)).await;
             let mut r = response("");
             r.body = Bytes::from_static(&BODY);
-            c.fill(l, r, Duration::from_secs(60));
+            c.fill(l, r, fresh(60), Labels::default());
         }
         let s = c.stats();
         assert!(s.bytes <= 64 * 1024, "{s:?}");
@@ -562,7 +720,7 @@ mod tests {
         {
             let c = Cache::open(with_disk(), clock.shared()).unwrap();
             let l = lead(&c, &key(9)).await;
-            assert!(c.fill(l, response("{\"d\":1}"), Duration::from_secs(100)));
+            assert!(c.fill(l, response("{\"d\":1}"), fresh(100), Labels::default()));
             c.flush().await;
             assert_eq!(c.stats().disk.unwrap().entries, 1);
         }
@@ -590,7 +748,9 @@ mod tests {
             panic!()
         };
         match c.lookup_lower(l, true, None, true).await {
-            Lower::Hit { entry, tier, age } => {
+            Lower::Hit(Hit {
+                entry, tier, age, ..
+            }) => {
                 assert_eq!(tier, Tier::Disk);
                 assert_eq!(age, Duration::from_secs(40));
                 assert_eq!(entry.response.body, "{\"d\":1}");
@@ -601,7 +761,7 @@ mod tests {
         // Promoted: memory answers, with the same age, until the original expiry.
         clock.advance(Duration::from_secs(59));
         match c.lookup(&key(9), true, None) {
-            Lookup::Hit { tier, age, .. } => {
+            Lookup::Hit(Hit { tier, age, .. }) => {
                 assert_eq!(tier, Tier::Memory);
                 assert_eq!(age, Duration::from_secs(99));
             }
@@ -613,7 +773,7 @@ mod tests {
         assert_eq!((s.hits_memory, s.hits_disk), (1, 1));
         // Invalidation reaches the disk.
         let l = lead(&c, &key(10)).await;
-        c.fill(l, response("{}"), Duration::from_secs(100));
+        c.fill(l, response("{}"), fresh(100), Labels::default());
         c.flush().await;
         assert_eq!(c.stats().disk.unwrap().entries, 1, "key 9 was not purged");
         c.invalidate_matching(&invalidate::Selector::Key(key(10).to_string()))

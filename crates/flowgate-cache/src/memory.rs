@@ -29,7 +29,8 @@ impl std::fmt::Debug for MemoryTier {
     }
 }
 
-/// Reclaims an entry once it is no longer fresh.
+/// Reclaims an entry once it can no longer be served, even stale (an upper bound: a
+/// promoted entry was already some time old).
 struct Lifetime;
 
 impl moka::Expiry<CacheKey, Arc<Entry>> for Lifetime {
@@ -39,7 +40,7 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for Lifetime {
         value: &Arc<Entry>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.life.total())
     }
 }
 
@@ -60,9 +61,9 @@ impl MemoryTier {
         self.entries.get(key)
     }
 
-    /// Stores `entry`; its remaining freshness at `now` bounds how long memory keeps it.
+    /// Stores `entry`, unless it can no longer be served at `now`.
     pub fn insert(&self, key: CacheKey, entry: Arc<Entry>, now: Instant) {
-        if entry.remaining(now).is_zero() {
+        if entry.age(now) >= entry.life.total() {
             return;
         }
         self.entries.insert(key, entry);

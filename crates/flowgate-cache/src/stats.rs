@@ -18,6 +18,8 @@ pub struct CacheStats {
     bypass: AtomicU64,
     stored: AtomicU64,
     not_stored: AtomicU64,
+    stale: AtomicU64,
+    refreshes: AtomicU64,
     tokens_saved: AtomicU64,
 }
 
@@ -32,6 +34,10 @@ pub struct StatsSnapshot {
     pub bypass: u64,
     pub stored: u64,
     pub not_stored: u64,
+    /// Answers served stale (within their stale window) while a refresh ran.
+    pub stale: u64,
+    /// Background refreshes started (stale serves and refresh-ahead).
+    pub refreshes: u64,
     /// Prompt and completion tokens hits did not have to buy.
     pub tokens_saved: u64,
     /// The memory tier's entries and bytes.
@@ -44,9 +50,9 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
-    /// Hits of every tier.
+    /// Answers from the cache: hits of every tier, and stale serves.
     pub fn hits(&self) -> u64 {
-        self.hits_memory + self.hits_redis + self.hits_disk
+        self.hits_memory + self.hits_redis + self.hits_disk + self.stale
     }
 
     /// Hits over lookups (hits, misses and coalesced waits), 0 when there were none. A
@@ -72,10 +78,24 @@ impl CacheStats {
             Tier::Redis => add(&self.hits_redis, 1),
             Tier::Disk => add(&self.hits_disk, 1),
         }
+        self.saved(usage);
+    }
+
+    fn saved(&self, usage: Usage) {
         add(
             &self.tokens_saved,
             usage.prompt_tokens + usage.completion_tokens,
         );
+    }
+
+    /// An answer served stale: it saved its tokens too.
+    pub(crate) fn stale(&self, usage: Usage) {
+        add(&self.stale, 1);
+        self.saved(usage);
+    }
+
+    pub(crate) fn refresh(&self) {
+        add(&self.refreshes, 1);
     }
 
     pub(crate) fn miss(&self) {
@@ -109,6 +129,8 @@ impl CacheStats {
             bypass: get(&self.bypass),
             stored: get(&self.stored),
             not_stored: get(&self.not_stored),
+            stale: get(&self.stale),
+            refreshes: get(&self.refreshes),
             tokens_saved: get(&self.tokens_saved),
             entries,
             bytes,

@@ -37,6 +37,16 @@ pub struct CacheConfig {
     pub coalesce_wait: Duration,
     /// Bodies larger than this are stored zstd-compressed outside memory. Default 1 KiB.
     pub compress_above: u64,
+    /// After its TTL, an entry is still served for this long while one request refreshes
+    /// it in the background (stale-while-revalidate). Default 0 (off).
+    pub stale: Duration,
+    /// A popular entry hit this close to its expiry is refreshed in the background.
+    /// Default 0 (off).
+    pub refresh_ahead: Duration,
+    /// Hits since it was stored that make an entry popular. Default 5.
+    pub popular_hits: u64,
+    /// A popular entry's TTL doubles at each refresh up to this. Default none (no extension).
+    pub max_ttl: Option<Duration>,
     /// The disk tier (`[cache.disk]`), when enabled. Takes effect at start only.
     pub disk: Option<DiskCacheConfig>,
     /// The Redis tier (`[cache.redis]`), when enabled. Takes effect at start only.
@@ -92,6 +102,10 @@ pub struct RouteCache {
     pub mode: CacheMode,
     /// Overrides `cache.ttl`.
     pub ttl: Option<Duration>,
+    /// Overrides `cache.stale`.
+    pub stale: Option<Duration>,
+    /// Overrides `cache.max_ttl`.
+    pub max_ttl: Option<Duration>,
     /// Routes with the same namespace share entries. Default: the route's name.
     pub namespace: Option<String>,
 }

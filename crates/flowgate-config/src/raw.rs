@@ -31,6 +31,10 @@ pub(crate) struct RawCache {
     pub ttl: Option<HumanDuration>,
     pub coalesce_wait: Option<HumanDuration>,
     pub compress_above: Option<ByteSize>,
+    pub stale: Option<HumanDuration>,
+    pub refresh_ahead: Option<HumanDuration>,
+    pub popular_hits: Option<u64>,
+    pub max_ttl: Option<HumanDuration>,
     pub disk: Option<RawDiskCache>,
     pub redis: Option<RawRedisCache>,
 }
@@ -71,6 +75,8 @@ pub(crate) enum RawCacheMode {
 pub(crate) struct RawRouteCache {
     pub mode: Option<RawCacheMode>,
     pub ttl: Option<HumanDuration>,
+    pub stale: Option<HumanDuration>,
+    pub max_ttl: Option<HumanDuration>,
     pub namespace: Option<String>,
 }
 

@@ -50,6 +50,7 @@ pub mod defaults {
     pub const REDIS_BREAKER_FAILURES: u32 = 3;
     pub const REDIS_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
     pub const REDIS_LOCK_WAIT: Duration = Duration::from_secs(5);
+    pub const POPULAR_HITS: u64 = 5;
 }
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
@@ -189,6 +190,10 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
         ttl: dur(raw.ttl, defaults::CACHE_TTL),
         coalesce_wait: dur(raw.coalesce_wait, defaults::COALESCE_WAIT),
         compress_above: raw.compress_above.map_or(defaults::COMPRESS_ABOVE, |b| b.0),
+        stale: dur(raw.stale, Duration::ZERO),
+        refresh_ahead: dur(raw.refresh_ahead, Duration::ZERO),
+        popular_hits: raw.popular_hits.unwrap_or(defaults::POPULAR_HITS),
+        max_ttl: raw.max_ttl.map(|d| d.0),
         disk,
         redis,
     };
@@ -209,6 +214,12 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
         ));
     }
     ttl_in_range(c.ttl, &key.clone().key("ttl"), found);
+    if let Some(m) = c.max_ttl {
+        ttl_in_range(m, &key.clone().key("max_ttl"), found);
+    }
+    if c.popular_hits == 0 {
+        found.push((key.clone().key("popular_hits"), "must be at least 1".into()));
+    }
     positive(c.coalesce_wait, &key.clone().key("coalesce_wait"), found);
     c
 }
@@ -373,8 +384,10 @@ fn route_cache(
             ));
         }
     }
-    if let Some(t) = raw.ttl {
-        ttl_in_range(t.0, &key.clone().key("ttl"), found);
+    for (name, t) in [("ttl", raw.ttl), ("max_ttl", raw.max_ttl)] {
+        if let Some(t) = t {
+            ttl_in_range(t.0, &key.clone().key(name), found);
+        }
     }
     if let Some(ns) = &raw.namespace
         && !valid_name(ns)
@@ -387,6 +400,8 @@ fn route_cache(
     RouteCache {
         mode,
         ttl: raw.ttl.map(|t| t.0),
+        stale: raw.stale.map(|t| t.0),
+        max_ttl: raw.max_ttl.map(|t| t.0),
         namespace: raw.namespace,
     }
 }

@@ -19,10 +19,10 @@ use flowgate_cache::openai::OpenAiRequest;
 use flowgate_cache::policy::{self, Decision};
 use flowgate_cache::stream::{Assembler, render_sse};
 use flowgate_cache::{
-    Cache, CachedResponse, Directives, Entry, Leader, Mode, Share, StreamCut, Subscription, Tier,
-    Usage,
+    Cache, CacheSettings, CachedResponse, Directives, Entry, Labels, Leader, Lifetime, Mode, Share,
+    StreamCut, Subscription, Tier, Usage,
 };
-use flowgate_config::CacheMode;
+use flowgate_config::{CacheConfig, CacheMode};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -40,6 +40,8 @@ static NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-flowgate-cache-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Hit(Tier),
+    /// Served past its TTL, within its stale window, while a refresh runs.
+    Stale,
     Miss,
     Coalesced,
     Bypass,
@@ -51,6 +53,7 @@ impl Status {
             Status::Hit(Tier::Memory) => "hit-l1",
             Status::Hit(Tier::Redis) => "hit-l2",
             Status::Hit(Tier::Disk) => "hit-l3",
+            Status::Stale => "stale",
             Status::Miss => "miss",
             Status::Coalesced => "coalesced",
             Status::Bypass => "bypass",
@@ -92,7 +95,11 @@ pub struct Planned {
     pub key: flowgate_cache::CacheKey,
     pub read: bool,
     pub max_age: Option<Duration>,
-    pub ttl: Duration,
+    /// How long an answer stored now stays fresh, and stale after that.
+    pub life: Lifetime,
+    /// The longest a popular entry's TTL may grow to at its refreshes.
+    pub max_ttl: Option<Duration>,
+    pub labels: Labels,
     pub form: Form,
 }
 
@@ -101,8 +108,25 @@ pub struct Planned {
 pub struct Fill {
     pub cache: Arc<Cache>,
     pub leader: Leader,
-    pub ttl: Duration,
+    pub life: Lifetime,
+    pub labels: Labels,
     pub form: Form,
+}
+
+/// The life of the answer that refreshes `entry`: the planned one, except that a popular
+/// entry's TTL doubles (from its current TTL) up to `max_ttl`.
+pub fn refreshed_life(entry: &Entry, planned: &Planned, settings: &CacheSettings) -> Lifetime {
+    let mut life = planned.life;
+    if let Some(max) = planned.max_ttl
+        && entry.hits() >= settings.popular_hits
+    {
+        life.ttl = entry
+            .life
+            .ttl
+            .saturating_mul(2)
+            .clamp(life.ttl, max.max(life.ttl));
+    }
+    life
 }
 
 /// The cache decision for one request.
@@ -118,7 +142,7 @@ pub enum Plan {
 /// error (400).
 pub fn plan(
     route: &RouteEntry,
-    default_ttl: Duration,
+    defaults: &CacheConfig,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Plan, ProxyError> {
@@ -155,14 +179,17 @@ pub fn plan(
                 .namespace
                 .clone()
                 .unwrap_or_else(|| route.cache_namespace.clone());
+            let rc = &route.cfg.cache;
             Ok(Plan::Use(Planned {
                 key: k.material.finish(namespace),
                 read,
                 max_age: directives.max_age,
-                ttl: directives
-                    .ttl
-                    .or(route.cfg.cache.ttl)
-                    .unwrap_or(default_ttl),
+                life: Lifetime {
+                    ttl: directives.ttl.or(rc.ttl).unwrap_or(defaults.ttl),
+                    stale: rc.stale.unwrap_or(defaults.stale),
+                },
+                max_ttl: rc.max_ttl.or(defaults.max_ttl),
+                labels: Labels::default(),
                 form,
             }))
         }
@@ -337,9 +364,13 @@ impl Tee {
             usage,
         };
         let Fill {
-            cache, leader, ttl, ..
+            cache,
+            leader,
+            life,
+            labels,
+            ..
         } = self.fill;
-        cache.fill(leader, response, ttl);
+        cache.fill(leader, response, life, labels);
     }
 }
 

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use flowgate_cache::disk::DiskSettings;
 use flowgate_cache::remote::RedisSettings;
-use flowgate_cache::{Cache, CacheSettings, Entry, Lookup, Lower, Tier, Waited};
+use flowgate_cache::{Cache, CacheSettings, Entry, Lookup, Lower, Waited};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, RouteKind};
 use flowgate_telemetry::{RequestRecord, Telemetry};
@@ -46,7 +46,7 @@ pub struct Gateway {
 
 /// What the request flow learned, for the response headers and the telemetry record.
 #[derive(Debug, Default)]
-struct Outcome {
+pub(crate) struct Outcome {
     route: Option<Arc<str>>,
     pool: Option<Arc<str>>,
     endpoint: Option<Arc<str>>,
@@ -78,6 +78,8 @@ impl Gateway {
                     compress_above: c.compress_above,
                     lock_wait: r.lock_wait,
                 }),
+                refresh_ahead: c.refresh_ahead,
+                popular_hits: c.popular_hits,
                 disk: c.disk.as_ref().map(|d| DiskSettings {
                     path: d.path.clone(),
                     max_bytes: d.max_bytes,
@@ -106,6 +108,10 @@ impl Gateway {
             last_reload_error: Mutex::new(None),
             cache,
         }))
+    }
+
+    pub(crate) fn request_ids(&self) -> &RequestIds {
+        &self.ids
     }
 
     /// The response cache, if enabled.
@@ -241,7 +247,7 @@ impl Gateway {
     }
 
     async fn proxy(
-        &self,
+        self: &Arc<Self>,
         rt: &Runtime,
         req: Request<Incoming>,
         peer: &Peer,
@@ -272,10 +278,7 @@ impl Gateway {
             RouteKind::OpenAi => {
                 let body = crate::openai::read_body(incoming, limits.max_body_bytes).await?;
                 if let Some(cache) = &self.cache {
-                    match self
-                        .consult(cache, rt, route, &parts.headers, &body, out)
-                        .await?
-                    {
+                    match self.consult(cache, rt, route, &parts, &body, out).await? {
                         Consulted::Answer(resp) => return Ok(*resp),
                         Consulted::Upstream(leader) => tee = leader,
                     }
@@ -330,15 +333,15 @@ impl Gateway {
 
     /// Asks the cache about an openai request: its answer, or the flight to lead upstream.
     async fn consult(
-        &self,
+        self: &Arc<Self>,
         cache: &Arc<Cache>,
         rt: &Runtime,
         route: &RouteEntry,
-        headers: &http::HeaderMap,
+        parts: &http::request::Parts,
         body: &Bytes,
         out: &mut Outcome,
     ) -> Result<Consulted, ProxyError> {
-        let planned = match caching::plan(route, rt.config.cache.ttl, headers, body)? {
+        let planned = match caching::plan(route, &rt.config.cache, &parts.headers, body)? {
             Plan::Off => return Ok(Consulted::Upstream(None)),
             Plan::Bypass => {
                 cache.count_bypass();
@@ -348,8 +351,8 @@ impl Gateway {
             Plan::Use(p) => p,
         };
         let form = planned.form;
-        match cache.lookup(&planned.key, planned.read, planned.max_age) {
-            Lookup::Hit { entry, tier, age } => Ok(Self::hit(cache, &entry, tier, age, form, out)),
+        let hit = match cache.lookup(&planned.key, planned.read, planned.max_age) {
+            Lookup::Hit(hit) => hit,
             Lookup::Coalesced(follower) => {
                 let waited = follower
                     .wait(cache.settings().coalesce_wait, form.flavor())
@@ -361,7 +364,7 @@ impl Gateway {
                     }
                     None => None,
                 };
-                match resp {
+                return match resp {
                     Some(resp) => {
                         out.cache = Some(caching::Status::Coalesced);
                         Ok(Consulted::Answer(Box::new(resp)))
@@ -371,49 +374,61 @@ impl Gateway {
                         out.cache = Some(caching::Status::Miss);
                         Ok(Consulted::Upstream(None))
                     }
-                }
+                };
             }
             Lookup::Miss(leader) => {
+                // A streaming client is not made to wait for another replica's whole
+                // answer: it goes upstream (and streams) at once.
+                let wait_for_peers = matches!(form, caching::Form::Json);
                 match cache
-                    // A streaming client is not made to wait for another replica's
-                    // whole answer: it goes upstream (and streams) at once.
-                    .lookup_lower(
-                        leader,
-                        planned.read,
-                        planned.max_age,
-                        matches!(form, caching::Form::Json),
-                    )
+                    .lookup_lower(leader, planned.read, planned.max_age, wait_for_peers)
                     .await
                 {
-                    Lower::Hit { entry, tier, age } => {
-                        Ok(Self::hit(cache, &entry, tier, age, form, out))
-                    }
+                    Lower::Hit(hit) => hit,
                     Lower::Miss(leader) => {
                         out.cache = Some(caching::Status::Miss);
-                        Ok(Consulted::Upstream(Some(Fill {
+                        return Ok(Consulted::Upstream(Some(Fill {
                             cache: cache.clone(),
                             leader,
-                            ttl: planned.ttl,
+                            life: planned.life,
+                            labels: planned.labels,
                             form,
-                        })))
+                        })));
                     }
                 }
             }
+        };
+        if let Some(leader) = hit.refresh {
+            let life = caching::refreshed_life(&hit.entry, &planned, cache.settings());
+            let fill = Fill {
+                cache: cache.clone(),
+                leader,
+                life,
+                labels: planned.labels,
+                form,
+            };
+            crate::refresh::spawn(self.clone(), route.clone(), parts, body.clone(), fill);
         }
+        let status = if hit.stale {
+            caching::Status::Stale
+        } else {
+            caching::Status::Hit(hit.tier)
+        };
+        Ok(Self::answer(cache, &hit.entry, status, hit.age, form, out))
     }
 
     /// The answer for an entry a tier had.
-    fn hit(
+    fn answer(
         cache: &Cache,
         entry: &Entry,
-        tier: Tier,
+        status: caching::Status,
         age: Duration,
         form: Form,
         out: &mut Outcome,
     ) -> Consulted {
         match caching::respond(entry, age, form) {
             Some(resp) => {
-                out.cache = Some(caching::Status::Hit(tier));
+                out.cache = Some(status);
                 Consulted::Answer(Box::new(resp))
             }
             // Stored in a form this client cannot be given: ask upstream.
@@ -427,7 +442,7 @@ impl Gateway {
 
     /// Gets a connection (a connect failure is retried once on another endpoint), sends the
     /// request and reads the response head.
-    async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         route: &RouteEntry,
         parts: &http::request::Parts,

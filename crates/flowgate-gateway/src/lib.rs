@@ -16,6 +16,7 @@ mod headers;
 mod io;
 mod launch;
 mod openai;
+mod refresh;
 mod reload;
 mod router;
 mod runtime;

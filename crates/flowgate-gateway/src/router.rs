@@ -10,7 +10,7 @@ use crate::error::ProxyError;
 use crate::upstream::Upstream;
 
 /// A route ready to serve: its config and its pool.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteEntry {
     pub name: Arc<str>,
     /// Where the route's cache entries live: its configured namespace or its name.

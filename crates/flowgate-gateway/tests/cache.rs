@@ -445,3 +445,94 @@ async fn disk_entries_survive_a_gateway_restart() {
     gw.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A gateway on a manual clock with `cache_extra` in its `[cache]` table, and its upstream.
+async fn clocked(
+    cache_extra: &str,
+) -> (
+    flowgate_clock::ManualClock,
+    flowgate_sim::SimServer,
+    flowgate_gateway::Running,
+) {
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let up = sim(EndpointSpec::default()).await;
+    let cfg = format!(
+        "[cache]\nenabled = true\nmemory = \"16MiB\"\nttl = \"1h\"\n{cache_extra}\n\n{}",
+        fleet_config(&[up.url()], "")
+    );
+    let gw = gateway_on(clock.shared(), &cfg).await;
+    (clock, up, gw)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn stale_answers_are_served_at_once_while_one_background_refresh_runs() {
+    let (clock, up, gw) = clocked("stale = \"2h\"").await;
+    let c = client();
+    let ask = || {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat(0.0, "swr")),
+        )
+    };
+    let first = ask().await;
+    assert_eq!(cache_header(&first), "miss");
+    clock.advance(HOUR + Duration::from_secs(60));
+    let stale = ask().await;
+    assert_eq!(cache_header(&stale), "stale");
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.body, first.body);
+    assert_eq!(stale.headers["age"], "3660");
+    // One refresh went upstream in the background and replaced the entry.
+    eventually(|| up.stats().requests == 2).await;
+    let cache = gw.gateway.cache().unwrap().clone();
+    eventually(|| cache.stats().stored == 2).await;
+    let fresh = ask().await;
+    assert_eq!(cache_header(&fresh), "hit-l1");
+    assert_eq!(fresh.headers["age"], "0");
+    let s = cache.stats();
+    assert_eq!(
+        (s.stale, s.refreshes, s.hits_memory, s.misses),
+        (1, 1, 1, 1)
+    );
+    // Past the stale window an entry is a miss again.
+    clock.advance(3 * HOUR + Duration::from_secs(1));
+    assert_eq!(cache_header(&ask().await), "miss");
+    assert_eq!(up.stats().requests, 3);
+}
+
+#[tokio::test]
+async fn popular_entries_are_refreshed_ahead_of_expiry_and_their_ttl_grows() {
+    let (clock, up, gw) =
+        clocked("refresh_ahead = \"10m\"\npopular_hits = 3\nmax_ttl = \"4h\"").await;
+    let c = client();
+    let ask = |content: &'static str| {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat(0.0, content)),
+        )
+    };
+    let cache = gw.gateway.cache().unwrap().clone();
+    for content in ["popular", "rare"] {
+        assert_eq!(cache_header(&ask(content).await), "miss");
+    }
+    for _ in 0..2 {
+        assert_eq!(cache_header(&ask("popular").await), "hit-l1");
+    }
+    clock.advance(Duration::from_secs(55 * 60));
+    // The third hit, 5 minutes before expiry, is answered from memory and refreshes.
+    assert_eq!(cache_header(&ask("popular").await), "hit-l1");
+    assert_eq!(cache_header(&ask("rare").await), "hit-l1");
+    eventually(|| cache.stats().stored == 3).await;
+    assert_eq!(
+        up.stats().requests,
+        3,
+        "only the popular entry is refreshed"
+    );
+    assert_eq!(cache.stats().refreshes, 1);
+    // The refreshed entry lives 2 h (doubled, under max_ttl); the rare one expired.
+    clock.advance(Duration::from_secs(90 * 60));
+    assert_eq!(cache_header(&ask("popular").await), "hit-l1");
+    assert_eq!(cache_header(&ask("rare").await), "miss");
+}

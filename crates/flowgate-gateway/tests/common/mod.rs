@@ -47,12 +47,21 @@ pub async fn gateway(body: &str) -> Running {
 
 /// Like [`gateway`], with `server` added to the `[server]` section.
 pub async fn gateway_with(server: &str, body: &str) -> Running {
+    launch_on(server, body, flowgate_clock::SystemClock::shared()).await
+}
+
+/// Like [`gateway`], on `clock` (a manual clock moves cache freshness without waiting).
+pub async fn gateway_on(clock: flowgate_clock::SharedClock, body: &str) -> Running {
+    launch_on("", body, clock).await
+}
+
+async fn launch_on(server: &str, body: &str, clock: flowgate_clock::SharedClock) -> Running {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n{server}\n\n{body}"
     );
     let cfg = flowgate_config::parse(&toml, "test.toml", std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
-    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
+    let telemetry = flowgate_telemetry::Telemetry::new(clock);
     flowgate_gateway::launch(cfg, None, telemetry)
         .await
         .expect("launch gateway")
