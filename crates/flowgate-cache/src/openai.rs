@@ -80,6 +80,8 @@ pub struct OpenAiKey {
     pub stream: bool,
     /// Whether a streaming client asked for a final usage chunk (`stream_options`).
     pub include_usage: bool,
+    /// The model asked for, when it is a string (for TTL categories chosen by model).
+    pub model: Option<String>,
 }
 
 impl OpenAiRequest {
@@ -144,6 +146,7 @@ impl OpenAiRequest {
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             == Some(true);
+        let model_name = model.as_ref().and_then(Value::as_str).map(str::to_string);
         let mut k = KeyBuilder::new("openai");
         for (name, value) in [
             ("model", &model),
@@ -189,6 +192,7 @@ impl OpenAiRequest {
             deterministic,
             stream,
             include_usage,
+            model: model_name,
         }
     }
 }

@@ -47,10 +47,68 @@ pub struct CacheConfig {
     pub popular_hits: u64,
     /// A popular entry's TTL doubles at each refresh up to this. Default none (no extension).
     pub max_ttl: Option<Duration>,
+    /// TTL categories (`[[cache.categories]]`), in match order: the first that matches a
+    /// request sets its TTL.
+    pub categories: Vec<CacheCategory>,
+    /// TTL from a confidence score in the answer (`[cache.confidence]`).
+    pub confidence: Option<ConfidenceTtl>,
     /// The disk tier (`[cache.disk]`), when enabled. Takes effect at start only.
     pub disk: Option<DiskCacheConfig>,
     /// The Redis tier (`[cache.redis]`), when enabled. Takes effect at start only.
     pub redis: Option<RedisCacheConfig>,
+}
+
+/// A TTL category: requests it matches (every condition given must hold) get its TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheCategory {
+    pub name: String,
+    /// Path prefix, at a segment boundary as for routes.
+    pub path: Option<PathMatch>,
+    /// A request header (lower-case name) and its value.
+    pub header: Option<(http::HeaderName, String)>,
+    /// The request's `model`; a trailing `*` matches any suffix.
+    pub model: Option<String>,
+    pub ttl: Duration,
+    /// Overrides the route's and `cache.stale`.
+    pub stale: Option<Duration>,
+}
+
+impl CacheCategory {
+    /// Whether a request for `path`, with `headers`, asking for `model`, is in this category.
+    pub fn matches(&self, path: &str, headers: &http::HeaderMap, model: Option<&str>) -> bool {
+        self.path.as_ref().is_none_or(|p| p.matches(path))
+            && self
+                .header
+                .as_ref()
+                .is_none_or(|(n, v)| headers.get(n).is_some_and(|h| h.as_bytes() == v.as_bytes()))
+            && self
+                .model
+                .as_ref()
+                .is_none_or(|m| match m.strip_suffix('*') {
+                    Some(prefix) => model.is_some_and(|x| x.starts_with(prefix)),
+                    None => model == Some(m.as_str()),
+                })
+    }
+}
+
+/// TTL chosen by a number in the answer: the first band whose `min` the number reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfidenceTtl {
+    /// JSON pointer into the response body (RFC 6901); a string met on the way that holds
+    /// JSON (an LLM's message content) is parsed and the rest of the pointer read in it.
+    pub pointer: String,
+    /// (`min` in millionths, TTL), highest `min` first.
+    pub bands: Vec<(u32, Duration)>,
+}
+
+impl ConfidenceTtl {
+    /// The TTL for a score of `value`, if a band takes it.
+    pub fn ttl_for(&self, value: f64) -> Option<Duration> {
+        self.bands
+            .iter()
+            .find(|(min, _)| value * 1e6 >= f64::from(*min))
+            .map(|(_, ttl)| *ttl)
+    }
 }
 
 /// The Redis tier of the cache (`[cache.redis]`).

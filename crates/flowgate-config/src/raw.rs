@@ -35,8 +35,36 @@ pub(crate) struct RawCache {
     pub refresh_ahead: Option<HumanDuration>,
     pub popular_hits: Option<u64>,
     pub max_ttl: Option<HumanDuration>,
+    pub categories: Option<Vec<RawCacheCategory>>,
+    pub confidence: Option<RawConfidence>,
     pub disk: Option<RawDiskCache>,
     pub redis: Option<RawRedisCache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCacheCategory {
+    pub name: Option<String>,
+    pub path: Option<String>,
+    pub header: Option<String>,
+    pub value: Option<String>,
+    pub model: Option<String>,
+    pub ttl: Option<HumanDuration>,
+    pub stale: Option<HumanDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfidence {
+    pub pointer: Option<String>,
+    pub bands: Option<Vec<RawBand>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBand {
+    pub min: Option<f64>,
+    pub ttl: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -414,3 +414,45 @@ fn a_redis_cluster_is_given_by_its_seed_nodes() {
         assert!(p[0].message.contains(says), "{body}: {}", p[0].message);
     }
 }
+
+#[test]
+fn ttl_categories_and_confidence_bands_are_checked() {
+    let on = parse_ok(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n\
+         [[cache.categories]]\nname = \"cost\"\nheader = \"X-Analysis-Type\"\nvalue = \"cost\"\nttl = \"4h\"\nstale = \"5m\"\n\n\
+         [cache.confidence]\npointer = \"/confidence\"\nbands = [{{ min = 0.7, ttl = \"90m\" }}, {{ min = 0.9, ttl = \"4h\" }}, {{ min = 0, ttl = \"30m\" }}]\n"
+    ));
+    let c = &on.cache.categories[0];
+    assert_eq!(c.header.as_ref().unwrap().0, "x-analysis-type");
+    assert_eq!(
+        (c.ttl, c.stale),
+        (
+            Duration::from_secs(4 * 3600),
+            Some(Duration::from_secs(300))
+        )
+    );
+    let conf = on.cache.confidence.as_ref().unwrap();
+    assert_eq!(conf.ttl_for(0.95), Some(Duration::from_secs(4 * 3600)));
+    assert_eq!(conf.ttl_for(0.9), Some(Duration::from_secs(4 * 3600)));
+    assert_eq!(conf.ttl_for(0.8), Some(Duration::from_secs(90 * 60)));
+    assert_eq!(conf.ttl_for(0.1), Some(Duration::from_secs(30 * 60)));
+    let p = parse_err(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n\
+         [[cache.categories]]\nname = \"a\"\nttl = \"1h\"\n\n\
+         [[cache.categories]]\nname = \"a\"\nheader = \"x\"\nttl = \"1h\"\n\n\
+         [[cache.categories]]\nname = \"b\"\nmodel = \"m\"\n\n\
+         [cache.confidence]\npointer = \"confidence\"\nbands = [{{ min = 1.5, ttl = \"1h\" }}]\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "cache.categories[0]",
+            "cache.categories[1].name",
+            "cache.categories[1].value",
+            "cache.categories[2].ttl",
+            "cache.confidence.pointer",
+            "cache.confidence.bands[0].min",
+        ]
+    );
+}

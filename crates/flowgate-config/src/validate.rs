@@ -10,12 +10,13 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
 use crate::model::{
-    CacheConfig, CacheMode, Config, DiskCacheConfig, EndpointConfig, Limits, PathMatch, PoolConfig,
-    RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig,
+    CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
+    Limits, PathMatch, PoolConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind,
+    ServerConfig,
 };
 use crate::raw::{
-    RawCache, RawCacheMode, RawConfig, RawDiskCache, RawEndpoint, RawPool, RawRedisCache, RawRoute,
-    RawRouteCache, RawRouteKind,
+    RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache, RawEndpoint,
+    RawPool, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind,
 };
 use crate::units::HumanDuration;
 
@@ -194,6 +195,15 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
         refresh_ahead: dur(raw.refresh_ahead, Duration::ZERO),
         popular_hits: raw.popular_hits.unwrap_or(defaults::POPULAR_HITS),
         max_ttl: raw.max_ttl.map(|d| d.0),
+        categories: categories(
+            raw.categories.as_deref().unwrap_or_default(),
+            &key.clone().key("categories"),
+            found,
+        ),
+        confidence: raw
+            .confidence
+            .as_ref()
+            .and_then(|c| confidence(c, &key.clone().key("confidence"), found)),
         disk,
         redis,
     };
@@ -222,6 +232,116 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
     }
     positive(c.coalesce_wait, &key.clone().key("coalesce_wait"), found);
     c
+}
+
+fn categories(raw: &[RawCacheCategory], key: &KeyPath, found: &mut Found) -> Vec<CacheCategory> {
+    let mut out: Vec<CacheCategory> = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        let key = key.clone().index(i);
+        let name = c.name.clone().unwrap_or_default();
+        if !valid_name(&name) {
+            found.push((
+                key.clone().key("name"),
+                format!("invalid or missing name {name:?}: use letters, digits, '-', '_' and '.'"),
+            ));
+        } else if out.iter().any(|o| o.name == name) {
+            found.push((
+                key.clone().key("name"),
+                format!("{name:?} is defined twice"),
+            ));
+        }
+        let header = match (&c.header, &c.value) {
+            (Some(h), Some(v)) => match http::HeaderName::from_bytes(h.trim().as_bytes()) {
+                Ok(n) => Some((n, v.clone())),
+                Err(_) => {
+                    found.push((
+                        key.clone().key("header"),
+                        format!("invalid header name {h:?}"),
+                    ));
+                    None
+                }
+            },
+            (None, None) => None,
+            _ => {
+                found.push((
+                    key.clone().key("value"),
+                    "header and value go together: the category matches requests whose header has that value".into(),
+                ));
+                None
+            }
+        };
+        let path = match &c.path {
+            Some(p) if p.starts_with('/') => Some(PathMatch::Prefix(p.clone())),
+            Some(p) => {
+                found.push((
+                    key.clone().key("path"),
+                    format!("{p:?} must start with '/'"),
+                ));
+                None
+            }
+            None => None,
+        };
+        if c.path.is_none() && c.header.is_none() && c.model.is_none() {
+            found.push((
+                key.clone(),
+                "a category needs at least one of path, header (with value) or model".into(),
+            ));
+        }
+        let Some(ttl) = c.ttl else {
+            found.push((
+                key.clone().key("ttl"),
+                "missing: a category sets a TTL".into(),
+            ));
+            continue;
+        };
+        ttl_in_range(ttl.0, &key.clone().key("ttl"), found);
+        out.push(CacheCategory {
+            name,
+            path,
+            header,
+            model: c.model.clone(),
+            ttl: ttl.0,
+            stale: c.stale.map(|d| d.0),
+        });
+    }
+    out
+}
+
+fn confidence(raw: &RawConfidence, key: &KeyPath, found: &mut Found) -> Option<ConfidenceTtl> {
+    let pointer = raw.pointer.clone().unwrap_or_default();
+    if !pointer.starts_with('/') {
+        found.push((
+            key.clone().key("pointer"),
+            format!("expected a JSON pointer such as \"/confidence\", got {pointer:?}"),
+        ));
+    }
+    let raw_bands = raw.bands.as_deref().unwrap_or_default();
+    if raw_bands.is_empty() {
+        found.push((
+            key.clone().key("bands"),
+            "missing: give bands such as [{ min = 0.9, ttl = \"4h\" }, { min = 0.0, ttl = \"30m\" }]".into(),
+        ));
+    }
+    let mut bands = Vec::new();
+    for (i, b) in raw_bands.iter().enumerate() {
+        let key = key.clone().key("bands").index(i);
+        let min = b.min.unwrap_or(f64::NAN);
+        if !(0.0..=1.0).contains(&min) {
+            found.push((
+                key.clone().key("min"),
+                "expected a number from 0 to 1".into(),
+            ));
+            continue;
+        }
+        let Some(ttl) = b.ttl else {
+            found.push((key.clone().key("ttl"), "missing".into()));
+            continue;
+        };
+        ttl_in_range(ttl.0, &key.clone().key("ttl"), found);
+        bands.push(((min * 1e6).round() as u32, ttl.0));
+    }
+    bands.sort_by_key(|b| std::cmp::Reverse(b.0));
+    Some(ConfidenceTtl { pointer, bands })
 }
 
 fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<RedisCacheConfig> {

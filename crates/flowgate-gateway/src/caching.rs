@@ -22,7 +22,7 @@ use flowgate_cache::{
     Cache, CacheSettings, CachedResponse, Directives, Entry, Labels, Leader, Lifetime, Mode, Share,
     StreamCut, Subscription, Tier, Usage,
 };
-use flowgate_config::{CacheConfig, CacheMode};
+use flowgate_config::{CacheConfig, CacheMode, ConfidenceTtl};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -100,6 +100,8 @@ pub struct Planned {
     /// The longest a popular entry's TTL may grow to at its refreshes.
     pub max_ttl: Option<Duration>,
     pub labels: Labels,
+    /// Reads the answer's TTL from a score in it (unless the client set the TTL).
+    pub confidence: Option<ConfidenceTtl>,
     pub form: Form,
 }
 
@@ -110,6 +112,7 @@ pub struct Fill {
     pub leader: Leader,
     pub life: Lifetime,
     pub labels: Labels,
+    pub confidence: Option<ConfidenceTtl>,
     pub form: Form,
 }
 
@@ -131,6 +134,9 @@ pub fn refreshed_life(entry: &Entry, planned: &Planned, settings: &CacheSettings
 
 /// The cache decision for one request.
 #[derive(Debug)]
+// Returned once per request and matched at once: boxing `Planned` would cost an
+// allocation on every cached request.
+#[allow(clippy::large_enum_variant)]
 pub enum Plan {
     /// The route does not use the cache: no `x-flowgate-cache` header.
     Off,
@@ -143,9 +149,10 @@ pub enum Plan {
 pub fn plan(
     route: &RouteEntry,
     defaults: &CacheConfig,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     body: &[u8],
 ) -> Result<Plan, ProxyError> {
+    let headers = &parts.headers;
     let mode = match route.cfg.cache.mode {
         CacheMode::Off => return Ok(Plan::Off),
         CacheMode::Deterministic => Mode::Deterministic,
@@ -180,16 +187,37 @@ pub fn plan(
                 .clone()
                 .unwrap_or_else(|| route.cache_namespace.clone());
             let rc = &route.cfg.cache;
+            // The first category the request is in; its TTL beats the route's, the
+            // client's beats both. A confidence score in the answer, when configured and
+            // present, beats categories and routes too (applied when it is stored).
+            let category = defaults
+                .categories
+                .iter()
+                .find(|c| c.matches(parts.uri.path(), headers, k.model.as_deref()));
+            let ttl = directives
+                .ttl
+                .or(category.map(|c| c.ttl))
+                .or(rc.ttl)
+                .unwrap_or(defaults.ttl);
+            let stale = category
+                .and_then(|c| c.stale)
+                .or(rc.stale)
+                .unwrap_or(defaults.stale);
             Ok(Plan::Use(Planned {
                 key: k.material.finish(namespace),
                 read,
                 max_age: directives.max_age,
-                life: Lifetime {
-                    ttl: directives.ttl.or(rc.ttl).unwrap_or(defaults.ttl),
-                    stale: rc.stale.unwrap_or(defaults.stale),
-                },
+                life: Lifetime { ttl, stale },
                 max_ttl: rc.max_ttl.or(defaults.max_ttl),
-                labels: Labels::default(),
+                labels: Labels {
+                    category: category.map(|c| c.name.clone()),
+                    tags: Vec::new(),
+                },
+                confidence: directives
+                    .ttl
+                    .is_none()
+                    .then(|| defaults.confidence.clone())
+                    .flatten(),
                 form,
             }))
         }
@@ -366,10 +394,16 @@ impl Tee {
         let Fill {
             cache,
             leader,
-            life,
+            mut life,
             labels,
+            confidence,
             ..
         } = self.fill;
+        if let Some(c) = &confidence
+            && let Some(ttl) = score(&response.body, &c.pointer).and_then(|v| c.ttl_for(v))
+        {
+            life.ttl = ttl;
+        }
         cache.fill(leader, response, life, labels);
     }
 }
@@ -393,6 +427,28 @@ pub async fn pump(mut body: ProxyBody, share: Arc<Share>) {
     share.end(Ok(()));
 }
 
+/// The number at JSON `pointer` in `body`. A string met with pointer tokens left is read as
+/// JSON (an LLM's message content is a string that often holds the JSON the product asked
+/// for), so `/choices/0/message/content/confidence` reaches into the answer's content.
+pub fn score(body: &[u8], pointer: &str) -> Option<f64> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    for raw in pointer.strip_prefix('/')?.split('/') {
+        if let serde_json::Value::String(s) = &value {
+            value = serde_json::from_str(s).ok()?;
+        }
+        let token = raw.replace("~1", "/").replace("~0", "~");
+        value = match value {
+            serde_json::Value::Object(mut m) => m.remove(&token)?,
+            serde_json::Value::Array(mut a) => {
+                let i: usize = token.parse().ok()?;
+                (i < a.len()).then(|| a.swap_remove(i))?
+            }
+            _ => return None,
+        };
+    }
+    value.as_f64()
+}
+
 /// The `usage` an OpenAI response reports (zero when it has none).
 fn usage_of(body: &[u8]) -> Usage {
     #[derive(serde::Deserialize)]
@@ -412,5 +468,28 @@ fn usage_of(body: &[u8]) -> Usage {
             completion_tokens: u.completion_tokens,
         },
         _ => Usage::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_are_read_by_json_pointer_also_inside_message_content() {
+        let plain = br#"{"confidence": 0.93, "a/b": {"~x": [1, 2.5]}}"#;
+        assert_eq!(score(plain, "/confidence"), Some(0.93));
+        assert_eq!(score(plain, "/a~1b/~0x/1"), Some(2.5));
+        assert_eq!(score(plain, "/a~1b/~0x/2"), None);
+        assert_eq!(score(plain, "/missing"), None);
+        assert_eq!(score(plain, "confidence"), None);
+        let chat =
+            br#"{"choices":[{"message":{"content":"{\"confidence\": 0.72, \"risk\": \"low\"}"}}]}"#;
+        assert_eq!(
+            score(chat, "/choices/0/message/content/confidence"),
+            Some(0.72)
+        );
+        assert_eq!(score(chat, "/choices/0/message/content/risk"), None);
+        assert_eq!(score(b"not json", "/x"), None);
     }
 }

@@ -341,7 +341,7 @@ impl Gateway {
         body: &Bytes,
         out: &mut Outcome,
     ) -> Result<Consulted, ProxyError> {
-        let planned = match caching::plan(route, &rt.config.cache, &parts.headers, body)? {
+        let planned = match caching::plan(route, &rt.config.cache, parts, body)? {
             Plan::Off => return Ok(Consulted::Upstream(None)),
             Plan::Bypass => {
                 cache.count_bypass();
@@ -392,6 +392,7 @@ impl Gateway {
                             leader,
                             life: planned.life,
                             labels: planned.labels,
+                            confidence: planned.confidence,
                             form,
                         })));
                     }
@@ -405,6 +406,7 @@ impl Gateway {
                 leader,
                 life,
                 labels: planned.labels,
+                confidence: planned.confidence,
                 form,
             };
             crate::refresh::spawn(self.clone(), route.clone(), parts, body.clone(), fill);

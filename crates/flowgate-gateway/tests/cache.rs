@@ -536,3 +536,59 @@ async fn popular_entries_are_refreshed_ahead_of_expiry_and_their_ttl_grows() {
     assert_eq!(cache_header(&ask("popular").await), "hit-l1");
     assert_eq!(cache_header(&ask("rare").await), "miss");
 }
+
+#[tokio::test]
+async fn ttl_categories_choose_how_long_an_answer_lives() {
+    let (clock, up, gw) = clocked(
+        "[[cache.categories]]\nname = \"cost-analysis\"\nheader = \"x-analysis-type\"\nvalue = \"cost\"\nttl = \"4h\"\n\n\
+         [[cache.categories]]\nname = \"mini-chat\"\nmodel = \"gpt-4o-mini*\"\npath = \"/v1/chat\"\nttl = \"5m\"",
+    )
+    .await;
+    let c = client();
+    let ask = |content: &'static str, kind: Option<&'static str>| {
+        let mut r = post(gw.data_addr, "/v1/chat/completions", chat(0.0, content));
+        if let Some(k) = kind {
+            r.headers_mut()
+                .insert("x-analysis-type", k.parse().unwrap());
+        }
+        send(&c, r)
+    };
+    assert_eq!(cache_header(&ask("cost", Some("cost")).await), "miss");
+    assert_eq!(cache_header(&ask("other", Some("security")).await), "miss");
+    clock.advance(Duration::from_secs(6 * 60));
+    // The first category that matches wins: 4 h for cost analyses, 5 min for other
+    // gpt-4o-mini chats.
+    assert_eq!(cache_header(&ask("cost", Some("cost")).await), "hit-l1");
+    assert_eq!(cache_header(&ask("other", Some("security")).await), "miss");
+    clock.advance(4 * HOUR);
+    assert_eq!(cache_header(&ask("cost", Some("cost")).await), "miss");
+    assert_eq!(up.stats().requests, 4);
+}
+
+#[tokio::test]
+async fn a_confidence_score_in_the_answer_chooses_its_ttl() {
+    // The simulator's answers have no confidence field; its choice index (0) stands in.
+    let (clock, up, gw) = clocked(
+        "[cache.confidence]\npointer = \"/choices/0/index\"\n\
+         bands = [{ min = 0.9, ttl = \"8h\" }, { min = 0.0, ttl = \"10m\" }]",
+    )
+    .await;
+    let c = client();
+    let ask = |ttl: Option<&'static str>| {
+        let mut r = post(gw.data_addr, "/v1/chat/completions", chat(0.0, "scored"));
+        if let Some(t) = ttl {
+            r.headers_mut()
+                .insert("x-flowgate-cache-ttl", t.parse().unwrap());
+        }
+        send(&c, r)
+    };
+    assert_eq!(cache_header(&ask(None).await), "miss");
+    clock.advance(Duration::from_secs(9 * 60));
+    assert_eq!(cache_header(&ask(None).await), "hit-l1");
+    clock.advance(Duration::from_secs(2 * 60));
+    // Past the 10 min band (the 1 h default would still hold it). A client's TTL wins.
+    assert_eq!(cache_header(&ask(Some("3600")).await), "miss");
+    clock.advance(Duration::from_secs(30 * 60));
+    assert_eq!(cache_header(&ask(None).await), "hit-l1");
+    assert_eq!(up.stats().requests, 2);
+}
