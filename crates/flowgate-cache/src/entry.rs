@@ -105,11 +105,6 @@ impl Entry {
         now.saturating_duration_since(self.stored_at)
     }
 
-    /// Freshness left.
-    pub fn remaining(&self, now: Instant) -> Duration {
-        self.life.ttl.saturating_sub(self.age(now))
-    }
-
     /// Fresh, stale or expired, at `age`.
     pub fn freshness(&self, age: Duration) -> Freshness {
         freshness(self.life, age)

@@ -167,40 +167,29 @@ impl Cache {
     /// joins the flight, so that a stampede of `no-cache` requests still goes upstream once.
     /// `max_age` refuses entries older than that.
     pub fn lookup(&self, key: &CacheKey, read: bool, max_age: Option<Duration>) -> Lookup {
-        if read && let Some(entry) = self.memory.get(key) {
-            let age = entry.age(self.clock.now());
-            if max_age.is_none_or(|m| age <= m) {
-                match entry.freshness(age) {
-                    Freshness::Fresh => {
-                        let hits = entry.hit();
-                        let refresh = self
-                            .refresh_ahead(&entry, age, hits)
-                            .then(|| self.flights.try_lead(key))
-                            .flatten();
-                        self.stats.hit(Tier::Memory, entry.response.usage);
-                        return Lookup::Hit(self.counted(Hit {
-                            entry,
-                            tier: Tier::Memory,
-                            age,
-                            stale: false,
-                            refresh,
-                        }));
-                    }
-                    Freshness::Stale => {
-                        entry.hit();
-                        let refresh = self.flights.try_lead(key);
-                        self.stats.stale(entry.response.usage);
-                        return Lookup::Hit(self.counted(Hit {
-                            entry,
-                            tier: Tier::Memory,
-                            age,
-                            stale: true,
-                            refresh,
-                        }));
-                    }
-                    Freshness::Expired => {}
-                }
+        if read
+            && let Some(entry) = self.memory.get(key)
+            && let age = entry.age(self.clock.now())
+            && max_age.is_none_or(|m| age <= m)
+            && let Some(stale) = match entry.freshness(age) {
+                Freshness::Fresh => Some(false),
+                Freshness::Stale => Some(true),
+                Freshness::Expired => None,
             }
+        {
+            // A stale entry is always refreshed; a fresh one when it is popular and close
+            // to its expiry. Either way by one request at a time (the key's flight).
+            let hits = entry.hit();
+            let refresh = (stale || self.refresh_ahead(&entry, age, hits))
+                .then(|| self.flights.try_lead(key))
+                .flatten();
+            return Lookup::Hit(self.answered(Hit {
+                entry,
+                tier: Tier::Memory,
+                age,
+                stale,
+                refresh,
+            }));
         }
         match self.flights.join(key) {
             Join::Leader(l) => Lookup::Miss(l),
@@ -219,8 +208,15 @@ impl Cache {
             && entry.life.ttl.saturating_sub(age) <= ahead
     }
 
-    /// Counts the refresh a hit asks for.
-    fn counted(&self, hit: Hit) -> Hit {
+    /// Counts an answer from the cache: a hit of its tier or a stale serve, and the
+    /// refresh it asks for.
+    fn answered(&self, hit: Hit) -> Hit {
+        let usage = hit.entry.response.usage;
+        if hit.stale {
+            self.stats.stale(usage);
+        } else {
+            self.stats.hit(hit.tier, usage);
+        }
         if hit.refresh.is_some() {
             self.stats.refresh();
         }
@@ -244,40 +240,35 @@ impl Cache {
     ) -> Lower {
         let mut found = None;
         if read {
-            found = self.read_lower(&leader, max_age).await;
+            let name = leader.key().to_string();
+            found = self.read_lower(&leader, &name, max_age).await;
             if found.is_none()
                 && let Some(redis) = &self.redis
             {
                 found = self
-                    .fetch_lock(redis, &mut leader, max_age, wait_for_peers)
+                    .fetch_lock(redis, &mut leader, &name, max_age, wait_for_peers)
                     .await;
             }
         }
         match found {
-            // Stale: answered at once, and this leader refreshes it; the requests waiting on
-            // the flight get the refreshed answer.
-            Some((entry, tier, age)) if entry.freshness(age) == Freshness::Stale => {
-                entry.hit();
-                self.stats.stale(entry.response.usage);
-                Lower::Hit(self.counted(Hit {
-                    entry,
-                    tier,
-                    age,
-                    stale: true,
-                    refresh: Some(leader),
-                }))
-            }
             Some((entry, tier, age)) => {
                 entry.hit();
-                self.stats.hit(tier, entry.response.usage);
-                leader.publish(entry.clone());
-                Lower::Hit(Hit {
+                // Stale: answered at once, and this leader refreshes it; the requests
+                // waiting on the flight get the refreshed answer.
+                let stale = entry.freshness(age) == Freshness::Stale;
+                let refresh = if stale {
+                    Some(leader)
+                } else {
+                    leader.publish(entry.clone());
+                    None
+                };
+                Lower::Hit(self.answered(Hit {
                     entry,
                     tier,
                     age,
-                    stale: false,
-                    refresh: None,
-                })
+                    stale,
+                    refresh,
+                }))
             }
             None => {
                 self.stats.miss();
@@ -290,21 +281,21 @@ impl Cache {
     async fn read_lower(
         &self,
         leader: &Leader,
+        name: &str,
         max_age: Option<Duration>,
     ) -> Option<(Arc<Entry>, Tier, Duration)> {
-        let name = leader.key().to_string();
         if let Some(redis) = &self.redis
-            && let Some(record) = redis.get(&name).await
+            && let Some(record) = redis.get(name).await
             && let Some(age) = self.usable_age(&record, max_age)
         {
             return Some(self.promote(leader.key(), record, Tier::Redis, age));
         }
         if let Some((_, reader)) = &self.disk
-            && let Some(record) = self.read_disk(reader, name.clone()).await
+            && let Some(record) = self.read_disk(reader, name.to_string()).await
             && let Some(age) = self.usable_age(&record, max_age)
         {
             if let Some(redis) = &self.redis {
-                redis.put(&name, record.clone());
+                redis.put(name, record.clone());
             }
             return Some(self.promote(leader.key(), record, Tier::Disk, age));
         }
@@ -317,42 +308,23 @@ impl Cache {
         &self,
         redis: &RedisTier,
         leader: &mut Leader,
+        name: &str,
         max_age: Option<Duration>,
         wait: bool,
     ) -> Option<(Arc<Entry>, Tier, Duration)> {
-        let name = leader.key().to_string();
-        match redis.lock(&name).await {
+        match redis.lock(name).await {
             remote::Lock::Taken => {
-                let (r, n) = (redis.clone(), name);
+                let (r, n) = (redis.clone(), name.to_string());
                 leader.on_abandon(move || r.unlock(&n));
                 None
             }
             remote::Lock::Unavailable => None,
             remote::Lock::Held if !wait => None,
             remote::Lock::Held => {
-                use std::sync::atomic::Ordering::Relaxed;
-                redis.stats().lock_waits.fetch_add(1, Relaxed);
-                // The wait is counted in pauses slept, each Redis call adding at most its
-                // own deadline.
-                let (limit, mut waited) = (redis.settings().lock_wait, Duration::ZERO);
-                let mut pause = Duration::from_millis(5);
-                while waited < limit {
-                    let p = pause.min(limit - waited);
-                    tokio::time::sleep(p).await;
-                    waited += p;
-                    match redis.peek(&name).await {
-                        Some((Some(record), _)) => {
-                            let age = self.usable_age(&record, max_age)?;
-                            redis.stats().lock_hits.fetch_add(1, Relaxed);
-                            return Some(self.promote(leader.key(), record, Tier::Redis, age));
-                        }
-                        // Still fetching: wait on, with growing pauses.
-                        Some((None, true)) => pause = (pause * 2).min(Duration::from_millis(100)),
-                        // Given up without an answer, or Redis failed: go upstream.
-                        _ => return None,
-                    }
-                }
-                None
+                let (record, age) = redis
+                    .wait_for_peer(name, |r| self.usable_age(r, max_age))
+                    .await?;
+                Some(self.promote(leader.key(), record, Tier::Redis, age))
             }
         }
     }

@@ -276,14 +276,6 @@ impl RedisTier {
         })
     }
 
-    pub fn settings(&self) -> &RedisSettings {
-        &self.inner.settings
-    }
-
-    pub fn stats(&self) -> &RedisStats {
-        &self.inner.stats
-    }
-
     /// The Redis key of a cache key.
     pub fn key(&self, cache_key: &str) -> String {
         format!("{}:{{{cache_key}}}", self.inner.settings.prefix)
@@ -359,7 +351,7 @@ impl RedisTier {
 
     /// While another replica holds `cache_key`'s fetch lock: its record if it is there
     /// now, and whether the lock is still held; `None` when Redis failed.
-    pub async fn peek(&self, cache_key: &str) -> Option<(Option<Record>, bool)> {
+    async fn peek(&self, cache_key: &str) -> Option<(Option<Record>, bool)> {
         let mut pipe = redis::pipe();
         pipe.cmd("GET")
             .arg(self.key(cache_key))
@@ -371,6 +363,40 @@ impl RedisTier {
             return None;
         };
         Some((value.and_then(|v| codec::decode(&v).ok()), held))
+    }
+
+    /// Waits, while another replica holds `cache_key`'s fetch lock, for the record it
+    /// stores, polling with growing pauses for at most `lock_wait`. The record is returned
+    /// with what `usable` says of it (e.g. its age) when `usable` accepts it; `None` when
+    /// it is not, when the lock went without a record, or when Redis failed.
+    pub async fn wait_for_peer<T>(
+        &self,
+        cache_key: &str,
+        usable: impl Fn(&Record) -> Option<T>,
+    ) -> Option<(Record, T)> {
+        let stats = &self.inner.stats;
+        stats.lock_waits.fetch_add(1, Ordering::Relaxed);
+        // The wait is counted in pauses slept, each Redis call adding at most its own
+        // deadline.
+        let (limit, mut waited) = (self.inner.settings.lock_wait, Duration::ZERO);
+        let mut pause = Duration::from_millis(5);
+        while waited < limit {
+            let p = pause.min(limit - waited);
+            tokio::time::sleep(p).await;
+            waited += p;
+            match self.peek(cache_key).await {
+                Some((Some(record), _)) => {
+                    let t = usable(&record)?;
+                    stats.lock_hits.fetch_add(1, Ordering::Relaxed);
+                    return Some((record, t));
+                }
+                // Still fetching: wait on.
+                Some((None, true)) => pause = (pause * 2).min(Duration::from_millis(100)),
+                // Given up without an answer, or Redis failed: go upstream.
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Releases `cache_key`'s fetch lock (after a failed fetch), from a task of its own.

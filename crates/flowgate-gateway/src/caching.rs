@@ -116,6 +116,20 @@ pub struct Fill {
     pub form: Form,
 }
 
+impl Planned {
+    /// The duty of the leader that fetches this request's answer, stored with `life`.
+    pub fn fill(self, cache: &Arc<Cache>, leader: Leader, life: Lifetime) -> Fill {
+        Fill {
+            cache: cache.clone(),
+            leader,
+            life,
+            labels: self.labels,
+            confidence: self.confidence,
+            form: self.form,
+        }
+    }
+}
+
 /// The life of the answer that refreshes `entry`: the planned one, except that a popular
 /// entry's TTL doubles (from its current TTL) up to `max_ttl`.
 pub fn refreshed_life(entry: &Entry, planned: &Planned, settings: &CacheSettings) -> Lifetime {

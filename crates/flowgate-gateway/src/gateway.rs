@@ -295,15 +295,9 @@ impl Gateway {
         headers::strip_hop_by_hop(&mut parts.headers);
 
         let pool = &route.upstream;
-        let timeout = pool.cfg.request_timeout;
-        let exchange = self.exchange(route, &parts, body, peer, request_id, out);
-        let (head, lease) = match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r?,
-            Err(_) => {
-                let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
-                return Err(ProxyError::Timeout { endpoint, timeout });
-            }
-        };
+        let (head, lease) = self
+            .exchange(route, &parts, body, peer, request_id, out)
+            .await?;
 
         let mut resp = Response::new(ProxyBody::from(Bytes::new()));
         *resp.status_mut() = head.status;
@@ -387,28 +381,15 @@ impl Gateway {
                     Lower::Hit(hit) => hit,
                     Lower::Miss(leader) => {
                         out.cache = Some(caching::Status::Miss);
-                        return Ok(Consulted::Upstream(Some(Fill {
-                            cache: cache.clone(),
-                            leader,
-                            life: planned.life,
-                            labels: planned.labels,
-                            confidence: planned.confidence,
-                            form,
-                        })));
+                        let life = planned.life;
+                        return Ok(Consulted::Upstream(Some(planned.fill(cache, leader, life))));
                     }
                 }
             }
         };
         if let Some(leader) = hit.refresh {
             let life = caching::refreshed_life(&hit.entry, &planned, cache.settings());
-            let fill = Fill {
-                cache: cache.clone(),
-                leader,
-                life,
-                labels: planned.labels,
-                confidence: planned.confidence,
-                form,
-            };
+            let fill = planned.fill(cache, leader, life);
             crate::refresh::spawn(self.clone(), route.clone(), parts, body.clone(), fill);
         }
         let status = if hit.stale {
@@ -442,9 +423,31 @@ impl Gateway {
         }
     }
 
+    /// [`Gateway::attempt`] within the pool's request timeout.
+    pub(crate) async fn exchange(
+        &self,
+        route: &RouteEntry,
+        parts: &http::request::Parts,
+        body: ReqBody,
+        peer: &Peer,
+        request_id: &HeaderValue,
+        out: &mut Outcome,
+    ) -> Result<(ResponseHead, Lease), ProxyError> {
+        let pool = &route.upstream;
+        let timeout = pool.cfg.request_timeout;
+        let attempt = self.attempt(route, parts, body, peer, request_id, out);
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => {
+                let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
+                Err(ProxyError::Timeout { endpoint, timeout })
+            }
+        }
+    }
+
     /// Gets a connection (a connect failure is retried once on another endpoint), sends the
     /// request and reads the response head.
-    pub(crate) async fn exchange(
+    async fn attempt(
         &self,
         route: &RouteEntry,
         parts: &http::request::Parts,

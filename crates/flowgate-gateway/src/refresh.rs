@@ -40,7 +40,6 @@ pub fn spawn(
         let request_id = gw.request_ids().take_or_make(&HeaderMap::new());
         let peer = Peer::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         let mut out = Outcome::default();
-        let pool = &route.upstream;
         let exchange = gw.exchange(
             &route,
             &req,
@@ -49,29 +48,24 @@ pub fn spawn(
             &request_id,
             &mut out,
         );
-        let (head, lease) = match tokio::time::timeout(pool.cfg.request_timeout, exchange).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
+        let (head, lease) = match exchange.await {
+            Ok(r) => r,
+            Err(e) => {
                 tracing::debug!(route = %route.name, error = %e, "cache refresh failed");
                 return;
             }
-            Err(_) => {
-                tracing::debug!(route = %route.name, "cache refresh timed out");
-                return;
-            }
-        };
-        let Some(tee) = Tee::start(fill, head.status, &head.headers) else {
-            // Not cacheable (an error status, another content type): nothing to store.
-            lease.release(false);
-            return;
         };
         if head.decoder.is_done() {
+            // No body: nothing to store.
             lease.release(head.keep_alive);
             return;
         }
+        // As for a client's request: a response that cannot be stored (an error status,
+        // another content type) gets no tee and is read to its end, keeping the connection.
+        let tee = Tee::start(fill, head.status, &head.headers);
+        let read_timeout = route.upstream.cfg.read_timeout;
         let mut body =
-            ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout)
-                .with_tee(Some(tee));
+            ProxyBody::upstream(lease, head.decoder, head.keep_alive, read_timeout).with_tee(tee);
         while let Some(frame) = body.frame().await {
             if frame.is_err() {
                 return;

@@ -285,7 +285,8 @@ impl RedisServer {
     }
 }
 
-/// Sends one command to the Redis on `port` and returns its reply's first line.
+/// Sends one command to the Redis on `port` and returns its reply: the first line, or for
+/// a bulk string (`$N`) its N bytes.
 pub async fn redis_cmd(port: u16, args: &[&str]) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut req = format!("*{}\r\n", args.len());
@@ -293,13 +294,21 @@ pub async fn redis_cmd(port: u16, args: &[&str]) -> String {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut reply = Vec::new();
+    let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    while !reply.ends_with(b"\r\n") {
+    while !line.ends_with(b"\r\n") {
         s.read_exact(&mut byte).await.unwrap();
-        reply.push(byte[0]);
+        line.push(byte[0]);
     }
-    String::from_utf8(reply).unwrap().trim_end().to_string()
+    let line = String::from_utf8(line).unwrap().trim_end().to_string();
+    match line.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) => {
+            let mut bulk = vec![0u8; n];
+            s.read_exact(&mut bulk).await.unwrap();
+            String::from_utf8(bulk).unwrap()
+        }
+        None => line,
+    }
 }
 
 /// A private Redis Cluster of three primaries on free loopback ports.
@@ -344,7 +353,7 @@ impl RedisCluster {
             let port = n.port;
             let mut ok = false;
             for _ in 0..500 {
-                let info = redis_info(port, "CLUSTER", "INFO").await;
+                let info = redis_cmd(port, &["CLUSTER", "INFO"]).await;
                 if info.contains("cluster_state:ok") {
                     ok = true;
                     break;
@@ -365,16 +374,6 @@ impl RedisCluster {
         }
         sizes
     }
-}
-
-/// The whole bulk reply of a two-word command (e.g. `CLUSTER INFO`).
-async fn redis_info(port: u16, a: &str, b: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let req = format!("*2\r\n${}\r\n{a}\r\n${}\r\n{b}\r\n", a.len(), b.len());
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 impl Drop for RedisCluster {
