@@ -168,8 +168,37 @@ fn compress(body: &[u8]) -> Option<Vec<u8>> {
     c.compress(body).ok()
 }
 
-/// Decodes a record written by [`encode`].
-pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
+/// Everything of a record before its body.
+struct Head {
+    flags: u8,
+    stored_at_ms: u64,
+    ttl_ms: u64,
+    stale_ms: u64,
+    status: u16,
+    usage: Usage,
+    headers: Vec<(String, Bytes)>,
+    labels: Labels,
+}
+
+fn need(b: &[u8], n: usize) -> Result<(), DecodeError> {
+    if b.remaining() < n {
+        Err(DecodeError::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+fn short(b: &mut &[u8]) -> Result<String, DecodeError> {
+    need(b, 2)?;
+    let n = usize::from(b.get_u16_le());
+    need(b, n)?;
+    let s = String::from_utf8_lossy(&b[..n]).into_owned();
+    b.advance(n);
+    Ok(s)
+}
+
+/// Reads the head of a record, leaving `b` at its body length.
+fn read_head(b: &mut &[u8]) -> Result<Head, DecodeError> {
     if b.len() < 4 || &b[..2] != MAGIC {
         return Err(DecodeError::Magic);
     }
@@ -178,13 +207,6 @@ pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
     }
     let flags = b[3];
     b.advance(4);
-    let need = |b: &[u8], n: usize| {
-        if b.remaining() < n {
-            Err(DecodeError::Truncated)
-        } else {
-            Ok(())
-        }
-    };
     need(b, 8 + 8 + 8 + 2 + 8 + 8 + 2)?;
     let stored_at_ms = b.get_u64_le();
     let ttl_ms = b.get_u64_le();
@@ -207,24 +229,36 @@ pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
         headers.push((name, Bytes::copy_from_slice(&b[..v])));
         b.advance(v);
     }
-    let short = |b: &mut &[u8]| {
-        need(b, 2)?;
-        let n = usize::from(b.get_u16_le());
-        need(b, n)?;
-        let s = String::from_utf8_lossy(&b[..n]).into_owned();
-        b.advance(n);
-        Ok(s)
-    };
-    let category = Some(short(&mut b)?).filter(|c| !c.is_empty());
+    let category = Some(short(b)?).filter(|c| !c.is_empty());
     need(b, 2)?;
     let count = b.get_u16_le();
     let mut tags = Vec::with_capacity(usize::from(count));
     for _ in 0..count {
-        tags.push(short(&mut b)?);
+        tags.push(short(b)?);
     }
+    Ok(Head {
+        flags,
+        stored_at_ms,
+        ttl_ms,
+        stale_ms,
+        status,
+        usage,
+        headers,
+        labels: Labels { category, tags },
+    })
+}
+
+/// The labels of the record in `b`, without decoding its body.
+pub fn labels(mut b: &[u8]) -> Option<Labels> {
+    read_head(&mut b).ok().map(|h| h.labels)
+}
+
+/// Decodes a record written by [`encode`].
+pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
+    let head = read_head(&mut b)?;
     need(b, 4)?;
     let body_len = b.get_u32_le() as usize;
-    let body = if flags & ZSTD != 0 {
+    let body = if head.flags & ZSTD != 0 {
         let raw = zstd::bulk::decompress(b, body_len).map_err(|_| DecodeError::Body)?;
         if raw.len() != body_len {
             return Err(DecodeError::Body);
@@ -237,15 +271,15 @@ pub fn decode(mut b: &[u8]) -> Result<Record, DecodeError> {
         Bytes::copy_from_slice(b)
     };
     Ok(Record {
-        stored_at_ms,
-        ttl_ms,
-        stale_ms,
-        labels: Labels { category, tags },
+        stored_at_ms: head.stored_at_ms,
+        ttl_ms: head.ttl_ms,
+        stale_ms: head.stale_ms,
+        labels: head.labels,
         response: CachedResponse {
-            status,
-            headers,
+            status: head.status,
+            headers: head.headers,
             body,
-            usage,
+            usage: head.usage,
         },
     })
 }
@@ -297,6 +331,7 @@ mod tests {
         assert_eq!(big.expires_at_ms(), 1_767_229_260_000);
         assert_eq!(expires_at_ms(&e.bytes), Some(big.expires_at_ms()));
         assert_eq!(expires_at_ms(&e.bytes[..27]), None);
+        assert_eq!(labels(&e.bytes), Some(big.labels.clone()));
         let mut plain = small;
         plain.labels = Labels::default();
         assert_eq!(decode(&encode(&plain, 1024).bytes).unwrap(), plain);

@@ -27,6 +27,8 @@ use crate::invalidate::Selector;
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (tag, key) for every tag of every entry.
+const TAGS: TableDefinition<(&str, &str), ()> = TableDefinition::new("tags");
 const BYTES: &str = "bytes";
 const COUNT: &str = "entries";
 
@@ -161,6 +163,7 @@ impl DiskTier {
             {
                 w.open_table(ENTRIES).map_err(store_err)?;
                 w.open_table(EXPIRY).map_err(store_err)?;
+                w.open_table(TAGS).map_err(store_err)?;
                 let meta = w.open_table(META).map_err(store_err)?;
                 let read = |k| -> Result<u64, DiskError> {
                     Ok(meta.get(k).map_err(store_err)?.map_or(0, |v| v.value()))
@@ -323,6 +326,11 @@ impl Writer {
                         t.expiry
                             .insert((expires, key.as_str()), ())
                             .map_err(store_err)?;
+                        for tag in &record.labels.tags {
+                            t.tags
+                                .insert((tag.as_str(), key.as_str()), ())
+                                .map_err(store_err)?;
+                        }
                         bytes += e.bytes.len() as u64;
                         count += 1;
                         self.stats
@@ -339,15 +347,32 @@ impl Writer {
                                 let n = count;
                                 t.entries.retain(|_, _| false).map_err(store_err)?;
                                 t.expiry.retain(|_, _| false).map_err(store_err)?;
+                                t.tags.retain(|_, _| false).map_err(store_err)?;
                                 bytes = 0;
                                 count = 0;
+                                n
+                            }
+                            Selector::Tag(tag) => {
+                                let mut doomed = Vec::new();
+                                for item in t.tags.range((tag.as_str(), "")..).map_err(store_err)? {
+                                    let (k, _) = item.map_err(store_err)?;
+                                    let (of, key) = k.value();
+                                    if of != tag {
+                                        break;
+                                    }
+                                    doomed.push(key.to_string());
+                                }
+                                let mut n = 0;
+                                for k in &doomed {
+                                    n += u64::from(t.remove(k, &mut bytes, &mut count)?);
+                                }
                                 n
                             }
                             _ => {
                                 let mut doomed = Vec::new();
                                 for item in t.entries.iter().map_err(store_err)? {
                                     let (k, _) = item.map_err(store_err)?;
-                                    if sel.matches(k.value()) {
+                                    if sel.matches(k.value(), &[]) {
                                         doomed.push(k.value().to_string());
                                     }
                                 }
@@ -396,6 +421,7 @@ struct Tables<'w> {
     entries: redb::Table<'w, &'static str, &'static [u8]>,
     expiry: redb::Table<'w, (u64, &'static str), ()>,
     meta: redb::Table<'w, &'static str, u64>,
+    tags: redb::Table<'w, (&'static str, &'static str), ()>,
 }
 
 impl<'w> Tables<'w> {
@@ -404,10 +430,11 @@ impl<'w> Tables<'w> {
             entries: w.open_table(ENTRIES).map_err(store_err)?,
             expiry: w.open_table(EXPIRY).map_err(store_err)?,
             meta: w.open_table(META).map_err(store_err)?,
+            tags: w.open_table(TAGS).map_err(store_err)?,
         })
     }
 
-    /// Removes `key` and its expiry index entry; whether it was there.
+    /// Removes `key` and its expiry and tag index entries; whether it was there.
     fn remove(&mut self, key: &str, bytes: &mut u64, count: &mut u64) -> Result<bool, DiskError> {
         let old = self.entries.remove(key).map_err(store_err)?;
         let Some(old) = old else {
@@ -418,6 +445,9 @@ impl<'w> Tables<'w> {
         *count = count.saturating_sub(1);
         if let Some(expires) = codec::expires_at_ms(v) {
             self.expiry.remove((expires, key)).map_err(store_err)?;
+        }
+        for tag in codec::labels(v).map(|l| l.tags).unwrap_or_default() {
+            self.tags.remove((tag.as_str(), key)).map_err(store_err)?;
         }
         Ok(true)
     }
@@ -444,13 +474,11 @@ impl<'w> Tables<'w> {
             if !go(expires, *bytes) {
                 break;
             }
+            // The row goes first, in case the entry's own expiry reads otherwise.
             self.expiry
                 .remove((expires, key.as_str()))
                 .map_err(store_err)?;
-            if let Some(old) = self.entries.remove(key.as_str()).map_err(store_err)? {
-                *bytes = bytes.saturating_sub(old.value().len() as u64);
-                *count = count.saturating_sub(1);
-            }
+            self.remove(&key, bytes, count)?;
             removed += 1;
         }
         Ok(removed)
@@ -567,6 +595,44 @@ mod tests {
         assert_eq!(d.remove(Selector::All).await, 1);
         assert_eq!(d.stats().entries.load(Ordering::Relaxed), 0);
         assert_eq!(d.stats().bytes.load(Ordering::Relaxed), 0);
+        drop(d);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn tags_select_entries_through_their_index() {
+        let dir = tempdir("tags");
+        let clock = ManualClock::at_epoch_2026();
+        let d = DiskTier::open(&settings(&dir, 1 << 20), clock.shared()).unwrap();
+        let r = d.reader();
+        let tagged = |ttl, tags: &[&str]| {
+            let mut rec = record(&clock, ttl, "x");
+            rec.labels.tags = tags.iter().map(|t| t.to_string()).collect();
+            rec
+        };
+        d.put("a".into(), tagged(60, &["billing", "eu"]));
+        d.put("b".into(), tagged(60, &["billing"]));
+        d.put("c".into(), tagged(60, &["eu"]));
+        // Overwritten without the tag: no longer billing.
+        d.put("d".into(), tagged(60, &["billing"]));
+        d.put("d".into(), tagged(60, &[]));
+        // Expired and purged: its index rows go with it.
+        d.put("e".into(), tagged(1, &["billing"]));
+        d.flush().await;
+        clock.advance(Duration::from_secs(2));
+        d.put("f".into(), tagged(60, &[]));
+        d.flush().await;
+        assert!(r.get("e").unwrap().is_none());
+        assert_eq!(d.remove(Selector::Tag("billing".into())).await, 2);
+        assert!(r.get("a").unwrap().is_none() && r.get("b").unwrap().is_none());
+        assert!(r.get("c").unwrap().is_some() && r.get("d").unwrap().is_some());
+        // a's "eu" row went with it.
+        assert_eq!(d.remove(Selector::Tag("eu".into())).await, 1);
+        let rows = {
+            let t = d.db.begin_read().unwrap().open_table(TAGS).unwrap();
+            t.iter().unwrap().count()
+        };
+        assert_eq!(rows, 0);
         drop(d);
         let _ = std::fs::remove_dir_all(&dir);
     }

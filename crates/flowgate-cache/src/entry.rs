@@ -64,6 +64,49 @@ pub struct Labels {
     pub tags: Vec<String>,
 }
 
+/// The most tags an entry carries.
+pub const MAX_TAGS: usize = 16;
+/// The longest tag.
+pub const MAX_TAG_LEN: usize = 128;
+
+/// Why a list of tags was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("invalid tag {0:?}: use letters, digits and '-', '_', '.', ':', '/' (at most 128)")]
+    Invalid(String),
+    #[error("more than {MAX_TAGS} tags")]
+    TooMany,
+}
+
+/// Whether `t` can be a tag: it is stored in key names and record headers, so printable,
+/// without separators or glob characters.
+pub fn valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TAG_LEN
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
+}
+
+impl Labels {
+    /// Adds the comma-separated tags of `list` (a header's value), each once.
+    pub fn add_tags(&mut self, list: &[u8]) -> Result<(), TagError> {
+        let list = std::str::from_utf8(list)
+            .map_err(|_| TagError::Invalid(String::from_utf8_lossy(list).into_owned()))?;
+        for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if !valid_tag(t) {
+                return Err(TagError::Invalid(t.to_string()));
+            }
+            if !self.tags.iter().any(|x| x == t) {
+                if self.tags.len() == MAX_TAGS {
+                    return Err(TagError::TooMany);
+                }
+                self.tags.push(t.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A stored response and its freshness.
 #[derive(Debug)]
 pub struct Entry {
@@ -128,5 +171,24 @@ pub fn freshness(life: Lifetime, age: Duration) -> Freshness {
         Freshness::Stale
     } else {
         Freshness::Expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_read_from_a_list_once_each() {
+        let mut l = Labels::default();
+        l.add_tags(b" invoices, team:billing ,,invoices").unwrap();
+        assert_eq!(l.tags, ["invoices", "team:billing"]);
+        assert_eq!(l.add_tags(b"a b"), Err(TagError::Invalid("a b".into())));
+        assert_eq!(l.add_tags(b"x*"), Err(TagError::Invalid("x*".into())));
+        let many: Vec<String> = (0..MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            l.add_tags(many.join(",").as_bytes()),
+            Err(TagError::TooMany)
+        );
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Entries are named by their key's text form, `v1:<namespace>:<hash>` (as the admin API
 //! and the shared tiers show them). A selector matches those names: one exact key, a
-//! prefix, a glob (`*` any run of characters, `?` one character), a namespace, or all.
+//! prefix, a glob (`*` any run of characters, `?` one character), a namespace, or all;
+//! or it names a tag the entry carries (tiers keep an index of tags, so that a tag does not
+//! walk every entry outside memory).
 
 /// What to invalidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,23 +13,25 @@ pub enum Selector {
     Prefix(String),
     Glob(String),
     Namespace(String),
+    Tag(String),
     All,
 }
 
 impl Selector {
-    /// The selector as one glob over key names.
-    pub fn glob(&self) -> String {
-        match self {
+    /// The selector as one glob over key names (`None` for a tag, which is not in names).
+    pub fn glob(&self) -> Option<String> {
+        Some(match self {
             Selector::Key(k) => escape(k),
             Selector::Prefix(p) => format!("{}*", escape(p)),
             Selector::Glob(g) => g.clone(),
             Selector::Namespace(ns) => format!("v{}:{}:*", crate::key::SCHEMA, escape(ns)),
+            Selector::Tag(_) => return None,
             Selector::All => "*".into(),
-        }
+        })
     }
 
-    /// Whether the entry named `name` is selected.
-    pub fn matches(&self, name: &str) -> bool {
+    /// Whether the entry named `name`, tagged `tags`, is selected.
+    pub fn matches(&self, name: &str, tags: &[String]) -> bool {
         match self {
             Selector::Key(k) => name == k,
             Selector::Prefix(p) => name.starts_with(p.as_str()),
@@ -36,6 +40,7 @@ impl Selector {
                 .strip_prefix(&format!("v{}:", crate::key::SCHEMA))
                 .and_then(|rest| rest.strip_prefix(ns.as_str()))
                 .is_some_and(|rest| rest.starts_with(':')),
+            Selector::Tag(t) => tags.contains(t),
             Selector::All => true,
         }
     }
@@ -119,15 +124,23 @@ mod tests {
             Selector::Namespace("chat".into()),
             Selector::All,
         ] {
-            assert!(s.matches(name), "{s:?}");
-            assert!(glob_match(s.glob().as_bytes(), name.as_bytes()), "{s:?}");
-            assert!(!s.matches("v1:other:11") || s == Selector::All, "{s:?}");
+            let glob = s.glob().unwrap();
+            assert!(s.matches(name, &[]), "{s:?}");
+            assert!(glob_match(glob.as_bytes(), name.as_bytes()), "{s:?}");
+            assert!(
+                !s.matches("v1:other:11", &[]) || s == Selector::All,
+                "{s:?}"
+            );
         }
-        assert!(!Selector::Namespace("cha".into()).matches(name));
+        assert!(!Selector::Namespace("cha".into()).matches(name, &[]));
         assert!(!glob_match(
-            Selector::Namespace("cha".into()).glob().as_bytes(),
+            Selector::Namespace("cha".into()).glob().unwrap().as_bytes(),
             name.as_bytes()
         ));
-        assert_eq!(Selector::Prefix("a*".into()).glob(), "a\\**");
+        assert_eq!(Selector::Prefix("a*".into()).glob().unwrap(), "a\\**");
+        let tag = Selector::Tag("billing".into());
+        assert!(tag.matches(name, &["x".into(), "billing".into()]));
+        assert!(!tag.matches(name, &["billing-2".into()]));
+        assert_eq!(tag.glob(), None);
     }
 }

@@ -6,9 +6,10 @@
 //! upstream request ([`flight`]). The crate knows nothing of HTTP or routes: the gateway
 //! maps requests and responses to and from [`CachedResponse`].
 //!
-//! Built so far: the memory tier (L1), the disk tier (L3, [`disk`]) with compressed records
-//! ([`codec`]), and streams ([`stream`], [`fanout`]). The Redis tier (L2), stale-while-
-//! revalidate, invalidation by pattern and tag, and warming are to come (issue 3).
+//! Tiers: memory (L1, [`memory`]), Redis (L2, [`remote`]) and disk (L3, [`disk`]), the
+//! lower two storing compressed records ([`codec`]); streams ([`stream`], [`fanout`]);
+//! stale-while-revalidate and refresh-ahead; invalidation by key, pattern, namespace and
+//! tag ([`invalidate`]).
 
 pub mod codec;
 pub mod disk;
@@ -421,31 +422,18 @@ impl Cache {
         self.stats.bypass();
     }
 
-    /// Removes the entries `sel` selects from every tier. An exact key is removed directly;
-    /// other selectors walk the keys of each tier (Redis with SCAN).
+    /// Removes the entries `sel` selects from every tier. An exact key is removed directly,
+    /// a tag through each tier's tag index; other selectors walk the keys of each tier
+    /// (Redis with SCAN).
     pub async fn invalidate_matching(&self, sel: &invalidate::Selector) -> Invalidated {
-        let memory = match sel {
-            invalidate::Selector::Key(name) => {
-                u64::from(CacheKey::parse(name).is_some_and(|k| self.memory.remove(&k)))
-            }
-            _ => {
-                let mut n = 0;
-                for k in self.memory.keys() {
-                    if sel.matches(&k.to_string()) && self.memory.remove(&k) {
-                        n += 1;
-                    }
-                }
-                n
-            }
-        };
+        let memory = self.memory.remove_matching(sel);
         let disk = match &self.disk {
             Some((d, _)) => Some(d.remove(sel.clone()).await),
             None => None,
         };
-        let redis = match (&self.redis, sel) {
-            (Some(r), invalidate::Selector::Key(name)) => Some(r.remove(name).await),
-            (Some(r), _) => Some(r.remove_matching(&sel.glob()).await),
-            (None, _) => None,
+        let redis = match &self.redis {
+            Some(r) => Some(r.remove_matching(sel).await),
+            None => None,
         };
         Invalidated {
             memory,

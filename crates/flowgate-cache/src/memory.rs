@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use crate::entry::Entry;
+use crate::invalidate::Selector;
 use crate::key::CacheKey;
 
 /// The memory tier.
@@ -74,9 +75,19 @@ impl MemoryTier {
         self.entries.remove(key).is_some()
     }
 
-    /// Every key held (for invalidation by pattern; a walk over the whole tier).
-    pub fn keys(&self) -> Vec<CacheKey> {
-        self.entries.iter().map(|(k, _)| (*k).clone()).collect()
+    /// Removes the entries `sel` selects; how many. An exact key is looked up, any other
+    /// selector walks the whole tier.
+    pub fn remove_matching(&self, sel: &Selector) -> u64 {
+        if let Selector::Key(name) = sel {
+            return u64::from(CacheKey::parse(name).is_some_and(|k| self.remove(&k)));
+        }
+        let mut n = 0;
+        for (k, e) in self.entries.iter() {
+            if sel.matches(&k.to_string(), &e.labels.tags) && self.remove(&k) {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Entries and bytes held (after pending maintenance).

@@ -21,6 +21,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::codec::{self, Record};
+use crate::invalidate::Selector;
 
 /// Where and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +282,11 @@ impl RedisTier {
         format!("{}:{{{cache_key}}}", self.inner.settings.prefix)
     }
 
+    /// The set of the Redis keys of the entries tagged `tag` (its own slot).
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}:tag:{{{tag}}}", self.inner.settings.prefix)
+    }
+
     /// The key of a cache key's fetch lock (in the same slot as its value).
     fn lock_key(&self, cache_key: &str) -> String {
         format!("{}:lock:{{{cache_key}}}", self.inner.settings.prefix)
@@ -413,7 +419,9 @@ impl RedisTier {
     }
 
     /// Stores `record` for its remaining freshness and releases the key's fetch lock, from
-    /// a task of its own.
+    /// a task of its own. The key joins the set of each of its tags; a set lives as long as
+    /// its longest-lived member (members that expired before it are harmless: removing
+    /// them removes nothing).
     pub fn put(&self, cache_key: &str, record: Record) {
         let remaining = record
             .expires_at_ms()
@@ -436,43 +444,86 @@ impl RedisTier {
                 .cmd("UNLINK")
                 .arg(&lock)
                 .ignore();
-            if let Guarded::Done(()) = tier.run::<()>(Op::Pipe(&pipe)).await {
-                i.stats.writes.fetch_add(1, Ordering::Relaxed);
-                i.stats
-                    .body_raw
-                    .fetch_add(e.body_raw as u64, Ordering::Relaxed);
-                i.stats
-                    .body_stored
-                    .fetch_add(e.body_stored as u64, Ordering::Relaxed);
+            let Guarded::Done(()) = tier.run::<()>(Op::Pipe(&pipe)).await else {
+                return;
+            };
+            for tag in &record.labels.tags {
+                // One pipeline per set: each set is in a slot of its own. PEXPIRE NX gives
+                // a new set a TTL, GT lengthens it (GT alone treats "none" as forever).
+                let set = tier.tag_key(tag);
+                let mut pipe = redis::pipe();
+                pipe.cmd("SADD").arg(&set).arg(&key).ignore();
+                for opt in ["NX", "GT"] {
+                    pipe.cmd("PEXPIRE")
+                        .arg(&set)
+                        .arg(remaining)
+                        .arg(opt)
+                        .ignore();
+                }
+                let _ = tier.run::<()>(Op::Pipe(&pipe)).await;
             }
+            // Counted once the entry and its tags are written.
+            i.stats.writes.fetch_add(1, Ordering::Relaxed);
+            i.stats
+                .body_raw
+                .fetch_add(e.body_raw as u64, Ordering::Relaxed);
+            i.stats
+                .body_stored
+                .fetch_add(e.body_stored as u64, Ordering::Relaxed);
         });
     }
 
-    /// Removes one entry; how many were removed (0 or 1), `None` when Redis failed.
-    pub async fn remove(&self, cache_key: &str) -> Option<u64> {
-        let mut cmd = redis::cmd("UNLINK");
-        cmd.arg(self.key(cache_key));
-        match self.run::<u64>(Op::Cmd(&cmd)).await {
-            Guarded::Done(n) => Some(n),
-            Guarded::Failed => None,
+    /// Removes the entries `sel` selects: one key directly, a tag through its set, any
+    /// other selector by walking the keyspace of the server (or of every Cluster primary)
+    /// with SCAN. How many, or `None` when Redis failed part-way.
+    pub async fn remove_matching(&self, sel: &Selector) -> Option<u64> {
+        let prefix = &self.inner.settings.prefix;
+        match sel {
+            Selector::Key(name) => self.unlink(vec![self.key(name)]).await,
+            Selector::Tag(tag) => {
+                let set = self.tag_key(tag);
+                let mut members = redis::cmd("SMEMBERS");
+                members.arg(&set);
+                let Guarded::Done(keys) = self.run::<Vec<String>>(Op::Cmd(&members)).await else {
+                    return None;
+                };
+                let n = self.unlink(keys).await?;
+                self.unlink(vec![set]).await?;
+                Some(n)
+            }
+            _ => {
+                let pattern = sel.glob()?;
+                let nodes = if self.inner.settings.cluster {
+                    self.primaries().await?
+                } else {
+                    vec![(String::new(), 0)]
+                };
+                let mut removed = 0;
+                for node in &nodes {
+                    removed += self
+                        .remove_on(node, &format!("{prefix}:{{{pattern}}}"))
+                        .await?;
+                    if *sel == Selector::All {
+                        self.remove_on(node, &format!("{prefix}:tag:{{*}}")).await?;
+                    }
+                }
+                Some(removed)
+            }
         }
     }
 
-    /// Removes every entry of this prefix whose cache key matches the glob `pattern`
-    /// (`*` for all), walking the keyspace of the server (or of every Cluster primary) with
-    /// SCAN; how many, or `None` when Redis failed part-way.
-    pub async fn remove_matching(&self, pattern: &str) -> Option<u64> {
-        let glob = format!("{}:{{{pattern}}}", self.inner.settings.prefix);
-        let nodes = if self.inner.settings.cluster {
-            self.primaries().await?
-        } else {
-            vec![(String::new(), 0)]
-        };
-        let mut removed = 0;
-        for node in &nodes {
-            removed += self.remove_on(node, &glob).await?;
+    /// Unlinks `keys` (of any slots: the Cluster client splits the command by slot); how
+    /// many existed.
+    async fn unlink(&self, keys: Vec<String>) -> Option<u64> {
+        if keys.is_empty() {
+            return Some(0);
         }
-        Some(removed)
+        let mut unlink = redis::cmd("UNLINK");
+        unlink.arg(keys);
+        match self.run::<u64>(Op::Cmd(&unlink)).await {
+            Guarded::Done(n) => Some(n),
+            Guarded::Failed => None,
+        }
     }
 
     /// The addresses of the Cluster's primaries.
@@ -501,17 +552,7 @@ impl RedisTier {
             else {
                 return None;
             };
-            if !keys.is_empty() {
-                // Keys of several slots: the Cluster client splits the command by slot.
-                let mut unlink = redis::cmd("UNLINK");
-                for k in &keys {
-                    unlink.arg(k);
-                }
-                let Guarded::Done(n) = self.run::<u64>(Op::Cmd(&unlink)).await else {
-                    return None;
-                };
-                removed += n;
-            }
+            removed += self.unlink(keys).await?;
             if next == 0 {
                 return Some(removed);
             }

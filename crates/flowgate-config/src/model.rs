@@ -71,6 +71,8 @@ pub struct CacheCategory {
     pub ttl: Duration,
     /// Overrides the route's and `cache.stale`.
     pub stale: Option<Duration>,
+    /// Invalidation tags given to its entries.
+    pub tags: Vec<String>,
 }
 
 impl CacheCategory {

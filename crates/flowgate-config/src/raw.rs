@@ -51,6 +51,7 @@ pub(crate) struct RawCacheCategory {
     pub model: Option<String>,
     pub ttl: Option<HumanDuration>,
     pub stale: Option<HumanDuration>,
+    pub tags: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

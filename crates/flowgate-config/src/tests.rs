@@ -419,11 +419,12 @@ fn a_redis_cluster_is_given_by_its_seed_nodes() {
 fn ttl_categories_and_confidence_bands_are_checked() {
     let on = parse_ok(&format!(
         "{GOOD}\n[cache]\nenabled = true\n\n\
-         [[cache.categories]]\nname = \"cost\"\nheader = \"X-Analysis-Type\"\nvalue = \"cost\"\nttl = \"4h\"\nstale = \"5m\"\n\n\
+         [[cache.categories]]\nname = \"cost\"\nheader = \"X-Analysis-Type\"\nvalue = \"cost\"\nttl = \"4h\"\nstale = \"5m\"\ntags = [\"cost\", \"team:finance\"]\n\n\
          [cache.confidence]\npointer = \"/confidence\"\nbands = [{{ min = 0.7, ttl = \"90m\" }}, {{ min = 0.9, ttl = \"4h\" }}, {{ min = 0, ttl = \"30m\" }}]\n"
     ));
     let c = &on.cache.categories[0];
     assert_eq!(c.header.as_ref().unwrap().0, "x-analysis-type");
+    assert_eq!(c.tags, ["cost", "team:finance"]);
     assert_eq!(
         (c.ttl, c.stale),
         (
@@ -441,6 +442,7 @@ fn ttl_categories_and_confidence_bands_are_checked() {
          [[cache.categories]]\nname = \"a\"\nttl = \"1h\"\n\n\
          [[cache.categories]]\nname = \"a\"\nheader = \"x\"\nttl = \"1h\"\n\n\
          [[cache.categories]]\nname = \"b\"\nmodel = \"m\"\n\n\
+         [[cache.categories]]\nname = \"c\"\nmodel = \"m\"\nttl = \"1h\"\ntags = [\"ok\", \"not ok\"]\n\n\
          [cache.confidence]\npointer = \"confidence\"\nbands = [{{ min = 1.5, ttl = \"1h\" }}]\n"
     ));
     let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
@@ -451,6 +453,7 @@ fn ttl_categories_and_confidence_bands_are_checked() {
             "cache.categories[1].name",
             "cache.categories[1].value",
             "cache.categories[2].ttl",
+            "cache.categories[3].tags[1]",
             "cache.confidence.pointer",
             "cache.confidence.bands[0].min",
         ]

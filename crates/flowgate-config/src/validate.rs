@@ -295,6 +295,20 @@ fn categories(raw: &[RawCacheCategory], key: &KeyPath, found: &mut Found) -> Vec
             continue;
         };
         ttl_in_range(ttl.0, &key.clone().key("ttl"), found);
+        let tags = c.tags.clone().unwrap_or_default();
+        for (j, t) in tags.iter().enumerate() {
+            if !valid_tag(t) {
+                found.push((
+                    key.clone().key("tags").index(j),
+                    format!(
+                        "invalid tag {t:?}: use letters, digits, '-', '_', '.', ':' and '/' (at most 128)"
+                    ),
+                ));
+            }
+        }
+        if tags.len() > 16 {
+            found.push((key.clone().key("tags"), "at most 16 tags".into()));
+        }
         out.push(CacheCategory {
             name,
             path,
@@ -302,6 +316,7 @@ fn categories(raw: &[RawCacheCategory], key: &KeyPath, found: &mut Found) -> Vec
             model: c.model.clone(),
             ttl: ttl.0,
             stale: c.stale.map(|d| d.0),
+            tags,
         });
     }
     out
@@ -769,6 +784,14 @@ fn route(
         pool: r.pool,
         cache,
     })
+}
+
+/// The rule of `flowgate_cache::entry::valid_tag` (tags go into key names and records).
+fn valid_tag(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
 }
 
 fn valid_name(s: &str) -> bool {

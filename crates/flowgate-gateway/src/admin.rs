@@ -121,14 +121,15 @@ async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Response {
     Json(v).into_response()
 }
 
-/// `{"key": ...}`, `{"prefix": ...}`, `{"pattern": ...}`, `{"namespace": ...}` or
-/// `{"all": true}`: exactly one.
+/// `{"key": ...}`, `{"prefix": ...}`, `{"pattern": ...}`, `{"namespace": ...}`,
+/// `{"tag": ...}` or `{"all": true}`: exactly one.
 fn selector(body: &[u8]) -> Result<Selector, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let Some(obj) = v.as_object().filter(|o| o.len() == 1) else {
         return Err(
-            "expected an object with exactly one of key, prefix, pattern, namespace, all".into(),
+            "expected an object with exactly one of key, prefix, pattern, namespace, tag, all"
+                .into(),
         );
     };
     let (name, value) = obj.iter().next().ok_or("empty object")?;
@@ -148,8 +149,9 @@ fn selector(body: &[u8]) -> Result<Selector, String> {
         "prefix" => Ok(Selector::Prefix(text)),
         "pattern" => Ok(Selector::Glob(text)),
         "namespace" => Ok(Selector::Namespace(text)),
+        "tag" => Ok(Selector::Tag(text)),
         other => Err(format!(
-            "unknown selector `{other}`: expected key, prefix, pattern, namespace or all"
+            "unknown selector `{other}`: expected key, prefix, pattern, namespace, tag or all"
         )),
     }
 }

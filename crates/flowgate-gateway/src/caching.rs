@@ -35,6 +35,8 @@ use crate::router::RouteEntry;
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("x-flowgate-cache");
 static TTL_HEADER: HeaderName = HeaderName::from_static("x-flowgate-cache-ttl");
 static NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-flowgate-cache-namespace");
+/// Invalidation tags, comma-separated: on a request, or on the upstream's response.
+static TAGS_HEADER: HeaderName = HeaderName::from_static("x-flowgate-cache-tags");
 
 /// What the cache did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,16 +219,22 @@ pub fn plan(
                 .and_then(|c| c.stale)
                 .or(rc.stale)
                 .unwrap_or(defaults.stale);
+            let mut labels = Labels {
+                category: category.map(|c| c.name.clone()),
+                tags: category.map(|c| c.tags.clone()).unwrap_or_default(),
+            };
+            if let Some(list) = headers.get(&TAGS_HEADER) {
+                labels
+                    .add_tags(list.as_bytes())
+                    .map_err(|e| ProxyError::BadCacheDirective(format!("{TAGS_HEADER}: {e}")))?;
+            }
             Ok(Plan::Use(Planned {
                 key: k.material.finish(namespace),
                 read,
                 max_age: directives.max_age,
                 life: Lifetime { ttl, stale },
                 max_ttl: rc.max_ttl.or(defaults.max_ttl),
-                labels: Labels {
-                    category: category.map(|c| c.name.clone()),
-                    tags: Vec::new(),
-                },
+                labels,
                 confidence: directives
                     .ttl
                     .is_none()
@@ -323,7 +331,7 @@ impl Tee {
     /// A tee for a response with `status` and `headers`, when it may be stored: a
     /// successful JSON answer, or a stream of one. Otherwise the leader is dropped and the
     /// requests waiting on it go upstream themselves.
-    pub fn start(fill: Fill, status: StatusCode, headers: &HeaderMap) -> Option<Box<Tee>> {
+    pub fn start(mut fill: Fill, status: StatusCode, headers: &HeaderMap) -> Option<Box<Tee>> {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .map_or(&b""[..], HeaderValue::as_bytes);
@@ -336,6 +344,13 @@ impl Tee {
         };
         if status != StatusCode::OK {
             return None;
+        }
+        for list in headers.get_all(&TAGS_HEADER) {
+            // The upstream's tags join the request's; a bad list is the upstream's
+            // mistake, not the client's: the valid tags before it are kept.
+            if let Err(e) = fill.labels.add_tags(list.as_bytes()) {
+                tracing::debug!(error = %e, "upstream cache tags ignored");
+            }
         }
         let headers = headers
             .iter()

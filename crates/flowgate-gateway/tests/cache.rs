@@ -592,3 +592,41 @@ async fn a_confidence_score_in_the_answer_chooses_its_ttl() {
     assert_eq!(cache_header(&ask(None).await), "hit-l1");
     assert_eq!(up.stats().requests, 2);
 }
+
+#[tokio::test]
+async fn an_upstream_tags_its_answers_and_a_tag_invalidates_them() {
+    let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let (url, upstream) = canned_upstream(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+         x-flowgate-cache-tags: customer:42, bad tag\r\nx-flowgate-cache-tags: report\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    let gw = gateway(&format!("{CACHE}{}", fleet_config(&[url], ""))).await;
+    let c = client();
+    let ask = |content: &str| post(gw.data_addr, "/v1/chat/completions", chat(0.0, content));
+    assert_eq!(cache_header(&send(&c, ask("a")).await), "miss");
+    assert_eq!(cache_header(&send(&c, ask("b")).await), "miss");
+    let first = send(&c, ask("a")).await;
+    assert_eq!(cache_header(&first), "hit-l1");
+    // The gateway's own fields are not replayed to clients.
+    assert!(!first.headers.contains_key("x-flowgate-cache-tags"));
+    let invalidate = |body: &'static str| {
+        post(
+            gw.admin_addr,
+            "/api/v1/performance/cache/invalidate",
+            Bytes::from_static(body.as_bytes()),
+        )
+    };
+    // "customer:42" came before the malformed "bad tag" and is kept; "report" came in
+    // another field.
+    let r = send(&c, invalidate(r#"{"tag": "customer:42"}"#)).await;
+    assert_eq!(r.json()["invalidated"]["memory"], 2);
+    assert_eq!(cache_header(&send(&c, ask("a")).await), "miss");
+    let r = send(&c, invalidate(r#"{"tag": "report"}"#)).await;
+    assert_eq!(r.json()["invalidated"]["memory"], 1);
+    let r = send(&c, invalidate(r#"{"tag": "bad tag"}"#)).await;
+    assert_eq!(r.json()["invalidated"]["memory"], 0);
+    assert_eq!(upstream.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

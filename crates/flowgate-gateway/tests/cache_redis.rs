@@ -23,6 +23,27 @@ fn config(redis: &RedisServer, upstream: &str) -> String {
     )
 }
 
+/// A configuration with all three tiers (the disk in a fresh directory named after `test`,
+/// returned for removal), and `cache_extra` in the `[cache]` section.
+fn all_tiers(
+    redis: &RedisServer,
+    up: &SimServer,
+    test: &str,
+    cache_extra: &str,
+) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("flowgate-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = config(redis, &up.url()).replacen(
+        "[cache.redis]",
+        &format!(
+            "{cache_extra}[cache.disk]\npath = \"{}\"\n\n[cache.redis]",
+            dir.join("l3.redb").display()
+        ),
+        1,
+    );
+    (cfg, dir)
+}
+
 #[tokio::test]
 async fn gateways_share_answers_through_redis() {
     let redis = RedisServer::start().await;
@@ -100,16 +121,7 @@ async fn requests_keep_succeeding_while_redis_is_down_and_it_is_used_again_after
 async fn invalidation_reaches_every_tier() {
     let redis = RedisServer::start().await;
     let up = sim(EndpointSpec::default()).await;
-    let dir = std::env::temp_dir().join(format!("flowgate-invalidate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg = config(&redis, &up.url()).replacen(
-        "[cache.redis]",
-        &format!(
-            "[cache.disk]\npath = \"{}\"\n\n[cache.redis]",
-            dir.join("l3.redb").display()
-        ),
-        1,
-    );
+    let (cfg, dir) = all_tiers(&redis, &up, "invalidate", "");
     let gw = gateway(&cfg).await;
     let c = client();
     let url = "/v1/chat/completions";
@@ -163,7 +175,7 @@ async fn invalidation_reaches_every_tier() {
     for bad in [
         r#"{}"#,
         r#"{"key": "a", "all": true}"#,
-        r#"{"tag": "x"}"#,
+        r#"{"tag": ""}"#,
         "nope",
         r#"{"all": false}"#,
     ] {
@@ -171,6 +183,78 @@ async fn invalidation_reaches_every_tier() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(r.error_code(), "invalid_selector");
     }
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn tags_invalidate_their_entries_in_every_tier() {
+    let redis = RedisServer::start().await;
+    let up = sim(EndpointSpec::default()).await;
+    let (cfg, dir) = all_tiers(
+        &redis,
+        &up,
+        "tags",
+        "[[cache.categories]]\nname = \"cost\"\nheader = \"x-analysis-type\"\nvalue = \"cost\"\nttl = \"1h\"\ntags = [\"cost\"]\n\n",
+    );
+    let gw = gateway(&cfg).await;
+    let c = client();
+    let url = "/v1/chat/completions";
+    let cache = gw.gateway.cache().unwrap().clone();
+    let with = |content: &str, name: &'static str, value: &'static str| {
+        let mut r = post(gw.data_addr, url, chat(0.0, content));
+        r.headers_mut().insert(name, value.parse().unwrap());
+        r
+    };
+    let invoice = || with("invoice", "x-flowgate-cache-tags", "invoices, team:billing");
+    let cost = || with("cost", "x-analysis-type", "cost");
+    let plain = || post(gw.data_addr, url, chat(0.0, "plain"));
+    for r in [invoice(), cost(), plain()] {
+        assert_eq!(cache_header(&send(&c, r).await), "miss");
+    }
+    eventually(|| cache.stats().redis.unwrap().writes == 3).await;
+    cache.flush().await;
+
+    let invalidate = |body: &str| {
+        post(
+            gw.admin_addr,
+            "/api/v1/performance/cache/invalidate",
+            Bytes::from(body.to_string()),
+        )
+    };
+    let one_each = serde_json::json!({"memory": 1, "redis": 1, "disk": 1});
+    let r = send(&c, invalidate(r#"{"tag": "team:billing"}"#)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["invalidated"], one_each);
+    // The category's tag, given by configuration.
+    let r = send(&c, invalidate(r#"{"tag": "cost"}"#)).await;
+    assert_eq!(r.json()["invalidated"], one_each);
+    // Gone below memory too: a second gateway on the same Redis and disk would miss; here
+    // the entries are fetched again, the untagged one is still there.
+    assert_eq!(cache_header(&send(&c, invoice()).await), "miss");
+    assert_eq!(cache_header(&send(&c, cost()).await), "miss");
+    assert_eq!(cache_header(&send(&c, plain()).await), "hit-l1");
+    assert_eq!(up.stats().requests, 5);
+    // The tag's set in Redis goes with its entries.
+    eventually(|| cache.stats().redis.unwrap().writes == 5).await;
+    let set = ["EXISTS", "flowgate:tag:{invoices}"];
+    let ttl = redis_cmd(redis.port, &["PTTL", "flowgate:tag:{invoices}"]).await;
+    assert!(
+        ttl.trim_start_matches(':').parse::<i64>().unwrap() > 0,
+        "{ttl}"
+    );
+    let r = send(&c, invalidate(r#"{"tag": "invoices"}"#)).await;
+    assert_eq!(r.json()["invalidated"], one_each);
+    assert_eq!(redis_cmd(redis.port, &set).await, ":0");
+
+    // A malformed tag list is the client's error.
+    let r = send(&c, with("x", "x-flowgate-cache-tags", "a b")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.error_message().contains("x-flowgate-cache-tags"),
+        "{}",
+        r.error_message()
+    );
     drop(gw);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -282,8 +366,13 @@ async fn a_redis_cluster_is_shared_and_invalidated_across_its_nodes() {
     let c = client();
     let url = "/v1/chat/completions";
     let prompts: Vec<String> = (0..12).map(|i| format!("cluster-{i}")).collect();
-    for p in &prompts {
-        let r = send(&c, post(a.data_addr, url, chat(0.0, p))).await;
+    for (i, p) in prompts.iter().enumerate() {
+        let mut req = post(a.data_addr, url, chat(0.0, p));
+        if i % 2 == 0 {
+            req.headers_mut()
+                .insert("x-flowgate-cache-tags", "even".parse().unwrap());
+        }
+        let r = send(&c, req).await;
         assert_eq!(cache_header(&r), "miss");
     }
     let writes = || a.gateway.cache().unwrap().stats().redis.unwrap().writes;
@@ -294,21 +383,26 @@ async fn a_redis_cluster_is_shared_and_invalidated_across_its_nodes() {
     }
     assert_eq!(up.stats().requests, 12);
     let sizes = cluster.sizes().await;
-    assert_eq!(sizes.iter().sum::<u64>(), 12, "{sizes:?}");
+    // The answers and the set of the "even" tag.
+    assert_eq!(sizes.iter().sum::<u64>(), 13, "{sizes:?}");
     assert!(
         sizes.iter().filter(|&&n| n > 0).count() >= 2,
         "keys must spread over the slots of several nodes: {sizes:?}"
     );
-    let r = send(
-        &c,
+    let invalidate = |body: &'static str| {
         post(
             a.admin_addr,
             "/api/v1/performance/cache/invalidate",
-            Bytes::from_static(br#"{"all": true}"#),
-        ),
-    )
-    .await;
+            Bytes::from_static(body.as_bytes()),
+        )
+    };
+    // A tag's members live in the slots of several nodes.
+    let r = send(&c, invalidate(r#"{"tag": "even"}"#)).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json()["invalidated"]["redis"], 12);
+    assert_eq!(r.json()["invalidated"]["redis"], 6);
+    assert_eq!(cluster.sizes().await.iter().sum::<u64>(), 6);
+    let r = send(&c, invalidate(r#"{"all": true}"#)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["invalidated"]["redis"], 6);
     assert_eq!(cluster.sizes().await, [0, 0, 0]);
 }
