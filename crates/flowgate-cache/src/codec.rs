@@ -143,6 +143,15 @@ pub fn encode(r: &Record, compress_above: usize) -> Encoded {
     }
 }
 
+/// Raw body bytes per stored byte (1 when nothing was written).
+pub fn compression_ratio(raw: u64, stored: u64) -> f64 {
+    if stored == 0 {
+        1.0
+    } else {
+        raw as f64 / stored as f64
+    }
+}
+
 /// A string of at most 64 KiB, with its length.
 fn put_short(out: &mut Vec<u8>, s: &str) {
     let s = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];

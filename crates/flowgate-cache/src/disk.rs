@@ -97,11 +97,7 @@ pub struct DiskSnapshot {
 impl DiskSnapshot {
     /// Raw body bytes per stored byte (1 when nothing was compressed or written).
     pub fn compression_ratio(&self) -> f64 {
-        if self.body_stored == 0 {
-            1.0
-        } else {
-            self.body_raw as f64 / self.body_stored as f64
-        }
+        codec::compression_ratio(self.body_raw, self.body_stored)
     }
 }
 

@@ -35,7 +35,7 @@ pub use fanout::{Share, StreamCut, Subscription};
 pub use flight::{Follower, Join, Leader, Waited};
 pub use key::{CacheKey, KeyBuilder};
 pub use policy::{BypassReason, Decision, Directives, Mode};
-pub use stats::{CacheStats, StatsSnapshot};
+pub use stats::{Account, CacheStats, CategorySnapshot, Price, StatsSnapshot};
 
 use codec::Record;
 use disk::{DiskError, DiskReader, DiskSettings, DiskTier};
@@ -109,6 +109,15 @@ pub enum Lookup {
     Coalesced(Follower),
 }
 
+/// A lookup: whether the tiers are read (`false`: the client sent `no-cache`), the oldest
+/// entry accepted, and who asks (for the accounting).
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub read: bool,
+    pub max_age: Option<Duration>,
+    pub account: Account<'a>,
+}
+
 /// An entry found in a tier.
 #[derive(Debug)]
 pub struct Hit {
@@ -164,14 +173,14 @@ impl Cache {
         &self.settings
     }
 
-    /// Looks `key` up. `read: false` (the client sent `no-cache`) skips the tiers but still
-    /// joins the flight, so that a stampede of `no-cache` requests still goes upstream once.
-    /// `max_age` refuses entries older than that.
-    pub fn lookup(&self, key: &CacheKey, read: bool, max_age: Option<Duration>) -> Lookup {
-        if read
+    /// Looks `key` up. A query that does not read (the client sent `no-cache`) skips the
+    /// tiers but still joins the flight, so that a stampede of `no-cache` requests still
+    /// goes upstream once. Entries older than the query's `max_age` are refused.
+    pub fn lookup(&self, key: &CacheKey, q: &Query<'_>) -> Lookup {
+        if q.read
             && let Some(entry) = self.memory.get(key)
             && let age = entry.age(self.clock.now())
-            && max_age.is_none_or(|m| age <= m)
+            && q.max_age.is_none_or(|m| age <= m)
             && let Some(stale) = match entry.freshness(age) {
                 Freshness::Fresh => Some(false),
                 Freshness::Stale => Some(true),
@@ -184,18 +193,21 @@ impl Cache {
             let refresh = (stale || self.refresh_ahead(&entry, age, hits))
                 .then(|| self.flights.try_lead(key))
                 .flatten();
-            return Lookup::Hit(self.answered(Hit {
-                entry,
-                tier: Tier::Memory,
-                age,
-                stale,
-                refresh,
-            }));
+            return Lookup::Hit(self.answered(
+                Hit {
+                    entry,
+                    tier: Tier::Memory,
+                    age,
+                    stale,
+                    refresh,
+                },
+                &q.account,
+            ));
         }
         match self.flights.join(key) {
             Join::Leader(l) => Lookup::Miss(l),
             Join::Follower(f) => {
-                self.stats.coalesced();
+                self.stats.coalesced(&q.account);
                 Lookup::Coalesced(f)
             }
         }
@@ -211,12 +223,12 @@ impl Cache {
 
     /// Counts an answer from the cache: a hit of its tier or a stale serve, and the
     /// refresh it asks for.
-    fn answered(&self, hit: Hit) -> Hit {
+    fn answered(&self, hit: Hit, account: &Account<'_>) -> Hit {
         let usage = hit.entry.response.usage;
         if hit.stale {
-            self.stats.stale(usage);
+            self.stats.stale(usage, account);
         } else {
-            self.stats.hit(hit.tier, usage);
+            self.stats.hit(hit.tier, usage, account);
         }
         if hit.refresh.is_some() {
             self.stats.refresh();
@@ -224,10 +236,10 @@ impl Cache {
         hit
     }
 
-    /// After a memory miss, as the flight's leader: the tiers below memory (not read when
-    /// `read` is false, as for [`Cache::lookup`]). A fresh entry found there is promoted,
-    /// with its remaining freshness, and handed to the requests waiting on the flight.
-    /// `max_age` refuses older entries. Misses are counted here.
+    /// After a memory miss, as the flight's leader: the tiers below memory (read as for
+    /// [`Cache::lookup`]). A fresh entry found there is promoted, with its remaining
+    /// freshness, and handed to the requests waiting on the flight. Misses are counted
+    /// here.
     ///
     /// With Redis, a miss then takes the key's fetch lock, so that one replica goes
     /// upstream for it; when another replica holds it and `wait_for_peers` is set, this
@@ -235,10 +247,10 @@ impl Cache {
     pub async fn lookup_lower(
         &self,
         mut leader: Leader,
-        read: bool,
-        max_age: Option<Duration>,
+        q: &Query<'_>,
         wait_for_peers: bool,
     ) -> Lower {
+        let (read, max_age) = (q.read, q.max_age);
         let mut found = None;
         if read {
             let name = leader.key().to_string();
@@ -263,16 +275,19 @@ impl Cache {
                     leader.publish(entry.clone());
                     None
                 };
-                Lower::Hit(self.answered(Hit {
-                    entry,
-                    tier,
-                    age,
-                    stale,
-                    refresh,
-                }))
+                Lower::Hit(self.answered(
+                    Hit {
+                        entry,
+                        tier,
+                        age,
+                        stale,
+                        refresh,
+                    },
+                    &q.account,
+                ))
             }
             None => {
-                self.stats.miss();
+                self.stats.miss(&q.account);
                 Lower::Miss(leader)
             }
         }
@@ -444,8 +459,8 @@ impl Cache {
 
     /// Counters and sizes.
     pub fn stats(&self) -> StatsSnapshot {
-        let (entries, bytes) = self.memory.usage();
-        let mut s = self.stats.snapshot(entries, bytes);
+        let (entries, bytes, evictions) = self.memory.usage();
+        let mut s = self.stats.snapshot(entries, bytes, evictions);
         s.disk = self.disk.as_ref().map(|(d, _)| d.stats().snapshot());
         s.redis = self.redis.as_ref().map(RedisTier::snapshot);
         s
@@ -467,6 +482,14 @@ mod tests {
             disk: None,
             refresh_ahead: Duration::ZERO,
             popular_hits: 3,
+        }
+    }
+
+    fn q(read: bool, max_age: Option<Duration>) -> Query<'static> {
+        Query {
+            read,
+            max_age,
+            account: Account::default(),
         }
     }
 
@@ -496,8 +519,8 @@ mod tests {
     }
 
     async fn lead(c: &Cache, k: &CacheKey) -> Leader {
-        match c.lookup(k, true, None) {
-            Lookup::Miss(l) => match c.lookup_lower(l, true, None, true).await {
+        match c.lookup(k, &q(true, None)) {
+            Lookup::Miss(l) => match c.lookup_lower(l, &q(true, None), true).await {
                 Lower::Miss(l) => l,
                 other => panic!("expected a miss below memory, got {other:?}"),
             },
@@ -512,7 +535,7 @@ mod tests {
         let l = lead(&c, &key(1)).await;
         assert!(c.fill(l, response("{\"a\":1}"), fresh(60), Labels::default()));
         clock.advance(Duration::from_secs(59));
-        match c.lookup(&key(1), true, None) {
+        match c.lookup(&key(1), &q(true, None)) {
             Lookup::Hit(Hit {
                 entry, tier, age, ..
             }) => {
@@ -540,13 +563,13 @@ mod tests {
         let l = lead(&c, &key(5)).await;
         assert!(c.fill(l, response("{\"v\":1}"), life, Labels::default()));
         clock.advance(Duration::from_secs(70));
-        let Lookup::Hit(first) = c.lookup(&key(5), true, None) else {
+        let Lookup::Hit(first) = c.lookup(&key(5), &q(true, None)) else {
             panic!("a stale entry must be served")
         };
         assert!(first.stale);
         assert_eq!(first.age, Duration::from_secs(70));
         let refresh = first.refresh.expect("the first stale serve refreshes");
-        let Lookup::Hit(second) = c.lookup(&key(5), true, None) else {
+        let Lookup::Hit(second) = c.lookup(&key(5), &q(true, None)) else {
             panic!()
         };
         assert!(
@@ -555,17 +578,17 @@ mod tests {
         );
         // max-age below its age refuses it even stale.
         assert!(matches!(
-            c.lookup(&key(5), true, Some(Duration::from_secs(65))),
+            c.lookup(&key(5), &q(true, Some(Duration::from_secs(65)))),
             Lookup::Coalesced(_)
         ));
         assert!(c.fill(refresh, response("{\"v\":2}"), life, Labels::default()));
-        let Lookup::Hit(fresh) = c.lookup(&key(5), true, None) else {
+        let Lookup::Hit(fresh) = c.lookup(&key(5), &q(true, None)) else {
             panic!()
         };
         assert!(!fresh.stale && fresh.refresh.is_none());
         assert_eq!(fresh.entry.response.body, "{\"v\":2}");
         clock.advance(Duration::from_secs(90));
-        assert!(matches!(c.lookup(&key(5), true, None), Lookup::Miss(_)));
+        assert!(matches!(c.lookup(&key(5), &q(true, None)), Lookup::Miss(_)));
         let s = c.stats();
         assert_eq!((s.stale, s.refreshes, s.hits_memory), (2, 1, 1));
         assert_eq!(s.tokens_saved, 45);
@@ -586,7 +609,7 @@ mod tests {
             let l = lead(&c, &key(k)).await;
             c.fill(l, response("{}"), fresh(60), Labels::default());
         }
-        let refresh = |k| match c.lookup(&key(k), true, None) {
+        let refresh = |k| match c.lookup(&key(k), &q(true, None)) {
             Lookup::Hit(h) => h.refresh,
             other => panic!("{other:?}"),
         };
@@ -611,12 +634,15 @@ mod tests {
         c.fill(l, response("{}"), fresh(600), Labels::default());
         clock.advance(Duration::from_secs(120));
         assert!(matches!(
-            c.lookup(&key(2), true, Some(Duration::from_secs(60))),
+            c.lookup(&key(2), &q(true, Some(Duration::from_secs(60)))),
             Lookup::Miss(_)
         ));
-        assert!(matches!(c.lookup(&key(2), false, None), Lookup::Miss(_)));
         assert!(matches!(
-            c.lookup(&key(2), true, Some(Duration::from_secs(300))),
+            c.lookup(&key(2), &q(false, None)),
+            Lookup::Miss(_)
+        ));
+        assert!(matches!(
+            c.lookup(&key(2), &q(true, Some(Duration::from_secs(300)))),
             Lookup::Hit(_)
         ));
     }
@@ -635,10 +661,10 @@ mod tests {
         assert!(!c.fill(l, response("{\"long\":1}"), fresh(60), Labels::default()));
         let l = lead(&c, &key(3)).await;
         assert!(c.fill(l, response("{}"), fresh(60), Labels::default()));
-        assert!(matches!(c.lookup(&key(3), true, None), Lookup::Hit(_)));
+        assert!(matches!(c.lookup(&key(3), &q(true, None)), Lookup::Hit(_)));
         c.invalidate_matching(&invalidate::Selector::Key(key(3).to_string()))
             .await;
-        assert!(matches!(c.lookup(&key(3), true, None), Lookup::Miss(_)));
+        assert!(matches!(c.lookup(&key(3), &q(true, None)), Lookup::Miss(_)));
     }
 
     #[tokio::test]
@@ -686,28 +712,28 @@ mod tests {
         }
         clock.advance(Duration::from_secs(40));
         let c = Cache::open(with_disk(), clock.shared()).unwrap();
-        let Lookup::Miss(l) = c.lookup(&key(9), true, None) else {
+        let Lookup::Miss(l) = c.lookup(&key(9), &q(true, None)) else {
             panic!("memory is empty after a restart")
         };
         // max-age below its age refuses it; no-cache does not read it.
         let Lower::Miss(l) = c
-            .lookup_lower(l, true, Some(Duration::from_secs(30)), true)
+            .lookup_lower(l, &q(true, Some(Duration::from_secs(30))), true)
             .await
         else {
             panic!("max-age was ignored")
         };
         drop(l);
-        let Lookup::Miss(l) = c.lookup(&key(9), false, None) else {
+        let Lookup::Miss(l) = c.lookup(&key(9), &q(false, None)) else {
             panic!()
         };
-        let Lower::Miss(l) = c.lookup_lower(l, false, None, true).await else {
+        let Lower::Miss(l) = c.lookup_lower(l, &q(false, None), true).await else {
             panic!("no-cache read the disk")
         };
         drop(l);
-        let Lookup::Miss(l) = c.lookup(&key(9), true, None) else {
+        let Lookup::Miss(l) = c.lookup(&key(9), &q(true, None)) else {
             panic!()
         };
-        match c.lookup_lower(l, true, None, true).await {
+        match c.lookup_lower(l, &q(true, None), true).await {
             Lower::Hit(Hit {
                 entry, tier, age, ..
             }) => {
@@ -720,7 +746,7 @@ mod tests {
         }
         // Promoted: memory answers, with the same age, until the original expiry.
         clock.advance(Duration::from_secs(59));
-        match c.lookup(&key(9), true, None) {
+        match c.lookup(&key(9), &q(true, None)) {
             Lookup::Hit(Hit { tier, age, .. }) => {
                 assert_eq!(tier, Tier::Memory);
                 assert_eq!(age, Duration::from_secs(99));

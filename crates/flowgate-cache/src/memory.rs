@@ -7,6 +7,7 @@
 //! caller; moka's own per-entry expiry only reclaims memory once an entry cannot be served.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -19,6 +20,8 @@ use crate::key::CacheKey;
 #[derive(Clone)]
 pub struct MemoryTier {
     entries: Cache<CacheKey, Arc<Entry>>,
+    /// Entries dropped to stay within the byte bound.
+    evictions: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MemoryTier {
@@ -48,14 +51,21 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for Lifetime {
 impl MemoryTier {
     /// A tier holding at most `max_bytes` of responses.
     pub fn new(max_bytes: u64) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let evicted = evictions.clone();
         let entries = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &CacheKey, v: &Arc<Entry>| {
                 u32::try_from(v.response.weight()).unwrap_or(u32::MAX)
             })
             .expire_after(Lifetime)
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evicted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .build();
-        MemoryTier { entries }
+        MemoryTier { entries, evictions }
     }
 
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
@@ -90,9 +100,45 @@ impl MemoryTier {
         n
     }
 
-    /// Entries and bytes held (after pending maintenance).
-    pub fn usage(&self) -> (u64, u64) {
+    /// Entries and bytes held (after pending maintenance), and evictions so far.
+    pub fn usage(&self) -> (u64, u64, u64) {
         self.entries.run_pending_tasks();
-        (self.entries.entry_count(), self.entries.weighted_size())
+        (
+            self.entries.entry_count(),
+            self.entries.weighted_size(),
+            self.evictions.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{CachedResponse, Labels, Lifetime, Usage};
+    use crate::key::KeyBuilder;
+    use bytes::Bytes;
+    use flowgate_clock::Clock;
+
+    #[test]
+    fn the_byte_bound_evicts_and_counts_it() {
+        let tier = MemoryTier::new(4096);
+        let now = flowgate_clock::ManualClock::at_epoch_2026().now();
+        for i in 0..64u32 {
+            let mut k = KeyBuilder::new("t");
+            k.field("i", &i.to_le_bytes());
+            let response = CachedResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: Bytes::from(vec![b'x'; 512]),
+                usage: Usage::default(),
+            };
+            let life = Lifetime::fresh_for(Duration::from_secs(60));
+            let entry = Arc::new(Entry::new(response, now, life, Labels::default()));
+            tier.insert(k.finish("ns".into()), entry, now);
+        }
+        let (entries, bytes, evictions) = tier.usage();
+        assert!(bytes <= 4096, "{bytes}");
+        assert!(entries < 64 && evictions > 0, "{entries} {evictions}");
+        assert_eq!(entries + evictions, 64);
     }
 }

@@ -78,6 +78,13 @@ pub struct RedisSnapshot {
     pub open: bool,
 }
 
+impl RedisSnapshot {
+    /// Raw body bytes per stored byte (1 when nothing was compressed or written).
+    pub fn compression_ratio(&self) -> f64 {
+        codec::compression_ratio(self.body_raw, self.body_stored)
+    }
+}
+
 /// Consecutive failures open it for a cooldown; the first call after that probes.
 #[derive(Debug)]
 pub struct Breaker {

@@ -1,11 +1,44 @@
-//! Cache counters, read by the admin API and the metrics exporter.
+//! Cache counters, read by the admin API and the metrics exporter: per tier, and per TTL
+//! category of the requests.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use crate::Tier;
 use crate::disk::DiskSnapshot;
 use crate::entry::Usage;
 use crate::remote::RedisSnapshot;
+
+/// What a request's answer costs upstream, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Price {
+    /// The cost of `usage`, in billionths of a dollar.
+    pub fn nanos(&self, usage: Usage) -> u64 {
+        let n = (usage.prompt_tokens as f64 * self.input_per_mtok
+            + usage.completion_tokens as f64 * self.output_per_mtok)
+            * 1_000.0;
+        // Saturating, and 0 for a negative or NaN price.
+        n as u64
+    }
+}
+
+/// Who asked, for the accounting of the answer: the request's TTL category and the price
+/// of its model.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Account<'a> {
+    pub category: Option<&'a str>,
+    pub price: Option<Price>,
+}
+
+/// At most this many categories are counted apart (they come from configuration; the
+/// bound only guards against a runaway caller). Later ones are not counted by category.
+const MAX_CATEGORIES: usize = 256;
 
 /// Monotonic counters.
 #[derive(Debug, Default)]
@@ -21,10 +54,37 @@ pub struct CacheStats {
     stale: AtomicU64,
     refreshes: AtomicU64,
     tokens_saved: AtomicU64,
+    nanos_saved: AtomicU64,
+    categories: RwLock<HashMap<String, Arc<CategoryCounters>>>,
+}
+
+/// The counters of one category.
+#[derive(Debug, Default)]
+struct CategoryCounters {
+    hits: AtomicU64,
+    stale: AtomicU64,
+    misses: AtomicU64,
+    coalesced: AtomicU64,
+    tokens_saved: AtomicU64,
+    nanos_saved: AtomicU64,
+}
+
+/// One category's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CategorySnapshot {
+    pub name: String,
+    /// Hits of every tier.
+    pub hits: u64,
+    pub stale: u64,
+    pub misses: u64,
+    pub coalesced: u64,
+    pub hit_rate: f64,
+    pub tokens_saved: u64,
+    pub usd_saved: f64,
 }
 
 /// The counters at one moment, with the tiers' sizes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StatsSnapshot {
     pub hits_memory: u64,
     pub hits_redis: u64,
@@ -40,9 +100,14 @@ pub struct StatsSnapshot {
     pub refreshes: u64,
     /// Prompt and completion tokens hits did not have to buy.
     pub tokens_saved: u64,
-    /// The memory tier's entries and bytes.
+    /// What those tokens would have cost, for the models with a price.
+    pub usd_saved: f64,
+    /// The memory tier's entries and bytes, and entries it evicted to stay in its bound.
     pub entries: u64,
     pub bytes: u64,
+    pub evictions: u64,
+    /// Per TTL category of the requests (those with none are only in the totals), by name.
+    pub categories: Vec<CategorySnapshot>,
     /// The Redis tier, when there is one.
     pub redis: Option<RedisSnapshot>,
     /// The disk tier, when there is one.
@@ -58,12 +123,17 @@ impl StatsSnapshot {
     /// Hits over lookups (hits, misses and coalesced waits), 0 when there were none. A
     /// lower-tier hit was first a memory miss: it counts once, as a hit.
     pub fn hit_rate(&self) -> f64 {
-        let lookups = self.hits() + self.misses + self.coalesced;
-        if lookups == 0 {
-            0.0
-        } else {
-            self.hits() as f64 / lookups as f64
-        }
+        rate(self.hits(), self.misses + self.coalesced)
+    }
+}
+
+/// `hits` over `hits + others`, 0 when both are 0.
+fn rate(hits: u64, others: u64) -> f64 {
+    let all = hits + others;
+    if all == 0 {
+        0.0
+    } else {
+        hits as f64 / all as f64
     }
 }
 
@@ -71,39 +141,78 @@ fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+fn usd(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
+}
+
 impl CacheStats {
-    pub(crate) fn hit(&self, tier: Tier, usage: Usage) {
+    /// The counters of `account`'s category, created at first use.
+    fn category(&self, account: &Account<'_>) -> Option<Arc<CategoryCounters>> {
+        let name = account.category?;
+        if let Some(c) = self.categories.read().ok()?.get(name) {
+            return Some(c.clone());
+        }
+        let mut all = self.categories.write().ok()?;
+        if all.len() >= MAX_CATEGORIES && !all.contains_key(name) {
+            return None;
+        }
+        Some(all.entry(name.to_string()).or_default().clone())
+    }
+
+    pub(crate) fn hit(&self, tier: Tier, usage: Usage, account: &Account<'_>) {
         match tier {
             Tier::Memory => add(&self.hits_memory, 1),
             Tier::Redis => add(&self.hits_redis, 1),
             Tier::Disk => add(&self.hits_disk, 1),
         }
-        self.saved(usage);
+        let c = self.category(account);
+        if let Some(c) = &c {
+            add(&c.hits, 1);
+        }
+        self.saved(usage, account, c.as_deref());
     }
 
-    fn saved(&self, usage: Usage) {
-        add(
-            &self.tokens_saved,
-            usage.prompt_tokens + usage.completion_tokens,
-        );
+    fn saved(&self, usage: Usage, account: &Account<'_>, c: Option<&CategoryCounters>) {
+        let tokens = usage.prompt_tokens + usage.completion_tokens;
+        let nanos = account.price.map_or(0, |p| p.nanos(usage));
+        add(&self.tokens_saved, tokens);
+        add(&self.nanos_saved, nanos);
+        if let Some(c) = c {
+            add(&c.tokens_saved, tokens);
+            add(&c.nanos_saved, nanos);
+        }
     }
 
     /// An answer served stale: it saved its tokens too.
-    pub(crate) fn stale(&self, usage: Usage) {
+    pub(crate) fn stale(&self, usage: Usage, account: &Account<'_>) {
         add(&self.stale, 1);
-        self.saved(usage);
+        let c = self.category(account);
+        if let Some(c) = &c {
+            add(&c.stale, 1);
+        }
+        self.saved(usage, account, c.as_deref());
     }
 
     pub(crate) fn refresh(&self) {
         add(&self.refreshes, 1);
     }
 
-    pub(crate) fn miss(&self) {
+    pub(crate) fn miss(&self, account: &Account<'_>) {
         add(&self.misses, 1);
+        if let Some(c) = self.category(account) {
+            add(&c.misses, 1);
+        }
     }
 
-    pub(crate) fn coalesced(&self) {
+    pub(crate) fn coalesced(&self, account: &Account<'_>) {
         add(&self.coalesced, 1);
+        if let Some(c) = self.category(account) {
+            add(&c.coalesced, 1);
+        }
     }
 
     pub(crate) fn bypass(&self) {
@@ -118,8 +227,29 @@ impl CacheStats {
         add(&self.not_stored, 1);
     }
 
-    pub(crate) fn snapshot(&self, entries: u64, bytes: u64) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    pub(crate) fn snapshot(&self, entries: u64, bytes: u64, evictions: u64) -> StatsSnapshot {
+        let mut categories: Vec<CategorySnapshot> = self
+            .categories
+            .read()
+            .map(|all| {
+                all.iter()
+                    .map(|(name, c)| {
+                        let hits = get(&c.hits) + get(&c.stale);
+                        CategorySnapshot {
+                            name: name.clone(),
+                            hits: get(&c.hits),
+                            stale: get(&c.stale),
+                            misses: get(&c.misses),
+                            coalesced: get(&c.coalesced),
+                            hit_rate: rate(hits, get(&c.misses) + get(&c.coalesced)),
+                            tokens_saved: get(&c.tokens_saved),
+                            usd_saved: usd(get(&c.nanos_saved)),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        categories.sort_by(|a, b| a.name.cmp(&b.name));
         StatsSnapshot {
             hits_memory: get(&self.hits_memory),
             hits_redis: get(&self.hits_redis),
@@ -132,10 +262,86 @@ impl CacheStats {
             stale: get(&self.stale),
             refreshes: get(&self.refreshes),
             tokens_saved: get(&self.tokens_saved),
+            usd_saved: usd(get(&self.nanos_saved)),
             entries,
             bytes,
+            evictions,
+            categories,
             redis: None,
             disk: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_count_billionths_of_a_dollar() {
+        let p = Price {
+            input_per_mtok: 0.15,
+            output_per_mtok: 0.6,
+        };
+        let u = Usage {
+            prompt_tokens: 1_000,
+            completion_tokens: 500,
+        };
+        // 1000 × $0.15/M + 500 × $0.60/M = $0.00045
+        assert_eq!(p.nanos(u), 450_000);
+        let bad = Price {
+            input_per_mtok: f64::NAN,
+            output_per_mtok: -1.0,
+        };
+        assert_eq!(bad.nanos(u), 0);
+    }
+
+    #[test]
+    fn categories_are_counted_apart_and_in_the_totals() {
+        let s = CacheStats::default();
+        let price = Some(Price {
+            input_per_mtok: 1.0,
+            output_per_mtok: 2.0,
+        });
+        let cost = Account {
+            category: Some("cost"),
+            price,
+        };
+        let none = Account::default();
+        let u = Usage {
+            prompt_tokens: 100,
+            completion_tokens: 50,
+        };
+        s.miss(&cost);
+        s.hit(Tier::Memory, u, &cost);
+        s.stale(u, &cost);
+        s.coalesced(&cost);
+        s.hit(Tier::Disk, u, &none);
+        s.miss(&none);
+        let snap = s.snapshot(0, 0, 0);
+        assert_eq!(snap.hits(), 3);
+        assert_eq!(snap.tokens_saved, 450);
+        // Two priced answers of 100 × $1/M + 50 × $2/M.
+        assert!(
+            (snap.usd_saved - 0.0004).abs() < 1e-12,
+            "{}",
+            snap.usd_saved
+        );
+        let [c] = snap.categories.as_slice() else {
+            panic!("{:?}", snap.categories)
+        };
+        assert_eq!(
+            (
+                c.name.as_str(),
+                c.hits,
+                c.stale,
+                c.misses,
+                c.coalesced,
+                c.tokens_saved
+            ),
+            ("cost", 1, 1, 1, 1, 300)
+        );
+        assert!((c.hit_rate - 0.5).abs() < 1e-12);
+        assert!((c.usd_saved - 0.0004).abs() < 1e-12);
     }
 }

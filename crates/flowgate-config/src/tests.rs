@@ -459,3 +459,39 @@ fn ttl_categories_and_confidence_bands_are_checked() {
         ]
     );
 }
+
+#[test]
+fn model_prices_are_read_and_checked() {
+    let c = parse_ok(&format!(
+        "{GOOD}\n[models.\"gpt-4o-mini\"]\ninput_usd_per_mtok = 0.15\noutput_usd_per_mtok = 0.6\n\n\
+         [models.\"gpt-4o*\"]\ninput_usd_per_mtok = 2.5\noutput_usd_per_mtok = 10\n\n\
+         [models.\"gpt-4o-mini-*\"]\ninput_usd_per_mtok = 0.2\noutput_usd_per_mtok = 0.7\n"
+    ));
+    let price = |m: &str| c.models.price(m).map(|p| p.input_usd_per_mtok);
+    assert_eq!(price("gpt-4o-mini"), Some(0.15));
+    // The longest prefix wins.
+    assert_eq!(price("gpt-4o-mini-2024-07-18"), Some(0.2));
+    assert_eq!(price("gpt-4o-2024-08-06"), Some(2.5));
+    assert_eq!(price("claude-3"), None);
+    let p = parse_err(&format!(
+        "{GOOD}\n[models.\"a*b\"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\n\n\
+         [models.m]\ninput_usd_per_mtok = -1\n\n\
+         [models.n]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\nother = 2\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(keys, ["models.n.other"], "{p:?}");
+    let p = parse_err(&format!(
+        "{GOOD}\n[models.\"a*b\"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\n\n\
+         [models.m]\ninput_usd_per_mtok = -1\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "models.a*b",
+            "models.m.input_usd_per_mtok",
+            "models.m.output_usd_per_mtok"
+        ],
+        "{p:?}"
+    );
+}

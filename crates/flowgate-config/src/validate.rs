@@ -1,7 +1,7 @@
 //! Turns a [`RawConfig`] into a runtime [`Config`], collecting every problem (not only the
 //! first) with the key it belongs to.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +11,12 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use crate::error::KeyPath;
 use crate::model::{
     CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    Limits, PathMatch, PoolConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind,
-    ServerConfig,
+    Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RedisCacheConfig, RouteCache,
+    RouteConfig, RouteKind, ServerConfig,
 };
 use crate::raw::{
     RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache, RawEndpoint,
-    RawPool, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind,
+    RawModel, RawPool, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind,
 };
 use crate::units::HumanDuration;
 
@@ -142,6 +142,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
     let pool_names: BTreeSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
 
     let cache = cache(&raw.cache, origin, &root.clone().key("cache"), &mut found);
+    let models = models(&raw.models, &root.clone().key("models"), &mut found);
 
     let mut routes = Vec::new();
     let mut route_names = BTreeSet::new();
@@ -167,10 +168,53 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
             pools,
             routes,
             cache,
+            models,
         })
     } else {
         Err(found)
     }
+}
+
+/// `[models."name"]`: prices, both required, finite and not negative.
+fn models(raw: &BTreeMap<String, RawModel>, key: &KeyPath, found: &mut Found) -> ModelCatalog {
+    let mut out = Vec::new();
+    for (name, m) in raw {
+        let key = key.clone().key(name);
+        if name.is_empty()
+            || name.len() > 256
+            || name.strip_suffix('*').unwrap_or(name).contains('*')
+        {
+            found.push((
+                key.clone(),
+                "a model name is 1 to 256 characters, with '*' only at the end".into(),
+            ));
+        }
+        let mut price = |v: Option<f64>, k: &str| match v {
+            Some(p) if p.is_finite() && p >= 0.0 => p,
+            Some(p) => {
+                found.push((
+                    key.clone().key(k),
+                    format!(
+                        "{p} is not a price: expected US dollars per million tokens, 0 or more"
+                    ),
+                ));
+                0.0
+            }
+            None => {
+                found.push((
+                    key.clone().key(k),
+                    "missing: US dollars per million tokens".into(),
+                ));
+                0.0
+            }
+        };
+        let p = ModelPrice {
+            input_usd_per_mtok: price(m.input_usd_per_mtok, "input_usd_per_mtok"),
+            output_usd_per_mtok: price(m.output_usd_per_mtok, "output_usd_per_mtok"),
+        };
+        out.push((name.clone(), p));
+    }
+    ModelCatalog::new(out)
 }
 
 fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> CacheConfig {

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use flowgate_cache::invalidate::Selector;
 use serde_json::json;
 
+use crate::cache_metrics::CacheCollector;
 use crate::error::error_body;
 use crate::gateway::Gateway;
 
@@ -23,6 +24,8 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .route("/ready", get(ready))
         .route("/api/v1/performance/metrics", get(performance))
         .route("/api/v1/performance/cache/stats", get(cache_stats))
+        .route("/api/v1/performance/cache/hit-rate", get(cache_hit_rate))
+        .route("/api/v1/performance/cache/metrics", get(cache_metrics))
         .route(
             "/api/v1/performance/cache/invalidate",
             post(cache_invalidate),
@@ -31,12 +34,13 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .with_state(gw)
 }
 
+static OPENMETRICS: HeaderValue =
+    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let mut r = gw.telemetry().encode_prometheus().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, OPENMETRICS.clone());
     r
 }
 
@@ -112,13 +116,59 @@ async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Response {
         return cache_disabled();
     };
     let s = cache.stats();
-    let mut v = serde_json::to_value(s).unwrap_or_default();
+    let mut v = serde_json::to_value(&s).unwrap_or_default();
     v["hits"] = json!(s.hits());
     v["hit_rate"] = json!(s.hit_rate());
-    if let Some(d) = s.disk {
+    if let Some(d) = &s.disk {
         v["disk"]["compression_ratio"] = json!(d.compression_ratio());
     }
+    if let Some(r) = &s.redis {
+        v["redis"]["compression_ratio"] = json!(r.compression_ratio());
+    }
     Json(v).into_response()
+}
+
+/// The hit rate overall, the share of lookups each tier answered, and per category.
+async fn cache_hit_rate(State(gw): State<Arc<Gateway>>) -> Response {
+    let Some(cache) = gw.cache() else {
+        return cache_disabled();
+    };
+    let s = cache.stats();
+    let lookups = s.hits() + s.misses + s.coalesced;
+    let share = |n: u64| {
+        if lookups == 0 {
+            0.0
+        } else {
+            n as f64 / lookups as f64
+        }
+    };
+    let categories: serde_json::Map<String, serde_json::Value> = s
+        .categories
+        .iter()
+        .map(|c| (c.name.clone(), json!(c.hit_rate)))
+        .collect();
+    Json(json!({
+        "hit_rate": s.hit_rate(),
+        "lookups": lookups,
+        "tiers": {
+            "memory": share(s.hits_memory),
+            "redis": s.redis.map(|_| share(s.hits_redis)),
+            "disk": s.disk.map(|_| share(s.hits_disk)),
+            "stale": share(s.stale),
+        },
+        "categories": categories,
+    }))
+    .into_response()
+}
+
+async fn cache_metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let Some(cache) = gw.cache() else {
+        return cache_disabled();
+    };
+    let mut r = CacheCollector(cache.clone()).encode_text().into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, OPENMETRICS.clone());
+    r
 }
 
 /// `{"key": ...}`, `{"prefix": ...}`, `{"pattern": ...}`, `{"namespace": ...}`,

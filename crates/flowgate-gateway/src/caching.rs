@@ -19,10 +19,10 @@ use flowgate_cache::openai::OpenAiRequest;
 use flowgate_cache::policy::{self, Decision};
 use flowgate_cache::stream::{Assembler, render_sse};
 use flowgate_cache::{
-    Cache, CacheSettings, CachedResponse, Directives, Entry, Labels, Leader, Lifetime, Mode, Share,
-    StreamCut, Subscription, Tier, Usage,
+    Account, Cache, CacheSettings, CachedResponse, Directives, Entry, Labels, Leader, Lifetime,
+    Mode, Price, Query, Share, StreamCut, Subscription, Tier, Usage,
 };
-use flowgate_config::{CacheConfig, CacheMode, ConfidenceTtl};
+use flowgate_config::{CacheMode, ConfidenceTtl, Config};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -105,6 +105,8 @@ pub struct Planned {
     /// Reads the answer's TTL from a score in it (unless the client set the TTL).
     pub confidence: Option<ConfidenceTtl>,
     pub form: Form,
+    /// The price of the requested model, for the dollars a hit saves.
+    pub price: Option<Price>,
 }
 
 /// A leader's duty: fill the cache with the answer it gets.
@@ -119,6 +121,18 @@ pub struct Fill {
 }
 
 impl Planned {
+    /// The cache lookup for this request.
+    pub fn query(&self) -> Query<'_> {
+        Query {
+            read: self.read,
+            max_age: self.max_age,
+            account: Account {
+                category: self.labels.category.as_deref(),
+                price: self.price,
+            },
+        }
+    }
+
     /// The duty of the leader that fetches this request's answer, stored with `life`.
     pub fn fill(self, cache: &Arc<Cache>, leader: Leader, life: Lifetime) -> Fill {
         Fill {
@@ -164,10 +178,11 @@ pub enum Plan {
 /// error (400).
 pub fn plan(
     route: &RouteEntry,
-    defaults: &CacheConfig,
+    config: &Config,
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Result<Plan, ProxyError> {
+    let defaults = &config.cache;
     let headers = &parts.headers;
     let mode = match route.cfg.cache.mode {
         CacheMode::Off => return Ok(Plan::Off),
@@ -241,6 +256,14 @@ pub fn plan(
                     .then(|| defaults.confidence.clone())
                     .flatten(),
                 form,
+                price: k
+                    .model
+                    .as_deref()
+                    .and_then(|m| config.models.price(m))
+                    .map(|p| Price {
+                        input_per_mtok: p.input_usd_per_mtok,
+                        output_per_mtok: p.output_usd_per_mtok,
+                    }),
             }))
         }
     }

@@ -19,6 +19,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
+use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer, RequestIds, UpstreamFields};
@@ -87,9 +88,12 @@ impl Gateway {
                     compress_above: c.compress_above,
                 }),
             };
-            let cache = Cache::open(settings, clock.clone())
-                .map_err(|e| std::io::Error::other(format!("cache: {e}")))?;
-            Some(Arc::new(cache))
+            let cache = Arc::new(
+                Cache::open(settings, clock.clone())
+                    .map_err(|e| std::io::Error::other(format!("cache: {e}")))?,
+            );
+            telemetry.register_collector(Box::new(CacheCollector(cache.clone())));
+            Some(cache)
         } else {
             None
         };
@@ -335,7 +339,7 @@ impl Gateway {
         body: &Bytes,
         out: &mut Outcome,
     ) -> Result<Consulted, ProxyError> {
-        let planned = match caching::plan(route, &rt.config.cache, parts, body)? {
+        let planned = match caching::plan(route, &rt.config, parts, body)? {
             Plan::Off => return Ok(Consulted::Upstream(None)),
             Plan::Bypass => {
                 cache.count_bypass();
@@ -345,7 +349,7 @@ impl Gateway {
             Plan::Use(p) => p,
         };
         let form = planned.form;
-        let hit = match cache.lookup(&planned.key, planned.read, planned.max_age) {
+        let hit = match cache.lookup(&planned.key, &planned.query()) {
             Lookup::Hit(hit) => hit,
             Lookup::Coalesced(follower) => {
                 let waited = follower
@@ -375,7 +379,7 @@ impl Gateway {
                 // answer: it goes upstream (and streams) at once.
                 let wait_for_peers = matches!(form, caching::Form::Json);
                 match cache
-                    .lookup_lower(leader, planned.read, planned.max_age, wait_for_peers)
+                    .lookup_lower(leader, &planned.query(), wait_for_peers)
                     .await
                 {
                     Lower::Hit(hit) => hit,

@@ -9,6 +9,7 @@
 
 mod admin;
 mod body;
+mod cache_metrics;
 mod caching;
 mod error;
 mod gateway;

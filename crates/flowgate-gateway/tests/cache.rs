@@ -630,3 +630,97 @@ async fn an_upstream_tags_its_answers_and_a_tag_invalidates_them() {
     assert_eq!(r.json()["invalidated"]["memory"], 0);
     assert_eq!(upstream.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn stats_count_per_tier_and_category_with_the_dollars_saved() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!(
+        "{CACHE}[[cache.categories]]\nname = \"cost\"\nheader = \"x-analysis-type\"\nvalue = \"cost\"\nttl = \"1h\"\n\n\
+         [models.\"gpt-4o-mini*\"]\ninput_usd_per_mtok = 2.0\noutput_usd_per_mtok = 2.0\n\n{}",
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let c = client();
+    let ask = |content: &'static str, cost: bool| {
+        let mut r = post(gw.data_addr, "/v1/chat/completions", chat(0.0, content));
+        if cost {
+            r.headers_mut()
+                .insert("x-analysis-type", "cost".parse().unwrap());
+        }
+        send(&c, r)
+    };
+    for (content, cost, expect) in [
+        ("a", true, "miss"),
+        ("a", true, "hit-l1"),
+        ("a", true, "hit-l1"),
+        ("b", false, "miss"),
+        ("b", false, "hit-l1"),
+    ] {
+        assert_eq!(cache_header(&ask(content, cost).await), expect);
+    }
+    let s = send(&c, get(gw.admin_addr, "/api/v1/performance/cache/stats"))
+        .await
+        .json();
+    let tokens = s["tokens_saved"].as_u64().unwrap();
+    assert!(tokens > 0);
+    // Both prices are $2 per million tokens.
+    let usd = s["usd_saved"].as_f64().unwrap();
+    assert!(
+        (usd - tokens as f64 * 2e-6).abs() < 1e-12,
+        "{usd} for {tokens}"
+    );
+    let cost = &s["categories"][0];
+    assert_eq!(cost["name"], "cost");
+    assert_eq!(
+        (cost["hits"].as_u64(), cost["misses"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(cost["tokens_saved"].as_u64().unwrap() * 3, tokens * 2);
+    assert_eq!(s["categories"].as_array().unwrap().len(), 1);
+
+    let r = send(&c, get(gw.admin_addr, "/api/v1/performance/cache/hit-rate"))
+        .await
+        .json();
+    assert!((r["hit_rate"].as_f64().unwrap() - 0.6).abs() < 1e-9, "{r}");
+    assert!(
+        (r["tiers"]["memory"].as_f64().unwrap() - 0.6).abs() < 1e-9,
+        "{r}"
+    );
+    assert!(r["tiers"]["redis"].is_null());
+    assert!(
+        (r["categories"]["cost"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{r}"
+    );
+
+    let text = String::from_utf8(
+        send(&c, get(gw.admin_addr, "/api/v1/performance/cache/metrics"))
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(
+        metric(&text, "flowgate_cache_hits_total{tier=\"memory\"}"),
+        3.0
+    );
+    assert_eq!(metric(&text, "flowgate_cache_misses_total"), 2.0);
+    assert_eq!(
+        metric(
+            &text,
+            "flowgate_cache_category_hits_total{category=\"cost\"}"
+        ),
+        2.0
+    );
+    assert!((metric(&text, "flowgate_cache_usd_saved_total") - usd).abs() < 1e-9);
+    assert!(!text.contains("tier=\"redis\""), "{text}");
+    // The same families are in /metrics, with everything else.
+    let all =
+        String::from_utf8(send(&c, get(gw.admin_addr, "/metrics")).await.body.to_vec()).unwrap();
+    assert_eq!(
+        metric(&all, "flowgate_cache_hits_total{tier=\"memory\"}"),
+        3.0
+    );
+    assert!(all.contains("flowgate_requests_total"), "{all}");
+    assert!(all.trim_end().ends_with("# EOF"));
+    assert_eq!(all.matches("# EOF").count(), 1);
+}

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flowgate_clock::SharedClock;
+use prometheus_client::collector::Collector;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -37,6 +38,8 @@ pub struct Telemetry {
 struct Inner {
     metrics: Metrics,
     registry: Registry,
+    /// Collectors of other subsystems' state, added once they exist (the cache's).
+    collectors: Mutex<Registry>,
     clock: SharedClock,
     tx: SyncSender<RequestRecord>,
     consumer: Mutex<Consumer>,
@@ -135,6 +138,7 @@ impl Telemetry {
             inner: Arc::new(Inner {
                 metrics,
                 registry,
+                collectors: Mutex::new(Registry::default()),
                 clock,
                 tx,
                 consumer: Mutex::new(Consumer {
@@ -198,11 +202,25 @@ impl Telemetry {
         self.inner.windows.lock().ok().map(|w| w.report(now))
     }
 
+    /// Adds families read at each scrape from another subsystem's state.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        if let Ok(mut r) = self.inner.collectors.lock() {
+            r.register_collector(collector);
+        }
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn encode_prometheus(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         self.inner.drain();
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
+        let encoded = encode_registry(&mut out, &self.inner.registry).and_then(|()| {
+            match self.inner.collectors.lock() {
+                Ok(c) => encode_registry(&mut out, &c),
+                Err(_) => Ok(()),
+            }
+        });
+        if encoded.and_then(|()| encode_eof(&mut out)).is_err() {
             out.clear();
         }
         out
