@@ -10,6 +10,8 @@ import argparse, glob, json, os, re, statistics
 TARGETS = ["direct", "nginx", "flowgate"]
 # Closed loop only: both proxies with 2 workers.
 WIDE = ["nginx2", "flowgate2"]
+# flowgate answering from its cache: L1 hits (1 and 2 workers), L2 and L3 hits.
+CACHE = ["cache", "cache2", "l2", "l3"]
 
 def load_sample(path):
     try:
@@ -69,7 +71,7 @@ def main():
     rounds = sorted({int(re.search(r"-r(\d+)-", os.path.basename(p)).group(1)) for p in glob.glob(f"{a.out}/*-r*-closed.out")})
     phases = ["closed"] + [f"q{q}" for q in a.rates.split()]
     data = {}
-    for t in TARGETS + WIDE:
+    for t in TARGETS + WIDE + CACHE:
         for r in rounds:
             for ph in phases:
                 base = f"{a.out}/{t}-r{r}-{ph}"
@@ -88,11 +90,12 @@ def main():
     print(f"### Closed loop, c={a.conc} (wrk -t2)\n")
     print("| target | req/s | vs nginx | vs direct | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for t in TARGETS + WIDE:
-        anchor = "nginx2" if t in WIDE else "nginx"
+    def closed_row(t, anchor):
         g = lambda k: per_round(lambda r: data.get((t, r, "closed"), {}).get(k))
         vs = lambda other: per_round(lambda r: data[(t, r, "closed")]["rps"] / data[(other, r, "closed")]["rps"] if (t, r, "closed") in data and (other, r, "closed") in data else None)
         print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(vs(anchor), 2, 'x')} | {fmt(vs('direct'), 2, 'x')} | {fmt(g('p50'))} | {fmt(g('p99'))} | {fmt(g('cpu_us'), 1)} | {fmt(g('rss'), 1)} | {fmt(g('errors'), 0)} |")
+    for t in TARGETS + WIDE:
+        closed_row(t, "nginx2" if t in WIDE else "nginx")
     print("\n(`vs nginx` compares flowgate2 with nginx2: 2 workers each.)")
     for q in a.rates.split():
         ph = f"q{q}"
@@ -119,5 +122,39 @@ def main():
     print(f"| 2 workers each: throughput flowgate2/nginx2 | {fmt(ratio('closed', 'rps', 'flowgate2', 'nginx2'), 2, 'x')} |")
     print(f"| 2 workers each: CPU per request flowgate2/nginx2 | {fmt(ratio('closed', 'cpu_us', 'flowgate2', 'nginx2'), 2, 'x')} |")
     print(f"| peak RSS under load ≤ 60 MB | {fmt(rss, 1, ' MiB')} |")
+
+    if not any(t in CACHE for (t, _, _) in data):
+        return
+    print(f"\n## Cache hits (issue 3)\n")
+    print(f"### Closed loop, c={a.conc} (wrk -t2): L1 hits\n")
+    print("| target | req/s | vs nginx | vs direct | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for t, anchor in [("nginx", "nginx"), ("cache", "nginx"), ("nginx2", "nginx2"), ("cache2", "nginx2")]:
+        closed_row(t, anchor)
+    print("\n(`cache` has 1 worker and is compared with nginx; `cache2` has 2 and is compared with nginx2.)")
+    for q in a.rates.split():
+        ph = f"q{q}"
+        print(f"\n### Fixed rate {q} req/s, open loop: hits from each tier, ms\n")
+        print("| target | achieved/s | p50 | p90 | p99 | p99.9 | Δp50 vs direct | Δp99 vs direct | CPU µs/req | errors |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for t in ["direct", "nginx", "cache", "l2", "l3"]:
+            g = lambda k: per_round(lambda r: data.get((t, r, ph), {}).get(k))
+            d = lambda k: per_round(lambda r: data[(t, r, ph)][k] - data[("direct", r, ph)][k] if (t, r, ph) in data and ("direct", r, ph) in data and data[(t, r, ph)][k] is not None else None)
+            print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(g('p50'))} | {fmt(g('p90'))} | {fmt(g('p99'))} | {fmt(g('p999'))} | {fmt(d('p50'))} | {fmt(d('p99'))} | {fmt(g('cpu_us'), 1)} | {fmt(g('errors'), 0)} |")
+    flight = load_sample(f"{a.out}/flight.json")
+    stats = load_sample(f"{a.out}/cache-stats.json")
+    print("\n### The cache against the goals (medians over rounds)\n")
+    print("| goal | measured |")
+    print("|---|---|")
+    print(f"| L1-hit throughput ≥ 1.5× nginx (closed loop c={a.conc}, 1 worker each) | {fmt(ratio('closed', 'rps', 'cache', 'nginx'), 2, 'x')} |")
+    print(f"| L1-hit throughput, 2 workers each (cache2/nginx2) | {fmt(ratio('closed', 'rps', 'cache2', 'nginx2'), 2, 'x')} |")
+    g = lambda t, k, ph="closed": per_round(lambda r: data.get((t, r, ph), {}).get(k))
+    print(f"| hit-path CPU per request ≤ 12 µs (closed loop, 1 worker) | {fmt(g('cache', 'cpu_us'), 1, ' µs')} |")
+    print(f"| hit-path CPU per request, 2 workers | {fmt(g('cache2', 'cpu_us'), 1, ' µs')} |")
+    for t, name in [("cache", "L1"), ("l2", "L2 (Redis)"), ("l3", "L3 (disk)")]:
+        print(f"| {name} hit latency at 1000 req/s: p50 / p99 / p99.9 | {fmt(g(t, 'p50', 'q1000'))} / {fmt(g(t, 'p99', 'q1000'))} / {fmt(g(t, 'p999', 'q1000'))} ms |")
+    print(f"| single-flight: upstream requests for 100 identical concurrent misses = 1 | {flight.get('upstream_requests', '-')} |")
+    if stats:
+        print(f"| hit rate over the run (cache, L1) | {stats.get('hit_rate', 0) * 100:.3f}% |")
 
 main()

@@ -46,7 +46,7 @@ use remote::{RedisError, RedisSettings, RedisTier};
 /// Cache-wide settings (fixed for the life of the cache).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
-    /// Bytes of responses the memory tier holds.
+    /// Bytes of responses the memory tier holds (0: no memory tier).
     pub memory_bytes: u64,
     /// Largest response stored.
     pub max_entry_bytes: u64,
@@ -67,7 +67,7 @@ pub struct CacheSettings {
 /// `Some(None)` when it could not be reached, so the caller can retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Invalidated {
-    pub memory: u64,
+    pub memory: Option<u64>,
     pub redis: Option<Option<u64>>,
     pub disk: Option<u64>,
 }
@@ -135,7 +135,7 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Cache {
     settings: CacheSettings,
-    memory: MemoryTier,
+    memory: Option<MemoryTier>,
     redis: Option<RedisTier>,
     disk: Option<(DiskTier, DiskReader)>,
     flights: Flights,
@@ -159,7 +159,7 @@ impl Cache {
             None => None,
         };
         Ok(Cache {
-            memory: MemoryTier::new(settings.memory_bytes),
+            memory: (settings.memory_bytes > 0).then(|| MemoryTier::new(settings.memory_bytes)),
             redis,
             disk,
             settings,
@@ -178,7 +178,8 @@ impl Cache {
     /// goes upstream once. Entries older than the query's `max_age` are refused.
     pub fn lookup(&self, key: &CacheKey, q: &Query<'_>) -> Lookup {
         if q.read
-            && let Some(entry) = self.memory.get(key)
+            && let Some(memory) = &self.memory
+            && let Some(entry) = memory.get(key)
             && let age = entry.age(self.clock.now())
             && q.max_age.is_none_or(|m| age <= m)
             && let Some(stale) = match entry.freshness(age) {
@@ -361,7 +362,9 @@ impl Cache {
             life,
             record.labels,
         ));
-        self.memory.insert(key.clone(), entry.clone(), now);
+        if let Some(memory) = &self.memory {
+            memory.insert(key.clone(), entry.clone(), now);
+        }
         (entry, tier, age)
     }
 
@@ -419,7 +422,9 @@ impl Cache {
             }
         }
         let entry = Arc::new(Entry::new(response, now, life, labels));
-        self.memory.insert(leader.key().clone(), entry.clone(), now);
+        if let Some(memory) = &self.memory {
+            memory.insert(leader.key().clone(), entry.clone(), now);
+        }
         self.stats.stored();
         leader.publish(entry);
         true
@@ -441,7 +446,7 @@ impl Cache {
     /// a tag through each tier's tag index; other selectors walk the keys of each tier
     /// (Redis with SCAN).
     pub async fn invalidate_matching(&self, sel: &invalidate::Selector) -> Invalidated {
-        let memory = self.memory.remove_matching(sel);
+        let memory = self.memory.as_ref().map(|m| m.remove_matching(sel));
         let disk = match &self.disk {
             Some((d, _)) => Some(d.remove(sel.clone()).await),
             None => None,
@@ -459,7 +464,7 @@ impl Cache {
 
     /// Counters and sizes.
     pub fn stats(&self) -> StatsSnapshot {
-        let (entries, bytes, evictions) = self.memory.usage();
+        let (entries, bytes, evictions) = self.memory.as_ref().map_or((0, 0, 0), MemoryTier::usage);
         let mut s = self.stats.snapshot(entries, bytes, evictions);
         s.disk = self.disk.as_ref().map(|(d, _)| d.stats().snapshot());
         s.redis = self.redis.as_ref().map(RedisTier::snapshot);

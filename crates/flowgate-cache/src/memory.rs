@@ -51,10 +51,17 @@ impl moka::Expiry<CacheKey, Arc<Entry>> for Lifetime {
 impl MemoryTier {
     /// A tier holding at most `max_bytes` of responses.
     pub fn new(max_bytes: u64) -> Self {
+        Self::with_policy(max_bytes, moka::policy::EvictionPolicy::tiny_lfu())
+    }
+
+    /// A tier with another admission and eviction policy: for comparisons (the
+    /// `admission` example measures W-TinyLFU against LRU).
+    pub fn with_policy(max_bytes: u64, policy: moka::policy::EvictionPolicy) -> Self {
         let evictions = Arc::new(AtomicU64::new(0));
         let evicted = evictions.clone();
         let entries = Cache::builder()
             .max_capacity(max_bytes)
+            .eviction_policy(policy)
             .weigher(|_k: &CacheKey, v: &Arc<Entry>| {
                 u32::try_from(v.response.weight()).unwrap_or(u32::MAX)
             })

@@ -421,11 +421,17 @@ impl Config {
                 r.name, r.pool
             );
         }
+        if !self.models.is_empty() {
+            let _ = writeln!(s, "  {} model price(s)", self.models.len());
+        }
         if self.cache.enabled {
             let _ = writeln!(
                 s,
-                "  cache: memory {} B, max entry {} B, ttl {}, coalesce wait {}",
-                self.cache.memory_bytes,
+                "  cache: memory {}, max entry {} B, ttl {}, coalesce wait {}",
+                match self.cache.memory_bytes {
+                    0 => "off".to_string(),
+                    b => format!("{b} B"),
+                },
                 self.cache.max_entry_bytes,
                 format_duration(self.cache.ttl),
                 format_duration(self.cache.coalesce_wait)

@@ -495,3 +495,22 @@ fn model_prices_are_read_and_checked() {
         "{p:?}"
     );
 }
+
+#[test]
+fn the_memory_tier_is_off_at_zero_only_with_a_lower_tier() {
+    let p = parse_err(&format!("{GOOD}\n[cache]\nenabled = true\nmemory = 0\n"));
+    assert_eq!(p[0].key.to_string(), "cache.memory");
+    assert!(
+        p[0].message.contains("no [cache.redis] or [cache.disk]"),
+        "{}",
+        p[0].message
+    );
+    let c = parse_ok(&format!(
+        "{GOOD}\n[cache]\nenabled = true\nmemory = 0\nmax_entry = \"64MiB\"\n\n[cache.disk]\npath = \"/tmp/x.redb\"\n"
+    ));
+    assert_eq!(c.cache.memory_bytes, 0);
+    let p = parse_err(&format!(
+        "{GOOD}\n[cache]\nenabled = true\nmemory = \"512KiB\"\n"
+    ));
+    assert_eq!(p[0].key.to_string(), "cache.memory");
+}

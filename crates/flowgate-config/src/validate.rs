@@ -251,19 +251,36 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
         disk,
         redis,
     };
-    if c.memory_bytes < 1024 * 1024 {
+    if c.memory_bytes == 0 {
+        if c.enabled && c.redis.is_none() && c.disk.is_none() {
+            found.push((
+                key.clone().key("memory"),
+                "0 turns the memory tier off, and there is no [cache.redis] or [cache.disk] \
+                 tier left to hold answers"
+                    .into(),
+            ));
+        }
+    } else if c.memory_bytes < 1024 * 1024 {
         found.push((
             key.clone().key("memory"),
-            format!("{} B is too small: expected at least 1MiB", c.memory_bytes),
+            format!(
+                "{} B is too small: expected at least 1MiB (or 0 for no memory tier)",
+                c.memory_bytes
+            ),
         ));
     }
-    if c.max_entry_bytes == 0 || c.max_entry_bytes > c.memory_bytes / 4 {
+    // An entry takes at most a quarter of memory; without memory, at most what Redis
+    // stores in one value.
+    let (max_entry, of) = match c.memory_bytes {
+        0 => (MAX_ENTRY_WITHOUT_MEMORY, "512 MiB without a memory tier"),
+        m => (m / 4, "a quarter of cache.memory"),
+    };
+    if c.max_entry_bytes == 0 || c.max_entry_bytes > max_entry {
         found.push((
             key.clone().key("max_entry"),
             format!(
-                "{} B is out of range: expected 1 B to a quarter of cache.memory ({} B)",
+                "{} B is out of range: expected 1 B to {of} ({max_entry} B)",
                 c.max_entry_bytes,
-                c.memory_bytes / 4
             ),
         ));
     }
@@ -831,6 +848,9 @@ fn route(
 }
 
 /// The rule of `flowgate_cache::entry::valid_tag` (tags go into key names and records).
+/// The largest entry when there is no memory tier (Redis's limit for one value).
+const MAX_ENTRY_WITHOUT_MEMORY: u64 = 512 * 1024 * 1024;
+
 fn valid_tag(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128

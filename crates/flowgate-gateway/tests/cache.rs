@@ -446,6 +446,43 @@ async fn disk_entries_survive_a_gateway_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn the_memory_tier_can_be_switched_off() {
+    let dir = std::env::temp_dir().join(format!("flowgate-no-l1-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!(
+        "[cache]\nenabled = true\nmemory = 0\n\n[cache.disk]\npath = \"{}\"\n\n{}",
+        dir.join("l3.redb").display(),
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let c = client();
+    let ask = || post(gw.data_addr, "/v1/chat/completions", chat(0.0, "no-l1"));
+    assert_eq!(cache_header(&send(&c, ask()).await), "miss");
+    gw.gateway.cache().unwrap().flush().await;
+    // Every hit is read from disk: nothing is promoted to a memory tier.
+    for _ in 0..3 {
+        assert_eq!(cache_header(&send(&c, ask()).await), "hit-l3");
+    }
+    assert_eq!(up.stats().requests, 1);
+    let r = send(
+        &c,
+        post(
+            gw.admin_addr,
+            "/api/v1/performance/cache/invalidate",
+            Bytes::from_static(br#"{"all": true}"#),
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.json()["invalidated"],
+        serde_json::json!({"memory": null, "redis": null, "disk": 1})
+    );
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A gateway on a manual clock with `cache_extra` in its `[cache]` table, and its upstream.
 async fn clocked(
     cache_extra: &str,

@@ -4,8 +4,8 @@
 //! it on free loopback ports, drives an open-loop workload of Zipf-distributed prompts (some
 //! streamed) through the gateway, and prints what happened: throughput, latency percentiles,
 //! errors by kind, and how traffic spread over the upstreams, next to the gateway's own view
-//! from its admin API. Each later capability (cache, admission, balancing, cost) adds a
-//! section to [`Report`].
+//! from its admin API, and what the response cache saved. Each later capability (admission,
+//! balancing, cost) adds a section to [`Report`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +51,8 @@ struct Seen {
     status: u16,
     code: Option<String>,
     upstream: Option<String>,
+    /// `x-flowgate-cache`.
+    cache: Option<String>,
 }
 
 /// Everything the demo prints.
@@ -60,6 +62,8 @@ struct Report {
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<String, u64>,
     upstreams: BTreeMap<String, u64>,
+    /// Responses by `x-flowgate-cache` value.
+    cache: BTreeMap<String, u64>,
     transport_errors: u64,
 }
 
@@ -105,7 +109,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         gw.admin_addr
     ))
     .await;
+    let cache_view = fetch_json(&format!(
+        "http://{}/api/v1/performance/cache/stats",
+        gw.admin_addr
+    ))
+    .await;
     print_report(&report, &fleet, args.duration, gateway_view.as_ref());
+    print_cache(&report, cache_view.as_ref());
 
     gw.shutdown();
     gw.wait().await;
@@ -180,7 +190,10 @@ fn gateway_config(fleet: &[SimNode]) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n\n\
          [pools.llm]\nendpoints = [\n{}\n]\nrequest_timeout = \"10s\"\n\n\
-         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n",
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n\n\
+         [cache]\nenabled = true\nmemory = \"64MiB\"\nttl = \"1h\"\n\n\
+         [[cache.categories]]\nname = \"cost-analysis\"\nmodel = \"gpt-4o-mini*\"\nttl = \"4h\"\n\n\
+         [models.\"gpt-4o-mini*\"]\ninput_usd_per_mtok = 0.15\noutput_usd_per_mtok = 0.60\n",
         endpoints.join("\n")
     )
 }
@@ -238,6 +251,9 @@ async fn drive(args: &DemoArgs, url: &str) -> anyhow::Result<Report> {
         if let Some(u) = s.upstream {
             *report.upstreams.entry(u).or_default() += 1;
         }
+        if let Some(c) = s.cache {
+            *report.cache.entry(c).or_default() += 1;
+        }
     }
     report.latencies.sort_unstable();
     Ok(report)
@@ -255,16 +271,19 @@ async fn one_request(client: &Client<HttpConnector, Full<Bytes>>, url: &str, bod
             status: 0,
             code: Some("client: bad request".into()),
             upstream: None,
+            cache: None,
         };
     };
     match client.request(req).await {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let upstream = resp
-                .headers()
-                .get("x-flowgate-upstream")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let field = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let (upstream, cache) = (field("x-flowgate-upstream"), field("x-flowgate-cache"));
             let body = resp.into_body().collect().await.map(|b| b.to_bytes());
             let code = match (&body, status) {
                 (Err(_), _) => Some("stream cut".to_string()),
@@ -276,6 +295,7 @@ async fn one_request(client: &Client<HttpConnector, Full<Bytes>>, url: &str, bod
                 status,
                 code,
                 upstream,
+                cache,
             }
         }
         Err(e) => Seen {
@@ -283,6 +303,7 @@ async fn one_request(client: &Client<HttpConnector, Full<Bytes>>, url: &str, bod
             status: 0,
             code: Some(format!("client: {e}")),
             upstream: None,
+            cache: None,
         },
     }
 }
@@ -383,4 +404,46 @@ fn print_report(r: &Report, fleet: &[SimNode], secs: u64, gateway: Option<&serde
             f("/latency_ms/p99")
         );
     }
+}
+
+fn print_cache(r: &Report, stats: Option<&serde_json::Value>) {
+    println!("Response cache (x-flowgate-cache as the client saw it)");
+    let line: Vec<String> = r.cache.iter().map(|(k, c)| format!("{k} {c}")).collect();
+    println!(
+        "  {}",
+        if line.is_empty() {
+            "no cached route answered".to_string()
+        } else {
+            line.join("   ")
+        }
+    );
+    let Some(s) = stats else {
+        return;
+    };
+    let n = |p: &str| {
+        s.pointer(p)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let f = |p: &str| {
+        s.pointer(p)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    println!("The cache's own view (GET /api/v1/performance/cache/stats)");
+    println!(
+        "  hit rate {:.1}%: {} answered from memory (the demo's only tier), {} misses, {} coalesced (waited for an identical request already upstream)",
+        100.0 * f("/hit_rate"),
+        n("/hits_memory"),
+        n("/misses"),
+        n("/coalesced")
+    );
+    println!(
+        "  saved {} tokens, ${:.4} at gpt-4o-mini prices; {} answers stored ({} entries, {:.1} KiB in memory)",
+        n("/tokens_saved"),
+        f("/usd_saved"),
+        n("/stored"),
+        n("/entries"),
+        f("/bytes") / 1024.0
+    );
 }

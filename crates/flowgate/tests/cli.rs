@@ -82,9 +82,13 @@ fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
         "Errors by kind",
         "Traffic by upstream",
         "The gateway's own view",
+        "Response cache",
+        "The cache's own view",
     ] {
         assert!(stdout.contains(section), "missing {section}: {stdout}");
     }
+    // Zipf prompts repeat: the cache answers some of them.
+    assert!(stdout.contains("hit-l1 "), "{stdout}");
     for role in ["fast", "slow", "flaky"] {
         assert!(
             stdout.contains(&format!("  {role}")),
