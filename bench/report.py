@@ -80,6 +80,7 @@ def main():
                 d = wrk(base + ".out") if ph == "closed" else oha(base + ".out")
                 s = load_sample(base + ".sample.json")
                 d["cpu_us"] = s.get("cpu_s", 0) * 1e6 / d["requests"] if d["requests"] else None
+                d["user_us"] = s["user_s"] * 1e6 / d["requests"] if d["requests"] and "user_s" in s else None
                 d["rss"] = s.get("rss_peak_mib")
                 data[(t, r, ph)] = d
 
@@ -151,6 +152,8 @@ def main():
     g = lambda t, k, ph="closed": per_round(lambda r: data.get((t, r, ph), {}).get(k))
     print(f"| hit-path CPU per request ≤ 12 µs (closed loop, 1 worker) | {fmt(g('cache', 'cpu_us'), 1, ' µs')} |")
     print(f"| hit-path CPU per request, 2 workers | {fmt(g('cache2', 'cpu_us'), 1, ' µs')} |")
+    print(f"| of which user space (flowgate's own work; the rest is the kernel's loopback TCP), 1 worker | {fmt(g('cache', 'user_us'), 1, ' µs')} |")
+    print(f"| user-space CPU per request, nginx proxy / nginx static (direct) | {fmt(g('nginx', 'user_us'), 1, ' µs')} / {fmt(g('direct', 'user_us'), 1, ' µs')} |")
     for t, name in [("cache", "L1"), ("l2", "L2 (Redis)"), ("l3", "L3 (disk)")]:
         print(f"| {name} hit latency at 1000 req/s: p50 / p99 / p99.9 | {fmt(g(t, 'p50', 'q1000'))} / {fmt(g(t, 'p99', 'q1000'))} / {fmt(g(t, 'p999', 'q1000'))} ms |")
     print(f"| single-flight: upstream requests for 100 identical concurrent misses = 1 | {flight.get('upstream_requests', '-')} |")

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Samples a process tree while a load phase runs: peak RSS and CPU seconds used.
+"""Samples a process tree while a load phase runs: peak RSS and CPU seconds used (in all,
+and in user space alone: on loopback much of a server's system time is the kernel
+delivering its writes to the load generator's sockets and waking it).
 
 usage: sample.py OUT.json PID [PID...]   (runs until SIGTERM, then writes OUT.json)
 """
@@ -24,15 +26,17 @@ def tree(pids):
     return seen
 
 def cpu(pids):
-    total = 0
+    """(user + system, user) CPU seconds."""
+    total, user = 0, 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime + stime
+            user += int(fields[11])
         except OSError:
             pass
-    return total / TICK
+    return total / TICK, user / TICK
 
 def rss(pids):
     kb = 0
@@ -58,4 +62,5 @@ while not stop:
     time.sleep(0.2)
     pids = tree(roots)
     peak = max(peak, rss(pids))
-json.dump({"cpu_s": cpu(pids) - c0, "rss_peak_mib": round(peak, 1)}, open(out, "w"))
+c1 = cpu(pids)
+json.dump({"cpu_s": c1[0] - c0[0], "user_s": c1[1] - c0[1], "rss_peak_mib": round(peak, 1)}, open(out, "w"))
