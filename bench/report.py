@@ -98,15 +98,18 @@ def main():
     for t in TARGETS + WIDE:
         closed_row(t, "nginx2" if t in WIDE else "nginx")
     print("\n(`vs nginx` compares flowgate2 with nginx2: 2 workers each.)")
-    for q in a.rates.split():
+    def rate_table(q, title, targets, rss):
+        """One fixed-rate table; with or without the peak RSS column."""
         ph = f"q{q}"
-        print(f"\n### Fixed rate {q} req/s, open loop (oha --latency-correction), ms\n")
-        print("| target | achieved/s | p50 | p90 | p99 | p99.9 | Δp50 vs direct | Δp99 vs direct | CPU µs/req | peak RSS MiB | errors |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-        for t in TARGETS:
+        print(f"\n### Fixed rate {q} req/s, {title}, ms\n")
+        print("| target | achieved/s | p50 | p90 | p99 | p99.9 | Δp50 vs direct | Δp99 vs direct | CPU µs/req |" + (" peak RSS MiB |" if rss else "") + " errors |")
+        print("|---|---|---|---|---|---|---|---|---|" + ("---|" if rss else "") + "---|")
+        for t in targets:
             g = lambda k: per_round(lambda r: data.get((t, r, ph), {}).get(k))
             d = lambda k: per_round(lambda r: data[(t, r, ph)][k] - data[("direct", r, ph)][k] if (t, r, ph) in data and ("direct", r, ph) in data and data[(t, r, ph)][k] is not None else None)
-            print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(g('p50'))} | {fmt(g('p90'))} | {fmt(g('p99'))} | {fmt(g('p999'))} | {fmt(d('p50'))} | {fmt(d('p99'))} | {fmt(g('cpu_us'), 1)} | {fmt(g('rss'), 1)} | {fmt(g('errors'), 0)} |")
+            print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(g('p50'))} | {fmt(g('p90'))} | {fmt(g('p99'))} | {fmt(g('p999'))} | {fmt(d('p50'))} | {fmt(d('p99'))} | {fmt(g('cpu_us'), 1)} |" + (f" {fmt(g('rss'), 1)} |" if rss else "") + f" {fmt(g('errors'), 0)} |")
+    for q in a.rates.split():
+        rate_table(q, "open loop (oha --latency-correction)", TARGETS, True)
     print("\n### flowgate against the goals (medians over rounds)\n")
     def ratio(ph, k, fg="flowgate", ng="nginx"):
         return per_round(lambda r: data[(fg, r, ph)][k] / data[(ng, r, ph)][k] if (fg, r, ph) in data and (ng, r, ph) in data and data[(ng, r, ph)][k] else None)
@@ -134,14 +137,7 @@ def main():
         closed_row(t, anchor)
     print("\n(`cache` has 1 worker and is compared with nginx; `cache2` has 2 and is compared with nginx2.)")
     for q in a.rates.split():
-        ph = f"q{q}"
-        print(f"\n### Fixed rate {q} req/s, open loop: hits from each tier, ms\n")
-        print("| target | achieved/s | p50 | p90 | p99 | p99.9 | Δp50 vs direct | Δp99 vs direct | CPU µs/req | errors |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for t in ["direct", "nginx", "cache", "l2", "l3"]:
-            g = lambda k: per_round(lambda r: data.get((t, r, ph), {}).get(k))
-            d = lambda k: per_round(lambda r: data[(t, r, ph)][k] - data[("direct", r, ph)][k] if (t, r, ph) in data and ("direct", r, ph) in data and data[(t, r, ph)][k] is not None else None)
-            print(f"| {t} | {fmt(g('rps'), 0)} | {fmt(g('p50'))} | {fmt(g('p90'))} | {fmt(g('p99'))} | {fmt(g('p999'))} | {fmt(d('p50'))} | {fmt(d('p99'))} | {fmt(g('cpu_us'), 1)} | {fmt(g('errors'), 0)} |")
+        rate_table(q, "open loop: hits from each tier", ["direct", "nginx", "cache", "l2", "l3"], False)
     flight = load_sample(f"{a.out}/flight.json")
     stats = load_sample(f"{a.out}/cache-stats.json")
     print("\n### The cache against the goals (medians over rounds)\n")

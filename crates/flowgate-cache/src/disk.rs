@@ -348,34 +348,12 @@ impl Writer {
                                 count = 0;
                                 n
                             }
-                            Selector::Tag(tag) => {
-                                let mut doomed = Vec::new();
-                                for item in t.tags.range((tag.as_str(), "")..).map_err(store_err)? {
-                                    let (k, _) = item.map_err(store_err)?;
-                                    let (of, key) = k.value();
-                                    if of != tag {
-                                        break;
-                                    }
-                                    doomed.push(key.to_string());
-                                }
+                            sel => {
                                 let mut n = 0;
-                                for k in &doomed {
-                                    n += u64::from(t.remove(k, &mut bytes, &mut count)?);
+                                for k in t.selected(sel)? {
+                                    n += u64::from(t.remove(&k, &mut bytes, &mut count)?);
                                 }
                                 n
-                            }
-                            _ => {
-                                let mut doomed = Vec::new();
-                                for item in t.entries.iter().map_err(store_err)? {
-                                    let (k, _) = item.map_err(store_err)?;
-                                    if sel.matches(k.value(), &[]) {
-                                        doomed.push(k.value().to_string());
-                                    }
-                                }
-                                for k in &doomed {
-                                    t.remove(k, &mut bytes, &mut count)?;
-                                }
-                                doomed.len() as u64
                             }
                         };
                         replies.removed.push((reply, n));
@@ -428,6 +406,30 @@ impl<'w> Tables<'w> {
             meta: w.open_table(META).map_err(store_err)?,
             tags: w.open_table(TAGS).map_err(store_err)?,
         })
+    }
+
+    /// The keys a tag or a pattern selects: a tag from its index, a pattern by walking
+    /// every key.
+    fn selected(&self, sel: &Selector) -> Result<Vec<String>, DiskError> {
+        let mut keys = Vec::new();
+        if let Selector::Tag(tag) = sel {
+            for item in self.tags.range((tag.as_str(), "")..).map_err(store_err)? {
+                let (k, _) = item.map_err(store_err)?;
+                let (of, key) = k.value();
+                if of != tag {
+                    break;
+                }
+                keys.push(key.to_string());
+            }
+        } else {
+            for item in self.entries.iter().map_err(store_err)? {
+                let (k, _) = item.map_err(store_err)?;
+                if sel.matches(k.value(), &[]) {
+                    keys.push(k.value().to_string());
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// Removes `key` and its expiry and tag index entries; whether it was there.

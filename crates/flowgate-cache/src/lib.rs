@@ -362,10 +362,15 @@ impl Cache {
             life,
             record.labels,
         ));
+        self.remember(key, &entry, now);
+        (entry, tier, age)
+    }
+
+    /// Keeps `entry` in the memory tier, when there is one.
+    fn remember(&self, key: &CacheKey, entry: &Arc<Entry>, now: std::time::Instant) {
         if let Some(memory) = &self.memory {
             memory.insert(key.clone(), entry.clone(), now);
         }
-        (entry, tier, age)
     }
 
     /// A record's age on the gateway's wall clock, if it may still be served (fresh, or
@@ -422,9 +427,7 @@ impl Cache {
             }
         }
         let entry = Arc::new(Entry::new(response, now, life, labels));
-        if let Some(memory) = &self.memory {
-            memory.insert(leader.key().clone(), entry.clone(), now);
-        }
+        self.remember(leader.key(), &entry, now);
         self.stats.stored();
         leader.publish(entry);
         true

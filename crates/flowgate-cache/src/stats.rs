@@ -123,17 +123,26 @@ impl StatsSnapshot {
     /// Hits over lookups (hits, misses and coalesced waits), 0 when there were none. A
     /// lower-tier hit was first a memory miss: it counts once, as a hit.
     pub fn hit_rate(&self) -> f64 {
-        rate(self.hits(), self.misses + self.coalesced)
+        self.share_of_lookups(self.hits())
+    }
+
+    /// Lookups: hits, misses and coalesced waits.
+    pub fn lookups(&self) -> u64 {
+        self.hits() + self.misses + self.coalesced
+    }
+
+    /// `n` over the lookups, 0 when there were none (e.g. the share one tier answered).
+    pub fn share_of_lookups(&self, n: u64) -> f64 {
+        ratio(n, self.lookups())
     }
 }
 
-/// `hits` over `hits + others`, 0 when both are 0.
-fn rate(hits: u64, others: u64) -> f64 {
-    let all = hits + others;
-    if all == 0 {
+/// `part` over `whole`, 0 when `whole` is 0.
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
         0.0
     } else {
-        hits as f64 / all as f64
+        part as f64 / whole as f64
     }
 }
 
@@ -241,7 +250,7 @@ impl CacheStats {
                             stale: get(&c.stale),
                             misses: get(&c.misses),
                             coalesced: get(&c.coalesced),
-                            hit_rate: rate(hits, get(&c.misses) + get(&c.coalesced)),
+                            hit_rate: ratio(hits, hits + get(&c.misses) + get(&c.coalesced)),
                             tokens_saved: get(&c.tokens_saved),
                             usd_saved: usd(get(&c.nanos_saved)),
                         }

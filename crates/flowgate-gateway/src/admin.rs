@@ -134,14 +134,7 @@ async fn cache_hit_rate(State(gw): State<Arc<Gateway>>) -> Response {
         return cache_disabled();
     };
     let s = cache.stats();
-    let lookups = s.hits() + s.misses + s.coalesced;
-    let share = |n: u64| {
-        if lookups == 0 {
-            0.0
-        } else {
-            n as f64 / lookups as f64
-        }
-    };
+    let share = |n| s.share_of_lookups(n);
     let categories: serde_json::Map<String, serde_json::Value> = s
         .categories
         .iter()
@@ -149,7 +142,7 @@ async fn cache_hit_rate(State(gw): State<Arc<Gateway>>) -> Response {
         .collect();
     Json(json!({
         "hit_rate": s.hit_rate(),
-        "lookups": lookups,
+        "lookups": s.lookups(),
         "tiers": {
             "memory": share(s.hits_memory),
             "redis": s.redis.map(|_| share(s.hits_redis)),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use flowgate_cache::{Cache, StatsSnapshot};
+use flowgate_cache::{Cache, CategorySnapshot, StatsSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeMetric,
@@ -55,6 +55,17 @@ fn family<N, M: EncodeMetric>(
     Ok(())
 }
 
+/// One sample per category, of what `f` reads from it.
+fn by_category<N>(
+    categories: &[CategorySnapshot],
+    f: impl Fn(&CategorySnapshot) -> N,
+) -> Vec<(Vec<(&'static str, &str)>, N)> {
+    categories
+        .iter()
+        .map(|c| (vec![("category", c.name.as_str())], f(c)))
+        .collect()
+}
+
 /// A family of one value.
 fn one<N>(n: N) -> Vec<(Vec<(&'static str, &'static str)>, N)> {
     vec![(Vec::new(), n)]
@@ -83,16 +94,13 @@ impl Collector for CacheCollector {
         let s: StatsSnapshot = self.0.stats();
         let e = &mut e;
         let tier = |t: &'static str| vec![("tier", t)];
-        let mut hits = vec![
-            (tier("memory"), s.hits_memory),
-            (tier("redis"), s.hits_redis),
-            (tier("disk"), s.hits_disk),
-        ];
-        hits.retain(|(l, _)| match l[0].1 {
-            "redis" => s.redis.is_some(),
-            "disk" => s.disk.is_some(),
-            _ => true,
-        });
+        let mut hits = vec![(tier("memory"), s.hits_memory)];
+        if s.redis.is_some() {
+            hits.push((tier("redis"), s.hits_redis));
+        }
+        if s.disk.is_some() {
+            hits.push((tier("disk"), s.hits_disk));
+        }
         counter(e, "flowgate_cache_hits", "Answers from each tier", hits)?;
         counter(
             e,
@@ -184,38 +192,29 @@ impl Collector for CacheCollector {
                 one(i64::from(r.open)),
             )?;
         }
-        let by = |f: fn(&flowgate_cache::CategorySnapshot) -> u64| {
-            s.categories
-                .iter()
-                .map(|c| (vec![("category", c.name.as_str())], f(c)))
-                .collect::<Vec<_>>()
-        };
         counter(
             e,
             "flowgate_cache_category_hits",
             "Answers from the cache (stale ones included) by TTL category",
-            by(|c| c.hits + c.stale),
+            by_category(&s.categories, |c| c.hits + c.stale),
         )?;
         counter(
             e,
             "flowgate_cache_category_misses",
             "Lookups no tier answered by TTL category",
-            by(|c| c.misses),
+            by_category(&s.categories, |c| c.misses),
         )?;
         counter(
             e,
             "flowgate_cache_category_tokens_saved",
             "Tokens answered from the cache by TTL category",
-            by(|c| c.tokens_saved),
+            by_category(&s.categories, |c| c.tokens_saved),
         )?;
         counter(
             e,
             "flowgate_cache_category_usd_saved",
             "Dollars saved by TTL category",
-            s.categories
-                .iter()
-                .map(|c| (vec![("category", c.name.as_str())], c.usd_saved))
-                .collect(),
+            by_category(&s.categories, |c| c.usd_saved),
         )?;
         Ok(())
     }

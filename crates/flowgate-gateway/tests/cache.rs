@@ -466,15 +466,7 @@ async fn the_memory_tier_can_be_switched_off() {
         assert_eq!(cache_header(&send(&c, ask()).await), "hit-l3");
     }
     assert_eq!(up.stats().requests, 1);
-    let r = send(
-        &c,
-        post(
-            gw.admin_addr,
-            "/api/v1/performance/cache/invalidate",
-            Bytes::from_static(br#"{"all": true}"#),
-        ),
-    )
-    .await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"all": true}"#)).await;
     assert_eq!(
         r.json()["invalidated"],
         serde_json::json!({"memory": null, "redis": null, "disk": 1})
@@ -649,21 +641,14 @@ async fn an_upstream_tags_its_answers_and_a_tag_invalidates_them() {
     assert_eq!(cache_header(&first), "hit-l1");
     // The gateway's own fields are not replayed to clients.
     assert!(!first.headers.contains_key("x-flowgate-cache-tags"));
-    let invalidate = |body: &'static str| {
-        post(
-            gw.admin_addr,
-            "/api/v1/performance/cache/invalidate",
-            Bytes::from_static(body.as_bytes()),
-        )
-    };
     // "customer:42" came before the malformed "bad tag" and is kept; "report" came in
     // another field.
-    let r = send(&c, invalidate(r#"{"tag": "customer:42"}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"tag": "customer:42"}"#)).await;
     assert_eq!(r.json()["invalidated"]["memory"], 2);
     assert_eq!(cache_header(&send(&c, ask("a")).await), "miss");
-    let r = send(&c, invalidate(r#"{"tag": "report"}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"tag": "report"}"#)).await;
     assert_eq!(r.json()["invalidated"]["memory"], 1);
-    let r = send(&c, invalidate(r#"{"tag": "bad tag"}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"tag": "bad tag"}"#)).await;
     assert_eq!(r.json()["invalidated"]["memory"], 0);
     assert_eq!(upstream.load(std::sync::atomic::Ordering::SeqCst), 3);
 }

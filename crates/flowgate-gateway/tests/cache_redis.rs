@@ -8,7 +8,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use flowgate_gateway::Running;
 use flowgate_sim::{EndpointSpec, SimServer};
@@ -142,14 +141,7 @@ async fn invalidation_reaches_every_tier() {
     eventually(|| cache.stats().redis.unwrap().writes == 3).await;
     cache.flush().await;
 
-    let admin = |body: &str| {
-        post(
-            gw.admin_addr,
-            "/api/v1/performance/cache/invalidate",
-            Bytes::from(body.to_string()),
-        )
-    };
-    let r = send(&c, admin(r#"{"namespace": "chat"}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"namespace": "chat"}"#)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.json()["invalidated"],
@@ -170,7 +162,7 @@ async fn invalidation_reaches_every_tier() {
     assert!(s["hit_rate"].as_f64().unwrap() > 0.19);
     assert!(s["disk"]["compression_ratio"].as_f64().is_some());
 
-    let r = send(&c, admin(r#"{"all": true}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"all": true}"#)).await;
     assert_eq!(r.json()["invalidated"]["memory"], 2);
     for bad in [
         r#"{}"#,
@@ -179,7 +171,7 @@ async fn invalidation_reaches_every_tier() {
         "nope",
         r#"{"all": false}"#,
     ] {
-        let r = send(&c, admin(bad)).await;
+        let r = send(&c, invalidate(gw.admin_addr, bad)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(r.error_code(), "invalid_selector");
     }
@@ -215,19 +207,12 @@ async fn tags_invalidate_their_entries_in_every_tier() {
     eventually(|| cache.stats().redis.unwrap().writes == 3).await;
     cache.flush().await;
 
-    let invalidate = |body: &str| {
-        post(
-            gw.admin_addr,
-            "/api/v1/performance/cache/invalidate",
-            Bytes::from(body.to_string()),
-        )
-    };
     let one_each = serde_json::json!({"memory": 1, "redis": 1, "disk": 1});
-    let r = send(&c, invalidate(r#"{"tag": "team:billing"}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"tag": "team:billing"}"#)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["invalidated"], one_each);
     // The category's tag, given by configuration.
-    let r = send(&c, invalidate(r#"{"tag": "cost"}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"tag": "cost"}"#)).await;
     assert_eq!(r.json()["invalidated"], one_each);
     // Gone below memory too: a second gateway on the same Redis and disk would miss; here
     // the entries are fetched again, the untagged one is still there.
@@ -243,7 +228,7 @@ async fn tags_invalidate_their_entries_in_every_tier() {
         ttl.trim_start_matches(':').parse::<i64>().unwrap() > 0,
         "{ttl}"
     );
-    let r = send(&c, invalidate(r#"{"tag": "invoices"}"#)).await;
+    let r = send(&c, invalidate(gw.admin_addr, r#"{"tag": "invoices"}"#)).await;
     assert_eq!(r.json()["invalidated"], one_each);
     assert_eq!(redis_cmd(redis.port, &set).await, ":0");
 
@@ -389,19 +374,12 @@ async fn a_redis_cluster_is_shared_and_invalidated_across_its_nodes() {
         sizes.iter().filter(|&&n| n > 0).count() >= 2,
         "keys must spread over the slots of several nodes: {sizes:?}"
     );
-    let invalidate = |body: &'static str| {
-        post(
-            a.admin_addr,
-            "/api/v1/performance/cache/invalidate",
-            Bytes::from_static(body.as_bytes()),
-        )
-    };
     // A tag's members live in the slots of several nodes.
-    let r = send(&c, invalidate(r#"{"tag": "even"}"#)).await;
+    let r = send(&c, invalidate(a.admin_addr, r#"{"tag": "even"}"#)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["invalidated"]["redis"], 6);
     assert_eq!(cluster.sizes().await.iter().sum::<u64>(), 6);
-    let r = send(&c, invalidate(r#"{"all": true}"#)).await;
+    let r = send(&c, invalidate(a.admin_addr, r#"{"all": true}"#)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["invalidated"]["redis"], 6);
     assert_eq!(cluster.sizes().await, [0, 0, 0]);

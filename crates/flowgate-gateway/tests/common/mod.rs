@@ -197,6 +197,16 @@ pub fn post(addr: SocketAddr, path: &str, body: Bytes) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// `POST /api/v1/performance/cache/invalidate` with the selector `body`, to the admin
+/// listener at `admin`.
+pub fn invalidate(admin: SocketAddr, body: &str) -> Request<Full<Bytes>> {
+    post(
+        admin,
+        "/api/v1/performance/cache/invalidate",
+        Bytes::from(body.to_string()),
+    )
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
     Request::get(format!("http://{addr}{path}"))
         .body(Full::new(Bytes::new()))
