@@ -86,6 +86,19 @@ impl KeyBuilder {
         self.bytes(value);
     }
 
+    /// Adds a field made of `n` items, each added next with [`KeyBuilder::pair`].
+    pub fn count(&mut self, name: &str, n: usize) {
+        self.bytes(name.as_bytes());
+        self.tag(b'c');
+        self.len(n);
+    }
+
+    /// Adds one item of a counted field: a name and a value.
+    pub fn pair(&mut self, name: &[u8], value: &[u8]) {
+        self.bytes(name);
+        self.bytes(value);
+    }
+
     /// Adds a field whose value is JSON, in canonical form. `None` (absent) differs from
     /// `null`.
     pub fn json(&mut self, name: &str, value: Option<&Value>) {

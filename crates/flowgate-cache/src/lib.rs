@@ -1,6 +1,7 @@
 //! flowgate's response cache.
 //!
-//! A request is turned into a [`CacheKey`] (exhaustive, canonical: [`key`], [`openai`]);
+//! A request is turned into a [`CacheKey`] (exhaustive, canonical: [`key`], [`openai`],
+//! [`http`]);
 //! [`policy`] decides whether it may be served from the cache and stored; [`Cache`] looks it
 //! up in its tiers and, on a miss, makes concurrent misses of the same key wait for one
 //! upstream request ([`flight`]). The crate knows nothing of HTTP or routes: the gateway
@@ -16,6 +17,7 @@ pub mod disk;
 pub mod entry;
 pub mod fanout;
 pub mod flight;
+pub mod http;
 pub mod invalidate;
 pub mod key;
 pub mod memory;

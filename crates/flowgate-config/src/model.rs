@@ -202,7 +202,8 @@ pub struct DiskCacheConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheMode {
     Off,
-    /// Requests that always get the same answer: temperature 0, a seed, embeddings.
+    /// Requests that always get the same answer: temperature 0, a seed, embeddings (openai
+    /// routes); GET and HEAD (http routes).
     Deterministic,
     /// Every request.
     Always,
@@ -221,6 +222,10 @@ pub struct RouteCache {
     pub max_ttl: Option<Duration>,
     /// Routes with the same namespace share entries. Default: the route's name.
     pub namespace: Option<String>,
+    /// http routes: the query parameters in the key (`None`: all of them).
+    pub query: Option<Vec<String>>,
+    /// http routes: the request headers in the key, sorted (default none).
+    pub headers: Vec<HeaderName>,
 }
 
 /// Listeners and process-level settings.
@@ -404,16 +409,18 @@ impl Config {
             };
             let cache = match r.cache.mode {
                 CacheMode::Off => String::new(),
-                mode => format!(
-                    ", cache {} ttl {} ns {}",
-                    if mode == CacheMode::Always {
-                        "always"
-                    } else {
-                        "deterministic"
-                    },
-                    format_duration(r.cache.ttl.unwrap_or(self.cache.ttl)),
-                    r.cache.namespace.as_deref().unwrap_or(&r.name)
-                ),
+                mode => {
+                    format!(
+                        ", cache {} ttl {} ns {}",
+                        if mode == CacheMode::Always {
+                            "always"
+                        } else {
+                            "deterministic"
+                        },
+                        format_duration(r.cache.ttl.unwrap_or(self.cache.ttl)),
+                        r.cache.namespace.as_deref().unwrap_or(&r.name)
+                    ) + &http_key(r)
+                }
             };
             let _ = writeln!(
                 s,
@@ -478,6 +485,25 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// What an http route's cache key holds besides method, path and body, for the summary.
+fn http_key(r: &RouteConfig) -> String {
+    if r.kind != RouteKind::Http {
+        return String::new();
+    }
+    let query = match &r.cache.query {
+        None => "all".to_string(),
+        Some(q) if q.is_empty() => "none".to_string(),
+        Some(q) => q.join(","),
+    };
+    let headers = if r.cache.headers.is_empty() {
+        "none".to_string()
+    } else {
+        let names: Vec<&str> = r.cache.headers.iter().map(HeaderName::as_str).collect();
+        names.join(",")
+    };
+    format!(" key query {query} headers {headers}")
 }
 
 #[cfg(test)]

@@ -116,6 +116,8 @@ pub(crate) struct RawRouteCache {
     pub stale: Option<HumanDuration>,
     pub max_ttl: Option<HumanDuration>,
     pub namespace: Option<String>,
+    pub query: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -285,14 +285,56 @@ fn cache_errors_name_the_key() {
             "routes[0].cache.namespace"
         ]
     );
-    let http = route.replace("openai", "http");
     let p = parse_err(&format!(
-        "{http}cache = {{ mode = \"always\" }}\n\n[cache]\nenabled = true\n"
+        "{route}cache = {{ query = [\"q\"], headers = [\"accept\"] }}\n\n[cache]\nenabled = true\n"
     ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(keys, ["routes[0].cache.query", "routes[0].cache.headers"]);
     assert!(
-        p[0].message.contains("not available yet"),
+        p[0].message.contains("only http routes"),
         "{}",
         p[0].message
+    );
+    let http = route.replace("openai", "http");
+    let p = parse_err(&format!(
+        "{http}cache = {{ mode = \"deterministic\", query = [\"\"], headers = [\"ok\", \"bad name\"] }}\n\n[cache]\nenabled = true\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        ["routes[0].cache.headers[1]", "routes[0].cache.query[0]"]
+    );
+}
+
+#[test]
+fn http_routes_choose_their_key() {
+    let route = "[pools.p]\nendpoints = [{ url = \"http://x:1\" }]\n\n[[routes]]\nname = \"api\"\nkind = \"http\"\nprefix = \"/api\"\npool = \"p\"\n";
+    let c = parse_ok(&format!(
+        "{route}cache = {{ mode = \"deterministic\", query = [\"q\", \"lang\", \"q\"], headers = [\"X-Tenant\", \"accept\"] }}\n\n[cache]\nenabled = true\n"
+    ));
+    let rc = &c.routes[0].cache;
+    assert_eq!(rc.mode, CacheMode::Deterministic);
+    assert_eq!(
+        rc.query.as_deref(),
+        Some(&["lang".to_string(), "q".to_string()][..])
+    );
+    let headers: Vec<&str> = rc.headers.iter().map(|h| h.as_str()).collect();
+    assert_eq!(headers, ["accept", "x-tenant"]);
+    assert!(
+        c.summary()
+            .contains("key query lang,q headers accept,x-tenant"),
+        "{}",
+        c.summary()
+    );
+    // By default every query parameter and no header is part of the key.
+    let c = parse_ok(&format!(
+        "{route}cache = {{ mode = \"always\" }}\n\n[cache]\nenabled = true\n"
+    ));
+    assert_eq!(c.routes[0].cache.query, None);
+    assert!(
+        c.summary().contains("key query all headers none"),
+        "{}",
+        c.summary()
     );
 }
 

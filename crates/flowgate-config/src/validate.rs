@@ -566,18 +566,45 @@ fn route_cache(
         None if cache.enabled && kind == RouteKind::OpenAi => CacheMode::Deterministic,
         None => CacheMode::Off,
     };
-    if mode != CacheMode::Off {
-        if !cache.enabled {
+    if mode != CacheMode::Off && !cache.enabled {
+        found.push((
+            key.clone().key("mode"),
+            "the cache is disabled: set `[cache] enabled = true` first".into(),
+        ));
+    }
+    let mut headers = Vec::new();
+    for (i, h) in raw.headers.iter().flatten().enumerate() {
+        match HeaderName::from_bytes(h.as_bytes()) {
+            Ok(n) => headers.push(n),
+            Err(_) => found.push((
+                key.clone().key("headers").index(i),
+                format!("invalid header name {h:?}"),
+            )),
+        }
+    }
+    headers.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    headers.dedup();
+    let mut query = raw.query;
+    if let Some(names) = &mut query {
+        if let Some(i) = names.iter().position(String::is_empty) {
             found.push((
-                key.clone().key("mode"),
-                "the cache is disabled: set `[cache] enabled = true` first".into(),
+                key.clone().key("query").index(i),
+                "empty query parameter name".into(),
             ));
         }
-        if kind == RouteKind::Http {
-            found.push((
-                key.clone().key("mode"),
-                "caching http routes is not available yet: only openai routes can be cached".into(),
-            ));
+        names.sort_unstable();
+        names.dedup();
+    }
+    if kind == RouteKind::OpenAi {
+        for (name, set) in [("query", query.is_some()), ("headers", !headers.is_empty())] {
+            if set {
+                found.push((
+                    key.clone().key(name),
+                    "only http routes choose their key's query parameters and headers: an \
+                     openai route's key is its request body"
+                        .into(),
+                ));
+            }
         }
     }
     for (name, t) in [("ttl", raw.ttl), ("max_ttl", raw.max_ttl)] {
@@ -599,6 +626,8 @@ fn route_cache(
         stale: raw.stale.map(|t| t.0),
         max_ttl: raw.max_ttl.map(|t| t.0),
         namespace: raw.namespace,
+        query,
+        headers,
     }
 }
 

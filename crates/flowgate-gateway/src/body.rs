@@ -11,13 +11,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Sleep;
 
 use crate::caching::Tee;
+use crate::error::ProxyError;
 use crate::io::Busy;
 use crate::upstream::Lease;
 use crate::upstream::h1::Decoder;
@@ -45,6 +46,40 @@ pub enum ReqBody {
         seen: u64,
         limit: u64,
     },
+}
+
+/// Reads a request's whole body (413 past `limit`), for the stages that need all of it.
+pub async fn read_whole(mut incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<BytesMut> = None;
+    let mut seen = 0u64;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|e| ProxyError::BodyRead(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        // Most bodies arrive in one frame: keep it as is, and copy only when more follow.
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut b = BytesMut::with_capacity(f.len() + data.len());
+                b.extend_from_slice(f);
+                b.extend_from_slice(&data);
+                more = Some(b);
+            }
+            (Some(_), Some(b)) => b.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(b)) => b.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
 }
 
 impl ReqBody {

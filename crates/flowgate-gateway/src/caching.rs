@@ -1,4 +1,4 @@
-//! The response cache on the request path of openai routes.
+//! The response cache on the request path of openai and http routes.
 //!
 //! After the body is read: the request's key and the cache decision ([`plan`]); a fresh
 //! entry answers at once; an identical request already upstream is waited for; otherwise
@@ -10,19 +10,24 @@
 //! read from upstream by a task of its own ([`pump`]) and shared chunk by chunk with every
 //! waiting streaming client, the leader's own included: a client that goes away stops
 //! nobody else's stream, and the answer, already paid for, still reaches the cache.
+//!
+//! On http routes an answer is stored as it came ([`Form::Raw`]), when its origin allows it
+//! (`flowgate_cache::http::storable`), and a request carrying credentials (`authorization`,
+//! `cookie`) is not answered from a shared entry unless the route keys on that header.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use flowgate_cache::http::{self as http_key, HttpKey, Storable};
 use flowgate_cache::openai::OpenAiRequest;
 use flowgate_cache::policy::{self, Decision};
 use flowgate_cache::stream::{Assembler, render_sse};
 use flowgate_cache::{
-    Account, Cache, CacheSettings, CachedResponse, Directives, Entry, Labels, Leader, Lifetime,
-    Mode, Price, Query, Share, StreamCut, Subscription, Tier, Usage,
+    Account, Cache, CacheSettings, CachedResponse, Directives, Entry, KeyBuilder, Labels, Leader,
+    Lifetime, Mode, Price, Query, Share, StreamCut, Subscription, Tier, Usage,
 };
-use flowgate_config::{CacheMode, ConfidenceTtl, Config};
+use flowgate_config::{CacheMode, ConfidenceTtl, Config, RouteConfig, RouteKind};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -71,13 +76,16 @@ pub enum Form {
     Sse {
         include_usage: bool,
     },
+    /// As the upstream sent it, with its own content type (http routes).
+    Raw,
 }
 
 impl Form {
-    fn content_type(self) -> &'static str {
+    fn content_type(self) -> Option<&'static str> {
         match self {
-            Form::Json => "application/json",
-            Form::Sse { .. } => SSE,
+            Form::Json => Some("application/json"),
+            Form::Sse { .. } => Some(SSE),
+            Form::Raw => None,
         }
     }
 
@@ -85,7 +93,7 @@ impl Form {
     /// get a stream without one, nor a client that did not a stream with one.
     pub fn flavor(self) -> Option<u8> {
         match self {
-            Form::Json => None,
+            Form::Json | Form::Raw => None,
             Form::Sse { include_usage } => Some(u8::from(include_usage)),
         }
     }
@@ -107,6 +115,16 @@ pub struct Planned {
     pub form: Form,
     /// The price of the requested model, for the dollars a hit saves.
     pub price: Option<Price>,
+    /// On http routes: what the origin's answer must allow to be stored.
+    pub origin: Option<Origin>,
+}
+
+/// An http route's answer is stored only as its origin allows, and for as long as it says
+/// unless the client chose the TTL.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    route: Arc<RouteConfig>,
+    sets_ttl: bool,
 }
 
 /// A leader's duty: fill the cache with the answer it gets.
@@ -118,6 +136,7 @@ pub struct Fill {
     pub labels: Labels,
     pub confidence: Option<ConfidenceTtl>,
     pub form: Form,
+    pub origin: Option<Origin>,
 }
 
 impl Planned {
@@ -142,6 +161,7 @@ impl Planned {
             labels: self.labels,
             confidence: self.confidence,
             form: self.form,
+            origin: self.origin,
         }
     }
 }
@@ -174,8 +194,80 @@ pub enum Plan {
     Use(Planned),
 }
 
-/// Decides for an openai request with `body`. A malformed caching header is the client's
-/// error (400).
+/// What a request's kind says about caching it.
+struct Material {
+    key: KeyBuilder,
+    deterministic: bool,
+    form: Form,
+    /// The model asked for (openai routes).
+    model: Option<String>,
+}
+
+/// The key material of an openai request: `None` when its body is not a JSON object.
+fn openai_material(body: &[u8]) -> Option<Material> {
+    // The body was parsed already (400 if it is not JSON).
+    let k = OpenAiRequest::parse(body).ok()?.into_key();
+    Some(Material {
+        key: k.material,
+        deterministic: k.deterministic,
+        form: if k.stream {
+            Form::Sse {
+                include_usage: k.include_usage,
+            }
+        } else {
+            Form::Json
+        },
+        model: k.model,
+    })
+}
+
+/// The key material of an http request: `None` when it carries credentials the key does
+/// not hold (its answer may be meant for that client alone).
+fn http_material(
+    route: &RouteConfig,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Option<Material> {
+    let keyed = &route.cache.headers;
+    for credential in [header::AUTHORIZATION, header::COOKIE] {
+        if parts.headers.contains_key(&credential) && !keyed.contains(&credential) {
+            return None;
+        }
+    }
+    let mut k = HttpKey::new(parts.method.as_str(), parts.uri.path());
+    k.query(parts.uri.query(), route.cache.query.as_deref());
+    for name in keyed {
+        k.header(
+            name.as_str(),
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+    }
+    k.body(body);
+    Some(Material {
+        key: k.finish(),
+        deterministic: http_key::deterministic(parts.method.as_str()),
+        form: Form::Raw,
+        model: None,
+    })
+}
+
+/// Whether a request of `method` on an http `route` can use the cache, known before its
+/// body is read: `None` when the route does not cache, `Some(false)` for a method its mode
+/// leaves out (the body then streams through unread).
+pub fn http_eligible(route: &RouteConfig, method: &http::Method) -> Option<bool> {
+    match route.cache.mode {
+        CacheMode::Off => None,
+        CacheMode::Deterministic => Some(http_key::deterministic(method.as_str())),
+        CacheMode::Always => Some(true),
+    }
+}
+
+/// Decides for a request with `body`. A malformed caching header is the client's error
+/// (400).
 pub fn plan(
     route: &RouteEntry,
     config: &Config,
@@ -197,20 +289,14 @@ pub fn plan(
         headers.get(&NAMESPACE_HEADER).map(HeaderValue::as_bytes),
     )
     .map_err(|e| ProxyError::BadCacheDirective(e.to_string()))?;
-    // The body was parsed already (400 if it is not JSON); a body that is not an object
-    // is simply not cached.
-    let Ok(request) = OpenAiRequest::parse(body) else {
+    let material = match route.cfg.kind {
+        RouteKind::OpenAi => openai_material(body),
+        RouteKind::Http => http_material(&route.cfg, parts, body),
+    };
+    let Some(m) = material else {
         return Ok(Plan::Bypass);
     };
-    let k = request.into_key();
-    let form = if k.stream {
-        Form::Sse {
-            include_usage: k.include_usage,
-        }
-    } else {
-        Form::Json
-    };
-    match policy::decide(mode, k.deterministic, &directives) {
+    match policy::decide(mode, m.deterministic, &directives) {
         Decision::Bypass(_) => Ok(Plan::Bypass),
         Decision::Use { read } => {
             let namespace = directives
@@ -220,11 +306,12 @@ pub fn plan(
             let rc = &route.cfg.cache;
             // The first category the request is in; its TTL beats the route's, the
             // client's beats both. A confidence score in the answer, when configured and
-            // present, beats categories and routes too (applied when it is stored).
+            // present, beats categories and routes too (applied when it is stored), and so
+            // does an http origin's max-age.
             let category = defaults
                 .categories
                 .iter()
-                .find(|c| c.matches(parts.uri.path(), headers, k.model.as_deref()));
+                .find(|c| c.matches(parts.uri.path(), headers, m.model.as_deref()));
             let ttl = directives
                 .ttl
                 .or(category.map(|c| c.ttl))
@@ -243,20 +330,17 @@ pub fn plan(
                     .add_tags(list.as_bytes())
                     .map_err(|e| ProxyError::BadCacheDirective(format!("{TAGS_HEADER}: {e}")))?;
             }
+            let client_ttl = directives.ttl.is_some();
             Ok(Plan::Use(Planned {
-                key: k.material.finish(namespace),
+                key: m.key.finish(namespace),
                 read,
                 max_age: directives.max_age,
                 life: Lifetime { ttl, stale },
                 max_ttl: rc.max_ttl.or(defaults.max_ttl),
                 labels,
-                confidence: directives
-                    .ttl
-                    .is_none()
-                    .then(|| defaults.confidence.clone())
-                    .flatten(),
-                form,
-                price: k
+                confidence: (!client_ttl).then(|| defaults.confidence.clone()).flatten(),
+                form: m.form,
+                price: m
                     .model
                     .as_deref()
                     .and_then(|m| config.models.price(m))
@@ -264,6 +348,10 @@ pub fn plan(
                         input_per_mtok: p.input_usd_per_mtok,
                         output_per_mtok: p.output_usd_per_mtok,
                     }),
+                origin: (m.form == Form::Raw).then(|| Origin {
+                    route: route.cfg.clone(),
+                    sets_ttl: !client_ttl,
+                }),
             }))
         }
     }
@@ -275,7 +363,7 @@ pub fn plan(
 pub fn respond(entry: &Entry, age: Duration, form: Form) -> Option<Response<ProxyBody>> {
     let r = &entry.response;
     let body = match form {
-        Form::Json => r.body.clone(),
+        Form::Json | Form::Raw => r.body.clone(),
         Form::Sse { include_usage } => render_sse(&r.body, include_usage)?,
     };
     let mut resp = with_fields(ProxyBody::from(body), &r.headers, form.content_type());
@@ -287,7 +375,7 @@ pub fn respond(entry: &Entry, age: Duration, form: Form) -> Option<Response<Prox
 
 /// The response of a client that joined a shared stream.
 pub fn respond_shared(fields: &[(String, Bytes)], stream: Subscription) -> Response<ProxyBody> {
-    let mut resp = with_fields(ProxyBody::shared(stream), fields, SSE);
+    let mut resp = with_fields(ProxyBody::shared(stream), fields, Some(SSE));
     resp.headers_mut()
         .insert(header::AGE, HeaderValue::from_static("0"));
     resp
@@ -295,11 +383,12 @@ pub fn respond_shared(fields: &[(String, Bytes)], stream: Subscription) -> Respo
 
 const SSE: &str = "text/event-stream";
 
-/// A response with the stored header `fields` and `content_type`.
+/// A response with the stored header `fields`, and `content_type` instead of the stored one
+/// when given.
 fn with_fields(
     body: ProxyBody,
     fields: &[(String, Bytes)],
-    content_type: &'static str,
+    content_type: Option<&'static str>,
 ) -> Response<ProxyBody> {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -311,15 +400,16 @@ fn with_fields(
             h.append(n, v);
         }
     }
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(t) = content_type {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+    }
     resp
 }
 
-/// Response fields worth replaying: not per-response ones (dates, cookies, ids, framing),
-/// nor the content type, which is the one of the form replayed.
+/// Response fields worth replaying: not per-response ones (dates, cookies, ids, framing).
+/// The content type is kept for [`Form::Raw`]; the other forms set their own.
 fn keep_header(name: &HeaderName) -> bool {
     !(name == header::DATE
-        || name == header::CONTENT_TYPE
         || name == header::SET_COOKIE
         || name == header::CONTENT_LENGTH
         || name == header::TRANSFER_ENCODING
@@ -346,28 +436,55 @@ pub struct Tee {
 
 #[derive(Debug)]
 enum Collect {
-    Json(BytesMut),
+    /// The body as it comes (JSON, or anything on an http route).
+    Whole(BytesMut),
+    /// A stream to assemble into the JSON answer.
     Sse(Assembler),
 }
 
 impl Tee {
     /// A tee for a response with `status` and `headers`, when it may be stored: a
-    /// successful JSON answer, or a stream of one. Otherwise the leader is dropped and the
-    /// requests waiting on it go upstream themselves.
+    /// successful JSON answer or a stream of one (openai routes), a successful answer its
+    /// origin lets a shared cache keep (http routes). Otherwise the leader is dropped and
+    /// the requests waiting on it go upstream themselves.
     pub fn start(mut fill: Fill, status: StatusCode, headers: &HeaderMap) -> Option<Box<Tee>> {
+        if status != StatusCode::OK {
+            return None;
+        }
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .map_or(&b""[..], HeaderValue::as_bytes);
-        let body = if content_type.starts_with(b"application/json") {
-            Collect::Json(BytesMut::new())
+        let body = if let Some(origin) = &fill.origin {
+            let keyed = |name: &str| origin.route.cache.headers.iter().any(|h| h == name);
+            match http_key::storable(
+                headers
+                    .get_all(header::CACHE_CONTROL)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                headers
+                    .get_all(header::VARY)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                keyed,
+            ) {
+                Storable::No(why) => {
+                    tracing::debug!(reason = why, "answer not stored");
+                    return None;
+                }
+                Storable::Yes { ttl } => {
+                    if let Some(ttl) = ttl.filter(|_| origin.sets_ttl) {
+                        fill.life.ttl = ttl.min(policy::MAX_CLIENT_TTL);
+                    }
+                }
+            }
+            Collect::Whole(BytesMut::new())
+        } else if content_type.starts_with(b"application/json") {
+            Collect::Whole(BytesMut::new())
         } else if content_type.starts_with(b"text/event-stream") {
             Collect::Sse(Assembler::new())
         } else {
             return None;
         };
-        if status != StatusCode::OK {
-            return None;
-        }
         for list in headers.get_all(&TAGS_HEADER) {
             // The upstream's tags join the request's; a bad list is the upstream's
             // mistake, not the client's: the valid tags before it are kept.
@@ -410,7 +527,7 @@ impl Tee {
         self.seen += chunk.len() as u64;
         let max = self.fill.cache.settings().max_entry_bytes;
         match &mut self.body {
-            Collect::Json(b) => {
+            Collect::Whole(b) => {
                 if self.seen > max {
                     return false;
                 }
@@ -430,13 +547,16 @@ impl Tee {
     /// that did not complete properly is not stored.
     pub fn finish(self) {
         let body = match self.body {
-            Collect::Json(b) => b.freeze(),
+            Collect::Whole(b) => b.freeze(),
             Collect::Sse(a) => match a.finish() {
                 Some(b) => b,
                 None => return,
             },
         };
-        let usage = usage_of(&body);
+        let usage = match self.fill.form {
+            Form::Raw => Usage::default(),
+            _ => usage_of(&body),
+        };
         let response = CachedResponse {
             status: self.status,
             headers: self.headers,

@@ -277,22 +277,31 @@ impl Gateway {
                 limit: limits.max_body_bytes,
             });
         }
+        let max = limits.max_body_bytes;
+        // openai bodies are always read whole (and checked to be JSON); http bodies only
+        // when the cache needs them for the key, else they stream through.
+        let whole = match route.cfg.kind {
+            RouteKind::OpenAi => Ok(crate::openai::read_body(incoming, max).await?),
+            RouteKind::Http if self.http_cached(route, &parts.method, out) => {
+                Ok(crate::body::read_whole(incoming, max).await?)
+            }
+            RouteKind::Http => Err(incoming),
+        };
         let mut tee = None;
-        let body = match route.cfg.kind {
-            RouteKind::OpenAi => {
-                let body = crate::openai::read_body(incoming, limits.max_body_bytes).await?;
+        let body = match whole {
+            Ok(body) => {
                 if let Some(cache) = &self.cache {
                     match self.consult(cache, rt, route, &parts, &body, out).await? {
                         Consulted::Answer(resp) => return Ok(*resp),
-                        Consulted::Upstream(leader) => tee = leader,
+                        Consulted::Upstream(leader) => tee = leader.map(|f| *f),
                     }
                 }
                 ReqBody::full(body)
             }
-            RouteKind::Http => ReqBody::Stream {
+            Err(incoming) => ReqBody::Stream {
                 inner: incoming,
                 seen: 0,
-                limit: limits.max_body_bytes,
+                limit: max,
             },
         };
 
@@ -329,7 +338,24 @@ impl Gateway {
         Ok(resp)
     }
 
-    /// Asks the cache about an openai request: its answer, or the flight to lead upstream.
+    /// Whether the cache needs an http request's body: the cache is on and the route caches
+    /// requests of this method. A method the route's mode leaves out is a bypass.
+    fn http_cached(&self, route: &RouteEntry, method: &Method, out: &mut Outcome) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        match caching::http_eligible(&route.cfg, method) {
+            None => false,
+            Some(true) => true,
+            Some(false) => {
+                cache.count_bypass();
+                out.cache = Some(caching::Status::Bypass);
+                false
+            }
+        }
+    }
+
+    /// Asks the cache about a request: its answer, or the flight to lead upstream.
     async fn consult(
         self: &Arc<Self>,
         cache: &Arc<Cache>,
@@ -383,10 +409,17 @@ impl Gateway {
                     .await
                 {
                     Lower::Hit(hit) => hit,
+                    // A HEAD request's answer has no body to store: it goes upstream
+                    // without leading (GETs waiting on it go upstream themselves).
+                    Lower::Miss(_) if parts.method == Method::HEAD => {
+                        out.cache = Some(caching::Status::Miss);
+                        return Ok(Consulted::Upstream(None));
+                    }
                     Lower::Miss(leader) => {
                         out.cache = Some(caching::Status::Miss);
                         let life = planned.life;
-                        return Ok(Consulted::Upstream(Some(planned.fill(cache, leader, life))));
+                        let fill = planned.fill(cache, leader, life);
+                        return Ok(Consulted::Upstream(Some(Box::new(fill))));
                     }
                 }
             }
@@ -530,8 +563,9 @@ impl Gateway {
 enum Consulted {
     /// Answered from the cache (boxed: the common path is `Upstream`).
     Answer(Box<Response<ProxyBody>>),
-    /// Go upstream; lead the flight (and fill the cache) when given one.
-    Upstream(Option<Fill>),
+    /// Go upstream; lead the flight (and fill the cache) when given one (boxed: a miss
+    /// goes upstream anyway, a hit should not carry its size).
+    Upstream(Option<Box<Fill>>),
 }
 
 fn no_connection(ep: &Endpoint) -> ProxyError {

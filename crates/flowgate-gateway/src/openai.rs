@@ -4,8 +4,7 @@
 
 use std::borrow::Cow;
 
-use bytes::{Bytes, BytesMut};
-use http_body::Body;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use serde::{Deserialize, Deserializer};
 
@@ -46,38 +45,8 @@ fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>
 }
 
 /// Reads the whole body (413 past `limit`) and checks that it is JSON (400 otherwise).
-pub async fn read_body(mut incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
-    let mut first: Option<Bytes> = None;
-    let mut more: Option<BytesMut> = None;
-    let mut seen = 0u64;
-    while let Some(frame) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut incoming).poll_frame(cx)).await
-    {
-        let frame = frame.map_err(|e| ProxyError::BodyRead(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen += data.len() as u64;
-        if seen > limit {
-            return Err(ProxyError::BodyTooLarge { limit });
-        }
-        // Most bodies arrive in one frame: keep it as is, and copy only when more follow.
-        match (&mut first, &mut more) {
-            (None, _) => first = Some(data),
-            (Some(f), None) => {
-                let mut b = BytesMut::with_capacity(f.len() + data.len());
-                b.extend_from_slice(f);
-                b.extend_from_slice(&data);
-                more = Some(b);
-            }
-            (Some(_), Some(b)) => b.extend_from_slice(&data),
-        }
-    }
-    let bytes = match (first, more) {
-        (_, Some(b)) => b.freeze(),
-        (Some(f), None) => f,
-        (None, None) => Bytes::new(),
-    };
+pub async fn read_body(incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    let bytes = crate::body::read_whole(incoming, limit).await?;
     if !bytes.is_empty() {
         serde_json::from_slice::<OpenAiHead<'_>>(&bytes)
             .map_err(|e| ProxyError::InvalidJson(e.to_string()))?;

@@ -29,7 +29,12 @@ pub fn spawn(
     fill: Fill,
 ) {
     let (mut req, ()) = http::Request::new(()).into_parts();
-    req.method = parts.method.clone();
+    // A stale entry a HEAD request hit is refreshed with the GET that fills it.
+    req.method = if parts.method == http::Method::HEAD {
+        http::Method::GET
+    } else {
+        parts.method.clone()
+    };
     req.uri = parts.uri.clone();
     req.version = parts.version;
     req.headers = parts.headers.clone();

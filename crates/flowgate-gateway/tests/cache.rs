@@ -746,3 +746,151 @@ async fn stats_count_per_tier_and_category_with_the_dollars_saved() {
     assert!(all.trim_end().ends_with("# EOF"));
     assert_eq!(all.matches("# EOF").count(), 1);
 }
+
+/// An upstream for http routes: the answer says which request it is and how many came
+/// before it; `/api/report` varies on `accept`, `/api/private` is marked private,
+/// `/api/varies` varies on `accept-language`, `/api/short` is fresh for 5 s.
+async fn origin() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    scripted_upstream(move |req| {
+        let line = req.lines().next().unwrap_or("").to_string();
+        let nth = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let extra = if line.contains("/api/private") {
+            "cache-control: private\r\n"
+        } else if line.contains("/api/varies") {
+            "vary: accept-language\r\n"
+        } else if line.contains("/api/short") {
+            "cache-control: public, max-age=5\r\n"
+        } else if line.contains("/api/report") {
+            "vary: Accept\r\nx-report: yes\r\n"
+        } else {
+            ""
+        };
+        let body = format!("#{nth} {line}");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/csv\r\n{extra}content-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn http_routes_cache_by_method_path_query_and_selected_headers() {
+    let (url, upstream) = origin().await;
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let gw = gateway_on(
+        clock.shared(),
+        &format!(
+            "{CACHE}[pools.api]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+             [[routes]]\nname = \"api\"\nkind = \"http\"\nprefix = \"/api\"\npool = \"api\"\n\
+             cache = {{ mode = \"deterministic\", query = [\"id\", \"lang\"], headers = [\"accept\"] }}\n"
+        ),
+    )
+    .await;
+    let c = client();
+    let at = |path: &str| format!("http://{}{path}", gw.data_addr);
+    let req = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut b = http::Request::builder().method(method).uri(at(path));
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(http_body_util::Full::new(Bytes::new())).unwrap()
+    };
+    let count = || upstream.load(std::sync::atomic::Ordering::SeqCst);
+
+    let first = send(&c, req("GET", "/api/report?id=7&lang=en", &[])).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(cache_header(&first), "miss");
+    // Same meaning: parameters in another order, an escaped unreserved character, a
+    // parameter the route does not key on.
+    let same = send(&c, req("GET", "/api/report?lang=e%6E&utm=x&id=7", &[])).await;
+    assert_eq!(cache_header(&same), "hit-l1");
+    assert_eq!(same.body, first.body);
+    // The stored answer keeps its own content type and fields.
+    assert_eq!(same.headers["content-type"], "text/csv");
+    assert_eq!(same.headers["x-report"], "yes");
+    // HEAD is answered from the GET's entry, without a body.
+    let head = send(&c, req("HEAD", "/api/report?id=7&lang=en", &[])).await;
+    assert_eq!(cache_header(&head), "hit-l1");
+    assert!(head.body.is_empty());
+    assert_eq!(count(), 1);
+
+    // A keyed header, another parameter value, another path: other entries.
+    for (path, headers) in [
+        ("/api/report?id=7&lang=en", &[("accept", "text/csv")][..]),
+        ("/api/report?id=8&lang=en", &[][..]),
+        ("/api/report/?id=7&lang=en", &[][..]),
+    ] {
+        let r = send(&c, req("GET", path, headers)).await;
+        assert_eq!(cache_header(&r), "miss", "{path} {headers:?}");
+    }
+    assert_eq!(count(), 4);
+
+    // POST is not deterministic: it streams through and is never stored.
+    for _ in 0..2 {
+        let r = send(&c, req("POST", "/api/report?id=7&lang=en", &[])).await;
+        assert_eq!(cache_header(&r), "bypass");
+    }
+    // Credentials the key does not hold: not answered from a shared entry.
+    let r = send(
+        &c,
+        req(
+            "GET",
+            "/api/report?id=7&lang=en",
+            &[("authorization", "Bearer a")],
+        ),
+    )
+    .await;
+    assert_eq!(cache_header(&r), "bypass");
+    assert_eq!(count(), 7);
+
+    // The origin decides what may be stored, and for how long.
+    for path in ["/api/private", "/api/varies"] {
+        for _ in 0..2 {
+            assert_eq!(cache_header(&send(&c, req("GET", path, &[])).await), "miss");
+        }
+    }
+    assert_eq!(count(), 11);
+    assert_eq!(
+        cache_header(&send(&c, req("GET", "/api/short", &[])).await),
+        "miss"
+    );
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(
+        cache_header(&send(&c, req("GET", "/api/short", &[])).await),
+        "hit-l1"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        cache_header(&send(&c, req("GET", "/api/short", &[])).await),
+        "miss"
+    );
+    assert_eq!(count(), 13);
+}
+
+#[tokio::test]
+async fn http_routes_in_always_mode_key_on_the_body() {
+    let (url, upstream) = origin().await;
+    let gw = gateway(&format!(
+        "{CACHE}[limits]\nmax_body_bytes = 1024\n\n[pools.api]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+         [[routes]]\nname = \"api\"\nkind = \"http\"\nprefix = \"/api\"\npool = \"api\"\n\
+         cache = {{ mode = \"always\" }}\n"
+    ))
+    .await;
+    let c = client();
+    let search = |body: &'static str| post(gw.data_addr, "/api/search", Bytes::from(body));
+    assert_eq!(cache_header(&send(&c, search("q=a")).await), "miss");
+    assert_eq!(cache_header(&send(&c, search("q=a")).await), "hit-l1");
+    assert_eq!(cache_header(&send(&c, search("q=b")).await), "miss");
+    assert_eq!(upstream.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The body is read whole to be keyed, within the request limit.
+    let chunk = "a".repeat(600);
+    let raw = format!(
+        "POST /api/search HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let resp = raw_exchange(gw.data_addr, raw.as_bytes(), Duration::from_secs(3)).await;
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert_eq!(upstream.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -34,19 +34,28 @@ pub async fn sim(spec: EndpointSpec) -> SimServer {
         .expect("start simulator")
 }
 
-/// A port nothing listens on.
 /// An upstream that answers every request with `response` (a whole HTTP/1.1 response, which
 /// should close the connection) and counts the requests; its URL.
 pub async fn canned_upstream(
     response: String,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    scripted_upstream(move |_| response.clone()).await
+}
+
+/// An upstream that answers each request (its head and body, as text) with what `respond`
+/// makes of it (a whole HTTP/1.1 response, which should close the connection) and counts
+/// the requests; its URL.
+pub async fn scripted_upstream(
+    respond: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let respond = std::sync::Arc::new(respond);
     let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = count.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            let (seen, response) = (seen.clone(), response.clone());
+            let (seen, respond) = (seen.clone(), respond.clone());
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 let mut buf = [0u8; 8192];
@@ -69,6 +78,7 @@ pub async fn canned_upstream(
                     }
                 }
                 seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let response = respond(&String::from_utf8_lossy(&got));
                 let _ = s.write_all(response.as_bytes()).await;
                 let _ = s.shutdown().await;
             });
@@ -77,6 +87,7 @@ pub async fn canned_upstream(
     (url, count)
 }
 
+/// A port nothing listens on.
 pub async fn dead_port() -> u16 {
     let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
     l.local_addr().unwrap().port()
