@@ -192,7 +192,11 @@ impl Cache {
         {
             // A stale entry is always refreshed; a fresh one when it is popular and close
             // to its expiry. Either way by one request at a time (the key's flight).
-            let hits = entry.hit();
+            let hits = if q.account.warming {
+                entry.hits()
+            } else {
+                entry.hit()
+            };
             let refresh = (stale || self.refresh_ahead(&entry, age, hits))
                 .then(|| self.flights.try_lead(key))
                 .flatten();
@@ -268,7 +272,9 @@ impl Cache {
         }
         match found {
             Some((entry, tier, age)) => {
-                entry.hit();
+                if !q.account.warming {
+                    entry.hit();
+                }
                 // Stale: answered at once, and this leader refreshes it; the requests
                 // waiting on the flight get the refreshed answer.
                 let stale = entry.freshness(age) == Freshness::Stale;

@@ -29,11 +29,13 @@ impl Price {
 }
 
 /// Who asked, for the accounting of the answer: the request's TTL category and the price
-/// of its model.
+/// of its model. The gateway's own warming requests are not counted: the figures are the
+/// clients'.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Account<'a> {
     pub category: Option<&'a str>,
     pub price: Option<Price>,
+    pub warming: bool,
 }
 
 /// At most this many categories are counted apart (they come from configuration; the
@@ -173,6 +175,9 @@ impl CacheStats {
     }
 
     pub(crate) fn hit(&self, tier: Tier, usage: Usage, account: &Account<'_>) {
+        if account.warming {
+            return;
+        }
         match tier {
             Tier::Memory => add(&self.hits_memory, 1),
             Tier::Redis => add(&self.hits_redis, 1),
@@ -198,6 +203,9 @@ impl CacheStats {
 
     /// An answer served stale: it saved its tokens too.
     pub(crate) fn stale(&self, usage: Usage, account: &Account<'_>) {
+        if account.warming {
+            return;
+        }
         add(&self.stale, 1);
         let c = self.category(account);
         if let Some(c) = &c {
@@ -211,6 +219,9 @@ impl CacheStats {
     }
 
     pub(crate) fn miss(&self, account: &Account<'_>) {
+        if account.warming {
+            return;
+        }
         add(&self.misses, 1);
         if let Some(c) = self.category(account) {
             add(&c.misses, 1);
@@ -218,6 +229,9 @@ impl CacheStats {
     }
 
     pub(crate) fn coalesced(&self, account: &Account<'_>) {
+        if account.warming {
+            return;
+        }
         add(&self.coalesced, 1);
         if let Some(c) = self.category(account) {
             add(&c.coalesced, 1);
@@ -315,6 +329,7 @@ mod tests {
         let cost = Account {
             category: Some("cost"),
             price,
+            warming: false,
         };
         let none = Account::default();
         let u = Usage {
@@ -327,6 +342,12 @@ mod tests {
         s.coalesced(&cost);
         s.hit(Tier::Disk, u, &none);
         s.miss(&none);
+        let warming = Account {
+            warming: true,
+            ..cost
+        };
+        s.hit(Tier::Memory, u, &warming);
+        s.miss(&warming);
         let snap = s.snapshot(0, 0, 0);
         assert_eq!(snap.hits(), 3);
         assert_eq!(snap.tokens_saved, 450);

@@ -32,7 +32,7 @@ pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
     Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RedisCacheConfig, RouteCache,
-    RouteConfig, RouteKind, ServerConfig,
+    RouteConfig, RouteKind, ServerConfig, WarmConfig,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 pub use validate::defaults;

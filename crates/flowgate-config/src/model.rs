@@ -109,6 +109,20 @@ pub struct CacheConfig {
     pub disk: Option<DiskCacheConfig>,
     /// The Redis tier (`[cache.redis]`), when enabled. Takes effect at start only.
     pub redis: Option<RedisCacheConfig>,
+    /// Warming (`[cache.warm]`).
+    pub warm: WarmConfig,
+}
+
+/// Cache warming (`[cache.warm]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmConfig {
+    /// Requests (JSON Lines) replayed into the cache at start.
+    pub file: Option<std::path::PathBuf>,
+    /// Warming requests sent upstream per second, at most. Default 10.
+    pub rate: u32,
+    /// Recent requests kept, the most requested first, for top-N warming. Default 1000;
+    /// 0 keeps none.
+    pub keep: usize,
 }
 
 /// A TTL category: requests it matches (every condition given must hold) get its TTL.
@@ -470,6 +484,16 @@ impl Config {
                     self.cache.compress_above
                 );
             }
+            let w = &self.cache.warm;
+            let _ = writeln!(
+                s,
+                "  cache warm: {}, {} per second, top-N keeps {} requests",
+                w.file
+                    .as_ref()
+                    .map_or("no file".to_string(), |f| format!("file {}", f.display())),
+                w.rate,
+                w.keep
+            );
         }
         s
     }

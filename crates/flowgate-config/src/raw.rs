@@ -48,6 +48,15 @@ pub(crate) struct RawCache {
     pub confidence: Option<RawConfidence>,
     pub disk: Option<RawDiskCache>,
     pub redis: Option<RawRedisCache>,
+    pub warm: Option<RawWarm>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWarm {
+    pub file: Option<String>,
+    pub rate: Option<u32>,
+    pub keep: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

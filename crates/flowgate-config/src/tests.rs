@@ -556,3 +556,29 @@ fn the_memory_tier_is_off_at_zero_only_with_a_lower_tier() {
     ));
     assert_eq!(p[0].key.to_string(), "cache.memory");
 }
+
+#[test]
+fn warming_is_configured_and_checked() {
+    let c = parse_ok(&format!("{GOOD}\n[cache]\nenabled = true\n"));
+    assert_eq!(
+        (
+            c.cache.warm.file.as_ref(),
+            c.cache.warm.rate,
+            c.cache.warm.keep
+        ),
+        (None, 10, 1000)
+    );
+    assert!(
+        c.summary()
+            .contains("cache warm: no file, 10 per second, top-N keeps 1000")
+    );
+    let p = parse_err(&format!(
+        "{GOOD}\n[cache]\nenabled = true\n\n[cache.warm]\nfile = \"/no/such/warm.jsonl\"\nrate = 0\nkeep = 1000000\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        ["cache.warm.file", "cache.warm.rate", "cache.warm.keep"]
+    );
+    assert!(p[0].message.contains("no such file /no/such/warm.jsonl"));
+}

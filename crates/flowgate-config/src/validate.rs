@@ -12,11 +12,11 @@ use crate::error::KeyPath;
 use crate::model::{
     CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
     Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RedisCacheConfig, RouteCache,
-    RouteConfig, RouteKind, ServerConfig,
+    RouteConfig, RouteKind, ServerConfig, WarmConfig,
 };
 use crate::raw::{
     RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache, RawEndpoint,
-    RawModel, RawPool, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind,
+    RawModel, RawPool, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind, RawWarm,
 };
 use crate::units::HumanDuration;
 
@@ -52,6 +52,8 @@ pub mod defaults {
     pub const REDIS_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
     pub const REDIS_LOCK_WAIT: Duration = Duration::from_secs(5);
     pub const POPULAR_HITS: u64 = 5;
+    pub const WARM_RATE: u32 = 10;
+    pub const WARM_KEEP: usize = 1000;
 }
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
@@ -250,6 +252,12 @@ fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> Cach
             .and_then(|c| confidence(c, &key.clone().key("confidence"), found)),
         disk,
         redis,
+        warm: warm(
+            raw.warm.as_ref().unwrap_or(&RawWarm::default()),
+            origin,
+            &key.clone().key("warm"),
+            found,
+        ),
     };
     if c.memory_bytes == 0 {
         if c.enabled && c.redis.is_none() && c.disk.is_none() {
@@ -503,6 +511,45 @@ fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<
     })
 }
 
+fn warm(raw: &RawWarm, origin: &str, key: &KeyPath, found: &mut Found) -> WarmConfig {
+    let file = raw.file.as_deref().map(|f| relative_to(origin, f));
+    if let Some(f) = &file
+        && !f.is_file()
+    {
+        found.push((
+            key.clone().key("file"),
+            format!("no such file {}", f.display()),
+        ));
+    }
+    let rate = raw.rate.unwrap_or(defaults::WARM_RATE);
+    if !(1..=10_000).contains(&rate) {
+        found.push((
+            key.clone().key("rate"),
+            format!("{rate} is out of range: expected 1 to 10000 requests per second"),
+        ));
+    }
+    let keep = raw.keep.unwrap_or(defaults::WARM_KEEP);
+    if keep > 100_000 {
+        found.push((
+            key.clone().key("keep"),
+            format!("{keep} is out of range: expected 0 to 100000 requests"),
+        ));
+    }
+    WarmConfig { file, rate, keep }
+}
+
+/// `path`, relative to the directory of the config file `origin` unless absolute.
+fn relative_to(origin: &str, path: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(path);
+    if path.is_relative() {
+        std::path::Path::new(origin)
+            .parent()
+            .map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+    } else {
+        path.to_path_buf()
+    }
+}
+
 fn disk_cache(
     raw: &RawDiskCache,
     origin: &str,
@@ -517,14 +564,7 @@ fn disk_cache(
         ));
         return None;
     };
-    let path = std::path::Path::new(path);
-    let path = if path.is_relative() {
-        std::path::Path::new(origin)
-            .parent()
-            .map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
-    } else {
-        path.to_path_buf()
-    };
+    let path = relative_to(origin, path);
     let max_bytes = raw.size.map_or(defaults::CACHE_DISK, |b| b.0);
     if max_bytes < 1024 * 1024 {
         found.push((

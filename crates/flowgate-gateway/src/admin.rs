@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::cache_metrics::CacheCollector;
 use crate::error::error_body;
 use crate::gateway::Gateway;
+use crate::warming::{self, Busy, Labelled, WarmRequest};
 
 /// The admin API's router.
 pub fn router(gw: Arc<Gateway>) -> axum::Router {
@@ -29,6 +30,10 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .route(
             "/api/v1/performance/cache/invalidate",
             post(cache_invalidate),
+        )
+        .route(
+            "/api/v1/performance/cache/warm",
+            get(cache_warm_status).post(cache_warm),
         )
         .fallback(not_found)
         .with_state(gw)
@@ -215,6 +220,108 @@ async fn cache_invalidate(State(gw): State<Arc<Gateway>>, body: axum::body::Byte
         StatusCode::OK
     };
     (status, Json(json!({"invalidated": removed}))).into_response()
+}
+
+/// `{"requests": [...]}` and/or `{"top": N}`: the labelled requests of a warming job.
+fn warm_requests(gw: &Gateway, body: &[u8]) -> Result<Vec<Labelled>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let Some(obj) = v.as_object().filter(|o| !o.is_empty()) else {
+        return Err("expected an object with `requests` (a list) and/or `top` (a number)".into());
+    };
+    if let Some(other) = obj.keys().find(|k| *k != "requests" && *k != "top") {
+        return Err(format!(
+            "unknown field `{other}`: expected `requests` or `top`"
+        ));
+    }
+    let mut out = Vec::new();
+    if let Some(list) = obj.get("requests") {
+        let list = list.as_array().ok_or("`requests` must be a list")?;
+        if list.len() > warming::MAX_JOB {
+            return Err(format!(
+                "{} requests: at most {} per job",
+                list.len(),
+                warming::MAX_JOB
+            ));
+        }
+        for (i, r) in list.iter().enumerate() {
+            let request =
+                WarmRequest::parse(r.clone()).map_err(|e| format!("requests[{i}]: {e}"))?;
+            out.push((format!("requests[{i}]"), Ok(request)));
+        }
+    }
+    if let Some(top) = obj.get("top") {
+        let keep = gw.warming().recent.keep();
+        let n = top
+            .as_u64()
+            .filter(|&n| n >= 1)
+            .ok_or("`top` must be a number of requests, at least 1")?;
+        if keep == 0 {
+            return Err("no requests are kept for top-N warming (`cache.warm.keep = 0`)".into());
+        }
+        let n = usize::try_from(n).unwrap_or(usize::MAX).min(keep);
+        for (i, p) in gw.warming().recent.top(n).into_iter().enumerate() {
+            out.push((format!("top[{i}] {}", p.key), Ok((*p.request).clone())));
+        }
+    }
+    Ok(out)
+}
+
+async fn cache_warm(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
+    if gw.cache().is_none() {
+        return cache_disabled();
+    }
+    let requests = match warm_requests(&gw, &body) {
+        Ok(r) => r,
+        Err(why) => return client_error(StatusCode::BAD_REQUEST, &why, "invalid_warm_request"),
+    };
+    let source = if body_has_requests(&body) {
+        "api"
+    } else {
+        "top"
+    };
+    match warming::start(&gw, source, requests) {
+        Ok(job) => (StatusCode::ACCEPTED, Json(json!({"job": job}))).into_response(),
+        Err(Busy(job)) => client_error(
+            StatusCode::CONFLICT,
+            &format!(
+                "warming job {} is running ({} of {} done): try again when it is done",
+                job.id, job.done, job.total
+            ),
+            "warming_in_progress",
+        ),
+    }
+}
+
+fn body_has_requests(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("requests").is_some())
+}
+
+async fn cache_warm_status(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.cache().is_none() {
+        return cache_disabled();
+    }
+    let w = gw.warming();
+    let top: Vec<_> = w
+        .recent
+        .top(10)
+        .into_iter()
+        .map(|p| {
+            json!({
+                "key": p.key.to_string(),
+                "method": p.request.method.as_str(),
+                "path": p.request.uri.path(),
+                "requests": p.count,
+            })
+        })
+        .collect();
+    Json(json!({
+        "job": w.status(),
+        "kept": w.recent.len(),
+        "keep": w.recent.keep(),
+        "top": top,
+    }))
+    .into_response()
 }
 
 async fn not_found() -> Response {

@@ -148,6 +148,7 @@ impl Planned {
             account: Account {
                 category: self.labels.category.as_deref(),
                 price: self.price,
+                warming: false,
             },
         }
     }

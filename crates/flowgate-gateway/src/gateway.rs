@@ -27,6 +27,7 @@ use crate::router::RouteEntry;
 use crate::runtime::Runtime;
 use crate::upstream::h1::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
 use crate::upstream::{Endpoint, Lease};
+use crate::warming::Warming;
 
 /// The gateway. Share it as `Arc<Gateway>`.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct Gateway {
     started: Instant,
     /// The response cache, when `[cache] enabled` at start (its size is fixed then).
     cache: Option<Arc<Cache>>,
+    /// Warming jobs and the recent requests top-N warming replays.
+    warming: Warming,
 }
 
 /// What the request flow learned, for the response headers and the telemetry record.
@@ -97,6 +100,7 @@ impl Gateway {
         } else {
             None
         };
+        let keep = if cache.is_some() { c.warm.keep } else { 0 };
         let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics());
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
 
@@ -111,6 +115,7 @@ impl Gateway {
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
             cache,
+            warming: Warming::new(keep),
         }))
     }
 
@@ -121,6 +126,10 @@ impl Gateway {
     /// The response cache, if enabled.
     pub fn cache(&self) -> Option<&Arc<Cache>> {
         self.cache.as_ref()
+    }
+
+    pub(crate) fn warming(&self) -> &Warming {
+        &self.warming
     }
 
     /// Data-plane worker threads (fixed at start).
@@ -376,8 +385,12 @@ impl Gateway {
         };
         let form = planned.form;
         let hit = match cache.lookup(&planned.key, &planned.query()) {
-            Lookup::Hit(hit) => hit,
+            Lookup::Hit(hit) => {
+                self.warming.recent.hit(&planned.key);
+                hit
+            }
             Lookup::Coalesced(follower) => {
+                self.warming.recent.hit(&planned.key);
                 let waited = follower
                     .wait(cache.settings().coalesce_wait, form.flavor())
                     .await;
@@ -401,6 +414,7 @@ impl Gateway {
                 };
             }
             Lookup::Miss(leader) => {
+                self.warming.recent.miss(&planned.key, parts, body);
                 // A streaming client is not made to wait for another replica's whole
                 // answer: it goes upstream (and streams) at once.
                 let wait_for_peers = matches!(form, caching::Form::Json);

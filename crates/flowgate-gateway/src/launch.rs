@@ -49,6 +49,7 @@ pub async fn launch(
     };
     let (stop, stopped) = watch::channel(false);
     let workers = worker::start(&gateway, data_listeners, &stopped)?;
+    warm_from_file(&gateway);
     let app = crate::admin::router(gateway.clone());
     let admin = tokio::spawn(async move {
         let _ = axum::serve(admin_listener, app)
@@ -64,6 +65,24 @@ pub async fn launch(
         admin: Some(admin),
         _watcher: watcher,
     })
+}
+
+/// Starts warming the cache from the warm file named in config, if any. A file that cannot
+/// be read is logged; the gateway serves anyway.
+fn warm_from_file(gw: &Arc<Gateway>) {
+    let rt = gw.runtime();
+    let Some(file) = rt.config.cache.warm.file.as_deref() else {
+        return;
+    };
+    if gw.cache().is_none() {
+        return;
+    }
+    match crate::warming::read_file(file) {
+        Ok(requests) => {
+            let _ = crate::warming::start(gw, "file", requests);
+        }
+        Err(e) => tracing::error!(file = %file.display(), error = %e, "cannot read the warm file"),
+    }
 }
 
 async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

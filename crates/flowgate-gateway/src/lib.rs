@@ -23,6 +23,7 @@ mod router;
 mod runtime;
 mod server;
 pub mod upstream;
+mod warming;
 pub mod worker;
 
 pub use body::{ProxyBody, ReqBody};

@@ -47,11 +47,17 @@ fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>
 /// Reads the whole body (413 past `limit`) and checks that it is JSON (400 otherwise).
 pub async fn read_body(incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
     let bytes = crate::body::read_whole(incoming, limit).await?;
-    if !bytes.is_empty() {
-        serde_json::from_slice::<OpenAiHead<'_>>(&bytes)
+    check_json(&bytes)?;
+    Ok(bytes)
+}
+
+/// 400 unless `body` is empty or a JSON request.
+pub fn check_json(body: &[u8]) -> Result<(), ProxyError> {
+    if !body.is_empty() {
+        serde_json::from_slice::<OpenAiHead<'_>>(body)
             .map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
     }
-    Ok(bytes)
+    Ok(())
 }
 
 #[cfg(test)]

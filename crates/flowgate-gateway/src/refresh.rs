@@ -1,4 +1,5 @@
-//! Background refreshes of cache entries (stale-while-revalidate and refresh-ahead).
+//! The gateway's own requests for the cache: background refreshes of entries
+//! (stale-while-revalidate and refresh-ahead) and warming ([`crate::warming`]).
 //!
 //! A hit that the cache marks for refresh has already been answered from the cache; its
 //! request is then sent upstream once more, by a task of its own, as a client's would be
@@ -28,8 +29,18 @@ pub fn spawn(
     body: Bytes,
     fill: Fill,
 ) {
+    let req = own_request(parts);
+    tokio::spawn(async move {
+        if let Err(e) = fetch(&gw, &route, &req, body, fill).await {
+            tracing::debug!(route = %route.name, error = %e, "cache refresh failed");
+        }
+    });
+}
+
+/// The gateway's copy of a client's request head: hop-by-hop fields and the client's
+/// request id removed, and a HEAD turned into the GET whose answer fills the entry.
+pub fn own_request(parts: &http::request::Parts) -> http::request::Parts {
     let (mut req, ()) = http::Request::new(()).into_parts();
-    // A stale entry a HEAD request hit is refreshed with the GET that fills it.
     req.method = if parts.method == http::Method::HEAD {
         http::Method::GET
     } else {
@@ -39,42 +50,51 @@ pub fn spawn(
     req.version = parts.version;
     req.headers = parts.headers.clone();
     headers::strip_hop_by_hop(&mut req.headers);
-    // The refresh is the gateway's own request: it gets an id of its own.
     req.headers.remove(&headers::REQUEST_ID);
-    tokio::spawn(async move {
-        let request_id = gw.request_ids().take_or_make(&HeaderMap::new());
-        let peer = Peer::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-        let mut out = Outcome::default();
-        let exchange = gw.exchange(
-            &route,
-            &req,
+    req
+}
+
+/// Sends `req` and `body` upstream on `route` and reads the answer to its end, filling the
+/// cache when it may be stored: the answer's status, and whether it could be stored (not
+/// an error status, another content type, or refused by its origin) and arrived whole.
+/// `Err`: the exchange failed or the answer was cut.
+pub async fn fetch(
+    gw: &Gateway,
+    route: &RouteEntry,
+    req: &http::request::Parts,
+    body: Bytes,
+    fill: Fill,
+) -> Result<(http::StatusCode, bool), String> {
+    // The gateway's own request gets an id of its own.
+    let request_id = gw.request_ids().take_or_make(&HeaderMap::new());
+    let peer = Peer::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut out = Outcome::default();
+    let (head, lease) = gw
+        .exchange(
+            route,
+            req,
             ReqBody::full(body),
             &peer,
             &request_id,
             &mut out,
-        );
-        let (head, lease) = match exchange.await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(route = %route.name, error = %e, "cache refresh failed");
-                return;
-            }
-        };
-        if head.decoder.is_done() {
-            // No body: nothing to store.
-            lease.release(head.keep_alive);
-            return;
-        }
-        // As for a client's request: a response that cannot be stored (an error status,
-        // another content type) gets no tee and is read to its end, keeping the connection.
-        let tee = Tee::start(fill, head.status, &head.headers);
-        let read_timeout = route.upstream.cfg.read_timeout;
-        let mut body =
-            ProxyBody::upstream(lease, head.decoder, head.keep_alive, read_timeout).with_tee(tee);
-        while let Some(frame) = body.frame().await {
-            if frame.is_err() {
-                return;
-            }
-        }
-    });
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if head.decoder.is_done() {
+        // No body: nothing to store.
+        lease.release(head.keep_alive);
+        return Ok((head.status, false));
+    }
+    // As for a client's request: a response that cannot be stored gets no tee and is read
+    // to its end, keeping the connection.
+    let status = head.status;
+    let tee = Tee::start(fill, status, &head.headers);
+    let storable = tee.is_some();
+    let read_timeout = route.upstream.cfg.read_timeout;
+    let mut body =
+        ProxyBody::upstream(lease, head.decoder, head.keep_alive, read_timeout).with_tee(tee);
+    while let Some(frame) = body.frame().await {
+        frame.map_err(|e| format!("the answer was cut: {e}"))?;
+    }
+    Ok((status, storable))
 }

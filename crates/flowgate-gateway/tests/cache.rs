@@ -894,3 +894,196 @@ async fn http_routes_in_always_mode_key_on_the_body() {
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     assert_eq!(upstream.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// `POST /api/v1/performance/cache/warm` with `body`.
+fn warm(admin: std::net::SocketAddr, body: &str) -> http::Request<http_body_util::Full<Bytes>> {
+    post(
+        admin,
+        "/api/v1/performance/cache/warm",
+        Bytes::from(body.to_string()),
+    )
+}
+
+/// Waits for the current warming job to end; its status.
+async fn warmed(c: &TestClient, admin: std::net::SocketAddr) -> serde_json::Value {
+    for _ in 0..500 {
+        let s = send(c, get(admin, "/api/v1/performance/cache/warm"))
+            .await
+            .json();
+        if s["job"]["state"] == "done" {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the warming job did not end");
+}
+
+fn chat_json(temperature: f64, content: &str) -> String {
+    String::from_utf8(chat(temperature, content).to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn warming_requests_fill_the_cache_without_counting_as_client_traffic() {
+    let up = sim(EndpointSpec {
+        latency: LatencyDist::Fixed(Duration::from_millis(150)),
+        ..EndpointSpec::default()
+    })
+    .await;
+    let gw = gateway(&format!(
+        "{CACHE}[cache.warm]\nrate = 1000\n\n{}",
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let c = client();
+    let job = format!(
+        r#"{{"requests": [
+            {{"path": "/v1/chat/completions", "body": {}}},
+            {{"path": "/v1/chat/completions", "body": {}}},
+            {{"path": "/v1/chat/completions", "body": {}}},
+            {{"path": "/nowhere"}}
+        ]}}"#,
+        chat_json(0.0, "w1"),
+        chat_json(0.0, "w2"),
+        chat_json(0.7, "sampled")
+    );
+    let r = send(&c, warm(gw.admin_addr, &job)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.json()["job"]["total"], 4);
+    // One job at a time.
+    let busy = send(&c, warm(gw.admin_addr, &job)).await;
+    assert_eq!(busy.status, StatusCode::CONFLICT);
+    assert_eq!(busy.error_code(), "warming_in_progress");
+    let s = warmed(&c, gw.admin_addr).await;
+    let j = &s["job"];
+    assert_eq!(j["source"], "api");
+    assert_eq!(
+        (&j["stored"], &j["fresh"], &j["skipped"], &j["failed"]),
+        (&2.into(), &0.into(), &2.into(), &0.into())
+    );
+    let errors = j["errors"].to_string();
+    assert!(
+        errors.contains("requests[2]: not cacheable") && errors.contains("requests[3]: no route"),
+        "{errors}"
+    );
+    assert_eq!(up.stats().requests, 2);
+
+    // Clients now hit; the warming itself was not counted as their traffic.
+    let hit = send(
+        &c,
+        post(gw.data_addr, "/v1/chat/completions", chat(0.0, "w1")),
+    )
+    .await;
+    assert_eq!(cache_header(&hit), "hit-l1");
+    let stats = gw.gateway.cache().unwrap().stats();
+    assert_eq!((stats.hits_memory, stats.misses, stats.stored), (1, 0, 2));
+    // Warming what is fresh costs nothing upstream.
+    assert_eq!(
+        send(&c, warm(gw.admin_addr, &job)).await.status,
+        StatusCode::ACCEPTED
+    );
+    let s = warmed(&c, gw.admin_addr).await;
+    assert_eq!(s["job"]["fresh"], 2);
+    assert_eq!(up.stats().requests, 2);
+
+    // Bad jobs are refused whole, with the faulty request named.
+    for (body, needle) in [
+        (
+            r#"{"requests": [{"path": "/v1/x"}, {"path": "v1"}]}"#,
+            "requests[1]",
+        ),
+        (r#"{"requests": {}}"#, "must be a list"),
+        (r#"{"top": 0}"#, "`top`"),
+        (r#"{"later": 1}"#, "unknown field `later`"),
+        ("[]", "expected an object"),
+    ] {
+        let r = send(&c, warm(gw.admin_addr, body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.error_code(), "invalid_warm_request");
+        let msg = r.json()["error"]["message"].to_string();
+        assert!(msg.contains(needle), "{body}: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn top_n_warming_replays_the_most_requested_recent_keys() {
+    let (clock, up, gw) = clocked("[cache.warm]\nrate = 1000\nkeep = 10").await;
+    let c = client();
+    let ask = |content: &'static str| {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat(0.0, content)),
+        )
+    };
+    for (content, times) in [("a", 3), ("b", 1), ("c", 2)] {
+        for _ in 0..times {
+            assert_eq!(ask(content).await.status, StatusCode::OK);
+        }
+    }
+    assert_eq!(up.stats().requests, 3);
+    let s = send(&c, get(gw.admin_addr, "/api/v1/performance/cache/warm"))
+        .await
+        .json();
+    assert_eq!(s["kept"], 3);
+    let counts: Vec<u64> = s["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [3, 2, 1]);
+    assert_eq!(s["top"][0]["path"], "/v1/chat/completions");
+
+    // Everything expires; the two most requested are warmed back.
+    clock.advance(2 * HOUR);
+    let r = send(&c, warm(gw.admin_addr, r#"{"top": 2}"#)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let s = warmed(&c, gw.admin_addr).await;
+    assert_eq!(
+        (&s["job"]["source"], &s["job"]["stored"]),
+        (&"top".into(), &2.into())
+    );
+    assert_eq!(up.stats().requests, 5);
+    assert_eq!(cache_header(&ask("a").await), "hit-l1");
+    assert_eq!(cache_header(&ask("c").await), "hit-l1");
+    assert_eq!(cache_header(&ask("b").await), "miss");
+}
+
+#[tokio::test]
+async fn the_warm_file_is_replayed_at_start() {
+    let up = sim(EndpointSpec::default()).await;
+    let dir = std::env::temp_dir().join(format!("fg-warmfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("warm.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "# answers to have ready\n{{\"path\": \"/v1/chat/completions\", \"body\": {}}}\n{{\"path\": 7}}\n",
+            chat_json(0.0, "ready")
+        ),
+    )
+    .unwrap();
+    let gw = gateway(&format!(
+        "{CACHE}[cache.warm]\nfile = \"{}\"\nrate = 1000\n\n{}",
+        file.display(),
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let c = client();
+    let s = warmed(&c, gw.admin_addr).await;
+    assert_eq!(
+        (&s["job"]["source"], &s["job"]["stored"]),
+        (&"file".into(), &1.into())
+    );
+    let errors = s["job"]["errors"].to_string();
+    assert!(
+        errors.contains(&format!("{}:3: ", file.display())),
+        "{errors}"
+    );
+    let r = send(
+        &c,
+        post(gw.data_addr, "/v1/chat/completions", chat(0.0, "ready")),
+    )
+    .await;
+    assert_eq!(cache_header(&r), "hit-l1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
