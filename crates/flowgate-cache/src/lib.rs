@@ -20,12 +20,16 @@ pub mod flight;
 pub mod http;
 pub mod invalidate;
 pub mod key;
+#[cfg(feature = "tower")]
+pub mod layer;
 pub mod memory;
 pub mod openai;
 pub mod policy;
 pub mod remote;
 mod stats;
 pub mod stream;
+#[cfg(feature = "tower")]
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -484,12 +488,13 @@ impl Cache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
     use flowgate_clock::ManualClock;
 
-    fn settings() -> CacheSettings {
+    /// Memory only: 1 MiB, entries up to 64 KiB.
+    pub(crate) fn settings() -> CacheSettings {
         CacheSettings {
             memory_bytes: 1 << 20,
             max_entry_bytes: 1 << 16,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use crate::entry::Usage;
 use crate::key::KeyBuilder;
 
 /// An OpenAI-style request body, as far as caching is concerned.
@@ -194,6 +195,28 @@ impl OpenAiRequest {
             include_usage,
             model: model_name,
         }
+    }
+}
+
+/// The `usage` an OpenAI response reports (zero when it has none).
+pub fn usage_of(body: &[u8]) -> Usage {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        usage: Option<RawUsage>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RawUsage {
+        #[serde(default)]
+        prompt_tokens: u64,
+        #[serde(default)]
+        completion_tokens: u64,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(Body { usage: Some(u) }) => Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+        },
+        _ => Usage::default(),
     }
 }
 

@@ -393,30 +393,11 @@ fn with_fields(
 ) -> Response<ProxyBody> {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    for (name, value) in fields {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_maybe_shared(value.clone()),
-        ) {
-            h.append(n, v);
-        }
-    }
+    flowgate_cache::wire::replay_fields(h, fields);
     if let Some(t) = content_type {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
     }
     resp
-}
-
-/// Response fields worth replaying: not per-response ones (dates, cookies, ids, framing).
-/// The content type is kept for [`Form::Raw`]; the other forms set their own.
-fn keep_header(name: &HeaderName) -> bool {
-    !(name == header::DATE
-        || name == header::SET_COOKIE
-        || name == header::CONTENT_LENGTH
-        || name == header::TRANSFER_ENCODING
-        || name == header::AGE
-        || name.as_str() == "x-request-id"
-        || name.as_str().starts_with("x-flowgate-"))
 }
 
 /// Raw SSE is this many times the size of the answer assembled from it, at most (each
@@ -493,11 +474,7 @@ impl Tee {
                 tracing::debug!(error = %e, "upstream cache tags ignored");
             }
         }
-        let headers = headers
-            .iter()
-            .filter(|(n, _)| keep_header(n))
-            .map(|(n, v)| (n.as_str().to_string(), Bytes::copy_from_slice(v.as_bytes())))
-            .collect();
+        let headers = flowgate_cache::wire::stored_fields(headers);
         Some(Box::new(Tee {
             fill,
             status: status.as_u16(),
@@ -556,7 +533,7 @@ impl Tee {
         };
         let usage = match self.fill.form {
             Form::Raw => Usage::default(),
-            _ => usage_of(&body),
+            _ => flowgate_cache::openai::usage_of(&body),
         };
         let response = CachedResponse {
             status: self.status,
@@ -620,28 +597,6 @@ pub fn score(body: &[u8], pointer: &str) -> Option<f64> {
         };
     }
     value.as_f64()
-}
-
-/// The `usage` an OpenAI response reports (zero when it has none).
-fn usage_of(body: &[u8]) -> Usage {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        usage: Option<RawUsage>,
-    }
-    #[derive(serde::Deserialize)]
-    struct RawUsage {
-        #[serde(default)]
-        prompt_tokens: u64,
-        #[serde(default)]
-        completion_tokens: u64,
-    }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(Body { usage: Some(u) }) => Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        },
-        _ => Usage::default(),
-    }
 }
 
 #[cfg(test)]
