@@ -6,8 +6,10 @@
 //! or it names a tag the entry carries (tiers keep an index of tags, so that a tag does not
 //! walk every entry outside memory).
 
-/// What to invalidate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to invalidate. Serialized (`{"key": "..."}`, `"all"`) when a replica announces an
+/// invalidation to the others.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Selector {
     Key(String),
     Prefix(String),

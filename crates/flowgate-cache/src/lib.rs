@@ -147,6 +147,16 @@ pub struct Cache {
     flights: Flights,
     clock: SharedClock,
     stats: CacheStats,
+    /// The task applying other replicas' invalidations to the memory tier.
+    listener: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(l) = &self.listener {
+            l.abort();
+        }
+    }
 }
 
 impl Cache {
@@ -164,14 +174,24 @@ impl Cache {
             }
             None => None,
         };
+        let memory = (settings.memory_bytes > 0).then(|| MemoryTier::new(settings.memory_bytes));
+        // Other replicas' invalidations reach this memory tier.
+        let listener = match (&redis, &memory) {
+            (Some(r), Some(m)) => {
+                let m = m.clone();
+                Some(r.listen(move |sel| _ = m.remove_matching(&sel))?)
+            }
+            _ => None,
+        };
         Ok(Cache {
-            memory: (settings.memory_bytes > 0).then(|| MemoryTier::new(settings.memory_bytes)),
+            memory,
             redis,
             disk,
             settings,
             flights: Flights::default(),
             clock,
             stats: CacheStats::default(),
+            listener,
         })
     }
 
@@ -457,9 +477,9 @@ impl Cache {
         self.stats.bypass();
     }
 
-    /// Removes the entries `sel` selects from every tier. An exact key is removed directly,
-    /// a tag through each tier's tag index; other selectors walk the keys of each tier
-    /// (Redis with SCAN).
+    /// Removes the entries `sel` selects from every tier, and announces it through Redis to
+    /// the other replicas' memory tiers. An exact key is removed directly, a tag through
+    /// each tier's tag index; other selectors walk the keys of each tier (Redis with SCAN).
     pub async fn invalidate_matching(&self, sel: &invalidate::Selector) -> Invalidated {
         let memory = self.memory.as_ref().map(|m| m.remove_matching(sel));
         let disk = match &self.disk {
@@ -467,7 +487,17 @@ impl Cache {
             None => None,
         };
         let redis = match &self.redis {
-            Some(r) => Some(r.remove_matching(sel).await),
+            Some(r) => {
+                let removed = r.remove_matching(sel).await;
+                // The other replicas' memory tiers.
+                if !r.announce(sel).await {
+                    tracing::warn!(
+                        "could not announce the invalidation to other replicas: their memory \
+                         tiers keep the entries until they expire"
+                    );
+                }
+                Some(removed)
+            }
             None => None,
         };
         Invalidated {

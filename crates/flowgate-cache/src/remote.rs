@@ -9,6 +9,10 @@
 //! (`timeout`), and after `breaker_failures` consecutive failures the tier is skipped for
 //! `breaker_cooldown` (a circuit breaker on the gateway's clock); then one request probes
 //! it again. Writes are sent from spawned tasks and never awaited by a request.
+//!
+//! Replicas tell each other about invalidations on the Pub/Sub channel
+//! `<prefix>:invalidations` ([`RedisTier::announce`], [`RedisTier::listen`]), so that an
+//! invalidation reaches every replica's memory tier, not only the one that got the call.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -478,6 +482,82 @@ impl RedisTier {
                 .body_stored
                 .fetch_add(e.body_stored as u64, Ordering::Relaxed);
         });
+    }
+
+    /// The Pub/Sub channel of invalidations.
+    fn invalidation_channel(&self) -> String {
+        format!("{}:invalidations", self.inner.settings.prefix)
+    }
+
+    /// Tells every replica listening on this Redis to drop what `sel` selects from its
+    /// memory tier. Whether Redis took the message.
+    pub async fn announce(&self, sel: &Selector) -> bool {
+        let Ok(payload) = serde_json::to_string(sel) else {
+            return false;
+        };
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.invalidation_channel()).arg(payload);
+        matches!(self.run::<i64>(Op::Cmd(&publish)).await, Guarded::Done(_))
+    }
+
+    /// Listens to the invalidations replicas announce, on a connection of its own (RESP3,
+    /// resubscribed after every reconnection; on a Cluster, to the first node: Pub/Sub
+    /// messages reach every node). `apply` gets each selector. Invalidations announced
+    /// while the connection is down are not received (logged when it drops). The task
+    /// ends when the returned handle is aborted.
+    pub fn listen(
+        &self,
+        apply: impl Fn(Selector) + Send + 'static,
+    ) -> Result<tokio::task::AbortHandle, RedisError> {
+        use redis::IntoConnectionInfo;
+        let err = |e: redis::RedisError| RedisError(e.to_string());
+        let settings = &self.inner.settings;
+        let url = settings
+            .urls
+            .first()
+            .ok_or_else(|| RedisError("no URL".into()))?;
+        let info = url.as_str().into_connection_info().map_err(err)?;
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(resp3)).map_err(err)?;
+        let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(200))))
+            .set_max_delay(Duration::from_secs(1))
+            .set_push_sender(tx)
+            .set_automatic_resubscription();
+        let mut conn = ConnectionManager::new_lazy_with_config(client, config).map_err(err)?;
+        let channel = self.invalidation_channel();
+        let retry = settings.breaker_cooldown;
+        let task = tokio::spawn(async move {
+            // Until the first subscription holds; the manager renews it after reconnecting.
+            while let Err(e) = conn.subscribe(&channel).await {
+                tracing::debug!(error = %e, "cannot subscribe to invalidations yet");
+                tokio::time::sleep(retry).await;
+            }
+            while let Some(push) = pushes.recv().await {
+                match push.kind {
+                    redis::PushKind::Message => {
+                        let selector = match push.data.get(1) {
+                            Some(redis::Value::BulkString(b)) => serde_json::from_slice(b).ok(),
+                            _ => None,
+                        };
+                        match selector {
+                            Some(sel) => apply(sel),
+                            None => tracing::warn!("unreadable invalidation message ignored"),
+                        }
+                    }
+                    redis::PushKind::Disconnection => tracing::warn!(
+                        "lost the invalidation channel: invalidations announced by other \
+                         replicas until it is back do not reach this memory tier"
+                    ),
+                    _ => {}
+                }
+            }
+        });
+        Ok(task.abort_handle())
     }
 
     /// Removes the entries `sel` selects: one key directly, a tag through its set, any

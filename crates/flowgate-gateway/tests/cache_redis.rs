@@ -67,6 +67,42 @@ async fn gateways_share_answers_through_redis() {
 }
 
 #[tokio::test]
+async fn an_invalidation_reaches_the_memory_tier_of_every_replica() {
+    let redis = RedisServer::start().await;
+    let up = sim(EndpointSpec::default()).await;
+    let a = gateway(&config(&redis, &up.url())).await;
+    let b = gateway(&config(&redis, &up.url())).await;
+    // Both replicas listen on the invalidation channel (a message nobody can read is
+    // ignored; PUBLISH answers how many got it).
+    let mut listening = false;
+    for _ in 0..200 {
+        let got = redis_cmd(redis.port, &["PUBLISH", "flowgate:invalidations", "probe"]).await;
+        if got == ":2" {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(listening, "the replicas did not subscribe to invalidations");
+    let c = client();
+    let url = "/v1/chat/completions";
+    let ask = |gw: &Running| post(gw.data_addr, url, chat(0.0, "everywhere"));
+    assert_eq!(cache_header(&send(&c, ask(&a)).await), "miss");
+    let a_cache = a.gateway.cache().unwrap().clone();
+    eventually(|| a_cache.stats().redis.unwrap().writes == 1).await;
+    assert_eq!(cache_header(&send(&c, ask(&b)).await), "hit-l2");
+    assert_eq!(cache_header(&send(&c, ask(&b)).await), "hit-l1");
+
+    // Invalidated through a: b's memory tier loses the entry too.
+    let r = send(&c, invalidate(a.admin_addr, r#"{"namespace": "chat"}"#)).await;
+    assert_eq!(r.json()["invalidated"]["memory"], 1);
+    let b_cache = b.gateway.cache().unwrap().clone();
+    eventually(|| b_cache.stats().entries == 0).await;
+    assert_eq!(cache_header(&send(&c, ask(&b)).await), "miss");
+    assert_eq!(up.stats().requests, 2);
+}
+
+#[tokio::test]
 async fn requests_keep_succeeding_while_redis_is_down_and_it_is_used_again_after() {
     let mut redis = RedisServer::start().await;
     let port = redis.port;
