@@ -1,6 +1,6 @@
 //! Which entries an invalidation removes.
 //!
-//! Entries are named by their key's text form, `v1:<namespace>:<hash>` (as the admin API
+//! Entries are named by their key's text form, `v<schema>:<namespace>:<hash>` (as the admin API
 //! and the shared tiers show them). A selector matches those names: one exact key, a
 //! prefix, a glob (`*` any run of characters, `?` one character), a namespace, or all;
 //! or it names a tag the entry carries (tiers keep an index of tags, so that a tag does not
@@ -118,11 +118,11 @@ mod tests {
 
     #[test]
     fn selectors_match_names_and_translate_to_globs() {
-        let name = "v1:chat:00ff";
+        let name = "v2:chat:00ff";
         for s in [
             Selector::Key(name.into()),
-            Selector::Prefix("v1:ch".into()),
-            Selector::Glob("v1:*:00??".into()),
+            Selector::Prefix("v2:ch".into()),
+            Selector::Glob("v2:*:00??".into()),
             Selector::Namespace("chat".into()),
             Selector::All,
         ] {
@@ -130,7 +130,7 @@ mod tests {
             assert!(s.matches(name, &[]), "{s:?}");
             assert!(glob_match(glob.as_bytes(), name.as_bytes()), "{s:?}");
             assert!(
-                !s.matches("v1:other:11", &[]) || s == Selector::All,
+                !s.matches("v2:other:11", &[]) || s == Selector::All,
                 "{s:?}"
             );
         }

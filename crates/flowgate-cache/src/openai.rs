@@ -1,73 +1,104 @@
 //! Key material of OpenAI-compatible requests (chat, completions, embeddings).
 //!
 //! Every known request field is classified: it either changes the answer (part of the key)
-//! or it does not (`stream`, `user`, `metadata`, ...). The classification is a destructuring
-//! without `..`: a field added to [`OpenAiRequest`] does not compile until it is placed on
-//! one side. Fields this schema does not know are kept in the key (changing the key for an
-//! unknown field only costs a miss; ignoring one could serve a wrong answer).
+//! or it does not (`stream`, `user`, `metadata`, ...). The classification is the two lists
+//! [`request!`] is given: the request type, its reader and its key material are all made
+//! from them, so a field cannot be read without being placed on one side. Fields this
+//! schema does not know are kept in the key (changing the key for an unknown field only
+//! costs a miss; ignoring one could serve a wrong answer).
+//!
+//! The body is read once, straight into canonical digests ([`Canon`]): no JSON tree is
+//! built.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::entry::Usage;
-use crate::key::KeyBuilder;
+use crate::key::{Canon, KeyBuilder, Name, Top};
 
-/// An OpenAI-style request body, as far as caching is concerned.
-#[derive(Debug, Deserialize)]
-// The delivery fields are declared only to be classified (and skipped without allocating).
-#[allow(dead_code)]
-pub struct OpenAiRequest {
-    // What is asked.
-    model: Option<Value>,
-    messages: Option<Value>,
-    prompt: Option<Value>,
-    input: Option<Value>,
-    suffix: Option<Value>,
-    instructions: Option<Value>,
-    tools: Option<Value>,
-    tool_choice: Option<Value>,
-    functions: Option<Value>,
-    function_call: Option<Value>,
-    parallel_tool_calls: Option<Value>,
-    response_format: Option<Value>,
-    modalities: Option<Value>,
-    audio: Option<Value>,
-    prediction: Option<Value>,
-    web_search_options: Option<Value>,
-    encoding_format: Option<Value>,
-    dimensions: Option<Value>,
-    // How it is sampled.
-    temperature: Option<Value>,
-    top_p: Option<Value>,
-    n: Option<Value>,
-    max_tokens: Option<Value>,
-    max_completion_tokens: Option<Value>,
-    seed: Option<Value>,
-    stop: Option<Value>,
-    presence_penalty: Option<Value>,
-    frequency_penalty: Option<Value>,
-    logit_bias: Option<Value>,
-    logprobs: Option<Value>,
-    top_logprobs: Option<Value>,
-    echo: Option<Value>,
-    best_of: Option<Value>,
-    reasoning_effort: Option<Value>,
-    verbosity: Option<Value>,
-    // Delivery and bookkeeping: the answer is the same.
-    stream: Option<Value>,
-    stream_options: Option<Value>,
-    user: Option<IgnoredAny>,
-    metadata: Option<IgnoredAny>,
-    store: Option<IgnoredAny>,
-    service_tier: Option<IgnoredAny>,
-    safety_identifier: Option<IgnoredAny>,
-    prompt_cache_key: Option<IgnoredAny>,
-    /// Fields this schema does not know: part of the key.
-    #[serde(flatten)]
-    other: BTreeMap<String, Value>,
+/// Makes [`OpenAiRequest`] from the fields that change the answer and the delivery fields
+/// (with the type each is read as).
+macro_rules! request {
+    (
+        answer { $($a:ident),* $(,)? }
+        delivery { $($d:ident: $t:ty),* $(,)? }
+    ) => {
+        /// An OpenAI-style request body, as far as caching is concerned.
+        #[derive(Debug, Default)]
+        pub struct OpenAiRequest<'a> {
+            $($a: Option<Canon<'a>>,)*
+            $($d: Option<$t>,)*
+            /// Fields this schema does not know, by name: part of the key.
+            other: Vec<(Cow<'a, str>, Canon<'a>)>,
+        }
+
+        impl<'de> Deserialize<'de> for OpenAiRequest<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = OpenAiRequest<'de>;
+
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<OpenAiRequest<'de>, A::Error> {
+                        let mut r = OpenAiRequest::default();
+                        while let Some(Name(name)) = map.next_key()? {
+                            match name.as_ref() {
+                                $(stringify!($a) => r.$a = Some(map.next_value()?),)*
+                                $(stringify!($d) => r.$d = Some(map.next_value()?),)*
+                                _ => {
+                                    let value = map.next_value()?;
+                                    r.other.push((name, value));
+                                }
+                            }
+                        }
+                        Ok(r)
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+
+        impl<'a> OpenAiRequest<'a> {
+            /// The fields that change the answer, by name, in a fixed order.
+            fn answer(&self) -> impl Iterator<Item = (&'static str, Option<&Canon<'a>>)> {
+                [$((stringify!($a), self.$a.as_ref())),*].into_iter()
+            }
+        }
+    };
+}
+
+request! {
+    answer {
+        // What is asked.
+        model, messages, prompt, input, suffix, instructions, tools, tool_choice, functions,
+        function_call, parallel_tool_calls, response_format, modalities, audio, prediction,
+        web_search_options, encoding_format, dimensions,
+        // How it is sampled.
+        temperature, top_p, n, max_tokens, max_completion_tokens, seed, stop,
+        presence_penalty, frequency_penalty, logit_bias, logprobs, top_logprobs, echo,
+        best_of, reasoning_effort, verbosity,
+    }
+    // Delivery and bookkeeping: the answer is the same (skipped without allocating, but
+    // for the two the gateway reads).
+    delivery {
+        stream: Value,
+        stream_options: Value,
+        user: IgnoredAny,
+        metadata: IgnoredAny,
+        store: IgnoredAny,
+        service_tier: IgnoredAny,
+        safety_identifier: IgnoredAny,
+        prompt_cache_key: IgnoredAny,
+    }
 }
 
 /// What a request's body says about caching it.
@@ -83,117 +114,63 @@ pub struct OpenAiKey {
     pub include_usage: bool,
     /// The model asked for, when it is a string (for TTL categories chosen by model).
     pub model: Option<String>,
+    /// Whether the fields the gateway reads have their types: `model` a string, `stream` a
+    /// boolean, `max_tokens` a non-negative integer (each may be absent or null).
+    pub well_typed: bool,
 }
 
-impl OpenAiRequest {
-    /// Parses a request body.
-    pub fn parse(body: &[u8]) -> Result<Self, serde_json::Error> {
+impl<'a> OpenAiRequest<'a> {
+    /// Parses a request body (a JSON object).
+    pub fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(body)
     }
 
     /// The key material and the facts caching decisions need.
     pub fn into_key(self) -> OpenAiKey {
-        let OpenAiRequest {
-            model,
-            messages,
-            prompt,
-            input,
-            suffix,
-            instructions,
-            tools,
-            tool_choice,
-            functions,
-            function_call,
-            parallel_tool_calls,
-            response_format,
-            modalities,
-            audio,
-            prediction,
-            web_search_options,
-            encoding_format,
-            dimensions,
-            temperature,
-            top_p,
-            n,
-            max_tokens,
-            max_completion_tokens,
-            seed,
-            stop,
-            presence_penalty,
-            frequency_penalty,
-            logit_bias,
-            logprobs,
-            top_logprobs,
-            echo,
-            best_of,
-            reasoning_effort,
-            verbosity,
-            stream,
-            stream_options,
-            user: _,
-            metadata: _,
-            store: _,
-            service_tier: _,
-            safety_identifier: _,
-            prompt_cache_key: _,
-            other,
-        } = self;
-        let deterministic = temperature.as_ref().and_then(Value::as_f64) == Some(0.0)
-            || seed.as_ref().is_some_and(|s| !s.is_null())
-            || (input.is_some() && messages.is_none() && prompt.is_none());
-        let stream = stream.as_ref().and_then(Value::as_bool) == Some(true);
-        let include_usage = stream_options
+        let top = |c: &Option<Canon<'a>>| c.as_ref().map(|c| c.top.clone());
+        let deterministic = matches!(top(&self.temperature), Some(Top::Number(t, _)) if t == 0.0)
+            || matches!(top(&self.seed), Some(t) if t != Top::Null)
+            || (self.input.is_some() && self.messages.is_none() && self.prompt.is_none());
+        let stream = self.stream.as_ref().and_then(Value::as_bool) == Some(true);
+        let include_usage = self
+            .stream_options
             .as_ref()
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             == Some(true);
-        let model_name = model.as_ref().and_then(Value::as_str).map(str::to_string);
+        let model = match &self.model {
+            Some(Canon {
+                top: Top::Str(s), ..
+            }) => Some(s.to_string()),
+            _ => None,
+        };
+        let well_typed = matches!(top(&self.model), None | Some(Top::Null | Top::Str(_)))
+            && matches!(self.stream, None | Some(Value::Null | Value::Bool(_)))
+            && matches!(
+                top(&self.max_tokens),
+                None | Some(Top::Null | Top::Number(_, Some(_)))
+            );
         let mut k = KeyBuilder::new("openai");
-        for (name, value) in [
-            ("model", &model),
-            ("messages", &messages),
-            ("prompt", &prompt),
-            ("input", &input),
-            ("suffix", &suffix),
-            ("instructions", &instructions),
-            ("tools", &tools),
-            ("tool_choice", &tool_choice),
-            ("functions", &functions),
-            ("function_call", &function_call),
-            ("parallel_tool_calls", &parallel_tool_calls),
-            ("response_format", &response_format),
-            ("modalities", &modalities),
-            ("audio", &audio),
-            ("prediction", &prediction),
-            ("web_search_options", &web_search_options),
-            ("encoding_format", &encoding_format),
-            ("dimensions", &dimensions),
-            ("temperature", &temperature),
-            ("top_p", &top_p),
-            ("n", &n),
-            ("max_tokens", &max_tokens),
-            ("max_completion_tokens", &max_completion_tokens),
-            ("seed", &seed),
-            ("stop", &stop),
-            ("presence_penalty", &presence_penalty),
-            ("frequency_penalty", &frequency_penalty),
-            ("logit_bias", &logit_bias),
-            ("logprobs", &logprobs),
-            ("top_logprobs", &top_logprobs),
-            ("echo", &echo),
-            ("best_of", &best_of),
-            ("reasoning_effort", &reasoning_effort),
-            ("verbosity", &verbosity),
-        ] {
-            k.json(name, value.as_ref());
+        for (name, value) in self.answer() {
+            k.canon(name, value);
         }
-        k.json("other", Some(&Value::Object(other.into_iter().collect())));
+        let mut other: Vec<(&str, u128)> = self
+            .other
+            .iter()
+            .map(|(name, c)| (name.as_ref(), c.digest))
+            .collect();
+        other.sort_unstable();
+        k.count("other", other.len());
+        for (name, digest) in other {
+            k.pair(name.as_bytes(), &digest.to_le_bytes());
+        }
         OpenAiKey {
             material: k,
             deterministic,
             stream,
             include_usage,
-            model: model_name,
+            model,
+            well_typed,
         }
     }
 }

@@ -204,11 +204,22 @@ struct Material {
     model: Option<String>,
 }
 
-/// The key material of an openai request: `None` when its body is not a JSON object.
-fn openai_material(body: &[u8]) -> Option<Material> {
-    // The body was parsed already (400 if it is not JSON).
-    let k = OpenAiRequest::parse(body).ok()?.into_key();
-    Some(Material {
+/// The key material of an openai request, read in the one pass that also checks the body
+/// (400 if it is not JSON, as [`crate::openai::check_json`] says): `None` when it is JSON
+/// but not an object.
+fn openai_material(body: &[u8]) -> Result<Option<Material>, ProxyError> {
+    let k = match OpenAiRequest::parse(body) {
+        Ok(r) => r.into_key(),
+        Err(_) => {
+            crate::openai::check_json(body)?;
+            return Ok(None);
+        }
+    };
+    if !k.well_typed {
+        // The check names the faulty field.
+        crate::openai::check_json(body)?;
+    }
+    Ok(Some(Material {
         key: k.material,
         deterministic: k.deterministic,
         form: if k.stream {
@@ -219,7 +230,7 @@ fn openai_material(body: &[u8]) -> Option<Material> {
             Form::Json
         },
         model: k.model,
-    })
+    }))
 }
 
 /// The key material of an http request: `None` when it carries credentials the key does
@@ -256,6 +267,12 @@ fn http_material(
     })
 }
 
+/// Whether an openai body must be checked apart: when the cache does not plan the
+/// request, which otherwise reads and checks it in one pass.
+pub fn needs_check(cache_on: bool, route: &RouteConfig) -> bool {
+    !cache_on || route.cache.mode == CacheMode::Off
+}
+
 /// Whether a request of `method` on an http `route` can use the cache, known before its
 /// body is read: `None` when the route does not cache, `Some(false)` for a method its mode
 /// leaves out (the body then streams through unread).
@@ -268,7 +285,8 @@ pub fn http_eligible(route: &RouteConfig, method: &http::Method) -> Option<bool>
 }
 
 /// Decides for a request with `body`. A malformed caching header is the client's error
-/// (400).
+/// (400), and so is an openai body that is not JSON: on routes that cache, this is where
+/// it is checked ([`needs_check`]).
 pub fn plan(
     route: &RouteEntry,
     config: &Config,
@@ -291,7 +309,7 @@ pub fn plan(
     )
     .map_err(|e| ProxyError::BadCacheDirective(e.to_string()))?;
     let material = match route.cfg.kind {
-        RouteKind::OpenAi => openai_material(body),
+        RouteKind::OpenAi => openai_material(body)?,
         RouteKind::Http => http_material(&route.cfg, parts, body),
     };
     let Some(m) = material else {

@@ -287,10 +287,17 @@ impl Gateway {
             });
         }
         let max = limits.max_body_bytes;
-        // openai bodies are always read whole (and checked to be JSON); http bodies only
-        // when the cache needs them for the key, else they stream through.
+        // openai bodies are always read whole and checked to be JSON (by the cache's plan
+        // when it reads them anyway); http bodies only when the cache needs them for the
+        // key, else they stream through.
         let whole = match route.cfg.kind {
-            RouteKind::OpenAi => Ok(crate::openai::read_body(incoming, max).await?),
+            RouteKind::OpenAi => {
+                let body = crate::body::read_whole(incoming, max).await?;
+                if caching::needs_check(self.cache.is_some(), &route.cfg) {
+                    crate::openai::check_json(&body)?;
+                }
+                Ok(body)
+            }
             RouteKind::Http if self.http_cached(route, &parts.method, out) => {
                 Ok(crate::body::read_whole(incoming, max).await?)
             }

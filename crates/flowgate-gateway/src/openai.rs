@@ -4,8 +4,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
-use hyper::body::Incoming;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ProxyError;
@@ -42,13 +40,6 @@ fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>
         }
     }
     d.deserialize_any(V)
-}
-
-/// Reads the whole body (413 past `limit`) and checks that it is JSON (400 otherwise).
-pub async fn read_body(incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
-    let bytes = crate::body::read_whole(incoming, limit).await?;
-    check_json(&bytes)?;
-    Ok(bytes)
 }
 
 /// 400 unless `body` is empty or a JSON request.

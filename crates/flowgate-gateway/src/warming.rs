@@ -446,11 +446,6 @@ async fn warm_one(gw: &Arc<Gateway>, r: &WarmRequest) -> Warmed {
         Ok(route) => route.clone(),
         Err(e) => return Warmed::Skipped(e.to_string()),
     };
-    if route.cfg.kind == flowgate_config::RouteKind::OpenAi
-        && let Err(e) = crate::openai::check_json(&r.body)
-    {
-        return Warmed::Skipped(e.to_string());
-    }
     let parts = r.parts();
     let planned = match caching::plan(&route, &rt.config, &parts, &r.body) {
         Err(e) => return Warmed::Skipped(e.to_string()),

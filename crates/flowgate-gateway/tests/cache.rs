@@ -1087,3 +1087,32 @@ async fn the_warm_file_is_replayed_at_start() {
     assert_eq!(cache_header(&r), "hit-l1");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn on_caching_routes_the_one_body_read_still_refuses_bad_json() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!("{CACHE}{}", fleet_config(&[up.url()], ""))).await;
+    let c = client();
+    let ask = |body: &'static str| {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", Bytes::from(body)),
+        )
+    };
+    for (body, field) in [
+        ("{\"model\": ", "EOF"),
+        (r#"{"model": 5, "temperature": 0}"#, "invalid type"),
+        (r#"{"stream": "yes", "temperature": 0}"#, "invalid type"),
+        (r#"{"max_tokens": -1, "temperature": 0}"#, "invalid value"),
+    ] {
+        let r = ask(body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.error_code(), "invalid_json");
+        let msg = r.json()["error"]["message"].to_string();
+        assert!(msg.contains(field), "{body}: {msg}");
+    }
+    // Valid JSON that is not an object is forwarded, not cached.
+    let r = ask("[]").await;
+    assert_eq!(cache_header(&r), "bypass");
+    assert_eq!(up.stats().requests, 1);
+}
