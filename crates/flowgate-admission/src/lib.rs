@@ -1,0 +1,17 @@
+//! flowgate's admission control: who may send a request now, and how many tokens it may
+//! spend.
+//!
+//! Rate limits use GCRA, the generic cell rate algorithm ([`gcra`]): one timestamp of state
+//! per limited key (its theoretical arrival time), exact, O(1), no timers and no refill
+//! task. [`local::LocalLimiter`] keeps those timestamps for one process; token limits
+//! reserve an estimate when a request is admitted and settle with the real usage when its
+//! answer ends ([`local::LocalLimiter::settle`]).
+//!
+//! Still to come (issue 4): the Redis limiter shared by replicas, concurrency limits with
+//! priority queues, adaptive concurrency, virtual keys and the gateway's wiring.
+
+pub mod gcra;
+pub mod local;
+
+pub use gcra::{Decision, Quota, QuotaError};
+pub use local::LocalLimiter;
