@@ -31,6 +31,11 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
+    /// The key of `hash` (a [`KeyBuilder::digest`]) in `namespace`.
+    pub fn new(namespace: Arc<str>, hash: u128) -> Self {
+        CacheKey { namespace, hash }
+    }
+
     /// The namespace: the route, a tenant, or a name routes share.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -119,10 +124,12 @@ impl KeyBuilder {
     }
 
     pub fn finish(self, namespace: Arc<str>) -> CacheKey {
-        CacheKey {
-            namespace,
-            hash: self.hasher.digest128(),
-        }
+        CacheKey::new(namespace, self.digest())
+    }
+
+    /// The hash of the material, for [`CacheKey::new`].
+    pub fn digest(self) -> u128 {
+        self.hasher.digest128()
     }
 
     fn tag(&mut self, t: u8) {

@@ -270,7 +270,7 @@ fn plan(
         h.get("x-flowgate-cache-ttl").map(HeaderValue::as_bytes),
         None,
     )?;
-    let (material, deterministic) = match &cfg.kind {
+    let (hash, deterministic) = match &cfg.kind {
         KeyKind::OpenAi => {
             let Ok(request) = OpenAiRequest::parse(body) else {
                 return Ok(None);
@@ -280,7 +280,7 @@ fn plan(
             if k.stream {
                 return Ok(None);
             }
-            (k.material, k.deterministic)
+            (k.hash, k.deterministic)
         }
         KeyKind::Http { query, headers } => {
             for credential in [header::AUTHORIZATION, header::COOKIE] {
@@ -298,7 +298,7 @@ fn plan(
             }
             k.body(body);
             (
-                k.finish(),
+                k.finish().digest(),
                 crate::http::deterministic(parts.method.as_str()),
             )
         }
@@ -306,7 +306,7 @@ fn plan(
     Ok(match policy::decide(cfg.mode, deterministic, &directives) {
         Decision::Bypass(_) => None,
         Decision::Use { read } => Some(Planned {
-            key: material.finish(cfg.namespace.clone()),
+            key: CacheKey::new(cfg.namespace.clone(), hash),
             read,
             max_age: directives.max_age,
             life: Lifetime {

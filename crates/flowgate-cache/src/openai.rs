@@ -102,9 +102,10 @@ request! {
 }
 
 /// What a request's body says about caching it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OpenAiKey {
-    pub material: KeyBuilder,
+    /// The hash of the key material ([`crate::CacheKey::new`] puts it in a namespace).
+    pub hash: u128,
     /// Whether the same request always gets the same answer: temperature 0, a seed, or an
     /// embeddings request.
     pub deterministic: bool,
@@ -165,13 +166,52 @@ impl<'a> OpenAiRequest<'a> {
             k.pair(name.as_bytes(), &digest.to_le_bytes());
         }
         OpenAiKey {
-            material: k,
+            hash: k.digest(),
             deterministic,
             stream,
             include_usage,
             model,
             well_typed,
         }
+    }
+}
+
+/// Request bodies up to this size are remembered by [`KeyMemo`].
+const MAX_MEMO_BODY: usize = 8 * 1024;
+
+/// The keys of recently seen request bodies, by their exact bytes: a body sent again byte
+/// for byte (the same prompt from the same client library, the common case of a cache hit)
+/// is keyed without being parsed again. Keying is a pure function of the bytes, so the
+/// answer is the one parsing would give. Direct-mapped: each body has one slot (by a hash
+/// of its bytes), a newcomer replaces what was there. Meant to be owned by one thread.
+#[derive(Debug)]
+pub struct KeyMemo {
+    slots: Vec<Option<(Box<[u8]>, OpenAiKey)>>,
+}
+
+impl KeyMemo {
+    /// A memo of `slots` bodies (at least 1) of up to 8 KiB each.
+    pub fn new(slots: usize) -> Self {
+        KeyMemo {
+            slots: vec![None; slots.max(1)],
+        }
+    }
+
+    /// The key of `body`; an error when it is not a JSON object (not remembered).
+    pub fn key(&mut self, body: &[u8]) -> Result<OpenAiKey, serde_json::Error> {
+        if body.len() > MAX_MEMO_BODY {
+            return Ok(OpenAiRequest::parse(body)?.into_key());
+        }
+        let n = self.slots.len() as u64;
+        let slot = &mut self.slots[(xxhash_rust::xxh3::xxh3_64(body) % n) as usize];
+        if let Some((seen, key)) = slot
+            && **seen == *body
+        {
+            return Ok(key.clone());
+        }
+        let key = OpenAiRequest::parse(body)?.into_key();
+        *slot = Some((body.into(), key.clone()));
+        Ok(key)
     }
 }
 
@@ -204,7 +244,11 @@ mod tests {
 
     fn key(body: &str) -> (CacheKey, bool, bool) {
         let k = OpenAiRequest::parse(body.as_bytes()).unwrap().into_key();
-        (k.material.finish("chat".into()), k.deterministic, k.stream)
+        (
+            CacheKey::new("chat".into(), k.hash),
+            k.deterministic,
+            k.stream,
+        )
     }
 
     const BASE: &str =
@@ -256,5 +300,33 @@ mod tests {
         assert!(key(r#"{"model":"m","messages":[],"temperature":0.7,"seed":42}"#).1);
         assert!(!key(r#"{"model":"m","messages":[],"seed":null}"#).1);
         assert!(key(r#"{"model":"text-embedding-3-small","input":"hello"}"#).1);
+    }
+
+    #[test]
+    fn the_memo_gives_the_key_parsing_gives() {
+        let direct = |b: &str| OpenAiRequest::parse(b.as_bytes()).unwrap().into_key().hash;
+        let bodies = [
+            BASE.to_string(),
+            BASE.replace("hi", "ho"),
+            r#"{"model":"m","stream":true,"seed":1}"#.to_string(),
+            format!(
+                r#"{{"model":"m","prompt":"{}"}}"#,
+                "x".repeat(MAX_MEMO_BODY)
+            ),
+        ];
+        // One slot: every body replaces the one before; then eight slots.
+        for slots in [1, 8] {
+            let mut memo = KeyMemo::new(slots);
+            for round in 0..3 {
+                for b in &bodies {
+                    let k = memo.key(b.as_bytes()).unwrap();
+                    assert_eq!(k.hash, direct(b), "slots {slots}, round {round}");
+                }
+            }
+            let k = memo.key(bodies[2].as_bytes()).unwrap();
+            assert!(k.stream && k.deterministic && k.well_typed);
+            assert!(memo.key(b"[1,2]").is_err());
+            assert!(memo.key(b"{\"model\": ").is_err());
+        }
     }
 }

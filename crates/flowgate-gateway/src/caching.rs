@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use flowgate_cache::http::{self as http_key, HttpKey, Storable};
-use flowgate_cache::openai::OpenAiRequest;
+use flowgate_cache::openai::KeyMemo;
 use flowgate_cache::policy::{self, Decision};
 use flowgate_cache::stream::{Assembler, render_sse};
 use flowgate_cache::{
-    Account, Cache, CacheSettings, CachedResponse, Directives, Entry, KeyBuilder, Labels, Leader,
+    Account, Cache, CacheKey, CacheSettings, CachedResponse, Directives, Entry, Labels, Leader,
     Lifetime, Mode, Price, Query, Share, StreamCut, Subscription, Tier, Usage,
 };
 use flowgate_config::{CacheMode, ConfidenceTtl, Config, RouteConfig, RouteKind};
@@ -197,19 +197,26 @@ pub enum Plan {
 
 /// What a request's kind says about caching it.
 struct Material {
-    key: KeyBuilder,
+    /// The hash of the key material.
+    hash: u128,
     deterministic: bool,
     form: Form,
     /// The model asked for (openai routes).
     model: Option<String>,
 }
 
+thread_local! {
+    /// The keys of the bodies this thread saw last (each data-plane worker has its own):
+    /// a body sent again byte for byte is not parsed again.
+    static MEMO: std::cell::RefCell<KeyMemo> = std::cell::RefCell::new(KeyMemo::new(256));
+}
+
 /// The key material of an openai request, read in the one pass that also checks the body
 /// (400 if it is not JSON, as [`crate::openai::check_json`] says): `None` when it is JSON
 /// but not an object.
 fn openai_material(body: &[u8]) -> Result<Option<Material>, ProxyError> {
-    let k = match OpenAiRequest::parse(body) {
-        Ok(r) => r.into_key(),
+    let k = match MEMO.with_borrow_mut(|memo| memo.key(body)) {
+        Ok(k) => k,
         Err(_) => {
             crate::openai::check_json(body)?;
             return Ok(None);
@@ -220,7 +227,7 @@ fn openai_material(body: &[u8]) -> Result<Option<Material>, ProxyError> {
         crate::openai::check_json(body)?;
     }
     Ok(Some(Material {
-        key: k.material,
+        hash: k.hash,
         deterministic: k.deterministic,
         form: if k.stream {
             Form::Sse {
@@ -260,7 +267,7 @@ fn http_material(
     }
     k.body(body);
     Some(Material {
-        key: k.finish(),
+        hash: k.finish().digest(),
         deterministic: http_key::deterministic(parts.method.as_str()),
         form: Form::Raw,
         model: None,
@@ -351,7 +358,7 @@ pub fn plan(
             }
             let client_ttl = directives.ttl.is_some();
             Ok(Plan::Use(Planned {
-                key: m.key.finish(namespace),
+                key: CacheKey::new(namespace, m.hash),
                 read,
                 max_age: directives.max_age,
                 life: Lifetime { ttl, stale },
