@@ -31,8 +31,8 @@ pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RedisCacheConfig, RouteCache,
-    RouteConfig, RouteKind, ServerConfig, WarmConfig,
+    LimitScope, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RateLimitConfig,
+    RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig, WarmConfig,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 pub use validate::defaults;

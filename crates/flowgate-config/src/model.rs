@@ -20,6 +20,36 @@ pub struct Config {
     pub cache: CacheConfig,
     /// What models cost (`[models."name"]`).
     pub models: ModelCatalog,
+    /// Request rate limits (`[[rate_limits]]`); a request must pass every one that applies.
+    pub rate_limits: Vec<RateLimitConfig>,
+}
+
+/// A request rate limit (`[[rate_limits]]`): `requests` per `per` for each value of `scope`,
+/// `burst` of them at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub name: String,
+    pub scope: LimitScope,
+    pub requests: u64,
+    pub per: Duration,
+    pub burst: u64,
+    /// The routes it applies to (empty: all).
+    pub routes: Vec<String>,
+}
+
+/// What a rate limit counts apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitScope {
+    /// All requests together.
+    Global,
+    /// Each client address (the connection's peer).
+    ClientIp,
+    /// Each route.
+    Route,
+    /// Each requested model (openai routes; requests without one share a count).
+    Model,
+    /// Each value of a request header (requests without it share a count).
+    Header(HeaderName),
 }
 
 /// A model's price, in US dollars per million tokens.
@@ -444,6 +474,28 @@ impl Config {
         }
         if !self.models.is_empty() {
             let _ = writeln!(s, "  {} model price(s)", self.models.len());
+        }
+        for l in &self.rate_limits {
+            let scope = match &l.scope {
+                LimitScope::Global => "global".to_string(),
+                LimitScope::ClientIp => "ip".to_string(),
+                LimitScope::Route => "route".to_string(),
+                LimitScope::Model => "model".to_string(),
+                LimitScope::Header(h) => format!("header:{h}"),
+            };
+            let _ = writeln!(
+                s,
+                "  rate limit {}: {} per {} per {scope}, burst {}, routes {}",
+                l.name,
+                l.requests,
+                format_duration(l.per),
+                l.burst,
+                if l.routes.is_empty() {
+                    "all".to_string()
+                } else {
+                    l.routes.join(",")
+                }
+            );
         }
         if self.cache.enabled {
             let _ = writeln!(

@@ -22,6 +22,19 @@ pub(crate) struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub name: Option<String>,
+    pub scope: Option<String>,
+    pub requests: Option<u64>,
+    pub per: Option<HumanDuration>,
+    pub burst: Option<u64>,
+    pub routes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

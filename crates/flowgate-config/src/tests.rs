@@ -582,3 +582,41 @@ fn warming_is_configured_and_checked() {
     );
     assert!(p[0].message.contains("no such file /no/such/warm.jsonl"));
 }
+
+#[test]
+fn rate_limits_are_read_and_checked() {
+    let c = parse_ok(&format!(
+        "{GOOD}\n[[rate_limits]]\nname = \"per-ip\"\nscope = \"ip\"\nrequests = 100\nper = \"1s\"\nburst = 10\nroutes = [\"chat\"]\n\n\
+         [[rate_limits]]\nscope = \"header:x-team\"\nrequests = 1000\nper = \"1m\"\n"
+    ));
+    let l = &c.rate_limits;
+    assert_eq!(
+        (l[0].requests, l[0].burst, l[0].per),
+        (100, 10, Duration::from_secs(1))
+    );
+    assert_eq!(l[0].scope, LimitScope::ClientIp);
+    assert_eq!((l[1].name.as_str(), l[1].burst), ("limit-1", 1000));
+    assert!(matches!(&l[1].scope, LimitScope::Header(h) if h == "x-team"));
+    assert!(
+        c.summary()
+            .contains("rate limit per-ip: 100 per 1s per ip, burst 10, routes chat"),
+        "{}",
+        c.summary()
+    );
+    let p = parse_err(&format!(
+        "{GOOD}\n[[rate_limits]]\nscope = \"planet\"\nrequests = 0\nburst = 0\nroutes = [\"nope\"]\n\n\
+         [[rate_limits]]\nname = \"limit-0\"\nrequests = 2000000000\nper = \"1s\"\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "rate_limits[0].scope",
+            "rate_limits[0].requests",
+            "rate_limits[0].burst",
+            "rate_limits[0].routes[0]",
+            "rate_limits[1].per"
+        ]
+    );
+    assert!(p[0].message.contains("header:NAME"), "{}", p[0].message);
+}

@@ -11,12 +11,12 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use crate::error::KeyPath;
 use crate::model::{
     CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RedisCacheConfig, RouteCache,
-    RouteConfig, RouteKind, ServerConfig, WarmConfig,
+    LimitScope, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RateLimitConfig,
+    RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig, WarmConfig,
 };
 use crate::raw::{
     RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache, RawEndpoint,
-    RawModel, RawPool, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind, RawWarm,
+    RawModel, RawPool, RawRateLimit, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind, RawWarm,
 };
 use crate::units::HumanDuration;
 
@@ -162,6 +162,13 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
         }
     }
 
+    let rate_limits = rate_limits(
+        &raw.rate_limits,
+        &route_names,
+        &root.clone().key("rate_limits"),
+        &mut found,
+    );
+
     if found.is_empty() {
         Ok(Config {
             origin: origin.to_string(),
@@ -171,10 +178,99 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
             routes,
             cache,
             models,
+            rate_limits,
         })
     } else {
         Err(found)
     }
+}
+
+/// `[[rate_limits]]`: each with a unique name, a known scope, a rate GCRA can keep (at most
+/// one request per nanosecond) and routes that exist.
+fn rate_limits(
+    raw: &[RawRateLimit],
+    route_names: &BTreeSet<String>,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Vec<RateLimitConfig> {
+    let mut out: Vec<RateLimitConfig> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = key.clone().index(i);
+        let name = r.name.clone().unwrap_or_else(|| format!("limit-{i}"));
+        if !valid_name(&name) {
+            found.push((
+                key.clone().key("name"),
+                format!("invalid name {name:?}: use letters, digits, '-', '_' and '.'"),
+            ));
+        } else if out.iter().any(|l| l.name == name) {
+            found.push((
+                key.clone().key("name"),
+                format!("duplicate rate limit {name:?}"),
+            ));
+        }
+        let scope = match r.scope.as_deref() {
+            None | Some("global") => Some(LimitScope::Global),
+            Some("ip") => Some(LimitScope::ClientIp),
+            Some("route") => Some(LimitScope::Route),
+            Some("model") => Some(LimitScope::Model),
+            Some(s) => match s
+                .strip_prefix("header:")
+                .map(|h| HeaderName::from_bytes(h.as_bytes()))
+            {
+                Some(Ok(h)) => Some(LimitScope::Header(h)),
+                _ => {
+                    found.push((
+                        key.clone().key("scope"),
+                        format!(
+                            "unknown scope {s:?}: expected \"global\", \"ip\", \"route\", \"model\" or \"header:NAME\""
+                        ),
+                    ));
+                    None
+                }
+            },
+        };
+        let requests = r.requests.unwrap_or(0);
+        if requests == 0 {
+            found.push((
+                key.clone().key("requests"),
+                "missing or 0: the number of requests allowed per `per`".into(),
+            ));
+        }
+        let per = dur(r.per, Duration::from_secs(1));
+        if per.is_zero() || (requests > 0 && per.as_nanos() < u128::from(requests)) {
+            found.push((
+                key.clone().key("per"),
+                format!(
+                    "{} is out of range: expected more than 0 and at most one request per nanosecond",
+                    crate::format_duration(per)
+                ),
+            ));
+        }
+        let burst = r.burst.unwrap_or(requests);
+        if burst == 0 {
+            found.push((key.clone().key("burst"), "must be at least 1".into()));
+        }
+        let routes = r.routes.clone().unwrap_or_default();
+        for (j, route) in routes.iter().enumerate() {
+            if !route_names.contains(route) {
+                found.push((
+                    key.clone().key("routes").index(j),
+                    format!("unknown route {route:?}"),
+                ));
+            }
+        }
+        if let Some(scope) = scope {
+            out.push(RateLimitConfig {
+                name,
+                scope,
+                requests,
+                per,
+                burst,
+                routes,
+            });
+        }
+    }
+    out
 }
 
 /// `[models."name"]`: prices, both required, finite and not negative.

@@ -41,6 +41,21 @@ pub enum ProxyError {
     Timeout { endpoint: String, timeout: Duration },
     #[error("upstream pool {pool} has no endpoint to send to")]
     NoEndpoint { pool: String },
+    #[error(
+        "rate limit {limit} reached{}: {requests} requests per {}; retry in {}",
+        if value.is_empty() { String::new() } else { format!(" for {value}") },
+        flowgate_config::format_duration(*per),
+        flowgate_config::format_duration(*retry_after)
+    )]
+    RateLimited {
+        limit: String,
+        /// The scope's value the limit counted (empty for a global limit).
+        value: String,
+        requests: u64,
+        per: Duration,
+        retry_after: Duration,
+        state: crate::admission::RateState,
+    },
 }
 
 impl ProxyError {
@@ -61,12 +76,16 @@ impl ProxyError {
             }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// The OpenAI error `type`.
     pub fn error_type(&self) -> &'static str {
-        if self.status().is_client_error() {
+        if let ProxyError::RateLimited { .. } = self {
+            // As OpenAI answers a rate limit.
+            "requests"
+        } else if self.status().is_client_error() {
             "invalid_request_error"
         } else {
             "upstream_error"
@@ -89,6 +108,7 @@ impl ProxyError {
             ProxyError::UpstreamClosed { .. } => "upstream_closed",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::NoEndpoint { .. } => "no_healthy_upstream",
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
         }
     }
 
@@ -115,7 +135,18 @@ impl ProxyError {
 
     /// The whole response (body type chosen by the caller).
     pub fn into_response<B: From<Bytes>>(&self) -> Response<B> {
-        json_response(self.status(), self.body())
+        let mut r = json_response(self.status(), self.body());
+        if let ProxyError::RateLimited {
+            retry_after, state, ..
+        } = self
+        {
+            let h = r.headers_mut();
+            // Whole seconds, rounded up: a client that waits that long is admitted.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            state.write(h);
+        }
+        r
     }
 }
 

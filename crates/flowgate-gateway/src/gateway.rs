@@ -18,6 +18,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
+use crate::admission::{Admission, RateState};
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
@@ -46,6 +47,8 @@ pub struct Gateway {
     cache: Option<Arc<Cache>>,
     /// Warming jobs and the recent requests top-N warming replays.
     warming: Warming,
+    /// The counts of the request rate limits.
+    admission: Admission,
 }
 
 /// What the request flow learned, for the response headers and the telemetry record.
@@ -57,6 +60,8 @@ pub(crate) struct Outcome {
     upstream_duration: Option<Duration>,
     attempts: u32,
     cache: Option<caching::Status>,
+    /// The tightest rate limit's state, for the `x-ratelimit-*` fields.
+    rate: Option<RateState>,
 }
 
 static ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-flowgate-attempts");
@@ -103,6 +108,7 @@ impl Gateway {
         let keep = if cache.is_some() { c.warm.keep } else { 0 };
         let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics());
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
+        let admission = Admission::new(clock.clone());
 
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
@@ -116,6 +122,7 @@ impl Gateway {
             last_reload_error: Mutex::new(None),
             cache,
             warming: Warming::new(keep),
+            admission,
         }))
     }
 
@@ -126,6 +133,11 @@ impl Gateway {
     /// The response cache, if enabled.
     pub fn cache(&self) -> Option<&Arc<Cache>> {
         self.cache.as_ref()
+    }
+
+    /// Forgets rate-limit counts that are back to their full burst; how many are kept.
+    pub fn sweep_rate_limits(&self) -> usize {
+        self.admission.sweep()
     }
 
     pub(crate) fn warming(&self) -> &Warming {
@@ -242,6 +254,9 @@ impl Gateway {
         if let Some(c) = out.cache {
             h.insert(caching::CACHE_STATUS.clone(), c.header());
         }
+        if let Some(r) = out.rate {
+            r.write(h);
+        }
         match out.attempts {
             0 => {}
             1 => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from_static("1")),
@@ -303,6 +318,15 @@ impl Gateway {
             }
             RouteKind::Http => Err(incoming),
         };
+        // Rate limits, before the cache: a limited client is limited for hits too.
+        if !rt.rate_limits.is_empty() {
+            let body = whole.as_ref().ok();
+            out.rate =
+                self.admission
+                    .admit(&rt.rate_limits, route, &parts.headers, peer, || {
+                        body.and_then(|b| crate::openai::model_of(b))
+                    })?;
+        }
         let mut tee = None;
         let body = match whole {
             Ok(body) => {

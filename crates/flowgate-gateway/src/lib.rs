@@ -8,6 +8,7 @@
 //! JSON. Each request leaves one record for telemetry. See `docs/architecture.md`.
 
 mod admin;
+mod admission;
 mod body;
 mod cache_metrics;
 mod caching;

@@ -17,6 +17,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub router: Router,
     pub upstreams: Vec<Arc<Upstream>>,
+    /// The request rate limits (their counts live in the gateway).
+    pub rate_limits: Vec<crate::admission::Limit>,
 }
 
 impl Runtime {
@@ -55,6 +57,7 @@ impl Runtime {
             })
             .collect();
         Runtime {
+            rate_limits: crate::admission::compile(&config),
             config: Arc::new(config),
             router: Router::new(routes),
             upstreams,
