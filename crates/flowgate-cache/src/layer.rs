@@ -34,7 +34,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::http::{HttpKey, Storable};
+use crate::http::Storable;
 use crate::openai::OpenAiRequest;
 use crate::policy::{self, Decision, Directives, Mode};
 use crate::{
@@ -283,24 +283,10 @@ fn plan(
             (k.hash, k.deterministic)
         }
         KeyKind::Http { query, headers } => {
-            for credential in [header::AUTHORIZATION, header::COOKIE] {
-                if h.contains_key(&credential) && !headers.contains(&credential) {
-                    return Ok(None);
-                }
-            }
-            let mut k = HttpKey::new(parts.method.as_str(), parts.uri.path());
-            k.query(parts.uri.query(), query.as_deref());
-            for name in headers {
-                k.header(
-                    name.as_str(),
-                    h.get_all(name).iter().map(HeaderValue::as_bytes),
-                );
-            }
-            k.body(body);
-            (
-                k.finish().digest(),
-                crate::http::deterministic(parts.method.as_str()),
-            )
+            let Some(hash) = wire::http_request_key(parts, query.as_deref(), headers, body) else {
+                return Ok(None);
+            };
+            (hash, crate::http::deterministic(parts.method.as_str()))
         }
     };
     Ok(match policy::decide(cfg.mode, deterministic, &directives) {
@@ -371,18 +357,11 @@ fn store(cache: &Cache, cfg: &LayerConfig, leader: Leader, answer: &Answer, plan
             crate::openai::usage_of(&answer.body)
         }
         KeyKind::Http { headers, .. } => {
-            let h = &answer.head.headers;
-            match crate::http::storable(
-                h.get_all(header::CACHE_CONTROL)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                h.get_all(header::VARY).iter().map(HeaderValue::as_bytes),
-                |name| headers.iter().any(|k| k == name),
-            ) {
+            match wire::origin_allows(&answer.head.headers, headers) {
                 Storable::No(_) => return,
                 Storable::Yes { ttl } => {
                     if let Some(ttl) = ttl.filter(|_| planned.origin_ttl) {
-                        life.ttl = ttl.min(policy::MAX_CLIENT_TTL);
+                        life.ttl = ttl;
                     }
                 }
             }

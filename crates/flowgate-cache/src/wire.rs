@@ -1,10 +1,60 @@
-//! Stored answers to and from HTTP messages (feature `tower`): which response fields an
-//! entry keeps, and how they are given back. Shared by the tower layer ([`crate::layer`])
-//! and the gateway.
+//! HTTP messages to and from the cache (feature `tower`): the key of an http request,
+//! what its origin allows to be stored, which response fields an entry keeps and how they
+//! are given back. Shared by the tower layer ([`crate::layer`]) and the gateway.
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
+
+use crate::http::{HttpKey, Storable};
+use crate::policy::MAX_CLIENT_TTL;
+
+/// The key hash of an http request ([`crate::http`]): method, path, the query parameters
+/// `query` selects (all when `None`), the `keyed` headers, the body. `None` when it carries
+/// credentials (`authorization`, `cookie`) the key does not hold: its answer may be meant
+/// for that client alone.
+pub fn http_request_key(
+    parts: &http::request::Parts,
+    query: Option<&[String]>,
+    keyed: &[HeaderName],
+    body: &[u8],
+) -> Option<u128> {
+    for credential in [header::AUTHORIZATION, header::COOKIE] {
+        if parts.headers.contains_key(&credential) && !keyed.contains(&credential) {
+            return None;
+        }
+    }
+    let mut k = HttpKey::new(parts.method.as_str(), parts.uri.path());
+    k.query(parts.uri.query(), query);
+    for name in keyed {
+        k.header(
+            name.as_str(),
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+    }
+    k.body(body);
+    Some(k.finish().digest())
+}
+
+/// What an answer's `Cache-Control` and `Vary` allow when the key holds the `keyed`
+/// headers ([`crate::http::storable`]); the origin's TTL at most 30 days.
+pub fn origin_allows(headers: &HeaderMap, keyed: &[HeaderName]) -> Storable {
+    let values = |name| headers.get_all(name).into_iter().map(HeaderValue::as_bytes);
+    match crate::http::storable(
+        values(header::CACHE_CONTROL),
+        values(header::VARY),
+        |name| keyed.iter().any(|k| k == name),
+    ) {
+        Storable::Yes { ttl } => Storable::Yes {
+            ttl: ttl.map(|t| t.min(MAX_CLIENT_TTL)),
+        },
+        no => no,
+    }
+}
 
 /// The fields of a response worth storing: not per-response ones (dates, cookies, ids,
 /// framing, age) nor flowgate's own (`x-flowgate-*`).

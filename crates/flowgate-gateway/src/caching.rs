@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use flowgate_cache::http::{self as http_key, HttpKey, Storable};
+use flowgate_cache::http::{self as http_key, Storable};
 use flowgate_cache::openai::KeyMemo;
 use flowgate_cache::policy::{self, Decision};
 use flowgate_cache::stream::{Assembler, render_sse};
@@ -247,27 +247,14 @@ fn http_material(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Option<Material> {
-    let keyed = &route.cache.headers;
-    for credential in [header::AUTHORIZATION, header::COOKIE] {
-        if parts.headers.contains_key(&credential) && !keyed.contains(&credential) {
-            return None;
-        }
-    }
-    let mut k = HttpKey::new(parts.method.as_str(), parts.uri.path());
-    k.query(parts.uri.query(), route.cache.query.as_deref());
-    for name in keyed {
-        k.header(
-            name.as_str(),
-            parts
-                .headers
-                .get_all(name)
-                .iter()
-                .map(HeaderValue::as_bytes),
-        );
-    }
-    k.body(body);
+    let hash = flowgate_cache::wire::http_request_key(
+        parts,
+        route.cache.query.as_deref(),
+        &route.cache.headers,
+        body,
+    )?;
     Some(Material {
-        hash: k.finish().digest(),
+        hash,
         deterministic: http_key::deterministic(parts.method.as_str()),
         form: Form::Raw,
         model: None,
@@ -462,25 +449,14 @@ impl Tee {
             .get(header::CONTENT_TYPE)
             .map_or(&b""[..], HeaderValue::as_bytes);
         let body = if let Some(origin) = &fill.origin {
-            let keyed = |name: &str| origin.route.cache.headers.iter().any(|h| h == name);
-            match http_key::storable(
-                headers
-                    .get_all(header::CACHE_CONTROL)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                headers
-                    .get_all(header::VARY)
-                    .iter()
-                    .map(HeaderValue::as_bytes),
-                keyed,
-            ) {
+            match flowgate_cache::wire::origin_allows(headers, &origin.route.cache.headers) {
                 Storable::No(why) => {
                     tracing::debug!(reason = why, "answer not stored");
                     return None;
                 }
                 Storable::Yes { ttl } => {
                     if let Some(ttl) = ttl.filter(|_| origin.sets_ttl) {
-                        fill.life.ttl = ttl.min(policy::MAX_CLIENT_TTL);
+                        fill.life.ttl = ttl;
                     }
                 }
             }
