@@ -211,6 +211,12 @@ thread_local! {
     static MEMO: std::cell::RefCell<KeyMemo> = std::cell::RefCell::new(KeyMemo::new(256));
 }
 
+/// The `model` of an openai request body, when it is a string, read as the cache keys the
+/// body (and remembered by the memo, so the cache does not read it again).
+pub fn model_of(body: &[u8]) -> Option<String> {
+    MEMO.with_borrow_mut(|memo| memo.key(body)).ok()?.model
+}
+
 /// The key material of an openai request, read in the one pass that also checks the body
 /// (400 if it is not JSON, as [`crate::openai::check_json`] says): `None` when it is JSON
 /// but not an object.

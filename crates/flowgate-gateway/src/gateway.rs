@@ -324,7 +324,7 @@ impl Gateway {
             out.rate =
                 self.admission
                     .admit(&rt.rate_limits, route, &parts.headers, peer, || {
-                        body.and_then(|b| crate::openai::model_of(b))
+                        body.and_then(|b| caching::model_of(b))
                     })?;
         }
         let mut tee = None;

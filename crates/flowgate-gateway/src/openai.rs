@@ -42,14 +42,6 @@ fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>
     d.deserialize_any(V)
 }
 
-/// The `model` of a request body, when it is a string.
-pub fn model_of(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<OpenAiHead<'_>>(body)
-        .ok()?
-        .model
-        .map(Cow::into_owned)
-}
-
 /// 400 unless `body` is empty or a JSON request.
 pub fn check_json(body: &[u8]) -> Result<(), ProxyError> {
     if !body.is_empty() {
