@@ -570,7 +570,8 @@ mod tests {
         assert_eq!(up.calls.load(Ordering::SeqCst), 6);
     }
 
-    #[tokio::test]
+    // Paused time: the slow service's 100 ms pass as soon as every task waits.
+    #[tokio::test(start_paused = true)]
     async fn concurrent_identical_misses_call_the_service_once() {
         let up = Upstream {
             delay: Duration::from_millis(100),
