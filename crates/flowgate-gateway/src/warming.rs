@@ -461,29 +461,36 @@ async fn warm_one(gw: &Arc<Gateway>, r: &WarmRequest) -> Warmed {
     };
     let mut q = planned.query();
     q.account.warming = true;
-    let (leader, life) = match cache.lookup(&planned.key, &q) {
-        Lookup::Hit(hit) => match hit.refresh {
-            None => return Warmed::Fresh,
-            Some(l) => (
-                l,
-                caching::refreshed_life(&hit.entry, &planned, cache.settings()),
-            ),
-        },
+    // A fresh entry is left alone; a stale one (or one due for refresh-ahead) is refreshed
+    // with the leader its hit came with; a missing one is fetched.
+    let hit = match cache.lookup(&planned.key, &q) {
+        Lookup::Hit(hit) => hit,
         Lookup::Coalesced(_) => return Warmed::Fresh,
         Lookup::Miss(l) => match cache.lookup_lower(l, &q, false).await {
-            Lower::Hit(hit) => match hit.refresh {
-                None => return Warmed::Fresh,
-                Some(l) => (
-                    l,
-                    caching::refreshed_life(&hit.entry, &planned, cache.settings()),
-                ),
-            },
-            Lower::Miss(l) => (l, planned.life),
+            Lower::Hit(hit) => hit,
+            Lower::Miss(l) => {
+                let life = planned.life;
+                return fetch(gw, &route, &parts, r, planned.fill(cache, l, life)).await;
+            }
         },
     };
-    let req = crate::refresh::own_request(&parts);
-    let fill = planned.fill(cache, leader, life);
-    match crate::refresh::fetch(gw, &route, &req, r.body.clone(), fill).await {
+    let Some(leader) = hit.refresh else {
+        return Warmed::Fresh;
+    };
+    let life = caching::refreshed_life(&hit.entry, &planned, cache.settings());
+    fetch(gw, &route, &parts, r, planned.fill(cache, leader, life)).await
+}
+
+/// Sends a warming request upstream as its flight's leader.
+async fn fetch(
+    gw: &Gateway,
+    route: &crate::router::RouteEntry,
+    parts: &http::request::Parts,
+    r: &WarmRequest,
+    fill: caching::Fill,
+) -> Warmed {
+    let req = crate::refresh::own_request(parts);
+    match crate::refresh::fetch(gw, route, &req, r.body.clone(), fill).await {
         Ok((_, true)) => Warmed::Stored,
         Ok((status, false)) => Warmed::Failed(format!(
             "the upstream answered {status}, which is not stored"
