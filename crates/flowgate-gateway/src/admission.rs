@@ -107,8 +107,8 @@ impl Admission {
         peer: &Peer,
         model: impl FnOnce() -> Option<String>,
     ) -> Result<Option<RateState>, ProxyError> {
-        let mut model = Some(model);
-        let mut model_name: Option<String> = None;
+        // Read at most once, and only when a model-scoped limit applies.
+        let model = std::cell::LazyCell::new(model);
         let mut counted: Vec<(&Limit, (Arc<str>, String))> = Vec::new();
         let mut tightest: Option<RateState> = None;
         for l in limits {
@@ -119,12 +119,7 @@ impl Admission {
                 LimitScope::Global => String::new(),
                 LimitScope::ClientIp => peer.addr.ip().to_string(),
                 LimitScope::Route => route.name.to_string(),
-                LimitScope::Model => {
-                    if let Some(f) = model.take() {
-                        model_name = f();
-                    }
-                    model_name.clone().unwrap_or_default()
-                }
+                LimitScope::Model => model.clone().unwrap_or_default(),
                 LimitScope::Header(h) => headers
                     .get(h)
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
