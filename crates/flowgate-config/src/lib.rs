@@ -31,8 +31,9 @@ pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    LimitScope, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RateLimitConfig,
-    RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig, WarmConfig,
+    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig,
+    RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig,
+    WarmConfig,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 pub use validate::defaults;

@@ -24,17 +24,39 @@ pub struct Config {
     pub rate_limits: Vec<RateLimitConfig>,
 }
 
-/// A request rate limit (`[[rate_limits]]`): `requests` per `per` for each value of `scope`,
-/// `burst` of them at once.
+/// A rate limit (`[[rate_limits]]`): `amount` requests or tokens per `per` for each value of
+/// `scope`, `burst` of them at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitConfig {
     pub name: String,
     pub scope: LimitScope,
-    pub requests: u64,
+    /// What the limit counts.
+    pub unit: LimitUnit,
+    pub amount: u64,
     pub per: Duration,
     pub burst: u64,
     /// The routes it applies to (empty: all).
     pub routes: Vec<String>,
+}
+
+/// What a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitUnit {
+    /// Requests (`requests = N`).
+    Requests,
+    /// Tokens (`tokens = N`) on openai routes: an estimate is reserved when a request is
+    /// admitted and corrected with the answer's usage.
+    Tokens,
+}
+
+impl LimitUnit {
+    /// `requests` or `tokens`, as in the config and OpenAI's header names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitUnit::Requests => "requests",
+            LimitUnit::Tokens => "tokens",
+        }
+    }
 }
 
 /// What a rate limit counts apart.
@@ -368,6 +390,9 @@ pub struct RouteConfig {
     /// Name of the pool; validation guarantees it exists.
     pub pool: String,
     pub cache: RouteCache,
+    /// Prompts estimated at more tokens are refused with 413 before any upstream call
+    /// (openai routes).
+    pub max_prompt_tokens: Option<u64>,
 }
 
 impl PathMatch {
@@ -466,9 +491,13 @@ impl Config {
                     ) + &http_key(r)
                 }
             };
+            let prompt = r
+                .max_prompt_tokens
+                .map(|n| format!(", prompts up to {n} tokens"))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "    {}: {kind} {how} {path} methods {methods} -> pool {}{cache}",
+                "    {}: {kind} {how} {path} methods {methods} -> pool {}{cache}{prompt}",
                 r.name, r.pool
             );
         }
@@ -485,9 +514,10 @@ impl Config {
             };
             let _ = writeln!(
                 s,
-                "  rate limit {}: {} per {} per {scope}, burst {}, routes {}",
+                "  rate limit {}: {} {} per {} per {scope}, burst {}, routes {}",
                 l.name,
-                l.requests,
+                l.amount,
+                l.unit.as_str(),
                 format_duration(l.per),
                 l.burst,
                 if l.routes.is_empty() {

@@ -32,6 +32,7 @@ pub(crate) struct RawRateLimit {
     pub name: Option<String>,
     pub scope: Option<String>,
     pub requests: Option<u64>,
+    pub tokens: Option<u64>,
     pub per: Option<HumanDuration>,
     pub burst: Option<u64>,
     pub routes: Option<Vec<String>>,
@@ -204,4 +205,5 @@ pub(crate) struct RawRoute {
     pub headers: BTreeMap<String, String>,
     pub pool: String,
     pub cache: Option<RawRouteCache>,
+    pub max_prompt_tokens: Option<u64>,
 }

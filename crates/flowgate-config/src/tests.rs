@@ -587,25 +587,32 @@ fn warming_is_configured_and_checked() {
 fn rate_limits_are_read_and_checked() {
     let c = parse_ok(&format!(
         "{GOOD}\n[[rate_limits]]\nname = \"per-ip\"\nscope = \"ip\"\nrequests = 100\nper = \"1s\"\nburst = 10\nroutes = [\"chat\"]\n\n\
-         [[rate_limits]]\nscope = \"header:x-team\"\nrequests = 1000\nper = \"1m\"\n"
+         [[rate_limits]]\nscope = \"header:x-team\"\nrequests = 1000\nper = \"1m\"\n\n\
+         [[rate_limits]]\nname = \"tpm\"\nscope = \"model\"\ntokens = 90000\nper = \"1m\"\nroutes = [\"chat\"]\n"
     ));
     let l = &c.rate_limits;
     assert_eq!(
-        (l[0].requests, l[0].burst, l[0].per),
-        (100, 10, Duration::from_secs(1))
+        (l[0].unit, l[0].amount, l[0].burst, l[0].per),
+        (LimitUnit::Requests, 100, 10, Duration::from_secs(1))
+    );
+    assert_eq!(
+        (l[2].unit, l[2].amount, l[2].burst),
+        (LimitUnit::Tokens, 90_000, 90_000)
     );
     assert_eq!(l[0].scope, LimitScope::ClientIp);
     assert_eq!((l[1].name.as_str(), l[1].burst), ("limit-1", 1000));
     assert!(matches!(&l[1].scope, LimitScope::Header(h) if h == "x-team"));
     assert!(
         c.summary()
-            .contains("rate limit per-ip: 100 per 1s per ip, burst 10, routes chat"),
+            .contains("rate limit per-ip: 100 requests per 1s per ip, burst 10, routes chat"),
         "{}",
         c.summary()
     );
     let p = parse_err(&format!(
         "{GOOD}\n[[rate_limits]]\nscope = \"planet\"\nrequests = 0\nburst = 0\nroutes = [\"nope\"]\n\n\
-         [[rate_limits]]\nname = \"limit-0\"\nrequests = 2000000000\nper = \"1s\"\n"
+         [[rate_limits]]\nname = \"limit-0\"\nrequests = 2000000000\nper = \"1s\"\n\n\
+         [[rate_limits]]\nrequests = 1\ntokens = 1\n\n\
+         [[rate_limits]]\ntokens = 100\nroutes = [\"route-1\"]\n"
     ));
     let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
     assert_eq!(
@@ -615,8 +622,39 @@ fn rate_limits_are_read_and_checked() {
             "rate_limits[0].requests",
             "rate_limits[0].burst",
             "rate_limits[0].routes[0]",
-            "rate_limits[1].per"
+            "rate_limits[1].per",
+            "rate_limits[2].tokens",
+            "rate_limits[3].routes[0]"
         ]
     );
     assert!(p[0].message.contains("header:NAME"), "{}", p[0].message);
+    assert!(p[5].message.contains("not both"), "{}", p[5].message);
+    assert!(p[6].message.contains("http route"), "{}", p[6].message);
+}
+
+#[test]
+fn openai_routes_may_cap_the_prompt_size() {
+    let c = parse_ok(&GOOD.replace(
+        "name = \"chat\"\n",
+        "name = \"chat\"\nmax_prompt_tokens = 8000\n",
+    ));
+    assert_eq!(c.routes[0].max_prompt_tokens, Some(8000));
+    assert_eq!(c.routes[1].max_prompt_tokens, None);
+    assert!(
+        c.summary().contains("prompts up to 8000 tokens"),
+        "{}",
+        c.summary()
+    );
+    let p = parse_err(&GOOD.replace("kind = \"http\"", "kind = \"http\"\nmax_prompt_tokens = 10"));
+    assert_eq!(p[0].key.to_string(), "routes[1].max_prompt_tokens");
+    assert!(
+        p[0].message.contains("openai routes only"),
+        "{}",
+        p[0].message
+    );
+    let p = parse_err(&GOOD.replace(
+        "name = \"chat\"\n",
+        "name = \"chat\"\nmax_prompt_tokens = 0\n",
+    ));
+    assert_eq!(p[0].key.to_string(), "routes[0].max_prompt_tokens");
 }

@@ -11,8 +11,9 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use crate::error::KeyPath;
 use crate::model::{
     CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    LimitScope, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, RateLimitConfig,
-    RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig, WarmConfig,
+    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig,
+    RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig,
+    WarmConfig,
 };
 use crate::raw::{
     RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache, RawEndpoint,
@@ -162,9 +163,10 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
         }
     }
 
+    let route_kinds = routes.iter().map(|r| (r.name.clone(), r.kind)).collect();
     let rate_limits = rate_limits(
         &raw.rate_limits,
-        &route_names,
+        &route_kinds,
         &root.clone().key("rate_limits"),
         &mut found,
     );
@@ -189,7 +191,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
 /// one request per nanosecond) and routes that exist.
 fn rate_limits(
     raw: &[RawRateLimit],
-    route_names: &BTreeSet<String>,
+    route_kinds: &BTreeMap<String, RouteKind>,
     key: &KeyPath,
     found: &mut Found,
 ) -> Vec<RateLimitConfig> {
@@ -229,41 +231,62 @@ fn rate_limits(
                 }
             },
         };
-        let requests = r.requests.unwrap_or(0);
-        if requests == 0 {
+        let (unit, amount) = match (r.requests, r.tokens) {
+            (Some(n), None) => (LimitUnit::Requests, n),
+            (None, Some(n)) => (LimitUnit::Tokens, n),
+            (Some(n), Some(_)) => {
+                found.push((
+                    key.clone().key("tokens"),
+                    "set either `requests` or `tokens`, not both (use two limits for both)".into(),
+                ));
+                (LimitUnit::Requests, n)
+            }
+            (None, None) => (LimitUnit::Requests, 0),
+        };
+        if amount == 0 {
             found.push((
-                key.clone().key("requests"),
-                "missing or 0: the number of requests allowed per `per`".into(),
+                key.clone().key(unit.as_str()),
+                "missing or 0: the number of requests (`requests`) or tokens (`tokens`) allowed per `per`"
+                    .into(),
             ));
         }
         let per = dur(r.per, Duration::from_secs(1));
-        if per.is_zero() || (requests > 0 && per.as_nanos() < u128::from(requests)) {
+        if per.is_zero() || (amount > 0 && per.as_nanos() < u128::from(amount)) {
             found.push((
                 key.clone().key("per"),
                 format!(
-                    "{} is out of range: expected more than 0 and at most one request per nanosecond",
-                    crate::format_duration(per)
+                    "{} is out of range: expected more than 0 and at most one {} per nanosecond",
+                    crate::format_duration(per),
+                    unit.as_str().trim_end_matches('s')
                 ),
             ));
         }
-        let burst = r.burst.unwrap_or(requests);
+        let burst = r.burst.unwrap_or(amount);
         if burst == 0 {
             found.push((key.clone().key("burst"), "must be at least 1".into()));
         }
         let routes = r.routes.clone().unwrap_or_default();
         for (j, route) in routes.iter().enumerate() {
-            if !route_names.contains(route) {
-                found.push((
+            match route_kinds.get(route) {
+                None => found.push((
                     key.clone().key("routes").index(j),
                     format!("unknown route {route:?}"),
-                ));
+                )),
+                Some(RouteKind::Http) if unit == LimitUnit::Tokens => found.push((
+                    key.clone().key("routes").index(j),
+                    format!(
+                        "route {route:?} is an http route: token limits apply to openai routes"
+                    ),
+                )),
+                Some(_) => {}
             }
         }
         if let Some(scope) = scope {
             out.push(RateLimitConfig {
                 name,
                 scope,
-                requests,
+                unit,
+                amount,
                 per,
                 burst,
                 routes,
@@ -1000,6 +1023,17 @@ fn route(
         RawRouteKind::Http => RouteKind::Http,
     };
     let cache = route_cache(r.cache, kind, cache, key, found);
+    match r.max_prompt_tokens {
+        Some(0) => found.push((
+            key.clone().key("max_prompt_tokens"),
+            "must be at least 1 (leave it out for no limit)".into(),
+        )),
+        Some(_) if kind == RouteKind::Http => found.push((
+            key.clone().key("max_prompt_tokens"),
+            "applies to openai routes only: an http route's body is not a prompt".into(),
+        )),
+        _ => {}
+    }
     let (path, _, _) = path?;
     (found.len() == before).then_some(RouteConfig {
         name,
@@ -1009,6 +1043,7 @@ fn route(
         headers,
         pool: r.pool,
         cache,
+        max_prompt_tokens: r.max_prompt_tokens,
     })
 }
 

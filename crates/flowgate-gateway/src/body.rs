@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Sleep;
 
+use crate::admission::TokenMeter;
 use crate::caching::Tee;
 use crate::error::ProxyError;
 use crate::io::Busy;
@@ -157,6 +158,9 @@ impl Drop for InFlightGuard {
 #[derive(Debug)]
 pub struct ProxyBody {
     kind: Kind,
+    /// Reads the answer's token usage for the token limits (boxed: only token-limited
+    /// requests have one).
+    meter: Option<Box<TokenMeter>>,
     _guard: Option<InFlightGuard>,
     _busy: Option<Busy>,
 }
@@ -186,6 +190,7 @@ impl From<Bytes> for ProxyBody {
     fn from(b: Bytes) -> Self {
         ProxyBody {
             kind: Kind::Full(Some(b)),
+            meter: None,
             _guard: None,
             _busy: None,
         }
@@ -211,6 +216,7 @@ impl ProxyBody {
                 stale_timer: false,
                 tee: None,
             }),
+            meter: None,
             _guard: None,
             _busy: None,
         }
@@ -220,6 +226,7 @@ impl ProxyBody {
     pub fn shared(s: Subscription) -> Self {
         ProxyBody {
             kind: Kind::Shared(s),
+            meter: None,
             _guard: None,
             _busy: None,
         }
@@ -236,6 +243,12 @@ impl ProxyBody {
         if let Kind::Upstream(up) = &mut self.kind {
             up.tee = tee;
         }
+        self
+    }
+
+    /// Meters the tokens of the answer as it passes, to settle the request's token limits.
+    pub fn with_meter(mut self, m: Option<TokenMeter>) -> Self {
+        self.meter = m.map(Box::new);
         self
     }
 
@@ -291,7 +304,33 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match &mut this.kind {
+        let polled = this.kind.poll_frame(cx);
+        if let Some(m) = &mut this.meter {
+            if let Poll::Ready(Some(Ok(f))) = &polled
+                && let Some(data) = f.data_ref()
+            {
+                m.push(data);
+            }
+            // Settled as soon as the body ends, before the client has its last bytes.
+            if matches!(polled, Poll::Ready(None)) || this.kind.is_end_stream() {
+                this.meter = None;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.kind.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.kind.size_hint()
+    }
+}
+
+impl Kind {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(up) => {
                 let Some(wire) = up.lease.as_mut().and_then(Lease::wire) else {
@@ -337,7 +376,7 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
+        match self {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(up) => up.decoder.is_done(),
             Kind::Shared(_) => false,
@@ -345,7 +384,7 @@ impl Body for ProxyBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
+        match self {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(up) => up

@@ -41,21 +41,13 @@ pub enum ProxyError {
     Timeout { endpoint: String, timeout: Duration },
     #[error("upstream pool {pool} has no endpoint to send to")]
     NoEndpoint { pool: String },
+    #[error("{0}")]
+    RateLimited(Box<crate::admission::Refusal>),
     #[error(
-        "rate limit {limit} reached{}: {requests} requests per {}; retry in {}",
-        if value.is_empty() { String::new() } else { format!(" for {value}") },
-        flowgate_config::format_duration(*per),
-        flowgate_config::format_duration(*retry_after)
+        "the prompt is about {estimated} tokens, more than this route's limit of {limit} \
+         (estimated without a tokenizer: about 4 characters a token)"
     )]
-    RateLimited {
-        limit: String,
-        /// The scope's value the limit counted (empty for a global limit).
-        value: String,
-        requests: u64,
-        per: Duration,
-        retry_after: Duration,
-        state: crate::admission::RateState,
-    },
+    PromptTooLarge { estimated: u64, limit: u64 },
 }
 
 impl ProxyError {
@@ -64,7 +56,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTooLarge { .. } | ProxyError::PromptTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ProxyError::HeadersTooLarge { .. } | ProxyError::TooManyHeaders { .. } => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
@@ -76,15 +70,15 @@ impl ProxyError {
             }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// The OpenAI error `type`.
     pub fn error_type(&self) -> &'static str {
-        if let ProxyError::RateLimited { .. } = self {
+        if let ProxyError::RateLimited(r) = self {
             // As OpenAI answers a rate limit.
-            "requests"
+            r.unit.as_str()
         } else if self.status().is_client_error() {
             "invalid_request_error"
         } else {
@@ -98,6 +92,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "route_not_found",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::PromptTooLarge { .. } => "prompt_too_large",
             ProxyError::HeadersTooLarge { .. } | ProxyError::TooManyHeaders { .. } => {
                 "headers_too_large"
             }
@@ -108,7 +103,7 @@ impl ProxyError {
             ProxyError::UpstreamClosed { .. } => "upstream_closed",
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::NoEndpoint { .. } => "no_healthy_upstream",
-            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::RateLimited(_) => "rate_limit_exceeded",
         }
     }
 
@@ -136,15 +131,14 @@ impl ProxyError {
     /// The whole response (body type chosen by the caller).
     pub fn into_response<B: From<Bytes>>(&self) -> Response<B> {
         let mut r = json_response(self.status(), self.body());
-        if let ProxyError::RateLimited {
-            retry_after, state, ..
-        } = self
-        {
+        if let ProxyError::RateLimited(refusal) = self {
             let h = r.headers_mut();
             // Whole seconds, rounded up: a client that waits that long is admitted.
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            state.write(h);
+            if let Some(d) = refusal.retry_after {
+                let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            refusal.state.write(h);
         }
         r
     }

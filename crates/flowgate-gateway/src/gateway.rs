@@ -318,14 +318,37 @@ impl Gateway {
             }
             RouteKind::Http => Err(incoming),
         };
-        // Rate limits, before the cache: a limited client is limited for hits too.
+        // The prompt-size guard, before anything is counted.
+        let body = whole.as_ref().ok();
+        let mut estimate = None;
+        if let (Some(limit), Some(b)) = (route.cfg.max_prompt_tokens, body) {
+            let e = crate::openai::estimate(b)?;
+            if e.prompt > limit {
+                return Err(ProxyError::PromptTooLarge {
+                    estimated: e.prompt,
+                    limit,
+                });
+            }
+            estimate = Some(e);
+        }
+        // Rate limits, before the cache: a limited client is limited for hits too (a hit's
+        // reserved tokens are given back: it cost the upstream nothing).
+        let mut tokens = None;
         if !rt.rate_limits.is_empty() {
-            let body = whole.as_ref().ok();
-            out.rate =
-                self.admission
-                    .admit(&rt.rate_limits, route, &parts.headers, peer, || {
-                        body.and_then(|b| caching::model_of(b))
-                    })?;
+            let admitted = self.admission.admit(
+                &rt.rate_limits,
+                route,
+                &parts.headers,
+                peer,
+                || body.and_then(|b| caching::model_of(b)),
+                || match (estimate, body) {
+                    (Some(e), _) => Ok(e),
+                    (None, Some(b)) => crate::openai::estimate(b),
+                    (None, None) => Ok(Default::default()),
+                },
+            )?;
+            out.rate = Some(admitted.state);
+            tokens = admitted.tokens;
         }
         let mut tee = None;
         let body = match whole {
@@ -361,9 +384,10 @@ impl Gateway {
             headers::UPSTREAM.clone(),
             lease.endpoint().name_header.clone(),
         );
+        let meter = tokens.map(|t| t.meter(resp.status(), resp.headers()));
         if head.decoder.is_done() {
             lease.release(head.keep_alive);
-            return Ok(resp);
+            return Ok(resp.map(|b| b.with_meter(meter)));
         }
         let body = ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout);
         let tee = tee.and_then(|fill| Tee::start(fill, resp.status(), resp.headers()));
@@ -374,7 +398,8 @@ impl Gateway {
                 ProxyBody::shared(own)
             }
             None => body.with_tee(tee),
-        };
+        }
+        .with_meter(meter);
         Ok(resp)
     }
 

@@ -51,6 +51,14 @@ pub fn check_json(body: &[u8]) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// The token estimate of a request (nothing for an empty body); 400 unless it is JSON.
+pub fn estimate(body: &[u8]) -> Result<flowgate_cost::Estimate, ProxyError> {
+    if body.is_empty() {
+        return Ok(flowgate_cost::Estimate::default());
+    }
+    flowgate_cost::estimate(body).map_err(|e| ProxyError::InvalidJson(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

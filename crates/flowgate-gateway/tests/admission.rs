@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use flowgate_gateway::Running;
 use flowgate_sim::EndpointSpec;
 use http::StatusCode;
 
@@ -111,4 +112,177 @@ async fn a_request_refused_by_one_limit_is_given_back_to_the_others() {
             .contains("rate limit all")
     );
     assert_eq!(up.stats().requests, 3);
+}
+
+/// A gateway on a manual clock with one global token limit of 1000 per minute on the chat
+/// route (after `extra`), its upstream and a client.
+async fn token_limited(
+    spec: EndpointSpec,
+    extra: &str,
+) -> (Running, flowgate_sim::SimServer, TestClient) {
+    let up = sim(spec).await;
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let gw = gateway_on(
+        clock.shared(),
+        &format!(
+            "{extra}[[rate_limits]]\nname = \"tpm\"\ntokens = 1000\nper = \"1m\"\nroutes = [\"chat\"]\n\n{}",
+            fleet_config(&[up.url()], "").replace(
+                "name = \"chat\"\n",
+                "name = \"chat\"\nmax_prompt_tokens = 40\n"
+            )
+        ),
+    )
+    .await;
+    (gw, up, client())
+}
+
+/// A chat request whose prompt is estimated at 12 tokens (3 + 4 per message + "user" 1 +
+/// 16 ASCII characters 4), allowing `max_tokens`.
+fn ask_tokens(
+    addr: std::net::SocketAddr,
+    max_tokens: u64,
+    stream: &str,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    post(
+        addr,
+        "/v1/chat/completions",
+        bytes::Bytes::from(format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"abcdefghijklmnop"}}],"max_tokens":{max_tokens}{stream}}}"#
+        )),
+    )
+}
+
+fn remaining_tokens(r: &Reply) -> u64 {
+    r.headers["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The `usage.total_tokens` of a stream's chunks (the last that has one).
+fn streamed_usage(body: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .find_map(|v| v["usage"]["total_tokens"].as_u64())
+}
+
+#[tokio::test]
+async fn token_limits_reserve_the_estimate_and_settle_with_the_reported_usage() {
+    let (gw, _up, c) = token_limited(EndpointSpec::default(), "").await;
+    // Reserved: the prompt (12) and the whole answer allowed (100).
+    let first = send(&c, ask_tokens(gw.data_addr, 100, "")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.headers["x-ratelimit-limit-tokens"], "1000");
+    assert_eq!(remaining_tokens(&first), 1000 - 112);
+    // 112 tokens at 60 ms each.
+    assert_eq!(first.headers["x-ratelimit-reset-tokens"], "6.72s");
+    assert!(!first.headers.contains_key("x-ratelimit-limit-requests"));
+    // Once the answer ended, the reservation became what the upstream billed.
+    let used = first.json()["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(used < 112, "the sim answers 16 tokens: {used}");
+    let second = send(&c, ask_tokens(gw.data_addr, 100, "")).await;
+    assert_eq!(remaining_tokens(&second), 1000 - used - 112);
+
+    // A stream that reports its usage (stream_options.include_usage) is settled with it.
+    let before =
+        remaining_tokens(&second) + 112 - second.json()["usage"]["total_tokens"].as_u64().unwrap();
+    let s = send(
+        &c,
+        ask_tokens(
+            gw.data_addr,
+            100,
+            r#","stream":true,"stream_options":{"include_usage":true}"#,
+        ),
+    )
+    .await;
+    assert_eq!(remaining_tokens(&s), before - 112);
+    let used = streamed_usage(&s.body).expect("the sim reports usage when asked");
+    let after = send(&c, ask_tokens(gw.data_addr, 1, "")).await;
+    assert_eq!(remaining_tokens(&after), before - used - 13);
+
+    // A stream without usage is charged the prompt's estimate and its text, estimated:
+    // more than the prompt, less than the reservation.
+    let before =
+        remaining_tokens(&after) + 13 - after.json()["usage"]["total_tokens"].as_u64().unwrap();
+    let s = send(&c, ask_tokens(gw.data_addr, 100, r#","stream":true"#)).await;
+    assert_eq!(streamed_usage(&s.body), None);
+    let after = send(&c, ask_tokens(gw.data_addr, 1, "")).await;
+    let charged = before - 13 - remaining_tokens(&after);
+    assert!(charged > 12 && charged < 112, "charged {charged}");
+}
+
+#[tokio::test]
+async fn requests_too_large_for_a_limit_or_the_route_are_refused_before_the_upstream() {
+    let (gw, up, c) = token_limited(EndpointSpec::default(), "").await;
+    // More than the limit allows at once: it can never pass, so no Retry-After.
+    let r = send(&c, ask_tokens(gw.data_addr, 2000, "")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.json()["error"]["type"], "tokens");
+    assert_eq!(r.error_code(), "rate_limit_exceeded");
+    assert!(!r.headers.contains_key("retry-after"));
+    let msg = r.error_message();
+    assert!(
+        msg.contains("needs about 2012 tokens") && msg.contains("1000"),
+        "{msg}"
+    );
+    // A prompt over the route's max_prompt_tokens (40): 413, nothing counted.
+    let long = post(
+        gw.data_addr,
+        "/v1/chat/completions",
+        bytes::Bytes::from(format!(
+            r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "word ".repeat(40)
+        )),
+    );
+    let r = send(&c, long).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.error_code(), "prompt_too_large");
+    assert!(
+        r.error_message().contains("about 58 tokens"),
+        "{}",
+        r.error_message()
+    );
+    assert_eq!(up.stats().requests, 0);
+    // Nothing was held: the whole limit is left for a fitting request.
+    let r = send(&c, ask_tokens(gw.data_addr, 988, "")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(remaining_tokens(&r), 0);
+    // A body that is not JSON is a 400, not a limit.
+    let r = send(
+        &c,
+        post(gw.data_addr, "/v1/chat/completions", "{nope".into()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.error_code(), "invalid_json");
+}
+
+#[tokio::test]
+async fn error_answers_and_cache_hits_give_their_tokens_back() {
+    let failing = EndpointSpec {
+        error_rate: 1.0,
+        ..EndpointSpec::default()
+    };
+    let (gw, _up, c) = token_limited(failing, "").await;
+    for _ in 0..3 {
+        let r = send(&c, ask_tokens(gw.data_addr, 100, "")).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(remaining_tokens(&r), 1000 - 112, "errors bill nothing");
+    }
+
+    let cache = "[cache]\nenabled = true\nmemory = \"16MiB\"\n\n";
+    let (gw, _up, c) = token_limited(EndpointSpec::default(), cache).await;
+    let ask = || ask_tokens(gw.data_addr, 100, r#","temperature":0"#);
+    let miss = send(&c, ask()).await;
+    assert_eq!(cache_header(&miss), "miss");
+    let used = miss.json()["usage"]["total_tokens"].as_u64().unwrap();
+    for _ in 0..3 {
+        let hit = send(&c, ask()).await;
+        assert_eq!(cache_header(&hit), "hit-l1");
+        assert_eq!(remaining_tokens(&hit), 1000 - used - 112);
+    }
 }

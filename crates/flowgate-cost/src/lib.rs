@@ -1,0 +1,17 @@
+//! flowgate's token accounting: what a request will cost before it is sent, and what it
+//! cost once its answer is read.
+//!
+//! [`tokens::estimate`] reads an OpenAI-shaped request body and estimates its prompt's
+//! tokens and the completion it may ask for (`max_tokens` × `n`), without a tokenizer: the
+//! estimate is used to reserve token-rate limits and to refuse prompts over a size, and is
+//! corrected by the real usage later. [`usage::Meter`] reads that real usage from an answer
+//! as it streams past (a JSON body or server-sent events), and estimates the completion
+//! from its text when the upstream reports none.
+//!
+//! Still to come: the model catalog, spend ledger and budgets.
+
+pub mod tokens;
+pub mod usage;
+
+pub use tokens::{Estimate, estimate, text_tokens};
+pub use usage::{Meter, Metered, Usage};

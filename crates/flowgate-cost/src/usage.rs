@@ -1,0 +1,263 @@
+//! The tokens an answer used, read as its body streams past.
+//!
+//! OpenAI-compatible servers report `usage` (`prompt_tokens`, `completion_tokens`) in a JSON
+//! answer and, for a stream, in a chunk near its end (when the client asked for
+//! `stream_options.include_usage`, or always, as many compatible servers do). A [`Meter`] is
+//! fed the body's bytes as they go to the client and keeps only what it needs: a JSON
+//! answer up to [`MAX_JSON`] bytes (read at the end), a stream's current event. When no
+//! usage comes, the answer's text is estimated as a prompt is ([`crate::tokens`]).
+
+use serde::Deserialize;
+
+use crate::tokens::Text;
+
+/// The largest JSON answer a meter keeps to read its usage; past it the completion is
+/// estimated from the size (four bytes a token).
+pub const MAX_JSON: usize = 1 << 20;
+
+/// Tokens an upstream billed for an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+/// Reads the usage of one answer, fed chunk by chunk.
+#[derive(Debug)]
+pub struct Meter {
+    form: Form,
+    usage: Option<Usage>,
+    /// The answer's text, estimated, for when no usage comes.
+    completion: u64,
+}
+
+#[derive(Debug)]
+enum Form {
+    /// A JSON answer, kept whole until [`MAX_JSON`] (then only counted).
+    Json { body: Vec<u8>, seen: u64 },
+    /// Server-sent events: the unfinished line and the current event's data.
+    Sse { partial: Vec<u8>, data: Vec<u8> },
+}
+
+impl Meter {
+    /// A meter for an answer of this `Content-Type`; `None` when it is neither JSON nor a
+    /// stream of events (an audio file, say), whose tokens cannot be read.
+    pub fn for_content_type(content_type: &[u8]) -> Option<Meter> {
+        let form = if content_type.starts_with(b"application/json") {
+            Form::Json {
+                body: Vec::new(),
+                seen: 0,
+            }
+        } else if content_type.starts_with(b"text/event-stream") {
+            Form::Sse {
+                partial: Vec::new(),
+                data: Vec::new(),
+            }
+        } else {
+            return None;
+        };
+        Some(Meter {
+            form,
+            usage: None,
+            completion: 0,
+        })
+    }
+
+    /// Feeds the next bytes of the answer.
+    pub fn push(&mut self, mut chunk: &[u8]) {
+        match &mut self.form {
+            Form::Json { body, seen } => {
+                *seen += chunk.len() as u64;
+                if *seen <= MAX_JSON as u64 {
+                    body.extend_from_slice(chunk);
+                } else if !body.is_empty() {
+                    *body = Vec::new();
+                }
+            }
+            Form::Sse { partial, data } => {
+                let mut events = Vec::new();
+                while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
+                    let (line, rest) = chunk.split_at(nl);
+                    chunk = &rest[1..];
+                    let line = if partial.is_empty() {
+                        line
+                    } else {
+                        partial.extend_from_slice(line);
+                        partial.as_slice()
+                    };
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if line.is_empty() {
+                        if !data.is_empty() {
+                            events.push(std::mem::take(data));
+                        }
+                    } else if let Some(v) = line.strip_prefix(b"data:") {
+                        if !data.is_empty() {
+                            data.push(b'\n');
+                        }
+                        data.extend_from_slice(v.strip_prefix(b" ").unwrap_or(v));
+                    }
+                    partial.clear();
+                }
+                partial.extend_from_slice(chunk);
+                for e in events {
+                    self.read(&e);
+                }
+            }
+        }
+    }
+
+    /// Reads one JSON answer or stream chunk: its usage, or else its text.
+    fn read(&mut self, json: &[u8]) {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            usage: Option<RawUsage>,
+            #[serde(default)]
+            choices: Text<false>,
+        }
+        #[derive(Deserialize)]
+        struct RawUsage {
+            #[serde(default)]
+            prompt_tokens: u64,
+            #[serde(default)]
+            completion_tokens: u64,
+        }
+        // `[DONE]`, comments and chunks that are not answers say nothing of tokens.
+        if let Ok(a) = serde_json::from_slice::<Answer>(json) {
+            self.completion = self.completion.saturating_add(a.choices.0);
+            if let Some(u) = a.usage {
+                self.usage = Some(Usage {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                });
+            }
+        }
+    }
+
+    /// What the answer used: its reported usage, or else the estimated `prompt` and the
+    /// answer's text so far (a client that left early paid for what it got).
+    pub fn finish(mut self, prompt: u64) -> Metered {
+        if let Form::Json { body, seen } = &mut self.form {
+            let body = std::mem::take(body);
+            if body.len() as u64 == *seen {
+                self.read(&body);
+            } else {
+                self.completion = seen.div_ceil(4);
+            }
+        }
+        match self.usage {
+            Some(u) => Metered::Reported(u),
+            None => Metered::Estimated(prompt.saturating_add(self.completion)),
+        }
+    }
+}
+
+/// The tokens an answer used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metered {
+    /// As the upstream reported them.
+    Reported(Usage),
+    /// Estimated: no usage came.
+    Estimated(u64),
+}
+
+impl Metered {
+    pub fn total(&self) -> u64 {
+        match self {
+            Metered::Reported(u) => u.total(),
+            Metered::Estimated(n) => *n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter(content_type: &str, chunks: &[&str], prompt: u64) -> Metered {
+        let mut m = Meter::for_content_type(content_type.as_bytes()).unwrap();
+        for c in chunks {
+            m.push(c.as_bytes());
+        }
+        m.finish(prompt)
+    }
+
+    #[test]
+    fn json_answers_report_their_usage_however_they_are_split() {
+        let body = r#"{"choices":[{"message":{"content":"hello there"}}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+        let want = Metered::Reported(Usage {
+            prompt_tokens: 12,
+            completion_tokens: 3,
+        });
+        for cut in 0..body.len() {
+            let (a, b) = body.split_at(cut);
+            assert_eq!(meter("application/json", &[a, b], 99), want);
+        }
+        assert_eq!(want.total(), 15);
+    }
+
+    #[test]
+    fn without_usage_the_answer_text_is_estimated() {
+        let body =
+            r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"abcdefgh"}}]}"#;
+        // prompt 10 + "assistant"(3) + "abcdefgh"(2); the index is not text.
+        assert_eq!(
+            meter("application/json; charset=utf-8", &[body], 10),
+            Metered::Estimated(15)
+        );
+        assert_eq!(
+            meter("application/json", &["not json"], 10),
+            Metered::Estimated(10)
+        );
+        assert!(Meter::for_content_type(b"audio/mpeg").is_none());
+    }
+
+    #[test]
+    fn json_answers_past_the_cap_are_estimated_from_their_size() {
+        let mut m = Meter::for_content_type(b"application/json").unwrap();
+        let block = vec![b' '; 1 << 16];
+        for _ in 0..=(MAX_JSON >> 16) {
+            m.push(&block);
+        }
+        let size = ((MAX_JSON >> 16) + 1) << 16;
+        assert_eq!(m.finish(0), Metered::Estimated((size / 4) as u64));
+    }
+
+    #[test]
+    fn streams_report_usage_from_their_last_chunk_across_any_split() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+                      data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\r\n\r\n\
+                      : keep-alive\n\n\
+                      data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\n\
+                      data: [DONE]\n\n";
+        let want = Metered::Reported(Usage {
+            prompt_tokens: 7,
+            completion_tokens: 2,
+        });
+        for cut in 0..stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(meter("text/event-stream", &[a, b], 0), want, "cut at {cut}");
+        }
+        // Byte by byte.
+        let bytes: Vec<String> = stream.chars().map(String::from).collect();
+        let parts: Vec<&str> = bytes.iter().map(String::as_str).collect();
+        assert_eq!(meter("text/event-stream", &parts, 0), want);
+    }
+
+    #[test]
+    fn streams_without_usage_count_the_text_so_far() {
+        let cut_short = "data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\n\
+                         data: {\"choices\":[{\"delta\":{\"content\":\"efgh\"}}]}\n\n\
+                         data: {\"choices\":[{\"delta\":{\"content\":\"ij";
+        assert_eq!(
+            meter("text/event-stream", &[cut_short], 5),
+            Metered::Estimated(7)
+        );
+    }
+}
