@@ -7,10 +7,13 @@
 //! reserve an estimate when a request is admitted and settle with the real usage when its
 //! answer ends ([`local::LocalLimiter::settle`]).
 //!
+//! Virtual API keys ([`keys`]) are made, hashed, found in constant time and stored here.
+//!
 //! Still to come (issue 4): the Redis limiter shared by replicas, concurrency limits with
-//! priority queues, adaptive concurrency, virtual keys and the gateway's wiring.
+//! priority queues, adaptive concurrency.
 
 pub mod gcra;
+pub mod keys;
 pub mod local;
 
 pub use gcra::{Decision, Quota, QuotaError};

@@ -30,11 +30,13 @@ use std::path::Path;
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
-    CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig,
-    RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig,
-    WarmConfig,
+    AuthConfig, CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig,
+    EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch,
+    PoolConfig, Rate, RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind,
+    Secret, ServerConfig, UpstreamKey, WarmConfig,
 };
+pub use model::{format_key_hash, parse_key_hash};
+pub use raw::RawKey as KeySpec;
 pub use units::{format_duration, parse_duration, parse_size};
 pub use validate::defaults;
 pub use watch::{FileWatcher, watch_file};
@@ -58,7 +60,8 @@ pub fn parse(
     origin: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let overrides = env::overrides(env);
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let overrides = env::overrides(env.iter().cloned());
     let problem = |key: KeyPath, message: String| {
         let location = match overrides.iter().find(|o| key.starts_with(&o.path)) {
             Some(o) => Location::Env { var: o.var.clone() },
@@ -112,7 +115,7 @@ pub fn parse(
         Ok(raw) => raw,
         Err(e) => return Err(ConfigError::Invalid(vec![deser_problem(e, &problem)])),
     };
-    validate::validate(raw, origin).map_err(|found| {
+    validate::validate(raw, origin, &env).map_err(|found| {
         ConfigError::Invalid(found.into_iter().map(|(k, m)| problem(k, m)).collect())
     })
 }
@@ -132,6 +135,31 @@ fn deser_problem(
     }
     let message = e.inner().message().trim().to_string();
     problem(key, message)
+}
+
+/// A virtual key to make through the admin API (`{"name", "team", "routes", "models",
+/// "limits"}`), checked against `config` as `[[auth.keys]]` are (its hash is made later);
+/// the problems as (key, message).
+pub fn key_from_spec(spec: &KeySpec, config: &Config) -> Result<KeyConfig, Vec<(String, String)>> {
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| (r.name.clone(), r.kind))
+        .collect();
+    let mut found = Vec::new();
+    let key = validate::virtual_key(spec, &KeyPath::default(), &routes, false, &mut found);
+    if spec.hash.is_some() {
+        found.push((
+            KeyPath::default().key("hash"),
+            "a key made through the API gets a new random key and its hash; leave `hash` out"
+                .into(),
+        ));
+    }
+    if found.is_empty() {
+        Ok(key)
+    } else {
+        Err(found.into_iter().map(|(k, m)| (k.to_string(), m)).collect())
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,151 @@ pub struct Config {
     pub models: ModelCatalog,
     /// Request rate limits (`[[rate_limits]]`); a request must pass every one that applies.
     pub rate_limits: Vec<RateLimitConfig>,
+    /// Who may call the data plane (`[auth]`, virtual keys).
+    pub auth: AuthConfig,
+}
+
+/// Virtual API keys (`[auth]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Off: every client may call (local use, the demo).
+    pub enabled: bool,
+    /// The header carrying the key: `authorization` (as `Bearer KEY`) or another one
+    /// (the key as is).
+    pub header: HeaderName,
+    /// The file keys created through the admin API are kept in.
+    pub store: Option<std::path::PathBuf>,
+    /// Keys written in the config (`[[auth.keys]]`).
+    pub keys: Vec<KeyConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            header: http::header::AUTHORIZATION,
+            store: None,
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// A virtual key: only its hash is known.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyConfig {
+    pub name: String,
+    /// BLAKE3 of the key.
+    #[serde(with = "hex_hash")]
+    pub hash: [u8; 32],
+    /// The team (tenant) it belongs to, for `team`-scoped limits.
+    pub team: Option<String>,
+    /// Route names it may call (empty: all).
+    pub routes: Vec<String>,
+    /// Models it may ask for: names, or prefixes ending in `*` (empty: all).
+    pub models: Vec<String>,
+    /// Its own limits, counted for this key alone.
+    pub limits: Vec<Rate>,
+}
+
+impl KeyConfig {
+    /// Whether the key may ask for `model` (a request without a model always may).
+    pub fn allows_model(&self, model: Option<&str>) -> bool {
+        let Some(model) = model else { return true };
+        self.models.is_empty()
+            || self.models.iter().any(|m| match m.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => m == model,
+            })
+    }
+
+    /// Whether the key may call the route named `route`.
+    pub fn allows_route(&self, route: &str) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|r| r == route)
+    }
+}
+
+/// Hashes as `blake3:` and 64 hex digits.
+mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_key_hash(h))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_key_hash(&s).ok_or_else(|| serde::de::Error::custom("not blake3:HEX64"))
+    }
+}
+
+/// `blake3:` and the 64 hex digits of a key hash.
+pub fn format_key_hash(h: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(71);
+    s.push_str("blake3:");
+    for b in h {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The hash in `blake3:HEX64`.
+pub fn parse_key_hash(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("blake3:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A secret read from the environment: never printed (`Debug` and `Display` show its
+/// variable's name only).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    var: String,
+    value: String,
+}
+
+impl Secret {
+    pub fn new(var: impl Into<String>, value: impl Into<String>) -> Self {
+        Secret {
+            var: var.into(),
+            value: value.into(),
+        }
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// The environment variable it came from.
+    pub fn var(&self) -> &str {
+        &self.var
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(${})", self.var)
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "${}", self.var)
+    }
+}
+
+/// The credential flowgate sends an upstream in place of the client's (`api_key_env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamKey {
+    /// `authorization` (sent as `Bearer SECRET`) or another header (the secret as is).
+    pub header: HeaderName,
+    pub secret: Secret,
 }
 
 /// A rate limit (`[[rate_limits]]`): `amount` requests or tokens per `per` for each value of
@@ -30,17 +175,39 @@ pub struct Config {
 pub struct RateLimitConfig {
     pub name: String,
     pub scope: LimitScope,
-    /// What the limit counts.
-    pub unit: LimitUnit,
-    pub amount: u64,
-    pub per: Duration,
-    pub burst: u64,
+    pub rate: Rate,
     /// The routes it applies to (empty: all).
     pub routes: Vec<String>,
 }
 
+/// How much a limit allows: `amount` requests or tokens per `per`, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rate {
+    pub unit: LimitUnit,
+    pub amount: u64,
+    #[serde(with = "duration_nanos")]
+    pub per: Duration,
+    pub burst: u64,
+}
+
+/// Durations as whole nanoseconds (in the key store).
+mod duration_nanos {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_nanos(u64::deserialize(d)?))
+    }
+}
+
 /// What a rate limit counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LimitUnit {
     /// Requests (`requests = N`).
     Requests,
@@ -72,6 +239,10 @@ pub enum LimitScope {
     Model,
     /// Each value of a request header (requests without it share a count).
     Header(HeaderName),
+    /// Each virtual key (requests without one share a count).
+    Key,
+    /// Each virtual key's team (requests without one share a count).
+    Team,
 }
 
 /// A model's price, in US dollars per million tokens.
@@ -358,6 +529,8 @@ pub struct EndpointConfig {
     pub weight: u32,
     pub tags: Vec<String>,
     pub region: Option<String>,
+    /// The credential sent upstream, from the environment (`api_key_env`).
+    pub api_key: Option<UpstreamKey>,
 }
 
 /// How a route treats request bodies.
@@ -444,7 +617,14 @@ impl Config {
         );
         let _ = writeln!(s, "  {} pool(s):", self.pools.len());
         for p in &self.pools {
-            let eps: Vec<&str> = p.endpoints.iter().map(|e| e.name.as_str()).collect();
+            let eps: Vec<String> = p
+                .endpoints
+                .iter()
+                .map(|e| match &e.api_key {
+                    Some(k) => format!("{} (key {} in {})", e.name, k.secret, k.header),
+                    None => e.name.clone(),
+                })
+                .collect();
             let _ = writeln!(
                 s,
                 "    {}: {} endpoint(s) [{}], connect {}, request {}, max {} conns / {} idle per endpoint",
@@ -511,21 +691,38 @@ impl Config {
                 LimitScope::Route => "route".to_string(),
                 LimitScope::Model => "model".to_string(),
                 LimitScope::Header(h) => format!("header:{h}"),
+                LimitScope::Key => "key".to_string(),
+                LimitScope::Team => "team".to_string(),
             };
             let _ = writeln!(
                 s,
                 "  rate limit {}: {} {} per {} per {scope}, burst {}, routes {}",
                 l.name,
-                l.amount,
-                l.unit.as_str(),
-                format_duration(l.per),
-                l.burst,
+                l.rate.amount,
+                l.rate.unit.as_str(),
+                format_duration(l.rate.per),
+                l.rate.burst,
                 if l.routes.is_empty() {
                     "all".to_string()
                 } else {
                     l.routes.join(",")
                 }
             );
+        }
+        if self.auth.enabled {
+            let _ = writeln!(
+                s,
+                "  auth: virtual keys in {}, {} key(s) in the config{}",
+                self.auth.header,
+                self.auth.keys.len(),
+                self.auth
+                    .store
+                    .as_ref()
+                    .map(|p| format!(", store {}", p.display()))
+                    .unwrap_or_default()
+            );
+        } else {
+            let _ = writeln!(s, "  auth: off (any client may call)");
         }
         if self.cache.enabled {
             let _ = writeln!(

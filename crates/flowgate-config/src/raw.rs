@@ -24,6 +24,42 @@ pub(crate) struct RawConfig {
     pub models: BTreeMap<String, RawModel>,
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub enabled: Option<bool>,
+    pub header: Option<String>,
+    pub store: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+}
+
+/// A virtual key as written in `[[auth.keys]]`, or sent to the admin API to make one
+/// (without `hash`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: Option<String>,
+    pub hash: Option<String>,
+    pub team: Option<String>,
+    pub routes: Option<Vec<String>>,
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: Vec<RawRate>,
+}
+
+/// A key's own limit: a rate limit without name, scope or routes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub requests: Option<u64>,
+    pub tokens: Option<u64>,
+    pub per: Option<HumanDuration>,
+    pub burst: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +219,8 @@ pub(crate) struct RawEndpoint {
     #[serde(default)]
     pub tags: Vec<String>,
     pub region: Option<String>,
+    pub api_key_env: Option<String>,
+    pub api_key_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -592,15 +592,20 @@ fn rate_limits_are_read_and_checked() {
     ));
     let l = &c.rate_limits;
     assert_eq!(
-        (l[0].unit, l[0].amount, l[0].burst, l[0].per),
+        (
+            l[0].rate.unit,
+            l[0].rate.amount,
+            l[0].rate.burst,
+            l[0].rate.per
+        ),
         (LimitUnit::Requests, 100, 10, Duration::from_secs(1))
     );
     assert_eq!(
-        (l[2].unit, l[2].amount, l[2].burst),
+        (l[2].rate.unit, l[2].rate.amount, l[2].rate.burst),
         (LimitUnit::Tokens, 90_000, 90_000)
     );
     assert_eq!(l[0].scope, LimitScope::ClientIp);
-    assert_eq!((l[1].name.as_str(), l[1].burst), ("limit-1", 1000));
+    assert_eq!((l[1].name.as_str(), l[1].rate.burst), ("limit-1", 1000));
     assert!(matches!(&l[1].scope, LimitScope::Header(h) if h == "x-team"));
     assert!(
         c.summary()
@@ -657,4 +662,99 @@ fn openai_routes_may_cap_the_prompt_size() {
         "name = \"chat\"\nmax_prompt_tokens = 0\n",
     ));
     assert_eq!(p[0].key.to_string(), "routes[0].max_prompt_tokens");
+}
+
+const HASH: &str = "blake3:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+#[test]
+fn virtual_keys_are_configured_by_hash_with_routes_models_and_limits() {
+    let c = parse_ok(&format!(
+        "{GOOD}\n[auth]\nenabled = true\nstore = \"keys.redb\"\n\n\
+         [[auth.keys]]\nname = \"checkout\"\nhash = \"{HASH}\"\nteam = \"shop\"\nroutes = [\"chat\"]\n\
+         models = [\"gpt-4o*\", \"o3\"]\nlimits = [{{ requests = 10, per = \"1s\" }}, {{ tokens = 9000, per = \"1m\", burst = 4000 }}]\n\n\
+         [[rate_limits]]\nscope = \"team\"\nrequests = 100\n"
+    ));
+    let a = &c.auth;
+    assert!(a.enabled);
+    assert_eq!(a.header, http::header::AUTHORIZATION);
+    assert_eq!(a.store.as_deref(), Some(std::path::Path::new("keys.redb")));
+    let k = &a.keys[0];
+    assert_eq!(
+        (k.name.as_str(), k.team.as_deref()),
+        ("checkout", Some("shop"))
+    );
+    assert_eq!(format_key_hash(&k.hash), HASH);
+    assert!(k.allows_route("chat") && !k.allows_route("route-1"));
+    assert!(k.allows_model(Some("gpt-4o-mini")) && k.allows_model(Some("o3")));
+    assert!(!k.allows_model(Some("o3-mini")) && k.allows_model(None));
+    assert_eq!(
+        k.limits[1],
+        Rate {
+            unit: LimitUnit::Tokens,
+            amount: 9000,
+            per: Duration::from_secs(60),
+            burst: 4000
+        }
+    );
+    assert_eq!(c.rate_limits[0].scope, LimitScope::Team);
+    assert!(
+        c.summary()
+            .contains("auth: virtual keys in authorization, 1 key(s)")
+    );
+    assert!(parse_ok(GOOD).summary().contains("auth: off"));
+
+    let p = parse_err(&format!(
+        "{GOOD}\n[auth]\nenabled = true\nheader = \"bad header\"\n\n\
+         [[auth.keys]]\nname = \"a\"\nhash = \"sha256:abc\"\n\n\
+         [[auth.keys]]\nname = \"a\"\nroutes = [\"nope\"]\nmodels = [\"g*x\"]\nlimits = [{{ requests = 0 }}]\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "auth.header",
+            "auth.keys[0].hash",
+            "auth.keys[1].hash",
+            "auth.keys[1].routes[0]",
+            "auth.keys[1].models[0]",
+            "auth.keys[1].limits[0].requests",
+            "auth.keys[1].name"
+        ]
+    );
+    assert!(p[2].message.contains("never written in plain text"));
+    assert!(p[6].message.contains("duplicate key name"));
+    let p = parse_err(&format!("{GOOD}\n[auth]\nenabled = true\n"));
+    assert_eq!(p[0].key.to_string(), "auth.enabled");
+}
+
+#[test]
+fn upstream_keys_come_from_the_environment_and_are_never_shown() {
+    let src = GOOD.replace(
+        "name = \"b\" }",
+        "name = \"b\", api_key_env = \"UP_KEY\", api_key_header = \"x-api-key\" }",
+    );
+    let env = [("UP_KEY".to_string(), "sk-canary-123".to_string())];
+    let c = parse(&src, "flowgate.toml", env).unwrap();
+    let k = c.pools[0].endpoints[1].api_key.as_ref().unwrap();
+    assert_eq!(
+        (k.header.as_str(), k.secret.expose()),
+        ("x-api-key", "sk-canary-123")
+    );
+    let shown = format!("{c:?}\n{}", c.summary());
+    assert!(!shown.contains("sk-canary"), "{shown}");
+    assert!(
+        c.summary().contains("b (key $UP_KEY in x-api-key)"),
+        "{}",
+        c.summary()
+    );
+
+    let p = parse_err(&src);
+    assert_eq!(p[0].key.to_string(), "pools.llm.endpoints[1].api_key_env");
+    assert!(
+        p[0].message.contains("UP_KEY is not set"),
+        "{}",
+        p[0].message
+    );
+    let p = parse_env_err(&src, &[("UP_KEY", "bad\nvalue-canary")]);
+    assert!(p[0].message.contains("cannot carry") && !p[0].message.contains("canary"));
 }

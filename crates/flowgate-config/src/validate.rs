@@ -10,14 +10,15 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
 use crate::model::{
-    CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig,
-    RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind, ServerConfig,
-    WarmConfig,
+    AuthConfig, CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig,
+    EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch,
+    PoolConfig, Rate, RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind,
+    Secret, ServerConfig, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
-    RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache, RawEndpoint,
-    RawModel, RawPool, RawRateLimit, RawRedisCache, RawRoute, RawRouteCache, RawRouteKind, RawWarm,
+    RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache,
+    RawEndpoint, RawKey, RawModel, RawPool, RawRate, RawRateLimit, RawRedisCache, RawRoute,
+    RawRouteCache, RawRouteKind, RawWarm,
 };
 use crate::units::HumanDuration;
 
@@ -59,7 +60,11 @@ pub mod defaults {
 
 pub(crate) type Found = Vec<(KeyPath, String)>;
 
-pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
+pub(crate) fn validate(
+    raw: RawConfig,
+    origin: &str,
+    env: &[(String, String)],
+) -> Result<Config, Found> {
     let mut found = Found::new();
     let root = KeyPath::default();
 
@@ -138,7 +143,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
     let mut pools = Vec::new();
     for (name, p) in raw.pools {
         let key = root.clone().key("pools").key(&name);
-        if let Some(pool) = pool(name, p, &key, &mut found) {
+        if let Some(pool) = pool(name, p, &key, env, &mut found) {
             pools.push(Arc::new(pool));
         }
     }
@@ -170,6 +175,13 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
         &root.clone().key("rate_limits"),
         &mut found,
     );
+    let auth = auth(
+        &raw.auth,
+        origin,
+        &route_kinds,
+        &root.clone().key("auth"),
+        &mut found,
+    );
 
     if found.is_empty() {
         Ok(Config {
@@ -181,6 +193,7 @@ pub(crate) fn validate(raw: RawConfig, origin: &str) -> Result<Config, Found> {
             cache,
             models,
             rate_limits,
+            auth,
         })
     } else {
         Err(found)
@@ -215,6 +228,8 @@ fn rate_limits(
             Some("ip") => Some(LimitScope::ClientIp),
             Some("route") => Some(LimitScope::Route),
             Some("model") => Some(LimitScope::Model),
+            Some("key") => Some(LimitScope::Key),
+            Some("team") => Some(LimitScope::Team),
             Some(s) => match s
                 .strip_prefix("header:")
                 .map(|h| HeaderName::from_bytes(h.as_bytes()))
@@ -224,47 +239,24 @@ fn rate_limits(
                     found.push((
                         key.clone().key("scope"),
                         format!(
-                            "unknown scope {s:?}: expected \"global\", \"ip\", \"route\", \"model\" or \"header:NAME\""
+                            "unknown scope {s:?}: expected \"global\", \"ip\", \"route\", \"model\", \"key\", \"team\" or \"header:NAME\""
                         ),
                     ));
                     None
                 }
             },
         };
-        let (unit, amount) = match (r.requests, r.tokens) {
-            (Some(n), None) => (LimitUnit::Requests, n),
-            (None, Some(n)) => (LimitUnit::Tokens, n),
-            (Some(n), Some(_)) => {
-                found.push((
-                    key.clone().key("tokens"),
-                    "set either `requests` or `tokens`, not both (use two limits for both)".into(),
-                ));
-                (LimitUnit::Requests, n)
-            }
-            (None, None) => (LimitUnit::Requests, 0),
-        };
-        if amount == 0 {
-            found.push((
-                key.clone().key(unit.as_str()),
-                "missing or 0: the number of requests (`requests`) or tokens (`tokens`) allowed per `per`"
-                    .into(),
-            ));
-        }
-        let per = dur(r.per, Duration::from_secs(1));
-        if per.is_zero() || (amount > 0 && per.as_nanos() < u128::from(amount)) {
-            found.push((
-                key.clone().key("per"),
-                format!(
-                    "{} is out of range: expected more than 0 and at most one {} per nanosecond",
-                    crate::format_duration(per),
-                    unit.as_str().trim_end_matches('s')
-                ),
-            ));
-        }
-        let burst = r.burst.unwrap_or(amount);
-        if burst == 0 {
-            found.push((key.clone().key("burst"), "must be at least 1".into()));
-        }
+        let rate = rate(
+            &RawRate {
+                requests: r.requests,
+                tokens: r.tokens,
+                per: r.per,
+                burst: r.burst,
+            },
+            &key,
+            found,
+        );
+        let unit = rate.unit;
         let routes = r.routes.clone().unwrap_or_default();
         for (j, route) in routes.iter().enumerate() {
             match route_kinds.get(route) {
@@ -285,15 +277,237 @@ fn rate_limits(
             out.push(RateLimitConfig {
                 name,
                 scope,
-                unit,
-                amount,
-                per,
-                burst,
+                rate,
                 routes,
             });
         }
     }
     out
+}
+
+/// A limit's rate: `requests` or `tokens` (one of them, at least 1) per `per` (at most one
+/// unit per nanosecond), `burst` at once (default: the amount).
+fn rate(r: &RawRate, key: &KeyPath, found: &mut Found) -> Rate {
+    let (unit, amount) = match (r.requests, r.tokens) {
+        (Some(n), None) => (LimitUnit::Requests, n),
+        (None, Some(n)) => (LimitUnit::Tokens, n),
+        (Some(n), Some(_)) => {
+            found.push((
+                key.clone().key("tokens"),
+                "set either `requests` or `tokens`, not both (use two limits for both)".into(),
+            ));
+            (LimitUnit::Requests, n)
+        }
+        (None, None) => (LimitUnit::Requests, 0),
+    };
+    if amount == 0 {
+        found.push((
+            key.clone().key(unit.as_str()),
+            "missing or 0: the number of requests (`requests`) or tokens (`tokens`) allowed per `per`"
+                .into(),
+        ));
+    }
+    let per = dur(r.per, Duration::from_secs(1));
+    if per.is_zero() || (amount > 0 && per.as_nanos() < u128::from(amount)) {
+        found.push((
+            key.clone().key("per"),
+            format!(
+                "{} is out of range: expected more than 0 and at most one {} per nanosecond",
+                crate::format_duration(per),
+                unit.as_str().trim_end_matches('s')
+            ),
+        ));
+    }
+    let burst = r.burst.unwrap_or(amount);
+    if r.burst == Some(0) {
+        found.push((key.clone().key("burst"), "must be at least 1".into()));
+    }
+    Rate {
+        unit,
+        amount,
+        per,
+        burst,
+    }
+}
+
+/// `[auth]`: the key header, the store, and `[[auth.keys]]`, each with a unique name, a
+/// `blake3:` hash, routes that exist, model patterns and limits.
+fn auth(
+    raw: &RawAuth,
+    origin: &str,
+    route_kinds: &BTreeMap<String, RouteKind>,
+    key: &KeyPath,
+    found: &mut Found,
+) -> AuthConfig {
+    let header = match raw.header.as_deref() {
+        None => http::header::AUTHORIZATION,
+        Some(h) => HeaderName::from_bytes(h.as_bytes()).unwrap_or_else(|_| {
+            found.push((
+                key.clone().key("header"),
+                format!("invalid header name {h:?}"),
+            ));
+            http::header::AUTHORIZATION
+        }),
+    };
+    let store = raw.store.as_deref().map(|p| relative_to(origin, p));
+    let mut keys: Vec<KeyConfig> = Vec::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        let kk = key.clone().key("keys").index(i);
+        let v = virtual_key(k, &kk, route_kinds, true, found);
+        if keys.iter().any(|o| o.name == v.name) {
+            found.push((
+                kk.clone().key("name"),
+                format!("duplicate key name {:?}", v.name),
+            ));
+        }
+        if k.hash.is_some() && keys.iter().any(|o| o.hash == v.hash) {
+            found.push((
+                kk.clone().key("hash"),
+                "the same key is listed twice".into(),
+            ));
+        }
+        keys.push(v);
+    }
+    let enabled = raw.enabled.unwrap_or(false);
+    if enabled && keys.is_empty() && store.is_none() {
+        found.push((
+            key.clone().key("enabled"),
+            "no key could ever pass: add [[auth.keys]] or an auth.store for keys made through the admin API".into(),
+        ));
+    }
+    AuthConfig {
+        enabled,
+        header,
+        store,
+        keys,
+    }
+}
+
+/// One virtual key: a valid name, a `blake3:` hash (when `hash_required`; keys made
+/// through the API get theirs), routes that exist, model patterns and limits.
+pub(crate) fn virtual_key(
+    k: &RawKey,
+    kk: &KeyPath,
+    route_kinds: &BTreeMap<String, RouteKind>,
+    hash_required: bool,
+    found: &mut Found,
+) -> KeyConfig {
+    let name = k.name.clone().unwrap_or_default();
+    if !valid_name(&name) {
+        found.push((
+            kk.clone().key("name"),
+            format!("invalid or missing name {name:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let hash = match k
+        .hash
+        .as_deref()
+        .map(|h| (h, crate::model::parse_key_hash(h)))
+    {
+        Some((_, Some(h))) => h,
+        Some((h, None)) => {
+            found.push((
+                kk.clone().key("hash"),
+                format!(
+                    "{:?} is not a key hash: expected \"blake3:\" and 64 hex digits (`flowgate key` makes a key and its hash)",
+                    h.chars().take(16).collect::<String>()
+                ),
+            ));
+            [0; 32]
+        }
+        None if hash_required => {
+            found.push((
+                kk.clone().key("hash"),
+                "missing: the key's hash, \"blake3:HEX\" (`flowgate key` makes a key and its hash); keys are never written in plain text".into(),
+            ));
+            [0; 32]
+        }
+        None => [0; 32],
+    };
+    if let Some(team) = &k.team
+        && !valid_name(team)
+    {
+        found.push((
+            kk.clone().key("team"),
+            format!("invalid team {team:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let routes = k.routes.clone().unwrap_or_default();
+    for (j, r) in routes.iter().enumerate() {
+        if !route_kinds.contains_key(r) {
+            found.push((
+                kk.clone().key("routes").index(j),
+                format!("unknown route {r:?}"),
+            ));
+        }
+    }
+    let models = k.models.clone().unwrap_or_default();
+    for (j, m) in models.iter().enumerate() {
+        if m.is_empty() || m.strip_suffix('*').unwrap_or(m).contains('*') {
+            found.push((
+                kk.clone().key("models").index(j),
+                format!("{m:?}: a model name, or a prefix ending in '*'"),
+            ));
+        }
+    }
+    let limits = k
+        .limits
+        .iter()
+        .enumerate()
+        .map(|(j, r)| rate(r, &kk.clone().key("limits").index(j), found))
+        .collect();
+    KeyConfig {
+        name,
+        hash,
+        team: k.team.clone(),
+        routes,
+        models,
+        limits,
+    }
+}
+
+/// `api_key_env`: the variable must be set to a value a header can carry; `api_key_header`
+/// (default `authorization`) must be a header name. The value is never put in a message.
+fn upstream_key(
+    e: &RawEndpoint,
+    key: &KeyPath,
+    env: &[(String, String)],
+    found: &mut Found,
+) -> Option<UpstreamKey> {
+    let var = e.api_key_env.as_deref()?;
+    let header = match e.api_key_header.as_deref() {
+        None => http::header::AUTHORIZATION,
+        Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
+            Ok(h) => h,
+            Err(_) => {
+                found.push((
+                    key.clone().key("api_key_header"),
+                    format!("invalid header name {h:?}"),
+                ));
+                return None;
+            }
+        },
+    };
+    let Some((_, value)) = env.iter().find(|(k, _)| k == var) else {
+        found.push((
+            key.clone().key("api_key_env"),
+            format!("environment variable {var} is not set"),
+        ));
+        return None;
+    };
+    if value.is_empty() || HeaderValue::from_str(value).is_err() {
+        found.push((
+            key.clone().key("api_key_env"),
+            format!(
+                "environment variable {var} is empty or holds characters a header cannot carry"
+            ),
+        ));
+        return None;
+    }
+    Some(UpstreamKey {
+        header,
+        secret: Secret::new(var, value.as_str()),
+    })
 }
 
 /// `[models."name"]`: prices, both required, finite and not negative.
@@ -814,7 +1028,13 @@ fn addr(v: Option<&str>, default: &str, key: &KeyPath, found: &mut Found) -> Soc
     }
 }
 
-fn pool(name: String, p: RawPool, key: &KeyPath, found: &mut Found) -> Option<PoolConfig> {
+fn pool(
+    name: String,
+    p: RawPool,
+    key: &KeyPath,
+    env: &[(String, String)],
+    found: &mut Found,
+) -> Option<PoolConfig> {
     let before = found.len();
     if !valid_name(&name) {
         found.push((
@@ -832,7 +1052,7 @@ fn pool(name: String, p: RawPool, key: &KeyPath, found: &mut Found) -> Option<Po
     let mut names = BTreeSet::new();
     for (i, e) in p.endpoints.into_iter().enumerate() {
         let ek = key.clone().key("endpoints").index(i);
-        if let Some(ep) = endpoint(e, &ek, found) {
+        if let Some(ep) = endpoint(e, &ek, env, found) {
             if !names.insert(ep.name.clone()) {
                 found.push((
                     ek,
@@ -879,7 +1099,13 @@ fn pool(name: String, p: RawPool, key: &KeyPath, found: &mut Found) -> Option<Po
     })
 }
 
-fn endpoint(e: RawEndpoint, key: &KeyPath, found: &mut Found) -> Option<EndpointConfig> {
+fn endpoint(
+    e: RawEndpoint,
+    key: &KeyPath,
+    env: &[(String, String)],
+    found: &mut Found,
+) -> Option<EndpointConfig> {
+    let api_key = upstream_key(&e, key, env, found);
     let url_key = key.clone().key("url");
     let uri: Uri = match e.url.parse() {
         Ok(u) => u,
@@ -943,6 +1169,7 @@ fn endpoint(e: RawEndpoint, key: &KeyPath, found: &mut Found) -> Option<Endpoint
         weight,
         tags: e.tags,
         region: e.region,
+        api_key,
     })
 }
 

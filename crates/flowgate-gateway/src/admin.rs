@@ -1,6 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus), `/health`, `/ready`, and the JSON API under
-//! `/api/v1/performance/...`. It runs on its own port so that it can be firewalled apart
-//! from the data plane.
+//! The admin listener: `/metrics` (Prometheus), `/health`, `/ready`, the JSON API under
+//! `/api/v1/performance/...` and key management under `/api/v1/keys`. It runs on its own
+//! port so that it can be firewalled apart from the data plane.
 
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
             "/api/v1/performance/cache/warm",
             get(cache_warm_status).post(cache_warm),
         )
+        .merge(crate::admin_keys::routes())
         .fallback(not_found)
         .with_state(gw)
 }
@@ -99,7 +100,7 @@ async fn performance(State(gw): State<Arc<Gateway>>) -> Response {
     }
 }
 
-fn client_error(status: StatusCode, message: &str, code: &str) -> Response {
+pub(crate) fn client_error(status: StatusCode, message: &str, code: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use flowgate_admission::{Decision, LocalLimiter, Quota};
 use flowgate_clock::SharedClock;
-use flowgate_config::{Config, LimitScope, LimitUnit, RateLimitConfig};
+use flowgate_config::{Config, KeyConfig, LimitScope, LimitUnit, Rate, RateLimitConfig};
 use flowgate_cost::{Estimate, Meter};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -45,8 +45,41 @@ static FIELDS: [[HeaderName; 3]; 2] = [
 #[derive(Debug)]
 pub struct Limit {
     name: Arc<str>,
-    cfg: RateLimitConfig,
+    scope: LimitScope,
+    rate: Rate,
+    /// The routes it applies to (empty: all).
+    routes: Vec<String>,
     quota: Quota,
+}
+
+impl Limit {
+    fn new(name: &str, scope: LimitScope, rate: Rate, routes: Vec<String>) -> Option<Limit> {
+        // Validation guarantees a quota GCRA can keep.
+        let quota = Quota::new(rate.amount, rate.per, rate.burst).ok()?;
+        Some(Limit {
+            name: Arc::from(name),
+            scope,
+            rate,
+            routes,
+            quota,
+        })
+    }
+
+    /// The limits of a virtual key (its own: counted for it alone, on every route).
+    pub fn of_key(key: &KeyConfig) -> Vec<Limit> {
+        key.limits
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                Limit::new(
+                    &format!("key:{}#{i}", key.name),
+                    LimitScope::Key,
+                    *r,
+                    vec![],
+                )
+            })
+            .collect()
+    }
 }
 
 /// The limits of one config.
@@ -54,14 +87,8 @@ pub fn compile(config: &Config) -> Vec<Limit> {
     config
         .rate_limits
         .iter()
-        .filter_map(|l| {
-            // Validation guarantees a quota GCRA can keep.
-            let quota = Quota::new(l.amount, l.per, l.burst).ok()?;
-            Some(Limit {
-                name: Arc::from(l.name.as_str()),
-                cfg: l.clone(),
-                quota,
-            })
+        .filter_map(|l: &RateLimitConfig| {
+            Limit::new(&l.name, l.scope.clone(), l.rate, l.routes.clone())
         })
         .collect()
 }
@@ -156,10 +183,12 @@ impl Admission {
     /// Counts a request against every limit of `limits` that applies to `route`: one
     /// request, or the tokens of `estimate` (read at most once, only for a token limit).
     /// The tightest limits' state, or the 429 of the first that refuses.
-    pub fn admit(
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit<'l>(
         &self,
-        limits: &[Limit],
+        limits: impl Iterator<Item = &'l Limit>,
         route: &RouteEntry,
+        caller: Option<&KeyConfig>,
         headers: &HeaderMap,
         peer: &Peer,
         model: impl FnOnce() -> Option<String>,
@@ -172,10 +201,10 @@ impl Admission {
         let mut counted: Vec<(Quota, Key, u64, LimitUnit)> = Vec::new();
         let mut state = RateState::default();
         for l in limits {
-            if !l.cfg.routes.is_empty() && !l.cfg.routes.iter().any(|r| **r == *route.name) {
+            if !l.routes.is_empty() && !l.routes.iter().any(|r| **r == *route.name) {
                 continue;
             }
-            let unit = l.cfg.unit;
+            let unit = l.rate.unit;
             let cost = match unit {
                 LimitUnit::Requests => 1,
                 // Token limits apply to openai routes (validation keeps them off http ones).
@@ -197,7 +226,7 @@ impl Admission {
                     (None, None) => 0,
                 },
             };
-            let value = match &l.cfg.scope {
+            let value = match &l.scope {
                 LimitScope::Global => String::new(),
                 LimitScope::ClientIp => peer.addr.ip().to_string(),
                 LimitScope::Route => route.name.to_string(),
@@ -206,6 +235,8 @@ impl Admission {
                     .get(h)
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .unwrap_or_default(),
+                LimitScope::Key => caller.map(|k| k.name.clone()).unwrap_or_default(),
+                LimitScope::Team => caller.and_then(|k| k.team.clone()).unwrap_or_default(),
             };
             let key = (l.name.clone(), value);
             match self.limiter.check(&key, &l.quota, cost) {
@@ -215,7 +246,7 @@ impl Admission {
                     state.tighten(
                         unit,
                         Tally {
-                            limit: l.cfg.amount,
+                            limit: l.rate.amount,
                             remaining,
                             reset,
                         },
@@ -232,15 +263,15 @@ impl Admission {
                         limit: l.name.to_string(),
                         value: key.1,
                         unit,
-                        amount: l.cfg.amount,
-                        per: l.cfg.per,
+                        amount: l.rate.amount,
+                        per: l.rate.per,
                         needed: cost,
-                        burst: l.cfg.burst,
+                        burst: l.rate.burst,
                         retry_after,
                         state: RateState::of(
                             unit,
                             Tally {
-                                limit: l.cfg.amount,
+                                limit: l.rate.amount,
                                 remaining,
                                 reset,
                             },

@@ -43,6 +43,15 @@ pub enum ProxyError {
     NoEndpoint { pool: String },
     #[error("{0}")]
     RateLimited(Box<crate::admission::Refusal>),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("API key {key} may not use {what} {name:?}")]
+    NotAllowed {
+        key: String,
+        /// `route` or `model`.
+        what: &'static str,
+        name: String,
+    },
     #[error(
         "the prompt is about {estimated} tokens, more than this route's limit of {limit} \
          (estimated without a tokenizer: about 4 characters a token)"
@@ -71,6 +80,8 @@ impl ProxyError {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::NotAllowed { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -104,6 +115,9 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::NoEndpoint { .. } => "no_healthy_upstream",
             ProxyError::RateLimited(_) => "rate_limit_exceeded",
+            ProxyError::Unauthorized(_) => "invalid_api_key",
+            ProxyError::NotAllowed { what: "model", .. } => "model_not_allowed",
+            ProxyError::NotAllowed { .. } => "route_not_allowed",
         }
     }
 

@@ -19,6 +19,7 @@ use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::admission::{Admission, RateState};
+use crate::auth::Auth;
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
@@ -49,6 +50,8 @@ pub struct Gateway {
     warming: Warming,
     /// The counts of the request rate limits.
     admission: Admission,
+    /// The key store and the keys made through the admin API.
+    auth: Auth,
 }
 
 /// What the request flow learned, for the response headers and the telemetry record.
@@ -106,6 +109,8 @@ impl Gateway {
             None
         };
         let keep = if cache.is_some() { c.warm.keep } else { 0 };
+        let auth = Auth::open(config.auth.store.as_deref())
+            .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
         let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics());
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
         let admission = Admission::new(clock.clone());
@@ -123,6 +128,7 @@ impl Gateway {
             cache,
             warming: Warming::new(keep),
             admission,
+            auth,
         }))
     }
 
@@ -138,6 +144,15 @@ impl Gateway {
     /// Forgets rate-limit counts that are back to their full burst; how many are kept.
     pub fn sweep_rate_limits(&self) -> usize {
         self.admission.sweep()
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The wall-clock time, in Unix milliseconds (from the gateway's clock).
+    pub(crate) fn unix_millis(&self) -> u64 {
+        self.clock.unix_millis()
     }
 
     pub(crate) fn warming(&self) -> &Warming {
@@ -192,6 +207,9 @@ impl Gateway {
             );
         }
         let (was, now) = (&old.config.cache, &config.cache);
+        if old.config.auth.store != config.auth.store {
+            tracing::warn!("auth.store changed in the new config; it takes effect after a restart");
+        }
         let tiers = |c: &flowgate_config::CacheConfig| {
             (c.enabled, c.memory_bytes, c.disk.clone(), c.redis.clone())
         };
@@ -291,6 +309,22 @@ impl Gateway {
         out.pool = Some(route.upstream.name.clone());
 
         let (mut parts, incoming) = req.into_parts();
+        let auth = &rt.config.auth;
+        let caller = if auth.enabled {
+            let caller = self.auth.authenticate(auth, &rt.keys, &parts.headers)?;
+            if !caller.key.allows_route(&route.name) {
+                return Err(ProxyError::NotAllowed {
+                    key: caller.key.name.clone(),
+                    what: "route",
+                    name: route.name.to_string(),
+                });
+            }
+            // The client's key stops here: the upstream gets the pool's own credential.
+            parts.headers.remove(&auth.header);
+            Some(caller)
+        } else {
+            None
+        };
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -318,8 +352,18 @@ impl Gateway {
             }
             RouteKind::Http => Err(incoming),
         };
-        // The prompt-size guard, before anything is counted.
         let body = whole.as_ref().ok();
+        if let Some(c) = caller.as_ref().filter(|c| !c.key.models.is_empty()) {
+            let model = body.and_then(|b| caching::model_of(b));
+            if !c.key.allows_model(model.as_deref()) {
+                return Err(ProxyError::NotAllowed {
+                    key: c.key.name.clone(),
+                    what: "model",
+                    name: model.unwrap_or_default(),
+                });
+            }
+        }
+        // The prompt-size guard, before anything is counted.
         let mut estimate = None;
         if let (Some(limit), Some(b)) = (route.cfg.max_prompt_tokens, body) {
             let e = crate::openai::estimate(b)?;
@@ -334,10 +378,12 @@ impl Gateway {
         // Rate limits, before the cache: a limited client is limited for hits too (a hit's
         // reserved tokens are given back: it cost the upstream nothing).
         let mut tokens = None;
-        if !rt.rate_limits.is_empty() {
+        let key_limits = caller.as_ref().map_or(&[][..], |c| &c.limits[..]);
+        if !rt.rate_limits.is_empty() || !key_limits.is_empty() {
             let admitted = self.admission.admit(
-                &rt.rate_limits,
+                rt.rate_limits.iter().chain(key_limits),
                 route,
+                caller.as_ref().map(|c| &c.key),
                 &parts.headers,
                 peer,
                 || body.and_then(|b| caching::model_of(b)),
@@ -588,7 +634,8 @@ impl Gateway {
         let ep = lease.endpoint().clone();
         let forwarded_for = headers::forwarded_for(&parts.headers, peer);
         let fields =
-            UpstreamFields::new(&parts.headers, &ep.host_header, &forwarded_for, request_id);
+            UpstreamFields::new(&parts.headers, &ep.host_header, &forwarded_for, request_id)
+                .with_credential(ep.credential.as_ref());
         let target = upstream_target(&ep, &parts.uri);
         let head = RequestHead {
             method: &parts.method,

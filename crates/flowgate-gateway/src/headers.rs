@@ -92,7 +92,7 @@ pub fn forwarded_for<'a>(h: &HeaderMap, client: &'a Peer) -> Cow<'a, [u8]> {
 /// request id. Written by the head encoder, so the client's header map is never grown.
 #[derive(Debug)]
 pub struct UpstreamFields<'a> {
-    fields: [(&'static HeaderName, &'a [u8]); 5],
+    fields: [(&'a HeaderName, &'a [u8]); 6],
     len: usize,
 }
 
@@ -105,11 +105,12 @@ impl<'a> UpstreamFields<'a> {
         forwarded_for: &'a [u8],
         request_id: &'a HeaderValue,
     ) -> Self {
-        let mut fields: [(&'static HeaderName, &'a [u8]); 5] = [
+        let mut fields: [(&'a HeaderName, &'a [u8]); 6] = [
             (&header::HOST, upstream_host.as_bytes()),
             (&FORWARDED_FOR, forwarded_for),
             (&FORWARDED_PROTO, b"http"),
             (&REQUEST_ID, request_id.as_bytes()),
+            (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
         ];
         // Without a client `Host` the client's own `X-Forwarded-Host`, if any, passes.
@@ -123,7 +124,16 @@ impl<'a> UpstreamFields<'a> {
         UpstreamFields { fields, len }
     }
 
-    pub fn as_slice(&self) -> &[(&'static HeaderName, &'a [u8])] {
+    /// Adds the endpoint's own credential, replacing the client's field of that name.
+    pub fn with_credential(mut self, c: Option<&'a (HeaderName, HeaderValue)>) -> Self {
+        if let Some((name, value)) = c {
+            self.fields[self.len] = (name, value.as_bytes());
+            self.len += 1;
+        }
+        self
+    }
+
+    pub fn as_slice(&self) -> &[(&'a HeaderName, &'a [u8])] {
         &self.fields[..self.len]
     }
 }
@@ -221,6 +231,15 @@ mod tests {
         let f = UpstreamFields::new(&h, &upstream, b"1.2.3.4", &id);
         assert_eq!(f.as_slice()[4], (&FORWARDED_HOST, &b"client.example"[..]));
         assert_eq!(f.as_slice()[0].1, b"up:80");
+        let key = (
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-1"),
+        );
+        let f = UpstreamFields::new(&h, &upstream, b"1.2.3.4", &id).with_credential(Some(&key));
+        assert_eq!(
+            f.as_slice()[5],
+            (&header::AUTHORIZATION, &b"Bearer sk-1"[..])
+        );
     }
 
     #[test]

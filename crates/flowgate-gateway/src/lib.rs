@@ -8,7 +8,9 @@
 //! JSON. Each request leaves one record for telemetry. See `docs/architecture.md`.
 
 mod admin;
+mod admin_keys;
 mod admission;
+mod auth;
 mod body;
 mod cache_metrics;
 mod caching;

@@ -19,6 +19,9 @@ pub struct Runtime {
     pub upstreams: Vec<Arc<Upstream>>,
     /// The request rate limits (their counts live in the gateway).
     pub rate_limits: Vec<crate::admission::Limit>,
+    /// The virtual keys written in the config (those made through the API live in the
+    /// gateway).
+    pub keys: crate::auth::Callers,
 }
 
 impl Runtime {
@@ -58,6 +61,7 @@ impl Runtime {
             .collect();
         Runtime {
             rate_limits: crate::admission::compile(&config),
+            keys: crate::auth::config_keys(&config),
             config: Arc::new(config),
             router: Router::new(routes),
             upstreams,

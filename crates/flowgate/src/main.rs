@@ -1,4 +1,4 @@
-//! The flowgate command line: `serve`, `check`, `demo` and `sim`.
+//! The flowgate command line: `serve`, `check`, `demo`, `sim` and `key`.
 
 mod demo;
 mod sim;
@@ -38,6 +38,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run one simulated OpenAI-compatible upstream.
     Sim(sim::SimArgs),
+    /// Make a new virtual API key: prints the key (give it to the client; it is not kept)
+    /// and the `hash` line for `[[auth.keys]]`.
+    Key,
 }
 
 fn main() -> ExitCode {
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
         Command::Serve { .. } | Command::Sim(_) => "info",
         // The demo prints its own report; per-request warnings would bury it.
         Command::Demo(_) => "error",
-        Command::Check { .. } => "warn",
+        Command::Check { .. } | Command::Key => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -61,6 +64,13 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
         Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
+        Command::Key => {
+            let key = flowgate_admission::keys::generate();
+            let hash = flowgate_admission::keys::hash(key.as_bytes());
+            println!("key:  {key}");
+            println!("hash = \"{}\"", flowgate_config::format_key_hash(&hash));
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use flowgate_clock::SharedClock;
 use flowgate_config::{EndpointConfig, PoolConfig};
 use flowgate_telemetry::{EndpointLabels, Metrics};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
@@ -40,6 +40,8 @@ pub struct Endpoint {
     pub name_header: HeaderValue,
     /// The `Host` header requests to this endpoint carry.
     pub host_header: HeaderValue,
+    /// The credential requests to this endpoint carry (`api_key_env`), marked sensitive.
+    pub credential: Option<(HeaderName, HeaderValue)>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// Idle connections, one stack per worker (shard 0 also serves non-worker threads).
@@ -109,6 +111,19 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// `Bearer SECRET` in `Authorization`, the secret as is in another header.
+fn credential(k: &flowgate_config::UpstreamKey) -> Option<(HeaderName, HeaderValue)> {
+    let value = if k.header == http::header::AUTHORIZATION {
+        HeaderValue::from_str(&format!("Bearer {}", k.secret.expose()))
+    } else {
+        HeaderValue::from_str(k.secret.expose())
+    };
+    // Validation checked the secret can be a header value.
+    let mut value = value.ok()?;
+    value.set_sensitive(true);
+    Some((k.header.clone(), value))
+}
+
 impl Endpoint {
     /// A new endpoint with `shards` idle stacks (one per data-plane worker).
     pub fn new(
@@ -127,6 +142,7 @@ impl Endpoint {
             name: Arc::from(cfg.name.as_str()),
             name_header: header_value(&cfg.name),
             host_header: header_value(&cfg.authority),
+            credential: cfg.api_key.as_ref().and_then(credential),
             cfg,
             connect_timeout: pool.connect_timeout,
             idle_timeout: pool.idle_timeout,
