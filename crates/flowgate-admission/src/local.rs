@@ -59,10 +59,14 @@ impl<K: Hash + Eq + Clone> LocalLimiter<K> {
             // were it to, admitting is the answer that loses no traffic.
             return quota.decide(0, now, cost);
         };
-        let tat = map.get(key).copied().unwrap_or(0);
-        let d = quota.decide(tat, now, cost);
+        let slot = map.get_mut(key);
+        let d = quota.decide(slot.as_deref().copied().unwrap_or(0), now, cost);
         if let Decision::Admit { tat, .. } = d {
-            map.insert(key.clone(), tat);
+            // A key seen before is updated in place: no copy of it per request.
+            match slot {
+                Some(t) => *t = tat,
+                None => _ = map.insert(key.clone(), tat),
+            }
         }
         d
     }
@@ -72,8 +76,10 @@ impl<K: Hash + Eq + Clone> LocalLimiter<K> {
     pub fn settle(&self, key: &K, quota: &Quota, reserved: u64, actual: u64) {
         let now = self.now();
         if let Ok(mut map) = self.shard(key).lock() {
-            let tat = map.get(key).copied().unwrap_or(0);
-            map.insert(key.clone(), quota.settle(tat, now, reserved, actual));
+            match map.get_mut(key) {
+                Some(t) => *t = quota.settle(*t, now, reserved, actual),
+                None => _ = map.insert(key.clone(), quota.settle(0, now, reserved, actual)),
+            }
         }
     }
 
