@@ -16,11 +16,8 @@ pub struct CachedResponse {
     pub usage: Usage,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
+/// Tokens an answer was billed, as `flowgate-cost` reads them.
+pub use flowgate_cost::Usage;
 
 impl CachedResponse {
     /// Bytes it occupies, for the memory bound.

@@ -354,7 +354,7 @@ fn store(cache: &Cache, cfg: &LayerConfig, leader: Leader, answer: &Answer, plan
             if !json {
                 return;
             }
-            crate::openai::usage_of(&answer.body)
+            flowgate_cost::usage_of(&answer.body).unwrap_or_default()
         }
         KeyKind::Http { headers, .. } => {
             match wire::origin_allows(&answer.head.headers, headers) {

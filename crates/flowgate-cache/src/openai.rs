@@ -16,7 +16,6 @@ use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::entry::Usage;
 use crate::key::{Canon, KeyBuilder, Name, Top};
 
 /// Makes [`OpenAiRequest`] from the fields that change the answer and the delivery fields
@@ -212,28 +211,6 @@ impl KeyMemo {
         let key = OpenAiRequest::parse(body)?.into_key();
         *slot = Some((body.into(), key.clone()));
         Ok(key)
-    }
-}
-
-/// The `usage` an OpenAI response reports (zero when it has none).
-pub fn usage_of(body: &[u8]) -> Usage {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        usage: Option<RawUsage>,
-    }
-    #[derive(serde::Deserialize)]
-    struct RawUsage {
-        #[serde(default)]
-        prompt_tokens: u64,
-        #[serde(default)]
-        completion_tokens: u64,
-    }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(Body { usage: Some(u) }) => Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        },
-        _ => Usage::default(),
     }
 }
 

@@ -10,15 +10,14 @@
 //! complete: `[DONE]` arrived and every choice has a `finish_reason`.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use flowgate_cost::sse::Events;
 use serde_json::{Map, Value, json};
 
 /// Builds the non-streaming answer from the bytes of an SSE response, fed as they arrive.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    /// An incomplete line carried to the next chunk.
-    partial: Vec<u8>,
-    /// The lines of the current event's `data` fields.
-    data: Vec<u8>,
+    /// The stream, split into events.
+    events: Events,
     /// Top-level fields of the last chunk (`id`, `model`, ...).
     top: Map<String, Value>,
     /// Merged choices, by `index`.
@@ -36,43 +35,16 @@ impl Assembler {
 
     /// Feeds the next bytes of the stream.
     pub fn push(&mut self, mut chunk: &[u8]) {
-        if self.broken {
-            return;
+        while !self.broken
+            && let Some(data) = self.events.next(&mut chunk)
+        {
+            self.dispatch(&data);
         }
-        while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
-            let (line, rest) = chunk.split_at(nl);
-            chunk = &rest[1..];
-            if self.partial.is_empty() {
-                self.line(line);
-            } else {
-                let mut l = std::mem::take(&mut self.partial);
-                l.extend_from_slice(line);
-                self.line(&l);
-            }
-        }
-        self.partial.extend_from_slice(chunk);
     }
 
-    fn line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            self.dispatch();
-        } else if let Some(v) = line.strip_prefix(b"data:") {
-            if !self.data.is_empty() {
-                self.data.push(b'\n');
-            }
-            self.data
-                .extend_from_slice(v.strip_prefix(b" ").unwrap_or(v));
-        }
-        // `event:`, `id:`, `retry:` and comments do not change the answer.
-    }
-
-    /// One complete event.
-    fn dispatch(&mut self) {
-        let data = std::mem::take(&mut self.data);
-        if data.is_empty() {
-            return;
-        }
+    /// One complete event (`event:`, `id:`, `retry:` and comments do not change the
+    /// answer).
+    fn dispatch(&mut self, data: &[u8]) {
         if self.done {
             self.broken = true; // events after [DONE]
             return;
@@ -81,7 +53,7 @@ impl Assembler {
             self.done = true;
             return;
         }
-        match serde_json::from_slice::<Value>(&data) {
+        match serde_json::from_slice::<Value>(data) {
             Ok(Value::Object(chunk)) if !chunk.contains_key("error") => self.merge_chunk(chunk),
             _ => self.broken = true,
         }
@@ -146,11 +118,11 @@ impl Assembler {
 
     /// The assembled answer, when the stream was complete and understood.
     pub fn finish(mut self) -> Option<Bytes> {
-        if !self.partial.is_empty() {
-            let l = std::mem::take(&mut self.partial);
-            self.line(&l);
+        if !self.broken
+            && let Some(data) = self.events.finish()
+        {
+            self.dispatch(&data);
         }
-        self.dispatch();
         if self.broken || !self.done || self.choices.is_empty() {
             return None;
         }

@@ -6,12 +6,14 @@
 //! estimate is used to reserve token-rate limits and to refuse prompts over a size, and is
 //! corrected by the real usage later. [`usage::Meter`] reads that real usage from an answer
 //! as it streams past (a JSON body or server-sent events), and estimates the completion
-//! from its text when the upstream reports none.
+//! from its text when the upstream reports none. [`sse::Events`] splits server-sent events
+//! for it and for the cache, which stores streamed answers.
 //!
 //! Still to come: the model catalog, spend ledger and budgets.
 
+pub mod sse;
 pub mod tokens;
 pub mod usage;
 
 pub use tokens::{Estimate, estimate, text_tokens};
-pub use usage::{Meter, Metered, Usage};
+pub use usage::{Meter, Metered, Usage, usage_of};

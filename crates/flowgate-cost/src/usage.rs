@@ -9,14 +9,16 @@
 
 use serde::Deserialize;
 
+use crate::sse::Events;
 use crate::tokens::Text;
 
 /// The largest JSON answer a meter keeps to read its usage; past it the completion is
 /// estimated from the size (four bytes a token).
 pub const MAX_JSON: usize = 1 << 20;
 
-/// Tokens an upstream billed for an answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Tokens an upstream billed for an answer (its `usage` object; other members ignored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -28,21 +30,57 @@ impl Usage {
     }
 }
 
+/// The `usage` a whole JSON answer reports, if it has one.
+pub fn usage_of(json: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        usage: Option<Usage>,
+    }
+    serde_json::from_slice::<Answer>(json).ok()?.usage
+}
+
 /// Reads the usage of one answer, fed chunk by chunk.
 #[derive(Debug)]
 pub struct Meter {
     form: Form,
+    read: Read,
+}
+
+/// What the answer said so far.
+#[derive(Debug, Default)]
+struct Read {
     usage: Option<Usage>,
     /// The answer's text, estimated, for when no usage comes.
     completion: u64,
+}
+
+impl Read {
+    /// Reads one JSON answer or stream chunk: its usage, or else its text.
+    fn answer(&mut self, json: &[u8]) {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            usage: Option<Usage>,
+            #[serde(default)]
+            choices: Text<false>,
+        }
+        // `[DONE]` and chunks that are not answers say nothing of tokens.
+        if let Ok(a) = serde_json::from_slice::<Answer>(json) {
+            self.completion = self.completion.saturating_add(a.choices.0);
+            if a.usage.is_some() {
+                self.usage = a.usage;
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 enum Form {
     /// A JSON answer, kept whole until [`MAX_JSON`] (then only counted).
     Json { body: Vec<u8>, seen: u64 },
-    /// Server-sent events: the unfinished line and the current event's data.
-    Sse { partial: Vec<u8>, data: Vec<u8> },
+    /// Server-sent events, read one by one.
+    Sse(Events),
 }
 
 impl Meter {
@@ -55,17 +93,13 @@ impl Meter {
                 seen: 0,
             }
         } else if content_type.starts_with(b"text/event-stream") {
-            Form::Sse {
-                partial: Vec::new(),
-                data: Vec::new(),
-            }
+            Form::Sse(Events::new())
         } else {
             return None;
         };
         Some(Meter {
             form,
-            usage: None,
-            completion: 0,
+            read: Read::default(),
         })
     }
 
@@ -80,62 +114,10 @@ impl Meter {
                     *body = Vec::new();
                 }
             }
-            Form::Sse { partial, data } => {
-                let mut events = Vec::new();
-                while let Some(nl) = chunk.iter().position(|&b| b == b'\n') {
-                    let (line, rest) = chunk.split_at(nl);
-                    chunk = &rest[1..];
-                    let line = if partial.is_empty() {
-                        line
-                    } else {
-                        partial.extend_from_slice(line);
-                        partial.as_slice()
-                    };
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    if line.is_empty() {
-                        if !data.is_empty() {
-                            events.push(std::mem::take(data));
-                        }
-                    } else if let Some(v) = line.strip_prefix(b"data:") {
-                        if !data.is_empty() {
-                            data.push(b'\n');
-                        }
-                        data.extend_from_slice(v.strip_prefix(b" ").unwrap_or(v));
-                    }
-                    partial.clear();
+            Form::Sse(events) => {
+                while let Some(event) = events.next(&mut chunk) {
+                    self.read.answer(&event);
                 }
-                partial.extend_from_slice(chunk);
-                for e in events {
-                    self.read(&e);
-                }
-            }
-        }
-    }
-
-    /// Reads one JSON answer or stream chunk: its usage, or else its text.
-    fn read(&mut self, json: &[u8]) {
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            usage: Option<RawUsage>,
-            #[serde(default)]
-            choices: Text<false>,
-        }
-        #[derive(Deserialize)]
-        struct RawUsage {
-            #[serde(default)]
-            prompt_tokens: u64,
-            #[serde(default)]
-            completion_tokens: u64,
-        }
-        // `[DONE]`, comments and chunks that are not answers say nothing of tokens.
-        if let Ok(a) = serde_json::from_slice::<Answer>(json) {
-            self.completion = self.completion.saturating_add(a.choices.0);
-            if let Some(u) = a.usage {
-                self.usage = Some(Usage {
-                    prompt_tokens: u.prompt_tokens,
-                    completion_tokens: u.completion_tokens,
-                });
             }
         }
     }
@@ -146,14 +128,14 @@ impl Meter {
         if let Form::Json { body, seen } = &mut self.form {
             let body = std::mem::take(body);
             if body.len() as u64 == *seen {
-                self.read(&body);
+                self.read.answer(&body);
             } else {
-                self.completion = seen.div_ceil(4);
+                self.read.completion = seen.div_ceil(4);
             }
         }
-        match self.usage {
+        match self.read.usage {
             Some(u) => Metered::Reported(u),
-            None => Metered::Estimated(prompt.saturating_add(self.completion)),
+            None => Metered::Estimated(prompt.saturating_add(self.read.completion)),
         }
     }
 }

@@ -540,7 +540,7 @@ impl Tee {
         };
         let usage = match self.fill.form {
             Form::Raw => Usage::default(),
-            _ => flowgate_cache::openai::usage_of(&body),
+            _ => flowgate_cost::usage_of(&body).unwrap_or_default(),
         };
         let response = CachedResponse {
             status: self.status,
