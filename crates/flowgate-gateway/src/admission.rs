@@ -181,8 +181,9 @@ impl Admission {
     }
 
     /// Counts a request against every limit of `limits` that applies to `route`: one
-    /// request, or the tokens of `estimate` (read at most once, only for a token limit).
-    /// The tightest limits' state, or the 429 of the first that refuses.
+    /// request, or the tokens of `estimate` (asked only for a token limit; `model` only
+    /// for a model-scoped one). The tightest limits' state, or the 429 of the first that
+    /// refuses.
     #[allow(clippy::too_many_arguments)]
     pub fn admit<'l>(
         &self,
@@ -191,12 +192,9 @@ impl Admission {
         caller: Option<&KeyConfig>,
         headers: &HeaderMap,
         peer: &Peer,
-        model: impl FnOnce() -> Option<String>,
-        estimate: impl FnOnce() -> Result<Estimate, ProxyError>,
+        model: impl Fn() -> Option<String>,
+        estimate: impl Fn() -> Result<Estimate, ProxyError>,
     ) -> Result<Admitted, ProxyError> {
-        // Read at most once, and only when a model-scoped limit applies.
-        let model = std::cell::LazyCell::new(model);
-        let mut estimate = Some(estimate);
         let mut tokens: Option<Estimate> = None;
         let mut counted: Vec<(Quota, Key, u64, LimitUnit)> = Vec::new();
         let mut state = RateState::default();
@@ -211,26 +209,22 @@ impl Admission {
                 LimitUnit::Tokens if route.cfg.kind != flowgate_config::RouteKind::OpenAi => {
                     continue;
                 }
-                LimitUnit::Tokens => match (tokens, estimate.take()) {
-                    (Some(e), _) => e.reserve(),
-                    (None, Some(f)) => match f() {
-                        Ok(e) => {
-                            tokens = Some(e);
-                            e.reserve()
-                        }
-                        Err(err) => {
-                            self.give_back(&counted);
-                            return Err(err);
-                        }
-                    },
-                    (None, None) => 0,
+                LimitUnit::Tokens => match estimate() {
+                    Ok(e) => {
+                        tokens = Some(e);
+                        e.reserve()
+                    }
+                    Err(err) => {
+                        self.give_back(&counted);
+                        return Err(err);
+                    }
                 },
             };
             let value = match &l.scope {
                 LimitScope::Global => String::new(),
                 LimitScope::ClientIp => peer.addr.ip().to_string(),
                 LimitScope::Route => route.name.to_string(),
-                LimitScope::Model => model.clone().unwrap_or_default(),
+                LimitScope::Model => model().unwrap_or_default(),
                 LimitScope::Header(h) => headers
                     .get(h)
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -308,7 +302,7 @@ impl Admission {
 }
 
 /// Why a limit refused a request: the 429's message and headers.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Refusal {
     pub limit: String,
     /// The scope's value the limit counted (empty for a global limit).
@@ -374,18 +368,16 @@ impl Reservation {
 
     /// Meters the answer this reservation's request got: settled when its body ends.
     pub fn meter(self, status: http::StatusCode, headers: &HeaderMap) -> TokenMeter {
-        let meter = status
-            .is_success()
-            .then(|| {
-                let ct = headers
-                    .get(http::header::CONTENT_TYPE)
-                    .map_or(&b""[..], HeaderValue::as_bytes);
-                Meter::for_content_type(ct)
-            })
-            .flatten();
+        let billing = if status.is_success() {
+            let ct = headers
+                .get(http::header::CONTENT_TYPE)
+                .map_or(&b""[..], HeaderValue::as_bytes);
+            Meter::for_content_type(ct).map_or(Billing::Prompt, Billing::Read)
+        } else {
+            Billing::Nothing
+        };
         TokenMeter {
-            success: status.is_success(),
-            meter,
+            billing,
             reservation: self,
         }
     }
@@ -402,14 +394,24 @@ impl Drop for Reservation {
 /// the text it got).
 #[derive(Debug)]
 pub struct TokenMeter {
-    success: bool,
-    meter: Option<Meter>,
+    billing: Billing,
     reservation: Reservation,
+}
+
+/// What an answer is charged.
+#[derive(Debug)]
+enum Billing {
+    /// An error answer: nothing (the upstream bills none).
+    Nothing,
+    /// An answer whose usage cannot be read (neither JSON nor a stream): the prompt.
+    Prompt,
+    /// What the answer reports, or its estimate.
+    Read(Meter),
 }
 
 impl TokenMeter {
     pub fn push(&mut self, chunk: &[u8]) {
-        if let Some(m) = &mut self.meter {
+        if let Billing::Read(m) = &mut self.billing {
             m.push(chunk);
         }
     }
@@ -418,12 +420,10 @@ impl TokenMeter {
 impl Drop for TokenMeter {
     fn drop(&mut self) {
         let prompt = self.reservation.prompt;
-        let used = match self.meter.take() {
-            // An error answer bills nothing.
-            _ if !self.success => 0,
-            Some(m) => m.finish(prompt).total(),
-            // An answer whose usage cannot be read (neither JSON nor a stream): the prompt.
-            None => prompt,
+        let used = match std::mem::replace(&mut self.billing, Billing::Nothing) {
+            Billing::Nothing => 0,
+            Billing::Prompt => prompt,
+            Billing::Read(m) => m.finish(prompt).total(),
         };
         self.reservation.settle(used);
     }

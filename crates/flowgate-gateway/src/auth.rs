@@ -29,6 +29,38 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// 403 unless the key may call the route named `route`.
+    pub fn check_route(&self, route: &str) -> Result<(), ProxyError> {
+        if self.key.allows_route(route) {
+            return Ok(());
+        }
+        Err(self.not_allowed("route", route))
+    }
+
+    /// 403 unless the key may ask for the request's model (read only when the key names
+    /// its models).
+    pub fn check_model<'m>(
+        &self,
+        model: impl FnOnce() -> Option<&'m str>,
+    ) -> Result<(), ProxyError> {
+        if self.key.models.is_empty() {
+            return Ok(());
+        }
+        let model = model();
+        if self.key.allows_model(model) {
+            return Ok(());
+        }
+        Err(self.not_allowed("model", model.unwrap_or_default()))
+    }
+
+    fn not_allowed(&self, what: &'static str, name: &str) -> ProxyError {
+        ProxyError::NotAllowed {
+            key: self.key.name.clone(),
+            what,
+            name: name.to_string(),
+        }
+    }
+
     fn new(key: KeyConfig, created_ms: Option<u64>) -> Arc<Caller> {
         Arc::new(Caller {
             limits: Limit::of_key(&key),

@@ -11,7 +11,7 @@ use serde_json::json;
 use flowgate_telemetry::ErrorKind;
 
 /// What went wrong with a request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
     #[error("no route matches {method} {path}")]
     NoRoute { method: String, path: String },

@@ -2,6 +2,7 @@
 //! per-request flow from route to upstream and back.
 
 use std::borrow::Cow;
+use std::cell::LazyCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use flowgate_cache::remote::RedisSettings;
 use flowgate_cache::{Cache, CacheSettings, Entry, Lookup, Lower, Waited};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, RouteKind};
+use flowgate_cost::Estimate;
 use flowgate_telemetry::{RequestRecord, Telemetry};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Uri};
@@ -312,13 +314,7 @@ impl Gateway {
         let auth = &rt.config.auth;
         let caller = if auth.enabled {
             let caller = self.auth.authenticate(auth, &rt.keys, &parts.headers)?;
-            if !caller.key.allows_route(&route.name) {
-                return Err(ProxyError::NotAllowed {
-                    key: caller.key.name.clone(),
-                    what: "route",
-                    name: route.name.to_string(),
-                });
-            }
+            caller.check_route(&route.name)?;
             // The client's key stops here: the upstream gets the pool's own credential.
             parts.headers.remove(&auth.header);
             Some(caller)
@@ -353,27 +349,23 @@ impl Gateway {
             RouteKind::Http => Err(incoming),
         };
         let body = whole.as_ref().ok();
-        if let Some(c) = caller.as_ref().filter(|c| !c.key.models.is_empty()) {
-            let model = body.and_then(|b| caching::model_of(b));
-            if !c.key.allows_model(model.as_deref()) {
-                return Err(ProxyError::NotAllowed {
-                    key: c.key.name.clone(),
-                    what: "model",
-                    name: model.unwrap_or_default(),
-                });
-            }
+        // The model and the token estimate are read at most once, by the first stage that
+        // needs them.
+        let model = LazyCell::new(|| body.and_then(|b| caching::model_of(b)));
+        let estimate =
+            LazyCell::new(|| body.map_or(Ok(Estimate::default()), |b| crate::openai::estimate(b)));
+        if let Some(c) = &caller {
+            c.check_model(|| model.as_deref())?;
         }
         // The prompt-size guard, before anything is counted.
-        let mut estimate = None;
-        if let (Some(limit), Some(b)) = (route.cfg.max_prompt_tokens, body) {
-            let e = crate::openai::estimate(b)?;
+        if let Some(limit) = route.cfg.max_prompt_tokens {
+            let e = (*estimate).clone()?;
             if e.prompt > limit {
                 return Err(ProxyError::PromptTooLarge {
                     estimated: e.prompt,
                     limit,
                 });
             }
-            estimate = Some(e);
         }
         // Rate limits, before the cache: a limited client is limited for hits too (a hit's
         // reserved tokens are given back: it cost the upstream nothing).
@@ -386,12 +378,8 @@ impl Gateway {
                 caller.as_ref().map(|c| &c.key),
                 &parts.headers,
                 peer,
-                || body.and_then(|b| caching::model_of(b)),
-                || match (estimate, body) {
-                    (Some(e), _) => Ok(e),
-                    (None, Some(b)) => crate::openai::estimate(b),
-                    (None, None) => Ok(Default::default()),
-                },
+                || (*model).clone(),
+                || (*estimate).clone(),
             )?;
             out.rate = Some(admitted.state);
             tokens = admitted.tokens;
