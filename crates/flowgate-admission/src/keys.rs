@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use flowgate_config::KeyConfig;
+use flowgate_config::{KeyConfig, hex};
 use rand::RngCore;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -22,12 +22,7 @@ pub const PREFIX: &str = "fgk_";
 pub fn generate() -> String {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
-    let mut key = String::with_capacity(PREFIX.len() + 48);
-    key.push_str(PREFIX);
-    for b in bytes {
-        key.push_str(&format!("{b:02x}"));
-    }
-    key
+    format!("{PREFIX}{}", hex(&bytes))
 }
 
 /// The hash a key is known by.
@@ -37,7 +32,7 @@ pub fn hash(key: &[u8]) -> [u8; 32] {
 
 /// The id shown for a key: the first 12 hex digits of its hash.
 pub fn id_of(hash: &[u8; 32]) -> String {
-    hash[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&hash[..6])
 }
 
 fn slot(hash: &[u8; 32]) -> u64 {

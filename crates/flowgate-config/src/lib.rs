@@ -37,7 +37,7 @@ pub use model::{
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawKey as KeySpec;
-pub use units::{format_duration, parse_duration, parse_size};
+pub use units::{format_duration, hex, parse_duration, parse_size};
 pub use validate::defaults;
 pub use watch::{FileWatcher, watch_file};
 

@@ -101,12 +101,7 @@ mod hex_hash {
 
 /// `blake3:` and the 64 hex digits of a key hash.
 pub fn format_key_hash(h: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(71);
-    s.push_str("blake3:");
-    for b in h {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("blake3:{}", crate::units::hex(h))
 }
 
 /// The hash in `blake3:HEX64`.
