@@ -50,17 +50,11 @@ async fn keyed_gateway(url: &str, extra: &str) -> Running {
             &format!("{{ url = \"{url}\", api_key_env = \"FLOWGATE_TEST_UPSTREAM_KEY\" }}")
         )
     );
-    let toml =
-        format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n{toml}");
-    let env = [(
-        "FLOWGATE_TEST_UPSTREAM_KEY".to_string(),
-        "sk-upstream-canary".to_string(),
-    )];
-    let cfg = flowgate_config::parse(&toml, "test.toml", env).unwrap_or_else(|e| panic!("{e}"));
-    let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
-    flowgate_gateway::launch(cfg, None, telemetry)
-        .await
-        .unwrap()
+    gateway_env(
+        &toml,
+        &[("FLOWGATE_TEST_UPSTREAM_KEY", "sk-upstream-canary")],
+    )
+    .await
 }
 
 fn with_key(
@@ -222,21 +216,13 @@ async fn keys_made_through_the_admin_api_work_at_once_survive_restarts_and_can_b
     gw.shutdown();
     gw.wait().await;
 
-    let with_store = |url: String, store: String| async move {
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n{}\nenabled = true\n\n\
-             [[auth.keys]]\nname = \"a\"\nhash = \"{}\"\n\n{}",
-            store.trim_end(),
-            hash(KEY_A),
-            fleet_config(&[url], "")
-        );
-        let cfg = flowgate_config::parse(&toml, "test.toml", std::iter::empty()).unwrap();
-        let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
-        flowgate_gateway::launch(cfg, None, telemetry)
-            .await
-            .unwrap()
-    };
-    let gw = with_store(url.clone(), store.clone()).await;
+    let with_store = format!(
+        "{}\nenabled = true\n\n[[auth.keys]]\nname = \"a\"\nhash = \"{}\"\n\n{}",
+        store.trim_end(),
+        hash(KEY_A),
+        fleet_config(&[url], "")
+    );
+    let gw = gateway(&with_store).await;
     let made = send(
         &c,
         admin(
@@ -302,7 +288,7 @@ async fn keys_made_through_the_admin_api_work_at_once_survive_restarts_and_can_b
     gw.wait().await;
 
     // After a restart the key is still known; the list shows ids, never keys or hashes.
-    let gw = with_store(url.clone(), store.clone()).await;
+    let gw = gateway(&with_store).await;
     assert_eq!(
         send(&c, with_key(chat_for(gw.data_addr, "gpt-4o"), &key))
             .await

@@ -100,20 +100,30 @@ pub async fn gateway(body: &str) -> Running {
 
 /// Like [`gateway`], with `server` added to the `[server]` section.
 pub async fn gateway_with(server: &str, body: &str) -> Running {
-    launch_on(server, body, flowgate_clock::SystemClock::shared()).await
+    launch_on(server, body, flowgate_clock::SystemClock::shared(), &[]).await
 }
 
 /// Like [`gateway`], on `clock` (a manual clock moves cache freshness without waiting).
 pub async fn gateway_on(clock: flowgate_clock::SharedClock, body: &str) -> Running {
-    launch_on("", body, clock).await
+    launch_on("", body, clock, &[]).await
 }
 
-async fn launch_on(server: &str, body: &str, clock: flowgate_clock::SharedClock) -> Running {
+/// Like [`gateway`], with `env` as the environment its config is read in.
+pub async fn gateway_env(body: &str, env: &[(&str, &str)]) -> Running {
+    launch_on("", body, flowgate_clock::SystemClock::shared(), env).await
+}
+
+async fn launch_on(
+    server: &str,
+    body: &str,
+    clock: flowgate_clock::SharedClock,
+    env: &[(&str, &str)],
+) -> Running {
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n{server}\n\n{body}"
     );
-    let cfg = flowgate_config::parse(&toml, "test.toml", std::iter::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let cfg = flowgate_config::parse(&toml, "test.toml", env).unwrap_or_else(|e| panic!("{e}"));
     let telemetry = flowgate_telemetry::Telemetry::new(clock);
     flowgate_gateway::launch(cfg, None, telemetry)
         .await
