@@ -16,6 +16,8 @@
 //! Version 1 (without the stale window and labels) is no longer read: such a record is a
 //! miss and is replaced by the next fill.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::entry::{CachedResponse, Labels, Lifetime, Usage};
@@ -144,6 +146,30 @@ pub fn encode(r: &Record, compress_above: usize) -> Encoded {
 }
 
 /// Raw body bytes per stored byte (1 when nothing was written).
+/// The body bytes a tier wrote, before and after compression.
+#[derive(Debug, Default)]
+pub struct BodyBytes {
+    raw: AtomicU64,
+    stored: AtomicU64,
+}
+
+impl BodyBytes {
+    /// Counts a written entry.
+    pub fn add(&self, e: &Encoded) {
+        self.raw.fetch_add(e.body_raw as u64, Ordering::Relaxed);
+        self.stored
+            .fetch_add(e.body_stored as u64, Ordering::Relaxed);
+    }
+
+    /// Raw and stored bytes so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.raw.load(Ordering::Relaxed),
+            self.stored.load(Ordering::Relaxed),
+        )
+    }
+}
+
 pub fn compression_ratio(raw: u64, stored: u64) -> f64 {
     if stored == 0 {
         1.0

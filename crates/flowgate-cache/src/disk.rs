@@ -74,8 +74,7 @@ pub struct DiskStats {
     /// Expired entries purged.
     pub purged: AtomicU64,
     /// Body bytes written before and after compression.
-    pub body_raw: AtomicU64,
-    pub body_stored: AtomicU64,
+    pub body: codec::BodyBytes,
     pub write_errors: AtomicU64,
 }
 
@@ -104,13 +103,14 @@ impl DiskSnapshot {
 impl DiskStats {
     pub fn snapshot(&self) -> DiskSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (body_raw, body_stored) = self.body.get();
         DiskSnapshot {
             entries: get(&self.entries),
             bytes: get(&self.bytes),
             evictions: get(&self.evictions),
             purged: get(&self.purged),
-            body_raw: get(&self.body_raw),
-            body_stored: get(&self.body_stored),
+            body_raw,
+            body_stored,
             write_errors: get(&self.write_errors),
         }
     }
@@ -329,12 +329,7 @@ impl Writer {
                         }
                         bytes += e.bytes.len() as u64;
                         count += 1;
-                        self.stats
-                            .body_raw
-                            .fetch_add(e.body_raw as u64, Ordering::Relaxed);
-                        self.stats
-                            .body_stored
-                            .fetch_add(e.body_stored as u64, Ordering::Relaxed);
+                        self.stats.body.add(&e);
                     }
                     Command::Remove(sel, reply) => {
                         let n = match &sel {
@@ -529,7 +524,7 @@ mod tests {
             d.put("v1:ns:b".into(), record(&clock, 60, &"b".repeat(4000)));
             d.flush().await;
             assert_eq!(d.stats().entries.load(Ordering::Relaxed), 2);
-            assert!(d.stats().body_stored.load(Ordering::Relaxed) < 1000);
+            assert!(d.stats().body.get().1 < 1000);
         }
         let d = DiskTier::open(&settings(&dir, 1 << 20), clock.shared()).unwrap();
         assert_eq!(d.stats().entries.load(Ordering::Relaxed), 2);

@@ -59,8 +59,8 @@ pub struct RedisStats {
     /// Operations skipped because the breaker was open.
     pub skipped: AtomicU64,
     pub writes: AtomicU64,
-    pub body_raw: AtomicU64,
-    pub body_stored: AtomicU64,
+    /// Body bytes written before and after compression.
+    pub body: codec::BodyBytes,
     /// Misses that found another replica fetching the key and waited for it.
     pub lock_waits: AtomicU64,
     /// Of those, how many got the other replica's answer.
@@ -448,7 +448,7 @@ impl RedisTier {
             let mut pipe = redis::pipe();
             pipe.cmd("SET")
                 .arg(&key)
-                .arg(e.bytes)
+                .arg(&e.bytes)
                 .arg("PX")
                 .arg(remaining)
                 .ignore()
@@ -475,12 +475,7 @@ impl RedisTier {
             }
             // Counted once the entry and its tags are written.
             i.stats.writes.fetch_add(1, Ordering::Relaxed);
-            i.stats
-                .body_raw
-                .fetch_add(e.body_raw as u64, Ordering::Relaxed);
-            i.stats
-                .body_stored
-                .fetch_add(e.body_stored as u64, Ordering::Relaxed);
+            i.stats.body.add(&e);
         });
     }
 
@@ -650,13 +645,14 @@ impl RedisTier {
     pub fn snapshot(&self) -> RedisSnapshot {
         let s = &self.inner.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (body_raw, body_stored) = s.body.get();
         RedisSnapshot {
             errors: get(&s.errors),
             timeouts: get(&s.timeouts),
             skipped: get(&s.skipped),
             writes: get(&s.writes),
-            body_raw: get(&s.body_raw),
-            body_stored: get(&s.body_stored),
+            body_raw,
+            body_stored,
             lock_waits: get(&s.lock_waits),
             lock_hits: get(&s.lock_hits),
             open: self.inner.breaker.is_open(self.inner.clock.unix_millis()),
