@@ -156,4 +156,5 @@ def main():
     if stats:
         print(f"| hit rate over the run (cache, L1) | {stats.get('hit_rate', 0) * 100:.3f}% |")
 
-main()
+if __name__ == "__main__":
+    main()

@@ -32,46 +32,7 @@ while [ $# -gt 0 ]; do
     *) sed -n 2,12p "$0"; exit 2 ;;
   esac
 done
-RUN="${BENCH_RUN_DIR:-/tmp/flowgate-bench}"
-OUT="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)"
-mkdir -p "$RUN/tmp" "$OUT"
-
-need=(); command -v nginx >/dev/null || need+=(nginx); command -v wrk >/dev/null || need+=(wrk)
-command -v redis-server >/dev/null || need+=(redis-server)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-command -v oha >/dev/null || { echo "oha not found: cargo install --locked oha" >&2; exit 1; }
-
-cargo build --release --locked -q -p flowgate
-BIN="$ROOT/target/release/flowgate"
-
-body="$(tr -d '\n' < bench/conf/mock-response.json)"
-nginx_conf() { # name port extra-http extra-server [workers]
-  cat > "$RUN/$1.conf" <<NGX
-worker_processes ${5:-1};
-pid $RUN/$1.pid;
-error_log $RUN/$1.error.log warn;
-events { worker_connections 8192; multi_accept on; }
-http {
-  access_log off;
-  client_body_temp_path $RUN/tmp/$1-body; proxy_temp_path $RUN/tmp/$1-proxy;
-  fastcgi_temp_path $RUN/tmp/$1-fcgi; uwsgi_temp_path $RUN/tmp/$1-uwsgi; scgi_temp_path $RUN/tmp/$1-scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 120s;
-  client_body_buffer_size 64k;
-  $3
-  server {
-    listen 127.0.0.1:$2 backlog=4096;
-    $4
-  }
-}
-NGX
-}
-nginx_conf mock 18081 "" "location / { default_type application/json; return 200 '$body'; }"
-proxy_loc="location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
-nginx_conf proxy 18082 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" "$proxy_loc"
+source bench/lib.sh
 nginx_conf proxy2 18083 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" "$proxy_loc" 2
 
 pids=()
@@ -102,7 +63,6 @@ cache_gw cache 18182 1
 cache_gw cache2 18183 2
 cache_gw l2 18184 1 FLOWGATE__CACHE__MEMORY=0 FLOWGATE__CACHE__REDIS__URL=redis://127.0.0.1:18379
 cache_gw l3 18185 1 FLOWGATE__CACHE__MEMORY=0 FLOWGATE__CACHE__DISK__PATH="$RUN/l3/cache.redb"
-URL_PATH=/v1/chat/completions
 for port in 18081 18082 18083 18180 18181 18182 18183 18184 18185; do
   for _ in $(seq 50); do curl -fsS -o /dev/null -X POST --data-binary @bench/conf/request.json "http://127.0.0.1:$port$URL_PATH" && break; sleep 0.1; done
 done
@@ -113,21 +73,6 @@ URL[flowgate]="http://127.0.0.1:18180$URL_PATH"; PID[flowgate]="$FG"
 URL[nginx2]="http://127.0.0.1:18083$URL_PATH";  PID[nginx2]="$(cat "$RUN/proxy2.pid")"
 URL[flowgate2]="http://127.0.0.1:18181$URL_PATH"; PID[flowgate2]="$FG2"
 
-lua="$RUN/post.lua"
-python3 - "$lua" <<'PY'
-import json, sys
-body = open("bench/conf/request.json").read().strip()
-open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["content-type"] = "application/json"\n' % json.dumps(body))
-PY
-
-phase() { # target round name cmd...
-  local t="$1" r="$2" name="$3"; shift 3
-  local f="$OUT/$t-r$r-$name"
-  python3 bench/sample.py "$f.sample.json" ${PID[$t]} & local sp=$!
-  timeout -k 5 $((DUR + 30)) "$@" > "$f.out" 2>&1 || echo "warning: $t $name exited non-zero" >&2
-  kill -TERM "$sp"; wait "$sp" || true
-}
-oha_args=(-m POST -D bench/conf/request.json -H "content-type: application/json" --no-tui --output-format json --disable-compression)
 for r in $(seq 1 "$ROUNDS"); do
   for t in direct nginx flowgate; do
     echo "round $r: $t" >&2

@@ -1,36 +1,43 @@
 //! Rate limits kept in this process: one GCRA timestamp per limited key.
 //!
-//! Keys are spread over shards, each a small map behind its own lock, held for one map
+//! A limiter holds the counts of one limit; its keys are the bytes of the value the limit
+//! counts by (a client address, a key's name, a header's value), looked up by reference:
+//! a request of a key seen before allocates nothing. Keys are spread over shards, each a small map behind its own lock, held for one map
 //! lookup and one comparison: requests of different keys rarely meet, and no lock is held
 //! across an await. A key whose timestamp is in the past is the same as a key never seen,
 //! so [`LocalLimiter::sweep`] can drop it at any time: the state is bounded by the keys
 //! active within one burst's worth of time.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use flowgate_clock::SharedClock;
+use hashbrown::HashTable;
 
 use crate::gcra::{Decision, Quota};
 
 const SHARDS: usize = 16;
 
-/// Per-key GCRA state for keys of type `K`.
+/// A key and its theoretical arrival time (ns since the limiter started).
+type Slot = (Box<[u8]>, u64);
+
+/// Per-key GCRA state of one limit.
 #[derive(Debug)]
-pub struct LocalLimiter<K> {
-    shards: Vec<Mutex<HashMap<K, u64>>>,
+pub struct LocalLimiter {
+    shards: Vec<Mutex<HashTable<Slot>>>,
+    /// Keyed SipHash: keys are values clients choose (header values), so their place in the
+    /// table must not be predictable. Hashed once per request, for the shard and the table.
     hasher: RandomState,
     clock: SharedClock,
     origin: Instant,
 }
 
-impl<K: Hash + Eq + Clone> LocalLimiter<K> {
+impl LocalLimiter {
     pub fn new(clock: SharedClock) -> Self {
         let origin = clock.now();
         LocalLimiter {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
             hasher: RandomState::new(),
             clock,
             origin,
@@ -45,42 +52,56 @@ impl<K: Hash + Eq + Clone> LocalLimiter<K> {
             .saturating_add(1)
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, u64>> {
-        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
-        &self.shards[i]
+    /// Runs `f` on the timestamp of `key` (0 for a key not seen), in place; `f` returns
+    /// the new timestamp, if any, and its answer. `None` when the shard is unusable.
+    fn with<R>(&self, key: &[u8], f: impl FnOnce(u64) -> (Option<u64>, R)) -> Option<R> {
+        let hash = self.hasher.hash_one(key);
+        // The table uses the low bits of the hash: the shard takes high ones.
+        let shard = &self.shards[(hash >> 60) as usize % SHARDS];
+        // A panic while holding a shard's lock cannot happen (no code in it panics).
+        let mut table = shard.lock().ok()?;
+        match table.find_mut(hash, |(k, _)| **k == *key) {
+            Some((_, tat)) => {
+                let (new, r) = f(*tat);
+                if let Some(t) = new {
+                    *tat = t;
+                }
+                Some(r)
+            }
+            None => {
+                let (new, r) = f(0);
+                if let Some(t) = new {
+                    let hasher = |(k, _): &Slot| self.hasher.hash_one(k);
+                    table.insert_unique(hash, (Box::from(key), t), hasher);
+                }
+                Some(r)
+            }
+        }
     }
 
     /// Admits or refuses a request of `key` costing `cost` units under `quota`; an
     /// admitted one is counted at once.
-    pub fn check(&self, key: &K, quota: &Quota, cost: u64) -> Decision {
+    pub fn check(&self, key: &[u8], quota: &Quota, cost: u64) -> Decision {
         let now = self.now();
-        let Ok(mut map) = self.shard(key).lock() else {
-            // A panic while holding a shard's lock cannot happen (no code in it panics);
-            // were it to, admitting is the answer that loses no traffic.
-            return quota.decide(0, now, cost);
-        };
-        let slot = map.get_mut(key);
-        let d = quota.decide(slot.as_deref().copied().unwrap_or(0), now, cost);
-        if let Decision::Admit { tat, .. } = d {
-            // A key seen before is updated in place: no copy of it per request.
-            match slot {
-                Some(t) => *t = tat,
-                None => _ = map.insert(key.clone(), tat),
+        let decide = |tat| {
+            let d = quota.decide(tat, now, cost);
+            match d {
+                Decision::Admit { tat, .. } => (Some(tat), d),
+                Decision::Deny { .. } => (None, d),
             }
-        }
-        d
+        };
+        // Were the shard unusable, admitting is the answer that loses no traffic.
+        self.with(key, decide)
+            .unwrap_or_else(|| quota.decide(0, now, cost))
     }
 
     /// Corrects a reservation of `reserved` units made by [`LocalLimiter::check`] to the
     /// `actual` units used (tokens, once the answer's usage is known).
-    pub fn settle(&self, key: &K, quota: &Quota, reserved: u64, actual: u64) {
+    pub fn settle(&self, key: &[u8], quota: &Quota, reserved: u64, actual: u64) {
         let now = self.now();
-        if let Ok(mut map) = self.shard(key).lock() {
-            match map.get_mut(key) {
-                Some(t) => *t = quota.settle(*t, now, reserved, actual),
-                None => _ = map.insert(key.clone(), quota.settle(0, now, reserved, actual)),
-            }
-        }
+        self.with(key, |tat| {
+            (Some(quota.settle(tat, now, reserved, actual)), ())
+        });
     }
 
     /// Drops the keys back to their full burst; how many are left.
@@ -89,22 +110,17 @@ impl<K: Hash + Eq + Clone> LocalLimiter<K> {
         self.shards
             .iter()
             .filter_map(|s| s.lock().ok())
-            .map(|mut m| {
-                m.retain(|_, tat| *tat > now);
-                m.len()
+            .map(|mut t| {
+                t.retain(|(_, tat)| *tat > now);
+                t.len()
             })
             .sum()
     }
 
     /// Until `key` is back to its full burst (zero for a key at rest).
-    pub fn backlog(&self, key: &K) -> Duration {
+    pub fn backlog(&self, key: &[u8]) -> Duration {
         let now = self.now();
-        let tat = self
-            .shard(key)
-            .lock()
-            .ok()
-            .and_then(|m| m.get(key).copied())
-            .unwrap_or(0);
+        let tat = self.with(key, |tat| (None, tat)).unwrap_or(0);
         Duration::from_nanos(tat.saturating_sub(now))
     }
 }
@@ -119,12 +135,11 @@ mod tests {
         let clock = ManualClock::at_epoch_2026();
         let l = LocalLimiter::new(clock.shared());
         let q = Quota::new(2, Duration::from_secs(1), 2).unwrap();
-        let admitted =
-            |key: &str| matches!(l.check(&key.to_string(), &q, 1), Decision::Admit { .. });
+        let admitted = |key: &str| matches!(l.check(key.as_bytes(), &q, 1), Decision::Admit { .. });
         assert!(admitted("a") && admitted("a"));
         assert!(!admitted("a"));
         assert!(admitted("b"), "another key has its own limit");
-        assert_eq!(l.backlog(&"a".to_string()), Duration::from_secs(1));
+        assert_eq!(l.backlog(b"a"), Duration::from_secs(1));
         clock.advance(Duration::from_millis(500));
         assert!(admitted("a"));
         assert!(!admitted("a"));
@@ -142,16 +157,16 @@ mod tests {
         let l = LocalLimiter::new(clock.shared());
         // 600 tokens per minute: 10 per second.
         let q = Quota::new(600, Duration::from_secs(60), 600).unwrap();
-        let k = "team".to_string();
+        let k = b"team";
         assert!(matches!(
-            l.check(&k, &q, 500),
+            l.check(k, &q, 500),
             Decision::Admit { remaining: 100, .. }
         ));
-        assert!(matches!(l.check(&k, &q, 200), Decision::Deny { .. }));
+        assert!(matches!(l.check(k, &q, 200), Decision::Deny { .. }));
         // The first answer used 50 tokens: 450 come back.
-        l.settle(&k, &q, 500, 50);
+        l.settle(k, &q, 500, 50);
         assert!(matches!(
-            l.check(&k, &q, 200),
+            l.check(k, &q, 200),
             Decision::Admit { remaining: 350, .. }
         ));
     }

@@ -5,24 +5,21 @@
 //! entry (the value, its fetch lock) lives in one slot. Every key is written with a TTL: the
 //! entry's remaining freshness, or the lock's few seconds.
 //!
-//! Redis must never make a request fail or wait long: every operation has a deadline
-//! (`timeout`), and after `breaker_failures` consecutive failures the tier is skipped for
-//! `breaker_cooldown` (a circuit breaker on the gateway's clock); then one request probes
-//! it again. Writes are sent from spawned tasks and never awaited by a request.
+//! Redis must never make a request fail or wait long: every call goes through a
+//! [`flowgate_redis::Link`] (a deadline, a circuit breaker), and writes are sent from
+//! spawned tasks and never awaited by a request.
 //!
 //! Replicas tell each other about invalidations on the Pub/Sub channel
 //! `<prefix>:invalidations` ([`RedisTier::announce`], [`RedisTier::listen`]), so that an
 //! invalidation reaches every replica's memory tier, not only the one that got the call.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flowgate_clock::SharedClock;
+use flowgate_redis::{Link, LinkSettings, Op};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::codec::{self, Record};
 use crate::invalidate::Selector;
@@ -51,13 +48,9 @@ pub struct RedisSettings {
 #[error("cache.redis.url: {0}")]
 pub struct RedisError(String);
 
-/// Counters of the Redis tier.
+/// Counters of the Redis tier (its link counts the calls that failed).
 #[derive(Debug, Default)]
 pub struct RedisStats {
-    pub errors: AtomicU64,
-    pub timeouts: AtomicU64,
-    /// Operations skipped because the breaker was open.
-    pub skipped: AtomicU64,
     pub writes: AtomicU64,
     /// Body bytes written before and after compression.
     pub body: codec::BodyBytes,
@@ -89,65 +82,6 @@ impl RedisSnapshot {
     }
 }
 
-/// Consecutive failures open it for a cooldown; the first call after that probes.
-#[derive(Debug)]
-pub struct Breaker {
-    threshold: u32,
-    cooldown_ms: u64,
-    failures: AtomicU32,
-    open_until_ms: AtomicU64,
-}
-
-impl Breaker {
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
-        Breaker {
-            threshold: threshold.max(1),
-            cooldown_ms: u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX),
-            failures: AtomicU32::new(0),
-            open_until_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether a call may go to Redis at `now_ms`. When the cooldown is over, one caller
-    /// gets through as the probe and the breaker stays open for the others until it reports.
-    pub fn allow(&self, now_ms: u64) -> bool {
-        let until = self.open_until_ms.load(Ordering::Acquire);
-        if until == 0 {
-            return true;
-        }
-        if now_ms < until {
-            return false;
-        }
-        // Take the probe: push the reopening further so that others keep skipping.
-        self.open_until_ms
-            .compare_exchange(
-                until,
-                now_ms.saturating_add(self.cooldown_ms),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-    }
-
-    pub fn success(&self) {
-        self.failures.store(0, Ordering::Relaxed);
-        self.open_until_ms.store(0, Ordering::Release);
-    }
-
-    pub fn failure(&self, now_ms: u64) {
-        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.threshold || self.open_until_ms.load(Ordering::Acquire) != 0 {
-            self.failures.store(0, Ordering::Relaxed);
-            self.open_until_ms
-                .store(now_ms.saturating_add(self.cooldown_ms), Ordering::Release);
-        }
-    }
-
-    pub fn is_open(&self, now_ms: u64) -> bool {
-        self.open_until_ms.load(Ordering::Acquire) > now_ms
-    }
-}
-
 /// The Redis tier. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisTier {
@@ -155,81 +89,19 @@ pub struct RedisTier {
 }
 
 struct Inner {
-    conn: Conn,
+    link: Link,
     settings: RedisSettings,
-    breaker: Breaker,
     clock: SharedClock,
     stats: RedisStats,
-}
-
-/// A standalone server (one multiplexed connection, reconnected by the manager) or a
-/// Cluster (connections to every node, routed by slot; connected on first use, and again
-/// after a failed attempt).
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(Box<Cluster>),
-}
-
-struct Cluster {
-    client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
-}
-
-/// One request to Redis.
-enum Op<'a> {
-    Cmd(&'a redis::Cmd),
-    Pipe(&'a redis::Pipeline),
-    /// A command for one node of a Cluster (`host`, `port`); on a standalone server, the server.
-    At(&'a redis::Cmd, &'a (String, u16)),
-}
-
-impl Conn {
-    async fn exec<T: redis::FromRedisValue>(&self, op: Op<'_>) -> redis::RedisResult<T> {
-        match self {
-            Conn::Single(c) => {
-                let mut c = c.clone();
-                match op {
-                    Op::Cmd(cmd) | Op::At(cmd, _) => cmd.query_async(&mut c).await,
-                    Op::Pipe(p) => p.query_async(&mut c).await,
-                }
-            }
-            Conn::Cluster(cluster) => {
-                let mut c = cluster
-                    .conn
-                    .get_or_try_init(|| cluster.client.get_async_connection())
-                    .await?
-                    .clone();
-                match op {
-                    Op::Cmd(cmd) => cmd.query_async(&mut c).await,
-                    Op::Pipe(p) => p.query_async(&mut c).await,
-                    Op::At(cmd, (host, port)) => {
-                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port: *port,
-                        });
-                        let v = c.route_command(cmd.clone(), route).await?;
-                        redis::from_redis_value(v).map_err(Into::into)
-                    }
-                }
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for RedisTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTier")
             .field("prefix", &self.inner.settings.prefix)
-            .field("cluster", &self.inner.settings.cluster)
-            .field("breaker", &self.inner.breaker)
+            .field("link", &self.inner.link)
             .finish()
     }
-}
-
-/// The outcome of one guarded operation.
-enum Guarded<T> {
-    Done(T),
-    Failed,
 }
 
 /// What a fetch-lock attempt found.
@@ -247,40 +119,20 @@ impl RedisTier {
     /// A tier for `settings.urls`; connects lazily (a Redis that is down at start is
     /// skipped like one that goes down later). Must be called within a Tokio runtime.
     pub fn open(settings: RedisSettings, clock: SharedClock) -> Result<Self, RedisError> {
-        let connect_timeout = settings.timeout.max(Duration::from_millis(200));
-        let conn = if settings.cluster {
-            let client = ClusterClient::builder(settings.urls.clone())
-                .connection_timeout(connect_timeout)
-                .response_timeout(settings.timeout)
-                .retries(1)
-                .build()
-                .map_err(|e| RedisError(e.to_string()))?;
-            Conn::Cluster(Box::new(Cluster {
-                client,
-                conn: tokio::sync::OnceCell::new(),
-            }))
-        } else {
-            let [url] = settings.urls.as_slice() else {
-                return Err(RedisError(
-                    "a standalone Redis has exactly one URL".to_string(),
-                ));
-            };
-            let client =
-                redis::Client::open(url.as_str()).map_err(|e| RedisError(e.to_string()))?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(settings.timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(1));
-            Conn::Single(
-                ConnectionManager::new_lazy_with_config(client, config)
-                    .map_err(|e| RedisError(e.to_string()))?,
-            )
-        };
+        let link = Link::open(
+            LinkSettings {
+                urls: settings.urls.clone(),
+                cluster: settings.cluster,
+                timeout: settings.timeout,
+                breaker_failures: settings.breaker_failures,
+                breaker_cooldown: settings.breaker_cooldown,
+            },
+            clock.clone(),
+        )
+        .map_err(|e| RedisError(e.to_string()))?;
         Ok(RedisTier {
             inner: Arc::new(Inner {
-                conn,
-                breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
+                link,
                 settings,
                 clock,
                 stats: RedisStats::default(),
@@ -303,31 +155,9 @@ impl RedisTier {
         format!("{}:lock:{{{cache_key}}}", self.inner.settings.prefix)
     }
 
-    /// Runs `op` under the deadline and the breaker.
-    async fn run<T: redis::FromRedisValue>(&self, op: Op<'_>) -> Guarded<T> {
-        let i = &self.inner;
-        let now = i.clock.unix_millis();
-        if !i.breaker.allow(now) {
-            i.stats.skipped.fetch_add(1, Ordering::Relaxed);
-            return Guarded::Failed;
-        }
-        match tokio::time::timeout(i.settings.timeout, i.conn.exec::<T>(op)).await {
-            Ok(Ok(v)) => {
-                i.breaker.success();
-                Guarded::Done(v)
-            }
-            Ok(Err(e)) => {
-                i.stats.errors.fetch_add(1, Ordering::Relaxed);
-                i.breaker.failure(i.clock.unix_millis());
-                tracing::debug!(error = %e, "redis cache operation failed");
-                Guarded::Failed
-            }
-            Err(_) => {
-                i.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                i.breaker.failure(i.clock.unix_millis());
-                Guarded::Failed
-            }
-        }
+    /// Runs `op` through the link: `None` when Redis failed or is skipped.
+    async fn run<T: redis::FromRedisValue>(&self, op: Op<'_>) -> Option<T> {
+        self.inner.link.run(op).await
     }
 
     /// The record under `cache_key`, if Redis has it and answers in time.
@@ -335,7 +165,7 @@ impl RedisTier {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.key(cache_key));
         match self.run::<Option<Vec<u8>>>(Op::Cmd(&cmd)).await {
-            Guarded::Done(Some(v)) => match codec::decode(&v) {
+            Some(Some(v)) => match codec::decode(&v) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::debug!(error = %e, "unreadable redis cache record; a miss");
@@ -360,9 +190,9 @@ impl RedisTier {
             .arg("PX")
             .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
         match self.run::<Option<String>>(Op::Cmd(&cmd)).await {
-            Guarded::Done(Some(_)) => Lock::Taken,
-            Guarded::Done(None) => Lock::Held,
-            Guarded::Failed => Lock::Unavailable,
+            Some(Some(_)) => Lock::Taken,
+            Some(None) => Lock::Held,
+            None => Lock::Unavailable,
         }
     }
 
@@ -374,11 +204,7 @@ impl RedisTier {
             .arg(self.key(cache_key))
             .cmd("EXISTS")
             .arg(self.lock_key(cache_key));
-        let Guarded::Done((value, held)) =
-            self.run::<(Option<Vec<u8>>, bool)>(Op::Pipe(&pipe)).await
-        else {
-            return None;
-        };
+        let (value, held) = self.run::<(Option<Vec<u8>>, bool)>(Op::Pipe(&pipe)).await?;
         Some((value.and_then(|v| codec::decode(&v).ok()), held))
     }
 
@@ -455,9 +281,9 @@ impl RedisTier {
                 .cmd("UNLINK")
                 .arg(&lock)
                 .ignore();
-            let Guarded::Done(()) = tier.run::<()>(Op::Pipe(&pipe)).await else {
+            if tier.run::<()>(Op::Pipe(&pipe)).await.is_none() {
                 return;
-            };
+            }
             for tag in &record.labels.tags {
                 // One pipeline per set: each set is in a slot of its own. PEXPIRE NX gives
                 // a new set a TTL, GT lengthens it (GT alone treats "none" as forever).
@@ -492,7 +318,7 @@ impl RedisTier {
         };
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.invalidation_channel()).arg(payload);
-        matches!(self.run::<i64>(Op::Cmd(&publish)).await, Guarded::Done(_))
+        self.run::<i64>(Op::Cmd(&publish)).await.is_some()
     }
 
     /// Listens to the invalidations replicas announce, on a connection of its own (RESP3,
@@ -566,9 +392,7 @@ impl RedisTier {
                 let set = self.tag_key(tag);
                 let mut members = redis::cmd("SMEMBERS");
                 members.arg(&set);
-                let Guarded::Done(keys) = self.run::<Vec<String>>(Op::Cmd(&members)).await else {
-                    return None;
-                };
+                let keys = self.run::<Vec<String>>(Op::Cmd(&members)).await?;
                 let n = self.unlink(keys).await?;
                 self.unlink(vec![set]).await?;
                 Some(n)
@@ -576,7 +400,7 @@ impl RedisTier {
             _ => {
                 let pattern = sel.glob()?;
                 let nodes = if self.inner.settings.cluster {
-                    self.primaries().await?
+                    self.inner.link.primaries().await?
                 } else {
                     vec![(String::new(), 0)]
                 };
@@ -602,20 +426,7 @@ impl RedisTier {
         }
         let mut unlink = redis::cmd("UNLINK");
         unlink.arg(keys);
-        match self.run::<u64>(Op::Cmd(&unlink)).await {
-            Guarded::Done(n) => Some(n),
-            Guarded::Failed => None,
-        }
-    }
-
-    /// The addresses of the Cluster's primaries.
-    async fn primaries(&self) -> Option<Vec<(String, u16)>> {
-        let mut cmd = redis::cmd("CLUSTER");
-        cmd.arg("NODES");
-        let Guarded::Done(text) = self.run::<String>(Op::Cmd(&cmd)).await else {
-            return None;
-        };
-        Some(parse_primaries(&text))
+        self.run::<u64>(Op::Cmd(&unlink)).await
     }
 
     /// Removes the keys matching `glob` on one node.
@@ -629,11 +440,7 @@ impl RedisTier {
                 .arg(glob)
                 .arg("COUNT")
                 .arg(500);
-            let Guarded::Done((next, keys)) =
-                self.run::<(u64, Vec<String>)>(Op::At(&scan, node)).await
-            else {
-                return None;
-            };
+            let (next, keys) = self.run::<(u64, Vec<String>)>(Op::At(&scan, node)).await?;
             removed += self.unlink(keys).await?;
             if next == 0 {
                 return Some(removed);
@@ -646,87 +453,17 @@ impl RedisTier {
         let s = &self.inner.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (body_raw, body_stored) = s.body.get();
+        let link = self.inner.link.snapshot();
         RedisSnapshot {
-            errors: get(&s.errors),
-            timeouts: get(&s.timeouts),
-            skipped: get(&s.skipped),
+            errors: link.errors,
+            timeouts: link.timeouts,
+            skipped: link.skipped,
             writes: get(&s.writes),
             body_raw,
             body_stored,
             lock_waits: get(&s.lock_waits),
             lock_hits: get(&s.lock_hits),
-            open: self.inner.breaker.is_open(self.inner.clock.unix_millis()),
+            open: link.open,
         }
-    }
-}
-
-/// The primaries in `CLUSTER NODES` output (`<id> <ip:port@bus[,host]> <flags> ...`),
-/// leaving out failed ones.
-fn parse_primaries(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let (_, addr, flags) = (f.next()?, f.next()?, f.next()?);
-            let flags: Vec<&str> = flags.split(',').collect();
-            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
-                return None;
-            }
-            let addr = addr.split(['@', ',']).next()?;
-            let (host, port) = addr.rsplit_once(':')?;
-            Some((
-                host.trim_matches(['[', ']']).to_string(),
-                port.parse().ok()?,
-            ))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_primaries_are_read_from_cluster_nodes() {
-        let text = "\
-07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host-a slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
-824fe116063bc5fcf9f4ffd895bc17aee7731ac3 [::1]:30006@31006 master - 0 1426238316232 6 connected
-";
-        assert_eq!(
-            parse_primaries(text),
-            [
-                ("127.0.0.1".to_string(), 30002),
-                ("127.0.0.1".to_string(), 30001),
-                ("::1".to_string(), 30006)
-            ]
-        );
-    }
-
-    #[test]
-    fn the_breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() {
-        let b = Breaker::new(3, Duration::from_secs(5));
-        assert!(b.allow(0));
-        b.failure(0);
-        b.failure(1);
-        b.success();
-        b.failure(2);
-        b.failure(3);
-        assert!(b.allow(3), "two failures after a success must not open it");
-        b.failure(4);
-        assert!(b.is_open(4));
-        assert!(!b.allow(4_999 + 4));
-        // The cooldown is over: one probe goes through, the others still skip.
-        assert!(b.allow(5_004));
-        assert!(!b.allow(5_005));
-        // A failed probe reopens it at once.
-        b.failure(5_006);
-        assert!(!b.allow(5_007));
-        assert!(b.allow(10_006));
-        b.success();
-        assert!(!b.is_open(10_007));
-        assert!(b.allow(10_007) && b.allow(10_008));
     }
 }

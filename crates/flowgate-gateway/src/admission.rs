@@ -10,16 +10,19 @@
 //! response of a limited route carries OpenAI's `x-ratelimit-{limit,remaining,reset}-requests`
 //! and `-tokens` fields, each from the limit of its kind with the least left.
 //!
-//! The state (one GCRA timestamp per limit and value, `flowgate_admission::LocalLimiter`)
-//! lives in the gateway, not in the runtime: a reload that keeps a limit's name keeps its
-//! counts.
+//! The counts (one GCRA timestamp per limit and value, a `flowgate_admission::LocalLimiter`
+//! per limit) live in the gateway's [`Counts`], not in the runtime: a reload that keeps a
+//! limit's name keeps its counts. A request of a value seen before allocates nothing to be
+//! counted: the value is looked up by reference.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flowgate_admission::{Decision, LocalLimiter, Quota};
 use flowgate_clock::SharedClock;
-use flowgate_config::{Config, KeyConfig, LimitScope, LimitUnit, Rate, RateLimitConfig};
+use flowgate_config::{Config, KeyConfig, LimitScope, LimitUnit, Rate, RouteKind};
 use flowgate_cost::{Estimate, Meter};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -41,6 +44,86 @@ static FIELDS: [[HeaderName; 3]; 2] = [
     ],
 ];
 
+/// The counts of every limit, by the limit's name.
+#[derive(Debug)]
+pub struct Counts {
+    clock: SharedClock,
+    by_name: Mutex<HashMap<Arc<str>, Arc<LocalLimiter>>>,
+}
+
+impl Counts {
+    pub fn new(clock: SharedClock) -> Self {
+        Counts {
+            clock,
+            by_name: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The counts of the limit named `name` (new ones for a name not seen before).
+    fn of(&self, name: &Arc<str>) -> Arc<LocalLimiter> {
+        let Ok(mut m) = self.by_name.lock() else {
+            // No code panics while holding the lock; were it to, the limit counts apart.
+            return Arc::new(LocalLimiter::new(self.clock.clone()));
+        };
+        m.entry(name.clone())
+            .or_insert_with(|| Arc::new(LocalLimiter::new(self.clock.clone())))
+            .clone()
+    }
+
+    /// The limits of one config.
+    pub fn compile(&self, config: &Config) -> Vec<Limit> {
+        config
+            .rate_limits
+            .iter()
+            .filter_map(|l| self.limit(&l.name, l.scope.clone(), l.rate, l.routes.clone()))
+            .collect()
+    }
+
+    /// The limits of a virtual key (its own: counted for it alone, on every route).
+    pub fn of_key(&self, key: &KeyConfig) -> Vec<Limit> {
+        key.limits
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let name = format!("key:{}#{i}", key.name);
+                self.limit(&name, LimitScope::Key, *r, vec![])
+            })
+            .collect()
+    }
+
+    fn limit(
+        &self,
+        name: &str,
+        scope: LimitScope,
+        rate: Rate,
+        routes: Vec<String>,
+    ) -> Option<Limit> {
+        // Validation guarantees a quota GCRA can keep.
+        let quota = Quota::new(rate.amount, rate.per, rate.burst).ok()?;
+        let name = Arc::from(name);
+        Some(Limit {
+            counts: self.of(&name),
+            name,
+            scope,
+            rate,
+            routes,
+            quota,
+            amount: HeaderValue::from(rate.amount),
+        })
+    }
+
+    /// Forgets values whose counts are back to their full burst, and the counts of limits
+    /// no config or key has any more; how many values are kept.
+    pub fn sweep(&self) -> usize {
+        let Ok(mut m) = self.by_name.lock() else {
+            return 0;
+        };
+        // Only this map holds the counts of a limit that is gone.
+        m.retain(|_, c| Arc::strong_count(c) > 1);
+        m.values().map(|c| c.sweep()).sum()
+    }
+}
+
 /// A configured limit, ready to check.
 #[derive(Debug)]
 pub struct Limit {
@@ -50,60 +133,50 @@ pub struct Limit {
     /// The routes it applies to (empty: all).
     routes: Vec<String>,
     quota: Quota,
+    counts: Arc<LocalLimiter>,
+    /// `rate.amount`, as the `x-ratelimit-limit-*` field's value.
+    amount: HeaderValue,
 }
 
 impl Limit {
-    fn new(name: &str, scope: LimitScope, rate: Rate, routes: Vec<String>) -> Option<Limit> {
-        // Validation guarantees a quota GCRA can keep.
-        let quota = Quota::new(rate.amount, rate.per, rate.burst).ok()?;
-        Some(Limit {
-            name: Arc::from(name),
-            scope,
-            rate,
-            routes,
-            quota,
+    /// What the limit counts for a request of `route`: one request, the tokens of
+    /// `estimate`, or `None` when it does not apply.
+    fn cost(
+        &self,
+        route: &RouteEntry,
+        estimate: &mut impl FnMut() -> Result<Estimate, ProxyError>,
+    ) -> Result<Option<u64>, ProxyError> {
+        if !self.routes.is_empty() && !self.routes.iter().any(|r| **r == *route.name) {
+            return Ok(None);
+        }
+        Ok(match self.rate.unit {
+            LimitUnit::Requests => Some(1),
+            // Token limits apply to openai routes (validation keeps them off http ones).
+            LimitUnit::Tokens if route.cfg.kind != RouteKind::OpenAi => None,
+            LimitUnit::Tokens => Some(estimate()?.reserve()),
         })
     }
 
-    /// The limits of a virtual key (its own: counted for it alone, on every route).
-    pub fn of_key(key: &KeyConfig) -> Vec<Limit> {
-        key.limits
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                Limit::new(
-                    &format!("key:{}#{i}", key.name),
-                    LimitScope::Key,
-                    *r,
-                    vec![],
-                )
-            })
-            .collect()
+    fn tally(&self, remaining: u64, reset: Duration) -> Tally {
+        Tally {
+            limit: self.amount.clone(),
+            remaining,
+            reset,
+        }
     }
-}
-
-/// The limits of one config.
-pub fn compile(config: &Config) -> Vec<Limit> {
-    config
-        .rate_limits
-        .iter()
-        .filter_map(|l: &RateLimitConfig| {
-            Limit::new(&l.name, l.scope.clone(), l.rate, l.routes.clone())
-        })
-        .collect()
 }
 
 /// One limit's state after a request: what it allows, what is left, when it is full again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tally {
-    pub limit: u64,
+    pub limit: HeaderValue,
     pub remaining: u64,
     pub reset: Duration,
 }
 
 /// What a request learned about its limits, for its response headers: the tightest
 /// request limit and the tightest token limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RateState {
     requests: Option<Tally>,
     tokens: Option<Tally>,
@@ -124,46 +197,133 @@ impl RateState {
     }
 
     /// Keeps `t` when it leaves less than the tally of its kind so far.
-    fn tighten(&mut self, unit: LimitUnit, t: Tally) {
+    fn tighten(&mut self, unit: LimitUnit, t: impl FnOnce() -> Tally, remaining: u64) {
         let slot = self.slot(unit);
-        if slot.is_none_or(|s| t.remaining < s.remaining) {
-            *slot = Some(t);
+        if slot.as_ref().is_none_or(|s| remaining < s.remaining) {
+            *slot = Some(t());
         }
     }
 
     /// Adds the `x-ratelimit-*` fields.
     pub fn write(&self, h: &mut HeaderMap) {
-        for (tally, [limit, remaining, reset]) in [self.requests, self.tokens].iter().zip(&FIELDS) {
+        for (tally, [limit, remaining, reset]) in [&self.requests, &self.tokens].iter().zip(&FIELDS)
+        {
             let Some(t) = tally else { continue };
-            h.insert(limit.clone(), HeaderValue::from(t.limit));
+            h.insert(limit.clone(), t.limit.clone());
             h.insert(remaining.clone(), HeaderValue::from(t.remaining));
-            if let Ok(v) = HeaderValue::from_str(&reset_text(t.reset)) {
-                h.insert(reset.clone(), v);
-            }
+            h.insert(reset.clone(), reset_value(t.reset));
         }
     }
 }
 
-/// OpenAI's reset format: `1s`, `6m0s`, `120ms`.
-fn reset_text(d: Duration) -> String {
-    let ms = d.as_millis();
+/// OpenAI's reset format: `1s`, `1.5s`, `6m0s`, `120ms`. Written without `format!`: it
+/// is on every response of a limited route.
+fn reset_value(d: Duration) -> HeaderValue {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut text = Text::default();
     if ms < 1000 {
-        format!("{ms}ms")
+        text.num(ms).push(b"ms");
     } else if ms < 60_000 {
-        let s = d.as_secs_f64();
-        format!("{}s", (s * 1000.0).round() / 1000.0)
+        text.num(ms / 1000);
+        let frac = ms % 1000;
+        if frac > 0 {
+            // 1000 + frac has the fraction's three digits after its leading 1.
+            let mut buf = itoa::Buffer::new();
+            let digits = &buf.format(1000 + frac).as_bytes()[1..];
+            let end = digits.iter().rposition(|&b| b != b'0').map_or(0, |i| i + 1);
+            text.push(b".").push(&digits[..end]);
+        }
+        text.push(b"s");
     } else {
-        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+        text.num(ms / 60_000).push(b"m");
+        text.num(ms % 60_000 / 1000).push(b"s");
+    }
+    HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static("0s"))
+}
+
+/// A short text built on the stack.
+struct Text {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            bytes: [0; 48],
+            len: 0,
+        }
     }
 }
 
-type Key = (Arc<str>, String);
-type Limiter = LocalLimiter<Key>;
+impl Text {
+    /// Appends `s` (what does not fit is dropped: callers write at most 40 bytes).
+    fn push(&mut self, s: &[u8]) -> &mut Self {
+        let end = (self.len + s.len()).min(self.bytes.len());
+        self.bytes[self.len..end].copy_from_slice(&s[..end - self.len]);
+        self.len = end;
+        self
+    }
 
-/// The rate limiter of a gateway.
-#[derive(Debug)]
-pub struct Admission {
-    limiter: Arc<Limiter>,
+    fn num(&mut self, n: u64) -> &mut Self {
+        self.push(itoa::Buffer::new().format(n).as_bytes())
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// What a request is counted by.
+struct Subject<'a, M> {
+    route: &'a RouteEntry,
+    caller: Option<&'a KeyConfig>,
+    headers: &'a HeaderMap,
+    peer: &'a Peer,
+    model: M,
+}
+
+impl<'a, 'm: 'a, M: Fn() -> Option<&'m str>> Subject<'a, M> {
+    /// The value `scope` counts this request under, as bytes (`buf` holds an address's).
+    fn value<'b>(&'b self, scope: &LimitScope, buf: &'b mut [u8; 16]) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        match scope {
+            LimitScope::Global => b"",
+            LimitScope::ClientIp => match self.peer.addr.ip() {
+                IpAddr::V4(ip) => {
+                    buf[..4].copy_from_slice(&ip.octets());
+                    &buf[..4]
+                }
+                IpAddr::V6(ip) => {
+                    *buf = ip.octets();
+                    &buf[..]
+                }
+            },
+            LimitScope::Route => self.route.name.as_bytes(),
+            LimitScope::Model => (self.model)().unwrap_or_default().as_bytes(),
+            LimitScope::Header(h) => self.headers.get(h).map_or(b"", |v| v.as_bytes()),
+            LimitScope::Key => self.caller.map_or(b"", |k| k.name.as_bytes()),
+            LimitScope::Team => self
+                .caller
+                .and_then(|k| k.team.as_deref())
+                .map_or(b"", str::as_bytes),
+        }
+    }
+}
+
+/// A value as a refusal's message names it.
+fn describe(scope: &LimitScope, value: &[u8]) -> String {
+    if *scope == LimitScope::ClientIp {
+        if let Ok(v4) = <[u8; 4]>::try_from(value) {
+            return IpAddr::from(v4).to_string();
+        }
+        if let Ok(v6) = <[u8; 16]>::try_from(value) {
+            return IpAddr::from(v6).to_string();
+        }
+    }
+    String::from_utf8_lossy(value).into_owned()
 }
 
 /// An admitted request: its limits' state, and the tokens it holds until its answer ends.
@@ -173,131 +333,98 @@ pub struct Admitted {
     pub tokens: Option<Reservation>,
 }
 
-impl Admission {
-    pub fn new(clock: SharedClock) -> Self {
-        Admission {
-            limiter: Arc::new(LocalLimiter::new(clock)),
-        }
-    }
-
-    /// Counts a request against every limit of `limits` that applies to `route`: one
-    /// request, or the tokens of `estimate` (asked only for a token limit; `model` only
-    /// for a model-scoped one). The tightest limits' state, or the 429 of the first that
-    /// refuses.
-    #[allow(clippy::too_many_arguments)]
-    pub fn admit<'l>(
-        &self,
-        limits: impl Iterator<Item = &'l Limit>,
-        route: &RouteEntry,
-        caller: Option<&KeyConfig>,
-        headers: &HeaderMap,
-        peer: &Peer,
-        model: impl Fn() -> Option<String>,
-        estimate: impl Fn() -> Result<Estimate, ProxyError>,
-    ) -> Result<Admitted, ProxyError> {
-        let mut tokens: Option<Estimate> = None;
-        let mut counted: Vec<(Quota, Key, u64, LimitUnit)> = Vec::new();
-        let mut state = RateState::default();
-        for l in limits {
-            if !l.routes.is_empty() && !l.routes.iter().any(|r| **r == *route.name) {
-                continue;
+/// Counts a request against every limit of `limits` that applies to `route`: one request,
+/// or the tokens of `estimate` (asked only for a token limit; `model` only for a
+/// model-scoped one). The tightest limits' state, or the 429 of the first that refuses
+/// (the limits that had counted it give it back).
+#[allow(clippy::too_many_arguments)]
+pub fn admit<'l, 'a, 'm: 'a>(
+    limits: impl Iterator<Item = &'l Limit> + Clone,
+    route: &'a RouteEntry,
+    caller: Option<&'a KeyConfig>,
+    headers: &'a HeaderMap,
+    peer: &'a Peer,
+    model: impl Fn() -> Option<&'m str>,
+    estimate: impl Fn() -> Result<Estimate, ProxyError>,
+) -> Result<Admitted, ProxyError> {
+    let subject = Subject {
+        route,
+        caller,
+        headers,
+        peer,
+        model,
+    };
+    let mut tokens: Option<Estimate> = None;
+    let mut estimate = || {
+        let e = estimate()?;
+        tokens = Some(e);
+        Ok(e)
+    };
+    let mut held: Vec<(Arc<LocalLimiter>, Quota, Box<[u8]>)> = Vec::new();
+    let mut state = RateState::default();
+    let mut buf = [0u8; 16];
+    for (counted, l) in limits.clone().enumerate() {
+        let cost = match l.cost(route, &mut estimate) {
+            Ok(Some(cost)) => cost,
+            Ok(None) => continue,
+            Err(e) => {
+                give_back(limits.take(counted), &subject, &mut estimate);
+                return Err(e);
             }
-            let unit = l.rate.unit;
-            let cost = match unit {
-                LimitUnit::Requests => 1,
-                // Token limits apply to openai routes (validation keeps them off http ones).
-                LimitUnit::Tokens if route.cfg.kind != flowgate_config::RouteKind::OpenAi => {
-                    continue;
+        };
+        let value = subject.value(&l.scope, &mut buf);
+        let unit = l.rate.unit;
+        match l.counts.check(value, &l.quota, cost) {
+            Decision::Admit {
+                remaining, reset, ..
+            } => {
+                state.tighten(unit, || l.tally(remaining, reset), remaining);
+                if unit == LimitUnit::Tokens {
+                    held.push((l.counts.clone(), l.quota, Box::from(value)));
                 }
-                LimitUnit::Tokens => match estimate() {
-                    Ok(e) => {
-                        tokens = Some(e);
-                        e.reserve()
-                    }
-                    Err(err) => {
-                        self.give_back(&counted);
-                        return Err(err);
-                    }
-                },
-            };
-            let value = match &l.scope {
-                LimitScope::Global => String::new(),
-                LimitScope::ClientIp => peer.addr.ip().to_string(),
-                LimitScope::Route => route.name.to_string(),
-                LimitScope::Model => model().unwrap_or_default(),
-                LimitScope::Header(h) => headers
-                    .get(h)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                    .unwrap_or_default(),
-                LimitScope::Key => caller.map(|k| k.name.clone()).unwrap_or_default(),
-                LimitScope::Team => caller.and_then(|k| k.team.clone()).unwrap_or_default(),
-            };
-            let key = (l.name.clone(), value);
-            match self.limiter.check(&key, &l.quota, cost) {
-                Decision::Admit {
-                    remaining, reset, ..
-                } => {
-                    state.tighten(
-                        unit,
-                        Tally {
-                            limit: l.rate.amount,
-                            remaining,
-                            reset,
-                        },
-                    );
-                    counted.push((l.quota, key, cost, unit));
-                }
-                Decision::Deny {
+            }
+            Decision::Deny {
+                retry_after,
+                reset,
+                remaining,
+            } => {
+                let value = describe(&l.scope, value);
+                give_back(limits.take(counted), &subject, &mut estimate);
+                return Err(ProxyError::RateLimited(Box::new(Refusal {
+                    limit: l.name.to_string(),
+                    value,
+                    unit,
+                    amount: l.rate.amount,
+                    per: l.rate.per,
+                    needed: cost,
+                    burst: l.rate.burst,
                     retry_after,
-                    reset,
-                    remaining,
-                } => {
-                    self.give_back(&counted);
-                    return Err(ProxyError::RateLimited(Box::new(Refusal {
-                        limit: l.name.to_string(),
-                        value: key.1,
-                        unit,
-                        amount: l.rate.amount,
-                        per: l.rate.per,
-                        needed: cost,
-                        burst: l.rate.burst,
-                        retry_after,
-                        state: RateState::of(
-                            unit,
-                            Tally {
-                                limit: l.rate.amount,
-                                remaining,
-                                reset,
-                            },
-                        ),
-                    })));
-                }
+                    state: RateState::of(unit, l.tally(remaining, reset)),
+                })));
             }
         }
-        let tokens = tokens.map(|e| Reservation {
-            limiter: self.limiter.clone(),
-            held: counted
-                .into_iter()
-                .filter(|c| c.3 == LimitUnit::Tokens)
-                .map(|(q, k, ..)| (q, k))
-                .collect(),
-            reserved: e.reserve(),
-            prompt: e.prompt,
-            settled: false,
-        });
-        Ok(Admitted { state, tokens })
     }
+    let tokens = tokens.map(|e| Reservation {
+        held,
+        reserved: e.reserve(),
+        prompt: e.prompt,
+        settled: false,
+    });
+    Ok(Admitted { state, tokens })
+}
 
-    /// The limits that counted a refused request give it back.
-    fn give_back(&self, counted: &[(Quota, Key, u64, LimitUnit)]) {
-        for (quota, key, cost, _) in counted {
-            self.limiter.settle(key, quota, *cost, 0);
+/// The `limits` that counted a refused request give it back.
+fn give_back<'l, 'a, 'm: 'a>(
+    limits: impl Iterator<Item = &'l Limit>,
+    subject: &Subject<'a, impl Fn() -> Option<&'m str>>,
+    estimate: &mut impl FnMut() -> Result<Estimate, ProxyError>,
+) {
+    let mut buf = [0u8; 16];
+    for l in limits {
+        if let Ok(Some(cost)) = l.cost(subject.route, estimate) {
+            l.counts
+                .settle(subject.value(&l.scope, &mut buf), &l.quota, cost, 0);
         }
-    }
-
-    /// Forgets values whose counts are back to their full burst.
-    pub fn sweep(&self) -> usize {
-        self.limiter.sweep()
     }
 }
 
@@ -347,8 +474,8 @@ impl std::fmt::Display for Refusal {
 /// Dropped unsettled (an error before any answer, a cache hit) it gives them all back.
 #[derive(Debug)]
 pub struct Reservation {
-    limiter: Arc<Limiter>,
-    held: Vec<(Quota, Key)>,
+    /// Each token limit's counts, quota and value.
+    held: Vec<(Arc<LocalLimiter>, Quota, Box<[u8]>)>,
     reserved: u64,
     /// The prompt's estimate, charged when the answer's usage cannot be read.
     prompt: u64,
@@ -361,8 +488,8 @@ impl Reservation {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        for (quota, key) in &self.held {
-            self.limiter.settle(key, quota, self.reserved, actual);
+        for (counts, quota, value) in &self.held {
+            counts.settle(value, quota, self.reserved, actual);
         }
     }
 
@@ -435,8 +562,18 @@ mod tests {
 
     #[test]
     fn resets_are_written_as_openai_does() {
-        assert_eq!(reset_text(Duration::from_millis(120)), "120ms");
-        assert_eq!(reset_text(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(reset_text(Duration::from_secs(360)), "6m0s");
+        let text = |ms| reset_value(Duration::from_millis(ms));
+        for (ms, want) in [
+            (0, "0ms"),
+            (120, "120ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (1050, "1.05s"),
+            (59_999, "59.999s"),
+            (360_000, "6m0s"),
+            (u64::MAX, "307445734561825m51s"),
+        ] {
+            assert_eq!(text(ms), want, "{ms} ms");
+        }
     }
 }

@@ -16,7 +16,7 @@ use flowgate_admission::keys::{self, KeyIndex, KeyStore, StoreError, StoredKey};
 use flowgate_config::{AuthConfig, Config, KeyConfig};
 use http::HeaderMap;
 
-use crate::admission::Limit;
+use crate::admission::{Counts, Limit};
 use crate::error::ProxyError;
 
 /// A known key, with its own limits compiled.
@@ -61,9 +61,9 @@ impl Caller {
         }
     }
 
-    fn new(key: KeyConfig, created_ms: Option<u64>) -> Arc<Caller> {
+    fn new(key: KeyConfig, created_ms: Option<u64>, counts: &Counts) -> Arc<Caller> {
         Arc::new(Caller {
-            limits: Limit::of_key(&key),
+            limits: counts.of_key(&key),
             key,
             created_ms,
         })
@@ -73,10 +73,10 @@ impl Caller {
 pub type Callers = KeyIndex<Arc<Caller>>;
 
 /// The keys written in a config.
-pub fn config_keys(config: &Config) -> Callers {
+pub fn config_keys(config: &Config, counts: &Counts) -> Callers {
     let mut index = KeyIndex::default();
     for k in &config.auth.keys {
-        index.insert(k.hash, Caller::new(k.clone(), None));
+        index.insert(k.hash, Caller::new(k.clone(), None, counts));
     }
     index
 }
@@ -99,14 +99,17 @@ pub enum KeyError {
 pub struct Auth {
     store: Option<KeyStore>,
     stored: ArcSwap<Callers>,
+    /// Where the stored keys' limits count.
+    counts: Arc<Counts>,
 }
 
 impl Auth {
     /// Opens the store at `path`, if any, and reads its keys.
-    pub fn open(path: Option<&Path>) -> Result<Auth, StoreError> {
+    pub fn open(path: Option<&Path>, counts: Arc<Counts>) -> Result<Auth, StoreError> {
         let auth = Auth {
             store: path.map(KeyStore::open).transpose()?,
             stored: ArcSwap::from_pointee(KeyIndex::default()),
+            counts,
         };
         auth.reload()?;
         Ok(auth)
@@ -116,7 +119,10 @@ impl Auth {
         let mut index = KeyIndex::default();
         if let Some(store) = &self.store {
             for k in store.list()? {
-                index.insert(k.key.hash, Caller::new(k.key, Some(k.created_ms)));
+                index.insert(
+                    k.key.hash,
+                    Caller::new(k.key, Some(k.created_ms), &self.counts),
+                );
             }
         }
         self.stored.store(Arc::new(index));

@@ -411,6 +411,7 @@ fn with_fields(
 ) -> Response<ProxyBody> {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
+    h.reserve(fields.len() + 1 + crate::headers::ADDED_FIELDS);
     flowgate_cache::wire::replay_fields(h, fields);
     if let Some(t) = content_type {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));

@@ -20,7 +20,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::admission::{Admission, RateState};
+use crate::admission::{Counts, RateState};
 use crate::auth::Auth;
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
@@ -50,8 +50,8 @@ pub struct Gateway {
     cache: Option<Arc<Cache>>,
     /// Warming jobs and the recent requests top-N warming replays.
     warming: Warming,
-    /// The counts of the request rate limits.
-    admission: Admission,
+    /// The counts of the rate limits.
+    counts: Arc<Counts>,
     /// The key store and the keys made through the admin API.
     auth: Auth,
 }
@@ -111,11 +111,11 @@ impl Gateway {
             None
         };
         let keep = if cache.is_some() { c.warm.keep } else { 0 };
-        let auth = Auth::open(config.auth.store.as_deref())
+        let counts = Arc::new(Counts::new(clock.clone()));
+        let auth = Auth::open(config.auth.store.as_deref(), counts.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
-        let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics());
+        let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics(), &counts);
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
-        let admission = Admission::new(clock.clone());
 
         Ok(Arc::new(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
@@ -129,7 +129,7 @@ impl Gateway {
             last_reload_error: Mutex::new(None),
             cache,
             warming: Warming::new(keep),
-            admission,
+            counts,
             auth,
         }))
     }
@@ -145,7 +145,7 @@ impl Gateway {
 
     /// Forgets rate-limit counts that are back to their full burst; how many are kept.
     pub fn sweep_rate_limits(&self) -> usize {
-        self.admission.sweep()
+        self.counts.sweep()
     }
 
     pub(crate) fn auth(&self) -> &Auth {
@@ -227,6 +227,7 @@ impl Gateway {
             self.workers,
             &self.clock,
             self.telemetry.metrics(),
+            &self.counts,
         );
         self.runtime.store(Arc::new(new));
         self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -372,13 +373,14 @@ impl Gateway {
         let mut tokens = None;
         let key_limits = caller.as_ref().map_or(&[][..], |c| &c.limits[..]);
         if !rt.rate_limits.is_empty() || !key_limits.is_empty() {
-            let admitted = self.admission.admit(
+            let model = &model;
+            let admitted = crate::admission::admit(
                 rt.rate_limits.iter().chain(key_limits),
                 route,
                 caller.as_ref().map(|c| &c.key),
                 &parts.headers,
                 peer,
-                || (*model).clone(),
+                move || model.as_deref(),
                 || (*estimate).clone(),
             )?;
             out.rate = Some(admitted.state);

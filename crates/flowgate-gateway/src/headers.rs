@@ -10,6 +10,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The request-id header.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// How many fields the gateway may add to a response (request id, upstream, attempts,
+/// cache status, age, the six `x-ratelimit-*`): responses are made with room for them, so
+/// that adding them never grows the map.
+pub const ADDED_FIELDS: usize = 12;
 /// Names the upstream endpoint that answered.
 pub static UPSTREAM: HeaderName = HeaderName::from_static("x-flowgate-upstream");
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -8,6 +8,7 @@ use flowgate_clock::SharedClock;
 use flowgate_config::Config;
 use flowgate_telemetry::Metrics;
 
+use crate::admission::Counts;
 use crate::router::{RouteEntry, Router};
 use crate::upstream::Upstream;
 
@@ -34,6 +35,7 @@ impl Runtime {
         shards: usize,
         clock: &SharedClock,
         metrics: &Metrics,
+        counts: &Counts,
     ) -> Runtime {
         let upstreams: Vec<Arc<Upstream>> = config
             .pools
@@ -60,8 +62,8 @@ impl Runtime {
             })
             .collect();
         Runtime {
-            rate_limits: crate::admission::compile(&config),
-            keys: crate::auth::config_keys(&config),
+            rate_limits: counts.compile(&config),
+            keys: crate::auth::config_keys(&config, counts),
             config: Arc::new(config),
             router: Router::new(routes),
             upstreams,

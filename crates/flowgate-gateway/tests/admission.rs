@@ -114,6 +114,45 @@ async fn a_request_refused_by_one_limit_is_given_back_to_the_others() {
     assert_eq!(up.stats().requests, 3);
 }
 
+#[tokio::test]
+async fn client_limits_keep_their_counts_across_a_reload_that_keeps_their_name() {
+    let up = sim(EndpointSpec::default()).await;
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let limit = |name: &str| {
+        format!(
+            "[[rate_limits]]\nname = \"{name}\"\nscope = \"ip\"\nrequests = 2\nper = \"1m\"\n\n{}",
+            fleet_config(&[up.url()], "")
+        )
+    };
+    let parse = |toml: String| {
+        let toml =
+            format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n{toml}");
+        flowgate_config::parse(&toml, "test.toml", std::iter::empty()).unwrap()
+    };
+    let gw = gateway_on(clock.shared(), &limit("per-client")).await;
+    let c = client();
+    let ask = || post(gw.data_addr, "/v1/chat/completions", chat_body(false));
+    assert_eq!(send(&c, ask()).await.status, StatusCode::OK);
+    assert_eq!(send(&c, ask()).await.status, StatusCode::OK);
+    let refused = send(&c, ask()).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // The message names the client by its address.
+    assert!(
+        refused.error_message().contains("for 127.0.0.1"),
+        "{}",
+        refused.error_message()
+    );
+    // Same name after a reload: the client is still out of requests.
+    gw.gateway.apply(parse(limit("per-client")));
+    assert_eq!(send(&c, ask()).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // A new name is a new limit with its own counts.
+    gw.gateway.apply(parse(limit("per-address")));
+    assert_eq!(send(&c, ask()).await.status, StatusCode::OK);
+    // The old limit's counts go once nothing uses them: a sweep keeps the new one's only.
+    assert_eq!(gw.gateway.sweep_rate_limits(), 1);
+    assert_eq!(up.stats().requests, 3);
+}
+
 /// A gateway on a manual clock with one global token limit of 1000 per minute on the chat
 /// route (after `extra`), its upstream and a client.
 async fn token_limited(

@@ -353,8 +353,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Exchange
         }
         return Ok(Parsed::Interim);
     }
-    // Room for the fields the gateway adds to the response.
-    let mut headers = HeaderMap::with_capacity(count + 4);
+    let mut headers = HeaderMap::with_capacity(count + crate::headers::ADDED_FIELDS);
     for &[name_at, name_end, start, end] in spans.iter().take(count) {
         let name_bytes = &head[name_at as usize..name_end as usize];
         let name = HeaderName::from_bytes(name_bytes).map_err(|_| {

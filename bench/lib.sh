@@ -1,0 +1,62 @@
+# Shared by the benchmark scripts, sourced from the repository's root after they read their
+# options: installs what they need, builds flowgate, writes the nginx configs of the mock
+# upstream (:18081) and of the nginx proxy flowgate is compared with (:18082), the wrk
+# script, and `phase`, which runs one load phase while sampling its target's CPU and memory.
+#   needs: ROOT, DUR; sets: RUN, OUT, BIN, URL_PATH, lua, oha_args, nginx_conf, proxy_loc, phase
+RUN="${BENCH_RUN_DIR:-/tmp/flowgate-bench}"
+OUT="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)${OUT_SUFFIX:-}"
+mkdir -p "$RUN/tmp" "$OUT"
+
+need=(); command -v nginx >/dev/null || need+=(nginx); command -v wrk >/dev/null || need+=(wrk)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v oha >/dev/null || { echo "oha not found: cargo install --locked oha" >&2; exit 1; }
+
+cargo build --release --locked -q -p flowgate
+BIN="$ROOT/target/release/flowgate"
+
+body="$(tr -d '\n' < bench/conf/mock-response.json)"
+nginx_conf() { # name port extra-http extra-server [workers]
+  cat > "$RUN/$1.conf" <<NGX
+worker_processes ${5:-1};
+pid $RUN/$1.pid;
+error_log $RUN/$1.error.log warn;
+events { worker_connections 8192; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $RUN/tmp/$1-body; proxy_temp_path $RUN/tmp/$1-proxy;
+  fastcgi_temp_path $RUN/tmp/$1-fcgi; uwsgi_temp_path $RUN/tmp/$1-uwsgi; scgi_temp_path $RUN/tmp/$1-scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  client_body_buffer_size 64k;
+  $3
+  server {
+    listen 127.0.0.1:$2 backlog=4096;
+    $4
+  }
+}
+NGX
+}
+nginx_conf mock 18081 "" "location / { default_type application/json; return 200 '$body'; }"
+proxy_loc="location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+nginx_conf proxy 18082 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" "$proxy_loc"
+URL_PATH=/v1/chat/completions
+
+lua="$RUN/post.lua"
+python3 - "$lua" <<'PY'
+import json, sys
+body = open("bench/conf/request.json").read().strip()
+open(sys.argv[1], "w").write('wrk.method = "POST"\nwrk.body = %s\nwrk.headers["content-type"] = "application/json"\n' % json.dumps(body))
+PY
+
+phase() { # target round name cmd...
+  local t="$1" r="$2" name="$3"; shift 3
+  local f="$OUT/$t-r$r-$name"
+  python3 bench/sample.py "$f.sample.json" ${PID[$t]} & local sp=$!
+  timeout -k 5 $((DUR + 30)) "$@" > "$f.out" 2>&1 || echo "warning: $t $name exited non-zero" >&2
+  kill -TERM "$sp"; wait "$sp" || true
+}
+oha_args=(-m POST -D bench/conf/request.json -H "content-type: application/json" --no-tui --output-format json --disable-compression)
