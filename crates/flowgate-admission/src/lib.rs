@@ -9,12 +9,16 @@
 //!
 //! Virtual API keys ([`keys`]) are made, hashed, found in constant time and stored here.
 //!
-//! Still to come (issue 4): the Redis limiter shared by replicas, concurrency limits with
-//! priority queues, adaptive concurrency.
+//! [`shared::SharedLimiter`] keeps them in Redis for every replica (one versioned Lua
+//! script, `gcra.lua`).
+//!
+//! Still to come (issue 4): concurrency limits with priority queues, adaptive concurrency.
 
 pub mod gcra;
 pub mod keys;
 pub mod local;
+pub mod shared;
 
 pub use gcra::{Decision, Quota, QuotaError};
 pub use local::LocalLimiter;
+pub use shared::SharedLimiter;

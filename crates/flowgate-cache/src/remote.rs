@@ -27,17 +27,10 @@ use crate::invalidate::Selector;
 /// Where and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://host:port/db` (or `rediss://` where the client supports TLS): the server,
-    /// or seed nodes of a Cluster.
-    pub urls: Vec<String>,
-    /// Whether `urls` are nodes of a Redis Cluster.
-    pub cluster: bool,
+    /// The server or Cluster, the deadline of each call, the breaker.
+    pub link: LinkSettings,
     /// Key prefix; several deployments can share one Redis.
     pub prefix: String,
-    /// Deadline of each operation.
-    pub timeout: Duration,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
     /// Bodies larger than this are stored zstd-compressed.
     pub compress_above: u64,
     /// How long a miss waits for the replica holding the key's fetch lock (zero: no lock).
@@ -119,17 +112,8 @@ impl RedisTier {
     /// A tier for `settings.urls`; connects lazily (a Redis that is down at start is
     /// skipped like one that goes down later). Must be called within a Tokio runtime.
     pub fn open(settings: RedisSettings, clock: SharedClock) -> Result<Self, RedisError> {
-        let link = Link::open(
-            LinkSettings {
-                urls: settings.urls.clone(),
-                cluster: settings.cluster,
-                timeout: settings.timeout,
-                breaker_failures: settings.breaker_failures,
-                breaker_cooldown: settings.breaker_cooldown,
-            },
-            clock.clone(),
-        )
-        .map_err(|e| RedisError(e.to_string()))?;
+        let link = Link::open(settings.link.clone(), clock.clone())
+            .map_err(|e| RedisError(e.to_string()))?;
         Ok(RedisTier {
             inner: Arc::new(Inner {
                 link,
@@ -334,6 +318,7 @@ impl RedisTier {
         let err = |e: redis::RedisError| RedisError(e.to_string());
         let settings = &self.inner.settings;
         let url = settings
+            .link
             .urls
             .first()
             .ok_or_else(|| RedisError("no URL".into()))?;
@@ -345,13 +330,13 @@ impl RedisTier {
         let client = redis::Client::open(info.set_redis_settings(resp3)).map_err(err)?;
         let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(200))))
+            .set_connection_timeout(Some(settings.link.timeout.max(Duration::from_millis(200))))
             .set_max_delay(Duration::from_secs(1))
             .set_push_sender(tx)
             .set_automatic_resubscription();
         let mut conn = ConnectionManager::new_lazy_with_config(client, config).map_err(err)?;
         let channel = self.invalidation_channel();
-        let retry = settings.breaker_cooldown;
+        let retry = settings.link.breaker_cooldown;
         let task = tokio::spawn(async move {
             // Until the first subscription holds; the manager renews it after reconnecting.
             while let Err(e) = conn.subscribe(&channel).await {
@@ -399,7 +384,7 @@ impl RedisTier {
             }
             _ => {
                 let pattern = sel.glob()?;
-                let nodes = if self.inner.settings.cluster {
+                let nodes = if self.inner.settings.link.cluster {
                     self.inner.link.primaries().await?
                 } else {
                     vec![(String::new(), 0)]

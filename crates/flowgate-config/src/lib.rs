@@ -32,8 +32,8 @@ pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     AuthConfig, CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig,
     EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch,
-    PoolConfig, Rate, RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind,
-    Secret, ServerConfig, UpstreamKey, WarmConfig,
+    PoolConfig, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawKey as KeySpec;

@@ -24,6 +24,8 @@ pub struct Config {
     pub rate_limits: Vec<RateLimitConfig>,
     /// Who may call the data plane (`[auth]`, virtual keys).
     pub auth: AuthConfig,
+    /// Where rate-limit counts are shared by replicas; `None`: each gateway counts alone.
+    pub shared_limits: Option<SharedLimitsConfig>,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -240,6 +242,21 @@ pub enum LimitScope {
     Team,
 }
 
+impl std::fmt::Display for LimitScope {
+    /// As written in the config: `global`, `ip`, `header:x-team`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitScope::Global => f.write_str("global"),
+            LimitScope::ClientIp => f.write_str("ip"),
+            LimitScope::Route => f.write_str("route"),
+            LimitScope::Model => f.write_str("model"),
+            LimitScope::Header(h) => write!(f, "header:{h}"),
+            LimitScope::Key => f.write_str("key"),
+            LimitScope::Team => f.write_str("team"),
+        }
+    }
+}
+
 /// A model's price, in US dollars per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelPrice {
@@ -398,9 +415,9 @@ impl ConfidenceTtl {
     }
 }
 
-/// The Redis tier of the cache (`[cache.redis]`).
+/// How to reach a Redis deployment (`[cache.redis]`, `[shared_limits]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisCacheConfig {
+pub struct RedisLinkConfig {
     /// `redis://[user:password@]host:port[/db]`: the server, or the seed nodes of a
     /// Cluster (`url` or `urls` in the file).
     pub urls: Vec<String>,
@@ -408,15 +425,49 @@ pub struct RedisCacheConfig {
     pub cluster: bool,
     /// Key prefix. Default `flowgate`.
     pub prefix: String,
-    /// Deadline of each Redis operation. Default 50 ms.
+    /// Deadline of each Redis call. Default 50 ms.
     pub timeout: Duration,
-    /// Consecutive failures that make the cache go around Redis. Default 3.
+    /// Consecutive failures that make the gateway go around Redis. Default 3.
     pub breaker_failures: u32,
     /// How long it goes around Redis before trying again. Default 5 s.
     pub breaker_cooldown: Duration,
+}
+
+impl RedisLinkConfig {
+    /// ` [cluster]: URLS prefix P, timeout T, breaker N failures / C`, passwords hidden.
+    fn summary(&self) -> String {
+        format!(
+            "{}: {} prefix {}, timeout {}, breaker {} failures / {}",
+            if self.cluster { " cluster" } else { "" },
+            self.urls
+                .iter()
+                .map(|u| redact_url(u))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.prefix,
+            crate::units::format_duration(self.timeout),
+            self.breaker_failures,
+            crate::units::format_duration(self.breaker_cooldown),
+        )
+    }
+}
+
+/// The Redis tier of the cache (`[cache.redis]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisCacheConfig {
+    pub link: RedisLinkConfig,
     /// How long a miss waits for another replica that holds the key's fetch lock, polling
     /// Redis, before going upstream itself; zero turns the lock off. Default 5 s.
     pub lock_wait: Duration,
+}
+
+/// Rate-limit counts shared by every replica through Redis (`[shared_limits]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedLimitsConfig {
+    pub link: RedisLinkConfig,
+    /// The share of each limit a replica enforces alone while Redis is unreachable, in
+    /// (0, 1]. Default 1 (each replica the whole limit); `1 / replicas` keeps the total.
+    pub fallback_share: f64,
 }
 
 /// The disk tier of the cache (`[cache.disk]`).
@@ -680,15 +731,7 @@ impl Config {
             let _ = writeln!(s, "  {} model price(s)", self.models.len());
         }
         for l in &self.rate_limits {
-            let scope = match &l.scope {
-                LimitScope::Global => "global".to_string(),
-                LimitScope::ClientIp => "ip".to_string(),
-                LimitScope::Route => "route".to_string(),
-                LimitScope::Model => "model".to_string(),
-                LimitScope::Header(h) => format!("header:{h}"),
-                LimitScope::Key => "key".to_string(),
-                LimitScope::Team => "team".to_string(),
-            };
+            let scope = &l.scope;
             let _ = writeln!(
                 s,
                 "  rate limit {}: {} {} per {} per {scope}, burst {}, routes {}",
@@ -719,6 +762,14 @@ impl Config {
         } else {
             let _ = writeln!(s, "  auth: off (any client may call)");
         }
+        if let Some(l) = &self.shared_limits {
+            let _ = writeln!(
+                s,
+                "  shared limits{}, {} of each limit per replica while Redis is down",
+                l.link.summary(),
+                l.fallback_share
+            );
+        }
         if self.cache.enabled {
             let _ = writeln!(
                 s,
@@ -734,17 +785,8 @@ impl Config {
             if let Some(r) = &self.cache.redis {
                 let _ = writeln!(
                     s,
-                    "  cache redis{}: {} prefix {}, timeout {}, breaker {} failures / {}, lock wait {}",
-                    if r.cluster { " cluster" } else { "" },
-                    r.urls
-                        .iter()
-                        .map(|u| redact_url(u))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    r.prefix,
-                    format_duration(r.timeout),
-                    r.breaker_failures,
-                    format_duration(r.breaker_cooldown),
+                    "  cache redis{}, lock wait {}",
+                    r.link.summary(),
                     format_duration(r.lock_wait)
                 );
             }

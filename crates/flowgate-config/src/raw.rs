@@ -26,6 +26,22 @@ pub(crate) struct RawConfig {
     pub rate_limits: Vec<RawRateLimit>,
     #[serde(default)]
     pub auth: RawAuth,
+    pub shared_limits: Option<RawSharedLimits>,
+}
+
+/// `[shared_limits]`: rate-limit counts shared by replicas through Redis.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSharedLimits {
+    pub enabled: Option<bool>,
+    pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub cluster: Option<bool>,
+    pub prefix: Option<String>,
+    pub timeout: Option<HumanDuration>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<HumanDuration>,
+    pub fallback_share: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

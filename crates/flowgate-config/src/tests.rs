@@ -386,13 +386,13 @@ fn the_redis_tier_is_configured_by_its_table() {
         "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\nurl = \"redis://:pw@127.0.0.1:6379/2\"\ntimeout = \"20ms\"\n"
     ));
     let r = on.cache.redis.as_ref().unwrap();
-    assert_eq!(r.urls, ["redis://:pw@127.0.0.1:6379/2"]);
-    assert!(!r.cluster);
+    assert_eq!(r.link.urls, ["redis://:pw@127.0.0.1:6379/2"]);
+    assert!(!r.link.cluster);
     assert_eq!(r.lock_wait, Duration::from_secs(5));
-    assert_eq!(r.prefix, "flowgate");
-    assert_eq!(r.timeout, Duration::from_millis(20));
+    assert_eq!(r.link.prefix, "flowgate");
+    assert_eq!(r.link.timeout, Duration::from_millis(20));
     assert_eq!(
-        (r.breaker_failures, r.breaker_cooldown),
+        (r.link.breaker_failures, r.link.breaker_cooldown),
         (3, Duration::from_secs(5))
     );
     assert!(
@@ -419,13 +419,59 @@ fn the_redis_tier_is_configured_by_its_table() {
 }
 
 #[test]
+fn shared_limits_are_configured_by_their_table() {
+    let on = parse_ok(&format!(
+        "{GOOD}\n[shared_limits]\nurl = \"redis://127.0.0.1:6379\"\ntimeout = \"10ms\"\nfallback_share = 0.5\n"
+    ));
+    let l = on.shared_limits.as_ref().unwrap();
+    assert_eq!(l.link.urls, ["redis://127.0.0.1:6379"]);
+    assert_eq!(l.link.timeout, Duration::from_millis(10));
+    assert_eq!(l.link.prefix, "flowgate");
+    assert_eq!(l.fallback_share, 0.5);
+    assert!(on.summary().contains(
+        "shared limits: redis://127.0.0.1:6379 prefix flowgate, timeout 10ms, breaker 3 failures / 5s, 0.5 of each limit per replica while Redis is down"
+    ), "{}", on.summary());
+    let off = parse_ok(&format!(
+        "{GOOD}\n[shared_limits]\nenabled = false\nurl = \"redis://127.0.0.1:6379\"\n"
+    ));
+    assert!(off.shared_limits.is_none());
+    assert!(parse_ok(GOOD).shared_limits.is_none());
+    for (body, key, says) in [
+        (
+            "fallback_share = 0.5",
+            "shared_limits.url",
+            "missing: shared limits need",
+        ),
+        (
+            "url = \"redis://h:1\"\nfallback_share = 0",
+            "shared_limits.fallback_share",
+            "above 0 and at most 1",
+        ),
+        (
+            "url = \"redis://h:1\"\nfallback_share = 1.5",
+            "shared_limits.fallback_share",
+            "got 1.5",
+        ),
+        (
+            "url = \"redis://h:1\"\nshare = 1",
+            "shared_limits.share",
+            "unknown field",
+        ),
+    ] {
+        let p = parse_err(&format!("{GOOD}\n[shared_limits]\n{body}\n"));
+        assert_eq!(p[0].key.to_string(), key, "{body}");
+        assert!(p[0].to_string().contains(says), "{body}: {}", p[0]);
+    }
+}
+
+#[test]
 fn a_redis_cluster_is_given_by_its_seed_nodes() {
     let on = parse_ok(&format!(
         "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\ncluster = true\nurls = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\nlock_wait = \"0s\"\n"
     ));
     let r = on.cache.redis.as_ref().unwrap();
-    assert!(r.cluster);
-    assert_eq!(r.urls.len(), 2);
+    assert!(r.link.cluster);
+    assert_eq!(r.link.urls.len(), 2);
     assert_eq!(r.lock_wait, Duration::ZERO);
     assert!(
         on.summary()

@@ -12,13 +12,13 @@ use crate::error::KeyPath;
 use crate::model::{
     AuthConfig, CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig,
     EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch,
-    PoolConfig, Rate, RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig, RouteKind,
-    Secret, ServerConfig, UpstreamKey, WarmConfig,
+    PoolConfig, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache,
     RawEndpoint, RawKey, RawModel, RawPool, RawRate, RawRateLimit, RawRedisCache, RawRoute,
-    RawRouteCache, RawRouteKind, RawWarm,
+    RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
 };
 use crate::units::HumanDuration;
 
@@ -183,6 +183,12 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let shared_limits = raw
+        .shared_limits
+        .as_ref()
+        .filter(|s| s.enabled != Some(false))
+        .and_then(|s| shared_limits(s, &root.clone().key("shared_limits"), &mut found));
+
     if found.is_empty() {
         Ok(Config {
             origin: origin.to_string(),
@@ -194,6 +200,7 @@ pub(crate) fn validate(
             models,
             rate_limits,
             auth,
+            shared_limits,
         })
     } else {
         Err(found)
@@ -761,9 +768,83 @@ fn confidence(raw: &RawConfidence, key: &KeyPath, found: &mut Found) -> Option<C
     Some(ConfidenceTtl { pointer, bands })
 }
 
+/// The fields every Redis section has.
+struct RawLink<'a> {
+    url: &'a Option<String>,
+    urls: &'a Option<Vec<String>>,
+    cluster: Option<bool>,
+    prefix: &'a Option<String>,
+    timeout: Option<HumanDuration>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown: Option<HumanDuration>,
+}
+
 fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<RedisCacheConfig> {
+    let link = redis_link(
+        RawLink {
+            url: &raw.url,
+            urls: &raw.urls,
+            cluster: raw.cluster,
+            prefix: &raw.prefix,
+            timeout: raw.timeout,
+            breaker_failures: raw.breaker_failures,
+            breaker_cooldown: raw.breaker_cooldown,
+        },
+        "the Redis tier needs",
+        key,
+        found,
+    )?;
+    Some(RedisCacheConfig {
+        link,
+        lock_wait: dur(raw.lock_wait, defaults::REDIS_LOCK_WAIT),
+    })
+}
+
+fn shared_limits(
+    raw: &RawSharedLimits,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Option<SharedLimitsConfig> {
+    let link = redis_link(
+        RawLink {
+            url: &raw.url,
+            urls: &raw.urls,
+            cluster: raw.cluster,
+            prefix: &raw.prefix,
+            timeout: raw.timeout,
+            breaker_failures: raw.breaker_failures,
+            breaker_cooldown: raw.breaker_cooldown,
+        },
+        "shared limits need",
+        key,
+        found,
+    );
+    let fallback_share = raw.fallback_share.unwrap_or(1.0);
+    if !(fallback_share > 0.0 && fallback_share <= 1.0) {
+        found.push((
+            key.clone().key("fallback_share"),
+            format!(
+                "expected a share of each limit above 0 and at most 1 (e.g. 0.5 for two \
+                 replicas), got {fallback_share}"
+            ),
+        ));
+        return None;
+    }
+    Some(SharedLimitsConfig {
+        link: link?,
+        fallback_share,
+    })
+}
+
+/// The link to Redis of a section; `what` says who needs it, for the error of a missing URL.
+fn redis_link(
+    raw: RawLink<'_>,
+    what: &str,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Option<RedisLinkConfig> {
     let cluster = raw.cluster.unwrap_or(false);
-    let (urls, urls_key) = match (&raw.url, &raw.urls) {
+    let (urls, urls_key) = match (raw.url, raw.urls) {
         (Some(u), None) => (vec![u.trim().to_string()], key.clone().key("url")),
         (None, Some(us)) if !us.is_empty() => (
             us.iter().map(|u| u.trim().to_string()).collect(),
@@ -779,9 +860,10 @@ fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<
         _ => {
             found.push((
                 key.clone().key("url"),
-                "missing: the Redis tier needs url = \"redis://host:port\" (or urls = [...] \
-                 for the seed nodes of a Cluster)"
-                    .into(),
+                format!(
+                    "missing: {what} url = \"redis://host:port\" (or urls = [...] \
+                     for the seed nodes of a Cluster)"
+                ),
             ));
             return None;
         }
@@ -832,15 +914,13 @@ fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<
         &key.clone().key("breaker_cooldown"),
         found,
     );
-    let lock_wait = dur(raw.lock_wait, defaults::REDIS_LOCK_WAIT);
-    Some(RedisCacheConfig {
+    Some(RedisLinkConfig {
         urls,
         cluster,
         prefix,
         timeout,
         breaker_failures,
         breaker_cooldown,
-        lock_wait,
     })
 }
 

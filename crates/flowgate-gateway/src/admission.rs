@@ -14,13 +14,20 @@
 //! per limit) live in the gateway's [`Counts`], not in the runtime: a reload that keeps a
 //! limit's name keeps its counts. A request of a value seen before allocates nothing to be
 //! counted: the value is looked up by reference.
+//!
+//! With `[shared_limits]`, every replica counts in Redis (`flowgate_admission::SharedLimiter`)
+//! instead; when Redis does not answer within its deadline (or its breaker is open), the
+//! request is counted locally against the replica's `fallback_share` of the limit, and
+//! counted as a fallback; the first request Redis answers again makes the limits shared
+//! again. Both changes of state are logged.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flowgate_admission::{Decision, LocalLimiter, Quota};
+use flowgate_admission::{Decision, LocalLimiter, Quota, SharedLimiter};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, KeyConfig, LimitScope, LimitUnit, Rate, RouteKind};
 use flowgate_cost::{Estimate, Meter};
@@ -44,30 +51,113 @@ static FIELDS: [[HeaderName; 3]; 2] = [
     ],
 ];
 
+/// Rate-limit counts kept in Redis for every replica, and the state of the local fallback.
+#[derive(Debug)]
+pub struct Shared {
+    limiter: SharedLimiter,
+    /// The share of each limit this replica enforces alone while Redis does not answer.
+    share: f64,
+    /// Whether the last check had to be answered locally.
+    local: AtomicBool,
+    /// Checks answered locally because Redis did not answer.
+    fallbacks: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(limiter: SharedLimiter, share: f64) -> Self {
+        Shared {
+            limiter,
+            share,
+            local: AtomicBool::new(false),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    fn answered(&self) {
+        if self.local.swap(false, Ordering::Relaxed) {
+            tracing::warn!("Redis answers again: rate limits are shared by every replica again");
+        }
+    }
+
+    fn failed(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if !self.local.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                share = self.share,
+                "Redis does not answer: rate limits are counted locally, this replica \
+                 enforcing its share of each limit, until Redis answers again"
+            );
+        }
+    }
+
+    /// Whether limits are counted locally now, and how many checks were.
+    pub fn fallback(&self) -> (bool, u64) {
+        (
+            self.local.load(Ordering::Relaxed),
+            self.fallbacks.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The counts of every limit, by the limit's name.
 #[derive(Debug)]
 pub struct Counts {
     clock: SharedClock,
-    by_name: Mutex<HashMap<Arc<str>, Arc<LocalLimiter>>>,
+    by_name: Mutex<HashMap<Arc<str>, Arc<Table>>>,
+    shared: Option<Arc<Shared>>,
+}
+
+/// One limit's counts: its values' timestamps kept here, and how many requests it let
+/// through and refused (kept across reloads, for the metrics).
+#[derive(Debug)]
+pub struct Table {
+    local: LocalLimiter,
+    /// The limit's scope, as configured when the table was made.
+    pub scope: String,
+    pub admitted: AtomicU64,
+    pub limited: AtomicU64,
 }
 
 impl Counts {
-    pub fn new(clock: SharedClock) -> Self {
+    /// Counts kept here, or in Redis (`shared`) with local ones as the fallback.
+    pub fn new(clock: SharedClock, shared: Option<Shared>) -> Self {
         Counts {
             clock,
             by_name: Mutex::new(HashMap::new()),
+            shared: shared.map(Arc::new),
         }
     }
 
+    pub fn shared(&self) -> Option<&Shared> {
+        self.shared.as_deref()
+    }
+
     /// The counts of the limit named `name` (new ones for a name not seen before).
-    fn of(&self, name: &Arc<str>) -> Arc<LocalLimiter> {
+    fn of(&self, name: &Arc<str>, scope: &LimitScope) -> Arc<Table> {
+        let table = || {
+            Arc::new(Table {
+                local: LocalLimiter::new(self.clock.clone()),
+                scope: scope.to_string(),
+                admitted: AtomicU64::new(0),
+                limited: AtomicU64::new(0),
+            })
+        };
         let Ok(mut m) = self.by_name.lock() else {
             // No code panics while holding the lock; were it to, the limit counts apart.
-            return Arc::new(LocalLimiter::new(self.clock.clone()));
+            return table();
         };
-        m.entry(name.clone())
-            .or_insert_with(|| Arc::new(LocalLimiter::new(self.clock.clone())))
-            .clone()
+        m.entry(name.clone()).or_insert_with(table).clone()
+    }
+
+    /// Every limit's table, by name.
+    pub fn tables(&self) -> Vec<(Arc<str>, Arc<Table>)> {
+        let mut all: Vec<_> = self
+            .by_name
+            .lock()
+            .map(|m| m.iter().map(|(n, t)| (n.clone(), t.clone())).collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// The limits of one config.
@@ -100,14 +190,27 @@ impl Counts {
     ) -> Option<Limit> {
         // Validation guarantees a quota GCRA can keep.
         let quota = Quota::new(rate.amount, rate.per, rate.burst).ok()?;
-        let name = Arc::from(name);
+        // While Redis does not answer, the replica's share: its rate over a longer period,
+        // and its part of the burst (at least one).
+        let local_quota = match &self.shared {
+            Some(s) if s.share < 1.0 => {
+                let burst = ((rate.burst as f64 * s.share).ceil() as u64).max(1);
+                Quota::new(rate.amount, rate.per.div_f64(s.share), burst).unwrap_or(quota)
+            }
+            _ => quota,
+        };
+        let name: Arc<str> = Arc::from(name);
         Some(Limit {
-            counts: self.of(&name),
-            name,
+            counter: Arc::new(Counter {
+                table: self.of(&name, &scope),
+                name,
+                quota,
+                local_quota,
+                shared: self.shared.clone(),
+            }),
             scope,
             rate,
             routes,
-            quota,
             amount: HeaderValue::from(rate.amount),
         })
     }
@@ -120,22 +223,85 @@ impl Counts {
         };
         // Only this map holds the counts of a limit that is gone.
         m.retain(|_, c| Arc::strong_count(c) > 1);
-        m.values().map(|c| c.sweep()).sum()
+        m.values().map(|t| t.local.sweep()).sum()
     }
 }
 
 /// A configured limit, ready to check.
 #[derive(Debug)]
 pub struct Limit {
-    name: Arc<str>,
     scope: LimitScope,
     rate: Rate,
     /// The routes it applies to (empty: all).
     routes: Vec<String>,
-    quota: Quota,
-    counts: Arc<LocalLimiter>,
+    counter: Arc<Counter>,
     /// `rate.amount`, as the `x-ratelimit-limit-*` field's value.
     amount: HeaderValue,
+}
+
+/// Where a limit counts: here, or in Redis with the counts here as the fallback.
+#[derive(Debug)]
+struct Counter {
+    name: Arc<str>,
+    quota: Quota,
+    table: Arc<Table>,
+    /// The quota of the local counts: the limit's, or the replica's share of it when the
+    /// counts are shared.
+    local_quota: Quota,
+    shared: Option<Arc<Shared>>,
+}
+
+impl Counter {
+    /// Counts `cost` units of `value`; the decision and whether Redis made it.
+    async fn check(&self, value: &[u8], cost: u64) -> (Decision, bool) {
+        let (d, redis) = match &self.shared {
+            Some(s) => match s.limiter.check(&self.name, value, &self.quota, cost).await {
+                Some(d) => {
+                    s.answered();
+                    (d, true)
+                }
+                None => {
+                    s.failed();
+                    (
+                        self.table.local.check(value, &self.local_quota, cost),
+                        false,
+                    )
+                }
+            },
+            None => (
+                self.table.local.check(value, &self.local_quota, cost),
+                false,
+            ),
+        };
+        let n = match d {
+            Decision::Admit { .. } => &self.table.admitted,
+            Decision::Deny { .. } => &self.table.limited,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        (d, redis)
+    }
+
+    /// Corrects `reserved` units of `value` counted (in Redis when `in_redis`) to
+    /// `actual`; Redis is told from a task of its own.
+    fn settle(self: &Arc<Self>, value: &[u8], in_redis: bool, reserved: u64, actual: u64) {
+        if !in_redis {
+            self.table
+                .local
+                .settle(value, &self.local_quota, reserved, actual);
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // Outside a runtime (never on the request path): the count stands.
+        };
+        let (counter, value) = (self.clone(), value.to_vec());
+        rt.spawn(async move {
+            if let Some(s) = &counter.shared {
+                s.limiter
+                    .settle(&counter.name, &value, &counter.quota, reserved, actual)
+                    .await;
+            }
+        });
+    }
 }
 
 impl Limit {
@@ -155,6 +321,10 @@ impl Limit {
             LimitUnit::Tokens if route.cfg.kind != RouteKind::OpenAi => None,
             LimitUnit::Tokens => Some(estimate()?.reserve()),
         })
+    }
+
+    fn name(&self) -> &str {
+        &self.counter.name
     }
 
     fn tally(&self, remaining: u64, reset: Duration) -> Tally {
@@ -338,7 +508,7 @@ pub struct Admitted {
 /// model-scoped one). The tightest limits' state, or the 429 of the first that refuses
 /// (the limits that had counted it give it back).
 #[allow(clippy::too_many_arguments)]
-pub fn admit<'l, 'a, 'm: 'a>(
+pub async fn admit<'l, 'a, 'm: 'a>(
     limits: impl Iterator<Item = &'l Limit> + Clone,
     route: &'a RouteEntry,
     caller: Option<&'a KeyConfig>,
@@ -360,27 +530,35 @@ pub fn admit<'l, 'a, 'm: 'a>(
         tokens = Some(e);
         Ok(e)
     };
-    let mut held: Vec<(Arc<LocalLimiter>, Quota, Box<[u8]>)> = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
     let mut state = RateState::default();
     let mut buf = [0u8; 16];
+    // Bit i: limit i was counted in Redis (for giving a refused request back).
+    let mut in_redis = Places::default();
     for (counted, l) in limits.clone().enumerate() {
         let cost = match l.cost(route, &mut estimate) {
             Ok(Some(cost)) => cost,
             Ok(None) => continue,
             Err(e) => {
-                give_back(limits.take(counted), &subject, &mut estimate);
+                give_back(limits.take(counted), &subject, &mut estimate, in_redis);
                 return Err(e);
             }
         };
         let value = subject.value(&l.scope, &mut buf);
         let unit = l.rate.unit;
-        match l.counts.check(value, &l.quota, cost) {
+        let (decision, redis) = l.counter.check(value, cost).await;
+        match decision {
             Decision::Admit {
                 remaining, reset, ..
             } => {
+                in_redis.set(counted, redis);
                 state.tighten(unit, || l.tally(remaining, reset), remaining);
                 if unit == LimitUnit::Tokens {
-                    held.push((l.counts.clone(), l.quota, Box::from(value)));
+                    held.push(Held {
+                        counter: l.counter.clone(),
+                        value: Box::from(value),
+                        in_redis: redis,
+                    });
                 }
             }
             Decision::Deny {
@@ -389,9 +567,9 @@ pub fn admit<'l, 'a, 'm: 'a>(
                 remaining,
             } => {
                 let value = describe(&l.scope, value);
-                give_back(limits.take(counted), &subject, &mut estimate);
+                give_back(limits.take(counted), &subject, &mut estimate, in_redis);
                 return Err(ProxyError::RateLimited(Box::new(Refusal {
-                    limit: l.name.to_string(),
+                    limit: l.name().to_string(),
                     value,
                     unit,
                     amount: l.rate.amount,
@@ -413,19 +591,45 @@ pub fn admit<'l, 'a, 'm: 'a>(
     Ok(Admitted { state, tokens })
 }
 
-/// The `limits` that counted a refused request give it back.
+/// The `limits` that counted a refused request give it back (where they counted it).
 fn give_back<'l, 'a, 'm: 'a>(
     limits: impl Iterator<Item = &'l Limit>,
     subject: &Subject<'a, impl Fn() -> Option<&'m str>>,
     estimate: &mut impl FnMut() -> Result<Estimate, ProxyError>,
+    in_redis: Places,
 ) {
     let mut buf = [0u8; 16];
-    for l in limits {
+    for (i, l) in limits.enumerate() {
         if let Ok(Some(cost)) = l.cost(subject.route, estimate) {
-            l.counts
-                .settle(subject.value(&l.scope, &mut buf), &l.quota, cost, 0);
+            let value = subject.value(&l.scope, &mut buf);
+            l.counter.settle(value, in_redis.get(i), cost, 0);
         }
     }
+}
+
+/// Which of a request's limits counted it in Redis, by their index (past 128 limits a
+/// request's give-back goes to the local counts: no config has that many).
+#[derive(Debug, Default, Clone, Copy)]
+struct Places(u128);
+
+impl Places {
+    fn set(&mut self, i: usize, redis: bool) {
+        if redis && i < 128 {
+            self.0 |= 1 << i;
+        }
+    }
+
+    fn get(self, i: usize) -> bool {
+        i < 128 && self.0 & (1 << i) != 0
+    }
+}
+
+/// A token limit's share of a reservation.
+#[derive(Debug)]
+struct Held {
+    counter: Arc<Counter>,
+    value: Box<[u8]>,
+    in_redis: bool,
 }
 
 /// Why a limit refused a request: the 429's message and headers.
@@ -474,8 +678,8 @@ impl std::fmt::Display for Refusal {
 /// Dropped unsettled (an error before any answer, a cache hit) it gives them all back.
 #[derive(Debug)]
 pub struct Reservation {
-    /// Each token limit's counts, quota and value.
-    held: Vec<(Arc<LocalLimiter>, Quota, Box<[u8]>)>,
+    /// Each token limit's counts and value.
+    held: Vec<Held>,
     reserved: u64,
     /// The prompt's estimate, charged when the answer's usage cannot be read.
     prompt: u64,
@@ -488,8 +692,9 @@ impl Reservation {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        for (counts, quota, value) in &self.held {
-            counts.settle(value, quota, self.reserved, actual);
+        for h in &self.held {
+            h.counter
+                .settle(&h.value, h.in_redis, self.reserved, actual);
         }
     }
 

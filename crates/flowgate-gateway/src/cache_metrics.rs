@@ -67,11 +67,11 @@ fn by_category<N>(
 }
 
 /// A family of one value.
-fn one<N>(n: N) -> Vec<(Vec<(&'static str, &'static str)>, N)> {
+pub(crate) fn one<N>(n: N) -> Vec<(Vec<(&'static str, &'static str)>, N)> {
     vec![(Vec::new(), n)]
 }
 
-fn counter<N: EncodeCounterValue>(
+pub(crate) fn counter<N: EncodeCounterValue>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -80,7 +80,7 @@ fn counter<N: EncodeCounterValue>(
     family(e, name, help, samples, ConstCounter::new)
 }
 
-fn gauge<N: EncodeGaugeValue>(
+pub(crate) fn gauge<N: EncodeGaugeValue>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,

@@ -2,9 +2,8 @@
 //! per-request flow from route to upstream and back.
 
 use std::borrow::Cow;
-use std::cell::LazyCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -20,7 +19,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::admission::{Counts, RateState};
+use crate::admission::{Counts, RateState, Shared};
 use crate::auth::Auth;
 use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
@@ -83,12 +82,8 @@ impl Gateway {
                 max_entry_bytes: c.max_entry_bytes,
                 coalesce_wait: c.coalesce_wait,
                 redis: c.redis.as_ref().map(|r| RedisSettings {
-                    urls: r.urls.clone(),
-                    cluster: r.cluster,
-                    prefix: r.prefix.clone(),
-                    timeout: r.timeout,
-                    breaker_failures: r.breaker_failures,
-                    breaker_cooldown: r.breaker_cooldown,
+                    link: link_settings(&r.link),
+                    prefix: r.link.prefix.clone(),
                     compress_above: c.compress_above,
                     lock_wait: r.lock_wait,
                 }),
@@ -111,7 +106,19 @@ impl Gateway {
             None
         };
         let keep = if cache.is_some() { c.warm.keep } else { 0 };
-        let counts = Arc::new(Counts::new(clock.clone()));
+        let shared = match &config.shared_limits {
+            Some(l) => {
+                let link = flowgate_redis::Link::open(link_settings(&l.link), clock.clone())
+                    .map_err(|e| std::io::Error::other(format!("shared_limits: {e}")))?;
+                let limiter = flowgate_admission::SharedLimiter::new(link, &l.link.prefix);
+                Some(Shared::new(limiter, l.fallback_share))
+            }
+            None => None,
+        };
+        let counts = Arc::new(Counts::new(clock.clone(), shared));
+        telemetry.register_collector(Box::new(crate::admission_metrics::AdmissionCollector(
+            counts.clone(),
+        )));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
         let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics(), &counts);
@@ -146,6 +153,12 @@ impl Gateway {
     /// Forgets rate-limit counts that are back to their full burst; how many are kept.
     pub fn sweep_rate_limits(&self) -> usize {
         self.counts.sweep()
+    }
+
+    /// With `[shared_limits]`: whether rate limits are counted locally now (Redis does not
+    /// answer), and how many checks were.
+    pub fn rate_limit_fallback(&self) -> Option<(bool, u64)> {
+        self.counts.shared().map(Shared::fallback)
     }
 
     pub(crate) fn auth(&self) -> &Auth {
@@ -215,6 +228,11 @@ impl Gateway {
         let tiers = |c: &flowgate_config::CacheConfig| {
             (c.enabled, c.memory_bytes, c.disk.clone(), c.redis.clone())
         };
+        if old.config.shared_limits != config.shared_limits {
+            tracing::warn!(
+                "shared_limits changed in the new config; it takes effect after a restart"
+            );
+        }
         if tiers(was) != tiers(now) {
             tracing::warn!(
                 "cache.enabled, cache.memory, cache.disk and cache.redis changed in the new \
@@ -352,9 +370,9 @@ impl Gateway {
         let body = whole.as_ref().ok();
         // The model and the token estimate are read at most once, by the first stage that
         // needs them.
-        let model = LazyCell::new(|| body.and_then(|b| caching::model_of(b)));
+        let model = LazyLock::new(|| body.and_then(|b| caching::model_of(b)));
         let estimate =
-            LazyCell::new(|| body.map_or(Ok(Estimate::default()), |b| crate::openai::estimate(b)));
+            LazyLock::new(|| body.map_or(Ok(Estimate::default()), |b| crate::openai::estimate(b)));
         if let Some(c) = &caller {
             c.check_model(|| model.as_deref())?;
         }
@@ -382,10 +400,13 @@ impl Gateway {
                 peer,
                 move || model.as_deref(),
                 || (*estimate).clone(),
-            )?;
+            )
+            .await?;
             out.rate = Some(admitted.state);
             tokens = admitted.tokens;
         }
+        // They borrow the body, which goes on from here.
+        drop((model, estimate));
         let mut tee = None;
         let body = match whole {
             Ok(body) => {
@@ -748,4 +769,15 @@ fn find_cause<'a, E: std::error::Error + 'static>(
         cur = e.source();
     }
     None
+}
+
+/// How to reach a Redis deployment, from its config.
+fn link_settings(c: &flowgate_config::RedisLinkConfig) -> flowgate_redis::LinkSettings {
+    flowgate_redis::LinkSettings {
+        urls: c.urls.clone(),
+        cluster: c.cluster,
+        timeout: c.timeout,
+        breaker_failures: c.breaker_failures,
+        breaker_cooldown: c.breaker_cooldown,
+    }
 }

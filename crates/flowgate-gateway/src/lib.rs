@@ -10,6 +10,7 @@
 mod admin;
 mod admin_keys;
 mod admission;
+mod admission_metrics;
 mod auth;
 mod body;
 mod cache_metrics;
