@@ -214,6 +214,8 @@ mod tests {
                 routes: vec![],
                 models: vec!["gpt-4o*".into()],
                 limits: vec![],
+                concurrency: None,
+                priority: Some(flowgate_config::Priority::High),
             },
             created_ms: 7,
         }

@@ -14,11 +14,14 @@
 //!
 //! Still to come (issue 4): concurrency limits with priority queues, adaptive concurrency.
 
+pub mod adaptive;
+pub mod concurrency;
 pub mod gcra;
 pub mod keys;
 pub mod local;
 pub mod shared;
 
+pub use concurrency::{Concurrency, Permit, Priority, Refused};
 pub use gcra::{Decision, Quota, QuotaError};
 pub use local::LocalLimiter;
 pub use shared::SharedLimiter;

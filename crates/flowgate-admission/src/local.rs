@@ -117,6 +117,26 @@ impl LocalLimiter {
             .sum()
     }
 
+    /// The `n` keys furthest from their full burst, with how long until they are back to
+    /// it, longest first (a key refused now is among them).
+    pub fn busiest(&self, n: usize) -> Vec<(Box<[u8]>, Duration)> {
+        let now = self.now();
+        let mut all: Vec<(Box<[u8]>, Duration)> = self
+            .shards
+            .iter()
+            .filter_map(|s| s.lock().ok())
+            .flat_map(|t| {
+                t.iter()
+                    .filter(|(_, tat)| *tat > now)
+                    .map(|(k, tat)| (k.clone(), Duration::from_nanos(tat - now)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by_key(|e| std::cmp::Reverse(e.1));
+        all.truncate(n);
+        all
+    }
+
     /// Until `key` is back to its full burst (zero for a key at rest).
     pub fn backlog(&self, key: &[u8]) -> Duration {
         let now = self.now();
@@ -143,6 +163,11 @@ mod tests {
         clock.advance(Duration::from_millis(500));
         assert!(admitted("a"));
         assert!(!admitted("a"));
+        // "b" (one request half a second ago) is back at rest.
+        assert_eq!(
+            l.busiest(5),
+            [(Box::from(&b"a"[..]), Duration::from_secs(1))]
+        );
         // Keys at rest are swept; the others stay.
         clock.advance(Duration::from_millis(600));
         assert_eq!(l.sweep(), 1);

@@ -68,6 +68,73 @@ pub struct KeyConfig {
     pub models: Vec<String>,
     /// Its own limits, counted for this key alone.
     pub limits: Vec<Rate>,
+    /// How many of its requests may be in flight at once (queued beyond).
+    #[serde(default)]
+    pub concurrency: Option<ConcurrencyConfig>,
+    /// The priority of its requests, and the highest `x-flowgate-priority` may ask for.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// How urgent a request is: the order of concurrency queues, and who is shed first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Critical,
+    High,
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [
+        Priority::Critical,
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
+    /// `critical`, `high`, `normal` or `low` (any case, spaces around ignored).
+    pub fn parse(s: &str) -> Option<Priority> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// A concurrency limit (`concurrency = {...}` of a route, pool or key): permits for
+/// requests in flight, and a bounded queue ordered by priority beyond them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConcurrencyConfig {
+    /// Requests in flight at once (with `adaptive`, the starting limit).
+    pub limit: u32,
+    /// Extra permits for `critical` and `high` requests. Default 0.
+    pub burst: u32,
+    /// Requests that may wait, all priorities together. Default: `limit`.
+    pub queue: u32,
+    /// How long a request waits before it is refused. Default 30 s.
+    #[serde(with = "duration_nanos")]
+    pub queue_timeout: Duration,
+    /// Pools only: the limit follows the upstream's latency within these bounds.
+    pub adaptive: Option<AdaptiveConfig>,
+}
+
+/// The bounds of an adaptive limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AdaptiveConfig {
+    pub min: u32,
+    pub max: u32,
 }
 
 impl KeyConfig {
@@ -559,6 +626,8 @@ pub struct PoolConfig {
     pub max_connections: u32,
     /// Most idle keep-alive connections kept per endpoint. Default 64.
     pub max_idle: u32,
+    /// Requests of this pool in flight at once, queued beyond (optional; may adapt).
+    pub concurrency: Option<ConcurrencyConfig>,
 }
 
 /// One upstream server.
@@ -612,6 +681,8 @@ pub struct RouteConfig {
     /// Prompts estimated at more tokens are refused with 413 before any upstream call
     /// (openai routes).
     pub max_prompt_tokens: Option<u64>,
+    /// Requests of this route in flight at once, queued beyond (optional).
+    pub concurrency: Option<ConcurrencyConfig>,
 }
 
 impl PathMatch {
@@ -673,14 +744,15 @@ impl Config {
                 .collect();
             let _ = writeln!(
                 s,
-                "    {}: {} endpoint(s) [{}], connect {}, request {}, max {} conns / {} idle per endpoint",
+                "    {}: {} endpoint(s) [{}], connect {}, request {}, max {} conns / {} idle per endpoint{}",
                 p.name,
                 p.endpoints.len(),
                 eps.join(", "),
                 format_duration(p.connect_timeout),
                 format_duration(p.request_timeout),
                 p.max_connections,
-                p.max_idle
+                p.max_idle,
+                concurrency_summary(p.concurrency.as_ref())
             );
         }
         let _ = writeln!(s, "  {} route(s):", self.routes.len());
@@ -723,8 +795,10 @@ impl Config {
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "    {}: {kind} {how} {path} methods {methods} -> pool {}{cache}{prompt}",
-                r.name, r.pool
+                "    {}: {kind} {how} {path} methods {methods} -> pool {}{cache}{prompt}{}",
+                r.name,
+                r.pool,
+                concurrency_summary(r.concurrency.as_ref())
             );
         }
         if !self.models.is_empty() {
@@ -813,6 +887,28 @@ impl Config {
         }
         s
     }
+}
+
+/// `, concurrency N (+B burst), queue Q / T[, adaptive MIN-MAX]`, or nothing.
+fn concurrency_summary(c: Option<&ConcurrencyConfig>) -> String {
+    let Some(c) = c else {
+        return String::new();
+    };
+    let burst = if c.burst > 0 {
+        format!(" (+{} burst)", c.burst)
+    } else {
+        String::new()
+    };
+    let adaptive = c
+        .adaptive
+        .map(|a| format!(", adaptive {}-{}", a.min, a.max))
+        .unwrap_or_default();
+    format!(
+        ", concurrency {}{burst}, queue {} / {}{adaptive}",
+        c.limit,
+        c.queue,
+        crate::units::format_duration(c.queue_timeout)
+    )
 }
 
 /// A URL without its password, for printing.

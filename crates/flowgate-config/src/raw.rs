@@ -66,6 +66,27 @@ pub struct RawKey {
     pub models: Option<Vec<String>>,
     #[serde(default)]
     pub limits: Vec<RawRate>,
+    pub concurrency: Option<RawConcurrency>,
+    pub priority: Option<String>,
+}
+
+/// `concurrency = { limit, burst, queue, queue_timeout, adaptive }` of a route, pool or key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConcurrency {
+    pub limit: Option<u32>,
+    pub burst: Option<u32>,
+    pub queue: Option<u32>,
+    pub queue_timeout: Option<HumanDuration>,
+    pub adaptive: Option<RawAdaptive>,
+}
+
+/// `adaptive = { min, max }`: the limit follows latency within these bounds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdaptive {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
 }
 
 /// A key's own limit: a rate limit without name, scope or routes.
@@ -224,6 +245,7 @@ pub(crate) struct RawPool {
     pub idle_timeout: Option<HumanDuration>,
     pub max_connections: Option<u32>,
     pub max_idle: Option<u32>,
+    pub concurrency: Option<RawConcurrency>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,4 +282,5 @@ pub(crate) struct RawRoute {
     pub pool: String,
     pub cache: Option<RawRouteCache>,
     pub max_prompt_tokens: Option<u64>,
+    pub concurrency: Option<RawConcurrency>,
 }

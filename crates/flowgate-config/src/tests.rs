@@ -804,3 +804,80 @@ fn upstream_keys_come_from_the_environment_and_are_never_shown() {
     let p = parse_env_err(&src, &[("UP_KEY", "bad\nvalue-canary")]);
     assert!(p[0].message.contains("cannot carry") && !p[0].message.contains("canary"));
 }
+
+#[test]
+fn concurrency_limits_are_set_on_routes_pools_and_keys() {
+    let c = parse_ok(&(GOOD
+        .replace(
+            "request_timeout = \"30s\"\n",
+            "request_timeout = \"30s\"\nconcurrency = { limit = 20, queue = 100, queue_timeout = \"10s\", adaptive = { min = 4, max = 200 } }\n",
+        )
+        .replace(
+            "name = \"chat\"\n",
+            "name = \"chat\"\nconcurrency = { limit = 8, burst = 2 }\n",
+        )
+        + "\n[auth]\nenabled = true\n\n[[auth.keys]]\nname = \"k\"\nhash = \"blake3:0000000000000000000000000000000000000000000000000000000000000000\"\nconcurrency = { limit = 3 }\npriority = \"high\"\n"));
+    let pool = c.pools[0].concurrency.unwrap();
+    assert_eq!((pool.limit, pool.queue, pool.burst), (20, 100, 0));
+    assert_eq!(pool.queue_timeout, Duration::from_secs(10));
+    assert_eq!(pool.adaptive, Some(AdaptiveConfig { min: 4, max: 200 }));
+    let route = c.routes[0].concurrency.unwrap();
+    // The queue defaults to the limit, the timeout to 30 s.
+    assert_eq!((route.limit, route.burst, route.queue), (8, 2, 8));
+    assert_eq!(route.queue_timeout, Duration::from_secs(30));
+    assert_eq!(c.auth.keys[0].concurrency.unwrap().limit, 3);
+    assert_eq!(c.auth.keys[0].priority, Some(Priority::High));
+    let summary = c.summary();
+    assert!(
+        summary.contains("concurrency 20, queue 100 / 10s, adaptive 4-200"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("concurrency 8 (+2 burst), queue 8 / 30s"),
+        "{summary}"
+    );
+
+    for (route_c, key, says) in [
+        ("{ queue = 3 }", "routes[0].concurrency.limit", "missing"),
+        ("{ limit = 0 }", "routes[0].concurrency.limit", "at least 1"),
+        (
+            "{ limit = 2, queue_timeout = \"0s\" }",
+            "routes[0].concurrency.queue_timeout",
+            "",
+        ),
+        (
+            "{ limit = 2, adaptive = { max = 9 } }",
+            "routes[0].concurrency.adaptive",
+            "per upstream pool",
+        ),
+        (
+            "{ limit = 2, queue_size = 9 }",
+            "routes[0].concurrency.queue_size",
+            "unknown field",
+        ),
+    ] {
+        let p = parse_err(&GOOD.replace(
+            "name = \"chat\"\n",
+            &format!("name = \"chat\"\nconcurrency = {route_c}\n"),
+        ));
+        assert_eq!(p[0].key.to_string(), key, "{route_c}");
+        assert!(p[0].to_string().contains(says), "{route_c}: {}", p[0]);
+    }
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nconcurrency = { limit = 500, adaptive = { min = 4, max = 200 } }\n",
+    ));
+    assert_eq!(p[0].key.to_string(), "pools.llm.concurrency.limit");
+    assert!(
+        p[0].to_string()
+            .contains("within adaptive min 4 and max 200")
+    );
+    let p = parse_err(&format!(
+        "{GOOD}\n[auth]\nenabled = true\n\n[[auth.keys]]\nname = \"k\"\nhash = \"blake3:0000000000000000000000000000000000000000000000000000000000000000\"\npriority = \"urgent\"\n"
+    ));
+    assert_eq!(p[0].key.to_string(), "auth.keys[0].priority");
+    assert!(
+        p[0].to_string()
+            .contains("\"critical\", \"high\", \"normal\" or \"low\"")
+    );
+}

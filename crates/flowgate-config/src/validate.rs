@@ -10,15 +10,16 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
 use crate::model::{
-    AuthConfig, CacheCategory, CacheConfig, CacheMode, ConfidenceTtl, Config, DiskCacheConfig,
-    EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch,
-    PoolConfig, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
+    AdaptiveConfig, AuthConfig, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
+    ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig, LimitScope, LimitUnit,
+    Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, Priority, Rate, RateLimitConfig,
+    RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret, ServerConfig,
+    SharedLimitsConfig, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
-    RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConfidence, RawConfig, RawDiskCache,
-    RawEndpoint, RawKey, RawModel, RawPool, RawRate, RawRateLimit, RawRedisCache, RawRoute,
-    RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
+    RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
+    RawDiskCache, RawEndpoint, RawKey, RawModel, RawPool, RawRate, RawRateLimit, RawRedisCache,
+    RawRoute, RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
 };
 use crate::units::HumanDuration;
 
@@ -53,6 +54,7 @@ pub mod defaults {
     pub const REDIS_BREAKER_FAILURES: u32 = 3;
     pub const REDIS_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
     pub const REDIS_LOCK_WAIT: Duration = Duration::from_secs(5);
+    pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const POPULAR_HITS: u64 = 5;
     pub const WARM_RATE: u32 = 10;
     pub const WARM_KEEP: usize = 1000;
@@ -470,6 +472,20 @@ pub(crate) fn virtual_key(
         routes,
         models,
         limits,
+        concurrency: k
+            .concurrency
+            .as_ref()
+            .and_then(|c| concurrency(c, false, &kk.clone().key("concurrency"), found)),
+        priority: k.priority.as_deref().and_then(|p| {
+            let parsed = Priority::parse(p);
+            if parsed.is_none() {
+                found.push((
+                    kk.clone().key("priority"),
+                    format!("{p:?}: expected \"critical\", \"high\", \"normal\" or \"low\""),
+                ));
+            }
+            parsed
+        }),
     }
 }
 
@@ -1176,6 +1192,71 @@ fn pool(
         idle_timeout,
         max_connections,
         max_idle,
+        concurrency: p
+            .concurrency
+            .as_ref()
+            .and_then(|c| concurrency(c, true, &key.clone().key("concurrency"), found)),
+    })
+}
+
+/// A `concurrency` table; `adaptive` only where `adaptive_allowed` (pools).
+fn concurrency(
+    raw: &RawConcurrency,
+    adaptive_allowed: bool,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Option<ConcurrencyConfig> {
+    let before = found.len();
+    let limit = match raw.limit {
+        Some(0) => {
+            found.push((key.clone().key("limit"), "must be at least 1".into()));
+            0
+        }
+        Some(n) => n,
+        None => {
+            found.push((
+                key.clone().key("limit"),
+                "missing: how many requests may be in flight at once".into(),
+            ));
+            0
+        }
+    };
+    let queue_timeout = dur(raw.queue_timeout, defaults::QUEUE_TIMEOUT);
+    positive(queue_timeout, &key.clone().key("queue_timeout"), found);
+    let adaptive = match &raw.adaptive {
+        Some(_) if !adaptive_allowed => {
+            found.push((
+                key.clone().key("adaptive"),
+                "an adaptive limit is set per upstream pool: it follows that pool's latency".into(),
+            ));
+            None
+        }
+        Some(a) => {
+            let min = a.min.unwrap_or(1);
+            let max = a.max.unwrap_or(limit.saturating_mul(10)).max(1);
+            if min == 0 || min > max {
+                found.push((
+                    key.clone().key("adaptive").key("min"),
+                    format!("expected 1 <= min <= max, got min {min}, max {max}"),
+                ));
+            } else if limit != 0 && !(min..=max).contains(&limit) {
+                found.push((
+                    key.clone().key("limit"),
+                    format!(
+                        "the starting limit {limit} must be within adaptive min {min} and max {max}"
+                    ),
+                ));
+            }
+            Some(AdaptiveConfig { min, max })
+        }
+        None => None,
+    };
+    (found.len() == before).then_some(ConcurrencyConfig {
+        limit,
+        burst: raw.burst.unwrap_or(0),
+        queue: raw.queue.unwrap_or(limit),
+        queue_timeout,
+        adaptive,
     })
 }
 
@@ -1351,6 +1432,10 @@ fn route(
         pool: r.pool,
         cache,
         max_prompt_tokens: r.max_prompt_tokens,
+        concurrency: r
+            .concurrency
+            .as_ref()
+            .and_then(|c| concurrency(c, false, &key.clone().key("concurrency"), found)),
     })
 }
 

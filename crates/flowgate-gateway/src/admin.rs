@@ -36,6 +36,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
             get(cache_warm_status).post(cache_warm),
         )
         .merge(crate::admin_keys::routes())
+        .merge(crate::admin_admission::routes())
         .fallback(not_found)
         .with_state(gw)
 }

@@ -111,7 +111,7 @@ pub struct Counts {
 /// through and refused (kept across reloads, for the metrics).
 #[derive(Debug)]
 pub struct Table {
-    local: LocalLimiter,
+    pub local: LocalLimiter,
     /// The limit's scope, as configured when the table was made.
     pub scope: String,
     pub admitted: AtomicU64,
@@ -323,8 +323,25 @@ impl Limit {
         })
     }
 
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.counter.name
+    }
+
+    pub fn scope(&self) -> &LimitScope {
+        &self.scope
+    }
+
+    pub fn rate(&self) -> &Rate {
+        &self.rate
+    }
+
+    pub fn routes(&self) -> &[String] {
+        &self.routes
+    }
+
+    /// Its counts here (for shared limits: the fallback's).
+    pub fn table(&self) -> &Table {
+        &self.counter.table
     }
 
     fn tally(&self, remaining: u64, reset: Duration) -> Tally {
@@ -484,7 +501,7 @@ impl<'a, 'm: 'a, M: Fn() -> Option<&'m str>> Subject<'a, M> {
 }
 
 /// A value as a refusal's message names it.
-fn describe(scope: &LimitScope, value: &[u8]) -> String {
+pub fn describe(scope: &LimitScope, value: &[u8]) -> String {
     if *scope == LimitScope::ClientIp {
         if let Ok(v4) = <[u8; 4]>::try_from(value) {
             return IpAddr::from(v4).to_string();

@@ -18,12 +18,15 @@ use http::HeaderMap;
 
 use crate::admission::{Counts, Limit};
 use crate::error::ProxyError;
+use crate::queues::{Queues, Scope};
 
 /// A known key, with its own limits compiled.
 #[derive(Debug)]
 pub struct Caller {
     pub key: KeyConfig,
     pub limits: Vec<Limit>,
+    /// Its concurrency limit, if it has one.
+    pub concurrency: Option<Arc<crate::queues::Gate>>,
     /// When it was made through the admin API (Unix ms); `None` for config keys.
     pub created_ms: Option<u64>,
 }
@@ -61,9 +64,18 @@ impl Caller {
         }
     }
 
-    fn new(key: KeyConfig, created_ms: Option<u64>, counts: &Counts) -> Arc<Caller> {
+    fn new(
+        key: KeyConfig,
+        created_ms: Option<u64>,
+        counts: &Counts,
+        queues: &Queues,
+    ) -> Arc<Caller> {
         Arc::new(Caller {
             limits: counts.of_key(&key),
+            concurrency: key
+                .concurrency
+                .as_ref()
+                .map(|c| queues.get(Scope::Key, &key.name, c)),
             key,
             created_ms,
         })
@@ -73,10 +85,10 @@ impl Caller {
 pub type Callers = KeyIndex<Arc<Caller>>;
 
 /// The keys written in a config.
-pub fn config_keys(config: &Config, counts: &Counts) -> Callers {
+pub fn config_keys(config: &Config, counts: &Counts, queues: &Queues) -> Callers {
     let mut index = KeyIndex::default();
     for k in &config.auth.keys {
-        index.insert(k.hash, Caller::new(k.clone(), None, counts));
+        index.insert(k.hash, Caller::new(k.clone(), None, counts, queues));
     }
     index
 }
@@ -101,15 +113,21 @@ pub struct Auth {
     stored: ArcSwap<Callers>,
     /// Where the stored keys' limits count.
     counts: Arc<Counts>,
+    queues: Arc<Queues>,
 }
 
 impl Auth {
     /// Opens the store at `path`, if any, and reads its keys.
-    pub fn open(path: Option<&Path>, counts: Arc<Counts>) -> Result<Auth, StoreError> {
+    pub fn open(
+        path: Option<&Path>,
+        counts: Arc<Counts>,
+        queues: Arc<Queues>,
+    ) -> Result<Auth, StoreError> {
         let auth = Auth {
             store: path.map(KeyStore::open).transpose()?,
             stored: ArcSwap::from_pointee(KeyIndex::default()),
             counts,
+            queues,
         };
         auth.reload()?;
         Ok(auth)
@@ -121,7 +139,7 @@ impl Auth {
             for k in store.list()? {
                 index.insert(
                     k.key.hash,
-                    Caller::new(k.key, Some(k.created_ms), &self.counts),
+                    Caller::new(k.key, Some(k.created_ms), &self.counts, &self.queues),
                 );
             }
         }

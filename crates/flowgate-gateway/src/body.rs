@@ -21,6 +21,7 @@ use crate::admission::TokenMeter;
 use crate::caching::Tee;
 use crate::error::ProxyError;
 use crate::io::Busy;
+use crate::queues::Permits;
 use crate::upstream::Lease;
 use crate::upstream::h1::Decoder;
 use flowgate_cache::Subscription;
@@ -161,6 +162,8 @@ pub struct ProxyBody {
     /// Reads the answer's token usage for the token limits (boxed: only token-limited
     /// requests have one).
     meter: Option<Box<TokenMeter>>,
+    /// The request's concurrency permits: given back when the body ends or is dropped.
+    permits: Option<Box<Permits>>,
     _guard: Option<InFlightGuard>,
     _busy: Option<Busy>,
 }
@@ -191,6 +194,7 @@ impl From<Bytes> for ProxyBody {
         ProxyBody {
             kind: Kind::Full(Some(b)),
             meter: None,
+            permits: None,
             _guard: None,
             _busy: None,
         }
@@ -217,6 +221,7 @@ impl ProxyBody {
                 tee: None,
             }),
             meter: None,
+            permits: None,
             _guard: None,
             _busy: None,
         }
@@ -227,6 +232,7 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Shared(s),
             meter: None,
+            permits: None,
             _guard: None,
             _busy: None,
         }
@@ -249,6 +255,13 @@ impl ProxyBody {
     /// Meters the tokens of the answer as it passes, to settle the request's token limits.
     pub fn with_meter(mut self, m: Option<TokenMeter>) -> Self {
         self.meter = m.map(Box::new);
+        self
+    }
+
+    /// Holds the request's concurrency permits until the body is finished or dropped; the
+    /// first data frame is the answer's first byte for adaptive limits.
+    pub fn with_permits(mut self, p: Option<Permits>) -> Self {
+        self.permits = p.map(Box::new);
         self
     }
 
@@ -305,6 +318,17 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = this.kind.poll_frame(cx);
+        if let Some(p) = &mut this.permits {
+            if let Poll::Ready(Some(Ok(f))) = &polled
+                && f.is_data()
+            {
+                p.first_byte();
+            }
+            // Given back as soon as the body ends.
+            if matches!(polled, Poll::Ready(None)) || this.kind.is_end_stream() {
+                this.permits = None;
+            }
+        }
         if let Some(m) = &mut this.meter {
             if let Poll::Ready(Some(Ok(f))) = &polled
                 && let Some(data) = f.data_ref()

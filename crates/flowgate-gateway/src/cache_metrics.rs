@@ -32,7 +32,7 @@ impl CacheCollector {
 
 /// One family: its samples, each with its labels (one sample without labels for a
 /// family of one value). A family without samples is left out.
-fn family<N, M: EncodeMetric>(
+pub(crate) fn family<N, M: EncodeMetric>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,

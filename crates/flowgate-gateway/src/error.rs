@@ -57,6 +57,10 @@ pub enum ProxyError {
          (estimated without a tokenizer: about 4 characters a token)"
     )]
     PromptTooLarge { estimated: u64, limit: u64 },
+    #[error("{0}")]
+    Overloaded(Box<crate::queues::Overload>),
+    #[error("x-flowgate-priority {0:?} is not a priority: use critical, high, normal or low")]
+    BadPriority(String),
 }
 
 impl ProxyError {
@@ -73,7 +77,13 @@ impl ProxyError {
             }
             ProxyError::InvalidJson(_)
             | ProxyError::BodyRead(_)
-            | ProxyError::BadCacheDirective(_) => StatusCode::BAD_REQUEST,
+            | ProxyError::BadCacheDirective(_)
+            | ProxyError::BadPriority(_) => StatusCode::BAD_REQUEST,
+            // A key over its share is the client's doing; a busy route or pool is not.
+            ProxyError::Overloaded(o) if o.scope == crate::queues::Scope::Key => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ProxyError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::UpstreamClosed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -90,6 +100,8 @@ impl ProxyError {
         if let ProxyError::RateLimited(r) = self {
             // As OpenAI answers a rate limit.
             r.unit.as_str()
+        } else if let ProxyError::Overloaded(_) = self {
+            "overloaded"
         } else if self.status().is_client_error() {
             "invalid_request_error"
         } else {
@@ -115,6 +127,11 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::NoEndpoint { .. } => "no_healthy_upstream",
             ProxyError::RateLimited(_) => "rate_limit_exceeded",
+            ProxyError::Overloaded(o) if o.scope == crate::queues::Scope::Key => {
+                "concurrency_limit_exceeded"
+            }
+            ProxyError::Overloaded(_) => "overloaded",
+            ProxyError::BadPriority(_) => "invalid_priority",
             ProxyError::Unauthorized(_) => "invalid_api_key",
             ProxyError::NotAllowed { what: "model", .. } => "model_not_allowed",
             ProxyError::NotAllowed { .. } => "route_not_allowed",
@@ -153,6 +170,11 @@ impl ProxyError {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             refusal.state.write(h);
+        }
+        if let ProxyError::Overloaded(_) = self {
+            // The queue moves in well under a second when it moves at all.
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
     }

@@ -26,6 +26,7 @@ use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer, RequestIds, UpstreamFields};
+use crate::queues::{Permits, Queues, Scope};
 use crate::router::RouteEntry;
 use crate::runtime::Runtime;
 use crate::upstream::h1::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
@@ -51,6 +52,8 @@ pub struct Gateway {
     warming: Warming,
     /// The counts of the rate limits.
     counts: Arc<Counts>,
+    /// The concurrency limiters (of keys, routes and pools).
+    queues: Arc<Queues>,
     /// The key store and the keys made through the admin API.
     auth: Auth,
 }
@@ -116,12 +119,22 @@ impl Gateway {
             None => None,
         };
         let counts = Arc::new(Counts::new(clock.clone(), shared));
-        telemetry.register_collector(Box::new(crate::admission_metrics::AdmissionCollector(
-            counts.clone(),
-        )));
-        let auth = Auth::open(config.auth.store.as_deref(), counts.clone())
+        let queues = Arc::new(Queues::default());
+        telemetry.register_collector(Box::new(crate::admission_metrics::AdmissionCollector {
+            counts: counts.clone(),
+            queues: queues.clone(),
+        }));
+        let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
-        let runtime = Runtime::build(config, None, workers, &clock, telemetry.metrics(), &counts);
+        let runtime = Runtime::build(
+            config,
+            None,
+            workers,
+            &clock,
+            telemetry.metrics(),
+            &counts,
+            &queues,
+        );
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
 
         Ok(Arc::new(Gateway {
@@ -137,6 +150,7 @@ impl Gateway {
             cache,
             warming: Warming::new(keep),
             counts,
+            queues,
             auth,
         }))
     }
@@ -152,6 +166,7 @@ impl Gateway {
 
     /// Forgets rate-limit counts that are back to their full burst; how many are kept.
     pub fn sweep_rate_limits(&self) -> usize {
+        self.queues.sweep();
         self.counts.sweep()
     }
 
@@ -159,6 +174,14 @@ impl Gateway {
     /// answer), and how many checks were.
     pub fn rate_limit_fallback(&self) -> Option<(bool, u64)> {
         self.counts.shared().map(Shared::fallback)
+    }
+
+    pub(crate) fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    pub(crate) fn queues(&self) -> &Queues {
+        &self.queues
     }
 
     pub(crate) fn auth(&self) -> &Auth {
@@ -246,6 +269,7 @@ impl Gateway {
             &self.clock,
             self.telemetry.metrics(),
             &self.counts,
+            &self.queues,
         );
         self.runtime.store(Arc::new(new));
         self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -427,7 +451,23 @@ impl Gateway {
 
         headers::strip_hop_by_hop(&mut parts.headers);
 
+        // Concurrency limits: only requests going upstream take a permit.
+        let key_name = caller.as_ref().map_or("", |c| c.key.name.as_str());
         let pool = &route.upstream;
+        let mut permits = Permits::enter(
+            [
+                (
+                    Scope::Key,
+                    key_name,
+                    caller.as_ref().and_then(|c| c.concurrency.as_ref()),
+                ),
+                (Scope::Route, &route.name, route.concurrency.as_ref()),
+                (Scope::Pool, &pool.name, route.pool_concurrency.as_ref()),
+            ],
+            || crate::queues::priority(&parts.headers, caller.as_ref().map(|c| &c.key)),
+            &self.clock,
+        )
+        .await?;
         let (head, lease) = self
             .exchange(route, &parts, body, peer, request_id, out)
             .await?;
@@ -444,9 +484,13 @@ impl Gateway {
         let meter = tokens.map(|t| t.meter(resp.status(), resp.headers()));
         if head.decoder.is_done() {
             lease.release(head.keep_alive);
+            if let Some(p) = &mut permits {
+                p.first_byte();
+            }
             return Ok(resp.map(|b| b.with_meter(meter)));
         }
-        let body = ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout);
+        let body = ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout)
+            .with_permits(permits);
         let tee = tee.and_then(|fill| Tee::start(fill, resp.status(), resp.headers()));
         let share = tee.as_ref().and_then(|t| t.share());
         *resp.body_mut() = match share.and_then(|s| s.subscribe().map(|own| (s, own))) {

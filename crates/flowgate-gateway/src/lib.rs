@@ -8,6 +8,7 @@
 //! JSON. Each request leaves one record for telemetry. See `docs/architecture.md`.
 
 mod admin;
+mod admin_admission;
 mod admin_keys;
 mod admission;
 mod admission_metrics;
@@ -21,6 +22,7 @@ mod headers;
 mod io;
 mod launch;
 mod openai;
+mod queues;
 mod refresh;
 mod reload;
 mod router;

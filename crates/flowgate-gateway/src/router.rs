@@ -17,6 +17,9 @@ pub struct RouteEntry {
     pub cache_namespace: Arc<str>,
     pub cfg: Arc<RouteConfig>,
     pub upstream: Arc<Upstream>,
+    /// The route's and its pool's concurrency limits, if any.
+    pub concurrency: Option<Arc<crate::queues::Gate>>,
+    pub pool_concurrency: Option<Arc<crate::queues::Gate>>,
 }
 
 /// The routes of one config, in match order.

@@ -9,6 +9,7 @@ use flowgate_config::Config;
 use flowgate_telemetry::Metrics;
 
 use crate::admission::Counts;
+use crate::queues::{Queues, Scope};
 use crate::router::{RouteEntry, Router};
 use crate::upstream::Upstream;
 
@@ -36,6 +37,7 @@ impl Runtime {
         clock: &SharedClock,
         metrics: &Metrics,
         counts: &Counts,
+        queues: &Queues,
     ) -> Runtime {
         let upstreams: Vec<Arc<Upstream>> = config
             .pools
@@ -53,7 +55,16 @@ impl Runtime {
             .filter_map(|r| {
                 // Validation guarantees the pool exists.
                 let upstream = upstreams.iter().find(|u| u.cfg.name == r.pool)?.clone();
+                let pool = &upstream.cfg;
                 Some(RouteEntry {
+                    concurrency: r
+                        .concurrency
+                        .as_ref()
+                        .map(|c| queues.get(Scope::Route, &r.name, c)),
+                    pool_concurrency: pool
+                        .concurrency
+                        .as_ref()
+                        .map(|c| queues.get(Scope::Pool, &pool.name, c)),
                     name: Arc::from(r.name.as_str()),
                     cache_namespace: Arc::from(r.cache.namespace.as_deref().unwrap_or(&r.name)),
                     cfg: r.clone(),
@@ -63,7 +74,7 @@ impl Runtime {
             .collect();
         Runtime {
             rate_limits: counts.compile(&config),
-            keys: crate::auth::config_keys(&config, counts),
+            keys: crate::auth::config_keys(&config, counts, queues),
             config: Arc::new(config),
             router: Router::new(routes),
             upstreams,

@@ -325,3 +325,51 @@ async fn error_answers_and_cache_hits_give_their_tokens_back() {
         assert_eq!(remaining_tokens(&hit), 1000 - used - 112);
     }
 }
+
+#[tokio::test]
+async fn the_admin_api_and_metrics_show_each_limit_its_busiest_values_and_the_most_limited() {
+    let up = sim(EndpointSpec::default()).await;
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let gw = gateway_on(
+        clock.shared(),
+        &format!(
+            "[[rate_limits]]\nname = \"per-client\"\nscope = \"ip\"\nrequests = 2\nper = \"1m\"\n\n{}",
+            fleet_config(&[up.url()], "")
+        ),
+    )
+    .await;
+    let c = client();
+    for _ in 0..3 {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await;
+    }
+    let v = send(&c, get(gw.admin_addr, "/api/v1/performance/rate-limits"))
+        .await
+        .json();
+    let l = &v["limits"][0];
+    assert_eq!(l["name"], "per-client");
+    assert_eq!(l["scope"], "ip");
+    assert_eq!(
+        (l["amount"].as_u64(), l["per"].as_str()),
+        (Some(2), Some("1m"))
+    );
+    assert_eq!(
+        (l["admitted"].as_u64(), l["limited"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(l["counted_in"], "gateway");
+    let busiest = &l["busiest"][0];
+    assert_eq!(busiest["value"], "127.0.0.1");
+    assert_eq!(busiest["remaining"], 0);
+    assert_eq!(busiest["full_again_in_ms"], 60_000);
+    assert_eq!(v["most_limited"][0]["limit"], "per-client");
+    assert!(v["shared"].is_null());
+    let m =
+        String::from_utf8_lossy(&send(&c, get(gw.admin_addr, "/metrics")).await.body).into_owned();
+    let at = "flowgate_rate_limit_checks_total{limit=\"per-client\",scope=\"ip\",result=";
+    assert_eq!(metric(&m, &format!("{at}\"admitted\"}}")), 2.0);
+    assert_eq!(metric(&m, &format!("{at}\"limited\"}}")), 1.0);
+}
