@@ -46,10 +46,10 @@ struct SimNode {
 
 /// What the client saw of one request.
 #[derive(Debug)]
-struct Seen {
-    latency: Duration,
-    status: u16,
-    code: Option<String>,
+pub(crate) struct Seen {
+    pub latency: Duration,
+    pub status: u16,
+    pub code: Option<String>,
     upstream: Option<String>,
     /// `x-flowgate-cache`.
     cache: Option<String>,
@@ -116,6 +116,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .await;
     print_report(&report, &fleet, args.duration, gateway_view.as_ref());
     print_cache(&report, cache_view.as_ref());
+    crate::demo_burst::run(gw.data_addr, gw.admin_addr).await;
 
     gw.shutdown();
     gw.wait().await;
@@ -189,12 +190,19 @@ fn gateway_config(fleet: &[SimNode]) -> String {
         .collect();
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n\n\
-         [pools.llm]\nendpoints = [\n{}\n]\nrequest_timeout = \"10s\"\n\n\
+         [pools.llm]\nendpoints = [\n{}\n]\nrequest_timeout = \"10s\"\n\n{}\n\
          [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n\n\
          [cache]\nenabled = true\nmemory = \"64MiB\"\nttl = \"1h\"\n\n\
          [[cache.categories]]\nname = \"cost-analysis\"\nmodel = \"gpt-4o-mini*\"\nttl = \"4h\"\n\n\
          [models.\"gpt-4o-mini*\"]\ninput_usd_per_mtok = 0.15\noutput_usd_per_mtok = 0.60\n",
-        endpoints.join("\n")
+        endpoints.join("\n"),
+        // Before the chat route: routes match in order.
+        crate::demo_burst::config(
+            fleet
+                .iter()
+                .find(|n| n.role == "slow")
+                .map(|n| n.server.url())
+        )
     )
 }
 
@@ -226,7 +234,7 @@ async fn drive(args: &DemoArgs, url: &str) -> anyhow::Result<Report> {
         };
         let (client, seen, bar, url) = (client.clone(), seen.clone(), bar.clone(), url.to_string());
         tasks.spawn(async move {
-            let s = one_request(&client, &url, item.body).await;
+            let s = one_request(&client, &url, item.body, &[]).await;
             if let Ok(mut v) = seen.lock() {
                 v.push(s);
             }
@@ -260,11 +268,18 @@ async fn drive(args: &DemoArgs, url: &str) -> anyhow::Result<Report> {
 }
 
 #[allow(clippy::disallowed_methods)] // the demo client measures real elapsed time
-async fn one_request(client: &Client<HttpConnector, Full<Bytes>>, url: &str, body: Bytes) -> Seen {
+pub(crate) async fn one_request(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    body: Bytes,
+    headers: &[(&str, &str)],
+) -> Seen {
     let start = Instant::now();
-    let req = http::Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(body));
+    let mut req = http::Request::post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body));
     let Ok(req) = req else {
         return Seen {
             latency: start.elapsed(),
@@ -321,7 +336,7 @@ fn error_code(status: u16, body: &Bytes) -> String {
     format!("{status} {code}")
 }
 
-async fn fetch_json(url: &str) -> Option<serde_json::Value> {
+pub(crate) async fn fetch_json(url: &str) -> Option<serde_json::Value> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let resp = client.get(url.parse().ok()?).await.ok()?;
@@ -329,7 +344,7 @@ async fn fetch_json(url: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&body).ok()
 }
 
-fn pct(sorted: &[Duration], q: f64) -> f64 {
+pub(crate) fn pct(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -84,11 +84,28 @@ fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
         "The gateway's own view",
         "Response cache",
         "The cache's own view",
+        "Burst shaping",
+        "The pool's queue",
     ] {
         assert!(stdout.contains(section), "missing {section}: {stdout}");
     }
     // Zipf prompts repeat: the cache answers some of them.
     assert!(stdout.contains("hit-l1 "), "{stdout}");
+    // The burst: 160 requests, 40 at each priority, at most 40 past the rate limit.
+    let burst = stdout.split("Burst shaping").nth(1).unwrap();
+    for p in ["critical", "high", "normal", "low"] {
+        let row: Vec<u64> = burst
+            .lines()
+            .find(|l| l.trim_start().starts_with(p))
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .take(5)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(row[0], 40, "{p}: {burst}");
+        assert_eq!(row[1] + row[2] + row[3] + row[4], 40, "{p}: {burst}");
+    }
     for role in ["fast", "slow", "flaky"] {
         assert!(
             stdout.contains(&format!("  {role}")),
