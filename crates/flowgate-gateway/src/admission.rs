@@ -397,10 +397,36 @@ impl RateState {
         {
             let Some(t) = tally else { continue };
             h.insert(limit.clone(), t.limit.clone());
-            h.insert(remaining.clone(), HeaderValue::from(t.remaining));
-            h.insert(reset.clone(), reset_value(t.reset));
+            let n = t.remaining;
+            h.insert(remaining.clone(), recent(n << 1, || HeaderValue::from(n)));
+            let ms = u64::try_from(t.reset.as_millis()).unwrap_or(u64::MAX >> 1);
+            h.insert(reset.clone(), recent(ms << 1 | 1, || reset_value(t.reset)));
         }
     }
+}
+
+thread_local! {
+    /// Header values made recently on this thread, by what they say: a limit's remaining
+    /// count and reset time repeat from one response to the next, and making a value
+    /// allocates and formats. Direct-mapped: a slot holds the last value of its keys.
+    static RECENT: std::cell::RefCell<[(u64, Option<HeaderValue>); 64]> =
+        std::cell::RefCell::new(std::array::from_fn(|_| (0, None)));
+}
+
+/// The value for `key` (a number shifted left, its low bit saying what it is): a recent
+/// one, or `make`'s.
+fn recent(key: u64, make: impl FnOnce() -> HeaderValue) -> HeaderValue {
+    RECENT.with_borrow_mut(|slots| {
+        let slot = &mut slots[(key % 64) as usize];
+        match slot {
+            (k, Some(v)) if *k == key => v.clone(),
+            _ => {
+                let v = make();
+                *slot = (key, Some(v.clone()));
+                v
+            }
+        }
+    })
 }
 
 /// OpenAI's reset format: `1s`, `1.5s`, `6m0s`, `120ms`. Written without `format!`: it

@@ -306,3 +306,49 @@ async fn a_pool_limit_counts_the_requests_of_every_route_to_it_and_streams_hold_
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn an_adaptive_pool_limit_learns_from_the_time_to_the_first_token() {
+    // 100 ms to the first token, then 16 tokens 40 ms apart: a stream lasts about 740 ms.
+    let up = sim(EndpointSpec {
+        latency: LatencyDist::Fixed(Duration::from_millis(100)),
+        token_delay: Duration::from_millis(40),
+        ..EndpointSpec::default()
+    })
+    .await;
+    let gw = gateway(&fleet_config(
+        &[up.url()],
+        "concurrency = { limit = 4, adaptive = { min = 2, max = 8 } }\n",
+    ))
+    .await;
+    let c = client();
+    let body = bytes::Bytes::from_static(
+        br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,"max_tokens":16}"#,
+    );
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let r = send(&c, post(gw.data_addr, "/v1/chat/completions", body.clone())).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            start.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    let l = &limiters(&gw).await[0];
+    assert_eq!(
+        (l["scope"].as_str(), l["name"].as_str()),
+        (Some("pool"), Some("llm"))
+    );
+    assert_eq!(
+        (l["adaptive"]["min"].as_u64(), l["adaptive"]["max"].as_u64()),
+        (Some(2), Some(8))
+    );
+    let recent = l["adaptive"]["recent_latency_ms"].as_f64().unwrap();
+    assert!(
+        (90.0..400.0).contains(&recent),
+        "the first token's latency, not the whole stream's: {recent} ms"
+    );
+    // One request at a time uses less than half of the limit: it does not grow.
+    assert_eq!(l["limit"], 4);
+}
