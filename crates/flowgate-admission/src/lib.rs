@@ -12,7 +12,8 @@
 //! [`shared::SharedLimiter`] keeps them in Redis for every replica (one versioned Lua
 //! script, `gcra.lua`).
 //!
-//! Still to come (issue 4): concurrency limits with priority queues, adaptive concurrency.
+//! Concurrency limits ([`concurrency::Concurrency`]) give a permit per request in flight and
+//! queue the rest by priority; an adaptive limit ([`adaptive::Gradient`]) follows latency.
 
 pub mod adaptive;
 pub mod concurrency;
