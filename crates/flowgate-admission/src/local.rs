@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 
 use flowgate_clock::SharedClock;
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use crate::gcra::{Decision, Quota};
 
 const SHARDS: usize = 16;
 
-/// A key and its theoretical arrival time (ns since the limiter started).
-type Slot = (Box<[u8]>, u64);
+/// A key and its theoretical arrival time (ns since the limiter started). Keys up to 24
+/// bytes (an IPv6 address, most names) sit in the table itself: a lookup compares them
+/// without following a pointer.
+type Slot = (SmallVec<[u8; 24]>, u64);
 
 /// Per-key GCRA state of one limit.
 #[derive(Debug)]
@@ -60,7 +63,7 @@ impl LocalLimiter {
         let shard = &self.shards[(hash >> 60) as usize % SHARDS];
         // A panic while holding a shard's lock cannot happen (no code in it panics).
         let mut table = shard.lock().ok()?;
-        match table.find_mut(hash, |(k, _)| **k == *key) {
+        match table.find_mut(hash, |(k, _)| k[..] == *key) {
             Some((_, tat)) => {
                 let (new, r) = f(*tat);
                 if let Some(t) = new {
@@ -72,7 +75,7 @@ impl LocalLimiter {
                 let (new, r) = f(0);
                 if let Some(t) = new {
                     let hasher = |(k, _): &Slot| self.hasher.hash_one(k);
-                    table.insert_unique(hash, (Box::from(key), t), hasher);
+                    table.insert_unique(hash, (SmallVec::from_slice(key), t), hasher);
                 }
                 Some(r)
             }
@@ -128,7 +131,7 @@ impl LocalLimiter {
             .flat_map(|t| {
                 t.iter()
                     .filter(|(_, tat)| *tat > now)
-                    .map(|(k, tat)| (k.clone(), Duration::from_nanos(tat - now)))
+                    .map(|(k, tat)| (Box::from(&k[..]), Duration::from_nanos(tat - now)))
                     .collect::<Vec<_>>()
             })
             .collect();
