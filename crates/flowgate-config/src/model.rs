@@ -113,6 +113,44 @@ impl Priority {
     }
 }
 
+/// How a pool chooses an endpoint (`strategy` of a pool; see `flowgate-balance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BalanceStrategy {
+    RoundRobin,
+    Weighted,
+    LeastLoaded,
+    #[default]
+    P2cEwma,
+    ConsistentHash,
+    Random,
+}
+
+impl BalanceStrategy {
+    pub const ALL: [BalanceStrategy; 6] = [
+        BalanceStrategy::RoundRobin,
+        BalanceStrategy::Weighted,
+        BalanceStrategy::LeastLoaded,
+        BalanceStrategy::P2cEwma,
+        BalanceStrategy::ConsistentHash,
+        BalanceStrategy::Random,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceStrategy::RoundRobin => "round_robin",
+            BalanceStrategy::Weighted => "weighted",
+            BalanceStrategy::LeastLoaded => "least_loaded",
+            BalanceStrategy::P2cEwma => "p2c_ewma",
+            BalanceStrategy::ConsistentHash => "consistent_hash",
+            BalanceStrategy::Random => "random",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BalanceStrategy> {
+        BalanceStrategy::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
 /// A concurrency limit (`concurrency = {...}` of a route, pool or key): permits for
 /// requests in flight, and a bounded queue ordered by priority beyond them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -628,6 +666,10 @@ pub struct PoolConfig {
     pub max_idle: u32,
     /// Requests of this pool in flight at once, queued beyond (optional; may adapt).
     pub concurrency: Option<ConcurrencyConfig>,
+    /// How an endpoint is chosen. Default `p2c_ewma`.
+    pub strategy: BalanceStrategy,
+    /// The header `consistent_hash` keys requests by. Default `x-session-id`.
+    pub hash_header: HeaderName,
 }
 
 /// One upstream server.
@@ -744,10 +786,15 @@ impl Config {
                 .collect();
             let _ = writeln!(
                 s,
-                "    {}: {} endpoint(s) [{}], connect {}, request {}, max {} conns / {} idle per endpoint{}",
+                "    {}: {} endpoint(s) [{}] by {}, connect {}, request {}, max {} conns / {} idle per endpoint{}",
                 p.name,
                 p.endpoints.len(),
                 eps.join(", "),
+                match p.strategy {
+                    BalanceStrategy::ConsistentHash =>
+                        format!("consistent_hash on {}", p.hash_header),
+                    s => s.as_str().to_string(),
+                },
                 format_duration(p.connect_timeout),
                 format_duration(p.request_timeout),
                 p.max_connections,

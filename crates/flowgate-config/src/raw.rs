@@ -246,6 +246,8 @@ pub(crate) struct RawPool {
     pub max_connections: Option<u32>,
     pub max_idle: Option<u32>,
     pub concurrency: Option<RawConcurrency>,
+    pub strategy: Option<String>,
+    pub hash_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -881,3 +881,33 @@ fn concurrency_limits_are_set_on_routes_pools_and_keys() {
             .contains("\"critical\", \"high\", \"normal\" or \"low\"")
     );
 }
+
+#[test]
+fn pools_choose_a_balancing_strategy() {
+    let c = parse_ok(GOOD);
+    assert_eq!(c.pools[0].strategy, BalanceStrategy::P2cEwma);
+    assert_eq!(c.pools[0].hash_header, "x-session-id");
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nstrategy = \"consistent_hash\"\nhash_header = \"X-User\"\n",
+    ));
+    assert_eq!(c.pools[0].strategy, BalanceStrategy::ConsistentHash);
+    assert_eq!(c.pools[0].hash_header, "x-user");
+    assert!(
+        c.summary().contains("by consistent_hash on x-user"),
+        "{}",
+        c.summary()
+    );
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nstrategy = \"fastest\"\nhash_header = \"a b\"\n",
+    ));
+    assert_eq!(p[0].key.to_string(), "pools.llm.strategy");
+    assert!(
+        p[0].to_string()
+            .contains("round_robin, weighted, least_loaded, p2c_ewma, consistent_hash, random"),
+        "{}",
+        p[0]
+    );
+    assert_eq!(p[1].key.to_string(), "pools.llm.hash_header");
+}

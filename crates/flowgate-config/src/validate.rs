@@ -10,11 +10,11 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
 use crate::model::{
-    AdaptiveConfig, AuthConfig, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
-    ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig, LimitScope, LimitUnit,
-    Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, Priority, Rate, RateLimitConfig,
-    RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret, ServerConfig,
-    SharedLimitsConfig, UpstreamKey, WarmConfig,
+    AdaptiveConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
+    ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig,
+    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, Priority, Rate,
+    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret,
+    ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
@@ -1183,6 +1183,27 @@ fn pool(
             format!("{max_idle} is more than max_connections ({max_connections})"),
         ));
     }
+    let strategy = match p.strategy.as_deref() {
+        None => BalanceStrategy::default(),
+        Some(s) => BalanceStrategy::parse(s).unwrap_or_else(|| {
+            let all: Vec<&str> = BalanceStrategy::ALL.iter().map(|x| x.as_str()).collect();
+            found.push((
+                key.clone().key("strategy"),
+                format!("unknown strategy {s:?}: expected one of {}", all.join(", ")),
+            ));
+            BalanceStrategy::default()
+        }),
+    };
+    let hash_header = match p.hash_header.as_deref() {
+        None => HeaderName::from_static("x-session-id"),
+        Some(h) => HeaderName::from_bytes(h.as_bytes()).unwrap_or_else(|_| {
+            found.push((
+                key.clone().key("hash_header"),
+                format!("{h:?} is not a header name"),
+            ));
+            HeaderName::from_static("x-session-id")
+        }),
+    };
     (found.len() == before).then_some(PoolConfig {
         name,
         endpoints,
@@ -1196,6 +1217,8 @@ fn pool(
             .concurrency
             .as_ref()
             .and_then(|c| concurrency(c, true, &key.clone().key("concurrency"), found)),
+        strategy,
+        hash_header,
     })
 }
 

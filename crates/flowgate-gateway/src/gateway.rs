@@ -665,7 +665,8 @@ impl Gateway {
         out: &mut Outcome,
     ) -> Result<(ResponseHead, Lease), ProxyError> {
         let pool = &route.upstream;
-        let first = pool.pick().ok_or_else(|| ProxyError::NoEndpoint {
+        let key = pool.hash_key(&parts.headers);
+        let first = pool.pick(key).ok_or_else(|| ProxyError::NoEndpoint {
             pool: pool.name.to_string(),
         })?;
         out.attempts = 1;
@@ -673,17 +674,20 @@ impl Gateway {
         let mut lease = match first.checkout().await {
             Ok(l) => l,
             Err(e) => {
+                // An endpoint that cannot be reached costs as much as the longest a
+                // connection may take: the balancer turns away from it until that decays.
+                pool.observe(first, pool.cfg.connect_timeout);
                 let err = connect_error(first, &e);
-                let Some(second) = pool.pick_other(first) else {
+                let Some(second) = pool.pick_other(first, key) else {
                     return Err(err);
                 };
                 tracing::debug!(endpoint = %first.name, error = %e, "connect failed; trying another endpoint");
                 out.attempts = 2;
                 out.endpoint = Some(second.name.clone());
-                second
-                    .checkout()
-                    .await
-                    .map_err(|e| connect_error(second, &e))?
+                second.checkout().await.map_err(|e| {
+                    pool.observe(second, pool.cfg.connect_timeout);
+                    connect_error(second, &e)
+                })?
             }
         };
         let ep = lease.endpoint().clone();
@@ -726,7 +730,9 @@ impl Gateway {
             .read_head(head_request)
             .await
             .map_err(|e| exchange_error(&ep, e))?;
-        out.upstream_duration = Some(self.clock.now().saturating_duration_since(started));
+        let took = self.clock.now().saturating_duration_since(started);
+        out.upstream_duration = Some(took);
+        pool.observe(&ep, took);
         Ok((resp, lease))
     }
 }

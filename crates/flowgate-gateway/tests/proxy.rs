@@ -358,7 +358,7 @@ async fn round_robin_spreads_evenly() {
         sim(EndpointSpec::default()).await,
     ];
     let urls: Vec<String> = ups.iter().map(|u| u.url()).collect();
-    let gw = gateway(&fleet_config(&urls, "")).await;
+    let gw = gateway(&fleet_config(&urls, "strategy = \"round_robin\"\n")).await;
     let c = client();
     for _ in 0..30 {
         assert_eq!(
@@ -380,7 +380,11 @@ async fn round_robin_spreads_evenly() {
 async fn connect_failure_is_retried_once_on_another_endpoint() {
     let up = sim(EndpointSpec::default()).await;
     let dead = format!("http://127.0.0.1:{}", dead_port().await);
-    let gw = gateway(&fleet_config(&[dead, up.url()], "")).await;
+    let gw = gateway(&fleet_config(
+        &[dead, up.url()],
+        "strategy = \"round_robin\"\n",
+    ))
+    .await;
     let c = client();
     let mut retried = 0;
     for _ in 0..6 {
@@ -397,6 +401,54 @@ async fn connect_failure_is_retried_once_on_another_endpoint() {
         "every request that went to the dead endpoint first was retried"
     );
     assert_eq!(up.stats().requests, 6);
+}
+
+/// Sends `n` chat requests through `gw`: how many needed a second attempt.
+async fn retried_of(gw: &flowgate_gateway::Running, n: usize) -> u32 {
+    let c = client();
+    let mut retried = 0;
+    for _ in 0..n {
+        let r = send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        retried += u32::from(r.headers["x-flowgate-attempts"] == "2");
+    }
+    retried
+}
+
+#[tokio::test]
+async fn p2c_turns_away_from_an_endpoint_it_cannot_reach_and_from_a_slow_one() {
+    // The default strategy: p2c_ewma.
+    let fast = sim(EndpointSpec::default()).await;
+    let dead = format!("http://127.0.0.1:{}", dead_port().await);
+    let gw = gateway(&fleet_config(&[dead, fast.url()], "")).await;
+    // Once refused, the dead endpoint costs a connect timeout: it loses every draw.
+    let retried = retried_of(&gw, 20).await;
+    assert!(retried <= 1, "retried {retried}");
+
+    let slow = sim(EndpointSpec {
+        latency: flowgate_sim::LatencyDist::Fixed(Duration::from_millis(80)),
+        ..EndpointSpec::default()
+    })
+    .await;
+    let (f1, f2) = (
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+    );
+    let gw = gateway(&fleet_config(&[slow.url(), f1.url(), f2.url()], "")).await;
+    retried_of(&gw, 60).await;
+    // The slow one answers a few requests, until its latency is known; then it loses
+    // every draw against a fast one, and two choices are never the same endpoint.
+    let s = slow.stats().requests;
+    assert!(
+        s <= 6,
+        "slow {s}, fast {} and {}",
+        f1.stats().requests,
+        f2.stats().requests
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
-//! Upstream pools: the endpoints that serve a route, chosen round-robin (the full balancer
-//! with health, EWMA and breakers comes with `flowgate-balance`).
+//! Upstream pools: the endpoints that serve a route, chosen by the pool's balancer
+//! (`flowgate-balance`: its `strategy`, the latency of each endpoint's answers, and the
+//! requests in flight on each, counted by its connections in use).
 
 mod endpoint;
 pub mod h1;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use flowgate_balance::{Balancer, Strategy};
 
 use flowgate_clock::SharedClock;
 use flowgate_config::PoolConfig;
@@ -19,8 +22,11 @@ pub struct Upstream {
     pub cfg: Arc<PoolConfig>,
     pub name: Arc<str>,
     endpoints: Vec<Arc<Endpoint>>,
-    next: AtomicUsize,
+    balancer: Balancer,
 }
+
+/// How long an endpoint's latency estimate takes to forget (to 1/e) without new samples.
+const LATENCY_DECAY: Duration = Duration::from_secs(10);
 
 impl Upstream {
     /// A pool whose endpoints keep `shards` idle stacks (one per data-plane worker).
@@ -35,11 +41,12 @@ impl Upstream {
             .iter()
             .map(|e| Endpoint::new(&cfg, e.clone(), shards, clock.clone(), metrics))
             .collect();
+        let weights: Vec<u32> = cfg.endpoints.iter().map(|e| e.weight).collect();
         Arc::new(Upstream {
             name: Arc::from(cfg.name.as_str()),
+            balancer: Balancer::new(cfg.strategy, &weights, LATENCY_DECAY, clock.clone()),
             cfg,
             endpoints,
-            next: AtomicUsize::new(0),
         })
     }
 
@@ -47,20 +54,47 @@ impl Upstream {
         &self.endpoints
     }
 
-    /// The next endpoint in round-robin order.
-    pub fn pick(&self) -> Option<&Arc<Endpoint>> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// The attribute `consistent_hash` keys a request by (its `hash_header`).
+    pub fn hash_key<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h [u8]> {
+        (self.cfg.strategy == Strategy::ConsistentHash)
+            .then(|| headers.get(&self.cfg.hash_header))
+            .flatten()
+            .map(http::HeaderValue::as_bytes)
+    }
+
+    fn load(&self, i: usize) -> u32 {
+        self.endpoints
+            .get(i)
+            .map_or(0, |e| u32::try_from(e.active()).unwrap_or(u32::MAX))
+    }
+
+    /// The endpoint for the next request (`key`: see [`Upstream::hash_key`]).
+    pub fn pick(&self, key: Option<&[u8]>) -> Option<&Arc<Endpoint>> {
+        let i = self.balancer.pick(key, |_| true, |i| self.load(i))?;
         self.endpoints.get(i)
     }
 
-    /// An endpoint other than `not` (the next one after it), if the pool has one.
-    pub fn pick_other(&self, not: &Arc<Endpoint>) -> Option<&Arc<Endpoint>> {
-        let n = self.endpoints.len();
-        let at = self.endpoints.iter().position(|e| Arc::ptr_eq(e, not))?;
-        (n > 1).then(|| self.endpoints.get((at + 1) % n)).flatten()
+    /// An endpoint other than `not`, if the pool has one.
+    pub fn pick_other(&self, not: &Arc<Endpoint>, key: Option<&[u8]>) -> Option<&Arc<Endpoint>> {
+        let at = self.index_of(not)?;
+        let i = self
+            .balancer
+            .pick_again(key, |i| i != at, |i| self.load(i))?;
+        self.endpoints.get(i)
+    }
+
+    fn index_of(&self, ep: &Endpoint) -> Option<usize> {
+        self.endpoints.iter().position(|e| std::ptr::eq(&**e, ep))
+    }
+
+    /// How long `ep` took to answer (to the response head: for a stream, its start).
+    pub fn observe(&self, ep: &Endpoint, latency: Duration) {
+        if let Some(i) = self.index_of(ep) {
+            self.balancer.observe(i, latency);
+        }
     }
 }

@@ -1,0 +1,394 @@
+//! flowgate's load balancer: which endpoint of a pool gets the next request.
+//!
+//! A [`Balancer`] holds one [`Node`] per endpoint (its weight, its requests in flight, its
+//! peak-EWMA latency) and picks by the pool's [`Strategy`]. Every piece of state is an
+//! atomic: picking and reporting take no lock, so workers never wait on each other.
+//!
+//! - `round_robin`: each endpoint in turn.
+//! - `weighted`: smooth weighted round robin (nginx's): over one cycle of `Σ weights` picks
+//!   each endpoint gets exactly its weight, spread out rather than in runs. The cycle is
+//!   computed once; picking is an atomic increment.
+//! - `least_loaded`: the fewest requests in flight, ties broken at random.
+//! - `p2c_ewma` (the default): two endpoints at random, the one with the lower
+//!   `peak-EWMA latency × (in flight + 1)` wins (Finagle's and linkerd's balancer). Peak
+//!   EWMA jumps up to a slower sample at once and decays towards faster ones with time
+//!   (`decay`), so a slowing endpoint loses traffic immediately and wins it back gradually.
+//! - `consistent_hash`: a ring of 160 points per endpoint (weighted), hashed with XXH3 so
+//!   that every replica maps a key to the same endpoint; with bounded load: an endpoint with
+//!   more than `1.25 ×` the average in flight passes the key to the next one on the ring.
+//! - `random`.
+//!
+//! The caller counts the requests in flight (the gateway's endpoints count connections in
+//! use until each answer's body ends) and gives that count to each pick, with the endpoints
+//! a request may use (health, ejection and breakers come on top).
+
+mod ewma;
+mod ring;
+mod wrr;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use flowgate_clock::SharedClock;
+use rand::Rng;
+
+pub use ewma::PeakEwma;
+
+pub use flowgate_config::BalanceStrategy as Strategy;
+
+/// One endpoint's state.
+#[derive(Debug)]
+pub struct Node {
+    weight: u32,
+    latency: PeakEwma,
+}
+
+impl Node {
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// The peak-EWMA latency now.
+    pub fn latency(&self, now_ns: u64) -> Duration {
+        Duration::from_nanos(self.latency.get(now_ns))
+    }
+}
+
+/// A pool's balancer.
+#[derive(Debug)]
+pub struct Balancer {
+    strategy: Strategy,
+    nodes: Box<[Node]>,
+    next: AtomicUsize,
+    /// One cycle of smooth weighted round robin.
+    cycle: Box<[u32]>,
+    ring: ring::Ring,
+    clock: SharedClock,
+    origin: Instant,
+}
+
+/// Load above which consistent hashing passes a key on: 1.25 × the average in flight.
+const BOUND: f64 = 1.25;
+
+impl Balancer {
+    /// A balancer over endpoints of these `weights` (0 counts as 1), whose latency
+    /// averages forget with a time constant of `decay`.
+    pub fn new(strategy: Strategy, weights: &[u32], decay: Duration, clock: SharedClock) -> Self {
+        let weights: Vec<u32> = weights.iter().map(|w| (*w).max(1)).collect();
+        let origin = clock.now();
+        Balancer {
+            strategy,
+            nodes: weights
+                .iter()
+                .map(|w| Node {
+                    weight: *w,
+                    latency: PeakEwma::new(decay),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            cycle: wrr::cycle(&weights).into_boxed_slice(),
+            ring: ring::Ring::new(&weights),
+            clock,
+            origin,
+        }
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Nanoseconds on the balancer's clock.
+    pub fn now_ns(&self) -> u64 {
+        let d = self.clock.now().saturating_duration_since(self.origin);
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The endpoint for the next request, among those `usable` accepts, with `load(i)`
+    /// requests in flight on endpoint `i` (`key`: the request's hash attribute, for
+    /// `consistent_hash`); `None` when no endpoint may be used.
+    pub fn pick(
+        &self,
+        key: Option<&[u8]>,
+        usable: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
+        self.choose(key, usable, load, true)
+    }
+
+    /// Like [`Balancer::pick`] for a retry of the same request: in turn-based strategies
+    /// it takes no turn, so that an endpoint that failed does not get every first attempt.
+    pub fn pick_again(
+        &self,
+        key: Option<&[u8]>,
+        usable: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
+        self.choose(key, usable, load, false)
+    }
+
+    fn choose(
+        &self,
+        key: Option<&[u8]>,
+        usable: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> u32,
+        take_turn: bool,
+    ) -> Option<usize> {
+        let n = self.nodes.len();
+        if n == 0 {
+            return None;
+        }
+        match self.strategy {
+            Strategy::RoundRobin => self.in_turn(n, take_turn, &usable, |i| i % n),
+            Strategy::Weighted => {
+                let cycle = &self.cycle;
+                self.in_turn(cycle.len(), take_turn, &usable, |i| {
+                    cycle[i % cycle.len()] as usize
+                })
+            }
+            Strategy::LeastLoaded => self.least_loaded(&usable, &load),
+            Strategy::P2cEwma => self.p2c(&usable, &load),
+            Strategy::ConsistentHash => match key {
+                Some(k) => self.hashed(k, &usable, &load),
+                None => self.p2c(&usable, &load),
+            },
+            Strategy::Random => {
+                let start = rand::rng().random_range(0..n);
+                (0..n).map(|d| (start + d) % n).find(|i| usable(*i))
+            }
+        }
+    }
+
+    /// The next in a sequence of `len` turns whose turn `t` is endpoint `at(t)`, skipping
+    /// unusable ones (at most one round of them); one turn is taken when `take_turn`.
+    fn in_turn(
+        &self,
+        len: usize,
+        take_turn: bool,
+        usable: &impl Fn(usize) -> bool,
+        at: impl Fn(usize) -> usize,
+    ) -> Option<usize> {
+        let start = if take_turn {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            self.next.load(Ordering::Relaxed)
+        };
+        (0..len)
+            .map(|d| at(start.wrapping_add(d)))
+            .find(|i| usable(*i))
+    }
+
+    fn least_loaded(
+        &self,
+        usable: &impl Fn(usize) -> bool,
+        load: &impl Fn(usize) -> u32,
+    ) -> Option<usize> {
+        let mut rng = rand::rng();
+        let (mut best, mut best_load, mut ties) = (None, u32::MAX, 0u32);
+        for i in 0..self.nodes.len() {
+            if !usable(i) {
+                continue;
+            }
+            let l = load(i);
+            if l < best_load {
+                (best, best_load, ties) = (Some(i), l, 1);
+            } else if l == best_load {
+                // Reservoir sampling over the ties: each has the same chance.
+                ties += 1;
+                if rng.random_range(0..ties) == 0 {
+                    best = Some(i);
+                }
+            }
+        }
+        best
+    }
+
+    /// Power of two choices over peak-EWMA latency × (in flight + 1).
+    fn p2c(&self, usable: &impl Fn(usize) -> bool, load: &impl Fn(usize) -> u32) -> Option<usize> {
+        let n = self.nodes.len();
+        let mut rng = rand::rng();
+        let a = rng.random_range(0..n);
+        let b = if n > 1 {
+            (a + rng.random_range(1..n)) % n
+        } else {
+            a
+        };
+        let now = self.now_ns();
+        let cost = |i: usize| {
+            let node = &self.nodes[i];
+            // An endpoint never measured costs as little as the fastest can: it gets tried.
+            (node.latency.get(now) as f64 + 1.0) * (f64::from(load(i)) + 1.0)
+                / f64::from(node.weight)
+        };
+        match (usable(a), usable(b)) {
+            (true, true) => Some(if cost(b) < cost(a) { b } else { a }),
+            (true, false) => Some(a),
+            (false, true) => Some(b),
+            // Both out: the best of the usable ones.
+            (false, false) => (0..n)
+                .filter(|i| usable(*i))
+                .min_by(|x, y| cost(*x).total_cmp(&cost(*y))),
+        }
+    }
+
+    fn hashed(
+        &self,
+        key: &[u8],
+        usable: &impl Fn(usize) -> bool,
+        load: &impl Fn(usize) -> u32,
+    ) -> Option<usize> {
+        let total: u32 = (0..self.nodes.len()).map(load).sum();
+        let usable_n = (0..self.nodes.len()).filter(|i| usable(*i)).count().max(1);
+        // The bound counts the request being placed.
+        let bound = ((f64::from(total) + 1.0) / usable_n as f64 * BOUND).ceil() as u32;
+        let mut first_usable = None;
+        for i in self.ring.walk(key) {
+            if !usable(i) {
+                continue;
+            }
+            first_usable.get_or_insert(i);
+            if load(i) < bound {
+                return Some(i);
+            }
+        }
+        first_usable
+    }
+
+    /// Takes one latency sample of endpoint `i`.
+    pub fn observe(&self, i: usize, latency: Duration) {
+        if let Some(n) = self.nodes.get(i) {
+            n.latency.observe(self.now_ns(), latency);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowgate_clock::ManualClock;
+
+    fn balancer(s: Strategy, weights: &[u32]) -> (Balancer, ManualClock) {
+        let clock = ManualClock::at_epoch_2026();
+        (
+            Balancer::new(s, weights, Duration::from_secs(10), clock.shared()),
+            clock,
+        )
+    }
+
+    /// Endpoints picked for `n` requests (keyed by `key`), with `load[i]` in flight on each.
+    fn counts(
+        b: &Balancer,
+        n: usize,
+        load: &[u32],
+        key: impl Fn(usize) -> Option<Vec<u8>>,
+    ) -> Vec<usize> {
+        let mut c = vec![0; b.nodes().len()];
+        for i in 0..n {
+            let at = |j: usize| load.get(j).copied().unwrap_or(0);
+            c[b.pick(key(i).as_deref(), |_| true, at).unwrap()] += 1;
+        }
+        c
+    }
+
+    const IDLE: &[u32] = &[];
+
+    #[test]
+    fn round_robin_and_weighted_share_exactly() {
+        let (rr, _) = balancer(Strategy::RoundRobin, &[1, 1, 1]);
+        assert_eq!(counts(&rr, 300, IDLE, |_| None), [100, 100, 100]);
+        let (w, _) = balancer(Strategy::Weighted, &[5, 1, 1]);
+        assert_eq!(counts(&w, 700, IDLE, |_| None), [500, 100, 100]);
+        // Smooth: the heavy endpoint's turns are spread, never five in a row.
+        let seq: Vec<usize> = (0..7)
+            .map(|_| w.pick(None, |_| true, |_| 0).unwrap())
+            .collect();
+        assert!(
+            !seq.windows(5).any(|s| s.iter().all(|&i| i == 0)),
+            "{seq:?}"
+        );
+    }
+
+    #[test]
+    fn unusable_endpoints_are_skipped_by_every_strategy() {
+        for s in Strategy::ALL {
+            let (b, _) = balancer(s, &[1, 2, 3]);
+            for i in 0..50 {
+                let key = format!("k{i}");
+                assert_eq!(
+                    b.pick(Some(key.as_bytes()), |i| i == 1, |_| 0),
+                    Some(1),
+                    "{s:?}"
+                );
+            }
+            assert_eq!(b.pick(None, |_| false, |_| 0), None, "{s:?}");
+        }
+        let (empty, _) = balancer(Strategy::P2cEwma, &[]);
+        assert_eq!(empty.pick(None, |_| true, |_| 0), None);
+    }
+
+    #[test]
+    fn least_loaded_goes_where_fewest_requests_are() {
+        let (b, _) = balancer(Strategy::LeastLoaded, &[1, 1, 1]);
+        assert_eq!(counts(&b, 20, &[2, 0, 1], |_| None), [0, 20, 0]);
+        let c = counts(&b, 300, &[0, 0, 1], |_| None);
+        assert_eq!(c[2], 0);
+        assert!(c[0] > 100 && c[1] > 100, "ties at random: {c:?}");
+    }
+
+    #[test]
+    fn p2c_sends_less_to_a_slow_endpoint_and_more_again_once_it_recovers() {
+        let (b, clock) = balancer(Strategy::P2cEwma, &[1, 1, 1]);
+        for _ in 0..20 {
+            b.observe(0, Duration::from_millis(20));
+            b.observe(1, Duration::from_millis(100));
+            b.observe(2, Duration::from_millis(20));
+        }
+        let c = counts(&b, 3000, IDLE, |_| None);
+        // With two choices, the slow one only wins when drawn against itself: never.
+        assert_eq!(c[1], 0, "{c:?}");
+        assert!(c[0] > 1200 && c[2] > 1200, "{c:?}");
+        // It speeds up: its peak decays over time with faster samples, and it gets its share.
+        for _ in 0..50 {
+            clock.advance(Duration::from_secs(1));
+            for i in 0..3 {
+                b.observe(i, Duration::from_millis(20));
+            }
+        }
+        let c = counts(&b, 3000, IDLE, |_| None);
+        assert!(c[1] > 700, "{c:?}");
+        // Load counts too: requests piled on an endpoint make it lose.
+        let c = counts(&b, 3000, &[10, 0, 0], |_| None);
+        assert!(c[0] < 300, "{c:?}");
+    }
+
+    #[test]
+    fn consistent_hash_keeps_a_key_on_its_endpoint_unless_it_is_overloaded() {
+        let (b, _) = balancer(Strategy::ConsistentHash, &[1, 1, 1, 1]);
+        let pick = |b: &Balancer, load: &[u32]| {
+            b.pick(
+                Some(b"session-42"),
+                |_| true,
+                |i| load.get(i).copied().unwrap_or(0),
+            )
+        };
+        let home = pick(&b, IDLE).unwrap();
+        for _ in 0..10 {
+            assert_eq!(pick(&b, IDLE), Some(home));
+        }
+        // The same key maps the same way in another balancer (another replica).
+        let (other, _) = balancer(Strategy::ConsistentHash, &[1, 1, 1, 1]);
+        assert_eq!(pick(&other, IDLE), Some(home));
+        // Its endpoint carries more than 1.25 × the average: the key moves on.
+        let mut load = [0u32; 4];
+        load[home] = 8;
+        assert_ne!(pick(&b, &load), Some(home));
+        // As loaded as the others: it keeps its key.
+        assert_eq!(pick(&b, &[1, 1, 1, 1]), Some(home));
+        // Keys spread over the endpoints.
+        let c = counts(&b, 4000, IDLE, |i| Some(format!("user-{i}").into_bytes()));
+        assert!(c.iter().all(|&n| n > 500), "{c:?}");
+    }
+}
