@@ -385,17 +385,7 @@ async fn connect_failure_is_retried_once_on_another_endpoint() {
         "strategy = \"round_robin\"\n",
     ))
     .await;
-    let c = client();
-    let mut retried = 0;
-    for _ in 0..6 {
-        let r = send(
-            &c,
-            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK);
-        retried += u32::from(r.headers["x-flowgate-attempts"] == "2");
-    }
+    let retried = retried_of(&gw, 6).await;
     assert_eq!(
         retried, 3,
         "every request that went to the dead endpoint first was retried"
