@@ -26,7 +26,7 @@ mod ewma;
 mod ring;
 mod wrr;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flowgate_clock::SharedClock;
@@ -57,7 +57,8 @@ impl Node {
 /// A pool's balancer.
 #[derive(Debug)]
 pub struct Balancer {
-    strategy: Strategy,
+    /// The strategy's index in `Strategy::ALL` (switchable at run time).
+    strategy: AtomicU8,
     nodes: Box<[Node]>,
     next: AtomicUsize,
     /// One cycle of smooth weighted round robin.
@@ -65,6 +66,10 @@ pub struct Balancer {
     ring: ring::Ring,
     clock: SharedClock,
     origin: Instant,
+}
+
+fn index_of(s: Strategy) -> u8 {
+    Strategy::ALL.iter().position(|x| *x == s).unwrap_or(0) as u8
 }
 
 /// Load above which consistent hashing passes a key on: 1.25 × the average in flight.
@@ -77,7 +82,7 @@ impl Balancer {
         let weights: Vec<u32> = weights.iter().map(|w| (*w).max(1)).collect();
         let origin = clock.now();
         Balancer {
-            strategy,
+            strategy: AtomicU8::new(index_of(strategy)),
             nodes: weights
                 .iter()
                 .map(|w| Node {
@@ -94,7 +99,16 @@ impl Balancer {
     }
 
     pub fn strategy(&self) -> Strategy {
-        self.strategy
+        Strategy::ALL
+            .get(usize::from(self.strategy.load(Ordering::Relaxed)))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Switches the strategy; picks after this use the new one (every strategy's state is
+    /// kept up to date, so the switch needs no warm-up).
+    pub fn set_strategy(&self, s: Strategy) {
+        self.strategy.store(index_of(s), Ordering::Relaxed);
     }
 
     pub fn nodes(&self) -> &[Node] {
@@ -141,7 +155,7 @@ impl Balancer {
         if n == 0 {
             return None;
         }
-        match self.strategy {
+        match self.strategy() {
             Strategy::RoundRobin => self.in_turn(n, take_turn, &usable, |i| i % n),
             Strategy::Weighted => {
                 let cycle = &self.cycle;
@@ -299,6 +313,10 @@ mod tests {
     fn round_robin_and_weighted_share_exactly() {
         let (rr, _) = balancer(Strategy::RoundRobin, &[1, 1, 1]);
         assert_eq!(counts(&rr, 300, IDLE, |_| None), [100, 100, 100]);
+        // Switched at run time.
+        rr.set_strategy(Strategy::LeastLoaded);
+        assert_eq!(rr.strategy(), Strategy::LeastLoaded);
+        assert_eq!(counts(&rr, 30, &[1, 0, 1], |_| None), [0, 30, 0]);
         let (w, _) = balancer(Strategy::Weighted, &[5, 1, 1]);
         assert_eq!(counts(&w, 700, IDLE, |_| None), [500, 100, 100]);
         // Smooth: the heavy endpoint's turns are spread, never five in a row.

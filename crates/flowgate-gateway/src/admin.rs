@@ -37,6 +37,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         )
         .merge(crate::admin_keys::routes())
         .merge(crate::admin_admission::routes())
+        .merge(crate::admin_balance::routes())
         .fallback(not_found)
         .with_state(gw)
 }

@@ -9,6 +9,7 @@
 
 mod admin;
 mod admin_admission;
+mod admin_balance;
 mod admin_keys;
 mod admission;
 mod admission_metrics;
