@@ -23,6 +23,7 @@
 //! a request may use (health, ejection and breakers come on top).
 
 mod ewma;
+pub mod health;
 mod ring;
 mod wrr;
 
@@ -33,6 +34,7 @@ use flowgate_clock::SharedClock;
 use rand::Rng;
 
 pub use ewma::PeakEwma;
+pub use health::{Health, Outcome, OutlierSettings};
 
 pub use flowgate_config::BalanceStrategy as Strategy;
 
@@ -64,6 +66,8 @@ pub struct Balancer {
     /// One cycle of smooth weighted round robin.
     cycle: Box<[u32]>,
     ring: ring::Ring,
+    health: Box<[Health]>,
+    outliers: OutlierSettings,
     clock: SharedClock,
     origin: Instant,
 }
@@ -93,9 +97,26 @@ impl Balancer {
             next: AtomicUsize::new(0),
             cycle: wrr::cycle(&weights).into_boxed_slice(),
             ring: ring::Ring::new(&weights),
+            health: weights.iter().map(|_| Health::default()).collect(),
+            outliers: OutlierSettings::default(),
             clock,
             origin,
         }
+    }
+
+    /// With this ejection policy instead of the default one.
+    pub fn with_outliers(mut self, outliers: OutlierSettings) -> Self {
+        self.outliers = outliers;
+        self
+    }
+
+    pub fn health(&self) -> &[Health] {
+        &self.health
+    }
+
+    /// Takes how a request to endpoint `i` went; whether that ejected it.
+    pub fn report(&self, i: usize, outcome: Outcome) -> bool {
+        health::report(&self.health, i, outcome, &self.outliers, self.now_ns())
     }
 
     pub fn strategy(&self) -> Strategy {
@@ -121,8 +142,8 @@ impl Balancer {
         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// The endpoint for the next request, among those `usable` accepts, with `load(i)`
-    /// requests in flight on endpoint `i` (`key`: the request's hash attribute, for
+    /// The endpoint for the next request, among those `usable` accepts and not ejected,
+    /// with `load(i)` requests in flight on endpoint `i` (`key`: the request's hash attribute, for
     /// `consistent_hash`); `None` when no endpoint may be used.
     pub fn pick(
         &self,
@@ -155,6 +176,10 @@ impl Balancer {
         if n == 0 {
             return None;
         }
+        // Ejected endpoints are out (each one's state is read only when one is).
+        let now = self.now_ns();
+        let any_out = self.health.iter().any(|h| h.is_out(now));
+        let usable = |i: usize| usable(i) && !(any_out && self.health[i].is_out(now));
         match self.strategy() {
             Strategy::RoundRobin => self.in_turn(n, take_turn, &usable, |i| i % n),
             Strategy::Weighted => {
@@ -190,9 +215,18 @@ impl Balancer {
         } else {
             self.next.load(Ordering::Relaxed)
         };
-        (0..len)
+        let first = at(start);
+        if usable(first) {
+            return Some(first);
+        }
+        // Its turn goes to the usable ones in turn, not to the next one alone (which would
+        // take twice its share).
+        let usable_ones: Vec<usize> = (0..len)
             .map(|d| at(start.wrapping_add(d)))
-            .find(|i| usable(*i))
+            .filter(|i| usable(*i))
+            .collect();
+        let m = usable_ones.len();
+        (m > 0).then(|| usable_ones[(start / len.max(1)) % m])
     }
 
     fn least_loaded(
@@ -345,6 +379,17 @@ mod tests {
         }
         let (empty, _) = balancer(Strategy::P2cEwma, &[]);
         assert_eq!(empty.pick(None, |_| true, |_| 0), None);
+    }
+
+    #[test]
+    fn an_ejected_endpoint_gets_nothing_until_its_time_is_over() {
+        let (b, clock) = balancer(Strategy::RoundRobin, &[1, 1, 1]);
+        for _ in 0..5 {
+            b.report(0, Outcome::Failure);
+        }
+        assert_eq!(counts(&b, 30, IDLE, |_| None), [0, 15, 15]);
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(counts(&b, 30, IDLE, |_| None), [10, 10, 10]);
     }
 
     #[test]

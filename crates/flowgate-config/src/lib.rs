@@ -32,9 +32,9 @@ pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     AdaptiveConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
     ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig,
-    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, Priority, Rate,
-    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret,
-    ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
+    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig,
+    Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawKey as KeySpec;

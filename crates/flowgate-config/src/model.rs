@@ -670,6 +670,33 @@ pub struct PoolConfig {
     pub strategy: BalanceStrategy,
     /// The header `consistent_hash` keys requests by. Default `x-session-id`.
     pub hash_header: HeaderName,
+    /// When an endpoint is taken out of rotation.
+    pub outlier: OutlierConfig,
+}
+
+/// Outlier ejection of a pool (`outlier = {...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// Failures in a row (5xx, connection failures, timeouts) that eject. Default 5; 0 turns
+    /// ejection off.
+    pub consecutive_failures: u32,
+    /// Out for this × times ejected. Default 30 s.
+    pub base_ejection: Duration,
+    /// At most. Default 5 min.
+    pub max_ejection: Duration,
+    /// The largest share of the pool out at once, in percent. Default 50.
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(300),
+            max_ejected_percent: 50,
+        }
+    }
 }
 
 /// One upstream server.

@@ -248,6 +248,17 @@ pub(crate) struct RawPool {
     pub concurrency: Option<RawConcurrency>,
     pub strategy: Option<String>,
     pub hash_header: Option<String>,
+    pub outlier: Option<RawOutlier>,
+}
+
+/// `outlier = {...}` of a pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutlier {
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection: Option<HumanDuration>,
+    pub max_ejection: Option<HumanDuration>,
+    pub max_ejected_percent: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -911,3 +911,29 @@ fn pools_choose_a_balancing_strategy() {
     );
     assert_eq!(p[1].key.to_string(), "pools.llm.hash_header");
 }
+
+#[test]
+fn pools_eject_outliers_by_default_and_as_configured() {
+    let c = parse_ok(GOOD);
+    assert_eq!(c.pools[0].outlier, OutlierConfig::default());
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\noutlier = { consecutive_failures = 3, base_ejection = \"10s\", max_ejection = \"1m\", max_ejected_percent = 34 }\n",
+    ));
+    let o = c.pools[0].outlier;
+    assert_eq!((o.consecutive_failures, o.max_ejected_percent), (3, 34));
+    assert_eq!(
+        (o.base_ejection, o.max_ejection),
+        (Duration::from_secs(10), Duration::from_secs(60))
+    );
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\noutlier = { base_ejection = \"1m\", max_ejection = \"10s\", max_ejected_percent = 150 }\n",
+    ));
+    assert_eq!(p[0].key.to_string(), "pools.llm.outlier.max_ejection");
+    assert!(p[0].to_string().contains("shorter than base_ejection"));
+    assert_eq!(
+        p[1].key.to_string(),
+        "pools.llm.outlier.max_ejected_percent"
+    );
+}

@@ -12,9 +12,9 @@ use crate::error::KeyPath;
 use crate::model::{
     AdaptiveConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
     ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig,
-    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, Priority, Rate,
-    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret,
-    ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
+    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig,
+    Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
@@ -1204,6 +1204,39 @@ fn pool(
             HeaderName::from_static("x-session-id")
         }),
     };
+    let outlier = {
+        let d = OutlierConfig::default();
+        let o = p.outlier.as_ref();
+        let okey = key.clone().key("outlier");
+        let c = OutlierConfig {
+            consecutive_failures: o
+                .and_then(|o| o.consecutive_failures)
+                .unwrap_or(d.consecutive_failures),
+            base_ejection: dur(o.and_then(|o| o.base_ejection), d.base_ejection),
+            max_ejection: dur(o.and_then(|o| o.max_ejection), d.max_ejection),
+            max_ejected_percent: o
+                .and_then(|o| o.max_ejected_percent)
+                .unwrap_or(d.max_ejected_percent),
+        };
+        positive(c.base_ejection, &okey.clone().key("base_ejection"), found);
+        if c.max_ejection < c.base_ejection {
+            found.push((
+                okey.clone().key("max_ejection"),
+                format!(
+                    "{} is shorter than base_ejection ({})",
+                    crate::units::format_duration(c.max_ejection),
+                    crate::units::format_duration(c.base_ejection)
+                ),
+            ));
+        }
+        if c.max_ejected_percent > 100 {
+            found.push((
+                okey.key("max_ejected_percent"),
+                format!("{}: a percentage, 0 to 100", c.max_ejected_percent),
+            ));
+        }
+        c
+    };
     (found.len() == before).then_some(PoolConfig {
         name,
         endpoints,
@@ -1219,6 +1252,7 @@ fn pool(
             .and_then(|c| concurrency(c, true, &key.clone().key("concurrency"), found)),
         strategy,
         hash_header,
+        outlier,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The load balancer on the admin listener: `GET /api/v1/performance/load-balancer/metrics`
-//! (per pool: its strategy; per endpoint: weight, requests in flight, latency estimate) and
+//! (per pool: its strategy; per endpoint: weight, requests in flight, latency estimate,
+//! ejection) and
 //! `POST /api/v1/performance/load-balancer/strategy` (`{"pool": "llm", "strategy":
 //! "round_robin"}`: switches a pool's strategy at run time, until a reload changes that pool).
 
@@ -33,13 +34,16 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Json<Value> {
             let endpoints: Vec<Value> = u
                 .endpoints()
                 .iter()
-                .zip(b.nodes())
-                .map(|(e, n)| {
+                .zip(b.nodes().iter().zip(b.health()))
+                .map(|(e, (n, h))| {
                     json!({
                         "name": &*e.name,
                         "weight": n.weight(),
                         "in_flight": e.active(),
                         "latency_ms": n.latency(now).as_secs_f64() * 1e3,
+                        "ejected": h.is_out(now),
+                        "ejected_for_ms": h.out_for(now).map(|d| d.as_millis() as u64),
+                        "times_ejected": h.times_ejected(),
                     })
                 })
                 .collect();

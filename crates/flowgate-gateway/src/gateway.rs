@@ -32,6 +32,7 @@ use crate::runtime::Runtime;
 use crate::upstream::h1::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
 use crate::upstream::{Endpoint, Lease};
 use crate::warming::Warming;
+use flowgate_balance::Outcome as Health;
 
 /// The gateway. Share it as `Arc<Gateway>`.
 #[derive(Debug)]
@@ -647,6 +648,9 @@ impl Gateway {
         match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
             Err(_) => {
+                if let Some(ep) = out.endpoint.as_deref().and_then(|n| pool.endpoint(n)) {
+                    pool.report(ep, Health::Failure);
+                }
                 let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
                 Err(ProxyError::Timeout { endpoint, timeout })
             }
@@ -677,6 +681,7 @@ impl Gateway {
                 // An endpoint that cannot be reached costs as much as the longest a
                 // connection may take: the balancer turns away from it until that decays.
                 pool.observe(first, pool.cfg.connect_timeout);
+                pool.report(first, Health::Failure);
                 let err = connect_error(first, &e);
                 let Some(second) = pool.pick_other(first, key) else {
                     return Err(err);
@@ -686,6 +691,7 @@ impl Gateway {
                 out.endpoint = Some(second.name.clone());
                 second.checkout().await.map_err(|e| {
                     pool.observe(second, pool.cfg.connect_timeout);
+                    pool.report(second, Health::Failure);
                     connect_error(second, &e)
                 })?
             }
@@ -726,13 +732,14 @@ impl Gateway {
             }
         };
         let wire = lease.wire().ok_or_else(|| no_connection(&ep))?;
-        let resp = wire
-            .read_head(head_request)
-            .await
-            .map_err(|e| exchange_error(&ep, e))?;
+        let resp = wire.read_head(head_request).await.map_err(|e| {
+            pool.report(&ep, Health::Failure);
+            exchange_error(&ep, e)
+        })?;
         let took = self.clock.now().saturating_duration_since(started);
         out.upstream_duration = Some(took);
         pool.observe(&ep, took);
+        pool.report(&ep, outcome_of(&resp));
         Ok((resp, lease))
     }
 }
@@ -744,6 +751,22 @@ enum Consulted {
     /// Go upstream; lead the flight (and fill the cache) when given one (boxed: a miss
     /// goes upstream anyway, a hit should not carry its size).
     Upstream(Option<Box<Fill>>),
+}
+
+/// What an answer says of its endpoint's health: 5xx fail, a 429 takes it out for its
+/// `Retry-After` (in seconds), anything else is a success.
+fn outcome_of(resp: &ResponseHead) -> Health {
+    match resp.status.as_u16() {
+        429 => Health::Throttled(
+            resp.headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        ),
+        s if s >= 500 => Health::Failure,
+        _ => Health::Success,
+    }
 }
 
 fn no_connection(ep: &Endpoint) -> ProxyError {

@@ -8,7 +8,7 @@ pub mod h1;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate_balance::{Balancer, Strategy};
+use flowgate_balance::{Balancer, Outcome, OutlierSettings, Strategy};
 
 use flowgate_clock::SharedClock;
 use flowgate_config::PoolConfig;
@@ -44,7 +44,13 @@ impl Upstream {
         let weights: Vec<u32> = cfg.endpoints.iter().map(|e| e.weight).collect();
         Arc::new(Upstream {
             name: Arc::from(cfg.name.as_str()),
-            balancer: Balancer::new(cfg.strategy, &weights, LATENCY_DECAY, clock.clone()),
+            balancer: Balancer::new(cfg.strategy, &weights, LATENCY_DECAY, clock.clone())
+                .with_outliers(OutlierSettings {
+                    consecutive: cfg.outlier.consecutive_failures,
+                    base: cfg.outlier.base_ejection,
+                    max: cfg.outlier.max_ejection,
+                    max_percent: cfg.outlier.max_ejected_percent,
+                }),
             cfg,
             endpoints,
         })
@@ -89,6 +95,20 @@ impl Upstream {
 
     fn index_of(&self, ep: &Endpoint) -> Option<usize> {
         self.endpoints.iter().position(|e| std::ptr::eq(&**e, ep))
+    }
+
+    /// How a request to `ep` went (a failure may take it out of rotation).
+    pub fn report(&self, ep: &Endpoint, outcome: Outcome) {
+        if let Some(i) = self.index_of(ep)
+            && self.balancer.report(i, outcome)
+        {
+            tracing::warn!(pool = %self.name, endpoint = %ep.name, ?outcome, "endpoint ejected");
+        }
+    }
+
+    /// The endpoint named `name`, if the pool has it.
+    pub fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
+        self.endpoints.iter().find(|e| *e.name == *name)
     }
 
     /// How long `ep` took to answer (to the response head: for a stream, its start).
