@@ -672,6 +672,20 @@ pub struct PoolConfig {
     pub hash_header: HeaderName,
     /// When an endpoint is taken out of rotation.
     pub outlier: OutlierConfig,
+    /// What selects the endpoints tagged for a request (`tag_by`); `None`: all serve all.
+    pub tag_by: Option<TagBy>,
+    /// Whether a request whose tagged endpoints are all out (or that names a tag no endpoint
+    /// has) goes to the others. Default true.
+    pub tag_fallback: bool,
+}
+
+/// The request attribute that picks endpoints by tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagBy {
+    /// A header's value (`"header:x-analysis-type"`).
+    Header(HeaderName),
+    /// The requested model (openai routes).
+    Model,
 }
 
 /// Outlier ejection of a pool (`outlier = {...}`).

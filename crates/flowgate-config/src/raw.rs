@@ -249,6 +249,8 @@ pub(crate) struct RawPool {
     pub strategy: Option<String>,
     pub hash_header: Option<String>,
     pub outlier: Option<RawOutlier>,
+    pub tag_by: Option<String>,
+    pub tag_fallback: Option<bool>,
 }
 
 /// `outlier = {...}` of a pool.

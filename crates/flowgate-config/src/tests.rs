@@ -937,3 +937,34 @@ fn pools_eject_outliers_by_default_and_as_configured() {
         "pools.llm.outlier.max_ejected_percent"
     );
 }
+
+#[test]
+fn pools_pick_endpoints_by_tag() {
+    assert_eq!(parse_ok(GOOD).pools[0].tag_by, None);
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\ntag_by = \"header:X-Analysis-Type\"\ntag_fallback = false\n",
+    ));
+    assert_eq!(
+        c.pools[0].tag_by,
+        Some(TagBy::Header(http::HeaderName::from_static(
+            "x-analysis-type"
+        )))
+    );
+    assert!(!c.pools[0].tag_fallback);
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\ntag_by = \"model\"\n",
+    ));
+    assert_eq!(c.pools[0].tag_by, Some(TagBy::Model));
+    assert!(c.pools[0].tag_fallback);
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\ntag_by = \"cookie:x\"\n",
+    ));
+    assert_eq!(p[0].key.to_string(), "pools.llm.tag_by");
+    assert!(
+        p[0].to_string()
+            .contains("expected \"model\" or \"header:NAME\"")
+    );
+}

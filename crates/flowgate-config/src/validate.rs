@@ -14,7 +14,7 @@ use crate::model::{
     ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig,
     LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig,
     Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, UpstreamKey, WarmConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
@@ -1204,6 +1204,23 @@ fn pool(
             HeaderName::from_static("x-session-id")
         }),
     };
+    let tag_by = match p.tag_by.as_deref() {
+        None => None,
+        Some("model") => Some(TagBy::Model),
+        Some(t) => match t
+            .strip_prefix("header:")
+            .map(|h| HeaderName::from_bytes(h.trim().as_bytes()))
+        {
+            Some(Ok(h)) => Some(TagBy::Header(h)),
+            _ => {
+                found.push((
+                    key.clone().key("tag_by"),
+                    format!("{t:?}: expected \"model\" or \"header:NAME\""),
+                ));
+                None
+            }
+        },
+    };
     let outlier = {
         let d = OutlierConfig::default();
         let o = p.outlier.as_ref();
@@ -1253,6 +1270,8 @@ fn pool(
         strategy,
         hash_header,
         outlier,
+        tag_by,
+        tag_fallback: p.tag_fallback.unwrap_or(true),
     })
 }
 

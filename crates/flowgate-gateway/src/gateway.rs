@@ -670,8 +670,13 @@ impl Gateway {
     ) -> Result<(ResponseHead, Lease), ProxyError> {
         let pool = &route.upstream;
         let key = pool.hash_key(&parts.headers);
-        let first = pool.pick(key).ok_or_else(|| ProxyError::NoEndpoint {
-            pool: pool.name.to_string(),
+        let tag = request_tag(pool, &parts.headers, &body);
+        let tag = tag.as_deref();
+        let first = pool.pick(key, tag).ok_or_else(|| ProxyError::NoEndpoint {
+            pool: match tag {
+                Some(t) => format!("{} (tagged {t:?}; tag_fallback is off)", pool.name),
+                None => pool.name.to_string(),
+            },
         })?;
         out.attempts = 1;
         out.endpoint = Some(first.name.clone());
@@ -683,7 +688,7 @@ impl Gateway {
                 pool.observe(first, pool.cfg.connect_timeout);
                 pool.report(first, Health::Failure);
                 let err = connect_error(first, &e);
-                let Some(second) = pool.pick_other(first, key) else {
+                let Some(second) = pool.pick_other(first, key, tag) else {
                     return Err(err);
                 };
                 tracing::debug!(endpoint = %first.name, error = %e, "connect failed; trying another endpoint");
@@ -751,6 +756,25 @@ enum Consulted {
     /// Go upstream; lead the flight (and fill the cache) when given one (boxed: a miss
     /// goes upstream anyway, a hit should not carry its size).
     Upstream(Option<Box<Fill>>),
+}
+
+/// The tag that picks a request's endpoints, by the pool's `tag_by`: a header's value, or
+/// the model of a JSON body.
+fn request_tag(
+    pool: &crate::upstream::Upstream,
+    headers: &http::HeaderMap,
+    body: &ReqBody,
+) -> Option<String> {
+    match pool.cfg.tag_by.as_ref()? {
+        flowgate_config::TagBy::Header(h) => headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string()),
+        flowgate_config::TagBy::Model => match body {
+            ReqBody::Full(Some(b)) => caching::model_of(b),
+            _ => None,
+        },
+    }
 }
 
 /// What an answer says of its endpoint's health: 5xx fail, a 429 takes it out for its

@@ -200,3 +200,98 @@ async fn a_429_with_retry_after_takes_the_endpoint_out_for_that_long() {
         .unwrap();
     assert!(out > 29_000 && out <= 30_000, "{out}");
 }
+
+/// A pool `llm` of `eps` (url, tag) with `extra` settings, and the chat route.
+fn tagged_pool(eps: &[(String, &str)], extra: &str) -> String {
+    let eps: Vec<String> = eps
+        .iter()
+        .map(|(u, t)| format!("{{ url = \"{u}\", tags = [\"{t}\"] }}"))
+        .collect();
+    format!(
+        "[pools.llm]\nendpoints = [{}]\ntag_by = \"header:x-analysis-type\"\n{extra}\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n",
+        eps.join(", ")
+    )
+}
+
+async fn chat_tagged(gw: &flowgate_gateway::Running, tag: Option<&str>) -> StatusCode {
+    let mut r = post(gw.data_addr, "/v1/chat/completions", chat_body(false));
+    if let Some(t) = tag {
+        r.headers_mut()
+            .insert("x-analysis-type", t.parse().unwrap());
+    }
+    send(&client(), r).await.status
+}
+
+#[tokio::test]
+async fn a_request_tag_selects_the_endpoints_carrying_it_and_falls_back_when_they_are_out() {
+    let security = sim(EndpointSpec::default()).await;
+    let (cost1, cost2) = (
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+    );
+    let gw = gateway(&tagged_pool(
+        &[
+            (security.url(), "security"),
+            (cost1.url(), "cost"),
+            (cost2.url(), "cost"),
+        ],
+        "strategy = \"round_robin\"\n",
+    ))
+    .await;
+    for _ in 0..4 {
+        assert_eq!(chat_tagged(&gw, Some("security")).await, StatusCode::OK);
+    }
+    assert_eq!(security.stats().requests, 4);
+    for _ in 0..4 {
+        assert_eq!(chat_tagged(&gw, Some("cost")).await, StatusCode::OK);
+    }
+    let (c1, c2) = (cost1.stats().requests, cost2.stats().requests);
+    assert!(c1 + c2 == 4 && c1 > 0 && c2 > 0, "{c1} {c2}");
+    // No tag, or a tag no endpoint has: any endpoint.
+    for _ in 0..6 {
+        assert_eq!(chat_tagged(&gw, None).await, StatusCode::OK);
+        assert_eq!(chat_tagged(&gw, Some("unknown")).await, StatusCode::OK);
+    }
+    assert_eq!(
+        security.stats().requests + cost1.stats().requests + cost2.stats().requests,
+        20
+    );
+
+    // The only security endpoint is unreachable: with fallback the request goes to the
+    // others; without, it is refused.
+    let dead = format!("http://127.0.0.1:{}", dead_port().await);
+    let cost = sim(EndpointSpec::default()).await;
+    let eps = [(dead, "security"), (cost.url(), "cost")];
+    let gw = gateway(&tagged_pool(
+        &eps,
+        "outlier = { consecutive_failures = 1 }\n",
+    ))
+    .await;
+    assert_eq!(chat_tagged(&gw, Some("security")).await, StatusCode::OK);
+    assert_eq!(chat_tagged(&gw, Some("security")).await, StatusCode::OK);
+    let strict = gateway(&tagged_pool(
+        &eps,
+        "outlier = { consecutive_failures = 1 }\ntag_fallback = false\n",
+    ))
+    .await;
+    // The first try meets the dead endpoint (502, no other tagged one to retry on) and
+    // ejects it; then nothing carries the tag.
+    assert_eq!(
+        chat_tagged(&strict, Some("security")).await,
+        StatusCode::BAD_GATEWAY
+    );
+    let r = send(&client(), {
+        let mut r = post(strict.data_addr, "/v1/chat/completions", chat_body(false));
+        r.headers_mut()
+            .insert("x-analysis-type", "security".parse().unwrap());
+        r
+    })
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        r.error_message().contains("tagged \"security\""),
+        "{}",
+        r.error_message()
+    );
+}

@@ -78,18 +78,53 @@ impl Upstream {
             .map_or(0, |e| u32::try_from(e.active()).unwrap_or(u32::MAX))
     }
 
-    /// The endpoint for the next request (`key`: see [`Upstream::hash_key`]).
-    pub fn pick(&self, key: Option<&[u8]>) -> Option<&Arc<Endpoint>> {
-        let i = self.balancer.pick(key, |_| true, |i| self.load(i))?;
-        self.endpoints.get(i)
+    /// Whether endpoint `i` carries `tag`.
+    fn tagged(&self, i: usize, tag: &str) -> bool {
+        self.endpoints
+            .get(i)
+            .is_some_and(|e| e.cfg.tags.iter().any(|t| t == tag))
     }
 
-    /// An endpoint other than `not`, if the pool has one.
-    pub fn pick_other(&self, not: &Arc<Endpoint>, key: Option<&[u8]>) -> Option<&Arc<Endpoint>> {
-        let at = self.index_of(not)?;
-        let i = self
-            .balancer
-            .pick_again(key, |i| i != at, |i| self.load(i))?;
+    /// The endpoint for the next request (`key`: see [`Upstream::hash_key`]; `tag`: the
+    /// request's tag, see `tag_by`), or `None` when none may take it.
+    pub fn pick(&self, key: Option<&[u8]>, tag: Option<&str>) -> Option<&Arc<Endpoint>> {
+        self.choose(key, tag, None)
+    }
+
+    /// An endpoint other than `not` for a retry, if the pool has one.
+    pub fn pick_other(
+        &self,
+        not: &Arc<Endpoint>,
+        key: Option<&[u8]>,
+        tag: Option<&str>,
+    ) -> Option<&Arc<Endpoint>> {
+        self.choose(key, tag, Some(self.index_of(not)?))
+    }
+
+    /// Among the endpoints carrying `tag` (all when there is none), then, when none of
+    /// those can be used and the pool allows it, among the others.
+    fn choose(
+        &self,
+        key: Option<&[u8]>,
+        tag: Option<&str>,
+        not: Option<usize>,
+    ) -> Option<&Arc<Endpoint>> {
+        let load = |i| self.load(i);
+        let pick = |usable: &dyn Fn(usize) -> bool| match not {
+            None => self.balancer.pick(key, usable, load),
+            Some(at) => self
+                .balancer
+                .pick_again(key, |i| i != at && usable(i), load),
+        };
+        let i = match tag {
+            None => pick(&|_| true),
+            Some(t) => pick(&|i| self.tagged(i, t)).or_else(|| {
+                self.cfg
+                    .tag_fallback
+                    .then(|| pick(&|i| !self.tagged(i, t)))
+                    .flatten()
+            }),
+        }?;
         self.endpoints.get(i)
     }
 
