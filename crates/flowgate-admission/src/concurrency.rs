@@ -74,7 +74,12 @@ enum Grant {
 
 #[derive(Debug)]
 struct State {
+    /// The limit now (the configured one, or the adaptive limit's value).
     limit: usize,
+    burst: usize,
+    /// Waiters allowed, all priorities together.
+    queue: usize,
+    queue_timeout: Duration,
     in_flight: usize,
     /// One queue per priority, most urgent first.
     queues: [VecDeque<Waiter>; 4],
@@ -97,7 +102,7 @@ pub struct Counters {
 /// A concurrency limiter. Shared by `Arc`: permits hold it.
 #[derive(Debug)]
 pub struct Concurrency {
-    settings: Mutex<Settings>,
+    /// The settings live with the state: one lock per decision.
     state: Mutex<State>,
     counters: Counters,
     /// With an adaptive limit: its settings and state, fed by [`Permit::observe`].
@@ -133,12 +138,14 @@ impl Concurrency {
             gradient: gradient.map(Mutex::new),
             state: Mutex::new(State {
                 limit,
+                burst: settings.burst,
+                queue: settings.queue,
+                queue_timeout: settings.queue_timeout,
                 in_flight: 0,
                 queues: Default::default(),
                 queued: 0,
                 next_id: 0,
             }),
-            settings: Mutex::new(settings),
             counters: Counters::default(),
         })
     }
@@ -148,10 +155,6 @@ impl Concurrency {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn settings(&self) -> Settings {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -159,10 +162,15 @@ impl Concurrency {
     /// Takes new settings (a reload): a new fixed limit applies as for
     /// [`Concurrency::set_limit`]; requests already waiting keep their places.
     pub fn configure(&self, settings: Settings) {
-        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+        let mut s = self.state();
+        s.burst = settings.burst;
+        s.queue = settings.queue;
+        s.queue_timeout = settings.queue_timeout;
         if self.gradient.is_none() {
-            self.set_limit(settings.limit);
+            s.limit = settings.limit;
         }
+        // A larger limit or burst lets waiters in at once.
+        let_in(&mut s);
     }
 
     /// Whether the limit follows latency.
@@ -176,7 +184,7 @@ impl Concurrency {
     }
 
     pub fn queue_timeout(&self) -> Duration {
-        self.settings().queue_timeout
+        self.state().queue_timeout
     }
 
     /// The adaptive limit's recent and usual latency.
@@ -201,42 +209,29 @@ impl Concurrency {
 
     /// Changes the limit: waiters get the permits a larger one frees at once.
     pub fn set_limit(&self, limit: usize) {
-        let burst = self.settings().burst;
         let mut s = self.state();
         s.limit = limit;
-        while let Some(w) = next_fitting(&mut s, burst) {
-            s.in_flight += 1;
-            if w.tx.send(Grant::Permit).is_err() {
-                s.in_flight -= 1;
-            }
-        }
+        let_in(&mut s);
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let settings = self.settings();
         let s = self.state();
         Snapshot {
             limit: s.limit,
-            burst: settings.burst,
+            burst: s.burst,
             in_flight: s.in_flight,
             queued: [0, 1, 2, 3].map(|i| s.queues[i].len()),
-            queue: settings.queue,
+            queue: s.queue,
         }
     }
 
     /// A permit for a request of `priority`: at once, after waiting in the queue, or
     /// refused.
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Result<Permit, Refused> {
-        let settings = self.settings();
         let i = index(priority);
-        let (id, rx) = {
+        let (id, rx, queue_timeout) = {
             let mut s = self.state();
-            let cap = s.limit
-                + if may_burst(priority) {
-                    settings.burst
-                } else {
-                    0
-                };
+            let cap = s.limit + if may_burst(priority) { s.burst } else { 0 };
             let ahead: usize = s.queues[..=i].iter().map(VecDeque::len).sum();
             if s.in_flight < cap && ahead == 0 {
                 s.in_flight += 1;
@@ -246,7 +241,7 @@ impl Concurrency {
                     limiter: self.clone(),
                 });
             }
-            if s.queued >= settings.queue && !shed_below(&mut s, priority) {
+            if s.queued >= s.queue && !shed_below(&mut s, priority) {
                 drop(s);
                 self.counters.shed[i].fetch_add(1, Ordering::Relaxed);
                 return Err(Refused::QueueFull);
@@ -256,7 +251,7 @@ impl Concurrency {
             s.next_id += 1;
             s.queues[i].push_back(Waiter { id, tx });
             s.queued += 1;
-            (id, rx)
+            (id, rx, s.queue_timeout)
         };
         // Leaves the queue if this future is dropped while waiting (the client left).
         let mut waiting = Waiting {
@@ -266,7 +261,7 @@ impl Concurrency {
             rx,
             done: false,
         };
-        let answer = tokio::time::timeout(settings.queue_timeout, &mut waiting.rx).await;
+        let answer = tokio::time::timeout(queue_timeout, &mut waiting.rx).await;
         waiting.done = true;
         let grant = match answer {
             Ok(Ok(g)) => Some(g),
@@ -308,11 +303,10 @@ impl Concurrency {
     }
 
     fn release(&self) {
-        let burst = self.settings().burst;
         let mut s = self.state();
         s.in_flight -= 1;
         // Hand the permit on; a waiter whose request went away is skipped.
-        while let Some(w) = next_fitting(&mut s, burst) {
+        while let Some(w) = next_fitting(&mut s) {
             s.in_flight += 1;
             if w.tx.send(Grant::Permit).is_ok() {
                 return;
@@ -322,10 +316,20 @@ impl Concurrency {
     }
 }
 
+/// Hands every permit the limit now allows to the waiters, most urgent first.
+fn let_in(s: &mut State) {
+    while let Some(w) = next_fitting(s) {
+        s.in_flight += 1;
+        if w.tx.send(Grant::Permit).is_err() {
+            s.in_flight -= 1;
+        }
+    }
+}
+
 /// The first waiter that a free permit fits, most urgent first.
-fn next_fitting(s: &mut State, burst: usize) -> Option<Waiter> {
+fn next_fitting(s: &mut State) -> Option<Waiter> {
     let i = Priority::ALL.into_iter().find(|p| {
-        let cap = s.limit + if may_burst(*p) { burst } else { 0 };
+        let cap = s.limit + if may_burst(*p) { s.burst } else { 0 };
         !s.queues[index(*p)].is_empty() && s.in_flight < cap
     })?;
     // Priorities are tried most urgent first: a normal waiter is not let in past a
