@@ -189,10 +189,10 @@ impl Balancer {
                 })
             }
             Strategy::LeastLoaded => self.least_loaded(&usable, &load),
-            Strategy::P2cEwma => self.p2c(&usable, &load),
+            Strategy::P2cEwma => self.p2c(now, &usable, &load),
             Strategy::ConsistentHash => match key {
                 Some(k) => self.hashed(k, &usable, &load),
-                None => self.p2c(&usable, &load),
+                None => self.p2c(now, &usable, &load),
             },
             Strategy::Random => {
                 let start = rand::rng().random_range(0..n);
@@ -255,7 +255,12 @@ impl Balancer {
     }
 
     /// Power of two choices over peak-EWMA latency × (in flight + 1).
-    fn p2c(&self, usable: &impl Fn(usize) -> bool, load: &impl Fn(usize) -> u32) -> Option<usize> {
+    fn p2c(
+        &self,
+        now: u64,
+        usable: &impl Fn(usize) -> bool,
+        load: &impl Fn(usize) -> u32,
+    ) -> Option<usize> {
         let n = self.nodes.len();
         let mut rng = rand::rng();
         let a = rng.random_range(0..n);
@@ -264,7 +269,6 @@ impl Balancer {
         } else {
             a
         };
-        let now = self.now_ns();
         let cost = |i: usize| {
             let node = &self.nodes[i];
             // An endpoint never measured costs as little as the fastest can: it gets tried.

@@ -146,8 +146,15 @@ impl BalanceStrategy {
         }
     }
 
-    pub fn parse(s: &str) -> Option<BalanceStrategy> {
-        BalanceStrategy::ALL.into_iter().find(|x| x.as_str() == s)
+    /// The strategy named `s`, or why there is none (naming the known ones).
+    pub fn parse(s: &str) -> Result<BalanceStrategy, String> {
+        BalanceStrategy::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = BalanceStrategy::ALL.iter().map(|x| x.as_str()).collect();
+                format!("unknown strategy {s:?}: expected one of {}", all.join(", "))
+            })
     }
 }
 

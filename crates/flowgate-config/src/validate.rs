@@ -1185,12 +1185,8 @@ fn pool(
     }
     let strategy = match p.strategy.as_deref() {
         None => BalanceStrategy::default(),
-        Some(s) => BalanceStrategy::parse(s).unwrap_or_else(|| {
-            let all: Vec<&str> = BalanceStrategy::ALL.iter().map(|x| x.as_str()).collect();
-            found.push((
-                key.clone().key("strategy"),
-                format!("unknown strategy {s:?}: expected one of {}", all.join(", ")),
-            ));
+        Some(s) => BalanceStrategy::parse(s).unwrap_or_else(|why| {
+            found.push((key.clone().key("strategy"), why));
             BalanceStrategy::default()
         }),
     };

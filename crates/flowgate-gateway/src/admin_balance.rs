@@ -70,13 +70,9 @@ async fn strategy(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Re
             ));
         }
     };
-    let Some(s) = Strategy::parse(&sw.strategy) else {
-        let all: Vec<&str> = Strategy::ALL.iter().map(|x| x.as_str()).collect();
-        return bad(&format!(
-            "unknown strategy {:?}: expected one of {}",
-            sw.strategy,
-            all.join(", ")
-        ));
+    let s = match Strategy::parse(&sw.strategy) {
+        Ok(s) => s,
+        Err(why) => return bad(&why),
     };
     let rt = gw.runtime();
     let Some(u) = rt.upstreams.iter().find(|u| *u.name == sw.pool) else {

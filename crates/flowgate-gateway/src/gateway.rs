@@ -649,7 +649,7 @@ impl Gateway {
             Ok(r) => r,
             Err(_) => {
                 if let Some(ep) = out.endpoint.as_deref().and_then(|n| pool.endpoint(n)) {
-                    pool.report(ep, Health::Failure);
+                    pool.report(ep, None, Health::Failure);
                 }
                 let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
                 Err(ProxyError::Timeout { endpoint, timeout })
@@ -685,8 +685,7 @@ impl Gateway {
             Err(e) => {
                 // An endpoint that cannot be reached costs as much as the longest a
                 // connection may take: the balancer turns away from it until that decays.
-                pool.observe(first, pool.cfg.connect_timeout);
-                pool.report(first, Health::Failure);
+                pool.report(first, Some(pool.cfg.connect_timeout), Health::Failure);
                 let err = connect_error(first, &e);
                 let Some(second) = pool.pick_other(first, key, tag) else {
                     return Err(err);
@@ -695,8 +694,7 @@ impl Gateway {
                 out.attempts = 2;
                 out.endpoint = Some(second.name.clone());
                 second.checkout().await.map_err(|e| {
-                    pool.observe(second, pool.cfg.connect_timeout);
-                    pool.report(second, Health::Failure);
+                    pool.report(second, Some(pool.cfg.connect_timeout), Health::Failure);
                     connect_error(second, &e)
                 })?
             }
@@ -738,13 +736,12 @@ impl Gateway {
         };
         let wire = lease.wire().ok_or_else(|| no_connection(&ep))?;
         let resp = wire.read_head(head_request).await.map_err(|e| {
-            pool.report(&ep, Health::Failure);
+            pool.report(&ep, None, Health::Failure);
             exchange_error(&ep, e)
         })?;
         let took = self.clock.now().saturating_duration_since(started);
         out.upstream_duration = Some(took);
-        pool.observe(&ep, took);
-        pool.report(&ep, outcome_of(&resp));
+        pool.report(&ep, Some(took), outcome_of(&resp));
         Ok((resp, lease))
     }
 }

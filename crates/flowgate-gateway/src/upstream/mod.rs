@@ -132,11 +132,15 @@ impl Upstream {
         self.endpoints.iter().position(|e| std::ptr::eq(&**e, ep))
     }
 
-    /// How a request to `ep` went (a failure may take it out of rotation).
-    pub fn report(&self, ep: &Endpoint, outcome: Outcome) {
-        if let Some(i) = self.index_of(ep)
-            && self.balancer.report(i, outcome)
-        {
+    /// How a request to `ep` went (a failure may take it out of rotation), and how long
+    /// it took to answer when it did (to the response head: for a stream, its start; a
+    /// connect failure is charged the pool's connect timeout).
+    pub fn report(&self, ep: &Endpoint, latency: Option<Duration>, outcome: Outcome) {
+        let Some(i) = self.index_of(ep) else { return };
+        if let Some(l) = latency {
+            self.balancer.observe(i, l);
+        }
+        if self.balancer.report(i, outcome) {
             tracing::warn!(pool = %self.name, endpoint = %ep.name, ?outcome, "endpoint ejected");
         }
     }
@@ -144,12 +148,5 @@ impl Upstream {
     /// The endpoint named `name`, if the pool has it.
     pub fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
         self.endpoints.iter().find(|e| *e.name == *name)
-    }
-
-    /// How long `ep` took to answer (to the response head: for a stream, its start).
-    pub fn observe(&self, ep: &Endpoint, latency: Duration) {
-        if let Some(i) = self.index_of(ep) {
-            self.balancer.observe(i, latency);
-        }
     }
 }
