@@ -173,11 +173,6 @@ impl Concurrency {
         let_in(&mut s);
     }
 
-    /// Whether the limit follows latency.
-    pub fn is_adaptive(&self) -> bool {
-        self.gradient.is_some()
-    }
-
     /// The bounds of an adaptive limit.
     pub fn adaptive_settings(&self) -> Option<AdaptiveSettings> {
         self.adaptive
@@ -575,7 +570,7 @@ mod tests {
                 ..AdaptiveSettings::default()
             }),
         );
-        assert!(c.is_adaptive());
+        assert!(c.adaptive_settings().is_some());
         assert_eq!(c.snapshot().limit, 64);
         let permits: Vec<Permit> = futures_ready(&c, 64).await;
         for _ in 0..600 {

@@ -139,13 +139,6 @@ impl LocalLimiter {
         all.truncate(n);
         all
     }
-
-    /// Until `key` is back to its full burst (zero for a key at rest).
-    pub fn backlog(&self, key: &[u8]) -> Duration {
-        let now = self.now();
-        let tat = self.with(key, |tat| (None, tat)).unwrap_or(0);
-        Duration::from_nanos(tat.saturating_sub(now))
-    }
 }
 
 #[cfg(test)]
@@ -162,7 +155,13 @@ mod tests {
         assert!(admitted("a") && admitted("a"));
         assert!(!admitted("a"));
         assert!(admitted("b"), "another key has its own limit");
-        assert_eq!(l.backlog(b"a"), Duration::from_secs(1));
+        assert_eq!(
+            l.busiest(5),
+            [
+                (Box::from(&b"a"[..]), Duration::from_secs(1)),
+                (Box::from(&b"b"[..]), Duration::from_millis(500))
+            ]
+        );
         clock.advance(Duration::from_millis(500));
         assert!(admitted("a"));
         assert!(!admitted("a"));

@@ -37,10 +37,6 @@ impl SharedLimiter {
         }
     }
 
-    pub fn link(&self) -> &Link {
-        &self.link
-    }
-
     /// The key of `limit`'s count of `value` (bytes as they are: Redis keys are binary).
     fn key(&self, limit: &str, value: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + limit.len() + value.len() + 6);

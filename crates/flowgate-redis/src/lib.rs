@@ -185,10 +185,6 @@ impl Link {
         })
     }
 
-    pub fn settings(&self) -> &LinkSettings {
-        &self.inner.settings
-    }
-
     /// Runs `op` under the deadline and the breaker: its answer, or `None` when Redis
     /// failed, was too slow, or is being skipped.
     pub async fn run<T: redis::FromRedisValue>(&self, op: Op<'_>) -> Option<T> {
