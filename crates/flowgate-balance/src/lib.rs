@@ -24,6 +24,8 @@
 
 mod ewma;
 pub mod health;
+pub mod quantile;
+pub mod retry;
 mod ring;
 mod wrr;
 
@@ -34,7 +36,9 @@ use flowgate_clock::SharedClock;
 use rand::Rng;
 
 pub use ewma::PeakEwma;
-pub use health::{Health, Outcome, OutlierSettings};
+pub use health::{Health, Outcome, OutlierSettings, State, Transitions};
+pub use quantile::Latencies;
+pub use retry::{RetryBudget, backoff};
 
 pub use flowgate_config::BalanceStrategy as Strategy;
 
@@ -76,6 +80,18 @@ fn index_of(s: Strategy) -> u8 {
     Strategy::ALL.iter().position(|x| *x == s).unwrap_or(0) as u8
 }
 
+/// Moves `epoch` on to `e` if it is behind; the epoch it was at when this call moved it
+/// (the caller then rolls its generations over), `None` when there was nothing to do or
+/// another thread did it.
+pub(crate) fn advance(epoch: &std::sync::atomic::AtomicU64, e: u64) -> Option<u64> {
+    let old = epoch.load(Ordering::Relaxed);
+    (old != e
+        && epoch
+            .compare_exchange(old, e, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok())
+    .then_some(old)
+}
+
 /// Load above which consistent hashing passes a key on: 1.25 × the average in flight.
 const BOUND: f64 = 1.25;
 
@@ -114,9 +130,28 @@ impl Balancer {
         &self.health
     }
 
+    pub fn outliers(&self) -> &OutlierSettings {
+        &self.outliers
+    }
+
     /// Takes how a request to endpoint `i` went; whether that ejected it.
     pub fn report(&self, i: usize, outcome: Outcome) -> bool {
-        health::report(&self.health, i, outcome, &self.outliers, self.now_ns())
+        self.report_at(self.now_ns(), i, None, outcome)
+    }
+
+    /// Takes how a request to endpoint `i` went at `now_ns` and, when it answered, how long
+    /// that took; whether that opened its breaker.
+    pub fn report_at(
+        &self,
+        now_ns: u64,
+        i: usize,
+        latency: Option<Duration>,
+        outcome: Outcome,
+    ) -> bool {
+        if let (Some(l), Some(n)) = (latency, self.nodes.get(i)) {
+            n.latency.observe(now_ns, l);
+        }
+        health::report(&self.health, i, outcome, &self.outliers, now_ns)
     }
 
     pub fn strategy(&self) -> Strategy {
@@ -176,23 +211,41 @@ impl Balancer {
         if n == 0 {
             return None;
         }
-        // Ejected endpoints are out (each one's state is read only when one is).
+        // Open breakers are out, half-open ones take a few trials (each one's state is
+        // read only when one is not closed).
         let now = self.now_ns();
-        let any_out = self.health.iter().any(|h| h.is_out(now));
-        let usable = |i: usize| usable(i) && !(any_out && self.health[i].is_out(now));
+        let marked = self.health.iter().any(Health::is_marked);
+        let usable =
+            |i: usize| usable(i) && (!marked || self.health[i].admits(now, &self.outliers));
+        let picked = self.by_strategy(n, key, now, &usable, &load, take_turn);
+        if marked && let Some(i) = picked {
+            self.health[i].picked(now, &self.outliers);
+        }
+        picked
+    }
+
+    fn by_strategy(
+        &self,
+        n: usize,
+        key: Option<&[u8]>,
+        now: u64,
+        usable: &impl Fn(usize) -> bool,
+        load: &impl Fn(usize) -> u32,
+        take_turn: bool,
+    ) -> Option<usize> {
         match self.strategy() {
-            Strategy::RoundRobin => self.in_turn(n, take_turn, &usable, |i| i % n),
+            Strategy::RoundRobin => self.in_turn(n, take_turn, usable, |i| i % n),
             Strategy::Weighted => {
                 let cycle = &self.cycle;
-                self.in_turn(cycle.len(), take_turn, &usable, |i| {
+                self.in_turn(cycle.len(), take_turn, usable, |i| {
                     cycle[i % cycle.len()] as usize
                 })
             }
-            Strategy::LeastLoaded => self.least_loaded(&usable, &load),
-            Strategy::P2cEwma => self.p2c(now, &usable, &load),
+            Strategy::LeastLoaded => self.least_loaded(usable, load),
+            Strategy::P2cEwma => self.p2c(now, usable, load),
             Strategy::ConsistentHash => match key {
-                Some(k) => self.hashed(k, &usable, &load),
-                None => self.p2c(now, &usable, &load),
+                Some(k) => self.hashed(k, usable, load),
+                None => self.p2c(now, usable, load),
             },
             Strategy::Random => {
                 let start = rand::rng().random_range(0..n);
@@ -392,7 +445,13 @@ mod tests {
             b.report(0, Outcome::Failure);
         }
         assert_eq!(counts(&b, 30, IDLE, |_| None), [0, 15, 15]);
+        // Half-open: three trials, no more until they answer.
         clock.advance(Duration::from_secs(30));
+        assert_eq!(counts(&b, 30, IDLE, |_| None), [3, 13, 14]);
+        for _ in 0..3 {
+            b.report(0, Outcome::Success);
+        }
+        assert_eq!(b.health()[0].state(b.now_ns()), State::Closed);
         assert_eq!(counts(&b, 30, IDLE, |_| None), [10, 10, 10]);
     }
 

@@ -21,6 +21,7 @@ mod env;
 mod error;
 mod model;
 mod raw;
+mod resilience;
 mod units;
 mod validate;
 mod watch;
@@ -31,10 +32,11 @@ pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     AdaptiveConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
-    ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig,
-    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig,
-    Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
+    ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, Fallback,
+    HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice,
+    OutlierConfig, PathMatch, PoolConfig, Priority, Rate, RateLimitConfig, RedisCacheConfig,
+    RedisLinkConfig, RetryConfig, RouteCache, RouteConfig, RouteKind, Secret, ServerConfig,
+    SharedLimitsConfig, TagBy, Triggers, UpstreamKey, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawKey as KeySpec;

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, Uri};
 
+pub use crate::resilience::{
+    Fallback, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
+};
+
 /// A whole, valid flowgate configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -677,8 +681,10 @@ pub struct PoolConfig {
     pub strategy: BalanceStrategy,
     /// The header `consistent_hash` keys requests by. Default `x-session-id`.
     pub hash_header: HeaderName,
-    /// When an endpoint is taken out of rotation.
+    /// When an endpoint's breaker opens.
     pub outlier: OutlierConfig,
+    /// When and how often a request is sent again.
+    pub retries: RetryConfig,
     /// What selects the endpoints tagged for a request (`tag_by`); `None`: all serve all.
     pub tag_by: Option<TagBy>,
     /// Whether a request whose tagged endpoints are all out (or that names a tag no endpoint
@@ -693,31 +699,6 @@ pub enum TagBy {
     Header(HeaderName),
     /// The requested model (openai routes).
     Model,
-}
-
-/// Outlier ejection of a pool (`outlier = {...}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutlierConfig {
-    /// Failures in a row (5xx, connection failures, timeouts) that eject. Default 5; 0 turns
-    /// ejection off.
-    pub consecutive_failures: u32,
-    /// Out for this × times ejected. Default 30 s.
-    pub base_ejection: Duration,
-    /// At most. Default 5 min.
-    pub max_ejection: Duration,
-    /// The largest share of the pool out at once, in percent. Default 50.
-    pub max_ejected_percent: u32,
-}
-
-impl Default for OutlierConfig {
-    fn default() -> Self {
-        OutlierConfig {
-            consecutive_failures: 5,
-            base_ejection: Duration::from_secs(30),
-            max_ejection: Duration::from_secs(300),
-            max_ejected_percent: 50,
-        }
-    }
 }
 
 /// One upstream server.
@@ -773,6 +754,11 @@ pub struct RouteConfig {
     pub max_prompt_tokens: Option<u64>,
     /// Requests of this route in flight at once, queued beyond (optional).
     pub concurrency: Option<ConcurrencyConfig>,
+    /// The pools (and models) tried in order when the route's own pool fails.
+    pub fallback: Vec<Fallback>,
+    /// The failures that move a request down the chain.
+    pub fallback_on: Triggers,
+    pub hedge: Option<HedgeConfig>,
 }
 
 impl PathMatch {
@@ -834,7 +820,7 @@ impl Config {
                 .collect();
             let _ = writeln!(
                 s,
-                "    {}: {} endpoint(s) [{}] by {}, connect {}, request {}, max {} conns / {} idle per endpoint{}",
+                "    {}: {} endpoint(s) [{}] by {}, {}, connect {}, request {}, max {} conns / {} idle per endpoint{}",
                 p.name,
                 p.endpoints.len(),
                 eps.join(", "),
@@ -842,6 +828,15 @@ impl Config {
                     BalanceStrategy::ConsistentHash =>
                         format!("consistent_hash on {}", p.hash_header),
                     s => s.as_str().to_string(),
+                },
+                match p.retries.attempts {
+                    1 => "no retries".to_string(),
+                    n => format!(
+                        "{n} attempts on {} (budget {}% + {}/s)",
+                        p.retries.on.names().join("/"),
+                        p.retries.budget_percent,
+                        p.retries.budget_min_per_second
+                    ),
                 },
                 format_duration(p.connect_timeout),
                 format_duration(p.request_timeout),
@@ -884,10 +879,35 @@ impl Config {
                     ) + &http_key(r)
                 }
             };
-            let prompt = r
+            let mut prompt = r
                 .max_prompt_tokens
                 .map(|n| format!(", prompts up to {n} tokens"))
                 .unwrap_or_default();
+            if !r.fallback.is_empty() {
+                let chain: Vec<String> = r
+                    .fallback
+                    .iter()
+                    .map(|f| match &f.model {
+                        Some(m) => format!("{} (model {m})", f.pool),
+                        None => f.pool.clone(),
+                    })
+                    .collect();
+                let _ = write!(
+                    prompt,
+                    ", falls back to {} on {}",
+                    chain.join(" -> "),
+                    r.fallback_on.names().join("/")
+                );
+            }
+            match r.hedge.map(|h| h.after) {
+                Some(HedgeAfter::Quantile(q)) => {
+                    let _ = write!(prompt, ", hedged after p{}", f64::from(q) / 100.0);
+                }
+                Some(HedgeAfter::Fixed(d)) => {
+                    let _ = write!(prompt, ", hedged after {}", format_duration(d));
+                }
+                None => {}
+            }
             let _ = writeln!(
                 s,
                 "    {}: {kind} {how} {path} methods {methods} -> pool {}{cache}{prompt}{}",

@@ -249,6 +249,7 @@ pub(crate) struct RawPool {
     pub strategy: Option<String>,
     pub hash_header: Option<String>,
     pub outlier: Option<RawOutlier>,
+    pub retries: Option<RawRetries>,
     pub tag_by: Option<String>,
     pub tag_fallback: Option<bool>,
 }
@@ -261,6 +262,38 @@ pub(crate) struct RawOutlier {
     pub base_ejection: Option<HumanDuration>,
     pub max_ejection: Option<HumanDuration>,
     pub max_ejected_percent: Option<u32>,
+    pub failure_percent: Option<u32>,
+    pub failure_min_requests: Option<u32>,
+    pub failure_window: Option<HumanDuration>,
+    pub half_open_probes: Option<u32>,
+}
+
+/// `retries = {...}` of a pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetries {
+    pub attempts: Option<u32>,
+    pub on: Option<Vec<String>>,
+    pub backoff_base: Option<HumanDuration>,
+    pub backoff_max: Option<HumanDuration>,
+    pub budget_percent: Option<u32>,
+    pub budget_min_per_second: Option<u32>,
+}
+
+/// One step of a route's `fallback = [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFallback {
+    pub pool: String,
+    pub model: Option<String>,
+}
+
+/// `hedge = {...}` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHedge {
+    pub after: String,
+    pub max: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,4 +331,8 @@ pub(crate) struct RawRoute {
     pub cache: Option<RawRouteCache>,
     pub max_prompt_tokens: Option<u64>,
     pub concurrency: Option<RawConcurrency>,
+    #[serde(default)]
+    pub fallback: Vec<RawFallback>,
+    pub fallback_on: Option<Vec<String>>,
+    pub hedge: Option<RawHedge>,
 }

@@ -936,6 +936,140 @@ fn pools_eject_outliers_by_default_and_as_configured() {
         p[1].key.to_string(),
         "pools.llm.outlier.max_ejected_percent"
     );
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\noutlier = { failure_percent = 30, failure_min_requests = 50, failure_window = \"1m\", half_open_probes = 1 }\n",
+    ));
+    let o = c.pools[0].outlier;
+    assert_eq!(
+        (
+            o.failure_percent,
+            o.failure_min_requests,
+            o.half_open_probes
+        ),
+        (30, 50, 1)
+    );
+    assert_eq!(o.failure_window, Duration::from_secs(60));
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\noutlier = { failure_percent = 101, failure_window = \"0s\", half_open_probes = 0 }\n",
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "pools.llm.outlier.failure_window",
+            "pools.llm.outlier.failure_percent",
+            "pools.llm.outlier.half_open_probes"
+        ]
+    );
+}
+
+#[test]
+fn pools_retry_by_default_and_as_configured() {
+    let c = parse_ok(GOOD);
+    let r = &c.pools[0].retries;
+    assert_eq!(*r, RetryConfig::default());
+    assert_eq!(r.attempts, 2);
+    assert_eq!(r.on.names(), ["connect", "429", "502", "503", "504"]);
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nretries = { attempts = 4, on = [\"reset\", \"5xx\", \"429\"], backoff_base = \"10ms\", backoff_max = \"1s\", budget_percent = 10, budget_min_per_second = 0 }\n",
+    ));
+    let r = &c.pools[0].retries;
+    assert_eq!(
+        (r.attempts, r.budget_percent, r.budget_min_per_second),
+        (4, 10, 0)
+    );
+    assert!(r.on.reset && !r.on.connect && r.on.status(500) && r.on.status(429));
+    assert!(!r.on.status(404));
+    assert_eq!(r.on.names(), ["reset", "5xx", "429"]);
+    assert_eq!(
+        (r.backoff_base, r.backoff_max),
+        (Duration::from_millis(10), Duration::from_secs(1))
+    );
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nretries = { attempts = 0, on = [\"404\", \"timeout\", \"sometimes\"], backoff_base = \"1s\", backoff_max = \"10ms\", budget_percent = 120 }\n",
+    ));
+    let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "pools.llm.retries.on[0]",
+            "pools.llm.retries.on[1]",
+            "pools.llm.retries.on[2]",
+            "pools.llm.retries.attempts",
+            "pools.llm.retries.backoff_max",
+            "pools.llm.retries.budget_percent",
+        ],
+        "{msgs:#?}"
+    );
+    assert!(msgs[0].contains("the request's fault"), "{}", msgs[0]);
+    assert!(msgs[1].contains("fallback, not a retry"), "{}", msgs[1]);
+    assert!(msgs[2].contains("expected \"connect\""), "{}", msgs[2]);
+}
+
+#[test]
+fn routes_fall_back_along_a_chain_and_hedge() {
+    const TWO_POOLS: &str = "[pools.mini]\nendpoints = [{ url = \"http://127.0.0.1:18083\" }]\n\n[[routes]]\nname = \"chat\"";
+    let with = |route_extra: &str| {
+        GOOD.replace("[[routes]]\nname = \"chat\"", TWO_POOLS)
+            .replace(
+                "pool = \"llm\"\n\n[[routes]]\nkind",
+                &format!("pool = \"llm\"\n{route_extra}\n\n[[routes]]\nkind"),
+            )
+    };
+    let c = parse_ok(&with(
+        "fallback = [{ pool = \"mini\", model = \"gpt-4o-mini\" }]\nfallback_on = [\"connect\", \"503\"]\nhedge = { after = \"p95\" }",
+    ));
+    let r = &c.routes[0];
+    assert_eq!(
+        r.fallback,
+        [Fallback {
+            pool: "mini".into(),
+            model: Some("gpt-4o-mini".into())
+        }]
+    );
+    assert_eq!(r.fallback_on.names(), ["connect", "503"]);
+    assert_eq!(r.hedge.map(|h| h.after), Some(HedgeAfter::Quantile(9500)));
+    assert_eq!(r.hedge.unwrap().after.quantile(), Some(0.95));
+    // Every failure moves down the chain unless the route says otherwise; no hedging.
+    let c = parse_ok(&with("fallback = [{ pool = \"mini\" }]"));
+    assert_eq!(
+        c.routes[0].fallback_on.names(),
+        ["connect", "reset", "timeout", "5xx", "429"]
+    );
+    assert_eq!(c.routes[0].hedge, None);
+    let c = parse_ok(&with("hedge = { after = \"250ms\" }"));
+    assert_eq!(
+        c.routes[0].hedge.unwrap().after,
+        HedgeAfter::Fixed(Duration::from_millis(250))
+    );
+    let p = parse_err(&with(
+        "fallback = [{ pool = \"nope\" }, { pool = \"llm\" }, { pool = \"mini\", model = \" \" }]\nfallback_on = [\"400\"]\nhedge = { after = \"p100\" }",
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "routes[0].fallback[0].pool",
+            "routes[0].fallback[1].pool",
+            "routes[0].fallback[2].model",
+            "routes[0].fallback_on[0]",
+            "routes[0].hedge.after",
+        ]
+    );
+    assert!(p[0].to_string().contains("unknown pool \"nope\""));
+    assert!(p[1].to_string().contains("already in this route's chain"));
+    // A model applies to openai routes only.
+    let p = parse_err(&GOOD.replace(
+        "headers = { \"x-tenant\" = \"a\" }\npool = \"llm\"",
+        "headers = { \"x-tenant\" = \"a\" }\npool = \"llm\"\nfallback = [{ pool = \"llm\", model = \"m\" }]",
+    ));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[1].key.to_string(), "routes[1].fallback[0].model");
 }
 
 #[test]

@@ -12,9 +12,9 @@ use crate::error::KeyPath;
 use crate::model::{
     AdaptiveConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
     ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig,
-    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig,
-    Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
+    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, Priority, Rate,
+    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret,
+    ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
@@ -142,6 +142,9 @@ pub(crate) fn validate(
         header_read_timeout,
     };
 
+    // Routes may name every pool written, valid or not (an invalid one has its own errors).
+    let declared: Vec<String> = raw.pools.keys().cloned().collect();
+    let pool_names: BTreeSet<&str> = declared.iter().map(String::as_str).collect();
     let mut pools = Vec::new();
     for (name, p) in raw.pools {
         let key = root.clone().key("pools").key(&name);
@@ -149,7 +152,6 @@ pub(crate) fn validate(
             pools.push(Arc::new(pool));
         }
     }
-    let pool_names: BTreeSet<&str> = pools.iter().map(|p| p.name.as_str()).collect();
 
     let cache = cache(&raw.cache, origin, &root.clone().key("cache"), &mut found);
     let models = models(&raw.models, &root.clone().key("models"), &mut found);
@@ -1217,39 +1219,10 @@ fn pool(
             }
         },
     };
-    let outlier = {
-        let d = OutlierConfig::default();
-        let o = p.outlier.as_ref();
-        let okey = key.clone().key("outlier");
-        let c = OutlierConfig {
-            consecutive_failures: o
-                .and_then(|o| o.consecutive_failures)
-                .unwrap_or(d.consecutive_failures),
-            base_ejection: dur(o.and_then(|o| o.base_ejection), d.base_ejection),
-            max_ejection: dur(o.and_then(|o| o.max_ejection), d.max_ejection),
-            max_ejected_percent: o
-                .and_then(|o| o.max_ejected_percent)
-                .unwrap_or(d.max_ejected_percent),
-        };
-        positive(c.base_ejection, &okey.clone().key("base_ejection"), found);
-        if c.max_ejection < c.base_ejection {
-            found.push((
-                okey.clone().key("max_ejection"),
-                format!(
-                    "{} is shorter than base_ejection ({})",
-                    crate::units::format_duration(c.max_ejection),
-                    crate::units::format_duration(c.base_ejection)
-                ),
-            ));
-        }
-        if c.max_ejected_percent > 100 {
-            found.push((
-                okey.key("max_ejected_percent"),
-                format!("{}: a percentage, 0 to 100", c.max_ejected_percent),
-            ));
-        }
-        c
-    };
+    let outlier =
+        crate::resilience::outlier(p.outlier.as_ref(), &key.clone().key("outlier"), found);
+    let retries =
+        crate::resilience::retries(p.retries.as_ref(), &key.clone().key("retries"), found);
     (found.len() == before).then_some(PoolConfig {
         name,
         endpoints,
@@ -1266,6 +1239,7 @@ fn pool(
         strategy,
         hash_header,
         outlier,
+        retries,
         tag_by,
         tag_fallback: p.tag_fallback.unwrap_or(true),
     })
@@ -1494,6 +1468,23 @@ fn route(
         )),
         _ => {}
     }
+    let fallback = crate::resilience::fallbacks(
+        &r.fallback,
+        &r.pool,
+        kind == RouteKind::OpenAi,
+        pools,
+        &key.clone().key("fallback"),
+        found,
+    );
+    let fallback_on = crate::resilience::fallback_on(
+        r.fallback_on.as_ref(),
+        &key.clone().key("fallback_on"),
+        found,
+    );
+    let hedge = r
+        .hedge
+        .as_ref()
+        .and_then(|h| crate::resilience::hedge(h, &key.clone().key("hedge"), found));
     let (path, _, _) = path?;
     (found.len() == before).then_some(RouteConfig {
         name,
@@ -1508,6 +1499,9 @@ fn route(
             .concurrency
             .as_ref()
             .and_then(|c| concurrency(c, false, &key.clone().key("concurrency"), found)),
+        fallback,
+        fallback_on,
+        hedge,
     })
 }
 

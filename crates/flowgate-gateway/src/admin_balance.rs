@@ -1,10 +1,12 @@
 //! The load balancer on the admin listener: `GET /api/v1/performance/load-balancer/metrics`
-//! (per pool: its strategy; per endpoint: weight, requests in flight, latency estimate,
-//! ejection) and
+//! (per pool: its strategy, retries, retry budget, hedges and fallbacks; per endpoint:
+//! weight, requests in flight, latency estimate, outcomes, recent success rate, breaker
+//! state) and
 //! `POST /api/v1/performance/load-balancer/strategy` (`{"pool": "llm", "strategy":
 //! "round_robin"}`: switches a pool's strategy at run time, until a reload changes that pool).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
@@ -36,18 +38,42 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Json<Value> {
                 .iter()
                 .zip(b.nodes().iter().zip(b.health()))
                 .map(|(e, (n, h))| {
+                    let (requests, failures) = h.totals();
+                    let (recent, recent_failures) = h.window(now, b.outliers());
                     json!({
                         "name": &*e.name,
                         "weight": n.weight(),
                         "in_flight": e.active(),
                         "latency_ms": n.latency(now).as_secs_f64() * 1e3,
+                        "requests": requests,
+                        "failures": failures,
+                        "success_rate": (recent > 0)
+                            .then(|| 1.0 - f64::from(recent_failures) / f64::from(recent)),
+                        "state": h.state(now).as_str(),
                         "ejected": h.is_out(now),
                         "ejected_for_ms": h.out_for(now).map(|d| d.as_millis() as u64),
                         "times_ejected": h.times_ejected(),
                     })
                 })
                 .collect();
-            json!({"pool": &*u.name, "strategy": b.strategy().as_str(), "endpoints": endpoints})
+            let (requests, retries, exhausted) = u.budget.counts(now);
+            let c = &u.counts;
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            json!({
+                "pool": &*u.name,
+                "strategy": b.strategy().as_str(),
+                "endpoints": endpoints,
+                "retries": n(&c.retries),
+                "retry_budget": {
+                    "window_s": flowgate_balance::retry::BUDGET_WINDOW_SECS,
+                    "requests": requests,
+                    "retries": retries,
+                    "exhausted": exhausted,
+                },
+                "hedges": n(&c.hedges),
+                "hedges_won": n(&c.hedges_won),
+                "fallbacks": n(&c.fallbacks),
+            })
         })
         .collect();
     Json(json!({ "pools": pools }))

@@ -1,7 +1,6 @@
 //! The gateway: the current runtime (swapped atomically on reload), telemetry, and the
 //! per-request flow from route to upstream and back.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -16,28 +15,26 @@ use flowgate_config::{Config, RouteKind};
 use flowgate_cost::Estimate;
 use flowgate_telemetry::{RequestRecord, Telemetry};
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, Uri};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::admission::{Counts, RateState, Shared};
 use crate::auth::Auth;
-use crate::body::{BodyLimitExceeded, InFlightGuard, ProxyBody, ReqBody};
+use crate::body::{InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
 use crate::error::ProxyError;
-use crate::headers::{self, Peer, RequestIds, UpstreamFields};
+use crate::headers::{self, Peer, RequestIds};
 use crate::queues::{Permits, Queues, Scope};
 use crate::router::RouteEntry;
 use crate::runtime::Runtime;
-use crate::upstream::h1::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
-use crate::upstream::{Endpoint, Lease};
 use crate::warming::Warming;
-use flowgate_balance::Outcome as Health;
 
 /// The gateway. Share it as `Arc<Gateway>`.
 #[derive(Debug)]
 pub struct Gateway {
-    runtime: ArcSwap<Runtime>,
+    /// Shared with the balancer's metrics collector.
+    runtime: Arc<ArcSwap<Runtime>>,
     /// Data-plane workers, fixed at start (idle connections are kept per worker).
     workers: usize,
     telemetry: Telemetry,
@@ -63,10 +60,13 @@ pub struct Gateway {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     route: Option<Arc<str>>,
-    pool: Option<Arc<str>>,
-    endpoint: Option<Arc<str>>,
-    upstream_duration: Option<Duration>,
-    attempts: u32,
+    /// The pool that answered (a fallback's, if it came to that).
+    pub(crate) pool: Option<Arc<str>>,
+    /// The endpoint of the last attempt.
+    pub(crate) endpoint: Option<Arc<str>>,
+    pub(crate) upstream_duration: Option<Duration>,
+    /// Attempts sent upstream: retries and hedges included.
+    pub(crate) attempts: u32,
     cache: Option<caching::Status>,
     /// The tightest rate limit's state, for the `x-ratelimit-*` fields.
     rate: Option<RateState>,
@@ -136,10 +136,14 @@ impl Gateway {
             &counts,
             &queues,
         );
+        let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+        telemetry.register_collector(Box::new(crate::balance_metrics::BalanceCollector(
+            runtime.clone(),
+        )));
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
 
         Ok(Arc::new(Gateway {
-            runtime: ArcSwap::from_pointee(runtime),
+            runtime,
             workers,
             started: clock.now(),
             clock,
@@ -187,6 +191,10 @@ impl Gateway {
 
     pub(crate) fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The wall-clock time, in Unix milliseconds (from the gateway's clock).
@@ -315,6 +323,14 @@ impl Gateway {
         };
         let h = resp.headers_mut();
         h.insert(headers::REQUEST_ID.clone(), request_id);
+        if error.is_some()
+            && let Some(v) = out
+                .endpoint
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+        {
+            h.insert(headers::UPSTREAM.clone(), v);
+        }
         if let Some(c) = out.cache {
             h.insert(caching::CACHE_STATUS.clone(), c.header());
         }
@@ -443,6 +459,8 @@ impl Gateway {
                 }
                 ReqBody::full(body)
             }
+            // No body (a GET, say): nothing to stream, and a retry can send it again.
+            Err(incoming) if http_body::Body::is_end_stream(&incoming) => ReqBody::Full(None),
             Err(incoming) => ReqBody::Stream {
                 inner: incoming,
                 seen: 0,
@@ -472,6 +490,10 @@ impl Gateway {
         let (head, lease) = self
             .exchange(route, &parts, body, peer, request_id, out)
             .await?;
+        // A fallback's answer (perhaps another model's) is not stored under this request.
+        if out.pool.as_ref() != Some(&pool.name) {
+            tee = None;
+        }
 
         let mut resp = Response::new(ProxyBody::from(Bytes::new()));
         *resp.status_mut() = head.status;
@@ -631,119 +653,6 @@ impl Gateway {
             }
         }
     }
-
-    /// [`Gateway::attempt`] within the pool's request timeout.
-    pub(crate) async fn exchange(
-        &self,
-        route: &RouteEntry,
-        parts: &http::request::Parts,
-        body: ReqBody,
-        peer: &Peer,
-        request_id: &HeaderValue,
-        out: &mut Outcome,
-    ) -> Result<(ResponseHead, Lease), ProxyError> {
-        let pool = &route.upstream;
-        let timeout = pool.cfg.request_timeout;
-        let attempt = self.attempt(route, parts, body, peer, request_id, out);
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => {
-                if let Some(ep) = out.endpoint.as_deref().and_then(|n| pool.endpoint(n)) {
-                    pool.report(ep, None, Health::Failure);
-                }
-                let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
-                Err(ProxyError::Timeout { endpoint, timeout })
-            }
-        }
-    }
-
-    /// Gets a connection (a connect failure is retried once on another endpoint), sends the
-    /// request and reads the response head.
-    async fn attempt(
-        &self,
-        route: &RouteEntry,
-        parts: &http::request::Parts,
-        mut body: ReqBody,
-        peer: &Peer,
-        request_id: &HeaderValue,
-        out: &mut Outcome,
-    ) -> Result<(ResponseHead, Lease), ProxyError> {
-        let pool = &route.upstream;
-        let key = pool.hash_key(&parts.headers);
-        let tag = request_tag(pool, &parts.headers, &body);
-        let tag = tag.as_deref();
-        let first = pool.pick(key, tag).ok_or_else(|| ProxyError::NoEndpoint {
-            pool: match tag {
-                Some(t) => format!("{} (tagged {t:?}; tag_fallback is off)", pool.name),
-                None => pool.name.to_string(),
-            },
-        })?;
-        out.attempts = 1;
-        out.endpoint = Some(first.name.clone());
-        let mut lease = match first.checkout().await {
-            Ok(l) => l,
-            Err(e) => {
-                // An endpoint that cannot be reached costs as much as the longest a
-                // connection may take: the balancer turns away from it until that decays.
-                pool.report(first, Some(pool.cfg.connect_timeout), Health::Failure);
-                let err = connect_error(first, &e);
-                let Some(second) = pool.pick_other(first, key, tag) else {
-                    return Err(err);
-                };
-                tracing::debug!(endpoint = %first.name, error = %e, "connect failed; trying another endpoint");
-                out.attempts = 2;
-                out.endpoint = Some(second.name.clone());
-                second.checkout().await.map_err(|e| {
-                    pool.report(second, Some(pool.cfg.connect_timeout), Health::Failure);
-                    connect_error(second, &e)
-                })?
-            }
-        };
-        let ep = lease.endpoint().clone();
-        let forwarded_for = headers::forwarded_for(&parts.headers, peer);
-        let fields =
-            UpstreamFields::new(&parts.headers, &ep.host_header, &forwarded_for, request_id)
-                .with_credential(ep.credential.as_ref());
-        let target = upstream_target(&ep, &parts.uri);
-        let head = RequestHead {
-            method: &parts.method,
-            target: &target,
-            headers: &parts.headers,
-            set: fields.as_slice(),
-            framing: ReqFraming::of(&parts.method, &body),
-        };
-        let head_request = parts.method == Method::HEAD;
-        let mut stale_retries = 0;
-        let started = loop {
-            let reused = lease.is_reused();
-            let wire = lease.wire().ok_or_else(|| no_connection(&ep))?;
-            let started = self.clock.now();
-            match wire.write_request(&head, &mut body).await {
-                Ok(()) => break started,
-                // A pooled connection the upstream had closed while it sat idle, found out
-                // while writing: the upstream never got the request, and a buffered body
-                // can be sent again on a fresh connection. Once the request is written it
-                // is never resent: the upstream may have acted on it.
-                Err(ExchangeError::Io(_))
-                    if reused && matches!(body, ReqBody::Full(_)) && stale_retries < 2 =>
-                {
-                    stale_retries += 1;
-                    drop(lease);
-                    lease = ep.checkout().await.map_err(|e| connect_error(&ep, &e))?;
-                }
-                Err(e) => return Err(exchange_error(&ep, e)),
-            }
-        };
-        let wire = lease.wire().ok_or_else(|| no_connection(&ep))?;
-        let resp = wire.read_head(head_request).await.map_err(|e| {
-            pool.report(&ep, None, Health::Failure);
-            exchange_error(&ep, e)
-        })?;
-        let took = self.clock.now().saturating_duration_since(started);
-        out.upstream_duration = Some(took);
-        pool.report(&ep, Some(took), outcome_of(&resp));
-        Ok((resp, lease))
-    }
 }
 
 /// What the cache said about a request.
@@ -753,70 +662,6 @@ enum Consulted {
     /// Go upstream; lead the flight (and fill the cache) when given one (boxed: a miss
     /// goes upstream anyway, a hit should not carry its size).
     Upstream(Option<Box<Fill>>),
-}
-
-/// The tag that picks a request's endpoints, by the pool's `tag_by`: a header's value, or
-/// the model of a JSON body.
-fn request_tag(
-    pool: &crate::upstream::Upstream,
-    headers: &http::HeaderMap,
-    body: &ReqBody,
-) -> Option<String> {
-    match pool.cfg.tag_by.as_ref()? {
-        flowgate_config::TagBy::Header(h) => headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_string()),
-        flowgate_config::TagBy::Model => match body {
-            ReqBody::Full(Some(b)) => caching::model_of(b),
-            _ => None,
-        },
-    }
-}
-
-/// What an answer says of its endpoint's health: 5xx fail, a 429 takes it out for its
-/// `Retry-After` (in seconds), anything else is a success.
-fn outcome_of(resp: &ResponseHead) -> Health {
-    match resp.status.as_u16() {
-        429 => Health::Throttled(
-            resp.headers
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
-        ),
-        s if s >= 500 => Health::Failure,
-        _ => Health::Success,
-    }
-}
-
-fn no_connection(ep: &Endpoint) -> ProxyError {
-    closed(ep, "no connection".into())
-}
-
-/// The client's answer for a failed exchange: 413 when the client's streamed body passed the
-/// limit, 502 otherwise.
-fn exchange_error(ep: &Endpoint, e: ExchangeError) -> ProxyError {
-    if let ExchangeError::Body(b) = &e
-        && let Some(BodyLimitExceeded(limit)) = find_cause::<BodyLimitExceeded>(b.as_ref())
-    {
-        return ProxyError::BodyTooLarge { limit: *limit };
-    }
-    closed(ep, e.to_string())
-}
-
-fn closed(ep: &Endpoint, reason: String) -> ProxyError {
-    ProxyError::UpstreamClosed {
-        endpoint: ep.name.to_string(),
-        reason,
-    }
-}
-
-fn connect_error(ep: &Endpoint, e: &crate::upstream::ConnectError) -> ProxyError {
-    ProxyError::Connect {
-        endpoint: ep.name.to_string(),
-        reason: e.to_string(),
-    }
 }
 
 /// Rejects request heads over the configured size or header count (431, as JSON).
@@ -839,30 +684,6 @@ fn check_head(
         return Err(ProxyError::HeadersTooLarge { limit: max_bytes });
     }
     Ok(())
-}
-
-/// The origin-form request target for `ep`: its base path, then the request's path and query.
-fn upstream_target<'a>(ep: &Endpoint, uri: &'a Uri) -> Cow<'a, str> {
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    if ep.cfg.base_path.is_empty() {
-        Cow::Borrowed(pq)
-    } else {
-        Cow::Owned(format!("{}{}", ep.cfg.base_path, pq))
-    }
-}
-
-/// The first error of type `E` in `err`'s source chain.
-fn find_cause<'a, E: std::error::Error + 'static>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a E> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(found) = e.downcast_ref::<E>() {
-            return Some(found);
-        }
-        cur = e.source();
-    }
-    None
 }
 
 /// How to reach a Redis deployment, from its config.

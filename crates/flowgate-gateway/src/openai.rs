@@ -51,6 +51,22 @@ pub fn check_json(body: &[u8]) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Whether a request asks for a streamed answer (`"stream": true`).
+pub fn streams(body: &[u8]) -> bool {
+    serde_json::from_slice::<OpenAiHead<'_>>(body).is_ok_and(|h| h.stream == Some(true))
+}
+
+/// The body with its `model` set to `model` (for a fallback that asks another model);
+/// `None` unless it is a JSON object.
+pub fn with_model(body: &Option<bytes::Bytes>, model: &str) -> Option<bytes::Bytes> {
+    let mut v: serde_json::Map<String, serde_json::Value> = match body {
+        Some(b) => serde_json::from_slice(b).ok()?,
+        None => serde_json::Map::new(),
+    };
+    v.insert("model".into(), serde_json::Value::String(model.into()));
+    serde_json::to_vec(&v).ok().map(bytes::Bytes::from)
+}
+
 /// The token estimate of a request (nothing for an empty body); 400 unless it is JSON.
 pub fn estimate(body: &[u8]) -> Result<flowgate_cost::Estimate, ProxyError> {
     if body.is_empty() {

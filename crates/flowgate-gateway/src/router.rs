@@ -17,6 +17,8 @@ pub struct RouteEntry {
     pub cache_namespace: Arc<str>,
     pub cfg: Arc<RouteConfig>,
     pub upstream: Arc<Upstream>,
+    /// The route's fallback chain: each pool, and the model to ask it for if another.
+    pub fallbacks: Vec<(Arc<Upstream>, Option<String>)>,
     /// The route's and its pool's concurrency limits, if any.
     pub concurrency: Option<Arc<crate::queues::Gate>>,
     pub pool_concurrency: Option<Arc<crate::queues::Gate>>,

@@ -56,7 +56,16 @@ impl Runtime {
                 // Validation guarantees the pool exists.
                 let upstream = upstreams.iter().find(|u| u.cfg.name == r.pool)?.clone();
                 let pool = &upstream.cfg;
+                let fallbacks = r
+                    .fallback
+                    .iter()
+                    .filter_map(|f| {
+                        let u = upstreams.iter().find(|u| u.cfg.name == f.pool)?;
+                        Some((u.clone(), f.model.clone()))
+                    })
+                    .collect();
                 Some(RouteEntry {
+                    fallbacks,
                     concurrency: r
                         .concurrency
                         .as_ref()

@@ -6,9 +6,10 @@ mod endpoint;
 pub mod h1;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use flowgate_balance::{Balancer, Outcome, OutlierSettings, Strategy};
+use flowgate_balance::{Balancer, Latencies, Outcome, OutlierSettings, RetryBudget, Strategy};
 
 use flowgate_clock::SharedClock;
 use flowgate_config::PoolConfig;
@@ -23,10 +24,34 @@ pub struct Upstream {
     pub name: Arc<str>,
     endpoints: Vec<Arc<Endpoint>>,
     balancer: Balancer,
+    /// Retries and hedges may be at most a share of the requests.
+    pub budget: RetryBudget,
+    /// Recent answer times, for hedging at a percentile.
+    pub latencies: Latencies,
+    pub counts: ResilienceCounts,
+}
+
+/// What the pool did about failures, for the metrics.
+#[derive(Debug, Default)]
+pub struct ResilienceCounts {
+    pub retries: AtomicU64,
+    pub hedges: AtomicU64,
+    /// Hedges whose answer was taken.
+    pub hedges_won: AtomicU64,
+    /// Requests that fell back to this pool.
+    pub fallbacks: AtomicU64,
+}
+
+impl ResilienceCounts {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// How long an endpoint's latency estimate takes to forget (to 1/e) without new samples.
 const LATENCY_DECAY: Duration = Duration::from_secs(10);
+/// The pool's latency percentiles cover the last one to two of these.
+const LATENCY_PERIOD: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// A pool whose endpoints keep `shards` idle stacks (one per data-plane worker).
@@ -50,7 +75,17 @@ impl Upstream {
                     base: cfg.outlier.base_ejection,
                     max: cfg.outlier.max_ejection,
                     max_percent: cfg.outlier.max_ejected_percent,
+                    failure_percent: cfg.outlier.failure_percent,
+                    min_requests: cfg.outlier.failure_min_requests,
+                    window: cfg.outlier.failure_window,
+                    probes: cfg.outlier.half_open_probes,
                 }),
+            budget: RetryBudget::new(
+                cfg.retries.budget_percent,
+                cfg.retries.budget_min_per_second,
+            ),
+            latencies: Latencies::new(LATENCY_PERIOD),
+            counts: ResilienceCounts::default(),
             cfg,
             endpoints,
         })
@@ -91,14 +126,16 @@ impl Upstream {
         self.choose(key, tag, None)
     }
 
-    /// An endpoint other than `not` for a retry, if the pool has one.
+    /// An endpoint for another attempt of the same request: one it has not tried when
+    /// there is one (`tried`: the endpoints it went to).
     pub fn pick_other(
         &self,
-        not: &Arc<Endpoint>,
+        tried: &[Arc<Endpoint>],
         key: Option<&[u8]>,
         tag: Option<&str>,
     ) -> Option<&Arc<Endpoint>> {
-        self.choose(key, tag, Some(self.index_of(not)?))
+        let not: Vec<usize> = tried.iter().filter_map(|e| self.index_of(e)).collect();
+        self.choose(key, tag, Some(&not))
     }
 
     /// Among the endpoints carrying `tag` (all when there is none), then, when none of
@@ -107,14 +144,14 @@ impl Upstream {
         &self,
         key: Option<&[u8]>,
         tag: Option<&str>,
-        not: Option<usize>,
+        not: Option<&[usize]>,
     ) -> Option<&Arc<Endpoint>> {
         let load = |i| self.load(i);
         let pick = |usable: &dyn Fn(usize) -> bool| match not {
             None => self.balancer.pick(key, usable, load),
-            Some(at) => self
+            Some(not) => self
                 .balancer
-                .pick_again(key, |i| i != at && usable(i), load),
+                .pick_again(key, |i| !not.contains(&i) && usable(i), load),
         };
         let i = match tag {
             None => pick(&|_| true),
@@ -137,10 +174,13 @@ impl Upstream {
     /// connect failure is charged the pool's connect timeout).
     pub fn report(&self, ep: &Endpoint, latency: Option<Duration>, outcome: Outcome) {
         let Some(i) = self.index_of(ep) else { return };
-        if let Some(l) = latency {
-            self.balancer.observe(i, l);
+        let now = self.balancer.now_ns();
+        if let Some(l) = latency
+            && outcome == Outcome::Success
+        {
+            self.latencies.record(now, l);
         }
-        if self.balancer.report(i, outcome) {
+        if self.balancer.report_at(now, i, latency, outcome) {
             tracing::warn!(pool = %self.name, endpoint = %ep.name, ?outcome, "endpoint ejected");
         }
     }

@@ -1,0 +1,519 @@
+//! Sending a request upstream until an answer's head is in: attempts on the endpoints of
+//! the route's pool, retries within the pool's budget, a hedged second attempt, and the
+//! route's fallback chain.
+//!
+//! - An **attempt** gets a connection to one endpoint, writes the request and reads the
+//!   answer's head; its outcome goes to the pool's balancer (latency, breaker).
+//! - A failed attempt is **retried** when the pool's `retries.on` names the failure, the
+//!   request has attempts left, its body can be sent again (a buffered body, or a streamed
+//!   one not yet read), and the pool's budget has a retry. A retry goes to an endpoint the
+//!   request has not tried when there is one, at once; back to one it tried only after a
+//!   jittered exponential backoff (or the 429's `Retry-After`, if longer). Everything happens
+//!   before the client gets a byte: an answer is never retried once its head went out.
+//! - A **hedge** (routes with `hedge`, buffered non-streaming requests): when the first
+//!   attempt has not answered within the delay (a percentile of the pool's recent answers),
+//!   a second goes to another endpoint, paid from the retry budget; the first good answer
+//!   wins and the other attempt is dropped (its connection closed).
+//! - When the pool's answer is a failure the route's `fallback_on` names, the request goes
+//!   down the route's **fallback** chain, each pool with its own retries, the body's
+//!   `model` rewritten where the step names one.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate_balance::Outcome as Health;
+use flowgate_config::{HedgeAfter, RouteKind, TagBy, Triggers};
+use http::header::{self, HeaderValue};
+use http::{Method, Uri};
+use smallvec::SmallVec;
+
+use crate::body::{BodyLimitExceeded, ReqBody};
+use crate::error::ProxyError;
+use crate::gateway::{Gateway, Outcome};
+use crate::headers::{self, Peer, UpstreamFields};
+use crate::router::RouteEntry;
+use crate::upstream::h1::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
+use crate::upstream::{Endpoint, Lease, ResilienceCounts, Upstream};
+
+/// An answer's head and the connection its body comes on.
+pub(crate) type Answer = Result<(ResponseHead, Lease), ProxyError>;
+
+/// The request as it goes upstream.
+pub(crate) struct Outbound<'a> {
+    pub parts: &'a http::request::Parts,
+    pub peer: &'a Peer,
+    pub request_id: &'a HeaderValue,
+}
+
+/// What one attempt got.
+struct Tried {
+    ep: Arc<Endpoint>,
+    answer: Answer,
+    /// Time to the answer's head, when there was one.
+    took: Option<Duration>,
+}
+
+/// A failure that may send a request again, or further down its route's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Connect,
+    Reset,
+    Timeout,
+    Status(u16, Option<Duration>),
+}
+
+impl Failure {
+    fn of(answer: &Answer) -> Option<Failure> {
+        match answer {
+            Ok((head, _)) => {
+                let s = head.status.as_u16();
+                (s == 429 || s >= 500).then(|| Failure::Status(s, retry_after(head)))
+            }
+            Err(ProxyError::Connect { .. } | ProxyError::NoEndpoint { .. }) => {
+                Some(Failure::Connect)
+            }
+            Err(ProxyError::UpstreamClosed { .. }) => Some(Failure::Reset),
+            Err(ProxyError::Timeout { .. }) => Some(Failure::Timeout),
+            Err(_) => None,
+        }
+    }
+
+    fn triggers(self, on: &Triggers) -> bool {
+        match self {
+            Failure::Connect => on.connect,
+            Failure::Reset => on.reset,
+            Failure::Timeout => on.timeout,
+            Failure::Status(s, _) => on.status(s),
+        }
+    }
+}
+
+impl Gateway {
+    /// Sends the request on `route` (its pool, then its fallback chain) and returns the first
+    /// answer that is not a failure the route moves on from.
+    pub(crate) async fn exchange(
+        &self,
+        route: &RouteEntry,
+        parts: &http::request::Parts,
+        body: ReqBody,
+        peer: &Peer,
+        request_id: &HeaderValue,
+        out: &mut Outcome,
+    ) -> Answer {
+        let req = Outbound {
+            parts,
+            peer,
+            request_id,
+        };
+        let hedge = route.cfg.hedge.filter(|_| hedgeable(route, parts, &body));
+        let mut body = Some(body);
+        let mut answer = self
+            .on_pool(
+                &route.upstream,
+                &req,
+                &mut body,
+                hedge.map(|h| h.after),
+                out,
+            )
+            .await;
+        for (pool, model) in &route.fallbacks {
+            if !Failure::of(&answer).is_some_and(|f| f.triggers(&route.cfg.fallback_on)) {
+                break;
+            }
+            // The next pool needs the body again: a streamed one is gone.
+            let next = match (&body, model) {
+                (Some(ReqBody::Full(b)), Some(m)) => match crate::openai::with_model(b, m) {
+                    Some(b) => ReqBody::full(b),
+                    None => break,
+                },
+                (Some(ReqBody::Full(b)), None) => ReqBody::Full(b.clone()),
+                (Some(ReqBody::Stream { .. }), _) => match body.take() {
+                    Some(b) => b,
+                    None => break,
+                },
+                (None, _) => break,
+            };
+            tracing::debug!(route = %route.name, pool = %pool.name, "falling back");
+            ResilienceCounts::add(&pool.counts.fallbacks);
+            out.pool = Some(pool.name.clone());
+            drop(answer);
+            let mut next = Some(next);
+            answer = self
+                .on_pool(pool, &req, &mut next, hedge.map(|h| h.after), out)
+                .await;
+        }
+        answer
+    }
+
+    /// Attempts on `pool` (retried by its policy) within its request timeout.
+    async fn on_pool(
+        &self,
+        pool: &Upstream,
+        req: &Outbound<'_>,
+        body: &mut Option<ReqBody>,
+        hedge: Option<HedgeAfter>,
+        out: &mut Outcome,
+    ) -> Answer {
+        let timeout = pool.cfg.request_timeout;
+        let attempts = self.attempts(pool, req, body, hedge, out);
+        match tokio::time::timeout(timeout, attempts).await {
+            Ok(a) => a,
+            Err(_) => {
+                if let Some(ep) = out.endpoint.as_deref().and_then(|n| pool.endpoint(n)) {
+                    pool.report(ep, None, Health::Failure);
+                }
+                let endpoint = out.endpoint.as_deref().unwrap_or(&pool.name).to_string();
+                Err(ProxyError::Timeout { endpoint, timeout })
+            }
+        }
+    }
+
+    async fn attempts(
+        &self,
+        pool: &Upstream,
+        req: &Outbound<'_>,
+        body: &mut Option<ReqBody>,
+        hedge: Option<HedgeAfter>,
+        out: &mut Outcome,
+    ) -> Answer {
+        let headers = &req.parts.headers;
+        let key = pool.hash_key(headers);
+        let tag = request_tag(pool, headers, body.as_ref());
+        let tag = tag.as_deref();
+        let policy = &pool.cfg.retries;
+        pool.budget.deposit(pool.balancer().now_ns());
+        let mut tried: SmallVec<[Arc<Endpoint>; 4]> = SmallVec::new();
+        let Some(mut ep) = pool.pick(key, tag).cloned() else {
+            return Err(ProxyError::NoEndpoint {
+                pool: match tag {
+                    Some(t) => format!("{} (tagged {t:?}; tag_fallback is off)", pool.name),
+                    None => pool.name.to_string(),
+                },
+            });
+        };
+        loop {
+            out.attempts += 1;
+            let t = match hedge {
+                Some(after) if tried.is_empty() => {
+                    self.hedged(pool, ep, req, body, after, key, tag, out).await
+                }
+                _ => self.attempt(pool, ep, req, body).await,
+            };
+            out.endpoint = Some(t.ep.name.clone());
+            if let Some(took) = t.took {
+                out.upstream_duration = Some(took);
+            }
+            let failure = Failure::of(&t.answer).filter(|f| f.triggers(&policy.on));
+            tried.push(t.ep);
+            let Some(failure) = failure else {
+                return t.answer;
+            };
+            if out.attempts >= policy.attempts || body.is_none() {
+                return t.answer;
+            }
+            let now = pool.balancer().now_ns();
+            if !pool.budget.withdraw(now) {
+                return t.answer;
+            }
+            // An endpoint it has not tried, at once; else one it tried, after a backoff.
+            if let Some(fresh) = pool.pick_other(&tried, key, tag) {
+                ep = fresh.clone();
+            } else {
+                let Some(same) = pool.pick_other(&[], key, tag) else {
+                    return t.answer;
+                };
+                ep = same.clone();
+                let mut wait = flowgate_balance::backoff(
+                    tried.len() as u32,
+                    policy.backoff_base,
+                    policy.backoff_max,
+                );
+                if let Failure::Status(_, Some(ra)) = failure {
+                    wait = wait.max(ra);
+                }
+                if wait >= pool.cfg.request_timeout {
+                    return t.answer;
+                }
+                drop(t.answer);
+                tokio::time::sleep(wait).await;
+            }
+            ResilienceCounts::add(&pool.counts.retries);
+            tracing::debug!(pool = %pool.name, ?failure, attempt = out.attempts, "retrying");
+        }
+    }
+
+    /// The first attempt to `first`, and a second to another endpoint when it has not
+    /// answered within the hedging delay; the first good answer wins.
+    #[allow(clippy::too_many_arguments)]
+    async fn hedged(
+        &self,
+        pool: &Upstream,
+        first: Arc<Endpoint>,
+        req: &Outbound<'_>,
+        body: &mut Option<ReqBody>,
+        after: HedgeAfter,
+        key: Option<&[u8]>,
+        tag: Option<&str>,
+        out: &mut Outcome,
+    ) -> Tried {
+        let delay = match after {
+            HedgeAfter::Fixed(d) => Some(d),
+            HedgeAfter::Quantile(_) => after.quantile().and_then(|q| {
+                pool.latencies
+                    .quantile(pool.balancer().now_ns(), q, HEDGE_MIN_SAMPLES)
+            }),
+        };
+        let mut second_body = body.clone_full();
+        let a = self.attempt(pool, first.clone(), req, body);
+        let Some(delay) = delay else {
+            return a.await;
+        };
+        tokio::pin!(a);
+        tokio::select! {
+            t = &mut a => return t,
+            () = tokio::time::sleep(delay) => {}
+        }
+        let second = pool
+            .pick_other(std::slice::from_ref(&first), key, tag)
+            .cloned();
+        let Some(second) = second else {
+            return a.await;
+        };
+        if !pool.budget.withdraw(pool.balancer().now_ns()) {
+            return a.await;
+        }
+        ResilienceCounts::add(&pool.counts.hedges);
+        out.attempts += 1;
+        let b = self.attempt(pool, second, req, &mut second_body);
+        tokio::pin!(b);
+        tokio::select! {
+            t = &mut a => if good(&t) { t } else { won(pool, b.await) },
+            t = &mut b => if good(&t) { won(pool, t) } else { a.await },
+        }
+    }
+
+    /// One attempt on `ep`: a connection, the request written, the answer's head read.
+    async fn attempt(
+        &self,
+        pool: &Upstream,
+        ep: Arc<Endpoint>,
+        req: &Outbound<'_>,
+        body: &mut Option<ReqBody>,
+    ) -> Tried {
+        let (answer, took) = match self.send(pool, &ep, req, body).await {
+            Ok((head, lease, took)) => (Ok((head, lease)), Some(took)),
+            Err(e) => (Err(e), None),
+        };
+        Tried { ep, answer, took }
+    }
+
+    async fn send(
+        &self,
+        pool: &Upstream,
+        ep: &Arc<Endpoint>,
+        req: &Outbound<'_>,
+        body: &mut Option<ReqBody>,
+    ) -> Result<(ResponseHead, Lease, Duration), ProxyError> {
+        let parts = req.parts;
+        let mut lease = match ep.checkout().await {
+            Ok(l) => l,
+            Err(e) => {
+                // An endpoint that cannot be reached costs as much as the longest a
+                // connection may take: the balancer turns away from it until that decays.
+                pool.report(ep, Some(pool.cfg.connect_timeout), Health::Failure);
+                return Err(connect_error(ep, &e));
+            }
+        };
+        // A buffered body is sent as often as needed; a streamed one once.
+        let mut body = match body {
+            Some(ReqBody::Full(b)) => ReqBody::Full(b.clone()),
+            Some(ReqBody::Stream { .. }) => body.take().ok_or_else(|| no_connection(ep))?,
+            None => return Err(closed(ep, "the request body was already sent".into())),
+        };
+        let forwarded_for = headers::forwarded_for(&parts.headers, req.peer);
+        let fields = UpstreamFields::new(
+            &parts.headers,
+            &ep.host_header,
+            &forwarded_for,
+            req.request_id,
+        )
+        .with_credential(ep.credential.as_ref());
+        let target = upstream_target(ep, &parts.uri);
+        let head = RequestHead {
+            method: &parts.method,
+            target: &target,
+            headers: &parts.headers,
+            set: fields.as_slice(),
+            framing: ReqFraming::of(&parts.method, &body),
+        };
+        let head_request = parts.method == Method::HEAD;
+        let mut stale_retries = 0;
+        let started = loop {
+            let reused = lease.is_reused();
+            let wire = lease.wire().ok_or_else(|| no_connection(ep))?;
+            let started = self.clock().now();
+            match wire.write_request(&head, &mut body).await {
+                Ok(()) => break started,
+                // A pooled connection the upstream had closed while it sat idle, found out
+                // while writing: the upstream never got the request, and a buffered body
+                // can be sent again on a fresh connection. Once the request is written it
+                // is never resent here (the retry policy decides).
+                Err(ExchangeError::Io(_))
+                    if reused && matches!(body, ReqBody::Full(_)) && stale_retries < 2 =>
+                {
+                    stale_retries += 1;
+                    drop(lease);
+                    lease = ep.checkout().await.map_err(|e| connect_error(ep, &e))?;
+                }
+                Err(e) => {
+                    if !matches!(e, ExchangeError::Body(_)) {
+                        pool.report(ep, None, Health::Failure);
+                    }
+                    return Err(exchange_error(ep, e));
+                }
+            }
+        };
+        let wire = lease.wire().ok_or_else(|| no_connection(ep))?;
+        let resp = wire.read_head(head_request).await.map_err(|e| {
+            pool.report(ep, None, Health::Failure);
+            exchange_error(ep, e)
+        })?;
+        let took = self.clock().now().saturating_duration_since(started);
+        pool.report(ep, Some(took), outcome_of(&resp));
+        Ok((resp, lease, took))
+    }
+}
+
+/// Samples the pool needs before its percentile sets a hedging delay.
+const HEDGE_MIN_SAMPLES: u64 = 20;
+
+/// Whether an attempt's answer can be given to the client (when another attempt is out).
+fn good(t: &Tried) -> bool {
+    Failure::of(&t.answer).is_none()
+}
+
+fn won(pool: &Upstream, t: Tried) -> Tried {
+    if good(&t) {
+        ResilienceCounts::add(&pool.counts.hedges_won);
+    }
+    t
+}
+
+/// Whether a request may be hedged: its body is buffered, it does not stream its answer,
+/// and sending it twice does no harm (an idempotent method, or an openai route's model call,
+/// whose only side effect is its cost).
+fn hedgeable(route: &RouteEntry, parts: &http::request::Parts, body: &ReqBody) -> bool {
+    let ReqBody::Full(b) = body else {
+        return false;
+    };
+    match route.cfg.kind {
+        RouteKind::OpenAi => !b.as_deref().is_some_and(crate::openai::streams),
+        RouteKind::Http => parts.method.is_idempotent(),
+    }
+}
+
+trait CloneFull {
+    /// The body again, when it is buffered.
+    fn clone_full(&self) -> Option<ReqBody>;
+}
+
+impl CloneFull for Option<ReqBody> {
+    fn clone_full(&self) -> Option<ReqBody> {
+        match self {
+            Some(ReqBody::Full(b)) => Some(ReqBody::Full(b.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// A 429's or 503's `Retry-After`, in seconds.
+fn retry_after(head: &ResponseHead) -> Option<Duration> {
+    head.headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// The tag that picks a request's endpoints, by the pool's `tag_by`: a header's value, or
+/// the model of a JSON body.
+fn request_tag(
+    pool: &Upstream,
+    headers: &http::HeaderMap,
+    body: Option<&ReqBody>,
+) -> Option<String> {
+    match pool.cfg.tag_by.as_ref()? {
+        TagBy::Header(h) => headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string()),
+        TagBy::Model => match body {
+            Some(ReqBody::Full(Some(b))) => crate::caching::model_of(b),
+            _ => None,
+        },
+    }
+}
+
+/// What an answer says of its endpoint's health: 5xx fail, a 429 takes it out for its
+/// `Retry-After` (in seconds), anything else is a success.
+fn outcome_of(resp: &ResponseHead) -> Health {
+    match resp.status.as_u16() {
+        429 => Health::Throttled(retry_after(resp)),
+        s if s >= 500 => Health::Failure,
+        _ => Health::Success,
+    }
+}
+
+fn no_connection(ep: &Endpoint) -> ProxyError {
+    closed(ep, "no connection".into())
+}
+
+/// The client's answer for a failed exchange: 413 when the client's streamed body passed the
+/// limit, 502 otherwise.
+fn exchange_error(ep: &Endpoint, e: ExchangeError) -> ProxyError {
+    if let ExchangeError::Body(b) = &e
+        && let Some(BodyLimitExceeded(limit)) = find_cause::<BodyLimitExceeded>(b.as_ref())
+    {
+        return ProxyError::BodyTooLarge { limit: *limit };
+    }
+    closed(ep, e.to_string())
+}
+
+fn closed(ep: &Endpoint, reason: String) -> ProxyError {
+    ProxyError::UpstreamClosed {
+        endpoint: ep.name.to_string(),
+        reason,
+    }
+}
+
+fn connect_error(ep: &Endpoint, e: &crate::upstream::ConnectError) -> ProxyError {
+    ProxyError::Connect {
+        endpoint: ep.name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// The origin-form request target for `ep`: its base path, then the request's path and query.
+fn upstream_target<'a>(ep: &Endpoint, uri: &'a Uri) -> Cow<'a, str> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    if ep.cfg.base_path.is_empty() {
+        Cow::Borrowed(pq)
+    } else {
+        Cow::Owned(format!("{}{}", ep.cfg.base_path, pq))
+    }
+}
+
+/// The first error of type `E` in `err`'s source chain.
+fn find_cause<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
+}
