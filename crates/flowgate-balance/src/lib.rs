@@ -22,6 +22,7 @@
 //! use until each answer's body ends) and gives that count to each pick, with the endpoints
 //! a request may use (health, ejection and breakers come on top).
 
+pub mod affinity;
 mod ewma;
 pub mod health;
 pub mod quantile;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 use flowgate_clock::SharedClock;
 use rand::Rng;
 
+pub use affinity::{Place, SessionCounts, Sessions};
 pub use ewma::PeakEwma;
 pub use health::{Health, Outcome, OutlierSettings, State, Transitions};
 pub use quantile::Latencies;
@@ -132,6 +134,31 @@ impl Balancer {
 
     pub fn outliers(&self) -> &OutlierSettings {
         &self.outliers
+    }
+
+    /// Whether endpoint `i` can take a request now: its breaker is closed, or half-open
+    /// with a trial to spare (no trial is taken).
+    pub fn admits(&self, i: usize) -> bool {
+        self.health
+            .get(i)
+            .is_some_and(|h| !h.is_marked() || h.admits(self.now_ns(), &self.outliers))
+    }
+
+    /// Sends a request to endpoint `i` chosen by other means (a session's endpoint), if it
+    /// can take one now; a half-open endpoint counts it as a trial.
+    pub fn claim(&self, i: usize) -> bool {
+        let Some(h) = self.health.get(i) else {
+            return false;
+        };
+        if !h.is_marked() {
+            return true;
+        }
+        let now = self.now_ns();
+        if !h.admits(now, &self.outliers) {
+            return false;
+        }
+        h.picked(now, &self.outliers);
+        true
     }
 
     /// Takes how a request to endpoint `i` went; whether that ejected it.

@@ -1,17 +1,16 @@
 //! A pool's recent latency percentiles, lock-free, for the hedging delay ("send a second
 //! attempt when the first has not answered within the pool's p95").
 //!
-//! Samples fall in buckets growing by 1/8 (±6%), from 1 ms to about 50 minutes; two
+//! Samples fall in buckets at most 1/8 wide (eight per power of two of microseconds); two
 //! generations (the current `period` and the one before) hold the recent past, so the
 //! percentile follows a pool that slows down or recovers within one to two periods.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const BUCKETS: usize = 128;
-/// Each bucket is this much wider than the one before.
-const GROWTH: f64 = 1.125;
-const FIRST_MS: f64 = 1.0;
+/// Eight buckets per power of two of microseconds (each at most 12.5% wider than the one
+/// before), up to 2^34 µs (about 4.8 hours); longer samples count in the last one.
+const BUCKETS: usize = 8 * 32;
 
 /// Recent latencies of one pool.
 #[derive(Debug)]
@@ -23,19 +22,25 @@ pub struct Latencies {
     previous: Box<[AtomicU64]>,
 }
 
+/// The bucket of `d`: below 8 µs one per microsecond, then eight per power of two (the
+/// leading bit's position and the three bits after it).
 fn bucket_of(d: Duration) -> usize {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms <= FIRST_MS {
-        return 0;
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    if us < 8 {
+        return us as usize;
     }
-    ((ms / FIRST_MS).ln() / GROWTH.ln())
-        .ceil()
-        .min((BUCKETS - 1) as f64) as usize
+    let exp = 63 - us.leading_zeros() as usize;
+    let mantissa = ((us >> (exp - 3)) & 7) as usize;
+    ((exp - 2) * 8 + mantissa).min(BUCKETS - 1)
 }
 
-/// The upper bound of bucket `i`.
+/// The upper bound of bucket `i` (exclusive).
 fn upper(i: usize) -> Duration {
-    Duration::from_secs_f64(FIRST_MS * GROWTH.powi(i as i32) / 1000.0)
+    if i < 8 {
+        return Duration::from_micros(i as u64 + 1);
+    }
+    let (exp, mantissa) = (i / 8 + 2, (i % 8) as u64);
+    Duration::from_micros((8 + mantissa + 1) << (exp - 3))
 }
 
 impl Latencies {
@@ -134,6 +139,16 @@ mod tests {
     #[test]
     fn extremes_land_in_the_end_buckets() {
         assert_eq!(bucket_of(Duration::ZERO), 0);
-        assert_eq!(bucket_of(Duration::from_secs(100_000)), BUCKETS - 1);
+        assert_eq!(bucket_of(Duration::from_secs(1_000_000)), BUCKETS - 1);
+        // Every duration is under its bucket's upper bound, and not by more than 12.5%.
+        for us in (1..2_000_000u64).step_by(997) {
+            let d = Duration::from_micros(us);
+            let up = upper(bucket_of(d));
+            assert!(d < up, "{us}");
+            assert!(
+                up.as_secs_f64() <= d.as_secs_f64() * 1.125 + 1e-6,
+                "{us} {up:?}"
+            );
+        }
     }
 }

@@ -31,8 +31,8 @@ use std::path::Path;
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
-    AdaptiveConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
-    ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, Fallback,
+    AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
+    CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, Fallback,
     HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice,
     OutlierConfig, PathMatch, PoolConfig, Priority, Rate, RateLimitConfig, RedisCacheConfig,
     RedisLinkConfig, RetryConfig, RouteCache, RouteConfig, RouteKind, Secret, ServerConfig,

@@ -685,11 +685,24 @@ pub struct PoolConfig {
     pub outlier: OutlierConfig,
     /// When and how often a request is sent again.
     pub retries: RetryConfig,
+    /// Session affinity (`affinity = {...}`), when set.
+    pub affinity: Option<AffinityConfig>,
     /// What selects the endpoints tagged for a request (`tag_by`); `None`: all serve all.
     pub tag_by: Option<TagBy>,
     /// Whether a request whose tagged endpoints are all out (or that names a tag no endpoint
     /// has) goes to the others. Default true.
     pub tag_fallback: bool,
+}
+
+/// Session affinity of a pool: requests with the same session id stick to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffinityConfig {
+    /// The header carrying the session id. Default `x-session-id`.
+    pub header: HeaderName,
+    /// Sessions an endpoint carries at most (0: no cap). Default 0.
+    pub max_sessions: u32,
+    /// A session unused for this long is forgotten. Default 30 min.
+    pub idle_timeout: Duration,
 }
 
 /// The request attribute that picks endpoints by tag.

@@ -250,6 +250,7 @@ pub(crate) struct RawPool {
     pub hash_header: Option<String>,
     pub outlier: Option<RawOutlier>,
     pub retries: Option<RawRetries>,
+    pub affinity: Option<RawAffinity>,
     pub tag_by: Option<String>,
     pub tag_fallback: Option<bool>,
 }
@@ -266,6 +267,15 @@ pub(crate) struct RawOutlier {
     pub failure_min_requests: Option<u32>,
     pub failure_window: Option<HumanDuration>,
     pub half_open_probes: Option<u32>,
+}
+
+/// `affinity = {...}` of a pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAffinity {
+    pub header: Option<String>,
+    pub max_sessions: Option<u32>,
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 /// `retries = {...}` of a pool.

@@ -1102,3 +1102,32 @@ fn pools_pick_endpoints_by_tag() {
             .contains("expected \"model\" or \"header:NAME\"")
     );
 }
+
+#[test]
+fn pools_keep_sessions_on_their_endpoint_when_asked() {
+    assert_eq!(parse_ok(GOOD).pools[0].affinity, None);
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\naffinity = { max_sessions = 5 }\n",
+    ));
+    assert_eq!(
+        c.pools[0].affinity,
+        Some(AffinityConfig {
+            header: http::HeaderName::from_static("x-session-id"),
+            max_sessions: 5,
+            idle_timeout: Duration::from_secs(1800),
+        })
+    );
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\naffinity = { header = \"a b\", idle_timeout = \"0s\" }\n",
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "pools.llm.affinity.header",
+            "pools.llm.affinity.idle_timeout"
+        ]
+    );
+}

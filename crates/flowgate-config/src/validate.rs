@@ -10,11 +10,11 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
 use crate::model::{
-    AdaptiveConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
-    ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, KeyConfig,
-    LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig, Priority, Rate,
-    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret,
-    ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
+    AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
+    CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
+    KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig,
+    Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
@@ -1219,6 +1219,26 @@ fn pool(
             }
         },
     };
+    let affinity = p.affinity.as_ref().map(|a| {
+        let akey = key.clone().key("affinity");
+        let header = match a.header.as_deref() {
+            None => HeaderName::from_static("x-session-id"),
+            Some(h) => HeaderName::from_bytes(h.trim().as_bytes()).unwrap_or_else(|_| {
+                found.push((
+                    akey.clone().key("header"),
+                    format!("{h:?} is not a header name"),
+                ));
+                HeaderName::from_static("x-session-id")
+            }),
+        };
+        let idle_timeout = dur(a.idle_timeout, Duration::from_secs(30 * 60));
+        positive(idle_timeout, &akey.key("idle_timeout"), found);
+        AffinityConfig {
+            header,
+            max_sessions: a.max_sessions.unwrap_or(0),
+            idle_timeout,
+        }
+    });
     let outlier =
         crate::resilience::outlier(p.outlier.as_ref(), &key.clone().key("outlier"), found);
     let retries =
@@ -1240,6 +1260,7 @@ fn pool(
         hash_header,
         outlier,
         retries,
+        affinity,
         tag_by,
         tag_fallback: p.tag_fallback.unwrap_or(true),
     })

@@ -37,7 +37,8 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Json<Value> {
                 .endpoints()
                 .iter()
                 .zip(b.nodes().iter().zip(b.health()))
-                .map(|(e, (n, h))| {
+                .enumerate()
+                .map(|(i, (e, (n, h)))| {
                     let (requests, failures) = h.totals();
                     let (recent, recent_failures) = h.window(now, b.outliers());
                     json!({
@@ -53,6 +54,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Json<Value> {
                         "ejected": h.is_out(now),
                         "ejected_for_ms": h.out_for(now).map(|d| d.as_millis() as u64),
                         "times_ejected": h.times_ejected(),
+                        "sessions": u.sessions.as_ref().map(|s| s.on(i)),
                     })
                 })
                 .collect();
@@ -73,6 +75,16 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Json<Value> {
                 "hedges": n(&c.hedges),
                 "hedges_won": n(&c.hedges_won),
                 "fallbacks": n(&c.fallbacks),
+                "sessions": u.sessions.as_ref().map(|s| {
+                    let c = s.counts();
+                    json!({
+                        "active": c.active,
+                        "moved": c.moved,
+                        "expired": c.expired,
+                        "overflow": c.overflow,
+                        "untracked": c.untracked,
+                    })
+                }),
             })
         })
         .collect();

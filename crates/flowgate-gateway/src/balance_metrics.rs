@@ -116,6 +116,43 @@ impl Collector for BalanceCollector {
             "flowgate_fallbacks",
             "Requests that fell back to this pool from an earlier one in their route's chain",
             per_pool(|c| c.fallbacks.load(Ordering::Relaxed)),
+        )?;
+        let sessions: Vec<_> = pools
+            .iter()
+            .filter_map(|u| Some((&*u.name, u.sessions.as_ref()?.counts())))
+            .collect();
+        let of = |f: fn(&flowgate_balance::SessionCounts) -> u64| {
+            sessions
+                .iter()
+                .map(|(p, c)| (vec![("pool", *p)], f(c)))
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            e,
+            "flowgate_sessions",
+            "Sessions bound to an endpoint (pools with affinity)",
+            of(|c| c.active as u64)
+                .into_iter()
+                .map(|(l, n)| (l, n as i64))
+                .collect(),
+        )?;
+        counter(
+            e,
+            "flowgate_session_moves",
+            "Sessions moved to another endpoint because theirs could not take them",
+            of(|c| c.moved),
+        )?;
+        counter(
+            e,
+            "flowgate_sessions_expired",
+            "Sessions forgotten after their idle timeout",
+            of(|c| c.expired),
+        )?;
+        counter(
+            e,
+            "flowgate_sessions_over_cap",
+            "New sessions placed on an endpoint over its cap because every endpoint was full",
+            of(|c| c.overflow),
         )
     }
 }

@@ -107,18 +107,30 @@ impl Gateway {
             request_id,
         };
         let hedge = route.cfg.hedge.filter(|_| hedgeable(route, parts, &body));
+        let hedge = hedge.map(|h| h.after);
         let mut body = Some(body);
-        let mut answer = self
-            .on_pool(
-                &route.upstream,
-                &req,
-                &mut body,
-                hedge.map(|h| h.after),
-                out,
-            )
+        let answer = self
+            .on_pool(&route.upstream, &req, &mut body, hedge, out)
             .await;
+        if route.fallbacks.is_empty() || !falls_back(route, &answer) {
+            return answer;
+        }
+        // Boxed: most requests never fall back, and need not carry a second exchange.
+        Box::pin(self.fall_back(route, &req, body, hedge, answer, out)).await
+    }
+
+    /// Down the route's fallback chain, from the first pool's failed `answer`.
+    async fn fall_back(
+        &self,
+        route: &RouteEntry,
+        req: &Outbound<'_>,
+        mut body: Option<ReqBody>,
+        hedge: Option<HedgeAfter>,
+        mut answer: Answer,
+        out: &mut Outcome,
+    ) -> Answer {
         for (pool, model) in &route.fallbacks {
-            if !Failure::of(&answer).is_some_and(|f| f.triggers(&route.cfg.fallback_on)) {
+            if !falls_back(route, &answer) {
                 break;
             }
             // The next pool needs the body again: a streamed one is gone.
@@ -139,9 +151,7 @@ impl Gateway {
             out.pool = Some(pool.name.clone());
             drop(answer);
             let mut next = Some(next);
-            answer = self
-                .on_pool(pool, &req, &mut next, hedge.map(|h| h.after), out)
-                .await;
+            answer = self.on_pool(pool, req, &mut next, hedge, out).await;
         }
         answer
     }
@@ -181,10 +191,10 @@ impl Gateway {
         let key = pool.hash_key(headers);
         let tag = request_tag(pool, headers, body.as_ref());
         let tag = tag.as_deref();
-        let policy = &pool.cfg.retries;
         pool.budget.deposit(pool.balancer().now_ns());
         let mut tried: SmallVec<[Arc<Endpoint>; 4]> = SmallVec::new();
-        let Some(mut ep) = pool.pick(key, tag).cloned() else {
+        let session = pool.session_id(headers);
+        let Some(mut ep) = pool.pick(key, tag, session).cloned() else {
             return Err(ProxyError::NoEndpoint {
                 pool: match tag {
                     Some(t) => format!("{} (tagged {t:?}; tag_fallback is off)", pool.name),
@@ -194,52 +204,35 @@ impl Gateway {
         };
         loop {
             out.attempts += 1;
-            let t = match hedge {
-                Some(after) if tried.is_empty() => {
-                    self.hedged(pool, ep, req, body, after, key, tag, out).await
-                }
-                _ => self.attempt(pool, ep, req, body).await,
-            };
-            out.endpoint = Some(t.ep.name.clone());
-            if let Some(took) = t.took {
-                out.upstream_duration = Some(took);
-            }
-            let failure = Failure::of(&t.answer).filter(|f| f.triggers(&policy.on));
-            tried.push(t.ep);
-            let Some(failure) = failure else {
-                return t.answer;
-            };
-            if out.attempts >= policy.attempts || body.is_none() {
-                return t.answer;
-            }
-            let now = pool.balancer().now_ns();
-            if !pool.budget.withdraw(now) {
-                return t.answer;
-            }
-            // An endpoint it has not tried, at once; else one it tried, after a backoff.
-            if let Some(fresh) = pool.pick_other(&tried, key, tag) {
-                ep = fresh.clone();
-            } else {
-                let Some(same) = pool.pick_other(&[], key, tag) else {
-                    return t.answer;
+            // In a block of its own: the answer is not kept in the future across the
+            // backoff's sleep.
+            let step = {
+                let t = match hedge {
+                    // Boxed: the hedge's two attempts would double every request's future.
+                    Some(after) if tried.is_empty() => {
+                        Box::pin(self.hedged(pool, ep, req, body, after, key, tag, out)).await
+                    }
+                    _ => self.attempt(pool, ep, req, body).await,
                 };
-                ep = same.clone();
-                let mut wait = flowgate_balance::backoff(
-                    tried.len() as u32,
-                    policy.backoff_base,
-                    policy.backoff_max,
-                );
-                if let Failure::Status(_, Some(ra)) = failure {
-                    wait = wait.max(ra);
+                out.endpoint = Some(t.ep.name.clone());
+                if let Some(took) = t.took {
+                    out.upstream_duration = Some(took);
                 }
-                if wait >= pool.cfg.request_timeout {
-                    return t.answer;
+                tried.push(t.ep.clone());
+                next_step(pool, t, &tried, key, tag, out.attempts, body.is_some())
+            };
+            let wait = match step {
+                Next::Again(next, wait) => {
+                    ep = next;
+                    wait
                 }
-                drop(t.answer);
+                Next::Done(answer) => return answer,
+            };
+            if let Some(wait) = wait {
                 tokio::time::sleep(wait).await;
             }
             ResilienceCounts::add(&pool.counts.retries);
-            tracing::debug!(pool = %pool.name, ?failure, attempt = out.attempts, "retrying");
+            tracing::debug!(pool = %pool.name, attempt = out.attempts, "retrying");
         }
     }
 
@@ -383,6 +376,60 @@ impl Gateway {
         pool.report(ep, Some(took), outcome_of(&resp));
         Ok((resp, lease, took))
     }
+}
+
+/// What follows an attempt. (`Done` is the common case, returned once per attempt: boxing
+/// it would cost an allocation per request to save a move.)
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// This answer goes to the client (it may be a success).
+    Done(Answer),
+    /// Another attempt, on this endpoint, after this wait.
+    Again(Arc<Endpoint>, Option<Duration>),
+}
+
+/// What follows attempt `t`.
+fn next_step(
+    pool: &Upstream,
+    t: Tried,
+    tried: &[Arc<Endpoint>],
+    key: Option<&[u8]>,
+    tag: Option<&str>,
+    attempts: u32,
+    body_left: bool,
+) -> Next {
+    let policy = &pool.cfg.retries;
+    let Some(failure) = Failure::of(&t.answer).filter(|f| f.triggers(&policy.on)) else {
+        return Next::Done(t.answer);
+    };
+    if attempts >= policy.attempts || !body_left {
+        return Next::Done(t.answer);
+    }
+    if !pool.budget.withdraw(pool.balancer().now_ns()) {
+        return Next::Done(t.answer);
+    }
+    // An endpoint it has not tried, at once; else one it tried, after a backoff.
+    if let Some(fresh) = pool.pick_other(tried, key, tag) {
+        return Next::Again(fresh.clone(), None);
+    }
+    let Some(same) = pool.pick_other(&[], key, tag) else {
+        return Next::Done(t.answer);
+    };
+    let mut wait =
+        flowgate_balance::backoff(tried.len() as u32, policy.backoff_base, policy.backoff_max);
+    if let Failure::Status(_, Some(ra)) = failure {
+        wait = wait.max(ra);
+    }
+    if wait >= pool.cfg.request_timeout {
+        return Next::Done(t.answer);
+    }
+    tracing::debug!(pool = %pool.name, ?failure, ?wait, "retrying after a backoff");
+    Next::Again(same.clone(), Some(wait))
+}
+
+/// Whether `answer` is a failure that moves a request down its route's fallback chain.
+fn falls_back(route: &RouteEntry, answer: &Answer) -> bool {
+    Failure::of(answer).is_some_and(|f| f.triggers(&route.cfg.fallback_on))
 }
 
 /// Samples the pool needs before its percentile sets a hedging delay.

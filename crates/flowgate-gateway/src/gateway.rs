@@ -175,6 +175,15 @@ impl Gateway {
         self.counts.sweep()
     }
 
+    /// Forgets the idle sessions of every pool with `affinity`; how many are kept.
+    pub fn sweep_sessions(&self) -> usize {
+        let rt = self.runtime();
+        rt.upstreams
+            .iter()
+            .filter_map(|u| Some(u.sessions.as_ref()?.sweep(u.balancer().now_ns())))
+            .sum()
+    }
+
     /// With `[shared_limits]`: whether rate limits are counted locally now (Redis does not
     /// answer), and how many checks were.
     pub fn rate_limit_fallback(&self) -> Option<(bool, u64)> {

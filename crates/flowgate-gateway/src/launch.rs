@@ -50,7 +50,7 @@ pub async fn launch(
     let (stop, stopped) = watch::channel(false);
     let workers = worker::start(&gateway, data_listeners, &stopped)?;
     warm_from_file(&gateway);
-    tokio::spawn(sweep_rate_limits(gateway.clone(), stopped.clone()));
+    tokio::spawn(sweep(gateway.clone(), stopped.clone()));
     let app = crate::admin::router(gateway.clone());
     let admin = tokio::spawn(async move {
         let _ = axum::serve(admin_listener, app)
@@ -86,13 +86,14 @@ fn warm_from_file(gw: &Arc<Gateway>) {
     }
 }
 
-/// Forgets, every minute, the rate-limit counts that are back to their full burst, so that
-/// the state stays bounded by the clients active within a burst's worth of time.
-async fn sweep_rate_limits(gw: Arc<Gateway>, mut stopped: watch::Receiver<bool>) {
+/// Forgets, every minute, the rate-limit counts that are back to their full burst and the
+/// idle sessions, so that the state stays bounded by the clients active lately.
+async fn sweep(gw: Arc<Gateway>, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
                 gw.sweep_rate_limits();
+                gw.sweep_sessions();
             }
             _ = stopped.wait_for(|s| *s) => return,
         }

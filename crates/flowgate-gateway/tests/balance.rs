@@ -13,6 +13,7 @@ use bytes::Bytes;
 use common::*;
 use flowgate_sim::EndpointSpec;
 use http::StatusCode;
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_pool_reports_its_endpoints_and_switches_strategy_at_run_time() {
@@ -294,5 +295,127 @@ async fn a_request_tag_selects_the_endpoints_carrying_it_and_falls_back_when_the
         r.error_message().contains("tagged \"security\""),
         "{}",
         r.error_message()
+    );
+}
+
+async fn chat_in(gw: &flowgate_gateway::Running, session: &str) -> Reply {
+    let mut r = post(gw.data_addr, "/v1/chat/completions", chat_body(false));
+    r.headers_mut()
+        .insert("x-session-id", session.parse().unwrap());
+    send(&client(), r).await
+}
+
+fn upstream_of(r: &Reply) -> String {
+    r.headers["x-flowgate-upstream"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn lb_metrics(gw: &flowgate_gateway::Running) -> serde_json::Value {
+    send(
+        &client(),
+        get(gw.admin_addr, "/api/v1/performance/load-balancer/metrics"),
+    )
+    .await
+    .json()
+}
+
+#[tokio::test]
+async fn a_session_sticks_to_its_endpoint_up_to_the_cap_and_moves_when_it_fails() {
+    // The first endpoint answers three requests, then only 503s.
+    let (flaky, _) = scripted_upstream({
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        move |_| {
+            let code = if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+                "200 OK"
+            } else {
+                "503 Busy"
+            };
+            format!(
+                "HTTP/1.1 {code}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+            )
+        }
+    })
+    .await;
+    let (b, c) = (
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+    );
+    let gw = gateway(&fleet_config(
+        &[flaky.clone(), b.url(), c.url()],
+        "strategy = \"round_robin\"\naffinity = { max_sessions = 1 }\n\
+         outlier = { consecutive_failures = 1, max_ejected_percent = 34 }\n",
+    ))
+    .await;
+    // Round robin would rotate; the session stays where it started.
+    let home = upstream_of(&chat_in(&gw, "alice").await);
+    assert_eq!(home, flaky.trim_start_matches("http://"));
+    for _ in 0..2 {
+        assert_eq!(upstream_of(&chat_in(&gw, "alice").await), home);
+    }
+    let bob = upstream_of(&chat_in(&gw, "bob").await);
+    assert_eq!(bob, b.url().trim_start_matches("http://"));
+    // Alice's endpoint fails (her answer comes from a retry elsewhere) and is ejected: her
+    // next request moves to the endpoint without a session, counted, and stays there.
+    let r = chat_in(&gw, "alice").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["x-flowgate-attempts"], "2");
+    let moved_to = upstream_of(&chat_in(&gw, "alice").await);
+    assert_eq!(moved_to, c.url().trim_start_matches("http://"));
+    assert_eq!(upstream_of(&chat_in(&gw, "alice").await), moved_to);
+    // Every endpoint that can take a session has its one: a new session goes over a cap,
+    // counted.
+    let carol = upstream_of(&chat_in(&gw, "carol").await);
+    assert_ne!(carol, home);
+    let m = lb_metrics(&gw).await;
+    let sessions = &m["pools"][0]["sessions"];
+    assert_eq!(
+        (
+            sessions["moved"].as_u64(),
+            sessions["overflow"].as_u64(),
+            sessions["active"].as_u64()
+        ),
+        (Some(1), Some(1), Some(3)),
+        "{m}"
+    );
+    let on: Vec<u64> = (0..3)
+        .map(|i| m["pools"][0]["endpoints"][i]["sessions"].as_u64().unwrap())
+        .collect();
+    assert_eq!(on[0], 0, "alice left the failed endpoint: {on:?}");
+    assert_eq!(on.iter().sum::<u64>(), 3);
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_and_their_endpoint_takes_new_ones() {
+    let (a, b) = (
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+    );
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let gw = gateway_on(
+        clock.shared(),
+        &fleet_config(
+            &[a.url(), b.url()],
+            "strategy = \"round_robin\"\naffinity = { max_sessions = 1, idle_timeout = \"1m\" }\n",
+        ),
+    )
+    .await;
+    let first = upstream_of(&chat_in(&gw, "s1").await);
+    let second = upstream_of(&chat_in(&gw, "s2").await);
+    assert_ne!(first, second);
+    clock.advance(Duration::from_secs(30));
+    // s1 is used again: its idle time starts over; s2 is not.
+    assert_eq!(upstream_of(&chat_in(&gw, "s1").await), first);
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(gw.gateway.sweep_sessions(), 1);
+    // s2's place is free: a new session gets it, without going over a cap.
+    assert_eq!(upstream_of(&chat_in(&gw, "s3").await), second);
+    let m = lb_metrics(&gw).await;
+    let sessions = &m["pools"][0]["sessions"];
+    assert_eq!(
+        (sessions["expired"].as_u64(), sessions["overflow"].as_u64()),
+        (Some(1), Some(0)),
+        "{m}"
     );
 }

@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use flowgate_balance::{Balancer, Latencies, Outcome, OutlierSettings, RetryBudget, Strategy};
+use flowgate_balance::{
+    Balancer, Latencies, Outcome, OutlierSettings, Place, RetryBudget, Sessions, Strategy,
+};
 
 use flowgate_clock::SharedClock;
 use flowgate_config::PoolConfig;
 use flowgate_telemetry::Metrics;
+use smallvec::SmallVec;
 
 pub use endpoint::{ConnectError, Endpoint, Lease};
 
@@ -29,6 +32,8 @@ pub struct Upstream {
     /// Recent answer times, for hedging at a percentile.
     pub latencies: Latencies,
     pub counts: ResilienceCounts,
+    /// The session table, with `affinity`.
+    pub sessions: Option<Sessions>,
 }
 
 /// What the pool did about failures, for the metrics.
@@ -86,6 +91,10 @@ impl Upstream {
             ),
             latencies: Latencies::new(LATENCY_PERIOD),
             counts: ResilienceCounts::default(),
+            sessions: cfg
+                .affinity
+                .as_ref()
+                .map(|a| Sessions::new(cfg.endpoints.len(), a.max_sessions, a.idle_timeout)),
             cfg,
             endpoints,
         })
@@ -120,10 +129,41 @@ impl Upstream {
             .is_some_and(|e| e.cfg.tags.iter().any(|t| t == tag))
     }
 
+    /// The session id a request carries, with `affinity`.
+    pub fn session_id<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h [u8]> {
+        let a = self.cfg.affinity.as_ref()?;
+        headers
+            .get(&a.header)
+            .map(http::HeaderValue::as_bytes)
+            .filter(|v| !v.is_empty())
+    }
+
     /// The endpoint for the next request (`key`: see [`Upstream::hash_key`]; `tag`: the
-    /// request's tag, see `tag_by`), or `None` when none may take it.
-    pub fn pick(&self, key: Option<&[u8]>, tag: Option<&str>) -> Option<&Arc<Endpoint>> {
-        self.choose(key, tag, None)
+    /// request's tag, see `tag_by`; `session`: see [`Upstream::session_id`]), or `None` when
+    /// none may take it.
+    pub fn pick(
+        &self,
+        key: Option<&[u8]>,
+        tag: Option<&str>,
+        session: Option<&[u8]>,
+    ) -> Option<&Arc<Endpoint>> {
+        let (Some(id), Some(table)) = (session, &self.sessions) else {
+            return self.choose(key, tag, &|_| true, false);
+        };
+        let now = self.balancer.now_ns();
+        match table.place(id, now, |i| self.balancer.admits(i)) {
+            Place::Bound(i) if self.balancer.claim(i) => return self.endpoints.get(i),
+            Place::Bound(_) | Place::Moving(_) | Place::New => {}
+        }
+        // A new place: an endpoint under its session cap, else any.
+        let (ep, over_cap) = match self.choose(key, tag, &|i| !table.is_full(i), false) {
+            Some(ep) => (ep, false),
+            None => (self.choose(key, tag, &|_| true, false)?, true),
+        };
+        if let Some(i) = self.index_of(ep) {
+            table.bind(id, i, now, over_cap);
+        }
+        Some(ep)
     }
 
     /// An endpoint for another attempt of the same request: one it has not tried when
@@ -134,24 +174,28 @@ impl Upstream {
         key: Option<&[u8]>,
         tag: Option<&str>,
     ) -> Option<&Arc<Endpoint>> {
-        let not: Vec<usize> = tried.iter().filter_map(|e| self.index_of(e)).collect();
-        self.choose(key, tag, Some(&not))
+        let not: SmallVec<[usize; 4]> = tried.iter().filter_map(|e| self.index_of(e)).collect();
+        self.choose(key, tag, &|i| !not.contains(&i), true)
     }
 
-    /// Among the endpoints carrying `tag` (all when there is none), then, when none of
-    /// those can be used and the pool allows it, among the others.
+    /// Among the endpoints `allowed` and carrying `tag` (all when there is none), then,
+    /// when none of those can be used and the pool allows it, among the others; `again`:
+    /// for another attempt of a request (it takes no turn).
     fn choose(
         &self,
         key: Option<&[u8]>,
         tag: Option<&str>,
-        not: Option<&[usize]>,
+        allowed: &dyn Fn(usize) -> bool,
+        again: bool,
     ) -> Option<&Arc<Endpoint>> {
         let load = |i| self.load(i);
-        let pick = |usable: &dyn Fn(usize) -> bool| match not {
-            None => self.balancer.pick(key, usable, load),
-            Some(not) => self
-                .balancer
-                .pick_again(key, |i| !not.contains(&i) && usable(i), load),
+        let pick = |usable: &dyn Fn(usize) -> bool| {
+            if again {
+                self.balancer
+                    .pick_again(key, |i| allowed(i) && usable(i), load)
+            } else {
+                self.balancer.pick(key, |i| allowed(i) && usable(i), load)
+            }
         };
         let i = match tag {
             None => pick(&|_| true),
