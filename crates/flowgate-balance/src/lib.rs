@@ -25,6 +25,7 @@
 pub mod affinity;
 mod ewma;
 pub mod health;
+pub mod locality;
 pub mod quantile;
 pub mod retry;
 mod ring;
@@ -39,6 +40,7 @@ use rand::Rng;
 pub use affinity::{Place, SessionCounts, Sessions};
 pub use ewma::PeakEwma;
 pub use health::{Health, Outcome, OutlierSettings, State, Transitions};
+pub use locality::{Choice, Levels};
 pub use quantile::Latencies;
 pub use retry::{RetryBudget, backoff};
 
@@ -74,6 +76,8 @@ pub struct Balancer {
     ring: ring::Ring,
     health: Box<[Health]>,
     outliers: OutlierSettings,
+    /// Priority levels and regions, when the endpoints have them.
+    levels: Option<Levels>,
     clock: SharedClock,
     origin: Instant,
 }
@@ -117,6 +121,7 @@ impl Balancer {
             ring: ring::Ring::new(&weights),
             health: weights.iter().map(|_| Health::default()).collect(),
             outliers: OutlierSettings::default(),
+            levels: None,
             clock,
             origin,
         }
@@ -125,6 +130,12 @@ impl Balancer {
     /// With this ejection policy instead of the default one.
     pub fn with_outliers(mut self, outliers: OutlierSettings) -> Self {
         self.outliers = outliers;
+        self
+    }
+
+    /// With priority levels and regions (see [`Levels`]).
+    pub fn with_levels(mut self, levels: Option<Levels>) -> Self {
+        self.levels = levels;
         self
     }
 
@@ -213,7 +224,20 @@ impl Balancer {
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u32,
     ) -> Option<usize> {
-        self.choose(key, usable, load, true)
+        self.choose(key, None, usable, load, true)
+    }
+
+    /// Like [`Balancer::pick`] for a request from `region` (the client's, or the gateway's
+    /// own): with [`Balancer::with_levels`], among the priority level and region the
+    /// [`Levels`] choose, else (none of those can take it) among all.
+    pub fn pick_in(
+        &self,
+        region: Option<&str>,
+        key: Option<&[u8]>,
+        usable: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
+        self.choose(key, region, usable, load, true)
     }
 
     /// Like [`Balancer::pick`] for a retry of the same request: in turn-based strategies
@@ -224,12 +248,13 @@ impl Balancer {
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u32,
     ) -> Option<usize> {
-        self.choose(key, usable, load, false)
+        self.choose(key, None, usable, load, false)
     }
 
     fn choose(
         &self,
         key: Option<&[u8]>,
+        region: Option<&str>,
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u32,
         take_turn: bool,
@@ -244,7 +269,19 @@ impl Balancer {
         let marked = self.health.iter().any(Health::is_marked);
         let usable =
             |i: usize| usable(i) && (!marked || self.health[i].admits(now, &self.outliers));
-        let picked = self.by_strategy(n, key, now, &usable, &load, take_turn);
+        // A first attempt goes to the level (and region) the levels choose while it can.
+        let placed = self.levels.as_ref().filter(|_| take_turn).and_then(|l| {
+            let c = l.choose(region, usable, || rand::rng().random::<f64>());
+            self.by_strategy(
+                n,
+                key,
+                now,
+                &|i| l.allows(&c, i) && usable(i),
+                &load,
+                take_turn,
+            )
+        });
+        let picked = placed.or_else(|| self.by_strategy(n, key, now, &usable, &load, take_turn));
         if marked && let Some(i) = picked {
             self.health[i].picked(now, &self.outliers);
         }

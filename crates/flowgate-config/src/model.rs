@@ -642,6 +642,9 @@ pub struct ServerConfig {
     /// (`SO_REUSEPORT`) and idle connections. `None`: one per CPU core. Takes effect at
     /// start only.
     pub workers: Option<std::num::NonZeroUsize>,
+    /// The gateway's own region: a pool's endpoints in it are preferred for requests that
+    /// do not name theirs.
+    pub region: Option<String>,
 }
 
 /// Limits on what a client may send.
@@ -685,6 +688,14 @@ pub struct PoolConfig {
     pub outlier: OutlierConfig,
     /// When and how often a request is sent again.
     pub retries: RetryConfig,
+    /// The header naming the client's region (`region_header`); without it (or its value),
+    /// the gateway's own `[server] region`.
+    pub region_header: Option<HeaderName>,
+    /// The gateway's `[server] region`, copied here for the pool's locality.
+    pub local_region: Option<String>,
+    /// A priority level or region takes all of its traffic while this share of it, × the
+    /// share usable, is at least 100%; percent. Default 140 (Envoy's 1.4).
+    pub overprovisioning: u32,
     /// Session affinity (`affinity = {...}`), when set.
     pub affinity: Option<AffinityConfig>,
     /// What selects the endpoints tagged for a request (`tag_by`); `None`: all serve all.
@@ -728,6 +739,8 @@ pub struct EndpointConfig {
     pub weight: u32,
     pub tags: Vec<String>,
     pub region: Option<String>,
+    /// 0 first: later levels take traffic as earlier ones fail. Default 0.
+    pub priority: u32,
     /// The credential sent upstream, from the environment (`api_key_env`).
     pub api_key: Option<UpstreamKey>,
 }

@@ -224,6 +224,7 @@ pub(crate) struct RawServer {
     pub drain_timeout: Option<HumanDuration>,
     pub http2: Option<bool>,
     pub workers: Option<u32>,
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +252,8 @@ pub(crate) struct RawPool {
     pub outlier: Option<RawOutlier>,
     pub retries: Option<RawRetries>,
     pub affinity: Option<RawAffinity>,
+    pub region_header: Option<String>,
+    pub overprovisioning: Option<f64>,
     pub tag_by: Option<String>,
     pub tag_fallback: Option<bool>,
 }
@@ -315,6 +318,7 @@ pub(crate) struct RawEndpoint {
     #[serde(default)]
     pub tags: Vec<String>,
     pub region: Option<String>,
+    pub priority: Option<u32>,
     pub api_key_env: Option<String>,
     pub api_key_header: Option<String>,
 }

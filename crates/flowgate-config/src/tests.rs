@@ -1131,3 +1131,40 @@ fn pools_keep_sessions_on_their_endpoint_when_asked() {
         ]
     );
 }
+
+#[test]
+fn endpoints_have_priorities_and_pools_a_client_region() {
+    let c = parse_ok(GOOD);
+    assert_eq!(c.pools[0].endpoints[0].priority, 0);
+    assert_eq!(c.pools[0].overprovisioning, 140);
+    assert_eq!(
+        (
+            c.server.region.as_deref(),
+            c.pools[0].region_header.as_ref()
+        ),
+        (None, None)
+    );
+    let c = parse_ok(
+        &GOOD
+            .replace("workers = 3\n", "workers = 3\nregion = \"eu\"\n")
+            .replace("name = \"b\" }", "name = \"b\", priority = 1 }")
+            .replace(
+                "request_timeout = \"30s\"\n",
+                "request_timeout = \"30s\"\nregion_header = \"X-Client-Region\"\noverprovisioning = 1.2\n",
+            ),
+    );
+    let p = &c.pools[0];
+    assert_eq!(p.endpoints[1].priority, 1);
+    assert_eq!(p.local_region.as_deref(), Some("eu"));
+    assert_eq!(p.region_header.as_ref().unwrap(), "x-client-region");
+    assert_eq!(p.overprovisioning, 120);
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nregion_header = \"a b\"\noverprovisioning = 0.5\n",
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        ["pools.llm.region_header", "pools.llm.overprovisioning"]
+    );
+}

@@ -109,6 +109,7 @@ pub(crate) fn validate(
         drain_timeout: dur(raw.server.drain_timeout, defaults::DRAIN_TIMEOUT),
         http2: raw.server.http2.unwrap_or(true),
         workers,
+        region: raw.server.region.clone(),
     };
 
     let lk = root.clone().key("limits");
@@ -148,7 +149,8 @@ pub(crate) fn validate(
     let mut pools = Vec::new();
     for (name, p) in raw.pools {
         let key = root.clone().key("pools").key(&name);
-        if let Some(pool) = pool(name, p, &key, env, &mut found) {
+        if let Some(mut pool) = pool(name, p, &key, env, &mut found) {
+            pool.local_region = server.region.clone();
             pools.push(Arc::new(pool));
         }
     }
@@ -1219,6 +1221,27 @@ fn pool(
             }
         },
     };
+    let region_header = p.region_header.as_deref().and_then(|h| {
+        HeaderName::from_bytes(h.trim().as_bytes())
+            .map_err(|_| {
+                found.push((
+                    key.clone().key("region_header"),
+                    format!("{h:?} is not a header name"),
+                ))
+            })
+            .ok()
+    });
+    let overprovisioning = match p.overprovisioning {
+        None => 140,
+        Some(f) if (1.0..=10.0).contains(&f) => (f * 100.0).round() as u32,
+        Some(f) => {
+            found.push((
+                key.clone().key("overprovisioning"),
+                format!("{f}: expected a factor from 1.0 to 10.0 (1.4: a level takes all its traffic while 72% of it is usable)"),
+            ));
+            140
+        }
+    };
     let affinity = p.affinity.as_ref().map(|a| {
         let akey = key.clone().key("affinity");
         let header = match a.header.as_deref() {
@@ -1260,6 +1283,9 @@ fn pool(
         hash_header,
         outlier,
         retries,
+        region_header,
+        local_region: None,
+        overprovisioning,
         affinity,
         tag_by,
         tag_fallback: p.tag_fallback.unwrap_or(true),
@@ -1397,6 +1423,7 @@ fn endpoint(
         weight,
         tags: e.tags,
         region: e.region,
+        priority: e.priority.unwrap_or(0),
         api_key,
     })
 }

@@ -194,7 +194,8 @@ impl Gateway {
         pool.budget.deposit(pool.balancer().now_ns());
         let mut tried: SmallVec<[Arc<Endpoint>; 4]> = SmallVec::new();
         let session = pool.session_id(headers);
-        let Some(mut ep) = pool.pick(key, tag, session).cloned() else {
+        let region = pool.region(headers);
+        let Some(mut ep) = pool.pick(key, tag, session, region).cloned() else {
             return Err(ProxyError::NoEndpoint {
                 pool: match tag {
                     Some(t) => format!("{} (tagged {t:?}; tag_fallback is off)", pool.name),

@@ -203,16 +203,21 @@ async fn a_429_with_retry_after_takes_the_endpoint_out_for_that_long() {
     assert!(out > 29_000 && out <= 30_000, "{out}");
 }
 
-/// A pool `llm` of `eps` (url, tag) with `extra` settings, and the chat route.
+/// A pool `llm` of `eps` (url, tag) picking by the `x-analysis-type` header, with `extra`
+/// settings, and the chat route.
 fn tagged_pool(eps: &[(String, &str)], extra: &str) -> String {
-    let eps: Vec<String> = eps
+    let tags: Vec<String> = eps
         .iter()
-        .map(|(u, t)| format!("{{ url = \"{u}\", tags = [\"{t}\"] }}"))
+        .map(|(_, t)| format!(", tags = [\"{t}\"]"))
         .collect();
-    format!(
-        "[pools.llm]\nendpoints = [{}]\ntag_by = \"header:x-analysis-type\"\n{extra}\n\n\
-         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n",
-        eps.join(", ")
+    let eps: Vec<(String, &str)> = eps
+        .iter()
+        .zip(&tags)
+        .map(|((u, _), t)| (u.clone(), t.as_str()))
+        .collect();
+    pool_of(
+        &eps,
+        &format!("tag_by = \"header:x-analysis-type\"\n{extra}"),
     )
 }
 
@@ -418,4 +423,105 @@ async fn idle_sessions_expire_and_their_endpoint_takes_new_ones() {
         (Some(1), Some(0)),
         "{m}"
     );
+}
+
+/// A pool `llm` over `eps` (url, extra endpoint fields), with `extra` settings, and the chat
+/// route.
+fn pool_of(eps: &[(String, &str)], extra: &str) -> String {
+    let eps: Vec<String> = eps
+        .iter()
+        .map(|(u, more)| format!("{{ url = \"{u}\"{more} }}"))
+        .collect();
+    format!(
+        "[pools.llm]\nendpoints = [{}]\n{extra}\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n",
+        eps.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn a_lower_priority_level_takes_traffic_only_when_the_first_fails() {
+    let (a, b, backup) = (
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+    );
+    let (flaky, _) = canned_upstream(
+        "HTTP/1.1 503 Busy\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into(),
+    )
+    .await;
+    let gw = gateway(&pool_of(
+        &[
+            (a.url(), ""),
+            (b.url(), ""),
+            (backup.url(), ", priority = 1"),
+        ],
+        "",
+    ))
+    .await;
+    for _ in 0..30 {
+        assert_eq!(chat_in(&gw, "").await.status, StatusCode::OK);
+    }
+    assert_eq!(backup.stats().requests, 0);
+    assert_eq!(a.stats().requests + b.stats().requests, 30);
+
+    // The first level fails entirely: the second takes over, with no config change.
+    let gw = gateway(&pool_of(
+        &[(flaky, ""), (backup.url(), ", priority = 1")],
+        "outlier = { consecutive_failures = 1 }\n",
+    ))
+    .await;
+    let r = chat_in(&gw, "").await;
+    assert_eq!(
+        (r.status, &r.headers["x-flowgate-attempts"]),
+        (StatusCode::OK, &"2".parse::<http::HeaderValue>().unwrap())
+    );
+    let before = backup.stats().requests;
+    for _ in 0..10 {
+        let r = chat_in(&gw, "").await;
+        assert_eq!(r.headers["x-flowgate-attempts"], "1");
+    }
+    assert_eq!(backup.stats().requests - before, 10);
+}
+
+#[tokio::test]
+async fn requests_stay_in_their_region_and_cross_over_when_it_is_down() {
+    let (eu, us) = (
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+    );
+    let dead = dead_port().await;
+    let config = pool_of(
+        &[
+            (eu.url(), ", region = \"eu\""),
+            (us.url(), ", region = \"us\""),
+            (format!("http://127.0.0.1:{dead}"), ", region = \"ap\""),
+        ],
+        "region_header = \"x-client-region\"\noutlier = { consecutive_failures = 1 }\n",
+    );
+    let gw = gateway_with("region = \"eu\"\n", &config).await;
+    let from = |region: &'static str| {
+        let gw = &gw;
+        async move {
+            let mut r = post(gw.data_addr, "/v1/chat/completions", chat_body(false));
+            if !region.is_empty() {
+                r.headers_mut()
+                    .insert("x-client-region", region.parse().unwrap());
+            }
+            upstream_of(&send(&client(), r).await)
+        }
+    };
+    let host = |s: &flowgate_sim::SimServer| s.url().trim_start_matches("http://").to_string();
+    for _ in 0..10 {
+        assert_eq!(from("us").await, host(&us));
+        assert_eq!(from("eu").await, host(&eu));
+        // No header: the gateway's own region.
+        assert_eq!(from("").await, host(&eu));
+    }
+    // ap's only endpoint is down: its first request fails over (and ejects it), the rest
+    // cross to the other regions at once.
+    for _ in 0..10 {
+        let got = from("ap").await;
+        assert!(got == host(&eu) || got == host(&us), "{got}");
+    }
 }

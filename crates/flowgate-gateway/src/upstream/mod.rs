@@ -72,6 +72,13 @@ impl Upstream {
             .map(|e| Endpoint::new(&cfg, e.clone(), shards, clock.clone(), metrics))
             .collect();
         let weights: Vec<u32> = cfg.endpoints.iter().map(|e| e.weight).collect();
+        let priorities: Vec<u32> = cfg.endpoints.iter().map(|e| e.priority).collect();
+        let regions: Vec<Option<String>> = cfg.endpoints.iter().map(|e| e.region.clone()).collect();
+        let levels = flowgate_balance::Levels::new(
+            &priorities,
+            &regions,
+            f64::from(cfg.overprovisioning) / 100.0,
+        );
         Arc::new(Upstream {
             name: Arc::from(cfg.name.as_str()),
             balancer: Balancer::new(cfg.strategy, &weights, LATENCY_DECAY, clock.clone())
@@ -84,7 +91,8 @@ impl Upstream {
                     min_requests: cfg.outlier.failure_min_requests,
                     window: cfg.outlier.failure_window,
                     probes: cfg.outlier.half_open_probes,
-                }),
+                })
+                .with_levels(levels),
             budget: RetryBudget::new(
                 cfg.retries.budget_percent,
                 cfg.retries.budget_min_per_second,
@@ -138,17 +146,31 @@ impl Upstream {
             .filter(|v| !v.is_empty())
     }
 
+    /// The region a request comes from: its `region_header`, else the gateway's own.
+    pub fn region<'h>(&'h self, headers: &'h http::HeaderMap) -> Option<&'h str> {
+        self.cfg
+            .region_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .or(self.cfg.local_region.as_deref())
+    }
+
     /// The endpoint for the next request (`key`: see [`Upstream::hash_key`]; `tag`: the
-    /// request's tag, see `tag_by`; `session`: see [`Upstream::session_id`]), or `None` when
-    /// none may take it.
+    /// request's tag, see `tag_by`; `session`: see [`Upstream::session_id`]; `region`: see
+    /// [`Upstream::region`]), or `None` when none may take it.
     pub fn pick(
         &self,
         key: Option<&[u8]>,
         tag: Option<&str>,
         session: Option<&[u8]>,
+        region: Option<&str>,
     ) -> Option<&Arc<Endpoint>> {
+        let first = Some(region);
         let (Some(id), Some(table)) = (session, &self.sessions) else {
-            return self.choose(key, tag, &|_| true, false);
+            return self.choose(key, tag, &|_| true, first);
         };
         let now = self.balancer.now_ns();
         match table.place(id, now, |i| self.balancer.admits(i)) {
@@ -156,9 +178,9 @@ impl Upstream {
             Place::Bound(_) | Place::Moving(_) | Place::New => {}
         }
         // A new place: an endpoint under its session cap, else any.
-        let (ep, over_cap) = match self.choose(key, tag, &|i| !table.is_full(i), false) {
+        let (ep, over_cap) = match self.choose(key, tag, &|i| !table.is_full(i), first) {
             Some(ep) => (ep, false),
-            None => (self.choose(key, tag, &|_| true, false)?, true),
+            None => (self.choose(key, tag, &|_| true, first)?, true),
         };
         if let Some(i) = self.index_of(ep) {
             table.bind(id, i, now, over_cap);
@@ -175,27 +197,27 @@ impl Upstream {
         tag: Option<&str>,
     ) -> Option<&Arc<Endpoint>> {
         let not: SmallVec<[usize; 4]> = tried.iter().filter_map(|e| self.index_of(e)).collect();
-        self.choose(key, tag, &|i| !not.contains(&i), true)
+        self.choose(key, tag, &|i| !not.contains(&i), None)
     }
 
     /// Among the endpoints `allowed` and carrying `tag` (all when there is none), then,
-    /// when none of those can be used and the pool allows it, among the others; `again`:
-    /// for another attempt of a request (it takes no turn).
+    /// when none of those can be used and the pool allows it, among the others; `first`:
+    /// a request's first attempt, from this region (another attempt takes no turn).
     fn choose(
         &self,
         key: Option<&[u8]>,
         tag: Option<&str>,
         allowed: &dyn Fn(usize) -> bool,
-        again: bool,
+        first: Option<Option<&str>>,
     ) -> Option<&Arc<Endpoint>> {
         let load = |i| self.load(i);
-        let pick = |usable: &dyn Fn(usize) -> bool| {
-            if again {
-                self.balancer
-                    .pick_again(key, |i| allowed(i) && usable(i), load)
-            } else {
-                self.balancer.pick(key, |i| allowed(i) && usable(i), load)
-            }
+        let pick = |usable: &dyn Fn(usize) -> bool| match first {
+            Some(region) => self
+                .balancer
+                .pick_in(region, key, |i| allowed(i) && usable(i), load),
+            None => self
+                .balancer
+                .pick_again(key, |i| allowed(i) && usable(i), load),
         };
         let i = match tag {
             None => pick(&|_| true),
