@@ -31,11 +31,10 @@ pub mod retry;
 mod ring;
 mod wrr;
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flowgate_clock::SharedClock;
-use rand::Rng;
 
 pub use affinity::{Place, SessionCounts, Sessions};
 pub use ewma::PeakEwma;
@@ -78,6 +77,8 @@ pub struct Balancer {
     outliers: OutlierSettings,
     /// Priority levels and regions, when the endpoints have them.
     levels: Option<Levels>,
+    /// The random draws' state (splitmix64): seeded, so that a simulation repeats.
+    draws: AtomicU64,
     clock: SharedClock,
     origin: Instant,
 }
@@ -122,6 +123,10 @@ impl Balancer {
             health: weights.iter().map(|_| Health::default()).collect(),
             outliers: OutlierSettings::default(),
             levels: None,
+            draws: AtomicU64::new(std::hash::BuildHasher::hash_one(
+                &std::hash::RandomState::new(),
+                0u64,
+            )),
             clock,
             origin,
         }
@@ -131,6 +136,34 @@ impl Balancer {
     pub fn with_outliers(mut self, outliers: OutlierSettings) -> Self {
         self.outliers = outliers;
         self
+    }
+
+    /// With its random draws starting from `seed` (a simulation that repeats exactly).
+    pub fn with_seed(self, seed: u64) -> Self {
+        self.draws.store(seed, Ordering::Relaxed);
+        self
+    }
+
+    /// A random number (splitmix64 over an atomic counter: lock-free, and the same sequence
+    /// for the same seed).
+    fn draw(&self) -> u64 {
+        let mut z = self
+            .draws
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A random index below `n` (> 0).
+    fn below(&self, n: usize) -> usize {
+        ((u128::from(self.draw()) * n as u128) >> 64) as usize
+    }
+
+    /// A random number in `0..1`.
+    fn unit(&self) -> f64 {
+        (self.draw() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// With priority levels and regions (see [`Levels`]).
@@ -271,7 +304,7 @@ impl Balancer {
             |i: usize| usable(i) && (!marked || self.health[i].admits(now, &self.outliers));
         // A first attempt goes to the level (and region) the levels choose while it can.
         let placed = self.levels.as_ref().filter(|_| take_turn).and_then(|l| {
-            let c = l.choose(region, usable, || rand::rng().random::<f64>());
+            let c = l.choose(region, usable, || self.unit());
             self.by_strategy(
                 n,
                 key,
@@ -312,7 +345,7 @@ impl Balancer {
                 None => self.p2c(now, usable, load),
             },
             Strategy::Random => {
-                let start = rand::rng().random_range(0..n);
+                let start = self.below(n);
                 (0..n).map(|d| (start + d) % n).find(|i| usable(*i))
             }
         }
@@ -351,8 +384,7 @@ impl Balancer {
         usable: &impl Fn(usize) -> bool,
         load: &impl Fn(usize) -> u32,
     ) -> Option<usize> {
-        let mut rng = rand::rng();
-        let (mut best, mut best_load, mut ties) = (None, u32::MAX, 0u32);
+        let (mut best, mut best_load, mut ties) = (None, u32::MAX, 0usize);
         for i in 0..self.nodes.len() {
             if !usable(i) {
                 continue;
@@ -363,7 +395,7 @@ impl Balancer {
             } else if l == best_load {
                 // Reservoir sampling over the ties: each has the same chance.
                 ties += 1;
-                if rng.random_range(0..ties) == 0 {
+                if self.below(ties) == 0 {
                     best = Some(i);
                 }
             }
@@ -379,28 +411,36 @@ impl Balancer {
         load: &impl Fn(usize) -> u32,
     ) -> Option<usize> {
         let n = self.nodes.len();
-        let mut rng = rand::rng();
-        let a = rng.random_range(0..n);
-        let b = if n > 1 {
-            (a + rng.random_range(1..n)) % n
-        } else {
-            a
-        };
         let cost = |i: usize| {
             let node = &self.nodes[i];
             // An endpoint never measured costs as little as the fastest can: it gets tried.
             (node.latency.get(now) as f64 + 1.0) * (f64::from(load(i)) + 1.0)
                 / f64::from(node.weight)
         };
-        match (usable(a), usable(b)) {
-            (true, true) => Some(if cost(b) < cost(a) { b } else { a }),
-            (true, false) => Some(a),
-            (false, true) => Some(b),
-            // Both out: the best of the usable ones.
-            (false, false) => (0..n)
-                .filter(|i| usable(*i))
-                .min_by(|x, y| cost(*x).total_cmp(&cost(*y))),
+        let two = |n: usize| {
+            let a = self.below(n);
+            (
+                a,
+                if n > 1 {
+                    (a + 1 + self.below(n - 1)) % n
+                } else {
+                    a
+                },
+            )
+        };
+        let (a, b) = two(n);
+        if usable(a) && usable(b) {
+            return Some(if cost(b) < cost(a) { b } else { a });
         }
+        // Some are out: two of the usable ones (taking the other of a pair whose one is out
+        // would hand the out one's share to whichever it was drawn with).
+        let ok: smallvec::SmallVec<[usize; 16]> = (0..n).filter(|i| usable(*i)).collect();
+        if ok.is_empty() {
+            return None;
+        }
+        let (x, y) = two(ok.len());
+        let (a, b) = (ok[x], ok[y]);
+        Some(if cost(b) < cost(a) { b } else { a })
     }
 
     fn hashed(
@@ -552,6 +592,34 @@ mod tests {
         // Load counts too: requests piled on an endpoint make it lose.
         let c = counts(&b, 3000, &[10, 0, 0], |_| None);
         assert!(c[0] < 300, "{c:?}");
+    }
+
+    #[test]
+    fn p2c_draws_among_the_usable_endpoints_only() {
+        let (b, _) = balancer(Strategy::P2cEwma, &[1, 1, 1]);
+        for _ in 0..5 {
+            b.observe(0, Duration::from_millis(20));
+            b.observe(1, Duration::from_millis(100));
+        }
+        // Endpoint 2 is out: a pair (1, 2) must not hand its turn to the slow one.
+        let mut c = [0usize; 3];
+        for _ in 0..3000 {
+            c[b.pick(None, |i| i != 2, |_| 0).unwrap()] += 1;
+        }
+        assert_eq!(c, [3000, 0, 0]);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_picks() {
+        let picks = |seed| {
+            let (b, _) = balancer(Strategy::Random, &[1, 1, 1, 1]);
+            let b = b.with_seed(seed);
+            (0..50)
+                .map(|_| b.pick(None, |_| true, |_| 0).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(picks(7), picks(7));
+        assert_ne!(picks(7), picks(8));
     }
 
     #[test]
