@@ -120,6 +120,14 @@ impl Sessions {
         }
     }
 
+    /// The endpoint session `id` is bound to, if it is and has not expired (changing
+    /// nothing).
+    pub fn peek(&self, id: &[u8], now_ns: u64) -> Option<usize> {
+        let map = self.shard(id).lock().ok()?;
+        let s = map.get(id)?;
+        (now_ns.saturating_sub(s.last_ns) < self.idle_ns).then_some(s.endpoint)
+    }
+
     /// Whether endpoint `i` is at its session cap.
     pub fn is_full(&self, i: usize) -> bool {
         self.cap != 0

@@ -99,6 +99,17 @@ pub(crate) fn advance(epoch: &std::sync::atomic::AtomicU64, e: u64) -> Option<u6
     .then_some(old)
 }
 
+/// Which attempt of a request a pick is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The first: it takes a turn and goes by priority level and region.
+    First,
+    /// A retry or a hedge: no turn, any level.
+    Again,
+    /// What the first would be, changing nothing.
+    Preview,
+}
+
 /// Load above which consistent hashing passes a key on: 1.25 × the average in flight.
 const BOUND: f64 = 1.25;
 
@@ -257,7 +268,7 @@ impl Balancer {
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u32,
     ) -> Option<usize> {
-        self.choose(key, None, usable, load, true)
+        self.choose(key, None, usable, load, Attempt::First)
     }
 
     /// Like [`Balancer::pick`] for a request from `region` (the client's, or the gateway's
@@ -270,7 +281,19 @@ impl Balancer {
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u32,
     ) -> Option<usize> {
-        self.choose(key, region, usable, load, true)
+        self.choose(key, region, usable, load, Attempt::First)
+    }
+
+    /// The endpoint [`Balancer::pick_in`] would choose now, changing nothing: no turn
+    /// taken, no trial counted (for the admin API's simulate-request).
+    pub fn preview(
+        &self,
+        region: Option<&str>,
+        key: Option<&[u8]>,
+        usable: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
+        self.choose(key, region, usable, load, Attempt::Preview)
     }
 
     /// Like [`Balancer::pick`] for a retry of the same request: in turn-based strategies
@@ -281,7 +304,7 @@ impl Balancer {
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u32,
     ) -> Option<usize> {
-        self.choose(key, None, usable, load, false)
+        self.choose(key, None, usable, load, Attempt::Again)
     }
 
     fn choose(
@@ -290,12 +313,13 @@ impl Balancer {
         region: Option<&str>,
         usable: impl Fn(usize) -> bool,
         load: impl Fn(usize) -> u32,
-        take_turn: bool,
+        attempt: Attempt,
     ) -> Option<usize> {
         let n = self.nodes.len();
         if n == 0 {
             return None;
         }
+        let take_turn = attempt == Attempt::First;
         // Open breakers are out, half-open ones take a few trials (each one's state is
         // read only when one is not closed).
         let now = self.now_ns();
@@ -303,19 +327,26 @@ impl Balancer {
         let usable =
             |i: usize| usable(i) && (!marked || self.health[i].admits(now, &self.outliers));
         // A first attempt goes to the level (and region) the levels choose while it can.
-        let placed = self.levels.as_ref().filter(|_| take_turn).and_then(|l| {
-            let c = l.choose(region, usable, || self.unit());
-            self.by_strategy(
-                n,
-                key,
-                now,
-                &|i| l.allows(&c, i) && usable(i),
-                &load,
-                take_turn,
-            )
-        });
+        let placed = self
+            .levels
+            .as_ref()
+            .filter(|_| attempt != Attempt::Again)
+            .and_then(|l| {
+                let c = l.choose(region, usable, || self.unit());
+                self.by_strategy(
+                    n,
+                    key,
+                    now,
+                    &|i| l.allows(&c, i) && usable(i),
+                    &load,
+                    take_turn,
+                )
+            });
         let picked = placed.or_else(|| self.by_strategy(n, key, now, &usable, &load, take_turn));
-        if marked && let Some(i) = picked {
+        if marked
+            && attempt != Attempt::Preview
+            && let Some(i) = picked
+        {
             self.health[i].picked(now, &self.outliers);
         }
         picked

@@ -39,6 +39,7 @@ pub use model::{
     SharedLimitsConfig, TagBy, Triggers, UpstreamKey, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
+pub use raw::RawEndpoint as EndpointSpec;
 pub use raw::RawKey as KeySpec;
 pub use units::{format_duration, hex, parse_duration, parse_size};
 pub use validate::defaults;
@@ -138,6 +139,20 @@ fn deser_problem(
     }
     let message = e.inner().message().trim().to_string();
     problem(key, message)
+}
+
+/// An endpoint to register through the admin API (`{"url", "name", "weight", "tags",
+/// "region", "priority"}`), checked as a pool's `endpoints` are (credentials from the
+/// environment `env`); the problems as (key, message).
+pub fn endpoint_from_spec(
+    spec: EndpointSpec,
+    env: &[(String, String)],
+) -> Result<EndpointConfig, Vec<(String, String)>> {
+    let mut found = Vec::new();
+    match validate::endpoint(spec, &KeyPath::default(), env, &mut found) {
+        Some(e) if found.is_empty() => Ok(e),
+        _ => Err(found.into_iter().map(|(k, m)| (k.to_string(), m)).collect()),
+    }
 }
 
 /// A virtual key to make through the admin API (`{"name", "team", "routes", "models",

@@ -311,7 +311,7 @@ pub(crate) struct RawHedge {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawEndpoint {
+pub struct RawEndpoint {
     pub url: String,
     pub name: Option<String>,
     pub weight: Option<u32>,

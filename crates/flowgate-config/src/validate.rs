@@ -1353,7 +1353,7 @@ fn concurrency(
     })
 }
 
-fn endpoint(
+pub(crate) fn endpoint(
     e: RawEndpoint,
     key: &KeyPath,
     env: &[(String, String)],

@@ -38,6 +38,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(crate::admin_keys::routes())
         .merge(crate::admin_admission::routes())
         .merge(crate::admin_balance::routes())
+        .merge(crate::admin_instances::routes())
         .fallback(not_found)
         .with_state(gw)
 }

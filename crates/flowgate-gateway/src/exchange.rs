@@ -486,7 +486,7 @@ fn retry_after(head: &ResponseHead) -> Option<Duration> {
 
 /// The tag that picks a request's endpoints, by the pool's `tag_by`: a header's value, or
 /// the model of a JSON body.
-fn request_tag(
+pub(crate) fn request_tag(
     pool: &Upstream,
     headers: &http::HeaderMap,
     body: Option<&ReqBody>,

@@ -25,9 +25,10 @@ use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
 use crate::error::ProxyError;
 use crate::headers::{self, Peer, RequestIds};
+use crate::instances::Instances;
 use crate::queues::{Permits, Queues, Scope};
 use crate::router::RouteEntry;
-use crate::runtime::Runtime;
+use crate::runtime::{Lasting, Runtime};
 use crate::warming::Warming;
 
 /// The gateway. Share it as `Arc<Gateway>`.
@@ -54,6 +55,10 @@ pub struct Gateway {
     queues: Arc<Queues>,
     /// The key store and the keys made through the admin API.
     auth: Auth,
+    /// Endpoints registered through the admin API.
+    instances: Instances,
+    /// Held while a new runtime is built and swapped in (reloads and registrations).
+    rebuilding: Mutex<()>,
 }
 
 /// What the request flow learned, for the response headers and the telemetry record.
@@ -130,11 +135,14 @@ impl Gateway {
         let runtime = Runtime::build(
             config,
             None,
-            workers,
-            &clock,
-            telemetry.metrics(),
-            &counts,
-            &queues,
+            &Lasting {
+                shards: workers,
+                clock: &clock,
+                metrics: telemetry.metrics(),
+                counts: &counts,
+                queues: &queues,
+                instances: &Instances::default(),
+            },
         );
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         telemetry.register_collector(Box::new(crate::balance_metrics::BalanceCollector(
@@ -157,6 +165,8 @@ impl Gateway {
             counts,
             queues,
             auth,
+            instances: Instances::default(),
+            rebuilding: Mutex::new(()),
         }))
     }
 
@@ -280,21 +290,43 @@ impl Gateway {
                  config; they take effect after a restart"
             );
         }
-        let new = Runtime::build(
-            config,
-            Some(&old),
-            self.workers,
-            &self.clock,
-            self.telemetry.metrics(),
-            &self.counts,
-            &self.queues,
-        );
-        self.runtime.store(Arc::new(new));
+        drop(old);
+        self.swap_in(config);
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_reload_error.lock() {
             *g = None;
         }
         self.count_reload("ok");
+    }
+
+    /// Builds the runtime for `config` (with the registered endpoints) and swaps it in;
+    /// pools whose settings did not change keep their state.
+    fn swap_in(&self, config: Config) {
+        let _one_at_a_time = self.rebuilding.lock();
+        let old = self.runtime.load_full();
+        let new = Runtime::build(
+            config,
+            Some(&old),
+            &Lasting {
+                shards: self.workers,
+                clock: &self.clock,
+                metrics: self.telemetry.metrics(),
+                counts: &self.counts,
+                queues: &self.queues,
+                instances: &self.instances,
+            },
+        );
+        self.runtime.store(Arc::new(new));
+    }
+
+    pub(crate) fn instances(&self) -> &Instances {
+        &self.instances
+    }
+
+    /// Rebuilds the runtime of the running config after the registered endpoints changed.
+    pub(crate) fn instances_changed(&self) {
+        let config = (*self.runtime().config).clone();
+        self.swap_in(config);
     }
 
     /// Records a reload that failed; the running config stays.

@@ -10,6 +10,7 @@
 mod admin;
 mod admin_admission;
 mod admin_balance;
+mod admin_instances;
 mod admin_keys;
 mod admission;
 mod admission_metrics;
@@ -22,6 +23,7 @@ mod error;
 mod exchange;
 mod gateway;
 mod headers;
+mod instances;
 mod io;
 mod launch;
 mod openai;

@@ -9,6 +9,7 @@ use flowgate_config::Config;
 use flowgate_telemetry::Metrics;
 
 use crate::admission::Counts;
+use crate::instances::Instances;
 use crate::queues::{Queues, Scope};
 use crate::router::{RouteEntry, Router};
 use crate::upstream::Upstream;
@@ -26,21 +27,31 @@ pub struct Runtime {
     pub keys: crate::auth::Callers,
 }
 
+/// What outlives runtimes: the gateway's clock, metrics and registries.
+pub struct Lasting<'a> {
+    /// Data-plane workers: each pool keeps one idle-connection stack per worker.
+    pub shards: usize,
+    pub clock: &'a SharedClock,
+    pub metrics: &'a Metrics,
+    pub counts: &'a Counts,
+    pub queues: &'a Queues,
+    pub instances: &'a Instances,
+}
+
 impl Runtime {
-    /// Builds the runtime for `config`, with one idle-connection stack per data-plane
-    /// worker (`shards`). Pools whose settings did not change keep their upstream
-    /// connections from `previous`.
-    pub fn build(
-        config: Config,
-        previous: Option<&Runtime>,
-        shards: usize,
-        clock: &SharedClock,
-        metrics: &Metrics,
-        counts: &Counts,
-        queues: &Queues,
-    ) -> Runtime {
-        let upstreams: Vec<Arc<Upstream>> = config
-            .pools
+    /// Builds the runtime for `config`. Pools whose settings did not change keep their
+    /// upstream connections and balancer state from `previous`.
+    pub fn build(config: Config, previous: Option<&Runtime>, with: &Lasting<'_>) -> Runtime {
+        let Lasting {
+            shards,
+            clock,
+            metrics,
+            counts,
+            queues,
+            instances,
+        } = *with;
+        let upstreams: Vec<Arc<Upstream>> = instances
+            .merge(&config.pools)
             .iter()
             .map(|p| {
                 previous

@@ -188,6 +188,81 @@ impl Upstream {
         Some(ep)
     }
 
+    /// Where [`Upstream::pick`] would send a request now, and why, changing nothing (no
+    /// turn taken, no session bound, no trial counted): for the admin API's
+    /// simulate-request.
+    pub fn preview(
+        &self,
+        key: Option<&[u8]>,
+        tag: Option<&str>,
+        session: Option<&[u8]>,
+        region: Option<&str>,
+    ) -> (Option<&Arc<Endpoint>>, String) {
+        let now = self.balancer.now_ns();
+        if let (Some(id), Some(table)) = (session, &self.sessions) {
+            match table.peek(id, now) {
+                Some(i) if self.balancer.admits(i) => {
+                    return (
+                        self.endpoints.get(i),
+                        format!("session {:?} is bound to it", String::from_utf8_lossy(id)),
+                    );
+                }
+                Some(_) => {
+                    return (
+                        self.preview_among(key, tag, region),
+                        format!(
+                            "session {:?} is bound to an endpoint that cannot take it now: it \
+                             would move here",
+                            String::from_utf8_lossy(id)
+                        ),
+                    );
+                }
+                None => {}
+            }
+        }
+        let strategy = self.balancer.strategy();
+        let mut why = match strategy {
+            Strategy::RoundRobin => "round_robin: the next in turn".to_string(),
+            Strategy::Weighted => "weighted: the next in the smooth weighted cycle".into(),
+            Strategy::LeastLoaded => "least_loaded: the fewest requests in flight".into(),
+            Strategy::P2cEwma => "p2c_ewma: of two drawn at random, the lower peak-EWMA \
+                                  latency × (in flight + 1) / weight"
+                .into(),
+            Strategy::ConsistentHash if key.is_some() => format!(
+                "consistent_hash: {} hashes to it on the ring (with bounded load)",
+                self.cfg.hash_header
+            ),
+            Strategy::ConsistentHash => {
+                format!(
+                    "consistent_hash without {}: as p2c_ewma",
+                    self.cfg.hash_header
+                )
+            }
+            Strategy::Random => "random".into(),
+        };
+        if let Some(t) = tag {
+            why.push_str(&format!(
+                "; among the endpoints tagged {t:?} when one can take it"
+            ));
+        }
+        if let Some(r) = region {
+            why.push_str(&format!(
+                "; priority levels and region {r:?} first while enough of them are usable"
+            ));
+        }
+        (self.preview_among(key, tag, region), why)
+    }
+
+    fn preview_among(
+        &self,
+        key: Option<&[u8]>,
+        tag: Option<&str>,
+        region: Option<&str>,
+    ) -> Option<&Arc<Endpoint>> {
+        let load = |i| self.load(i);
+        self.by_tag(tag, |ok| self.balancer.preview(region, key, ok, load))
+    }
+
     /// An endpoint for another attempt of the same request: one it has not tried when
     /// there is one (`tried`: the endpoints it went to).
     pub fn pick_other(
@@ -200,9 +275,8 @@ impl Upstream {
         self.choose(key, tag, &|i| !not.contains(&i), None)
     }
 
-    /// Among the endpoints `allowed` and carrying `tag` (all when there is none), then,
-    /// when none of those can be used and the pool allows it, among the others; `first`:
-    /// a request's first attempt, from this region (another attempt takes no turn).
+    /// Among the endpoints `allowed`, by tag (see [`Upstream::by_tag`]); `first`: a
+    /// request's first attempt, from this region (another attempt takes no turn).
     fn choose(
         &self,
         key: Option<&[u8]>,
@@ -219,6 +293,16 @@ impl Upstream {
                 .balancer
                 .pick_again(key, |i| allowed(i) && usable(i), load),
         };
+        self.by_tag(tag, pick)
+    }
+
+    /// `pick` among the endpoints carrying `tag` (all when there is none), then, when none
+    /// of those can take the request and the pool allows it, among the others.
+    fn by_tag(
+        &self,
+        tag: Option<&str>,
+        pick: impl Fn(&dyn Fn(usize) -> bool) -> Option<usize>,
+    ) -> Option<&Arc<Endpoint>> {
         let i = match tag {
             None => pick(&|_| true),
             Some(t) => pick(&|i| self.tagged(i, t)).or_else(|| {

@@ -1,0 +1,280 @@
+//! The load balancer's endpoints on the admin listener:
+//!
+//! - `GET /api/v1/performance/load-balancer/instances`: every pool's endpoints, from the
+//!   config file or registered at run time, with their state;
+//! - `POST .../instances/register` (`{"pool": "llm", "url": "http://…", "name", "weight",
+//!   "tags", "region", "priority"}`) and `POST .../instances/deregister` (`{"pool", "name"}`):
+//!   endpoints added at run time (see [`crate::instances`]);
+//! - `POST .../simulate-request` (`{"method", "path", "headers", "body"}`): the route, pool and
+//!   endpoint a request like that would get now, and why, changing nothing.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::{Value, json};
+
+use crate::admin::client_error;
+use crate::body::ReqBody;
+use crate::gateway::Gateway;
+use crate::instances::Refused;
+
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new()
+        .route(
+            "/api/v1/performance/load-balancer/instances",
+            get(instances),
+        )
+        .route(
+            "/api/v1/performance/load-balancer/instances/register",
+            post(register),
+        )
+        .route(
+            "/api/v1/performance/load-balancer/instances/deregister",
+            post(deregister),
+        )
+        .route(
+            "/api/v1/performance/load-balancer/simulate-request",
+            post(simulate),
+        )
+}
+
+fn bad(message: &str) -> Response {
+    client_error(StatusCode::BAD_REQUEST, message, "invalid_instance_request")
+}
+
+fn no_pool(pool: &str) -> Response {
+    client_error(
+        StatusCode::NOT_FOUND,
+        &format!("no pool named {pool:?}"),
+        "pool_not_found",
+    )
+}
+
+async fn instances(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let rt = gw.runtime();
+    let pools: Vec<Value> = rt
+        .upstreams
+        .iter()
+        .map(|u| {
+            let b = u.balancer();
+            let now = b.now_ns();
+            let endpoints: Vec<Value> = u
+                .endpoints()
+                .iter()
+                .zip(b.health())
+                .map(|(e, h)| {
+                    let c = &e.cfg;
+                    json!({
+                        "name": &*e.name,
+                        "url": c.url.to_string(),
+                        "weight": c.weight,
+                        "tags": c.tags,
+                        "region": c.region,
+                        "priority": c.priority,
+                        "source": if gw.instances().is_registered(&u.name, &e.name) {
+                            "runtime"
+                        } else {
+                            "config"
+                        },
+                        "state": h.state(now).as_str(),
+                        "in_flight": e.active(),
+                    })
+                })
+                .collect();
+            json!({"pool": &*u.name, "endpoints": endpoints})
+        })
+        .collect();
+    Json(json!({ "pools": pools }))
+}
+
+/// The body's `pool` and the rest.
+fn pool_of(body: &[u8]) -> Result<(String, serde_json::Map<String, Value>), String> {
+    let mut v: serde_json::Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| format!("expected a JSON object: {e}"))?;
+    match v.remove("pool") {
+        Some(Value::String(p)) => Ok((p, v)),
+        _ => Err("expected \"pool\": the name of a pool".into()),
+    }
+}
+
+async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
+    let (pool, rest) = match pool_of(&body) {
+        Ok(x) => x,
+        Err(why) => return bad(&why),
+    };
+    let spec: flowgate_config::EndpointSpec = match serde_json::from_value(Value::Object(rest)) {
+        Ok(s) => s,
+        Err(e) => return bad(&format!("invalid endpoint: {e}")),
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let ep = match flowgate_config::endpoint_from_spec(spec, &env) {
+        Ok(ep) => ep,
+        Err(problems) => {
+            let text: Vec<String> = problems
+                .iter()
+                .map(|(k, m)| {
+                    if k.is_empty() {
+                        m.clone()
+                    } else {
+                        format!("{k}: {m}")
+                    }
+                })
+                .collect();
+            return bad(&text.join("; "));
+        }
+    };
+    let rt = gw.runtime();
+    let Some(u) = rt.upstreams.iter().find(|u| *u.name == pool) else {
+        return no_pool(&pool);
+    };
+    let name = ep.name.clone();
+    if gw.instances().add(&u.cfg, ep) == Err(Refused::Taken) {
+        return client_error(
+            StatusCode::CONFLICT,
+            &format!("pool {pool:?} has an endpoint named {name:?} already"),
+            "endpoint_exists",
+        );
+    }
+    gw.instances_changed();
+    tracing::info!(%pool, endpoint = %name, "endpoint registered");
+    (
+        StatusCode::CREATED,
+        Json(json!({"pool": pool, "name": name, "source": "runtime"})),
+    )
+        .into_response()
+}
+
+async fn deregister(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
+    let (pool, rest) = match pool_of(&body) {
+        Ok(x) => x,
+        Err(why) => return bad(&why),
+    };
+    let Some(Value::String(name)) = rest.get("name") else {
+        return bad("expected \"name\": the registered endpoint's name");
+    };
+    let rt = gw.runtime();
+    let Some(u) = rt.upstreams.iter().find(|u| *u.name == pool) else {
+        return no_pool(&pool);
+    };
+    if gw.instances().remove(&pool, name).is_err() {
+        return if u.endpoint(name).is_some() {
+            client_error(
+                StatusCode::CONFLICT,
+                &format!(
+                    "{name:?} is in the config file: remove it there and reload; only \
+                     endpoints registered through this API can be deregistered"
+                ),
+                "endpoint_in_config",
+            )
+        } else {
+            client_error(
+                StatusCode::NOT_FOUND,
+                &format!("pool {pool:?} has no endpoint named {name:?}"),
+                "endpoint_not_found",
+            )
+        };
+    }
+    gw.instances_changed();
+    tracing::info!(%pool, endpoint = %name, "endpoint deregistered");
+    Json(json!({"pool": pool, "name": name, "deregistered": true})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Described {
+    #[serde(default = "post_method")]
+    method: String,
+    path: String,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    /// JSON (an object, as an openai request's) or text.
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+fn post_method() -> String {
+    "POST".into()
+}
+
+async fn simulate(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
+    let d: Described = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => {
+            return bad(&format!(
+                "expected {{\"method\", \"path\", \"headers\", \"body\"}}: {e}"
+            ));
+        }
+    };
+    let Ok(method) = Method::from_bytes(d.method.to_ascii_uppercase().as_bytes()) else {
+        return bad(&format!("invalid method {:?}", d.method));
+    };
+    let mut headers = HeaderMap::new();
+    for (k, v) in &d.headers {
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(k), Ok(v)) => _ = headers.insert(k, v),
+            _ => return bad(&format!("invalid header {k:?}: {v:?}")),
+        }
+    }
+    let req_body = match &d.body {
+        None => ReqBody::Full(None),
+        Some(Value::String(s)) => ReqBody::full(Bytes::from(s.clone())),
+        Some(v) => ReqBody::full(Bytes::from(v.to_string())),
+    };
+    let rt = gw.runtime();
+    let route = match rt.router.route(&method, &d.path, &headers) {
+        Ok(r) => r,
+        Err(e) => {
+            return client_error(e.status(), &e.to_string(), "no_route");
+        }
+    };
+    let pool = &route.upstream;
+    let key = pool.hash_key(&headers);
+    let tag = crate::exchange::request_tag(pool, &headers, Some(&req_body));
+    let session = pool.session_id(&headers);
+    let region = pool.region(&headers);
+    let (chosen, why) = pool.preview(key, tag.as_deref(), session, region);
+    let b = pool.balancer();
+    let now = b.now_ns();
+    let candidates: Vec<Value> = pool
+        .endpoints()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (n, h) = (&b.nodes()[i], &b.health()[i]);
+            json!({
+                "name": &*e.name,
+                "usable": b.admits(i),
+                "state": h.state(now).as_str(),
+                "in_flight": e.active(),
+                "latency_ms": n.latency(now).as_secs_f64() * 1e3,
+                "weight": n.weight(),
+                "tags": e.cfg.tags,
+                "region": e.cfg.region,
+                "priority": e.cfg.priority,
+                "sessions": pool.sessions.as_ref().map(|s| s.on(i)),
+            })
+        })
+        .collect();
+    Json(json!({
+        "route": &*route.name,
+        "pool": &*pool.name,
+        "strategy": b.strategy().as_str(),
+        "endpoint": chosen.map(|e| &*e.name),
+        "why": if chosen.is_some() { why } else { "no endpoint can take it now (the request would get 503)".into() },
+        "tag": tag,
+        "session": session.map(|s| String::from_utf8_lossy(s).into_owned()),
+        "region": region,
+        "fallbacks": route.fallbacks.iter().map(|(p, _)| &*p.name).collect::<Vec<_>>(),
+        "candidates": candidates,
+    }))
+    .into_response()
+}
