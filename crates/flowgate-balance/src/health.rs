@@ -14,7 +14,7 @@
 //!
 //! All state is atomic: reports and picks take no lock.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The breaker policy of a pool.
@@ -69,6 +69,8 @@ pub enum State {
     HalfOpen,
     /// Out until a 429's `Retry-After` is over.
     Throttled,
+    /// Failed its active health checks.
+    Down,
 }
 
 impl State {
@@ -78,6 +80,7 @@ impl State {
             State::Open => "open",
             State::HalfOpen => "half_open",
             State::Throttled => "throttled",
+            State::Down => "down",
         }
     }
 }
@@ -115,10 +118,25 @@ pub struct Health {
     /// Outcomes reported, and failures among them, since the start.
     reported: AtomicU64,
     failed: AtomicU64,
+    /// Out by its active health checks.
+    down: AtomicBool,
+    /// Health checks in a row that passed (> 0) or failed (< 0).
+    probe_run: AtomicI32,
+    probes_passed: AtomicU64,
+    probes_failed: AtomicU64,
 }
 
 impl Health {
+    /// Its state: down (by its health checks), else its breaker's.
     pub fn state(&self, now_ns: u64) -> State {
+        if self.is_down() {
+            State::Down
+        } else {
+            self.breaker(now_ns)
+        }
+    }
+
+    fn breaker(&self, now_ns: u64) -> State {
         match self.state.load(Ordering::Relaxed) {
             CLOSED => State::Closed,
             s => {
@@ -135,19 +153,34 @@ impl Health {
 
     /// Whether it is not closed (a cheap first test before [`Health::admits`]).
     pub(crate) fn is_marked(&self) -> bool {
-        self.state.load(Ordering::Relaxed) != CLOSED
+        self.state.load(Ordering::Relaxed) != CLOSED || self.is_down()
     }
 
-    /// Whether it is out of rotation (open or throttled).
+    /// Whether its active health checks took it out.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Health checks passed and failed since the start.
+    pub fn probes(&self) -> (u64, u64) {
+        (
+            self.probes_passed.load(Ordering::Relaxed),
+            self.probes_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether it is out of rotation (open, throttled or down).
     pub fn is_out(&self, now_ns: u64) -> bool {
-        self.is_marked() && self.until.load(Ordering::Relaxed) > now_ns
+        self.is_down()
+            || (self.state.load(Ordering::Relaxed) != CLOSED
+                && self.until.load(Ordering::Relaxed) > now_ns)
     }
 
     /// Whether a request may go to it now: closed; or half-open with a trial to spare.
     pub(crate) fn admits(&self, now_ns: u64, s: &OutlierSettings) -> bool {
         match self.state(now_ns) {
             State::Closed => true,
-            State::Open | State::Throttled => false,
+            State::Open | State::Throttled | State::Down => false,
             State::HalfOpen => {
                 self.trials.load(Ordering::Relaxed) < s.probes.max(1)
                     || now_ns.saturating_sub(self.trial_at.load(Ordering::Relaxed))
@@ -231,7 +264,7 @@ pub fn report(
     now_ns: u64,
 ) -> bool {
     let Some(h) = all.get(i) else { return false };
-    let state = h.state(now_ns);
+    let state = h.breaker(now_ns);
     let failed = !matches!(outcome, Outcome::Success | Outcome::Throttled(Some(_)));
     h.window.add(failed, now_ns, window_ns(settings));
     h.reported.fetch_add(1, Ordering::Relaxed);
@@ -258,7 +291,7 @@ pub fn report(
             take_out(all, h, THROTTLED, d, settings, now_ns)
         }
         // Already out, or a trial that failed: open again, for longer.
-        (_, State::Open) => false,
+        (_, State::Open | State::Down) => false,
         (_, State::HalfOpen) => open(all, h, settings, now_ns),
         (_, State::Closed | State::Throttled) => {
             let n = h.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -272,6 +305,41 @@ pub fn report(
             (in_a_row || share) && open(all, h, settings, now_ns)
         }
     }
+}
+
+/// Takes the result of a health check of endpoint `i` of `all`: `healthy` passes in a row
+/// bring a down endpoint back, `unhealthy` failures in a row take it out (never the last
+/// endpoint not down). `Some(down)` when that changed.
+pub fn probed(
+    all: &[Health],
+    i: usize,
+    passed: bool,
+    healthy: u32,
+    unhealthy: u32,
+) -> Option<bool> {
+    let h = all.get(i)?;
+    let run = if passed {
+        h.probes_passed.fetch_add(1, Ordering::Relaxed);
+        let r = h.probe_run.load(Ordering::Relaxed).max(0).saturating_add(1);
+        h.probe_run.store(r, Ordering::Relaxed);
+        r
+    } else {
+        h.probes_failed.fetch_add(1, Ordering::Relaxed);
+        let r = h.probe_run.load(Ordering::Relaxed).min(0).saturating_sub(1);
+        h.probe_run.store(r, Ordering::Relaxed);
+        r
+    };
+    let down = h.is_down();
+    if down && run >= healthy as i32 {
+        h.down.store(false, Ordering::Relaxed);
+        return Some(false);
+    }
+    let others_up = all.iter().enumerate().any(|(j, x)| j != i && !x.is_down());
+    if !down && run <= -(unhealthy as i32) && others_up {
+        h.down.store(true, Ordering::Relaxed);
+        return Some(true);
+    }
+    None
 }
 
 /// Opens `h`'s breaker for `base × times`, at most `max`.
@@ -507,6 +575,35 @@ mod tests {
         let one = pool(1);
         fail(&one, 0, 10, &st, 0);
         assert!(!one[0].is_out(0), "the last endpoint always stays");
+    }
+
+    #[test]
+    fn health_checks_take_an_endpoint_out_and_bring_it_back_in_a_row() {
+        let all = pool(3);
+        assert_eq!(probed(&all, 0, false, 2, 3), None);
+        assert_eq!(probed(&all, 0, false, 2, 3), None);
+        // A pass between failures starts the count over.
+        assert_eq!(probed(&all, 0, true, 2, 3), None);
+        for _ in 0..2 {
+            assert_eq!(probed(&all, 0, false, 2, 3), None);
+        }
+        assert_eq!(probed(&all, 0, false, 2, 3), Some(true));
+        assert_eq!(all[0].state(0), State::Down);
+        assert!(all[0].is_out(0) && !all[0].admits(0, &in_a_row()));
+        assert_eq!(probed(&all, 0, true, 2, 3), None);
+        assert_eq!(probed(&all, 0, true, 2, 3), Some(false));
+        assert_eq!(all[0].state(0), State::Closed);
+        assert_eq!(all[0].probes(), (3, 5));
+        // Never the last endpoint up.
+        for i in 0..2 {
+            for _ in 0..3 {
+                probed(&all, i, false, 2, 3);
+            }
+        }
+        for _ in 0..5 {
+            assert_eq!(probed(&all, 2, false, 2, 3), None);
+        }
+        assert!(!all[2].is_down());
     }
 
     #[test]

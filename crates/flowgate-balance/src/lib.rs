@@ -38,10 +38,10 @@ use flowgate_clock::SharedClock;
 
 pub use affinity::{Place, SessionCounts, Sessions};
 pub use ewma::PeakEwma;
-pub use health::{Health, Outcome, OutlierSettings, State, Transitions};
+pub use health::{Health, Outcome, OutlierSettings, State, Transitions, probed};
 pub use locality::{Choice, Levels};
 pub use quantile::Latencies;
-pub use retry::{RetryBudget, backoff};
+pub use retry::{RetryBudget, backoff, jitter};
 
 pub use flowgate_config::BalanceStrategy as Strategy;
 

@@ -109,6 +109,11 @@ pub fn backoff(retry: u32, base: Duration, max: Duration) -> Duration {
         .mul_f64(rand::rng().random::<f64>())
 }
 
+/// A random wait from zero up to `up_to` (spreads periodic work such as health checks).
+pub fn jitter(up_to: Duration) -> Duration {
+    up_to.mul_f64(rand::rng().random::<f64>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

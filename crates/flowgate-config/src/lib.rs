@@ -33,10 +33,10 @@ pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use model::{
     AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
     CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, Fallback,
-    HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice,
-    OutlierConfig, PathMatch, PoolConfig, Priority, Rate, RateLimitConfig, RedisCacheConfig,
-    RedisLinkConfig, RetryConfig, RouteCache, RouteConfig, RouteKind, Secret, ServerConfig,
-    SharedLimitsConfig, TagBy, Triggers, UpstreamKey, WarmConfig,
+    HealthCheckConfig, HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits,
+    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, Rate,
+    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, Triggers, UpstreamKey, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, Uri};
 
 pub use crate::resilience::{
-    Fallback, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
+    Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
 };
 
 /// A whole, valid flowgate configuration.
@@ -688,6 +688,8 @@ pub struct PoolConfig {
     pub outlier: OutlierConfig,
     /// When and how often a request is sent again.
     pub retries: RetryConfig,
+    /// Active health checks, when set.
+    pub health_check: Option<HealthCheckConfig>,
     /// The header naming the client's region (`region_header`); without it (or its value),
     /// the gateway's own `[server] region`.
     pub region_header: Option<HeaderName>,

@@ -251,6 +251,7 @@ pub(crate) struct RawPool {
     pub hash_header: Option<String>,
     pub outlier: Option<RawOutlier>,
     pub retries: Option<RawRetries>,
+    pub health_check: Option<RawHealthCheck>,
     pub affinity: Option<RawAffinity>,
     pub region_header: Option<String>,
     pub overprovisioning: Option<f64>,
@@ -279,6 +280,19 @@ pub(crate) struct RawAffinity {
     pub header: Option<String>,
     pub max_sessions: Option<u32>,
     pub idle_timeout: Option<HumanDuration>,
+}
+
+/// `health_check = {...}` of a pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub path: String,
+    pub expect: Option<u16>,
+    pub interval: Option<HumanDuration>,
+    pub jitter: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub healthy: Option<u32>,
+    pub unhealthy: Option<u32>,
 }
 
 /// `retries = {...}` of a pool.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::error::KeyPath;
-use crate::raw::{RawFallback, RawHedge, RawOutlier, RawRetries};
+use crate::raw::{RawFallback, RawHealthCheck, RawHedge, RawOutlier, RawRetries};
 use crate::units::{HumanDuration, format_duration};
 use crate::validate::Found;
 
@@ -45,6 +45,25 @@ impl Default for OutlierConfig {
             half_open_probes: 3,
         }
     }
+}
+
+/// Active health checks of a pool's endpoints (`health_check = {...}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// The path probed with GET (e.g. `/health`, or `/v1/models`: no tokens spent).
+    pub path: String,
+    /// The status a healthy endpoint answers. Default 200.
+    pub expect: u16,
+    /// Default 10 s.
+    pub interval: Duration,
+    /// Added to each interval at random, up to this. Default a tenth of the interval.
+    pub jitter: Duration,
+    /// A probe not answered within this fails. Default 2 s.
+    pub timeout: Duration,
+    /// Probes in a row that bring a down endpoint back. Default 2.
+    pub healthy: u32,
+    /// Probes in a row that take it out. Default 3.
+    pub unhealthy: u32,
 }
 
 /// The failures that trigger a retry or a fallback.
@@ -366,6 +385,56 @@ pub(crate) fn fallback_on(raw: Option<&Vec<String>>, key: &KeyPath, found: &mut 
             statuses: std::iter::once(429).chain(500..600).collect(),
         },
     }
+}
+
+pub(crate) fn health_check(
+    raw: &RawHealthCheck,
+    key: &KeyPath,
+    found: &mut Found,
+) -> HealthCheckConfig {
+    let interval = dur(raw.interval, Duration::from_secs(10));
+    let c = HealthCheckConfig {
+        path: raw.path.clone(),
+        expect: raw.expect.unwrap_or(200),
+        interval,
+        jitter: dur(raw.jitter, interval / 10),
+        timeout: dur(raw.timeout, Duration::from_secs(2)),
+        healthy: raw.healthy.unwrap_or(2),
+        unhealthy: raw.unhealthy.unwrap_or(3),
+    };
+    if !c.path.starts_with('/') {
+        found.push((
+            key.clone().key("path"),
+            format!("{:?} must start with '/'", c.path),
+        ));
+    }
+    if !(100..600).contains(&c.expect) {
+        found.push((
+            key.clone().key("expect"),
+            format!("{}: expected an HTTP status, 100 to 599", c.expect),
+        ));
+    }
+    for (d, k) in [(c.interval, "interval"), (c.timeout, "timeout")] {
+        if d.is_zero() {
+            found.push((key.clone().key(k), "must be greater than zero".into()));
+        }
+    }
+    if c.timeout > c.interval {
+        found.push((
+            key.clone().key("timeout"),
+            format!(
+                "{} is longer than the interval ({})",
+                format_duration(c.timeout),
+                format_duration(c.interval)
+            ),
+        ));
+    }
+    for (n, k) in [(c.healthy, "healthy"), (c.unhealthy, "unhealthy")] {
+        if n == 0 {
+            found.push((key.clone().key(k), "must be at least 1".into()));
+        }
+    }
+    c
 }
 
 pub(crate) fn hedge(raw: &RawHedge, key: &KeyPath, found: &mut Found) -> Option<HedgeConfig> {

@@ -1168,3 +1168,38 @@ fn endpoints_have_priorities_and_pools_a_client_region() {
         ["pools.llm.region_header", "pools.llm.overprovisioning"]
     );
 }
+
+#[test]
+fn pools_may_check_their_endpoints_health() {
+    assert_eq!(parse_ok(GOOD).pools[0].health_check, None);
+    let c = parse_ok(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nhealth_check = { path = \"/v1/models\" }\n",
+    ));
+    assert_eq!(
+        c.pools[0].health_check,
+        Some(HealthCheckConfig {
+            path: "/v1/models".into(),
+            expect: 200,
+            interval: Duration::from_secs(10),
+            jitter: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            healthy: 2,
+            unhealthy: 3,
+        })
+    );
+    let p = parse_err(&GOOD.replace(
+        "request_timeout = \"30s\"\n",
+        "request_timeout = \"30s\"\nhealth_check = { path = \"health\", expect = 99, interval = \"1s\", timeout = \"5s\", healthy = 0 }\n",
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "pools.llm.health_check.path",
+            "pools.llm.health_check.expect",
+            "pools.llm.health_check.timeout",
+            "pools.llm.health_check.healthy"
+        ]
+    );
+}

@@ -1283,6 +1283,10 @@ fn pool(
         hash_header,
         outlier,
         retries,
+        health_check: p
+            .health_check
+            .as_ref()
+            .map(|h| crate::resilience::health_check(h, &key.clone().key("health_check"), found)),
         region_header,
         local_region: None,
         overprovisioning,

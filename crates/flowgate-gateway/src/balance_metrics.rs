@@ -22,6 +22,7 @@ impl Collector for BalanceCollector {
         let rt = self.0.load_full();
         let (mut outcomes, mut in_flight, mut open, mut transitions) =
             (vec![], vec![], vec![], vec![]);
+        let mut probes = vec![];
         let mut pools = Vec::new();
         for u in &rt.upstreams {
             let b = u.balancer();
@@ -37,6 +38,11 @@ impl Collector for BalanceCollector {
                 outcomes.push((with("result", "success"), all - failed));
                 outcomes.push((with("result", "failure"), failed));
                 in_flight.push((at(), ep.active() as i64));
+                if u.cfg.health_check.is_some() {
+                    let (passed, failed) = h.probes();
+                    probes.push((with("result", "pass"), passed));
+                    probes.push((with("result", "fail"), failed));
+                }
                 open.push((with("state", h.state(now).as_str()), 1i64));
                 let t = h.transitions();
                 for (to, n) in [
@@ -55,6 +61,12 @@ impl Collector for BalanceCollector {
             "Answers (and failures to answer) of each endpoint; 429s with Retry-After count as successes",
             outcomes,
         )?;
+        counter(
+            e,
+            "flowgate_upstream_probes",
+            "Active health checks of each endpoint, by result",
+            probes,
+        )?;
         gauge(
             e,
             "flowgate_upstream_in_flight",
@@ -64,7 +76,7 @@ impl Collector for BalanceCollector {
         gauge(
             e,
             "flowgate_upstream_breaker_state",
-            "1 for each endpoint's breaker state (closed, open, half_open, throttled)",
+            "1 for each endpoint's state (closed, open, half_open, throttled; down: failed its health checks)",
             open,
         )?;
         counter(

@@ -525,3 +525,95 @@ async fn requests_stay_in_their_region_and_cross_over_when_it_is_down() {
         assert!(got == host(&eu) || got == host(&us), "{got}");
     }
 }
+
+#[tokio::test]
+async fn health_checks_take_a_failing_endpoint_out_and_bring_it_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let healthy = Arc::new(AtomicBool::new(true));
+    let probes = Arc::new(AtomicUsize::new(0));
+    let (checked, served) = scripted_upstream({
+        let (healthy, probes) = (healthy.clone(), probes.clone());
+        move |req| {
+            // Probes say who they are; anything else on the health path is refused.
+            let probe = req.starts_with("GET /health ")
+                && req
+                    .to_ascii_lowercase()
+                    .contains("user-agent: flowgate-health-check");
+            let code = if probe {
+                probes.fetch_add(1, Ordering::SeqCst);
+                if healthy.load(Ordering::SeqCst) {
+                    "200 OK"
+                } else {
+                    "503 Down"
+                }
+            } else if req.starts_with("GET /health") {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            format!("HTTP/1.1 {code}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}")
+        }
+    })
+    .await;
+    let other = sim(EndpointSpec::default()).await;
+    let gw = gateway(&pool_of(
+        &[(checked.clone(), ""), (other.url(), "")],
+        "strategy = \"round_robin\"\n\
+         health_check = { path = \"/health\", interval = \"40ms\", jitter = \"10ms\", timeout = \"30ms\", healthy = 2, unhealthy = 2 }\n",
+    ))
+    .await;
+    let state = |gw: &flowgate_gateway::Running| {
+        let gw = gw.admin_addr;
+        async move {
+            let m = send(
+                &client(),
+                get(gw, "/api/v1/performance/load-balancer/metrics"),
+            )
+            .await
+            .json();
+            m["pools"][0]["endpoints"][0]["state"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    // Probed, and healthy: in rotation.
+    let mut waited = 0;
+    while probes.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+        assert!(waited < 200, "never probed");
+    }
+    assert_eq!(state(&gw).await, "closed");
+    // Its health path fails: out after two probes, though it answers requests.
+    healthy.store(false, Ordering::SeqCst);
+    let mut waited = 0;
+    while state(&gw).await != "down" {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 100, "never taken out");
+    }
+    let before = served.load(Ordering::SeqCst);
+    let probes_before = probes.load(Ordering::SeqCst);
+    for _ in 0..6 {
+        assert_eq!(chat_in(&gw, "").await.status, StatusCode::OK);
+    }
+    let chats_there =
+        served.load(Ordering::SeqCst) - before - (probes.load(Ordering::SeqCst) - probes_before);
+    assert_eq!(chats_there, 0, "a down endpoint gets no requests");
+    // Healthy again: back after two passing probes.
+    healthy.store(true, Ordering::SeqCst);
+    let mut waited = 0;
+    while state(&gw).await != "closed" {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+        assert!(waited < 100, "never back");
+    }
+    let metrics = send(&client(), get(gw.admin_addr, "/metrics")).await.body;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("flowgate_upstream_probes_total"),
+        "{metrics}"
+    );
+}

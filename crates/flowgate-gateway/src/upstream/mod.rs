@@ -4,6 +4,7 @@
 
 mod endpoint;
 pub mod h1;
+mod probe;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,7 +80,7 @@ impl Upstream {
             &regions,
             f64::from(cfg.overprovisioning) / 100.0,
         );
-        Arc::new(Upstream {
+        let pool = Arc::new(Upstream {
             name: Arc::from(cfg.name.as_str()),
             balancer: Balancer::new(cfg.strategy, &weights, LATENCY_DECAY, clock.clone())
                 .with_outliers(OutlierSettings {
@@ -105,7 +106,11 @@ impl Upstream {
                 .map(|a| Sessions::new(cfg.endpoints.len(), a.max_sessions, a.idle_timeout)),
             cfg,
             endpoints,
-        })
+        });
+        if let Some(hc) = &pool.cfg.health_check {
+            probe::spawn(&pool, hc);
+        }
+        pool
     }
 
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {
