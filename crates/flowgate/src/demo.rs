@@ -4,8 +4,8 @@
 //! it on free loopback ports, drives an open-loop workload of Zipf-distributed prompts (some
 //! streamed) through the gateway, and prints what happened: throughput, latency percentiles,
 //! errors by kind, and how traffic spread over the upstreams, next to the gateway's own view
-//! from its admin API, and what the response cache saved. Each later capability (admission,
-//! balancing, cost) adds a section to [`Report`].
+//! from its admin API, how the balancer spread traffic and ejected the flaky upstream, and
+//! what the response cache saved. Each later capability adds a section.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.stream_share * 100.0
     );
 
+    let watch = crate::demo_balance::watch(gw.admin_addr);
     let report = drive(
         &args,
         &format!("http://{}/v1/chat/completions", gw.data_addr),
@@ -115,6 +116,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ))
     .await;
     print_report(&report, &fleet, args.duration, gateway_view.as_ref());
+    let answered = |name: &str| report.upstreams.get(name).copied().unwrap_or(0);
+    let total = report.upstreams.values().sum();
+    crate::demo_balance::print(gw.admin_addr, watch, &answered, total).await;
     print_cache(&report, cache_view.as_ref());
     crate::demo_burst::run(gw.data_addr, gw.admin_addr).await;
 
@@ -190,12 +194,13 @@ fn gateway_config(fleet: &[SimNode]) -> String {
         .collect();
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndrain_timeout = \"5s\"\n\n\
-         [pools.llm]\nendpoints = [\n{}\n]\nrequest_timeout = \"10s\"\n\n{}\n\
+         [pools.llm]\nendpoints = [\n{}\n]\nrequest_timeout = \"10s\"\n{}\n{}\n\
          [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n\n\
          [cache]\nenabled = true\nmemory = \"64MiB\"\nttl = \"1h\"\n\n\
          [[cache.categories]]\nname = \"cost-analysis\"\nmodel = \"gpt-4o-mini*\"\nttl = \"4h\"\n\n\
          [models.\"gpt-4o-mini*\"]\ninput_usd_per_mtok = 0.15\noutput_usd_per_mtok = 0.60\n",
         endpoints.join("\n"),
+        crate::demo_balance::POOL_SETTINGS,
         // Before the chat route: routes match in order.
         crate::demo_burst::config(
             fleet
@@ -387,7 +392,7 @@ fn print_report(r: &Report, fleet: &[SimNode], secs: u64, gateway: Option<&serde
     for (k, c) in &r.errors {
         println!("  {c:>6}  {k}");
     }
-    println!("Traffic by upstream (round robin; the balancer issue makes this smarter)");
+    println!("Traffic by upstream");
     for node in fleet {
         let c = r.upstreams.get(node.role).copied().unwrap_or(0);
         let s = node.server.stats();

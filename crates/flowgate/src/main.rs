@@ -1,6 +1,7 @@
 //! The flowgate command line: `serve`, `check`, `demo`, `sim` and `key`.
 
 mod demo;
+mod demo_balance;
 mod demo_burst;
 mod sim;
 
