@@ -67,8 +67,13 @@ upstream() { # requests the three simulators have received so far
 strategy() { # name: every pool of a fresh gateway
   gateway
   for pool in llm plain ejecting; do
-    curl -fsS -o /dev/null -X POST http://127.0.0.1:18190/api/v1/performance/load-balancer/strategy \
-      -d "{\"pool\": \"$pool\", \"strategy\": \"$1\"}"
+    local ok=""
+    for _ in $(seq 50); do
+      curl -fsS -o /dev/null -X POST http://127.0.0.1:18190/api/v1/performance/load-balancer/strategy \
+        -d "{\"pool\": \"$pool\", \"strategy\": \"$1\"}" 2>/dev/null && { ok=1; break; }
+      sleep 0.1
+    done
+    [ -n "$ok" ] || { echo "cannot set strategy $1 on pool $pool" >&2; exit 1; }
   done
 }
 run() { # name url route (the x-bench header: plain, ejecting, hedged; anything else: chat)

@@ -10,7 +10,8 @@
 //!   computed once; picking is an atomic increment.
 //! - `least_loaded`: the fewest requests in flight, ties broken at random.
 //! - `p2c_ewma` (the default): two endpoints at random, the one with the lower
-//!   `peak-EWMA latency × (in flight + 1)` wins (Finagle's and linkerd's balancer). Peak
+//!   `peak-EWMA latency × √(in flight + 1)` wins (Finagle's and linkerd's balancer, with a
+//!   square root on the load: see `docs/decisions/2026-11-23-p2c-load-term.md`). Peak
 //!   EWMA jumps up to a slower sample at once and decays towards faster ones with time
 //!   (`decay`), so a slowing endpoint loses traffic immediately and wins it back gradually.
 //! - `consistent_hash`: a ring of 160 points per endpoint (weighted), hashed with XXH3 so
@@ -434,7 +435,7 @@ impl Balancer {
         best
     }
 
-    /// Power of two choices over peak-EWMA latency × (in flight + 1).
+    /// Power of two choices over peak-EWMA latency × √(in flight + 1) / weight.
     fn p2c(
         &self,
         now: u64,
@@ -445,7 +446,7 @@ impl Balancer {
         let cost = |i: usize| {
             let node = &self.nodes[i];
             // An endpoint never measured costs as little as the fastest can: it gets tried.
-            (node.latency.get(now) as f64 + 1.0) * (f64::from(load(i)) + 1.0)
+            (node.latency.get(now) as f64 + 1.0) * (f64::from(load(i)) + 1.0).sqrt()
                 / f64::from(node.weight)
         };
         let two = |n: usize| {

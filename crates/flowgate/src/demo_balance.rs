@@ -98,7 +98,7 @@ pub async fn print(admin: SocketAddr, watch: Watch, answered: &dyn Fn(&str) -> u
         .cloned()
         .unwrap_or_default();
     println!(
-        "Balancing (pool llm, {}: two endpoints at random, the lower latency x load wins)",
+        "Balancing (pool llm, {}: two endpoints at random, the lower latency x sqrt(load) wins)",
         pool["strategy"].as_str().unwrap_or("?")
     );
     for e in endpoints(&m) {

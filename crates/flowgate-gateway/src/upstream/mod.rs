@@ -231,7 +231,7 @@ impl Upstream {
             Strategy::Weighted => "weighted: the next in the smooth weighted cycle".into(),
             Strategy::LeastLoaded => "least_loaded: the fewest requests in flight".into(),
             Strategy::P2cEwma => "p2c_ewma: of two drawn at random, the lower peak-EWMA \
-                                  latency × (in flight + 1) / weight"
+                                  latency × √(in flight + 1) / weight"
                 .into(),
             Strategy::ConsistentHash if key.is_some() => format!(
                 "consistent_hash: {} hashes to it on the ring (with bounded load)",
