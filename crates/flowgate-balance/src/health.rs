@@ -105,8 +105,13 @@ pub struct Health {
     /// Out until then (ns on the balancer's clock; 0 when closed).
     until: AtomicU64,
     failures: AtomicU32,
-    /// Times opened: the multiplier of the next ejection.
+    /// Times opened in all.
     times: AtomicU32,
+    /// Times opened since it last stayed closed for `max`: the multiplier of the next
+    /// ejection (Envoy lowers its multiplier the same way while an endpoint stays healthy).
+    streak: AtomicU32,
+    /// When its breaker last closed after half-open trials (ns; 0: never).
+    closed_at: AtomicU64,
     /// Trial requests let through and successes seen since it went half-open.
     trials: AtomicU32,
     passed: AtomicU32,
@@ -276,6 +281,7 @@ pub fn report(
             if h.passed.fetch_add(1, Ordering::Relaxed) + 1 >= settings.probes.max(1) {
                 h.close();
                 h.closed.fetch_add(1, Ordering::Relaxed);
+                h.closed_at.store(now_ns.max(1), Ordering::Relaxed);
             }
             false
         }
@@ -344,11 +350,19 @@ pub fn probed(
 
 /// Opens `h`'s breaker for `base × times`, at most `max`.
 fn open(all: &[Health], h: &Health, settings: &OutlierSettings, now_ns: u64) -> bool {
-    let times = h.times.load(Ordering::Relaxed) + 1;
-    let out_for = settings.base.saturating_mul(times).min(settings.max);
+    // Healthy for `max` since it last closed: the multiplier starts over.
+    let closed_at = h.closed_at.load(Ordering::Relaxed);
+    let forgiven = closed_at != 0 && now_ns.saturating_sub(closed_at) >= nanos(settings.max);
+    let streak = if forgiven {
+        1
+    } else {
+        h.streak.load(Ordering::Relaxed) + 1
+    };
+    let out_for = settings.base.saturating_mul(streak).min(settings.max);
     if !take_out(all, h, OPEN, out_for, settings, now_ns) {
         return false;
     }
+    h.streak.store(streak, Ordering::Relaxed);
     h.times.fetch_add(1, Ordering::Relaxed);
     h.failures.store(0, Ordering::Relaxed);
     h.trials.store(0, Ordering::Relaxed);
@@ -473,6 +487,30 @@ mod tests {
             report(&all, 0, Outcome::Failure, &st, t);
         }
         assert!(all[0].out_for(7_700 * S).unwrap() <= Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_ejection_multiplier_starts_over_after_a_healthy_stretch() {
+        let all = pool(4);
+        let st = in_a_row();
+        let close = |t: u64| {
+            for _ in 0..3 {
+                all[0].picked(t, &st);
+                report(&all, 0, Outcome::Success, &st, t);
+            }
+            assert_eq!(all[0].state(t), State::Closed);
+        };
+        fail(&all, 0, 5, &st, 0);
+        assert_eq!(all[0].out_for(0), Some(Duration::from_secs(30)));
+        close(30 * S);
+        // Fails again soon: twice as long.
+        fail(&all, 0, 5, &st, 40 * S);
+        assert_eq!(all[0].out_for(40 * S), Some(Duration::from_secs(60)));
+        close(100 * S);
+        // Healthy for the maximum (5 min): back to the base.
+        fail(&all, 0, 5, &st, 400 * S);
+        assert_eq!(all[0].out_for(400 * S), Some(Duration::from_secs(30)));
+        assert_eq!(all[0].times_ejected(), 3);
     }
 
     #[test]

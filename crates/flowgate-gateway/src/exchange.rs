@@ -259,6 +259,7 @@ impl Gateway {
             }),
         };
         let mut second_body = body.clone_full();
+        let started = self.clock().now();
         let a = self.attempt(pool, first.clone(), req, body);
         let Some(delay) = delay else {
             return a.await;
@@ -283,7 +284,14 @@ impl Gateway {
         tokio::pin!(b);
         tokio::select! {
             t = &mut a => if good(&t) { t } else { won(pool, b.await) },
-            t = &mut b => if good(&t) { won(pool, t) } else { a.await },
+            t = &mut b => if good(&t) {
+                // The first attempt is dropped unanswered: it took at least this long,
+                // which its endpoint's latency estimate should know.
+                pool.took_at_least(&first, self.clock().now().saturating_duration_since(started));
+                won(pool, t)
+            } else {
+                a.await
+            },
         }
     }
 

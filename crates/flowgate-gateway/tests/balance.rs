@@ -617,3 +617,36 @@ async fn health_checks_take_a_failing_endpoint_out_and_bring_it_back() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_request_goes_to_the_endpoints_tagged_with_its_model() {
+    let (mini, big) = (
+        sim(EndpointSpec::default()).await,
+        sim(EndpointSpec::default()).await,
+    );
+    let gw = gateway(&pool_of(
+        &[
+            (mini.url(), ", tags = [\"gpt-4o-mini\"]"),
+            (big.url(), ", tags = [\"gpt-4o\"]"),
+        ],
+        "tag_by = \"model\"\nstrategy = \"round_robin\"\n",
+    ))
+    .await;
+    // chat_body asks for gpt-4o-mini.
+    for _ in 0..6 {
+        assert_eq!(chat_in(&gw, "").await.status, StatusCode::OK);
+    }
+    assert_eq!((mini.stats().requests, big.stats().requests), (6, 0));
+    let other = Bytes::from(
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":5}"#,
+    );
+    for _ in 0..3 {
+        let r = send(
+            &client(),
+            post(gw.data_addr, "/v1/chat/completions", other.clone()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!((mini.stats().requests, big.stats().requests), (6, 3));
+}

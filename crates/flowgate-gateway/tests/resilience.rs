@@ -333,6 +333,11 @@ async fn a_slow_first_attempt_is_hedged_and_the_faster_answer_wins() {
         ),
         (Some(1), Some(1))
     );
+    // The abandoned attempt counts as a slow answer of at least the time it had.
+    let slow_estimate = m["pools"][0]["endpoints"][0]["latency_ms"]
+        .as_f64()
+        .unwrap();
+    assert!(slow_estimate >= 100.0, "{slow_estimate}");
 
     // The second request goes to the fast one first: no hedge needed.
     let r = chat(&gw).await;

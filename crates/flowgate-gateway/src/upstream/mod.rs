@@ -340,6 +340,17 @@ impl Upstream {
         }
     }
 
+    /// A request to `ep` was abandoned unanswered after `d` (a hedge won): a latency sample
+    /// of at least that (a slower estimate takes it at once; a faster one keeps its own).
+    pub fn took_at_least(&self, ep: &Endpoint, d: Duration) {
+        if let Some(i) = self.index_of(ep)
+            && let Some(n) = self.balancer.nodes().get(i)
+            && n.latency(self.balancer.now_ns()) < d
+        {
+            self.balancer.observe(i, d);
+        }
+    }
+
     /// The endpoint named `name`, if the pool has it.
     pub fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
         self.endpoints.iter().find(|e| *e.name == *name)
