@@ -133,19 +133,16 @@ impl Gateway {
             if !falls_back(route, &answer) {
                 break;
             }
-            // The next pool needs the body again: a streamed one is gone.
-            let next = match (&body, model) {
-                (Some(ReqBody::Full(b)), Some(m)) => match crate::openai::with_model(b, m) {
-                    Some(b) => ReqBody::full(b),
-                    None => break,
-                },
-                (Some(ReqBody::Full(b)), None) => ReqBody::Full(b.clone()),
-                (Some(ReqBody::Stream { .. }), _) => match body.take() {
-                    Some(b) => b,
-                    None => break,
-                },
-                (None, _) => break,
+            // The next pool needs the body again: a streamed one sent is gone, and a model
+            // is rewritten in a buffered one (openai routes always buffer).
+            let next = match (model, &body) {
+                (Some(m), Some(ReqBody::Full(b))) => {
+                    crate::openai::with_model(b, m).map(ReqBody::full)
+                }
+                (Some(_), _) => None,
+                (None, _) => for_attempt(&mut body),
             };
+            let Some(next) = next else { break };
             tracing::debug!(route = %route.name, pool = %pool.name, "falling back");
             ResilienceCounts::add(&pool.counts.fallbacks);
             out.pool = Some(pool.name.clone());
@@ -258,7 +255,8 @@ impl Gateway {
                     .quantile(pool.balancer().now_ns(), q, HEDGE_MIN_SAMPLES)
             }),
         };
-        let mut second_body = body.clone_full();
+        // Hedged requests have buffered bodies: the first attempt keeps its own.
+        let mut second_body = for_attempt(body);
         let started = self.clock().now();
         let a = self.attempt(pool, first.clone(), req, body);
         let Some(delay) = delay else {
@@ -327,11 +325,8 @@ impl Gateway {
                 return Err(connect_error(ep, &e));
             }
         };
-        // A buffered body is sent as often as needed; a streamed one once.
-        let mut body = match body {
-            Some(ReqBody::Full(b)) => ReqBody::Full(b.clone()),
-            Some(ReqBody::Stream { .. }) => body.take().ok_or_else(|| no_connection(ep))?,
-            None => return Err(closed(ep, "the request body was already sent".into())),
+        let Some(mut body) = for_attempt(body) else {
+            return Err(closed(ep, "the request body was already sent".into()));
         };
         let forwarded_for = headers::forwarded_for(&parts.headers, req.peer);
         let fields = UpstreamFields::new(
@@ -469,17 +464,13 @@ fn hedgeable(route: &RouteEntry, parts: &http::request::Parts, body: &ReqBody) -
     }
 }
 
-trait CloneFull {
-    /// The body again, when it is buffered.
-    fn clone_full(&self) -> Option<ReqBody>;
-}
-
-impl CloneFull for Option<ReqBody> {
-    fn clone_full(&self) -> Option<ReqBody> {
-        match self {
-            Some(ReqBody::Full(b)) => Some(ReqBody::Full(b.clone())),
-            _ => None,
-        }
+/// The body for one more attempt: a buffered one again (it stays), a streamed one once (it
+/// is taken); `None` when a streamed body was already sent.
+fn for_attempt(body: &mut Option<ReqBody>) -> Option<ReqBody> {
+    match body {
+        Some(ReqBody::Full(b)) => Some(ReqBody::Full(b.clone())),
+        Some(ReqBody::Stream { .. }) => body.take(),
+        None => None,
     }
 }
 
