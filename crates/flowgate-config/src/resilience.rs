@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::error::KeyPath;
 use crate::raw::{RawFallback, RawHealthCheck, RawHedge, RawOutlier, RawRetries};
-use crate::units::{HumanDuration, format_duration};
-use crate::validate::Found;
+use crate::units::format_duration;
+use crate::validate::{Found, dur, positive};
 
 /// The circuit breaker of each endpoint of a pool (`outlier = {...}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,10 +179,6 @@ impl HedgeAfter {
     }
 }
 
-fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
-    v.map_or(default, |d| d.0)
-}
-
 fn percent(v: u32, key: KeyPath, found: &mut Found) {
     if v > 100 {
         found.push((key, format!("{v}: a percentage, 0 to 100")));
@@ -211,14 +207,8 @@ pub(crate) fn outlier(o: Option<&RawOutlier>, key: &KeyPath, found: &mut Found) 
             .and_then(|o| o.half_open_probes)
             .unwrap_or(d.half_open_probes),
     };
-    for (d, k) in [
-        (c.base_ejection, "base_ejection"),
-        (c.failure_window, "failure_window"),
-    ] {
-        if d.is_zero() {
-            found.push((key.clone().key(k), "must be greater than zero".into()));
-        }
-    }
+    positive(c.base_ejection, &key.clone().key("base_ejection"), found);
+    positive(c.failure_window, &key.clone().key("failure_window"), found);
     if c.max_ejection < c.base_ejection {
         found.push((
             key.clone().key("max_ejection"),
@@ -414,11 +404,8 @@ pub(crate) fn health_check(
             format!("{}: expected an HTTP status, 100 to 599", c.expect),
         ));
     }
-    for (d, k) in [(c.interval, "interval"), (c.timeout, "timeout")] {
-        if d.is_zero() {
-            found.push((key.clone().key(k), "must be greater than zero".into()));
-        }
-    }
+    positive(c.interval, &key.clone().key("interval"), found);
+    positive(c.timeout, &key.clone().key("timeout"), found);
     if c.timeout > c.interval {
         found.push((
             key.clone().key("timeout"),

@@ -1104,14 +1104,21 @@ fn route_cache(
     }
 }
 
-fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
+pub(crate) fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
     v.map_or(default, |d| d.0)
 }
 
-fn positive(d: Duration, key: &KeyPath, found: &mut Found) {
+pub(crate) fn positive(d: Duration, key: &KeyPath, found: &mut Found) {
     if d.is_zero() {
         found.push((key.clone(), "must be greater than zero".into()));
     }
+}
+
+/// `s` as a header name, or the problem at `key`.
+fn header_name(s: &str, key: KeyPath, found: &mut Found) -> Option<HeaderName> {
+    HeaderName::from_bytes(s.as_bytes())
+        .map_err(|_| found.push((key, format!("{s:?} is not a header name"))))
+        .ok()
 }
 
 fn addr(v: Option<&str>, default: &str, key: &KeyPath, found: &mut Found) -> SocketAddr {
@@ -1194,16 +1201,11 @@ fn pool(
             BalanceStrategy::default()
         }),
     };
-    let hash_header = match p.hash_header.as_deref() {
-        None => HeaderName::from_static("x-session-id"),
-        Some(h) => HeaderName::from_bytes(h.as_bytes()).unwrap_or_else(|_| {
-            found.push((
-                key.clone().key("hash_header"),
-                format!("{h:?} is not a header name"),
-            ));
-            HeaderName::from_static("x-session-id")
-        }),
-    };
+    let hash_header = p
+        .hash_header
+        .as_deref()
+        .and_then(|h| header_name(h, key.clone().key("hash_header"), found))
+        .unwrap_or(HeaderName::from_static("x-session-id"));
     let tag_by = match p.tag_by.as_deref() {
         None => None,
         Some("model") => Some(TagBy::Model),
@@ -1221,16 +1223,10 @@ fn pool(
             }
         },
     };
-    let region_header = p.region_header.as_deref().and_then(|h| {
-        HeaderName::from_bytes(h.trim().as_bytes())
-            .map_err(|_| {
-                found.push((
-                    key.clone().key("region_header"),
-                    format!("{h:?} is not a header name"),
-                ))
-            })
-            .ok()
-    });
+    let region_header = p
+        .region_header
+        .as_deref()
+        .and_then(|h| header_name(h.trim(), key.clone().key("region_header"), found));
     let overprovisioning = match p.overprovisioning {
         None => 140,
         Some(f) if (1.0..=10.0).contains(&f) => (f * 100.0).round() as u32,
@@ -1244,16 +1240,11 @@ fn pool(
     };
     let affinity = p.affinity.as_ref().map(|a| {
         let akey = key.clone().key("affinity");
-        let header = match a.header.as_deref() {
-            None => HeaderName::from_static("x-session-id"),
-            Some(h) => HeaderName::from_bytes(h.trim().as_bytes()).unwrap_or_else(|_| {
-                found.push((
-                    akey.clone().key("header"),
-                    format!("{h:?} is not a header name"),
-                ));
-                HeaderName::from_static("x-session-id")
-            }),
-        };
+        let header = a
+            .header
+            .as_deref()
+            .and_then(|h| header_name(h.trim(), akey.clone().key("header"), found))
+            .unwrap_or(HeaderName::from_static("x-session-id"));
         let idle_timeout = dur(a.idle_timeout, Duration::from_secs(30 * 60));
         positive(idle_timeout, &akey.key("idle_timeout"), found);
         AffinityConfig {
