@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Session ids kept per pool at most.
@@ -60,7 +60,6 @@ pub struct Sessions {
     cap: u32,
     /// Sessions bound to each endpoint.
     per_endpoint: Box<[AtomicU32]>,
-    total: AtomicUsize,
     moved: AtomicU64,
     expired: AtomicU64,
     overflow: AtomicU64,
@@ -75,7 +74,6 @@ impl Sessions {
             idle_ns: u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX),
             cap,
             per_endpoint: (0..endpoints).map(|_| AtomicU32::new(0)).collect(),
-            total: AtomicUsize::new(0),
             moved: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
@@ -92,7 +90,6 @@ impl Sessions {
         if let Some(n) = self.per_endpoint.get(endpoint) {
             n.fetch_sub(1, Ordering::Relaxed);
         }
-        self.total.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Where session `id` goes at `now_ns`, given which endpoints can take a request now.
@@ -144,7 +141,7 @@ impl Sessions {
             return;
         };
         let was = map.get(id).map(|s| s.endpoint);
-        if was.is_none() && self.total.load(Ordering::Relaxed) >= MAX_SESSIONS {
+        if was.is_none() && self.active() >= MAX_SESSIONS {
             self.untracked.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -170,7 +167,6 @@ impl Sessions {
         if let Some(n) = self.per_endpoint.get(i) {
             n.fetch_add(1, Ordering::Relaxed);
         }
-        self.total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets the sessions idle for longer than the timeout; how many are left.
@@ -191,7 +187,15 @@ impl Sessions {
                 self.expired.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.total.load(Ordering::Relaxed)
+        self.active()
+    }
+
+    /// Sessions bound now (the endpoints' counts).
+    fn active(&self) -> usize {
+        self.per_endpoint
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed) as usize)
+            .sum()
     }
 
     /// Sessions bound to endpoint `i` now.
@@ -203,7 +207,7 @@ impl Sessions {
 
     pub fn counts(&self) -> SessionCounts {
         SessionCounts {
-            active: self.total.load(Ordering::Relaxed),
+            active: self.active(),
             moved: self.moved.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
             overflow: self.overflow.load(Ordering::Relaxed),
