@@ -202,6 +202,8 @@ impl Gateway {
         };
         loop {
             out.attempts += 1;
+            // Named before the attempt: a request timeout charges this endpoint.
+            out.endpoint = Some(ep.name.clone());
             // In a block of its own: the answer is not kept in the future across the
             // backoff's sleep.
             let step = {

@@ -266,6 +266,17 @@ async fn slow_upstream_is_504_and_the_upstream_request_is_cancelled() {
     .await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(r.error_code(), "upstream_timeout");
+    // The endpoint that did not answer is named, and charged a failure.
+    let host = up.url().trim_start_matches("http://").to_string();
+    assert!(r.error_message().contains(&host), "{}", r.error_message());
+    assert_eq!(r.headers["x-flowgate-upstream"], host.as_str());
+    let m = send(
+        &client(),
+        get(gw.admin_addr, "/api/v1/performance/load-balancer/metrics"),
+    )
+    .await
+    .json();
+    assert_eq!(m["pools"][0]["endpoints"][0]["failures"], 1, "{m}");
     assert!(
         t0.elapsed() < Duration::from_secs(2),
         "timeout not enforced: {:?}",
