@@ -75,12 +75,11 @@ impl Latencies {
     /// there are at least `min_samples`.
     pub fn quantile(&self, now_ns: u64, q: f64, min_samples: u64) -> Option<Duration> {
         self.roll(now_ns);
-        let counts: Vec<u64> = self
-            .current
-            .iter()
-            .zip(self.previous.iter())
-            .map(|(c, p)| c.load(Ordering::Relaxed) + p.load(Ordering::Relaxed))
-            .collect();
+        // One snapshot, on the stack (this runs once per hedged request).
+        let mut counts = [0u64; BUCKETS];
+        for ((n, c), p) in counts.iter_mut().zip(&self.current).zip(&self.previous) {
+            *n = c.load(Ordering::Relaxed) + p.load(Ordering::Relaxed);
+        }
         let total: u64 = counts.iter().sum();
         if total == 0 || total < min_samples {
             return None;
