@@ -539,9 +539,8 @@ impl Gateway {
         let mut resp = Response::new(ProxyBody::from(Bytes::new()));
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
-        let h = resp.headers_mut();
-        headers::strip_hop_by_hop(h);
-        h.insert(
+        // The upstream client leaves hop-by-hop fields out of the head (`fields::collect`).
+        resp.headers_mut().insert(
             headers::UPSTREAM.clone(),
             lease.endpoint().name_header.clone(),
         );

@@ -21,6 +21,7 @@ mod cache_metrics;
 mod caching;
 mod error;
 mod exchange;
+mod fields;
 mod gateway;
 mod headers;
 mod instances;

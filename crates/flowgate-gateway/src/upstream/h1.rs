@@ -14,13 +14,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, ReqBody};
+use crate::fields::{self, Framing};
 
 /// Largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
@@ -319,7 +320,6 @@ enum Parsed {
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, ExchangeError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
-    let base = buf.as_ptr() as usize;
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
@@ -329,21 +329,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Exchange
     let status = StatusCode::from_u16(code)
         .map_err(|_| ExchangeError::Malformed(format!("bad status code {code}")))?;
     let http11 = resp.version == Some(1);
-    // Where each name and value sits in the head, so that they can be taken from the head's
-    // `Bytes` once `resp` no longer borrows the buffer.
+    // Where each field sits, so that they can be taken from the head's `Bytes` once `resp`
+    // no longer borrows the buffer.
     let mut spans = [[0u32; 4]; MAX_HEADERS];
-    let count = resp.headers.len();
-    for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        // Heads are shorter than MAX_HEAD, so offsets fit.
-        *span = [
-            name as u32,
-            (name + h.name.len()) as u32,
-            value as u32,
-            (value + h.value.len()) as u32,
-        ];
-    }
+    let count = fields::spans(buf.as_ptr(), resp.headers, &mut spans);
     let head = buf.split_to(len).freeze();
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -353,37 +342,16 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Exchange
         }
         return Ok(Parsed::Interim);
     }
-    let mut headers = HeaderMap::with_capacity(count + crate::headers::ADDED_FIELDS);
-    for &[name_at, name_end, start, end] in spans.iter().take(count) {
-        let name_bytes = &head[name_at as usize..name_end as usize];
-        let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
-            ExchangeError::Malformed(format!(
-                "bad header name {:?}",
-                String::from_utf8_lossy(name_bytes)
-            ))
-        })?;
-        let value = HeaderValue::from_maybe_shared(head.slice(start as usize..end as usize))
-            .map_err(|_| ExchangeError::Malformed(format!("bad value for header {name}")))?;
-        headers.append(name, value);
-    }
-    let decoder = Decoder::for_response(head_request, status, &headers)?;
-    let keep_alive = http11 && !decoder.reads_to_eof() && !has_token(&headers, "close");
+    let (headers, framing) = fields::collect(&head, &spans[..count], crate::headers::ADDED_FIELDS)
+        .map_err(ExchangeError::Malformed)?;
+    let decoder = Decoder::for_response(head_request, status, &framing);
+    let keep_alive = http11 && !decoder.reads_to_eof() && !framing.close;
     Ok(Parsed::Head(ResponseHead {
         status,
         headers,
         decoder,
         keep_alive,
     }))
-}
-
-/// Whether the `Connection` header lists `token`.
-fn has_token(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .unwrap_or("")
-            .split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    })
 }
 
 /// What one decoding step produced.
@@ -415,46 +383,16 @@ pub enum Chunk {
 }
 
 impl Decoder {
-    fn for_response(
-        head_request: bool,
-        status: StatusCode,
-        headers: &HeaderMap,
-    ) -> Result<Self, ExchangeError> {
+    fn for_response(head_request: bool, status: StatusCode, framing: &Framing) -> Self {
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            return Ok(Decoder::Done);
+            return Decoder::Done;
         }
-        if let Some(te) = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-        {
-            let last = te.to_str().unwrap_or("").rsplit(',').next().unwrap_or("");
-            return Ok(if last.trim().eq_ignore_ascii_case("chunked") {
-                Decoder::Chunked(Chunk::Size)
-            } else {
-                Decoder::Eof
-            });
+        match (framing.transfer, framing.length) {
+            (Some(true), _) => Decoder::Chunked(Chunk::Size),
+            (Some(false), _) | (None, None) => Decoder::Eof,
+            (None, Some(0)) => Decoder::Done,
+            (None, Some(n)) => Decoder::Length(n),
         }
-        let mut length = None;
-        for v in headers.get_all(header::CONTENT_LENGTH) {
-            for part in v.to_str().unwrap_or("x").split(',') {
-                let n: u64 = part
-                    .trim()
-                    .parse()
-                    .map_err(|_| ExchangeError::Malformed(format!("bad content-length {v:?}")))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ExchangeError::Malformed(
-                        "conflicting content-length".into(),
-                    ));
-                }
-                length = Some(n);
-            }
-        }
-        Ok(match length {
-            Some(0) => Decoder::Done,
-            Some(n) => Decoder::Length(n),
-            None => Decoder::Eof,
-        })
     }
 
     /// Whether the body has been read to its end.
@@ -579,6 +517,7 @@ fn too_long(buf: &BytesMut, what: &str) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn decode_all(mut d: Decoder, pieces: &[&[u8]]) -> (Vec<u8>, Step) {
         let mut buf = BytesMut::new();
@@ -665,6 +604,14 @@ mod tests {
         let h = head(&mut buf, false);
         assert_eq!(h.decoder, Decoder::Chunked(Chunk::Size));
         assert!(!h.keep_alive);
+        assert!(h.headers.is_empty(), "hop-by-hop fields are not kept");
+
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+        );
+        let h = head(&mut buf, false);
+        assert_eq!(h.decoder, Decoder::Chunked(Chunk::Size), "the coding wins");
+        assert!(!h.headers.contains_key("content-length"));
 
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\nto the end"[..]);
         let h = head(&mut buf, false);
