@@ -13,14 +13,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Sleep;
 
 use crate::admission::TokenMeter;
 use crate::caching::Tee;
 use crate::error::ProxyError;
-use crate::io::Busy;
 use crate::queues::Permits;
 use crate::upstream::Lease;
 use crate::upstream::h1::Decoder;
@@ -39,19 +37,69 @@ pub struct BodyLimitExceeded(pub u64);
 #[error("upstream sent nothing for {}", flowgate_config::format_duration(*.0))]
 pub struct ReadTimeout(pub Duration);
 
+/// A request body as the listener hands it to the gateway.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// All of it (or nothing), read with the head: most request bodies.
+    Full(Option<Bytes>),
+    /// The rest of an HTTP/1.1 body, read off the connection as it is polled.
+    H1(crate::server::Incoming),
+    /// An HTTP/2 stream's body.
+    H2(hyper::body::Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Full(b) => b.is_none(),
+            ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ClientBody::H1(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A request body on its way upstream.
 #[derive(Debug)]
 pub enum ReqBody {
     Full(Option<Bytes>),
     Stream {
-        inner: Incoming,
+        inner: ClientBody,
         seen: u64,
         limit: u64,
     },
 }
 
 /// Reads a request's whole body (413 past `limit`), for the stages that need all of it.
-pub async fn read_whole(mut incoming: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+pub async fn read_whole(mut incoming: ClientBody, limit: u64) -> Result<Bytes, ProxyError> {
+    if let ClientBody::Full(b) = &mut incoming {
+        let b = b.take().unwrap_or_default();
+        if b.len() as u64 > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        return Ok(b);
+    }
     let mut first: Option<Bytes> = None;
     let mut more: Option<BytesMut> = None;
     let mut seen = 0u64;
@@ -115,7 +163,7 @@ impl Body for ReqBody {
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
-                    Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+                    Some(Err(e)) => Poll::Ready(Some(Err(e))),
                     None => Poll::Ready(None),
                 }
             }
@@ -165,7 +213,6 @@ pub struct ProxyBody {
     /// The request's concurrency permits: given back when the body ends or is dropped.
     permits: Option<Box<Permits>>,
     _guard: Option<InFlightGuard>,
-    _busy: Option<Busy>,
 }
 
 #[derive(Debug)]
@@ -196,7 +243,6 @@ impl From<Bytes> for ProxyBody {
             meter: None,
             permits: None,
             _guard: None,
-            _busy: None,
         }
     }
 }
@@ -223,7 +269,6 @@ impl ProxyBody {
             meter: None,
             permits: None,
             _guard: None,
-            _busy: None,
         }
     }
 
@@ -234,7 +279,6 @@ impl ProxyBody {
             meter: None,
             permits: None,
             _guard: None,
-            _busy: None,
         }
     }
 
@@ -262,12 +306,6 @@ impl ProxyBody {
     /// first data frame is the answer's first byte for adaptive limits.
     pub fn with_permits(mut self, p: Option<Permits>) -> Self {
         self.permits = p.map(Box::new);
-        self
-    }
-
-    /// Keeps the client connection marked busy until the body is finished or dropped.
-    pub fn with_busy(mut self, b: Busy) -> Self {
-        self._busy = Some(b);
         self
     }
 }

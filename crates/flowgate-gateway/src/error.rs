@@ -61,6 +61,9 @@ pub enum ProxyError {
     Overloaded(Box<crate::queues::Overload>),
     #[error("x-flowgate-priority {0:?} is not a priority: use critical, high, normal or low")]
     BadPriority(String),
+    /// A request the listener could not read as HTTP/1.1.
+    #[error("malformed request: {0}")]
+    BadRequest(String),
 }
 
 impl ProxyError {
@@ -78,7 +81,8 @@ impl ProxyError {
             ProxyError::InvalidJson(_)
             | ProxyError::BodyRead(_)
             | ProxyError::BadCacheDirective(_)
-            | ProxyError::BadPriority(_) => StatusCode::BAD_REQUEST,
+            | ProxyError::BadPriority(_)
+            | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             // A key over its share is the client's doing; a busy route or pool is not.
             ProxyError::Overloaded(o) if o.scope == crate::queues::Scope::Key => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -132,6 +136,7 @@ impl ProxyError {
             }
             ProxyError::Overloaded(_) => "overloaded",
             ProxyError::BadPriority(_) => "invalid_priority",
+            ProxyError::BadRequest(_) => "invalid_request",
             ProxyError::Unauthorized(_) => "invalid_api_key",
             ProxyError::NotAllowed { what: "model", .. } => "model_not_allowed",
             ProxyError::NotAllowed { .. } => "route_not_allowed",

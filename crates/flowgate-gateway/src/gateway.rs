@@ -16,11 +16,10 @@ use flowgate_cost::Estimate;
 use flowgate_telemetry::{RequestRecord, Telemetry};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 
 use crate::admission::{Counts, RateState, Shared};
 use crate::auth::Auth;
-use crate::body::{InFlightGuard, ProxyBody, ReqBody};
+use crate::body::{ClientBody, InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
 use crate::error::ProxyError;
@@ -238,7 +237,6 @@ impl Gateway {
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
     }
-
     /// Time since the gateway started.
     pub fn uptime(&self) -> Duration {
         self.clock.now().saturating_duration_since(self.started)
@@ -345,7 +343,7 @@ impl Gateway {
     /// Serves one request end to end. Never fails: errors become OpenAI-shaped responses.
     pub async fn handle(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         peer: &Peer,
     ) -> Response<ProxyBody> {
         let start = self.clock.now();
@@ -398,7 +396,7 @@ impl Gateway {
     async fn proxy(
         self: &Arc<Self>,
         rt: &Runtime,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         peer: &Peer,
         request_id: &HeaderValue,
         out: &mut Outcome,
@@ -706,7 +704,7 @@ enum Consulted {
 
 /// Rejects request heads over the configured size or header count (431, as JSON).
 fn check_head(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     max_bytes: usize,
     max_headers: usize,
 ) -> Result<(), ProxyError> {

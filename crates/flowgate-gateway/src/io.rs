@@ -2,23 +2,16 @@
 //!
 //! `limits.header_read_timeout` bounds how long an HTTP/1 connection may wait for a request
 //! head: a head that started arriving and did not finish gets a 408; a keep-alive connection
-//! that sent nothing is closed quietly. hyper has such a timer, but it allocates and
-//! registers a new one for every request head; this watchdog is one timer per connection
-//! that looks at the connection a few times per timeout, and costs the request path two
-//! atomic writes.
+//! that sent nothing is closed quietly. A timer per request head would be registered (and
+//! would wake the runtime's driver) for every request; this watchdog is one timer per
+//! connection that looks at the connection a few times per timeout, and costs the request
+//! path two atomic writes.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-
-/// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+use crate::server::H2_PREFACE;
 
 /// How many times per timeout the watchdog looks: a head deadline fires between 1 and
 /// 1 + 1/`LOOKS` timeouts after the wait began.
@@ -37,6 +30,8 @@ pub struct ConnState {
     /// The first bytes read; the client spoke HTTP/2 (no head deadline then).
     seen_bytes: AtomicBool,
     h2: AtomicBool,
+    /// The server is shutting down: finish the request in hand, then close.
+    draining: AtomicBool,
 }
 
 impl ConnState {
@@ -45,15 +40,30 @@ impl ConnState {
         self.partial.load(Ordering::Relaxed)
     }
 
-    /// Marks a request dispatched; the connection is busy until the guard is dropped (hyper
-    /// drops the response body once it is written, or when the connection fails).
+    /// Whether the connection waits for a request with nothing of it received.
+    pub fn is_idle(&self) -> bool {
+        self.active.load(Ordering::Relaxed) == 0 && !self.is_partial()
+    }
+
+    /// Asks the connection to close after the request in hand.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks a request dispatched; the connection is busy until its response is written
+    /// (the guard is dropped then).
     pub fn begin(self: &Arc<Self>) -> Busy {
         self.active.fetch_add(1, Ordering::Relaxed);
         self.partial.store(false, Ordering::Relaxed);
         Busy(self.clone())
     }
 
-    fn on_read(&self, bytes: &[u8]) {
+    /// Notes bytes read from the client while it is not being answered.
+    pub fn on_read(&self, bytes: &[u8]) {
         // Only the first read can carry the preface; later reads pay one load.
         if !self.seen_bytes.load(Ordering::Relaxed) {
             self.seen_bytes.store(true, Ordering::Relaxed);
@@ -109,65 +119,6 @@ impl Drop for Busy {
         let s = &self.0;
         s.active.fetch_sub(1, Ordering::Relaxed);
         s.epoch.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The client connection as hyper sees it.
-#[derive(Debug)]
-pub struct WatchedStream {
-    inner: TcpStream,
-    state: Arc<ConnState>,
-}
-
-impl WatchedStream {
-    pub fn new(inner: TcpStream, state: Arc<ConnState>) -> Self {
-        WatchedStream { inner, state }
-    }
-}
-
-impl AsyncRead for WatchedStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.state.on_read(&buf.filled()[before..]);
-        }
-        res
-    }
-}
-
-impl AsyncWrite for WatchedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The flowgate gateway: listener, router, upstream pools, streaming proxy and admin API.
 //!
-//! One request: the listener (hyper, HTTP/1.1 and h2c, head limits and timeouts) hands it to
+//! One request: the listener (its own HTTP/1.1, hyper for h2c; head limits and timeouts) hands it to
 //! [`Gateway::handle`], which matches a route, checks limits, reads the body once for
 //! `openai` routes (streams it for `http` routes), takes a pooled upstream connection
 //! (round-robin; a connect failure is retried once on another endpoint), forwards the
@@ -38,7 +38,7 @@ pub mod upstream;
 mod warming;
 pub mod worker;
 
-pub use body::{ProxyBody, ReqBody};
+pub use body::{ClientBody, ProxyBody, ReqBody};
 pub use error::ProxyError;
 pub use gateway::Gateway;
 pub use launch::{Running, launch};

@@ -1,0 +1,853 @@
+//! HTTP/1.1 client connections, served by the gateway itself
+//! (docs/decisions/2026-11-23-own-http1-listener.md).
+//!
+//! One task per connection reads request heads with httparse into the connection's buffer,
+//! hands each request to [`Gateway::handle`] and writes the response: the head and the first
+//! piece of the body in one `writev`, then each frame as it comes (chunked when the length is
+//! unknown), so SSE chunks reach the client as the upstream sends them. A body that arrived
+//! with its head is handed over as bytes; a longer one is read off the connection as the
+//! gateway polls it. Requests on a connection are served one after another (pipelined ones
+//! wait in the buffer). Over-limit and malformed heads get OpenAI-shaped JSON errors.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use flowgate_clock::SharedClock;
+use flowgate_config::Limits;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body::{Body, Frame, SizeHint};
+use tokio::net::TcpStream;
+
+use crate::body::{BoxError, ClientBody, ProxyBody};
+use crate::error::ProxyError;
+use crate::fields::{self, Framing};
+use crate::gateway::Gateway;
+use crate::headers::Peer;
+use crate::io::ConnState;
+use crate::upstream::h1::{Chunk, Decoder, Step};
+
+/// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+/// Header slots tried first; heads with more fields are parsed again with room for the limit.
+const SLOTS: usize = 64;
+/// The read buffer of a connection, and how much room a read wants.
+const BUF: usize = 8 * 1024;
+const MIN_ROOM: usize = 2 * 1024;
+/// How long and how much a closing connection keeps reading what the client still sends, so
+/// that the client reads its answer instead of a reset (as nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// One client connection speaking HTTP/1.1.
+pub(super) struct Conn {
+    stream: Arc<TcpStream>,
+    buf: BytesMut,
+    /// The encoded response head, reused.
+    out: Vec<u8>,
+    state: Arc<ConnState>,
+    peer: Peer,
+    gw: Arc<Gateway>,
+    limits: Limits,
+    http2: bool,
+}
+
+/// How a connection ended.
+pub(super) enum Ended {
+    Closed,
+    /// The client opened with the HTTP/2 preface: these bytes are its start.
+    Http2(BytesMut),
+}
+
+/// A request head read off the wire.
+#[derive(Debug)]
+struct Head {
+    req: Request<()>,
+    framing: Framing,
+    /// `Expect: 100-continue`: the client waits for a go-ahead before sending its body.
+    expect_continue: bool,
+    keep_alive: bool,
+}
+
+impl Conn {
+    pub(super) fn new(
+        stream: Arc<TcpStream>,
+        state: Arc<ConnState>,
+        peer: Peer,
+        gw: Arc<Gateway>,
+        limits: Limits,
+        http2: bool,
+    ) -> Self {
+        Conn {
+            stream,
+            buf: BytesMut::with_capacity(BUF),
+            out: Vec::with_capacity(512),
+            state,
+            peer,
+            gw,
+            limits,
+            http2,
+        }
+    }
+
+    /// Serves requests until the client or the gateway ends the connection.
+    pub(super) async fn serve(&mut self) -> Ended {
+        let mut first = true;
+        loop {
+            let head = loop {
+                if !self.buf.is_empty() {
+                    if first && self.http2 && self.buf.starts_with(H2_PREFACE) {
+                        return Ended::Http2(std::mem::take(&mut self.buf));
+                    }
+                    match parse(&mut self.buf, &self.limits) {
+                        Ok(Some(head)) => break head,
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.refuse(&e).await;
+                            return Ended::Closed;
+                        }
+                    }
+                }
+                match self.read_more().await {
+                    Ok(0) | Err(_) => return Ended::Closed,
+                    Ok(n) => {
+                        let at = self.buf.len() - n;
+                        self.state.on_read(&self.buf[at..]);
+                    }
+                }
+            };
+            first = false;
+            let busy = self.state.begin();
+            if !self.exchange(head).await {
+                return Ended::Closed;
+            }
+            drop(busy);
+            if !self.buf.is_empty() {
+                // A pipelined request began arriving with the last one.
+                self.state.on_read(&[]);
+            }
+        }
+    }
+
+    /// Serves one request; whether the connection can take another.
+    async fn exchange(&mut self, head: Head) -> bool {
+        let Head {
+            req,
+            framing,
+            expect_continue,
+            keep_alive,
+        } = head;
+        let head_request = req.method() == Method::HEAD;
+        let version = req.version();
+        let mut reading = None;
+        let body = match (framing.transfer, framing.length) {
+            (Some(_), _) => {
+                let r = self.lend(Decoder::Chunked(Chunk::Size), expect_continue);
+                reading = Some(r.shared.clone());
+                ClientBody::H1(r)
+            }
+            (None, None | Some(0)) => ClientBody::Full(None),
+            (None, Some(n)) if n <= self.buf.len() as u64 => {
+                ClientBody::Full(Some(self.buf.split_to(n as usize).freeze()))
+            }
+            (None, Some(n)) => {
+                let r = self.lend(Decoder::Length(n), expect_continue);
+                reading = Some(r.shared.clone());
+                ClientBody::H1(r)
+            }
+        };
+        let resp = self.gw.handle(req.map(|()| body), &self.peer).await;
+        let mut keep = keep_alive && !self.state.is_draining();
+        let mut unread = false;
+        if let Some(shared) = reading {
+            // The gateway is done with the body; the buffer comes back with whatever
+            // followed it, unless the body was left unread (then the connection closes).
+            match Arc::try_unwrap(shared) {
+                Ok(m) => {
+                    let r = m.into_inner().unwrap_or_else(PoisonError::into_inner);
+                    if r.decoder.is_done() {
+                        self.buf = r.buf;
+                    } else {
+                        unread = true;
+                    }
+                }
+                Err(_) => unread = true,
+            }
+            keep &= !unread;
+        }
+        let kept = self.respond(resp, head_request, version, keep).await;
+        if !kept && unread {
+            self.linger().await;
+        }
+        kept
+    }
+
+    /// Hands the connection's buffer to a body read as the gateway polls it.
+    fn lend(&mut self, decoder: Decoder, expect_continue: bool) -> Incoming {
+        Incoming {
+            stream: self.stream.clone(),
+            shared: Arc::new(Mutex::new(Reading {
+                buf: std::mem::take(&mut self.buf),
+                decoder,
+                continue_owed: expect_continue,
+            })),
+        }
+    }
+
+    /// Writes `resp`; whether the connection can take another request.
+    async fn respond(
+        &mut self,
+        resp: Response<ProxyBody>,
+        head_request: bool,
+        version: Version,
+        keep: bool,
+    ) -> bool {
+        let (parts, mut body) = resp.into_parts();
+        let status = parts.status;
+        let bodiless = head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = if bodiless {
+            Out::None
+        } else if let Some(n) = body.size_hint().exact() {
+            Out::Length(Some(n))
+        } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+            Out::Length(None)
+        } else if version == Version::HTTP_11 {
+            Out::Chunked
+        } else {
+            Out::Close
+        };
+        let keep = keep && !matches!(framing, Out::Close);
+        encode_head(
+            &mut self.out,
+            status,
+            &parts.headers,
+            framing,
+            keep,
+            version,
+            self.gw.clock(),
+        );
+        if bodiless {
+            drop(body);
+            return write_all(&self.stream, &mut [IoSlice::new(&self.out)])
+                .await
+                .is_ok()
+                && keep;
+        }
+        let chunked = matches!(framing, Out::Chunked);
+        // The head goes out with the first piece of the body when that is ready now (a
+        // whole answer: one write); else at once, so that the client sees it early.
+        let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let mut head = Some(());
+        let mut pending = match first {
+            Poll::Ready(f) => Some(f),
+            Poll::Pending => None,
+        };
+        loop {
+            let frame = match pending.take() {
+                Some(f) => f,
+                None => {
+                    if head.take().is_some()
+                        && write_all(&self.stream, &mut [IoSlice::new(&self.out)])
+                            .await
+                            .is_err()
+                    {
+                        return false;
+                    }
+                    poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                }
+            };
+            let head_bytes: &[u8] = if head.take().is_some() {
+                &self.out
+            } else {
+                &[]
+            };
+            let (data, end) = match frame {
+                None => (Bytes::new(), true),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) => {
+                        let end = body.is_end_stream();
+                        if d.is_empty() && !end {
+                            continue;
+                        }
+                        (d, end)
+                    }
+                    Err(_) => continue, // trailers are not forwarded
+                },
+                // The answer broke off: the client must not take it for whole.
+                Some(Err(_)) => return false,
+            };
+            let mut size = [0u8; 18];
+            let size = if chunked && !data.is_empty() {
+                chunk_size_line(&mut size, data.len())
+            } else {
+                &[]
+            };
+            let tail: &[u8] = match (chunked, data.is_empty(), end) {
+                (true, false, true) => b"\r\n0\r\n\r\n",
+                (true, false, false) => b"\r\n",
+                (true, true, true) => b"0\r\n\r\n",
+                _ => b"",
+            };
+            let mut bufs = [
+                IoSlice::new(head_bytes),
+                IoSlice::new(size),
+                IoSlice::new(&data),
+                IoSlice::new(tail),
+            ];
+            if write_all(&self.stream, &mut bufs).await.is_err() {
+                return false;
+            }
+            if end {
+                return keep;
+            }
+        }
+    }
+
+    /// Answers a head that cannot be served, and closes.
+    async fn refuse(&mut self, e: &ProxyError) {
+        let resp: Response<ProxyBody> = e.into_response();
+        self.respond(resp, false, Version::HTTP_11, false).await;
+        self.linger().await;
+    }
+
+    /// Reads into the buffer; 0 at the end of the stream.
+    async fn read_more(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
+            self.buf.reserve(BUF);
+        }
+        loop {
+            self.stream.readable().await?;
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// Stops sending, then reads and drops what the client still sends for a short while.
+    async fn linger(&mut self) {
+        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+        let mut left = LINGER_BYTES;
+        let _ = tokio::time::timeout(LINGER, async {
+            loop {
+                self.buf.clear();
+                match self.read_more().await {
+                    Ok(n) if n > 0 && n < left => left -= n,
+                    _ => return,
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    /// No body (HEAD, 1xx, 204, 304): the fields are written as they are.
+    None,
+    /// `Content-Length`: written by us when known, else the response's own field.
+    Length(Option<u64>),
+    Chunked,
+    /// Delimited by closing the connection (an HTTP/1.0 client, length unknown).
+    Close,
+}
+
+/// `{len:x}\r\n` in `buf`.
+fn chunk_size_line(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = 16;
+    let mut n = len;
+    loop {
+        at -= 1;
+        buf[at] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[at..]
+}
+
+/// Encodes a response head into `out`.
+fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    fields: &HeaderMap,
+    framing: Out,
+    keep: bool,
+    version: Version,
+    clock: &SharedClock,
+) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let own_length = matches!(framing, Out::Length(Some(_)) | Out::Chunked | Out::Close);
+    for (name, value) in fields {
+        if own_length && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING) {
+            continue;
+        }
+        if name == header::CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !fields.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        date::write(out, clock.wall());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Out::Length(Some(n)) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Out::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Out::None | Out::Length(None) | Out::Close => {}
+    }
+    if !keep {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parses a request head at the start of `buf`: `None` until it is complete. The head's
+/// bytes leave `buf` and the header values share them.
+fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, ProxyError> {
+    let Some(scan) = scan(buf, limits)? else {
+        return Ok(None);
+    };
+    let head = buf.split_to(scan.len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(scan.path))
+        .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
+    let spans = if scan.more.is_empty() {
+        &scan.spans[..scan.count]
+    } else {
+        &scan.more[..]
+    };
+    let (mut map, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS)
+        .map_err(ProxyError::BadRequest)?;
+    if framing.both {
+        return Err(ProxyError::BadRequest(
+            "both Content-Length and Transfer-Encoding are set".into(),
+        ));
+    }
+    if framing.transfer == Some(false) {
+        return Err(ProxyError::BadRequest(
+            "a request body's transfer coding must end with chunked".into(),
+        ));
+    }
+    let version = scan.version;
+    let expect_continue = version == Version::HTTP_11
+        && map
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expect_continue {
+        // Answered here; the upstream gets the body with the request.
+        map.remove(header::EXPECT);
+    }
+    let keep_alive = if version == Version::HTTP_11 {
+        !framing.close
+    } else {
+        framing.keep_alive && !framing.close
+    };
+    let mut r = Request::new(());
+    *r.method_mut() = scan.method;
+    *r.uri_mut() = uri;
+    *r.version_mut() = version;
+    *r.headers_mut() = map;
+    Ok(Some(Head {
+        req: r,
+        framing,
+        expect_continue,
+        keep_alive,
+    }))
+}
+
+/// Where the parts of a complete head sit in the buffer.
+struct Scan {
+    len: usize,
+    method: Method,
+    version: Version,
+    path: std::ops::Range<usize>,
+    spans: [fields::Span; SLOTS],
+    count: usize,
+    /// All the spans instead, for heads with more than [`SLOTS`] fields.
+    more: Vec<fields::Span>,
+}
+
+fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, ProxyError> {
+    let mut slots = [httparse::EMPTY_HEADER; SLOTS];
+    match scan_with(buf, limits, &mut slots) {
+        Err(ProxyError::TooManyHeaders { .. }) if limits.max_headers > SLOTS => {
+            let mut more = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
+            scan_with(buf, limits, &mut more)
+        }
+        r => r,
+    }
+}
+
+fn scan_with<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    slots: &mut [httparse::Header<'b>],
+) -> Result<Option<Scan>, ProxyError> {
+    let mut req = httparse::Request::new(slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => {
+            return Err(ProxyError::HeadersTooLarge {
+                limit: limits.max_header_bytes,
+            });
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ProxyError::TooManyHeaders {
+                limit: limits.max_headers,
+            });
+        }
+        Err(e) => return Err(ProxyError::BadRequest(format!("bad request head: {e}"))),
+    };
+    if req.headers.len() > limits.max_headers {
+        return Err(ProxyError::TooManyHeaders {
+            limit: limits.max_headers,
+        });
+    }
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| ProxyError::BadRequest("bad method".into()))?;
+    let version = if req.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let path = req.path.unwrap_or_default();
+    let at = path.as_ptr() as usize - buf.as_ptr() as usize;
+    let mut scan = Scan {
+        len,
+        method,
+        version,
+        path: at..at + path.len(),
+        spans: [[0u32; 4]; SLOTS],
+        count: 0,
+        more: Vec::new(),
+    };
+    if req.headers.len() <= SLOTS {
+        scan.count = fields::spans(buf.as_ptr(), req.headers, &mut scan.spans);
+    } else {
+        scan.more = vec![[0u32; 4]; req.headers.len()];
+        scan.count = fields::spans(buf.as_ptr(), req.headers, &mut scan.more);
+    }
+    Ok(Some(scan))
+}
+
+/// Writes every byte of `bufs`.
+async fn write_all(stream: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    loop {
+        while bufs.first().is_some_and(|b| b.is_empty()) {
+            bufs = &mut bufs[1..];
+        }
+        if bufs.is_empty() {
+            return Ok(());
+        }
+        match stream.try_write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The rest of a request body, read off the client connection as the gateway polls it.
+#[derive(Debug)]
+pub struct Incoming {
+    stream: Arc<TcpStream>,
+    shared: Arc<Mutex<Reading>>,
+}
+
+/// The connection's buffer while a body has it.
+#[derive(Debug)]
+struct Reading {
+    buf: BytesMut,
+    decoder: Decoder,
+    continue_owed: bool,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl Incoming {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reading> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Body for Incoming {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let stream = &this.stream;
+        let mut guard = this.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = &mut *guard;
+        loop {
+            match r.decoder.step(&mut r.buf) {
+                Step::Data(b) => return Poll::Ready(Some(Ok(Frame::data(b)))),
+                Step::End => return Poll::Ready(None),
+                Step::Error(e) => return Poll::Ready(Some(Err(e.into()))),
+                Step::NeedMore => {}
+            }
+            while r.continue_owed {
+                ready!(stream.poll_write_ready(cx))?;
+                match stream.try_write(CONTINUE) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                    // A fresh connection takes 25 bytes whole.
+                    Ok(_) => r.continue_owed = false,
+                }
+            }
+            if r.buf.capacity() - r.buf.len() < MIN_ROOM {
+                r.buf.reserve(BUF);
+            }
+            ready!(stream.poll_read_ready(cx))?;
+            match stream.try_read_buf(&mut r.buf) {
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(
+                        "the client closed the connection before the end of the body".into(),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.lock().decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.lock()
+            .decoder
+            .remaining()
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+/// The `Date` field's value, formatted once a second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+
+    pub fn write(out: &mut Vec<u8>, now: SystemTime) {
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        NOW.with_borrow_mut(|(at, text)| {
+            if *at != secs {
+                *at = secs;
+                *text = httpdate::fmt_http_date(now);
+            }
+            out.extend_from_slice(text.as_bytes());
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 1024,
+            max_headers: 8,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn parse_all(raw: &[u8]) -> Result<Option<Head>, ProxyError> {
+        parse(&mut BytesMut::from(raw), &limits())
+    }
+
+    #[test]
+    fn heads_parse_into_requests_without_hop_by_hop_fields() {
+        let mut buf = BytesMut::from(
+            &b"POST /v1/x?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\n\
+               Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhelloGET"[..],
+        );
+        let h = parse(&mut buf, &limits()).unwrap().unwrap();
+        assert_eq!(h.req.method(), Method::POST);
+        assert_eq!(h.req.uri().path(), "/v1/x");
+        assert_eq!(h.req.uri().query(), Some("q=1"));
+        assert_eq!(h.req.headers().len(), 2, "{:?}", h.req.headers());
+        assert_eq!(h.req.headers()["content-length"], "5");
+        assert_eq!(h.framing.length, Some(5));
+        assert!(h.expect_continue && h.keep_alive);
+        assert_eq!(&buf[..], b"helloGET", "the body and what follows stay");
+
+        let h = parse_all(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive, "HTTP/1.0 closes unless asked");
+        let h = parse_all(b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = parse_all(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        let h = parse_all(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing.transfer, Some(true));
+        assert!(
+            parse_all(b"GET / HTTP/1.1\r\nhost: a\r\n")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_heads_get_the_right_error() {
+        let code = |raw: &[u8]| parse_all(raw).unwrap_err().code();
+        assert_eq!(
+            code(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(b"POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(b"POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"),
+            "invalid_request"
+        );
+        assert_eq!(
+            code(b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n"),
+            "invalid_request"
+        );
+        let many: String = (0..9).map(|i| format!("x-{i}: 1\r\n")).collect();
+        let e = parse_all(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap_err();
+        assert!(matches!(e, ProxyError::TooManyHeaders { limit: 8 }), "{e}");
+        let big = format!("GET / HTTP/1.1\r\nx: {}", "v".repeat(1100));
+        let e = parse_all(big.as_bytes()).unwrap_err();
+        assert!(
+            matches!(e, ProxyError::HeadersTooLarge { limit: 1024 }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn more_fields_than_the_first_slots_are_read_up_to_the_limit() {
+        let l = Limits {
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            ..limits()
+        };
+        let many: String = (0..90).map(|i| format!("x-{i}: {i}\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let h = parse(&mut BytesMut::from(raw.as_bytes()), &l)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.req.headers().len(), 90);
+        assert_eq!(h.req.headers()["x-89"], "89");
+    }
+
+    #[test]
+    fn response_heads_carry_framing_date_and_connection() {
+        let manual = flowgate_clock::ManualClock::at_epoch_2026();
+        let clock = manual.shared();
+        let mut out = Vec::new();
+        let mut f = HeaderMap::new();
+        f.insert("content-type", "application/json".parse().unwrap());
+        f.insert("content-length", "99".parse().unwrap());
+        encode_head(
+            &mut out,
+            StatusCode::OK,
+            &f,
+            Out::Length(Some(3)),
+            true,
+            Version::HTTP_11,
+            &clock,
+        );
+        let s = String::from_utf8(out.clone()).unwrap();
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\n"), "{s}");
+        assert!(
+            s.contains("content-length: 3\r\n") && !s.contains("99"),
+            "{s}"
+        );
+        assert!(
+            s.contains("\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n") && s.ends_with("\r\n\r\n"),
+            "{s}"
+        );
+        assert!(!s.contains("connection"), "{s}");
+
+        encode_head(
+            &mut out,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            Out::Chunked,
+            false,
+            Version::HTTP_11,
+            &clock,
+        );
+        let s = String::from_utf8(out.clone()).unwrap();
+        manual.advance(Duration::from_secs(61));
+        assert!(
+            s.contains("transfer-encoding: chunked\r\nconnection: close\r\n"),
+            "{s}"
+        );
+
+        encode_head(
+            &mut out,
+            StatusCode::OK,
+            &f,
+            Out::None,
+            true,
+            Version::HTTP_10,
+            &clock,
+        );
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.contains("content-length: 99\r\n"),
+            "a HEAD answer keeps the length: {s}"
+        );
+        assert!(s.contains("connection: keep-alive\r\n"), "{s}");
+        assert!(
+            s.contains("date: Thu, 01 Jan 2026 00:01:01 GMT\r\n"),
+            "the date moves: {s}"
+        );
+    }
+
+    #[test]
+    fn chunk_size_lines_are_hex() {
+        let mut b = [0u8; 18];
+        assert_eq!(chunk_size_line(&mut b, 0x1a2b), b"1a2b\r\n");
+        assert_eq!(chunk_size_line(&mut b, 1), b"1\r\n");
+        assert_eq!(chunk_size_line(&mut b, usize::MAX), b"ffffffffffffffff\r\n");
+    }
+}

@@ -1,0 +1,215 @@
+//! The data-plane listener: accepts connections, serves HTTP/1.1 itself ([`h1`]) and h2c
+//! (prior knowledge) through hyper, with the configured limits, and drains gracefully on
+//! shutdown.
+
+mod h1;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use flowgate_config::Limits;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::body::ClientBody;
+use crate::error::request_timeout_http1;
+use crate::gateway::Gateway;
+use crate::headers::Peer;
+use crate::io::ConnState;
+
+pub(crate) use h1::{H2_PREFACE, Incoming};
+
+/// Serves the data plane on `listener` until `shutdown` resolves, then stops accepting and
+/// gives in-flight requests the configured drain time to finish.
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    // Each connection holds a receiver: the count of receivers is the count of connections,
+    // and the sender's `closed` resolves when the last one ends.
+    let (stop, _) = watch::channel(false);
+    let accepted = gw
+        .telemetry()
+        .metrics()
+        .worker_connections(crate::worker::current().unwrap_or(0));
+    let mut shutdown = pin!(shutdown);
+    loop {
+        tokio::select! {
+            res = listener.accept() => match res {
+                Ok((stream, peer)) => {
+                    accepted.inc();
+                    serve_conn(&gw, stream, peer, stop.subscribe());
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    gw.set_draining();
+    let drain = gw.runtime().config.server.drain_timeout;
+    tracing::info!(connections = stop.receiver_count(), "draining");
+    let _ = stop.send(true);
+    tokio::select! {
+        () = stop.closed() => tracing::info!("drained"),
+        () = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing remaining connections"),
+    }
+}
+
+fn serve_conn(gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let rt = gw.runtime();
+    let limits = rt.config.limits;
+    let http2 = rt.config.server.http2;
+    drop(rt);
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let stream = Arc::new(stream);
+        let state = Arc::new(ConnState::default());
+        let peer = Peer::new(peer);
+        let mut conn = h1::Conn::new(
+            stream.clone(),
+            state.clone(),
+            peer.clone(),
+            gw.clone(),
+            limits,
+            http2,
+        );
+        let draining = async {
+            let _ = stop.wait_for(|s| *s).await;
+            state.drain();
+            if !state.is_idle() {
+                // The request in hand finishes; the connection closes after it.
+                std::future::pending::<()>().await;
+            }
+        };
+        let ended = tokio::select! {
+            biased;
+            ended = conn.serve() => ended,
+            partial = state.head_deadline(limits.header_read_timeout) => {
+                if partial {
+                    let timeout = request_timeout_http1(limits.header_read_timeout);
+                    let _ = tokio::time::timeout(limits.header_read_timeout, write_raw(&stream, &timeout)).await;
+                }
+                h1::Ended::Closed
+            }
+            () = draining => h1::Ended::Closed,
+        };
+        drop(conn);
+        if let h1::Ended::Http2(start) = ended
+            && let Ok(stream) = Arc::try_unwrap(stream)
+        {
+            serve_h2(gw, Rewind::new(start.freeze(), stream), peer, limits, stop).await;
+        }
+    });
+}
+
+/// Serves an HTTP/2 connection with hyper until it ends or the server stops (then
+/// gracefully: streams in flight finish).
+async fn serve_h2(
+    gw: Arc<Gateway>,
+    io: Rewind,
+    peer: Peer,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let peer = Arc::new(peer);
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let gw = gw.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(gw.handle(req.map(ClientBody::H2), &peer).await) }
+    });
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let mut conn = pin!(b.serve_connection(TokioIo::new(io), svc));
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Writes `bytes` to the client (a last word before closing).
+async fn write_raw(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A stream whose first bytes were already read: they are read again first.
+struct Rewind {
+    start: Bytes,
+    inner: TcpStream,
+}
+
+impl Rewind {
+    fn new(start: Bytes, inner: TcpStream) -> Self {
+        Rewind { start, inner }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.start.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.start.len().min(buf.remaining());
+        buf.put_slice(&this.start[..n]);
+        this.start.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
