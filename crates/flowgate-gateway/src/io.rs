@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::server::H2_PREFACE;
-
 /// How many times per timeout the watchdog looks: a head deadline fires between 1 and
 /// 1 + 1/`LOOKS` timeouts after the wait began.
 const LOOKS: u32 = 4;
@@ -27,9 +25,6 @@ pub struct ConnState {
     epoch: AtomicU32,
     /// Bytes of a request head arrived since the connection last went idle.
     partial: AtomicBool,
-    /// The first bytes read; the client spoke HTTP/2 (no head deadline then).
-    seen_bytes: AtomicBool,
-    h2: AtomicBool,
     /// The server is shutting down: finish the request in hand, then close.
     draining: AtomicBool,
 }
@@ -62,14 +57,8 @@ impl ConnState {
         Busy(self.clone())
     }
 
-    /// Notes bytes read from the client while it is not being answered.
-    pub fn on_read(&self, bytes: &[u8]) {
-        // Only the first read can carry the preface; later reads pay one load.
-        if !self.seen_bytes.load(Ordering::Relaxed) {
-            self.seen_bytes.store(true, Ordering::Relaxed);
-            self.h2
-                .store(bytes.starts_with(H2_PREFACE), Ordering::Relaxed);
-        }
+    /// Notes that bytes of a request head arrived.
+    pub fn on_read(&self) {
         if self.active.load(Ordering::Relaxed) == 0 && !self.partial.load(Ordering::Relaxed) {
             self.partial.store(true, Ordering::Relaxed);
             self.epoch.fetch_add(1, Ordering::Relaxed);
@@ -77,8 +66,8 @@ impl ConnState {
     }
 
     /// Resolves once an HTTP/1 connection has waited `timeout` for a request head, with
-    /// whether part of the head had arrived. Never resolves for HTTP/2 connections (their
-    /// streams are not idle connections) or while a request is being served.
+    /// whether part of the head had arrived. Never resolves while a request is being served.
+    /// (HTTP/2 connections have no head deadline: the listener stops watching them.)
     pub async fn head_deadline(&self, timeout: Duration) -> bool {
         let mut looks = tokio::time::interval((timeout / LOOKS).max(Duration::from_millis(1)));
         looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -87,9 +76,6 @@ impl ConnState {
         let mut count = 0;
         loop {
             looks.tick().await;
-            if self.h2.load(Ordering::Relaxed) {
-                return std::future::pending().await;
-            }
             if self.active.load(Ordering::Relaxed) > 0 {
                 seen = None;
                 continue;
@@ -152,7 +138,7 @@ mod tests {
         let state = Arc::new(ConnState::default());
         let dl = deadline(&state);
         advance(5).await;
-        state.on_read(b"GET / HT");
+        state.on_read();
         // The wait restarts with the first bytes: 5 s + 8 s.
         advance(7).await;
         assert!(!dl.is_finished());
@@ -164,17 +150,8 @@ mod tests {
         advance(9).await;
         assert!(!dl.await.unwrap());
         let dl = deadline(&state);
-        state.on_read(b"POST");
+        state.on_read();
         advance(11).await;
         assert!(dl.await.unwrap(), "a head began: 408");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn http2_connections_have_no_head_deadline() {
-        let state = Arc::new(ConnState::default());
-        let dl = deadline(&state);
-        state.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        advance(120).await;
-        assert!(!dl.is_finished());
     }
 }

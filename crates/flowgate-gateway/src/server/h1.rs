@@ -32,7 +32,7 @@ use crate::io::ConnState;
 use crate::upstream::h1::{Chunk, Decoder, Step};
 
 /// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
-pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// Header slots tried first; heads with more fields are parsed again with room for the limit.
 const SLOTS: usize = 64;
 /// The read buffer of a connection, and how much room a read wants.
@@ -114,10 +114,7 @@ impl Conn {
                 }
                 match self.read_more().await {
                     Ok(0) | Err(_) => return Ended::Closed,
-                    Ok(n) => {
-                        let at = self.buf.len() - n;
-                        self.state.on_read(&self.buf[at..]);
-                    }
+                    Ok(_) => self.state.on_read(),
                 }
             };
             first = false;
@@ -128,7 +125,7 @@ impl Conn {
             drop(busy);
             if !self.buf.is_empty() {
                 // A pipelined request began arriving with the last one.
-                self.state.on_read(&[]);
+                self.state.on_read();
             }
         }
     }

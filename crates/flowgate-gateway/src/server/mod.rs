@@ -7,15 +7,17 @@ mod h1;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use flowgate_config::Limits;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -26,7 +28,7 @@ use crate::gateway::Gateway;
 use crate::headers::Peer;
 use crate::io::ConnState;
 
-pub(crate) use h1::{H2_PREFACE, Incoming};
+pub(crate) use h1::Incoming;
 
 /// Serves the data plane on `listener` until `shutdown` resolves, then stops accepting and
 /// gives in-flight requests the configured drain time to finish.
@@ -74,38 +76,27 @@ fn serve_conn(gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr, stop: watc
     drop(rt);
     let gw = gw.clone();
     tokio::spawn(async move {
-        let mut stop = stop;
         let stream = Arc::new(stream);
         let state = Arc::new(ConnState::default());
+        // The watchdog is a task of its own: the connection's task polls nothing but the
+        // connection, however often it wakes.
+        let watchdog = tokio::spawn(watch(
+            Arc::downgrade(&stream),
+            state.clone(),
+            limits.header_read_timeout,
+            stop.clone(),
+        ));
         let peer = Peer::new(peer);
         let mut conn = h1::Conn::new(
             stream.clone(),
-            state.clone(),
+            state,
             peer.clone(),
             gw.clone(),
             limits,
             http2,
         );
-        let draining = async {
-            let _ = stop.wait_for(|s| *s).await;
-            state.drain();
-            if !state.is_idle() {
-                // The request in hand finishes; the connection closes after it.
-                std::future::pending::<()>().await;
-            }
-        };
-        let ended = tokio::select! {
-            biased;
-            ended = conn.serve() => ended,
-            partial = state.head_deadline(limits.header_read_timeout) => {
-                if partial {
-                    let timeout = request_timeout_http1(limits.header_read_timeout);
-                    let _ = tokio::time::timeout(limits.header_read_timeout, write_raw(&stream, &timeout)).await;
-                }
-                h1::Ended::Closed
-            }
-            () = draining => h1::Ended::Closed,
-        };
+        let ended = conn.serve().await;
+        watchdog.abort();
         drop(conn);
         if let h1::Ended::Http2(start) = ended
             && let Ok(stream) = Arc::try_unwrap(stream)
@@ -113,6 +104,33 @@ fn serve_conn(gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr, stop: watc
             serve_h2(gw, Rewind::new(start.freeze(), stream), peer, limits, stop).await;
         }
     });
+}
+
+/// Ends an HTTP/1.1 connection that waited too long for a request head (with a 408 when part
+/// of one arrived), or that is idle when the server stops; a busy one is told to close after
+/// its answer. Closing is a shutdown of the socket: the connection's task then reads its end.
+async fn watch(
+    stream: Weak<TcpStream>,
+    state: Arc<ConnState>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        partial = state.head_deadline(timeout) => {
+            let Some(stream) = stream.upgrade() else { return };
+            if partial {
+                let answer = request_timeout_http1(timeout);
+                let _ = tokio::time::timeout(timeout, write_raw(&stream, &answer)).await;
+            }
+            let _ = SockRef::from(&*stream).shutdown(Shutdown::Both);
+        }
+        () = stopped(&mut stop) => {
+            state.drain();
+            if state.is_idle() && let Some(stream) = stream.upgrade() {
+                let _ = SockRef::from(&*stream).shutdown(Shutdown::Both);
+            }
+        }
+    }
 }
 
 /// Serves an HTTP/2 connection with hyper until it ends or the server stops (then
@@ -136,10 +154,15 @@ async fn serve_h2(
     let mut conn = pin!(b.serve_connection(TokioIo::new(io), svc));
     tokio::select! {
         _ = conn.as_mut() => return,
-        _ = stop.wait_for(|s| *s) => {}
+        () = stopped(&mut stop) => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = conn.await;
+}
+
+/// Resolves once the server stops (or is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Writes `bytes` to the client (a last word before closing).

@@ -147,8 +147,9 @@ impl RequestHead<'_> {
         match self.framing {
             ReqFraming::None => {}
             ReqFraming::Length(n) => {
-                use std::io::Write;
-                let _ = write!(out, "content-length: {n}\r\n");
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
             ReqFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
