@@ -163,8 +163,12 @@ impl Gateway {
         out: &mut Outcome,
     ) -> Answer {
         let timeout = pool.cfg.request_timeout;
-        let attempts = self.attempts(pool, req, body, hedge, out);
-        match tokio::time::timeout(timeout, attempts).await {
+        let answered = {
+            // Pinned where it is made: the timeout holds a pointer, not a copy of the future.
+            let attempts = std::pin::pin!(self.attempts(pool, req, body, hedge, out));
+            tokio::time::timeout(timeout, attempts).await
+        };
+        match answered {
             Ok(a) => a,
             Err(_) => {
                 if let Some(ep) = out.endpoint.as_deref().and_then(|n| pool.endpoint(n)) {

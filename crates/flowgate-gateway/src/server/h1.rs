@@ -34,7 +34,7 @@ use crate::upstream::h1::{Chunk, Decoder, Step};
 /// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// Header slots tried first; heads with more fields are parsed again with room for the limit.
-const SLOTS: usize = 64;
+const SLOTS: usize = 32;
 /// The read buffer of a connection, and how much room a read wants.
 const BUF: usize = 8 * 1024;
 const MIN_ROOM: usize = 2 * 1024;
@@ -429,16 +429,19 @@ fn encode_head(
 /// Parses a request head at the start of `buf`: `None` until it is complete. The head's
 /// bytes leave `buf` and the header values share them.
 fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, ProxyError> {
-    let Some(scan) = scan(buf, limits)? else {
+    // Where each field sits: here for most heads, in `more` for those with many fields.
+    let mut spans = [[0u32; 4]; SLOTS];
+    let mut more = Vec::new();
+    let Some(scan) = scan(buf, limits, &mut spans, &mut more)? else {
         return Ok(None);
     };
     let head = buf.split_to(scan.len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(scan.path))
         .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
-    let spans = if scan.more.is_empty() {
-        &scan.spans[..scan.count]
+    let spans = if more.is_empty() {
+        &spans[..scan.count]
     } else {
-        &scan.more[..]
+        &more[..]
     };
     let (mut map, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS)
         .map_err(ProxyError::BadRequest)?;
@@ -479,24 +482,27 @@ fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, ProxyError
     }))
 }
 
-/// Where the parts of a complete head sit in the buffer.
+/// Where the parts of a complete head sit in the buffer (the fields' spans are written to the
+/// caller's arrays).
 struct Scan {
     len: usize,
     method: Method,
     version: Version,
     path: std::ops::Range<usize>,
-    spans: [fields::Span; SLOTS],
     count: usize,
-    /// All the spans instead, for heads with more than [`SLOTS`] fields.
-    more: Vec<fields::Span>,
 }
 
-fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, ProxyError> {
+fn scan(
+    buf: &[u8],
+    limits: &Limits,
+    spans: &mut [fields::Span; SLOTS],
+    more: &mut Vec<fields::Span>,
+) -> Result<Option<Scan>, ProxyError> {
     let mut slots = [httparse::EMPTY_HEADER; SLOTS];
-    match scan_with(buf, limits, &mut slots) {
+    match scan_with(buf, limits, &mut slots, spans, more) {
         Err(ProxyError::TooManyHeaders { .. }) if limits.max_headers > SLOTS => {
-            let mut more = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
-            scan_with(buf, limits, &mut more)
+            let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
+            scan_with(buf, limits, &mut slots, spans, more)
         }
         r => r,
     }
@@ -506,6 +512,8 @@ fn scan_with<'b>(
     buf: &'b [u8],
     limits: &Limits,
     slots: &mut [httparse::Header<'b>],
+    spans: &mut [fields::Span; SLOTS],
+    more: &mut Vec<fields::Span>,
 ) -> Result<Option<Scan>, ProxyError> {
     let mut req = httparse::Request::new(slots);
     let len = match req.parse(buf) {
@@ -537,22 +545,19 @@ fn scan_with<'b>(
     };
     let path = req.path.unwrap_or_default();
     let at = path.as_ptr() as usize - buf.as_ptr() as usize;
-    let mut scan = Scan {
+    let count = if req.headers.len() <= SLOTS {
+        fields::spans(buf.as_ptr(), req.headers, spans)
+    } else {
+        more.resize(req.headers.len(), [0u32; 4]);
+        fields::spans(buf.as_ptr(), req.headers, more)
+    };
+    Ok(Some(Scan {
         len,
         method,
         version,
         path: at..at + path.len(),
-        spans: [[0u32; 4]; SLOTS],
-        count: 0,
-        more: Vec::new(),
-    };
-    if req.headers.len() <= SLOTS {
-        scan.count = fields::spans(buf.as_ptr(), req.headers, &mut scan.spans);
-    } else {
-        scan.more = vec![[0u32; 4]; req.headers.len()];
-        scan.count = fields::spans(buf.as_ptr(), req.headers, &mut scan.more);
-    }
-    Ok(Some(scan))
+        count,
+    }))
 }
 
 /// Writes every byte of `bufs`.
