@@ -28,6 +28,8 @@ pub struct Framing {
     /// Both `Transfer-Encoding` and `Content-Length` were sent: a request with both is
     /// refused (a request-smuggling shape); on a response the length is dropped.
     pub both: bool,
+    /// `Expect: 100-continue`, which the listener answers itself (the field is left out).
+    pub expect_continue: bool,
 }
 
 /// Records where each of `fields` sits in the buffer starting at `base`.
@@ -84,6 +86,10 @@ pub fn collect(head: &Bytes, spans: &[Span], extra: usize) -> Result<(HeaderMap,
                 continue;
             }
             Hop::Other => continue,
+        }
+        if name == header::EXPECT && value_bytes.eq_ignore_ascii_case(b"100-continue") {
+            framing.expect_continue = true;
+            continue;
         }
         if name == header::CONTENT_LENGTH {
             for part in value_bytes.split(|&b| b == b',') {
@@ -203,6 +209,13 @@ mod tests {
         assert!(map.contains_key("x-keep"));
         assert_eq!(f.transfer, Some(true));
         assert!(f.keep_alive && !f.close && !f.both);
+
+        let (map, f) = read(&[("Expect", "100-Continue"), ("expect", "other")]).unwrap();
+        assert!(f.expect_continue);
+        assert_eq!(
+            map["expect"], "other",
+            "only the go-ahead request is taken out"
+        );
 
         let (map, f) = read(&[("content-length", "12, 12"), ("connection", "close")]).unwrap();
         assert_eq!(map["content-length"], "12, 12");

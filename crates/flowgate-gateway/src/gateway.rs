@@ -15,7 +15,7 @@ use flowgate_config::{Config, RouteKind};
 use flowgate_cost::Estimate;
 use flowgate_telemetry::{RequestRecord, Telemetry};
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, Version};
 
 use crate::admission::{Counts, RateState, Shared};
 use crate::auth::Auth;
@@ -402,7 +402,11 @@ impl Gateway {
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let limits = rt.config.limits;
-        check_head(&req, limits.max_header_bytes, limits.max_headers)?;
+        // HTTP/1.1 heads were held to these limits by the listener as they were read.
+        let h2 = req.version() == Version::HTTP_2;
+        if h2 {
+            check_head(&req, limits.max_header_bytes, limits.max_headers)?;
+        }
         let route = rt
             .router
             .route(req.method(), req.uri().path(), req.headers())?;
@@ -507,7 +511,10 @@ impl Gateway {
             },
         };
 
-        headers::strip_hop_by_hop(&mut parts.headers);
+        // The listener leaves hop-by-hop fields out of HTTP/1.1 heads as it reads them.
+        if h2 {
+            headers::strip_hop_by_hop(&mut parts.headers);
+        }
 
         // Concurrency limits: only requests going upstream take a permit.
         let key_name = caller.as_ref().map_or("", |c| c.key.name.as_str());

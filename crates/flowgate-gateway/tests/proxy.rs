@@ -503,7 +503,11 @@ async fn errors_for_bad_requests_are_openai_shaped() {
 #[tokio::test]
 async fn h2c_clients_are_served() {
     let up = sim(EndpointSpec::default()).await;
-    let gw = gateway(&fleet_config(&[up.url()], "")).await;
+    let gw = gateway(&format!(
+        "[limits]\nmax_headers = 10\n\n{}",
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
     let c: TestClient =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(true)
@@ -515,6 +519,18 @@ async fn h2c_clients_are_served() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["object"], "chat.completion");
+    // HTTP/2 heads are held to the same limits (by the gateway, not the HTTP/1.1 listener).
+    let mut req = post(gw.data_addr, "/v1/chat/completions", chat_body(false));
+    for i in 0..15 {
+        req.headers_mut().insert(
+            format!("x-h{i}").parse::<http::HeaderName>().unwrap(),
+            "1".parse().unwrap(),
+        );
+    }
+    let r = send(&c, req).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(r.json()["error"]["code"], "headers_too_large");
+    assert_eq!(up.stats().requests, 1);
 }
 
 #[tokio::test]

@@ -443,7 +443,7 @@ fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, ProxyError
     } else {
         &more[..]
     };
-    let (mut map, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS)
+    let (map, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS)
         .map_err(ProxyError::BadRequest)?;
     if framing.both {
         return Err(ProxyError::BadRequest(
@@ -456,14 +456,9 @@ fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, ProxyError
         ));
     }
     let version = scan.version;
-    let expect_continue = version == Version::HTTP_11
-        && map
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expect_continue {
-        // Answered here; the upstream gets the body with the request.
-        map.remove(header::EXPECT);
-    }
+    // `Expect: 100-continue` is answered here (and left out of the map): the upstream gets the
+    // body with the request.
+    let expect_continue = version == Version::HTTP_11 && framing.expect_continue;
     let keep_alive = if version == Version::HTTP_11 {
         !framing.close
     } else {
@@ -517,6 +512,11 @@ fn scan_with<'b>(
 ) -> Result<Option<Scan>, ProxyError> {
     let mut req = httparse::Request::new(slots);
     let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > limits.max_header_bytes => {
+            return Err(ProxyError::HeadersTooLarge {
+                limit: limits.max_header_bytes,
+            });
+        }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => {
             return Err(ProxyError::HeadersTooLarge {

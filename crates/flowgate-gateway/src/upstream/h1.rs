@@ -27,6 +27,8 @@ use crate::fields::{self, Framing};
 const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in a response head.
 const MAX_HEADERS: usize = 128;
+/// Header slots tried first.
+const FIRST_SLOTS: usize = 32;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 /// Room reserved in the read buffer before each read.
@@ -319,21 +321,29 @@ enum Parsed {
 /// Parses a response head at the start of `buf`. A parsed head's bytes leave `buf`, and the
 /// header values share them.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, ExchangeError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
-        Err(e) => return Err(ExchangeError::Malformed(format!("bad response head: {e}"))),
+    // Where each field sits, so that they can be taken from the head's `Bytes` once the
+    // parser no longer borrows the buffer.
+    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let mut slots = [httparse::EMPTY_HEADER; FIRST_SLOTS];
+    let scanned = match scan_head(buf, &mut slots, &mut spans) {
+        // Most answers have a few fields; room for all of them only when needed.
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            scan_head(buf, &mut slots, &mut spans)
+        }
+        r => r,
     };
-    let code = resp.code.unwrap_or(0);
+    let Some(Scanned {
+        len,
+        code,
+        http11,
+        count,
+    }) = scanned.map_err(|e| ExchangeError::Malformed(format!("bad response head: {e}")))?
+    else {
+        return Ok(Parsed::Partial);
+    };
     let status = StatusCode::from_u16(code)
         .map_err(|_| ExchangeError::Malformed(format!("bad status code {code}")))?;
-    let http11 = resp.version == Some(1);
-    // Where each field sits, so that they can be taken from the head's `Bytes` once `resp`
-    // no longer borrows the buffer.
-    let mut spans = [[0u32; 4]; MAX_HEADERS];
-    let count = fields::spans(buf.as_ptr(), resp.headers, &mut spans);
     let head = buf.split_to(len).freeze();
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -352,6 +362,31 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Exchange
         headers,
         decoder,
         keep_alive,
+    }))
+}
+
+/// Where a complete response head's parts are (its fields' spans are in the caller's array).
+struct Scanned {
+    len: usize,
+    code: u16,
+    http11: bool,
+    count: usize,
+}
+
+fn scan_head<'b>(
+    buf: &'b [u8],
+    slots: &mut [httparse::Header<'b>],
+    spans: &mut [fields::Span],
+) -> Result<Option<Scanned>, httparse::Error> {
+    let mut resp = httparse::Response::new(slots);
+    let httparse::Status::Complete(len) = resp.parse(buf)? else {
+        return Ok(None);
+    };
+    Ok(Some(Scanned {
+        len,
+        code: resp.code.unwrap_or(0),
+        http11: resp.version == Some(1),
+        count: fields::spans(buf.as_ptr(), resp.headers, spans),
     }))
 }
 
@@ -634,6 +669,21 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"[..],
         );
         assert!(parse_head(&mut buf, false).is_err());
+        let many: String = (0..40).map(|i| format!("x-{i}: {i}\r\n")).collect();
+        let mut buf = BytesMut::from(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes());
+        assert_eq!(
+            head(&mut buf, false).headers["x-39"],
+            "39",
+            "more fields than the first slots"
+        );
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("x-{i}: 1\r\n"))
+            .collect();
+        let mut buf = BytesMut::from(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes());
+        assert!(
+            parse_head(&mut buf, false).is_err(),
+            "more than MAX_HEADERS"
+        );
         let mut buf = BytesMut::from(&b"NOT HTTP\r\n\r\n"[..]);
         assert!(parse_head(&mut buf, false).is_err());
     }
