@@ -140,22 +140,18 @@ impl Conn {
         } = head;
         let head_request = req.method() == Method::HEAD;
         let version = req.version();
-        let mut reading = None;
         let body = match (framing.transfer, framing.length) {
-            (Some(_), _) => {
-                let r = self.lend(Decoder::Chunked(Chunk::Size), expect_continue);
-                reading = Some(r.shared.clone());
-                ClientBody::H1(r)
-            }
+            (Some(_), _) => self.lend(Decoder::Chunked(Chunk::Size), expect_continue),
             (None, None | Some(0)) => ClientBody::Full(None),
             (None, Some(n)) if n <= self.buf.len() as u64 => {
                 ClientBody::Full(Some(self.buf.split_to(n as usize).freeze()))
             }
-            (None, Some(n)) => {
-                let r = self.lend(Decoder::Length(n), expect_continue);
-                reading = Some(r.shared.clone());
-                ClientBody::H1(r)
-            }
+            (None, Some(n)) => self.lend(Decoder::Length(n), expect_continue),
+        };
+        // The connection's buffer, while a body read off the socket has it.
+        let reading = match &body {
+            ClientBody::H1(r) => Some(r.shared.clone()),
+            _ => None,
         };
         let resp = self.gw.handle(req.map(|()| body), &self.peer).await;
         let mut keep = keep_alive && !self.state.is_draining();
@@ -184,15 +180,15 @@ impl Conn {
     }
 
     /// Hands the connection's buffer to a body read as the gateway polls it.
-    fn lend(&mut self, decoder: Decoder, expect_continue: bool) -> Incoming {
-        Incoming {
+    fn lend(&mut self, decoder: Decoder, expect_continue: bool) -> ClientBody {
+        ClientBody::H1(Incoming {
             stream: self.stream.clone(),
             shared: Arc::new(Mutex::new(Reading {
                 buf: std::mem::take(&mut self.buf),
                 decoder,
                 continue_owed: expect_continue,
             })),
-        }
+        })
     }
 
     /// Writes `resp`; whether the connection can take another request.
@@ -241,7 +237,7 @@ impl Conn {
         // The head goes out with the first piece of the body when that is ready now (a
         // whole answer: one write); else at once, so that the client sees it early.
         let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
-        let mut head = Some(());
+        let mut head_sent = false;
         let mut pending = match first {
             Poll::Ready(f) => Some(f),
             Poll::Pending => None,
@@ -250,20 +246,17 @@ impl Conn {
             let frame = match pending.take() {
                 Some(f) => f,
                 None => {
-                    if head.take().is_some()
-                        && write_all(&self.stream, &mut [IoSlice::new(&self.out)])
+                    if !head_sent {
+                        head_sent = true;
+                        if write_all(&self.stream, &mut [IoSlice::new(&self.out)])
                             .await
                             .is_err()
-                    {
-                        return false;
+                        {
+                            return false;
+                        }
                     }
                     poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
                 }
-            };
-            let head_bytes: &[u8] = if head.take().is_some() {
-                &self.out
-            } else {
-                &[]
             };
             let (data, end) = match frame {
                 None => (Bytes::new(), true),
@@ -280,6 +273,9 @@ impl Conn {
                 // The answer broke off: the client must not take it for whole.
                 Some(Err(_)) => return false,
             };
+            // Decided only now: a frame skipped above must not take the head with it.
+            let head_bytes: &[u8] = if head_sent { &[] } else { &self.out };
+            head_sent = true;
             let mut size = [0u8; 18];
             let size = if chunked && !data.is_empty() {
                 chunk_size_line(&mut size, data.len())
@@ -561,7 +557,7 @@ fn scan_with<'b>(
 }
 
 /// Writes every byte of `bufs`.
-async fn write_all(stream: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+pub(super) async fn write_all(stream: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     loop {
         while bufs.first().is_some_and(|b| b.is_empty()) {
             bufs = &mut bufs[1..];

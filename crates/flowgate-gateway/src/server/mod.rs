@@ -120,7 +120,8 @@ async fn watch(
             let Some(stream) = stream.upgrade() else { return };
             if partial {
                 let answer = request_timeout_http1(timeout);
-                let _ = tokio::time::timeout(timeout, write_raw(&stream, &answer)).await;
+                let mut bufs = [io::IoSlice::new(&answer)];
+                let _ = tokio::time::timeout(timeout, h1::write_all(&stream, &mut bufs)).await;
             }
             let _ = SockRef::from(&*stream).shutdown(Shutdown::Both);
         }
@@ -163,19 +164,6 @@ async fn serve_h2(
 /// Resolves once the server stops (or is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
-}
-
-/// Writes `bytes` to the client (a last word before closing).
-async fn write_raw(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A stream whose first bytes were already read: they are read again first.
