@@ -49,21 +49,70 @@ pub fn spans(base: *const u8, fields: &[httparse::Header<'_>], out: &mut [Span])
     fields.len().min(out.len())
 }
 
+/// The field names a peer sent in its last head, by position, with what they mean here.
+///
+/// A client or an upstream sends the same fields in the same order on every message of a
+/// connection, so a name that matches, byte for byte, the one seen at its position is taken
+/// from here instead of being parsed again (`HeaderName::from_bytes` lowercases the name,
+/// looks it up among the standard ones and, for any other name, allocates a copy). One per
+/// connection and direction.
+#[derive(Debug, Default)]
+pub struct Names(Box<Seen>);
+
+/// Boxed, so that a connection (which moves with its lease) grows by a pointer only.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The raw names, one after another.
+    raw: Vec<u8>,
+    /// Per position: where its raw name ends in `raw`, the name, its kind.
+    seen: Vec<(u32, HeaderName, Kind)>,
+}
+
+/// Names kept per connection; fields past this position are always parsed.
+const NAMES_KEPT: usize = 32;
+
+impl Names {
+    /// The name at position `at` of a head, which reads `raw` there.
+    fn get(&mut self, at: usize, raw: &[u8]) -> Result<(HeaderName, Kind), String> {
+        let Seen { raw: kept, seen } = &mut *self.0;
+        if let Some((end, name, kind)) = seen.get(at) {
+            let start = at.checked_sub(1).map_or(0, |p| seen[p].0 as usize);
+            if kept[start..*end as usize] == *raw {
+                return Ok((name.clone(), *kind));
+            }
+        }
+        let name = HeaderName::from_bytes(raw)
+            .map_err(|_| format!("bad header name {:?}", String::from_utf8_lossy(raw)))?;
+        let kind = kind(&name);
+        if at < NAMES_KEPT && at <= seen.len() {
+            // What followed a changed name is stale too.
+            seen.truncate(at);
+            kept.truncate(seen.last().map_or(0, |s| s.0 as usize));
+            kept.extend_from_slice(raw);
+            seen.push((kept.len() as u32, name.clone(), kind));
+        }
+        Ok((name, kind))
+    }
+}
+
 /// Reads the fields at `spans` of `head` into a map with room for `extra` more, leaving the
-/// hop-by-hop ones out.
-pub fn collect(head: &Bytes, spans: &[Span], extra: usize) -> Result<(HeaderMap, Framing), String> {
+/// hop-by-hop ones out. `names` is the connection's cache of the names its peer sends.
+pub fn collect(
+    head: &Bytes,
+    spans: &[Span],
+    extra: usize,
+    names: &mut Names,
+) -> Result<(HeaderMap, Framing), String> {
     let mut map = HeaderMap::with_capacity(spans.len() + extra);
     let mut framing = Framing::default();
     // Fields named by `Connection` other than close/keep-alive: rare, removed at the end.
     let mut named = false;
-    for &[name_at, name_end, start, end] in spans {
-        let name_bytes = &head[name_at as usize..name_end as usize];
+    for (at, &[name_at, name_end, start, end]) in spans.iter().enumerate() {
         let value_bytes = &head[start as usize..end as usize];
-        let name = HeaderName::from_bytes(name_bytes)
-            .map_err(|_| format!("bad header name {:?}", String::from_utf8_lossy(name_bytes)))?;
-        match hop(&name) {
-            Hop::No => {}
-            Hop::Connection => {
+        let (name, kind) = names.get(at, &head[name_at as usize..name_end as usize])?;
+        match kind {
+            Kind::Plain => {}
+            Kind::Connection => {
                 for token in value_bytes.split(|&b| b == b',') {
                     let token = token.trim_ascii();
                     if token.eq_ignore_ascii_case(b"close") {
@@ -76,7 +125,7 @@ pub fn collect(head: &Bytes, spans: &[Span], extra: usize) -> Result<(HeaderMap,
                 }
                 continue;
             }
-            Hop::TransferEncoding => {
+            Kind::TransferEncoding => {
                 let last = value_bytes
                     .rsplit(|&b| b == b',')
                     .next()
@@ -85,24 +134,26 @@ pub fn collect(head: &Bytes, spans: &[Span], extra: usize) -> Result<(HeaderMap,
                 framing.transfer = Some(last.eq_ignore_ascii_case(b"chunked"));
                 continue;
             }
-            Hop::Other => continue,
-        }
-        if name == header::EXPECT && value_bytes.eq_ignore_ascii_case(b"100-continue") {
-            framing.expect_continue = true;
-            continue;
-        }
-        if name == header::CONTENT_LENGTH {
-            for part in value_bytes.split(|&b| b == b',') {
-                let n = parse_length(part.trim_ascii()).ok_or_else(|| {
-                    format!(
-                        "bad content-length {:?}",
-                        String::from_utf8_lossy(value_bytes)
-                    )
-                })?;
-                if framing.length.is_some_and(|l| l != n) {
-                    return Err("conflicting content-length".into());
+            Kind::OtherHop => continue,
+            Kind::Expect => {
+                if value_bytes.eq_ignore_ascii_case(b"100-continue") {
+                    framing.expect_continue = true;
+                    continue;
                 }
-                framing.length = Some(n);
+            }
+            Kind::ContentLength => {
+                for part in value_bytes.split(|&b| b == b',') {
+                    let n = parse_length(part.trim_ascii()).ok_or_else(|| {
+                        format!(
+                            "bad content-length {:?}",
+                            String::from_utf8_lossy(value_bytes)
+                        )
+                    })?;
+                    if framing.length.is_some_and(|l| l != n) {
+                        return Err("conflicting content-length".into());
+                    }
+                    framing.length = Some(n);
+                }
             }
         }
         let value = HeaderValue::from_maybe_shared(head.slice(start as usize..end as usize))
@@ -143,21 +194,31 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     })
 }
 
-enum Hop {
-    No,
+/// What a field name means to the reading of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Kept as it is.
+    Plain,
     Connection,
     TransferEncoding,
-    Other,
+    /// Another hop-by-hop field: left out.
+    OtherHop,
+    Expect,
+    ContentLength,
 }
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-fn hop(name: &HeaderName) -> Hop {
+fn kind(name: &HeaderName) -> Kind {
     if *name == header::CONNECTION {
-        Hop::Connection
+        Kind::Connection
     } else if *name == header::TRANSFER_ENCODING {
-        Hop::TransferEncoding
+        Kind::TransferEncoding
+    } else if *name == header::CONTENT_LENGTH {
+        Kind::ContentLength
+    } else if *name == header::EXPECT {
+        Kind::Expect
     } else if *name == header::TE
         || *name == header::TRAILER
         || *name == header::UPGRADE
@@ -166,9 +227,9 @@ fn hop(name: &HeaderName) -> Hop {
         || *name == KEEP_ALIVE
         || *name == PROXY_CONNECTION
     {
-        Hop::Other
+        Kind::OtherHop
     } else {
-        Hop::No
+        Kind::Plain
     }
 }
 
@@ -177,6 +238,13 @@ mod tests {
     use super::*;
 
     fn read(fields: &[(&str, &str)]) -> Result<(HeaderMap, Framing), String> {
+        read_with(&mut Names::default(), fields)
+    }
+
+    fn read_with(
+        names: &mut Names,
+        fields: &[(&str, &str)],
+    ) -> Result<(HeaderMap, Framing), String> {
         let mut raw = Vec::new();
         let mut spans = Vec::new();
         for (n, v) in fields {
@@ -189,7 +257,7 @@ mod tests {
             spans.push([at, end, vat, raw.len() as u32]);
             raw.extend_from_slice(b"\r\n");
         }
-        collect(&Bytes::from(raw), &spans, 0)
+        collect(&Bytes::from(raw), &spans, 0, names)
     }
 
     #[test]
@@ -232,5 +300,50 @@ mod tests {
         }
         assert!(read(&[("bad name", "1")]).is_err());
         assert!(read(&[("x-a", "a\u{7f}b")]).is_err());
+    }
+
+    #[test]
+    fn names_are_remembered_by_position_and_read_again_when_they_change() {
+        let mut names = Names::default();
+        let first = [
+            ("Content-Length", "3"),
+            ("X-A", "1"),
+            ("Connection", "close"),
+        ];
+        for _ in 0..2 {
+            let (map, f) = read_with(&mut names, &first).unwrap();
+            assert_eq!(
+                (map.len(), f.length, f.close),
+                (2, Some(3), true),
+                "{map:?}"
+            );
+            assert_eq!(map["x-a"], "1");
+        }
+        assert_eq!(names.0.seen.len(), 3);
+        // The second name changes: it and what follows are read again.
+        let (map, f) = read_with(
+            &mut names,
+            &[("Content-Length", "3"), ("TE", "x"), ("X-C", "2")],
+        )
+        .unwrap();
+        assert_eq!((map.len(), f.close), (2, false), "{map:?}");
+        assert!(map.contains_key("x-c") && !map.contains_key("te") && !map.contains_key("x-a"));
+        // Same length, other meaning: a hop-by-hop name at a position becomes a kept one.
+        let (map, _) = read_with(
+            &mut names,
+            &[("Content-Length", "3"), ("X2", "y"), ("X-C", "2")],
+        )
+        .unwrap();
+        assert_eq!(map["x2"], "y");
+        // Other case, same name.
+        let (map, f) = read_with(&mut names, &[("content-length", "4")]).unwrap();
+        assert_eq!((map.len(), f.length), (1, Some(4)));
+        assert!(read_with(&mut names, &[("bad name", "1")]).is_err());
+        let many: Vec<(String, &str)> = (0..40).map(|i| (format!("x-{i}"), "v")).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        for _ in 0..2 {
+            assert_eq!(read_with(&mut names, &many).unwrap().0.len(), 40);
+        }
+        assert_eq!(names.0.seen.len(), NAMES_KEPT);
     }
 }

@@ -49,6 +49,8 @@ pub(super) struct Conn {
     buf: BytesMut,
     /// The encoded response head, reused.
     out: Vec<u8>,
+    /// The field names this client sent last.
+    names: fields::Names,
     state: Arc<ConnState>,
     peer: Peer,
     gw: Arc<Gateway>,
@@ -86,6 +88,7 @@ impl Conn {
             stream,
             buf: BytesMut::with_capacity(BUF),
             out: Vec::with_capacity(512),
+            names: fields::Names::default(),
             state,
             peer,
             gw,
@@ -103,7 +106,7 @@ impl Conn {
                     if first && self.http2 && self.buf.starts_with(H2_PREFACE) {
                         return Ended::Http2(std::mem::take(&mut self.buf));
                     }
-                    match parse(&mut self.buf, &self.limits) {
+                    match parse(&mut self.buf, &self.limits, &mut self.names) {
                         Ok(Some(head)) => break head,
                         Ok(None) => {}
                         Err(e) => {
@@ -424,7 +427,11 @@ fn encode_head(
 
 /// Parses a request head at the start of `buf`: `None` until it is complete. The head's
 /// bytes leave `buf` and the header values share them.
-fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, ProxyError> {
+fn parse(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    names: &mut fields::Names,
+) -> Result<Option<Head>, ProxyError> {
     // Where each field sits: here for most heads, in `more` for those with many fields.
     let mut spans = [[0u32; 4]; SLOTS];
     let mut more = Vec::new();
@@ -439,7 +446,7 @@ fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Head>, ProxyError
     } else {
         &more[..]
     };
-    let (map, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS)
+    let (map, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS, names)
         .map_err(ProxyError::BadRequest)?;
     if framing.both {
         return Err(ProxyError::BadRequest(
@@ -689,7 +696,11 @@ mod tests {
     }
 
     fn parse_all(raw: &[u8]) -> Result<Option<Head>, ProxyError> {
-        parse(&mut BytesMut::from(raw), &limits())
+        parse(
+            &mut BytesMut::from(raw),
+            &limits(),
+            &mut fields::Names::default(),
+        )
     }
 
     #[test]
@@ -698,7 +709,9 @@ mod tests {
             &b"POST /v1/x?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\n\
                Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhelloGET"[..],
         );
-        let h = parse(&mut buf, &limits()).unwrap().unwrap();
+        let h = parse(&mut buf, &limits(), &mut fields::Names::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(h.req.method(), Method::POST);
         assert_eq!(h.req.uri().path(), "/v1/x");
         assert_eq!(h.req.uri().query(), Some("q=1"));
@@ -768,9 +781,13 @@ mod tests {
         };
         let many: String = (0..90).map(|i| format!("x-{i}: {i}\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        let h = parse(&mut BytesMut::from(raw.as_bytes()), &l)
-            .unwrap()
-            .unwrap();
+        let h = parse(
+            &mut BytesMut::from(raw.as_bytes()),
+            &l,
+            &mut fields::Names::default(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(h.req.headers().len(), 90);
         assert_eq!(h.req.headers()["x-89"], "89");
     }

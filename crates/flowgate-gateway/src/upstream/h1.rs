@@ -41,6 +41,8 @@ pub struct Wire {
     buf: BytesMut,
     /// The request head being written, kept to reuse its allocation.
     head: Vec<u8>,
+    /// The field names this upstream sent last.
+    names: fields::Names,
 }
 
 /// Why an exchange failed.
@@ -165,6 +167,7 @@ impl Wire {
             io,
             buf: BytesMut::with_capacity(READ_RESERVE),
             head: Vec::new(),
+            names: fields::Names::default(),
         }
     }
 
@@ -233,7 +236,7 @@ impl Wire {
     pub async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, ExchangeError> {
         loop {
             while !self.buf.is_empty() {
-                match parse_head(&mut self.buf, head_request)? {
+                match parse_head(&mut self.buf, head_request, &mut self.names)? {
                     Parsed::Head(head) => return Ok(head),
                     Parsed::Interim => continue,
                     Parsed::Partial if self.buf.len() > MAX_HEAD => {
@@ -320,16 +323,22 @@ enum Parsed {
 
 /// Parses a response head at the start of `buf`. A parsed head's bytes leave `buf`, and the
 /// header values share them.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, ExchangeError> {
+fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    names: &mut fields::Names,
+) -> Result<Parsed, ExchangeError> {
     // Where each field sits, so that they can be taken from the head's `Bytes` once the
     // parser no longer borrows the buffer.
-    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let mut spans = [[0u32; 4]; FIRST_SLOTS];
+    let mut more = Vec::new();
     let mut slots = [httparse::EMPTY_HEADER; FIRST_SLOTS];
     let scanned = match scan_head(buf, &mut slots, &mut spans) {
         // Most answers have a few fields; room for all of them only when needed.
         Err(httparse::Error::TooManyHeaders) => {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            scan_head(buf, &mut slots, &mut spans)
+            more = vec![[0u32; 4]; MAX_HEADERS];
+            scan_head(buf, &mut slots, &mut more)
         }
         r => r,
     };
@@ -353,7 +362,12 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Exchange
         }
         return Ok(Parsed::Interim);
     }
-    let (headers, framing) = fields::collect(&head, &spans[..count], crate::headers::ADDED_FIELDS)
+    let spans = if more.is_empty() {
+        &spans[..count]
+    } else {
+        &more[..count]
+    };
+    let (headers, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS, names)
         .map_err(ExchangeError::Malformed)?;
     let decoder = Decoder::for_response(head_request, status, &framing);
     let keep_alive = http11 && !decoder.reads_to_eof() && !framing.close;
@@ -612,7 +626,7 @@ mod tests {
     }
 
     fn head(buf: &mut BytesMut, head_request: bool) -> ResponseHead {
-        match parse_head(buf, head_request).unwrap() {
+        match parse_head(buf, head_request, &mut fields::Names::default()).unwrap() {
             Parsed::Head(h) => h,
             other => panic!("expected a head, got {other:?}"),
         }
@@ -624,7 +638,7 @@ mod tests {
             &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: b\r\n\r\nhi"[..],
         );
         assert!(matches!(
-            parse_head(&mut buf, false).unwrap(),
+            parse_head(&mut buf, false, &mut fields::Names::default()).unwrap(),
             Parsed::Interim
         ));
         let h = head(&mut buf, false);
@@ -661,14 +675,14 @@ mod tests {
         assert!(head(&mut buf, true).decoder.is_done(), "HEAD has no body");
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
         assert!(matches!(
-            parse_head(&mut buf, false).unwrap(),
+            parse_head(&mut buf, false, &mut fields::Names::default()).unwrap(),
             Parsed::Partial
         ));
 
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"[..],
         );
-        assert!(parse_head(&mut buf, false).is_err());
+        assert!(parse_head(&mut buf, false, &mut fields::Names::default()).is_err());
         let many: String = (0..40).map(|i| format!("x-{i}: {i}\r\n")).collect();
         let mut buf = BytesMut::from(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes());
         assert_eq!(
@@ -681,11 +695,11 @@ mod tests {
             .collect();
         let mut buf = BytesMut::from(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes());
         assert!(
-            parse_head(&mut buf, false).is_err(),
+            parse_head(&mut buf, false, &mut fields::Names::default()).is_err(),
             "more than MAX_HEADERS"
         );
         let mut buf = BytesMut::from(&b"NOT HTTP\r\n\r\n"[..]);
-        assert!(parse_head(&mut buf, false).is_err());
+        assert!(parse_head(&mut buf, false, &mut fields::Names::default()).is_err());
     }
 
     #[test]
