@@ -62,7 +62,7 @@ pub struct Endpoint {
 
 #[derive(Debug)]
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -87,7 +87,9 @@ impl Drop for Conn {
 /// not read to the end); [`Lease::release`] returns it to the pool.
 #[derive(Debug)]
 pub struct Lease {
-    conn: Option<Conn>,
+    /// Boxed: a lease moves with the request (into the response body, back to the idle
+    /// stack) and a connection is allocated once, when it is opened.
+    conn: Option<Box<Conn>>,
     endpoint: Arc<Endpoint>,
 }
 
@@ -181,7 +183,7 @@ impl Endpoint {
 
     /// The most recently returned live connection on stack `shard`; dead or expired ones
     /// met on the way are dropped.
-    fn pop_idle(&self, shard: usize) -> Option<Conn> {
+    fn pop_idle(&self, shard: usize) -> Option<Box<Conn>> {
         let now = self.clock.now();
         let mut idle = self.idle.get(shard)?.lock().ok()?;
         while let Some(i) = idle.pop() {
@@ -194,7 +196,7 @@ impl Endpoint {
     }
 
     /// An idle connection from any stack, the home one first.
-    fn pop_idle_any(&self, home: usize) -> Option<Conn> {
+    fn pop_idle_any(&self, home: usize) -> Option<Box<Conn>> {
         let n = self.idle.len();
         (0..n).find_map(|k| self.pop_idle((home + k) % n))
     }
@@ -230,7 +232,7 @@ impl Endpoint {
         }
     }
 
-    fn lease(self: &Arc<Self>, conn: Conn) -> Lease {
+    fn lease(self: &Arc<Self>, conn: Box<Conn>) -> Lease {
         self.active.fetch_add(1, Ordering::Relaxed);
         Lease {
             conn: Some(conn),
@@ -262,18 +264,18 @@ impl Endpoint {
         let _ = stream.set_nodelay(true);
         self.connects.inc();
         self.open_gauge.inc();
-        Ok(self.lease(Conn {
+        Ok(self.lease(Box::new(Conn {
             wire: Wire::new(stream),
             shard,
             reused: false,
             _permit: permit,
             open: self.open_gauge.clone(),
-        }))
+        })))
     }
 
     /// Returns `conn` to its stack (beyond `max_idle` idle connections it is closed instead)
     /// and wakes one waiter.
-    fn push_idle(&self, mut conn: Conn) {
+    fn push_idle(&self, mut conn: Box<Conn>) {
         conn.reused = true;
         let room = self.idle_total.fetch_add(1, Ordering::Relaxed) < self.max_idle;
         let stack = self.idle.get(conn.shard).and_then(|s| s.lock().ok());
