@@ -446,8 +446,9 @@ fn parse(
     } else {
         &more[..]
     };
-    let (map, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS, names)
-        .map_err(ProxyError::BadRequest)?;
+    // No room for more: the fields the gateway sets upstream are written by the head
+    // encoder (`headers::UpstreamFields`), never added to the request's map.
+    let (map, framing) = fields::collect(&head, spans, 0, names).map_err(ProxyError::BadRequest)?;
     if framing.both {
         return Err(ProxyError::BadRequest(
             "both Content-Length and Transfer-Encoding are set".into(),
