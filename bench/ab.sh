@@ -2,8 +2,9 @@
 # Side-by-side pass-through CPU per request: the nginx proxy (1 worker) against this build of
 # flowgate (1 worker) and, optionally, another flowgate binary (a previous commit's, say), in
 # alternating closed-loop phases (wrk -t2 -c32) so that all of them meet the same noise.
-# Prints per target the median req/s, user and kernel CPU per request, and the per-round
-# ratios to nginx.
+# Prints per target the median req/s, user and kernel CPU per request, the per-round ratios
+# to nginx, and context switches per request of the target and of the mock upstream behind
+# it (how often each went to sleep and had to be woken).
 #
 #   bench/ab.sh [--rounds N] [--duration S] [--other PATH-TO-ANOTHER-FLOWGATE]
 #
@@ -45,6 +46,7 @@ for t in "${targets[@]}"; do
   for _ in $(seq 50); do curl -fsS -o /dev/null -X POST --data-binary @bench/conf/request.json "${URL[$t]}" && break; sleep 0.1; done
 done
 
+UPSTREAM_PID="$(cat "$RUN/mock.pid")"
 for r in $(seq "$ROUNDS"); do
   for t in "${targets[@]}"; do
     echo "round $r: $t" >&2
@@ -62,19 +64,23 @@ for t in targets:
         n = int(re.search(r"(\d+) requests in", text).group(1))
         rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1))
         s = json.load(open(f"{out}/{t}-r{r}-closed.sample.json"))
-        rows.setdefault(t, []).append((rps, s["user_s"] / n * 1e6, (s["cpu_s"] - s["user_s"]) / n * 1e6))
+        u = json.load(open(f"{out}/{t}-r{r}-closed.upstream.json"))
+        rows.setdefault(t, []).append((rps, s["user_s"] / n * 1e6, (s["cpu_s"] - s["user_s"]) / n * 1e6,
+                                       s["switches"] / n, u["switches"] / n))
 print(f"Rounds: {rounds}; medians [min-max]; ratios within a round.\n")
-print("| target | req/s | user µs/req | kernel µs/req | CPU µs/req | req/s vs nginx | CPU vs nginx |")
-print("|---|---|---|---|---|---|---|")
+print("| target | req/s | user µs/req | kernel µs/req | CPU µs/req | req/s vs nginx | CPU vs nginx "
+      "| switches/req | upstream switches/req |")
+print("|---|---|---|---|---|---|---|---|---|")
 def cell(xs, f="{:.1f}"):
     return f"{f.format(st.median(xs))} [{f.format(min(xs))}–{f.format(max(xs))}]"
 for t in targets:
     rps = [x[0] for x in rows[t]]; u = [x[1] for x in rows[t]]; k = [x[2] for x in rows[t]]
     cpu = [a + b for a, b in zip(u, k)]
+    sw = [x[3] for x in rows[t]]; usw = [x[4] for x in rows[t]]
     base = rows["nginx"]
     rr = [a[0] / b[0] for a, b in zip(rows[t], base)]
     cr = [(a[1] + a[2]) / (b[1] + b[2]) for a, b in zip(rows[t], base)]
     print(f"| {t} | {cell(rps, '{:.0f}')} | {cell(u)} | {cell(k)} | {cell(cpu)} | "
-          f"{cell(rr, '{:.2f}')}x | {cell(cr, '{:.2f}')}x |")
+          f"{cell(rr, '{:.2f}')}x | {cell(cr, '{:.2f}')}x | {cell(sw, '{:.2f}')} | {cell(usw, '{:.2f}')} |")
 print(f"\nraw results: {out}")
 PY

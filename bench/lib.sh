@@ -56,7 +56,10 @@ phase() { # target round name cmd...
   local t="$1" r="$2" name="$3"; shift 3
   local f="$OUT/$t-r$r-$name"
   python3 bench/sample.py "$f.sample.json" ${PID[$t]} & local sp=$!
+  # UPSTREAM_PID (optional): the upstream's process tree, sampled alongside.
+  local up=""
+  if [ -n "${UPSTREAM_PID:-}" ]; then python3 bench/sample.py "$f.upstream.json" "$UPSTREAM_PID" & up=$!; fi
   timeout -k 5 $((DUR + 30)) "$@" > "$f.out" 2>&1 || echo "warning: $t $name exited non-zero" >&2
-  kill -TERM "$sp"; wait "$sp" || true
+  kill -TERM "$sp" $up; wait "$sp" $up || true
 }
 oha_args=(-m POST -D bench/conf/request.json -H "content-type: application/json" --no-tui --output-format json --disable-compression)
