@@ -70,6 +70,9 @@ struct Seen {
 
 /// Names kept per connection; fields past this position are always parsed.
 const NAMES_KEPT: usize = 32;
+/// Longer names are not kept (nor any after them), so that what a connection keeps stays
+/// small whatever its peer sends: real field names are far shorter.
+const NAME_BYTES_KEPT: usize = 64;
 
 impl Names {
     /// The name at position `at` of a head, which reads `raw` there.
@@ -88,8 +91,10 @@ impl Names {
             // What followed a changed name is stale too.
             seen.truncate(at);
             kept.truncate(seen.last().map_or(0, |s| s.0 as usize));
-            kept.extend_from_slice(raw);
-            seen.push((kept.len() as u32, name.clone(), kind));
+            if raw.len() <= NAME_BYTES_KEPT {
+                kept.extend_from_slice(raw);
+                seen.push((kept.len() as u32, name.clone(), kind));
+            }
         }
         Ok((name, kind))
     }
@@ -345,5 +350,14 @@ mod tests {
             assert_eq!(read_with(&mut names, &many).unwrap().0.len(), 40);
         }
         assert_eq!(names.0.seen.len(), NAMES_KEPT);
+        // A long name is read but not kept, nor anything after it.
+        let long = "x".repeat(NAME_BYTES_KEPT + 1);
+        for _ in 0..2 {
+            let (map, _) = read_with(&mut names, &[("a", "1"), (&long, "2"), ("b", "3")]).unwrap();
+            assert_eq!(map.len(), 3);
+            assert_eq!(map[long.as_str()], "2");
+            assert_eq!(names.0.seen.len(), 1);
+            assert_eq!(names.0.raw, b"a");
+        }
     }
 }
