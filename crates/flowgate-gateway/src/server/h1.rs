@@ -29,7 +29,7 @@ use crate::fields::{self, Framing};
 use crate::gateway::Gateway;
 use crate::headers::Peer;
 use crate::io::ConnState;
-use crate::upstream::h1::{Chunk, Decoder, Step};
+use crate::upstream::h1::{Chunk, Decoder, Step, chunk_size_line};
 
 /// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -354,24 +354,6 @@ enum Out {
     Chunked,
     /// Delimited by closing the connection (an HTTP/1.0 client, length unknown).
     Close,
-}
-
-/// `{len:x}\r\n` in `buf`.
-fn chunk_size_line(buf: &mut [u8; 18], len: usize) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut at = 16;
-    let mut n = len;
-    loop {
-        at -= 1;
-        buf[at] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    buf[16] = b'\r';
-    buf[17] = b'\n';
-    &buf[at..]
 }
 
 /// Encodes a response head into `out`.
@@ -857,13 +839,5 @@ mod tests {
             s.contains("date: Thu, 01 Jan 2026 00:01:01 GMT\r\n"),
             "the date moves: {s}"
         );
-    }
-
-    #[test]
-    fn chunk_size_lines_are_hex() {
-        let mut b = [0u8; 18];
-        assert_eq!(chunk_size_line(&mut b, 0x1a2b), b"1a2b\r\n");
-        assert_eq!(chunk_size_line(&mut b, 1), b"1\r\n");
-        assert_eq!(chunk_size_line(&mut b, usize::MAX), b"ffffffffffffffff\r\n");
     }
 }

@@ -210,11 +210,11 @@ impl Wire {
                         continue;
                     }
                     if chunked {
-                        let size = format!("{:x}\r\n", data.len());
+                        let mut size = [0u8; 18];
                         write_all_vectored(
                             &mut self.io,
                             &mut [
-                                IoSlice::new(size.as_bytes()),
+                                IoSlice::new(chunk_size_line(&mut size, data.len())),
                                 IoSlice::new(&data),
                                 IoSlice::new(b"\r\n"),
                             ],
@@ -402,6 +402,25 @@ fn scan_head<'b>(
         http11: resp.version == Some(1),
         count: fields::spans(buf.as_ptr(), resp.headers, spans),
     }))
+}
+
+/// The size line of a chunk of `len` bytes, `{len:x}\r\n`, written into `buf` (for request
+/// bodies sent upstream and answers sent to clients).
+pub(crate) fn chunk_size_line(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = 16;
+    let mut n = len;
+    loop {
+        at -= 1;
+        buf[at] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[at..]
 }
 
 /// What one decoding step produced.
@@ -602,6 +621,14 @@ mod tests {
         let mut buf = BytesMut::from(&b"a\r\n01234"[..]);
         assert_eq!(d.step(&mut buf), Step::Data(Bytes::from_static(b"01234")));
         assert_eq!(d.step(&mut buf), Step::NeedMore);
+    }
+
+    #[test]
+    fn chunk_size_lines_are_hex() {
+        let mut b = [0u8; 18];
+        assert_eq!(chunk_size_line(&mut b, 0x1a2b), b"1a2b\r\n");
+        assert_eq!(chunk_size_line(&mut b, 1), b"1\r\n");
+        assert_eq!(chunk_size_line(&mut b, usize::MAX), b"ffffffffffffffff\r\n");
     }
 
     #[test]
