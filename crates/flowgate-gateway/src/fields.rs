@@ -32,6 +32,10 @@ pub struct Framing {
     pub expect_continue: bool,
 }
 
+/// Header slots a head is parsed with first (both sides); a head with more fields is parsed
+/// again with room for the limit.
+pub const FIRST_SLOTS: usize = 32;
+
 /// Records where each of `fields` sits in the buffer starting at `base`.
 pub fn spans(base: *const u8, fields: &[httparse::Header<'_>], out: &mut [Span]) -> usize {
     let base = base as usize;

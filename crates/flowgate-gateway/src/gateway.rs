@@ -237,6 +237,7 @@ impl Gateway {
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
     }
+
     /// Time since the gateway started.
     pub fn uptime(&self) -> Duration {
         self.clock.now().saturating_duration_since(self.started)

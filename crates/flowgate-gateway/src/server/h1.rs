@@ -33,8 +33,6 @@ use crate::upstream::h1::{Chunk, Decoder, Step, chunk_size_line};
 
 /// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-/// Header slots tried first; heads with more fields are parsed again with room for the limit.
-const SLOTS: usize = 32;
 /// The read buffer of a connection, and how much room a read wants.
 const BUF: usize = 8 * 1024;
 const MIN_ROOM: usize = 2 * 1024;
@@ -415,7 +413,7 @@ fn parse(
     names: &mut fields::Names,
 ) -> Result<Option<Head>, ProxyError> {
     // Where each field sits: here for most heads, in `more` for those with many fields.
-    let mut spans = [[0u32; 4]; SLOTS];
+    let mut spans = [[0u32; 4]; fields::FIRST_SLOTS];
     let mut more = Vec::new();
     let Some(scan) = scan(buf, limits, &mut spans, &mut more)? else {
         return Ok(None);
@@ -476,12 +474,12 @@ struct Scan {
 fn scan(
     buf: &[u8],
     limits: &Limits,
-    spans: &mut [fields::Span; SLOTS],
+    spans: &mut [fields::Span; fields::FIRST_SLOTS],
     more: &mut Vec<fields::Span>,
 ) -> Result<Option<Scan>, ProxyError> {
-    let mut slots = [httparse::EMPTY_HEADER; SLOTS];
+    let mut slots = [httparse::EMPTY_HEADER; fields::FIRST_SLOTS];
     match scan_with(buf, limits, &mut slots, spans, more) {
-        Err(ProxyError::TooManyHeaders { .. }) if limits.max_headers > SLOTS => {
+        Err(ProxyError::TooManyHeaders { .. }) if limits.max_headers > fields::FIRST_SLOTS => {
             let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
             scan_with(buf, limits, &mut slots, spans, more)
         }
@@ -493,7 +491,7 @@ fn scan_with<'b>(
     buf: &'b [u8],
     limits: &Limits,
     slots: &mut [httparse::Header<'b>],
-    spans: &mut [fields::Span; SLOTS],
+    spans: &mut [fields::Span; fields::FIRST_SLOTS],
     more: &mut Vec<fields::Span>,
 ) -> Result<Option<Scan>, ProxyError> {
     let mut req = httparse::Request::new(slots);
@@ -531,7 +529,7 @@ fn scan_with<'b>(
     };
     let path = req.path.unwrap_or_default();
     let at = path.as_ptr() as usize - buf.as_ptr() as usize;
-    let count = if req.headers.len() <= SLOTS {
+    let count = if req.headers.len() <= fields::FIRST_SLOTS {
         fields::spans(buf.as_ptr(), req.headers, spans)
     } else {
         more.resize(req.headers.len(), [0u32; 4]);
@@ -597,7 +595,7 @@ impl Body for Incoming {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let stream = &this.stream;
-        let mut guard = this.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = this.lock();
         let r = &mut *guard;
         loop {
             match r.decoder.step(&mut r.buf) {

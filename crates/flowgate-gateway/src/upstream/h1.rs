@@ -27,8 +27,6 @@ use crate::fields::{self, Framing};
 const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in a response head.
 const MAX_HEADERS: usize = 128;
-/// Header slots tried first.
-const FIRST_SLOTS: usize = 32;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 /// Room reserved in the read buffer before each read.
@@ -330,9 +328,9 @@ fn parse_head(
 ) -> Result<Parsed, ExchangeError> {
     // Where each field sits, so that they can be taken from the head's `Bytes` once the
     // parser no longer borrows the buffer.
-    let mut spans = [[0u32; 4]; FIRST_SLOTS];
+    let mut spans = [[0u32; 4]; fields::FIRST_SLOTS];
     let mut more = Vec::new();
-    let mut slots = [httparse::EMPTY_HEADER; FIRST_SLOTS];
+    let mut slots = [httparse::EMPTY_HEADER; fields::FIRST_SLOTS];
     let scanned = match scan_head(buf, &mut slots, &mut spans) {
         // Most answers have a few fields; room for all of them only when needed.
         Err(httparse::Error::TooManyHeaders) => {
