@@ -352,11 +352,15 @@ impl Gateway {
         };
         let head_request = parts.method == Method::HEAD;
         let mut stale_retries = 0;
-        // Every request that is ready on this worker is read and prepared before any of them
-        // is written upstream: the writes of one turn of the event loop reach the upstream
-        // back to back, so that it wakes once for all of them instead of once for each
-        // (docs/decisions/2026-11-23-upstream-writes-per-turn.md).
-        tokio::task::yield_now().await;
+        // When other requests are being served on this worker, every one that is ready is
+        // read and prepared before any of them is written upstream: the writes of one turn
+        // of the event loop reach the upstream back to back, so that it wakes once for all
+        // of them instead of once for each. A request alone has no one to wait for
+        // (docs/decisions/2026-11-23-upstream-writes-per-turn.md,
+        // docs/decisions/2026-11-23-yield-only-with-company.md).
+        if crate::worker::serving_others() {
+            tokio::task::yield_now().await;
+        }
         let started = loop {
             let reused = lease.is_reused();
             let wire = lease.wire().ok_or_else(|| no_connection(ep))?;

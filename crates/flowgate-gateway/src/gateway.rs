@@ -348,6 +348,7 @@ impl Gateway {
         peer: &Peer,
     ) -> Response<ProxyBody> {
         let start = self.clock.now();
+        let _serving = crate::worker::Serving::enter();
         let guard = InFlightGuard::new(&self.telemetry.metrics().in_flight);
         let rt = self.runtime.load_full();
         let request_id = self.ids.take_or_make(req.headers());

@@ -20,6 +20,36 @@ use crate::gateway::Gateway;
 
 thread_local! {
     static SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+    static SERVING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks a request as being served on this thread, from its arrival until its answer's
+/// head is ready (dropped then).
+///
+/// The count tells an attempt whether to hold its upstream write back for the rest of the
+/// event loop's turn (docs/decisions/2026-11-23-yield-only-with-company.md). A request
+/// whose future moved to another thread (only possible off the workers, on a multi-thread
+/// runtime) leaves the count too high on one thread and never below zero on the other:
+/// that thread then always yields, as every request did before the count existed.
+#[derive(Debug)]
+pub(crate) struct Serving(());
+
+impl Serving {
+    pub(crate) fn enter() -> Serving {
+        SERVING.with(|c| c.set(c.get().saturating_add(1)));
+        Serving(())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        SERVING.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Whether requests other than the caller's are being served on this thread.
+pub(crate) fn serving_others() -> bool {
+    SERVING.with(Cell::get) > 1
 }
 
 /// The index of the worker running on this thread, if this is a worker thread.
@@ -143,5 +173,26 @@ impl Workers {
         for rx in self.done {
             let _ = rx.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_alone_has_no_company_and_two_have() {
+        assert!(!serving_others());
+        let a = Serving::enter();
+        assert!(!serving_others(), "the caller's own request is not company");
+        let b = Serving::enter();
+        assert!(serving_others());
+        drop(a);
+        assert!(!serving_others());
+        drop(b);
+        assert_eq!(SERVING.with(Cell::get), 0);
+        // A count that went to another thread never takes this one below zero.
+        drop(Serving(()));
+        assert_eq!(SERVING.with(Cell::get), 0);
     }
 }
