@@ -23,28 +23,7 @@ while [ $# -gt 0 ]; do
 done
 OUT_SUFFIX=-ab
 source bench/lib.sh
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for n in mock proxy; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-for n in mock proxy; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; done
-
-declare -A URL PID
-start() { # name port binary
-  FLOWGATE__SERVER__LISTEN="127.0.0.1:$2" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$(($2 + 10))" \
-    "$3" serve --config examples/bench/passthrough.toml > "$RUN/ab-$1.log" 2>&1 &
-  pids+=("$!"); PID[$1]=$!; URL[$1]="http://127.0.0.1:$2$URL_PATH"
-}
-URL[nginx]="http://127.0.0.1:18082$URL_PATH"; PID[nginx]="$(cat "$RUN/proxy.pid")"
-targets=(nginx flowgate)
-start flowgate 18186 "$BIN"
-if [ -n "$OTHER" ]; then start other 18187 "$OTHER"; targets+=(other); fi
-for t in "${targets[@]}"; do
-  for _ in $(seq 50); do curl -fsS -o /dev/null -X POST --data-binary @bench/conf/request.json "${URL[$t]}" && break; sleep 0.1; done
-done
+source bench/side-by-side.sh
 
 UPSTREAM_PID="$(cat "$RUN/mock.pid")"
 for r in $(seq "$ROUNDS"); do

@@ -35,13 +35,7 @@ CONFIG=examples/bench/admission.toml
 OPEN_KEY=fgk_5aa83be7c3b68c8acd8085a084ffbc2837308600a299fa3d
 LIMITED_KEY=fgk_47ec499bc5037999c435e00bf893c01d0a97fca2a3ce0c47
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for n in mock proxy; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-for n in mock proxy; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; done
+start_nginx mock proxy
 FLOWGATE__AUTH__ENABLED=true FLOWGATE__SERVER__LISTEN=127.0.0.1:18186 FLOWGATE__SERVER__ADMIN_LISTEN=127.0.0.1:18196 \
   "$BIN" serve --config "$CONFIG" > "$RUN/admission-cost.log" 2>&1 &
 COST=$!; pids+=("$COST")

@@ -2,7 +2,8 @@
 # options: installs what they need, builds flowgate, writes the nginx configs of the mock
 # upstream (:18081) and of the nginx proxy flowgate is compared with (:18082), the wrk
 # script, and `phase`, which runs one load phase while sampling its target's CPU and memory.
-#   needs: ROOT, DUR; sets: RUN, OUT, BIN, URL_PATH, lua, oha_args, nginx_conf, proxy_loc, phase
+#   needs: ROOT, DUR; sets: RUN, OUT, BIN, URL_PATH, lua, oha_args, nginx_conf, proxy_loc, phase,
+#   pids, start_nginx (and stops what they name on exit)
 RUN="${BENCH_RUN_DIR:-/tmp/flowgate-bench}"
 OUT="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)${OUT_SUFFIX:-}"
 mkdir -p "$RUN/tmp" "$OUT"
@@ -40,9 +41,22 @@ http {
 }
 NGX
 }
+# What to stop on exit: background processes (`pids+=("$!")`) and the nginx instances
+# started with `start_nginx`.
+pids=(); nginxes=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for n in "${nginxes[@]}"; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+start_nginx() { # name... (configs written by nginx_conf or by the script)
+  for n in "$@"; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; nginxes+=("$n"); done
+}
 nginx_conf mock 18081 "" "location / { default_type application/json; return 200 '$body'; }"
 proxy_loc="location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
-nginx_conf proxy 18082 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" "$proxy_loc"
+# The upstream keep-alive connections are never retired (nginx closes one every 1000 requests by
+# default; flowgate does not), so that both proxies keep the same connections for a whole run.
+nginx_conf proxy 18082 "upstream mock { server 127.0.0.1:18081; keepalive 128; keepalive_requests 10000000; }" "$proxy_loc"
 URL_PATH=/v1/chat/completions
 
 lua="$RUN/post.lua"

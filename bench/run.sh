@@ -33,15 +33,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 source bench/lib.sh
-nginx_conf proxy2 18083 "upstream mock { server 127.0.0.1:18081; keepalive 128; }" "$proxy_loc" 2
+nginx_conf proxy2 18083 "upstream mock { server 127.0.0.1:18081; keepalive 128; keepalive_requests 10000000; }" "$proxy_loc" 2
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for n in mock proxy proxy2; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-for n in mock proxy proxy2; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; done
+start_nginx mock proxy proxy2
 "$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate.log" 2>&1 &
 FG=$!; pids+=("$FG")
 FLOWGATE__SERVER__WORKERS=2 FLOWGATE__SERVER__LISTEN=127.0.0.1:18181 FLOWGATE__SERVER__ADMIN_LISTEN=127.0.0.1:18191 \
