@@ -37,18 +37,18 @@ LIMITED_KEY=fgk_47ec499bc5037999c435e00bf893c01d0a97fca2a3ce0c47
 
 start_nginx mock proxy
 FLOWGATE__AUTH__ENABLED=true FLOWGATE__SERVER__LISTEN=127.0.0.1:18186 FLOWGATE__SERVER__ADMIN_LISTEN=127.0.0.1:18196 \
-  "$BIN" serve --config "$CONFIG" > "$RUN/admission-cost.log" 2>&1 &
+  setsid "$BIN" serve --config "$CONFIG" > "$RUN/admission-cost.log" 2>&1 &
 COST=$!; pids+=("$COST")
-"$BIN" serve --config "$CONFIG" > "$RUN/admission.log" 2>&1 &
+setsid "$BIN" serve --config "$CONFIG" > "$RUN/admission.log" 2>&1 &
 ACCURACY=$!; pids+=("$ACCURACY")
-redis-server --port 18379 --bind 127.0.0.1 --save "" --appendonly no > "$RUN/redis.log" 2>&1 &
+setsid redis-server --port 18379 --bind 127.0.0.1 --save "" --appendonly no > "$RUN/redis.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 50); do redis-cli -p 18379 ping > /dev/null 2>&1 && break; sleep 0.1; done
 shared_gw() { # port [VAR=value...]: a gateway on $CONFIG counting in the private Redis
   local port="$1"; shift
   env FLOWGATE__SHARED_LIMITS__URL=redis://127.0.0.1:18379 FLOWGATE__SERVER__LISTEN="127.0.0.1:$port" \
     FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$((port + 10))" "$@" \
-    "$BIN" serve --config "$CONFIG" > "$RUN/admission-$port.log" 2>&1 &
+    setsid "$BIN" serve --config "$CONFIG" > "$RUN/admission-$port.log" 2>&1 &
   pids+=("$!"); SHARED_PID=$!
 }
 shared_gw 18187 FLOWGATE__AUTH__ENABLED=true; SHARED_COST=$SHARED_PID

@@ -30,9 +30,9 @@ OUT_SUFFIX=-balance
 source bench/lib.sh
 CONFIG=examples/bench/balance.toml
 
-"$BIN" sim --listen 127.0.0.1:18101 --latency-ms 20 --seed 1 > "$RUN/sim-18101.log" 2>&1 & pids+=("$!")
-"$BIN" sim --listen 127.0.0.1:18102 --latency-ms 100 --seed 2 > "$RUN/sim-18102.log" 2>&1 & pids+=("$!")
-"$BIN" sim --listen 127.0.0.1:18103 --latency-ms 20 --error-rate 0.2 --seed 3 > "$RUN/sim-18103.log" 2>&1 & pids+=("$!")
+setsid "$BIN" sim --listen 127.0.0.1:18101 --latency-ms 20 --seed 1 > "$RUN/sim-18101.log" 2>&1 & pids+=("$!")
+setsid "$BIN" sim --listen 127.0.0.1:18102 --latency-ms 100 --seed 2 > "$RUN/sim-18102.log" 2>&1 & pids+=("$!")
+setsid "$BIN" sim --listen 127.0.0.1:18103 --latency-ms 20 --error-rate 0.2 --seed 3 > "$RUN/sim-18103.log" 2>&1 & pids+=("$!")
 nginx_conf lb 18083 \
   "upstream sims { server 127.0.0.1:18101; server 127.0.0.1:18102; server 127.0.0.1:18103; keepalive 64; }" \
   "location / { proxy_pass http://sims; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_next_upstream error timeout http_500 http_502 http_503 http_504 non_idempotent; proxy_next_upstream_tries 2; }"
@@ -40,7 +40,7 @@ start_nginx lb
 GW=""
 gateway() { # a fresh gateway (each run starts from the same balancer state)
   if [ -n "$GW" ]; then kill "$GW"; wait "$GW" 2>/dev/null || true; fi
-  "$BIN" serve --config "$CONFIG" >> "$RUN/balance.log" 2>&1 & GW=$!; pids+=("$GW")
+  setsid "$BIN" serve --config "$CONFIG" >> "$RUN/balance.log" 2>&1 & GW=$!; pids+=("$GW")
   for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:18190/health && return; sleep 0.05; done
 }
 gateway

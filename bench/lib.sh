@@ -41,6 +41,11 @@ http {
 }
 NGX
 }
+# Every process under test (flowgate, the simulators, Redis) is started with `setsid`, in a
+# session of its own, as nginx's daemons are: with the kernel's autogroup scheduling each
+# session is its own scheduling group, and a target left in the load generator's session
+# shares the generator's CPU share and wakes behind it
+# (docs/decisions/2026-11-23-bench-targets-own-session.md).
 # What to stop on exit: background processes (`pids+=("$!")`) and the nginx instances
 # started with `start_nginx`.
 pids=(); nginxes=()

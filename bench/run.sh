@@ -36,19 +36,19 @@ source bench/lib.sh
 nginx_conf proxy2 18083 "upstream mock { server 127.0.0.1:18081; keepalive 128; keepalive_requests 10000000; }" "$proxy_loc" 2
 
 start_nginx mock proxy proxy2
-"$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate.log" 2>&1 &
+setsid "$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate.log" 2>&1 &
 FG=$!; pids+=("$FG")
 FLOWGATE__SERVER__WORKERS=2 FLOWGATE__SERVER__LISTEN=127.0.0.1:18181 FLOWGATE__SERVER__ADMIN_LISTEN=127.0.0.1:18191 \
-  "$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate2.log" 2>&1 &
+  setsid "$BIN" serve --config examples/bench/passthrough.toml > "$RUN/flowgate2.log" 2>&1 &
 FG2=$!; pids+=("$FG2")
-redis-server --port 18379 --bind 127.0.0.1 --save "" --appendonly no > "$RUN/redis.log" 2>&1 &
+setsid redis-server --port 18379 --bind 127.0.0.1 --save "" --appendonly no > "$RUN/redis.log" 2>&1 &
 pids+=("$!")
 rm -rf "$RUN/l3"
 cache_gw() { # name port workers [VAR=value...]
   local name="$1" port="$2" workers="$3"; shift 3
   env FLOWGATE__SERVER__LISTEN="127.0.0.1:$port" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$((port + 10))" \
     FLOWGATE__SERVER__WORKERS="$workers" "$@" \
-    "$BIN" serve --config examples/bench/cache.toml > "$RUN/$name.log" 2>&1 &
+    setsid "$BIN" serve --config examples/bench/cache.toml > "$RUN/$name.log" 2>&1 &
   pids+=("$!"); PID[$name]=$!; URL[$name]="http://127.0.0.1:$port/v1/chat/completions"; ADMIN[$name]="http://127.0.0.1:$((port + 10))"
 }
 declare -A URL PID ADMIN

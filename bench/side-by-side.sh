@@ -7,7 +7,7 @@ start_nginx mock proxy
 declare -A URL PID
 start() { # name port binary
   FLOWGATE__SERVER__LISTEN="127.0.0.1:$2" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$(($2 + 10))" \
-    "$3" serve --config examples/bench/passthrough.toml > "$RUN/${OUT_SUFFIX#-}-$1.log" 2>&1 &
+    setsid "$3" serve --config examples/bench/passthrough.toml > "$RUN/${OUT_SUFFIX#-}-$1.log" 2>&1 &
   pids+=("$!"); PID[$1]=$!; URL[$1]="http://127.0.0.1:$2$URL_PATH"
 }
 URL[nginx]="http://127.0.0.1:18082$URL_PATH"; PID[nginx]="$(cat "$RUN/proxy.pid")"
