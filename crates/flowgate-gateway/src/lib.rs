@@ -34,6 +34,7 @@ mod reload;
 mod router;
 mod runtime;
 mod server;
+mod sock;
 pub mod upstream;
 mod warming;
 pub mod worker;

@@ -257,7 +257,7 @@ impl Wire {
         self.buf.reserve(READ_RESERVE);
         loop {
             ready!(self.io.poll_read_ready(cx))?;
-            match self.io.try_read_buf(&mut self.buf) {
+            match crate::sock::read_some(&self.io, &mut self.buf) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
