@@ -1,9 +1,26 @@
 //! Socket reads shared by the listener and the upstream client.
 
 use std::io;
+use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
+
+/// Waits until the socket is readable and reads what it holds into `buf`'s spare room
+/// (`Ok(0)` at the end of the stream), by [`read_some`].
+pub(crate) fn poll_read_some(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        match read_some(stream, buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return Poll::Ready(r),
+        }
+    }
+}
 
 /// Reads what the socket holds into `buf`'s spare room (`Ok(0)` at the end of the stream).
 ///
@@ -13,7 +30,7 @@ use tokio::net::TcpStream;
 /// every keep-alive client connection, and per chunk of an answer streamed from upstream.
 /// Data that arrives later raises a new edge, and a closed stream stays readable (tokio
 /// never clears the closed states).
-pub(crate) fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     let room = buf.capacity() - buf.len();
     let n = stream.try_read_buf(buf)?;
     if EDGE_TRIGGERED && 0 < n && n < room {
@@ -41,7 +58,6 @@ const EDGE_TRIGGERED: bool = cfg!(any(
 
 #[cfg(test)]
 mod tests {
-    use std::task::Context;
     use std::time::Duration;
 
     use super::*;

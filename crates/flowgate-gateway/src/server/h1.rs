@@ -316,13 +316,7 @@ impl Conn {
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             self.buf.reserve(BUF);
         }
-        loop {
-            self.stream.readable().await?;
-            match crate::sock::read_some(&self.stream, &mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return r,
-            }
-        }
+        poll_fn(|cx| crate::sock::poll_read_some(&self.stream, cx, &mut self.buf)).await
     }
 
     /// Stops sending, then reads and drops what the client still sends for a short while.
@@ -616,15 +610,13 @@ impl Body for Incoming {
             if r.buf.capacity() - r.buf.len() < MIN_ROOM {
                 r.buf.reserve(BUF);
             }
-            ready!(stream.poll_read_ready(cx))?;
-            match crate::sock::read_some(stream, &mut r.buf) {
+            match ready!(crate::sock::poll_read_some(stream, cx, &mut r.buf)) {
                 Ok(0) => {
                     return Poll::Ready(Some(Err(
                         "the client closed the connection before the end of the body".into(),
                     )));
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
         }

@@ -255,14 +255,7 @@ impl Wire {
     /// Reads whatever the upstream sends next into the buffer: `Ok(0)` at end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.buf.reserve(READ_RESERVE);
-        loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            match crate::sock::read_some(&self.io, &mut self.buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        crate::sock::poll_read_some(&self.io, cx, &mut self.buf)
     }
 
     /// Whether bytes beyond the current response are buffered (then the connection cannot
