@@ -29,36 +29,38 @@ source bench/lib.sh
 source bench/side-by-side.sh
 
 UPSTREAM_PID="$(cat "$RUN/mock.pid")"
+PHASE=closed; [ -n "$RATE" ] && PHASE="q$RATE"
 for r in $(seq "$ROUNDS"); do
   for t in "${targets[@]}"; do
     echo "round $r: $t" >&2
     if [ -n "$RATE" ]; then
       oha -q "$RATE" -z 1s -c 32 "${oha_args[@]}" "${URL[$t]}" > /dev/null
-      phase "$t" "$r" closed oha -q "$RATE" -z "${DUR}s" -c 32 --latency-correction "${oha_args[@]}" "${URL[$t]}"
+      phase "$t" "$r" "$PHASE" oha -q "$RATE" -z "${DUR}s" -c 32 --latency-correction "${oha_args[@]}" "${URL[$t]}"
     else
-      phase "$t" "$r" closed wrk -t2 -c32 -d"${DUR}s" -s "$lua" "${URL[$t]}"
+      phase "$t" "$r" "$PHASE" wrk -t2 -c32 -d"${DUR}s" -s "$lua" "${URL[$t]}"
     fi
   done
 done
 
-python3 - "$OUT" "$ROUNDS" "${targets[@]}" <<'PY'
+python3 - "$OUT" "$ROUNDS" "$PHASE" "${targets[@]}" <<'PY'
 import json, re, statistics as st, sys
 sys.path.insert(0, "bench")
 from report import oha
-out, rounds, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out, rounds, phase, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 rows, lat = {}, {}
 for t in targets:
     for r in range(1, rounds + 1):
-        text = open(f"{out}/{t}-r{r}-closed.out").read()
-        if text.lstrip().startswith("{"):  # oha, open loop
-            o = oha(f"{out}/{t}-r{r}-closed.out")
+        f = f"{out}/{t}-r{r}-{phase}"
+        if phase != "closed":  # oha, open loop
+            o = oha(f"{f}.out")
             n, rps = o["requests"], o["rps"]
             lat.setdefault(t, []).append((o["p50"] * 1000, o["p99"] * 1000))
         else:
+            text = open(f"{f}.out").read()
             n = int(re.search(r"(\d+) requests in", text).group(1))
             rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1))
-        s = json.load(open(f"{out}/{t}-r{r}-closed.sample.json"))
-        u = json.load(open(f"{out}/{t}-r{r}-closed.upstream.json"))
+        s = json.load(open(f"{f}.sample.json"))
+        u = json.load(open(f"{f}.upstream.json"))
         rows.setdefault(t, []).append((rps, s["user_s"] / n * 1e6, (s["cpu_s"] - s["user_s"]) / n * 1e6,
                                        s["switches"] / n, u["switches"] / n))
 print(f"Rounds: {rounds}; medians [min-max]; ratios within a round.\n")
