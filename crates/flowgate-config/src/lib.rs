@@ -30,6 +30,7 @@ use std::path::Path;
 
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
+pub use flowgate_clock::format_duration;
 pub use model::{
     AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
     CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, Fallback,
@@ -41,7 +42,7 @@ pub use model::{
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;
 pub use raw::RawKey as KeySpec;
-pub use units::{format_duration, hex, parse_duration, parse_size};
+pub use units::{hex, parse_duration, parse_size};
 pub use validate::defaults;
 pub use watch::{FileWatcher, watch_file};
 

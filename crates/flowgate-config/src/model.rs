@@ -561,9 +561,9 @@ impl RedisLinkConfig {
                 .collect::<Vec<_>>()
                 .join(", "),
             self.prefix,
-            crate::units::format_duration(self.timeout),
+            crate::format_duration(self.timeout),
             self.breaker_failures,
-            crate::units::format_duration(self.breaker_cooldown),
+            crate::format_duration(self.breaker_cooldown),
         )
     }
 }
@@ -813,7 +813,7 @@ impl Config {
 
     /// A one-screen summary, as `flowgate check` prints it.
     pub fn summary(&self) -> String {
-        use crate::units::format_duration;
+        use crate::format_duration;
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "{}: ok", self.origin);
@@ -1050,7 +1050,7 @@ fn concurrency_summary(c: Option<&ConcurrencyConfig>) -> String {
         ", concurrency {}{burst}, queue {} / {}{adaptive}",
         c.limit,
         c.queue,
-        crate::units::format_duration(c.queue_timeout)
+        crate::format_duration(c.queue_timeout)
     )
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::error::KeyPath;
+use crate::format_duration;
 use crate::raw::{RawFallback, RawHealthCheck, RawHedge, RawOutlier, RawRetries};
-use crate::units::format_duration;
 use crate::validate::{Found, dur, positive};
 
 /// The circuit breaker of each endpoint of a pool (`outlier = {...}`).

@@ -101,20 +101,6 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Formats a duration the way the config accepts it back.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(3_600_000) && ms > 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) && ms > 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
 /// `bytes` as lower-case hex digits (key hashes, key ids, generated keys).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -140,9 +126,6 @@ mod tests {
         for bad in ["", "30", "s", "-1s", "1d", "1e400s", "ms5"] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
-        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }
 
     #[test]

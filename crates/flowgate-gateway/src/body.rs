@@ -2,83 +2,29 @@
 //!
 //! [`ReqBody`] goes upstream: either bytes already read (openai routes) or the client's body
 //! streamed through with a size limit (http routes; never buffered). [`ProxyBody`] goes to
-//! the client: either a local answer or the upstream's body decoded straight off the upstream
-//! connection, frame by frame as bytes arrive (SSE chunks are forwarded as they come), with a
-//! read timeout between frames. When the upstream body ends, its connection goes back to the
-//! pool.
+//! the client: a local answer, a shared stream, or the upstream's body
+//! ([`flowgate_http::pool::ResponseBody`]: frame by frame as bytes arrive) with the
+//! policies that watch it composed around it ([`Watch`]).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use flowgate_cache::Subscription;
+use flowgate_http::BoxError;
+use flowgate_http::pool::ResponseBody;
+use flowgate_http::server::ClientBody;
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::time::Sleep;
 
 use crate::admission::TokenMeter;
-use crate::caching::Tee;
 use crate::error::ProxyError;
-use crate::queues::Permits;
-use crate::upstream::Lease;
-use crate::upstream::h1::Decoder;
-use flowgate_cache::Subscription;
-
-/// Boxed error of a body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::watch::Watched;
 
 /// The client's body grew past the configured limit while streaming.
 #[derive(Debug, thiserror::Error)]
 #[error("request body is larger than the limit of {0} bytes")]
 pub struct BodyLimitExceeded(pub u64);
-
-/// The upstream sent nothing for longer than the pool's read timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream sent nothing for {}", flowgate_config::format_duration(*.0))]
-pub struct ReadTimeout(pub Duration);
-
-/// A request body as the listener hands it to the gateway.
-#[derive(Debug)]
-pub enum ClientBody {
-    /// All of it (or nothing), read with the head: most request bodies.
-    Full(Option<Bytes>),
-    /// The rest of an HTTP/1.1 body, read off the connection as it is polled.
-    H1(crate::server::Incoming),
-    /// An HTTP/2 stream's body.
-    H2(hyper::body::Incoming),
-}
-
-impl Body for ClientBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ClientBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ClientBody::H1(b) => Pin::new(b).poll_frame(cx),
-            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ClientBody::Full(b) => b.is_none(),
-            ClientBody::H1(b) => b.is_end_stream(),
-            ClientBody::H2(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ClientBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ClientBody::H1(b) => b.size_hint(),
-            ClientBody::H2(b) => b.size_hint(),
-        }
-    }
-}
 
 /// A request body on its way upstream.
 #[derive(Debug)]
@@ -203,83 +149,48 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// A response body on its way to the client.
+/// An upstream answer's body as it is read: copied into the cache on a fill, holding the
+/// request's concurrency permits until it ends.
+pub type UpstreamBody = Watched<Watched<ResponseBody>>;
+
+/// A response body on its way to the client: its source, metered for the token limits,
+/// and counted in flight until it is done or dropped.
 #[derive(Debug)]
 pub struct ProxyBody {
-    kind: Kind,
-    /// Reads the answer's token usage for the token limits (boxed: only token-limited
-    /// requests have one).
-    meter: Option<Box<TokenMeter>>,
-    /// The request's concurrency permits: given back when the body ends or is dropped.
-    permits: Option<Box<Permits>>,
+    inner: Watched<Source>,
     _guard: Option<InFlightGuard>,
 }
 
 #[derive(Debug)]
-enum Kind {
+enum Source {
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
     /// A stream read from upstream by another task and shared with other clients.
     Shared(Subscription),
 }
 
-#[derive(Debug)]
-struct UpstreamBody {
-    lease: Option<Lease>,
-    decoder: Decoder,
-    keep_alive: bool,
-    read_timeout: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The timer must be pushed back before the next wait (a frame arrived since).
-    stale_timer: bool,
-    /// Copies the body into the cache on its way (boxed: only cache fills have one).
-    tee: Option<Box<Tee>>,
-}
-
 impl From<Bytes> for ProxyBody {
     fn from(b: Bytes) -> Self {
-        ProxyBody {
-            kind: Kind::Full(Some(b)),
-            meter: None,
-            permits: None,
-            _guard: None,
-        }
+        ProxyBody::of(Source::Full(Some(b)))
     }
 }
 
 impl ProxyBody {
-    /// Streams the body of the response being read on `lease`'s connection, framed as
-    /// `decoder` says; the connection is returned to the pool at the end when `keep_alive`.
-    pub fn upstream(
-        lease: Lease,
-        decoder: Decoder,
-        keep_alive: bool,
-        read_timeout: Duration,
-    ) -> Self {
+    fn of(source: Source) -> Self {
         ProxyBody {
-            kind: Kind::Upstream(UpstreamBody {
-                lease: Some(lease),
-                decoder,
-                keep_alive,
-                read_timeout,
-                timer: None,
-                stale_timer: false,
-                tee: None,
-            }),
-            meter: None,
-            permits: None,
+            inner: Watched::bare(source),
             _guard: None,
         }
     }
 
+    /// Streams an upstream answer's body.
+    pub fn upstream(body: UpstreamBody) -> Self {
+        ProxyBody::of(Source::Upstream(body))
+    }
+
     /// A client's copy of a shared upstream stream.
     pub fn shared(s: Subscription) -> Self {
-        ProxyBody {
-            kind: Kind::Shared(s),
-            meter: None,
-            permits: None,
-            _guard: None,
-        }
+        ProxyBody::of(Source::Shared(s))
     }
 
     /// Attaches the in-flight guard, released when the body is finished or dropped.
@@ -288,61 +199,10 @@ impl ProxyBody {
         self
     }
 
-    /// Copies the upstream body into the cache as it passes (no effect on other bodies).
-    pub fn with_tee(mut self, tee: Option<Box<Tee>>) -> Self {
-        if let Kind::Upstream(up) = &mut self.kind {
-            up.tee = tee;
-        }
-        self
-    }
-
     /// Meters the tokens of the answer as it passes, to settle the request's token limits.
-    pub fn with_meter(mut self, m: Option<TokenMeter>) -> Self {
-        self.meter = m.map(Box::new);
+    pub fn with_meter(mut self, m: Option<Box<TokenMeter>>) -> Self {
+        self.inner.set(m);
         self
-    }
-
-    /// Holds the request's concurrency permits until the body is finished or dropped; the
-    /// first data frame is the answer's first byte for adaptive limits.
-    pub fn with_permits(mut self, p: Option<Permits>) -> Self {
-        self.permits = p.map(Box::new);
-        self
-    }
-}
-
-impl UpstreamBody {
-    /// The body is complete: the connection goes back to the pool, the copy to the cache.
-    fn release(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.release(self.keep_alive);
-        }
-        if let Some(tee) = self.tee.take() {
-            tee.finish();
-        }
-    }
-
-    /// The body failed: the connection is closed, nothing is cached.
-    fn fail(&mut self) {
-        self.lease = None;
-        self.tee = None;
-    }
-
-    #[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = tokio::time::Instant::now() + self.read_timeout;
-        let timer = match &mut self.timer {
-            Some(t) => {
-                if self.stale_timer {
-                    t.as_mut().reset(deadline);
-                }
-                t
-            }
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.stale_timer = false;
-        timer.as_mut().poll(cx)
     }
 }
 
@@ -354,81 +214,30 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = this.kind.poll_frame(cx);
-        if let Some(p) = &mut this.permits {
-            if let Poll::Ready(Some(Ok(f))) = &polled
-                && f.is_data()
-            {
-                p.first_byte();
-            }
-            // Given back as soon as the body ends.
-            if matches!(polled, Poll::Ready(None)) || this.kind.is_end_stream() {
-                this.permits = None;
-            }
-        }
-        if let Some(m) = &mut this.meter {
-            if let Poll::Ready(Some(Ok(f))) = &polled
-                && let Some(data) = f.data_ref()
-            {
-                m.push(data);
-            }
-            // Settled as soon as the body ends, before the client has its last bytes.
-            if matches!(polled, Poll::Ready(None)) || this.kind.is_end_stream() {
-                this.meter = None;
-            }
-        }
-        polled
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.kind.is_end_stream()
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.kind.size_hint()
+        self.inner.size_hint()
     }
 }
 
-impl Kind {
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self {
-            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(up) => {
-                let Some(wire) = up.lease.as_mut().and_then(Lease::wire) else {
-                    return Poll::Ready(None);
-                };
-                match wire.poll_body(&mut up.decoder, cx) {
-                    Poll::Ready(Some(Ok(data))) => {
-                        up.stale_timer = true;
-                        if let Some(tee) = &mut up.tee
-                            && !tee.push(&data)
-                        {
-                            up.tee = None;
-                        }
-                        if up.decoder.is_done() {
-                            up.release();
-                        }
-                        Poll::Ready(Some(Ok(Frame::data(data))))
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        up.fail();
-                        Poll::Ready(Some(Err(Box::new(e))))
-                    }
-                    Poll::Ready(None) => {
-                        up.release();
-                        Poll::Ready(None)
-                    }
-                    Poll::Pending => match up.poll_timer(cx) {
-                        Poll::Ready(()) => {
-                            up.fail();
-                            Poll::Ready(Some(Err(Box::new(ReadTimeout(up.read_timeout)))))
-                        }
-                        Poll::Pending => Poll::Pending,
-                    },
-                }
-            }
-            Kind::Shared(s) => match s.poll_next(cx) {
+impl Body for Source {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Source::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Source::Upstream(up) => Pin::new(up).poll_frame(cx),
+            Source::Shared(s) => match s.poll_next(cx) {
                 Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
                 Poll::Ready(Some(Err(cut))) => Poll::Ready(Some(Err(Box::new(cut)))),
                 Poll::Ready(None) => Poll::Ready(None),
@@ -439,21 +248,18 @@ impl Kind {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Kind::Full(b) => b.is_none(),
-            Kind::Upstream(up) => up.decoder.is_done(),
-            Kind::Shared(_) => false,
+            Source::Full(b) => b.is_none(),
+            Source::Upstream(up) => up.is_end_stream(),
+            Source::Shared(_) => false,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream(up) => up
-                .decoder
-                .remaining()
-                .map_or_else(SizeHint::default, SizeHint::with_exact),
-            Kind::Shared(_) => SizeHint::default(),
+            Source::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Source::Full(None) => SizeHint::with_exact(0),
+            Source::Upstream(up) => up.size_hint(),
+            Source::Shared(_) => SizeHint::default(),
         }
     }
 }

@@ -32,9 +32,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::ProxyError;
 use crate::router::RouteEntry;
+use crate::watch::Watch;
 
 /// `x-flowgate-cache`: what the cache did for a response.
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("x-flowgate-cache");
@@ -566,9 +567,19 @@ impl Tee {
     }
 }
 
+impl Watch for Tee {
+    fn data(&mut self, data: &Bytes) -> bool {
+        self.push(data)
+    }
+
+    fn end(self: Box<Self>) {
+        self.finish();
+    }
+}
+
 /// Reads a shared stream's upstream `body` to its end, whoever still listens: the answer
 /// reaches the cache (through the body's tee) even when the client that asked went away.
-pub async fn pump(mut body: ProxyBody, share: Arc<Share>) {
+pub async fn pump(mut body: UpstreamBody, share: Arc<Share>) {
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {

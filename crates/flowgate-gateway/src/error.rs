@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
+use flowgate_http::server::HeadError;
 use flowgate_telemetry::ErrorKind;
 
 /// What went wrong with a request.
@@ -42,7 +43,7 @@ pub enum ProxyError {
     #[error("upstream pool {pool} has no endpoint to send to")]
     NoEndpoint { pool: String },
     #[error("{0}")]
-    RateLimited(Box<crate::admission::Refusal>),
+    RateLimited(Box<crate::admission::refusal::Refusal>),
     #[error("{0}")]
     Unauthorized(String),
     #[error("API key {key} may not use {what} {name:?}")]
@@ -58,12 +59,26 @@ pub enum ProxyError {
     )]
     PromptTooLarge { estimated: u64, limit: u64 },
     #[error("{0}")]
-    Overloaded(Box<crate::queues::Overload>),
+    Overloaded(Box<crate::queues::overload::Overload>),
     #[error("x-flowgate-priority {0:?} is not a priority: use critical, high, normal or low")]
     BadPriority(String),
     /// A request the listener could not read as HTTP/1.1.
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// The request head did not arrive in time.
+    #[error("request head not received within {}", flowgate_config::format_duration(*.0))]
+    HeadTimeout(Duration),
+}
+
+impl From<HeadError> for ProxyError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::Malformed(m) => ProxyError::BadRequest(m),
+            HeadError::TooLarge { limit } => ProxyError::HeadersTooLarge { limit },
+            HeadError::TooManyFields { limit } => ProxyError::TooManyHeaders { limit },
+            HeadError::Timeout(d) => ProxyError::HeadTimeout(d),
+        }
+    }
 }
 
 impl ProxyError {
@@ -84,7 +99,7 @@ impl ProxyError {
             | ProxyError::BadPriority(_)
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             // A key over its share is the client's doing; a busy route or pool is not.
-            ProxyError::Overloaded(o) if o.scope == crate::queues::Scope::Key => {
+            ProxyError::Overloaded(o) if o.scope == crate::queues::overload::Scope::Key => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ProxyError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +111,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+            ProxyError::HeadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -131,12 +147,13 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::NoEndpoint { .. } => "no_healthy_upstream",
             ProxyError::RateLimited(_) => "rate_limit_exceeded",
-            ProxyError::Overloaded(o) if o.scope == crate::queues::Scope::Key => {
+            ProxyError::Overloaded(o) if o.scope == crate::queues::overload::Scope::Key => {
                 "concurrency_limit_exceeded"
             }
             ProxyError::Overloaded(_) => "overloaded",
             ProxyError::BadPriority(_) => "invalid_priority",
             ProxyError::BadRequest(_) => "invalid_request",
+            ProxyError::HeadTimeout(_) => "request_timeout",
             ProxyError::Unauthorized(_) => "invalid_api_key",
             ProxyError::NotAllowed { what: "model", .. } => "model_not_allowed",
             ProxyError::NotAllowed { .. } => "route_not_allowed",
@@ -202,26 +219,6 @@ pub fn json_response<B: From<Bytes>>(status: StatusCode, body: Bytes) -> Respons
     r
 }
 
-/// The raw HTTP/1.1 bytes of a 408 answer, written straight to a socket when a client is
-/// too slow to send its request head (hyper gives up on such a connection without a word).
-pub fn request_timeout_http1(timeout: Duration) -> Vec<u8> {
-    let body = error_body(
-        &format!(
-            "request head not received within {}",
-            flowgate_config::format_duration(timeout)
-        ),
-        "invalid_request_error",
-        "request_timeout",
-    );
-    let mut out = format!(
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(&body);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,11 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn raw_408_is_valid_http() {
-        let raw = String::from_utf8(request_timeout_http1(Duration::from_secs(10))).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 408 "));
-        assert!(head.contains(&format!("content-length: {}", body.len())));
-        assert!(body.contains("request_timeout"));
+    fn heads_the_listener_refuses_get_the_gateway_errors() {
+        let e = ProxyError::from(HeadError::Timeout(Duration::from_secs(10)));
+        assert_eq!(e.status(), StatusCode::REQUEST_TIMEOUT);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], "request_timeout");
+        assert!(v["error"]["message"].as_str().unwrap().contains("10s"));
+        let e = ProxyError::from(HeadError::TooManyFields { limit: 8 });
+        assert_eq!(e.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let e = ProxyError::from(HeadError::Malformed("bad".into()));
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
     }
 }

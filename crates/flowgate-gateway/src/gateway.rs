@@ -17,18 +17,23 @@ use flowgate_telemetry::{RequestRecord, Telemetry};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Version};
 
-use crate::admission::{Counts, RateState, Shared};
+use crate::admission::{Counts, Shared};
 use crate::auth::Auth;
-use crate::body::{ClientBody, InFlightGuard, ProxyBody, ReqBody};
+use crate::body::{InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
 use crate::caching::{self, Fill, Form, Plan, Tee};
 use crate::error::ProxyError;
-use crate::headers::{self, Peer, RequestIds};
+use crate::forward::Forwarder;
+use crate::headers::{self, RequestIds};
 use crate::instances::Instances;
+use crate::outcome::Outcome;
 use crate::queues::{Permits, Queues, Scope};
 use crate::router::RouteEntry;
 use crate::runtime::{Lasting, Runtime};
 use crate::warming::Warming;
+use crate::watch::Watched;
+use flowgate_http::pool::ResponseBody;
+use flowgate_http::server::{ClientBody, Peer};
 
 /// The gateway. Share it as `Arc<Gateway>`.
 #[derive(Debug)]
@@ -39,7 +44,7 @@ pub struct Gateway {
     workers: usize,
     telemetry: Telemetry,
     clock: SharedClock,
-    ids: RequestIds,
+    ids: Arc<RequestIds>,
     draining: AtomicBool,
     reloads: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
@@ -60,29 +65,13 @@ pub struct Gateway {
     rebuilding: Mutex<()>,
 }
 
-/// What the request flow learned, for the response headers and the telemetry record.
-#[derive(Debug, Default)]
-pub(crate) struct Outcome {
-    route: Option<Arc<str>>,
-    /// The pool that answered (a fallback's, if it came to that).
-    pub(crate) pool: Option<Arc<str>>,
-    /// The endpoint of the last attempt.
-    pub(crate) endpoint: Option<Arc<str>>,
-    pub(crate) upstream_duration: Option<Duration>,
-    /// Attempts sent upstream: retries and hedges included.
-    pub(crate) attempts: u32,
-    cache: Option<caching::Status>,
-    /// The tightest rate limit's state, for the `x-ratelimit-*` fields.
-    rate: Option<RateState>,
-}
-
 static ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-flowgate-attempts");
 
 impl Gateway {
     /// A gateway serving `config`; fails when the cache's disk tier cannot be opened.
     pub fn new(config: Config, telemetry: Telemetry) -> std::io::Result<Arc<Self>> {
         let clock = telemetry.clock().clone();
-        let workers = crate::worker::count(&config);
+        let workers = flowgate_http::worker::count(config.server.workers);
         let c = &config.cache;
         let cache = if c.enabled {
             let settings = CacheSettings {
@@ -155,7 +144,7 @@ impl Gateway {
             started: clock.now(),
             clock,
             telemetry,
-            ids: RequestIds::new(seed),
+            ids: Arc::new(RequestIds::new(seed)),
             draining: AtomicBool::new(false),
             reloads: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
@@ -348,7 +337,7 @@ impl Gateway {
         peer: &Peer,
     ) -> Response<ProxyBody> {
         let start = self.clock.now();
-        let _serving = crate::worker::Serving::enter();
+        let _serving = flowgate_http::worker::Serving::enter();
         let guard = InFlightGuard::new(&self.telemetry.metrics().in_flight);
         let rt = self.runtime.load_full();
         let request_id = self.ids.take_or_make(req.headers());
@@ -535,8 +524,8 @@ impl Gateway {
             &self.clock,
         )
         .await?;
-        let (head, lease) = self
-            .exchange(route, &parts, body, peer, request_id, out)
+        let (head, lease, endpoint) = Forwarder::new(&self.clock)
+            .forward(route, &parts, body, peer, request_id, out)
             .await?;
         // A fallback's answer (perhaps another model's) is not stored under this request.
         if out.pool.as_ref() != Some(&pool.name) {
@@ -547,11 +536,9 @@ impl Gateway {
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
         // The upstream client leaves hop-by-hop fields out of the head (`fields::collect`).
-        resp.headers_mut().insert(
-            headers::UPSTREAM.clone(),
-            lease.endpoint().name_header.clone(),
-        );
-        let meter = tokens.map(|t| t.meter(resp.status(), resp.headers()));
+        resp.headers_mut()
+            .insert(headers::UPSTREAM.clone(), endpoint.name_header.clone());
+        let meter = tokens.map(|t| Box::new(t.meter(resp.status(), resp.headers())));
         if head.decoder.is_done() {
             lease.release(head.keep_alive);
             if let Some(p) = &mut permits {
@@ -559,16 +546,16 @@ impl Gateway {
             }
             return Ok(resp.map(|b| b.with_meter(meter)));
         }
-        let body = ProxyBody::upstream(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout)
-            .with_permits(permits);
+        let body = ResponseBody::new(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout);
         let tee = tee.and_then(|fill| Tee::start(fill, resp.status(), resp.headers()));
         let share = tee.as_ref().and_then(|t| t.share());
+        let body = Watched::new(Watched::new(body, tee), permits.map(Box::new));
         *resp.body_mut() = match share.and_then(|s| s.subscribe().map(|own| (s, own))) {
             Some((share, own)) => {
-                tokio::spawn(caching::pump(body.with_tee(tee), share));
+                tokio::spawn(caching::pump(body, share));
                 ProxyBody::shared(own)
             }
-            None => body.with_tee(tee),
+            None => ProxyBody::upstream(body),
         }
         .with_meter(meter);
         Ok(resp)
@@ -668,7 +655,14 @@ impl Gateway {
         if let Some(leader) = hit.refresh {
             let life = caching::refreshed_life(&hit.entry, &planned, cache.settings());
             let fill = planned.fill(cache, leader, life);
-            crate::refresh::spawn(self.clone(), route.clone(), parts, body.clone(), fill);
+            crate::refresh::spawn(
+                self.clock.clone(),
+                self.ids.clone(),
+                route.clone(),
+                parts,
+                body.clone(),
+                fill,
+            );
         }
         let status = if hit.stale {
             caching::Status::Stale

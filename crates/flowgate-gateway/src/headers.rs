@@ -3,17 +3,18 @@
 //! are set, and a request id is taken from the client or generated.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use flowgate_http::server::Peer;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The request-id header.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// How many fields the gateway may add to a response (request id, upstream, attempts,
 /// cache status, age, the six `x-ratelimit-*`): responses are made with room for them, so
-/// that adding them never grows the map.
-pub const ADDED_FIELDS: usize = 12;
+/// that adding them never grows the map. The upstream client leaves this room in the
+/// answers it reads.
+pub const ADDED_FIELDS: usize = flowgate_http::client::SPARE_FIELDS;
 /// Names the upstream endpoint that answered.
 pub static UPSTREAM: HeaderName = HeaderName::from_static("x-flowgate-upstream");
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -61,33 +62,18 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// The client end of a connection, with its address ready to forward.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    ip: HeaderValue,
-}
-
-impl Peer {
-    pub fn new(addr: SocketAddr) -> Self {
-        let ip = HeaderValue::from_str(&addr.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { addr, ip }
-    }
-}
-
 /// The `X-Forwarded-For` value for a request from `client`: the client's own list with the
 /// client's address appended, or just the address.
 pub fn forwarded_for<'a>(h: &HeaderMap, client: &'a Peer) -> Cow<'a, [u8]> {
     match h.get(&FORWARDED_FOR) {
         Some(prev) if !prev.is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client.ip.len());
+            let mut v = Vec::with_capacity(prev.len() + 2 + client.ip().len());
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
-            v.extend_from_slice(client.ip.as_bytes());
+            v.extend_from_slice(client.ip().as_bytes());
             Cow::Owned(v)
         }
-        _ => Cow::Borrowed(client.ip.as_bytes()),
+        _ => Cow::Borrowed(client.ip().as_bytes()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Starting and stopping a whole gateway: data-plane workers, admin listener, telemetry and
 //! reloader. Used by `flowgate serve`, `flowgate demo` and the integration tests.
 //!
-//! The data plane runs on its own worker threads ([`crate::worker`]); everything else runs
+//! The data plane runs on its own worker threads ([`flowgate_http::server::workers`]); everything else runs
 //! on the runtime `launch` is called from.
 
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::gateway::Gateway;
-use crate::worker::{self, Workers};
+use flowgate_http::server::workers::{self, Workers};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ pub async fn launch(
 ) -> std::io::Result<Running> {
     let (listen, admin_listen) = (config.server.listen, config.server.admin_listen);
     let gateway = Gateway::new(config, telemetry)?;
-    let (data_addr, data_listeners) = worker::bind(listen, gateway.workers())?;
+    let (data_addr, data_listeners) = workers::bind(listen, gateway.workers())?;
     let admin_listener = bind(admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
     gateway.telemetry().spawn_consumer();
@@ -48,7 +48,7 @@ pub async fn launch(
         None => None,
     };
     let (stop, stopped) = watch::channel(false);
-    let workers = worker::start(&gateway, data_listeners, &stopped)?;
+    let workers = workers::start(&gateway, data_listeners, &stopped)?;
     warm_from_file(&gateway);
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
     let app = crate::admin::router(gateway.clone());
@@ -80,7 +80,7 @@ fn warm_from_file(gw: &Arc<Gateway>) {
     }
     match crate::warming::read_file(file) {
         Ok(requests) => {
-            let _ = crate::warming::start(gw, "file", requests);
+            let _ = crate::warming::job::start(gw, "file", requests);
         }
         Err(e) => tracing::error!(file = %file.display(), error = %e, "cannot read the warm file"),
     }

@@ -8,10 +8,6 @@
 //! JSON. Each request leaves one record for telemetry. See `docs/architecture.md`.
 
 mod admin;
-mod admin_admission;
-mod admin_balance;
-mod admin_instances;
-mod admin_keys;
 mod admission;
 mod admission_metrics;
 mod auth;
@@ -20,26 +16,24 @@ mod body;
 mod cache_metrics;
 mod caching;
 mod error;
-mod exchange;
-mod fields;
+mod forward;
 mod gateway;
 mod headers;
 mod instances;
-mod io;
 mod launch;
+mod listener;
 mod openai;
+mod outcome;
 mod queues;
 mod refresh;
 mod reload;
 mod router;
 mod runtime;
-mod server;
-mod sock;
 pub mod upstream;
 mod warming;
-pub mod worker;
+mod watch;
 
-pub use body::{ClientBody, ProxyBody, ReqBody};
+pub use body::{ProxyBody, ReqBody};
 pub use error::ProxyError;
 pub use gateway::Gateway;
 pub use launch::{Running, launch};

@@ -11,19 +11,25 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use flowgate_clock::SharedClock;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 
-use crate::body::{ProxyBody, ReqBody};
+use crate::body::ReqBody;
 use crate::caching::{Fill, Tee};
-use crate::gateway::{Gateway, Outcome};
-use crate::headers::{self, Peer};
+use crate::forward::Forwarder;
+use crate::headers::{self, RequestIds};
+use crate::outcome::Outcome;
 use crate::router::RouteEntry;
+use crate::watch::Watched;
+use flowgate_http::pool::ResponseBody;
+use flowgate_http::server::Peer;
 
 /// Sends the request of `parts` and `body` upstream on `route` in the background and fills
 /// the cache with its answer.
 pub fn spawn(
-    gw: Arc<Gateway>,
+    clock: SharedClock,
+    ids: Arc<RequestIds>,
     route: RouteEntry,
     parts: &http::request::Parts,
     body: Bytes,
@@ -31,7 +37,7 @@ pub fn spawn(
 ) {
     let req = own_request(parts);
     tokio::spawn(async move {
-        if let Err(e) = fetch(&gw, &route, &req, body, fill).await {
+        if let Err(e) = fetch(&clock, &ids, &route, &req, body, fill).await {
             tracing::debug!(route = %route.name, error = %e, "cache refresh failed");
         }
     });
@@ -59,18 +65,19 @@ pub fn own_request(parts: &http::request::Parts) -> http::request::Parts {
 /// an error status, another content type, or refused by its origin) and arrived whole.
 /// `Err`: the exchange failed or the answer was cut.
 pub async fn fetch(
-    gw: &Gateway,
+    clock: &SharedClock,
+    ids: &RequestIds,
     route: &RouteEntry,
     req: &http::request::Parts,
     body: Bytes,
     fill: Fill,
 ) -> Result<(http::StatusCode, bool), String> {
     // The gateway's own request gets an id of its own.
-    let request_id = gw.request_ids().take_or_make(&HeaderMap::new());
+    let request_id = ids.take_or_make(&HeaderMap::new());
     let peer = Peer::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut out = Outcome::default();
-    let (head, lease) = gw
-        .exchange(
+    let (head, lease, _) = Forwarder::new(clock)
+        .forward(
             route,
             req,
             ReqBody::full(body),
@@ -91,8 +98,10 @@ pub async fn fetch(
     let tee = Tee::start(fill, status, &head.headers);
     let storable = tee.is_some();
     let read_timeout = route.upstream.cfg.read_timeout;
-    let mut body =
-        ProxyBody::upstream(lease, head.decoder, head.keep_alive, read_timeout).with_tee(tee);
+    let mut body = Watched::new(
+        ResponseBody::new(lease, head.decoder, head.keep_alive, read_timeout),
+        tee,
+    );
     while let Some(frame) = body.frame().await {
         frame.map_err(|e| format!("the answer was cut: {e}"))?;
     }

@@ -3,7 +3,6 @@
 //! requests in flight on each, counted by its connections in use).
 
 mod endpoint;
-pub mod h1;
 mod probe;
 
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use flowgate_config::PoolConfig;
 use flowgate_telemetry::Metrics;
 use smallvec::SmallVec;
 
-pub use endpoint::{ConnectError, Endpoint, Lease};
+pub use endpoint::Endpoint;
 
 /// A named pool of endpoints.
 #[derive(Debug)]

@@ -12,8 +12,9 @@ use http::header::{self, HeaderMap};
 use http::{HeaderName, Method};
 
 use super::Upstream;
-use super::h1::{ReqFraming, RequestHead};
-use crate::body::ReqBody;
+use bytes::Bytes;
+use flowgate_http::client::{ReqFraming, RequestHead};
+use http_body_util::Empty;
 
 static USER_AGENT: &[u8] = b"flowgate-health-check";
 
@@ -73,7 +74,7 @@ async fn probe(pool: &Upstream, i: usize, hc: &HealthCheckConfig) -> bool {
             framing: ReqFraming::None,
         };
         let wire = lease.wire()?;
-        wire.write_request(&head, &mut ReqBody::Full(None))
+        wire.write_request(&head, &mut Empty::<Bytes>::new())
             .await
             .ok()?;
         let resp = wire.read_head(false).await.ok()?;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Value, json};
 
-use crate::admin::client_error;
+use super::reply::client_error;
 use crate::body::ReqBody;
 use crate::gateway::Gateway;
 use crate::instances::Refused;
@@ -238,7 +238,7 @@ async fn simulate(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
     };
     let pool = &route.upstream;
     let key = pool.hash_key(&headers);
-    let tag = crate::exchange::request_tag(pool, &headers, Some(&req_body));
+    let tag = crate::forward::request_tag(pool, &headers, Some(&req_body));
     let session = pool.session_id(&headers);
     let region = pool.region(&headers);
     let (chosen, why) = pool.preview(key, tag.as_deref(), session, region);

@@ -19,36 +19,24 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use bytes::Bytes;
 use flowgate_admission::adaptive::AdaptiveSettings;
-use flowgate_admission::concurrency::{Concurrency, Permit, Priority, Refused, Settings};
+use flowgate_admission::concurrency::{Concurrency, Permit, Priority, Settings};
 use flowgate_clock::SharedClock;
 use flowgate_config::{ConcurrencyConfig, KeyConfig};
 use http::HeaderMap;
 use prometheus_client::metrics::histogram::Histogram;
 
+pub mod overload;
+
+pub use overload::{Overload, Scope};
+
 use crate::error::ProxyError;
+use crate::watch::Watch;
 
 static PRIORITY: http::HeaderName = http::HeaderName::from_static("x-flowgate-priority");
-
-/// What a concurrency limit is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    Key,
-    Route,
-    Pool,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Key => "key",
-            Scope::Route => "route",
-            Scope::Pool => "pool",
-        }
-    }
-}
 
 /// One concurrency limit: its limiter, and how long requests waited for it.
 #[derive(Debug)]
@@ -153,41 +141,6 @@ pub fn priority(headers: &HeaderMap, key: Option<&KeyConfig>) -> Result<Priority
     })
 }
 
-/// Why a request got no permit: the 429 or 503.
-#[derive(Debug, Clone)]
-pub struct Overload {
-    pub scope: Scope,
-    pub name: String,
-    pub refused: Refused,
-    pub priority: Priority,
-    pub limit: usize,
-    pub queue_timeout: Duration,
-}
-
-impl std::fmt::Display for Overload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (scope, name, limit) = (self.scope.as_str(), &self.name, self.limit);
-        match self.refused {
-            Refused::QueueFull => write!(
-                f,
-                "{scope} {name} has {limit} requests in flight and its queue is full"
-            ),
-            Refused::Timeout => write!(
-                f,
-                "no slot of {scope} {name} ({limit} in flight) came free within {}",
-                flowgate_config::format_duration(self.queue_timeout)
-            ),
-            Refused::Shed => write!(
-                f,
-                "{scope} {name} is full: this {} request gave its place in the queue to a \
-                 more urgent one",
-                self.priority.as_str()
-            ),
-        }?;
-        f.write_str("; retry shortly")
-    }
-}
-
 /// The permits a request holds; the first byte of its answer is reported to adaptive
 /// limits once.
 #[derive(Debug)]
@@ -251,4 +204,15 @@ impl Permits {
             p.observe(latency);
         }
     }
+}
+
+impl Watch for Permits {
+    /// The first data frame is the answer's first byte, for adaptive limits.
+    fn data(&mut self, _: &Bytes) -> bool {
+        self.first_byte();
+        true
+    }
+
+    /// Given back as soon as the body ends (by the drop).
+    fn end(self: Box<Self>) {}
 }

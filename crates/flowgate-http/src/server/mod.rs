@@ -1,8 +1,12 @@
 //! The data-plane listener: accepts connections, serves HTTP/1.1 itself ([`h1`]) and h2c
 //! (prior knowledge) through hyper, with the configured limits, and drains gracefully on
-//! shutdown.
+//! shutdown. What a request gets is up to the [`Service`] it serves.
 
+mod body;
+mod conn_state;
 mod h1;
+mod service;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +18,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use flowgate_config::Limits;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socket2::SockRef;
@@ -22,31 +25,29 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::body::ClientBody;
-use crate::error::request_timeout_http1;
-use crate::gateway::Gateway;
-use crate::headers::Peer;
-use crate::io::ConnState;
+pub use body::{ClientBody, Incoming};
+pub use service::{HeadError, Limits, Peer, Service, Settings};
 
-pub(crate) use h1::Incoming;
+use conn_state::ConnState;
 
 /// Serves the data plane on `listener` until `shutdown` resolves, then stops accepting and
 /// gives in-flight requests the configured drain time to finish.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve<S: Service>(
+    svc: Arc<S>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
     // Each connection holds a receiver: the count of receivers is the count of connections,
     // and the sender's `closed` resolves when the last one ends.
     let (stop, _) = watch::channel(false);
-    let accepted = gw
-        .telemetry()
-        .metrics()
-        .worker_connections(crate::worker::current().unwrap_or(0));
+    let accepted = svc.accepted_counter(crate::worker::current().unwrap_or(0));
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
             res = listener.accept() => match res {
                 Ok((stream, peer)) => {
                     accepted.inc();
-                    serve_conn(&gw, stream, peer, stop.subscribe());
+                    serve_conn(&svc, stream, peer, stop.subscribe());
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -58,8 +59,8 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Futur
         }
     }
     drop(listener);
-    gw.set_draining();
-    let drain = gw.runtime().config.server.drain_timeout;
+    svc.on_drain();
+    let drain = svc.settings().drain_timeout;
     tracing::info!(connections = stop.receiver_count(), "draining");
     let _ = stop.send(true);
     tokio::select! {
@@ -68,19 +69,22 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Futur
     }
 }
 
-fn serve_conn(gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+fn serve_conn<S: Service>(
+    svc: &Arc<S>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
-    let rt = gw.runtime();
-    let limits = rt.config.limits;
-    let http2 = rt.config.server.http2;
-    drop(rt);
-    let gw = gw.clone();
+    let Settings { limits, http2, .. } = svc.settings();
+    let svc = svc.clone();
     tokio::spawn(async move {
         let stream = Arc::new(stream);
         let state = Arc::new(ConnState::default());
         // The watchdog is a task of its own: the connection's task polls nothing but the
         // connection, however often it wakes.
         let watchdog = tokio::spawn(watch(
+            svc.clone(),
             Arc::downgrade(&stream),
             state.clone(),
             limits.header_read_timeout,
@@ -91,7 +95,7 @@ fn serve_conn(gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr, stop: watc
             stream.clone(),
             state,
             peer.clone(),
-            gw.clone(),
+            svc.clone(),
             limits,
             http2,
         );
@@ -101,7 +105,7 @@ fn serve_conn(gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr, stop: watc
         if let h1::Ended::Http2(start) = ended
             && let Ok(stream) = Arc::try_unwrap(stream)
         {
-            serve_h2(gw, Rewind::new(start.freeze(), stream), peer, limits, stop).await;
+            serve_h2(svc, Rewind::new(start.freeze(), stream), peer, limits, stop).await;
         }
     });
 }
@@ -109,7 +113,8 @@ fn serve_conn(gw: &Arc<Gateway>, stream: TcpStream, peer: SocketAddr, stop: watc
 /// Ends an HTTP/1.1 connection that waited too long for a request head (with a 408 when part
 /// of one arrived), or that is idle when the server stops; a busy one is told to close after
 /// its answer. Closing is a shutdown of the socket: the connection's task then reads its end.
-async fn watch(
+async fn watch<S: Service>(
+    svc: Arc<S>,
     stream: Weak<TcpStream>,
     state: Arc<ConnState>,
     timeout: Duration,
@@ -119,9 +124,11 @@ async fn watch(
         partial = state.head_deadline(timeout) => {
             let Some(stream) = stream.upgrade() else { return };
             if partial {
-                let answer = request_timeout_http1(timeout);
-                let mut bufs = [io::IoSlice::new(&answer)];
-                let _ = tokio::time::timeout(timeout, h1::write_all(&stream, &mut bufs)).await;
+                let resp = svc.refuse(&HeadError::Timeout(timeout));
+                if let Some(answer) = h1::encode_whole(resp, svc.clock()) {
+                    let mut bufs = [io::IoSlice::new(&answer)];
+                    let _ = tokio::time::timeout(timeout, crate::sock::write_all(&stream, &mut bufs)).await;
+                }
             }
             let _ = SockRef::from(&*stream).shutdown(Shutdown::Both);
         }
@@ -136,8 +143,8 @@ async fn watch(
 
 /// Serves an HTTP/2 connection with hyper until it ends or the server stops (then
 /// gracefully: streams in flight finish).
-async fn serve_h2(
-    gw: Arc<Gateway>,
+async fn serve_h2<S: Service>(
+    svc: Arc<S>,
     io: Rewind,
     peer: Peer,
     limits: Limits,
@@ -145,9 +152,9 @@ async fn serve_h2(
 ) {
     let peer = Arc::new(peer);
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let gw = gw.clone();
+        let svc = svc.clone();
         let peer = peer.clone();
-        async move { Ok::<_, Infallible>(gw.handle(req.map(ClientBody::H2), &peer).await) }
+        async move { Ok::<_, Infallible>(svc.call(req.map(ClientBody::H2), &peer).await) }
     });
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())

@@ -13,22 +13,25 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::body::{BoxError, ReqBody};
-use crate::fields::{self, Framing};
+use crate::BoxError;
+use crate::chunked::{Decoder, Step, chunk_size_line};
+use crate::fields;
 
 /// Largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields accepted in a response head.
 const MAX_HEADERS: usize = 128;
-/// Longest chunk-size or trailer line accepted.
-const MAX_LINE: usize = 4096;
+/// Room left in each response head's map for the fields the caller adds (a gateway's
+/// request id, upstream name, cache status, rate-limit fields), so that adding them never
+/// grows the map.
+pub const SPARE_FIELDS: usize = 12;
 /// Room reserved in the read buffer before each read.
 const READ_RESERVE: usize = 8 * 1024;
 
@@ -66,21 +69,15 @@ pub enum ReqFraming {
 }
 
 impl ReqFraming {
-    /// The framing for `body` sent with `method`.
-    pub fn of(method: &Method, body: &ReqBody) -> Self {
-        match body {
-            ReqBody::Full(Some(b)) => ReqFraming::Length(b.len() as u64),
-            ReqBody::Full(None) => {
-                if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
-                    ReqFraming::Length(0)
-                } else {
-                    ReqFraming::None
-                }
+    /// The framing for `body` sent with `method`: its length when known (an empty body
+    /// declares none except on the methods that carry one), else chunked.
+    pub fn of(method: &Method, body: &impl Body) -> Self {
+        match body.size_hint().exact() {
+            Some(0) if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
+                ReqFraming::None
             }
-            ReqBody::Stream { inner, .. } => match inner.size_hint().exact() {
-                Some(n) => ReqFraming::Length(n),
-                None => ReqFraming::Chunked,
-            },
+            Some(n) => ReqFraming::Length(n),
+            None => ReqFraming::Chunked,
         }
     }
 }
@@ -180,54 +177,70 @@ impl Wire {
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Sends a request: `head`, then `body` framed as `head.framing`. Once this returns `Ok`
+    /// Sends a request: `head`, then `body` framed as `head.framing`. A body that is all
+    /// there (a buffered one) goes out with the head in one write. Once this returns `Ok`
     /// the upstream may act on the request.
-    pub async fn write_request(
+    pub async fn write_request<B>(
         &mut self,
         head: &RequestHead<'_>,
-        body: &mut ReqBody,
-    ) -> Result<(), ExchangeError> {
+        body: &mut B,
+    ) -> Result<(), ExchangeError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
         head.encode(&mut self.head);
-        let encoded = &self.head;
-        match body {
-            ReqBody::Full(b) => {
-                let b = b.as_deref().unwrap_or_default();
-                write_all_vectored(&mut self.io, &mut [IoSlice::new(encoded), IoSlice::new(b)])
-                    .await?;
-            }
-            ReqBody::Stream { .. } => {
-                self.io.write_all(encoded).await?;
-                let chunked = head.framing == ReqFraming::Chunked;
-                let mut pinned = Pin::new(body);
-                while let Some(frame) = poll_fn(|cx| pinned.as_mut().poll_frame(cx)).await {
-                    let frame = frame.map_err(ExchangeError::Body)?;
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers are not forwarded
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if chunked {
-                        let mut size = [0u8; 18];
-                        write_all_vectored(
-                            &mut self.io,
-                            &mut [
-                                IoSlice::new(chunk_size_line(&mut size, data.len())),
-                                IoSlice::new(&data),
-                                IoSlice::new(b"\r\n"),
-                            ],
-                        )
-                        .await?;
-                    } else {
-                        self.io.write_all(&data).await?;
-                    }
+        let chunked = head.framing == ReqFraming::Chunked;
+        let mut first = None;
+        if !body.is_end_stream() {
+            match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+                Poll::Ready(Some(frame)) => {
+                    let frame = frame.map_err(|e| ExchangeError::Body(e.into()))?;
+                    first = frame.into_data().ok().filter(|d| !d.is_empty());
                 }
-                if chunked {
-                    self.io.write_all(b"0\r\n\r\n").await?;
-                }
+                Poll::Ready(None) | Poll::Pending => {}
             }
         }
+        if !chunked && body.is_end_stream() {
+            let b = first.as_deref().unwrap_or_default();
+            let encoded = &self.head;
+            write_all_vectored(&mut self.io, &mut [IoSlice::new(encoded), IoSlice::new(b)]).await?;
+            return Ok(());
+        }
+        self.io.write_all(&self.head).await?;
+        if let Some(data) = first {
+            self.write_data(chunked, &data).await?;
+        }
+        while let Some(frame) = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+            let frame = frame.map_err(|e| ExchangeError::Body(e.into()))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers are not forwarded
+            };
+            if !data.is_empty() {
+                self.write_data(chunked, &data).await?;
+            }
+        }
+        if chunked {
+            self.io.write_all(b"0\r\n\r\n").await?;
+        }
         Ok(())
+    }
+
+    /// Writes one piece of a request body, as a chunk when `chunked`.
+    async fn write_data(&mut self, chunked: bool, data: &[u8]) -> io::Result<()> {
+        if !chunked {
+            return self.io.write_all(data).await;
+        }
+        let mut size = [0u8; 18];
+        write_all_vectored(
+            &mut self.io,
+            &mut [
+                IoSlice::new(chunk_size_line(&mut size, data.len())),
+                IoSlice::new(data),
+                IoSlice::new(b"\r\n"),
+            ],
+        )
+        .await
     }
 
     /// Reads the response head (interim `1xx` heads are skipped).
@@ -358,8 +371,8 @@ fn parse_head(
     } else {
         &more[..count]
     };
-    let (headers, framing) = fields::collect(&head, spans, crate::headers::ADDED_FIELDS, names)
-        .map_err(ExchangeError::Malformed)?;
+    let (headers, framing) =
+        fields::collect(&head, spans, SPARE_FIELDS, names).map_err(ExchangeError::Malformed)?;
     let decoder = Decoder::for_response(head_request, status, &framing);
     let keep_alive = http11 && !decoder.reads_to_eof() && !framing.close;
     Ok(Parsed::Head(ResponseHead {
@@ -395,253 +408,11 @@ fn scan_head<'b>(
     }))
 }
 
-/// The size line of a chunk of `len` bytes, `{len:x}\r\n`, written into `buf` (for request
-/// bodies sent upstream and answers sent to clients).
-pub(crate) fn chunk_size_line(buf: &mut [u8; 18], len: usize) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut at = 16;
-    let mut n = len;
-    loop {
-        at -= 1;
-        buf[at] = HEX[n & 15];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    buf[16] = b'\r';
-    buf[17] = b'\n';
-    &buf[at..]
-}
-
-/// What one decoding step produced.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step {
-    Data(Bytes),
-    NeedMore,
-    End,
-    Error(String),
-}
-
-/// Reads a response body out of the connection's buffer (RFC 9112 §6).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decoder {
-    /// This many bytes are left.
-    Length(u64),
-    Chunked(Chunk),
-    /// Delimited by the connection closing.
-    Eof,
-    Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunk {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-}
-
-impl Decoder {
-    fn for_response(head_request: bool, status: StatusCode, framing: &Framing) -> Self {
-        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            return Decoder::Done;
-        }
-        match (framing.transfer, framing.length) {
-            (Some(true), _) => Decoder::Chunked(Chunk::Size),
-            (Some(false), _) | (None, None) => Decoder::Eof,
-            (None, Some(0)) => Decoder::Done,
-            (None, Some(n)) => Decoder::Length(n),
-        }
-    }
-
-    /// Whether the body has been read to its end.
-    pub fn is_done(&self) -> bool {
-        matches!(self, Decoder::Done)
-    }
-
-    fn reads_to_eof(&self) -> bool {
-        matches!(self, Decoder::Eof)
-    }
-
-    /// Exact remaining length, when known.
-    pub fn remaining(&self) -> Option<u64> {
-        match self {
-            Decoder::Length(n) => Some(*n),
-            Decoder::Done => Some(0),
-            _ => None,
-        }
-    }
-
-    /// Decodes what `buf` holds: a frame of body data, the end, or a need for more bytes.
-    pub fn step(&mut self, buf: &mut BytesMut) -> Step {
-        loop {
-            match self {
-                Decoder::Done => return Step::End,
-                Decoder::Length(left) => {
-                    if buf.is_empty() {
-                        return Step::NeedMore;
-                    }
-                    let n = (*left).min(buf.len() as u64) as usize;
-                    *left -= n as u64;
-                    if *left == 0 {
-                        *self = Decoder::Done;
-                    }
-                    return Step::Data(buf.split_to(n).freeze());
-                }
-                Decoder::Eof => {
-                    if buf.is_empty() {
-                        return Step::NeedMore;
-                    }
-                    return Step::Data(buf.split().freeze());
-                }
-                Decoder::Chunked(state) => match *state {
-                    Chunk::Size => {
-                        let Some(line) = take_line(buf) else {
-                            return too_long(buf, "chunk size line");
-                        };
-                        let digits = line.split(|&c| c == b';').next().unwrap_or_default();
-                        let digits = std::str::from_utf8(digits).unwrap_or("").trim();
-                        let Ok(size) = u64::from_str_radix(digits, 16) else {
-                            return Step::Error(format!("bad chunk size {digits:?}"));
-                        };
-                        *state = if size == 0 {
-                            Chunk::Trailers
-                        } else {
-                            Chunk::Data(size)
-                        };
-                    }
-                    Chunk::Data(left) => {
-                        if buf.is_empty() {
-                            return Step::NeedMore;
-                        }
-                        let n = left.min(buf.len() as u64) as usize;
-                        *state = if left == n as u64 {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(left - n as u64)
-                        };
-                        return Step::Data(buf.split_to(n).freeze());
-                    }
-                    Chunk::DataEnd => {
-                        if buf.len() < 2 {
-                            return Step::NeedMore;
-                        }
-                        if &buf[..2] != b"\r\n" {
-                            return Step::Error("chunk data not followed by CRLF".into());
-                        }
-                        buf.advance(2);
-                        *state = Chunk::Size;
-                    }
-                    Chunk::Trailers => {
-                        let Some(line) = take_line(buf) else {
-                            return too_long(buf, "trailer line");
-                        };
-                        if line.is_empty() {
-                            *self = Decoder::Done;
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    /// The connection reached end of stream: fine only for bodies delimited by it.
-    fn at_eof(&mut self) -> Result<(), String> {
-        match self {
-            Decoder::Eof | Decoder::Done => {
-                *self = Decoder::Done;
-                Ok(())
-            }
-            _ => Err("upstream closed the connection in the middle of the body".into()),
-        }
-    }
-}
-
-/// Takes one CRLF-terminated line off `buf` (without the CRLF).
-fn take_line(buf: &mut BytesMut) -> Option<Bytes> {
-    let at = buf.windows(2).position(|w| w == b"\r\n")?;
-    let line = buf.split_to(at).freeze();
-    buf.advance(2);
-    Some(line)
-}
-
-fn too_long(buf: &BytesMut, what: &str) -> Step {
-    if buf.len() > MAX_LINE {
-        Step::Error(format!("{what} longer than {MAX_LINE} bytes"))
-    } else {
-        Step::NeedMore
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunked::Chunk;
     use http::HeaderValue;
-
-    fn decode_all(mut d: Decoder, pieces: &[&[u8]]) -> (Vec<u8>, Step) {
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for p in pieces {
-            buf.extend_from_slice(p);
-            loop {
-                match d.step(&mut buf) {
-                    Step::Data(b) => out.extend_from_slice(&b),
-                    Step::NeedMore => break,
-                    other => return (out, other),
-                }
-            }
-        }
-        (out, Step::NeedMore)
-    }
-
-    #[test]
-    fn chunked_bodies_decode_across_any_split() {
-        let wire = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n";
-        for cut in 0..wire.len() {
-            let (body, end) =
-                decode_all(Decoder::Chunked(Chunk::Size), &[&wire[..cut], &wire[cut..]]);
-            assert_eq!(body, b"hello, world", "cut at {cut}");
-            assert_eq!(end, Step::End, "cut at {cut}");
-        }
-    }
-
-    #[test]
-    fn chunk_data_is_passed_on_before_the_chunk_is_complete() {
-        let mut d = Decoder::Chunked(Chunk::Size);
-        let mut buf = BytesMut::from(&b"a\r\n01234"[..]);
-        assert_eq!(d.step(&mut buf), Step::Data(Bytes::from_static(b"01234")));
-        assert_eq!(d.step(&mut buf), Step::NeedMore);
-    }
-
-    #[test]
-    fn chunk_size_lines_are_hex() {
-        let mut b = [0u8; 18];
-        assert_eq!(chunk_size_line(&mut b, 0x1a2b), b"1a2b\r\n");
-        assert_eq!(chunk_size_line(&mut b, 1), b"1\r\n");
-        assert_eq!(chunk_size_line(&mut b, usize::MAX), b"ffffffffffffffff\r\n");
-    }
-
-    #[test]
-    fn bad_chunks_are_errors() {
-        let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[b"zz\r\n"]);
-        assert!(matches!(end, Step::Error(_)));
-        let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[b"2\r\nabXY"]);
-        assert!(matches!(end, Step::Error(_)));
-        let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[&[b'1'; MAX_LINE + 1]]);
-        assert!(matches!(end, Step::Error(_)));
-    }
-
-    #[test]
-    fn length_bodies_stop_at_their_length() {
-        let mut d = Decoder::Length(5);
-        let mut buf = BytesMut::from(&b"hel"[..]);
-        assert_eq!(d.step(&mut buf), Step::Data(Bytes::from_static(b"hel")));
-        buf.extend_from_slice(b"loEXTRA");
-        assert_eq!(d.step(&mut buf), Step::Data(Bytes::from_static(b"lo")));
-        assert_eq!(d.step(&mut buf), Step::End);
-        assert_eq!(&buf[..], b"EXTRA");
-    }
 
     fn head(buf: &mut BytesMut, head_request: bool) -> ResponseHead {
         match parse_head(buf, head_request, &mut fields::Names::default()).unwrap() {

@@ -1,6 +1,6 @@
-//! Socket reads shared by the listener and the upstream client.
+//! Socket reads and writes shared by the listener and the upstream client.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
@@ -18,6 +18,24 @@ pub(crate) fn poll_read_some(
         match read_some(stream, buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             r => return Poll::Ready(r),
+        }
+    }
+}
+
+/// Writes every byte of `bufs`.
+pub(crate) async fn write_all(stream: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    loop {
+        while bufs.first().is_some_and(|b| b.is_empty()) {
+            bufs = &mut bufs[1..];
+        }
+        if bufs.is_empty() {
+            return Ok(());
+        }
+        match stream.try_write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -13,7 +13,7 @@ use flowgate_admission::keys::id_of;
 use flowgate_config::{KeyConfig, KeySpec, format_duration};
 use serde_json::{Value, json};
 
-use crate::admin::client_error;
+use super::reply::client_error;
 use crate::auth::{Caller, KeyError};
 use crate::gateway::Gateway;
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate_balance::Outcome as Health;
+use flowgate_clock::SharedClock;
 use flowgate_config::{HedgeAfter, RouteKind, TagBy, Triggers};
 use http::header::{self, HeaderValue};
 use http::{Method, Uri};
@@ -30,14 +31,16 @@ use smallvec::SmallVec;
 
 use crate::body::{BodyLimitExceeded, ReqBody};
 use crate::error::ProxyError;
-use crate::gateway::{Gateway, Outcome};
-use crate::headers::{self, Peer, UpstreamFields};
+use crate::headers::{self, UpstreamFields};
+use crate::outcome::Outcome;
 use crate::router::RouteEntry;
-use crate::upstream::h1::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
-use crate::upstream::{Endpoint, Lease, ResilienceCounts, Upstream};
+use crate::upstream::{Endpoint, ResilienceCounts, Upstream};
+use flowgate_http::client::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
+use flowgate_http::pool::{ConnectError, Lease};
+use flowgate_http::server::Peer;
 
-/// An answer's head and the connection its body comes on.
-pub(crate) type Answer = Result<(ResponseHead, Lease), ProxyError>;
+/// An answer's head, the connection its body comes on, and the endpoint that answered.
+pub(crate) type Answer = Result<(ResponseHead, Lease, Arc<Endpoint>), ProxyError>;
 
 /// The request as it goes upstream.
 pub(crate) struct Outbound<'a> {
@@ -66,7 +69,7 @@ enum Failure {
 impl Failure {
     fn of(answer: &Answer) -> Option<Failure> {
         match answer {
-            Ok((head, _)) => {
+            Ok((head, ..)) => {
                 let s = head.status.as_u16();
                 (s == 429 || s >= 500).then(|| Failure::Status(s, retry_after(head)))
             }
@@ -89,10 +92,24 @@ impl Failure {
     }
 }
 
-impl Gateway {
+/// Sends requests upstream, timing them by its clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Forwarder<'c> {
+    clock: &'c SharedClock,
+}
+
+impl<'c> Forwarder<'c> {
+    pub(crate) fn new(clock: &'c SharedClock) -> Self {
+        Forwarder { clock }
+    }
+
+    fn clock(&self) -> &SharedClock {
+        self.clock
+    }
+
     /// Sends the request on `route` (its pool, then its fallback chain) and returns the first
     /// answer that is not a failure the route moves on from.
-    pub(crate) async fn exchange(
+    pub(crate) async fn forward(
         &self,
         route: &RouteEntry,
         parts: &http::request::Parts,
@@ -308,7 +325,7 @@ impl Gateway {
         body: &mut Option<ReqBody>,
     ) -> Tried {
         let (answer, took) = match self.send(pool, &ep, req, body).await {
-            Ok((head, lease, took)) => (Ok((head, lease)), Some(took)),
+            Ok((head, lease, took)) => (Ok((head, lease, ep.clone())), Some(took)),
             Err(e) => (Err(e), None),
         };
         Tried { ep, answer, took }
@@ -334,6 +351,11 @@ impl Gateway {
         let Some(mut body) = for_attempt(body) else {
             return Err(closed(ep, "the request body was already sent".into()));
         };
+        // A buffered body as it was before a write consumed it, for a stale connection.
+        let again = match &body {
+            ReqBody::Full(b) => Some(b.clone()),
+            ReqBody::Stream { .. } => None,
+        };
         let forwarded_for = headers::forwarded_for(&parts.headers, req.peer);
         let fields = UpstreamFields::new(
             &parts.headers,
@@ -358,7 +380,7 @@ impl Gateway {
         // of them instead of once for each. A request alone has no one to wait for
         // (docs/decisions/2026-11-23-upstream-writes-per-turn.md,
         // docs/decisions/2026-11-23-yield-only-with-company.md).
-        if crate::worker::serving_others() {
+        if flowgate_http::worker::serving_others() {
             tokio::task::yield_now().await;
         }
         let started = loop {
@@ -371,10 +393,9 @@ impl Gateway {
                 // while writing: the upstream never got the request, and a buffered body
                 // can be sent again on a fresh connection. Once the request is written it
                 // is never resent here (the retry policy decides).
-                Err(ExchangeError::Io(_))
-                    if reused && matches!(body, ReqBody::Full(_)) && stale_retries < 2 =>
-                {
+                Err(ExchangeError::Io(_)) if reused && again.is_some() && stale_retries < 2 => {
                     stale_retries += 1;
+                    body = ReqBody::Full(again.clone().flatten());
                     drop(lease);
                     lease = ep.checkout().await.map_err(|e| connect_error(ep, &e))?;
                 }
@@ -549,7 +570,7 @@ fn closed(ep: &Endpoint, reason: String) -> ProxyError {
     }
 }
 
-fn connect_error(ep: &Endpoint, e: &crate::upstream::ConnectError) -> ProxyError {
+fn connect_error(ep: &Endpoint, e: &ConnectError) -> ProxyError {
     ProxyError::Connect {
         endpoint: ep.name.to_string(),
         reason: e.to_string(),

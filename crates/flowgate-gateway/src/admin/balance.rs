@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use flowgate_balance::Strategy;
 use serde_json::{Value, json};
 
-use crate::admin::client_error;
+use super::reply::client_error;
 use crate::gateway::Gateway;
 
 pub fn routes() -> axum::Router<Arc<Gateway>> {

@@ -12,37 +12,32 @@
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use flowgate_clock::SharedClock;
-use flowgate_config::Limits;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use tokio::net::TcpStream;
 
-use crate::body::{BoxError, ClientBody, ProxyBody};
-use crate::error::ProxyError;
+use super::body::{BUF, ClientBody, Incoming, MIN_ROOM, Reading};
+use super::conn_state::ConnState;
+use super::service::{HeadError, Limits, Peer, Service};
+use crate::chunked::{Chunk, Decoder, chunk_size_line};
 use crate::fields::{self, Framing};
-use crate::gateway::Gateway;
-use crate::headers::Peer;
-use crate::io::ConnState;
-use crate::upstream::h1::{Chunk, Decoder, Step, chunk_size_line};
+use crate::sock::write_all;
 
 /// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-/// The read buffer of a connection, and how much room a read wants.
-const BUF: usize = 8 * 1024;
-const MIN_ROOM: usize = 2 * 1024;
 /// How long and how much a closing connection keeps reading what the client still sends, so
 /// that the client reads its answer instead of a reset (as nginx's lingering close).
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 
 /// One client connection speaking HTTP/1.1.
-pub(super) struct Conn {
+pub(super) struct Conn<S> {
     stream: Arc<TcpStream>,
     buf: BytesMut,
     /// The encoded response head, reused.
@@ -51,7 +46,7 @@ pub(super) struct Conn {
     names: fields::Names,
     state: Arc<ConnState>,
     peer: Peer,
-    gw: Arc<Gateway>,
+    svc: Arc<S>,
     limits: Limits,
     http2: bool,
 }
@@ -73,12 +68,12 @@ struct Head {
     keep_alive: bool,
 }
 
-impl Conn {
+impl<S: Service> Conn<S> {
     pub(super) fn new(
         stream: Arc<TcpStream>,
         state: Arc<ConnState>,
         peer: Peer,
-        gw: Arc<Gateway>,
+        svc: Arc<S>,
         limits: Limits,
         http2: bool,
     ) -> Self {
@@ -89,7 +84,7 @@ impl Conn {
             names: fields::Names::default(),
             state,
             peer,
-            gw,
+            svc,
             limits,
             http2,
         }
@@ -151,10 +146,10 @@ impl Conn {
         };
         // The connection's buffer, while a body read off the socket has it.
         let reading = match &body {
-            ClientBody::H1(r) => Some(r.shared.clone()),
+            ClientBody::H1(r) => Some(r.shared()),
             _ => None,
         };
-        let resp = self.gw.handle(req.map(|()| body), &self.peer).await;
+        let resp = self.svc.call(req.map(|()| body), &self.peer).await;
         let mut keep = keep_alive && !self.state.is_draining();
         let mut unread = false;
         if let Some(shared) = reading {
@@ -182,20 +177,20 @@ impl Conn {
 
     /// Hands the connection's buffer to a body read as the gateway polls it.
     fn lend(&mut self, decoder: Decoder, expect_continue: bool) -> ClientBody {
-        ClientBody::H1(Incoming {
-            stream: self.stream.clone(),
-            shared: Arc::new(Mutex::new(Reading {
+        ClientBody::H1(Incoming::new(
+            self.stream.clone(),
+            Reading {
                 buf: std::mem::take(&mut self.buf),
                 decoder,
                 continue_owed: expect_continue,
-            })),
-        })
+            },
+        ))
     }
 
     /// Writes `resp`; whether the connection can take another request.
     async fn respond(
         &mut self,
-        resp: Response<ProxyBody>,
+        resp: Response<S::Body>,
         head_request: bool,
         version: Version,
         keep: bool,
@@ -225,7 +220,7 @@ impl Conn {
             framing,
             keep,
             version,
-            self.gw.clock(),
+            self.svc.clock(),
         );
         if bodiless {
             drop(body);
@@ -305,8 +300,8 @@ impl Conn {
     }
 
     /// Answers a head that cannot be served, and closes.
-    async fn refuse(&mut self, e: &ProxyError) {
-        let resp: Response<ProxyBody> = e.into_response();
+    async fn refuse(&mut self, e: &HeadError) {
+        let resp = self.svc.refuse(e);
         self.respond(resp, false, Version::HTTP_11, false).await;
         self.linger().await;
     }
@@ -346,6 +341,33 @@ enum Out {
     Chunked,
     /// Delimited by closing the connection (an HTTP/1.0 client, length unknown).
     Close,
+}
+
+/// `resp` as bytes to write, closing the connection, when its body is all there (an error
+/// answer); `None` for a body still to come.
+pub(super) fn encode_whole<B>(resp: Response<B>, clock: &SharedClock) -> Option<Vec<u8>>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let (parts, mut body) = resp.into_parts();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let data = match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(None) => Bytes::new(),
+        Poll::Ready(Some(Ok(f))) if body.is_end_stream() => f.into_data().ok()?,
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(256 + data.len());
+    encode_head(
+        &mut out,
+        parts.status,
+        &parts.headers,
+        Out::Length(Some(data.len() as u64)),
+        false,
+        Version::HTTP_11,
+        clock,
+    );
+    out.extend_from_slice(&data);
+    Some(out)
 }
 
 /// Encodes a response head into `out`.
@@ -405,7 +427,7 @@ fn parse(
     buf: &mut BytesMut,
     limits: &Limits,
     names: &mut fields::Names,
-) -> Result<Option<Head>, ProxyError> {
+) -> Result<Option<Head>, HeadError> {
     // Where each field sits: here for most heads, in `more` for those with many fields.
     let mut spans = [[0u32; 4]; fields::FIRST_SLOTS];
     let mut more = Vec::new();
@@ -414,7 +436,7 @@ fn parse(
     };
     let head = buf.split_to(scan.len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(scan.path))
-        .map_err(|e| ProxyError::BadRequest(format!("bad request target: {e}")))?;
+        .map_err(|e| HeadError::Malformed(format!("bad request target: {e}")))?;
     let spans = if more.is_empty() {
         &spans[..scan.count]
     } else {
@@ -422,14 +444,14 @@ fn parse(
     };
     // No room for more: the fields the gateway sets upstream are written by the head
     // encoder (`headers::UpstreamFields`), never added to the request's map.
-    let (map, framing) = fields::collect(&head, spans, 0, names).map_err(ProxyError::BadRequest)?;
+    let (map, framing) = fields::collect(&head, spans, 0, names).map_err(HeadError::Malformed)?;
     if framing.both {
-        return Err(ProxyError::BadRequest(
+        return Err(HeadError::Malformed(
             "both Content-Length and Transfer-Encoding are set".into(),
         ));
     }
     if framing.transfer == Some(false) {
-        return Err(ProxyError::BadRequest(
+        return Err(HeadError::Malformed(
             "a request body's transfer coding must end with chunked".into(),
         ));
     }
@@ -470,10 +492,10 @@ fn scan(
     limits: &Limits,
     spans: &mut [fields::Span; fields::FIRST_SLOTS],
     more: &mut Vec<fields::Span>,
-) -> Result<Option<Scan>, ProxyError> {
+) -> Result<Option<Scan>, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; fields::FIRST_SLOTS];
     match scan_with(buf, limits, &mut slots, spans, more) {
-        Err(ProxyError::TooManyHeaders { .. }) if limits.max_headers > fields::FIRST_SLOTS => {
+        Err(HeadError::TooManyFields { .. }) if limits.max_headers > fields::FIRST_SLOTS => {
             let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
             scan_with(buf, limits, &mut slots, spans, more)
         }
@@ -487,35 +509,35 @@ fn scan_with<'b>(
     slots: &mut [httparse::Header<'b>],
     spans: &mut [fields::Span; fields::FIRST_SLOTS],
     more: &mut Vec<fields::Span>,
-) -> Result<Option<Scan>, ProxyError> {
+) -> Result<Option<Scan>, HeadError> {
     let mut req = httparse::Request::new(slots);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n > limits.max_header_bytes => {
-            return Err(ProxyError::HeadersTooLarge {
+            return Err(HeadError::TooLarge {
                 limit: limits.max_header_bytes,
             });
         }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > limits.max_header_bytes => {
-            return Err(ProxyError::HeadersTooLarge {
+            return Err(HeadError::TooLarge {
                 limit: limits.max_header_bytes,
             });
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(ProxyError::TooManyHeaders {
+            return Err(HeadError::TooManyFields {
                 limit: limits.max_headers,
             });
         }
-        Err(e) => return Err(ProxyError::BadRequest(format!("bad request head: {e}"))),
+        Err(e) => return Err(HeadError::Malformed(format!("bad request head: {e}"))),
     };
     if req.headers.len() > limits.max_headers {
-        return Err(ProxyError::TooManyHeaders {
+        return Err(HeadError::TooManyFields {
             limit: limits.max_headers,
         });
     }
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
-        .map_err(|_| ProxyError::BadRequest("bad method".into()))?;
+        .map_err(|_| HeadError::Malformed("bad method".into()))?;
     let version = if req.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -536,102 +558,6 @@ fn scan_with<'b>(
         path: at..at + path.len(),
         count,
     }))
-}
-
-/// Writes every byte of `bufs`.
-pub(super) async fn write_all(stream: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    loop {
-        while bufs.first().is_some_and(|b| b.is_empty()) {
-            bufs = &mut bufs[1..];
-        }
-        if bufs.is_empty() {
-            return Ok(());
-        }
-        match stream.try_write_vectored(bufs) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The rest of a request body, read off the client connection as the gateway polls it.
-#[derive(Debug)]
-pub struct Incoming {
-    stream: Arc<TcpStream>,
-    shared: Arc<Mutex<Reading>>,
-}
-
-/// The connection's buffer while a body has it.
-#[derive(Debug)]
-struct Reading {
-    buf: BytesMut,
-    decoder: Decoder,
-    continue_owed: bool,
-}
-
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-impl Incoming {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Reading> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Body for Incoming {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let stream = &this.stream;
-        let mut guard = this.lock();
-        let r = &mut *guard;
-        loop {
-            match r.decoder.step(&mut r.buf) {
-                Step::Data(b) => return Poll::Ready(Some(Ok(Frame::data(b)))),
-                Step::End => return Poll::Ready(None),
-                Step::Error(e) => return Poll::Ready(Some(Err(e.into()))),
-                Step::NeedMore => {}
-            }
-            while r.continue_owed {
-                ready!(stream.poll_write_ready(cx))?;
-                match stream.try_write(CONTINUE) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
-                    // A fresh connection takes 25 bytes whole.
-                    Ok(_) => r.continue_owed = false,
-                }
-            }
-            if r.buf.capacity() - r.buf.len() < MIN_ROOM {
-                r.buf.reserve(BUF);
-            }
-            match ready!(crate::sock::poll_read_some(stream, cx, &mut r.buf)) {
-                Ok(0) => {
-                    return Poll::Ready(Some(Err(
-                        "the client closed the connection before the end of the body".into(),
-                    )));
-                }
-                Ok(_) => {}
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.lock().decoder.is_done()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.lock()
-            .decoder
-            .remaining()
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
 }
 
 /// The `Date` field's value, formatted once a second per thread.
@@ -661,14 +587,13 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
-            max_body_bytes: 1 << 20,
             max_header_bytes: 1024,
             max_headers: 8,
             header_read_timeout: Duration::from_secs(10),
         }
     }
 
-    fn parse_all(raw: &[u8]) -> Result<Option<Head>, ProxyError> {
+    fn parse_all(raw: &[u8]) -> Result<Option<Head>, HeadError> {
         parse(
             &mut BytesMut::from(raw),
             &limits(),
@@ -717,32 +642,21 @@ mod tests {
 
     #[test]
     fn bad_heads_get_the_right_error() {
-        let code = |raw: &[u8]| parse_all(raw).unwrap_err().code();
-        assert_eq!(
-            code(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"),
-            "invalid_request"
-        );
-        assert_eq!(
-            code(b"POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"),
-            "invalid_request"
-        );
-        assert_eq!(
-            code(b"POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"),
-            "invalid_request"
-        );
-        assert_eq!(
-            code(b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n"),
-            "invalid_request"
-        );
+        let malformed = |raw: &[u8]| matches!(parse_all(raw), Err(HeadError::Malformed(_)));
+        assert!(malformed(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"));
+        assert!(malformed(
+            b"POST / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        ));
+        assert!(malformed(
+            b"POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"
+        ));
+        assert!(malformed(b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n"));
         let many: String = (0..9).map(|i| format!("x-{i}: 1\r\n")).collect();
         let e = parse_all(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap_err();
-        assert!(matches!(e, ProxyError::TooManyHeaders { limit: 8 }), "{e}");
+        assert!(matches!(e, HeadError::TooManyFields { limit: 8 }), "{e}");
         let big = format!("GET / HTTP/1.1\r\nx: {}", "v".repeat(1100));
         let e = parse_all(big.as_bytes()).unwrap_err();
-        assert!(
-            matches!(e, ProxyError::HeadersTooLarge { limit: 1024 }),
-            "{e}"
-        );
+        assert!(matches!(e, HeadError::TooLarge { limit: 1024 }), "{e}");
     }
 
     #[test]

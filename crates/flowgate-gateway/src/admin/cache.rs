@@ -1,29 +1,22 @@
-//! The admin listener: `/metrics` (Prometheus), `/health`, `/ready`, the JSON API under
-//! `/api/v1/performance/...` and key management under `/api/v1/keys`. It runs on its own
-//! port so that it can be firewalled apart from the data plane.
+//! The cache's admin API: its statistics, invalidation and warming.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flowgate_cache::invalidate::Selector;
 use serde_json::json;
 
+use super::reply::{OPENMETRICS, client_error};
 use crate::cache_metrics::CacheCollector;
-use crate::error::error_body;
 use crate::gateway::Gateway;
 use crate::warming::{self, Busy, Labelled, WarmRequest};
 
-/// The admin API's router.
-pub fn router(gw: Arc<Gateway>) -> axum::Router {
+pub fn routes() -> axum::Router<Arc<Gateway>> {
     axum::Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/api/v1/performance/metrics", get(performance))
         .route("/api/v1/performance/cache/stats", get(cache_stats))
         .route("/api/v1/performance/cache/hit-rate", get(cache_hit_rate))
         .route("/api/v1/performance/cache/metrics", get(cache_metrics))
@@ -35,81 +28,6 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
             "/api/v1/performance/cache/warm",
             get(cache_warm_status).post(cache_warm),
         )
-        .merge(crate::admin_keys::routes())
-        .merge(crate::admin_admission::routes())
-        .merge(crate::admin_balance::routes())
-        .merge(crate::admin_instances::routes())
-        .fallback(not_found)
-        .with_state(gw)
-}
-
-static OPENMETRICS: HeaderValue =
-    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
-
-async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    let mut r = gw.telemetry().encode_prometheus().into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, OPENMETRICS.clone());
-    r
-}
-
-async fn health(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
-    let rt = gw.runtime();
-    let (reloads, last_error) = gw.reload_status();
-    let pools: Vec<_> = rt
-        .upstreams
-        .iter()
-        .map(|u| {
-            let eps: Vec<_> = u
-                .endpoints()
-                .iter()
-                .map(|e| json!({"name": &*e.name, "active": e.active(), "idle_connections": e.idle_count()}))
-                .collect();
-            json!({"name": &*u.name, "endpoints": eps})
-        })
-        .collect();
-    Json(json!({
-        "status": if last_error.is_some() { "degraded" } else { "ok" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": gw.uptime().as_secs(),
-        "draining": gw.is_draining(),
-        "workers": gw.workers(),
-        "config": {
-            "origin": rt.config.origin,
-            "routes": rt.config.routes.len(),
-            "pools": rt.config.pools.len(),
-            "reloads": reloads,
-            "last_reload_error": last_error,
-        },
-        "pools": pools,
-    }))
-}
-
-async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<serde_json::Value>) {
-    if gw.is_draining() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": "draining"})),
-        )
-    } else {
-        (StatusCode::OK, Json(json!({"ready": true})))
-    }
-}
-
-async fn performance(State(gw): State<Arc<Gateway>>) -> Response {
-    match gw.telemetry().report() {
-        Some(r) => Json(r).into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "telemetry unavailable").into_response(),
-    }
-}
-
-pub(crate) fn client_error(status: StatusCode, message: &str, code: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        error_body(message, "invalid_request_error", code),
-    )
-        .into_response()
 }
 
 fn cache_disabled() -> Response {
@@ -284,7 +202,7 @@ async fn cache_warm(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> 
     } else {
         "top"
     };
-    match warming::start(&gw, source, requests) {
+    match warming::job::start(&gw, source, requests) {
         Ok(job) => (StatusCode::ACCEPTED, Json(json!({"job": job}))).into_response(),
         Err(Busy(job)) => client_error(
             StatusCode::CONFLICT,
@@ -326,18 +244,4 @@ async fn cache_warm_status(State(gw): State<Arc<Gateway>>) -> Response {
         "top": top,
     }))
     .into_response()
-}
-
-async fn not_found() -> Response {
-    let body = error_body(
-        "no such admin endpoint",
-        "invalid_request_error",
-        "not_found",
-    );
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
 }

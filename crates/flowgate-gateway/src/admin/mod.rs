@@ -1,0 +1,29 @@
+//! The admin listener: `/metrics` (Prometheus), `/health`, `/ready` ([`status`]), the JSON
+//! API under `/api/v1/performance/...` (the cache, rate and concurrency limits, balancing,
+//! registered endpoints) and key management under `/api/v1/keys`, a module each. It runs on
+//! its own port so that it can be firewalled apart from the data plane.
+
+mod admission;
+mod balance;
+mod cache;
+mod instances;
+mod keys;
+mod reply;
+mod status;
+
+use std::sync::Arc;
+
+use crate::gateway::Gateway;
+
+/// The admin API's router.
+pub fn router(gw: Arc<Gateway>) -> axum::Router {
+    axum::Router::new()
+        .merge(status::routes())
+        .merge(cache::routes())
+        .merge(keys::routes())
+        .merge(admission::routes())
+        .merge(balance::routes())
+        .merge(instances::routes())
+        .fallback(reply::not_found)
+        .with_state(gw)
+}

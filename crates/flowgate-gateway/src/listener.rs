@@ -1,0 +1,55 @@
+//! The gateway as the listener's [`Service`]: each request goes to [`Gateway::handle`];
+//! heads the listener could not read get the gateway's JSON errors.
+
+use std::sync::Arc;
+
+use flowgate_clock::SharedClock;
+use flowgate_http::server::{ClientBody, HeadError, Limits, Peer, Service, Settings};
+use http::{Request, Response};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::gateway::Gateway;
+
+impl Service for Gateway {
+    type Body = ProxyBody;
+
+    fn call(
+        self: &Arc<Self>,
+        req: Request<ClientBody>,
+        peer: &Peer,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        self.handle(req, peer)
+    }
+
+    fn refuse(&self, e: &HeadError) -> Response<ProxyBody> {
+        ProxyError::from(e.clone()).into_response()
+    }
+
+    fn settings(&self) -> Settings {
+        let rt = self.runtime();
+        let l = &rt.config.limits;
+        Settings {
+            limits: Limits {
+                max_header_bytes: l.max_header_bytes,
+                max_headers: l.max_headers,
+                header_read_timeout: l.header_read_timeout,
+            },
+            http2: rt.config.server.http2,
+            drain_timeout: rt.config.server.drain_timeout,
+        }
+    }
+
+    fn clock(&self) -> &SharedClock {
+        Gateway::clock(self)
+    }
+
+    fn accepted_counter(&self, worker: usize) -> Counter {
+        self.telemetry().metrics().worker_connections(worker)
+    }
+
+    fn on_drain(&self) {
+        self.set_draining();
+    }
+}

@@ -1,0 +1,24 @@
+//! What a request's stages learned on the way, for its response fields and its telemetry
+//! record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::admission::RateState;
+use crate::caching;
+
+/// What the request flow learned, for the response headers and the telemetry record.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) route: Option<Arc<str>>,
+    /// The pool that answered (a fallback's, if it came to that).
+    pub(crate) pool: Option<Arc<str>>,
+    /// The endpoint of the last attempt.
+    pub(crate) endpoint: Option<Arc<str>>,
+    pub(crate) upstream_duration: Option<Duration>,
+    /// Attempts sent upstream: retries and hedges included.
+    pub(crate) attempts: u32,
+    pub(crate) cache: Option<caching::Status>,
+    /// The tightest rate limit's state, for the `x-ratelimit-*` fields.
+    pub(crate) rate: Option<RateState>,
+}

@@ -1,0 +1,123 @@
+//! An upstream answer's body, decoded straight off its pooled connection frame by frame as
+//! bytes arrive (server-sent events are passed on chunk by chunk), with a read timeout
+//! between frames. When the body ends, the connection goes back to its pool; when it fails
+//! or is dropped unfinished, the connection is closed.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
+
+use super::Lease;
+use crate::BoxError;
+use crate::chunked::Decoder;
+
+/// The upstream sent nothing for longer than the read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {}", flowgate_clock::format_duration(*.0))]
+pub struct ReadTimeout(pub Duration);
+
+/// The body of an answer being read on a leased connection.
+#[derive(Debug)]
+pub struct ResponseBody {
+    lease: Option<Lease>,
+    decoder: Decoder,
+    keep_alive: bool,
+    read_timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer must be pushed back before the next wait (a frame arrived since).
+    stale_timer: bool,
+}
+
+impl ResponseBody {
+    /// Streams the body of the answer being read on `lease`'s connection, framed as
+    /// `decoder` says; the connection is returned to the pool at the end when `keep_alive`.
+    pub fn new(lease: Lease, decoder: Decoder, keep_alive: bool, read_timeout: Duration) -> Self {
+        ResponseBody {
+            lease: Some(lease),
+            decoder,
+            keep_alive,
+            read_timeout,
+            timer: None,
+            stale_timer: false,
+        }
+    }
+
+    /// The body is complete: the connection goes back to the pool.
+    fn release(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release(self.keep_alive);
+        }
+    }
+
+    #[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = tokio::time::Instant::now() + self.read_timeout;
+        let timer = match &mut self.timer {
+            Some(t) => {
+                if self.stale_timer {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.stale_timer = false;
+        timer.as_mut().poll(cx)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(wire) = this.lease.as_mut().and_then(Lease::wire) else {
+            return Poll::Ready(None);
+        };
+        match wire.poll_body(&mut this.decoder, cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                this.stale_timer = true;
+                if this.decoder.is_done() {
+                    this.release();
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The connection is closed, not reused.
+                this.lease = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                this.release();
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.poll_timer(cx) {
+                Poll::Ready(()) => {
+                    this.lease = None;
+                    Poll::Ready(Some(Err(Box::new(ReadTimeout(this.read_timeout)))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.decoder
+            .remaining()
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}

@@ -1,0 +1,153 @@
+//! Request bodies as the listener hands them over: [`ClientBody`], whole when the body
+//! came with its head, else read off the connection as it is polled ([`Incoming`]), or an
+//! HTTP/2 stream's.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use tokio::net::TcpStream;
+
+use crate::BoxError;
+use crate::chunked::{Decoder, Step};
+
+/// The read buffer of a connection, and how much room a read wants.
+pub(super) const BUF: usize = 8 * 1024;
+pub(super) const MIN_ROOM: usize = 2 * 1024;
+
+/// A request body as the listener hands it over.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// All of it (or nothing), read with the head: most request bodies.
+    Full(Option<Bytes>),
+    /// The rest of an HTTP/1.1 body, read off the connection as it is polled.
+    H1(Incoming),
+    /// An HTTP/2 stream's body.
+    H2(hyper::body::Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Full(b) => b.is_none(),
+            ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ClientBody::H1(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
+/// The rest of a request body, read off the client connection as the gateway polls it.
+#[derive(Debug)]
+pub struct Incoming {
+    stream: Arc<TcpStream>,
+    shared: Arc<Mutex<Reading>>,
+}
+
+/// The connection's buffer while a body has it.
+#[derive(Debug)]
+pub(super) struct Reading {
+    pub(super) buf: BytesMut,
+    pub(super) decoder: Decoder,
+    /// `Expect: 100-continue` is owed before the first read.
+    pub(super) continue_owed: bool,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl Incoming {
+    pub(super) fn new(stream: Arc<TcpStream>, reading: Reading) -> Self {
+        Incoming {
+            stream,
+            shared: Arc::new(Mutex::new(reading)),
+        }
+    }
+
+    /// The connection's buffer: the connection takes it back when the body is done.
+    pub(super) fn shared(&self) -> Arc<Mutex<Reading>> {
+        self.shared.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reading> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Body for Incoming {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let stream = &this.stream;
+        let mut guard = this.lock();
+        let r = &mut *guard;
+        loop {
+            match r.decoder.step(&mut r.buf) {
+                Step::Data(b) => return Poll::Ready(Some(Ok(Frame::data(b)))),
+                Step::End => return Poll::Ready(None),
+                Step::Error(e) => return Poll::Ready(Some(Err(e.into()))),
+                Step::NeedMore => {}
+            }
+            while r.continue_owed {
+                ready!(stream.poll_write_ready(cx))?;
+                match stream.try_write(CONTINUE) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                    // A fresh connection takes 25 bytes whole.
+                    Ok(_) => r.continue_owed = false,
+                }
+            }
+            if r.buf.capacity() - r.buf.len() < MIN_ROOM {
+                r.buf.reserve(BUF);
+            }
+            match ready!(crate::sock::poll_read_some(stream, cx, &mut r.buf)) {
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(
+                        "the client closed the connection before the end of the body".into(),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.lock().decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.lock()
+            .decoder
+            .remaining()
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
