@@ -2,38 +2,25 @@
 //! per-request flow from route to upstream and back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use flowgate_cache::disk::DiskSettings;
 use flowgate_cache::remote::RedisSettings;
-use flowgate_cache::{Cache, CacheSettings, Entry, Lookup, Lower, Waited};
+use flowgate_cache::{Cache, CacheSettings};
 use flowgate_clock::SharedClock;
-use flowgate_config::{Config, RouteKind};
-use flowgate_cost::Estimate;
-use flowgate_telemetry::{RequestRecord, Telemetry};
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, Version};
+use flowgate_config::Config;
+use flowgate_telemetry::Telemetry;
 
 use crate::admission::{Counts, Shared};
 use crate::auth::Auth;
-use crate::body::{InFlightGuard, ProxyBody, ReqBody};
 use crate::cache_metrics::CacheCollector;
-use crate::caching::{self, Fill, Form, Plan, Tee};
-use crate::error::ProxyError;
-use crate::forward::Forwarder;
-use crate::headers::{self, RequestIds};
+use crate::headers::RequestIds;
 use crate::instances::Instances;
-use crate::outcome::Outcome;
-use crate::queues::{Permits, Queues, Scope};
-use crate::router::RouteEntry;
+use crate::queues::Queues;
 use crate::runtime::{Lasting, Runtime};
 use crate::warming::Warming;
-use crate::watch::Watched;
-use flowgate_http::pool::ResponseBody;
-use flowgate_http::server::{ClientBody, Peer};
 
 /// The gateway. Share it as `Arc<Gateway>`.
 #[derive(Debug)]
@@ -64,8 +51,6 @@ pub struct Gateway {
     /// Held while a new runtime is built and swapped in (reloads and registrations).
     rebuilding: Mutex<()>,
 }
-
-static ATTEMPTS: http::HeaderName = http::HeaderName::from_static("x-flowgate-attempts");
 
 impl Gateway {
     /// A gateway serving `config`; fails when the cache's disk tier cannot be opened.
@@ -158,7 +143,7 @@ impl Gateway {
         }))
     }
 
-    pub(crate) fn request_ids(&self) -> &RequestIds {
+    pub(crate) fn request_ids(&self) -> &Arc<RequestIds> {
         &self.ids
     }
 
@@ -329,402 +314,6 @@ impl Gateway {
     fn count_reload(&self, result: &str) {
         self.telemetry.metrics().count_reload(result);
     }
-
-    /// Serves one request end to end. Never fails: errors become OpenAI-shaped responses.
-    pub async fn handle(
-        self: &Arc<Self>,
-        req: Request<ClientBody>,
-        peer: &Peer,
-    ) -> Response<ProxyBody> {
-        let start = self.clock.now();
-        let _serving = flowgate_http::worker::Serving::enter();
-        let guard = InFlightGuard::new(&self.telemetry.metrics().in_flight);
-        let rt = self.runtime.load_full();
-        let request_id = self.ids.take_or_make(req.headers());
-        let mut out = Outcome::default();
-        let (mut resp, error) = match self.proxy(&rt, req, peer, &request_id, &mut out).await {
-            Ok(r) => (r, None),
-            Err(e) => {
-                if e.status().is_server_error() {
-                    tracing::warn!(request_id = ?request_id, error = %e, "request failed");
-                }
-                (e.into_response(), Some(e.kind()))
-            }
-        };
-        let h = resp.headers_mut();
-        h.insert(headers::REQUEST_ID.clone(), request_id);
-        if error.is_some()
-            && let Some(v) = out
-                .endpoint
-                .as_deref()
-                .and_then(|e| HeaderValue::from_str(e).ok())
-        {
-            h.insert(headers::UPSTREAM.clone(), v);
-        }
-        if let Some(c) = out.cache {
-            h.insert(caching::CACHE_STATUS.clone(), c.header());
-        }
-        if let Some(r) = out.rate {
-            r.write(h);
-        }
-        match out.attempts {
-            0 => {}
-            1 => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from_static("1")),
-            n => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from(n)),
-        }
-        self.telemetry.record(RequestRecord {
-            route: out.route.unwrap_or_else(|| Arc::from("-")),
-            pool: out.pool,
-            endpoint: out.endpoint,
-            status: resp.status().as_u16(),
-            duration: self.clock.now().saturating_duration_since(start),
-            upstream_duration: out.upstream_duration,
-            error,
-        });
-        resp.map(|b| b.with_guard(guard))
-    }
-
-    async fn proxy(
-        self: &Arc<Self>,
-        rt: &Runtime,
-        req: Request<ClientBody>,
-        peer: &Peer,
-        request_id: &HeaderValue,
-        out: &mut Outcome,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let limits = rt.config.limits;
-        // HTTP/1.1 heads were held to these limits by the listener as they were read.
-        let h2 = req.version() == Version::HTTP_2;
-        if h2 {
-            check_head(&req, limits.max_header_bytes, limits.max_headers)?;
-        }
-        let route = rt
-            .router
-            .route(req.method(), req.uri().path(), req.headers())?;
-        out.route = Some(route.name.clone());
-        out.pool = Some(route.upstream.name.clone());
-
-        let (mut parts, incoming) = req.into_parts();
-        let auth = &rt.config.auth;
-        let caller = if auth.enabled {
-            let caller = self.auth.authenticate(auth, &rt.keys, &parts.headers)?;
-            caller.check_route(&route.name)?;
-            // The client's key stops here: the upstream gets the pool's own credential.
-            parts.headers.remove(&auth.header);
-            Some(caller)
-        } else {
-            None
-        };
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limits.max_body_bytes) {
-            return Err(ProxyError::BodyTooLarge {
-                limit: limits.max_body_bytes,
-            });
-        }
-        let max = limits.max_body_bytes;
-        // openai bodies are always read whole and checked to be JSON (by the cache's plan
-        // when it reads them anyway); http bodies only when the cache needs them for the
-        // key, else they stream through.
-        let whole = match route.cfg.kind {
-            RouteKind::OpenAi => {
-                let body = crate::body::read_whole(incoming, max).await?;
-                if caching::needs_check(self.cache.is_some(), &route.cfg) {
-                    crate::openai::check_json(&body)?;
-                }
-                Ok(body)
-            }
-            RouteKind::Http if self.http_cached(route, &parts.method, out) => {
-                Ok(crate::body::read_whole(incoming, max).await?)
-            }
-            RouteKind::Http => Err(incoming),
-        };
-        let body = whole.as_ref().ok();
-        // The model and the token estimate are read at most once, by the first stage that
-        // needs them.
-        let model = LazyLock::new(|| body.and_then(|b| caching::model_of(b)));
-        let estimate =
-            LazyLock::new(|| body.map_or(Ok(Estimate::default()), |b| crate::openai::estimate(b)));
-        if let Some(c) = &caller {
-            c.check_model(|| model.as_deref())?;
-        }
-        // The prompt-size guard, before anything is counted.
-        if let Some(limit) = route.cfg.max_prompt_tokens {
-            let e = (*estimate).clone()?;
-            if e.prompt > limit {
-                return Err(ProxyError::PromptTooLarge {
-                    estimated: e.prompt,
-                    limit,
-                });
-            }
-        }
-        // Rate limits, before the cache: a limited client is limited for hits too (a hit's
-        // reserved tokens are given back: it cost the upstream nothing).
-        let mut tokens = None;
-        let key_limits = caller.as_ref().map_or(&[][..], |c| &c.limits[..]);
-        if !rt.rate_limits.is_empty() || !key_limits.is_empty() {
-            let model = &model;
-            let admitted = crate::admission::admit(
-                rt.rate_limits.iter().chain(key_limits),
-                route,
-                caller.as_ref().map(|c| &c.key),
-                &parts.headers,
-                peer,
-                move || model.as_deref(),
-                || (*estimate).clone(),
-            )
-            .await?;
-            out.rate = Some(admitted.state);
-            tokens = admitted.tokens;
-        }
-        // They borrow the body, which goes on from here.
-        drop((model, estimate));
-        let mut tee = None;
-        let body = match whole {
-            Ok(body) => {
-                if let Some(cache) = &self.cache {
-                    match self.consult(cache, rt, route, &parts, &body, out).await? {
-                        Consulted::Answer(resp) => return Ok(*resp),
-                        Consulted::Upstream(leader) => tee = leader.map(|f| *f),
-                    }
-                }
-                ReqBody::full(body)
-            }
-            // No body (a GET, say): nothing to stream, and a retry can send it again.
-            Err(incoming) if http_body::Body::is_end_stream(&incoming) => ReqBody::Full(None),
-            Err(incoming) => ReqBody::Stream {
-                inner: incoming,
-                seen: 0,
-                limit: max,
-            },
-        };
-
-        // The listener leaves hop-by-hop fields out of HTTP/1.1 heads as it reads them.
-        if h2 {
-            headers::strip_hop_by_hop(&mut parts.headers);
-        }
-
-        // Concurrency limits: only requests going upstream take a permit.
-        let key_name = caller.as_ref().map_or("", |c| c.key.name.as_str());
-        let pool = &route.upstream;
-        let mut permits = Permits::enter(
-            [
-                (
-                    Scope::Key,
-                    key_name,
-                    caller.as_ref().and_then(|c| c.concurrency.as_ref()),
-                ),
-                (Scope::Route, &route.name, route.concurrency.as_ref()),
-                (Scope::Pool, &pool.name, route.pool_concurrency.as_ref()),
-            ],
-            || crate::queues::priority(&parts.headers, caller.as_ref().map(|c| &c.key)),
-            &self.clock,
-        )
-        .await?;
-        let (head, lease, endpoint) = Forwarder::new(&self.clock)
-            .forward(route, &parts, body, peer, request_id, out)
-            .await?;
-        // A fallback's answer (perhaps another model's) is not stored under this request.
-        if out.pool.as_ref() != Some(&pool.name) {
-            tee = None;
-        }
-
-        let mut resp = Response::new(ProxyBody::from(Bytes::new()));
-        *resp.status_mut() = head.status;
-        *resp.headers_mut() = head.headers;
-        // The upstream client leaves hop-by-hop fields out of the head (`fields::collect`).
-        resp.headers_mut()
-            .insert(headers::UPSTREAM.clone(), endpoint.name_header.clone());
-        let meter = tokens.map(|t| Box::new(t.meter(resp.status(), resp.headers())));
-        if head.decoder.is_done() {
-            lease.release(head.keep_alive);
-            if let Some(p) = &mut permits {
-                p.first_byte();
-            }
-            return Ok(resp.map(|b| b.with_meter(meter)));
-        }
-        let body = ResponseBody::new(lease, head.decoder, head.keep_alive, pool.cfg.read_timeout);
-        let tee = tee.and_then(|fill| Tee::start(fill, resp.status(), resp.headers()));
-        let share = tee.as_ref().and_then(|t| t.share());
-        let body = Watched::new(Watched::new(body, tee), permits.map(Box::new));
-        *resp.body_mut() = match share.and_then(|s| s.subscribe().map(|own| (s, own))) {
-            Some((share, own)) => {
-                tokio::spawn(caching::pump(body, share));
-                ProxyBody::shared(own)
-            }
-            None => ProxyBody::upstream(body),
-        }
-        .with_meter(meter);
-        Ok(resp)
-    }
-
-    /// Whether the cache needs an http request's body: the cache is on and the route caches
-    /// requests of this method. A method the route's mode leaves out is a bypass.
-    fn http_cached(&self, route: &RouteEntry, method: &Method, out: &mut Outcome) -> bool {
-        let Some(cache) = &self.cache else {
-            return false;
-        };
-        match caching::http_eligible(&route.cfg, method) {
-            None => false,
-            Some(true) => true,
-            Some(false) => {
-                cache.count_bypass();
-                out.cache = Some(caching::Status::Bypass);
-                false
-            }
-        }
-    }
-
-    /// Asks the cache about a request: its answer, or the flight to lead upstream.
-    async fn consult(
-        self: &Arc<Self>,
-        cache: &Arc<Cache>,
-        rt: &Runtime,
-        route: &RouteEntry,
-        parts: &http::request::Parts,
-        body: &Bytes,
-        out: &mut Outcome,
-    ) -> Result<Consulted, ProxyError> {
-        let planned = match caching::plan(route, &rt.config, parts, body)? {
-            Plan::Off => return Ok(Consulted::Upstream(None)),
-            Plan::Bypass => {
-                cache.count_bypass();
-                out.cache = Some(caching::Status::Bypass);
-                return Ok(Consulted::Upstream(None));
-            }
-            Plan::Use(p) => p,
-        };
-        let form = planned.form;
-        let hit = match cache.lookup(&planned.key, &planned.query()) {
-            Lookup::Hit(hit) => {
-                self.warming.recent.hit(&planned.key);
-                hit
-            }
-            Lookup::Coalesced(follower) => {
-                self.warming.recent.hit(&planned.key);
-                let waited = follower
-                    .wait(cache.settings().coalesce_wait, form.flavor())
-                    .await;
-                let resp = match waited {
-                    Some(Waited::Entry(entry)) => caching::respond(&entry, Duration::ZERO, form),
-                    Some(Waited::Stream { fields, stream }) => {
-                        Some(caching::respond_shared(&fields, stream))
-                    }
-                    None => None,
-                };
-                return match resp {
-                    Some(resp) => {
-                        out.cache = Some(caching::Status::Coalesced);
-                        Ok(Consulted::Answer(Box::new(resp)))
-                    }
-                    // The identical request failed or took too long: go upstream alone.
-                    None => {
-                        out.cache = Some(caching::Status::Miss);
-                        Ok(Consulted::Upstream(None))
-                    }
-                };
-            }
-            Lookup::Miss(leader) => {
-                self.warming.recent.miss(&planned.key, parts, body);
-                // A streaming client is not made to wait for another replica's whole
-                // answer: it goes upstream (and streams) at once.
-                let wait_for_peers = matches!(form, caching::Form::Json);
-                match cache
-                    .lookup_lower(leader, &planned.query(), wait_for_peers)
-                    .await
-                {
-                    Lower::Hit(hit) => hit,
-                    // A HEAD request's answer has no body to store: it goes upstream
-                    // without leading (GETs waiting on it go upstream themselves).
-                    Lower::Miss(_) if parts.method == Method::HEAD => {
-                        out.cache = Some(caching::Status::Miss);
-                        return Ok(Consulted::Upstream(None));
-                    }
-                    Lower::Miss(leader) => {
-                        out.cache = Some(caching::Status::Miss);
-                        let life = planned.life;
-                        let fill = planned.fill(cache, leader, life);
-                        return Ok(Consulted::Upstream(Some(Box::new(fill))));
-                    }
-                }
-            }
-        };
-        if let Some(leader) = hit.refresh {
-            let life = caching::refreshed_life(&hit.entry, &planned, cache.settings());
-            let fill = planned.fill(cache, leader, life);
-            crate::refresh::spawn(
-                self.clock.clone(),
-                self.ids.clone(),
-                route.clone(),
-                parts,
-                body.clone(),
-                fill,
-            );
-        }
-        let status = if hit.stale {
-            caching::Status::Stale
-        } else {
-            caching::Status::Hit(hit.tier)
-        };
-        Ok(Self::answer(cache, &hit.entry, status, hit.age, form, out))
-    }
-
-    /// The answer for an entry a tier had.
-    fn answer(
-        cache: &Cache,
-        entry: &Entry,
-        status: caching::Status,
-        age: Duration,
-        form: Form,
-        out: &mut Outcome,
-    ) -> Consulted {
-        match caching::respond(entry, age, form) {
-            Some(resp) => {
-                out.cache = Some(status);
-                Consulted::Answer(Box::new(resp))
-            }
-            // Stored in a form this client cannot be given: ask upstream.
-            None => {
-                cache.count_bypass();
-                out.cache = Some(caching::Status::Bypass);
-                Consulted::Upstream(None)
-            }
-        }
-    }
-}
-
-/// What the cache said about a request.
-enum Consulted {
-    /// Answered from the cache (boxed: the common path is `Upstream`).
-    Answer(Box<Response<ProxyBody>>),
-    /// Go upstream; lead the flight (and fill the cache) when given one (boxed: a miss
-    /// goes upstream anyway, a hit should not carry its size).
-    Upstream(Option<Box<Fill>>),
-}
-
-/// Rejects request heads over the configured size or header count (431, as JSON).
-fn check_head(
-    req: &Request<ClientBody>,
-    max_bytes: usize,
-    max_headers: usize,
-) -> Result<(), ProxyError> {
-    let h = req.headers();
-    if h.len() > max_headers {
-        return Err(ProxyError::TooManyHeaders { limit: max_headers });
-    }
-    let size = req.method().as_str().len()
-        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
-        + 12
-        + h.iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if size > max_bytes {
-        return Err(ProxyError::HeadersTooLarge { limit: max_bytes });
-    }
-    Ok(())
 }
 
 /// How to reach a Redis deployment, from its config.

@@ -16,6 +16,7 @@ mod body;
 mod cache_metrics;
 mod caching;
 mod error;
+mod flow;
 mod forward;
 mod gateway;
 mod headers;

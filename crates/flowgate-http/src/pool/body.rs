@@ -34,16 +34,21 @@ pub struct ResponseBody {
 
 impl ResponseBody {
     /// Streams the body of the answer being read on `lease`'s connection, framed as
-    /// `decoder` says; the connection is returned to the pool at the end when `keep_alive`.
+    /// `decoder` says; the connection is returned to the pool at the end when `keep_alive`
+    /// (at once when the answer has no body).
     pub fn new(lease: Lease, decoder: Decoder, keep_alive: bool, read_timeout: Duration) -> Self {
-        ResponseBody {
+        let mut body = ResponseBody {
             lease: Some(lease),
             decoder,
             keep_alive,
             read_timeout,
             timer: None,
             stale_timer: false,
+        };
+        if body.decoder.is_done() {
+            body.release();
         }
+        body
     }
 
     /// The body is complete: the connection goes back to the pool.

@@ -1,0 +1,413 @@
+//! One request through the gateway, as named stages: [`Gateway::handle`] observes it (the
+//! request id, the in-flight gauge, the response fields that explain what happened, the
+//! telemetry record) around the stages of `proxy`:
+//!
+//! 1. **route**: the head's limits (HTTP/2; the listener held HTTP/1.1 heads to them), then
+//!    the route that matches path, method and fields;
+//! 2. **authenticate**: the caller's virtual key, when `[auth]` is on;
+//! 3. **read**: the body, whole for `openai` routes (and checked as JSON when the cache
+//!    would not check it anyway) and for cached `http` routes, else streamed on;
+//! 4. **shape**: what the body says (model, token estimate), read at most once, and the
+//!    checks on it (the key's models, the prompt-size guard);
+//! 5. **admit**: the rate limits, before the cache (a limited client is limited for hits
+//!    too);
+//! 6. **cache**: an answer from a tier, or the flight this request leads ([`cache`]);
+//! 7. **queue**: the concurrency permits, only for requests going upstream;
+//! 8. **forward**: the route's pool, retries, hedges and fallbacks ([`crate::forward`]);
+//! 9. **account**: the answer's body, composed of the watches that settle the token limits,
+//!    give the permits back and fill the cache as it passes.
+
+mod cache;
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use flowgate_config::RouteKind;
+use flowgate_cost::Estimate;
+use flowgate_http::pool::ResponseBody;
+use flowgate_http::server::{ClientBody, Peer};
+use flowgate_telemetry::RequestRecord;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{HeaderName, Request, Response, Version};
+
+use crate::admission::Reservation;
+use crate::auth::Caller;
+use crate::body::{self, InFlightGuard, ProxyBody, ReqBody};
+use crate::caching::{self, Fill, Tee};
+use crate::error::ProxyError;
+use crate::forward::Forwarder;
+use crate::gateway::Gateway;
+use crate::headers;
+use crate::outcome::Outcome;
+use crate::queues::{Permits, Scope};
+use crate::router::RouteEntry;
+use crate::runtime::Runtime;
+use crate::watch::Watched;
+
+use cache::Consulted;
+
+static ATTEMPTS: HeaderName = HeaderName::from_static("x-flowgate-attempts");
+
+impl Gateway {
+    /// Serves one request end to end. Never fails: errors become OpenAI-shaped responses.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<ClientBody>,
+        peer: &Peer,
+    ) -> Response<ProxyBody> {
+        let start = self.clock().now();
+        let _serving = flowgate_http::worker::Serving::enter();
+        let guard = InFlightGuard::new(&self.telemetry().metrics().in_flight);
+        let rt = self.runtime();
+        let request_id = self.request_ids().take_or_make(req.headers());
+        let mut out = Outcome::default();
+        let (mut resp, error) = match self.proxy(&rt, req, peer, &request_id, &mut out).await {
+            Ok(r) => (r, None),
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(request_id = ?request_id, error = %e, "request failed");
+                }
+                (e.into_response(), Some(e.kind()))
+            }
+        };
+        explain(resp.headers_mut(), request_id, &out, error.is_some());
+        self.telemetry().record(RequestRecord {
+            route: out.route.unwrap_or_else(|| Arc::from("-")),
+            pool: out.pool,
+            endpoint: out.endpoint,
+            status: resp.status().as_u16(),
+            duration: self.clock().now().saturating_duration_since(start),
+            upstream_duration: out.upstream_duration,
+            error,
+        });
+        resp.map(|b| b.with_guard(guard))
+    }
+
+    async fn proxy(
+        self: &Arc<Self>,
+        rt: &Runtime,
+        req: Request<ClientBody>,
+        peer: &Peer,
+        request_id: &HeaderValue,
+        out: &mut Outcome,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let route = route(rt, &req, out)?;
+        let (mut parts, incoming) = req.into_parts();
+        let caller = self.authenticate(rt, route, &mut parts.headers)?;
+        let read = self.read(rt, route, &parts, incoming, out).await?;
+        let shape = Shape::of(read.as_ref().ok());
+        shape.check(route, caller.as_deref())?;
+        let tokens = self
+            .admit(rt, route, caller.as_deref(), &parts, peer, &shape, out)
+            .await?;
+        drop(shape);
+        let mut fill = None;
+        let body = match read {
+            Ok(body) => {
+                if let Some(cache) = self.cache() {
+                    match self.consult(cache, rt, route, &parts, &body, out).await? {
+                        Consulted::Answer(resp) => return Ok(*resp),
+                        Consulted::Upstream(leader) => fill = leader.map(|f| *f),
+                    }
+                }
+                ReqBody::full(body)
+            }
+            // No body (a GET, say): nothing to stream, and a retry can send it again.
+            Err(incoming) if http_body::Body::is_end_stream(&incoming) => ReqBody::Full(None),
+            Err(incoming) => ReqBody::Stream {
+                inner: incoming,
+                seen: 0,
+                limit: rt.config.limits.max_body_bytes,
+            },
+        };
+        // The listener leaves hop-by-hop fields out of HTTP/1.1 heads as it reads them.
+        if parts.version == Version::HTTP_2 {
+            headers::strip_hop_by_hop(&mut parts.headers);
+        }
+        let permits = self.queue(route, caller.as_deref(), &parts).await?;
+        let (head, lease, endpoint) = Forwarder::new(self.clock())
+            .forward(route, &parts, body, peer, request_id, out)
+            .await?;
+        // A fallback's answer (perhaps another model's) is not stored under this request.
+        if out.pool.as_ref() != Some(&route.upstream.name) {
+            fill = None;
+        }
+        let mut resp = Response::new(ProxyBody::from(Bytes::new()));
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        // The upstream client leaves hop-by-hop fields out of the head (`fields::collect`).
+        resp.headers_mut()
+            .insert(headers::UPSTREAM.clone(), endpoint.name_header.clone());
+        let body = ResponseBody::new(
+            lease,
+            head.decoder,
+            head.keep_alive,
+            route.upstream.cfg.read_timeout,
+        );
+        Ok(account(resp, body, tokens, permits, fill))
+    }
+
+    /// Stage 2: the caller of a route with `[auth]` on, its key checked for the route. The
+    /// client's key stops here: the upstream gets the pool's own credential.
+    fn authenticate(
+        &self,
+        rt: &Runtime,
+        route: &RouteEntry,
+        fields: &mut http::HeaderMap,
+    ) -> Result<Option<Arc<Caller>>, ProxyError> {
+        let auth = &rt.config.auth;
+        if !auth.enabled {
+            return Ok(None);
+        }
+        let caller = self.auth().authenticate(auth, &rt.keys, fields)?;
+        caller.check_route(&route.name)?;
+        fields.remove(&auth.header);
+        Ok(Some(caller))
+    }
+
+    /// Stage 3: the body, whole where a later stage needs all of it (`Ok`), else the
+    /// client's stream (`Err`). A declared length over the limit is a 413 at once.
+    async fn read(
+        &self,
+        rt: &Runtime,
+        route: &RouteEntry,
+        parts: &Parts,
+        incoming: ClientBody,
+        out: &mut Outcome,
+    ) -> Result<Result<Bytes, ClientBody>, ProxyError> {
+        let max = rt.config.limits.max_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(ProxyError::BodyTooLarge { limit: max });
+        }
+        // openai bodies are always read whole and checked to be JSON (by the cache's plan
+        // when it reads them anyway); http bodies only when the cache needs them for the
+        // key, else they stream through.
+        Ok(match route.cfg.kind {
+            RouteKind::OpenAi => {
+                let body = body::read_whole(incoming, max).await?;
+                if caching::needs_check(self.cache().is_some(), &route.cfg) {
+                    crate::openai::check_json(&body)?;
+                }
+                Ok(body)
+            }
+            RouteKind::Http if self.http_cached(route, &parts.method, out) => {
+                Ok(body::read_whole(incoming, max).await?)
+            }
+            RouteKind::Http => Err(incoming),
+        })
+    }
+
+    /// Stage 5: the rate limits (the configured ones and the key's own): a request counts
+    /// one, a token limit reserves the estimate; the tokens reserved, settled by the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit(
+        &self,
+        rt: &Runtime,
+        route: &RouteEntry,
+        caller: Option<&Caller>,
+        parts: &Parts,
+        peer: &Peer,
+        shape: &Shape<'_>,
+        out: &mut Outcome,
+    ) -> Result<Option<Reservation>, ProxyError> {
+        let key_limits = caller.map_or(&[][..], |c| &c.limits[..]);
+        if rt.rate_limits.is_empty() && key_limits.is_empty() {
+            return Ok(None);
+        }
+        let admitted = crate::admission::admit(
+            rt.rate_limits.iter().chain(key_limits),
+            route,
+            caller.map(|c| &c.key),
+            &parts.headers,
+            peer,
+            || shape.model(),
+            || shape.estimate(),
+        )
+        .await?;
+        out.rate = Some(admitted.state);
+        Ok(admitted.tokens)
+    }
+
+    /// Stage 7: a permit of each concurrency limit (key, route, pool), or a wait in its
+    /// priority queue.
+    async fn queue(
+        &self,
+        route: &RouteEntry,
+        caller: Option<&Caller>,
+        parts: &Parts,
+    ) -> Result<Option<Permits>, ProxyError> {
+        let key_name = caller.map_or("", |c| c.key.name.as_str());
+        Permits::enter(
+            [
+                (
+                    Scope::Key,
+                    key_name,
+                    caller.and_then(|c| c.concurrency.as_ref()),
+                ),
+                (Scope::Route, &route.name, route.concurrency.as_ref()),
+                (
+                    Scope::Pool,
+                    &route.upstream.name,
+                    route.pool_concurrency.as_ref(),
+                ),
+            ],
+            || crate::queues::priority(&parts.headers, caller.map(|c| &c.key)),
+            self.clock(),
+        )
+        .await
+    }
+}
+
+/// Stage 1: the route of a request whose head is within the limits.
+fn route<'r>(
+    rt: &'r Runtime,
+    req: &Request<ClientBody>,
+    out: &mut Outcome,
+) -> Result<&'r RouteEntry, ProxyError> {
+    if req.version() == Version::HTTP_2 {
+        let limits = &rt.config.limits;
+        check_head(req, limits.max_header_bytes, limits.max_headers)?;
+    }
+    let route = rt
+        .router
+        .route(req.method(), req.uri().path(), req.headers())?;
+    out.route = Some(route.name.clone());
+    out.pool = Some(route.upstream.name.clone());
+    Ok(route)
+}
+
+/// Stage 4: what an OpenAI-shaped body says, each part read at most once, by the first
+/// stage that asks.
+struct Shape<'b> {
+    body: Option<&'b Bytes>,
+    model: OnceLock<Option<String>>,
+    estimate: OnceLock<Result<Estimate, ProxyError>>,
+}
+
+impl<'b> Shape<'b> {
+    fn of(body: Option<&'b Bytes>) -> Self {
+        Shape {
+            body,
+            model: OnceLock::new(),
+            estimate: OnceLock::new(),
+        }
+    }
+
+    fn model(&self) -> Option<&str> {
+        self.model
+            .get_or_init(|| self.body.and_then(|b| caching::model_of(b)))
+            .as_deref()
+    }
+
+    fn estimate(&self) -> Result<Estimate, ProxyError> {
+        self.estimate
+            .get_or_init(|| {
+                self.body
+                    .map_or(Ok(Estimate::default()), |b| crate::openai::estimate(b))
+            })
+            .clone()
+    }
+
+    /// The checks on what the body says, before anything is counted: the key's models,
+    /// the route's prompt-size guard.
+    fn check(&self, route: &RouteEntry, caller: Option<&Caller>) -> Result<(), ProxyError> {
+        if let Some(c) = caller {
+            c.check_model(|| self.model())?;
+        }
+        if let Some(limit) = route.cfg.max_prompt_tokens {
+            let e = self.estimate()?;
+            if e.prompt > limit {
+                return Err(ProxyError::PromptTooLarge {
+                    estimated: e.prompt,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stage 9: the answer's body, with the watches of the request's policies on it: the
+/// cache fill (a stream the flight's followers share is read by a task of its own), the
+/// concurrency permits, the token meter.
+fn account(
+    mut resp: Response<ProxyBody>,
+    body: ResponseBody,
+    tokens: Option<Reservation>,
+    mut permits: Option<Permits>,
+    fill: Option<Fill>,
+) -> Response<ProxyBody> {
+    let meter = tokens.map(|t| Box::new(t.meter(resp.status(), resp.headers())));
+    if http_body::Body::is_end_stream(&body) {
+        // No body: the connection is back in the pool already.
+        drop(body);
+        if let Some(p) = &mut permits {
+            p.first_byte();
+        }
+        return resp.map(|b| b.with_meter(meter));
+    }
+    let tee = fill.and_then(|fill| Tee::start(fill, resp.status(), resp.headers()));
+    let share = tee.as_ref().and_then(|t| t.share());
+    let body = Watched::new(Watched::new(body, tee), permits.map(Box::new));
+    *resp.body_mut() = match share.and_then(|s| s.subscribe().map(|own| (s, own))) {
+        Some((share, own)) => {
+            tokio::spawn(caching::pump(body, share));
+            ProxyBody::shared(own)
+        }
+        None => ProxyBody::upstream(body),
+    }
+    .with_meter(meter);
+    resp
+}
+
+/// Stage "observe": the fields that explain what happened to a request.
+fn explain(h: &mut http::HeaderMap, request_id: HeaderValue, out: &Outcome, failed: bool) {
+    h.insert(headers::REQUEST_ID.clone(), request_id);
+    if failed
+        && let Some(v) = out
+            .endpoint
+            .as_deref()
+            .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        h.insert(headers::UPSTREAM.clone(), v);
+    }
+    if let Some(c) = out.cache {
+        h.insert(caching::CACHE_STATUS.clone(), c.header());
+    }
+    if let Some(r) = &out.rate {
+        r.write(h);
+    }
+    match out.attempts {
+        0 => {}
+        1 => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from_static("1")),
+        n => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from(n)),
+    }
+}
+
+/// Rejects request heads over the configured size or header count (431, as JSON).
+fn check_head(
+    req: &Request<ClientBody>,
+    max_bytes: usize,
+    max_headers: usize,
+) -> Result<(), ProxyError> {
+    let h = req.headers();
+    if h.len() > max_headers {
+        return Err(ProxyError::TooManyHeaders { limit: max_headers });
+    }
+    let size = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + 12
+        + h.iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > max_bytes {
+        return Err(ProxyError::HeadersTooLarge { limit: max_bytes });
+    }
+    Ok(())
+}
