@@ -22,6 +22,7 @@ mod error;
 mod model;
 mod raw;
 mod resilience;
+mod tls;
 mod units;
 mod validate;
 mod watch;
@@ -37,7 +38,8 @@ pub use model::{
     HealthCheckConfig, HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits,
     ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, Rate,
     RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, Triggers, UpstreamKey, WarmConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey,
+    UpstreamTls, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;
@@ -50,12 +52,21 @@ use crate::error::{line_col, locate};
 
 /// Reads, overrides (from the process environment) and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, |_| Vec::new())
+}
+
+/// As [`load`], then `check` looks at what the files the config names hold (certificates,
+/// keys): its problems, as (key, message), are located in the file as the others are.
+pub fn load_with(
+    path: &Path,
+    check: impl FnOnce(&Config) -> Vec<(KeyPath, String)>,
+) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: origin.clone(),
         source,
     })?;
-    parse(&src, &origin, std::env::vars())
+    parse_with(&src, &origin, std::env::vars(), check)
 }
 
 /// Parses and validates `src`; `origin` names it in errors; `env` supplies overrides
@@ -64,6 +75,16 @@ pub fn parse(
     src: &str,
     origin: &str,
     env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    parse_with(src, origin, env, |_| Vec::new())
+}
+
+/// As [`parse`], then `check` (see [`load_with`]).
+pub fn parse_with(
+    src: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    check: impl FnOnce(&Config) -> Vec<(KeyPath, String)>,
 ) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> = env.into_iter().collect();
     let overrides = env::overrides(env.iter().cloned());
@@ -120,9 +141,17 @@ pub fn parse(
         Ok(raw) => raw,
         Err(e) => return Err(ConfigError::Invalid(vec![deser_problem(e, &problem)])),
     };
-    validate::validate(raw, origin, &env).map_err(|found| {
+    let config = validate::validate(raw, origin, &env).map_err(|found| {
         ConfigError::Invalid(found.into_iter().map(|(k, m)| problem(k, m)).collect())
-    })
+    })?;
+    let found = check(&config);
+    if found.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(
+            found.into_iter().map(|(k, m)| problem(k, m)).collect(),
+        ))
+    }
 }
 
 fn deser_problem(

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
 };
+pub use crate::tls::{TlsRoots, UpstreamTls};
 
 /// A whole, valid flowgate configuration.
 #[derive(Debug, Clone)]
@@ -705,6 +706,8 @@ pub struct PoolConfig {
     /// Whether a request whose tagged endpoints are all out (or that names a tag no endpoint
     /// has) goes to the others. Default true.
     pub tag_fallback: bool,
+    /// How `https://` endpoints are verified (`[pools.NAME.tls]`).
+    pub tls: UpstreamTls,
 }
 
 /// Session affinity of a pool: requests with the same session id stick to one endpoint.
@@ -734,8 +737,12 @@ pub struct EndpointConfig {
     pub name: String,
     /// Base URL: scheme `http`, authority, and an optional path prefix (no trailing `/`).
     pub url: Uri,
-    /// Host and port to connect to.
+    /// Host and port to connect to (port 80 or 443 when the URL has none).
     pub authority: String,
+    /// The host alone (no brackets around an IPv6 address): the TLS server name.
+    pub host: String,
+    /// `https://`: the connection speaks TLS.
+    pub tls: bool,
     /// Path prefix prepended to the request path (empty, or starts with `/`).
     pub base_path: String,
     pub weight: u32,
@@ -872,6 +879,31 @@ impl Config {
                 p.max_idle,
                 concurrency_summary(p.concurrency.as_ref())
             );
+            if p.endpoints.iter().any(|e| e.tls) {
+                let t = &p.tls;
+                let _ = writeln!(
+                    s,
+                    "      tls: roots {}{}{}{}",
+                    t.roots.as_str(),
+                    t.ca_file
+                        .as_ref()
+                        .map_or(String::new(), |f| format!(" + ca {}", f.display())),
+                    t.cert_file
+                        .as_ref()
+                        .map_or(String::new(), |f| format!(", client cert {}", f.display())),
+                    t.sni
+                        .as_ref()
+                        .map_or(String::new(), |n| format!(", sni {n}")),
+                );
+                if t.insecure_skip_verify {
+                    let _ = writeln!(
+                        s,
+                        "      WARNING: tls.insecure_skip_verify: the servers of pool {} are not \
+                         verified; anyone on the path can read and change its traffic",
+                        p.name
+                    );
+                }
+            }
         }
         let _ = writeln!(s, "  {} route(s):", self.routes.len());
         for r in &self.routes {

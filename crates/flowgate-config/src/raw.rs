@@ -257,6 +257,7 @@ pub(crate) struct RawPool {
     pub overprovisioning: Option<f64>,
     pub tag_by: Option<String>,
     pub tag_fallback: Option<bool>,
+    pub tls: Option<crate::tls::RawUpstreamTls>,
 }
 
 /// `outlier = {...}` of a pool.

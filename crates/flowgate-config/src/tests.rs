@@ -161,12 +161,108 @@ fn syntax_error_has_a_line() {
 }
 
 #[test]
-fn https_upstream_is_refused_clearly() {
-    let p = parse_err("[pools.a]\nendpoints = [{ url = \"https://api.openai.com\" }]\n");
-    assert!(
-        p[0].message
-            .contains("https upstreams are not supported yet")
+fn https_upstreams_connect_on_443_with_the_bundled_roots() {
+    let c = parse_ok(
+        "[pools.a]\nendpoints = [{ url = \"https://api.openai.com/v1\" }, { url = \"https://[::1]:8443\" }]\n",
     );
+    let p = &c.pools[0];
+    let e = &p.endpoints[0];
+    assert!(e.tls);
+    assert_eq!(
+        (e.authority.as_str(), e.host.as_str(), e.base_path.as_str()),
+        ("api.openai.com:443", "api.openai.com", "/v1")
+    );
+    assert_eq!(p.endpoints[1].host, "::1", "an IPv6 name without brackets");
+    assert_eq!(p.tls, UpstreamTls::default());
+    assert_eq!(p.tls.roots, TlsRoots::Bundled);
+    assert!(
+        c.summary().contains("tls: roots bundled"),
+        "{}",
+        c.summary()
+    );
+    let c = parse_ok("[pools.a]\nendpoints = [{ url = \"http://h\" }]\n");
+    assert_eq!(c.pools[0].endpoints[0].authority, "h:80");
+    assert!(!c.pools[0].endpoints[0].tls);
+}
+
+#[test]
+fn tls_settings_are_checked_with_their_keys() {
+    let dir = std::env::temp_dir().join(format!("flowgate-tls-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), "x").unwrap();
+    let origin = dir.join("flowgate.toml").display().to_string();
+    let parse_at = |src: &str| parse(src, &origin, std::iter::empty());
+    let ok = parse_at(
+        "[pools.a]\nendpoints = [{ url = \"https://h\" }]\n[pools.a.tls]\nca_file = \"ca.pem\"\nroots = \"none\"\nsni = \"internal.example\"\ninsecure_skip_verify = true\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tls = &ok.pools[0].tls;
+    assert_eq!(
+        tls.ca_file.as_deref(),
+        Some(dir.join("ca.pem").as_path()),
+        "relative to the config"
+    );
+    assert_eq!(tls.sni.as_deref(), Some("internal.example"));
+    assert!(
+        ok.summary().contains("WARNING: tls.insecure_skip_verify"),
+        "check shows it: {}",
+        ok.summary()
+    );
+
+    let Err(ConfigError::Invalid(p)) = parse_at(
+        "[pools.a]\nendpoints = [{ url = \"https://h\" }]\n\n[pools.a.tls]\nca_file = \"missing.pem\"\ncert_file = \"ca.pem\"\nroots = \"all\"\nsni = \"a b\"\n",
+    ) else {
+        panic!("accepted")
+    };
+    let at = |k: &str| {
+        p.iter()
+            .find(|p| p.key.to_string() == k)
+            .unwrap_or_else(|| panic!("no problem at {k}: {p:?}"))
+    };
+    assert!(at("pools.a.tls.ca_file").message.contains("missing.pem"));
+    assert!(matches!(
+        at("pools.a.tls.ca_file").location,
+        Location::File { line: 5, .. }
+    ));
+    assert!(
+        at("pools.a.tls.key_file")
+            .message
+            .contains("key_file must be too")
+    );
+    assert!(at("pools.a.tls.roots").message.contains("\"bundled\""));
+    assert!(at("pools.a.tls.sni").message.contains("not a host name"));
+
+    let Err(ConfigError::Invalid(p)) = parse_at(
+        "[pools.a]\nendpoints = [{ url = \"http://h:1\" }]\n[pools.a.tls]\nroots = \"system\"\n",
+    ) else {
+        panic!("accepted")
+    };
+    assert!(
+        p[0].message.contains("no endpoint of this pool is https"),
+        "{p:?}"
+    );
+    let Err(ConfigError::Invalid(p)) = parse_with(
+        "[pools.a]\nendpoints = [{ url = \"https://h\" }]\n[pools.a.tls]\nca_file = \"ca.pem\"\n",
+        &origin,
+        std::iter::empty(),
+        |_| {
+            vec![(
+                KeyPath::default()
+                    .key("pools")
+                    .key("a")
+                    .key("tls")
+                    .key("ca_file"),
+                "no CERTIFICATE".into(),
+            )]
+        },
+    ) else {
+        panic!("accepted")
+    };
+    assert!(
+        matches!(p[0].location, Location::File { line: 4, .. }),
+        "a check's problem is located: {p:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

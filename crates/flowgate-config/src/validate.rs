@@ -149,7 +149,7 @@ pub(crate) fn validate(
     let mut pools = Vec::new();
     for (name, p) in raw.pools {
         let key = root.clone().key("pools").key(&name);
-        if let Some(mut pool) = pool(name, p, &key, env, &mut found) {
+        if let Some(mut pool) = pool(name, p, &key, origin, env, &mut found) {
             pool.local_region = server.region.clone();
             pools.push(Arc::new(pool));
         }
@@ -972,7 +972,7 @@ fn warm(raw: &RawWarm, origin: &str, key: &KeyPath, found: &mut Found) -> WarmCo
 }
 
 /// `path`, relative to the directory of the config file `origin` unless absolute.
-fn relative_to(origin: &str, path: &str) -> std::path::PathBuf {
+pub(crate) fn relative_to(origin: &str, path: &str) -> std::path::PathBuf {
     let path = std::path::Path::new(path);
     if path.is_relative() {
         std::path::Path::new(origin)
@@ -1139,6 +1139,7 @@ fn pool(
     name: String,
     p: RawPool,
     key: &KeyPath,
+    origin: &str,
     env: &[(String, String)],
     found: &mut Found,
 ) -> Option<PoolConfig> {
@@ -1170,6 +1171,8 @@ fn pool(
             endpoints.push(ep);
         }
     }
+    let https = endpoints.iter().any(|e| e.tls);
+    let tls = crate::tls::upstream_tls(p.tls, https, origin, key, found);
     let connect_timeout = dur(p.connect_timeout, defaults::CONNECT_TIMEOUT);
     let request_timeout = dur(p.request_timeout, defaults::REQUEST_TIMEOUT);
     let read_timeout = dur(p.read_timeout, defaults::READ_TIMEOUT);
@@ -1284,6 +1287,7 @@ fn pool(
         affinity,
         tag_by,
         tag_fallback: p.tag_fallback.unwrap_or(true),
+        tls,
     })
 }
 
@@ -1363,23 +1367,20 @@ pub(crate) fn endpoint(
             return None;
         }
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            found.push((url_key, format!("{:?}: https upstreams are not supported yet; use http:// (e.g. through a local TLS sidecar)", e.url)));
-            return None;
-        }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
             found.push((
                 url_key,
                 format!(
-                    "invalid URL {:?}: expected http://HOST:PORT[/base/path]",
+                    "invalid URL {:?}: expected http://HOST[:PORT][/base/path] or https://...",
                     e.url
                 ),
             ));
             return None;
         }
-    }
+    };
     let Some(auth) = uri.authority() else {
         found.push((url_key, format!("invalid URL {:?}: no host", e.url)));
         return None;
@@ -1394,8 +1395,13 @@ pub(crate) fn endpoint(
     let authority = if auth.port().is_some() {
         auth.as_str().to_string()
     } else {
-        format!("{}:80", auth.host())
+        format!("{}:{}", auth.host(), if tls { 443 } else { 80 })
     };
+    let host = auth
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let base_path = uri.path().trim_end_matches('/').to_string();
     let weight = e.weight.unwrap_or(1);
     if weight == 0 {
@@ -1414,6 +1420,8 @@ pub(crate) fn endpoint(
         name,
         url: uri,
         authority,
+        host,
+        tls,
         base_path,
         weight,
         tags: e.tags,

@@ -116,7 +116,8 @@ impl Gateway {
                 queues: &queues,
                 instances: &Instances::default(),
             },
-        );
+        )
+        .map_err(std::io::Error::other)?;
         let runtime = Arc::new(ArcSwap::from_pointee(runtime));
         telemetry.register_collector(Box::new(crate::balance_metrics::BalanceCollector(
             runtime.clone(),
@@ -233,7 +234,8 @@ impl Gateway {
     }
 
     /// Swaps in a new config. Requests in flight finish on the old one; pools whose settings
-    /// did not change keep their connections.
+    /// did not change keep their connections. A config whose runtime cannot be built (its
+    /// TLS material changed since it was checked) is rejected as a failed reload.
     pub fn apply(&self, config: Config) {
         let old = self.runtime.load_full();
         let (was, now) = (&old.config.server, &config.server);
@@ -264,7 +266,10 @@ impl Gateway {
             );
         }
         drop(old);
-        self.swap_in(config);
+        if let Err(why) = self.swap_in(config) {
+            self.reject(why);
+            return;
+        }
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_reload_error.lock() {
             *g = None;
@@ -274,7 +279,7 @@ impl Gateway {
 
     /// Builds the runtime for `config` (with the registered endpoints) and swaps it in;
     /// pools whose settings did not change keep their state.
-    fn swap_in(&self, config: Config) {
+    fn swap_in(&self, config: Config) -> Result<(), String> {
         let _one_at_a_time = self.rebuilding.lock();
         let old = self.runtime.load_full();
         let new = Runtime::build(
@@ -288,8 +293,9 @@ impl Gateway {
                 queues: &self.queues,
                 instances: &self.instances,
             },
-        );
+        )?;
         self.runtime.store(Arc::new(new));
+        Ok(())
     }
 
     pub(crate) fn instances(&self) -> &Instances {
@@ -297,9 +303,9 @@ impl Gateway {
     }
 
     /// Rebuilds the runtime of the running config after the registered endpoints changed.
-    pub(crate) fn instances_changed(&self) {
+    pub(crate) fn instances_changed(&self) -> Result<(), String> {
         let config = (*self.runtime().config).clone();
-        self.swap_in(config);
+        self.swap_in(config)
     }
 
     /// Records a reload that failed; the running config stays.

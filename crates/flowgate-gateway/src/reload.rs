@@ -12,7 +12,7 @@ use crate::gateway::Gateway;
 
 /// Loads `path` and applies it, or keeps the running config and records why not.
 pub fn reload(gw: &Gateway, path: &Path) {
-    match flowgate_config::load(path) {
+    match flowgate_config::load_with(path, crate::tls::check_tls) {
         Ok(cfg) => {
             tracing::info!(config = %path.display(), routes = cfg.routes.len(), "config reloaded");
             gw.apply(cfg);

@@ -40,8 +40,13 @@ pub struct Lasting<'a> {
 
 impl Runtime {
     /// Builds the runtime for `config`. Pools whose settings did not change keep their
-    /// upstream connections and balancer state from `previous`.
-    pub fn build(config: Config, previous: Option<&Runtime>, with: &Lasting<'_>) -> Runtime {
+    /// upstream connections and balancer state from `previous`. Fails when a pool's TLS
+    /// material cannot be used.
+    pub fn build(
+        config: Config,
+        previous: Option<&Runtime>,
+        with: &Lasting<'_>,
+    ) -> Result<Runtime, String> {
         let Lasting {
             shards,
             clock,
@@ -54,12 +59,18 @@ impl Runtime {
             .merge(&config.pools)
             .iter()
             .map(|p| {
-                previous
-                    .and_then(|prev| prev.upstreams.iter().find(|u| *u.cfg == **p))
-                    .cloned()
-                    .unwrap_or_else(|| Upstream::new(p.clone(), shards, clock, metrics))
+                if p.tls.insecure_skip_verify && p.endpoints.iter().any(|e| e.tls) {
+                    tracing::warn!(
+                        pool = %p.name,
+                        "tls.insecure_skip_verify: this pool's servers are not verified"
+                    );
+                }
+                match previous.and_then(|prev| prev.upstreams.iter().find(|u| *u.cfg == **p)) {
+                    Some(kept) => Ok(kept.clone()),
+                    None => Upstream::new(p.clone(), shards, clock, metrics),
+                }
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let routes = config
             .routes
             .iter()
@@ -92,12 +103,12 @@ impl Runtime {
                 })
             })
             .collect();
-        Runtime {
+        Ok(Runtime {
             rate_limits: counts.compile(&config),
             keys: crate::auth::config_keys(&config, counts, queues),
             config: Arc::new(config),
             router: Router::new(routes),
             upstreams,
-        }
+        })
     }
 }

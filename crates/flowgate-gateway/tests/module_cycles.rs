@@ -2,6 +2,7 @@
 //! module reaches, through `crate::` or `super::` paths, a module that reaches it back
 //! (docs/architecture.md, "Imports"). A module is a file; a folder's `mod.rs` is the folder.
 //! Test modules and comments are left out: what counts is what the code uses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,7 +26,10 @@ fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
-            if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+            if matches!(
+                parts.last().map(String::as_str),
+                Some("mod" | "lib" | "main")
+            ) {
                 parts.pop();
             }
             out.insert(parts.join("::"), path);
@@ -151,9 +155,16 @@ fn check(krate: &str) {
         .join(krate)
         .join("src");
     let edges = graph(&src);
-    assert!(edges.len() > 5, "{krate}: found only {} modules", edges.len());
+    assert!(
+        edges.len() > 5,
+        "{krate}: found only {} modules",
+        edges.len()
+    );
     let found = cycles(&edges);
-    assert!(found.is_empty(), "{krate} has module import cycles: {found:?}");
+    assert!(
+        found.is_empty(),
+        "{krate} has module import cycles: {found:?}"
+    );
 }
 
 #[test]
@@ -181,7 +192,10 @@ fn a_cycle_is_found() {
     assert_eq!(
         paths("use crate::queues::overload::Overload; x(super::reply::ok)"),
         [
-            (true, vec!["queues".into(), "overload".into(), "Overload".into()]),
+            (
+                true,
+                vec!["queues".into(), "overload".into(), "Overload".into()]
+            ),
             (false, vec!["reply".into(), "ok".into()]),
         ]
     );

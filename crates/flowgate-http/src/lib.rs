@@ -9,8 +9,9 @@
 //! - [`pool`]: the connections to one upstream address (an exact cap, per-worker idle
 //!   stacks, a reaper).
 //! - [`worker`]: the thread-per-core data plane the listener and the pool are built for.
+//! - [`tls`]: rustls configurations and handshakes; [`stream`]: a connection, plain or TLS.
 //! - [`chunked`] and [`fields`]: the body framing and head fields both sides share;
-//!   [`sock`]: socket reads and writes.
+//!   `sock`: socket reads and writes.
 //!
 //! It knows nothing of routes, caching, admission, cost or OpenAI: the gateway composes
 //! those on top (`docs/architecture.md`).
@@ -21,6 +22,8 @@ pub mod fields;
 pub mod pool;
 pub mod server;
 mod sock;
+pub mod stream;
+pub mod tls;
 pub mod worker;
 
 /// Boxed error of a body.

@@ -30,6 +30,15 @@ pub struct EndpointLabels {
     pub endpoint: String,
 }
 
+/// Labels of a failed TLS handshake with an upstream endpoint.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsErrorLabels {
+    pub pool: String,
+    pub endpoint: String,
+    /// `unknown_issuer`, `expired`, `name_mismatch`, `alert`, ... (`flowgate_http::tls`).
+    pub reason: String,
+}
+
 /// Labels of a gateway-side failure.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -67,6 +76,7 @@ pub struct Metrics {
     pub upstream_connections: Family<EndpointLabels, Gauge>,
     pub upstream_connects: Family<EndpointLabels, Counter>,
     pub upstream_connect_errors: Family<EndpointLabels, Counter>,
+    pub upstream_tls_errors: Family<TlsErrorLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub worker_connections: Family<WorkerLabels, Counter>,
     pub dropped_records: Counter,
@@ -84,6 +94,7 @@ impl Metrics {
             upstream_connections: Family::default(),
             upstream_connects: Family::default(),
             upstream_connect_errors: Family::default(),
+            upstream_tls_errors: Family::default(),
             config_reloads: Family::default(),
             worker_connections: Family::default(),
             dropped_records: Counter::default(),
@@ -128,6 +139,11 @@ impl Metrics {
             "upstream_connect_errors",
             "Upstream connection attempts that failed",
             m.upstream_connect_errors.clone(),
+        );
+        r.register(
+            "upstream_tls_errors",
+            "TLS handshakes with upstreams that failed, by reason",
+            m.upstream_tls_errors.clone(),
         );
         r.register(
             "config_reloads",

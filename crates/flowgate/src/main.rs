@@ -103,7 +103,7 @@ fn run(
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match flowgate_config::load(path) {
+    match flowgate_config::load_with(path, flowgate_gateway::check_tls) {
         Ok(cfg) => {
             print!("{}", cfg.summary());
             ExitCode::SUCCESS
@@ -121,7 +121,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let config = match flowgate_config::load(&path) {
+    let config = match flowgate_config::load_with(&path, flowgate_gateway::check_tls) {
         Ok(c) => c,
         Err(e) => anyhow::bail!("invalid configuration:\n{e}"),
     };

@@ -141,7 +141,10 @@ async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
             "endpoint_exists",
         );
     }
-    gw.instances_changed();
+    if let Err(why) = gw.instances_changed() {
+        let _ = gw.instances().remove(&pool, &name);
+        return bad(&why);
+    }
     tracing::info!(%pool, endpoint = %name, "endpoint registered");
     (
         StatusCode::CREATED,
@@ -180,7 +183,9 @@ async fn deregister(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
             )
         };
     }
-    gw.instances_changed();
+    if let Err(why) = gw.instances_changed() {
+        return bad(&why);
+    }
     tracing::info!(%pool, endpoint = %name, "endpoint deregistered");
     Json(json!({"pool": pool, "name": name, "deregistered": true})).into_response()
 }

@@ -6,13 +6,19 @@ use std::sync::Arc;
 use flowgate_clock::SharedClock;
 use flowgate_config::{EndpointConfig, PoolConfig};
 use flowgate_http::pool::{ConnectError, Lease, Pool, PoolMetrics, PoolSettings};
-use flowgate_telemetry::{EndpointLabels, Metrics};
+use flowgate_http::tls::Connector;
+use flowgate_telemetry::{EndpointLabels, Metrics, TlsErrorLabels};
 use http::{HeaderName, HeaderValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use rustls::ClientConfig;
 
 /// An upstream server with its pooled connections.
 #[derive(Debug)]
 pub struct Endpoint {
     pub name: Arc<str>,
+    /// The pool it belongs to.
+    pool_name: Arc<str>,
     pub cfg: EndpointConfig,
     /// `name` as the `x-flowgate-upstream` response header.
     pub name_header: HeaderValue,
@@ -21,17 +27,29 @@ pub struct Endpoint {
     /// The credential requests to this endpoint carry (`api_key_env`), marked sensitive.
     pub credential: Option<(HeaderName, HeaderValue)>,
     pool: Arc<Pool>,
+    /// Failed TLS handshakes, by reason.
+    tls_errors: Family<TlsErrorLabels, Counter>,
 }
 
 impl Endpoint {
-    /// A new endpoint of `pool` with `shards` idle stacks (one per data-plane worker).
+    /// A new endpoint of `pool` with `shards` idle stacks (one per data-plane worker);
+    /// `tls`: the pool's client configuration, for an `https://` endpoint.
     pub fn new(
         pool: &PoolConfig,
         cfg: EndpointConfig,
+        tls: Option<&Arc<ClientConfig>>,
         shards: usize,
         clock: SharedClock,
         metrics: &Metrics,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, String> {
+        let tls = match tls.filter(|_| cfg.tls) {
+            Some(config) => {
+                let name = pool.tls.sni.as_deref().unwrap_or(&cfg.host);
+                Some(Connector::new(config.clone(), name).map_err(|e| e.to_string())?)
+            }
+            None if cfg.tls => return Err(format!("{}: no TLS configuration", cfg.name)),
+            None => None,
+        };
         let labels = EndpointLabels {
             pool: pool.name.clone(),
             endpoint: cfg.name.clone(),
@@ -43,6 +61,7 @@ impl Endpoint {
                 idle_timeout: pool.idle_timeout,
                 max_idle: pool.max_idle as usize,
                 max_connections: pool.max_connections as usize,
+                tls,
             },
             PoolMetrics {
                 open: metrics.upstream_connections.get_or_create(&labels).clone(),
@@ -55,19 +74,38 @@ impl Endpoint {
             shards,
             clock,
         );
-        Arc::new(Endpoint {
+        // The Host field as the URL has it (a default port left out).
+        let host = cfg
+            .url
+            .authority()
+            .map_or(cfg.authority.as_str(), |a| a.as_str());
+        Ok(Arc::new(Endpoint {
             name: Arc::from(cfg.name.as_str()),
+            pool_name: Arc::from(pool.name.as_str()),
             name_header: header_value(&cfg.name),
-            host_header: header_value(&cfg.authority),
+            host_header: header_value(host),
             credential: cfg.api_key.as_ref().and_then(credential),
             cfg,
             pool: connections,
-        })
+            tls_errors: metrics.upstream_tls_errors.clone(),
+        }))
     }
 
-    /// A connection ready to take a request (see [`Pool::checkout`]).
+    /// A connection ready to take a request (see [`Pool::checkout`]); a failed TLS
+    /// handshake is counted by its reason.
     pub async fn checkout(&self) -> Result<Lease, ConnectError> {
-        self.pool.checkout().await
+        let res = self.pool.checkout().await;
+        if let Err(ConnectError::Tls(e)) = &res {
+            tracing::warn!(endpoint = %self.name, reason = e.reason, error = %e.detail, "upstream TLS handshake failed");
+            self.tls_errors
+                .get_or_create(&TlsErrorLabels {
+                    pool: self.pool_name.to_string(),
+                    endpoint: self.name.to_string(),
+                    reason: e.reason.to_string(),
+                })
+                .inc();
+        }
+        res
     }
 
     /// Requests in flight on this endpoint.

@@ -59,18 +59,29 @@ const LATENCY_DECAY: Duration = Duration::from_secs(10);
 const LATENCY_PERIOD: Duration = Duration::from_secs(30);
 
 impl Upstream {
-    /// A pool whose endpoints keep `shards` idle stacks (one per data-plane worker).
+    /// A pool whose endpoints keep `shards` idle stacks (one per data-plane worker); what
+    /// is wrong with its TLS material when it cannot be used.
     pub fn new(
         cfg: Arc<PoolConfig>,
         shards: usize,
         clock: &SharedClock,
         metrics: &Metrics,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, String> {
+        let tls = crate::tls::client_config(&cfg).map_err(|(k, m)| format!("{k}: {m}"))?;
         let endpoints = cfg
             .endpoints
             .iter()
-            .map(|e| Endpoint::new(&cfg, e.clone(), shards, clock.clone(), metrics))
-            .collect();
+            .map(|e| {
+                Endpoint::new(
+                    &cfg,
+                    e.clone(),
+                    tls.as_ref(),
+                    shards,
+                    clock.clone(),
+                    metrics,
+                )
+            })
+            .collect::<Result<_, _>>()?;
         let weights: Vec<u32> = cfg.endpoints.iter().map(|e| e.weight).collect();
         let priorities: Vec<u32> = cfg.endpoints.iter().map(|e| e.priority).collect();
         let regions: Vec<Option<String>> = cfg.endpoints.iter().map(|e| e.region.clone()).collect();
@@ -109,7 +120,7 @@ impl Upstream {
         if let Some(hc) = &pool.cfg.health_check {
             probe::spawn(&pool, hc);
         }
-        pool
+        Ok(pool)
     }
 
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {

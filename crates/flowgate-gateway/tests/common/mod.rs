@@ -8,6 +8,8 @@
     clippy::panic
 )]
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

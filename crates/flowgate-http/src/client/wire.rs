@@ -17,12 +17,12 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 use http_body::Body;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use crate::BoxError;
 use crate::chunked::{Decoder, Step, chunk_size_line};
 use crate::fields;
+use crate::stream::Stream;
 
 /// Largest response head accepted from an upstream.
 const MAX_HEAD: usize = 64 * 1024;
@@ -38,7 +38,7 @@ const READ_RESERVE: usize = 8 * 1024;
 /// An open connection to an upstream and its read buffer.
 #[derive(Debug)]
 pub struct Wire {
-    io: TcpStream,
+    io: Stream,
     buf: BytesMut,
     /// The request head being written, kept to reuse its allocation.
     head: Vec<u8>,
@@ -157,7 +157,7 @@ impl RequestHead<'_> {
 }
 
 impl Wire {
-    pub fn new(io: TcpStream) -> Self {
+    pub fn new(io: Stream) -> Self {
         Wire {
             io,
             buf: BytesMut::with_capacity(READ_RESERVE),
@@ -169,12 +169,8 @@ impl Wire {
     /// Whether a pooled connection can take a request: the upstream has neither closed it
     /// nor sent anything unasked. Costs no syscall unless the socket has signalled
     /// readiness since it was last used.
-    pub fn is_usable(&self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    pub fn is_usable(&mut self) -> bool {
+        self.buf.is_empty() && self.io.is_usable()
     }
 
     /// Sends a request: `head`, then `body` framed as `head.framing`. A body that is all
@@ -205,6 +201,7 @@ impl Wire {
             let b = first.as_deref().unwrap_or_default();
             let encoded = &self.head;
             write_all_vectored(&mut self.io, &mut [IoSlice::new(encoded), IoSlice::new(b)]).await?;
+            self.io.flush().await?;
             return Ok(());
         }
         self.io.write_all(&self.head).await?;
@@ -223,6 +220,7 @@ impl Wire {
         if chunked {
             self.io.write_all(b"0\r\n\r\n").await?;
         }
+        self.io.flush().await?;
         Ok(())
     }
 
@@ -259,7 +257,7 @@ impl Wire {
                 }
             }
             self.buf.reserve(READ_RESERVE);
-            if self.io.read_buf(&mut self.buf).await? == 0 {
+            if poll_fn(|cx| self.io.poll_read_some(cx, &mut self.buf)).await? == 0 {
                 return Err(ExchangeError::ClosedBeforeHead);
             }
         }
@@ -268,7 +266,7 @@ impl Wire {
     /// Reads whatever the upstream sends next into the buffer: `Ok(0)` at end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.buf.reserve(READ_RESERVE);
-        crate::sock::poll_read_some(&self.io, cx, &mut self.buf)
+        self.io.poll_read_some(cx, &mut self.buf)
     }
 
     /// Whether bytes beyond the current response are buffered (then the connection cannot
@@ -304,7 +302,7 @@ impl Wire {
     }
 }
 
-async fn write_all_vectored(io: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_all_vectored(io: &mut Stream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     while !bufs.is_empty() {
         let n = io.write_vectored(bufs).await?;
         if n == 0 {

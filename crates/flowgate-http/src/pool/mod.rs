@@ -27,6 +27,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::client::Wire;
+use crate::stream::Stream;
+use crate::tls::{Connector, HandshakeError};
 
 mod body;
 
@@ -60,6 +62,8 @@ pub struct PoolSettings {
     pub max_idle: usize,
     /// Open connections allowed (idle or in use).
     pub max_connections: usize,
+    /// TLS to the server (`https://`), with the server name to verify.
+    pub tls: Option<Connector>,
 }
 
 /// The pool's counters, made by the caller (labelled as it likes).
@@ -111,6 +115,8 @@ pub struct Lease {
 pub enum ConnectError {
     Timeout(Duration),
     Io(std::io::Error),
+    /// The TCP connection opened; its TLS handshake failed.
+    Tls(HandshakeError),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -122,6 +128,7 @@ impl std::fmt::Display for ConnectError {
                 flowgate_clock::format_duration(*d)
             ),
             ConnectError::Io(e) => write!(f, "{e}"),
+            ConnectError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
@@ -173,9 +180,9 @@ impl Pool {
     fn pop_idle(&self, shard: usize) -> Option<Box<Conn>> {
         let now = self.clock.now();
         let mut idle = self.idle.get(shard)?.lock().ok()?;
-        while let Some(i) = idle.pop() {
+        while let Some(mut i) = idle.pop() {
             self.idle_total.fetch_sub(1, Ordering::Relaxed);
-            if self.reusable(&i, now) {
+            if self.reusable(&mut i, now) {
                 return Some(i.conn);
             }
         }
@@ -188,7 +195,7 @@ impl Pool {
         (0..n).find_map(|k| self.pop_idle((home + k) % n))
     }
 
-    fn reusable(&self, i: &Idle, now: Instant) -> bool {
+    fn reusable(&self, i: &mut Idle, now: Instant) -> bool {
         now.saturating_duration_since(i.since) < self.settings.idle_timeout
             && i.conn.wire.is_usable()
     }
@@ -233,23 +240,18 @@ impl Pool {
         permit: OwnedSemaphorePermit,
         shard: usize,
     ) -> Result<Lease, ConnectError> {
-        let res = tokio::time::timeout(
-            self.settings.connect_timeout,
-            TcpStream::connect(self.settings.authority.as_str()),
-        )
-        .await;
+        let res = tokio::time::timeout(self.settings.connect_timeout, self.open()).await;
         let stream = match res {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 self.metrics.connect_errors.inc();
-                return Err(ConnectError::Io(e));
+                return Err(e);
             }
             Err(_) => {
                 self.metrics.connect_errors.inc();
                 return Err(ConnectError::Timeout(self.settings.connect_timeout));
             }
         };
-        let _ = stream.set_nodelay(true);
         self.metrics.connects.inc();
         self.metrics.open.inc();
         Ok(self.lease(Box::new(Conn {
@@ -259,6 +261,20 @@ impl Pool {
             _permit: permit,
             open: self.metrics.open.clone(),
         })))
+    }
+
+    /// A new connection: TCP, then TLS when the pool speaks it.
+    async fn open(&self) -> Result<Stream, ConnectError> {
+        let tcp = TcpStream::connect(self.settings.authority.as_str())
+            .await
+            .map_err(ConnectError::Io)?;
+        let _ = tcp.set_nodelay(true);
+        match &self.settings.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(tls) => Ok(Stream::Tls(Box::new(
+                tls.connect(tcp).await.map_err(ConnectError::Tls)?,
+            ))),
+        }
     }
 
     /// Returns `conn` to its stack (beyond `max_idle` idle connections it is closed instead)
@@ -288,7 +304,7 @@ impl Pool {
         for stack in &self.idle {
             if let Ok(mut idle) = stack.lock() {
                 let before = idle.len();
-                idle.retain(|i| self.reusable(i, now));
+                idle.retain_mut(|i| self.reusable(i, now));
                 self.idle_total
                     .fetch_sub(before - idle.len(), Ordering::Relaxed);
             }
