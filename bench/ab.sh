@@ -8,27 +8,31 @@
 # loop at R req/s instead (oha -q R -c 32, latency-corrected, after a 1-s warm-up), and the
 # table adds each target's p50 and p99: the low-rate comparison, where caches are cold.
 #
-#   bench/ab.sh [--rounds N] [--duration S] [--rate R] [--other PATH-TO-ANOTHER-FLOWGATE]
+#   bench/ab.sh [--rounds N] [--duration S] [--rate R] [--other PATH-TO-ANOTHER-FLOWGATE] [--tls]
+#
+# --tls: the upstream speaks TLS (an nginx TLS mock), nginx as `proxy_pass https://` with
+# keep-alive and session reuse against flowgate's https:// pool (examples/bench/tls-upstream.toml).
 #
 # Loopback only; every phase lasts --duration seconds. Needs what bench/run.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
-ROUNDS=6; DUR=6; OTHER=""; RATE=""
+ROUNDS=6; DUR=6; OTHER=""; RATE=""; TLS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
     --duration) DUR="$2"; shift 2 ;;
     --other) OTHER="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
-    *) sed -n 2,11p "$0"; exit 2 ;;
+    --tls) TLS=1; shift ;;
+    *) sed -n 2,14p "$0"; exit 2 ;;
   esac
 done
 OUT_SUFFIX=-ab
 source bench/lib.sh
 source bench/side-by-side.sh
 
-UPSTREAM_PID="$(cat "$RUN/mock.pid")"
+UPSTREAM_PID="$(cat "$RUN/$UPSTREAM.pid")"
 PHASE=closed; [ -n "$RATE" ] && PHASE="q$RATE"
 for r in $(seq "$ROUNDS"); do
   for t in "${targets[@]}"; do

@@ -20,7 +20,7 @@ cargo build --release --locked -q -p flowgate
 BIN="$ROOT/target/release/flowgate"
 
 body="$(tr -d '\n' < bench/conf/mock-response.json)"
-nginx_conf() { # name port extra-http extra-server [workers]
+nginx_conf() { # name port extra-http extra-server [workers] [listen-flags]
   cat > "$RUN/$1.conf" <<NGX
 worker_processes ${5:-1};
 pid $RUN/$1.pid;
@@ -35,7 +35,7 @@ http {
   client_body_buffer_size 64k;
   $3
   server {
-    listen 127.0.0.1:$2 backlog=4096;
+    listen 127.0.0.1:$2 backlog=4096 ${6:-};
     $4
   }
 }

@@ -1,16 +1,31 @@
 # Shared by bench/ab.sh and bench/critical.sh, sourced after bench/lib.sh: starts the mock
 # upstream, the nginx proxy (1 worker), this build of flowgate (1 worker, :18186) and, when
 # OTHER names another flowgate binary, that one too (:18187); stops them all on exit.
-#   needs: RUN, BIN, URL_PATH, OUT_SUFFIX, OTHER; sets: targets, URL, PID
-start_nginx mock proxy
+# With TLS set, the upstream is an nginx TLS mock (:18443, a certificate of a CA the script
+# makes in bench/tls/), the nginx proxy passes to it over TLS (:18088, keep-alive, session
+# reuse, verified) and flowgate uses examples/bench/tls-upstream.toml.
+#   needs: RUN, BIN, URL_PATH, OUT_SUFFIX, OTHER, TLS; sets: targets, URL, PID, UPSTREAM
+CONFIG=examples/bench/passthrough.toml; PROXY_PORT=18082; UPSTREAM=mock
+if [ -n "${TLS:-}" ]; then
+  [ -z "$OTHER" ] || { echo "--tls compares with nginx only (no --other)" >&2; exit 2; }
+  bash bench/tls-certs.sh
+  tls="ssl_certificate $ROOT/bench/tls/server.pem; ssl_certificate_key $ROOT/bench/tls/server.key;"
+  nginx_conf tlsmock 18443 "$tls" "location / { default_type application/json; return 200 '$body'; }" 1 ssl
+  nginx_conf tlsproxy 18088 "upstream tlsmock { server 127.0.0.1:18443; keepalive 128; keepalive_requests 10000000; }" \
+    "location / { proxy_pass https://tlsmock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_ssl_session_reuse on; proxy_ssl_verify on; proxy_ssl_trusted_certificate $ROOT/bench/tls/ca.pem; proxy_ssl_name localhost; proxy_ssl_server_name on; }"
+  start_nginx tlsmock tlsproxy
+  CONFIG=examples/bench/tls-upstream.toml; PROXY_PORT=18088; UPSTREAM=tlsmock
+else
+  start_nginx mock proxy
+fi
 
 declare -A URL PID
 start() { # name port binary
   FLOWGATE__SERVER__LISTEN="127.0.0.1:$2" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$(($2 + 10))" \
-    setsid "$3" serve --config examples/bench/passthrough.toml > "$RUN/${OUT_SUFFIX#-}-$1.log" 2>&1 &
+    setsid "$3" serve --config "$CONFIG" > "$RUN/${OUT_SUFFIX#-}-$1.log" 2>&1 &
   pids+=("$!"); PID[$1]=$!; URL[$1]="http://127.0.0.1:$2$URL_PATH"
 }
-URL[nginx]="http://127.0.0.1:18082$URL_PATH"; PID[nginx]="$(cat "$RUN/proxy.pid")"
+URL[nginx]="http://127.0.0.1:$PROXY_PORT$URL_PATH"; PID[nginx]="$(cat "$RUN/${UPSTREAM/mock/proxy}.pid")"
 targets=(nginx flowgate)
 start flowgate 18186 "$BIN"
 if [ -n "$OTHER" ]; then start other 18187 "$OTHER"; targets+=(other); fi

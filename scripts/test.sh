@@ -9,6 +9,7 @@ need=()
 # so that a fresh machine has everything the suite may need.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "installing: ${need[*]}"
@@ -18,7 +19,9 @@ fi
 
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
-# Every shipped example must pass `flowgate check`.
+# Every shipped example must pass `flowgate check` (the TLS benchmark's names the CA that
+# bench/tls-certs.sh makes).
+bash bench/tls-certs.sh
 for f in examples/*.toml examples/*/*.toml; do
   [ -e "$f" ] || continue
   cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
