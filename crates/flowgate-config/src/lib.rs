@@ -20,6 +20,7 @@
 mod env;
 mod error;
 mod model;
+mod proxy;
 mod raw;
 mod resilience;
 mod tls;
@@ -34,9 +35,9 @@ pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
 pub use model::{
     AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
-    CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig, Fallback,
-    HealthCheckConfig, HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits,
-    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, Rate,
+    CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig,
+    Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits,
+    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate,
     RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig,
     RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey,
     UpstreamTls, WarmConfig,

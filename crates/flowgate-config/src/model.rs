@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, Uri};
 
+pub use crate::proxy::{Egress, ProxyConfig};
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
 };
@@ -708,6 +709,9 @@ pub struct PoolConfig {
     pub tag_fallback: bool,
     /// How `https://` endpoints are verified (`[pools.NAME.tls]`).
     pub tls: UpstreamTls,
+    /// How its connections leave: directly or through an HTTP proxy (`proxy`, or
+    /// `HTTPS_PROXY` / `NO_PROXY`).
+    pub egress: Egress,
 }
 
 /// Session affinity of a pool: requests with the same session id stick to one endpoint.
@@ -879,6 +883,23 @@ impl Config {
                 p.max_idle,
                 concurrency_summary(p.concurrency.as_ref())
             );
+            match &p.egress {
+                Egress::Direct => {}
+                Egress::Proxy(x) => {
+                    let _ = writeln!(s, "      through proxy {x}");
+                }
+                Egress::Env { https, no_proxy } => {
+                    let _ = writeln!(
+                        s,
+                        "      https:// endpoints through proxy {https}{}",
+                        if no_proxy.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", except NO_PROXY {}", no_proxy.join(","))
+                        }
+                    );
+                }
+            }
             if p.endpoints.iter().any(|e| e.tls) {
                 let t = &p.tls;
                 let _ = writeln!(

@@ -258,6 +258,7 @@ pub(crate) struct RawPool {
     pub tag_by: Option<String>,
     pub tag_fallback: Option<bool>,
     pub tls: Option<crate::tls::RawUpstreamTls>,
+    pub proxy: Option<String>,
 }
 
 /// `outlier = {...}` of a pool.

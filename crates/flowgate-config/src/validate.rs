@@ -1173,6 +1173,7 @@ fn pool(
     }
     let https = endpoints.iter().any(|e| e.tls);
     let tls = crate::tls::upstream_tls(p.tls, https, origin, key, found);
+    let egress = crate::proxy::egress(p.proxy.as_deref(), env, key, found);
     let connect_timeout = dur(p.connect_timeout, defaults::CONNECT_TIMEOUT);
     let request_timeout = dur(p.request_timeout, defaults::REQUEST_TIMEOUT);
     let read_timeout = dur(p.read_timeout, defaults::READ_TIMEOUT);
@@ -1288,6 +1289,7 @@ fn pool(
         tag_by,
         tag_fallback: p.tag_fallback.unwrap_or(true),
         tls,
+        egress,
     })
 }
 

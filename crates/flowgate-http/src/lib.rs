@@ -9,7 +9,8 @@
 //! - [`pool`]: the connections to one upstream address (an exact cap, per-worker idle
 //!   stacks, a reaper).
 //! - [`worker`]: the thread-per-core data plane the listener and the pool are built for.
-//! - [`tls`]: rustls configurations and handshakes; [`stream`]: a connection, plain or TLS.
+//! - [`tls`]: rustls configurations and handshakes; [`stream`]: a connection, plain or TLS;
+//!   [`proxy`]: `CONNECT` tunnels through an egress proxy.
 //! - [`chunked`] and [`fields`]: the body framing and head fields both sides share;
 //!   `sock`: socket reads and writes.
 //!
@@ -20,6 +21,7 @@ pub mod chunked;
 pub mod client;
 pub mod fields;
 pub mod pool;
+pub mod proxy;
 pub mod server;
 mod sock;
 pub mod stream;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use flowgate_clock::SharedClock;
 use flowgate_config::{EndpointConfig, PoolConfig};
 use flowgate_http::pool::{ConnectError, Lease, Pool, PoolMetrics, PoolSettings};
+use flowgate_http::proxy::Proxy;
 use flowgate_http::tls::Connector;
 use flowgate_telemetry::{EndpointLabels, Metrics, TlsErrorLabels};
 use http::{HeaderName, HeaderValue};
@@ -62,6 +63,10 @@ impl Endpoint {
                 max_idle: pool.max_idle as usize,
                 max_connections: pool.max_connections as usize,
                 tls,
+                proxy: pool.egress.proxy_for(&cfg).map(|p| {
+                    let credentials = p.user.as_deref().zip(p.password.as_deref());
+                    Proxy::new(p.authority.clone(), credentials)
+                }),
             },
             PoolMetrics {
                 open: metrics.upstream_connections.get_or_create(&labels).clone(),

@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+pub mod connect_proxy;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::client::Wire;
+use crate::proxy::{Proxy, TunnelError};
 use crate::stream::Stream;
 use crate::tls::{Connector, HandshakeError};
 
@@ -64,6 +65,8 @@ pub struct PoolSettings {
     pub max_connections: usize,
     /// TLS to the server (`https://`), with the server name to verify.
     pub tls: Option<Connector>,
+    /// The HTTP proxy connections go through (a `CONNECT` tunnel), if any.
+    pub proxy: Option<Proxy>,
 }
 
 /// The pool's counters, made by the caller (labelled as it likes).
@@ -117,6 +120,8 @@ pub enum ConnectError {
     Io(std::io::Error),
     /// The TCP connection opened; its TLS handshake failed.
     Tls(HandshakeError),
+    /// The egress proxy could not be reached or would not open the tunnel.
+    Proxy(TunnelError),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -129,6 +134,7 @@ impl std::fmt::Display for ConnectError {
             ),
             ConnectError::Io(e) => write!(f, "{e}"),
             ConnectError::Tls(e) => write!(f, "{e}"),
+            ConnectError::Proxy(e) => write!(f, "{e}"),
         }
     }
 }
@@ -263,11 +269,16 @@ impl Pool {
         })))
     }
 
-    /// A new connection: TCP, then TLS when the pool speaks it.
+    /// A new connection: TCP (or a tunnel through the proxy), then TLS when the pool
+    /// speaks it.
     async fn open(&self) -> Result<Stream, ConnectError> {
-        let tcp = TcpStream::connect(self.settings.authority.as_str())
-            .await
-            .map_err(ConnectError::Io)?;
+        let authority = self.settings.authority.as_str();
+        let tcp = match &self.settings.proxy {
+            Some(proxy) => proxy.tunnel(authority).await.map_err(ConnectError::Proxy)?,
+            None => TcpStream::connect(authority)
+                .await
+                .map_err(ConnectError::Io)?,
+        };
         let _ = tcp.set_nodelay(true);
         match &self.settings.tls {
             None => Ok(Stream::Plain(tcp)),
