@@ -17,6 +17,7 @@
 //! assert_eq!(cfg.routes[0].pool, "llm");
 //! ```
 
+mod admin;
 mod env;
 mod error;
 mod model;
@@ -34,13 +35,14 @@ pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
 pub use model::{
-    AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
-    CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig,
-    Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits,
-    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate,
-    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey,
-    UpstreamTls, WarmConfig,
+    ADMIN_TOKEN_ENV, AdaptiveConfig, AdminConfig, AdminScope, AdminToken, AffinityConfig,
+    AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
+    ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback, HealthCheckConfig,
+    HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice,
+    OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate, RateLimitConfig,
+    RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig, RouteKind, Secret,
+    ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey, UpstreamTls,
+    WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, Uri};
 
+pub use crate::admin::{ADMIN_TOKEN_ENV, AdminConfig, AdminScope, AdminToken};
 pub use crate::proxy::{Egress, ProxyConfig};
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
@@ -32,6 +33,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Where rate-limit counts are shared by replicas; `None`: each gateway counts alone.
     pub shared_limits: Option<SharedLimitsConfig>,
+    /// Who may call the admin API (`[admin]`).
+    pub admin: AdminConfig,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -1031,6 +1034,53 @@ impl Config {
             );
         } else {
             let _ = writeln!(s, "  auth: off (any client may call)");
+        }
+        let a = &self.admin;
+        let open: Vec<&str> = [
+            (a.open_health, "/health"),
+            (a.open_ready, "/ready"),
+            (a.open_metrics, "/metrics"),
+        ]
+        .iter()
+        .filter_map(|(on, p)| on.then_some(*p))
+        .collect();
+        if a.requires_token() {
+            let _ = writeln!(
+                s,
+                "  admin: {} token(s) ({}){}; open without one: {}",
+                a.tokens.len(),
+                a.tokens
+                    .iter()
+                    .map(|t| format!("{} {}", t.name, t.scope.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.env_token
+                    .as_ref()
+                    .map(|t| format!(" + ${} (write)", t.var()))
+                    .unwrap_or_default(),
+                if open.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    open.join(", ")
+                }
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  admin: no token: whoever reaches {} may use the admin API",
+                self.server.admin_listen
+            );
+            if !self.server.admin_listen.ip().is_loopback() {
+                let _ = writeln!(
+                    s,
+                    "  WARNING: server.admin_listen {} is not a loopback address and the admin \
+                     API has no token: anyone who reaches it can change keys, limits and \
+                     endpoints. Add [[admin.tokens]] (`flowgate key create --admin`) or set \
+                     {}",
+                    self.server.admin_listen,
+                    crate::admin::ADMIN_TOKEN_ENV
+                );
+            }
         }
         if let Some(l) = &self.shared_limits {
             let _ = writeln!(

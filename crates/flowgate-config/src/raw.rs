@@ -27,6 +27,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub auth: RawAuth,
     pub shared_limits: Option<RawSharedLimits>,
+    pub admin: Option<crate::admin::RawAdmin>,
 }
 
 /// `[shared_limits]`: rate-limit counts shared by replicas through Redis.

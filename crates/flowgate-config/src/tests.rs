@@ -1299,3 +1299,57 @@ fn pools_may_check_their_endpoints_health() {
         ]
     );
 }
+
+#[test]
+fn admin_tokens_scopes_and_open_endpoints_are_checked() {
+    let h = format!("blake3:{}", "ab".repeat(32));
+    let c = parse_ok(&format!(
+        "[admin]\nopen = [\"metrics\"]\nallowed_hosts = [\"Admin.Corp\"]\n[[admin.tokens]]\nname = \"ops\"\nscope = \"write\"\nhash = \"{h}\"\n"
+    ));
+    let a = &c.admin;
+    assert!(a.requires_token());
+    assert_eq!(a.tokens[0].scope, AdminScope::Write);
+    assert!(a.open_metrics && !a.open_health && !a.open_ready);
+    assert_eq!(a.allowed_hosts, ["admin.corp"]);
+    assert!(
+        c.summary()
+            .contains("admin: 1 token(s) (ops write); open without one: /metrics"),
+        "{}",
+        c.summary()
+    );
+
+    let p = parse_err(
+        "[admin]\nopen = [\"keys\"]\n[[admin.tokens]]\nname = \"x\"\nscope = \"root\"\nhash = \"md5:1\"\n",
+    );
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert!(keys.contains(&"admin.open[0]".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"admin.tokens[0].hash".to_string()),
+        "{keys:?}"
+    );
+
+    let open = parse(
+        "[server]\nadmin_listen = \"0.0.0.0:9090\"\n",
+        "f.toml",
+        std::iter::empty(),
+    )
+    .unwrap();
+    assert!(
+        open.summary()
+            .contains("WARNING: server.admin_listen 0.0.0.0:9090 is not a loopback"),
+        "{}",
+        open.summary()
+    );
+    let env = [("FLOWGATE_ADMIN_TOKEN".to_string(), "t".to_string())];
+    let with = parse("[server]\nadmin_listen = \"0.0.0.0:9090\"\n", "f.toml", env).unwrap();
+    assert!(!with.summary().contains("WARNING"), "{}", with.summary());
+    assert!(
+        with.summary().contains("$FLOWGATE_ADMIN_TOKEN (write)"),
+        "{}",
+        with.summary()
+    );
+    assert!(
+        !with.summary().contains("\"t\""),
+        "the token is never shown"
+    );
+}

@@ -195,6 +195,13 @@ pub(crate) fn validate(
         .filter(|s| s.enabled != Some(false))
         .and_then(|s| shared_limits(s, &root.clone().key("shared_limits"), &mut found));
 
+    let admin = crate::admin::admin(
+        raw.admin.as_ref(),
+        env,
+        &root.clone().key("admin"),
+        &mut found,
+    );
+
     if found.is_empty() {
         Ok(Config {
             origin: origin.to_string(),
@@ -207,6 +214,7 @@ pub(crate) fn validate(
             rate_limits,
             auth,
             shared_limits,
+            admin,
         })
     } else {
         Err(found)

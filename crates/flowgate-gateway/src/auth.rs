@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use flowgate_admission::keys::{self, KeyIndex, KeyStore, StoreError, StoredKey};
-use flowgate_config::{AuthConfig, Config, KeyConfig};
+use flowgate_config::{AdminConfig, AdminScope, AuthConfig, Config, KeyConfig};
 use http::HeaderMap;
 
 use crate::admission::{Counts, Limit};
@@ -231,5 +231,32 @@ impl Auth {
         let removed = store.remove(id)?;
         self.reload()?;
         Ok(removed.map(|k| k.key.name))
+    }
+}
+
+/// The admin API's tokens (`[[admin.tokens]]` and `FLOWGATE_ADMIN_TOKEN`), by hash.
+#[derive(Debug, Default)]
+pub struct AdminTokens {
+    index: KeyIndex<(String, AdminScope)>,
+}
+
+impl AdminTokens {
+    pub fn new(cfg: &AdminConfig) -> Self {
+        let mut index = KeyIndex::default();
+        for t in &cfg.tokens {
+            index.insert(t.hash, (t.name.clone(), t.scope));
+        }
+        if let Some(secret) = &cfg.env_token {
+            index.insert(
+                keys::hash(secret.expose().as_bytes()),
+                (format!("${}", secret.var()), AdminScope::Write),
+            );
+        }
+        AdminTokens { index }
+    }
+
+    /// The name and scope of the token presented, if it is one.
+    pub fn find(&self, presented: &[u8]) -> Option<&(String, AdminScope)> {
+        self.index.find(presented)
     }
 }

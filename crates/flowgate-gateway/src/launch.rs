@@ -52,7 +52,16 @@ pub async fn launch(
     warm_from_file(&gateway);
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
     let app = crate::admin::router(gateway.clone());
+    let admin_cfg = &gateway.runtime().config.admin;
+    if !admin_cfg.requires_token() && !admin_addr.ip().is_loopback() {
+        tracing::warn!(
+            admin = %admin_addr,
+            "the admin listener is not on loopback and has no token: anyone who reaches it \
+             can change keys, limits and endpoints ([[admin.tokens]] or FLOWGATE_ADMIN_TOKEN)"
+        );
+    }
     let admin = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(admin_listener, app)
             .with_graceful_shutdown(wait_stop(stopped))
             .await;

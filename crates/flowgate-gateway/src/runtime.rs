@@ -25,6 +25,8 @@ pub struct Runtime {
     /// The virtual keys written in the config (those made through the API live in the
     /// gateway).
     pub keys: crate::auth::Callers,
+    /// Who may call the admin API.
+    pub admin_tokens: crate::auth::AdminTokens,
 }
 
 /// What outlives runtimes: the gateway's clock, metrics and registries.
@@ -106,6 +108,7 @@ impl Runtime {
         Ok(Runtime {
             rate_limits: counts.compile(&config),
             keys: crate::auth::config_keys(&config, counts, queues),
+            admin_tokens: crate::auth::AdminTokens::new(&config.admin),
             config: Arc::new(config),
             router: Router::new(routes),
             upstreams,

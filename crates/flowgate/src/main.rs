@@ -47,8 +47,28 @@ enum Command {
     /// Run one simulated OpenAI-compatible upstream.
     Sim(sim::SimArgs),
     /// Make a new virtual API key: prints the key (give it to the client; it is not kept)
-    /// and the `hash` line for `[[auth.keys]]`.
-    Key,
+    /// and the `hash` line for `[[auth.keys]]`. `key create --admin` makes an admin token.
+    Key {
+        #[command(subcommand)]
+        action: Option<KeyAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyAction {
+    /// Make a key (as `flowgate key`), or with `--admin` an admin API token: prints the
+    /// token (it is not kept) and the `[[admin.tokens]]` entry that admits it.
+    Create {
+        /// An admin API token instead of a virtual key.
+        #[arg(long)]
+        admin: bool,
+        /// The admin token's scope: `read` (GET) or `write` (everything).
+        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        scope: String,
+        /// The admin token's name, shown in logs and `flowgate check`.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,13 +77,14 @@ fn main() -> ExitCode {
         Command::Serve { .. } | Command::Sim(_) => "info",
         // The demo prints its own report; per-request warnings would bury it.
         Command::Demo(_) => "error",
-        Command::Check { .. } | Command::Key => "warn",
+        Command::Check { .. } | Command::Key { .. } => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     match cli.command {
@@ -72,11 +93,27 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
         Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
-        Command::Key => {
+        Command::Key { action } => {
             let key = flowgate_admission::keys::generate();
-            let hash = flowgate_admission::keys::hash(key.as_bytes());
-            println!("key:  {key}");
-            println!("hash = \"{}\"", flowgate_config::format_key_hash(&hash));
+            let hash =
+                flowgate_config::format_key_hash(&flowgate_admission::keys::hash(key.as_bytes()));
+            match action {
+                Some(KeyAction::Create {
+                    admin: true,
+                    scope,
+                    name,
+                }) => {
+                    println!("token: {key}");
+                    println!("# Send it as `Authorization: Bearer <token>`; add to the config:");
+                    println!(
+                        "[[admin.tokens]]\nname = {name:?}\nscope = {scope:?}\nhash = \"{hash}\""
+                    );
+                }
+                _ => {
+                    println!("key:  {key}");
+                    println!("hash = \"{hash}\"");
+                }
+            }
             ExitCode::SUCCESS
         }
     }

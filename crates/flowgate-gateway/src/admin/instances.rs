@@ -112,7 +112,32 @@ async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
         Ok(s) => s,
         Err(e) => return bad(&format!("invalid endpoint: {e}")),
     };
-    let env: Vec<(String, String)> = std::env::vars().collect();
+    // A registered endpoint may carry only a credential the config already gives its own
+    // endpoints: a caller must not be able to send itself any variable of the process
+    // (and learn nothing about which are set).
+    let declared: Vec<String> = gw
+        .runtime()
+        .config
+        .pools
+        .iter()
+        .flat_map(|p| p.endpoints.iter())
+        .filter_map(|e| e.api_key.as_ref().map(|k| k.secret.var().to_string()))
+        .collect();
+    if let Some(var) = &spec.api_key_env
+        && !declared.contains(var)
+    {
+        return bad(&format!(
+            "api_key_env may only name a variable the config's endpoints use ({})",
+            if declared.is_empty() {
+                "none do".to_string()
+            } else {
+                declared.join(", ")
+            }
+        ));
+    }
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| declared.contains(k))
+        .collect();
     let ep = match flowgate_config::endpoint_from_spec(spec, &env) {
         Ok(ep) => ep,
         Err(problems) => {

@@ -6,6 +6,7 @@
 mod admission;
 mod balance;
 mod cache;
+mod guard;
 mod instances;
 mod keys;
 mod reply;
@@ -25,5 +26,9 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(balance::routes())
         .merge(instances::routes())
         .fallback(reply::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            guard::Door::new(gw.clone()),
+            guard::guard,
+        ))
         .with_state(gw)
 }
