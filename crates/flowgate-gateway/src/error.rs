@@ -65,6 +65,9 @@ pub enum ProxyError {
     /// A request the listener could not read as HTTP/1.1.
     #[error("malformed request: {0}")]
     BadRequest(String),
+    /// A well-formed request asking for what is not implemented.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// The request head did not arrive in time.
     #[error("request head not received within {}", flowgate_config::format_duration(*.0))]
     HeadTimeout(Duration),
@@ -77,6 +80,7 @@ impl From<HeadError> for ProxyError {
             HeadError::TooLarge { limit } => ProxyError::HeadersTooLarge { limit },
             HeadError::TooManyFields { limit } => ProxyError::TooManyHeaders { limit },
             HeadError::Timeout(d) => ProxyError::HeadTimeout(d),
+            HeadError::Unsupported(what) => ProxyError::NotImplemented(what),
         }
     }
 }
@@ -112,6 +116,7 @@ impl ProxyError {
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::NotAllowed { .. } => StatusCode::FORBIDDEN,
             ProxyError::HeadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -122,7 +127,7 @@ impl ProxyError {
             r.unit.as_str()
         } else if let ProxyError::Overloaded(_) = self {
             "overloaded"
-        } else if self.status().is_client_error() {
+        } else if self.status().is_client_error() || matches!(self, ProxyError::NotImplemented(_)) {
             "invalid_request_error"
         } else {
             "upstream_error"
@@ -154,6 +159,7 @@ impl ProxyError {
             ProxyError::BadPriority(_) => "invalid_priority",
             ProxyError::BadRequest(_) => "invalid_request",
             ProxyError::HeadTimeout(_) => "request_timeout",
+            ProxyError::NotImplemented(_) => "not_implemented",
             ProxyError::Unauthorized(_) => "invalid_api_key",
             ProxyError::NotAllowed { what: "model", .. } => "model_not_allowed",
             ProxyError::NotAllowed { .. } => "route_not_allowed",

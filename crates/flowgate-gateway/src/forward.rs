@@ -555,12 +555,14 @@ fn no_connection(ep: &Endpoint) -> ProxyError {
 /// The client's answer for a failed exchange: 413 when the client's streamed body passed the
 /// limit, 502 otherwise.
 fn exchange_error(ep: &Endpoint, e: ExchangeError) -> ProxyError {
-    if let ExchangeError::Body(b) = &e
-        && let Some(BodyLimitExceeded(limit)) = find_cause::<BodyLimitExceeded>(b.as_ref())
-    {
-        return ProxyError::BodyTooLarge { limit: *limit };
+    match &e {
+        ExchangeError::Body(b) => match find_cause::<BodyLimitExceeded>(b.as_ref()) {
+            Some(BodyLimitExceeded(limit)) => ProxyError::BodyTooLarge { limit: *limit },
+            // The client's body broke off or was malformed: its fault, not the upstream's.
+            None => ProxyError::BodyRead(b.to_string()),
+        },
+        _ => closed(ep, e.to_string()),
     }
-    closed(ep, e.to_string())
 }
 
 fn closed(ep: &Endpoint, reason: String) -> ProxyError {

@@ -264,10 +264,13 @@ async fn head_requests_get_the_fields_without_a_body() {
 async fn malformed_heads_get_400_as_json_and_a_date() {
     let (up, gw) = fleet().await;
     for raw in [
-        &b"GET /echo/x HTTP/1.1\r\nbad header line\r\n\r\n"[..],
-        b"POST /echo/x HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
-        b"POST /echo/x HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n",
-        b"POST /echo/x HTTP/1.1\r\ncontent-length: 1x\r\n\r\n",
+        &b"GET /echo/x HTTP/1.1\r\nhost: a\r\nbad header line\r\n\r\n"[..],
+        b"POST /echo/x HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"POST /echo/x HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip\r\n\r\n",
+        b"POST /echo/x HTTP/1.1\r\nhost: a\r\ncontent-length: 1x\r\n\r\n",
+        b"GET /echo/x HTTP/1.1\r\n\r\n",
+        b"GET /echo/x HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+        b"POST /echo/x HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
     ] {
         let resp = raw_exchange(gw.data_addr, raw, Duration::from_secs(3)).await;
         assert!(resp.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{resp}");
@@ -276,6 +279,47 @@ async fn malformed_heads_get_400_as_json_and_a_date() {
         assert!(resp.contains("\r\ndate: "), "{resp}");
     }
     assert_eq!(up.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn other_transfer_codings_get_501_and_broken_bodies_400_without_blaming_the_upstream() {
+    let (up, gw) = fleet().await;
+    let resp = raw_exchange(
+        gw.data_addr,
+        b"POST /echo/x HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
+        "{resp}"
+    );
+    assert!(resp.contains("\"code\":\"not_implemented\""), "{resp}");
+
+    // A chunked body that breaks off with a bare LF where the trailers end, and a
+    // pipelined request behind it: a 400 for the body, the connection closed, and the
+    // second request never read as part of the first.
+    let resp = raw_exchange(
+        gw.data_addr,
+        b"POST /echo/x HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n0\r\n\nGET /echo/smuggled HTTP/1.1\r\nhost: a\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{resp}");
+    assert!(resp.contains("\"code\":\"invalid_body\""), "{resp}");
+    assert_eq!(resp.matches("HTTP/1.1 ").count(), 1, "one answer: {resp}");
+    let lb = send(
+        &client(),
+        get(gw.admin_addr, "/api/v1/performance/load-balancer/metrics"),
+    )
+    .await
+    .json();
+    assert_eq!(
+        lb["pools"][0]["endpoints"][0]["failures"], 0,
+        "the upstream is not blamed for the client's body: {lb}"
+    );
+    drop(up);
 }
 
 #[tokio::test]

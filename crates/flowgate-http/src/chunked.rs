@@ -11,6 +11,8 @@ use crate::fields::Framing;
 
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
+/// Most bytes of trailer fields accepted after a chunked body.
+const MAX_TRAILERS: usize = 8 * 1024;
 
 /// The size line of a chunk of `len` bytes, `{len:x}\r\n`, written into `buf` (for request
 /// bodies sent upstream and answers sent to clients).
@@ -56,7 +58,8 @@ pub enum Chunk {
     Size,
     Data(u64),
     DataEnd,
-    Trailers,
+    /// Reading trailer fields; this many bytes of them so far.
+    Trailers(usize),
 }
 
 impl Decoder {
@@ -117,13 +120,14 @@ impl Decoder {
                         let Some(line) = take_line(buf) else {
                             return too_long(buf, "chunk size line");
                         };
-                        let digits = line.split(|&c| c == b';').next().unwrap_or_default();
-                        let digits = std::str::from_utf8(digits).unwrap_or("").trim();
-                        let Ok(size) = u64::from_str_radix(digits, 16) else {
-                            return Step::Error(format!("bad chunk size {digits:?}"));
+                        let Some(size) = chunk_size(&line) else {
+                            return Step::Error(format!(
+                                "bad chunk size line {:?}",
+                                String::from_utf8_lossy(&line[..line.len().min(64)])
+                            ));
                         };
                         *state = if size == 0 {
-                            Chunk::Trailers
+                            Chunk::Trailers(0)
                         } else {
                             Chunk::Data(size)
                         };
@@ -150,13 +154,27 @@ impl Decoder {
                         buf.advance(2);
                         *state = Chunk::Size;
                     }
-                    Chunk::Trailers => {
+                    Chunk::Trailers(seen) => {
                         let Some(line) = take_line(buf) else {
                             return too_long(buf, "trailer line");
                         };
                         if line.is_empty() {
                             *self = Decoder::Done;
+                            continue;
                         }
+                        // Trailers are read (never forwarded), held to a size, and each
+                        // must be a field: no bare LF can end them early or late and take
+                        // the next pipelined request with it.
+                        let seen = seen + line.len() + 2;
+                        if seen > MAX_TRAILERS {
+                            return Step::Error(format!(
+                                "trailers larger than {MAX_TRAILERS} bytes"
+                            ));
+                        }
+                        if !is_field_line(&line) {
+                            return Step::Error("malformed trailer field".into());
+                        }
+                        *state = Chunk::Trailers(seen);
                     }
                 },
             }
@@ -173,6 +191,52 @@ impl Decoder {
             _ => Err("upstream closed the connection in the middle of the body".into()),
         }
     }
+}
+
+/// The size of a chunk size line (RFC 9112 §7.1): 1 to 16 hex digits, then nothing or
+/// extensions after optional spaces and a `;`. No sign, no leading space, no CR or LF
+/// inside: a line two parsers could read two ways is refused.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return None;
+    }
+    let rest = &line[digits..];
+    let ext = rest.trim_ascii_start();
+    let ok = rest.is_empty()
+        || (ext.first() == Some(&b';')
+            && rest[..rest.len() - ext.len()]
+                .iter()
+                .all(|c| *c == b' ' || *c == b'\t')
+            && !ext.iter().any(|c| *c == b'\r' || *c == b'\n' || *c == 0));
+    if !ok {
+        return None;
+    }
+    line[..digits]
+        .iter()
+        .try_fold(0u64, |n, &d| Some(n << 4 | u64::from(hex_value(d))))
+}
+
+fn hex_value(d: u8) -> u8 {
+    match d {
+        b'0'..=b'9' => d - b'0',
+        b'a'..=b'f' => d - b'a' + 10,
+        _ => d - b'A' + 10,
+    }
+}
+
+/// Whether `line` reads as a field: a token name, `:`, a value with no CR, LF or NUL.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|c| *c == b':') else {
+        return false;
+    };
+    colon > 0
+        && line[..colon]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(c))
+        && !line[colon + 1..]
+            .iter()
+            .any(|c| *c == b'\r' || *c == b'\n' || *c == 0)
 }
 
 /// Takes one CRLF-terminated line off `buf` (without the CRLF).
@@ -246,6 +310,59 @@ mod tests {
         assert!(matches!(end, Step::Error(_)));
         let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[&[b'1'; MAX_LINE + 1]]);
         assert!(matches!(end, Step::Error(_)));
+    }
+
+    #[test]
+    fn size_lines_two_parsers_could_read_two_ways_are_refused() {
+        for bad in [
+            &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+            b"11111111111111111\r\n",
+        ] {
+            let (_, end) = decode_all(Decoder::Chunked(Chunk::Size), &[bad]);
+            assert!(
+                matches!(end, Step::Error(_)),
+                "{:?}: {end:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let (out, end) = decode_all(
+            Decoder::Chunked(Chunk::Size),
+            &[b"5 ;name=v\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n"],
+        );
+        assert_eq!((out.as_slice(), end), (&b"hello0123456789"[..], Step::End));
+    }
+
+    #[test]
+    fn trailers_are_fields_held_to_a_size_and_never_take_the_next_request() {
+        // A bare LF after the last chunk is no trailer end: refused, not read on into the
+        // pipelined request after it.
+        let mut d = Decoder::Chunked(Chunk::Size);
+        let mut buf = BytesMut::from(&b"0\r\n\nGET /next HTTP/1.1\r\nhost: a\r\n\r\n"[..]);
+        let mut end = d.step(&mut buf);
+        while end == Step::NeedMore && !buf.is_empty() {
+            end = d.step(&mut buf);
+        }
+        assert!(matches!(end, Step::Error(_)), "{end:?}");
+        let (_, end) = decode_all(
+            Decoder::Chunked(Chunk::Size),
+            &[b"0\r\nx-checksum: abc\r\n\r\n"],
+        );
+        assert_eq!(end, Step::End);
+        let many: String = (0..300)
+            .map(|i| format!("x-{i}: {}\r\n", "v".repeat(30)))
+            .collect();
+        let (_, end) = decode_all(
+            Decoder::Chunked(Chunk::Size),
+            &[format!("0\r\n{many}\r\n").as_bytes()],
+        );
+        assert!(
+            matches!(end, Step::Error(ref e) if e.contains("trailers larger")),
+            "{end:?}"
+        );
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub struct Framing {
     pub both: bool,
     /// `Expect: 100-continue`, which the listener answers itself (the field is left out).
     pub expect_continue: bool,
+    /// `Transfer-Encoding` names a coding besides `chunked` (`gzip, chunked`): nothing here
+    /// decodes those.
+    pub other_coding: bool,
+    /// How many `Host` fields the head has.
+    pub hosts: u8,
 }
 
 /// Header slots a head is parsed with first (both sides); a head with more fields is parsed
@@ -135,14 +140,24 @@ pub fn collect(
                 continue;
             }
             Kind::TransferEncoding => {
-                let last = value_bytes
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_ascii();
-                framing.transfer = Some(last.eq_ignore_ascii_case(b"chunked"));
+                // Several fields are one list (RFC 9110 §5.3): only a last `chunked` frames.
+                let mut codings = value_bytes
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|c| !c.is_empty())
+                    .peekable();
+                let mut last_chunked = false;
+                while let Some(c) = codings.next() {
+                    let chunked = c.eq_ignore_ascii_case(b"chunked");
+                    if !chunked || codings.peek().is_some() || framing.transfer.is_some() {
+                        framing.other_coding = true;
+                    }
+                    last_chunked = chunked;
+                }
+                framing.transfer = Some(last_chunked);
                 continue;
             }
+            Kind::Host => framing.hosts = framing.hosts.saturating_add(1),
             Kind::OtherHop => continue,
             Kind::Expect => {
                 if value_bytes.eq_ignore_ascii_case(b"100-continue") {
@@ -214,6 +229,8 @@ enum Kind {
     OtherHop,
     Expect,
     ContentLength,
+    /// Kept, and counted (a request has exactly one).
+    Host,
 }
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -228,6 +245,8 @@ fn kind(name: &HeaderName) -> Kind {
         Kind::ContentLength
     } else if *name == header::EXPECT {
         Kind::Expect
+    } else if *name == header::HOST {
+        Kind::Host
     } else if *name == header::TE
         || *name == header::TRAILER
         || *name == header::UPGRADE

@@ -355,6 +355,11 @@ fn parse_head(
     };
     let status = StatusCode::from_u16(code)
         .map_err(|_| ExchangeError::Malformed(format!("bad status code {code}")))?;
+    if len > MAX_HEAD {
+        return Err(ExchangeError::Malformed(format!(
+            "response head larger than {MAX_HEAD} bytes"
+        )));
+    }
     let head = buf.split_to(len).freeze();
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -371,6 +376,18 @@ fn parse_head(
     };
     let (headers, framing) =
         fields::collect(&head, spans, SPARE_FIELDS, names).map_err(ExchangeError::Malformed)?;
+    // A response framed two ways is a smuggling shape, one in a coding nothing here
+    // decodes would reach the client garbled: both fail, and the connection is dropped.
+    if framing.both {
+        return Err(ExchangeError::Malformed(
+            "both Content-Length and Transfer-Encoding".into(),
+        ));
+    }
+    if framing.other_coding {
+        return Err(ExchangeError::Malformed(
+            "a transfer coding other than chunked".into(),
+        ));
+    }
     let decoder = Decoder::for_response(head_request, status, &framing);
     let keep_alive = http11 && !decoder.reads_to_eof() && !framing.close;
     Ok(Parsed::Head(ResponseHead {
@@ -443,12 +460,25 @@ mod tests {
         assert!(!h.keep_alive);
         assert!(h.headers.is_empty(), "hop-by-hop fields are not kept");
 
-        let mut buf = BytesMut::from(
-            &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+        let refused = |raw: &[u8]| {
+            parse_head(
+                &mut BytesMut::from(raw),
+                false,
+                &mut fields::Names::default(),
+            )
+            .is_err()
+        };
+        assert!(
+            refused(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"),
+            "framed two ways: refused, the connection dropped"
         );
-        let h = head(&mut buf, false);
-        assert_eq!(h.decoder, Decoder::Chunked(Chunk::Size), "the coding wins");
-        assert!(!h.headers.contains_key("content-length"));
+        assert!(refused(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"
+        ));
+        let big = format!("HTTP/1.1 200 OK\r\nx: {}\r\n\r\n", "v".repeat(MAX_HEAD));
+        assert!(refused(big.as_bytes()), "a whole head over the limit");
+        let mut buf = BytesMut::from(&b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1"[..]);
+        assert!(head(&mut buf, false).decoder.is_done(), "204 has no body");
 
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\nto the end"[..]);
         let h = head(&mut buf, false);

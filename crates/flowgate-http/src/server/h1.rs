@@ -450,12 +450,29 @@ fn parse(
             "both Content-Length and Transfer-Encoding are set".into(),
         ));
     }
+    let version = scan.version;
+    if framing.transfer.is_some() && version == Version::HTTP_10 {
+        return Err(HeadError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request".into(),
+        ));
+    }
     if framing.transfer == Some(false) {
         return Err(HeadError::Malformed(
             "a request body's transfer coding must end with chunked".into(),
         ));
     }
-    let version = scan.version;
+    if framing.other_coding {
+        return Err(HeadError::Unsupported(
+            "transfer codings other than a single chunked".into(),
+        ));
+    }
+    if version == Version::HTTP_11 && framing.hosts != 1 {
+        return Err(HeadError::Malformed(if framing.hosts == 0 {
+            "an HTTP/1.1 request needs a Host field".into()
+        } else {
+            "more than one Host field".into()
+        }));
+    }
     // `Expect: 100-continue` is answered here (and left out of the map): the upstream gets the
     // body with the request.
     let expect_continue = version == Version::HTTP_11 && framing.expect_continue;
@@ -625,11 +642,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(h.keep_alive);
-        let h = parse_all(b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n")
+        let h = parse_all(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!h.keep_alive);
-        let h = parse_all(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n")
+        let h = parse_all(b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(h.framing.transfer, Some(true));
@@ -651,6 +668,27 @@ mod tests {
             b"POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"
         ));
         assert!(malformed(b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n"));
+        assert!(
+            malformed(b"GET / HTTP/1.1\r\n\r\n"),
+            "HTTP/1.1 without Host"
+        );
+        assert!(
+            malformed(b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n"),
+            "two Hosts"
+        );
+        assert!(
+            malformed(b"POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n"),
+            "Transfer-Encoding on HTTP/1.0"
+        );
+        assert_eq!(
+            parse_all(b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n")
+                .unwrap_err(),
+            HeadError::Unsupported("transfer codings other than a single chunked".into())
+        );
+        assert!(matches!(
+            parse_all(b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n"),
+            Err(HeadError::Unsupported(_))
+        ), "chunked twice is not one chunked");
         let many: String = (0..9).map(|i| format!("x-{i}: 1\r\n")).collect();
         let e = parse_all(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).unwrap_err();
         assert!(matches!(e, HeadError::TooManyFields { limit: 8 }), "{e}");
@@ -667,7 +705,7 @@ mod tests {
             ..limits()
         };
         let many: String = (0..90).map(|i| format!("x-{i}: {i}\r\n")).collect();
-        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let raw = format!("GET / HTTP/1.1\r\nhost: a\r\n{many}\r\n");
         let h = parse(
             &mut BytesMut::from(raw.as_bytes()),
             &l,
@@ -675,7 +713,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(h.req.headers().len(), 90);
+        assert_eq!(h.req.headers().len(), 91);
         assert_eq!(h.req.headers()["x-89"], "89");
     }
 

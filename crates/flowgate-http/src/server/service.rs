@@ -78,6 +78,10 @@ pub enum HeadError {
     TooLarge { limit: usize },
     #[error("request has more than {limit} header fields")]
     TooManyFields { limit: usize },
+    /// Well-formed, but asks for what is not implemented (a transfer coding besides
+    /// `chunked`): 501.
+    #[error("not implemented: {0}")]
+    Unsupported(String),
     /// The head did not arrive within the connection's head deadline.
     #[error("request head not received within {}", flowgate_clock::format_duration(*.0))]
     Timeout(Duration),
