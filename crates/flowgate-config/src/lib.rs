@@ -20,6 +20,7 @@
 mod admin;
 mod env;
 mod error;
+pub mod fuzzing;
 mod model;
 mod proxy;
 mod raw;

@@ -20,6 +20,7 @@
 pub mod chunked;
 pub mod client;
 pub mod fields;
+pub mod fuzzing;
 pub mod pool;
 pub mod proxy;
 pub mod server;

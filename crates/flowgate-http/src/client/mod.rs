@@ -4,4 +4,13 @@
 
 mod wire;
 
+/// The response-head parser, for [`crate::fuzzing`]: the body's decoder and whether the
+/// connection can be kept.
+pub(crate) fn parse_for_fuzzing(
+    buf: &mut bytes::BytesMut,
+    head_request: bool,
+) -> Result<Option<(crate::chunked::Decoder, bool)>, ExchangeError> {
+    wire::parse_for_fuzzing(buf, head_request)
+}
+
 pub use wire::{ExchangeError, ReqFraming, RequestHead, ResponseHead, SPARE_FIELDS, Wire};

@@ -313,6 +313,21 @@ async fn write_all_vectored(io: &mut Stream, mut bufs: &mut [IoSlice<'_>]) -> io
     Ok(())
 }
 
+/// [`parse_head`] to the first final head (interim ones skipped), for fuzzing.
+pub(super) fn parse_for_fuzzing(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<(Decoder, bool)>, ExchangeError> {
+    let mut names = fields::Names::default();
+    loop {
+        match parse_head(buf, head_request, &mut names)? {
+            Parsed::Head(h) => return Ok(Some((h.decoder, h.keep_alive))),
+            Parsed::Interim => {}
+            Parsed::Partial => return Ok(None),
+        }
+    }
+}
+
 /// What [`parse_head`] found.
 #[derive(Debug)]
 enum Parsed {

@@ -60,7 +60,7 @@ pub(super) enum Ended {
 
 /// A request head read off the wire.
 #[derive(Debug)]
-struct Head {
+pub(super) struct Head {
     req: Request<()>,
     framing: Framing,
     /// `Expect: 100-continue`: the client waits for a go-ahead before sending its body.
@@ -421,9 +421,15 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
+impl Head {
+    pub(super) fn into_request(self) -> Request<()> {
+        self.req
+    }
+}
+
 /// Parses a request head at the start of `buf`: `None` until it is complete. The head's
 /// bytes leave `buf` and the header values share them.
-fn parse(
+pub(super) fn parse(
     buf: &mut BytesMut,
     limits: &Limits,
     names: &mut fields::Names,

@@ -28,6 +28,15 @@ use tokio::sync::watch;
 pub use body::{ClientBody, Incoming};
 pub use service::{HeadError, Limits, Peer, Service, Settings};
 
+/// The request-head parser, for [`crate::fuzzing`].
+pub(crate) fn parse_for_fuzzing(
+    buf: &mut bytes::BytesMut,
+    limits: &Limits,
+    names: &mut crate::fields::Names,
+) -> Result<Option<http::Request<()>>, HeadError> {
+    h1::parse(buf, limits, names).map(|h| h.map(|h| h.into_request()))
+}
+
 use conn_state::ConnState;
 
 /// Serves the data plane on `listener` until `shutdown` resolves, then stops accepting and
