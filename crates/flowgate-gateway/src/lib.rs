@@ -25,6 +25,7 @@ mod launch;
 mod listener;
 mod openai;
 mod outcome;
+mod path;
 mod queues;
 mod refresh;
 mod reload;

@@ -2,7 +2,8 @@
 //! request id, the in-flight gauge, the response fields that explain what happened, the
 //! telemetry record) around the stages of `proxy`:
 //!
-//! 1. **route**: the head's limits (HTTP/2; the listener held HTTP/1.1 heads to them), then
+//! 1. **route**: the head's limits (HTTP/2; the listener held HTTP/1.1 heads to them), the
+//!    path's dot-segments removed (`path.rs`: what is routed is what is forwarded), then
 //!    the route that matches path, method and fields;
 //! 2. **authenticate**: the caller's virtual key, when `[auth]` is on;
 //! 3. **read**: the body, whole for `openai` routes (and checked as JSON when the cache
@@ -92,6 +93,11 @@ impl Gateway {
         request_id: &HeaderValue,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let mut req = req;
+        // The path as routed is the path forwarded: dot-segments go first.
+        if let Some(uri) = crate::path::normalize(req.uri())? {
+            *req.uri_mut() = uri;
+        }
         let route = route(rt, &req, out)?;
         let (mut parts, incoming) = req.into_parts();
         let caller = self.authenticate(rt, route, &mut parts.headers)?;
