@@ -21,6 +21,7 @@ mod admin;
 mod env;
 mod error;
 pub mod fuzzing;
+mod ip_block;
 mod model;
 mod proxy;
 mod raw;
@@ -39,8 +40,8 @@ pub use model::{
     ADMIN_TOKEN_ENV, AdaptiveConfig, AdminConfig, AdminScope, AdminToken, AffinityConfig,
     AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
     ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback, HealthCheckConfig,
-    HedgeAfter, HedgeConfig, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice,
-    OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate, RateLimitConfig,
+    HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog,
+    ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate, RateLimitConfig,
     RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig, RouteKind, Secret,
     ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey, UpstreamTls,
     WarmConfig,

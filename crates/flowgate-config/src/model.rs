@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, Uri};
 
 pub use crate::admin::{ADMIN_TOKEN_ENV, AdminConfig, AdminScope, AdminToken};
+pub use crate::ip_block::IpBlock;
 pub use crate::proxy::{Egress, ProxyConfig};
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
@@ -650,6 +651,9 @@ pub struct ServerConfig {
     /// The gateway's own region: a pool's endpoints in it are preferred for requests that
     /// do not name theirs.
     pub region: Option<String>,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are believed and passed
+    /// on (a load balancer in front); anyone else's are replaced. Default none.
+    pub trusted_proxies: Vec<IpBlock>,
 }
 
 /// Limits on what a client may send.

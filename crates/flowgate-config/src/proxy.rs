@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use http::Uri;
 
 use crate::error::KeyPath;
+use crate::ip_block::IpBlock;
 use crate::model::EndpointConfig;
 use crate::validate::Found;
 
@@ -77,27 +78,17 @@ fn bypassed(no_proxy: &[String], host: &str) -> bool {
         if entry == "*" || entry == host {
             return true;
         }
-        if let (Some(ip), Some((net, bits))) = (ip, entry.split_once('/'))
-            && let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>())
-        {
-            return in_block(ip, net, bits);
+        if let (Some(ip), Some(block)) = (
+            ip,
+            entry
+                .contains('/')
+                .then(|| IpBlock::parse(&entry))
+                .flatten(),
+        ) {
+            return block.contains(ip);
         }
         !entry.is_empty() && host.ends_with(&format!(".{entry}"))
     })
-}
-
-fn in_block(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) if bits <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(a) & mask == u32::from(b) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) if bits <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(a) & mask == u128::from(b) & mask
-        }
-        _ => false,
-    }
 }
 
 /// A pool's egress: its `proxy` key, else the environment's.

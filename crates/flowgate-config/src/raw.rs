@@ -226,6 +226,7 @@ pub(crate) struct RawServer {
     pub http2: Option<bool>,
     pub workers: Option<u32>,
     pub region: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, Uri};
 
 use crate::error::KeyPath;
+use crate::ip_block::IpBlock;
 use crate::model::{
     AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
     CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
@@ -110,6 +111,23 @@ pub(crate) fn validate(
         http2: raw.server.http2.unwrap_or(true),
         workers,
         region: raw.server.region.clone(),
+        trusted_proxies: raw
+            .server
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let block = IpBlock::parse(s);
+                if block.is_none() {
+                    found.push((
+                        root.clone().key("server").key("trusted_proxies").index(i),
+                        format!("{s:?}: expected an IP address or a block such as \"10.0.0.0/8\""),
+                    ));
+                }
+                block
+            })
+            .collect(),
     };
 
     let lk = root.clone().key("limits");

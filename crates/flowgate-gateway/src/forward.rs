@@ -24,14 +24,14 @@ use std::time::Duration;
 
 use flowgate_balance::Outcome as Health;
 use flowgate_clock::SharedClock;
-use flowgate_config::{HedgeAfter, RouteKind, TagBy, Triggers};
+use flowgate_config::{HedgeAfter, IpBlock, RouteKind, TagBy, Triggers};
 use http::header::{self, HeaderValue};
 use http::{Method, Uri};
 use smallvec::SmallVec;
 
 use crate::body::{BodyLimitExceeded, ReqBody};
 use crate::error::ProxyError;
-use crate::headers::{self, UpstreamFields};
+use crate::headers::{self, ClientFields, UpstreamFields};
 use crate::outcome::Outcome;
 use crate::router::RouteEntry;
 use crate::upstream::{Endpoint, ResilienceCounts, Upstream};
@@ -45,8 +45,10 @@ pub(crate) type Answer = Result<(ResponseHead, Lease, Arc<Endpoint>), ProxyError
 /// The request as it goes upstream.
 pub(crate) struct Outbound<'a> {
     pub parts: &'a http::request::Parts,
-    pub peer: &'a Peer,
     pub request_id: &'a HeaderValue,
+    /// What the upstream is told about the client, and the authority the client used.
+    pub client: ClientFields<'a>,
+    pub authority: Option<&'a [u8]>,
 }
 
 /// What one attempt got.
@@ -96,11 +98,13 @@ impl Failure {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Forwarder<'c> {
     clock: &'c SharedClock,
+    /// Peers whose forwarding fields are believed (`[server] trusted_proxies`).
+    trusted: &'c [IpBlock],
 }
 
 impl<'c> Forwarder<'c> {
-    pub(crate) fn new(clock: &'c SharedClock) -> Self {
-        Forwarder { clock }
+    pub(crate) fn new(clock: &'c SharedClock, trusted: &'c [IpBlock]) -> Self {
+        Forwarder { clock, trusted }
     }
 
     fn clock(&self) -> &SharedClock {
@@ -118,10 +122,12 @@ impl<'c> Forwarder<'c> {
         request_id: &HeaderValue,
         out: &mut Outcome,
     ) -> Answer {
+        let authority = headers::authority(parts);
         let req = Outbound {
             parts,
-            peer,
             request_id,
+            client: ClientFields::new(&parts.headers, peer, self.trusted, authority),
+            authority,
         };
         let hedge = route.cfg.hedge.filter(|_| hedgeable(route, parts, &body));
         let hedge = hedge.map(|h| h.after);
@@ -356,14 +362,9 @@ impl<'c> Forwarder<'c> {
             ReqBody::Full(b) => Some(b.clone()),
             ReqBody::Stream { .. } => None,
         };
-        let forwarded_for = headers::forwarded_for(&parts.headers, req.peer);
-        let fields = UpstreamFields::new(
-            &parts.headers,
-            &ep.host_header,
-            &forwarded_for,
-            req.request_id,
-        )
-        .with_credential(ep.credential.as_ref());
+        let fields =
+            UpstreamFields::new(&ep.host_header, &req.client, req.authority, req.request_id)
+                .with_credential(ep.credential.as_ref());
         let target = upstream_target(ep, &parts.uri);
         let head = RequestHead {
             method: &parts.method,

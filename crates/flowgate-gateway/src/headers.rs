@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use flowgate_config::IpBlock;
 use flowgate_http::server::Peer;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -20,6 +21,8 @@ pub static UPSTREAM: HeaderName = HeaderName::from_static("x-flowgate-upstream")
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -62,54 +65,101 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// The `X-Forwarded-For` value for a request from `client`: the client's own list with the
-/// client's address appended, or just the address.
-pub fn forwarded_for<'a>(h: &HeaderMap, client: &'a Peer) -> Cow<'a, [u8]> {
-    match h.get(&FORWARDED_FOR) {
-        Some(prev) if !prev.is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client.ip().len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(client.ip().as_bytes());
-            Cow::Owned(v)
+/// What the upstream is told about the client: `X-Forwarded-For`, `Forwarded` (RFC 7239)
+/// and `X-Real-IP`. A peer in `[server] trusted_proxies` (a load balancer in front) is
+/// believed: its chain is kept and this hop appended. Anyone else could have written any
+/// chain, so theirs is replaced by this hop alone.
+#[derive(Debug)]
+pub struct ClientFields<'a> {
+    pub forwarded_for: Cow<'a, [u8]>,
+    pub forwarded: Vec<u8>,
+    pub real_ip: &'a [u8],
+}
+
+impl<'a> ClientFields<'a> {
+    /// For a request with fields `h` from `client`, reached at `authority`.
+    pub fn new(
+        h: &'a HeaderMap,
+        client: &'a Peer,
+        trusted: &[IpBlock],
+        authority: Option<&[u8]>,
+    ) -> Self {
+        let believed = !trusted.is_empty() && trusted.iter().any(|b| b.contains(client.addr.ip()));
+        let theirs = |name: &HeaderName| {
+            h.get(name)
+                .filter(|v| believed && !v.is_empty())
+                .map(HeaderValue::as_bytes)
+        };
+        let ip = client.ip().as_bytes();
+        let forwarded_for = match theirs(&FORWARDED_FOR) {
+            Some(prev) => Cow::Owned([prev, b", ", ip].concat()),
+            None => Cow::Borrowed(ip),
+        };
+        let mut forwarded = Vec::with_capacity(64);
+        if let Some(prev) = theirs(&FORWARDED) {
+            forwarded.extend_from_slice(prev);
+            forwarded.extend_from_slice(b", ");
         }
-        _ => Cow::Borrowed(client.ip().as_bytes()),
+        forwarded.extend_from_slice(b"for=");
+        if client.addr.is_ipv6() {
+            forwarded.extend_from_slice(b"\"[");
+            forwarded.extend_from_slice(ip);
+            forwarded.extend_from_slice(b"]\"");
+        } else {
+            forwarded.extend_from_slice(ip);
+        }
+        if let Some(host) =
+            authority.filter(|a| a.iter().all(|c| c.is_ascii_graphic() && *c != b'"'))
+        {
+            forwarded.extend_from_slice(b";host=\"");
+            forwarded.extend_from_slice(host);
+            forwarded.push(b'"');
+        }
+        forwarded.extend_from_slice(b";proto=http");
+        ClientFields {
+            forwarded_for,
+            forwarded,
+            real_ip: theirs(&REAL_IP).unwrap_or(ip),
+        }
     }
 }
 
 /// The fields the gateway sets on an upstream request, replacing any the client sent of the
-/// same names: `Host` for the upstream, `X-Forwarded-For` / `-Proto` / `-Host` and the
-/// request id. Written by the head encoder, so the client's header map is never grown.
+/// same names: `Host` for the upstream, `X-Forwarded-For` / `-Proto` / `-Host`,
+/// `Forwarded`, `X-Real-IP` and the request id. Written by the head encoder, so the
+/// client's header map is never grown.
 #[derive(Debug)]
 pub struct UpstreamFields<'a> {
-    fields: [(&'a HeaderName, &'a [u8]); 6],
+    fields: [(&'a HeaderName, &'a [u8]); 8],
     len: usize,
 }
 
 impl<'a> UpstreamFields<'a> {
-    /// `client_headers` are the request's (hop-by-hop already stripped), `forwarded_for`
-    /// from [`forwarded_for`].
+    /// `authority`: the `Host` (or HTTP/2 `:authority`) the client used, sent as
+    /// `X-Forwarded-Host`; without one the client's own `X-Forwarded-Host` must have been
+    /// removed.
     pub fn new(
-        client_headers: &'a HeaderMap,
         upstream_host: &'a HeaderValue,
-        forwarded_for: &'a [u8],
+        client: &'a ClientFields<'a>,
+        authority: Option<&'a [u8]>,
         request_id: &'a HeaderValue,
     ) -> Self {
-        let mut fields: [(&'a HeaderName, &'a [u8]); 6] = [
+        let mut fields: [(&'a HeaderName, &'a [u8]); 8] = [
             (&header::HOST, upstream_host.as_bytes()),
-            (&FORWARDED_FOR, forwarded_for),
+            (&FORWARDED_FOR, &client.forwarded_for),
             (&FORWARDED_PROTO, b"http"),
             (&REQUEST_ID, request_id.as_bytes()),
+            (&FORWARDED, &client.forwarded),
+            (&REAL_IP, client.real_ip),
             (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
         ];
-        // Without a client `Host` the client's own `X-Forwarded-Host`, if any, passes.
-        let len = match client_headers.get(&header::HOST) {
-            Some(host) => {
-                fields[4].1 = host.as_bytes();
-                5
+        let len = match authority {
+            Some(a) => {
+                fields[6].1 = a;
+                7
             }
-            None => 4,
+            None => 6,
         };
         UpstreamFields { fields, len }
     }
@@ -125,6 +175,23 @@ impl<'a> UpstreamFields<'a> {
 
     pub fn as_slice(&self) -> &[(&'a HeaderName, &'a [u8])] {
         &self.fields[..self.len]
+    }
+}
+
+/// The authority a request was sent to: its `Host`, else its HTTP/2 `:authority`.
+pub fn authority(parts: &http::request::Parts) -> Option<&[u8]> {
+    parts
+        .headers
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()))
+}
+
+/// Removes what the client wrote as `X-Forwarded-Host` when the gateway will not write its
+/// own (a request without an authority): only the gateway says which host was asked for.
+pub fn drop_unbacked_forwarded_host(parts: &mut http::request::Parts) {
+    if authority(parts).is_none() {
+        parts.headers.remove(&FORWARDED_HOST);
     }
 }
 
@@ -191,22 +258,39 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_appends() {
+    fn a_trusted_proxys_chain_is_kept_anyone_elses_replaced() {
         let mut h = HeaderMap::new();
-        let peer = Peer::new("127.0.0.1:5000".parse().unwrap());
-        assert_eq!(&*forwarded_for(&h, &peer), b"127.0.0.1");
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        assert_eq!(&*forwarded_for(&h, &peer), b"10.0.0.1, 127.0.0.1");
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        let lb = [IpBlock::parse("10.0.0.0/8").unwrap()];
+        let stranger = Peer::new("192.0.2.7:5000".parse().unwrap());
+        let f = ClientFields::new(&h, &stranger, &lb, Some(b"api.example"));
+        assert_eq!(&*f.forwarded_for, b"192.0.2.7");
+        assert_eq!(
+            f.forwarded,
+            b"for=192.0.2.7;host=\"api.example\";proto=http"
+        );
+        assert_eq!(f.real_ip, b"192.0.2.7");
+        let balancer = Peer::new("10.1.2.3:5000".parse().unwrap());
+        let f = ClientFields::new(&h, &balancer, &lb, None);
+        assert_eq!(&*f.forwarded_for, b"6.6.6.6, 10.1.2.3");
+        assert_eq!(f.forwarded, b"for=6.6.6.6, for=10.1.2.3;proto=http");
+        assert_eq!(f.real_ip, b"6.6.6.6");
         let v6 = Peer::new("[::1]:5000".parse().unwrap());
-        assert_eq!(&*forwarded_for(&HeaderMap::new(), &v6), b"::1");
+        let none = HeaderMap::new();
+        let f = ClientFields::new(&none, &v6, &[], None);
+        assert_eq!(f.forwarded, b"for=\"[::1]\";proto=http");
     }
 
     #[test]
     fn upstream_fields_replace_the_clients() {
         let upstream = HeaderValue::from_static("up:80");
         let id = HeaderValue::from_static("id-1");
-        let mut h = HeaderMap::new();
-        let f = UpstreamFields::new(&h, &upstream, b"1.2.3.4", &id);
+        let h = HeaderMap::new();
+        let peer = Peer::new("1.2.3.4:1".parse().unwrap());
+        let client = ClientFields::new(&h, &peer, &[], None);
+        let f = UpstreamFields::new(&upstream, &client, None, &id);
         let names: Vec<&str> = f.as_slice().iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -214,20 +298,21 @@ mod tests {
                 "host",
                 "x-forwarded-for",
                 "x-forwarded-proto",
-                "x-request-id"
+                "x-request-id",
+                "forwarded",
+                "x-real-ip"
             ]
         );
-        h.insert(header::HOST, HeaderValue::from_static("client.example"));
-        let f = UpstreamFields::new(&h, &upstream, b"1.2.3.4", &id);
-        assert_eq!(f.as_slice()[4], (&FORWARDED_HOST, &b"client.example"[..]));
+        let f = UpstreamFields::new(&upstream, &client, Some(b"client.example"), &id);
+        assert_eq!(f.as_slice()[6], (&FORWARDED_HOST, &b"client.example"[..]));
         assert_eq!(f.as_slice()[0].1, b"up:80");
         let key = (
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer sk-1"),
         );
-        let f = UpstreamFields::new(&h, &upstream, b"1.2.3.4", &id).with_credential(Some(&key));
+        let f = UpstreamFields::new(&upstream, &client, None, &id).with_credential(Some(&key));
         assert_eq!(
-            f.as_slice()[5],
+            f.as_slice()[6],
             (&header::AUTHORIZATION, &b"Bearer sk-1"[..])
         );
     }

@@ -76,7 +76,7 @@ pub async fn fetch(
     let request_id = ids.take_or_make(&HeaderMap::new());
     let peer = Peer::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut out = Outcome::default();
-    let (head, lease, _) = Forwarder::new(clock)
+    let (head, lease, _) = Forwarder::new(clock, &[])
         .forward(
             route,
             req,

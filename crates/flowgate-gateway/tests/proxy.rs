@@ -314,18 +314,23 @@ async fn stalled_stream_is_cut_by_the_read_timeout() {
 #[tokio::test]
 async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_set() {
     let up = sim(EndpointSpec::default()).await;
+    let req = |gw: &flowgate_gateway::Running| {
+        Request::get(format!("http://{}/echo/h", gw.data_addr))
+            .header("connection", "keep-alive, x-private-hop")
+            .header("x-private-hop", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers")
+            .header("proxy-authorization", "Basic abc")
+            .header("x-forwarded-for", "10.1.2.3")
+            .header("forwarded", "for=10.1.2.3")
+            .header("x-real-ip", "10.1.2.3")
+            .header("x-forwarded-host", "forged.example")
+            .header("x-end-to-end", "kept")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
     let gw = gateway(&fleet_config(&[up.url()], "")).await;
-    let req = Request::get(format!("http://{}/echo/h", gw.data_addr))
-        .header("connection", "keep-alive, x-private-hop")
-        .header("x-private-hop", "secret")
-        .header("keep-alive", "timeout=5")
-        .header("te", "trailers")
-        .header("proxy-authorization", "Basic abc")
-        .header("x-forwarded-for", "10.1.2.3")
-        .header("x-end-to-end", "kept")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let r = send(&client(), req).await;
+    let r = send(&client(), req(&gw)).await;
     let h = &r.json()["headers"];
     for gone in [
         "connection",
@@ -337,10 +342,39 @@ async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_set() {
         assert!(h.get(gone).is_none(), "{gone} was forwarded: {h}");
     }
     assert_eq!(h["x-end-to-end"][0], "kept");
-    assert_eq!(h["x-forwarded-for"][0], "10.1.2.3, 127.0.0.1");
+    // An untrusted client's chain could say anything: this hop alone.
+    assert_eq!(h["x-forwarded-for"][0], "127.0.0.1");
+    assert_eq!(h["x-real-ip"][0], "127.0.0.1");
+    let authority = gw.data_addr.to_string();
+    assert_eq!(
+        h["forwarded"][0],
+        format!("for=127.0.0.1;host=\"{authority}\";proto=http")
+    );
     assert_eq!(h["x-forwarded-proto"][0], "http");
     assert_eq!(h["host"][0], up.addr().to_string());
-    assert_eq!(h["x-forwarded-host"][0], gw.data_addr.to_string());
+    assert_eq!(
+        h["x-forwarded-host"][0], authority,
+        "from the Host used, never the client's"
+    );
+    assert_eq!(h["x-forwarded-host"].as_array().unwrap().len(), 1);
+
+    // A trusted proxy's chain is kept and this hop appended.
+    let gw = gateway_with(
+        "trusted_proxies = [\"127.0.0.0/8\"]",
+        &fleet_config(&[up.url()], ""),
+    )
+    .await;
+    let r = send(&client(), req(&gw)).await;
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-for"][0], "10.1.2.3, 127.0.0.1");
+    assert_eq!(h["x-real-ip"][0], "10.1.2.3");
+    assert!(
+        h["forwarded"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("for=10.1.2.3, for=127.0.0.1;"),
+        "{h}"
+    );
 }
 
 #[tokio::test]

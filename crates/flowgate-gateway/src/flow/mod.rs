@@ -132,7 +132,9 @@ impl Gateway {
             headers::strip_hop_by_hop(&mut parts.headers);
         }
         let permits = self.queue(route, caller.as_deref(), &parts).await?;
-        let (head, lease, endpoint) = Forwarder::new(self.clock())
+        headers::drop_unbacked_forwarded_host(&mut parts);
+        let trusted = &rt.config.server.trusted_proxies;
+        let (head, lease, endpoint) = Forwarder::new(self.clock(), trusted)
             .forward(route, &parts, body, peer, request_id, out)
             .await?;
         // A fallback's answer (perhaps another model's) is not stored under this request.
