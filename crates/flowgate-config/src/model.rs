@@ -667,6 +667,11 @@ pub struct Limits {
     pub max_headers: usize,
     /// Time allowed to receive the request head; slower clients get 408. Default 10 s.
     pub header_read_timeout: Duration,
+    /// Longest gap between two pieces of a request body; beyond it 408. Default 30 s.
+    pub body_read_timeout: Duration,
+    /// Longest a response write waits for a client that does not read; beyond it the
+    /// connection is closed (and the upstream's with it). Default 60 s.
+    pub send_timeout: Duration,
 }
 
 /// A named group of upstream endpoints that serve the same API.

@@ -235,6 +235,8 @@ pub(crate) struct RawLimits {
     pub max_body_bytes: Option<ByteSize>,
     pub max_header_bytes: Option<ByteSize>,
     pub max_headers: Option<u32>,
+    pub body_read_timeout: Option<HumanDuration>,
+    pub send_timeout: Option<HumanDuration>,
     pub header_read_timeout: Option<HumanDuration>,
 }
 

@@ -28,6 +28,8 @@ use crate::units::HumanDuration;
 pub mod defaults {
     use std::time::Duration;
 
+    pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
     pub const LISTEN: &str = "127.0.0.1:8080";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -159,7 +161,19 @@ pub(crate) fn validate(
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_headers: max_headers as usize,
         header_read_timeout,
+        body_read_timeout: dur(l.body_read_timeout, defaults::BODY_READ_TIMEOUT),
+        send_timeout: dur(l.send_timeout, defaults::SEND_TIMEOUT),
     };
+    positive(
+        limits.body_read_timeout,
+        &lk.clone().key("body_read_timeout"),
+        &mut found,
+    );
+    positive(
+        limits.send_timeout,
+        &lk.clone().key("send_timeout"),
+        &mut found,
+    );
 
     // Routes may name every pool written, valid or not (an invalid one has its own errors).
     let declared: Vec<String> = raw.pools.keys().cloned().collect();

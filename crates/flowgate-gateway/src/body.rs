@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use flowgate_cache::Subscription;
 use flowgate_http::BoxError;
 use flowgate_http::pool::ResponseBody;
-use flowgate_http::server::ClientBody;
+use flowgate_http::server::{BodyTimeout, ClientBody};
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -51,7 +51,7 @@ pub async fn read_whole(mut incoming: ClientBody, limit: u64) -> Result<Bytes, P
     let mut seen = 0u64;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await
     {
-        let frame = frame.map_err(|e| ProxyError::BodyRead(e.to_string()))?;
+        let frame = frame.map_err(|e| body_error(e.as_ref()))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -76,6 +76,18 @@ pub async fn read_whole(mut incoming: ClientBody, limit: u64) -> Result<Bytes, P
         (Some(f), None) => f,
         (None, None) => Bytes::new(),
     })
+}
+
+/// The error of a client's body that broke: a 408 when it stopped arriving, else a 400.
+pub fn body_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<BodyTimeout>() {
+            return ProxyError::BodyTimeout(t.0);
+        }
+        cur = err.source();
+    }
+    ProxyError::BodyRead(e.to_string())
 }
 
 impl ReqBody {

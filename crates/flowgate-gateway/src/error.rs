@@ -71,6 +71,9 @@ pub enum ProxyError {
     /// The request head did not arrive in time.
     #[error("request head not received within {}", flowgate_config::format_duration(*.0))]
     HeadTimeout(Duration),
+    /// The request body stopped arriving.
+    #[error("the client sent nothing of its request body for {}", flowgate_config::format_duration(*.0))]
+    BodyTimeout(Duration),
 }
 
 impl From<HeadError> for ProxyError {
@@ -115,7 +118,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::NotAllowed { .. } => StatusCode::FORBIDDEN,
-            ProxyError::HeadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::HeadTimeout(_) | ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
@@ -158,7 +161,7 @@ impl ProxyError {
             ProxyError::Overloaded(_) => "overloaded",
             ProxyError::BadPriority(_) => "invalid_priority",
             ProxyError::BadRequest(_) => "invalid_request",
-            ProxyError::HeadTimeout(_) => "request_timeout",
+            ProxyError::HeadTimeout(_) | ProxyError::BodyTimeout(_) => "request_timeout",
             ProxyError::NotImplemented(_) => "not_implemented",
             ProxyError::Unauthorized(_) => "invalid_api_key",
             ProxyError::NotAllowed { what: "model", .. } => "model_not_allowed",

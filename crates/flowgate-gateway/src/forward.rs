@@ -559,8 +559,9 @@ fn exchange_error(ep: &Endpoint, e: ExchangeError) -> ProxyError {
     match &e {
         ExchangeError::Body(b) => match find_cause::<BodyLimitExceeded>(b.as_ref()) {
             Some(BodyLimitExceeded(limit)) => ProxyError::BodyTooLarge { limit: *limit },
-            // The client's body broke off or was malformed: its fault, not the upstream's.
-            None => ProxyError::BodyRead(b.to_string()),
+            // The client's body broke off, stalled or was malformed: its fault, not the
+            // upstream's.
+            None => crate::body::body_error(b.as_ref()),
         },
         _ => closed(ep, e.to_string()),
     }

@@ -35,6 +35,8 @@ impl Service for Gateway {
                 max_header_bytes: l.max_header_bytes,
                 max_headers: l.max_headers,
                 header_read_timeout: l.header_read_timeout,
+                body_read_timeout: l.body_read_timeout,
+                send_timeout: l.send_timeout,
             },
             http2: rt.config.server.http2,
             drain_timeout: rt.config.server.drain_timeout,

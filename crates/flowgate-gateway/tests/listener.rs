@@ -362,3 +362,65 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     );
     assert!(closed(&mut s).await);
 }
+
+#[tokio::test]
+async fn a_trickled_body_gets_408_after_the_body_read_timeout() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!(
+        "[limits]\nbody_read_timeout = \"1s\"\n\n{}",
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let t0 = Instant::now();
+    // An openai route reads the body whole; ten bytes of a hundred arrive, then nothing.
+    let resp = raw_exchange(
+        gw.data_addr,
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: a\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\n\r\n{\"model\":",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 408 "), "{resp}");
+    assert!(resp.contains("\"code\":\"request_timeout\""), "{resp}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(up.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_send_timeout() {
+    // 32 MiB: more than the socket buffers of both ends hold.
+    let size = 32 << 20;
+    let (url, _) = canned_upstream(format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n{}",
+        "x".repeat(size)
+    ))
+    .await;
+    let gw = gateway(&format!(
+        "[limits]\nsend_timeout = \"1s\"\n\n[pools.p]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+         [[routes]]\nname = \"big\"\nkind = \"http\"\nprefix = \"/\"\npool = \"p\"\n"
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let in_flight = || async {
+        let m = send(&client(), get(gw.admin_addr, "/metrics")).await;
+        metric(
+            &String::from_utf8_lossy(&m.body),
+            "flowgate_requests_in_flight",
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(in_flight().await, 1.0, "the answer is being sent");
+    // Never read: the gateway gives up on the client, and lets go of the upstream.
+    let t0 = Instant::now();
+    while in_flight().await != 0.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "still sending to a client that does not read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(s);
+}

@@ -18,6 +18,8 @@ pub fn request_head(data: &[u8]) {
         max_header_bytes: 8 * 1024,
         max_headers: 64,
         header_read_timeout: Duration::from_secs(10),
+        body_read_timeout: Duration::from_secs(10),
+        send_timeout: Duration::from_secs(10),
     };
     let mut buf = BytesMut::from(data);
     let mut names = Names::default();

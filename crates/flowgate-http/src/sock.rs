@@ -2,6 +2,7 @@
 
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -22,8 +23,13 @@ pub(crate) fn poll_read_some(
     }
 }
 
-/// Writes every byte of `bufs`.
-pub(crate) async fn write_all(stream: &TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+/// Writes every byte of `bufs`; a client that takes none of them for `timeout` (it stopped
+/// reading) is an error (`TimedOut`). The timer exists only while a write waits.
+pub(crate) async fn write_all(
+    stream: &TcpStream,
+    mut bufs: &mut [IoSlice<'_>],
+    timeout: Duration,
+) -> io::Result<()> {
     loop {
         while bufs.first().is_some_and(|b| b.is_empty()) {
             bufs = &mut bufs[1..];
@@ -34,7 +40,11 @@ pub(crate) async fn write_all(stream: &TcpStream, mut bufs: &mut [IoSlice<'_>]) 
         match stream.try_write_vectored(bufs) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(timeout, stream.writable())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
             Err(e) => return Err(e),
         }
     }

@@ -6,10 +6,12 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::BoxError;
 use crate::chunked::{Decoder, Step};
@@ -66,7 +68,17 @@ impl Body for ClientBody {
 pub struct Incoming {
     stream: Arc<TcpStream>,
     shared: Arc<Mutex<Reading>>,
+    /// Longest gap between two pieces of the body.
+    timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer must be pushed back before the next wait (bytes arrived since).
+    stale_timer: bool,
 }
+
+/// The client sent nothing of its body for longer than the body read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its request body for {}", flowgate_clock::format_duration(*.0))]
+pub struct BodyTimeout(pub Duration);
 
 /// The connection's buffer while a body has it.
 #[derive(Debug)]
@@ -80,10 +92,13 @@ pub(super) struct Reading {
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Incoming {
-    pub(super) fn new(stream: Arc<TcpStream>, reading: Reading) -> Self {
+    pub(super) fn new(stream: Arc<TcpStream>, reading: Reading, timeout: Duration) -> Self {
         Incoming {
             stream,
             shared: Arc::new(Mutex::new(reading)),
+            timeout,
+            timer: None,
+            stale_timer: false,
         }
     }
 
@@ -107,11 +122,14 @@ impl Body for Incoming {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let stream = &this.stream;
-        let mut guard = this.lock();
+        let mut guard = this.shared.lock().unwrap_or_else(PoisonError::into_inner);
         let r = &mut *guard;
         loop {
             match r.decoder.step(&mut r.buf) {
-                Step::Data(b) => return Poll::Ready(Some(Ok(Frame::data(b)))),
+                Step::Data(b) => {
+                    this.stale_timer = true;
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
                 Step::End => return Poll::Ready(None),
                 Step::Error(e) => return Poll::Ready(Some(Err(e.into()))),
                 Step::NeedMore => {}
@@ -128,14 +146,23 @@ impl Body for Incoming {
             if r.buf.capacity() - r.buf.len() < MIN_ROOM {
                 r.buf.reserve(BUF);
             }
-            match ready!(crate::sock::poll_read_some(stream, cx, &mut r.buf)) {
-                Ok(0) => {
+            match crate::sock::poll_read_some(stream, cx, &mut r.buf) {
+                Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Some(Err(
                         "the client closed the connection before the end of the body".into(),
                     )));
                 }
-                Ok(_) => {}
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Pending => {
+                    let (timer, stale) = (&mut this.timer, &mut this.stale_timer);
+                    return match poll_timer(timer, stale, this.timeout, cx) {
+                        Poll::Ready(()) => {
+                            Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
             }
         }
     }
@@ -150,4 +177,27 @@ impl Body for Incoming {
             .remaining()
             .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
+}
+
+/// Waits for the body's read deadline: `timeout` after the last piece (a new timer the
+/// first time, pushed back when `stale`).
+#[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
+fn poll_timer(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    stale: &mut bool,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let t = match timer {
+        Some(t) => {
+            if *stale {
+                t.as_mut().reset(deadline);
+            }
+            t
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    };
+    *stale = false;
+    t.as_mut().poll(cx)
 }

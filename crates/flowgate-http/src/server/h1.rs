@@ -184,6 +184,7 @@ impl<S: Service> Conn<S> {
                 decoder,
                 continue_owed: expect_continue,
             },
+            self.limits.body_read_timeout,
         ))
     }
 
@@ -224,9 +225,13 @@ impl<S: Service> Conn<S> {
         );
         if bodiless {
             drop(body);
-            return write_all(&self.stream, &mut [IoSlice::new(&self.out)])
-                .await
-                .is_ok()
+            return write_all(
+                &self.stream,
+                &mut [IoSlice::new(&self.out)],
+                self.limits.send_timeout,
+            )
+            .await
+            .is_ok()
                 && keep;
         }
         let chunked = matches!(framing, Out::Chunked);
@@ -244,9 +249,13 @@ impl<S: Service> Conn<S> {
                 None => {
                     if !head_sent {
                         head_sent = true;
-                        if write_all(&self.stream, &mut [IoSlice::new(&self.out)])
-                            .await
-                            .is_err()
+                        if write_all(
+                            &self.stream,
+                            &mut [IoSlice::new(&self.out)],
+                            self.limits.send_timeout,
+                        )
+                        .await
+                        .is_err()
                         {
                             return false;
                         }
@@ -290,7 +299,10 @@ impl<S: Service> Conn<S> {
                 IoSlice::new(&data),
                 IoSlice::new(tail),
             ];
-            if write_all(&self.stream, &mut bufs).await.is_err() {
+            if write_all(&self.stream, &mut bufs, self.limits.send_timeout)
+                .await
+                .is_err()
+            {
                 return false;
             }
             if end {
@@ -613,6 +625,8 @@ mod tests {
             max_header_bytes: 1024,
             max_headers: 8,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(10),
         }
     }
 

@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub use body::{ClientBody, Incoming};
+pub use body::{BodyTimeout, ClientBody, Incoming};
 pub use service::{HeadError, Limits, Peer, Service, Settings};
 
 /// The request-head parser, for [`crate::fuzzing`].
@@ -136,7 +136,7 @@ async fn watch<S: Service>(
                 let resp = svc.refuse(&HeadError::Timeout(timeout));
                 if let Some(answer) = h1::encode_whole(resp, svc.clock()) {
                     let mut bufs = [io::IoSlice::new(&answer)];
-                    let _ = tokio::time::timeout(timeout, crate::sock::write_all(&stream, &mut bufs)).await;
+                    let _ = tokio::time::timeout(timeout, crate::sock::write_all(&stream, &mut bufs, timeout)).await;
                 }
             }
             let _ = SockRef::from(&*stream).shutdown(Shutdown::Both);

@@ -66,6 +66,10 @@ pub struct Limits {
     pub max_headers: usize,
     /// Time a connection may take to send a request head.
     pub header_read_timeout: Duration,
+    /// Longest gap between two pieces of a request body read off the connection.
+    pub body_read_timeout: Duration,
+    /// Longest a response write may wait for a client that does not read.
+    pub send_timeout: Duration,
 }
 
 /// Why a request head could not be served.
