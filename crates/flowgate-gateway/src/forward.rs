@@ -186,6 +186,12 @@ impl<'c> Forwarder<'c> {
         out: &mut Outcome,
     ) -> Answer {
         let timeout = pool.cfg.request_timeout;
+        // A body streamed from the client goes at the client's pace: the timeout then
+        // covers what the upstream does (waiting for a connection, answering once the body
+        // is in), never the upload (`send`).
+        if matches!(body, Some(ReqBody::Stream { .. })) {
+            return self.attempts(pool, req, body, hedge, out).await;
+        }
         let answered = {
             // Pinned where it is made: the timeout holds a pointer, not a copy of the future.
             let attempts = std::pin::pin!(self.attempts(pool, req, body, hedge, out));
@@ -345,7 +351,20 @@ impl<'c> Forwarder<'c> {
         body: &mut Option<ReqBody>,
     ) -> Result<(ResponseHead, Lease, Duration), ProxyError> {
         let parts = req.parts;
-        let mut lease = match ep.checkout().await {
+        let streamed = matches!(body, Some(ReqBody::Stream { .. }));
+        let timeout = pool.cfg.request_timeout;
+        let timed_out = || ProxyError::Timeout {
+            endpoint: ep.name.to_string(),
+            timeout,
+        };
+        let checkout = if streamed {
+            tokio::time::timeout(timeout, ep.checkout())
+                .await
+                .map_err(|_| timed_out())?
+        } else {
+            ep.checkout().await
+        };
+        let mut lease = match checkout {
             Ok(l) => l,
             Err(e) => {
                 // An endpoint that cannot be reached costs as much as the longest a
@@ -384,12 +403,11 @@ impl<'c> Forwarder<'c> {
         if flowgate_http::worker::serving_others() {
             tokio::task::yield_now().await;
         }
-        let started = loop {
+        loop {
             let reused = lease.is_reused();
             let wire = lease.wire().ok_or_else(|| no_connection(ep))?;
-            let started = self.clock().now();
             match wire.write_request(&head, &mut body).await {
-                Ok(()) => break started,
+                Ok(()) => break,
                 // A pooled connection the upstream had closed while it sat idle, found out
                 // while writing: the upstream never got the request, and a buffered body
                 // can be sent again on a fresh connection. Once the request is written it
@@ -407,9 +425,23 @@ impl<'c> Forwarder<'c> {
                     return Err(exchange_error(ep, e));
                 }
             }
-        };
+        }
+        // The upstream's time starts once it has the whole request: a slow upload is the
+        // client's, never the endpoint's latency (nor, streamed, its timeout).
+        let started = self.clock().now();
         let wire = lease.wire().ok_or_else(|| no_connection(ep))?;
-        let resp = wire.read_head(head_request).await.map_err(|e| {
+        let read = if streamed {
+            match tokio::time::timeout(timeout, wire.read_head(head_request)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    pool.report(ep, None, Health::Failure);
+                    return Err(timed_out());
+                }
+            }
+        } else {
+            wire.read_head(head_request).await
+        };
+        let resp = read.map_err(|e| {
             pool.report(ep, None, Health::Failure);
             exchange_error(ep, e)
         })?;

@@ -424,3 +424,36 @@ async fn a_client_that_stops_reading_is_dropped_after_the_send_timeout() {
     }
     drop(s);
 }
+
+#[tokio::test]
+async fn a_slow_upload_is_neither_timed_nor_blamed_as_the_upstreams() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&fleet_config(&[up.url()], "request_timeout = \"1s\"")).await;
+    let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+    s.write_all(
+        b"POST /echo/upload HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    // The client takes longer than the pool's request timeout to send the rest.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"6\r\n world\r\n0\r\n\r\n").await.unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = response(&mut s, &mut pending, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(echoed(&body)["body_bytes"], 11);
+    let lb = send(
+        &client(),
+        get(gw.admin_addr, "/api/v1/performance/load-balancer/metrics"),
+    )
+    .await
+    .json();
+    assert_eq!(lb["pools"][0]["endpoints"][0]["failures"], 0, "{lb}");
+    assert!(
+        lb["pools"][0]["endpoints"][0]["latency_ms"]
+            .as_f64()
+            .unwrap()
+            < 1000.0,
+        "the upload is not the endpoint's latency: {lb}"
+    );
+}
