@@ -672,6 +672,12 @@ pub struct Limits {
     /// Longest a response write waits for a client that does not read; beyond it the
     /// connection is closed (and the upstream's with it). Default 60 s.
     pub send_timeout: Duration,
+    /// Client connections open at once over all workers; more are closed as they are
+    /// accepted (0: no cap). Default 10 000.
+    pub max_connections: usize,
+    /// Client connections open at once from one address (0: no cap, the default: behind a
+    /// load balancer every client has its address).
+    pub max_connections_per_address: usize,
 }
 
 /// A named group of upstream endpoints that serve the same API.

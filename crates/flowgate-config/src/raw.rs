@@ -237,6 +237,8 @@ pub(crate) struct RawLimits {
     pub max_headers: Option<u32>,
     pub body_read_timeout: Option<HumanDuration>,
     pub send_timeout: Option<HumanDuration>,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_address: Option<u32>,
     pub header_read_timeout: Option<HumanDuration>,
 }
 

@@ -30,6 +30,7 @@ pub mod defaults {
 
     pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const MAX_CLIENT_CONNECTIONS: usize = 10_000;
     pub const LISTEN: &str = "127.0.0.1:8080";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9090";
     pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -163,6 +164,10 @@ pub(crate) fn validate(
         header_read_timeout,
         body_read_timeout: dur(l.body_read_timeout, defaults::BODY_READ_TIMEOUT),
         send_timeout: dur(l.send_timeout, defaults::SEND_TIMEOUT),
+        max_connections: l
+            .max_connections
+            .map_or(defaults::MAX_CLIENT_CONNECTIONS, |n| n as usize),
+        max_connections_per_address: l.max_connections_per_address.unwrap_or(0) as usize,
     };
     positive(
         limits.body_read_timeout,

@@ -50,6 +50,8 @@ pub struct Gateway {
     instances: Instances,
     /// Held while a new runtime is built and swapped in (reloads and registrations).
     rebuilding: Mutex<()>,
+    /// Client connections open on every worker, against the connection caps.
+    client_connections: Arc<flowgate_http::server::Connections>,
 }
 
 impl Gateway {
@@ -141,7 +143,12 @@ impl Gateway {
             auth,
             instances: Instances::default(),
             rebuilding: Mutex::new(()),
+            client_connections: Arc::default(),
         }))
+    }
+
+    pub(crate) fn client_connections(&self) -> &Arc<flowgate_http::server::Connections> {
+        &self.client_connections
     }
 
     pub(crate) fn request_ids(&self) -> &Arc<RequestIds> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use flowgate_clock::SharedClock;
-use flowgate_http::server::{ClientBody, HeadError, Limits, Peer, Service, Settings};
+use flowgate_http::server::{ClientBody, Connections, HeadError, Limits, Peer, Service, Settings};
 use http::{Request, Response};
 use prometheus_client::metrics::counter::Counter;
 
@@ -40,6 +40,8 @@ impl Service for Gateway {
             },
             http2: rt.config.server.http2,
             drain_timeout: rt.config.server.drain_timeout,
+            max_connections: l.max_connections,
+            max_connections_per_address: l.max_connections_per_address,
         }
     }
 
@@ -53,5 +55,13 @@ impl Service for Gateway {
 
     fn on_drain(&self) {
         self.set_draining();
+    }
+
+    fn connections(&self) -> &Arc<Connections> {
+        self.client_connections()
+    }
+
+    fn on_refused_connection(&self) {
+        self.telemetry().metrics().refused_connections.inc();
     }
 }

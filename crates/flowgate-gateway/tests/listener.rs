@@ -457,3 +457,51 @@ async fn a_slow_upload_is_neither_timed_nor_blamed_as_the_upstreams() {
         "the upload is not the endpoint's latency: {lb}"
     );
 }
+
+#[tokio::test]
+async fn connections_over_the_per_address_cap_are_closed_as_they_come() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!(
+        "[limits]\nmax_connections_per_address = 2\n\n{}",
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let mut first = TcpStream::connect(gw.data_addr).await.unwrap();
+    let mut second = TcpStream::connect(gw.data_addr).await.unwrap();
+    let mut pending = Vec::new();
+    // Both are served (and so counted) before the third arrives.
+    for s in [&mut first, &mut second] {
+        s.write_all(b"GET /echo/a HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = response(s, &mut pending, false).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    let mut third = TcpStream::connect(gw.data_addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /echo/a HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await;
+    assert!(
+        closed(&mut third).await,
+        "a third connection from one address is refused"
+    );
+    let m = send(&client(), get(gw.admin_addr, "/metrics")).await;
+    assert_eq!(
+        metric(
+            &String::from_utf8_lossy(&m.body),
+            "flowgate_refused_connections_total"
+        ),
+        1.0
+    );
+    // One of the two leaves: there is room again.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = TcpStream::connect(gw.data_addr).await.unwrap();
+    again
+        .write_all(b"GET /echo/a HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    let (head, _) = response(&mut again, &mut pending, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}

@@ -79,6 +79,7 @@ pub struct Metrics {
     pub upstream_tls_errors: Family<TlsErrorLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub worker_connections: Family<WorkerLabels, Counter>,
+    pub refused_connections: Counter,
     pub dropped_records: Counter,
 }
 
@@ -97,6 +98,7 @@ impl Metrics {
             upstream_tls_errors: Family::default(),
             config_reloads: Family::default(),
             worker_connections: Family::default(),
+            refused_connections: Counter::default(),
             dropped_records: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("flowgate");
@@ -149,6 +151,11 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads, by result",
             m.config_reloads.clone(),
+        );
+        r.register(
+            "refused_connections",
+            "Client connections closed as they were accepted: over max_connections or max_connections_per_address",
+            m.refused_connections.clone(),
         );
         r.register(
             "worker_connections",

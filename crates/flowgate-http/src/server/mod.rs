@@ -3,6 +3,7 @@
 //! shutdown. What a request gets is up to the [`Service`] it serves.
 
 mod body;
+mod caps;
 mod conn_state;
 mod h1;
 mod service;
@@ -26,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub use body::{BodyTimeout, ClientBody, Incoming};
+pub use caps::Connections;
 pub use service::{HeadError, Limits, Peer, Service, Settings};
 
 /// The request-head parser, for [`crate::fuzzing`].
@@ -56,7 +58,15 @@ pub async fn serve<S: Service>(
             res = listener.accept() => match res {
                 Ok((stream, peer)) => {
                     accepted.inc();
-                    serve_conn(&svc, stream, peer, stop.subscribe());
+                    let s = svc.settings();
+                    match svc.connections().admit(peer.ip(), s.max_connections, s.max_connections_per_address) {
+                        Some(slot) => serve_conn(&svc, stream, peer, slot, stop.subscribe()),
+                        // Over a cap: closed at once (a reset, not an answer: nothing was read).
+                        None => {
+                            svc.on_refused_connection();
+                            drop(stream);
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -82,12 +92,15 @@ fn serve_conn<S: Service>(
     svc: &Arc<S>,
     stream: TcpStream,
     peer: SocketAddr,
+    slot: caps::Admitted,
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let Settings { limits, http2, .. } = svc.settings();
     let svc = svc.clone();
     tokio::spawn(async move {
+        // Counted against the caps until the connection's task ends.
+        let _slot = slot;
         let stream = Arc::new(stream);
         let state = Arc::new(ConnState::default());
         // The watchdog is a task of its own: the connection's task polls nothing but the

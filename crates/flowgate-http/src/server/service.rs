@@ -12,7 +12,7 @@ use http::{HeaderValue, Request, Response};
 use http_body::Body;
 use prometheus_client::metrics::counter::Counter;
 
-use super::ClientBody;
+use super::{ClientBody, Connections};
 use crate::BoxError;
 
 /// A handler of the listener's requests.
@@ -45,6 +45,12 @@ pub trait Service: Send + Sync + Sized + 'static {
 
     /// The listener stopped accepting and drains its connections.
     fn on_drain(&self) {}
+
+    /// The connections open on every listener of this service, against the caps.
+    fn connections(&self) -> &Arc<Connections>;
+
+    /// A connection was closed as it was accepted, over a cap.
+    fn on_refused_connection(&self) {}
 }
 
 /// What the listener holds connections to.
@@ -55,6 +61,10 @@ pub struct Settings {
     pub http2: bool,
     /// How long in-flight requests get to finish once the listener stops.
     pub drain_timeout: Duration,
+    /// Client connections open at once, over all workers (0: no cap).
+    pub max_connections: usize,
+    /// Client connections open at once from one address (0: no cap).
+    pub max_connections_per_address: usize,
 }
 
 /// The limits on request heads.
