@@ -505,3 +505,29 @@ async fn connections_over_the_per_address_cap_are_closed_as_they_come() {
     let (head, _) = response(&mut again, &mut pending, false).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
+
+#[tokio::test]
+async fn an_h2c_connection_that_never_answers_is_closed() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!(
+        "[limits]\nheader_read_timeout = \"1s\"\n\n{}",
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.data_addr).await.unwrap();
+    // The HTTP/2 preface and an empty SETTINGS frame, then silence: no ACK, no PING answer.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => continue, // the server's SETTINGS and PINGs, unanswered
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "still open after 10 s");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}

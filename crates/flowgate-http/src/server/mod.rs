@@ -179,8 +179,12 @@ async fn serve_h2<S: Service>(
         async move { Ok::<_, Infallible>(svc.call(req.map(ClientBody::H2), &peer).await) }
     });
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // A peer that does not answer a PING within the head deadline is gone, or never was an
+    // HTTP/2 client (a preface and then nothing): the connection is closed.
     b.timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout);
     let mut conn = pin!(b.serve_connection(TokioIo::new(io), svc));
     tokio::select! {
         _ = conn.as_mut() => return,
