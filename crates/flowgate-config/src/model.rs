@@ -627,6 +627,10 @@ pub struct RouteCache {
     pub max_ttl: Option<Duration>,
     /// Routes with the same namespace share entries. Default: the route's name.
     pub namespace: Option<String>,
+    /// Whether a client may pick another namespace with `x-flowgate-cache-namespace`
+    /// (`namespace_header`). Default false: a client could otherwise read and fill the
+    /// entries of any namespace, another tenant's included.
+    pub namespace_header: bool,
     /// http routes: the query parameters in the key (`None`: all of them).
     pub query: Option<Vec<String>>,
     /// http routes: the request headers in the key, sorted (default none).

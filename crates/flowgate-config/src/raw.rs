@@ -213,6 +213,7 @@ pub(crate) struct RawRouteCache {
     pub stale: Option<HumanDuration>,
     pub max_ttl: Option<HumanDuration>,
     pub namespace: Option<String>,
+    pub namespace_header: Option<bool>,
     pub query: Option<Vec<String>>,
     pub headers: Option<Vec<String>>,
 }

@@ -1144,6 +1144,7 @@ fn route_cache(
         stale: raw.stale.map(|t| t.0),
         max_ttl: raw.max_ttl.map(|t| t.0),
         namespace: raw.namespace,
+        namespace_header: raw.namespace_header.unwrap_or(false),
         query,
         headers,
     }

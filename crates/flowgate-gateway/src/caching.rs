@@ -306,7 +306,11 @@ pub fn plan(
             .get(header::CACHE_CONTROL)
             .map(HeaderValue::as_bytes),
         headers.get(&TTL_HEADER).map(HeaderValue::as_bytes),
-        headers.get(&NAMESPACE_HEADER).map(HeaderValue::as_bytes),
+        // Another namespace only where the route lets clients pick one.
+        headers
+            .get(&NAMESPACE_HEADER)
+            .filter(|_| route.cfg.cache.namespace_header)
+            .map(HeaderValue::as_bytes),
     )
     .map_err(|e| ProxyError::BadCacheDirective(e.to_string()))?;
     let material = match route.cfg.kind {

@@ -85,7 +85,11 @@ async fn deterministic_requests_are_answered_from_memory() {
 #[tokio::test]
 async fn clients_steer_the_cache_with_headers() {
     let up = sim(EndpointSpec::default()).await;
-    let gw = gateway(&format!("{CACHE}{}", fleet_config(&[up.url()], ""))).await;
+    let gw = gateway(&with_namespace_header(&format!(
+        "{CACHE}{}",
+        fleet_config(&[up.url()], "")
+    )))
+    .await;
     let c = client();
     let with = |name: &str, value: &str| {
         let mut r = post(gw.data_addr, "/v1/chat/completions", chat(0.0, "h"));
@@ -112,7 +116,7 @@ async fn clients_steer_the_cache_with_headers() {
         cache_header(&send(&c, with("cache-control", "no-cache")).await),
         "miss"
     );
-    // Another namespace does not see the entry.
+    // Another namespace does not see the entry (the route lets clients pick one).
     assert_eq!(
         cache_header(&send(&c, with("x-flowgate-cache-namespace", "team-b")).await),
         "miss"
@@ -1114,5 +1118,28 @@ async fn on_caching_routes_the_one_body_read_still_refuses_bad_json() {
     // Valid JSON that is not an object is forwarded, not cached.
     let r = ask("[]").await;
     assert_eq!(cache_header(&r), "bypass");
+    assert_eq!(up.stats().requests, 1);
+}
+
+#[tokio::test]
+async fn a_namespace_header_is_ignored_where_the_route_does_not_allow_it() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!("{CACHE}{}", fleet_config(&[up.url()], ""))).await;
+    let c = client();
+    let ask = |ns: Option<&str>| {
+        let mut r = post(
+            gw.data_addr,
+            "/v1/chat/completions",
+            chat(0.0, "tenant data"),
+        );
+        if let Some(ns) = ns {
+            r.headers_mut()
+                .insert("x-flowgate-cache-namespace", ns.parse().unwrap());
+        }
+        r
+    };
+    assert_eq!(cache_header(&send(&c, ask(None)).await), "miss");
+    // Naming another namespace neither hides the entry nor reaches another tenant's.
+    assert_eq!(cache_header(&send(&c, ask(Some("team-b"))).await), "hit-l1");
     assert_eq!(up.stats().requests, 1);
 }

@@ -157,7 +157,7 @@ async fn invalidation_reaches_every_tier() {
     let redis = RedisServer::start().await;
     let up = sim(EndpointSpec::default()).await;
     let (cfg, dir) = all_tiers(&redis, &up, "invalidate", "");
-    let gw = gateway(&cfg).await;
+    let gw = gateway(&with_namespace_header(&cfg)).await;
     let c = client();
     let url = "/v1/chat/completions";
     let cache = gw.gateway.cache().unwrap().clone();

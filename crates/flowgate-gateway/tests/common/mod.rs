@@ -147,6 +147,18 @@ pub fn fleet_config(urls: &[String], pool_extra: &str) -> String {
     )
 }
 
+/// `cfg` (from [`fleet_config`]) with its `chat` route letting clients pick a cache
+/// namespace (`x-flowgate-cache-namespace`).
+pub fn with_namespace_header(cfg: &str) -> String {
+    let chat = "name = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n";
+    assert!(cfg.contains(chat), "no chat route in {cfg}");
+    cfg.replacen(
+        chat,
+        &format!("{chat}cache = {{ namespace_header = true }}\n"),
+        1,
+    )
+}
+
 pub fn client() -> TestClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
