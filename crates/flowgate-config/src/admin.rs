@@ -5,9 +5,9 @@
 
 use serde::Deserialize;
 
+use crate::error::Found;
 use crate::error::KeyPath;
-use crate::model::{Secret, parse_key_hash};
-use crate::validate::Found;
+use crate::secret::{Secret, parse_key_hash};
 
 /// The environment variable holding a write token.
 pub const ADMIN_TOKEN_ENV: &str = "FLOWGATE_ADMIN_TOKEN";

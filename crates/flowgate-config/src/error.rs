@@ -170,6 +170,9 @@ pub(crate) fn locate(src: &str, path: &KeyPath) -> Option<usize> {
     found
 }
 
+/// Problems found while checking a config: where, and what.
+pub(crate) type Found = Vec<(KeyPath, String)>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

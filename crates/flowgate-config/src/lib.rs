@@ -26,6 +26,7 @@ mod model;
 mod proxy;
 mod raw;
 mod resilience;
+mod secret;
 mod tls;
 mod units;
 mod validate;

@@ -6,10 +6,9 @@ use std::net::IpAddr;
 
 use http::Uri;
 
+use crate::error::Found;
 use crate::error::KeyPath;
 use crate::ip_block::IpBlock;
-use crate::model::EndpointConfig;
-use crate::validate::Found;
 
 /// An HTTP proxy connections are tunnelled through (`CONNECT`).
 #[derive(Clone, PartialEq, Eq)]
@@ -55,14 +54,13 @@ pub enum Egress {
 }
 
 impl Egress {
-    /// The proxy `endpoint`'s connections go through, if any.
-    pub fn proxy_for(&self, endpoint: &EndpointConfig) -> Option<&ProxyConfig> {
+    /// The proxy the connections to `host` go through, if any (`tls`: an `https://`
+    /// endpoint).
+    pub fn proxy_for(&self, tls: bool, host: &str) -> Option<&ProxyConfig> {
         match self {
             Egress::Direct => None,
             Egress::Proxy(p) => Some(p),
-            Egress::Env { https, no_proxy } => {
-                (endpoint.tls && !bypassed(no_proxy, &endpoint.host)).then_some(https)
-            }
+            Egress::Env { https, no_proxy } => (tls && !bypassed(no_proxy, host)).then_some(https),
         }
     }
 }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::error::Found;
 use crate::error::KeyPath;
-use crate::validate::{Found, relative_to};
+use crate::units::relative_to;
 
 /// `[pools.NAME.tls]` as written.
 #[derive(Debug, Default, Deserialize)]

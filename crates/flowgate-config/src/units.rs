@@ -112,6 +112,18 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// `path`, relative to the directory of the config file `origin` unless absolute.
+pub(crate) fn relative_to(origin: &str, path: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(path);
+    if path.is_relative() {
+        std::path::Path::new(origin)
+            .parent()
+            .map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+    } else {
+        path.to_path_buf()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ use crate::raw::{
     RawRoute, RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
 };
 use crate::units::HumanDuration;
+use crate::units::relative_to;
 
 /// Defaults, documented in `docs/configuration.md`.
 pub mod defaults {
@@ -64,7 +65,7 @@ pub mod defaults {
     pub const WARM_KEEP: usize = 1000;
 }
 
-pub(crate) type Found = Vec<(KeyPath, String)>;
+pub(crate) use crate::error::Found;
 
 pub(crate) fn validate(
     raw: RawConfig,
@@ -1014,18 +1015,6 @@ fn warm(raw: &RawWarm, origin: &str, key: &KeyPath, found: &mut Found) -> WarmCo
         ));
     }
     WarmConfig { file, rate, keep }
-}
-
-/// `path`, relative to the directory of the config file `origin` unless absolute.
-pub(crate) fn relative_to(origin: &str, path: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(path);
-    if path.is_relative() {
-        std::path::Path::new(origin)
-            .parent()
-            .map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
-    } else {
-        path.to_path_buf()
-    }
 }
 
 fn disk_cache(

@@ -63,7 +63,7 @@ impl Endpoint {
                 max_idle: pool.max_idle as usize,
                 max_connections: pool.max_connections as usize,
                 tls,
-                proxy: pool.egress.proxy_for(&cfg).map(|p| {
+                proxy: pool.egress.proxy_for(cfg.tls, &cfg.host).map(|p| {
                     let credentials = p.user.as_deref().zip(p.password.as_deref());
                     Proxy::new(p.authority.clone(), credentials)
                 }),

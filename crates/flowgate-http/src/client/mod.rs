@@ -4,7 +4,7 @@
 
 mod wire;
 
-/// The response-head parser, for [`crate::fuzzing`]: the body's decoder and whether the
+/// The response-head parser, for the fuzzing entry points: the body's decoder and whether the
 /// connection can be kept.
 pub(crate) fn parse_for_fuzzing(
     buf: &mut bytes::BytesMut,

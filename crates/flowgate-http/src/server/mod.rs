@@ -30,7 +30,7 @@ pub use body::{BodyTimeout, ClientBody, Incoming};
 pub use caps::Connections;
 pub use service::{HeadError, Limits, Peer, Service, Settings};
 
-/// The request-head parser, for [`crate::fuzzing`].
+/// The request-head parser, for the fuzzing entry points.
 pub(crate) fn parse_for_fuzzing(
     buf: &mut bytes::BytesMut,
     limits: &Limits,
