@@ -80,14 +80,24 @@ pub async fn read_whole(mut incoming: ClientBody, limit: u64) -> Result<Bytes, P
 
 /// The error of a client's body that broke: a 408 when it stopped arriving, else a 400.
 pub fn body_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(t) = err.downcast_ref::<BodyTimeout>() {
-            return ProxyError::BodyTimeout(t.0);
-        }
-        cur = err.source();
+    match find_cause::<BodyTimeout>(e) {
+        Some(t) => ProxyError::BodyTimeout(t.0),
+        None => ProxyError::BodyRead(e.to_string()),
     }
-    ProxyError::BodyRead(e.to_string())
+}
+
+/// The first error of type `E` in `err`'s source chain.
+pub(crate) fn find_cause<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 impl ReqBody {

@@ -29,7 +29,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Uri};
 use smallvec::SmallVec;
 
-use crate::body::{BodyLimitExceeded, ReqBody};
+use crate::body::{BodyLimitExceeded, ReqBody, find_cause};
 use crate::error::ProxyError;
 use crate::headers::{self, ClientFields, UpstreamFields};
 use crate::outcome::Outcome;
@@ -621,18 +621,4 @@ fn upstream_target<'a>(ep: &Endpoint, uri: &'a Uri) -> Cow<'a, str> {
     } else {
         Cow::Owned(format!("{}{}", ep.cfg.base_path, pq))
     }
-}
-
-/// The first error of type `E` in `err`'s source chain.
-fn find_cause<'a, E: std::error::Error + 'static>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a E> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(found) = e.downcast_ref::<E>() {
-            return Some(found);
-        }
-        cur = e.source();
-    }
-    None
 }

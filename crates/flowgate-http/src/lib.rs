@@ -19,6 +19,7 @@
 
 pub mod chunked;
 pub mod client;
+mod deadline;
 pub mod fields;
 pub mod fuzzing;
 pub mod pool;

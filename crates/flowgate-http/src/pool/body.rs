@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::Sleep;
 
 use super::Lease;
 use crate::BoxError;
 use crate::chunked::Decoder;
+use crate::deadline::Deadline;
 
 /// The upstream sent nothing for longer than the read timeout.
 #[derive(Debug, thiserror::Error)]
@@ -26,10 +26,8 @@ pub struct ResponseBody {
     lease: Option<Lease>,
     decoder: Decoder,
     keep_alive: bool,
-    read_timeout: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The timer must be pushed back before the next wait (a frame arrived since).
-    stale_timer: bool,
+    /// The read timeout between frames.
+    deadline: Deadline,
 }
 
 impl ResponseBody {
@@ -41,9 +39,7 @@ impl ResponseBody {
             lease: Some(lease),
             decoder,
             keep_alive,
-            read_timeout,
-            timer: None,
-            stale_timer: false,
+            deadline: Deadline::new(read_timeout),
         };
         if body.decoder.is_done() {
             body.release();
@@ -56,24 +52,6 @@ impl ResponseBody {
         if let Some(lease) = self.lease.take() {
             lease.release(self.keep_alive);
         }
-    }
-
-    #[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = tokio::time::Instant::now() + self.read_timeout;
-        let timer = match &mut self.timer {
-            Some(t) => {
-                if self.stale_timer {
-                    t.as_mut().reset(deadline);
-                }
-                t
-            }
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.stale_timer = false;
-        timer.as_mut().poll(cx)
     }
 }
 
@@ -91,7 +69,7 @@ impl Body for ResponseBody {
         };
         match wire.poll_body(&mut this.decoder, cx) {
             Poll::Ready(Some(Ok(data))) => {
-                this.stale_timer = true;
+                this.deadline.progressed();
                 if this.decoder.is_done() {
                     this.release();
                 }
@@ -106,10 +84,10 @@ impl Body for ResponseBody {
                 this.release();
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.poll_timer(cx) {
+            Poll::Pending => match this.deadline.poll(cx) {
                 Poll::Ready(()) => {
                     this.lease = None;
-                    Poll::Ready(Some(Err(Box::new(ReadTimeout(this.read_timeout)))))
+                    Poll::Ready(Some(Err(Box::new(ReadTimeout(this.deadline.timeout())))))
                 }
                 Poll::Pending => Poll::Pending,
             },

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
 use crate::BoxError;
 use crate::chunked::{Decoder, Step};
+use crate::deadline::Deadline;
 
 /// The read buffer of a connection, and how much room a read wants.
 pub(super) const BUF: usize = 8 * 1024;
@@ -69,10 +69,7 @@ pub struct Incoming {
     stream: Arc<TcpStream>,
     shared: Arc<Mutex<Reading>>,
     /// Longest gap between two pieces of the body.
-    timeout: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The timer must be pushed back before the next wait (bytes arrived since).
-    stale_timer: bool,
+    deadline: Deadline,
 }
 
 /// The client sent nothing of its body for longer than the body read timeout.
@@ -96,9 +93,7 @@ impl Incoming {
         Incoming {
             stream,
             shared: Arc::new(Mutex::new(reading)),
-            timeout,
-            timer: None,
-            stale_timer: false,
+            deadline: Deadline::new(timeout),
         }
     }
 
@@ -127,7 +122,7 @@ impl Body for Incoming {
         loop {
             match r.decoder.step(&mut r.buf) {
                 Step::Data(b) => {
-                    this.stale_timer = true;
+                    this.deadline.progressed();
                     return Poll::Ready(Some(Ok(Frame::data(b))));
                 }
                 Step::End => return Poll::Ready(None),
@@ -155,10 +150,9 @@ impl Body for Incoming {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                 Poll::Pending => {
-                    let (timer, stale) = (&mut this.timer, &mut this.stale_timer);
-                    return match poll_timer(timer, stale, this.timeout, cx) {
+                    return match this.deadline.poll(cx) {
                         Poll::Ready(()) => {
-                            Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout)))))
+                            Poll::Ready(Some(Err(Box::new(BodyTimeout(this.deadline.timeout())))))
                         }
                         Poll::Pending => Poll::Pending,
                     };
@@ -177,27 +171,4 @@ impl Body for Incoming {
             .remaining()
             .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
-}
-
-/// Waits for the body's read deadline: `timeout` after the last piece (a new timer the
-/// first time, pushed back when `stale`).
-#[allow(clippy::disallowed_methods)] // timers follow tokio's clock (paused in tests)
-fn poll_timer(
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    stale: &mut bool,
-    timeout: Duration,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let t = match timer {
-        Some(t) => {
-            if *stale {
-                t.as_mut().reset(deadline);
-            }
-            t
-        }
-        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
-    };
-    *stale = false;
-    t.as_mut().poll(cx)
 }
