@@ -17,14 +17,6 @@ fn pool(url: &str, extra: &str) -> String {
     )
 }
 
-async fn chat_once(gw: &flowgate_gateway::Running) -> Reply {
-    send(
-        &client(),
-        post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_pools_proxy_tunnels_https_with_its_credentials() {
     let pki = Pki::new("egress");

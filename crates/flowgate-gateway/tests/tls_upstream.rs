@@ -29,14 +29,6 @@ fn ca(pki: &Pki) -> String {
     format!("ca_file = {:?}", pki.ca_file().display().to_string())
 }
 
-async fn chat_once(gw: &flowgate_gateway::Running) -> Reply {
-    send(
-        &client(),
-        post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn an_https_upstream_signed_by_the_pools_ca_answers_and_keeps_its_connection() {
     let pki = Pki::new("ok");

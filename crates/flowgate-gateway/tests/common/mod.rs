@@ -159,6 +159,15 @@ pub fn with_namespace_header(cfg: &str) -> String {
     )
 }
 
+/// One non-streamed chat request to `gw`'s `/v1/chat/completions`, on a fresh client.
+pub async fn chat_once(gw: &Running) -> Reply {
+    send(
+        &client(),
+        post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+    )
+    .await
+}
+
 pub fn client() -> TestClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
