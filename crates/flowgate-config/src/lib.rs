@@ -41,11 +41,11 @@ pub use model::{
     ADMIN_TOKEN_ENV, AdaptiveConfig, AdminConfig, AdminScope, AdminToken, AffinityConfig,
     AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
     ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback, HealthCheckConfig,
-    HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog,
-    ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate, RateLimitConfig,
-    RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig, RouteKind, Secret,
-    ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey, UpstreamTls,
-    WarmConfig,
+    HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits, ListenerTls,
+    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate,
+    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey,
+    UpstreamTls, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;

@@ -13,7 +13,7 @@ pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
 };
 pub use crate::secret::{Secret, format_key_hash, parse_key_hash};
-pub use crate::tls::{TlsRoots, UpstreamTls};
+pub use crate::tls::{ListenerTls, TlsRoots, UpstreamTls};
 
 /// A whole, valid flowgate configuration.
 #[derive(Debug, Clone)]
@@ -602,6 +602,8 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are believed and passed
     /// on (a load balancer in front); anyone else's are replaced. Default none.
     pub trusted_proxies: Vec<IpBlock>,
+    /// `[server.tls]`: the data plane serves HTTPS (HTTP/1.1, and h2 by ALPN when `http2`).
+    pub tls: Option<ListenerTls>,
 }
 
 /// Limits on what a client may send.
@@ -798,7 +800,12 @@ impl Config {
             s,
             "  listen {} (http/1.1{}), admin {}, drain {}, workers {}",
             self.server.listen,
-            if self.server.http2 { " + h2c" } else { "" },
+            match (&self.server.tls, self.server.http2) {
+                (Some(_), true) => " over TLS, h2 by ALPN",
+                (Some(_), false) => " over TLS",
+                (None, true) => " + h2c",
+                (None, false) => "",
+            },
             self.server.admin_listen,
             format_duration(self.server.drain_timeout),
             self.server

@@ -228,6 +228,7 @@ pub(crate) struct RawServer {
     pub workers: Option<u32>,
     pub region: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub tls: Option<crate::tls::RawListenerTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]

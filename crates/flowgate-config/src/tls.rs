@@ -24,6 +24,77 @@ pub(crate) struct RawUpstreamTls {
     pub insecure_skip_verify: Option<bool>,
 }
 
+/// `[server.tls]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_ca_file: Option<String>,
+}
+
+/// The data plane's own certificate (`[server.tls]`), reloaded when its files change or on
+/// SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The PEM certificate chain served (leaf first) and its private key, resolved against
+    /// the config file's folder.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, clients must present a certificate one of them issued.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Validates `[server.tls]`; files are relative to the config file `origin`'s folder.
+pub(crate) fn listener_tls(
+    raw: Option<RawListenerTls>,
+    origin: &str,
+    server: &KeyPath,
+    found: &mut Found,
+) -> Option<ListenerTls> {
+    let raw = raw?;
+    let key = server.clone().key("tls");
+    let required = |name: &str, v: Option<String>, found: &mut Found| match v {
+        Some(v) => readable(origin, &key, name, v, found),
+        None => {
+            found.push((
+                key.clone().key(name),
+                "required: [server.tls] needs cert_file and key_file (PEM)".into(),
+            ));
+            None
+        }
+    };
+    let cert_file = required("cert_file", raw.cert_file, found);
+    let key_file = required("key_file", raw.key_file, found);
+    let client_ca_file = raw
+        .client_ca_file
+        .and_then(|v| readable(origin, &key, "client_ca_file", v, found));
+    Some(ListenerTls {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        client_ca_file,
+    })
+}
+
+/// `v` resolved against the config's folder; a file that cannot be opened is a problem of
+/// `key.name`.
+fn readable(
+    origin: &str,
+    key: &KeyPath,
+    name: &str,
+    v: String,
+    found: &mut Found,
+) -> Option<PathBuf> {
+    let path = relative_to(origin, &v);
+    if let Err(e) = std::fs::File::open(&path) {
+        found.push((
+            key.clone().key(name),
+            format!("cannot read {}: {e}", path.display()),
+        ));
+    }
+    Some(path)
+}
+
 /// Where the certificates that vouch for upstream servers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsRoots {
@@ -95,17 +166,8 @@ pub(crate) fn upstream_tls(
             TlsRoots::Bundled
         }
     };
-    let file = |name: &str, v: Option<String>, found: &mut Found| {
-        let v = v?;
-        let path = relative_to(origin, &v);
-        if let Err(e) = std::fs::File::open(&path) {
-            found.push((
-                key.clone().key(name),
-                format!("cannot read {}: {e}", path.display()),
-            ));
-        }
-        Some(path)
-    };
+    let file =
+        |name: &str, v: Option<String>, found: &mut Found| readable(origin, &key, name, v?, found);
     let ca_file = file("ca_file", raw.ca_file, found);
     let cert_file = file("cert_file", raw.cert_file, found);
     let key_file = file("key_file", raw.key_file, found);

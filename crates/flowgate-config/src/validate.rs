@@ -132,6 +132,7 @@ pub(crate) fn validate(
                 block
             })
             .collect(),
+        tls: crate::tls::listener_tls(raw.server.tls, origin, &server_key, &mut found),
     };
 
     let lk = root.clone().key("limits");

@@ -20,6 +20,7 @@ use crate::headers::RequestIds;
 use crate::instances::Instances;
 use crate::queues::Queues;
 use crate::runtime::{Lasting, Runtime};
+use crate::tls::listener::ListenerTls;
 use crate::warming::Warming;
 
 /// The gateway. Share it as `Arc<Gateway>`.
@@ -52,6 +53,8 @@ pub struct Gateway {
     rebuilding: Mutex<()>,
     /// Client connections open on every worker, against the connection caps.
     client_connections: Arc<flowgate_http::server::Connections>,
+    /// `[server.tls]`, fixed at start (the certificate itself is reloaded).
+    listener_tls: Option<ListenerTls>,
 }
 
 impl Gateway {
@@ -107,6 +110,13 @@ impl Gateway {
         }));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
+        let listener_tls = match &config.server.tls {
+            Some(t) => Some(
+                ListenerTls::new(t, config.server.http2)
+                    .map_err(|(k, m)| std::io::Error::other(format!("{k}: {m}")))?,
+            ),
+            None => None,
+        };
         let runtime = Runtime::build(
             config,
             None,
@@ -144,7 +154,13 @@ impl Gateway {
             instances: Instances::default(),
             rebuilding: Mutex::new(()),
             client_connections: Arc::default(),
+            listener_tls,
         }))
+    }
+
+    /// The data-plane listener's TLS, when `[server.tls]` is set.
+    pub fn listener_tls(&self) -> Option<&ListenerTls> {
+        self.listener_tls.as_ref()
     }
 
     pub(crate) fn client_connections(&self) -> &Arc<flowgate_http::server::Connections> {

@@ -74,6 +74,8 @@ pub struct ClientFields<'a> {
     pub forwarded_for: Cow<'a, [u8]>,
     pub forwarded: Vec<u8>,
     pub real_ip: &'a [u8],
+    /// The scheme the client used: `http`, or `https` on a TLS listener.
+    pub proto: &'static [u8],
 }
 
 impl<'a> ClientFields<'a> {
@@ -115,11 +117,14 @@ impl<'a> ClientFields<'a> {
             forwarded.extend_from_slice(host);
             forwarded.push(b'"');
         }
-        forwarded.extend_from_slice(b";proto=http");
+        let proto: &'static [u8] = if client.tls { b"https" } else { b"http" };
+        forwarded.extend_from_slice(b";proto=");
+        forwarded.extend_from_slice(proto);
         ClientFields {
             forwarded_for,
             forwarded,
             real_ip: theirs(&REAL_IP).unwrap_or(ip),
+            proto,
         }
     }
 }
@@ -147,7 +152,7 @@ impl<'a> UpstreamFields<'a> {
         let mut fields: [(&'a HeaderName, &'a [u8]); 8] = [
             (&header::HOST, upstream_host.as_bytes()),
             (&FORWARDED_FOR, &client.forwarded_for),
-            (&FORWARDED_PROTO, b"http"),
+            (&FORWARDED_PROTO, client.proto),
             (&REQUEST_ID, request_id.as_bytes()),
             (&FORWARDED, &client.forwarded),
             (&REAL_IP, client.real_ip),
@@ -281,6 +286,10 @@ mod tests {
         let none = HeaderMap::new();
         let f = ClientFields::new(&none, &v6, &[], None);
         assert_eq!(f.forwarded, b"for=\"[::1]\";proto=http");
+        let secure = Peer::new("192.0.2.7:5000".parse().unwrap()).over_tls();
+        let f = ClientFields::new(&none, &secure, &[], None);
+        assert_eq!(f.forwarded, b"for=192.0.2.7;proto=https");
+        assert_eq!(f.proto, b"https");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct Running {
     workers: Option<Workers>,
     admin: Option<JoinHandle<()>>,
     _watcher: Option<FileWatcher>,
+    _cert_watchers: Vec<FileWatcher>,
 }
 
 /// Binds the listeners named in `config` (port 0 picks a free port) and starts serving.
@@ -47,6 +48,7 @@ pub async fn launch(
         Some(p) => Some(crate::reload::spawn_reloader(gateway.clone(), p)?),
         None => None,
     };
+    let cert_watchers = crate::reload::spawn_certificate_reloader(gateway.clone())?;
     let (stop, stopped) = watch::channel(false);
     let workers = workers::start(&gateway, data_listeners, &stopped)?;
     warm_from_file(&gateway);
@@ -74,6 +76,7 @@ pub async fn launch(
         workers: Some(workers),
         admin: Some(admin),
         _watcher: watcher,
+        _cert_watchers: cert_watchers,
     })
 }
 

@@ -64,4 +64,18 @@ impl Service for Gateway {
     fn on_refused_connection(&self) {
         self.telemetry().metrics().refused_connections.inc();
     }
+
+    fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.listener_tls().map(|t| t.config.clone())
+    }
+
+    fn on_handshake_failed(&self, reason: &'static str) {
+        self.telemetry()
+            .metrics()
+            .client_tls_errors
+            .get_or_create(&flowgate_telemetry::ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
 }

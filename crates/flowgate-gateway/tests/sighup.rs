@@ -34,3 +34,37 @@ async fn sighup_reloads() {
     eventually(|| g.reload_status().0 > before).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_listener_certificate() {
+    let pki = common::tls::Pki::new("hup");
+    let id = pki.issue("server", &["localhost"]);
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&format!(
+        "[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n\n{}",
+        id.cert.display().to_string(),
+        id.key.display().to_string(),
+        fleet_config(&[up.url()], "")
+    ))
+    .await;
+    let reloads = || async {
+        let m = send(&client(), get(gw.admin_addr, "/metrics")).await;
+        metric(
+            &String::from_utf8_lossy(&m.body),
+            "flowgate_listener_certificate_reloads_total{result=\"ok\"}",
+        )
+    };
+    let before = reloads().await;
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if reloads().await > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("SIGHUP did not reload the listener certificate");
+}

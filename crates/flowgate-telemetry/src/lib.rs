@@ -15,7 +15,7 @@ mod pipeline;
 mod record;
 pub mod windows;
 
-pub use metrics::{EndpointLabels, Metrics, TlsErrorLabels};
+pub use metrics::{EndpointLabels, Metrics, ReasonLabels, ResultLabels, TlsErrorLabels};
 pub use pipeline::Telemetry;
 pub use record::{ErrorKind, RequestRecord};
 pub use windows::{LatencyWindows, PerformanceReport, WindowStats};

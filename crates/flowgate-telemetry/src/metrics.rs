@@ -58,6 +58,12 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Labels of a failure counted by reason alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~3.3 min: gateway overhead and slow LLM answers both land in a real bucket.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -80,6 +86,9 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabels, Counter>,
     pub worker_connections: Family<WorkerLabels, Counter>,
     pub refused_connections: Counter,
+    pub client_tls_errors: Family<ReasonLabels, Counter>,
+    pub certificate_reloads: Family<ResultLabels, Counter>,
+    pub certificate_expiry: Gauge,
     pub dropped_records: Counter,
 }
 
@@ -99,6 +108,9 @@ impl Metrics {
             config_reloads: Family::default(),
             worker_connections: Family::default(),
             refused_connections: Counter::default(),
+            client_tls_errors: Family::default(),
+            certificate_reloads: Family::default(),
+            certificate_expiry: Gauge::default(),
             dropped_records: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("flowgate");
@@ -158,6 +170,21 @@ impl Metrics {
             m.refused_connections.clone(),
         );
         r.register(
+            "client_tls_errors",
+            "Client TLS handshakes on the data-plane listener that failed, by reason",
+            m.client_tls_errors.clone(),
+        );
+        r.register(
+            "listener_certificate_reloads",
+            "Reloads of the listener's certificate ([server.tls]), by result",
+            m.certificate_reloads.clone(),
+        );
+        r.register(
+            "listener_certificate_expiry_timestamp_seconds",
+            "When the listener's served certificate expires (Unix time)",
+            m.certificate_expiry.clone(),
+        );
+        r.register(
             "worker_connections",
             "Client connections accepted, by data-plane worker",
             m.worker_connections.clone(),
@@ -177,6 +204,15 @@ impl Metrics {
                 worker: worker.to_string(),
             })
             .clone()
+    }
+
+    /// Counts a reload of the listener's certificate with `result` (`ok` or `error`).
+    pub fn count_certificate_reload(&self, result: &str) {
+        self.certificate_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a config reload with `result` (`ok` or `error`).

@@ -143,6 +143,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     match flowgate_config::load_with(path, flowgate_gateway::check_tls) {
         Ok(cfg) => {
             print!("{}", cfg.summary());
+            for w in flowgate_gateway::tls_warnings(&cfg) {
+                println!("  WARNING: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -166,3 +166,55 @@ impl TlsFront {
         format!("https://{host}:{}", self.addr.port())
     }
 }
+
+/// A client configuration trusting `ca`, offering `alpn`, presenting `identity` if given.
+pub fn client_config(
+    ca: &Path,
+    alpn: &[&[u8]],
+    identity: Option<&Issued>,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(ca) {
+        roots.add(c).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(
+                certs(&id.cert),
+                PrivateKeyDer::from_pem_file(&id.key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A TLS connection to `addr` for the name `localhost`.
+pub async fn connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// The first certificate of the PEM file `path`, as DER.
+pub fn leaf(path: &Path) -> CertificateDer<'static> {
+    certs(path).remove(0)
+}
+
+/// The certificate a TLS connection was served.
+pub fn served(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}

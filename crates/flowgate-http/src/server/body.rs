@@ -2,7 +2,6 @@
 //! came with its head, else read off the connection as it is polled ([`Incoming`]), or an
 //! HTTP/2 stream's.
 
-use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
@@ -10,8 +9,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use tokio::net::TcpStream;
 
+use super::client_io::ClientIo;
 use crate::BoxError;
 use crate::chunked::{Decoder, Step};
 use crate::deadline::Deadline;
@@ -66,7 +65,7 @@ impl Body for ClientBody {
 /// The rest of a request body, read off the client connection as the gateway polls it.
 #[derive(Debug)]
 pub struct Incoming {
-    stream: Arc<TcpStream>,
+    stream: Arc<ClientIo>,
     shared: Arc<Mutex<Reading>>,
     /// Longest gap between two pieces of the body.
     deadline: Deadline,
@@ -84,12 +83,14 @@ pub(super) struct Reading {
     pub(super) decoder: Decoder,
     /// `Expect: 100-continue` is owed before the first read.
     pub(super) continue_owed: bool,
+    /// How much of the `100 Continue` went out.
+    pub(super) continue_sent: usize,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Incoming {
-    pub(super) fn new(stream: Arc<TcpStream>, reading: Reading, timeout: Duration) -> Self {
+    pub(super) fn new(stream: Arc<ClientIo>, reading: Reading, timeout: Duration) -> Self {
         Incoming {
             stream,
             shared: Arc::new(Mutex::new(reading)),
@@ -129,19 +130,17 @@ impl Body for Incoming {
                 Step::Error(e) => return Poll::Ready(Some(Err(e.into()))),
                 Step::NeedMore => {}
             }
-            while r.continue_owed {
-                ready!(stream.poll_write_ready(cx))?;
-                match stream.try_write(CONTINUE) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
-                    // A fresh connection takes 25 bytes whole.
-                    Ok(_) => r.continue_owed = false,
+            if r.continue_owed {
+                let sent = &mut r.continue_sent;
+                if let Err(e) = ready!(stream.poll_send(cx, CONTINUE, sent)) {
+                    return Poll::Ready(Some(Err(e.into())));
                 }
+                r.continue_owed = false;
             }
             if r.buf.capacity() - r.buf.len() < MIN_ROOM {
                 r.buf.reserve(BUF);
             }
-            match crate::sock::poll_read_some(stream, cx, &mut r.buf) {
+            match stream.poll_read_some(cx, &mut r.buf) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Some(Err(
                         "the client closed the connection before the end of the body".into(),

@@ -16,18 +16,16 @@ use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use flowgate_clock::SharedClock;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
-use http_body::Body;
-use tokio::net::TcpStream;
-
 use super::body::{BUF, ClientBody, Incoming, MIN_ROOM, Reading};
+use super::client_io::ClientIo;
 use super::conn_state::ConnState;
 use super::service::{HeadError, Limits, Peer, Service};
 use crate::chunked::{Chunk, Decoder, chunk_size_line};
 use crate::fields::{self, Framing};
-use crate::sock::write_all;
+use bytes::{Bytes, BytesMut};
+use flowgate_clock::SharedClock;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body::Body;
 
 /// The HTTP/2 connection preface starts this way (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -38,7 +36,7 @@ const LINGER_BYTES: usize = 1024 * 1024;
 
 /// One client connection speaking HTTP/1.1.
 pub(super) struct Conn<S> {
-    stream: Arc<TcpStream>,
+    stream: Arc<ClientIo>,
     buf: BytesMut,
     /// The encoded response head, reused.
     out: Vec<u8>,
@@ -70,7 +68,7 @@ pub(super) struct Head {
 
 impl<S: Service> Conn<S> {
     pub(super) fn new(
-        stream: Arc<TcpStream>,
+        stream: Arc<ClientIo>,
         state: Arc<ConnState>,
         peer: Peer,
         svc: Arc<S>,
@@ -183,6 +181,7 @@ impl<S: Service> Conn<S> {
                 buf: std::mem::take(&mut self.buf),
                 decoder,
                 continue_owed: expect_continue,
+                continue_sent: 0,
             },
             self.limits.body_read_timeout,
         ))
@@ -225,13 +224,11 @@ impl<S: Service> Conn<S> {
         );
         if bodiless {
             drop(body);
-            return write_all(
-                &self.stream,
-                &mut [IoSlice::new(&self.out)],
-                self.limits.send_timeout,
-            )
-            .await
-            .is_ok()
+            return self
+                .stream
+                .write_all(&mut [IoSlice::new(&self.out)], self.limits.send_timeout)
+                .await
+                .is_ok()
                 && keep;
         }
         let chunked = matches!(framing, Out::Chunked);
@@ -249,13 +246,11 @@ impl<S: Service> Conn<S> {
                 None => {
                     if !head_sent {
                         head_sent = true;
-                        if write_all(
-                            &self.stream,
-                            &mut [IoSlice::new(&self.out)],
-                            self.limits.send_timeout,
-                        )
-                        .await
-                        .is_err()
+                        if self
+                            .stream
+                            .write_all(&mut [IoSlice::new(&self.out)], self.limits.send_timeout)
+                            .await
+                            .is_err()
                         {
                             return false;
                         }
@@ -299,7 +294,9 @@ impl<S: Service> Conn<S> {
                 IoSlice::new(&data),
                 IoSlice::new(tail),
             ];
-            if write_all(&self.stream, &mut bufs, self.limits.send_timeout)
+            if self
+                .stream
+                .write_all(&mut bufs, self.limits.send_timeout)
                 .await
                 .is_err()
             {
@@ -323,12 +320,12 @@ impl<S: Service> Conn<S> {
         if self.buf.capacity() - self.buf.len() < MIN_ROOM {
             self.buf.reserve(BUF);
         }
-        poll_fn(|cx| crate::sock::poll_read_some(&self.stream, cx, &mut self.buf)).await
+        poll_fn(|cx| self.stream.poll_read_some(cx, &mut self.buf)).await
     }
 
     /// Stops sending, then reads and drops what the client still sends for a short while.
     async fn linger(&mut self) {
-        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+        self.stream.close_write(LINGER).await;
         let mut left = LINGER_BYTES;
         let _ = tokio::time::timeout(LINGER, async {
             loop {

@@ -4,6 +4,7 @@
 
 mod body;
 mod caps;
+mod client_io;
 mod conn_state;
 mod h1;
 mod service;
@@ -14,14 +15,13 @@ use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -39,6 +39,7 @@ pub(crate) fn parse_for_fuzzing(
     h1::parse(buf, limits, names).map(|h| h.map(|h| h.into_request()))
 }
 
+use client_io::ClientIo;
 use conn_state::ConnState;
 
 /// Serves the data plane on `listener` until `shutdown` resolves, then stops accepting and
@@ -97,37 +98,63 @@ fn serve_conn<S: Service>(
 ) {
     let _ = stream.set_nodelay(true);
     let Settings { limits, http2, .. } = svc.settings();
+    let tls = svc.tls();
     let svc = svc.clone();
     tokio::spawn(async move {
         // Counted against the caps until the connection's task ends.
         let _slot = slot;
-        let stream = Arc::new(stream);
+        let mut stop = stop;
+        let peer = Peer::new(peer);
+        let (io, peer) = match tls {
+            None => (ClientIo::Plain(stream), peer),
+            Some(config) => {
+                let timeout = limits.header_read_timeout;
+                let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                let tls = tokio::select! {
+                    r = tokio::time::timeout(timeout, accept) => r,
+                    () = stopped(&mut stop) => return,
+                };
+                let tls = match tls {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => return svc.on_handshake_failed(crate::tls::classify(&e).reason),
+                    Err(_) => return svc.on_handshake_failed("timeout"),
+                };
+                let peer = peer.over_tls();
+                if http2 && tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    return serve_h2(svc, tls, peer, limits, stop).await;
+                }
+                (ClientIo::tls(tls), peer)
+            }
+        };
+        let io = Arc::new(io);
         let state = Arc::new(ConnState::default());
         // The watchdog is a task of its own: the connection's task polls nothing but the
         // connection, however often it wakes.
         let watchdog = tokio::spawn(watch(
             svc.clone(),
-            Arc::downgrade(&stream),
+            Arc::downgrade(&io),
             state.clone(),
             limits.header_read_timeout,
             stop.clone(),
         ));
-        let peer = Peer::new(peer);
-        let mut conn = h1::Conn::new(
-            stream.clone(),
-            state,
-            peer.clone(),
-            svc.clone(),
-            limits,
-            http2,
-        );
+        let mut conn = h1::Conn::new(io.clone(), state, peer.clone(), svc.clone(), limits, http2);
         let ended = conn.serve().await;
         watchdog.abort();
         drop(conn);
+        // An HTTP/2 preface (prior knowledge) on a connection that began as HTTP/1.1.
         if let h1::Ended::Http2(start) = ended
-            && let Ok(stream) = Arc::try_unwrap(stream)
+            && let Ok(io) = Arc::try_unwrap(io)
         {
-            serve_h2(svc, Rewind::new(start.freeze(), stream), peer, limits, stop).await;
+            let start = start.freeze();
+            match io {
+                ClientIo::Plain(s) => {
+                    serve_h2(svc, Rewind::new(start, s), peer, limits, stop).await
+                }
+                ClientIo::Tls(m) => {
+                    let s = *m.into_inner().unwrap_or_else(PoisonError::into_inner);
+                    serve_h2(svc, Rewind::new(start, s), peer, limits, stop).await;
+                }
+            }
         }
     });
 }
@@ -137,27 +164,27 @@ fn serve_conn<S: Service>(
 /// its answer. Closing is a shutdown of the socket: the connection's task then reads its end.
 async fn watch<S: Service>(
     svc: Arc<S>,
-    stream: Weak<TcpStream>,
+    io: Weak<ClientIo>,
     state: Arc<ConnState>,
     timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     tokio::select! {
         partial = state.head_deadline(timeout) => {
-            let Some(stream) = stream.upgrade() else { return };
+            let Some(io) = io.upgrade() else { return };
             if partial {
                 let resp = svc.refuse(&HeadError::Timeout(timeout));
                 if let Some(answer) = h1::encode_whole(resp, svc.clock()) {
                     let mut bufs = [io::IoSlice::new(&answer)];
-                    let _ = tokio::time::timeout(timeout, crate::sock::write_all(&stream, &mut bufs, timeout)).await;
+                    let _ = tokio::time::timeout(timeout, io.write_all(&mut bufs, timeout)).await;
                 }
             }
-            let _ = SockRef::from(&*stream).shutdown(Shutdown::Both);
+            io.shutdown(Shutdown::Both);
         }
         () = stopped(&mut stop) => {
             state.drain();
-            if state.is_idle() && let Some(stream) = stream.upgrade() {
-                let _ = SockRef::from(&*stream).shutdown(Shutdown::Both);
+            if state.is_idle() && let Some(io) = io.upgrade() {
+                io.shutdown(Shutdown::Both);
             }
         }
     }
@@ -165,13 +192,15 @@ async fn watch<S: Service>(
 
 /// Serves an HTTP/2 connection with hyper until it ends or the server stops (then
 /// gracefully: streams in flight finish).
-async fn serve_h2<S: Service>(
+async fn serve_h2<S: Service, T>(
     svc: Arc<S>,
-    io: Rewind,
+    io: T,
     peer: Peer,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let peer = Arc::new(peer);
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let svc = svc.clone();
@@ -200,18 +229,18 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// A stream whose first bytes were already read: they are read again first.
-struct Rewind {
+struct Rewind<T> {
     start: Bytes,
-    inner: TcpStream,
+    inner: T,
 }
 
-impl Rewind {
-    fn new(start: Bytes, inner: TcpStream) -> Self {
+impl<T> Rewind<T> {
+    fn new(start: Bytes, inner: T) -> Self {
         Rewind { start, inner }
     }
 }
 
-impl AsyncRead for Rewind {
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -228,7 +257,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

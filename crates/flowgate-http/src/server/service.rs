@@ -51,6 +51,18 @@ pub trait Service: Send + Sync + Sized + 'static {
 
     /// A connection was closed as it was accepted, over a cap.
     fn on_refused_connection(&self) {}
+
+    /// The TLS configuration of new connections (read at each accept), or `None` for
+    /// cleartext.
+    fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        None
+    }
+
+    /// A client's TLS handshake failed, for `reason` in a word (`timeout`, `alert`,
+    /// `bad_certificate`, `handshake`, `io`...).
+    fn on_handshake_failed(&self, reason: &'static str) {
+        let _ = reason;
+    }
 }
 
 /// What the listener holds connections to.
@@ -106,13 +118,25 @@ pub enum HeadError {
 pub struct Peer {
     pub addr: SocketAddr,
     ip: HeaderValue,
+    /// Whether the connection is TLS (the scheme the client used is `https`).
+    pub tls: bool,
 }
 
 impl Peer {
     pub fn new(addr: SocketAddr) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Peer { addr, ip }
+        Peer {
+            addr,
+            ip,
+            tls: false,
+        }
+    }
+
+    /// The same client, over TLS.
+    #[must_use]
+    pub fn over_tls(self) -> Self {
+        Peer { tls: true, ..self }
     }
 
     /// The client's IP address as a field value.

@@ -1,7 +1,4 @@
-//! TLS with rustls, on the `ring` provider (it builds with a C compiler alone; aws-lc-rs
-//! needs cmake, see docs/decisions/2026-12-06-upstream-tls.md).
-//!
-//! To upstreams: [`client_config`] makes the configuration a pool's connections share
+//! TLS to upstreams: [`client_config`] makes the configuration a pool's connections share
 //! (its session cache is what resumes their sessions), verifying servers against the
 //! bundled Mozilla roots (`webpki-roots`, offline), the system's, and/or a private CA file,
 //! with an optional client certificate for mTLS; [`Connector`] runs the handshake for one
@@ -9,16 +6,17 @@
 //! can count (`unknown_issuer`, `expired`, `name_mismatch`, ...).
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, aws_lc_rs};
+use rustls::crypto::CryptoProvider;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::{TlsError, certificates, private_key, provider};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
@@ -48,44 +46,6 @@ pub struct ClientSettings {
     pub insecure_skip_verify: bool,
     /// The protocols offered by ALPN, most wanted first (`h2`, `http/1.1`).
     pub alpn: Vec<Vec<u8>>,
-}
-
-/// A TLS setting that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        setting: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
-    #[error("{}: {what}", path.display())]
-    Pem {
-        setting: &'static str,
-        path: PathBuf,
-        what: String,
-    },
-    #[error("the key in {} does not match the certificate in {}", key.display(), cert.display())]
-    KeyMismatch { cert: PathBuf, key: PathBuf },
-    #[error("{setting}: {what}")]
-    Invalid { setting: &'static str, what: String },
-}
-
-impl TlsError {
-    /// The setting it is about (`ca_file`, `cert_file`, `key_file`, ...).
-    pub fn setting(&self) -> &'static str {
-        match self {
-            TlsError::Read { setting, .. }
-            | TlsError::Pem { setting, .. }
-            | TlsError::Invalid { setting, .. } => setting,
-            TlsError::KeyMismatch { .. } => "key_file",
-        }
-    }
-}
-
-/// The crypto provider of every TLS configuration flowgate makes.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(aws_lc_rs::default_provider())
 }
 
 /// The client configuration for `settings`, reading its files.
@@ -167,50 +127,6 @@ fn roots(settings: &ClientSettings) -> Result<RootCertStore, TlsError> {
         });
     }
     Ok(store)
-}
-
-/// The certificates of a PEM file (at least one).
-pub fn certificates(
-    path: &Path,
-    setting: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read(path, setting)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem {
-            setting,
-            path: path.to_path_buf(),
-            what: format!("bad PEM: {e}"),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            setting,
-            path: path.to_path_buf(),
-            what: "no CERTIFICATE block in the file".into(),
-        });
-    }
-    Ok(certs)
-}
-
-/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read(path, "key_file")?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
-        setting: "key_file",
-        path: path.to_path_buf(),
-        what: match e {
-            rustls_pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY block in the file".into(),
-            e => format!("bad PEM: {e}"),
-        },
-    })
-}
-
-fn read(path: &Path, setting: &'static str) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        setting,
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// Runs the client side of handshakes with one server name.

@@ -1,26 +1,14 @@
-//! The TLS material a config names, loaded as the transport uses it: each pool with an
-//! `https://` endpoint gets one rustls client configuration (its endpoints share its
-//! session cache). [`check_tls`] loads them all and reports what is wrong with the setting's
-//! key, so that `flowgate check`, `flowgate serve` and every reload refuse a certificate
-//! that cannot be used before any request needs it.
+//! TLS to upstreams: each pool with an `https://` endpoint gets one rustls client
+//! configuration (its endpoints share its session cache).
 
 use std::sync::Arc;
 
-use flowgate_config::{Config, KeyPath, PoolConfig, TlsRoots, UpstreamTls};
+use flowgate_config::{KeyPath, PoolConfig, TlsRoots, UpstreamTls};
 use flowgate_http::tls::{self, ClientSettings, Roots, TlsError};
 use rustls::ClientConfig;
 
 /// The protocols offered to upstreams by ALPN.
 const ALPN: &[&[u8]] = &[b"http/1.1"];
-
-/// What is wrong with the TLS material of `config`, by key.
-pub fn check_tls(config: &Config) -> Vec<(KeyPath, String)> {
-    config
-        .pools
-        .iter()
-        .filter_map(|p| client_config(p).err())
-        .collect()
-}
 
 /// The client configuration of `pool`'s `https://` endpoints (`None` when it has none), or
 /// the key and message of what is wrong.
