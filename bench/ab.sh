@@ -8,16 +8,20 @@
 # loop at R req/s instead (oha -q R -c 32, latency-corrected, after a 1-s warm-up), and the
 # table adds each target's p50 and p99: the low-rate comparison, where caches are cold.
 #
-#   bench/ab.sh [--rounds N] [--duration S] [--rate R] [--other PATH-TO-ANOTHER-FLOWGATE] [--tls]
+#   bench/ab.sh [--rounds N] [--duration S] [--rate R] [--other PATH-TO-ANOTHER-FLOWGATE]
+#               [--tls | --listen-tls [--handshakes]]
 #
 # --tls: the upstream speaks TLS (an nginx TLS mock), nginx as `proxy_pass https://` with
 # keep-alive and session reuse against flowgate's https:// pool (examples/bench/tls-upstream.toml).
+# --listen-tls: the clients speak TLS (keep-alive), nginx `listen ssl` against flowgate's
+# [server.tls] (examples/bench/tls-listener.toml). With --handshakes every request is a new
+# connection and a full handshake (oha --disable-keepalive -c 32): req/s is handshakes/s.
 #
 # Loopback only; every phase lasts --duration seconds. Needs what bench/run.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
-ROUNDS=6; DUR=6; OTHER=""; RATE=""; TLS=""
+ROUNDS=6; DUR=6; OTHER=""; RATE=""; TLS=""; LISTEN_TLS=""; HANDSHAKES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -25,7 +29,9 @@ while [ $# -gt 0 ]; do
     --other) OTHER="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
     --tls) TLS=1; shift ;;
-    *) sed -n 2,14p "$0"; exit 2 ;;
+    --listen-tls) LISTEN_TLS=1; shift ;;
+    --handshakes) HANDSHAKES=1; shift ;;
+    *) sed -n 2,18p "$0"; exit 2 ;;
   esac
 done
 OUT_SUFFIX=-ab
@@ -34,10 +40,14 @@ source bench/side-by-side.sh
 
 UPSTREAM_PID="$(cat "$RUN/$UPSTREAM.pid")"
 PHASE=closed; [ -n "$RATE" ] && PHASE="q$RATE"
+[ -n "$HANDSHAKES" ] && { [ -n "$LISTEN_TLS" ] || { echo "--handshakes needs --listen-tls" >&2; exit 2; }; PHASE=handshakes; }
+[ -n "$LISTEN_TLS" ] && oha_args+=(--cacert bench/tls/ca.pem)
 for r in $(seq "$ROUNDS"); do
   for t in "${targets[@]}"; do
     echo "round $r: $t" >&2
-    if [ -n "$RATE" ]; then
+    if [ -n "$HANDSHAKES" ]; then
+      phase "$t" "$r" "$PHASE" oha -z "${DUR}s" -c 32 --disable-keepalive "${oha_args[@]}" "${URL[$t]}"
+    elif [ -n "$RATE" ]; then
       oha -q "$RATE" -z 1s -c 32 "${oha_args[@]}" "${URL[$t]}" > /dev/null
       phase "$t" "$r" "$PHASE" oha -q "$RATE" -z "${DUR}s" -c 32 --latency-correction "${oha_args[@]}" "${URL[$t]}"
     else

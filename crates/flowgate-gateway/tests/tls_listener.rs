@@ -94,6 +94,11 @@ async fn http11_and_h2_clients_are_served_over_tls() {
     .await
     .unwrap();
     assert_eq!(served(&tls), leaf(&id.cert));
+    assert_eq!(
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+        "the server's order of suites, whose hashing has CPU instructions"
+    );
     let mut send = h1(tls).await;
     for _ in 0..2 {
         let (status, body) = chat_h1(&mut send).await;
