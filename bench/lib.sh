@@ -16,8 +16,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v oha >/dev/null || { echo "oha not found: cargo install --locked oha" >&2; exit 1; }
 
-cargo build --release --locked -q -p flowgate
-BIN="$ROOT/target/release/flowgate"
+# FLOWGATE_BIN: a flowgate binary built already (a copy kept aside), instead of this tree's.
+if [ -n "${FLOWGATE_BIN:-}" ]; then BIN="$FLOWGATE_BIN"; else
+  cargo build --release --locked -q -p flowgate
+  BIN="$ROOT/target/release/flowgate"
+fi
 
 body="$(tr -d '\n' < bench/conf/mock-response.json)"
 nginx_conf() { # name port extra-http extra-server [workers] [listen-flags]
