@@ -23,6 +23,7 @@ mod error;
 pub mod fuzzing;
 mod ip_block;
 mod model;
+mod protocol;
 mod proxy;
 mod raw;
 mod resilience;
@@ -45,7 +46,7 @@ pub use model::{
     ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate,
     RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig,
     RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey,
-    UpstreamTls, WarmConfig,
+    UpstreamProtocol, UpstreamTls, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;

@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 
 pub use crate::admin::{ADMIN_TOKEN_ENV, AdminConfig, AdminScope, AdminToken};
 pub use crate::ip_block::IpBlock;
+pub use crate::protocol::UpstreamProtocol;
 pub use crate::proxy::{Egress, ProxyConfig};
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
@@ -680,6 +681,11 @@ pub struct PoolConfig {
     /// How its connections leave: directly or through an HTTP proxy (`proxy`, or
     /// `HTTPS_PROXY` / `NO_PROXY`).
     pub egress: Egress,
+    /// Which HTTP it speaks to its servers. Default `auto`.
+    pub protocol: UpstreamProtocol,
+    /// How often an HTTP/2 connection is PINGed (one unanswered within `connect_timeout`
+    /// is closed). Default 30 s.
+    pub h2_keepalive: Duration,
 }
 
 /// Session affinity of a pool: requests with the same session id stick to one endpoint.

@@ -267,6 +267,8 @@ pub(crate) struct RawPool {
     pub tag_fallback: Option<bool>,
     pub tls: Option<crate::tls::RawUpstreamTls>,
     pub proxy: Option<String>,
+    pub protocol: Option<String>,
+    pub h2_keepalive: Option<HumanDuration>,
 }
 
 /// `outlier = {...}` of a pool.

@@ -1210,6 +1210,9 @@ fn pool(
     let https = endpoints.iter().any(|e| e.tls);
     let tls = crate::tls::upstream_tls(p.tls, https, origin, key, found);
     let egress = crate::proxy::egress(p.proxy.as_deref(), env, key, found);
+    let protocol = crate::protocol::protocol(p.protocol.as_deref(), &endpoints, key, found);
+    let h2_keepalive = dur(p.h2_keepalive, crate::protocol::H2_KEEPALIVE);
+    positive(h2_keepalive, &key.clone().key("h2_keepalive"), found);
     let connect_timeout = dur(p.connect_timeout, defaults::CONNECT_TIMEOUT);
     let request_timeout = dur(p.request_timeout, defaults::REQUEST_TIMEOUT);
     let read_timeout = dur(p.read_timeout, defaults::READ_TIMEOUT);
@@ -1326,6 +1329,8 @@ fn pool(
         tag_fallback: p.tag_fallback.unwrap_or(true),
         tls,
         egress,
+        protocol,
+        h2_keepalive,
     })
 }
 

@@ -394,6 +394,7 @@ impl<'c> Forwarder<'c> {
         };
         let head_request = parts.method == Method::HEAD;
         let mut stale_retries = 0;
+        let mut started;
         // When other requests are being served on this worker, every one that is ready is
         // read and prepared before any of them is written upstream: the writes of one turn
         // of the event loop reach the upstream back to back, so that it wakes once for all
@@ -403,20 +404,25 @@ impl<'c> Forwarder<'c> {
         if flowgate_http::worker::serving_others() {
             tokio::task::yield_now().await;
         }
-        loop {
+        let resp = loop {
             let reused = lease.is_reused();
-            let wire = lease.wire().ok_or_else(|| no_connection(ep))?;
-            match wire.write_request(&head, &mut body).await {
-                Ok(()) => break,
+            match lease.write_request(&head, &mut body).await {
+                Ok(()) => {}
                 // A pooled connection the upstream had closed while it sat idle, found out
-                // while writing: the upstream never got the request, and a buffered body
-                // can be sent again on a fresh connection. Once the request is written it
-                // is never resent here (the retry policy decides).
-                Err(ExchangeError::Io(_)) if reused && again.is_some() && stale_retries < 2 => {
+                // while writing (or a stream an HTTP/2 server refused): the upstream never
+                // got the request, and a buffered body can be sent again on a fresh
+                // connection. Once the request is written it is never resent here (the
+                // retry policy decides), unless the server says it did not process it.
+                Err(e)
+                    if again.is_some()
+                        && stale_retries < 2
+                        && (e.is_unprocessed() || reused && matches!(e, ExchangeError::Io(_))) =>
+                {
                     stale_retries += 1;
                     body = ReqBody::Full(again.clone().flatten());
                     drop(lease);
                     lease = ep.checkout().await.map_err(|e| connect_error(ep, &e))?;
+                    continue;
                 }
                 Err(e) => {
                     if !matches!(e, ExchangeError::Body(_)) {
@@ -425,26 +431,36 @@ impl<'c> Forwarder<'c> {
                     return Err(exchange_error(ep, e));
                 }
             }
-        }
-        // The upstream's time starts once it has the whole request: a slow upload is the
-        // client's, never the endpoint's latency (nor, streamed, its timeout).
-        let started = self.clock().now();
-        let wire = lease.wire().ok_or_else(|| no_connection(ep))?;
-        let read = if streamed {
-            match tokio::time::timeout(timeout, wire.read_head(head_request)).await {
-                Ok(r) => r,
-                Err(_) => {
+            // The upstream's time starts once it has the whole request: a slow upload is
+            // the client's, never the endpoint's latency (nor, streamed, its timeout).
+            started = self.clock().now();
+            let read = if streamed {
+                match tokio::time::timeout(timeout, lease.read_head(head_request)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        pool.report(ep, None, Health::Failure);
+                        return Err(timed_out());
+                    }
+                }
+            } else {
+                lease.read_head(head_request).await
+            };
+            match read {
+                Ok(r) => break r,
+                // An HTTP/2 server going away (GOAWAY) did not process this stream: sent
+                // again on another connection, as a refused write is.
+                Err(e) if e.is_unprocessed() && again.is_some() && stale_retries < 2 => {
+                    stale_retries += 1;
+                    body = ReqBody::Full(again.clone().flatten());
+                    drop(lease);
+                    lease = ep.checkout().await.map_err(|e| connect_error(ep, &e))?;
+                }
+                Err(e) => {
                     pool.report(ep, None, Health::Failure);
-                    return Err(timed_out());
+                    return Err(exchange_error(ep, e));
                 }
             }
-        } else {
-            wire.read_head(head_request).await
         };
-        let resp = read.map_err(|e| {
-            pool.report(ep, None, Health::Failure);
-            exchange_error(ep, e)
-        })?;
         let took = self.clock().now().saturating_duration_since(started);
         pool.report(ep, Some(took), outcome_of(&resp));
         Ok((resp, lease, took))
@@ -579,10 +595,6 @@ fn outcome_of(resp: &ResponseHead) -> Health {
         s if s >= 500 => Health::Failure,
         _ => Health::Success,
     }
-}
-
-fn no_connection(ep: &Endpoint) -> ProxyError {
-    closed(ep, "no connection".into())
 }
 
 /// The client's answer for a failed exchange: 413 when the client's streamed body passed the

@@ -87,9 +87,13 @@ pub async fn fetch(
         )
         .await
         .map_err(|e| e.to_string())?;
-    if head.decoder.is_done() {
-        // No body: nothing to store.
-        lease.release(head.keep_alive);
+    if head.body.is_done() {
+        // No body: nothing to store (the lease goes back with the empty body).
+        drop(ResponseBody::new(
+            lease,
+            head.body,
+            route.upstream.cfg.read_timeout,
+        ));
         return Ok((head.status, false));
     }
     // As for a client's request: a response that cannot be stored gets no tee and is read
@@ -98,10 +102,7 @@ pub async fn fetch(
     let tee = Tee::start(fill, status, &head.headers);
     let storable = tee.is_some();
     let read_timeout = route.upstream.cfg.read_timeout;
-    let mut body = Watched::new(
-        ResponseBody::new(lease, head.decoder, head.keep_alive, read_timeout),
-        tee,
-    );
+    let mut body = Watched::new(ResponseBody::new(lease, head.body, read_timeout), tee);
     while let Some(frame) = body.frame().await {
         frame.map_err(|e| format!("the answer was cut: {e}"))?;
     }

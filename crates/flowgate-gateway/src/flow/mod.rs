@@ -147,12 +147,7 @@ impl Gateway {
         // The upstream client leaves hop-by-hop fields out of the head (`fields::collect`).
         resp.headers_mut()
             .insert(headers::UPSTREAM.clone(), endpoint.name_header.clone());
-        let body = ResponseBody::new(
-            lease,
-            head.decoder,
-            head.keep_alive,
-            route.upstream.cfg.read_timeout,
-        );
+        let body = ResponseBody::new(lease, head.body, route.upstream.cfg.read_timeout);
         Ok(account(resp, body, tokens, permits, fill))
     }
 

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use flowgate_config::{KeyPath, PoolConfig, TlsRoots, UpstreamTls};
+use flowgate_config::{KeyPath, PoolConfig, TlsRoots, UpstreamProtocol, UpstreamTls};
 use flowgate_http::tls::{self, ClientSettings, Roots, TlsError};
 use rustls::ClientConfig;
-
-/// The protocols offered to upstreams by ALPN.
-const ALPN: &[&[u8]] = &[b"http/1.1"];
 
 /// The client configuration of `pool`'s `https://` endpoints (`None` when it has none), or
 /// the key and message of what is wrong.
@@ -18,12 +15,23 @@ pub(crate) fn client_config(
     if !pool.endpoints.iter().any(|e| e.tls) {
         return Ok(None);
     }
-    tls::client_config(&settings(&pool.tls))
+    tls::client_config(&settings(&pool.tls, pool.protocol))
         .map(Some)
         .map_err(|e| (key(&pool.name, &e), e.to_string()))
 }
 
-fn settings(t: &UpstreamTls) -> ClientSettings {
+/// The protocols offered by ALPN for `protocol`, most wanted first.
+fn alpn(protocol: UpstreamProtocol) -> Vec<Vec<u8>> {
+    let h2 = b"h2".to_vec();
+    let http1 = b"http/1.1".to_vec();
+    match protocol {
+        UpstreamProtocol::Auto => vec![h2, http1],
+        UpstreamProtocol::H2 | UpstreamProtocol::H2c => vec![h2],
+        UpstreamProtocol::Http1 => vec![http1],
+    }
+}
+
+fn settings(t: &UpstreamTls, protocol: UpstreamProtocol) -> ClientSettings {
     ClientSettings {
         roots: match t.roots {
             TlsRoots::Bundled => Roots::Bundled,
@@ -34,7 +42,7 @@ fn settings(t: &UpstreamTls) -> ClientSettings {
         cert_file: t.cert_file.clone(),
         key_file: t.key_file.clone(),
         insecure_skip_verify: t.insecure_skip_verify,
-        alpn: ALPN.iter().map(|p| p.to_vec()).collect(),
+        alpn: alpn(protocol),
     }
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use flowgate_clock::SharedClock;
-use flowgate_config::{EndpointConfig, PoolConfig};
-use flowgate_http::pool::{ConnectError, Lease, Pool, PoolMetrics, PoolSettings};
+use flowgate_config::{EndpointConfig, PoolConfig, UpstreamProtocol};
+use flowgate_http::pool::{ConnectError, Lease, Pool, PoolMetrics, PoolSettings, Protocol};
 use flowgate_http::proxy::Proxy;
 use flowgate_http::tls::Connector;
 use flowgate_telemetry::{EndpointLabels, Metrics, TlsErrorLabels};
@@ -67,6 +67,13 @@ impl Endpoint {
                     let credentials = p.user.as_deref().zip(p.password.as_deref());
                     Proxy::new(p.authority.clone(), credentials)
                 }),
+                protocol: match pool.protocol {
+                    UpstreamProtocol::Auto => Protocol::Auto,
+                    UpstreamProtocol::Http1 => Protocol::Http1,
+                    UpstreamProtocol::H2 => Protocol::H2,
+                    UpstreamProtocol::H2c => Protocol::H2c,
+                },
+                h2_keepalive: pool.h2_keepalive,
             },
             PoolMetrics {
                 open: metrics.upstream_connections.get_or_create(&labels).clone(),
@@ -121,6 +128,11 @@ impl Endpoint {
     /// Idle pooled connections.
     pub fn idle_count(&self) -> usize {
         self.pool.idle_count()
+    }
+
+    /// Open HTTP/2 connections.
+    pub fn h2_connections(&self) -> usize {
+        self.pool.h2_connections()
     }
 }
 

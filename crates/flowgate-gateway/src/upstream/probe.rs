@@ -13,7 +13,7 @@ use http::{HeaderName, Method};
 
 use super::Upstream;
 use bytes::Bytes;
-use flowgate_http::client::{ReqFraming, RequestHead};
+use flowgate_http::client::{ReqFraming, RequestHead, ResponseFraming};
 use http_body_util::Empty;
 
 static USER_AGENT: &[u8] = b"flowgate-health-check";
@@ -73,15 +73,20 @@ async fn probe(pool: &Upstream, i: usize, hc: &HealthCheckConfig) -> bool {
             set: &set,
             framing: ReqFraming::None,
         };
-        let wire = lease.wire()?;
-        wire.write_request(&head, &mut Empty::<Bytes>::new())
+        lease
+            .write_request(&head, &mut Empty::<Bytes>::new())
             .await
             .ok()?;
-        let resp = wire.read_head(false).await.ok()?;
+        let resp = lease.read_head(false).await.ok()?;
         let passed = resp.status.as_u16() == hc.expect;
-        // A body left unread: the connection is not reused.
-        if resp.decoder.is_done() {
-            lease.release(resp.keep_alive);
+        // A body left unread: an HTTP/1.1 connection is not reused.
+        if let ResponseFraming::H1 {
+            decoder,
+            keep_alive,
+        } = &resp.body
+            && decoder.is_done()
+        {
+            lease.release(*keep_alive);
         }
         Some(passed)
     };

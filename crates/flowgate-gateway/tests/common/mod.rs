@@ -9,6 +9,7 @@
 )]
 
 pub mod connect_proxy;
+pub mod h2;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -1,7 +1,8 @@
-//! HTTP/1.1 to upstreams: [`Wire`] writes a request and reads the answer's head on one
-//! connection (pooled by the `pool` module, whose `ResponseBody` reads the answer's body off
-//! it).
+//! HTTP to upstreams: [`Wire`] writes a request and reads the answer's head on one
+//! HTTP/1.1 connection; [`h2`] multiplexes requests on an HTTP/2 one. Both are pooled by
+//! the `pool` module, whose `ResponseBody` reads the answer's body.
 
+pub mod h2;
 mod wire;
 
 /// The response-head parser, for the fuzzing entry points: the body's decoder and whether the
@@ -13,4 +14,6 @@ pub(crate) fn parse_for_fuzzing(
     wire::parse_for_fuzzing(buf, head_request)
 }
 
-pub use wire::{ExchangeError, ReqFraming, RequestHead, ResponseHead, SPARE_FIELDS, Wire};
+pub use wire::{
+    ExchangeError, ReqFraming, RequestHead, ResponseFraming, ResponseHead, SPARE_FIELDS, Wire,
+};

@@ -57,6 +57,19 @@ pub enum ExchangeError {
     Malformed(String),
     #[error("request body failed: {0}")]
     Body(BoxError),
+    /// HTTP/2: the server did not process the request (a GOAWAY, or `REFUSED_STREAM`); it
+    /// can be sent again on another connection.
+    #[error("not processed by the upstream: {0}")]
+    Unprocessed(String),
+    #[error("HTTP/2: {0}")]
+    H2(h2::Error),
+}
+
+impl ExchangeError {
+    /// Whether the upstream is known not to have acted on the request.
+    pub fn is_unprocessed(&self) -> bool {
+        matches!(self, ExchangeError::Unprocessed(_))
+    }
 }
 
 /// How a request body is framed on the wire.
@@ -82,14 +95,32 @@ impl ReqFraming {
     }
 }
 
-/// A response head read from an upstream, and how its body is framed.
+/// A response head read from an upstream, and how its body comes.
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub decoder: Decoder,
-    /// Whether the connection can take another request once the body is read.
-    pub keep_alive: bool,
+    pub body: ResponseFraming,
+}
+
+/// How a response's body comes.
+#[derive(Debug)]
+pub enum ResponseFraming {
+    /// Off the HTTP/1.1 connection, framed as `decoder` says; the connection can take
+    /// another request once the body is read when `keep_alive`.
+    H1 { decoder: Decoder, keep_alive: bool },
+    /// On its own HTTP/2 stream.
+    H2(h2::RecvStream),
+}
+
+impl ResponseFraming {
+    /// Whether the body is over (or there is none).
+    pub fn is_done(&self) -> bool {
+        match self {
+            ResponseFraming::H1 { decoder, .. } => decoder.is_done(),
+            ResponseFraming::H2(recv) => recv.is_end_stream(),
+        }
+    }
 }
 
 /// A request head to send upstream.
@@ -321,7 +352,13 @@ pub(super) fn parse_for_fuzzing(
     let mut names = fields::Names::default();
     loop {
         match parse_head(buf, head_request, &mut names)? {
-            Parsed::Head(h) => return Ok(Some((h.decoder, h.keep_alive))),
+            Parsed::Head(h) => match h.body {
+                ResponseFraming::H1 {
+                    decoder,
+                    keep_alive,
+                } => return Ok(Some((decoder, keep_alive))),
+                ResponseFraming::H2(_) => return Ok(None),
+            },
             Parsed::Interim => {}
             Parsed::Partial => return Ok(None),
         }
@@ -408,8 +445,10 @@ fn parse_head(
     Ok(Parsed::Head(ResponseHead {
         status,
         headers,
-        decoder,
-        keep_alive,
+        body: ResponseFraming::H1 {
+            decoder,
+            keep_alive,
+        },
     }))
 }
 
@@ -444,6 +483,23 @@ mod tests {
     use crate::chunked::Chunk;
     use http::HeaderValue;
 
+    fn decoder(h: &ResponseHead) -> Decoder {
+        match &h.body {
+            ResponseFraming::H1 { decoder, .. } => decoder.clone(),
+            ResponseFraming::H2(_) => panic!("an HTTP/1.1 head"),
+        }
+    }
+
+    fn keep(h: &ResponseHead) -> bool {
+        matches!(
+            h.body,
+            ResponseFraming::H1 {
+                keep_alive: true,
+                ..
+            }
+        )
+    }
+
     fn head(buf: &mut BytesMut, head_request: bool) -> ResponseHead {
         match parse_head(buf, head_request, &mut fields::Names::default()).unwrap() {
             Parsed::Head(h) => h,
@@ -463,16 +519,16 @@ mod tests {
         let h = head(&mut buf, false);
         assert_eq!(h.status, StatusCode::OK);
         assert_eq!(h.headers["x-a"], "b");
-        assert_eq!(h.decoder, Decoder::Length(2));
-        assert!(h.keep_alive);
+        assert_eq!(decoder(&h), Decoder::Length(2));
+        assert!(keep(&h));
         assert_eq!(&buf[..], b"hi");
 
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"[..],
         );
         let h = head(&mut buf, false);
-        assert_eq!(h.decoder, Decoder::Chunked(Chunk::Size));
-        assert!(!h.keep_alive);
+        assert_eq!(decoder(&h), Decoder::Chunked(Chunk::Size));
+        assert!(!keep(&h));
         assert!(h.headers.is_empty(), "hop-by-hop fields are not kept");
 
         let refused = |raw: &[u8]| {
@@ -493,18 +549,15 @@ mod tests {
         let big = format!("HTTP/1.1 200 OK\r\nx: {}\r\n\r\n", "v".repeat(MAX_HEAD));
         assert!(refused(big.as_bytes()), "a whole head over the limit");
         let mut buf = BytesMut::from(&b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1"[..]);
-        assert!(head(&mut buf, false).decoder.is_done(), "204 has no body");
+        assert!(decoder(&head(&mut buf, false)).is_done(), "204 has no body");
 
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\nto the end"[..]);
         let h = head(&mut buf, false);
-        assert_eq!(h.decoder, Decoder::Eof);
-        assert!(
-            !h.keep_alive,
-            "a body delimited by close ends the connection"
-        );
+        assert_eq!(decoder(&h), Decoder::Eof);
+        assert!(!keep(&h), "a body delimited by close ends the connection");
 
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"[..]);
-        assert!(head(&mut buf, true).decoder.is_done(), "HEAD has no body");
+        assert!(decoder(&head(&mut buf, true)).is_done(), "HEAD has no body");
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-le"[..]);
         assert!(matches!(
             parse_head(&mut buf, false, &mut fields::Names::default()).unwrap(),

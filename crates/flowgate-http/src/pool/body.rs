@@ -12,7 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::Lease;
 use crate::BoxError;
-use crate::chunked::Decoder;
+use crate::client::ResponseFraming;
 use crate::deadline::Deadline;
 
 /// The upstream sent nothing for longer than the read timeout.
@@ -20,28 +20,25 @@ use crate::deadline::Deadline;
 #[error("upstream sent nothing for {}", flowgate_clock::format_duration(*.0))]
 pub struct ReadTimeout(pub Duration);
 
-/// The body of an answer being read on a leased connection.
+/// The body of an answer being read on a leased connection (or HTTP/2 stream).
 #[derive(Debug)]
 pub struct ResponseBody {
     lease: Option<Lease>,
-    decoder: Decoder,
-    keep_alive: bool,
+    framing: ResponseFraming,
     /// The read timeout between frames.
     deadline: Deadline,
 }
 
 impl ResponseBody {
-    /// Streams the body of the answer being read on `lease`'s connection, framed as
-    /// `decoder` says; the connection is returned to the pool at the end when `keep_alive`
-    /// (at once when the answer has no body).
-    pub fn new(lease: Lease, decoder: Decoder, keep_alive: bool, read_timeout: Duration) -> Self {
+    /// Streams the body of the answer being read on `lease`, framed as `framing` says; the
+    /// connection is returned to the pool at the end (at once when the answer has no body).
+    pub fn new(lease: Lease, framing: ResponseFraming, read_timeout: Duration) -> Self {
         let mut body = ResponseBody {
             lease: Some(lease),
-            decoder,
-            keep_alive,
+            framing,
             deadline: Deadline::new(read_timeout),
         };
-        if body.decoder.is_done() {
+        if body.framing.is_done() {
             body.release();
         }
         body
@@ -50,7 +47,11 @@ impl ResponseBody {
     /// The body is complete: the connection goes back to the pool.
     fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
-            lease.release(self.keep_alive);
+            let keep_alive = match &self.framing {
+                ResponseFraming::H1 { keep_alive, .. } => *keep_alive,
+                ResponseFraming::H2(_) => true,
+            };
+            lease.release(keep_alive);
         }
     }
 }
@@ -64,13 +65,20 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let Some(wire) = this.lease.as_mut().and_then(Lease::wire) else {
+        let Some(lease) = this.lease.as_mut() else {
             return Poll::Ready(None);
         };
-        match wire.poll_body(&mut this.decoder, cx) {
+        let polled = match &mut this.framing {
+            ResponseFraming::H1 { decoder, .. } => match lease.wire() {
+                Some(wire) => wire.poll_body(decoder, cx),
+                None => return Poll::Ready(None),
+            },
+            ResponseFraming::H2(recv) => crate::client::h2::poll_body(recv, cx),
+        };
+        match polled {
             Poll::Ready(Some(Ok(data))) => {
                 this.deadline.progressed();
-                if this.decoder.is_done() {
+                if this.framing.is_done() {
                     this.release();
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
@@ -95,12 +103,15 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.decoder.is_done()
+        self.framing.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.decoder
-            .remaining()
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
+        match &self.framing {
+            ResponseFraming::H1 { decoder, .. } => decoder
+                .remaining()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+            ResponseFraming::H2(_) => SizeHint::default(),
+        }
     }
 }

@@ -165,7 +165,22 @@ impl Connector {
         tokio_rustls::TlsConnector::from(self.config.clone())
             .connect(self.name.clone(), tcp)
             .await
-            .map_err(|e| classify(&e))
+            .map_err(|e| {
+                let mut failed = classify(&e);
+                if failed.reason == "alpn" {
+                    let offered: Vec<_> = self
+                        .alpn()
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect();
+                    failed.detail = format!(
+                        "the server agreed to none of the protocols offered by ALPN ({}): {}",
+                        offered.join(", "),
+                        failed.detail
+                    );
+                }
+                failed
+            })
     }
 }
 
@@ -187,8 +202,9 @@ pub fn classify(e: &io::Error) -> HandshakeError {
             CertificateError::Revoked => "revoked",
             _ => "bad_certificate",
         },
+        Some(rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol))
+        | Some(rustls::Error::NoApplicationProtocol) => "alpn",
         Some(rustls::Error::AlertReceived(_)) => "alert",
-        Some(rustls::Error::NoApplicationProtocol) => "alpn",
         Some(_) => "handshake",
         None => "io",
     };

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::crypto::CryptoProvider;
-use rustls::{CipherSuite, RootCertStore, ServerConfig};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{CipherSuite, RootCertStore, ServerConfig};
 
 use super::{TlsError, certificates, not_after, private_key, provider};
 
