@@ -862,6 +862,20 @@ impl Config {
                 p.max_idle,
                 concurrency_summary(p.concurrency.as_ref())
             );
+            match p.protocol {
+                UpstreamProtocol::Auto if p.endpoints.iter().any(|e| e.tls) => {
+                    let _ = writeln!(s, "      http/2 where the server picks it by ALPN");
+                }
+                UpstreamProtocol::Auto | UpstreamProtocol::Http1 => {}
+                UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
+                    let _ = writeln!(
+                        s,
+                        "      http/2 ({}), PING every {}",
+                        p.protocol.as_str(),
+                        format_duration(p.h2_keepalive)
+                    );
+                }
+            }
             match &p.egress {
                 Egress::Direct => {}
                 Egress::Proxy(x) => {
