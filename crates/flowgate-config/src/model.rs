@@ -772,6 +772,10 @@ pub struct RouteConfig {
     /// The failures that move a request down the chain.
     pub fallback_on: Triggers,
     pub hedge: Option<HedgeConfig>,
+    /// Whether any client of the route may raise its priority with `x-flowgate-priority`
+    /// (`high`, `critical`). Otherwise only a key whose `priority` allows it may; anyone
+    /// may lower theirs. Default false.
+    pub priority_header: bool,
 }
 
 impl PathMatch {

@@ -375,4 +375,5 @@ pub(crate) struct RawRoute {
     pub fallback: Vec<RawFallback>,
     pub fallback_on: Option<Vec<String>>,
     pub hedge: Option<RawHedge>,
+    pub priority_header: Option<bool>,
 }

@@ -1596,6 +1596,7 @@ fn route(
         fallback,
         fallback_on,
         hedge,
+        priority_header: r.priority_header.unwrap_or(false),
     })
 }
 

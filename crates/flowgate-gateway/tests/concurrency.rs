@@ -197,10 +197,12 @@ async fn a_request_that_waits_longer_than_the_queue_timeout_gets_503() {
     assert_eq!(up.stats().requests, 1);
 }
 
-#[tokio::test]
-async fn waiting_requests_go_upstream_most_urgent_first() {
+/// The order in which four requests queued behind a first one went upstream, on a route
+/// limited to one at a time whose `concurrency` is `concurrency`: a low, a normal and a
+/// critical one (by `x-flowgate-priority`, no key).
+async fn queue_order(concurrency: &str) -> Vec<&'static str> {
     let up = slow(200).await;
-    let gw = limited_route(&up, "{ limit = 1, queue = 10 }", "").await;
+    let gw = limited_route(&up, concurrency, "").await;
     let c = client();
     let first = spawn_chat_ended(&c, &gw, &[]);
     placed(&gw, 1, 0).await;
@@ -223,8 +225,20 @@ async fn waiting_requests_go_upstream_most_urgent_first() {
     }
     // One at a time, 200 ms each: the order they finished in is the order they were let in.
     ends.sort();
-    let order: Vec<_> = ends.iter().map(|e| e.1).collect();
+    ends.iter().map(|e| e.1).collect()
+}
+
+#[tokio::test]
+async fn waiting_requests_go_upstream_most_urgent_first() {
+    let order = queue_order("{ limit = 1, queue = 10 }\npriority_header = true").await;
     assert_eq!(order, ["first", "critical", "normal", "low"]);
+}
+
+#[tokio::test]
+async fn without_the_routes_leave_a_client_may_lower_its_priority_but_not_raise_it() {
+    let order = queue_order("{ limit = 1, queue = 10 }").await;
+    // "critical" is served as normal (after the normal one that came first); "low" is low.
+    assert_eq!(order, ["first", "normal", "critical", "low"]);
 }
 
 #[tokio::test]

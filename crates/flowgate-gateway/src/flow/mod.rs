@@ -260,7 +260,13 @@ impl Gateway {
                     route.pool_concurrency.as_ref(),
                 ),
             ],
-            || crate::queues::priority(&parts.headers, caller.map(|c| &c.key)),
+            || {
+                crate::queues::priority(
+                    &parts.headers,
+                    caller.map(|c| &c.key),
+                    route.cfg.priority_header,
+                )
+            },
             self.clock(),
         )
         .await

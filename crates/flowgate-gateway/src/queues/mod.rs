@@ -9,8 +9,10 @@
 //! a 503 for a route's or a pool's (the service is busy), with `Retry-After` either way.
 //!
 //! Priority: `x-flowgate-priority: critical|high|normal|low`, else the key's `priority`,
-//! else `normal`. A key's priority is also the highest its requests may ask for (a header
-//! asking for more gets the key's). An unknown value is a 400 (read only where a
+//! else `normal`. The header may lower a request's priority freely; it may raise it only
+//! as far as the caller's key's `priority` (the most its requests may ask for), or to any
+//! level on a route with `priority_header = true` (a route of trusted callers). Asking for
+//! more than allowed gets the most allowed. An unknown value is a 400 (read only where a
 //! concurrency limit applies).
 //!
 //! The limiters live in the gateway, by scope and name, so that a reload keeps their
@@ -124,8 +126,13 @@ impl Queues {
     }
 }
 
-/// The priority of a request: its header, capped by its key's; 400 for an unknown value.
-pub fn priority(headers: &HeaderMap, key: Option<&KeyConfig>) -> Result<Priority, ProxyError> {
+/// The priority of a request: its header, capped by its key's (or by `normal` unless the
+/// route lets any caller raise theirs); 400 for an unknown value.
+pub fn priority(
+    headers: &HeaderMap,
+    key: Option<&KeyConfig>,
+    route_allows: bool,
+) -> Result<Priority, ProxyError> {
     let cap = key.and_then(|k| k.priority);
     let asked = match headers.get(&PRIORITY) {
         None => None,
@@ -133,10 +140,15 @@ pub fn priority(headers: &HeaderMap, key: Option<&KeyConfig>) -> Result<Priority
             ProxyError::BadPriority(String::from_utf8_lossy(v.as_bytes()).into())
         })?),
     };
+    let most = match cap {
+        Some(c) => c,
+        None if route_allows => Priority::Critical,
+        None => Priority::Normal,
+    };
     Ok(match (asked, cap) {
-        // Lower is more urgent: a key's priority is the most its requests may ask for.
-        (Some(a), Some(c)) => a.max(c),
-        (Some(p), None) | (None, Some(p)) => p,
+        // Lower is more urgent: `most` is the most a request may ask for.
+        (Some(a), _) => a.max(most),
+        (None, Some(p)) => p,
         (None, None) => Priority::Normal,
     })
 }
