@@ -6,9 +6,11 @@
 //! share keeps the chunks so far, up to a byte bound past which it stops taking new
 //! subscribers (those go upstream themselves) while the ones it has keep streaming. A slow
 //! subscriber never slows the others: chunks are reference-counted and queued per
-//! subscriber.
+//! subscriber, and one that falls more than the same byte bound behind is cut off (its
+//! stream ends as a cut one) rather than queueing without end.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -37,13 +39,34 @@ struct State {
     backlog_limit: usize,
     joinable: bool,
     end: Option<Result<(), StreamCut>>,
-    subscribers: Vec<mpsc::UnboundedSender<Item>>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// A subscriber's queue, and the bytes waiting in it.
+#[derive(Debug)]
+struct Subscriber {
+    tx: mpsc::UnboundedSender<Item>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Subscriber {
+    /// Queues `chunk`; `false` when the subscriber is gone, or would be more than `limit`
+    /// bytes behind (then it is told the stream was cut).
+    fn send(&self, chunk: &Bytes, limit: usize) -> bool {
+        if self.queued.load(Ordering::Relaxed) + chunk.len() > limit {
+            let _ = self.tx.send(Err(StreamCut));
+            return false;
+        }
+        self.queued.fetch_add(chunk.len(), Ordering::Relaxed);
+        self.tx.send(Ok(chunk.clone())).is_ok()
+    }
 }
 
 /// One client's view of a [`Share`]: the stream from its first byte.
 #[derive(Debug)]
 pub struct Subscription {
     rx: mpsc::UnboundedReceiver<Item>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Share {
@@ -83,15 +106,21 @@ impl Share {
             return None;
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let sub = Subscriber {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+        };
+        // The backlog is within the bound (else the share is not joinable).
         for chunk in &s.backlog {
-            let _ = tx.send(Ok(chunk.clone()));
+            sub.send(chunk, usize::MAX);
         }
+        let queued = sub.queued.clone();
         match s.end {
             Some(Ok(())) => {}
-            Some(Err(cut)) => _ = tx.send(Err(cut)),
-            None => s.subscribers.push(tx),
+            Some(Err(cut)) => _ = sub.tx.send(Err(cut)),
+            None => s.subscribers.push(sub),
         }
-        Some(Subscription { rx })
+        Some(Subscription { rx, queued })
     }
 
     /// The next bytes from upstream.
@@ -106,9 +135,9 @@ impl Share {
                 s.backlog.push(chunk.clone());
             }
         }
-        // Subscribers that went away are dropped here.
-        s.subscribers
-            .retain(|tx| tx.send(Ok(chunk.clone())).is_ok());
+        // Subscribers that went away, or fell too far behind, are dropped here.
+        let limit = s.backlog_limit;
+        s.subscribers.retain(|sub| sub.send(&chunk, limit));
     }
 
     /// The stream is complete (`Ok`) or was cut: every subscriber's stream ends so.
@@ -118,9 +147,9 @@ impl Share {
             return;
         }
         s.end = Some(how);
-        for tx in std::mem::take(&mut s.subscribers) {
+        for sub in std::mem::take(&mut s.subscribers) {
             if let Err(cut) = how {
-                let _ = tx.send(Err(cut));
+                let _ = sub.tx.send(Err(cut));
             }
         }
     }
@@ -128,7 +157,7 @@ impl Share {
     /// Subscribers still listening.
     pub fn listeners(&self) -> usize {
         let mut s = self.lock();
-        s.subscribers.retain(|tx| !tx.is_closed());
+        s.subscribers.retain(|sub| !sub.tx.is_closed());
         s.subscribers.len()
     }
 }
@@ -143,12 +172,16 @@ impl Drop for Share {
 impl Subscription {
     /// The next chunk; `None` at the end of a complete stream.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item>> {
-        self.rx.poll_recv(cx)
+        let item = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(Ok(b))) = &item {
+            self.queued.fetch_sub(b.len(), Ordering::Relaxed);
+        }
+        item
     }
 
     /// The next chunk (see [`Subscription::poll_next`]).
     pub async fn next(&mut self) -> Option<Item> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }
 
@@ -184,15 +217,42 @@ mod tests {
     #[tokio::test]
     async fn past_the_backlog_bound_new_subscribers_are_refused_but_old_ones_continue() {
         let share = Share::new(vec![], 3);
-        let early = share.subscribe().unwrap();
+        let mut early = share.subscribe().unwrap();
+        let mut got = Vec::new();
         share.push(Bytes::from_static(b"ab"));
         assert!(share.joinable());
+        got.extend_from_slice(&early.next().await.unwrap().unwrap());
         share.push(Bytes::from_static(b"cd"));
         assert!(!share.joinable());
         assert!(share.subscribe().is_none());
+        got.extend_from_slice(&early.next().await.unwrap().unwrap());
         share.push(Bytes::from_static(b"e"));
         share.end(Ok(()));
-        assert_eq!(drain(early).await, (b"abcde".to_vec(), None));
+        let (rest, end) = drain(early).await;
+        got.extend_from_slice(&rest);
+        assert_eq!((got, end), (b"abcde".to_vec(), None));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_too_far_behind_is_cut_and_the_others_go_on() {
+        let share = Share::new(vec![], 4);
+        let mut reader = share.subscribe().unwrap();
+        let idle = share.subscribe().unwrap();
+        let mut got = Vec::new();
+        for chunk in [&b"ab"[..], b"cd", b"ef", b"gh"] {
+            share.push(Bytes::copy_from_slice(chunk));
+            // The reader keeps up; the idle one never reads.
+            got.extend_from_slice(&reader.next().await.unwrap().unwrap());
+        }
+        share.end(Ok(()));
+        assert_eq!(got, b"abcdefgh");
+        assert!(reader.next().await.is_none());
+        assert_eq!(
+            drain(idle).await,
+            (b"abcd".to_vec(), Some(StreamCut)),
+            "4 bytes behind at most, then cut"
+        );
+        assert_eq!(share.listeners(), 0);
     }
 
     #[tokio::test]
