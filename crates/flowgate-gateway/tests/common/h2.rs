@@ -206,6 +206,14 @@ fn answer(chunks: Option<(usize, Duration)>) -> Response<ChunkBody> {
 /// A body fed by a channel, a frame per message.
 pub struct ChunkBody(mpsc::Receiver<Bytes>);
 
+impl ChunkBody {
+    /// A body and the sender of its pieces (it ends when the sender is dropped).
+    pub fn channel() -> (mpsc::Sender<Bytes>, Self) {
+        let (tx, rx) = mpsc::channel(16);
+        (tx, ChunkBody(rx))
+    }
+}
+
 impl Body for ChunkBody {
     type Data = Bytes;
     type Error = Infallible;

@@ -27,7 +27,55 @@ pub enum ClientBody {
     /// The rest of an HTTP/1.1 body, read off the connection as it is polled.
     H1(Incoming),
     /// An HTTP/2 stream's body.
-    H2(hyper::body::Incoming),
+    H2(H2Body),
+}
+
+/// An HTTP/2 request body, with the same longest gap between two pieces as an HTTP/1.1 one.
+#[derive(Debug)]
+pub struct H2Body {
+    body: hyper::body::Incoming,
+    deadline: Deadline,
+}
+
+impl H2Body {
+    pub(super) fn new(body: hyper::body::Incoming, timeout: Duration) -> Self {
+        H2Body {
+            body,
+            deadline: Deadline::new(timeout),
+        }
+    }
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.deadline.progressed();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.poll(cx) {
+                Poll::Ready(()) => {
+                    Poll::Ready(Some(Err(Box::new(BodyTimeout(this.deadline.timeout())))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl Body for ClientBody {
@@ -41,7 +89,7 @@ impl Body for ClientBody {
         match self.get_mut() {
             ClientBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ClientBody::H1(b) => Pin::new(b).poll_frame(cx),
-            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx),
         }
     }
 

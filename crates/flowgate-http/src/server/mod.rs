@@ -1,32 +1,28 @@
-//! The data-plane listener: accepts connections, serves HTTP/1.1 itself ([`h1`]) and h2c
-//! (prior knowledge) through hyper, with the configured limits, and drains gracefully on
-//! shutdown. What a request gets is up to the [`Service`] it serves.
+//! The data-plane listener: accepts connections (TLS first when the service has it),
+//! serves HTTP/1.1 itself (`h1`) and HTTP/2 through hyper (`h2`: h2c by prior knowledge,
+//! or h2 by ALPN), with the configured limits, and drains gracefully on shutdown. What a
+//! request gets is up to the [`Service`] it serves.
 
 mod body;
 mod caps;
 mod client_io;
 mod conn_state;
 mod h1;
+mod h2;
 mod service;
 pub mod workers;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::{Arc, PoisonError, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub use body::{BodyTimeout, ClientBody, Incoming};
+pub use body::{BodyTimeout, ClientBody, H2Body, Incoming};
 pub use caps::Connections;
 pub use service::{HeadError, Limits, Peer, Service, Settings};
 
@@ -121,7 +117,7 @@ fn serve_conn<S: Service>(
                 };
                 let peer = peer.over_tls();
                 if http2 && tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    return serve_h2(svc, tls, peer, limits, stop).await;
+                    return h2::serve(svc, tls, peer, limits, stop).await;
                 }
                 (ClientIo::tls(tls), peer)
             }
@@ -148,11 +144,11 @@ fn serve_conn<S: Service>(
             let start = start.freeze();
             match io {
                 ClientIo::Plain(s) => {
-                    serve_h2(svc, Rewind::new(start, s), peer, limits, stop).await
+                    h2::serve(svc, h2::Rewind::new(start, s), peer, limits, stop).await
                 }
                 ClientIo::Tls(m) => {
                     let s = *m.into_inner().unwrap_or_else(PoisonError::into_inner);
-                    serve_h2(svc, Rewind::new(start, s), peer, limits, stop).await;
+                    h2::serve(svc, h2::Rewind::new(start, s), peer, limits, stop).await;
                 }
             }
         }
@@ -190,99 +186,7 @@ async fn watch<S: Service>(
     }
 }
 
-/// Serves an HTTP/2 connection with hyper until it ends or the server stops (then
-/// gracefully: streams in flight finish).
-async fn serve_h2<S: Service, T>(
-    svc: Arc<S>,
-    io: T,
-    peer: Peer,
-    limits: Limits,
-    mut stop: watch::Receiver<bool>,
-) where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = Arc::new(peer);
-    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let svc = svc.clone();
-        let peer = peer.clone();
-        async move { Ok::<_, Infallible>(svc.call(req.map(ClientBody::H2), &peer).await) }
-    });
-    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    // A peer that does not answer a PING within the head deadline is gone, or never was an
-    // HTTP/2 client (a preface and then nothing): the connection is closed.
-    b.timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(limits.header_read_timeout))
-        .keep_alive_timeout(limits.header_read_timeout);
-    let mut conn = pin!(b.serve_connection(TokioIo::new(io), svc));
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        () = stopped(&mut stop) => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
-}
-
 /// Resolves once the server stops (or is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
-}
-
-/// A stream whose first bytes were already read: they are read again first.
-struct Rewind<T> {
-    start: Bytes,
-    inner: T,
-}
-
-impl<T> Rewind<T> {
-    fn new(start: Bytes, inner: T) -> Self {
-        Rewind { start, inner }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.start.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let n = this.start.len().min(buf.remaining());
-        buf.put_slice(&this.start[..n]);
-        this.start.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
