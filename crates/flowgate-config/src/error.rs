@@ -32,6 +32,8 @@ pub struct Problem {
     pub location: Location,
     pub key: KeyPath,
     pub message: String,
+    /// The named array element the key is in (`route "chat"`), when it has a name.
+    pub within: Option<String>,
 }
 
 /// Why a configuration could not be loaded.
@@ -103,7 +105,10 @@ impl fmt::Display for Problem {
             Location::Env { var } => write!(f, "environment variable {var}: ")?,
             Location::Unknown => write!(f, "{}: ", self.origin)?,
         }
-        write!(f, "key `{}`: {}", self.key, self.message)
+        match &self.within {
+            Some(w) => write!(f, "key `{}` ({w}): {}", self.key, self.message),
+            None => write!(f, "key `{}`: {}", self.key, self.message),
+        }
     }
 }
 

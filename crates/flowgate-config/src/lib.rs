@@ -23,6 +23,7 @@ mod error;
 pub mod fuzzing;
 mod ip_block;
 mod model;
+mod problems;
 mod protocol;
 mod proxy;
 mod raw;
@@ -111,6 +112,7 @@ pub fn parse_with(
             location,
             key,
             message,
+            within: None,
         }
     };
 
@@ -127,6 +129,7 @@ pub fn parse_with(
                 location,
                 key: KeyPath::default(),
                 message: format!("invalid TOML: {}", e.message()),
+                within: None,
             }]));
         }
     };
@@ -138,44 +141,53 @@ pub fn parse_with(
                 location: Location::Env { var: o.var.clone() },
                 key: o.path.clone(),
                 message: why,
+                within: None,
             });
         }
     }
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
-    let raw = match serde_path_to_error::deserialize(toml::Value::Table(table)) {
-        Ok(raw) => raw,
-        Err(e) => return Err(ConfigError::Invalid(vec![deser_problem(e, &problem)])),
+    // Every key the file gets wrong, then what validation finds in the rest.
+    let (raw, mut found) = problems::deserialize_all(table.clone());
+    let unreadable = found.len();
+    let config = match raw.map(|raw| validate::validate(raw, origin, &env)) {
+        Some(Ok(config)) if found.is_empty() => Some(config),
+        Some(Ok(_)) | None => None,
+        Some(Err(more)) => {
+            // A problem of a table a removed key was in is likely that key's doing (a
+            // misspelt `prefix` leaves a route without one): the key's problem says it.
+            let removed: Vec<KeyPath> = found.iter().map(|(k, _)| k.clone()).collect();
+            found.extend(
+                more.into_iter()
+                    .filter(|(k, _)| !removed.iter().any(|r| r.starts_with(k))),
+            );
+            None
+        }
     };
-    let config = validate::validate(raw, origin, &env).map_err(|found| {
-        ConfigError::Invalid(found.into_iter().map(|(k, m)| problem(k, m)).collect())
-    })?;
-    let found = check(&config);
-    if found.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(
-            found.into_iter().map(|(k, m)| problem(k, m)).collect(),
-        ))
+    if let Some(config) = &config {
+        found = check(config);
     }
-}
-
-fn deser_problem(
-    e: serde_path_to_error::Error<toml::de::Error>,
-    problem: &impl Fn(KeyPath, String) -> Problem,
-) -> Problem {
-    let mut key = KeyPath::default();
-    for seg in e.path().iter() {
-        match seg {
-            serde_path_to_error::Segment::Seq { index } => key.0.push(Seg::Index(*index)),
-            serde_path_to_error::Segment::Map { key: k }
-            | serde_path_to_error::Segment::Enum { variant: k } => key.0.push(Seg::Key(k.clone())),
-            serde_path_to_error::Segment::Unknown => {}
+    match config {
+        Some(config) if found.is_empty() => Ok(config),
+        _ => {
+            let mut found: Vec<Problem> = found
+                .into_iter()
+                .map(|(k, m)| {
+                    let mut p = problem(k, m);
+                    p.within = problems::label(&table, &p.key);
+                    p
+                })
+                .collect();
+            // The keys that could not be read in the order of the file (serde visits tables
+            // in key order), then what validation found.
+            found[..unreadable].sort_by_key(|p| match p.location {
+                Location::File { line, column } => (0, line, column),
+                Location::Env { .. } | Location::Unknown => (1, 0, 0),
+            });
+            Err(ConfigError::Invalid(found))
         }
     }
-    let message = e.inner().message().trim().to_string();
-    problem(key, message)
 }
 
 /// An endpoint to register through the admin API (`{"url", "name", "weight", "tags",

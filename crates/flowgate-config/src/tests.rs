@@ -91,6 +91,51 @@ fn unknown_field_names_line_column_and_key() {
 }
 
 #[test]
+fn every_misspelt_or_mistyped_key_is_reported_in_one_run_with_the_nearest_known_key() {
+    let p = parse_err(
+        "[server]\nlisen = \"127.0.0.1:1\"\nworkrs = 2\n\n[pools.a]\n         endpoints = [{ url = \"http://x:1\" }]\nmax_connections = \"many\"\n\n         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefx = \"/v1\"\npool = \"a\"\n         cache = { tll = \"1m\" }\n",
+    );
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.lisen",
+            "server.workrs",
+            "pools.a.max_connections",
+            "routes[0].prefx",
+            "routes[0].cache.tll"
+        ],
+        "{p:?}"
+    );
+    let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert!(text[0].contains("did you mean `listen`?"), "{}", text[0]);
+    assert!(text[1].contains("did you mean `workers`?"), "{}", text[1]);
+    assert!(
+        text[3].contains(
+            "key `routes[0].prefx` (route \"chat\"): unknown field `prefx`: did you mean `prefix`?"
+        ),
+        "{}",
+        text[3]
+    );
+    assert!(text[4].contains("did you mean `ttl`?"), "{}", text[4]);
+    // Lines point at each key.
+    assert_eq!(p[1].location, Location::File { line: 3, column: 1 });
+}
+
+#[test]
+fn validation_problems_name_the_route_they_are_in() {
+    let p = parse_err(
+        "[pools.a]\nendpoints = [{ url = \"http://x:1\" }]\n\n         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"nope\"\n",
+    );
+    assert!(
+        p[0].to_string()
+            .contains("key `routes[0].pool` (route \"chat\")"),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
 fn wrong_type_names_the_key() {
     let p = parse_err(
         "[pools.a]\nendpoints = [{ url = \"http://x:1\" }]\nmax_connections = \"many\"\n",
@@ -663,7 +708,17 @@ fn model_prices_are_read_and_checked() {
          [models.n]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\nother = 2\n"
     ));
     let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
-    assert_eq!(keys, ["models.n.other"], "{p:?}");
+    // The unknown key first, then what validation finds in the rest: all in one run.
+    assert_eq!(
+        keys,
+        [
+            "models.n.other",
+            "models.a*b",
+            "models.m.input_usd_per_mtok",
+            "models.m.output_usd_per_mtok"
+        ],
+        "{p:?}"
+    );
     let p = parse_err(&format!(
         "{GOOD}\n[models.\"a*b\"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\n\n\
          [models.m]\ninput_usd_per_mtok = -1\n"
