@@ -161,17 +161,24 @@ struct Conn {
 #[derive(Debug)]
 pub struct Lease {
     conn: Option<Leased>,
-    /// Whether the connection served a request before this one.
-    reused: bool,
     pool: Arc<Pool>,
 }
 
+/// Each variant boxed: a lease moves with the request (into the response body, back to the
+/// idle stack), so it stays three words. An HTTP/1.1 connection is allocated once, when it
+/// is opened; an HTTP/2 stream once per request.
 #[derive(Debug)]
 enum Leased {
-    /// Boxed: a lease moves with the request (into the response body, back to the idle
-    /// stack) and a connection is allocated once, when it is opened.
     H1(Box<Conn>),
-    H2(H2Stream),
+    H2(Box<SharedStream>),
+}
+
+/// A stream of a shared HTTP/2 connection, and whether the connection served a request
+/// before.
+#[derive(Debug)]
+struct SharedStream {
+    stream: H2Stream,
+    reused: bool,
 }
 
 /// Why no connection could be had.
@@ -375,7 +382,6 @@ impl Pool {
     fn lease(self: &Arc<Self>, conn: Box<Conn>) -> Lease {
         self.active.fetch_add(1, Ordering::Relaxed);
         Lease {
-            reused: conn.reused,
             conn: Some(Leased::H1(conn)),
             pool: self.clone(),
         }
@@ -384,8 +390,7 @@ impl Pool {
     fn lease_h2(self: &Arc<Self>, stream: H2Stream, reused: bool) -> Lease {
         self.active.fetch_add(1, Ordering::Relaxed);
         Lease {
-            conn: Some(Leased::H2(stream)),
-            reused,
+            conn: Some(Leased::H2(Box::new(SharedStream { stream, reused }))),
             pool: self.clone(),
         }
     }
@@ -576,7 +581,11 @@ impl Lease {
 
     /// Whether the connection served a request before this one.
     pub fn is_reused(&self) -> bool {
-        self.reused
+        match &self.conn {
+            Some(Leased::H1(c)) => c.reused,
+            Some(Leased::H2(s)) => s.reused,
+            None => false,
+        }
     }
 
     /// Sends a request: `head`, then `body`. Once this returns `Ok` the upstream may act on
@@ -592,7 +601,8 @@ impl Lease {
     {
         match self.conn.as_mut() {
             Some(Leased::H1(c)) => c.wire.write_request(head, body).await,
-            Some(Leased::H2(s)) => s.write_request(head, body).await,
+            // Boxed: the HTTP/1.1 path's future stays as small as it was.
+            Some(Leased::H2(s)) => Box::pin(s.stream.write_request(head, body)).await,
             None => Err(ExchangeError::ClosedBeforeHead),
         }
     }
@@ -601,7 +611,7 @@ impl Lease {
     pub async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, ExchangeError> {
         match self.conn.as_mut() {
             Some(Leased::H1(c)) => c.wire.read_head(head_request).await,
-            Some(Leased::H2(s)) => s.read_head().await,
+            Some(Leased::H2(s)) => Box::pin(s.stream.read_head()).await,
             None => Err(ExchangeError::ClosedBeforeHead),
         }
     }
