@@ -1,0 +1,31 @@
+//! The providers' dialects, translated to and from the one flowgate's clients speak (OpenAI
+//! Chat Completions): request bodies, whole answers, streamed events and error bodies.
+//! Pure functions and small state machines over bytes and JSON: no sockets, no clocks (the
+//! caller passes the time), so every mapping is tested on its own.
+//!
+//! - [`anthropic`]: the Messages API (`/v1/messages`), its SSE events and error bodies.
+//! - [`sse`]: server-sent events read incrementally, for any provider that streams them.
+//! - [`openai`]: the shapes flowgate answers in (errors, chunks).
+
+pub mod anthropic;
+pub mod openai;
+pub mod sse;
+
+/// A request the target provider cannot serve as asked: the client gets a 400 saying so,
+/// before anything is sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Unsupported {
+    /// The request field at fault (`n`, `messages[2].content[0]`...).
+    pub param: String,
+    pub message: String,
+}
+
+impl Unsupported {
+    pub fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Unsupported {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+}

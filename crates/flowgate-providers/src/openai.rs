@@ -1,0 +1,45 @@
+//! The shapes flowgate answers in, whatever the provider: OpenAI's error body and its
+//! streamed `chat.completion.chunk` events.
+
+use serde_json::{Value, json};
+
+/// An error body in OpenAI's shape.
+pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: &str) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+}
+
+/// One streamed event (`data: {...}\n\n`).
+pub fn sse_data(v: &Value) -> Vec<u8> {
+    let mut out = b"data: ".to_vec();
+    // A `Value` always serializes.
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+/// The end of an OpenAI stream.
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Token counts as OpenAI reports them: prompt tokens include those read from the provider's
+/// prompt cache (`prompt_tokens_details.cached_tokens`) and those written to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Input tokens not served from the prompt cache.
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Usage {
+    pub fn to_json(self) -> Value {
+        let prompt = self.input + self.cache_read + self.cache_write;
+        json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": self.output,
+            "total_tokens": prompt + self.output,
+            "prompt_tokens_details": {"cached_tokens": self.cache_read},
+            "cache_creation_input_tokens": self.cache_write,
+        })
+    }
+}
