@@ -4,12 +4,13 @@
 //! caller passes the time), so every mapping is tested on its own.
 //!
 //! - [`anthropic`]: the Messages API (`/v1/messages`), its SSE events and error bodies.
-//! - [`sse`]: server-sent events read incrementally, for any provider that streams them.
-//! - [`openai`]: the shapes flowgate answers in (errors, chunks).
+//! - [`openai`]: the shapes flowgate answers in (errors, chunks, usage).
+//!
+//! Server-sent events are split by `flowgate_cost::sse::Events`, the one splitter the
+//! cache and the token meter use too.
 
 pub mod anthropic;
 pub mod openai;
-pub mod sse;
 
 /// A request the target provider cannot serve as asked: the client gets a 400 saying so,
 /// before anything is sent.

@@ -8,10 +8,15 @@
 //! connection resets and stalls. Every response carries a realistic `usage` block. Randomness
 //! is seeded per request (seed + request number), so a run repeats.
 //!
+//! It speaks Anthropic's Messages API too, at `POST /v1/messages` (JSON or its SSE event
+//! sequence, its error bodies, 529 for overload): one simulator serves every dialect at the
+//! dialect's own paths.
+//!
 //! Two helper paths serve tests: `/echo/...` answers with what it received (method, path,
 //! headers, body size) and `GET /sim/stats` with the endpoint's counters, including requests
 //! the client abandoned before the answer was complete.
 
+mod anthropic;
 mod body;
 mod content;
 mod server;

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::anthropic;
 use crate::body::SimBody;
 use crate::content::{self, Ask};
 use crate::spec::{EndpointSpec, Fate};
@@ -87,7 +88,7 @@ struct State {
 }
 
 /// Marks a request in flight; counts it as cancelled if dropped before `finish`.
-struct InFlight {
+pub(crate) struct InFlight {
     stats: Arc<SimStats>,
     done: bool,
 }
@@ -113,7 +114,7 @@ impl InFlight {
         }
     }
 
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         self.done = true;
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
     }
@@ -183,7 +184,7 @@ impl Drop for SimServer {
     }
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<SimBody> {
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<SimBody> {
     let mut r = Response::new(SimBody::full(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -221,6 +222,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         "/v1/chat/completions" | "/chat/completions" => Kind::Chat,
         "/v1/completions" | "/completions" => Kind::Text,
         "/v1/embeddings" | "/embeddings" => Kind::Embeddings,
+        "/v1/messages" => Kind::Messages,
         _ => {
             guard.finish();
             return Ok(json_response(
@@ -233,6 +235,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             ));
         }
     };
+    let headers = req.headers().clone();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -258,6 +261,11 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             ),
         ));
     };
+    let messages = kind == Kind::Messages;
+    if messages && let Some(refused) = anthropic::refusal(&headers, &v) {
+        guard.finish();
+        return Ok(refused);
+    }
     let ask = Ask::from_json(&v, body.len());
     let spec = &state.spec;
     match spec.fate(&mut rng) {
@@ -265,14 +273,22 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         Fate::RateLimited => {
             state.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             guard.finish();
-            let mut r = json_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                &content::error(
-                    "sim: rate limit reached",
+            let mut r = if messages {
+                anthropic::error(
+                    StatusCode::TOO_MANY_REQUESTS,
                     "rate_limit_error",
-                    "rate_limit_exceeded",
-                ),
-            );
+                    "sim: rate limit reached",
+                )
+            } else {
+                json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &content::error(
+                        "sim: rate limit reached",
+                        "rate_limit_error",
+                        "rate_limit_exceeded",
+                    ),
+                )
+            };
             r.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(spec.retry_after_secs),
@@ -292,6 +308,15 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             sleep(spec.latency.sample(&mut rng)).await;
             state.stats.server_errors.fetch_add(1, Ordering::Relaxed);
             guard.finish();
+            if messages {
+                // Anthropic's overload answer, the one its clients retry elsewhere.
+                let status = StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return Ok(anthropic::error(
+                    status,
+                    "overloaded_error",
+                    "sim: overloaded",
+                ));
+            }
             return Ok(json_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &content::error(
@@ -304,6 +329,18 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     }
     let latency = spec.latency.sample(&mut rng);
     let completion = ask.completion_tokens(spec.completion_tokens);
+    if ask.stream && messages {
+        return Ok(anthropic::stream(
+            n,
+            ask,
+            &v,
+            latency,
+            completion,
+            spec.token_delay,
+            rng,
+            guard,
+        ));
+    }
     if ask.stream && kind == Kind::Chat {
         return Ok(stream_chat(
             n,
@@ -317,13 +354,17 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     }
     sleep(latency).await;
     let text = content::words(&mut rng, completion).join(" ");
-    let v = match kind {
+    let answer = match kind {
         Kind::Chat => content::chat_completion(n, &ask, &text, completion),
         Kind::Text => content::text_completion(n, &ask, &text, completion),
         Kind::Embeddings => content::embeddings(&ask, &mut rng),
+        Kind::Messages => {
+            guard.finish();
+            return Ok(anthropic::message(n, &ask, &v, &text, completion));
+        }
     };
     guard.finish();
-    Ok(json_response(StatusCode::OK, &v))
+    Ok(json_response(StatusCode::OK, &answer))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,9 +372,11 @@ enum Kind {
     Chat,
     Text,
     Embeddings,
+    /// Anthropic's Messages API.
+    Messages,
 }
 
-async fn sleep(d: Duration) {
+pub(crate) async fn sleep(d: Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
     }
@@ -389,6 +432,11 @@ fn stream_chat(
         }
         guard.finish();
     });
+    event_stream(rx)
+}
+
+/// A server-sent event stream fed by `rx`.
+pub(crate) fn event_stream(rx: mpsc::Receiver<Bytes>) -> Response<SimBody> {
     let mut r = Response::new(SimBody::Channel(rx));
     let h = r.headers_mut();
     h.insert(

@@ -12,21 +12,21 @@ use serde_json::{Value, json};
 use super::request::JSON_TOOL;
 use super::response::{finish_reason, usage};
 use crate::openai::{DONE, Usage, error_body, sse_data};
-use crate::sse::{Reader, SseError};
+use flowgate_cost::sse::Events;
 
-/// The stream broke off or made no sense.
+/// The stream made no sense.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamError {
-    #[error("the upstream's event stream is malformed: {0}")]
-    Sse(#[from] SseError),
     #[error("the upstream sent an event that is not JSON: {0}")]
     NotJson(String),
+    #[error("the upstream sent an event without a type")]
+    Untyped,
 }
 
 /// Translates one answer's stream.
 #[derive(Debug)]
 pub struct Translator {
-    reader: Reader,
+    events: Events,
     id: String,
     model: String,
     created: u64,
@@ -45,7 +45,7 @@ impl Translator {
     /// For an answer to `model` (the client's name for it) started at `created`.
     pub fn new(model: &str, created: u64, include_usage: bool, json_mode: bool) -> Self {
         Translator {
-            reader: Reader::default(),
+            events: Events::new(),
             id: "chatcmpl-anthropic".into(),
             model: model.into(),
             created,
@@ -70,15 +70,25 @@ impl Translator {
     }
 
     /// The OpenAI events for the bytes `chunk` completes.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, StreamError> {
+    pub fn push(&mut self, mut chunk: &[u8]) -> Result<Vec<u8>, StreamError> {
         let mut out = Vec::new();
-        for ev in self.reader.push(chunk)? {
+        while let Some(data) = self.events.next(&mut chunk) {
             if self.finished {
                 break;
             }
-            let data: Value = serde_json::from_str(&ev.data)
-                .map_err(|e| StreamError::NotJson(format!("{}: {e}", ev.event)))?;
-            self.event(&ev.event, &data, &mut out);
+            let data: Value = serde_json::from_slice(&data).map_err(|e| {
+                StreamError::NotJson(format!(
+                    "{}: {e}",
+                    String::from_utf8_lossy(&data[..data.len().min(80)])
+                ))
+            })?;
+            // Each event's data names its type (the `event:` line repeats it).
+            let kind = data
+                .get("type")
+                .and_then(Value::as_str)
+                .ok_or(StreamError::Untyped)?
+                .to_string();
+            self.event(&kind, &data, &mut out);
         }
         Ok(out)
     }
@@ -94,8 +104,6 @@ impl Translator {
     }
 
     fn event(&mut self, kind: &str, data: &Value, out: &mut Vec<u8>) {
-        // The type is in the data too; it wins when the `event:` line is missing.
-        let kind = data.get("type").and_then(Value::as_str).unwrap_or(kind);
         match kind {
             "message_start" => {
                 let msg = data.get("message").unwrap_or(&Value::Null);
