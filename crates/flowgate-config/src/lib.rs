@@ -25,6 +25,7 @@ mod ip_block;
 mod model;
 mod problems;
 mod protocol;
+mod provider;
 mod proxy;
 mod raw;
 mod resilience;
@@ -44,10 +45,10 @@ pub use model::{
     AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
     ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback, HealthCheckConfig,
     HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits, ListenerTls,
-    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, ProxyConfig, Rate,
-    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey,
-    UpstreamProtocol, UpstreamTls, WarmConfig,
+    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, Provider,
+    ProxyConfig, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache,
+    RouteConfig, RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers,
+    UpstreamKey, UpstreamProtocol, UpstreamTls, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;

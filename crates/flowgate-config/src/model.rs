@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 pub use crate::admin::{ADMIN_TOKEN_ENV, AdminConfig, AdminScope, AdminToken};
 pub use crate::ip_block::IpBlock;
 pub use crate::protocol::UpstreamProtocol;
+pub use crate::provider::Provider;
 pub use crate::proxy::{Egress, ProxyConfig};
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
@@ -686,6 +687,8 @@ pub struct PoolConfig {
     /// How often an HTTP/2 connection is PINGed (one unanswered within `connect_timeout`
     /// is closed). Default 30 s.
     pub h2_keepalive: Duration,
+    /// Which API its servers speak. Default `openai`.
+    pub provider: Provider,
 }
 
 /// Session affinity of a pool: requests with the same session id stick to one endpoint.

@@ -269,6 +269,7 @@ pub(crate) struct RawPool {
     pub proxy: Option<String>,
     pub protocol: Option<String>,
     pub h2_keepalive: Option<HumanDuration>,
+    pub provider: Option<String>,
 }
 
 /// `outlier = {...}` of a pool.

@@ -1192,9 +1192,11 @@ fn pool(
             "a pool needs at least one endpoint".into(),
         ));
     }
+    let mut raw_endpoints = p.endpoints;
+    let provider = crate::provider::provider(p.provider.as_deref(), &mut raw_endpoints, key, found);
     let mut endpoints = Vec::new();
     let mut names = BTreeSet::new();
-    for (i, e) in p.endpoints.into_iter().enumerate() {
+    for (i, e) in raw_endpoints.into_iter().enumerate() {
         let ek = key.clone().key("endpoints").index(i);
         if let Some(ep) = endpoint(e, &ek, env, found) {
             if !names.insert(ep.name.clone()) {
@@ -1207,6 +1209,7 @@ fn pool(
             endpoints.push(ep);
         }
     }
+    crate::provider::check_keys(provider, &endpoints, key, found);
     let https = endpoints.iter().any(|e| e.tls);
     let tls = crate::tls::upstream_tls(p.tls, https, origin, key, found);
     let egress = crate::proxy::egress(p.proxy.as_deref(), env, key, found);
@@ -1331,6 +1334,7 @@ fn pool(
         egress,
         protocol,
         h2_keepalive,
+        provider,
     })
 }
 

@@ -12,7 +12,6 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use flowgate_cache::Subscription;
 use flowgate_http::BoxError;
-use flowgate_http::pool::ResponseBody;
 use flowgate_http::server::{BodyTimeout, ClientBody};
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
@@ -173,7 +172,7 @@ impl Drop for InFlightGuard {
 
 /// An upstream answer's body as it is read: copied into the cache on a fill, holding the
 /// request's concurrency permits until it ends.
-pub type UpstreamBody = Watched<Watched<ResponseBody>>;
+pub type UpstreamBody = Watched<Watched<crate::dialect::AnswerBody>>;
 
 /// A response body on its way to the client: its source, metered for the token limits,
 /// and counted in flight until it is done or dropped.

@@ -62,6 +62,9 @@ pub enum ProxyError {
     Overloaded(Box<crate::queues::overload::Overload>),
     #[error("x-flowgate-priority {0:?} is not a priority: use critical, high, normal or low")]
     BadPriority(String),
+    /// The request asks for what the pool's provider cannot do (`n > 1` on Anthropic).
+    #[error("{0}")]
+    Unsupported(flowgate_providers::Unsupported),
     /// A request the listener could not read as HTTP/1.1.
     #[error("malformed request: {0}")]
     BadRequest(String),
@@ -104,6 +107,7 @@ impl ProxyError {
             | ProxyError::BodyRead(_)
             | ProxyError::BadCacheDirective(_)
             | ProxyError::BadPriority(_)
+            | ProxyError::Unsupported(_)
             | ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             // A key over its share is the client's doing; a busy route or pool is not.
             ProxyError::Overloaded(o) if o.scope == crate::queues::overload::Scope::Key => {
@@ -160,6 +164,7 @@ impl ProxyError {
             }
             ProxyError::Overloaded(_) => "overloaded",
             ProxyError::BadPriority(_) => "invalid_priority",
+            ProxyError::Unsupported(_) => "unsupported_parameter",
             ProxyError::BadRequest(_) => "invalid_request",
             ProxyError::HeadTimeout(_) | ProxyError::BodyTimeout(_) => "request_timeout",
             ProxyError::NotImplemented(_) => "not_implemented",

@@ -72,7 +72,11 @@ impl Failure {
     fn of(answer: &Answer) -> Option<Failure> {
         match answer {
             Ok((head, ..)) => {
-                let s = head.status.as_u16();
+                // 529 is Anthropic's (and Cloudflare's) "overloaded": a 503 by another name.
+                let s = match head.status.as_u16() {
+                    529 => 503,
+                    s => s,
+                };
                 (s == 429 || s >= 500).then(|| Failure::Status(s, retry_after(head)))
             }
             Err(ProxyError::Connect { .. } | ProxyError::NoEndpoint { .. }) => {
@@ -185,6 +189,29 @@ impl<'c> Forwarder<'c> {
         hedge: Option<HedgeAfter>,
         out: &mut Outcome,
     ) -> Answer {
+        // A pool whose servers speak another API gets the request translated for it; the
+        // route's own body stays as it is for the next pool of the chain.
+        out.translation = None;
+        let mut translated = None;
+        if pool.cfg.provider != flowgate_config::Provider::OpenAi {
+            let Some(ReqBody::Full(b)) = body.as_ref() else {
+                return Err(ProxyError::Unsupported(
+                    flowgate_providers::Unsupported::new(
+                        "",
+                        "a request for this provider must be read whole (an openai route) to be translated",
+                    ),
+                ));
+            };
+            let (bytes, t) = crate::dialect::request(&pool.cfg, b.as_deref().unwrap_or_default())?
+                .ok_or_else(|| ProxyError::BadRequest("no translation".into()))?;
+            translated = Some(ReqBody::full(bytes));
+            out.translation = Some(t);
+        }
+        let body = if translated.is_some() {
+            &mut translated
+        } else {
+            body
+        };
         let timeout = pool.cfg.request_timeout;
         // A body streamed from the client goes at the client's pace: the timeout then
         // covers what the upstream does (waiting for a connection, answering once the body
@@ -381,10 +408,15 @@ impl<'c> Forwarder<'c> {
             ReqBody::Full(b) => Some(b.clone()),
             ReqBody::Stream { .. } => None,
         };
+        let provider = pool.cfg.provider;
         let fields =
             UpstreamFields::new(&ep.host_header, &req.client, req.authority, req.request_id)
-                .with_credential(ep.credential.as_ref());
-        let target = upstream_target(ep, &parts.uri);
+                .with_credential(ep.credential.as_ref())
+                .with(crate::dialect::fields(provider));
+        let target = match crate::dialect::target_path(provider) {
+            Some(path) => Cow::Owned(format!("{}{path}", ep.cfg.base_path)),
+            None => upstream_target(ep, &parts.uri),
+        };
         let head = RequestHead {
             method: &parts.method,
             target: &target,

@@ -15,6 +15,7 @@ mod balance_metrics;
 mod body;
 mod cache_metrics;
 mod caching;
+mod dialect;
 mod error;
 mod flow;
 mod forward;

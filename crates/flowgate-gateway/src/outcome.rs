@@ -21,4 +21,6 @@ pub(crate) struct Outcome {
     pub(crate) cache: Option<caching::Status>,
     /// The tightest rate limit's state, for the `x-ratelimit-*` fields.
     pub(crate) rate: Option<RateState>,
+    /// How the answering pool's request was translated, when its provider needed it.
+    pub(crate) translation: Option<crate::dialect::Translation>,
 }

@@ -36,6 +36,7 @@ use crate::admission::Reservation;
 use crate::auth::Caller;
 use crate::body::{self, InFlightGuard, ProxyBody, ReqBody};
 use crate::caching::{self, Fill, Tee};
+use crate::dialect::AnswerBody;
 use crate::error::ProxyError;
 use crate::forward::Forwarder;
 use crate::gateway::Gateway;
@@ -148,7 +149,40 @@ impl Gateway {
         resp.headers_mut()
             .insert(headers::UPSTREAM.clone(), endpoint.name_header.clone());
         let body = ResponseBody::new(lease, head.body, route.upstream.cfg.read_timeout);
+        let body = match out.translation.clone() {
+            None => AnswerBody::Native(body),
+            Some(t) => self.translate_answer(&mut resp, body, t).await,
+        };
         Ok(account(resp, body, tokens, permits, fill))
+    }
+
+    /// The answer of a pool whose provider speaks another API, in OpenAI's shape: an error
+    /// read whole and mapped (its status too), else translated as it passes.
+    async fn translate_answer(
+        &self,
+        resp: &mut Response<ProxyBody>,
+        body: ResponseBody,
+        t: crate::dialect::Translation,
+    ) -> AnswerBody {
+        // The length changes with the shape.
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+        if !resp.status().is_success() {
+            let raw = crate::dialect::read_whole(body, crate::dialect::MAX_ERROR).await;
+            let (status, json) = crate::dialect::error(&t, resp.status().as_u16(), &raw);
+            *resp.status_mut() =
+                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return AnswerBody::Full(Some(json));
+        }
+        let stream = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let created = self.clock().unix_millis() / 1000;
+        AnswerBody::translated(body, t, created, stream)
     }
 
     /// Stage 2: the caller of a route with `[auth]` on, its key checked for the route. The
@@ -347,7 +381,7 @@ impl<'b> Shape<'b> {
 /// concurrency permits, the token meter.
 fn account(
     mut resp: Response<ProxyBody>,
-    body: ResponseBody,
+    body: AnswerBody,
     tokens: Option<Reservation>,
     mut permits: Option<Permits>,
     fill: Option<Fill>,
