@@ -869,6 +869,13 @@ impl Config {
                 p.max_idle,
                 concurrency_summary(p.concurrency.as_ref())
             );
+            if p.provider != Provider::OpenAi {
+                let _ = writeln!(
+                    s,
+                    "      provider {}: OpenAI requests and answers translated",
+                    p.provider.as_str()
+                );
+            }
             match p.protocol {
                 UpstreamProtocol::Auto if p.endpoints.iter().any(|e| e.tls) => {
                     let _ = writeln!(s, "      http/2 where the server picks it by ALPN");
