@@ -75,6 +75,10 @@ const INTERESTING: &[&[u8]] = &[
     b"[",
     b"]",
     b"{",
+    b"event: ",
+    b"data: ",
+    b"\"type\":",
+    b"message_stop",
 ];
 
 fn mutate(rng: &mut SmallRng, corpus: &[Vec<u8>]) -> Vec<u8> {
@@ -149,6 +153,22 @@ fn response_heads() {
 #[test]
 fn chunked_bodies() {
     run("chunked", flowgate_http::fuzzing::chunked);
+}
+
+#[test]
+fn anthropic_streams() {
+    run(
+        "anthropic_stream",
+        flowgate_providers::fuzzing::anthropic_stream,
+    );
+}
+
+#[test]
+fn anthropic_json() {
+    run(
+        "anthropic_json",
+        flowgate_providers::fuzzing::anthropic_json,
+    );
 }
 
 #[test]

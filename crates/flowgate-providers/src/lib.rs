@@ -10,6 +10,7 @@
 //! cache and the token meter use too.
 
 pub mod anthropic;
+pub mod fuzzing;
 pub mod openai;
 
 /// A request the target provider cannot serve as asked: the client gets a 400 saying so,

@@ -1,0 +1,64 @@
+//! Entry points for fuzzing what upstreams send (cargo-fuzz targets in `fuzz/`, and the
+//! stable replay of their corpus in `crates/flowgate-gateway/tests/fuzz_corpus.rs`). Each
+//! takes any bytes, must not panic, and checks what must hold of what comes out.
+
+use serde_json::Value;
+
+use crate::anthropic;
+
+/// An Anthropic event stream, cut in two where the first byte says: the translation of the
+/// two pieces is the translation of the whole, and every event it makes is JSON (or the end).
+pub fn anthropic_stream(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut).min(stream.len());
+    let mut whole = anthropic::Translator::new("m", 0, true, false);
+    let all = whole.push(stream);
+    let mut parts = anthropic::Translator::new("m", 0, true, false);
+    let split = parts.push(&stream[..cut]).and_then(|mut a| {
+        parts.push(&stream[cut..]).map(|b| {
+            a.extend(b);
+            a
+        })
+    });
+    if let (Ok(all), Ok(split)) = (&all, &split) {
+        assert_eq!(all, split, "the same events whole and cut");
+        let text = String::from_utf8(all.clone());
+        assert!(text.is_ok(), "UTF-8 events");
+        for event in text
+            .iter()
+            .flat_map(|t| t.split("\n\n"))
+            .filter(|e| !e.is_empty())
+        {
+            let data = event.strip_prefix("data: ");
+            assert!(data.is_some(), "a data line: {event:?}");
+            if let Some(data) = data.filter(|d| *d != "[DONE]") {
+                assert!(
+                    serde_json::from_str::<Value>(data).is_ok(),
+                    "JSON events: {data:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Any JSON as an OpenAI request for Anthropic, and any bytes as its answer and its error.
+pub fn anthropic_json(data: &[u8]) {
+    if let Ok(v) = serde_json::from_slice::<Value>(data) {
+        let target = anthropic::Target {
+            model: "m",
+            default_max_tokens: 16,
+        };
+        if let Ok(t) = anthropic::translate(&v, &target) {
+            assert!(t.body["max_tokens"].is_u64());
+            assert!(t.body["messages"].is_array());
+        }
+        if let Ok(c) = anthropic::completion(&v, "m", 0, false) {
+            assert_eq!(c["object"], "chat.completion");
+        }
+    }
+    let (status, body) = anthropic::error(500, data);
+    assert!((400..600).contains(&status));
+    assert!(body["error"]["message"].is_string());
+}
