@@ -70,6 +70,8 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
             "[server]\nlisten = \"127.0.0.1:{data}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nworkers = 1\n\n\
              [pools.llm]\nendpoints = [\n  {{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }},\n  \
              {{ url = \"http://127.0.0.1:{dead}\", api_key_env = \"FLOWGATE_CANARY\", api_key_header = \"x-api-key\" }},\n]\n\n\
+             [pools.claude]\nprovider = \"anthropic\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }}]\n\n\
+             [[routes]]\nname = \"claude\"\nkind = \"openai\"\npath = \"/claude/v1/chat/completions\"\npool = \"claude\"\n\n\
              [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n\n\
              [auth]\nenabled = true\nstore = \"{}\"\n\n[[auth.keys]]\nname = \"canary-client\"\nhash = \"{hash}\"\n",
             dir.join("keys.redb").display()
@@ -140,6 +142,21 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
         chat,
     ));
     seen.push(http(data, "POST", "/v1/chat/completions", &[json], chat));
+    // Through a pool of Anthropic's API (the key in x-api-key), whole and streamed.
+    for body in [
+        chat,
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+    ] {
+        let r = http(
+            data,
+            "POST",
+            "/claude/v1/chat/completions",
+            &[json, ("authorization", &bearer)],
+            body,
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        seen.push(r);
+    }
     assert!(
         seen.iter().any(|r| r.starts_with("HTTP/1.1 200")),
         "{seen:?}"
