@@ -224,13 +224,9 @@ impl Translated {
                     }
                     if end {
                         self.done = true;
-                        let msg: serde_json::Value =
-                            serde_json::from_slice(buf).map_err(|e| -> BoxError {
-                                format!("the upstream's answer is not JSON: {e}").into()
-                            })?;
-                        let c = anthropic::completion(&msg, &t.model, *created, t.json_mode)
+                        let c = anthropic::completion(buf, &t.model, *created, t.json_mode)
                             .map_err(|e| -> BoxError { Box::new(e) })?;
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(c.to_string())))));
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(c)))));
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! The shapes flowgate answers in, whatever the provider: OpenAI's error body and its
 //! streamed `chat.completion.chunk` events.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// An error body in OpenAI's shape.
@@ -32,14 +33,32 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn to_json(self) -> Value {
+    /// As OpenAI's `usage` object.
+    pub fn out(self) -> UsageOut {
         let prompt = self.input + self.cache_read + self.cache_write;
-        json!({
-            "prompt_tokens": prompt,
-            "completion_tokens": self.output,
-            "total_tokens": prompt + self.output,
-            "prompt_tokens_details": {"cached_tokens": self.cache_read},
-            "cache_creation_input_tokens": self.cache_write,
-        })
+        UsageOut {
+            prompt_tokens: prompt,
+            completion_tokens: self.output,
+            total_tokens: prompt + self.output,
+            prompt_tokens_details: CachedOut {
+                cached_tokens: self.cache_read,
+            },
+            cache_creation_input_tokens: self.cache_write,
+        }
     }
+}
+
+/// OpenAI's `usage` object (with the prompt-cache writes Anthropic reports besides).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UsageOut {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub prompt_tokens_details: CachedOut,
+    pub cache_creation_input_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CachedOut {
+    pub cached_tokens: u64,
 }

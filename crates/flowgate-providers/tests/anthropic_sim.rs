@@ -63,8 +63,10 @@ async fn a_translated_request_gets_an_answer_that_translates_back() {
     let t = anthropic::translate(&chat(json!({})), &TARGET).unwrap();
     let (status, _, body) = post(&sim, &t.body, true).await;
     assert_eq!(status, StatusCode::OK, "{body:?}");
-    let msg: Value = serde_json::from_slice(&body).unwrap();
-    let c = anthropic::completion(&msg, "claude-sonnet", 1, t.json_mode).unwrap();
+    let c: Value = serde_json::from_slice(
+        &anthropic::completion(&body, "claude-sonnet", 1, t.json_mode).unwrap(),
+    )
+    .unwrap();
     assert!(
         !c["choices"][0]["message"]["content"]
             .as_str()
@@ -120,7 +122,8 @@ async fn a_forced_tool_comes_back_as_a_tool_call_whole_and_streamed() {
     });
     let t = anthropic::translate(&chat(tools.clone()), &TARGET).unwrap();
     let (_, _, body) = post(&sim, &t.body, true).await;
-    let c = anthropic::completion(&serde_json::from_slice(&body).unwrap(), "c", 1, false).unwrap();
+    let c: Value =
+        serde_json::from_slice(&anthropic::completion(&body, "c", 1, false).unwrap()).unwrap();
     assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
     let call = &c["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "search");

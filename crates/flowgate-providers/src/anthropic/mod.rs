@@ -8,6 +8,7 @@
 pub mod request;
 pub mod response;
 pub mod stream;
+mod wire;
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,14 @@
 //! A Messages API answer as an OpenAI `chat.completion`, and its error bodies in OpenAI's
 //! shape with the status a client (and flowgate's balancer) should act on.
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::Value;
 
 use super::request::JSON_TOOL;
-use crate::openai::{Usage, error_body};
+use super::wire::{FunctionOut, Message, ToolCallOut};
+use crate::openai::{UsageOut, error_body};
 
 /// The answer could not be read as a Messages API answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,65 +26,101 @@ pub fn finish_reason(stop_reason: Option<&str>, json_mode: bool) -> &'static str
     }
 }
 
-/// The usage of a message (or of a stream's `message_start` / `message_delta`).
-pub fn usage(u: &Value) -> Usage {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-    Usage {
-        input: n("input_tokens"),
-        output: n("output_tokens"),
-        cache_read: n("cache_read_input_tokens"),
-        cache_write: n("cache_creation_input_tokens"),
-    }
-}
-
-/// `msg` (a Messages API answer) as a `chat.completion` for `model` (the name the client
+/// `body` (a Messages API answer) as a `chat.completion` for `model` (the name the client
 /// asked for), made at `created` (Unix seconds).
 pub fn completion(
-    msg: &Value,
+    body: &[u8],
     model: &str,
     created: u64,
     json_mode: bool,
-) -> Result<Value, BadAnswer> {
-    let blocks = msg
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or_else(|| BadAnswer("no content array".into()))?;
+) -> Result<Vec<u8>, BadAnswer> {
+    let msg: Message<'_> = serde_json::from_slice(body).map_err(|e| BadAnswer(e.to_string()))?;
     let mut text = String::new();
     let mut calls = Vec::new();
-    for b in blocks {
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use")
-                if json_mode && b.get("name").and_then(Value::as_str) == Some(JSON_TOOL) =>
-            {
-                text.push_str(&b.get("input").cloned().unwrap_or(Value::Null).to_string());
+    let mut json_inputs = Vec::new();
+    for b in &msg.content {
+        match &*b.kind {
+            "text" => text.push_str(b.text.as_deref().unwrap_or("")),
+            "tool_use" if json_mode && b.name.as_deref() == Some(JSON_TOOL) => {
+                json_inputs.push(
+                    b.input
+                        .as_ref()
+                        .map_or_else(|| "null".to_string(), Value::to_string),
+                );
             }
-            Some("tool_use") => calls.push(json!({
-                "id": b.get("id").cloned().unwrap_or(Value::Null),
-                "type": "function",
-                "function": {
-                    "name": b.get("name").cloned().unwrap_or(Value::Null),
-                    "arguments": b.get("input").cloned().unwrap_or_else(|| json!({})).to_string(),
+            "tool_use" => calls.push(ToolCallOut {
+                index: None,
+                id: b.id.as_deref(),
+                kind: Some("function"),
+                function: FunctionOut {
+                    name: b.name.as_deref(),
+                    arguments: Cow::Owned(
+                        b.input
+                            .as_ref()
+                            .map_or_else(|| "{}".to_string(), Value::to_string),
+                    ),
                 },
-            })),
+            }),
             // Thinking, redacted thinking and server-tool blocks have no Chat Completions
             // form.
             _ => {}
         }
     }
-    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
+    for j in &json_inputs {
+        text.push_str(j);
     }
-    let stop = msg.get("stop_reason").and_then(Value::as_str);
-    Ok(json!({
-        "id": msg.get("id").and_then(Value::as_str).map_or_else(|| "chatcmpl-anthropic".to_string(), |id| format!("chatcmpl-{id}")),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(stop, json_mode), "logprobs": null}],
-        "usage": usage(msg.get("usage").unwrap_or(&Value::Null)).to_json(),
-    }))
+    let content = if text.is_empty() && !calls.is_empty() {
+        None
+    } else {
+        Some(text.as_str())
+    };
+    let out = CompletionOut {
+        id: msg.id.as_deref().map_or_else(
+            || "chatcmpl-anthropic".to_string(),
+            |id| format!("chatcmpl-{id}"),
+        ),
+        object: "chat.completion",
+        created,
+        model,
+        choices: [ChoiceOut {
+            index: 0,
+            message: MessageOut {
+                role: "assistant",
+                content,
+                tool_calls: calls,
+            },
+            finish_reason: finish_reason(msg.stop_reason.as_deref(), json_mode),
+            logprobs: None,
+        }],
+        usage: msg.usage.usage().out(),
+    };
+    serde_json::to_vec(&out).map_err(|e| BadAnswer(e.to_string()))
+}
+
+#[derive(Serialize)]
+struct CompletionOut<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChoiceOut<'a>; 1],
+    usage: UsageOut,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    message: MessageOut<'a>,
+    finish_reason: &'static str,
+    logprobs: Option<()>,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
 }
 
 /// An Anthropic error answer (`status`, `body`) as the status and OpenAI-shaped body the

@@ -4,13 +4,18 @@
 //! last chunk's `finish_reason`, and the stream ends with a usage chunk (when the client
 //! asked for `stream_options.include_usage`) and `data: [DONE]`. An `error` event becomes an
 //! OpenAI error object and ends the stream without `[DONE]`, so clients see it failed.
+//!
+//! Events are read into structs that borrow from their bytes, and each chunk is written as
+//! a prefix serialized once per answer (id, created, model), the delta, and a fixed tail.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::request::JSON_TOOL;
-use super::response::{finish_reason, usage};
+use super::response::finish_reason;
+use super::wire::{DeltaOut, Event, FunctionOut, ToolCallOut};
 use crate::openai::{DONE, Usage, error_body, sse_data};
 use flowgate_cost::sse::Events;
 
@@ -27,9 +32,11 @@ pub enum StreamError {
 #[derive(Debug)]
 pub struct Translator {
     events: Events,
-    id: String,
     model: String,
     created: u64,
+    /// `data: {"id":...,"object":"chat.completion.chunk","created":...,"model":...,
+    /// "choices":[{"index":0,"delta":`, made again when `message_start` names the id.
+    prefix: Vec<u8>,
     include_usage: bool,
     json_mode: bool,
     usage: Usage,
@@ -41,14 +48,16 @@ pub struct Translator {
     finished: bool,
 }
 
+const TAIL: &[u8] = b",\"finish_reason\":null,\"logprobs\":null}]}\n\n";
+
 impl Translator {
     /// For an answer to `model` (the client's name for it) started at `created`.
     pub fn new(model: &str, created: u64, include_usage: bool, json_mode: bool) -> Self {
-        Translator {
+        let mut t = Translator {
             events: Events::new(),
-            id: "chatcmpl-anthropic".into(),
             model: model.into(),
             created,
+            prefix: Vec::new(),
             include_usage,
             json_mode,
             usage: Usage::default(),
@@ -56,7 +65,26 @@ impl Translator {
             tools: HashMap::new(),
             json_blocks: Vec::new(),
             finished: false,
-        }
+        };
+        t.set_id("chatcmpl-anthropic");
+        t
+    }
+
+    fn set_id(&mut self, id: &str) {
+        let head = json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+        })
+        .to_string();
+        self.prefix.clear();
+        self.prefix.extend_from_slice(b"data: ");
+        // `{...}` without its closing brace, then the choices.
+        self.prefix
+            .extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        self.prefix
+            .extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
     }
 
     /// The usage reported so far.
@@ -76,96 +104,142 @@ impl Translator {
             if self.finished {
                 break;
             }
-            let data: Value = serde_json::from_slice(&data).map_err(|e| {
-                StreamError::NotJson(format!(
-                    "{}: {e}",
-                    String::from_utf8_lossy(&data[..data.len().min(80)])
-                ))
-            })?;
-            // Each event's data names its type (the `event:` line repeats it).
-            let kind = data
-                .get("type")
-                .and_then(Value::as_str)
-                .ok_or(StreamError::Untyped)?
-                .to_string();
-            self.event(&kind, &data, &mut out);
+            let ev: Event<'_> = match serde_json::from_slice(&data) {
+                Ok(ev) => ev,
+                Err(e) if e.is_data() && !data.is_empty() && data[0] == b'{' => {
+                    // JSON, but no `type` (or a field of another shape).
+                    return Err(
+                        if serde_json::from_slice::<serde_json::Value>(&data)
+                            .ok()
+                            .and_then(|v| v.get("type").cloned())
+                            .is_none()
+                        {
+                            StreamError::Untyped
+                        } else {
+                            StreamError::NotJson(e.to_string())
+                        },
+                    );
+                }
+                Err(e) => {
+                    return Err(StreamError::NotJson(format!(
+                        "{}: {e}",
+                        String::from_utf8_lossy(&data[..data.len().min(80)])
+                    )));
+                }
+            };
+            self.event(ev, &mut out);
         }
         Ok(out)
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
-        })
+    /// Writes one chunk with `delta` and `finish`.
+    fn chunk(&self, out: &mut Vec<u8>, delta: &DeltaOut<'_>, finish: Option<&str>) {
+        out.extend_from_slice(&self.prefix);
+        // A `DeltaOut` always serializes.
+        let _ = serde_json::to_writer(&mut *out, delta);
+        match finish {
+            None => out.extend_from_slice(TAIL),
+            Some(f) => {
+                out.extend_from_slice(b",\"finish_reason\":\"");
+                out.extend_from_slice(f.as_bytes());
+                out.extend_from_slice(b"\",\"logprobs\":null}]}\n\n");
+            }
+        }
     }
 
-    fn event(&mut self, kind: &str, data: &Value, out: &mut Vec<u8>) {
-        match kind {
+    fn event(&mut self, ev: Event<'_>, out: &mut Vec<u8>) {
+        match &*ev.kind {
             "message_start" => {
-                let msg = data.get("message").unwrap_or(&Value::Null);
-                if let Some(id) = msg.get("id").and_then(Value::as_str) {
-                    self.id = format!("chatcmpl-{id}");
+                if let Some(msg) = &ev.message {
+                    if let Some(id) = &msg.id {
+                        self.set_id(&format!("chatcmpl-{id}"));
+                    }
+                    let start = msg.usage.usage();
+                    self.usage.input = start.input;
+                    self.usage.cache_read = start.cache_read;
+                    self.usage.cache_write = start.cache_write;
+                    self.usage.output = self.usage.output.max(start.output);
                 }
-                self.add_usage(msg.get("usage"));
-                out.extend(sse_data(
-                    &self.chunk(json!({"role": "assistant", "content": ""}), None),
-                ));
+                let delta = DeltaOut {
+                    role: Some("assistant"),
+                    content: Some(""),
+                    ..DeltaOut::default()
+                };
+                self.chunk(out, &delta, None);
             }
             "content_block_start" => {
-                let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let block = data.get("content_block").unwrap_or(&Value::Null);
-                match block.get("type").and_then(Value::as_str) {
-                    Some("tool_use")
-                        if self.json_mode
-                            && block.get("name").and_then(Value::as_str) == Some(JSON_TOOL) =>
-                    {
+                let index = ev.index.unwrap_or(0);
+                let Some(block) = &ev.content_block else {
+                    return;
+                };
+                match &*block.kind {
+                    "tool_use" if self.json_mode && block.name.as_deref() == Some(JSON_TOOL) => {
                         self.json_blocks.push(index);
                     }
-                    Some("tool_use") => {
+                    "tool_use" => {
                         let n = self.tools.len();
                         self.tools.insert(index, n);
-                        let call = json!({
-                            "index": n,
-                            "id": block.get("id").cloned().unwrap_or(Value::Null),
-                            "type": "function",
-                            "function": {"name": block.get("name").cloned().unwrap_or(Value::Null), "arguments": ""},
-                        });
-                        out.extend(sse_data(&self.chunk(json!({"tool_calls": [call]}), None)));
+                        let call = ToolCallOut {
+                            index: Some(n),
+                            id: block.id.as_deref(),
+                            kind: Some("function"),
+                            function: FunctionOut {
+                                name: block.name.as_deref(),
+                                arguments: Cow::Borrowed(""),
+                            },
+                        };
+                        let delta = DeltaOut {
+                            tool_calls: Some([call]),
+                            ..DeltaOut::default()
+                        };
+                        self.chunk(out, &delta, None);
                     }
-                    Some("text") => {
-                        if let Some(t) = block
-                            .get("text")
-                            .and_then(Value::as_str)
-                            .filter(|t| !t.is_empty())
-                        {
-                            out.extend(sse_data(&self.chunk(json!({"content": t}), None)));
+                    "text" => {
+                        if let Some(t) = block.text.as_deref().filter(|t| !t.is_empty()) {
+                            let delta = DeltaOut {
+                                content: Some(t),
+                                ..DeltaOut::default()
+                            };
+                            self.chunk(out, &delta, None);
                         }
                     }
                     _ => {}
                 }
             }
             "content_block_delta" => {
-                let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let delta = data.get("delta").unwrap_or(&Value::Null);
-                match delta.get("type").and_then(Value::as_str) {
+                let index = ev.index.unwrap_or(0);
+                let Some(d) = &ev.delta else { return };
+                match d.kind.as_deref() {
                     Some("text_delta") => {
-                        let t = delta.get("text").and_then(Value::as_str).unwrap_or("");
-                        out.extend(sse_data(&self.chunk(json!({"content": t}), None)));
+                        let delta = DeltaOut {
+                            content: Some(d.text.as_deref().unwrap_or("")),
+                            ..DeltaOut::default()
+                        };
+                        self.chunk(out, &delta, None);
                     }
                     Some("input_json_delta") => {
-                        let part = delta
-                            .get("partial_json")
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
+                        let part = d.partial_json.as_deref().unwrap_or("");
                         if self.json_blocks.contains(&index) {
-                            out.extend(sse_data(&self.chunk(json!({"content": part}), None)));
+                            let delta = DeltaOut {
+                                content: Some(part),
+                                ..DeltaOut::default()
+                            };
+                            self.chunk(out, &delta, None);
                         } else if let Some(&n) = self.tools.get(&index) {
-                            let call = json!({"index": n, "function": {"arguments": part}});
-                            out.extend(sse_data(&self.chunk(json!({"tool_calls": [call]}), None)));
+                            let call = ToolCallOut {
+                                index: Some(n),
+                                id: None,
+                                kind: None,
+                                function: FunctionOut {
+                                    name: None,
+                                    arguments: Cow::Borrowed(part),
+                                },
+                            };
+                            let delta = DeltaOut {
+                                tool_calls: Some([call]),
+                                ..DeltaOut::default()
+                            };
+                            self.chunk(out, &delta, None);
                         }
                     }
                     // Thinking and signature deltas have no Chat Completions form.
@@ -173,16 +247,12 @@ impl Translator {
                 }
             }
             "message_delta" => {
-                if let Some(r) = data
-                    .get("delta")
-                    .and_then(|d| d.get("stop_reason"))
-                    .and_then(Value::as_str)
-                {
+                if let Some(r) = ev.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
                     self.stop_reason = Some(r.to_string());
                 }
-                if let Some(u) = data.get("usage") {
+                if let Some(u) = &ev.usage {
                     // The delta's counts are cumulative: the latest wins.
-                    let later = usage(u);
+                    let later = u.usage();
                     self.usage.output = later.output.max(self.usage.output);
                     if later.input > 0 {
                         self.usage.input = later.input;
@@ -191,23 +261,24 @@ impl Translator {
             }
             "message_stop" => {
                 let finish = finish_reason(self.stop_reason.as_deref(), self.json_mode);
-                out.extend(sse_data(&self.chunk(json!({}), Some(finish))));
+                self.chunk(out, &DeltaOut::default(), Some(finish));
                 if self.include_usage {
-                    let mut last = self.chunk(json!({}), None);
-                    last["choices"] = json!([]);
-                    last["usage"] = self.usage.to_json();
-                    out.extend(sse_data(&last));
+                    out.extend_from_slice(
+                        &self.prefix[..self.prefix.len() - b"[{\"index\":0,\"delta\":".len()],
+                    );
+                    out.extend_from_slice(b"[],\"usage\":");
+                    let _ = serde_json::to_writer(&mut *out, &self.usage.out());
+                    out.extend_from_slice(b"}\n\n");
                 }
                 out.extend_from_slice(DONE);
                 self.finished = true;
             }
             "error" => {
-                let e = data.get("error").unwrap_or(&Value::Null);
+                let e = ev.error.as_ref();
                 let message = e
-                    .get("message")
-                    .and_then(Value::as_str)
+                    .and_then(|e| e.message.as_deref())
                     .unwrap_or("the upstream's stream failed");
-                let code = match e.get("type").and_then(Value::as_str) {
+                let code = match e.and_then(|e| e.kind.as_deref()) {
                     Some("overloaded_error") => "upstream_overloaded",
                     Some("rate_limit_error") => "rate_limit_exceeded",
                     _ => "upstream_error",
@@ -222,16 +293,6 @@ impl Translator {
             }
             // `ping`, `content_block_stop` and events added later carry nothing to pass on.
             _ => {}
-        }
-    }
-
-    fn add_usage(&mut self, u: Option<&Value>) {
-        if let Some(u) = u {
-            let start = usage(u);
-            self.usage.input = start.input;
-            self.usage.cache_read = start.cache_read;
-            self.usage.cache_write = start.cache_write;
-            self.usage.output = self.usage.output.max(start.output);
         }
     }
 }

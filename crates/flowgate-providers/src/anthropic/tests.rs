@@ -9,6 +9,12 @@ const TARGET: Target<'static> = Target {
     default_max_tokens: 4096,
 };
 
+/// `msg` translated as a whole answer, read back as JSON.
+fn done(msg: &Value, model: &str, created: u64, json_mode: bool) -> Value {
+    let out = completion(msg.to_string().as_bytes(), model, created, json_mode).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
 fn tr(req: Value) -> Translated {
     translate(&req, &TARGET).unwrap()
 }
@@ -184,7 +190,7 @@ fn json_mode_is_a_forced_tool_and_its_input_is_the_answer() {
         "stop_reason": "tool_use",
         "usage": {"input_tokens": 10, "output_tokens": 5},
     });
-    let c = completion(&msg, "claude-sonnet", 1_700_000_000, true).unwrap();
+    let c = done(&msg, "claude-sonnet", 1_700_000_000, true);
     assert_eq!(
         c["choices"][0]["message"]["content"],
         "{\"colour\":\"teal\"}"
@@ -205,7 +211,7 @@ fn a_message_becomes_a_chat_completion_with_tool_calls_and_usage() {
         "stop_reason": "tool_use",
         "usage": {"input_tokens": 12, "output_tokens": 30, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 8},
     });
-    let c = completion(&msg, "claude-sonnet", 1_700_000_000, false).unwrap();
+    let c = done(&msg, "claude-sonnet", 1_700_000_000, false);
     assert_eq!(c["id"], "chatcmpl-msg_01");
     assert_eq!(c["object"], "chat.completion");
     assert_eq!(c["model"], "claude-sonnet");
@@ -231,11 +237,19 @@ fn a_message_becomes_a_chat_completion_with_tool_calls_and_usage() {
         m["stop_reason"] = stop.into();
         m["content"] = json!([{"type": "text", "text": "x"}]);
         assert_eq!(
-            completion(&m, "c", 0, false).unwrap()["choices"][0]["finish_reason"],
+            done(&m, "c", 0, false)["choices"][0]["finish_reason"],
             finish
         );
     }
-    assert!(completion(&json!({"type": "error"}), "c", 0, false).is_err());
+    assert!(
+        completion(
+            json!({"type": "error"}).to_string().as_bytes(),
+            "c",
+            0,
+            false
+        )
+        .is_err()
+    );
 }
 
 #[test]
