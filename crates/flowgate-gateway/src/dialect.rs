@@ -50,6 +50,16 @@ pub(crate) fn fields(provider: Provider) -> Option<(&'static http::HeaderName, &
     }
 }
 
+/// The client's fields a request to `provider` leaves out: its `Authorization` is a
+/// credential for the API it spoke (OpenAI's), never to be handed to another provider (the
+/// pool's own key goes in that provider's field).
+pub(crate) fn omitted(provider: Provider) -> &'static [&'static http::HeaderName] {
+    match provider {
+        Provider::OpenAi => &[],
+        Provider::Anthropic => &[&http::header::AUTHORIZATION],
+    }
+}
+
 /// `body` (an OpenAI chat request) for `pool`'s provider, when it needs translating.
 pub(crate) fn request(
     pool: &PoolConfig,

@@ -418,6 +418,7 @@ impl<'c> Forwarder<'c> {
             None => upstream_target(ep, &parts.uri),
         };
         let head = RequestHead {
+            omit: crate::dialect::omitted(provider),
             method: &parts.method,
             target: &target,
             headers: &parts.headers,

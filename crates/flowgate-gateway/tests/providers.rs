@@ -251,3 +251,45 @@ fn an_anthropic_pool_needs_its_key_and_unbuilt_providers_are_named() {
     )
     .is_none());
 }
+
+#[tokio::test]
+async fn the_request_carries_the_apis_fields_and_never_the_clients_own_credential() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = seen.clone();
+    let answer = r#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+    let (url, _) = scripted_upstream(move |req| {
+        *keep.lock().unwrap() = req.to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        )
+    })
+    .await;
+    let gw = gateway_env(&config(&[url], ""), &[KEY]).await;
+    let mut req = post(gw.data_addr, "/v1/chat/completions", body(""));
+    req.headers_mut().insert(
+        "authorization",
+        "Bearer sk-openai-client-key".parse().unwrap(),
+    );
+    let r = send(&client(), req).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "ok");
+    let req = seen.lock().unwrap().clone();
+    assert!(req.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{req}");
+    let lower = req.to_ascii_lowercase();
+    assert!(lower.contains("\r\nx-api-key: sk-ant-sim\r\n"), "{req}");
+    assert!(
+        lower.contains("\r\nanthropic-version: 2023-06-01\r\n"),
+        "{req}"
+    );
+    assert!(
+        !lower.contains("authorization"),
+        "the client's key went upstream: {req}"
+    );
+    assert!(!req.contains("sk-openai-client-key"), "{req}");
+}

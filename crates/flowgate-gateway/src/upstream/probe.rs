@@ -67,6 +67,7 @@ async fn probe(pool: &Upstream, i: usize, hc: &HealthCheckConfig) -> bool {
         }
         let target = format!("{}{}", ep.cfg.base_path, hc.path);
         let head = RequestHead {
+            omit: &[],
             method: &Method::GET,
             target: &target,
             headers: &HeaderMap::new(),

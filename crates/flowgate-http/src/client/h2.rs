@@ -266,6 +266,7 @@ impl H2Stream {
                 || CONNECTION_FIELDS.contains(name)
                 || (*name == header::TE && value.as_bytes() != b"trailers")
                 || head.set.iter().any(|(n, _)| *n == name)
+                || head.omit.contains(&name)
             {
                 continue;
             }

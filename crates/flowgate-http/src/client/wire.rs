@@ -133,6 +133,9 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     /// Fields the gateway sets; same-named fields in `headers` are not sent.
     pub set: &'a [(&'a HeaderName, &'a [u8])],
+    /// Fields of `headers` not to send at all (a client's credential meant for another
+    /// API).
+    pub omit: &'a [&'a HeaderName],
     pub framing: ReqFraming,
 }
 
@@ -164,6 +167,7 @@ impl RequestHead<'_> {
             *name != header::CONTENT_LENGTH
                 && *name != header::TRANSFER_ENCODING
                 && !self.set.iter().any(|(n, _)| *n == *name)
+                && !self.omit.contains(name)
         });
         let fields = fields
             .map(|(n, v)| (n, v.as_bytes()))
@@ -596,6 +600,7 @@ mod tests {
         let set: [(&HeaderName, &[u8]); 1] = [(&header::HOST, b"up:8080")];
         let mut out = Vec::new();
         RequestHead {
+            omit: &[],
             method: &Method::POST,
             target: "/v1/x?y=1",
             headers: &h,
@@ -608,6 +613,7 @@ mod tests {
             "POST /v1/x?y=1 HTTP/1.1\r\nx-a: 1\r\nhost: up:8080\r\ncontent-length: 3\r\n\r\n"
         );
         RequestHead {
+            omit: &[],
             method: &Method::PUT,
             target: "/",
             headers: &HeaderMap::new(),
