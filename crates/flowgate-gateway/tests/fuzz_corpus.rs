@@ -172,6 +172,11 @@ fn anthropic_json() {
 }
 
 #[test]
+fn event_streams() {
+    run("eventstream", flowgate_providers::fuzzing::eventstream);
+}
+
+#[test]
 fn config_files() {
     run("config", flowgate_config::fuzzing::config);
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::anthropic;
+use crate::{anthropic, eventstream};
 
 /// An Anthropic event stream, cut in two where the first byte says: the translation of the
 /// two pieces is the translation of the whole, and every event it makes is JSON (or the end).
@@ -65,4 +65,36 @@ pub fn anthropic_json(data: &[u8]) {
     let (status, body) = anthropic::error(500, data);
     assert!((400..600).contains(&status));
     assert!(body["error"]["message"].is_string());
+}
+
+/// An event stream, cut in two where the first byte says: the same messages (or the same
+/// error) whole and cut, and each message decoded encodes back to bytes that decode to it.
+pub fn eventstream(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut).min(stream.len());
+    let whole = eventstream::Decoder::new().push(stream);
+    let mut d = eventstream::Decoder::new();
+    let split = d.push(&stream[..cut]).and_then(|mut a| {
+        a.extend(d.push(&stream[cut..])?);
+        Ok(a)
+    });
+    if let (Ok(a), Ok(b)) = (&whole, &split) {
+        assert_eq!(a, b, "the same messages whole and cut");
+        for m in a {
+            let headers: Vec<(&str, eventstream::Value)> = m
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.clone()))
+                .collect();
+            let again =
+                eventstream::Decoder::new().push(&eventstream::encode(&headers, &m.payload));
+            assert_eq!(
+                again.as_deref(),
+                Ok(std::slice::from_ref(m)),
+                "a round trip"
+            );
+        }
+    }
 }

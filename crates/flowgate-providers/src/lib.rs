@@ -4,12 +4,14 @@
 //! caller passes the time), so every mapping is tested on its own.
 //!
 //! - [`anthropic`]: the Messages API (`/v1/messages`), its SSE events and error bodies.
+//! - [`eventstream`]: AWS's binary event-stream framing, in which Bedrock streams.
 //! - [`openai`]: the shapes flowgate answers in (errors, chunks, usage).
 //!
 //! Server-sent events are split by `flowgate_cost::sse::Events`, the one splitter the
 //! cache and the token meter use too.
 
 pub mod anthropic;
+pub mod eventstream;
 pub mod fuzzing;
 pub mod openai;
 
