@@ -344,13 +344,19 @@ mod tests {
     fn frames_made_by_another_implementation_decode() {
         // `fuzz/corpus/eventstream/*` were written by a separate encoder (Python's `struct`
         // and zlib's CRC-32), after a first byte that is the fuzz target's cut point.
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/eventstream/");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/eventstream/"
+        );
         let exc = std::fs::read(format!("{dir}exception")).unwrap();
         let m = Decoder::new().push(&exc[1..]).unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].header(":message-type"), Some("exception"));
         assert_eq!(m[0].header(":exception-type"), Some("throttlingException"));
-        assert!(m[0].payload.starts_with(b"{\"message\":\"Too many requests"));
+        assert!(
+            m[0].payload
+                .starts_with(b"{\"message\":\"Too many requests")
+        );
         let chunk = std::fs::read(format!("{dir}chunk")).unwrap();
         let m = Decoder::new().push(&chunk[1..]).unwrap();
         assert_eq!(m.len(), 2);

@@ -6,6 +6,7 @@
 //! - [`anthropic`]: the Messages API (`/v1/messages`), its SSE events and error bodies.
 //! - [`eventstream`]: AWS's binary event-stream framing, in which Bedrock streams.
 //! - [`openai`]: the shapes flowgate answers in (errors, chunks, usage).
+//! - [`sigv4`]: AWS Signature Version 4, for Bedrock.
 //!
 //! Server-sent events are split by `flowgate_cost::sse::Events`, the one splitter the
 //! cache and the token meter use too.
@@ -14,6 +15,7 @@ pub mod anthropic;
 pub mod eventstream;
 pub mod fuzzing;
 pub mod openai;
+pub mod sigv4;
 
 /// A request the target provider cannot serve as asked: the client gets a 400 saying so,
 /// before anything is sent.
