@@ -6,12 +6,14 @@
 //! - [`anthropic`]: the Messages API (`/v1/messages`), its SSE events and error bodies.
 //! - [`eventstream`]: AWS's binary event-stream framing, in which Bedrock streams.
 //! - [`openai`]: the shapes flowgate answers in (errors, chunks, usage).
-//! - [`sigv4`]: AWS Signature Version 4, for Bedrock.
+//! - [`sigv4`]: AWS Signature Version 4, for Bedrock, with [`aws_credentials`] found where
+//!   the AWS tools look for them.
 //!
 //! Server-sent events are split by `flowgate_cost::sse::Events`, the one splitter the
 //! cache and the token meter use too.
 
 pub mod anthropic;
+pub mod aws_credentials;
 pub mod eventstream;
 pub mod fuzzing;
 pub mod openai;
