@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::body::SimBody;
 use crate::content::{self, Ask};
-use crate::server::{InFlight, event_stream, json_response, sleep};
+use crate::reply::{event_stream, json_response, sleep};
+use crate::stats::InFlight;
 
 /// An error body and status in Anthropic's shape.
 pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response<SimBody> {

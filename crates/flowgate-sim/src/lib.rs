@@ -19,9 +19,12 @@
 mod anthropic;
 mod body;
 mod content;
+mod reply;
 mod server;
 mod spec;
+mod stats;
 pub mod workload;
 
-pub use server::{SimServer, SimStats, StatsSnapshot};
+pub use server::SimServer;
 pub use spec::{EndpointSpec, LatencyDist};
+pub use stats::{SimStats, StatsSnapshot};

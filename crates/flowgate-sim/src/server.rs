@@ -15,7 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -24,54 +23,11 @@ use tokio::task::JoinHandle;
 use crate::anthropic;
 use crate::body::SimBody;
 use crate::content::{self, Ask};
+use crate::reply::{event_stream, json_response, sleep};
 use crate::spec::{EndpointSpec, Fate};
+use crate::stats::{InFlight, SimStats, StatsSnapshot};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// Counters of one simulated endpoint.
-#[derive(Debug, Default)]
-pub struct SimStats {
-    requests: AtomicU64,
-    completed: AtomicU64,
-    cancelled: AtomicU64,
-    server_errors: AtomicU64,
-    rate_limited: AtomicU64,
-    resets: AtomicU64,
-    stalls: AtomicU64,
-    in_flight: AtomicU64,
-}
-
-/// A copy of the counters, as `GET /sim/stats` returns them.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Requests received (every path but `/sim/stats` and `/health`).
-    pub requests: u64,
-    /// Responses sent in full.
-    pub completed: u64,
-    /// Requests the client abandoned before the response was complete.
-    pub cancelled: u64,
-    pub server_errors: u64,
-    pub rate_limited: u64,
-    pub resets: u64,
-    pub stalls: u64,
-    pub in_flight: u64,
-}
-
-impl SimStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        StatsSnapshot {
-            requests: l(&self.requests),
-            completed: l(&self.completed),
-            cancelled: l(&self.cancelled),
-            server_errors: l(&self.server_errors),
-            rate_limited: l(&self.rate_limited),
-            resets: l(&self.resets),
-            stalls: l(&self.stalls),
-            in_flight: l(&self.in_flight),
-        }
-    }
-}
 
 /// A running simulated endpoint; stops when dropped.
 #[derive(Debug)]
@@ -87,12 +43,6 @@ struct State {
     seq: AtomicU64,
 }
 
-/// Marks a request in flight; counts it as cancelled if dropped before `finish`.
-pub(crate) struct InFlight {
-    stats: Arc<SimStats>,
-    done: bool,
-}
-
 /// Returned by the service to make hyper drop the connection without an answer.
 #[derive(Debug)]
 struct Reset;
@@ -104,30 +54,6 @@ impl std::fmt::Display for Reset {
 }
 
 impl std::error::Error for Reset {}
-
-impl InFlight {
-    fn new(stats: &Arc<SimStats>) -> Self {
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight {
-            stats: stats.clone(),
-            done: false,
-        }
-    }
-
-    pub(crate) fn finish(mut self) {
-        self.done = true;
-        self.stats.completed.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if !self.done {
-            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 impl SimServer {
     /// Binds `addr` (port 0 picks a free port) and serves `spec`.
@@ -182,16 +108,6 @@ impl Drop for SimServer {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<SimBody> {
-    let mut r = Response::new(SimBody::full(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<SimBody>, Reset> {
@@ -376,12 +292,6 @@ enum Kind {
     Messages,
 }
 
-pub(crate) async fn sleep(d: Duration) {
-    if !d.is_zero() {
-        tokio::time::sleep(d).await;
-    }
-}
-
 fn stream_chat(
     id: u64,
     ask: Ask,
@@ -433,18 +343,6 @@ fn stream_chat(
         guard.finish();
     });
     event_stream(rx)
-}
-
-/// A server-sent event stream fed by `rx`.
-pub(crate) fn event_stream(rx: mpsc::Receiver<Bytes>) -> Response<SimBody> {
-    let mut r = Response::new(SimBody::Channel(rx));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
 }
 
 /// Answers with what was received, after the endpoint's latency; the body is read in a
