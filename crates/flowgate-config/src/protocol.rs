@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use crate::error::{Found, KeyPath};
-use crate::model::EndpointConfig;
 
 /// A pool's `protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,10 +32,11 @@ impl UpstreamProtocol {
 /// How often an HTTP/2 connection is PINGed by default.
 pub const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 
-/// Validates a pool's `protocol` against its endpoints' schemes.
+/// Validates a pool's `protocol` against its endpoints' schemes: `endpoints` are each one's
+/// name and whether it is `https://`.
 pub(crate) fn protocol(
     raw: Option<&str>,
-    endpoints: &[EndpointConfig],
+    endpoints: &[(&str, bool)],
     key: &KeyPath,
     found: &mut Found,
 ) -> UpstreamProtocol {
@@ -55,18 +55,16 @@ pub(crate) fn protocol(
         }
     };
     let wrong = match p {
-        UpstreamProtocol::H2 => endpoints.iter().find(|e| !e.tls).map(|e| {
+        UpstreamProtocol::H2 => endpoints.iter().find(|(_, tls)| !tls).map(|(name, _)| {
             format!(
-                "\"h2\" is HTTP/2 over TLS, agreed by ALPN, but endpoint {} is http://: use \
-                 \"h2c\" for cleartext HTTP/2",
-                e.name
+                "\"h2\" is HTTP/2 over TLS, agreed by ALPN, but endpoint {name} is http://: use \
+                 \"h2c\" for cleartext HTTP/2"
             )
         }),
-        UpstreamProtocol::H2c => endpoints.iter().find(|e| e.tls).map(|e| {
+        UpstreamProtocol::H2c => endpoints.iter().find(|(_, tls)| *tls).map(|(name, _)| {
             format!(
-                "\"h2c\" is cleartext HTTP/2, but endpoint {} is https://: use \"h2\" (or \
-                 \"auto\") for HTTP/2 over TLS",
-                e.name
+                "\"h2c\" is cleartext HTTP/2, but endpoint {name} is https://: use \"h2\" (or \
+                 \"auto\") for HTTP/2 over TLS"
             )
         }),
         UpstreamProtocol::Auto | UpstreamProtocol::Http1 => None,

@@ -2,8 +2,6 @@
 //! server's), or Anthropic's Messages API, to which the gateway translates.
 
 use crate::error::{Found, KeyPath};
-use crate::model::EndpointConfig;
-use crate::raw::RawEndpoint;
 
 /// A pool's `provider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -17,6 +15,14 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The field an endpoint's key goes in when it names none (`api_key_header`).
+    pub fn key_header(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "authorization",
+            Provider::Anthropic => "x-api-key",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::OpenAi => "openai",
@@ -25,16 +31,10 @@ impl Provider {
     }
 }
 
-/// Reads `provider`; for Anthropic, an endpoint's key goes in `x-api-key` unless it names
-/// its own header.
-pub(crate) fn provider(
-    raw: Option<&str>,
-    endpoints: &mut [RawEndpoint],
-    key: &KeyPath,
-    found: &mut Found,
-) -> Provider {
+/// Reads `provider`.
+pub(crate) fn provider(raw: Option<&str>, key: &KeyPath, found: &mut Found) -> Provider {
     let key = key.clone().key("provider");
-    let p = match raw {
+    match raw {
         None | Some("openai" | "openai_compatible") => Provider::OpenAi,
         Some("anthropic") => Provider::Anthropic,
         Some(p @ ("azure" | "bedrock" | "gemini")) => {
@@ -42,41 +42,36 @@ pub(crate) fn provider(
                 key,
                 format!("{p:?} is not built yet (issue 22): \"openai\", \"openai_compatible\" and \"anthropic\" are"),
             ));
-            return Provider::OpenAi;
+            Provider::OpenAi
         }
         Some(other) => {
             found.push((
                 key,
                 format!("{other:?}: expected \"openai\", \"openai_compatible\" or \"anthropic\""),
             ));
-            return Provider::OpenAi;
-        }
-    };
-    if p == Provider::Anthropic {
-        for e in endpoints.iter_mut().filter(|e| e.api_key_header.is_none()) {
-            e.api_key_header = Some("x-api-key".into());
+            Provider::OpenAi
         }
     }
-    p
 }
 
-/// A provider whose API needs a key: every endpoint must have one.
+/// A provider whose API needs a key: every endpoint must have one (`endpoints`: each one's
+/// name and whether it has a key).
 pub(crate) fn check_keys(
     p: Provider,
-    endpoints: &[EndpointConfig],
+    endpoints: &[(&str, bool)],
     key: &KeyPath,
     found: &mut Found,
 ) {
     if p != Provider::Anthropic {
         return;
     }
-    for (i, e) in endpoints.iter().enumerate() {
-        if e.api_key.is_none() {
+    for (i, (name, has_key)) in endpoints.iter().enumerate() {
+        if !has_key {
             found.push((
                 key.clone().key("endpoints").index(i).key("api_key_env"),
                 format!(
                     "endpoint {} of an anthropic pool needs its API key: api_key_env names the variable that holds it",
-                    e.name
+                    name
                 ),
             ));
         }

@@ -1192,8 +1192,15 @@ fn pool(
             "a pool needs at least one endpoint".into(),
         ));
     }
+    let provider = crate::provider::provider(p.provider.as_deref(), key, found);
     let mut raw_endpoints = p.endpoints;
-    let provider = crate::provider::provider(p.provider.as_deref(), &mut raw_endpoints, key, found);
+    // An endpoint that names no field for its key gets its provider's.
+    for e in raw_endpoints
+        .iter_mut()
+        .filter(|e| e.api_key_header.is_none())
+    {
+        e.api_key_header = Some(provider.key_header().into());
+    }
     let mut endpoints = Vec::new();
     let mut names = BTreeSet::new();
     for (i, e) in raw_endpoints.into_iter().enumerate() {
@@ -1209,11 +1216,16 @@ fn pool(
             endpoints.push(ep);
         }
     }
-    crate::provider::check_keys(provider, &endpoints, key, found);
+    let keys: Vec<(&str, bool)> = endpoints
+        .iter()
+        .map(|e| (e.name.as_str(), e.api_key.is_some()))
+        .collect();
+    crate::provider::check_keys(provider, &keys, key, found);
     let https = endpoints.iter().any(|e| e.tls);
     let tls = crate::tls::upstream_tls(p.tls, https, origin, key, found);
     let egress = crate::proxy::egress(p.proxy.as_deref(), env, key, found);
-    let protocol = crate::protocol::protocol(p.protocol.as_deref(), &endpoints, key, found);
+    let schemes: Vec<(&str, bool)> = endpoints.iter().map(|e| (e.name.as_str(), e.tls)).collect();
+    let protocol = crate::protocol::protocol(p.protocol.as_deref(), &schemes, key, found);
     let h2_keepalive = dur(p.h2_keepalive, crate::protocol::H2_KEEPALIVE);
     positive(h2_keepalive, &key.clone().key("h2_keepalive"), found);
     let connect_timeout = dur(p.connect_timeout, defaults::CONNECT_TIMEOUT);

@@ -1,5 +1,5 @@
 //! TLS on the data-plane listener (`[server.tls]`): the configuration every handshake uses,
-//! the certificate it serves (read again by `crate::reload` when its files change or on
+//! the certificate it serves (read again by the reloader, `reload.rs`, when its files change or on
 //! SIGHUP), and the checks of its files and expiry.
 
 use std::sync::Arc;
