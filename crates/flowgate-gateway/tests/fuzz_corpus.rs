@@ -177,6 +177,14 @@ fn event_streams() {
 }
 
 #[test]
+fn bedrock_streams() {
+    run(
+        "bedrock_stream",
+        flowgate_providers::fuzzing::bedrock_stream,
+    );
+}
+
+#[test]
 fn config_files() {
     run("config", flowgate_config::fuzzing::config);
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::{anthropic, eventstream};
+use crate::{anthropic, bedrock, eventstream};
 
 /// An Anthropic event stream, cut in two where the first byte says: the translation of the
 /// two pieces is the translation of the whole, and every event it makes is JSON (or the end).
@@ -24,23 +24,47 @@ pub fn anthropic_stream(data: &[u8]) {
     });
     if let (Ok(all), Ok(split)) = (&all, &split) {
         assert_eq!(all, split, "the same events whole and cut");
-        let text = String::from_utf8(all.clone());
-        assert!(text.is_ok(), "UTF-8 events");
-        for event in text
-            .iter()
-            .flat_map(|t| t.split("\n\n"))
-            .filter(|e| !e.is_empty())
-        {
-            let data = event.strip_prefix("data: ");
-            assert!(data.is_some(), "a data line: {event:?}");
-            if let Some(data) = data.filter(|d| *d != "[DONE]") {
-                assert!(
-                    serde_json::from_str::<Value>(data).is_ok(),
-                    "JSON events: {data:?}"
-                );
-            }
+        openai_events(all);
+    }
+}
+
+/// Every event in `out` is `data: JSON` or `data: [DONE]`.
+fn openai_events(out: &[u8]) {
+    let text = String::from_utf8(out.to_vec());
+    assert!(text.is_ok(), "UTF-8 events");
+    for event in text
+        .iter()
+        .flat_map(|t| t.split("\n\n"))
+        .filter(|e| !e.is_empty())
+    {
+        let data = event.strip_prefix("data: ");
+        assert!(data.is_some(), "a data line: {event:?}");
+        if let Some(data) = data.filter(|d| *d != "[DONE]") {
+            assert!(
+                serde_json::from_str::<Value>(data).is_ok(),
+                "JSON events: {data:?}"
+            );
         }
     }
+}
+
+/// A Bedrock response stream, cut in two where the first byte says: the same events whole
+/// and cut, every one JSON, and a stream that ends, whatever it held.
+pub fn bedrock_stream(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut).min(stream.len());
+    let mut whole = bedrock::Stream::new("m", 0, true, false);
+    let mut all = whole.push(stream);
+    all.extend(whole.finish());
+    let mut parts = bedrock::Stream::new("m", 0, true, false);
+    let mut split = parts.push(&stream[..cut]);
+    split.extend(parts.push(&stream[cut..]));
+    split.extend(parts.finish());
+    assert_eq!(all, split, "the same events whole and cut");
+    assert!(whole.is_finished(), "the stream ends");
+    openai_events(&all);
 }
 
 /// Any JSON as an OpenAI request for Anthropic, and any bytes as its answer and its error.

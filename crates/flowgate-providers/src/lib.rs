@@ -4,6 +4,8 @@
 //! caller passes the time), so every mapping is tested on its own.
 //!
 //! - [`anthropic`]: the Messages API (`/v1/messages`), its SSE events and error bodies.
+//! - [`bedrock`]: Anthropic's models on AWS Bedrock: the same bodies, signed requests,
+//!   event-stream answers and AWS's errors.
 //! - [`eventstream`]: AWS's binary event-stream framing, in which Bedrock streams.
 //! - [`openai`]: the shapes flowgate answers in (errors, chunks, usage).
 //! - [`sigv4`]: AWS Signature Version 4, for Bedrock, with [`aws_credentials`] found where
@@ -14,6 +16,7 @@
 
 pub mod anthropic;
 pub mod aws_credentials;
+pub mod bedrock;
 pub mod eventstream;
 pub mod fuzzing;
 pub mod openai;

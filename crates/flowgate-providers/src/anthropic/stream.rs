@@ -46,6 +46,8 @@ pub struct Translator {
     /// Blocks that carry the JSON-mode answer (their input is the content).
     json_blocks: Vec<u64>,
     finished: bool,
+    /// Who is named in errors passed on.
+    provider: &'static str,
 }
 
 const TAIL: &[u8] = b",\"finish_reason\":null,\"logprobs\":null}]}\n\n";
@@ -65,6 +67,7 @@ impl Translator {
             tools: HashMap::new(),
             json_blocks: Vec::new(),
             finished: false,
+            provider: "anthropic",
         };
         t.set_id("chatcmpl-anthropic");
         t
@@ -104,32 +107,63 @@ impl Translator {
             if self.finished {
                 break;
             }
-            let ev: Event<'_> = match serde_json::from_slice(&data) {
-                Ok(ev) => ev,
-                Err(e) if e.is_data() && !data.is_empty() && data[0] == b'{' => {
-                    // JSON, but no `type` (or a field of another shape).
-                    return Err(
-                        if serde_json::from_slice::<serde_json::Value>(&data)
-                            .ok()
-                            .and_then(|v| v.get("type").cloned())
-                            .is_none()
-                        {
-                            StreamError::Untyped
-                        } else {
-                            StreamError::NotJson(e.to_string())
-                        },
-                    );
-                }
-                Err(e) => {
-                    return Err(StreamError::NotJson(format!(
-                        "{}: {e}",
-                        String::from_utf8_lossy(&data[..data.len().min(80)])
-                    )));
-                }
-            };
-            self.event(ev, &mut out);
+            self.push_event(&data, &mut out)?;
         }
         Ok(out)
+    }
+
+    /// Adds to `out` the OpenAI events for one Messages API event, `data` its JSON (as
+    /// Bedrock carries them, without the SSE framing).
+    pub fn push_event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+        if self.finished {
+            return Ok(());
+        }
+        let ev: Event<'_> = match serde_json::from_slice(data) {
+            Ok(ev) => ev,
+            Err(e) if e.is_data() && !data.is_empty() && data[0] == b'{' => {
+                // JSON, but no `type` (or a field of another shape).
+                return Err(
+                    if serde_json::from_slice::<serde_json::Value>(data)
+                        .ok()
+                        .and_then(|v| v.get("type").cloned())
+                        .is_none()
+                    {
+                        StreamError::Untyped
+                    } else {
+                        StreamError::NotJson(e.to_string())
+                    },
+                );
+            }
+            Err(e) => {
+                return Err(StreamError::NotJson(format!(
+                    "{}: {e}",
+                    String::from_utf8_lossy(&data[..data.len().min(80)])
+                )));
+            }
+        };
+        self.event(ev, out);
+        Ok(())
+    }
+
+    /// Ends the stream with an OpenAI error event (`code`, and the provider's `message`),
+    /// without `[DONE]`, so that the client sees it failed.
+    pub fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        out.extend(sse_data(&error_body(
+            &format!("{}: {message}", self.provider),
+            "server_error",
+            None,
+            code,
+        )));
+        self.finished = true;
+    }
+
+    /// Names `provider` in the errors it passes on (`anthropic` unless said).
+    pub fn from_provider(mut self, provider: &'static str) -> Self {
+        self.provider = provider;
+        self
     }
 
     /// Writes one chunk with `delta` and `finish`.
@@ -283,13 +317,7 @@ impl Translator {
                     Some("rate_limit_error") => "rate_limit_exceeded",
                     _ => "upstream_error",
                 };
-                out.extend(sse_data(&error_body(
-                    &format!("anthropic: {message}"),
-                    "server_error",
-                    None,
-                    code,
-                )));
-                self.finished = true;
+                self.fail(code, message, out);
             }
             // `ping`, `content_block_stop` and events added later carry nothing to pass on.
             _ => {}

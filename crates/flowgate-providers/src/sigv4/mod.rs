@@ -5,6 +5,10 @@
 //! region and the service, and the `Authorization` field. Checked against AWS's own
 //! test-suite signature and a Bedrock request signed by botocore.
 
+mod verify;
+
+pub use verify::{Refusal, Signed, verify};
+
 use aws_lc_rs::{digest, hmac};
 
 /// AWS credentials (never printed: `Debug` shows the key id only).
@@ -122,7 +126,7 @@ fn trim(v: &str) -> String {
 
 /// RFC 3986 encoding as SigV4 has it: unreserved bytes as they are, every other byte
 /// `%XX`; `/` kept in paths (`slash` false) and encoded in query parts.
-fn encode(s: &str, slash: bool) -> String {
+pub(crate) fn encode(s: &str, slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -155,7 +159,7 @@ fn canonical_query(q: &str) -> String {
 }
 
 /// `unix` seconds as `YYYYMMDDTHHMMSSZ`.
-fn amz_date(unix: u64) -> String {
+pub(crate) fn amz_date(unix: u64) -> String {
     let days = i64::try_from(unix / 86_400).unwrap_or(0);
     let secs = unix % 86_400;
     // Howard Hinnant's civil_from_days.
