@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The cost of translation: OpenAI clients served by an upstream speaking Anthropic's Messages
-# API, against the same requests passed through to the same simulator's OpenAI API.
-# `flowgate sim` (:18085, 32 tokens, 20 ms apart when streamed) answers both; flowgate (one
-# worker, examples/bench/anthropic.toml) runs twice: `anthropic` (translating) and
-# `passthrough` (FLOWGATE__POOLS__CLAUDE__PROVIDER=openai), in alternating phases:
+# API, or Bedrock's runtime API, against the same requests passed through to the same
+# simulator's OpenAI API. `flowgate sim` (:18085 and :18086, 32 tokens, 20 ms apart when
+# streamed) answers all three; flowgate (one worker) runs three times: `anthropic`
+# (examples/bench/anthropic.toml, translating), `bedrock` (examples/bench/bedrock.toml,
+# translating and signing; the simulator checks every signature) and `passthrough`
+# (anthropic.toml with FLOWGATE__POOLS__CLAUDE__PROVIDER=openai), in alternating phases:
 #   whole   non-streamed requests, closed loop (oha -c 32): req/s and CPU per request;
 #   stream  streamed requests (oha -c 200): CPU per request, and per streamed event;
 #   open    1,000 streamed requests open at once (oha -c 1000): peak RSS over idle, per stream.
@@ -26,23 +28,27 @@ OUT_SUFFIX=-providers
 source bench/lib.sh
 ulimit -n 65536 2>/dev/null || true
 export ANTHROPIC_API_KEY=sk-ant-bench
+export AWS_ACCESS_KEY_ID=AKIABENCH0000000000 AWS_SECRET_ACCESS_KEY=bench-secret
 
 TOKENS=32
 setsid "$BIN" sim --listen 127.0.0.1:18085 --token-ms 20 --tokens $TOKENS > "$RUN/providers-sim.log" 2>&1 &
 pids+=("$!")
+setsid "$BIN" sim --listen 127.0.0.1:18086 --token-ms 20 --tokens $TOKENS --aws-region us-east-1 > "$RUN/providers-sim-bedrock.log" 2>&1 &
+pids+=("$!")
 declare -A URL PID
-start() { # name port [env...]
-  local name="$1" port="$2"; shift 2
+start() { # name port config [env...]
+  local name="$1" port="$2" config="$3"; shift 3
   env "$@" FLOWGATE__SERVER__LISTEN="127.0.0.1:$port" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$((port + 10))" \
-    setsid "$BIN" serve --config examples/bench/anthropic.toml > "$RUN/providers-$name.log" 2>&1 &
+    setsid "$BIN" serve --config "examples/bench/$config.toml" > "$RUN/providers-$name.log" 2>&1 &
   pids+=("$!"); PID[$name]=$!; URL[$name]="http://127.0.0.1:$port/v1/chat/completions"
 }
-start anthropic 18186
-start passthrough 18187 FLOWGATE__POOLS__CLAUDE__PROVIDER=openai
+start anthropic 18186 anthropic
+start passthrough 18187 anthropic FLOWGATE__POOLS__CLAUDE__PROVIDER=openai
+start bedrock 18188 bedrock
 whole="$RUN/providers-whole.json"; stream="$RUN/providers-stream.json"
 echo '{"model":"claude-sonnet","max_tokens":32,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Summarize the quarterly infrastructure cost report"}]}' > "$whole"
 echo '{"model":"claude-sonnet","max_tokens":32,"stream":true,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Summarize the quarterly infrastructure cost report"}]}' > "$stream"
-targets=(anthropic passthrough)
+targets=(anthropic bedrock passthrough)
 for t in "${targets[@]}"; do
   for _ in $(seq 50); do curl -fsS -o /dev/null -X POST --data-binary @"$whole" "${URL[$t]}" && break; sleep 0.1; done
 done
@@ -79,19 +85,25 @@ for t in targets:
         rows.setdefault(t, []).append(row)
 def cell(xs, f="{:.1f}"):
     return f"{f.format(st.median(xs))} [{f.format(min(xs))}–{f.format(max(xs))}]"
-a, p = rows["anthropic"], rows["passthrough"]
+p = rows["passthrough"]
 # A streamed answer is the simulator's TOKENS content events plus 4 more (start, block start, ping or
 # role, stop events) on the Anthropic side; per event, the CPU difference over TOKENS + 4.
 events = tokens + 4
-print(f"Rounds: {rounds}; medians [min-max]; ratios within a round.\n")
-print("| measure | anthropic (translated) | passthrough (OpenAI) | ratio |")
-print("|---|---|---|---|")
-print(f"| whole answers, req/s (c=32) | {cell([x['whole']['rps'] for x in a], '{:.0f}')} | {cell([x['whole']['rps'] for x in p], '{:.0f}')} | {cell([x['whole']['rps'] / y['whole']['rps'] for x, y in zip(a, p)], '{:.2f}')}x |")
-print(f"| whole answers, CPU µs/req | {cell([x['whole']['cpu'] for x in a])} | {cell([x['whole']['cpu'] for x in p])} | {cell([x['whole']['cpu'] / y['whole']['cpu'] for x, y in zip(a, p)], '{:.2f}')}x |")
-print(f"| whole answers, p50 / p99 ms | {cell([x['whole']['p50'] for x in a], '{:.2f}')} / {cell([x['whole']['p99'] for x in a], '{:.2f}')} | {cell([x['whole']['p50'] for x in p], '{:.2f}')} / {cell([x['whole']['p99'] for x in p], '{:.2f}')} | |")
-print(f"| streams, CPU µs/req (c=200) | {cell([x['stream']['cpu'] for x in a])} | {cell([x['stream']['cpu'] for x in p])} | {cell([x['stream']['cpu'] / y['stream']['cpu'] for x, y in zip(a, p)], '{:.2f}')}x |")
-print(f"| streams, CPU added per event, µs | {cell([(x['stream']['cpu'] - y['stream']['cpu']) / events for x, y in zip(a, p)], '{:.2f}')} | | |")
-print(f"| 1,000 open streams, RSS per stream KiB | {cell([(x['open']['rss'] - x['rss0']) * 1024 / 1000 for x in a])} | {cell([(x['open']['rss'] - x['rss0']) * 1024 / 1000 for x in p])} | |")
-print(f"| errors (all phases) | {sum(x[ph]['errors'] for x in a for ph in ('whole', 'stream', 'open'))} | {sum(x[ph]['errors'] for x in p for ph in ('whole', 'stream', 'open'))} | |")
+print(f"Rounds: {rounds}; medians [min-max]; ratios to passthrough within a round.\n")
+print("| measure | anthropic (translated) | bedrock (translated, signed) | passthrough (OpenAI) | anthropic / pass | bedrock / pass |")
+print("|---|---|---|---|---|---|")
+def line(name, get, f="{:.1f}", ratio=True):
+    cells = [cell([get(x) for x in rows[t]], f) for t in ("anthropic", "bedrock", "passthrough")]
+    ratios = [cell([get(x) / get(y) for x, y in zip(rows[t], p)], "{:.2f}") + "x" if ratio else "" for t in ("anthropic", "bedrock")]
+    print(f"| {name} | " + " | ".join(cells + ratios) + " |")
+line("whole answers, req/s (c=32)", lambda x: x["whole"]["rps"], "{:.0f}")
+line("whole answers, CPU µs/req", lambda x: x["whole"]["cpu"])
+line("whole answers, p50 ms", lambda x: x["whole"]["p50"], "{:.2f}", False)
+line("whole answers, p99 ms", lambda x: x["whole"]["p99"], "{:.2f}", False)
+line("streams, CPU µs/req (c=200)", lambda x: x["stream"]["cpu"])
+for t in ("anthropic", "bedrock"):
+    print(f"| {t} streams, CPU added per event, µs | {cell([(x['stream']['cpu'] - y['stream']['cpu']) / events for x, y in zip(rows[t], p)], '{:.2f}')} | | | | |")
+line("1,000 open streams, RSS per stream KiB", lambda x: (x["open"]["rss"] - x["rss0"]) * 1024 / 1000, ratio=False)
+print("| errors (all phases) | " + " | ".join(str(sum(x[ph]["errors"] for x in rows[t] for ph in ("whole", "stream", "open"))) for t in ("anthropic", "bedrock", "passthrough")) + " | | |")
 print(f"\nraw results: {out}")
 PY

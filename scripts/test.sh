@@ -25,6 +25,8 @@ bash bench/tls-certs.sh
 for f in examples/*.toml examples/*/*.toml; do
   [ -e "$f" ] || continue
   ANTHROPIC_API_KEY="${ANTHROPIC_API_KEY:-sk-ant-placeholder}" \
+    AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-AKIAPLACEHOLDER}" \
+    AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-placeholder}" \
     cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"

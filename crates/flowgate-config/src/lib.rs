@@ -42,7 +42,7 @@ pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
 pub use model::{
     ADMIN_TOKEN_ENV, AdaptiveConfig, AdminConfig, AdminScope, AdminToken, AffinityConfig,
-    AuthConfig, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
+    AuthConfig, AwsEnv, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
     ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback, HealthCheckConfig,
     HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits, ListenerTls,
     ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, Provider,

@@ -9,7 +9,7 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 pub use crate::admin::{ADMIN_TOKEN_ENV, AdminConfig, AdminScope, AdminToken};
 pub use crate::ip_block::IpBlock;
 pub use crate::protocol::UpstreamProtocol;
-pub use crate::provider::Provider;
+pub use crate::provider::{AwsEnv, Provider};
 pub use crate::proxy::{Egress, ProxyConfig};
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
@@ -689,6 +689,12 @@ pub struct PoolConfig {
     pub h2_keepalive: Duration,
     /// Which API its servers speak. Default `openai`.
     pub provider: Provider,
+    /// The model its servers are asked for, whatever the client named (`model`: the
+    /// provider's id, e.g. Bedrock's `anthropic.claude-3-5-sonnet-20240620-v1:0`); the
+    /// client's own when unset. Answers still name the client's.
+    pub model: Option<String>,
+    /// Where a Bedrock pool finds its AWS credentials.
+    pub aws: Option<crate::provider::AwsEnv>,
 }
 
 /// Session affinity of a pool: requests with the same session id stick to one endpoint.
@@ -874,6 +880,25 @@ impl Config {
                     s,
                     "      provider {}: OpenAI requests and answers translated",
                     p.provider.as_str()
+                );
+            }
+            if let Some(m) = &p.model {
+                let _ = writeln!(s, "      asks its servers for model {m}");
+            }
+            if let Some(aws) = &p.aws {
+                let regions: Vec<&str> = p
+                    .endpoints
+                    .iter()
+                    .filter_map(|e| e.region.as_deref())
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "      signed (SigV4) for {} with AWS credentials {}",
+                    regions.join(", "),
+                    match &aws.profile {
+                        Some(p) => format!("of profile {p:?}"),
+                        None => "from the environment or the shared files".into(),
+                    }
                 );
             }
             match p.protocol {

@@ -1,7 +1,9 @@
 //! Which API a pool's servers speak (`provider`): OpenAI's (and every OpenAI-compatible
-//! server's), or Anthropic's Messages API, to which the gateway translates.
+//! server's), Anthropic's Messages API, or Anthropic's models on AWS Bedrock, to which the
+//! gateway translates; and what each needs of the pool's endpoints (a key, a region).
 
 use crate::error::{Found, KeyPath};
+use crate::model::EndpointConfig;
 
 /// A pool's `provider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -12,13 +14,16 @@ pub enum Provider {
     OpenAi,
     /// Anthropic's Messages API: requests and answers are translated.
     Anthropic,
+    /// Anthropic's models on AWS Bedrock's runtime API: translated as for Anthropic, and
+    /// signed with AWS credentials (SigV4) for each endpoint's region.
+    Bedrock,
 }
 
 impl Provider {
     /// The field an endpoint's key goes in when it names none (`api_key_header`).
     pub fn key_header(self) -> &'static str {
         match self {
-            Provider::OpenAi => "authorization",
+            Provider::OpenAi | Provider::Bedrock => "authorization",
             Provider::Anthropic => "x-api-key",
         }
     }
@@ -27,7 +32,70 @@ impl Provider {
         match self {
             Provider::OpenAi => "openai",
             Provider::Anthropic => "anthropic",
+            Provider::Bedrock => "bedrock",
         }
+    }
+}
+
+/// Where a Bedrock pool's AWS credentials are looked up: the environment's AWS variables
+/// as the config was loaded with them, and the pool's `aws_profile`. `Debug` names the
+/// variables set, never their values.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct AwsEnv {
+    /// `aws_profile`: that profile of the shared files, whatever the environment's keys.
+    pub profile: Option<String>,
+    vars: Vec<(String, String)>,
+}
+
+/// The variables the AWS tools read credentials from.
+const AWS_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "HOME",
+];
+
+impl AwsEnv {
+    fn new(profile: Option<String>, env: &[(String, String)]) -> Self {
+        AwsEnv {
+            profile,
+            vars: env
+                .iter()
+                .filter(|(k, _)| AWS_VARS.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Variable `name` as the credential lookup should see it: with `aws_profile` set,
+    /// that profile, and no keys from the environment.
+    pub fn var(&self, name: &str) -> Option<String> {
+        if let Some(p) = &self.profile {
+            match name {
+                "AWS_PROFILE" => return Some(p.clone()),
+                "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" | "AWS_SESSION_TOKEN" => {
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+impl std::fmt::Debug for AwsEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.vars.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("AwsEnv")
+            .field("profile", &self.profile)
+            .field("vars", &names)
+            .finish()
     }
 }
 
@@ -37,43 +105,122 @@ pub(crate) fn provider(raw: Option<&str>, key: &KeyPath, found: &mut Found) -> P
     match raw {
         None | Some("openai" | "openai_compatible") => Provider::OpenAi,
         Some("anthropic") => Provider::Anthropic,
-        Some(p @ ("azure" | "bedrock" | "gemini")) => {
+        Some("bedrock") => Provider::Bedrock,
+        Some(p @ ("azure" | "gemini")) => {
             found.push((
                 key,
-                format!("{p:?} is not built yet (issue 22): \"openai\", \"openai_compatible\" and \"anthropic\" are"),
+                format!("{p:?} is not built yet (issue 22): \"openai\", \"openai_compatible\", \"anthropic\" and \"bedrock\" are"),
             ));
             Provider::OpenAi
         }
         Some(other) => {
             found.push((
                 key,
-                format!("{other:?}: expected \"openai\", \"openai_compatible\" or \"anthropic\""),
+                format!("{other:?}: expected \"openai\", \"openai_compatible\", \"anthropic\" or \"bedrock\""),
             ));
             Provider::OpenAi
         }
     }
 }
 
-/// A provider whose API needs a key: every endpoint must have one (`endpoints`: each one's
-/// name and whether it has a key).
-pub(crate) fn check_keys(
+/// What `p` needs of each endpoint: an Anthropic key; for Bedrock, no key (requests are
+/// signed) and a region, taken from a `bedrock-runtime.REGION.amazonaws.com` host when the
+/// endpoint names none. The AWS lookup of a Bedrock pool (`aws_profile`).
+pub(crate) fn check_endpoints(
     p: Provider,
-    endpoints: &[(&str, bool)],
+    aws_profile: Option<&str>,
+    endpoints: &mut [EndpointConfig],
+    env: &[(String, String)],
     key: &KeyPath,
     found: &mut Found,
-) {
-    if p != Provider::Anthropic {
-        return;
+) -> Option<AwsEnv> {
+    if aws_profile.is_some() && p != Provider::Bedrock {
+        found.push((
+            key.clone().key("aws_profile"),
+            format!(
+                "aws_profile is for bedrock pools; this pool's provider is {}",
+                p.as_str()
+            ),
+        ));
     }
-    for (i, (name, has_key)) in endpoints.iter().enumerate() {
-        if !has_key {
-            found.push((
-                key.clone().key("endpoints").index(i).key("api_key_env"),
+    for (i, e) in endpoints.iter_mut().enumerate() {
+        let ek = key.clone().key("endpoints").index(i);
+        match p {
+            Provider::OpenAi => {}
+            Provider::Anthropic if e.api_key.is_none() => found.push((
+                ek.key("api_key_env"),
                 format!(
                     "endpoint {} of an anthropic pool needs its API key: api_key_env names the variable that holds it",
-                    name
+                    e.name
                 ),
-            ));
+            )),
+            Provider::Anthropic => {}
+            Provider::Bedrock => {
+                if e.api_key.is_some() {
+                    found.push((
+                        ek.clone().key("api_key_env"),
+                        "bedrock requests are signed with AWS credentials (the AWS_* variables or the shared files, aws_profile): remove api_key_env".into(),
+                    ));
+                }
+                if e.region.is_none() {
+                    e.region = region_of_host(&e.host).map(str::to_string);
+                }
+                if e.region.is_none() {
+                    found.push((
+                        ek.key("region"),
+                        format!(
+                            "endpoint {} of a bedrock pool needs its AWS region (region = \"us-east-1\"): requests are signed for it",
+                            e.name
+                        ),
+                    ));
+                }
+            }
         }
+    }
+    (p == Provider::Bedrock).then(|| AwsEnv::new(aws_profile.map(str::to_string), env))
+}
+
+/// The region in a Bedrock runtime host name (`bedrock-runtime.REGION.amazonaws.com`, or
+/// its FIPS form).
+fn region_of_host(host: &str) -> Option<&str> {
+    let rest = host
+        .strip_prefix("bedrock-runtime.")
+        .or_else(|| host.strip_prefix("bedrock-runtime-fips."))?;
+    let (region, tail) = rest.split_once('.')?;
+    (tail.starts_with("amazonaws.com") && !region.is_empty()).then_some(region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_read_from_bedrock_host_names() {
+        assert_eq!(
+            region_of_host("bedrock-runtime.eu-west-3.amazonaws.com"),
+            Some("eu-west-3")
+        );
+        assert_eq!(
+            region_of_host("bedrock-runtime-fips.us-east-1.amazonaws.com"),
+            Some("us-east-1")
+        );
+        assert_eq!(region_of_host("127.0.0.1"), None);
+    }
+
+    #[test]
+    fn a_profile_hides_the_environments_keys_and_debug_hides_values() {
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), "AKID".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "s3cr3t".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let plain = AwsEnv::new(None, &env);
+        assert_eq!(plain.var("AWS_ACCESS_KEY_ID").as_deref(), Some("AKID"));
+        assert_eq!(plain.var("PATH"), None);
+        let profiled = AwsEnv::new(Some("prod".into()), &env);
+        assert_eq!(profiled.var("AWS_ACCESS_KEY_ID"), None);
+        assert_eq!(profiled.var("AWS_PROFILE").as_deref(), Some("prod"));
+        let shown = format!("{plain:?}");
+        assert!(!shown.contains("s3cr3t") && shown.contains("AWS_SECRET_ACCESS_KEY"));
     }
 }

@@ -270,6 +270,8 @@ pub(crate) struct RawPool {
     pub protocol: Option<String>,
     pub h2_keepalive: Option<HumanDuration>,
     pub provider: Option<String>,
+    pub model: Option<String>,
+    pub aws_profile: Option<String>,
 }
 
 /// `outlier = {...}` of a pool.

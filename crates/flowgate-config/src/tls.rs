@@ -2,7 +2,7 @@
 //! servers, a private CA, a client certificate for mTLS, the server name sent, and the
 //! switch that turns verification off. The files are checked to be readable here; what is
 //! in them (PEM, a key that matches its certificate) is checked by whoever loads them
-//! (`flowgate_gateway::check_tls`, through [`crate::load_with`]).
+//! (`flowgate_gateway::check_external`, through [`crate::load_with`]).
 
 use std::path::PathBuf;
 

@@ -1216,11 +1216,20 @@ fn pool(
             endpoints.push(ep);
         }
     }
-    let keys: Vec<(&str, bool)> = endpoints
-        .iter()
-        .map(|e| (e.name.as_str(), e.api_key.is_some()))
-        .collect();
-    crate::provider::check_keys(provider, &keys, key, found);
+    let aws = crate::provider::check_endpoints(
+        provider,
+        p.aws_profile.as_deref(),
+        &mut endpoints,
+        env,
+        key,
+        found,
+    );
+    let model = p.model.clone();
+    if let Some(m) = &model
+        && m.trim().is_empty()
+    {
+        found.push((key.clone().key("model"), "model must not be empty".into()));
+    }
     let https = endpoints.iter().any(|e| e.tls);
     let tls = crate::tls::upstream_tls(p.tls, https, origin, key, found);
     let egress = crate::proxy::egress(p.proxy.as_deref(), env, key, found);
@@ -1347,6 +1356,8 @@ fn pool(
         protocol,
         h2_keepalive,
         provider,
+        model,
+        aws,
     })
 }
 

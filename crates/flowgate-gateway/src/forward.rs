@@ -30,6 +30,7 @@ use http::{Method, Uri};
 use smallvec::SmallVec;
 
 use crate::body::{BodyLimitExceeded, ReqBody, find_cause};
+use crate::dialect::{Prepared, Translation};
 use crate::error::ProxyError;
 use crate::headers::{self, ClientFields, UpstreamFields};
 use crate::outcome::Outcome;
@@ -72,9 +73,18 @@ impl Failure {
     fn of(answer: &Answer) -> Option<Failure> {
         match answer {
             Ok((head, ..)) => {
-                // 529 is Anthropic's (and Cloudflare's) "overloaded": a 503 by another name.
+                // 529 is Anthropic's (and Cloudflare's) "overloaded", and a 429 of
+                // Bedrock's `ModelNotReadyException` a model still loading: 503s by
+                // other names.
                 let s = match head.status.as_u16() {
                     529 => 503,
+                    429 if head
+                        .headers
+                        .get("x-amzn-errortype")
+                        .is_some_and(|t| t.as_bytes().starts_with(b"ModelNotReadyException")) =>
+                    {
+                        503
+                    }
                     s => s,
                 };
                 (s == 429 || s >= 500).then(|| Failure::Status(s, retry_after(head)))
@@ -189,39 +199,35 @@ impl<'c> Forwarder<'c> {
         hedge: Option<HedgeAfter>,
         out: &mut Outcome,
     ) -> Answer {
-        // A pool whose servers speak another API gets the request translated for it; the
-        // route's own body stays as it is for the next pool of the chain.
+        // A pool whose servers speak another API gets the request translated for it (or
+        // its own model); the route's own body stays as it is for the next pool of the chain.
         out.translation = None;
-        let mut translated = None;
-        if pool.cfg.provider != flowgate_config::Provider::OpenAi {
-            let Some(ReqBody::Full(b)) = body.as_ref() else {
-                return Err(ProxyError::Unsupported(
-                    flowgate_providers::Unsupported::new(
-                        "",
-                        "a request for this provider must be read whole (an openai route) to be translated",
-                    ),
-                ));
-            };
-            let (bytes, t) = crate::dialect::request(&pool.cfg, b.as_deref().unwrap_or_default())?
-                .ok_or_else(|| ProxyError::BadRequest("no translation".into()))?;
-            translated = Some(ReqBody::full(bytes));
-            out.translation = Some(t);
-        }
-        let body = if translated.is_some() {
-            &mut translated
-        } else {
-            body
+        let mut own = None;
+        let whole = match body.as_ref() {
+            Some(ReqBody::Full(b)) => Some(b),
+            _ => None,
         };
+        match crate::dialect::prepare(&pool.cfg, whole)? {
+            Prepared::AsIs => {}
+            Prepared::Body(b) => own = Some(ReqBody::full(b)),
+            Prepared::Translated(b, t) => {
+                own = Some(ReqBody::full(b));
+                out.translation = Some(t);
+            }
+        }
+        let wire = out.translation.clone();
+        let wire = wire.as_deref();
+        let body = if own.is_some() { &mut own } else { body };
         let timeout = pool.cfg.request_timeout;
         // A body streamed from the client goes at the client's pace: the timeout then
         // covers what the upstream does (waiting for a connection, answering once the body
         // is in), never the upload (`send`).
         if matches!(body, Some(ReqBody::Stream { .. })) {
-            return self.attempts(pool, req, body, hedge, out).await;
+            return self.attempts(pool, req, wire, body, hedge, out).await;
         }
         let answered = {
             // Pinned where it is made: the timeout holds a pointer, not a copy of the future.
-            let attempts = std::pin::pin!(self.attempts(pool, req, body, hedge, out));
+            let attempts = std::pin::pin!(self.attempts(pool, req, wire, body, hedge, out));
             tokio::time::timeout(timeout, attempts).await
         };
         match answered {
@@ -240,6 +246,7 @@ impl<'c> Forwarder<'c> {
         &self,
         pool: &Upstream,
         req: &Outbound<'_>,
+        wire: Option<&Translation>,
         body: &mut Option<ReqBody>,
         hedge: Option<HedgeAfter>,
         out: &mut Outcome,
@@ -270,9 +277,9 @@ impl<'c> Forwarder<'c> {
                 let t = match hedge {
                     // Boxed: the hedge's two attempts would double every request's future.
                     Some(after) if tried.is_empty() => {
-                        Box::pin(self.hedged(pool, ep, req, body, after, key, tag, out)).await
+                        Box::pin(self.hedged(pool, ep, req, wire, body, after, key, tag, out)).await
                     }
-                    _ => self.attempt(pool, ep, req, body).await,
+                    _ => self.attempt(pool, ep, req, wire, body).await,
                 };
                 out.endpoint = Some(t.ep.name.clone());
                 if let Some(took) = t.took {
@@ -304,6 +311,7 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         first: Arc<Endpoint>,
         req: &Outbound<'_>,
+        wire: Option<&Translation>,
         body: &mut Option<ReqBody>,
         after: HedgeAfter,
         key: Option<&[u8]>,
@@ -320,7 +328,7 @@ impl<'c> Forwarder<'c> {
         // Hedged requests have buffered bodies: the first attempt keeps its own.
         let mut second_body = for_attempt(body);
         let started = self.clock().now();
-        let a = self.attempt(pool, first.clone(), req, body);
+        let a = self.attempt(pool, first.clone(), req, wire, body);
         let Some(delay) = delay else {
             return a.await;
         };
@@ -340,7 +348,7 @@ impl<'c> Forwarder<'c> {
         }
         ResilienceCounts::add(&pool.counts.hedges);
         out.attempts += 1;
-        let b = self.attempt(pool, second, req, &mut second_body);
+        let b = self.attempt(pool, second, req, wire, &mut second_body);
         tokio::pin!(b);
         tokio::select! {
             t = &mut a => if good(&t) { t } else { won(pool, b.await) },
@@ -361,9 +369,10 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         ep: Arc<Endpoint>,
         req: &Outbound<'_>,
+        wire: Option<&Translation>,
         body: &mut Option<ReqBody>,
     ) -> Tried {
-        let (answer, took) = match self.send(pool, &ep, req, body).await {
+        let (answer, took) = match self.send(pool, &ep, req, wire, body).await {
             Ok((head, lease, took)) => (Ok((head, lease, ep.clone())), Some(took)),
             Err(e) => (Err(e), None),
         };
@@ -375,6 +384,7 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         ep: &Arc<Endpoint>,
         req: &Outbound<'_>,
+        wire: Option<&Translation>,
         body: &mut Option<ReqBody>,
     ) -> Result<(ResponseHead, Lease, Duration), ProxyError> {
         let parts = req.parts;
@@ -409,14 +419,26 @@ impl<'c> Forwarder<'c> {
             ReqBody::Stream { .. } => None,
         };
         let provider = pool.cfg.provider;
+        let target = match wire {
+            Some(t) => Cow::Owned(format!("{}{}", ep.cfg.base_path, t.path)),
+            None => upstream_target(ep, &parts.uri),
+        };
+        // A Bedrock request is signed at each attempt, over the body it sends.
+        let signature = match (&pool.aws, &body) {
+            (Some(signer), ReqBody::Full(b)) => signer.sign(
+                ep.host_header.to_str().unwrap_or_default(),
+                &target,
+                b.as_deref().unwrap_or_default(),
+                ep.cfg.region.as_deref().unwrap_or_default(),
+                self.clock().unix_millis() / 1000,
+            ),
+            _ => Default::default(),
+        };
         let fields =
             UpstreamFields::new(&ep.host_header, &req.client, req.authority, req.request_id)
                 .with_credential(ep.credential.as_ref())
-                .with(crate::dialect::fields(provider));
-        let target = match crate::dialect::target_path(provider) {
-            Some(path) => Cow::Owned(format!("{}{path}", ep.cfg.base_path)),
-            None => upstream_target(ep, &parts.uri),
-        };
+                .with(crate::dialect::fields(provider))
+                .with_values(&signature);
         let head = RequestHead {
             omit: crate::dialect::omitted(provider),
             method: &parts.method,

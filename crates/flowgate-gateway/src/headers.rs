@@ -135,7 +135,7 @@ impl<'a> ClientFields<'a> {
 /// client's header map is never grown.
 #[derive(Debug)]
 pub struct UpstreamFields<'a> {
-    fields: [(&'a HeaderName, &'a [u8]); 9],
+    fields: [(&'a HeaderName, &'a [u8]); 12],
     len: usize,
 }
 
@@ -149,13 +149,16 @@ impl<'a> UpstreamFields<'a> {
         authority: Option<&'a [u8]>,
         request_id: &'a HeaderValue,
     ) -> Self {
-        let mut fields: [(&'a HeaderName, &'a [u8]); 9] = [
+        let mut fields: [(&'a HeaderName, &'a [u8]); 12] = [
             (&header::HOST, upstream_host.as_bytes()),
             (&FORWARDED_FOR, &client.forwarded_for),
             (&FORWARDED_PROTO, client.proto),
             (&REQUEST_ID, request_id.as_bytes()),
             (&FORWARDED, &client.forwarded),
             (&REAL_IP, client.real_ip),
+            (&FORWARDED_HOST, b""),
+            (&FORWARDED_HOST, b""),
+            (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
@@ -179,10 +182,19 @@ impl<'a> UpstreamFields<'a> {
         self
     }
 
-    /// Adds a field the upstream's API wants (`anthropic-version`), if any.
-    pub fn with(mut self, field: Option<(&'a HeaderName, &'a [u8])>) -> Self {
-        if let Some(f) = field {
-            self.fields[self.len] = f;
+    /// Adds the fields the upstream's API wants (`anthropic-version`).
+    pub fn with(mut self, fields: &'a [(HeaderName, &'a [u8])]) -> Self {
+        for (name, value) in fields {
+            self.fields[self.len] = (name, value);
+            self.len += 1;
+        }
+        self
+    }
+
+    /// Adds fields made for this request (a signature).
+    pub fn with_values(mut self, fields: &'a [(HeaderName, HeaderValue)]) -> Self {
+        for (name, value) in fields {
+            self.fields[self.len] = (name, value.as_bytes());
             self.len += 1;
         }
         self

@@ -43,4 +43,12 @@ pub use gateway::Gateway;
 pub use launch::{Running, launch};
 pub use reload::reload;
 pub use runtime::Runtime;
-pub use tls::{check_tls, tls_warnings};
+pub use tls::tls_warnings;
+
+/// What is wrong with what the config names outside itself (TLS files, AWS credentials),
+/// by key: `flowgate check`, `flowgate serve` and every reload refuse such a config.
+pub fn check_external(config: &flowgate_config::Config) -> Vec<(flowgate_config::KeyPath, String)> {
+    let mut found = tls::check_tls(config);
+    found.extend(dialect::aws::check(config));
+    found
+}

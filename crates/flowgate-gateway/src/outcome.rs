@@ -22,5 +22,5 @@ pub(crate) struct Outcome {
     /// The tightest rate limit's state, for the `x-ratelimit-*` fields.
     pub(crate) rate: Option<RateState>,
     /// How the answering pool's request was translated, when its provider needed it.
-    pub(crate) translation: Option<crate::dialect::Translation>,
+    pub(crate) translation: Option<std::sync::Arc<crate::dialect::Translation>>,
 }

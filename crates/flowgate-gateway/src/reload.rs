@@ -14,7 +14,7 @@ use crate::tls::listener;
 
 /// Loads `path` and applies it, or keeps the running config and records why not.
 pub fn reload(gw: &Gateway, path: &Path) {
-    match flowgate_config::load_with(path, crate::tls::check_tls) {
+    match flowgate_config::load_with(path, crate::check_external) {
         Ok(cfg) => {
             tracing::info!(config = %path.display(), routes = cfg.routes.len(), "config reloaded");
             gw.apply(cfg);

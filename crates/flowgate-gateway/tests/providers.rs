@@ -32,6 +32,23 @@ fn config(urls: &[String], extra: &str) -> String {
     )
 }
 
+/// An upstream that answers every request with one Anthropic message, keeping the last
+/// request it got (head and body, as text).
+async fn anthropic_upstream() -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = seen.clone();
+    let answer = r#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+    let (url, _) = scripted_upstream(move |req| {
+        *keep.lock().unwrap() = req.to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        )
+    })
+    .await;
+    (url, seen)
+}
+
 fn body(extra: &str) -> Bytes {
     Bytes::from(format!(
         "{{\"model\":\"claude-sonnet\",\"max_tokens\":6,\"messages\":[{{\"role\":\"system\",\"content\":\"Be brief.\"}},{{\"role\":\"user\",\"content\":\"hi\"}}]{extra}}}"
@@ -49,12 +66,7 @@ async fn an_openai_client_gets_an_openai_answer_from_an_anthropic_pool() {
     .await;
     // The simulator refuses a request without anthropic-version, max_tokens or messages:
     // a 200 means the request was translated and carried the API's fields.
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    r.expect(StatusCode::OK);
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "claude-sonnet");
@@ -156,12 +168,7 @@ async fn an_overloaded_anthropic_pool_is_a_503_or_falls_back_to_an_openai_pool()
         post(gw.data_addr, "/v1/chat/completions", body("")),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    r.expect(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.error_code(), "upstream_overloaded");
     assert_eq!(overloaded.stats().requests, 2, "529 is retried as a 503 is");
 
@@ -177,12 +184,7 @@ async fn an_overloaded_anthropic_pool_is_a_503_or_falls_back_to_an_openai_pool()
         post(gw.data_addr, "/v1/chat/completions", body("")),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    r.expect(StatusCode::OK);
     assert_eq!(r.json()["object"], "chat.completion");
     assert_eq!(openai.stats().requests, 1);
 }
@@ -239,7 +241,7 @@ fn an_anthropic_pool_needs_its_key_and_unbuilt_providers_are_named() {
     .unwrap();
     assert_eq!(p[0].key.to_string(), "pools.p.endpoints[0].api_key_env");
     let p = check(
-        "provider = \"bedrock\"\nendpoints = [{ url = \"https://x\" }]",
+        "provider = \"gemini\"\nendpoints = [{ url = \"https://x\" }]",
         &[],
     )
     .unwrap();
@@ -254,17 +256,7 @@ fn an_anthropic_pool_needs_its_key_and_unbuilt_providers_are_named() {
 
 #[tokio::test]
 async fn the_request_carries_the_apis_fields_and_never_the_clients_own_credential() {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let keep = seen.clone();
-    let answer = r#"{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
-    let (url, _) = scripted_upstream(move |req| {
-        *keep.lock().unwrap() = req.to_string();
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-            answer.len()
-        )
-    })
-    .await;
+    let (url, seen) = anthropic_upstream().await;
     let gw = gateway_env(&config(&[url], ""), &[KEY]).await;
     let mut req = post(gw.data_addr, "/v1/chat/completions", body(""));
     req.headers_mut().insert(
@@ -272,12 +264,7 @@ async fn the_request_carries_the_apis_fields_and_never_the_clients_own_credentia
         "Bearer sk-openai-client-key".parse().unwrap(),
     );
     let r = send(&client(), req).await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    r.expect(StatusCode::OK);
     assert_eq!(r.json()["choices"][0]["message"]["content"], "ok");
     let req = seen.lock().unwrap().clone();
     assert!(req.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{req}");
@@ -292,4 +279,45 @@ async fn the_request_carries_the_apis_fields_and_never_the_clients_own_credentia
         "the client's key went upstream: {req}"
     );
     assert!(!req.contains("sk-openai-client-key"), "{req}");
+}
+
+#[tokio::test]
+async fn a_pools_model_is_the_one_its_servers_are_asked_for() {
+    // An OpenAI pool: the body's model is rewritten (the answer names the served model).
+    let up = sim(EndpointSpec::default()).await;
+    let cfg = format!(
+        "[pools.gpt]\nmodel = \"served-model\"\nendpoints = [{{ url = \"{}\" }}]\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\npath = \"/v1/chat/completions\"\npool = \"gpt\"\n",
+        up.url()
+    );
+    let gw = gateway_env(&cfg, &[]).await;
+    let r = send(
+        &client(),
+        post(gw.data_addr, "/v1/chat/completions", body("")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["model"], "served-model");
+    // An Anthropic pool: the translated body asks for it, the answer names the client's.
+    let (url, seen) = anthropic_upstream().await;
+    let gw = gateway_env(
+        &config(&[url], "").replace(
+            "provider = \"anthropic\"\n",
+            "provider = \"anthropic\"\nmodel = \"claude-3-5-sonnet-20240620\"\n",
+        ),
+        &[KEY],
+    )
+    .await;
+    let r = send(
+        &client(),
+        post(gw.data_addr, "/v1/chat/completions", body("")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["model"], "claude-sonnet");
+    let req = seen.lock().unwrap().clone();
+    assert!(
+        req.contains("\"model\":\"claude-3-5-sonnet-20240620\""),
+        "{req}"
+    );
 }

@@ -336,7 +336,7 @@ fn check(src_tls: &str) -> Result<flowgate_config::Config, Vec<flowgate_config::
         &src,
         "t.toml",
         std::iter::empty(),
-        flowgate_gateway::check_tls,
+        flowgate_gateway::check_external,
     )
     .map_err(|e| e.problems().to_vec())
 }

@@ -200,7 +200,7 @@ fn unusable_tls_files_are_config_errors_with_their_keys() {
             &src,
             "t.toml",
             std::iter::empty(),
-            flowgate_gateway::check_tls,
+            flowgate_gateway::check_external,
         ) {
             Ok(_) => panic!("accepted: {tls}"),
             Err(e) => e.problems().to_vec(),

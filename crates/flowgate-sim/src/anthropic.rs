@@ -91,13 +91,19 @@ pub(crate) fn message(id: u64, ask: &Ask, v: &Value, text: &str, tokens: u32) ->
     json_response(StatusCode::OK, &body)
 }
 
-fn event(kind: &str, data: &Value) -> Bytes {
+/// One event as the Messages API frames it (server-sent events).
+pub(crate) fn sse_frame(kind: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
 }
 
-/// The streamed answer: the first event after `ttft`, a token every `token_delay`.
+/// Frames one event (named, and its JSON) for the wire.
+pub(crate) type Framer = fn(&str, &Value) -> Bytes;
+
+/// The streamed answer: the first event after `ttft`, a token every `token_delay`, each
+/// framed by `event` (as server-sent events, or Bedrock's event-stream frames).
 #[allow(clippy::too_many_arguments)] // the stream's whole recipe
 pub(crate) fn stream(
+    event: Framer,
     id: u64,
     ask: Ask,
     v: &Value,

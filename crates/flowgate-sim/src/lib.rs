@@ -1,4 +1,4 @@
-//! A simulated OpenAI-compatible upstream fleet and workload generators, for flowgate's
+//! A simulated upstream fleet (OpenAI-compatible, Anthropic and Bedrock) and workload generators, for flowgate's
 //! tests, demo and benchmarks.
 //!
 //! An endpoint ([`SimServer`]) answers `POST /v1/chat/completions` (JSON or SSE when
@@ -10,13 +10,17 @@
 //!
 //! It speaks Anthropic's Messages API too, at `POST /v1/messages` (JSON or its SSE event
 //! sequence, its error bodies, 529 for overload): one simulator serves every dialect at the
-//! dialect's own paths.
+//! dialect's own paths. And Bedrock's runtime API for Anthropic's models, at
+//! `POST /model/{id}/invoke` and `/invoke-with-response-stream`: SigV4 checked on every
+//! request (the key [`SIM_AWS_KEY`] unless the spec says another), event-stream frames with
+//! their CRCs, AWS's error types.
 //!
 //! Two helper paths serve tests: `/echo/...` answers with what it received (method, path,
 //! headers, body size) and `GET /sim/stats` with the endpoint's counters, including requests
 //! the client abandoned before the answer was complete.
 
 mod anthropic;
+mod bedrock;
 mod body;
 mod content;
 mod reply;
@@ -26,5 +30,5 @@ mod stats;
 pub mod workload;
 
 pub use server::SimServer;
-pub use spec::{EndpointSpec, LatencyDist};
+pub use spec::{EndpointSpec, LatencyDist, SIM_AWS_KEY};
 pub use stats::{SimStats, StatsSnapshot};

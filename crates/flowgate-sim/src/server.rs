@@ -20,12 +20,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::anthropic;
 use crate::body::SimBody;
 use crate::content::{self, Ask};
 use crate::reply::{event_stream, json_response, sleep};
 use crate::spec::{EndpointSpec, Fate};
 use crate::stats::{InFlight, SimStats, StatsSnapshot};
+use crate::{anthropic, bedrock};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -139,6 +139,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         "/v1/completions" | "/completions" => Kind::Text,
         "/v1/embeddings" | "/embeddings" => Kind::Embeddings,
         "/v1/messages" => Kind::Messages,
+        p if req.method() == Method::POST && bedrock::operation(p).is_some() => Kind::Bedrock,
         _ => {
             guard.finish();
             return Ok(json_response(
@@ -152,6 +153,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         }
     };
     let headers = req.headers().clone();
+    let uri = req.uri().clone();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -166,6 +168,16 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             ));
         }
     };
+    let bedrock_op = (kind == Kind::Bedrock)
+        .then(|| bedrock::operation(&path))
+        .flatten();
+    if bedrock_op.is_some()
+        && let Some(refused) = bedrock::unsigned(&state.spec, "POST", &uri, &headers, &body)
+    {
+        state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        guard.finish();
+        return Ok(refused);
+    }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         guard.finish();
         return Ok(json_response(
@@ -182,13 +194,31 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         guard.finish();
         return Ok(refused);
     }
-    let ask = Ask::from_json(&v, body.len());
+    if bedrock_op.is_some()
+        && let Some(refused) = bedrock::refusal(&v)
+    {
+        guard.finish();
+        return Ok(refused);
+    }
+    let mut ask = Ask::from_json(&v, body.len());
+    if let Some((model, stream)) = &bedrock_op {
+        ask.model.clone_from(model);
+        ask.stream = *stream;
+    }
     let spec = &state.spec;
     match spec.fate(&mut rng) {
         Fate::Ok => {}
         Fate::RateLimited => {
             state.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             guard.finish();
+            if bedrock_op.is_some() {
+                // AWS sends no Retry-After.
+                return Ok(bedrock::error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "ThrottlingException",
+                    "Too many requests, please wait before trying again.",
+                ));
+            }
             let mut r = if messages {
                 anthropic::error(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -224,6 +254,13 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             sleep(spec.latency.sample(&mut rng)).await;
             state.stats.server_errors.fetch_add(1, Ordering::Relaxed);
             guard.finish();
+            if bedrock_op.is_some() {
+                return Ok(bedrock::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailableException",
+                    "Bedrock is unable to process your request.",
+                ));
+            }
             if messages {
                 // Anthropic's overload answer, the one its clients retry elsewhere.
                 let status = StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -245,8 +282,22 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     }
     let latency = spec.latency.sample(&mut rng);
     let completion = ask.completion_tokens(spec.completion_tokens);
+    if ask.stream && bedrock_op.is_some() {
+        return Ok(bedrock::stream_head(anthropic::stream(
+            bedrock::frame,
+            n,
+            ask,
+            &v,
+            latency,
+            completion,
+            spec.token_delay,
+            rng,
+            guard,
+        )));
+    }
     if ask.stream && messages {
         return Ok(anthropic::stream(
+            anthropic::sse_frame,
             n,
             ask,
             &v,
@@ -274,7 +325,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         Kind::Chat => content::chat_completion(n, &ask, &text, completion),
         Kind::Text => content::text_completion(n, &ask, &text, completion),
         Kind::Embeddings => content::embeddings(&ask, &mut rng),
-        Kind::Messages => {
+        Kind::Messages | Kind::Bedrock => {
             guard.finish();
             return Ok(anthropic::message(n, &ask, &v, &text, completion));
         }
@@ -290,6 +341,8 @@ enum Kind {
     Embeddings,
     /// Anthropic's Messages API.
     Messages,
+    /// Anthropic's models on Bedrock.
+    Bedrock,
 }
 
 fn stream_chat(

@@ -59,7 +59,14 @@ pub struct EndpointSpec {
     pub stall_rate: f64,
     /// Seed of the per-request random draws.
     pub seed: u64,
+    /// The AWS key Bedrock requests must be signed with ([`SIM_AWS_KEY`] unless set).
+    pub aws: flowgate_providers::sigv4::Credentials,
+    /// The region Bedrock requests must be signed for, if any.
+    pub aws_region: Option<String>,
 }
+
+/// The AWS key the simulator knows unless told another: id, secret.
+pub const SIM_AWS_KEY: (&str, &str) = ("AKIAFLOWGATESIM00000", "flowgate-sim-secret-key");
 
 impl Default for EndpointSpec {
     fn default() -> Self {
@@ -73,6 +80,12 @@ impl Default for EndpointSpec {
             reset_rate: 0.0,
             stall_rate: 0.0,
             seed: 1,
+            aws: flowgate_providers::sigv4::Credentials {
+                access_key: SIM_AWS_KEY.0.into(),
+                secret_key: SIM_AWS_KEY.1.into(),
+                session_token: None,
+            },
+            aws_region: None,
         }
     }
 }

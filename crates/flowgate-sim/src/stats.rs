@@ -17,6 +17,7 @@ pub struct SimStats {
     pub(crate) resets: AtomicU64,
     pub(crate) stalls: AtomicU64,
     pub(crate) in_flight: AtomicU64,
+    pub(crate) unauthorized: AtomicU64,
 }
 
 /// A copy of the counters, as `GET /sim/stats` returns them.
@@ -33,6 +34,8 @@ pub struct StatsSnapshot {
     pub resets: u64,
     pub stalls: u64,
     pub in_flight: u64,
+    /// Requests refused for their signature (Bedrock's SigV4).
+    pub unauthorized: u64,
 }
 
 impl SimStats {
@@ -47,6 +50,7 @@ impl SimStats {
             resets: l(&self.resets),
             stalls: l(&self.stalls),
             in_flight: l(&self.in_flight),
+            unauthorized: l(&self.unauthorized),
         }
     }
 }

@@ -140,7 +140,7 @@ fn run(
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match flowgate_config::load_with(path, flowgate_gateway::check_tls) {
+    match flowgate_config::load_with(path, flowgate_gateway::check_external) {
         Ok(cfg) => {
             print!("{}", cfg.summary());
             for w in flowgate_gateway::tls_warnings(&cfg) {
@@ -161,7 +161,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let config = match flowgate_config::load_with(&path, flowgate_gateway::check_tls) {
+    let config = match flowgate_config::load_with(&path, flowgate_gateway::check_external) {
         Ok(c) => c,
         Err(e) => anyhow::bail!("invalid configuration:\n{e}"),
     };

@@ -49,6 +49,9 @@ pub struct SimArgs {
     stall_rate: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The region Bedrock requests must be signed for (any, if unset).
+    #[arg(long)]
+    aws_region: Option<String>,
 }
 
 impl SimArgs {
@@ -86,6 +89,11 @@ impl SimArgs {
             reset_rate: self.reset_rate,
             stall_rate: self.stall_rate,
             seed: self.seed,
+            // Bedrock requests are checked against the key of the environment, as the
+            // gateway finds it, else the simulator's own.
+            aws: flowgate_providers::aws_credentials::from_env(&|k| std::env::var(k).ok())
+                .unwrap_or_else(|| EndpointSpec::default().aws),
+            aws_region: self.aws_region.clone(),
         })
     }
 }

@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 
 const CANARY: &str = "sk-canary-7f3a9c1e";
 const CLIENT_KEY: &str = "fgk_canary_client_key_55d1";
+/// AWS credentials of a Bedrock pool: the secret and the session token never show.
+const AWS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "AKIACANARYKEYID00000"),
+    ("AWS_SECRET_ACCESS_KEY", "aws-secret-canary-91b2"),
+    ("AWS_SESSION_TOKEN", "aws-token-canary-c4e8"),
+];
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -71,6 +77,8 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
              [pools.llm]\nendpoints = [\n  {{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }},\n  \
              {{ url = \"http://127.0.0.1:{dead}\", api_key_env = \"FLOWGATE_CANARY\", api_key_header = \"x-api-key\" }},\n]\n\n\
              [pools.claude]\nprovider = \"anthropic\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }}]\n\n\
+             [pools.bedrock]\nprovider = \"bedrock\"\nmodel = \"anthropic.claude-3-5-sonnet-20240620-v1:0\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", region = \"us-east-1\" }}]\n\n\
+             [[routes]]\nname = \"bedrock\"\nkind = \"openai\"\npath = \"/bedrock/v1/chat/completions\"\npool = \"bedrock\"\n\n\
              [[routes]]\nname = \"claude\"\nkind = \"openai\"\npath = \"/claude/v1/chat/completions\"\npool = \"claude\"\n\n\
              [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n\n\
              [auth]\nenabled = true\nstore = \"{}\"\n\n[[auth.keys]]\nname = \"canary-client\"\nhash = \"{hash}\"\n",
@@ -82,6 +90,7 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
     let _sim = Killed(
         Command::new(env!("CARGO_BIN_EXE_flowgate"))
             .args(["sim", "--listen", &format!("127.0.0.1:{up}")])
+            .envs(AWS)
             .stdout(log("sim.out"))
             .stderr(log("sim.err"))
             .spawn()
@@ -91,6 +100,7 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
         Command::new(env!("CARGO_BIN_EXE_flowgate"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("FLOWGATE_CANARY", CANARY)
+            .envs(AWS)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(log("serve.out"))
@@ -142,20 +152,26 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
         chat,
     ));
     seen.push(http(data, "POST", "/v1/chat/completions", &[json], chat));
-    // Through a pool of Anthropic's API (the key in x-api-key), whole and streamed.
-    for body in [
-        chat,
-        r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+    // Through a pool of Anthropic's API (the key in x-api-key) and one of Bedrock (signed
+    // with the AWS key), whole and streamed.
+    for path in [
+        "/claude/v1/chat/completions",
+        "/bedrock/v1/chat/completions",
     ] {
-        let r = http(
-            data,
-            "POST",
-            "/claude/v1/chat/completions",
-            &[json, ("authorization", &bearer)],
-            body,
-        );
-        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-        seen.push(r);
+        for body in [
+            chat,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+        ] {
+            let r = http(
+                data,
+                "POST",
+                path,
+                &[json, ("authorization", &bearer)],
+                body,
+            );
+            assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
+            seen.push(r);
+        }
     }
     assert!(
         seen.iter().any(|r| r.starts_with("HTTP/1.1 200")),
@@ -179,6 +195,7 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
     let check = Command::new(env!("CARGO_BIN_EXE_flowgate"))
         .args(["check", "--config", config.to_str().unwrap()])
         .env("FLOWGATE_CANARY", CANARY)
+        .envs(AWS)
         .output()
         .unwrap();
     assert!(check.status.success());
@@ -194,6 +211,9 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
     for text in &seen {
         assert!(!text.contains(CANARY), "the upstream secret leaked: {text}");
         assert!(!text.contains(CLIENT_KEY), "a client key leaked: {text}");
+        for (var, value) in &AWS[1..] {
+            assert!(!text.contains(value), "{var} leaked: {text}");
+        }
     }
     assert!(
         seen.iter().any(|t| t.contains("$FLOWGATE_CANARY")),

@@ -151,7 +151,10 @@ impl Gateway {
         let body = ResponseBody::new(lease, head.body, route.upstream.cfg.read_timeout);
         let body = match out.translation.clone() {
             None => AnswerBody::Native(body),
-            Some(t) => self.translate_answer(&mut resp, body, t).await,
+            Some(t) => {
+                self.translate_answer(&mut resp, body, t, &endpoint.name)
+                    .await
+            }
         };
         Ok(account(resp, body, tokens, permits, fill))
     }
@@ -162,25 +165,41 @@ impl Gateway {
         &self,
         resp: &mut Response<ProxyBody>,
         body: ResponseBody,
-        t: crate::dialect::Translation,
+        t: Arc<crate::dialect::Translation>,
+        endpoint: &str,
     ) -> AnswerBody {
         // The length changes with the shape.
         resp.headers_mut().remove(header::CONTENT_LENGTH);
         if !resp.status().is_success() {
             let raw = crate::dialect::read_whole(body, crate::dialect::MAX_ERROR).await;
-            let (status, json) = crate::dialect::error(&t, resp.status().as_u16(), &raw);
+            let (status, json) =
+                crate::dialect::error(&t, resp.status().as_u16(), resp.headers(), &raw, endpoint);
             *resp.status_mut() =
                 http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-            resp.headers_mut().insert(
+            let h = resp.headers_mut();
+            h.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            // A rate limit always says when to come back (Bedrock's never does).
+            if status == 429 && !h.contains_key(header::RETRY_AFTER) {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             return AnswerBody::Full(Some(json));
         }
-        let stream = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let stream = crate::dialect::is_stream(
+            &t,
+            resp.headers()
+                .get(header::CONTENT_TYPE)
+                .map(HeaderValue::as_bytes),
+        );
+        if stream {
+            // The answer is OpenAI's event stream now, whatever the upstream framed it in.
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
         let created = self.clock().unix_millis() / 1000;
         AnswerBody::translated(body, t, created, stream)
     }

@@ -34,6 +34,8 @@ pub struct Upstream {
     pub counts: ResilienceCounts,
     /// The session table, with `affinity`.
     pub sessions: Option<Sessions>,
+    /// A Bedrock pool's AWS credentials, which sign its requests.
+    pub(crate) aws: Option<Arc<crate::dialect::aws::Signer>>,
 }
 
 /// What the pool did about failures, for the metrics.
@@ -68,6 +70,11 @@ impl Upstream {
         metrics: &Metrics,
     ) -> Result<Arc<Self>, String> {
         let tls = crate::tls::client_config(&cfg).map_err(|(k, m)| format!("{k}: {m}"))?;
+        let aws = cfg
+            .aws
+            .as_ref()
+            .map(|env| crate::dialect::aws::Signer::new(&cfg.name, env))
+            .transpose()?;
         let endpoints = cfg
             .endpoints
             .iter()
@@ -110,6 +117,7 @@ impl Upstream {
             ),
             latencies: Latencies::new(LATENCY_PERIOD),
             counts: ResilienceCounts::default(),
+            aws,
             sessions: cfg
                 .affinity
                 .as_ref()

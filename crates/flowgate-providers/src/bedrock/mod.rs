@@ -48,13 +48,3 @@ pub fn path(model: &str, stream: bool) -> String {
         }
     )
 }
-
-/// The region in a Bedrock runtime host name (`bedrock-runtime.REGION.amazonaws.com`, or
-/// its FIPS and VPC endpoint forms), for endpoints that name none.
-pub fn region_of_host(host: &str) -> Option<&str> {
-    let rest = host
-        .strip_prefix("bedrock-runtime.")
-        .or_else(|| host.strip_prefix("bedrock-runtime-fips."))?;
-    let (region, tail) = rest.split_once('.')?;
-    (tail.starts_with("amazonaws.com") && !region.is_empty()).then_some(region)
-}

@@ -1,99 +1,21 @@
-//! A pool whose servers speak another API than the client (`provider`): its request is
-//! translated for it at each attempt on it (so that a fallback to another provider
-//! translates for its own target), and its answer back before anything reaches the
-//! client's watches (the token meter and the cache see OpenAI's shape). The translations
-//! themselves are `flowgate_providers`'.
+//! A translated answer's body: read whole and translated at its end, or translated event
+//! by event as it streams (Anthropic's server-sent events, Bedrock's event-stream frames).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use flowgate_config::{PoolConfig, Provider};
+use flowgate_config::Provider;
 use flowgate_http::BoxError;
 use flowgate_http::pool::ResponseBody;
-use flowgate_providers::anthropic;
+use flowgate_providers::{anthropic, bedrock};
 use http_body::{Body, Frame, SizeHint};
 
-use crate::error::ProxyError;
+use super::Translation;
 
-/// `max_tokens` for Anthropic when the client sets none (until the model catalog says).
-const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The largest whole answer translated (larger is a cut answer).
 const MAX_WHOLE: usize = 64 * 1024 * 1024;
-/// The largest error body read to translate it.
-pub(crate) const MAX_ERROR: usize = 256 * 1024;
-
-/// What reading a translated answer needs to know.
-#[derive(Debug, Clone)]
-pub(crate) struct Translation {
-    pub provider: Provider,
-    /// The model as the client named it: the answer names it so.
-    pub model: String,
-    pub include_usage: bool,
-    pub json_mode: bool,
-}
-
-/// The request path on a pool of `provider`, when it is not the client's.
-pub(crate) fn target_path(provider: Provider) -> Option<&'static str> {
-    match provider {
-        Provider::OpenAi => None,
-        Provider::Anthropic => Some("/v1/messages"),
-    }
-}
-
-/// The fields a request to `provider` carries besides its credential.
-pub(crate) fn fields(provider: Provider) -> Option<(&'static http::HeaderName, &'static [u8])> {
-    static VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
-    match provider {
-        Provider::OpenAi => None,
-        Provider::Anthropic => Some((&VERSION, anthropic::VERSION.as_bytes())),
-    }
-}
-
-/// The client's fields a request to `provider` leaves out: its `Authorization` is a
-/// credential for the API it spoke (OpenAI's), never to be handed to another provider (the
-/// pool's own key goes in that provider's field).
-pub(crate) fn omitted(provider: Provider) -> &'static [&'static http::HeaderName] {
-    match provider {
-        Provider::OpenAi => &[],
-        Provider::Anthropic => &[&http::header::AUTHORIZATION],
-    }
-}
-
-/// `body` (an OpenAI chat request) for `pool`'s provider, when it needs translating.
-pub(crate) fn request(
-    pool: &PoolConfig,
-    body: &[u8],
-) -> Result<Option<(Bytes, Translation)>, ProxyError> {
-    if pool.provider == Provider::OpenAi {
-        return Ok(None);
-    }
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ProxyError::Unsupported(flowgate_providers::Unsupported::new(
-            "",
-            format!("the request body is not JSON: {e}"),
-        ))
-    })?;
-    let model = v
-        .get("model")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let target = anthropic::Target {
-        model: &model,
-        default_max_tokens: DEFAULT_MAX_TOKENS,
-    };
-    let t = anthropic::translate(&v, &target).map_err(ProxyError::Unsupported)?;
-    Ok(Some((
-        Bytes::from(t.body.to_string()),
-        Translation {
-            provider: pool.provider,
-            model,
-            include_usage: t.include_usage,
-            json_mode: t.json_mode,
-        },
-    )))
-}
 
 /// An answer's body as the client gets it: the upstream's own, or translated.
 #[derive(Debug)]
@@ -117,22 +39,31 @@ enum How {
     /// The whole answer is read, then translated at once.
     Whole {
         buf: BytesMut,
-        t: Translation,
+        t: Arc<Translation>,
         created: u64,
     },
     /// Each event is translated as it comes.
     Stream(anthropic::Translator),
+    /// Each event-stream frame is translated as it comes.
+    Bedrock(bedrock::Stream),
 }
 
 impl AnswerBody {
     /// `inner` translated as `t` says (a streamed answer when `stream`), made at `created`.
     pub(crate) fn translated(
         inner: ResponseBody,
-        t: Translation,
+        t: Arc<Translation>,
         created: u64,
         stream: bool,
     ) -> Self {
-        let how = if stream {
+        let how = if stream && t.provider == Provider::Bedrock {
+            How::Bedrock(bedrock::Stream::new(
+                &t.model,
+                created,
+                t.include_usage,
+                t.json_mode,
+            ))
+        } else if stream {
             How::Stream(anthropic::Translator::new(
                 &t.model,
                 created,
@@ -221,6 +152,24 @@ impl Translated {
                         }
                     }
                 }
+                How::Bedrock(s) => {
+                    let out = match frame {
+                        Some(data) => s.push(&data),
+                        None => s.finish(),
+                    };
+                    if s.is_finished() {
+                        self.done = true;
+                        if let Some(e) = s.failure() {
+                            tracing::warn!(error = %e, "bedrock's stream broke");
+                        }
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                    if end {
+                        self.done = true;
+                    }
+                }
                 How::Whole { buf, t, created } => {
                     if let Some(data) = frame {
                         if buf.len() + data.len() > MAX_WHOLE {
@@ -242,29 +191,4 @@ impl Translated {
             }
         }
     }
-}
-
-/// Reads `body` whole, up to `limit` bytes (an error answer's, to translate it).
-pub(crate) async fn read_whole(mut body: ResponseBody, limit: usize) -> Bytes {
-    let mut buf = BytesMut::new();
-    while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-    {
-        if let Ok(d) = frame.into_data() {
-            let room = limit.saturating_sub(buf.len());
-            buf.extend_from_slice(&d[..d.len().min(room)]);
-            if room <= d.len() {
-                break;
-            }
-        }
-    }
-    buf.freeze()
-}
-
-/// An error answer of a translated pool (its status and whole body) as the client gets it.
-pub(crate) fn error(t: &Translation, status: u16, body: &[u8]) -> (u16, Bytes) {
-    let (status, v) = match t.provider {
-        Provider::Anthropic => anthropic::error(status, body),
-        Provider::OpenAi => (status, serde_json::Value::Null),
-    };
-    (status, Bytes::from(v.to_string()))
 }

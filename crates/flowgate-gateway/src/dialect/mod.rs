@@ -1,0 +1,197 @@
+//! A pool whose servers speak another API than the client (`provider`): its request is
+//! translated for it at each attempt on it (so that a fallback to another provider
+//! translates for its own target), and its answer back before anything reaches the
+//! client's watches (the token meter and the cache see OpenAI's shape). The translations
+//! themselves are `flowgate_providers`'; here is what the gateway does with them: the
+//! path and fields of the request ([`prepare`]), the answer's body ([`answer`]), its
+//! errors ([`error`]), and Bedrock's signature ([`aws`]).
+
+mod answer;
+pub(crate) mod aws;
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use flowgate_config::{PoolConfig, Provider};
+use flowgate_http::pool::ResponseBody;
+use flowgate_providers::{Unsupported, anthropic, bedrock};
+use http::HeaderName;
+use http_body::Body;
+
+pub use answer::AnswerBody;
+
+use crate::error::ProxyError;
+
+/// `max_tokens` for Anthropic when the client sets none (until the model catalog says).
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+/// The largest error body read to translate it.
+pub(crate) const MAX_ERROR: usize = 256 * 1024;
+
+/// How a request was translated, and what reading its answer needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Translation {
+    pub provider: Provider,
+    /// The model as the client named it: the answer names it so.
+    pub model: String,
+    pub include_usage: bool,
+    pub json_mode: bool,
+    /// The request's path after the endpoint's base path.
+    pub path: Cow<'static, str>,
+}
+
+/// The request body for a pool, when it is not the route's.
+pub(crate) enum Prepared {
+    /// The route's body, as it is.
+    AsIs,
+    /// The route's body with another `model` (an OpenAI pool's `model`).
+    Body(Bytes),
+    /// Translated for the pool's provider.
+    Translated(Bytes, Arc<Translation>),
+}
+
+/// The request body (an OpenAI request; `None` when it streams from the client, unread) as
+/// `pool` wants it.
+pub(crate) fn prepare(
+    pool: &PoolConfig,
+    whole: Option<&Option<Bytes>>,
+) -> Result<Prepared, ProxyError> {
+    if pool.provider == Provider::OpenAi && pool.model.is_none() {
+        return Ok(Prepared::AsIs);
+    }
+    let Some(b) = whole else {
+        return Err(ProxyError::Unsupported(Unsupported::new(
+            "",
+            format!(
+                "pool {} ({}) rewrites requests: it must be behind an openai route, whose bodies are read whole",
+                pool.name,
+                pool.provider.as_str()
+            ),
+        )));
+    };
+    let bytes = b.as_deref().unwrap_or_default();
+    if pool.provider == Provider::OpenAi {
+        let model = pool.model.as_deref().unwrap_or_default();
+        return Ok(match crate::openai::with_model(b, model) {
+            Some(b) => Prepared::Body(b),
+            None => Prepared::AsIs,
+        });
+    }
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ProxyError::Unsupported(Unsupported::new(
+            "",
+            format!("the request body is not JSON: {e}"),
+        ))
+    })?;
+    let model = v
+        .get("model")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let target = anthropic::Target {
+        model: pool.model.as_deref().unwrap_or(&model),
+        default_max_tokens: DEFAULT_MAX_TOKENS,
+    };
+    let t = anthropic::translate(&v, &target).map_err(ProxyError::Unsupported)?;
+    let (body, path) = match pool.provider {
+        Provider::Bedrock => (
+            bedrock::body(t.body),
+            Cow::Owned(bedrock::path(target.model, t.stream)),
+        ),
+        _ => (t.body, Cow::Borrowed("/v1/messages")),
+    };
+    Ok(Prepared::Translated(
+        Bytes::from(body.to_string()),
+        Arc::new(Translation {
+            provider: pool.provider,
+            model,
+            include_usage: t.include_usage,
+            json_mode: t.json_mode,
+            path,
+        }),
+    ))
+}
+
+/// The fields a request to `provider` carries besides its credential.
+pub(crate) fn fields(provider: Provider) -> &'static [(HeaderName, &'static [u8])] {
+    static ANTHROPIC: [(HeaderName, &[u8]); 2] = [
+        (
+            HeaderName::from_static("anthropic-version"),
+            anthropic::VERSION.as_bytes(),
+        ),
+        (http::header::CONTENT_TYPE, b"application/json"),
+    ];
+    static JSON: [(HeaderName, &[u8]); 1] = [(http::header::CONTENT_TYPE, b"application/json")];
+    match provider {
+        Provider::OpenAi => &[],
+        Provider::Anthropic => &ANTHROPIC,
+        Provider::Bedrock => &JSON,
+    }
+}
+
+/// The client's fields a request to `provider` leaves out: its `Authorization` is a
+/// credential for the API it spoke (OpenAI's), never to be handed to another provider (the
+/// pool's own key goes in that provider's field); and its `Accept-Encoding`, since the
+/// answer is read to be translated.
+pub(crate) fn omitted(provider: Provider) -> &'static [&'static HeaderName] {
+    match provider {
+        Provider::OpenAi => &[],
+        Provider::Anthropic | Provider::Bedrock => {
+            &[&http::header::AUTHORIZATION, &http::header::ACCEPT_ENCODING]
+        }
+    }
+}
+
+/// Whether an answer of `t`'s provider with this content type is streamed.
+pub(crate) fn is_stream(t: &Translation, content_type: Option<&[u8]>) -> bool {
+    let ct = content_type.unwrap_or_default();
+    match t.provider {
+        Provider::Bedrock => ct.starts_with(bedrock::STREAM_CONTENT_TYPE.as_bytes()),
+        _ => ct.starts_with(b"text/event-stream"),
+    }
+}
+
+/// Reads `body` whole, up to `limit` bytes (an error answer's, to translate it).
+pub(crate) async fn read_whole(mut body: ResponseBody, limit: usize) -> Bytes {
+    let mut buf = BytesMut::new();
+    while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+    {
+        if let Ok(d) = frame.into_data() {
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&d[..d.len().min(room)]);
+            if room <= d.len() {
+                break;
+            }
+        }
+    }
+    buf.freeze()
+}
+
+/// An error answer of a translated pool as the client gets it: its status and body,
+/// `endpoint` named where the fault is the gateway's credential for it.
+pub(crate) fn error(
+    t: &Translation,
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    endpoint: &str,
+) -> (u16, Bytes) {
+    let (status, mut v) = match t.provider {
+        Provider::Anthropic => anthropic::error(status, body),
+        Provider::Bedrock => {
+            let kind = headers
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok());
+            bedrock::error(status, kind, body)
+        }
+        Provider::OpenAi => (status, serde_json::Value::Null),
+    };
+    if matches!(status, 401 | 403)
+        && let Some(m) = v.pointer_mut("/error/message")
+        && let Some(text) = m.as_str()
+    {
+        *m = format!("{text} (the gateway's credential for endpoint {endpoint})").into();
+    }
+    (status, Bytes::from(v.to_string()))
+}
