@@ -18,6 +18,7 @@
 //! ```
 
 mod admin;
+mod catalog;
 mod env;
 mod error;
 pub mod fuzzing;
@@ -37,6 +38,7 @@ mod watch;
 
 use std::path::Path;
 
+pub use catalog::{Capabilities, Deployment, ModelInfo};
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;

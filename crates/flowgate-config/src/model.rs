@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method, Uri};
 
 pub use crate::admin::{ADMIN_TOKEN_ENV, AdminConfig, AdminScope, AdminToken};
+pub use crate::catalog::{ModelCatalog, ModelPrice};
 pub use crate::ip_block::IpBlock;
 pub use crate::protocol::UpstreamProtocol;
 pub use crate::provider::{AwsEnv, Provider};
@@ -322,57 +323,6 @@ impl std::fmt::Display for LimitScope {
             LimitScope::Key => f.write_str("key"),
             LimitScope::Team => f.write_str("team"),
         }
-    }
-}
-
-/// A model's price, in US dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ModelPrice {
-    pub input_usd_per_mtok: f64,
-    pub output_usd_per_mtok: f64,
-}
-
-/// Prices by model name: exact names, and names ending in `*` for every model starting
-/// with the rest (the longest such prefix wins), so that `gpt-4o-mini*` also prices the
-/// dated `gpt-4o-mini-2024-07-18`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ModelCatalog {
-    exact: std::collections::HashMap<String, ModelPrice>,
-    /// Longest prefix first.
-    prefixes: Vec<(String, ModelPrice)>,
-}
-
-impl ModelCatalog {
-    pub(crate) fn new(models: impl IntoIterator<Item = (String, ModelPrice)>) -> Self {
-        let mut c = ModelCatalog::default();
-        for (name, price) in models {
-            match name.strip_suffix('*') {
-                Some(prefix) => c.prefixes.push((prefix.to_string(), price)),
-                None => {
-                    c.exact.insert(name, price);
-                }
-            }
-        }
-        c.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
-        c
-    }
-
-    /// The price of `model`, if the catalog has one.
-    pub fn price(&self, model: &str) -> Option<ModelPrice> {
-        self.exact.get(model).copied().or_else(|| {
-            self.prefixes
-                .iter()
-                .find(|(p, _)| model.starts_with(p.as_str()))
-                .map(|(_, price)| *price)
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.exact.len() + self.prefixes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -80,7 +80,7 @@ pub(crate) fn suggest(message: &str) -> String {
 }
 
 /// Edit distance (insertions, deletions, substitutions; a swap of neighbours counts one).
-fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut prev2: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();

@@ -21,7 +21,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     #[serde(default)]
-    pub models: BTreeMap<String, RawModel>,
+    pub models: BTreeMap<String, crate::catalog::RawModel>,
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
     #[serde(default)]
@@ -110,13 +110,6 @@ pub(crate) struct RawRateLimit {
     pub per: Option<HumanDuration>,
     pub burst: Option<u64>,
     pub routes: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawModel {
-    pub input_usd_per_mtok: Option<f64>,
-    pub output_usd_per_mtok: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

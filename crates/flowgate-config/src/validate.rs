@@ -13,14 +13,14 @@ use crate::ip_block::IpBlock;
 use crate::model::{
     AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
     CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    KeyConfig, LimitScope, LimitUnit, Limits, ModelCatalog, ModelPrice, PathMatch, PoolConfig,
-    Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig,
-    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
+    KeyConfig, LimitScope, LimitUnit, Limits, PathMatch, PoolConfig, Priority, Rate,
+    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret,
+    ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
-    RawDiskCache, RawEndpoint, RawKey, RawModel, RawPool, RawRate, RawRateLimit, RawRedisCache,
-    RawRoute, RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
+    RawDiskCache, RawEndpoint, RawKey, RawPool, RawRate, RawRateLimit, RawRedisCache, RawRoute,
+    RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
 };
 use crate::units::HumanDuration;
 use crate::units::relative_to;
@@ -195,7 +195,13 @@ pub(crate) fn validate(
     }
 
     let cache = cache(&raw.cache, origin, &root.clone().key("cache"), &mut found);
-    let models = models(&raw.models, &root.clone().key("models"), &mut found);
+    let models = crate::catalog::catalog(
+        &raw.models,
+        &pool_names,
+        &root.clone().key("models"),
+        &mut found,
+    );
+    crate::catalog::check_deployments(&models, &pools, &root.clone().key("models"), &mut found);
 
     let mut routes = Vec::new();
     let mut route_names = BTreeSet::new();
@@ -582,48 +588,6 @@ fn upstream_key(
         header,
         secret: Secret::new(var, value.as_str()),
     })
-}
-
-/// `[models."name"]`: prices, both required, finite and not negative.
-fn models(raw: &BTreeMap<String, RawModel>, key: &KeyPath, found: &mut Found) -> ModelCatalog {
-    let mut out = Vec::new();
-    for (name, m) in raw {
-        let key = key.clone().key(name);
-        if name.is_empty()
-            || name.len() > 256
-            || name.strip_suffix('*').unwrap_or(name).contains('*')
-        {
-            found.push((
-                key.clone(),
-                "a model name is 1 to 256 characters, with '*' only at the end".into(),
-            ));
-        }
-        let mut price = |v: Option<f64>, k: &str| match v {
-            Some(p) if p.is_finite() && p >= 0.0 => p,
-            Some(p) => {
-                found.push((
-                    key.clone().key(k),
-                    format!(
-                        "{p} is not a price: expected US dollars per million tokens, 0 or more"
-                    ),
-                ));
-                0.0
-            }
-            None => {
-                found.push((
-                    key.clone().key(k),
-                    "missing: US dollars per million tokens".into(),
-                ));
-                0.0
-            }
-        };
-        let p = ModelPrice {
-            input_usd_per_mtok: price(m.input_usd_per_mtok, "input_usd_per_mtok"),
-            output_usd_per_mtok: price(m.output_usd_per_mtok, "output_usd_per_mtok"),
-        };
-        out.push((name.clone(), p));
-    }
-    ModelCatalog::new(out)
 }
 
 fn cache(raw: &RawCache, origin: &str, key: &KeyPath, found: &mut Found) -> CacheConfig {
