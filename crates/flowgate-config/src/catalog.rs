@@ -278,6 +278,8 @@ fn apply(
     key: &KeyPath,
     found: &mut Found,
 ) {
+    // Models whose prices these entries set: a prefix does not reprice them.
+    let mut priced = BTreeSet::new();
     for (name, m) in raw {
         let key = key.clone().key(name);
         if name.is_empty()
@@ -310,8 +312,8 @@ fn apply(
             continue;
         }
         let at = c.names.get(name.as_str()).copied();
-        let info = match at {
-            Some(i) => &mut c.models[i],
+        let i = match at {
+            Some(i) => i,
             None => {
                 let price = new_price(m, &key, found);
                 c.models.push(ModelInfo {
@@ -329,10 +331,14 @@ fn apply(
                     },
                     deployments: Vec::new(),
                 });
-                c.models.last_mut().expect("just pushed")
+                c.models.len() - 1
             }
         };
+        let info = &mut c.models[i];
         fill(info, m, at.is_some(), pools, &key, found);
+        if m.input_usd_per_mtok.is_some() || m.output_usd_per_mtok.is_some() {
+            priced.insert(i);
+        }
         // The new names must not be another model's.
         let own = c.names.get(name.as_str()).copied();
         for a in m.aliases.iter().flatten() {
@@ -349,6 +355,20 @@ fn apply(
         c.index();
     }
     c.index();
+    // A prefix prices every model it starts that these entries do not price by name, the
+    // shipped ones too: the config's word beats the catalog's.
+    for (i, m) in c.models.iter_mut().enumerate() {
+        if priced.contains(&i) {
+            continue;
+        }
+        if let Some((_, p)) = c
+            .prefixes
+            .iter()
+            .find(|(p, _)| m.id.starts_with(p.as_str()))
+        {
+            m.price = Some(*p);
+        }
+    }
 }
 
 /// The prices of a model the catalog does not know: input and output required.
@@ -566,7 +586,7 @@ mod tests {
             let p = m.price.unwrap();
             assert!(p.input_usd_per_mtok > 0.0, "{}", m.id);
             assert!(m.context_window.is_some(), "{}", m.id);
-            assert_eq!(m.provider.is_some(), true, "{}", m.id);
+            assert!(m.provider.is_some(), "{}", m.id);
         }
     }
 }

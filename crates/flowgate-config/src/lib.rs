@@ -14,7 +14,7 @@
 //!     std::iter::empty(),
 //! )
 //! .unwrap();
-//! assert_eq!(cfg.routes[0].pool, "llm");
+//! assert_eq!(cfg.routes[0].pool.as_deref(), Some("llm"));
 //! ```
 
 mod admin;

@@ -718,8 +718,9 @@ pub struct RouteConfig {
     pub methods: Vec<Method>,
     /// Every listed header must be present with exactly this value.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Name of the pool; validation guarantees it exists.
-    pub pool: String,
+    /// Name of the pool (validation guarantees it exists); `None`: the pools of the
+    /// request's model (`[models."NAME"] deployments`).
+    pub pool: Option<String>,
     pub cache: RouteCache,
     /// Prompts estimated at more tokens are refused with 413 before any upstream call
     /// (openai routes).
@@ -973,15 +974,34 @@ impl Config {
             }
             let _ = writeln!(
                 s,
-                "    {}: {kind} {how} {path} methods {methods} -> pool {}{cache}{prompt}{}",
+                "    {}: {kind} {how} {path} methods {methods} -> {}{cache}{prompt}{}",
                 r.name,
-                r.pool,
+                match &r.pool {
+                    Some(p) => format!("pool {p}"),
+                    None => "the pools of the request's model".into(),
+                },
                 concurrency_summary(r.concurrency.as_ref())
             );
         }
-        if !self.models.is_empty() {
-            let _ = writeln!(s, "  {} model price(s)", self.models.len());
-        }
+        let served: Vec<String> = self
+            .models
+            .served()
+            .map(|m| {
+                let pools: Vec<&str> = m.deployments.iter().map(|d| d.pool.as_str()).collect();
+                format!("{} -> {}", m.id, pools.join(" -> "))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "  model catalog {}: {} model(s){}",
+            self.models.version,
+            self.models.models().len(),
+            if served.is_empty() {
+                String::new()
+            } else {
+                format!("; served by model: {}", served.join(", "))
+            }
+        );
         for l in &self.rate_limits {
             let scope = &l.scope;
             let _ = writeln!(

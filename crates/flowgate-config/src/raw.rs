@@ -363,7 +363,7 @@ pub(crate) struct RawRoute {
     pub methods: Vec<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    pub pool: String,
+    pub pool: Option<String>,
     pub cache: Option<RawRouteCache>,
     pub max_prompt_tokens: Option<u64>,
     pub concurrency: Option<RawConcurrency>,

@@ -1408,3 +1408,41 @@ fn admin_tokens_scopes_and_open_endpoints_are_checked() {
         "the token is never shown"
     );
 }
+
+#[test]
+fn the_shipped_catalog_is_extended_and_overridden_by_the_config() {
+    let c = parse_ok(&format!(
+        "{GOOD}\n[models.\"claude-3-5-haiku-latest\"]\noutput_usd_per_mtok = 5\naliases = [\"fast\"]\nmax_output = 1000\n\n\
+         [models.\"my-llama\"]\ninput_usd_per_mtok = 0\noutput_usd_per_mtok = 0\ncontext_window = 8192\n"
+    ));
+    // By alias: one price changed, the others kept; a new alias; the id unchanged.
+    let haiku = c.models.get("fast").unwrap();
+    assert_eq!(haiku.id, "claude-3-5-haiku-20241022");
+    let p = haiku.price.unwrap();
+    assert_eq!((p.input_usd_per_mtok, p.output_usd_per_mtok), (0.8, 5.0));
+    assert_eq!(haiku.max_output, Some(1000));
+    assert!(c.models.get("claude-3-5-haiku-latest").is_some());
+    // A model of its own, with its prices.
+    let llama = c.models.get("my-llama").unwrap();
+    assert_eq!(llama.context_window, Some(8192));
+    assert!(llama.capabilities.chat);
+    assert!(!c.models.version.is_empty());
+    // An alias that is another model's, a capability that does not exist, a prefix with
+    // more than prices, a zero-token window.
+    let p = parse_err(&format!(
+        "{GOOD}\n[models.\"gpt-4o\"]\naliases = [\"gpt-4o-mini\"]\ncapabilities = [\"telepathy\"]\n\n\
+         [models.\"gpt-*\"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\ncontext_window = 5\n\n\
+         [models.\"o3\"]\ncontext_window = 0\n"
+    ));
+    let keys: Vec<String> = p.iter().map(|p| p.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "models.gpt-*",
+            "models.gpt-4o.capabilities",
+            "models.gpt-4o.aliases",
+            "models.o3.context_window"
+        ],
+        "{p:?}"
+    );
+}

@@ -207,7 +207,8 @@ pub(crate) fn validate(
     let mut route_names = BTreeSet::new();
     for (i, r) in raw.routes.into_iter().enumerate() {
         let key = root.clone().key("routes").index(i);
-        if let Some(route) = route(i, r, &key, &pool_names, &cache, &mut found) {
+        let serves_models = models.served().next().is_some();
+        if let Some(route) = route(i, r, &key, &pool_names, serves_models, &cache, &mut found) {
             if !route_names.insert(route.name.clone()) {
                 found.push((
                     key.key("name"),
@@ -1470,6 +1471,7 @@ fn route(
     r: RawRoute,
     key: &KeyPath,
     pools: &BTreeSet<&str>,
+    serves_models: bool,
     cache: &CacheConfig,
     found: &mut Found,
 ) -> Option<RouteConfig> {
@@ -1526,21 +1528,33 @@ fn route(
             (_, Err(_)) => found.push((hk, format!("invalid header value {v:?}"))),
         }
     }
-    if !pools.contains(r.pool.as_str()) {
-        let known: Vec<&str> = pools.iter().copied().collect();
-        found.push((
-            key.clone().key("pool"),
-            format!(
-                "unknown pool {:?}: expected one of [{}]",
-                r.pool,
-                known.join(", ")
-            ),
-        ));
-    }
     let kind = match r.kind {
         RawRouteKind::Openai => RouteKind::OpenAi,
         RawRouteKind::Http => RouteKind::Http,
     };
+    match &r.pool {
+        Some(pool) if !pools.contains(pool.as_str()) => {
+            let known: Vec<&str> = pools.iter().copied().collect();
+            found.push((
+                key.clone().key("pool"),
+                format!(
+                    "unknown pool {pool:?}: expected one of [{}]",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Some(_) => {}
+        None if kind != RouteKind::OpenAi => found.push((
+            key.clone().key("pool"),
+            "an http route needs its pool (only openai routes may serve by the request's model)"
+                .into(),
+        )),
+        None if !serves_models => found.push((
+            key.clone().key("pool"),
+            "missing: the pool that serves the route, or [models.\"NAME\"] deployments for it to serve by the request's model".into(),
+        )),
+        None => {}
+    }
     let cache = route_cache(r.cache, kind, cache, key, found);
     match r.max_prompt_tokens {
         Some(0) => found.push((
@@ -1555,7 +1569,7 @@ fn route(
     }
     let fallback = crate::resilience::fallbacks(
         &r.fallback,
-        &r.pool,
+        r.pool.as_deref().unwrap_or_default(),
         kind == RouteKind::OpenAi,
         pools,
         &key.clone().key("fallback"),

@@ -16,6 +16,9 @@ use flowgate_telemetry::ErrorKind;
 pub enum ProxyError {
     #[error("no route matches {method} {path}")]
     NoRoute { method: String, path: String },
+    /// A route that serves by model, asked for one it does not serve.
+    #[error("{}", model_not_found(model, closest))]
+    ModelNotFound { model: String, closest: Vec<String> },
     #[error("method {method} is not allowed on {path} (allowed: {allowed})")]
     MethodNotAllowed {
         method: String,
@@ -91,11 +94,34 @@ impl From<HeadError> for ProxyError {
     }
 }
 
+fn model_not_found(model: &str, closest: &[String]) -> String {
+    let model = truncate_model(model);
+    match closest {
+        [] => format!("the model {model:?} is not served here"),
+        _ => format!(
+            "the model {model:?} is not served here; did you mean {}? (GET /v1/models lists them)",
+            closest
+                .iter()
+                .map(|c| format!("{c:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    }
+}
+
+/// A client's model name, cut to a sane length for an error.
+fn truncate_model(model: &str) -> &str {
+    match model.char_indices().nth(100) {
+        Some((i, _)) => &model[..i],
+        None => model,
+    }
+}
+
 impl ProxyError {
     /// The HTTP status a client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::NoRoute { .. } | ProxyError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge { .. } | ProxyError::PromptTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -145,6 +171,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::NoRoute { .. } => "route_not_found",
+            ProxyError::ModelNotFound { .. } => "model_not_found",
             ProxyError::MethodNotAllowed { .. } => "method_not_allowed",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::PromptTooLarge { .. } => "prompt_too_large",

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use flowgate_balance::Outcome as Health;
 use flowgate_clock::SharedClock;
-use flowgate_config::{HedgeAfter, IpBlock, RouteKind, TagBy, Triggers};
+use flowgate_config::{HedgeAfter, IpBlock, ModelCatalog, RouteKind, TagBy, Triggers};
 use http::header::{self, HeaderValue};
 use http::{Method, Uri};
 use smallvec::SmallVec;
@@ -114,11 +114,21 @@ pub(crate) struct Forwarder<'c> {
     clock: &'c SharedClock,
     /// Peers whose forwarding fields are believed (`[server] trusted_proxies`).
     trusted: &'c [IpBlock],
+    /// What a translated request's model is called at its provider, and its longest answer.
+    models: &'c ModelCatalog,
 }
 
 impl<'c> Forwarder<'c> {
-    pub(crate) fn new(clock: &'c SharedClock, trusted: &'c [IpBlock]) -> Self {
-        Forwarder { clock, trusted }
+    pub(crate) fn new(
+        clock: &'c SharedClock,
+        trusted: &'c [IpBlock],
+        models: &'c ModelCatalog,
+    ) -> Self {
+        Forwarder {
+            clock,
+            trusted,
+            models,
+        }
     }
 
     fn clock(&self) -> &SharedClock {
@@ -146,9 +156,17 @@ impl<'c> Forwarder<'c> {
         let hedge = route.cfg.hedge.filter(|_| hedgeable(route, parts, &body));
         let hedge = hedge.map(|h| h.after);
         let mut body = Some(body);
-        let answer = self
-            .on_pool(&route.upstream, &req, &mut body, hedge, out)
-            .await;
+        // A deployment that names the model its pool knows: the first pool is asked for it.
+        let mut asked = match (&route.model, &body) {
+            (Some(m), Some(ReqBody::Full(b))) => crate::openai::with_model(b, m).map(ReqBody::full),
+            _ => None,
+        };
+        let first = if asked.is_some() {
+            &mut asked
+        } else {
+            &mut body
+        };
+        let answer = self.on_pool(&route.upstream, &req, first, hedge, out).await;
         if route.fallbacks.is_empty() || !falls_back(route, &answer) {
             return answer;
         }
@@ -207,7 +225,7 @@ impl<'c> Forwarder<'c> {
             Some(ReqBody::Full(b)) => Some(b),
             _ => None,
         };
-        match crate::dialect::prepare(&pool.cfg, whole)? {
+        match crate::dialect::prepare(&pool.cfg, whole, self.models)? {
             Prepared::AsIs => {}
             Prepared::Body(b) => own = Some(ReqBody::full(b)),
             Prepared::Translated(b, t) => {

@@ -30,6 +30,7 @@ use flowgate_http::server::Peer;
 pub fn spawn(
     clock: SharedClock,
     ids: Arc<RequestIds>,
+    config: Arc<flowgate_config::Config>,
     route: RouteEntry,
     parts: &http::request::Parts,
     body: Bytes,
@@ -37,7 +38,7 @@ pub fn spawn(
 ) {
     let req = own_request(parts);
     tokio::spawn(async move {
-        if let Err(e) = fetch(&clock, &ids, &route, &req, body, fill).await {
+        if let Err(e) = fetch(&clock, &ids, &config.models, &route, &req, body, fill).await {
             tracing::debug!(route = %route.name, error = %e, "cache refresh failed");
         }
     });
@@ -67,6 +68,7 @@ pub fn own_request(parts: &http::request::Parts) -> http::request::Parts {
 pub async fn fetch(
     clock: &SharedClock,
     ids: &RequestIds,
+    models: &flowgate_config::ModelCatalog,
     route: &RouteEntry,
     req: &http::request::Parts,
     body: Bytes,
@@ -76,7 +78,7 @@ pub async fn fetch(
     let request_id = ids.take_or_make(&HeaderMap::new());
     let peer = Peer::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut out = Outcome::default();
-    let (head, lease, _) = Forwarder::new(clock, &[])
+    let (head, lease, _) = Forwarder::new(clock, &[], models)
         .forward(
             route,
             req,

@@ -77,32 +77,20 @@ impl Runtime {
             .routes
             .iter()
             .filter_map(|r| {
-                // Validation guarantees the pool exists.
-                let upstream = upstreams.iter().find(|u| u.cfg.name == r.pool)?.clone();
-                let pool = &upstream.cfg;
-                let fallbacks = r
-                    .fallback
-                    .iter()
-                    .filter_map(|f| {
-                        let u = upstreams.iter().find(|u| u.cfg.name == f.pool)?;
-                        Some((u.clone(), f.model.clone()))
-                    })
-                    .collect();
-                Some(RouteEntry {
-                    fallbacks,
-                    concurrency: r
-                        .concurrency
-                        .as_ref()
-                        .map(|c| queues.get(Scope::Route, &r.name, c)),
-                    pool_concurrency: pool
-                        .concurrency
-                        .as_ref()
-                        .map(|c| queues.get(Scope::Pool, &pool.name, c)),
-                    name: Arc::from(r.name.as_str()),
-                    cache_namespace: Arc::from(r.cache.namespace.as_deref().unwrap_or(&r.name)),
-                    cfg: r.clone(),
-                    upstream,
-                })
+                let gates = |pool: Option<&Arc<Upstream>>| {
+                    (
+                        r.concurrency
+                            .as_ref()
+                            .map(|c| queues.get(Scope::Route, &r.name, c)),
+                        pool.and_then(|u| {
+                            let p = &u.cfg;
+                            p.concurrency
+                                .as_ref()
+                                .map(|c| queues.get(Scope::Pool, &p.name, c))
+                        }),
+                    )
+                };
+                RouteEntry::build(r, &config.models, &upstreams, &gates)
             })
             .collect();
         Ok(Runtime {

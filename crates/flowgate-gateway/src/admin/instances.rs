@@ -260,10 +260,19 @@ async fn simulate(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
         Some(v) => ReqBody::full(Bytes::from(v.to_string())),
     };
     let rt = gw.runtime();
-    let route = match rt.router.route(&method, &d.path, &headers) {
+    let model = d
+        .body
+        .as_ref()
+        .and_then(|b| b.get("model"))
+        .and_then(Value::as_str);
+    let route = match rt
+        .router
+        .route(&method, &d.path, &headers)
+        .and_then(|r| r.for_model(model, &rt.config.models))
+    {
         Ok(r) => r,
         Err(e) => {
-            return client_error(e.status(), &e.to_string(), "no_route");
+            return client_error(e.status(), &e.to_string(), e.code());
         }
     };
     let pool = &route.upstream;

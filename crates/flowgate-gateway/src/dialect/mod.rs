@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use flowgate_config::{PoolConfig, Provider};
+use flowgate_config::{ModelCatalog, PoolConfig, Provider};
 use flowgate_http::pool::ResponseBody;
 use flowgate_providers::{Unsupported, anthropic, bedrock};
 use http::HeaderName;
@@ -24,7 +24,8 @@ pub use answer::AnswerBody;
 
 use crate::error::ProxyError;
 
-/// `max_tokens` for Anthropic when the client sets none (until the model catalog says).
+/// `max_tokens` for Anthropic when the client sets none and the catalog does not know the
+/// model's longest answer.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The largest error body read to translate it.
 pub(crate) const MAX_ERROR: usize = 256 * 1024;
@@ -56,6 +57,7 @@ pub(crate) enum Prepared {
 pub(crate) fn prepare(
     pool: &PoolConfig,
     whole: Option<&Option<Bytes>>,
+    catalog: &ModelCatalog,
 ) -> Result<Prepared, ProxyError> {
     if pool.provider == Provider::OpenAi && pool.model.is_none() {
         return Ok(Prepared::AsIs);
@@ -89,9 +91,19 @@ pub(crate) fn prepare(
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default()
         .to_string();
+    // The id the pool's servers know: the pool's own, else the catalog's for their
+    // provider, else the client's. No `max_tokens` is the model's longest answer, as an
+    // OpenAI model answers without one.
+    let known = catalog.get(&model);
     let target = anthropic::Target {
-        model: pool.model.as_deref().unwrap_or(&model),
-        default_max_tokens: DEFAULT_MAX_TOKENS,
+        model: pool
+            .model
+            .as_deref()
+            .or_else(|| known.and_then(|m| m.id_at(pool.provider)))
+            .unwrap_or(&model),
+        default_max_tokens: known
+            .and_then(|m| m.max_output)
+            .unwrap_or(DEFAULT_MAX_TOKENS),
     };
     let t = anthropic::translate(&v, &target).map_err(ProxyError::Unsupported)?;
     let (body, path) = match pool.provider {

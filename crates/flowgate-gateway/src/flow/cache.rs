@@ -120,6 +120,7 @@ impl Gateway {
             crate::refresh::spawn(
                 self.clock().clone(),
                 self.request_ids().clone(),
+                rt.config.clone(),
                 route.clone(),
                 parts,
                 body.clone(),

@@ -19,6 +19,7 @@
 //!    give the permits back and fill the cache as it passes.
 
 mod cache;
+mod models;
 
 use std::sync::{Arc, OnceLock};
 
@@ -99,12 +100,23 @@ impl Gateway {
         if let Some(uri) = crate::path::normalize(req.uri())? {
             *req.uri_mut() = uri;
         }
+        if models::is_list(rt, &req) {
+            return self.list_models(rt, &req, out);
+        }
         let route = route(rt, &req, out)?;
         let (mut parts, incoming) = req.into_parts();
         let caller = self.authenticate(rt, route, &mut parts.headers)?;
         let read = self.read(rt, route, &parts, incoming, out).await?;
         let shape = Shape::of(read.as_ref().ok());
         shape.check(route, caller.as_deref())?;
+        // A model the catalog deploys goes to its pools (the route's own pool otherwise).
+        let route = if route.by_model.is_empty() {
+            route
+        } else {
+            let r = route.for_model(shape.model(), &rt.config.models)?;
+            out.pool = Some(r.upstream.name.clone());
+            r
+        };
         let tokens = self
             .admit(rt, route, caller.as_deref(), &parts, peer, &shape, out)
             .await?;
@@ -135,7 +147,7 @@ impl Gateway {
         let permits = self.queue(route, caller.as_deref(), &parts).await?;
         headers::drop_unbacked_forwarded_host(&mut parts);
         let trusted = &rt.config.server.trusted_proxies;
-        let (head, lease, endpoint) = Forwarder::new(self.clock(), trusted)
+        let (head, lease, endpoint) = Forwarder::new(self.clock(), trusted, &rt.config.models)
             .forward(route, &parts, body, peer, request_id, out)
             .await?;
         // A fallback's answer (perhaps another model's) is not stored under this request.
@@ -340,7 +352,10 @@ fn route<'r>(
         .router
         .route(req.method(), req.uri().path(), req.headers())?;
     out.route = Some(route.name.clone());
-    out.pool = Some(route.upstream.name.clone());
+    // A route that serves by model knows its pool once it knows the model.
+    if route.cfg.pool.is_some() {
+        out.pool = Some(route.upstream.name.clone());
+    }
     Ok(route)
 }
 

@@ -105,7 +105,16 @@ async fn warm_one(gw: &Arc<Gateway>, r: &WarmRequest) -> Warmed {
         return Warmed::Skipped("the cache is not enabled".into());
     };
     let rt = gw.runtime();
-    let route = match rt.router.route(&r.method, r.uri.path(), &r.headers) {
+    let route = match rt
+        .router
+        .route(&r.method, r.uri.path(), &r.headers)
+        .and_then(|route| {
+            if route.by_model.is_empty() {
+                return Ok(route);
+            }
+            let model = caching::model_of(&r.body);
+            route.for_model(model.as_deref(), &rt.config.models)
+        }) {
         Ok(route) => route.clone(),
         Err(e) => return Warmed::Skipped(e.to_string()),
     };
@@ -133,7 +142,15 @@ async fn warm_one(gw: &Arc<Gateway>, r: &WarmRequest) -> Warmed {
             Lower::Hit(hit) => hit,
             Lower::Miss(l) => {
                 let life = planned.life;
-                return fetch(gw, &route, &parts, r, planned.fill(cache, l, life)).await;
+                return fetch(
+                    gw,
+                    &rt.config.models,
+                    &route,
+                    &parts,
+                    r,
+                    planned.fill(cache, l, life),
+                )
+                .await;
             }
         },
     };
@@ -141,12 +158,21 @@ async fn warm_one(gw: &Arc<Gateway>, r: &WarmRequest) -> Warmed {
         return Warmed::Fresh;
     };
     let life = caching::refreshed_life(&hit.entry, &planned, cache.settings());
-    fetch(gw, &route, &parts, r, planned.fill(cache, leader, life)).await
+    fetch(
+        gw,
+        &rt.config.models,
+        &route,
+        &parts,
+        r,
+        planned.fill(cache, leader, life),
+    )
+    .await
 }
 
 /// Sends a warming request upstream as its flight's leader.
 async fn fetch(
     gw: &Gateway,
+    models: &flowgate_config::ModelCatalog,
     route: &crate::router::RouteEntry,
     parts: &http::request::Parts,
     r: &WarmRequest,
@@ -156,6 +182,7 @@ async fn fetch(
     match crate::refresh::fetch(
         gw.clock(),
         gw.request_ids(),
+        models,
         route,
         &req,
         r.body.clone(),
