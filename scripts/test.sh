@@ -28,6 +28,7 @@ for f in examples/*.toml examples/*/*.toml; do
     AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-AKIAPLACEHOLDER}" \
     AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-placeholder}" \
     OPENAI_API_KEY="${OPENAI_API_KEY:-sk-placeholder}" \
+    AZURE_OPENAI_API_KEY="${AZURE_OPENAI_API_KEY:-placeholder}" \
     cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"

@@ -527,7 +527,8 @@ pub(crate) fn check_deployments(
             };
             let dk = key.clone().key(&m.id).key("deployments").index(i);
             let p = pool.provider;
-            if m.capabilities.embeddings && !m.capabilities.chat && p != Provider::OpenAi {
+            let chat_only = matches!(p, Provider::Anthropic | Provider::Bedrock);
+            if m.capabilities.embeddings && !m.capabilities.chat && chat_only {
                 found.push((
                     dk.clone().key("pool"),
                     format!(

@@ -645,6 +645,8 @@ pub struct PoolConfig {
     pub model: Option<String>,
     /// Where a Bedrock pool finds its AWS credentials.
     pub aws: Option<crate::provider::AwsEnv>,
+    /// An Azure pool's `api-version`.
+    pub api_version: Option<String>,
 }
 
 /// Session affinity of a pool: requests with the same session id stick to one endpoint.
@@ -826,7 +828,7 @@ impl Config {
                 p.max_idle,
                 concurrency_summary(p.concurrency.as_ref())
             );
-            if p.provider != Provider::OpenAi {
+            if matches!(p.provider, Provider::Anthropic | Provider::Bedrock) {
                 let _ = writeln!(
                     s,
                     "      provider {}: OpenAI requests and answers translated",
@@ -835,6 +837,12 @@ impl Config {
             }
             if let Some(m) = &p.model {
                 let _ = writeln!(s, "      asks its servers for model {m}");
+            }
+            if let Some(v) = &p.api_version {
+                let _ = writeln!(
+                    s,
+                    "      provider azure: OpenAI requests to deployments, api-version {v}"
+                );
             }
             if let Some(aws) = &p.aws {
                 let regions: Vec<&str> = p

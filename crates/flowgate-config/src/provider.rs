@@ -17,7 +17,14 @@ pub enum Provider {
     /// Anthropic's models on AWS Bedrock's runtime API: translated as for Anthropic, and
     /// signed with AWS credentials (SigV4) for each endpoint's region.
     Bedrock,
+    /// Azure OpenAI: OpenAI's bodies, sent to a deployment's path with an `api-version`
+    /// and the `api-key` field.
+    Azure,
 }
+
+/// The `api-version` Azure OpenAI requests carry unless a pool says another (its latest
+/// generally available data-plane version).
+pub const AZURE_API_VERSION: &str = "2024-10-21";
 
 impl Provider {
     /// The field an endpoint's key goes in when it names none (`api_key_header`).
@@ -25,6 +32,7 @@ impl Provider {
         match self {
             Provider::OpenAi | Provider::Bedrock => "authorization",
             Provider::Anthropic => "x-api-key",
+            Provider::Azure => "api-key",
         }
     }
 
@@ -33,6 +41,7 @@ impl Provider {
             Provider::OpenAi => "openai",
             Provider::Anthropic => "anthropic",
             Provider::Bedrock => "bedrock",
+            Provider::Azure => "azure",
         }
     }
 }
@@ -106,17 +115,18 @@ pub(crate) fn provider(raw: Option<&str>, key: &KeyPath, found: &mut Found) -> P
         None | Some("openai" | "openai_compatible") => Provider::OpenAi,
         Some("anthropic") => Provider::Anthropic,
         Some("bedrock") => Provider::Bedrock,
-        Some(p @ ("azure" | "gemini")) => {
+        Some("azure") => Provider::Azure,
+        Some(p @ "gemini") => {
             found.push((
                 key,
-                format!("{p:?} is not built yet (issue 22): \"openai\", \"openai_compatible\", \"anthropic\" and \"bedrock\" are"),
+                format!("{p:?} is not built yet (issue 22): \"openai\", \"openai_compatible\", \"azure\", \"anthropic\" and \"bedrock\" are"),
             ));
             Provider::OpenAi
         }
         Some(other) => {
             found.push((
                 key,
-                format!("{other:?}: expected \"openai\", \"openai_compatible\", \"anthropic\" or \"bedrock\""),
+                format!("{other:?}: expected \"openai\", \"openai_compatible\", \"azure\", \"anthropic\" or \"bedrock\""),
             ));
             Provider::OpenAi
         }
@@ -147,14 +157,15 @@ pub(crate) fn check_endpoints(
         let ek = key.clone().key("endpoints").index(i);
         match p {
             Provider::OpenAi => {}
-            Provider::Anthropic if e.api_key.is_none() => found.push((
+            Provider::Anthropic | Provider::Azure if e.api_key.is_none() => found.push((
                 ek.key("api_key_env"),
                 format!(
-                    "endpoint {} of an anthropic pool needs its API key: api_key_env names the variable that holds it",
-                    e.name
+                    "endpoint {} of an {} pool needs its API key: api_key_env names the variable that holds it",
+                    e.name,
+                    p.as_str()
                 ),
             )),
-            Provider::Anthropic => {}
+            Provider::Anthropic | Provider::Azure => {}
             Provider::Bedrock => {
                 if e.api_key.is_some() {
                     found.push((
@@ -178,6 +189,51 @@ pub(crate) fn check_endpoints(
         }
     }
     (p == Provider::Bedrock).then(|| AwsEnv::new(aws_profile.map(str::to_string), env))
+}
+
+/// `api_version`: Azure's, checked for its shape (`2024-10-21`, `2025-04-01-preview`).
+pub(crate) fn api_version(
+    p: Provider,
+    raw: Option<&str>,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Option<String> {
+    let key = key.clone().key("api_version");
+    match (p, raw) {
+        (Provider::Azure, None) => Some(AZURE_API_VERSION.into()),
+        (Provider::Azure, Some(v)) => {
+            let b = v.as_bytes();
+            let dated = b.len() >= 10
+                && b[..10].iter().enumerate().all(|(i, c)| {
+                    if i == 4 || i == 7 {
+                        *c == b'-'
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                });
+            let tail = v.get(10..).unwrap_or_default();
+            if dated && (tail.is_empty() || tail == "-preview") {
+                Some(v.to_string())
+            } else {
+                found.push((
+                    key,
+                    format!("{v:?}: expected Azure's YYYY-MM-DD or YYYY-MM-DD-preview"),
+                ));
+                None
+            }
+        }
+        (_, Some(_)) => {
+            found.push((
+                key,
+                format!(
+                    "api_version is for azure pools; this pool's provider is {}",
+                    p.as_str()
+                ),
+            ));
+            None
+        }
+        (_, None) => None,
+    }
 }
 
 /// The region in a Bedrock runtime host name (`bedrock-runtime.REGION.amazonaws.com`, or

@@ -265,6 +265,7 @@ pub(crate) struct RawPool {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub aws_profile: Option<String>,
+    pub api_version: Option<String>,
 }
 
 /// `outlier = {...}` of a pool.

@@ -1189,6 +1189,7 @@ fn pool(
         key,
         found,
     );
+    let api_version = crate::provider::api_version(provider, p.api_version.as_deref(), key, found);
     let model = p.model.clone();
     if let Some(m) = &model
         && m.trim().is_empty()
@@ -1323,6 +1324,7 @@ fn pool(
         provider,
         model,
         aws,
+        api_version,
     })
 }
 

@@ -30,7 +30,7 @@ use http::{Method, Uri};
 use smallvec::SmallVec;
 
 use crate::body::{BodyLimitExceeded, ReqBody, find_cause};
-use crate::dialect::{Prepared, Translation};
+use crate::dialect::Prepared;
 use crate::error::ProxyError;
 use crate::headers::{self, ClientFields, UpstreamFields};
 use crate::outcome::Outcome;
@@ -221,20 +221,23 @@ impl<'c> Forwarder<'c> {
         // its own model); the route's own body stays as it is for the next pool of the chain.
         out.translation = None;
         let mut own = None;
+        // The path on the pool's servers, when not the client's.
+        let mut path: Option<Cow<'static, str>> = None;
         let whole = match body.as_ref() {
             Some(ReqBody::Full(b)) => Some(b),
             _ => None,
         };
-        match crate::dialect::prepare(&pool.cfg, whole, self.models)? {
+        match crate::dialect::prepare(&pool.cfg, req.parts.uri.path(), whole, self.models)? {
             Prepared::AsIs => {}
             Prepared::Body(b) => own = Some(ReqBody::full(b)),
             Prepared::Translated(b, t) => {
                 own = Some(ReqBody::full(b));
+                path = Some(t.path.clone());
                 out.translation = Some(t);
             }
+            Prepared::Path(p) => path = Some(Cow::Owned(p)),
         }
-        let wire = out.translation.clone();
-        let wire = wire.as_deref();
+        let wire = path.as_deref();
         let body = if own.is_some() { &mut own } else { body };
         let timeout = pool.cfg.request_timeout;
         // A body streamed from the client goes at the client's pace: the timeout then
@@ -264,7 +267,7 @@ impl<'c> Forwarder<'c> {
         &self,
         pool: &Upstream,
         req: &Outbound<'_>,
-        wire: Option<&Translation>,
+        wire: Option<&str>,
         body: &mut Option<ReqBody>,
         hedge: Option<HedgeAfter>,
         out: &mut Outcome,
@@ -329,7 +332,7 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         first: Arc<Endpoint>,
         req: &Outbound<'_>,
-        wire: Option<&Translation>,
+        wire: Option<&str>,
         body: &mut Option<ReqBody>,
         after: HedgeAfter,
         key: Option<&[u8]>,
@@ -387,7 +390,7 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         ep: Arc<Endpoint>,
         req: &Outbound<'_>,
-        wire: Option<&Translation>,
+        wire: Option<&str>,
         body: &mut Option<ReqBody>,
     ) -> Tried {
         let (answer, took) = match self.send(pool, &ep, req, wire, body).await {
@@ -402,7 +405,7 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         ep: &Arc<Endpoint>,
         req: &Outbound<'_>,
-        wire: Option<&Translation>,
+        wire: Option<&str>,
         body: &mut Option<ReqBody>,
     ) -> Result<(ResponseHead, Lease, Duration), ProxyError> {
         let parts = req.parts;
@@ -438,7 +441,7 @@ impl<'c> Forwarder<'c> {
         };
         let provider = pool.cfg.provider;
         let target = match wire {
-            Some(t) => Cow::Owned(format!("{}{}", ep.cfg.base_path, t.path)),
+            Some(path) => Cow::Owned(format!("{}{path}", ep.cfg.base_path)),
             None => upstream_target(ep, &parts.uri),
         };
         // A Bedrock request is signed at each attempt, over the body it sends.

@@ -13,13 +13,15 @@
 //! dialect's own paths. And Bedrock's runtime API for Anthropic's models, at
 //! `POST /model/{id}/invoke` and `/invoke-with-response-stream`: SigV4 checked on every
 //! request (the key [`SIM_AWS_KEY`] unless the spec says another), event-stream frames with
-//! their CRCs, AWS's error types.
+//! their CRCs, AWS's error types. And Azure OpenAI's deployment paths
+//! (`/openai/deployments/{name}/chat/completions?api-version=...`, the key in `api-key`).
 //!
 //! Two helper paths serve tests: `/echo/...` answers with what it received (method, path,
 //! headers, body size) and `GET /sim/stats` with the endpoint's counters, including requests
 //! the client abandoned before the answer was complete.
 
 mod anthropic;
+mod azure;
 mod bedrock;
 mod body;
 mod content;

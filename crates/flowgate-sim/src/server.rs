@@ -25,7 +25,7 @@ use crate::content::{self, Ask};
 use crate::reply::{event_stream, json_response, sleep};
 use crate::spec::{EndpointSpec, Fate};
 use crate::stats::{InFlight, SimStats, StatsSnapshot};
-use crate::{anthropic, bedrock};
+use crate::{anthropic, azure, bedrock};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -134,7 +134,12 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         let v = json!({"object": "list", "data": [{"id": "sim-model", "object": "model", "created": 1_767_225_600u64, "owned_by": "flowgate-sim"}]});
         return Ok(json_response(StatusCode::OK, &v));
     }
-    let kind = match path.as_str() {
+    let azure = azure::operation(&path).map(|(d, op)| (d.to_string(), op.to_string()));
+    let op = match &azure {
+        Some((_, op)) => format!("/{op}"),
+        None => path.clone(),
+    };
+    let kind = match op.as_str() {
         "/v1/chat/completions" | "/chat/completions" => Kind::Chat,
         "/v1/completions" | "/completions" => Kind::Text,
         "/v1/embeddings" | "/embeddings" => Kind::Embeddings,
@@ -168,6 +173,13 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             ));
         }
     };
+    if azure.is_some()
+        && let Some(refused) = azure::refusal(&state.spec, &uri, &headers)
+    {
+        state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        guard.finish();
+        return Ok(refused);
+    }
     let bedrock_op = (kind == Kind::Bedrock)
         .then(|| bedrock::operation(&path))
         .flatten();
@@ -204,6 +216,9 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     if let Some((model, stream)) = &bedrock_op {
         ask.model.clone_from(model);
         ask.stream = *stream;
+    }
+    if let Some((deployment, _)) = &azure {
+        ask.model.clone_from(deployment);
     }
     let spec = &state.spec;
     match spec.fate(&mut rng) {

@@ -63,6 +63,8 @@ pub struct EndpointSpec {
     pub aws: flowgate_providers::sigv4::Credentials,
     /// The region Bedrock requests must be signed for, if any.
     pub aws_region: Option<String>,
+    /// The key Azure requests must carry (any, if unset).
+    pub azure_key: Option<String>,
 }
 
 /// The AWS key the simulator knows unless told another: id, secret.
@@ -86,6 +88,7 @@ impl Default for EndpointSpec {
                 session_token: None,
             },
             aws_region: None,
+            azure_key: None,
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct StatsSnapshot {
     pub resets: u64,
     pub stalls: u64,
     pub in_flight: u64,
-    /// Requests refused for their signature (Bedrock's SigV4).
+    /// Requests refused for their credentials (Bedrock's SigV4, Azure's key and api-version).
     pub unauthorized: u64,
 }
 

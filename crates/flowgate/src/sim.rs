@@ -52,6 +52,9 @@ pub struct SimArgs {
     /// The region Bedrock requests must be signed for (any, if unset).
     #[arg(long)]
     aws_region: Option<String>,
+    /// The key Azure requests must carry in `api-key` (any, if unset).
+    #[arg(long)]
+    azure_key: Option<String>,
 }
 
 impl SimArgs {
@@ -94,6 +97,7 @@ impl SimArgs {
             aws: flowgate_providers::aws_credentials::from_env(&|k| std::env::var(k).ok())
                 .unwrap_or_else(|| EndpointSpec::default().aws),
             aws_region: self.aws_region.clone(),
+            azure_key: self.azure_key.clone(),
         })
     }
 }

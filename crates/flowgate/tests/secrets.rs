@@ -77,6 +77,8 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
              [pools.llm]\nendpoints = [\n  {{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }},\n  \
              {{ url = \"http://127.0.0.1:{dead}\", api_key_env = \"FLOWGATE_CANARY\", api_key_header = \"x-api-key\" }},\n]\n\n\
              [pools.claude]\nprovider = \"anthropic\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }}]\n\n\
+             [pools.azure]\nprovider = \"azure\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }}]\n\n\
+             [[routes]]\nname = \"azure\"\nkind = \"openai\"\npath = \"/azure/v1/chat/completions\"\npool = \"azure\"\n\n\
              [pools.bedrock]\nprovider = \"bedrock\"\nmodel = \"anthropic.claude-3-5-sonnet-20240620-v1:0\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", region = \"us-east-1\" }}]\n\n\
              [[routes]]\nname = \"bedrock\"\nkind = \"openai\"\npath = \"/bedrock/v1/chat/completions\"\npool = \"bedrock\"\n\n\
              [[routes]]\nname = \"claude\"\nkind = \"openai\"\npath = \"/claude/v1/chat/completions\"\npool = \"claude\"\n\n\
@@ -152,8 +154,8 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
         chat,
     ));
     seen.push(http(data, "POST", "/v1/chat/completions", &[json], chat));
-    // Through a pool of Anthropic's API (the key in x-api-key) and one of Bedrock (signed
-    // with the AWS key), whole and streamed.
+    // Through a pool of Anthropic's API (the key in x-api-key), one of Bedrock (signed
+    // with the AWS key) and one of Azure (the key in api-key), whole and streamed.
     for path in [
         "/claude/v1/chat/completions",
         "/bedrock/v1/chat/completions",

@@ -50,17 +50,23 @@ pub(crate) enum Prepared {
     Body(Bytes),
     /// Translated for the pool's provider.
     Translated(Bytes, Arc<Translation>),
+    /// The route's body, to another path (an Azure deployment's).
+    Path(String),
 }
 
 /// The request body (an OpenAI request; `None` when it streams from the client, unread) as
 /// `pool` wants it.
 pub(crate) fn prepare(
     pool: &PoolConfig,
+    path: &str,
     whole: Option<&Option<Bytes>>,
     catalog: &ModelCatalog,
 ) -> Result<Prepared, ProxyError> {
     if pool.provider == Provider::OpenAi && pool.model.is_none() {
         return Ok(Prepared::AsIs);
+    }
+    if pool.provider == Provider::Azure {
+        return Ok(Prepared::Path(azure_path(pool, path, whole, catalog)));
     }
     let Some(b) = whole else {
         return Err(ProxyError::Unsupported(Unsupported::new(
@@ -125,6 +131,43 @@ pub(crate) fn prepare(
     ))
 }
 
+/// An Azure OpenAI request's path: the deployment (the pool's `model`, else the model the
+/// client named, by the catalog's id), the operation the client's path names after `/v1`
+/// (`chat/completions`, `embeddings`, `completions`), and the pool's `api-version`.
+fn azure_path(
+    pool: &PoolConfig,
+    path: &str,
+    whole: Option<&Option<Bytes>>,
+    catalog: &ModelCatalog,
+) -> String {
+    let asked = whole
+        .and_then(|b| b.as_deref())
+        .and_then(crate::caching::model_of);
+    let deployment = pool
+        .model
+        .clone()
+        .or_else(|| {
+            let m = asked.as_deref()?;
+            Some(
+                catalog
+                    .get(m)
+                    .and_then(|i| i.id_at(Provider::Azure))
+                    .unwrap_or(m)
+                    .to_string(),
+            )
+        })
+        .unwrap_or_default();
+    let op = path
+        .strip_prefix("/v1/")
+        .or_else(|| path.strip_prefix('/'))
+        .unwrap_or(path);
+    format!(
+        "/openai/deployments/{}/{op}?api-version={}",
+        flowgate_providers::sigv4::encode_component(&deployment),
+        pool.api_version.as_deref().unwrap_or_default()
+    )
+}
+
 /// The fields a request to `provider` carries besides its credential.
 pub(crate) fn fields(provider: Provider) -> &'static [(HeaderName, &'static [u8])] {
     static ANTHROPIC: [(HeaderName, &[u8]); 2] = [
@@ -136,7 +179,7 @@ pub(crate) fn fields(provider: Provider) -> &'static [(HeaderName, &'static [u8]
     ];
     static JSON: [(HeaderName, &[u8]); 1] = [(http::header::CONTENT_TYPE, b"application/json")];
     match provider {
-        Provider::OpenAi => &[],
+        Provider::OpenAi | Provider::Azure => &[],
         Provider::Anthropic => &ANTHROPIC,
         Provider::Bedrock => &JSON,
     }
@@ -149,6 +192,8 @@ pub(crate) fn fields(provider: Provider) -> &'static [(HeaderName, &'static [u8]
 pub(crate) fn omitted(provider: Provider) -> &'static [&'static HeaderName] {
     match provider {
         Provider::OpenAi => &[],
+        // Azure's key goes in `api-key`: the client's own key stays here.
+        Provider::Azure => &[&http::header::AUTHORIZATION],
         Provider::Anthropic | Provider::Bedrock => {
             &[&http::header::AUTHORIZATION, &http::header::ACCEPT_ENCODING]
         }
@@ -197,7 +242,7 @@ pub(crate) fn error(
                 .and_then(|v| v.to_str().ok());
             bedrock::error(status, kind, body)
         }
-        Provider::OpenAi => (status, serde_json::Value::Null),
+        Provider::OpenAi | Provider::Azure => (status, serde_json::Value::Null),
     };
     if matches!(status, 401 | 403)
         && let Some(m) = v.pointer_mut("/error/message")

@@ -124,6 +124,11 @@ fn trim(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `s` as one path segment: every byte but RFC 3986's unreserved ones `%XX`.
+pub fn encode_component(s: &str) -> String {
+    encode(s, true)
+}
+
 /// RFC 3986 encoding as SigV4 has it: unreserved bytes as they are, every other byte
 /// `%XX`; `/` kept in paths (`slash` false) and encoded in query parts.
 pub(crate) fn encode(s: &str, slash: bool) -> String {
