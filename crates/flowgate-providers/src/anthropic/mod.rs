@@ -4,7 +4,9 @@
 //! - [`response`]: a message as a `chat.completion`; error bodies as OpenAI's, with the
 //!   status a client and the balancer act on.
 //! - [`stream`]: the SSE event stream as `chat.completion.chunk` events.
+//! - [`clients`]: the same API spoken by flowgate's own clients, to and from OpenAI's.
 
+pub mod clients;
 pub mod request;
 pub mod response;
 pub mod stream;
