@@ -44,13 +44,13 @@ pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
 pub use model::{
     ADMIN_TOKEN_ENV, AdaptiveConfig, AdminConfig, AdminScope, AdminToken, AffinityConfig,
-    AuthConfig, AwsEnv, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ConcurrencyConfig,
-    ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback, HealthCheckConfig,
-    HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits, ListenerTls,
-    ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority, Provider,
-    ProxyConfig, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig, RouteCache,
-    RouteConfig, RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots, Triggers,
-    UpstreamKey, UpstreamProtocol, UpstreamTls, WarmConfig,
+    AuthConfig, AwsEnv, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ClientDialect,
+    ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback,
+    HealthCheckConfig, HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits,
+    ListenerTls, ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority,
+    Provider, ProxyConfig, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig,
+    RouteCache, RouteConfig, RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots,
+    Triggers, UpstreamKey, UpstreamProtocol, UpstreamTls, WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;

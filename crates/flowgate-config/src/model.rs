@@ -703,6 +703,17 @@ pub enum RouteKind {
     Http,
 }
 
+/// The API a route's clients speak. Whatever it is, the gateway works on OpenAI's form:
+/// an `anthropic` route's requests are translated to it on the way in and its answers back
+/// on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientDialect {
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API (`kind = "anthropic"`, for Claude clients).
+    Anthropic,
+}
+
 /// How a route matches the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
@@ -714,7 +725,9 @@ pub enum PathMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteConfig {
     pub name: String,
+    /// `openai` for `kind = "anthropic"` too: its requests are OpenAI's once translated.
     pub kind: RouteKind,
+    pub dialect: ClientDialect,
     pub path: PathMatch,
     /// Empty means any method.
     pub methods: Vec<Method>,
@@ -932,9 +945,10 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            let kind = match r.kind {
-                RouteKind::OpenAi => "openai",
-                RouteKind::Http => "http",
+            let kind = match (r.kind, r.dialect) {
+                (RouteKind::OpenAi, ClientDialect::Anthropic) => "anthropic",
+                (RouteKind::OpenAi, _) => "openai",
+                (RouteKind::Http, _) => "http",
             };
             let cache = match r.cache.mode {
                 CacheMode::Off => String::new(),

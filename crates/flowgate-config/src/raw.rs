@@ -350,6 +350,7 @@ pub struct RawEndpoint {
 #[serde(rename_all = "lowercase")]
 pub(crate) enum RawRouteKind {
     Openai,
+    Anthropic,
     Http,
 }
 

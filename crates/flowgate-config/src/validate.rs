@@ -12,10 +12,10 @@ use crate::error::KeyPath;
 use crate::ip_block::IpBlock;
 use crate::model::{
     AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
-    CacheMode, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, EndpointConfig,
-    KeyConfig, LimitScope, LimitUnit, Limits, PathMatch, PoolConfig, Priority, Rate,
-    RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind, Secret,
-    ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
+    CacheMode, ClientDialect, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig,
+    EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, PathMatch, PoolConfig, Priority,
+    Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind,
+    Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
@@ -1530,9 +1530,10 @@ fn route(
             (_, Err(_)) => found.push((hk, format!("invalid header value {v:?}"))),
         }
     }
-    let kind = match r.kind {
-        RawRouteKind::Openai => RouteKind::OpenAi,
-        RawRouteKind::Http => RouteKind::Http,
+    let (kind, dialect) = match r.kind {
+        RawRouteKind::Openai => (RouteKind::OpenAi, ClientDialect::OpenAi),
+        RawRouteKind::Anthropic => (RouteKind::OpenAi, ClientDialect::Anthropic),
+        RawRouteKind::Http => (RouteKind::Http, ClientDialect::OpenAi),
     };
     match &r.pool {
         Some(pool) if !pools.contains(pool.as_str()) => {
@@ -1590,6 +1591,7 @@ fn route(
     (found.len() == before).then_some(RouteConfig {
         name,
         kind,
+        dialect,
         path,
         methods,
         headers,

@@ -188,6 +188,8 @@ enum Source {
     Upstream(UpstreamBody),
     /// A stream read from upstream by another task and shared with other clients.
     Shared(Subscription),
+    /// An answer in the dialect of a client that speaks another API than OpenAI's.
+    Dialect(Box<crate::dialect::claude::ClaudeBody<ProxyBody>>),
 }
 
 impl From<Bytes> for ProxyBody {
@@ -212,6 +214,11 @@ impl ProxyBody {
     /// A client's copy of a shared upstream stream.
     pub fn shared(s: Subscription) -> Self {
         ProxyBody::of(Source::Shared(s))
+    }
+
+    /// An answer translated for a Claude client.
+    pub(crate) fn claude(b: crate::dialect::claude::ClaudeBody<ProxyBody>) -> Self {
+        ProxyBody::of(Source::Dialect(Box::new(b)))
     }
 
     /// Attaches the in-flight guard, released when the body is finished or dropped.
@@ -264,6 +271,7 @@ impl Body for Source {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            Source::Dialect(d) => Pin::new(d.as_mut()).poll_frame(cx),
         }
     }
 
@@ -272,6 +280,7 @@ impl Body for Source {
             Source::Full(b) => b.is_none(),
             Source::Upstream(up) => up.is_end_stream(),
             Source::Shared(_) => false,
+            Source::Dialect(d) => d.is_end_stream(),
         }
     }
 
@@ -280,7 +289,7 @@ impl Body for Source {
             Source::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Source::Full(None) => SizeHint::with_exact(0),
             Source::Upstream(up) => up.size_hint(),
-            Source::Shared(_) => SizeHint::default(),
+            Source::Shared(_) | Source::Dialect(_) => SizeHint::default(),
         }
     }
 }

@@ -51,6 +51,14 @@ pub fn check_json(body: &[u8]) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// The model a request names, if it is JSON and names one.
+pub fn model(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<OpenAiHead<'_>>(body)
+        .ok()?
+        .model
+        .map(Cow::into_owned)
+}
+
 /// Whether a request asks for a streamed answer (`"stream": true`).
 pub fn streams(body: &[u8]) -> bool {
     serde_json::from_slice::<OpenAiHead<'_>>(body).is_ok_and(|h| h.stream == Some(true))

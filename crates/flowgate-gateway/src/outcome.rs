@@ -23,4 +23,8 @@ pub(crate) struct Outcome {
     pub(crate) rate: Option<RateState>,
     /// How the answering pool's request was translated, when its provider needed it.
     pub(crate) translation: Option<std::sync::Arc<crate::dialect::Translation>>,
+    /// The API the client speaks (its route's).
+    pub(crate) dialect: flowgate_config::ClientDialect,
+    /// What a Claude client asked, for its answer.
+    pub(crate) claude: Option<flowgate_providers::anthropic::clients::Ask>,
 }

@@ -4,10 +4,12 @@
 //! client's watches (the token meter and the cache see OpenAI's shape). The translations
 //! themselves are `flowgate_providers`'; here is what the gateway does with them: the
 //! path and fields of the request ([`prepare`]), the answer's body ([`answer`]), its
-//! errors ([`error`]), and Bedrock's signature ([`aws`]).
+//! errors ([`error`]), and Bedrock's signature ([`aws`]). And the other way: Claude
+//! clients' requests and answers ([`claude`]).
 
 mod answer;
 pub(crate) mod aws;
+pub(crate) mod claude;
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -142,7 +144,7 @@ fn azure_path(
 ) -> String {
     let asked = whole
         .and_then(|b| b.as_deref())
-        .and_then(crate::caching::model_of);
+        .and_then(crate::openai::model);
     let deployment = pool
         .model
         .clone()

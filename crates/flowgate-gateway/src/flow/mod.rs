@@ -24,7 +24,7 @@ mod models;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use flowgate_config::RouteKind;
+use flowgate_config::{ClientDialect, RouteKind};
 use flowgate_cost::Estimate;
 use flowgate_http::pool::ResponseBody;
 use flowgate_http::server::{ClientBody, Peer};
@@ -74,6 +74,9 @@ impl Gateway {
                 (e.into_response(), Some(e.kind()))
             }
         };
+        if out.dialect == ClientDialect::Anthropic {
+            resp = crate::dialect::claude::answer(resp, out.claude.as_ref()).map(ProxyBody::claude);
+        }
         explain(resp.headers_mut(), request_id, &out, error.is_some());
         self.telemetry().record(RequestRecord {
             route: out.route.unwrap_or_else(|| Arc::from("-")),
@@ -106,7 +109,17 @@ impl Gateway {
         let route = route(rt, &req, out)?;
         let (mut parts, incoming) = req.into_parts();
         let caller = self.authenticate(rt, route, &mut parts.headers)?;
-        let read = self.read(rt, route, &parts, incoming, out).await?;
+        let mut read = self.read(rt, route, &parts, incoming, out).await?;
+        // A Claude client's request is OpenAI's from here on.
+        if route.cfg.dialect == ClientDialect::Anthropic
+            && let Ok(body) = &read
+        {
+            let (openai, ask) = crate::dialect::claude::request(body)?;
+            out.claude = Some(ask);
+            read = Ok(openai);
+            // Where an OpenAI server takes it (a translating pool sets its own path).
+            parts.uri = http::Uri::from_static(crate::dialect::claude::OPENAI_PATH);
+        }
         let shape = Shape::of(read.as_ref().ok());
         shape.check(route, caller.as_deref())?;
         // A model the catalog deploys goes to its pools (the route's own pool otherwise).
@@ -352,6 +365,7 @@ fn route<'r>(
         .router
         .route(req.method(), req.uri().path(), req.headers())?;
     out.route = Some(route.name.clone());
+    out.dialect = route.cfg.dialect;
     // A route that serves by model knows its pool once it knows the model.
     if route.cfg.pool.is_some() {
         out.pool = Some(route.upstream.name.clone());
