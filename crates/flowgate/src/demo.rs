@@ -5,7 +5,8 @@
 //! streamed) through the gateway, and prints what happened: throughput, latency percentiles,
 //! errors by kind, and how traffic spread over the upstreams, next to the gateway's own view
 //! from its admin API, how the balancer spread traffic and ejected the flaky upstream, and
-//! what the response cache saved. Each later capability adds a section.
+//! what the response cache saved, how a burst is shaped, and one model name served by two
+//! providers to OpenAI and Claude clients. Each later capability adds a section.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -50,9 +51,9 @@ pub(crate) struct Seen {
     pub latency: Duration,
     pub status: u16,
     pub code: Option<String>,
-    upstream: Option<String>,
+    pub upstream: Option<String>,
     /// `x-flowgate-cache`.
-    cache: Option<String>,
+    pub cache: Option<String>,
 }
 
 /// Everything the demo prints.
@@ -121,6 +122,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::demo_balance::print(gw.admin_addr, watch, &answered, total).await;
     print_cache(&report, cache_view.as_ref());
     crate::demo_burst::run(gw.data_addr, gw.admin_addr).await;
+    crate::demo_providers::run(args.seed).await;
 
     gw.shutdown();
     gw.wait().await;

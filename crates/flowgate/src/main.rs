@@ -3,6 +3,7 @@
 mod demo;
 mod demo_balance;
 mod demo_burst;
+mod demo_providers;
 mod sim;
 
 use std::path::PathBuf;

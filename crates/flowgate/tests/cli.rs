@@ -86,9 +86,23 @@ fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
         "The cache's own view",
         "Burst shaping",
         "The pool's queue",
+        "One model, two providers",
     ] {
         assert!(stdout.contains(section), "missing {section}: {stdout}");
     }
+    // The mixed fleet: every Bedrock request signed well, answers from both providers.
+    let mixed = stdout.split("One model, two providers").nth(1).unwrap();
+    assert!(mixed.contains("(0 refused for their signature)"), "{mixed}");
+    for by in ["bedrock", "anthropic", "cache"] {
+        assert!(
+            mixed
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(by)),
+            "nothing answered by {by}: {mixed}"
+        );
+    }
+    assert!(!mixed.contains("error "), "{mixed}");
+    assert!(mixed.contains("GET /v1/models: claude-3-5-sonnet-20240620, claude-sonnet"));
     // Zipf prompts repeat: the cache answers some of them.
     assert!(stdout.contains("hit-l1 "), "{stdout}");
     // The burst: 160 requests, 40 at each priority, at most 40 past the rate limit.
