@@ -580,6 +580,10 @@ pub struct Limits {
     /// Client connections open at once from one address (0: no cap, the default: behind a
     /// load balancer every client has its address).
     pub max_connections_per_address: usize,
+    /// Whether prompts of OpenAI's models are counted with their tokenizer (`token_count =
+    /// "exact"`, the default) or by the rule of thumb (`"approximate"`: cheaper, no
+    /// vocabularies in memory) for token limits and prompt guards.
+    pub exact_tokens: bool,
 }
 
 /// A named group of upstream endpoints that serve the same API.

@@ -235,6 +235,7 @@ pub(crate) struct RawLimits {
     pub max_connections: Option<u32>,
     pub max_connections_per_address: Option<u32>,
     pub header_read_timeout: Option<HumanDuration>,
+    pub token_count: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -170,6 +170,17 @@ pub(crate) fn validate(
             .max_connections
             .map_or(defaults::MAX_CLIENT_CONNECTIONS, |n| n as usize),
         max_connections_per_address: l.max_connections_per_address.unwrap_or(0) as usize,
+        exact_tokens: match l.token_count.as_deref() {
+            None | Some("exact") => true,
+            Some("approximate") => false,
+            Some(other) => {
+                found.push((
+                    lk.clone().key("token_count"),
+                    format!("{other:?}: expected \"exact\" or \"approximate\""),
+                ));
+                true
+            }
+        },
     };
     positive(
         limits.body_read_timeout,

@@ -1,10 +1,11 @@
 //! flowgate's token accounting: what a request will cost before it is sent, and what it
 //! cost once its answer is read.
 //!
-//! [`tokens::estimate`] reads an OpenAI-shaped request body and estimates its prompt's
-//! tokens and the completion it may ask for (`max_tokens` × `n`), without a tokenizer: the
-//! estimate is used to reserve token-rate limits and to refuse prompts over a size, and is
-//! corrected by the real usage later. [`usage::Meter`] reads that real usage from an answer
+//! [`tokens::estimate_with`] reads an OpenAI-shaped request body and counts its prompt's
+//! tokens (exactly for OpenAI's models, with their [`Tokenizer`]; by a rule of thumb for the
+//! others) and the completion it may ask for (`max_tokens` × `n`): the estimate is used to
+//! reserve token-rate limits and to refuse prompts over a size, and is corrected by the
+//! real usage later. [`usage::Meter`] reads that real usage from an answer
 //! as it streams past (a JSON body or server-sent events), and estimates the completion
 //! from its text when the upstream reports none. [`sse::Events`] splits server-sent events
 //! for it and for the cache, which stores streamed answers.
@@ -12,8 +13,10 @@
 //! Still to come: the model catalog, spend ledger and budgets.
 
 pub mod sse;
+pub mod tokenizer;
 pub mod tokens;
 pub mod usage;
 
-pub use tokens::{Estimate, estimate, text_tokens};
+pub use tokenizer::Tokenizer;
+pub use tokens::{Estimate, estimate, estimate_with, text_tokens};
 pub use usage::{Meter, Metered, Usage, usage_of};

@@ -1,7 +1,8 @@
-//! Token estimates of OpenAI-shaped requests, without a tokenizer.
+//! Token estimates of OpenAI-shaped requests.
 //!
-//! Text is counted as OpenAI's rule of thumb has it for English (a token per four ASCII
-//! characters) and one token per other character (CJK and most non-Latin scripts take
+//! Each string is counted by the request's [`Tokenizer`]: exactly, with the model's own
+//! vocabulary, for OpenAI's models; otherwise as OpenAI's rule of thumb has it for English
+//! (a token per four ASCII characters) and one token per other character (CJK and most non-Latin scripts take
 //! about one token per character or more; accented Latin letters are over-counted, which is
 //! the safe side for a limit). A chat request costs its messages' text, four tokens per
 //! message and three to prime the answer; tool and function definitions, `prompt`, `input`
@@ -13,10 +14,13 @@
 //! The estimate is a reservation, not a bill: rate limits correct it with the answer's
 //! `usage` ([`crate::usage`]).
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::Tokenizer;
 
 /// Tokens an image in a prompt is counted as.
 pub const IMAGE_TOKENS: u64 = 85;
@@ -49,9 +53,30 @@ pub fn text_tokens(s: &str) -> u64 {
     ascii.div_ceil(4) + other
 }
 
-/// The estimate of an OpenAI-shaped request body; an error when it is not a JSON object.
+thread_local! {
+    /// The tokenizer of the estimate being read on this thread (the visitors below have no
+    /// other way to be told).
+    static COUNTING: Cell<Tokenizer> = const { Cell::new(Tokenizer::Approximate) };
+}
+
+/// The tokens of one string, by the tokenizer of the estimate being read.
+fn count(s: &str) -> u64 {
+    COUNTING.with(|c| c.get()).count(s)
+}
+
+/// The estimate of an OpenAI-shaped request body by the rule of thumb; an error when it
+/// is not a JSON object.
 pub fn estimate(body: &[u8]) -> Result<Estimate, serde_json::Error> {
-    let r: Request = serde_json::from_slice(body)?;
+    estimate_with(body, Tokenizer::Approximate)
+}
+
+/// The estimate of an OpenAI-shaped request body, its strings counted by `tokenizer`; an
+/// error when it is not a JSON object.
+pub fn estimate_with(body: &[u8], tokenizer: Tokenizer) -> Result<Estimate, serde_json::Error> {
+    let before = COUNTING.with(|c| c.replace(tokenizer));
+    let r = serde_json::from_slice::<Request>(body);
+    COUNTING.with(|c| c.set(before));
+    let r = r?;
     let prompt = r.messages.0 + r.prompt.0 + r.input.0 + r.tools.0 + r.functions.0 + r.system.0;
     let max = r
         .max_completion_tokens
@@ -136,7 +161,7 @@ impl<'de, const NUMBERS: bool> Visitor<'de> for TextVisitor<NUMBERS> {
         f.write_str("any JSON value")
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Text(text_tokens(v)))
+        Ok(Text(count(v)))
     }
     fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
         Ok(Text(u64::from(NUMBERS)))
@@ -256,6 +281,22 @@ mod tests {
         assert!(estimate(br#"{"max_tokens":"many"}"#).is_err());
         assert!(estimate(br#"{"messages":"hi"}"#).is_err());
         assert_eq!(estimate(b"{}").unwrap(), Estimate::default());
+    }
+
+    #[test]
+    fn openai_models_are_counted_by_their_vocabulary() {
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hello, world! How are you today?"}]}"#;
+        let exact = estimate_with(body, Tokenizer::of(Some("gpt-4o"))).unwrap();
+        // OpenAI's cookbook count: 3 to prime the answer, 4 per message (3 + the role's 1
+        // token, "user"), and the content's 9.
+        assert_eq!(exact.prompt, 3 + 4 + 1 + 9);
+        let rough = estimate(body).unwrap();
+        assert_eq!(
+            rough.prompt,
+            3 + 4 + 1 + text_tokens("Hello, world! How are you today?")
+        );
+        // The thread goes back to the rule of thumb afterwards.
+        assert_eq!(estimate(body).unwrap(), rough);
     }
 
     proptest! {

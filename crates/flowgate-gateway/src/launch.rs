@@ -33,6 +33,18 @@ pub struct Running {
 /// Binds the listeners named in `config` (port 0 picks a free port) and starts serving.
 /// With `config_path`, the file is watched (and SIGHUP handled) for hot reload. Dropping
 /// the returned [`Running`] without [`Running::shutdown`] also stops it.
+/// Loads the exact tokenizers' vocabularies in the background when requests will be
+/// counted (token rate limits, prompt-size guards), so that no request waits for them.
+fn warm_tokenizers(config: &Config) {
+    let tokens = |r: &flowgate_config::Rate| r.unit == flowgate_config::LimitUnit::Tokens;
+    let counts = config.rate_limits.iter().any(|l| tokens(&l.rate))
+        || config.auth.keys.iter().any(|k| k.limits.iter().any(tokens))
+        || config.routes.iter().any(|r| r.max_prompt_tokens.is_some());
+    if counts && config.limits.exact_tokens {
+        tokio::task::spawn_blocking(flowgate_cost::Tokenizer::warm);
+    }
+}
+
 pub async fn launch(
     config: Config,
     config_path: Option<PathBuf>,
@@ -52,6 +64,7 @@ pub async fn launch(
     let (stop, stopped) = watch::channel(false);
     let workers = workers::start(&gateway, data_listeners, &stopped)?;
     warm_from_file(&gateway);
+    warm_tokenizers(&gateway.runtime().config);
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
     let app = crate::admin::router(gateway.clone());
     let admin_cfg = &gateway.runtime().config.admin;

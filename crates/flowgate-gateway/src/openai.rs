@@ -75,12 +75,17 @@ pub fn with_model(body: &Option<bytes::Bytes>, model: &str) -> Option<bytes::Byt
     serde_json::to_vec(&v).ok().map(bytes::Bytes::from)
 }
 
-/// The token estimate of a request (nothing for an empty body); 400 unless it is JSON.
-pub fn estimate(body: &[u8]) -> Result<flowgate_cost::Estimate, ProxyError> {
+/// The token estimate of a request, its text counted by `tokenizer` (nothing for an empty
+/// body); 400 unless it is JSON.
+pub fn estimate(
+    body: &[u8],
+    tokenizer: flowgate_cost::Tokenizer,
+) -> Result<flowgate_cost::Estimate, ProxyError> {
     if body.is_empty() {
         return Ok(flowgate_cost::Estimate::default());
     }
-    flowgate_cost::estimate(body).map_err(|e| ProxyError::InvalidJson(e.to_string()))
+    flowgate_cost::estimate_with(body, tokenizer)
+        .map_err(|e| ProxyError::InvalidJson(e.to_string()))
 }
 
 #[cfg(test)]

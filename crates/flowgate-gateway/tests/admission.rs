@@ -373,3 +373,53 @@ async fn the_admin_api_and_metrics_show_each_limit_its_busiest_values_and_the_mo
     assert_eq!(metric(&m, &format!("{at}\"admitted\"}}")), 2.0);
     assert_eq!(metric(&m, &format!("{at}\"limited\"}}")), 1.0);
 }
+
+#[tokio::test]
+async fn openai_models_are_counted_with_their_own_tokenizer() {
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&fleet_config(&[up.url()], "").replace(
+        "name = \"chat\"\n",
+        "name = \"chat\"\nmax_prompt_tokens = 30\n",
+    ))
+    .await;
+    // Forty one-letter words: 79 characters, about 20 tokens by the rule of thumb, 40 by
+    // OpenAI's tokenizer (each " a" is a token).
+    let words = vec!["a"; 40].join(" ");
+    let ask = |model: &str| {
+        post(
+            gw.data_addr,
+            "/v1/chat/completions",
+            bytes::Bytes::from(format!(
+                r#"{{"model":"{model}","messages":[{{"role":"user","content":"{words}"}}]}}"#
+            )),
+        )
+    };
+    // gpt-4o's count (3 + 4 + 1 + 40) is over the guard; a model the tokenizer does not
+    // know is estimated (3 + 4 + 1 + 20) under it.
+    let r = send(&client(), ask("gpt-4o")).await;
+    r.expect(StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.error_message().contains("48"), "{}", r.error_message());
+    let r = send(&client(), ask("llama-3.1-8b")).await;
+    r.expect(StatusCode::OK);
+    // token_count = "approximate": gpt-4o by the rule of thumb too.
+    let gw = gateway(&format!(
+        "[limits]\ntoken_count = \"approximate\"\n\n{}",
+        fleet_config(&[up.url()], "").replace(
+            "name = \"chat\"\n",
+            "name = \"chat\"\nmax_prompt_tokens = 30\n",
+        )
+    ))
+    .await;
+    let r = send(
+        &client(),
+        post(
+            gw.data_addr,
+            "/v1/chat/completions",
+            bytes::Bytes::from(format!(
+                r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{words}"}}]}}"#
+            )),
+        ),
+    )
+    .await;
+    r.expect(StatusCode::OK);
+}

@@ -131,3 +131,40 @@ fn an_azure_pool_needs_its_key_and_a_well_formed_api_version() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn the_responses_api_goes_to_azures_v1_api() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = seen.clone();
+    let answer = r#"{"id":"resp_1","object":"response","status":"completed","output":[]}"#;
+    let (url, _) = scripted_upstream(move |req| {
+        *keep.lock().unwrap() = req.to_string();
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        )
+    })
+    .await;
+    let gw = gateway_env(&config(&url, ""), &[KEY]).await;
+    let r = send(
+        &client(),
+        post(
+            gw.data_addr,
+            "/v1/responses",
+            Bytes::from(r#"{"model":"gpt-4o-mini","input":"hi"}"#),
+        ),
+    )
+    .await;
+    r.expect(StatusCode::OK);
+    assert_eq!(r.json()["object"], "response");
+    let req = seen.lock().unwrap().clone();
+    assert!(
+        req.starts_with("POST /openai/v1/responses HTTP/1.1\r\n"),
+        "{req}"
+    );
+    assert!(
+        req.to_ascii_lowercase()
+            .contains("\r\napi-key: azure-sim-key\r\n"),
+        "{req}"
+    );
+}

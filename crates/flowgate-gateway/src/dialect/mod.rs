@@ -135,7 +135,8 @@ pub(crate) fn prepare(
 
 /// An Azure OpenAI request's path: the deployment (the pool's `model`, else the model the
 /// client named, by the catalog's id), the operation the client's path names after `/v1`
-/// (`chat/completions`, `embeddings`, `completions`), and the pool's `api-version`.
+/// (`chat/completions`, `embeddings`, `completions`), and the pool's `api-version`; the
+/// Responses API (`/v1/responses...`) goes to Azure's v1 API, `/openai/v1/responses...`.
 fn azure_path(
     pool: &PoolConfig,
     path: &str,
@@ -163,6 +164,10 @@ fn azure_path(
         .strip_prefix("/v1/")
         .or_else(|| path.strip_prefix('/'))
         .unwrap_or(path);
+    // The Responses API lives in Azure's v1 API, where the body's model is the deployment.
+    if op == "responses" || op.starts_with("responses/") {
+        return format!("/openai/v1/{op}");
+    }
     format!(
         "/openai/deployments/{}/{op}?api-version={}",
         flowgate_providers::sigv4::encode_component(&deployment),

@@ -120,7 +120,7 @@ impl Gateway {
             // Where an OpenAI server takes it (a translating pool sets its own path).
             parts.uri = http::Uri::from_static(crate::dialect::claude::OPENAI_PATH);
         }
-        let shape = Shape::of(read.as_ref().ok());
+        let shape = Shape::of(read.as_ref().ok(), rt.config.limits.exact_tokens);
         shape.check(route, caller.as_deref())?;
         // A model the catalog deploys goes to its pools (the route's own pool otherwise).
         let route = if route.by_model.is_empty() {
@@ -377,14 +377,17 @@ fn route<'r>(
 /// stage that asks.
 struct Shape<'b> {
     body: Option<&'b Bytes>,
+    /// Whether OpenAI models' prompts are counted with their tokenizer.
+    exact: bool,
     model: OnceLock<Option<String>>,
     estimate: OnceLock<Result<Estimate, ProxyError>>,
 }
 
 impl<'b> Shape<'b> {
-    fn of(body: Option<&'b Bytes>) -> Self {
+    fn of(body: Option<&'b Bytes>, exact: bool) -> Self {
         Shape {
             body,
+            exact,
             model: OnceLock::new(),
             estimate: OnceLock::new(),
         }
@@ -399,8 +402,14 @@ impl<'b> Shape<'b> {
     fn estimate(&self) -> Result<Estimate, ProxyError> {
         self.estimate
             .get_or_init(|| {
-                self.body
-                    .map_or(Ok(Estimate::default()), |b| crate::openai::estimate(b))
+                let tokenizer = if self.exact {
+                    flowgate_cost::Tokenizer::of(self.model())
+                } else {
+                    flowgate_cost::Tokenizer::Approximate
+                };
+                self.body.map_or(Ok(Estimate::default()), |b| {
+                    crate::openai::estimate(b, tokenizer)
+                })
             })
             .clone()
     }
