@@ -29,6 +29,7 @@ for f in examples/*.toml examples/*/*.toml; do
     AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-placeholder}" \
     OPENAI_API_KEY="${OPENAI_API_KEY:-sk-placeholder}" \
     AZURE_OPENAI_API_KEY="${AZURE_OPENAI_API_KEY:-placeholder}" \
+    GEMINI_API_KEY="${GEMINI_API_KEY:-placeholder}" \
     cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"

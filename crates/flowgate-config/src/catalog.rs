@@ -527,7 +527,10 @@ pub(crate) fn check_deployments(
             };
             let dk = key.clone().key(&m.id).key("deployments").index(i);
             let p = pool.provider;
-            let chat_only = matches!(p, Provider::Anthropic | Provider::Bedrock);
+            let chat_only = matches!(
+                p,
+                Provider::Anthropic | Provider::Bedrock | Provider::Gemini
+            );
             if m.capabilities.embeddings && !m.capabilities.chat && chat_only {
                 found.push((
                     dk.clone().key("pool"),

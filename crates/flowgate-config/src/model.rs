@@ -845,7 +845,10 @@ impl Config {
                 p.max_idle,
                 concurrency_summary(p.concurrency.as_ref())
             );
-            if matches!(p.provider, Provider::Anthropic | Provider::Bedrock) {
+            if matches!(
+                p.provider,
+                Provider::Anthropic | Provider::Bedrock | Provider::Gemini
+            ) {
                 let _ = writeln!(
                     s,
                     "      provider {}: OpenAI requests and answers translated",

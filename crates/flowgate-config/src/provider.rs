@@ -20,6 +20,8 @@ pub enum Provider {
     /// Azure OpenAI: OpenAI's bodies, sent to a deployment's path with an `api-version`
     /// and the `api-key` field.
     Azure,
+    /// Google's Gemini API (`generateContent`): requests and answers are translated.
+    Gemini,
 }
 
 /// The `api-version` Azure OpenAI requests carry unless a pool says another (its latest
@@ -33,6 +35,7 @@ impl Provider {
             Provider::OpenAi | Provider::Bedrock => "authorization",
             Provider::Anthropic => "x-api-key",
             Provider::Azure => "api-key",
+            Provider::Gemini => "x-goog-api-key",
         }
     }
 
@@ -42,6 +45,7 @@ impl Provider {
             Provider::Anthropic => "anthropic",
             Provider::Bedrock => "bedrock",
             Provider::Azure => "azure",
+            Provider::Gemini => "gemini",
         }
     }
 }
@@ -116,17 +120,11 @@ pub(crate) fn provider(raw: Option<&str>, key: &KeyPath, found: &mut Found) -> P
         Some("anthropic") => Provider::Anthropic,
         Some("bedrock") => Provider::Bedrock,
         Some("azure") => Provider::Azure,
-        Some(p @ "gemini") => {
-            found.push((
-                key,
-                format!("{p:?} is not built yet (issue 22): \"openai\", \"openai_compatible\", \"azure\", \"anthropic\" and \"bedrock\" are"),
-            ));
-            Provider::OpenAi
-        }
+        Some("gemini") => Provider::Gemini,
         Some(other) => {
             found.push((
                 key,
-                format!("{other:?}: expected \"openai\", \"openai_compatible\", \"azure\", \"anthropic\" or \"bedrock\""),
+                format!("{other:?}: expected \"openai\", \"openai_compatible\", \"azure\", \"anthropic\", \"bedrock\" or \"gemini\""),
             ));
             Provider::OpenAi
         }
@@ -157,7 +155,7 @@ pub(crate) fn check_endpoints(
         let ek = key.clone().key("endpoints").index(i);
         match p {
             Provider::OpenAi => {}
-            Provider::Anthropic | Provider::Azure if e.api_key.is_none() => found.push((
+            Provider::Anthropic | Provider::Azure | Provider::Gemini if e.api_key.is_none() => found.push((
                 ek.key("api_key_env"),
                 format!(
                     "endpoint {} of an {} pool needs its API key: api_key_env names the variable that holds it",
@@ -165,7 +163,7 @@ pub(crate) fn check_endpoints(
                     p.as_str()
                 ),
             )),
-            Provider::Anthropic | Provider::Azure => {}
+            Provider::Anthropic | Provider::Azure | Provider::Gemini => {}
             Provider::Bedrock => {
                 if e.api_key.is_some() {
                     found.push((

@@ -18,7 +18,6 @@ use common::*;
 use flowgate_providers::sigv4::Credentials;
 use flowgate_sim::{EndpointSpec, SIM_AWS_KEY};
 use http::StatusCode;
-use http_body_util::BodyExt;
 
 const MODEL_ID: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 
@@ -62,21 +61,7 @@ fn body(extra: &str) -> Bytes {
 
 /// The `data:` events of a streamed answer, `[DONE]` left out; and whether it ended so.
 async fn stream(gw: &flowgate_gateway::Running, extra: &str) -> (Vec<serde_json::Value>, bool) {
-    let resp = client()
-        .request(post(gw.data_addr, "/v1/chat/completions", body(extra)))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
-    let events = text
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
-    (events, text.ends_with("data: [DONE]\n\n"))
+    openai_stream(gw.data_addr, "/v1/chat/completions", body(extra)).await
 }
 
 #[tokio::test]

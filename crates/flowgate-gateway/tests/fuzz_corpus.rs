@@ -185,6 +185,11 @@ fn bedrock_streams() {
 }
 
 #[test]
+fn gemini_answers() {
+    run("gemini", flowgate_providers::fuzzing::gemini);
+}
+
+#[test]
 fn config_files() {
     run("config", flowgate_config::fuzzing::config);
 }

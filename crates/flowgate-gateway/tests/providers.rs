@@ -224,7 +224,7 @@ async fn translated_answers_are_cached_in_openais_shape() {
 }
 
 #[test]
-fn an_anthropic_pool_needs_its_key_and_unbuilt_providers_are_named() {
+fn an_anthropic_pool_needs_its_key_and_unknown_providers_are_named() {
     let check = |pool: &str, env: &[(&str, &str)]| {
         let src = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n[pools.p]\n{pool}\n"
@@ -241,12 +241,12 @@ fn an_anthropic_pool_needs_its_key_and_unbuilt_providers_are_named() {
     .unwrap();
     assert_eq!(p[0].key.to_string(), "pools.p.endpoints[0].api_key_env");
     let p = check(
-        "provider = \"gemini\"\nendpoints = [{ url = \"https://x\" }]",
+        "provider = \"palm\"\nendpoints = [{ url = \"https://x\" }]",
         &[],
     )
     .unwrap();
     assert_eq!(p[0].key.to_string(), "pools.p.provider");
-    assert!(p[0].message.contains("not built yet"), "{}", p[0].message);
+    assert!(p[0].message.contains("\"gemini\""), "{}", p[0].message);
     assert!(check(
         "provider = \"anthropic\"\nendpoints = [{ url = \"https://api.anthropic.com\", api_key_env = \"K\" }]",
         &[("K", "sk-ant")],

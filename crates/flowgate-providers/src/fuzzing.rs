@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::{anthropic, bedrock, eventstream};
+use crate::{anthropic, bedrock, eventstream, gemini};
 
 /// An Anthropic event stream, cut in two where the first byte says: the translation of the
 /// two pieces is the translation of the whole, and every event it makes is JSON (or the end).
@@ -121,4 +121,34 @@ pub fn eventstream(data: &[u8]) {
             );
         }
     }
+}
+
+/// A Gemini SSE stream, cut in two where the first byte says: the same events whole and
+/// cut, every one JSON, and a stream that ends, whatever it held; and any bytes as a whole
+/// answer and an error.
+pub fn gemini(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut).min(stream.len());
+    let mut whole = gemini::Stream::new("m", 0, true);
+    let mut all = whole.push(stream);
+    all.extend(whole.finish());
+    let mut parts = gemini::Stream::new("m", 0, true);
+    let mut split = parts.push(&stream[..cut]);
+    split.extend(parts.push(&stream[cut..]));
+    split.extend(parts.finish());
+    assert_eq!(all, split, "the same events whole and cut");
+    assert!(whole.is_finished(), "the stream ends");
+    openai_events(&all);
+    if let Ok(c) = gemini::completion(stream, "m", 0) {
+        let c: Result<Value, _> = serde_json::from_slice(&c);
+        assert!(
+            c.is_ok_and(|c| c["object"] == "chat.completion"),
+            "a JSON completion"
+        );
+    }
+    let (status, body) = gemini::error(500, stream);
+    assert!((400..600).contains(&status));
+    assert!(body["error"]["message"].is_string());
 }

@@ -6,6 +6,7 @@
 //! - [`anthropic`]: the Messages API (`/v1/messages`), its SSE events and error bodies.
 //! - [`bedrock`]: Anthropic's models on AWS Bedrock: the same bodies, signed requests,
 //!   event-stream answers and AWS's errors.
+//! - [`gemini`]: Google's Gemini API (`generateContent`, its SSE stream, its errors).
 //! - [`eventstream`]: AWS's binary event-stream framing, in which Bedrock streams.
 //! - [`openai`]: the shapes flowgate answers in (errors, chunks, usage).
 //! - [`sigv4`]: AWS Signature Version 4, for Bedrock, with [`aws_credentials`] found where
@@ -19,6 +20,7 @@ pub mod aws_credentials;
 pub mod bedrock;
 pub mod eventstream;
 pub mod fuzzing;
+pub mod gemini;
 pub mod openai;
 pub mod sigv4;
 

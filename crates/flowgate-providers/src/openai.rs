@@ -62,3 +62,60 @@ pub struct UsageOut {
 pub struct CachedOut {
     pub cached_tokens: u64,
 }
+
+/// A message's `content` (a string, or an array of parts) as a provider's parts: a
+/// non-empty string through `text`, each part through `part` (given its field's path).
+pub(crate) fn content_parts(
+    content: Option<&Value>,
+    at: &str,
+    text: impl Fn(&str) -> Value,
+    part: impl Fn(&Value, &str) -> Result<Value, crate::Unsupported>,
+) -> Result<Vec<Value>, crate::Unsupported> {
+    match content {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![text(s)]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(k, p)| part(p, &format!("{at}[{k}]")))
+            .collect(),
+        Some(_) => Err(crate::Unsupported::new(
+            at,
+            "content must be a string or an array of parts",
+        )),
+    }
+}
+
+/// Adds `items` to the last turn when it is `role`'s (providers that want turns to
+/// alternate), else starts a turn `{"role": role, field: items}`.
+pub(crate) fn push_turn(turns: &mut Vec<Value>, role: &str, field: &str, items: Vec<Value>) {
+    if items.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some(last) if last["role"] == role => {
+            if let Some(a) = last[field].as_array_mut() {
+                a.extend(items);
+            }
+        }
+        _ => turns.push(json!({"role": role, field: items})),
+    }
+}
+
+/// The media type and base64 data of a `data:` URL.
+pub(crate) fn data_url<'u>(
+    url: &'u str,
+    at: &str,
+) -> Result<(&'u str, &'u str), crate::Unsupported> {
+    let rest = url
+        .strip_prefix("data:")
+        .ok_or_else(|| crate::Unsupported::new(at, "not a data URL"))?;
+    let (meta, data) = rest
+        .split_once(',')
+        .ok_or_else(|| crate::Unsupported::new(at, "a data URL without data"))?;
+    let media = meta
+        .strip_suffix(";base64")
+        .ok_or_else(|| crate::Unsupported::new(at, "image data URLs must be base64"))?;
+    Ok((media, data))
+}

@@ -15,6 +15,7 @@
 //! request (the key [`SIM_AWS_KEY`] unless the spec says another), event-stream frames with
 //! their CRCs, AWS's error types. And Azure OpenAI's deployment paths
 //! (`/openai/deployments/{name}/chat/completions?api-version=...`, the key in `api-key`).
+//! And Gemini's `/v1beta/models/{model}:generateContent` and `:streamGenerateContent`.
 //!
 //! Two helper paths serve tests: `/echo/...` answers with what it received (method, path,
 //! headers, body size) and `GET /sim/stats` with the endpoint's counters, including requests
@@ -25,6 +26,7 @@ mod azure;
 mod bedrock;
 mod body;
 mod content;
+mod gemini;
 mod reply;
 mod server;
 mod spec;

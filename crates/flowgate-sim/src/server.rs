@@ -25,7 +25,7 @@ use crate::content::{self, Ask};
 use crate::reply::{event_stream, json_response, sleep};
 use crate::spec::{EndpointSpec, Fate};
 use crate::stats::{InFlight, SimStats, StatsSnapshot};
-use crate::{anthropic, azure, bedrock};
+use crate::{anthropic, azure, bedrock, gemini};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
@@ -145,6 +145,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         "/v1/embeddings" | "/embeddings" => Kind::Embeddings,
         "/v1/messages" => Kind::Messages,
         p if req.method() == Method::POST && bedrock::operation(p).is_some() => Kind::Bedrock,
+        p if req.method() == Method::POST && gemini::operation(p).is_some() => Kind::Gemini,
         _ => {
             guard.finish();
             return Ok(json_response(
@@ -212,6 +213,16 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         guard.finish();
         return Ok(refused);
     }
+    let gemini_op = (kind == Kind::Gemini)
+        .then(|| gemini::operation(&path))
+        .flatten();
+    if gemini_op.is_some()
+        && let Some(refused) = gemini::refusal(&state.spec, &uri, &headers, &v)
+    {
+        state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        guard.finish();
+        return Ok(refused);
+    }
     let mut ask = Ask::from_json(&v, body.len());
     if let Some((model, stream)) = &bedrock_op {
         ask.model.clone_from(model);
@@ -220,12 +231,29 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     if let Some((deployment, _)) = &azure {
         ask.model.clone_from(deployment);
     }
+    if let Some((model, stream)) = &gemini_op {
+        ask.model.clone_from(model);
+        ask.stream = *stream;
+        ask.prompt_tokens = gemini::prompt_tokens(&v);
+        ask.max_tokens = v
+            .pointer("/generationConfig/maxOutputTokens")
+            .and_then(Value::as_u64)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    }
     let spec = &state.spec;
     match spec.fate(&mut rng) {
         Fate::Ok => {}
         Fate::RateLimited => {
             state.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             guard.finish();
+            if gemini_op.is_some() {
+                return Ok(gemini::error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RESOURCE_EXHAUSTED",
+                    "Resource has been exhausted (e.g. check quota).",
+                    None,
+                ));
+            }
             if bedrock_op.is_some() {
                 // AWS sends no Retry-After.
                 return Ok(bedrock::error(
@@ -269,6 +297,14 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             sleep(spec.latency.sample(&mut rng)).await;
             state.stats.server_errors.fetch_add(1, Ordering::Relaxed);
             guard.finish();
+            if gemini_op.is_some() {
+                return Ok(gemini::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "The model is overloaded. Please try again later.",
+                    None,
+                ));
+            }
             if bedrock_op.is_some() {
                 return Ok(bedrock::error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -297,6 +333,18 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     }
     let latency = spec.latency.sample(&mut rng);
     let completion = ask.completion_tokens(spec.completion_tokens);
+    if ask.stream && gemini_op.is_some() {
+        return Ok(gemini::stream(
+            n,
+            ask,
+            &v,
+            latency,
+            completion,
+            spec.token_delay,
+            rng,
+            guard,
+        ));
+    }
     if ask.stream && bedrock_op.is_some() {
         return Ok(bedrock::stream_head(anthropic::stream(
             bedrock::frame,
@@ -340,6 +388,10 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         Kind::Chat => content::chat_completion(n, &ask, &text, completion),
         Kind::Text => content::text_completion(n, &ask, &text, completion),
         Kind::Embeddings => content::embeddings(&ask, &mut rng),
+        Kind::Gemini => {
+            guard.finish();
+            return Ok(gemini::answer(n, &ask, &v, &text, completion));
+        }
         Kind::Messages | Kind::Bedrock => {
             guard.finish();
             return Ok(anthropic::message(n, &ask, &v, &text, completion));
@@ -358,6 +410,8 @@ enum Kind {
     Messages,
     /// Anthropic's models on Bedrock.
     Bedrock,
+    /// Google's Gemini API.
+    Gemini,
 }
 
 fn stream_chat(

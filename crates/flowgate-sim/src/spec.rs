@@ -65,6 +65,8 @@ pub struct EndpointSpec {
     pub aws_region: Option<String>,
     /// The key Azure requests must carry (any, if unset).
     pub azure_key: Option<String>,
+    /// The key Gemini requests must carry (any, if unset).
+    pub gemini_key: Option<String>,
 }
 
 /// The AWS key the simulator knows unless told another: id, secret.
@@ -89,6 +91,7 @@ impl Default for EndpointSpec {
             },
             aws_region: None,
             azure_key: None,
+            gemini_key: None,
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct SimArgs {
     /// The key Azure requests must carry in `api-key` (any, if unset).
     #[arg(long)]
     azure_key: Option<String>,
+    /// The key Gemini requests must carry in `x-goog-api-key` (any, if unset).
+    #[arg(long)]
+    gemini_key: Option<String>,
 }
 
 impl SimArgs {
@@ -98,6 +101,7 @@ impl SimArgs {
                 .unwrap_or_else(|| EndpointSpec::default().aws),
             aws_region: self.aws_region.clone(),
             azure_key: self.azure_key.clone(),
+            gemini_key: self.gemini_key.clone(),
         })
     }
 }

@@ -79,6 +79,8 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
              [pools.claude]\nprovider = \"anthropic\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }}]\n\n\
              [pools.azure]\nprovider = \"azure\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }}]\n\n\
              [[routes]]\nname = \"azure\"\nkind = \"openai\"\npath = \"/azure/v1/chat/completions\"\npool = \"azure\"\n\n\
+             [pools.gemini]\nprovider = \"gemini\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", api_key_env = \"FLOWGATE_CANARY\" }}]\n\n\
+             [[routes]]\nname = \"gemini\"\nkind = \"openai\"\npath = \"/gemini/v1/chat/completions\"\npool = \"gemini\"\n\n\
              [pools.bedrock]\nprovider = \"bedrock\"\nmodel = \"anthropic.claude-3-5-sonnet-20240620-v1:0\"\nendpoints = [{{ url = \"http://127.0.0.1:{up}\", region = \"us-east-1\" }}]\n\n\
              [[routes]]\nname = \"bedrock\"\nkind = \"openai\"\npath = \"/bedrock/v1/chat/completions\"\npool = \"bedrock\"\n\n\
              [[routes]]\nname = \"claude\"\nkind = \"openai\"\npath = \"/claude/v1/chat/completions\"\npool = \"claude\"\n\n\
@@ -155,7 +157,8 @@ fn a_canary_secret_appears_in_no_log_answer_or_summary() {
     ));
     seen.push(http(data, "POST", "/v1/chat/completions", &[json], chat));
     // Through a pool of Anthropic's API (the key in x-api-key), one of Bedrock (signed
-    // with the AWS key) and one of Azure (the key in api-key), whole and streamed.
+    // with the AWS key), one of Azure (the key in api-key) and one of Gemini (the key in
+    // x-goog-api-key), whole and streamed.
     for path in [
         "/claude/v1/chat/completions",
         "/bedrock/v1/chat/completions",

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use flowgate_config::Provider;
 use flowgate_http::BoxError;
 use flowgate_http::pool::ResponseBody;
-use flowgate_providers::{anthropic, bedrock};
+use flowgate_providers::{anthropic, bedrock, gemini};
 use http_body::{Body, Frame, SizeHint};
 
 use super::Translation;
@@ -46,6 +46,8 @@ enum How {
     Stream(anthropic::Translator),
     /// Each event-stream frame is translated as it comes.
     Bedrock(bedrock::Stream),
+    /// Each Gemini event is translated as it comes.
+    Gemini(Box<gemini::Stream>),
 }
 
 impl AnswerBody {
@@ -56,7 +58,13 @@ impl AnswerBody {
         created: u64,
         stream: bool,
     ) -> Self {
-        let how = if stream && t.provider == Provider::Bedrock {
+        let how = if stream && t.provider == Provider::Gemini {
+            How::Gemini(Box::new(gemini::Stream::new(
+                &t.model,
+                created,
+                t.include_usage,
+            )))
+        } else if stream && t.provider == Provider::Bedrock {
             How::Bedrock(bedrock::Stream::new(
                 &t.model,
                 created,
@@ -152,6 +160,18 @@ impl Translated {
                         }
                     }
                 }
+                How::Gemini(s) => {
+                    let out = match frame {
+                        Some(data) => s.push(&data),
+                        None => s.finish(),
+                    };
+                    if s.is_finished() || end {
+                        self.done = true;
+                    }
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
                 How::Bedrock(s) => {
                     let out = match frame {
                         Some(data) => s.push(&data),
@@ -183,8 +203,11 @@ impl Translated {
                     }
                     if end {
                         self.done = true;
-                        let c = anthropic::completion(buf, &t.model, *created, t.json_mode)
-                            .map_err(|e| -> BoxError { Box::new(e) })?;
+                        let c = match t.provider {
+                            Provider::Gemini => gemini::completion(buf, &t.model, *created),
+                            _ => anthropic::completion(buf, &t.model, *created, t.json_mode),
+                        }
+                        .map_err(|e| -> BoxError { Box::new(e) })?;
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(c)))));
                     }
                 }

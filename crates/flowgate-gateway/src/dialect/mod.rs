@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use flowgate_config::{ModelCatalog, PoolConfig, Provider};
 use flowgate_http::pool::ResponseBody;
-use flowgate_providers::{Unsupported, anthropic, bedrock};
+use flowgate_providers::{Unsupported, anthropic, bedrock, gemini};
 use http::HeaderName;
 use http_body::Body;
 
@@ -113,6 +113,19 @@ pub(crate) fn prepare(
             .and_then(|m| m.max_output)
             .unwrap_or(DEFAULT_MAX_TOKENS),
     };
+    if pool.provider == Provider::Gemini {
+        let t = gemini::translate(&v).map_err(ProxyError::Unsupported)?;
+        return Ok(Prepared::Translated(
+            Bytes::from(t.body.to_string()),
+            Arc::new(Translation {
+                provider: pool.provider,
+                path: Cow::Owned(gemini::path(target.model, t.stream)),
+                model,
+                include_usage: t.include_usage,
+                json_mode: false,
+            }),
+        ));
+    }
     let t = anthropic::translate(&v, &target).map_err(ProxyError::Unsupported)?;
     let (body, path) = match pool.provider {
         Provider::Bedrock => (
@@ -188,7 +201,7 @@ pub(crate) fn fields(provider: Provider) -> &'static [(HeaderName, &'static [u8]
     match provider {
         Provider::OpenAi | Provider::Azure => &[],
         Provider::Anthropic => &ANTHROPIC,
-        Provider::Bedrock => &JSON,
+        Provider::Bedrock | Provider::Gemini => &JSON,
     }
 }
 
@@ -201,7 +214,7 @@ pub(crate) fn omitted(provider: Provider) -> &'static [&'static HeaderName] {
         Provider::OpenAi => &[],
         // Azure's key goes in `api-key`: the client's own key stays here.
         Provider::Azure => &[&http::header::AUTHORIZATION],
-        Provider::Anthropic | Provider::Bedrock => {
+        Provider::Anthropic | Provider::Bedrock | Provider::Gemini => {
             &[&http::header::AUTHORIZATION, &http::header::ACCEPT_ENCODING]
         }
     }
@@ -249,6 +262,7 @@ pub(crate) fn error(
                 .and_then(|v| v.to_str().ok());
             bedrock::error(status, kind, body)
         }
+        Provider::Gemini => gemini::error(status, body),
         Provider::OpenAi | Provider::Azure => (status, serde_json::Value::Null),
     };
     if matches!(status, 401 | 403)

@@ -506,3 +506,26 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// POSTs `body` to `path` and reads the streamed OpenAI answer: its `data:` events as JSON
+/// (`[DONE]` left out), and whether it ended with `data: [DONE]`. Asserts a 200 in
+/// `text/event-stream`.
+pub async fn openai_stream(
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+) -> (Vec<serde_json::Value>, bool) {
+    use http_body_util::BodyExt;
+    let resp = client().request(post(addr, path, body)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let events = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    (events, text.ends_with("data: [DONE]\n\n"))
+}

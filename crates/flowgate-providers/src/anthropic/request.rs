@@ -10,6 +10,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::Unsupported;
+use crate::openai::{content_parts, data_url, push_turn};
 
 /// The tool that carries a JSON-mode answer.
 pub const JSON_TOOL: &str = "json_response";
@@ -210,37 +211,14 @@ fn messages_of(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Unsupport
                 ));
             }
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(content) = last["content"].as_array_mut() {
-                    content.extend(blocks);
-                }
-            }
-            _ => turns.push(json!({"role": role, "content": blocks})),
-        }
+        push_turn(&mut turns, role, "content", blocks);
     }
     Ok((system, turns))
 }
 
 /// A message's content as Messages API blocks.
 fn content_blocks(content: Option<&Value>, at: &str) -> Result<Vec<Value>, Unsupported> {
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({"type": "text", "text": s})]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(k, p)| part(p, &format!("{at}[{k}]")))
-            .collect(),
-        Some(_) => Err(Unsupported::new(
-            at,
-            "content must be a string or an array of parts",
-        )),
-    }
+    content_parts(content, at, |s| json!({"type": "text", "text": s}), part)
 }
 
 fn part(p: &Value, at: &str) -> Result<Value, Unsupported> {
@@ -266,13 +244,8 @@ fn part(p: &Value, at: &str) -> Result<Value, Unsupported> {
 
 /// An image by data URL (base64) or by `https` URL.
 fn image(url: &str, at: &str) -> Result<Value, Unsupported> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| Unsupported::new(at, "a data URL without data"))?;
-        let media = meta
-            .strip_suffix(";base64")
-            .ok_or_else(|| Unsupported::new(at, "image data URLs must be base64"))?;
+    if url.starts_with("data:") {
+        let (media, data) = data_url(url, at)?;
         if !matches!(
             media,
             "image/jpeg" | "image/png" | "image/gif" | "image/webp"
