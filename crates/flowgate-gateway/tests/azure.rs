@@ -105,6 +105,13 @@ async fn the_pools_model_names_the_deployment_and_a_wrong_key_is_azures_401() {
     .await;
     r.expect(StatusCode::UNAUTHORIZED);
     assert!(r.error_message().contains("Access denied"));
+    // The key refused is the gateway's: the message says for which endpoint.
+    assert!(
+        r.error_message()
+            .contains(&format!("endpoint {}", up.addr())),
+        "{}",
+        r.error_message()
+    );
 }
 
 #[test]

@@ -321,3 +321,28 @@ async fn a_pools_model_is_the_one_its_servers_are_asked_for() {
         "{req}"
     );
 }
+
+#[tokio::test]
+async fn a_simulator_told_one_provider_answers_only_its_paths() {
+    let up = sim(EndpointSpec {
+        dialect: Some(flowgate_sim::Dialect::Anthropic),
+        ..EndpointSpec::default()
+    })
+    .await;
+    // OpenAI's path on an Anthropic-only simulator: a 404 that says so.
+    let r = send(&client(), post(up.addr(), "/v1/chat/completions", body(""))).await;
+    r.expect(StatusCode::NOT_FOUND);
+    assert!(
+        r.error_message().contains("speaks anthropic only"),
+        "{}",
+        r.error_message()
+    );
+    // Through an anthropic pool the request is on the simulator's own path.
+    let gw = gateway_env(&config(&[up.url()], ""), &[KEY]).await;
+    let r = send(
+        &client(),
+        post(gw.data_addr, "/v1/chat/completions", body("")),
+    )
+    .await;
+    r.expect(StatusCode::OK);
+}

@@ -34,5 +34,5 @@ mod stats;
 pub mod workload;
 
 pub use server::SimServer;
-pub use spec::{EndpointSpec, LatencyDist, SIM_AWS_KEY};
+pub use spec::{Dialect, EndpointSpec, LatencyDist, SIM_AWS_KEY};
 pub use stats::{SimStats, StatsSnapshot};

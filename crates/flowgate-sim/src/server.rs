@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::body::SimBody;
 use crate::content::{self, Ask};
 use crate::reply::{event_stream, json_response, sleep};
+use crate::spec::Dialect;
 use crate::spec::{EndpointSpec, Fate};
 use crate::stats::{InFlight, SimStats, StatsSnapshot};
 use crate::{anthropic, azure, bedrock, gemini};
@@ -158,6 +159,28 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             ));
         }
     };
+    let dialect = match kind {
+        _ if azure.is_some() => Dialect::Azure,
+        Kind::Chat | Kind::Text | Kind::Embeddings => Dialect::OpenAi,
+        Kind::Messages => Dialect::Anthropic,
+        Kind::Bedrock => Dialect::Bedrock,
+        Kind::Gemini => Dialect::Gemini,
+    };
+    if let Some(only) = state.spec.dialect.filter(|d| *d != dialect) {
+        guard.finish();
+        return Ok(json_response(
+            StatusCode::NOT_FOUND,
+            &content::error(
+                &format!(
+                    "sim: {path} is {}'s; this simulator speaks {} only",
+                    dialect.as_str(),
+                    only.as_str()
+                ),
+                "invalid_request_error",
+                "not_found",
+            ),
+        ));
+    }
     let headers = req.headers().clone();
     let uri = req.uri().clone();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {

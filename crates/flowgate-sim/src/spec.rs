@@ -67,6 +67,30 @@ pub struct EndpointSpec {
     pub azure_key: Option<String>,
     /// The key Gemini requests must carry (any, if unset).
     pub gemini_key: Option<String>,
+    /// The one API the endpoint speaks (`flowgate sim --provider`), or every one.
+    pub dialect: Option<Dialect>,
+}
+
+/// A provider's API, as the simulator speaks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Azure,
+    Anthropic,
+    Bedrock,
+    Gemini,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "openai",
+            Dialect::Azure => "azure",
+            Dialect::Anthropic => "anthropic",
+            Dialect::Bedrock => "bedrock",
+            Dialect::Gemini => "gemini",
+        }
+    }
 }
 
 /// The AWS key the simulator knows unless told another: id, secret.
@@ -92,6 +116,7 @@ impl Default for EndpointSpec {
             aws_region: None,
             azure_key: None,
             gemini_key: None,
+            dialect: None,
         }
     }
 }

@@ -4,7 +4,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use flowgate_sim::{EndpointSpec, LatencyDist, SimServer};
+use flowgate_sim::{Dialect, EndpointSpec, LatencyDist, SimServer};
+
+/// The one API a simulator speaks (`--provider`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProviderArg {
+    Openai,
+    Azure,
+    Anthropic,
+    Bedrock,
+    Gemini,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Dist {
@@ -58,6 +68,9 @@ pub struct SimArgs {
     /// The key Gemini requests must carry in `x-goog-api-key` (any, if unset).
     #[arg(long)]
     gemini_key: Option<String>,
+    /// Speak only this provider's API (every other path is a 404); all of them if unset.
+    #[arg(long, value_enum)]
+    provider: Option<ProviderArg>,
 }
 
 impl SimArgs {
@@ -102,6 +115,13 @@ impl SimArgs {
             aws_region: self.aws_region.clone(),
             azure_key: self.azure_key.clone(),
             gemini_key: self.gemini_key.clone(),
+            dialect: self.provider.map(|p| match p {
+                ProviderArg::Openai => Dialect::OpenAi,
+                ProviderArg::Azure => Dialect::Azure,
+                ProviderArg::Anthropic => Dialect::Anthropic,
+                ProviderArg::Bedrock => Dialect::Bedrock,
+                ProviderArg::Gemini => Dialect::Gemini,
+            }),
         })
     }
 }

@@ -265,11 +265,31 @@ pub(crate) fn error(
         Provider::Gemini => gemini::error(status, body),
         Provider::OpenAi | Provider::Azure => (status, serde_json::Value::Null),
     };
-    if matches!(status, 401 | 403)
-        && let Some(m) = v.pointer_mut("/error/message")
+    if matches!(status, 401 | 403) {
+        name_endpoint(&mut v, endpoint);
+    }
+    (status, Bytes::from(v.to_string()))
+}
+
+/// An OpenAI-shaped 401 or 403 of a pool whose key the gateway sends, its message naming
+/// `endpoint` (the client's own key is not what was refused); any other body as it is.
+pub(crate) fn refused_key(body: &[u8], endpoint: &str) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut v)
+            if v.pointer("/error/message")
+                .is_some_and(serde_json::Value::is_string) =>
+        {
+            name_endpoint(&mut v, endpoint);
+            Bytes::from(v.to_string())
+        }
+        _ => Bytes::copy_from_slice(body),
+    }
+}
+
+fn name_endpoint(v: &mut serde_json::Value, endpoint: &str) {
+    if let Some(m) = v.pointer_mut("/error/message")
         && let Some(text) = m.as_str()
     {
         *m = format!("{text} (the gateway's credential for endpoint {endpoint})").into();
     }
-    (status, Bytes::from(v.to_string()))
 }

@@ -175,6 +175,12 @@ impl Gateway {
             .insert(headers::UPSTREAM.clone(), endpoint.name_header.clone());
         let body = ResponseBody::new(lease, head.body, route.upstream.cfg.read_timeout);
         let body = match out.translation.clone() {
+            // The gateway's own key refused: the client is told whose it was.
+            None if matches!(head.status.as_u16(), 401 | 403) && endpoint.credential.is_some() => {
+                resp.headers_mut().remove(header::CONTENT_LENGTH);
+                let raw = crate::dialect::read_whole(body, crate::dialect::MAX_ERROR).await;
+                AnswerBody::Full(Some(crate::dialect::refused_key(&raw, &endpoint.name)))
+            }
             None => AnswerBody::Native(body),
             Some(t) => {
                 self.translate_answer(&mut resp, body, t, &endpoint.name)
