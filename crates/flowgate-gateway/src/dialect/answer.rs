@@ -1,11 +1,12 @@
-//! A translated answer's body: read whole and translated at its end, or translated event
-//! by event as it streams (Anthropic's server-sent events, Bedrock's event-stream frames).
+//! A translated streamed answer's body, translated event by event as it streams
+//! (Anthropic's server-sent events, Bedrock's event-stream frames, Gemini's events). A whole
+//! answer is read and translated before its head is sent ([`super::whole`]), so that it
+//! goes out with its length in one write.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flowgate_config::Provider;
 use flowgate_http::BoxError;
 use flowgate_http::pool::ResponseBody;
@@ -14,15 +15,12 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::Translation;
 
-/// The largest whole answer translated (larger is a cut answer).
-const MAX_WHOLE: usize = 64 * 1024 * 1024;
-
 /// An answer's body as the client gets it: the upstream's own, or translated.
 #[derive(Debug)]
 pub enum AnswerBody {
     Native(ResponseBody),
     Translated(Box<Translated>),
-    /// An answer made whole here (a translated error).
+    /// An answer made whole here (a translated answer or error).
     Full(Option<Bytes>),
 }
 
@@ -36,12 +34,6 @@ pub struct Translated {
 
 #[derive(Debug)]
 enum How {
-    /// The whole answer is read, then translated at once.
-    Whole {
-        buf: BytesMut,
-        t: Arc<Translation>,
-        created: u64,
-    },
     /// Each event is translated as it comes.
     Stream(anthropic::Translator),
     /// Each event-stream frame is translated as it comes.
@@ -51,39 +43,28 @@ enum How {
 }
 
 impl AnswerBody {
-    /// `inner` translated as `t` says (a streamed answer when `stream`), made at `created`.
-    pub(crate) fn translated(
-        inner: ResponseBody,
-        t: Arc<Translation>,
-        created: u64,
-        stream: bool,
-    ) -> Self {
-        let how = if stream && t.provider == Provider::Gemini {
+    /// The streamed answer `inner`, translated as `t` says, made at `created`.
+    pub(crate) fn translated(inner: ResponseBody, t: &Translation, created: u64) -> Self {
+        let how = if t.provider == Provider::Gemini {
             How::Gemini(Box::new(gemini::Stream::new(
                 &t.model,
                 created,
                 t.include_usage,
             )))
-        } else if stream && t.provider == Provider::Bedrock {
+        } else if t.provider == Provider::Bedrock {
             How::Bedrock(bedrock::Stream::new(
                 &t.model,
                 created,
                 t.include_usage,
                 t.json_mode,
             ))
-        } else if stream {
+        } else {
             How::Stream(anthropic::Translator::new(
                 &t.model,
                 created,
                 t.include_usage,
                 t.json_mode,
             ))
-        } else {
-            How::Whole {
-                buf: BytesMut::new(),
-                t,
-                created,
-            }
         };
         AnswerBody::Translated(Box::new(Translated {
             inner,
@@ -188,27 +169,6 @@ impl Translated {
                     }
                     if end {
                         self.done = true;
-                    }
-                }
-                How::Whole { buf, t, created } => {
-                    if let Some(data) = frame {
-                        if buf.len() + data.len() > MAX_WHOLE {
-                            self.done = true;
-                            return Poll::Ready(Some(Err(format!(
-                                "the upstream's answer is larger than {MAX_WHOLE} bytes"
-                            )
-                            .into())));
-                        }
-                        buf.extend_from_slice(&data);
-                    }
-                    if end {
-                        self.done = true;
-                        let c = match t.provider {
-                            Provider::Gemini => gemini::completion(buf, &t.model, *created),
-                            _ => anthropic::completion(buf, &t.model, *created, t.json_mode),
-                        }
-                        .map_err(|e| -> BoxError { Box::new(e) })?;
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(c)))));
                     }
                 }
             }

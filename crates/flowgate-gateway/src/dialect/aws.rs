@@ -6,7 +6,7 @@
 //! longer reads keeps the ones in use, with a warning. Every attempt is signed anew (a
 //! retry or a hedge carries its own time and signature).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -28,7 +28,17 @@ pub(crate) struct Signer {
     env: AwsEnv,
     creds: ArcSwap<Credentials>,
     source: Source,
+    /// The keys derived for today, by key id and region (four HMACs saved per request).
+    derived: Mutex<Vec<Derived>>,
     _watch: Option<FileWatcher>,
+}
+
+/// A day's signing key for one key id and region.
+struct Derived {
+    key_id: String,
+    day: String,
+    region: String,
+    key: Arc<sigv4::SigningKey>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -83,6 +93,7 @@ impl Signer {
             env: env.clone(),
             creds: ArcSwap::from_pointee(creds),
             source,
+            derived: Mutex::new(Vec::new()),
             _watch: watch,
         });
         if let Some(mut rx) = rx {
@@ -105,11 +116,43 @@ impl Signer {
             Ok((c, source)) => {
                 tracing::info!(pool, ?source, key_id = %c.access_key, "AWS credentials read again");
                 self.creds.store(Arc::new(c));
+                // A secret rotated under the same key id must not sign with the old key.
+                self.derived
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
             }
             Err(e) => {
                 tracing::warn!(pool, error = %e, "AWS credentials no longer read; the ones in use stay");
             }
         }
+    }
+
+    /// The day's signing key of `creds` for `region`, derived once a day.
+    fn key(&self, creds: &Credentials, region: &str, unix: u64) -> Arc<sigv4::SigningKey> {
+        let day = sigv4::day(unix);
+        let mut derived = self.derived.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(d) = derived
+            .iter()
+            .find(|d| d.day == day && d.region == region && d.key_id == creds.access_key)
+        {
+            return d.key.clone();
+        }
+        let key = Arc::new(sigv4::signing_key(
+            &creds.secret_key,
+            &day,
+            region,
+            bedrock::SERVICE,
+        ));
+        // Yesterday's keys and a rotated secret's go.
+        derived.retain(|d| d.day == day && d.key_id == creds.access_key);
+        derived.push(Derived {
+            key_id: creds.access_key.clone(),
+            day,
+            region: region.to_string(),
+            key: key.clone(),
+        });
+        key
     }
 
     /// The fields that sign a `POST` of `body` to `host` + `path` for `region` at `unix`.
@@ -122,6 +165,7 @@ impl Signer {
         unix: u64,
     ) -> Signature {
         let creds = self.creds.load();
+        let key = self.key(&creds, region, unix);
         let req = sigv4::Request {
             method: "POST",
             host,
@@ -130,7 +174,7 @@ impl Signer {
             headers: &[("content-type", "application/json")],
             body,
         };
-        sigv4::sign(&req, &creds, region, bedrock::SERVICE, unix)
+        sigv4::sign_with_key(&req, &creds, region, bedrock::SERVICE, unix, &key)
             .into_iter()
             .filter_map(|(name, value)| {
                 let mut v = HeaderValue::from_str(&value).ok()?;

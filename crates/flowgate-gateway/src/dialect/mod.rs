@@ -31,6 +31,8 @@ use crate::error::ProxyError;
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The largest error body read to translate it.
 pub(crate) const MAX_ERROR: usize = 256 * 1024;
+/// The largest whole answer read to translate it (larger is a bad answer).
+pub(crate) const MAX_WHOLE: usize = 64 * 1024 * 1024;
 
 /// How a request was translated, and what reading its answer needs to know.
 #[derive(Debug, Clone)]
@@ -227,6 +229,17 @@ pub(crate) fn is_stream(t: &Translation, content_type: Option<&[u8]>) -> bool {
         Provider::Bedrock => ct.starts_with(bedrock::STREAM_CONTENT_TYPE.as_bytes()),
         _ => ct.starts_with(b"text/event-stream"),
     }
+}
+
+/// A whole answer of `t`'s provider (`raw`, read up to [`MAX_WHOLE`]) as an OpenAI chat
+/// completion made at `created`; why not, when it does not read (cut, too large, not the
+/// provider's shape).
+pub(crate) fn whole(t: &Translation, raw: &[u8], created: u64) -> Result<Bytes, String> {
+    let c = match t.provider {
+        Provider::Gemini => gemini::completion(raw, &t.model, created),
+        _ => anthropic::completion(raw, &t.model, created, t.json_mode),
+    };
+    c.map(Bytes::from).map_err(|e| e.to_string())
 }
 
 /// Reads `body` whole, up to `limit` bytes (an error answer's, to translate it).

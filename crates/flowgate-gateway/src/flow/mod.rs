@@ -224,15 +224,37 @@ impl Gateway {
                 .get(header::CONTENT_TYPE)
                 .map(HeaderValue::as_bytes),
         );
+        let created = self.clock().unix_millis() / 1000;
         if stream {
             // The answer is OpenAI's event stream now, whatever the upstream framed it in.
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
             );
+            return AnswerBody::translated(body, &t, created);
         }
-        let created = self.clock().unix_millis() / 1000;
-        AnswerBody::translated(body, t, created, stream)
+        // A whole answer is read and translated before the head goes: the client gets it
+        // with its length, in one write, or a clean 502 when it does not read.
+        let raw = crate::dialect::read_whole(body, crate::dialect::MAX_WHOLE + 1).await;
+        let (status, out) = match crate::dialect::whole(&t, &raw, created) {
+            Ok(c) => (http::StatusCode::OK, c),
+            Err(why) => {
+                tracing::warn!(endpoint, error = %why, "an answer that does not translate");
+                let e = ProxyError::UpstreamClosed {
+                    endpoint: endpoint.to_string(),
+                    reason: format!("its answer does not read: {why}"),
+                };
+                (e.status(), e.body())
+            }
+        };
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        AnswerBody::Full(Some(out))
     }
 
     /// Stage 2: the caller of a route with `[auth]` on, its key checked for the route. The

@@ -11,6 +11,8 @@ pub use verify::{Refusal, Signed, verify};
 
 use aws_lc_rs::{digest, hmac};
 
+pub use aws_lc_rs::hmac::Key as SigningKey;
+
 /// AWS credentials (never printed: `Debug` shows the key id only).
 #[derive(Clone)]
 pub struct Credentials {
@@ -50,6 +52,36 @@ pub fn sign(
     service: &str,
     unix: u64,
 ) -> Vec<(&'static str, String)> {
+    let date = &amz_date(unix)[..8];
+    let key = signing_key(&creds.secret_key, date, region, service);
+    sign_with_key(req, creds, region, service, unix, &key)
+}
+
+/// The UTC day (`YYYYMMDD`) of `unix` seconds, as signing keys are derived for it.
+pub fn day(unix: u64) -> String {
+    amz_date(unix)[..8].to_string()
+}
+
+/// The key that signs every request of one UTC day (`date`, `YYYYMMDD`), region and
+/// service: derived from the secret by four HMACs, so worth keeping for the day.
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> hmac::Key {
+    let mut key = mac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    for part in [region, service, "aws4_request"] {
+        key = mac(&key, part.as_bytes());
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, &key)
+}
+
+/// As [`sign`], with the day's `key` ([`signing_key`] of the same date, region and
+/// service) derived already.
+pub fn sign_with_key(
+    req: &Request<'_>,
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    unix: u64,
+    key: &hmac::Key,
+) -> Vec<(&'static str, String)> {
     let amz_date = amz_date(unix);
     let date = &amz_date[..8];
     let mut fields: Vec<(String, String)> = req
@@ -87,14 +119,7 @@ pub fn sign(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
     );
-    let mut key = mac(
-        format!("AWS4{}", creds.secret_key).as_bytes(),
-        date.as_bytes(),
-    );
-    for part in [region, service, "aws4_request"] {
-        key = mac(&key, part.as_bytes());
-    }
-    let signature = hex(&mac(&key, to_sign.as_bytes()));
+    let signature = hex(hmac::sign(key, to_sign.as_bytes()).as_ref());
     let mut out = vec![("x-amz-date", amz_date)];
     if let Some(t) = &creds.session_token {
         out.push(("x-amz-security-token", t.clone()));
@@ -115,8 +140,16 @@ fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// A field's value with its outer spaces removed and inner runs of spaces made one.
@@ -139,7 +172,11 @@ pub(crate) fn encode(s: &str, slash: bool) -> String {
                 out.push(b as char);
             }
             b'/' if !slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
+                out.push(char::from(HEX_UPPER[usize::from(b & 15)]));
+            }
         }
     }
     out
