@@ -157,3 +157,53 @@ async fn googles_errors_become_openais_and_fail_over() {
     }
     assert!(down.stats().server_errors >= 1);
 }
+
+#[tokio::test]
+async fn embeddings_are_batched_to_gemini_and_come_back_as_floats_or_base64() {
+    let up = gemini_sim(EndpointSpec::default()).await;
+    let cfg = config(&up.url(), "").replace("path = \"/v1/chat/completions\"", "prefix = \"/v1\"");
+    let gw = gateway_env(&cfg, &[KEY]).await;
+    let ask = |extra: &str| {
+        post(
+            gw.data_addr,
+            "/v1/embeddings",
+            Bytes::from(format!(
+                r#"{{"model":"gemini-embedding-001","input":["first text","second"],"dimensions":4{extra}}}"#
+            )),
+        )
+    };
+    let r = send(&client(), ask("")).await;
+    r.expect(StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "gemini-embedding-001");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 4);
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    // As OpenAI's SDKs ask by default: four little-endian f32s, in base64.
+    let r = send(&client(), ask(r#","encoding_format":"base64""#)).await;
+    r.expect(StatusCode::OK);
+    let b64 = r.json()["data"][0]["embedding"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert_eq!(bytes.len(), 16);
+    // Token ids cannot be embedded by Gemini: a 400 before anything is sent.
+    let before = up.stats().requests;
+    let r = send(
+        &client(),
+        post(
+            gw.data_addr,
+            "/v1/embeddings",
+            Bytes::from(r#"{"model":"gemini-embedding-001","input":[[1,2,3]]}"#),
+        ),
+    )
+    .await;
+    r.expect(StatusCode::BAD_REQUEST);
+    assert_eq!(up.stats().requests, before);
+}

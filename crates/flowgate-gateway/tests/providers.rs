@@ -346,3 +346,27 @@ async fn a_simulator_told_one_provider_answers_only_its_paths() {
     .await;
     r.expect(StatusCode::OK);
 }
+
+#[tokio::test]
+async fn what_a_chat_only_provider_cannot_serve_is_a_400_that_says_where_it_goes() {
+    let up = sim(EndpointSpec::default()).await;
+    let cfg =
+        config(&[up.url()], "").replace("path = \"/v1/chat/completions\"", "prefix = \"/v1\"");
+    let gw = gateway_env(&cfg, &[KEY]).await;
+    let r = send(
+        &client(),
+        post(
+            gw.data_addr,
+            "/v1/embeddings",
+            Bytes::from(r#"{"model":"text-embedding-3-small","input":"hi"}"#),
+        ),
+    )
+    .await;
+    r.expect(StatusCode::BAD_REQUEST);
+    assert!(
+        r.error_message().contains("serves chat completions only"),
+        "{}",
+        r.error_message()
+    );
+    assert_eq!(up.stats().requests, 0);
+}

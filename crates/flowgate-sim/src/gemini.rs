@@ -23,15 +23,56 @@ use crate::reply::{event_stream, json_response, sleep};
 use crate::spec::EndpointSpec;
 use crate::stats::InFlight;
 
-/// The model and whether the answer streams, for a Gemini path.
-pub(crate) fn operation(path: &str) -> Option<(String, bool)> {
+/// What a Gemini path asks of its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Generate,
+    Stream,
+    Embed,
+}
+
+/// The model and the operation of a Gemini path.
+pub(crate) fn operation(path: &str) -> Option<(String, Op)> {
     let rest = path.strip_prefix("/v1beta/models/")?;
     let (model, op) = rest.rsplit_once(':')?;
-    match op {
-        "generateContent" => Some((model.to_string(), false)),
-        "streamGenerateContent" => Some((model.to_string(), true)),
-        _ => None,
-    }
+    let op = match op {
+        "generateContent" => Op::Generate,
+        "streamGenerateContent" => Op::Stream,
+        "batchEmbedContents" => Op::Embed,
+        _ => return None,
+    };
+    Some((model.to_string(), op))
+}
+
+/// A `batchEmbedContents` answer: a vector for each request (`outputDimensionality`
+/// values, 8 unless asked), or Google's 400 when there are no requests.
+pub(crate) fn embeddings(v: &Value, rng: &mut SmallRng) -> Response<SimBody> {
+    use rand::Rng;
+    let Some(requests) = v
+        .get("requests")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "* BatchEmbedContentsRequest.requests: requests is not specified",
+            None,
+        );
+    };
+    let embeddings: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            let dims = r
+                .get("outputDimensionality")
+                .and_then(Value::as_u64)
+                .unwrap_or(8)
+                .min(4096);
+            let values: Vec<f64> = (0..dims).map(|_| rng.random_range(-1.0..1.0)).collect();
+            json!({"values": values})
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"embeddings": embeddings}))
 }
 
 /// A Google error answer.
@@ -54,6 +95,7 @@ pub(crate) fn refusal(
     uri: &Uri,
     headers: &HeaderMap,
     v: &Value,
+    op: Op,
 ) -> Option<Response<SimBody>> {
     let key = headers
         .get("x-goog-api-key")
@@ -80,7 +122,7 @@ pub(crate) fn refusal(
             Some("API_KEY_INVALID"),
         ));
     }
-    const KNOWN: &[&str] = &[
+    const GENERATE: &[&str] = &[
         "contents",
         "systemInstruction",
         "generationConfig",
@@ -89,9 +131,14 @@ pub(crate) fn refusal(
         "safetySettings",
         "cachedContent",
     ];
+    let known: &[&str] = if op == Op::Embed {
+        &["requests"]
+    } else {
+        GENERATE
+    };
     if let Some(unknown) = v
         .as_object()
-        .and_then(|o| o.keys().find(|k| !KNOWN.contains(&k.as_str())))
+        .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
     {
         return Some(error(
             StatusCode::BAD_REQUEST,
@@ -101,6 +148,10 @@ pub(crate) fn refusal(
             ),
             None,
         ));
+    }
+    if op == Op::Embed {
+        // Its requests are checked by [`embeddings`].
+        return None;
     }
     let contents = v.get("contents").and_then(Value::as_array);
     if contents.is_none_or(Vec::is_empty) {

@@ -239,8 +239,8 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     let gemini_op = (kind == Kind::Gemini)
         .then(|| gemini::operation(&path))
         .flatten();
-    if gemini_op.is_some()
-        && let Some(refused) = gemini::refusal(&state.spec, &uri, &headers, &v)
+    if let Some((_, op)) = &gemini_op
+        && let Some(refused) = gemini::refusal(&state.spec, &uri, &headers, &v, *op)
     {
         state.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
         guard.finish();
@@ -254,9 +254,9 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     if let Some((deployment, _)) = &azure {
         ask.model.clone_from(deployment);
     }
-    if let Some((model, stream)) = &gemini_op {
+    if let Some((model, op)) = &gemini_op {
         ask.model.clone_from(model);
-        ask.stream = *stream;
+        ask.stream = *op == gemini::Op::Stream;
         ask.prompt_tokens = gemini::prompt_tokens(&v);
         ask.max_tokens = v
             .pointer("/generationConfig/maxOutputTokens")
@@ -413,6 +413,12 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         Kind::Embeddings => content::embeddings(&ask, &mut rng),
         Kind::Gemini => {
             guard.finish();
+            if gemini_op
+                .as_ref()
+                .is_some_and(|(_, op)| *op == gemini::Op::Embed)
+            {
+                return Ok(gemini::embeddings(&v, &mut rng));
+            }
             return Ok(gemini::answer(n, &ask, &v, &text, completion));
         }
         Kind::Messages | Kind::Bedrock => {

@@ -44,6 +44,8 @@ pub(crate) struct Translation {
     pub json_mode: bool,
     /// The request's path after the endpoint's base path.
     pub path: Cow<'static, str>,
+    /// An embeddings request (Gemini's): how its answer is written.
+    pub embeddings: Option<Box<gemini::Embeddings>>,
 }
 
 /// The request body for a pool, when it is not the route's.
@@ -90,6 +92,19 @@ pub(crate) fn prepare(
             None => Prepared::AsIs,
         });
     }
+    let embeddings = pool.provider == Provider::Gemini && path.ends_with("/embeddings");
+    // What is translated is a chat request (or, for Gemini, embeddings); other operations
+    // have no counterpart there.
+    if !path.ends_with("/chat/completions") && !embeddings {
+        return Err(ProxyError::Unsupported(Unsupported::new(
+            "",
+            format!(
+                "pool {} ({}) serves chat completions only here: {path} goes to an openai, azure or openai_compatible pool",
+                pool.name,
+                pool.provider.as_str()
+            ),
+        )));
+    }
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ProxyError::Unsupported(Unsupported::new(
             "",
@@ -115,6 +130,20 @@ pub(crate) fn prepare(
             .and_then(|m| m.max_output)
             .unwrap_or(DEFAULT_MAX_TOKENS),
     };
+    if embeddings {
+        let e = gemini::embeddings_request(&v, target.model).map_err(ProxyError::Unsupported)?;
+        return Ok(Prepared::Translated(
+            Bytes::from(e.body.to_string()),
+            Arc::new(Translation {
+                provider: pool.provider,
+                path: Cow::Owned(gemini::embed_path(target.model)),
+                model,
+                include_usage: false,
+                json_mode: false,
+                embeddings: Some(Box::new(e)),
+            }),
+        ));
+    }
     if pool.provider == Provider::Gemini {
         let t = gemini::translate(&v).map_err(ProxyError::Unsupported)?;
         return Ok(Prepared::Translated(
@@ -125,6 +154,7 @@ pub(crate) fn prepare(
                 model,
                 include_usage: t.include_usage,
                 json_mode: false,
+                embeddings: None,
             }),
         ));
     }
@@ -144,6 +174,7 @@ pub(crate) fn prepare(
             include_usage: t.include_usage,
             json_mode: t.json_mode,
             path,
+            embeddings: None,
         }),
     ))
 }
@@ -235,9 +266,10 @@ pub(crate) fn is_stream(t: &Translation, content_type: Option<&[u8]>) -> bool {
 /// completion made at `created`; why not, when it does not read (cut, too large, not the
 /// provider's shape).
 pub(crate) fn whole(t: &Translation, raw: &[u8], created: u64) -> Result<Bytes, String> {
-    let c = match t.provider {
-        Provider::Gemini => gemini::completion(raw, &t.model, created),
-        _ => anthropic::completion(raw, &t.model, created, t.json_mode),
+    let c = match (&t.embeddings, t.provider) {
+        (Some(e), _) => gemini::embeddings_answer(raw, &t.model, e),
+        (None, Provider::Gemini) => gemini::completion(raw, &t.model, created),
+        (None, _) => anthropic::completion(raw, &t.model, created, t.json_mode),
     };
     c.map(Bytes::from).map_err(|e| e.to_string())
 }
