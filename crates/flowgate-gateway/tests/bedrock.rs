@@ -395,3 +395,54 @@ fn a_bedrock_pool_needs_credentials_a_region_and_no_api_key() {
         .is_none()
     );
 }
+
+#[tokio::test]
+async fn embeddings_go_to_titan_or_cohere_on_bedrock() {
+    let up = bedrock_sim("us-east-1", EndpointSpec::default()).await;
+    let pool = |model: &str| {
+        format!(
+            "[pools.embed]\nprovider = \"bedrock\"\nmodel = \"{model}\"\nendpoints = [{{ url = \"{}\", region = \"us-east-1\" }}]\n\n\
+             [[routes]]\nname = \"embed\"\nkind = \"openai\"\npath = \"/v1/embeddings\"\npool = \"embed\"\n",
+            up.url()
+        )
+    };
+    // Titan: one text, its dimensions, the token count Bedrock reports.
+    let gw = gateway_env(&pool("amazon.titan-embed-text-v2:0"), &aws_env()).await;
+    let ask = |body: &'static str| post(gw.data_addr, "/v1/embeddings", Bytes::from(body));
+    let r = send(
+        &client(),
+        ask(r#"{"model":"titan","input":"the quarterly report","dimensions":4}"#),
+    )
+    .await;
+    r.expect(StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 4);
+    assert_eq!(v["model"], "titan");
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    // Two texts cannot go to Titan in one call: a 400 before anything is sent.
+    let before = up.stats().requests;
+    let r = send(&client(), ask(r#"{"model":"titan","input":["a","b"]}"#)).await;
+    r.expect(StatusCode::BAD_REQUEST);
+    assert!(
+        r.error_message().contains("one text"),
+        "{}",
+        r.error_message()
+    );
+    assert_eq!(up.stats().requests, before);
+    // Cohere: a batch, in base64 as OpenAI's SDKs ask.
+    let gw = gateway_env(&pool("cohere.embed-english-v3"), &aws_env()).await;
+    let r = send(
+        &client(),
+        post(
+            gw.data_addr,
+            "/v1/embeddings",
+            Bytes::from(r#"{"model":"cohere","input":["a","b","c"],"encoding_format":"base64"}"#),
+        ),
+    )
+    .await;
+    r.expect(StatusCode::OK);
+    let data = r.json()["data"].as_array().unwrap().clone();
+    assert_eq!(data.len(), 3);
+    assert!(data[2]["embedding"].is_string());
+    assert_eq!(up.stats().unauthorized, 0);
+}

@@ -119,3 +119,84 @@ pub(crate) fn data_url<'u>(
         .ok_or_else(|| crate::Unsupported::new(at, "image data URLs must be base64"))?;
     Ok((media, data))
 }
+
+/// The texts of an OpenAI embeddings request, and how its answer is written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EmbeddingInputs<'a> {
+    pub texts: Vec<&'a str>,
+    /// `encoding_format: "base64"` (OpenAI's SDKs ask it by default).
+    pub base64: bool,
+    /// The inputs' tokens by the rule of thumb, for providers that report none.
+    pub prompt_tokens: u64,
+}
+
+impl<'a> EmbeddingInputs<'a> {
+    pub(crate) fn of(req: &'a Value) -> Result<Self, crate::Unsupported> {
+        use crate::Unsupported;
+        let texts: Vec<&str> = match req.get("input") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
+                a.iter().filter_map(Value::as_str).collect()
+            }
+            Some(Value::Array(_)) => {
+                return Err(Unsupported::new(
+                    "input",
+                    "input must be a string or an array of strings here (not token ids)",
+                ));
+            }
+            _ => return Err(Unsupported::new("input", "input: Field required")),
+        };
+        let base64 = match req.get("encoding_format").and_then(Value::as_str) {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(Unsupported::new(
+                    "encoding_format",
+                    format!("{other:?}: expected float or base64"),
+                ));
+            }
+        };
+        let prompt_tokens = texts.iter().map(|t| flowgate_cost::text_tokens(t)).sum();
+        Ok(EmbeddingInputs {
+            texts,
+            base64,
+            prompt_tokens,
+        })
+    }
+}
+
+/// OpenAI's embeddings list of `vectors` (JSON arrays of numbers) for `model`: floats, or
+/// little-endian `f32` bytes in base64.
+pub(crate) fn embeddings_list(
+    vectors: &[&Value],
+    model: &str,
+    base64: bool,
+    prompt_tokens: u64,
+) -> Result<Vec<u8>, crate::anthropic::BadAnswer> {
+    use base64::Engine;
+    let mut data = Vec::with_capacity(vectors.len());
+    for (i, v) in vectors.iter().enumerate() {
+        let values = v.as_array().ok_or_else(|| {
+            crate::anthropic::BadAnswer(format!("embedding {i} is not a list of numbers"))
+        })?;
+        let embedding = if base64 {
+            let mut bytes = Vec::with_capacity(values.len() * 4);
+            for x in values {
+                #[allow(clippy::cast_possible_truncation)] // f32, as OpenAI's base64 is
+                let f = x.as_f64().unwrap_or(0.0) as f32;
+                bytes.extend_from_slice(&f.to_le_bytes());
+            }
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            Value::Array(values.clone())
+        };
+        data.push(json!({"object": "embedding", "index": i, "embedding": embedding}));
+    }
+    let out = json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    });
+    Ok(out.to_string().into_bytes())
+}

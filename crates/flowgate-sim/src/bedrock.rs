@@ -98,8 +98,69 @@ pub(crate) fn unsigned(
     Some(error(StatusCode::FORBIDDEN, kind, &message))
 }
 
-/// What Bedrock refuses in a body before invoking the model: its 400 answer.
-pub(crate) fn refusal(v: &Value) -> Option<Response<SimBody>> {
+/// The embedding family of a model id (Titan's or Cohere's), if it embeds.
+pub(crate) fn embeds(model: &str) -> Option<bedrock::embeddings::Family> {
+    bedrock::embeddings::family(model)
+}
+
+/// What Bedrock refuses in a body before invoking `model`: its 400 answer.
+pub(crate) fn refusal(model: &str, v: &Value) -> Option<Response<SimBody>> {
+    use bedrock::embeddings::Family;
+    let why = match embeds(model) {
+        Some(Family::Titan) if !v.get("inputText").is_some_and(Value::is_string) => Some(
+            "Malformed input request: #: required key [inputText] not found, please reformat your input and try again.",
+        ),
+        Some(Family::Cohere)
+            if !v.get("texts").is_some_and(Value::is_array)
+                || !v.get("input_type").is_some_and(Value::is_string) =>
+        {
+            Some(
+                "Malformed input request: #: required keys [texts, input_type] not found, please reformat your input and try again.",
+            )
+        }
+        Some(_) => None,
+        None => messages_refusal(v),
+    }?;
+    Some(error(StatusCode::BAD_REQUEST, "ValidationException", why))
+}
+
+/// An embeddings answer: Titan's one vector with its token count, or Cohere's list.
+pub(crate) fn embeddings(
+    model: &str,
+    v: &Value,
+    rng: &mut rand::rngs::SmallRng,
+) -> Response<SimBody> {
+    use bedrock::embeddings::Family;
+    use rand::Rng;
+    let mut vector = |n: u64| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let body = match embeds(model) {
+        Some(Family::Titan) => {
+            let text = v
+                .get("inputText")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let dims = v
+                .get("dimensions")
+                .and_then(Value::as_u64)
+                .unwrap_or(8)
+                .min(1024);
+            json!({"embedding": vector(dims), "inputTextTokenCount": text.len() / 4 + 1})
+        }
+        _ => {
+            let texts = v
+                .get("texts")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let list: Vec<Value> = texts.iter().map(|_| json!(vector(8))).collect();
+            json!({"embeddings": list, "id": "sim", "response_type": "embeddings_floats", "texts": texts})
+        }
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// What Bedrock refuses in an Anthropic model's body.
+fn messages_refusal(v: &Value) -> Option<&'static str> {
     let why = if v.get("anthropic_version").and_then(Value::as_str) != Some(bedrock::VERSION) {
         "Malformed input request: #: required key [anthropic_version] not found or not bedrock-2023-05-31, please reformat your input and try again."
     } else if v.get("model").is_some() || v.get("stream").is_some() {
@@ -111,7 +172,7 @@ pub(crate) fn refusal(v: &Value) -> Option<Response<SimBody>> {
     } else {
         return None;
     };
-    Some(error(StatusCode::BAD_REQUEST, "ValidationException", why))
+    Some(why)
 }
 
 /// One Messages API event in an event-stream `chunk` frame; the last one carries

@@ -231,7 +231,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
         return Ok(refused);
     }
     if bedrock_op.is_some()
-        && let Some(refused) = bedrock::refusal(&v)
+        && let Some(refused) = bedrock::refusal(&ask_model(&bedrock_op), &v)
     {
         guard.finish();
         return Ok(refused);
@@ -421,6 +421,15 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             }
             return Ok(gemini::answer(n, &ask, &v, &text, completion));
         }
+        Kind::Bedrock
+            if bedrock_op
+                .as_ref()
+                .is_some_and(|(m, _)| bedrock::embeds(m).is_some()) =>
+        {
+            guard.finish();
+            let model = ask_model(&bedrock_op);
+            return Ok(bedrock::embeddings(&model, &v, &mut rng));
+        }
         Kind::Messages | Kind::Bedrock => {
             guard.finish();
             return Ok(anthropic::message(n, &ask, &v, &text, completion));
@@ -428,6 +437,11 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
     };
     guard.finish();
     Ok(json_response(StatusCode::OK, &answer))
+}
+
+/// The model a Bedrock path names.
+fn ask_model(op: &Option<(String, bool)>) -> String {
+    op.as_ref().map(|(m, _)| m.clone()).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

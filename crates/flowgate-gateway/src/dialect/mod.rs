@@ -44,8 +44,15 @@ pub(crate) struct Translation {
     pub json_mode: bool,
     /// The request's path after the endpoint's base path.
     pub path: Cow<'static, str>,
-    /// An embeddings request (Gemini's): how its answer is written.
-    pub embeddings: Option<Box<gemini::Embeddings>>,
+    /// An embeddings request: how its answer is written.
+    pub embeddings: Option<Box<Embed>>,
+}
+
+/// How an embeddings answer is read, by provider.
+#[derive(Debug, Clone)]
+pub(crate) enum Embed {
+    Gemini(gemini::Embeddings),
+    Bedrock(bedrock::embeddings::Embeddings),
 }
 
 /// The request body for a pool, when it is not the route's.
@@ -92,9 +99,10 @@ pub(crate) fn prepare(
             None => Prepared::AsIs,
         });
     }
-    let embeddings = pool.provider == Provider::Gemini && path.ends_with("/embeddings");
-    // What is translated is a chat request (or, for Gemini, embeddings); other operations
-    // have no counterpart there.
+    let embeddings = matches!(pool.provider, Provider::Gemini | Provider::Bedrock)
+        && path.ends_with("/embeddings");
+    // What is translated is a chat request (or, for Gemini and Bedrock, embeddings); other
+    // operations have no counterpart there.
     if !path.ends_with("/chat/completions") && !embeddings {
         return Err(ProxyError::Unsupported(Unsupported::new(
             "",
@@ -131,16 +139,26 @@ pub(crate) fn prepare(
             .unwrap_or(DEFAULT_MAX_TOKENS),
     };
     if embeddings {
-        let e = gemini::embeddings_request(&v, target.model).map_err(ProxyError::Unsupported)?;
+        let (body, path, embed) = if pool.provider == Provider::Bedrock {
+            let e =
+                bedrock::embeddings::request(&v, target.model).map_err(ProxyError::Unsupported)?;
+            let path = bedrock::path(target.model, false);
+            (e.body.to_string(), path, Embed::Bedrock(e))
+        } else {
+            let e =
+                gemini::embeddings_request(&v, target.model).map_err(ProxyError::Unsupported)?;
+            let path = gemini::embed_path(target.model);
+            (e.body.to_string(), path, Embed::Gemini(e))
+        };
         return Ok(Prepared::Translated(
-            Bytes::from(e.body.to_string()),
+            Bytes::from(body),
             Arc::new(Translation {
                 provider: pool.provider,
-                path: Cow::Owned(gemini::embed_path(target.model)),
+                path: Cow::Owned(path),
                 model,
                 include_usage: false,
                 json_mode: false,
-                embeddings: Some(Box::new(e)),
+                embeddings: Some(Box::new(embed)),
             }),
         ));
     }
@@ -266,8 +284,9 @@ pub(crate) fn is_stream(t: &Translation, content_type: Option<&[u8]>) -> bool {
 /// completion made at `created`; why not, when it does not read (cut, too large, not the
 /// provider's shape).
 pub(crate) fn whole(t: &Translation, raw: &[u8], created: u64) -> Result<Bytes, String> {
-    let c = match (&t.embeddings, t.provider) {
-        (Some(e), _) => gemini::embeddings_answer(raw, &t.model, e),
+    let c = match (t.embeddings.as_deref(), t.provider) {
+        (Some(Embed::Gemini(e)), _) => gemini::embeddings_answer(raw, &t.model, e),
+        (Some(Embed::Bedrock(e)), _) => bedrock::embeddings::answer(raw, &t.model, e),
         (None, Provider::Gemini) => gemini::completion(raw, &t.model, created),
         (None, _) => anthropic::completion(raw, &t.model, created, t.json_mode),
     };

@@ -5,8 +5,10 @@
 //! AWS event-stream frames ([`crate::eventstream`]) whose `chunk` events carry the
 //! Messages API's events base64-encoded ([`Stream`]); errors are AWS's
 //! (`x-amzn-errortype` and a `message`, [`error()`]). Requests are signed with
-//! [`crate::sigv4`] for the service [`SERVICE`].
+//! [`crate::sigv4`] for the service [`SERVICE`]. Embeddings go to Titan or Cohere models
+//! ([`embeddings`]).
 
+pub mod embeddings;
 mod error;
 mod stream;
 #[cfg(test)]
