@@ -57,6 +57,11 @@ async fn a_claude_client_gets_a_message_from_any_provider() {
         let gw = gateway_env(&config(&pool, ""), &[KEY]).await;
         let r = send(&client(), post(gw.data_addr, "/v1/messages", claude(""))).await;
         r.expect(StatusCode::OK);
+        // Translated whole before its head: sent with its length.
+        assert_eq!(
+            r.headers["content-length"].to_str().unwrap(),
+            r.body.len().to_string()
+        );
         let m = r.json();
         assert_eq!(m["type"], "message", "{m}");
         assert_eq!(m["role"], "assistant");

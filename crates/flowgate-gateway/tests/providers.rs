@@ -67,6 +67,11 @@ async fn an_openai_client_gets_an_openai_answer_from_an_anthropic_pool() {
     // The simulator refuses a request without anthropic-version, max_tokens or messages:
     // a 200 means the request was translated and carried the API's fields.
     r.expect(StatusCode::OK);
+    // Translated whole before its head: sent with its length, in one write.
+    assert_eq!(
+        r.headers["content-length"].to_str().unwrap(),
+        r.body.len().to_string()
+    );
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "claude-sonnet");

@@ -27,51 +27,85 @@ pub(crate) fn request(body: &[u8]) -> Result<(Bytes, Ask), ProxyError> {
     Ok((Bytes::from(openai), ask))
 }
 
-/// `resp` (OpenAI's shape) as the Claude client that asked `ask` gets it.
-pub(crate) fn answer<B>(resp: Response<B>, ask: Option<&Ask>) -> Response<ClaudeBody<B>> {
-    let (mut parts, body) = resp.into_parts();
+/// `resp` (OpenAI's shape) as the Claude client that asked `ask` gets it: a stream
+/// translated event by event; anything else (a whole answer, an error) read and
+/// translated before its head goes, so that it is sent with its length in one write.
+pub(crate) async fn answer<B>(resp: Response<B>, ask: Option<&Ask>) -> Response<ClaudeBody<B>>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let (mut parts, mut body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let stream = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let model = ask.map(|a| a.model.clone()).unwrap_or_default();
-    let how = if !parts.status.is_success() {
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+    let ok = parts.status.is_success();
+    let stream = ok
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let model = ask.map(|a| a.model.as_str()).unwrap_or_default();
+    if stream {
+        return Response::from_parts(
+            parts,
+            ClaudeBody::Stream {
+                inner: body,
+                s: Box::new(clients::Stream::new(model)),
+                done: false,
+            },
         );
-        How::Error(parts.status.as_u16(), BytesMut::new())
-    } else if stream {
-        How::Stream(Box::new(clients::Stream::new(&model)))
-    } else {
-        How::Whole(model, BytesMut::new())
+    }
+    let out = match read(&mut body, MAX_WHOLE).await {
+        Ok(buf) if ok => clients::message(&buf, model).map_err(|e| e.to_string()),
+        Ok(buf) => Ok(clients::error(parts.status.as_u16(), &buf)),
+        Err(e) => Err(e),
     };
-    Response::from_parts(
-        parts,
-        ClaudeBody {
-            inner: body,
-            how,
-            done: false,
-        },
-    )
+    let out = out.unwrap_or_else(|why| {
+        tracing::warn!(error = %why, "an answer that does not translate for a Claude client");
+        parts.status = http::StatusCode::BAD_GATEWAY;
+        let e = format!(
+            r#"{{"error":{{"message":"the answer does not read: {}"}}}}"#,
+            why.replace('"', "'")
+        );
+        clients::error(502, e.as_bytes())
+    });
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(parts, ClaudeBody::Full(Some(Bytes::from(out))))
+}
+
+/// `body` read whole, up to `limit` bytes.
+async fn read<B>(body: &mut B, limit: usize) -> Result<BytesMut, String>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let mut buf = BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(d) = frame.into_data() {
+            if buf.len() + d.len() > limit {
+                return Err(format!("the answer is larger than {limit} bytes"));
+            }
+            buf.extend_from_slice(&d);
+        }
+    }
+    Ok(buf)
 }
 
 /// An answer's body in the Messages API's shape.
 #[derive(Debug)]
-pub struct ClaudeBody<B> {
-    inner: B,
-    how: How,
-    done: bool,
-}
-
-#[derive(Debug)]
-enum How {
-    /// A whole completion for the model the client named.
-    Whole(String, BytesMut),
-    Stream(Box<clients::Stream>),
-    /// An error answer with its status.
-    Error(u16, BytesMut),
+pub enum ClaudeBody<B> {
+    /// Translated event by event.
+    Stream {
+        inner: B,
+        s: Box<clients::Stream>,
+        done: bool,
+    },
+    /// Translated whole.
+    Full(Option<Bytes>),
 }
 
 impl<B> Body for ClaudeBody<B>
@@ -85,71 +119,51 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
+        let (inner, s, done) = match self.get_mut() {
+            ClaudeBody::Full(b) => return Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ClaudeBody::Stream { inner, s, done } => (inner, s, done),
+        };
         loop {
-            if this.done {
+            if *done {
                 return Poll::Ready(None);
             }
-            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            let out = match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
+                    *done = true;
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Ready(Some(Ok(f))) => match f.into_data() {
-                    Ok(d) => Some(d),
+                    Ok(data) => {
+                        let out = s.push(&data);
+                        *done = s.is_finished();
+                        out
+                    }
                     // Trailers have no place in the Messages API's answers.
                     Err(_) => continue,
                 },
-                Poll::Ready(None) => None,
+                Poll::Ready(None) => {
+                    *done = true;
+                    s.finish()
+                }
             };
-            match (&mut this.how, frame) {
-                (How::Stream(s), Some(data)) => {
-                    let out = s.push(&data);
-                    if s.is_finished() {
-                        this.done = true;
-                    }
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                    }
-                }
-                (How::Stream(s), None) => {
-                    this.done = true;
-                    let out = s.finish();
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                    }
-                }
-                (How::Whole(_, buf) | How::Error(_, buf), Some(data)) => {
-                    if buf.len() + data.len() > MAX_WHOLE {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(format!(
-                            "the answer is larger than {MAX_WHOLE} bytes"
-                        )
-                        .into())));
-                    }
-                    buf.extend_from_slice(&data);
-                }
-                (How::Whole(model, buf), None) => {
-                    this.done = true;
-                    let m =
-                        clients::message(buf, model).map_err(|e| -> BoxError { Box::new(e) })?;
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(m)))));
-                }
-                (How::Error(status, buf), None) => {
-                    this.done = true;
-                    let e = clients::error(*status, buf);
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(e)))));
-                }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        match self {
+            ClaudeBody::Full(b) => b.is_none(),
+            ClaudeBody::Stream { done, .. } => *done,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        match self {
+            ClaudeBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ClaudeBody::Stream { .. } => SizeHint::default(),
+        }
     }
 }

@@ -75,7 +75,9 @@ impl Gateway {
             }
         };
         if out.dialect == ClientDialect::Anthropic {
-            resp = crate::dialect::claude::answer(resp, out.claude.as_ref()).map(ProxyBody::claude);
+            resp = crate::dialect::claude::answer(resp, out.claude.as_ref())
+                .await
+                .map(ProxyBody::claude);
         }
         explain(resp.headers_mut(), request_id, &out, error.is_some());
         self.telemetry().record(RequestRecord {
