@@ -201,7 +201,7 @@ pub fn endpoint_from_spec(
     env: &[(String, String)],
 ) -> Result<EndpointConfig, Vec<(String, String)>> {
     let mut found = Vec::new();
-    match validate::endpoint(spec, &KeyPath::default(), env, &mut found) {
+    match validate::endpoint(spec, &KeyPath::default(), env, None, &mut found) {
         Some(e) if found.is_empty() => Ok(e),
         _ => Err(found.into_iter().map(|(k, m)| (k.to_string(), m)).collect()),
     }

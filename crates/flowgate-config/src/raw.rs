@@ -344,6 +344,7 @@ pub struct RawEndpoint {
     pub region: Option<String>,
     pub priority: Option<u32>,
     pub api_key_env: Option<String>,
+    pub api_key_file: Option<String>,
     pub api_key_header: Option<String>,
 }
 

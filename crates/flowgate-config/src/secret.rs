@@ -18,12 +18,14 @@ pub fn parse_key_hash(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// A secret read from the environment: never printed (`Debug` and `Display` show its
-/// variable's name only).
+/// A secret read from the environment or a file: never printed (`Debug` and `Display`
+/// show its variable's name, or its file's path, only).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     var: String,
     value: String,
+    /// Read from the file `var` names rather than the environment.
+    file: bool,
 }
 
 impl Secret {
@@ -31,7 +33,22 @@ impl Secret {
         Secret {
             var: var.into(),
             value: value.into(),
+            file: false,
         }
+    }
+
+    /// A secret read from the file at `path`.
+    pub fn from_file(path: impl Into<String>, value: impl Into<String>) -> Self {
+        Secret {
+            var: path.into(),
+            value: value.into(),
+            file: true,
+        }
+    }
+
+    /// The environment variable it came from, if it came from one.
+    pub fn env_var(&self) -> Option<&str> {
+        (!self.file).then_some(self.var.as_str())
     }
 
     /// The secret itself, for the one place that sends it.
@@ -47,12 +64,16 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret(${})", self.var)
+        write!(f, "Secret({self})")
     }
 }
 
 impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "${}", self.var)
+        if self.file {
+            write!(f, "file {}", self.var)
+        } else {
+            write!(f, "${}", self.var)
+        }
     }
 }

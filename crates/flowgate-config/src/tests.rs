@@ -1446,3 +1446,55 @@ fn the_shipped_catalog_is_extended_and_overridden_by_the_config() {
         "{p:?}"
     );
 }
+
+#[test]
+fn an_endpoints_key_may_come_from_a_file_next_to_the_config() {
+    let dir = std::env::temp_dir().join(format!("flowgate-keyfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("openai.key"), "sk-from-file\n").unwrap();
+    let origin = dir.join("flowgate.toml");
+    let origin = origin.to_str().unwrap();
+    let with = |ep: &str| {
+        GOOD.replace(
+            "  { url = \"http://127.0.0.1:18082/base/\", name = \"b\" },",
+            &format!("  {{ url = \"http://127.0.0.1:18082/base/\", name = \"b\", {ep} }},"),
+        )
+    };
+    // Relative to the config's directory; the trailing newline trimmed; shown by its path.
+    let c = parse(
+        &with("api_key_file = \"openai.key\""),
+        origin,
+        std::iter::empty(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let k = c.pools[0].endpoints[1].api_key.as_ref().unwrap();
+    assert_eq!(k.secret.expose(), "sk-from-file");
+    assert!(k.secret.env_var().is_none());
+    let shown = format!("{} {:?} {}", k.secret, k.secret, c.summary());
+    assert!(
+        !shown.contains("sk-from-file") && shown.contains("openai.key"),
+        "{shown}"
+    );
+    // A file that is not there, or both sources at once.
+    for (ep, want) in [
+        ("api_key_file = \"missing.key\"", "cannot read"),
+        (
+            "api_key_file = \"openai.key\", api_key_env = \"X\"",
+            "not both",
+        ),
+    ] {
+        let e = parse(&with(ep), origin, std::iter::empty()).unwrap_err();
+        let p = &e.problems()[0];
+        assert_eq!(p.key.to_string(), "pools.llm.endpoints[1].api_key_file");
+        assert!(p.message.contains(want), "{}", p.message);
+    }
+    // Never read through the admin API.
+    let spec: crate::EndpointSpec = toml::from_str(&format!(
+        "url = \"http://127.0.0.1:1\"\napi_key_file = \"{}\"",
+        dir.join("openai.key").display()
+    ))
+    .unwrap();
+    let err = crate::endpoint_from_spec(spec, &[]).unwrap_err();
+    assert!(err[0].1.contains("admin API"), "{err:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -564,22 +564,53 @@ fn upstream_key(
     e: &RawEndpoint,
     key: &KeyPath,
     env: &[(String, String)],
+    origin: Option<&str>,
     found: &mut Found,
 ) -> Option<UpstreamKey> {
-    let var = e.api_key_env.as_deref()?;
-    let header = match e.api_key_header.as_deref() {
-        None => http::header::AUTHORIZATION,
-        Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
-            Ok(h) => h,
-            Err(_) => {
+    if e.api_key_env.is_some() && e.api_key_file.is_some() {
+        found.push((
+            key.clone().key("api_key_file"),
+            "set api_key_env or api_key_file, not both".into(),
+        ));
+        return None;
+    }
+    if let Some(file) = &e.api_key_file {
+        let Some(origin) = origin else {
+            found.push((
+                key.clone().key("api_key_file"),
+                "api_key_file is read from the config file's machine only: not through the admin API".into(),
+            ));
+            return None;
+        };
+        let header = key_header(e, key, found)?;
+        let path = crate::units::relative_to(origin, file);
+        let value = match std::fs::read_to_string(&path) {
+            Ok(v) => v.trim().to_string(),
+            Err(err) => {
                 found.push((
-                    key.clone().key("api_key_header"),
-                    format!("invalid header name {h:?}"),
+                    key.clone().key("api_key_file"),
+                    format!("cannot read {}: {err}", path.display()),
                 ));
                 return None;
             }
-        },
-    };
+        };
+        if value.is_empty() || HeaderValue::from_str(&value).is_err() {
+            found.push((
+                key.clone().key("api_key_file"),
+                format!(
+                    "{} is empty or holds characters a header cannot carry",
+                    path.display()
+                ),
+            ));
+            return None;
+        }
+        return Some(UpstreamKey {
+            header,
+            secret: Secret::from_file(path.display().to_string(), value),
+        });
+    }
+    let var = e.api_key_env.as_deref()?;
+    let header = key_header(e, key, found)?;
     let Some((_, value)) = env.iter().find(|(k, _)| k == var) else {
         found.push((
             key.clone().key("api_key_env"),
@@ -1181,7 +1212,7 @@ fn pool(
     let mut names = BTreeSet::new();
     for (i, e) in raw_endpoints.into_iter().enumerate() {
         let ek = key.clone().key("endpoints").index(i);
-        if let Some(ep) = endpoint(e, &ek, env, found) {
+        if let Some(ep) = endpoint(e, &ek, env, Some(origin), found) {
             if !names.insert(ep.name.clone()) {
                 found.push((
                     ek,
@@ -1400,13 +1431,33 @@ fn concurrency(
     })
 }
 
+/// The field an endpoint's key goes in (`api_key_header`, `authorization` by default).
+fn key_header(e: &RawEndpoint, key: &KeyPath, found: &mut Found) -> Option<HeaderName> {
+    match e.api_key_header.as_deref() {
+        None => Some(http::header::AUTHORIZATION),
+        Some(h) => match HeaderName::from_bytes(h.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                found.push((
+                    key.clone().key("api_key_header"),
+                    format!("invalid header name {h:?}"),
+                ));
+                None
+            }
+        },
+    }
+}
+
+/// An endpoint's settings; `origin`: the config file it was written in (`None` through the
+/// admin API, where no file may be read).
 pub(crate) fn endpoint(
     e: RawEndpoint,
     key: &KeyPath,
     env: &[(String, String)],
+    origin: Option<&str>,
     found: &mut Found,
 ) -> Option<EndpointConfig> {
-    let api_key = upstream_key(&e, key, env, found);
+    let api_key = upstream_key(&e, key, env, origin, found);
     let url_key = key.clone().key("url");
     let uri: Uri = match e.url.parse() {
         Ok(u) => u,

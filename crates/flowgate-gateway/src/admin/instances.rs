@@ -121,7 +121,7 @@ async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
         .pools
         .iter()
         .flat_map(|p| p.endpoints.iter())
-        .filter_map(|e| e.api_key.as_ref().map(|k| k.secret.var().to_string()))
+        .filter_map(|e| e.api_key.as_ref()?.secret.env_var().map(str::to_string))
         .collect();
     if let Some(var) = &spec.api_key_env
         && !declared.contains(var)
