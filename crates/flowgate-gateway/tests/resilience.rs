@@ -350,3 +350,33 @@ async fn a_slow_first_attempt_is_hedged_and_the_faster_answer_wins() {
     .await;
     assert_eq!((attempts(&r), upstream(&r)), ("1", host_of(&slow.url())));
 }
+
+#[tokio::test]
+async fn a_fallbacks_answer_is_read_with_its_own_pools_read_timeout() {
+    // The first pool is down and allows 100 ms between chunks; the fallback's server takes
+    // 300 ms between tokens and its pool allows 5 s: the stream must come through whole.
+    let dead = dead_port().await;
+    let slow = sim(EndpointSpec {
+        token_delay: Duration::from_millis(300),
+        completion_tokens: 3,
+        ..EndpointSpec::default()
+    })
+    .await;
+    let config = format!(
+        "[pools.a]\nendpoints = [{{ url = \"http://127.0.0.1:{dead}\" }}]\nretries = {{ attempts = 1 }}\nread_timeout = \"100ms\"\n\n\
+         [pools.b]\nendpoints = [{{ url = \"{}\" }}]\nread_timeout = \"5s\"\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"a\"\nfallback = [{{ pool = \"b\" }}]\n",
+        slow.url()
+    );
+    let gw = gateway(&config).await;
+    let (events, done) = openai_stream(
+        gw.data_addr,
+        "/v1/chat/completions",
+        bytes::Bytes::from(
+            r#"{"model":"m","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    )
+    .await;
+    assert!(done, "the stream was cut: {events:?}");
+    assert_eq!(slow.stats().completed, 1);
+}

@@ -175,7 +175,16 @@ impl Gateway {
         // The upstream client leaves hop-by-hop fields out of the head (`fields::collect`).
         resp.headers_mut()
             .insert(headers::UPSTREAM.clone(), endpoint.name_header.clone());
-        let body = ResponseBody::new(lease, head.body, route.upstream.cfg.read_timeout);
+        // The gaps allowed in the answer are those of the pool that gave it (a fallback's).
+        let read_timeout = match &out.pool {
+            Some(p) if *p != route.upstream.name => rt
+                .upstreams
+                .iter()
+                .find(|u| u.name == *p)
+                .map_or(route.upstream.cfg.read_timeout, |u| u.cfg.read_timeout),
+            _ => route.upstream.cfg.read_timeout,
+        };
+        let body = ResponseBody::new(lease, head.body, read_timeout);
         let body = match out.translation.clone() {
             // The gateway's own key refused: the client is told whose it was.
             None if matches!(head.status.as_u16(), 401 | 403) && endpoint.credential.is_some() => {
