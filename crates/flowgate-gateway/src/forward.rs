@@ -237,18 +237,18 @@ impl<'c> Forwarder<'c> {
             }
             Prepared::Path(p) => path = Some(Cow::Owned(p)),
         }
-        let wire = path.as_deref();
+        let pool_path = path.as_deref();
         let body = if own.is_some() { &mut own } else { body };
         let timeout = pool.cfg.request_timeout;
         // A body streamed from the client goes at the client's pace: the timeout then
         // covers what the upstream does (waiting for a connection, answering once the body
         // is in), never the upload (`send`).
         if matches!(body, Some(ReqBody::Stream { .. })) {
-            return self.attempts(pool, req, wire, body, hedge, out).await;
+            return self.attempts(pool, req, pool_path, body, hedge, out).await;
         }
         let answered = {
             // Pinned where it is made: the timeout holds a pointer, not a copy of the future.
-            let attempts = std::pin::pin!(self.attempts(pool, req, wire, body, hedge, out));
+            let attempts = std::pin::pin!(self.attempts(pool, req, pool_path, body, hedge, out));
             tokio::time::timeout(timeout, attempts).await
         };
         match answered {
@@ -267,7 +267,7 @@ impl<'c> Forwarder<'c> {
         &self,
         pool: &Upstream,
         req: &Outbound<'_>,
-        wire: Option<&str>,
+        pool_path: Option<&str>,
         body: &mut Option<ReqBody>,
         hedge: Option<HedgeAfter>,
         out: &mut Outcome,
@@ -298,9 +298,10 @@ impl<'c> Forwarder<'c> {
                 let t = match hedge {
                     // Boxed: the hedge's two attempts would double every request's future.
                     Some(after) if tried.is_empty() => {
-                        Box::pin(self.hedged(pool, ep, req, wire, body, after, key, tag, out)).await
+                        Box::pin(self.hedged(pool, ep, req, pool_path, body, after, key, tag, out))
+                            .await
                     }
-                    _ => self.attempt(pool, ep, req, wire, body).await,
+                    _ => self.attempt(pool, ep, req, pool_path, body).await,
                 };
                 out.endpoint = Some(t.ep.name.clone());
                 if let Some(took) = t.took {
@@ -332,7 +333,7 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         first: Arc<Endpoint>,
         req: &Outbound<'_>,
-        wire: Option<&str>,
+        pool_path: Option<&str>,
         body: &mut Option<ReqBody>,
         after: HedgeAfter,
         key: Option<&[u8]>,
@@ -349,7 +350,7 @@ impl<'c> Forwarder<'c> {
         // Hedged requests have buffered bodies: the first attempt keeps its own.
         let mut second_body = for_attempt(body);
         let started = self.clock().now();
-        let a = self.attempt(pool, first.clone(), req, wire, body);
+        let a = self.attempt(pool, first.clone(), req, pool_path, body);
         let Some(delay) = delay else {
             return a.await;
         };
@@ -369,7 +370,7 @@ impl<'c> Forwarder<'c> {
         }
         ResilienceCounts::add(&pool.counts.hedges);
         out.attempts += 1;
-        let b = self.attempt(pool, second, req, wire, &mut second_body);
+        let b = self.attempt(pool, second, req, pool_path, &mut second_body);
         tokio::pin!(b);
         tokio::select! {
             t = &mut a => if good(&t) { t } else { won(pool, b.await) },
@@ -390,22 +391,24 @@ impl<'c> Forwarder<'c> {
         pool: &Upstream,
         ep: Arc<Endpoint>,
         req: &Outbound<'_>,
-        wire: Option<&str>,
+        pool_path: Option<&str>,
         body: &mut Option<ReqBody>,
     ) -> Tried {
-        let (answer, took) = match self.send(pool, &ep, req, wire, body).await {
+        let (answer, took) = match self.send(pool, &ep, req, pool_path, body).await {
             Ok((head, lease, took)) => (Ok((head, lease, ep.clone())), Some(took)),
             Err(e) => (Err(e), None),
         };
         Tried { ep, answer, took }
     }
 
+    /// One exchange on `ep`; `pool_path` is the path on the pool's servers when it is not
+    /// the client's (a translating pool's, an Azure deployment's).
     async fn send(
         &self,
         pool: &Upstream,
         ep: &Arc<Endpoint>,
         req: &Outbound<'_>,
-        wire: Option<&str>,
+        pool_path: Option<&str>,
         body: &mut Option<ReqBody>,
     ) -> Result<(ResponseHead, Lease, Duration), ProxyError> {
         let parts = req.parts;
@@ -440,7 +443,7 @@ impl<'c> Forwarder<'c> {
             ReqBody::Stream { .. } => None,
         };
         let provider = pool.cfg.provider;
-        let target = match wire {
+        let target = match pool_path {
             Some(path) => Cow::Owned(format!("{}{path}", ep.cfg.base_path)),
             None => upstream_target(ep, &parts.uri),
         };
