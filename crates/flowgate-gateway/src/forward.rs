@@ -230,9 +230,9 @@ impl<'c> Forwarder<'c> {
         match crate::dialect::prepare(&pool.cfg, req.parts.uri.path(), whole, self.models)? {
             Prepared::AsIs => {}
             Prepared::Body(b) => own = Some(ReqBody::full(b)),
-            Prepared::Translated(b, t) => {
+            Prepared::Translated(b, p, t) => {
                 own = Some(ReqBody::full(b));
-                path = Some(t.path.clone());
+                path = Some(p);
                 out.translation = Some(t);
             }
             Prepared::Path(p) => path = Some(Cow::Owned(p)),

@@ -98,15 +98,10 @@ pub(crate) fn unsigned(
     Some(error(StatusCode::FORBIDDEN, kind, &message))
 }
 
-/// The embedding family of a model id (Titan's or Cohere's), if it embeds.
-pub(crate) fn embeds(model: &str) -> Option<bedrock::embeddings::Family> {
-    bedrock::embeddings::family(model)
-}
-
 /// What Bedrock refuses in a body before invoking `model`: its 400 answer.
 pub(crate) fn refusal(model: &str, v: &Value) -> Option<Response<SimBody>> {
     use bedrock::embeddings::Family;
-    let why = match embeds(model) {
+    let why = match bedrock::embeddings::family(model) {
         Some(Family::Titan) if !v.get("inputText").is_some_and(Value::is_string) => Some(
             "Malformed input request: #: required key [inputText] not found, please reformat your input and try again.",
         ),
@@ -133,7 +128,7 @@ pub(crate) fn embeddings(
     use bedrock::embeddings::Family;
     use rand::Rng;
     let mut vector = |n: u64| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
-    let body = match embeds(model) {
+    let body = match bedrock::embeddings::family(model) {
         Some(Family::Titan) => {
             let text = v
                 .get("inputText")

@@ -422,9 +422,9 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             return Ok(gemini::answer(n, &ask, &v, &text, completion));
         }
         Kind::Bedrock
-            if bedrock_op
-                .as_ref()
-                .is_some_and(|(m, _)| bedrock::embeds(m).is_some()) =>
+            if bedrock_op.as_ref().is_some_and(|(m, _)| {
+                flowgate_providers::bedrock::embeddings::family(m).is_some()
+            }) =>
         {
             guard.finish();
             let model = ask_model(&bedrock_op);

@@ -7,7 +7,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flowgate_http::BoxError;
 use flowgate_providers::anthropic::clients::{self, Ask};
 use http::{HeaderValue, Response, header};
@@ -17,9 +17,6 @@ use crate::error::ProxyError;
 
 /// The path a Claude client's request takes once it is OpenAI's.
 pub(crate) const OPENAI_PATH: &str = "/v1/chat/completions";
-
-/// The largest whole answer or error translated.
-const MAX_WHOLE: usize = 64 * 1024 * 1024;
 
 /// A Claude client's request body as OpenAI's, and what its answer needs.
 pub(crate) fn request(body: &[u8]) -> Result<(Bytes, Ask), ProxyError> {
@@ -53,7 +50,7 @@ where
             },
         );
     }
-    let out = match read(&mut body, MAX_WHOLE).await {
+    let out = match super::read_all(&mut body, super::MAX_WHOLE).await {
         Ok(buf) if ok => clients::message(&buf, model).map_err(|e| e.to_string()),
         Ok(buf) => Ok(clients::error(parts.status.as_u16(), &buf)),
         Err(e) => Err(e),
@@ -75,24 +72,6 @@ where
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(parts, ClaudeBody::Full(Some(Bytes::from(out))))
-}
-
-/// `body` read whole, up to `limit` bytes.
-async fn read<B>(body: &mut B, limit: usize) -> Result<BytesMut, String>
-where
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
-{
-    let mut buf = BytesMut::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Ok(d) = frame.into_data() {
-            if buf.len() + d.len() > limit {
-                return Err(format!("the answer is larger than {limit} bytes"));
-            }
-            buf.extend_from_slice(&d);
-        }
-    }
-    Ok(buf)
 }
 
 /// An answer's body in the Messages API's shape.

@@ -42,8 +42,6 @@ pub(crate) struct Translation {
     pub model: String,
     pub include_usage: bool,
     pub json_mode: bool,
-    /// The request's path after the endpoint's base path.
-    pub path: Cow<'static, str>,
     /// An embeddings request: how its answer is written.
     pub embeddings: Option<Box<Embed>>,
 }
@@ -61,8 +59,9 @@ pub(crate) enum Prepared {
     AsIs,
     /// The route's body with another `model` (an OpenAI pool's `model`).
     Body(Bytes),
-    /// Translated for the pool's provider.
-    Translated(Bytes, Arc<Translation>),
+    /// Translated for the pool's provider: the body, its path after the endpoint's base
+    /// path, and how its answer is read.
+    Translated(Bytes, Cow<'static, str>, Arc<Translation>),
     /// The route's body, to another path (an Azure deployment's).
     Path(String),
 }
@@ -152,9 +151,9 @@ pub(crate) fn prepare(
         };
         return Ok(Prepared::Translated(
             Bytes::from(body),
+            Cow::Owned(path),
             Arc::new(Translation {
                 provider: pool.provider,
-                path: Cow::Owned(path),
                 model,
                 include_usage: false,
                 json_mode: false,
@@ -166,9 +165,9 @@ pub(crate) fn prepare(
         let t = gemini::translate(&v).map_err(ProxyError::Unsupported)?;
         return Ok(Prepared::Translated(
             Bytes::from(t.body.to_string()),
+            Cow::Owned(gemini::path(target.model, t.stream)),
             Arc::new(Translation {
                 provider: pool.provider,
-                path: Cow::Owned(gemini::path(target.model, t.stream)),
                 model,
                 include_usage: t.include_usage,
                 json_mode: false,
@@ -186,12 +185,12 @@ pub(crate) fn prepare(
     };
     Ok(Prepared::Translated(
         Bytes::from(body.to_string()),
+        path,
         Arc::new(Translation {
             provider: pool.provider,
             model,
             include_usage: t.include_usage,
             json_mode: t.json_mode,
-            path,
             embeddings: None,
         }),
     ))
@@ -280,9 +279,8 @@ pub(crate) fn is_stream(t: &Translation, content_type: Option<&[u8]>) -> bool {
     }
 }
 
-/// A whole answer of `t`'s provider (`raw`, read up to [`MAX_WHOLE`]) as an OpenAI chat
-/// completion made at `created`; why not, when it does not read (cut, too large, not the
-/// provider's shape).
+/// A whole answer of `t`'s provider as an OpenAI chat completion made at `created`; why
+/// not, when it is not the provider's shape.
 pub(crate) fn whole(t: &Translation, raw: &[u8], created: u64) -> Result<Bytes, String> {
     let c = match (t.embeddings.as_deref(), t.provider) {
         (Some(Embed::Gemini(e)), _) => gemini::embeddings_answer(raw, &t.model, e),
@@ -293,7 +291,27 @@ pub(crate) fn whole(t: &Translation, raw: &[u8], created: u64) -> Result<Bytes, 
     c.map(Bytes::from).map_err(|e| e.to_string())
 }
 
-/// Reads `body` whole, up to `limit` bytes (an error answer's, to translate it).
+/// `body` read whole; an error when it breaks or holds more than `limit` bytes (a whole
+/// answer, to translate it).
+pub(crate) async fn read_all<B>(body: &mut B, limit: usize) -> Result<BytesMut, String>
+where
+    B: Body<Data = Bytes, Error = flowgate_http::BoxError> + Unpin,
+{
+    let mut buf = BytesMut::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(d) = frame.into_data() {
+            if buf.len() + d.len() > limit {
+                return Err(format!("the answer is larger than {limit} bytes"));
+            }
+            buf.extend_from_slice(&d);
+        }
+    }
+    Ok(buf)
+}
+
+/// Reads `body` up to `limit` bytes, what it holds beyond left out (an error answer's, to
+/// translate it).
 pub(crate) async fn read_whole(mut body: ResponseBody, limit: usize) -> Bytes {
     let mut buf = BytesMut::new();
     while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await

@@ -246,8 +246,11 @@ impl Gateway {
         }
         // A whole answer is read and translated before the head goes: the client gets it
         // with its length, in one write, or a clean 502 when it does not read.
-        let raw = crate::dialect::read_whole(body, crate::dialect::MAX_WHOLE + 1).await;
-        let (status, out) = match crate::dialect::whole(&t, &raw, created) {
+        let mut body = body;
+        let translated = crate::dialect::read_all(&mut body, crate::dialect::MAX_WHOLE)
+            .await
+            .and_then(|raw| crate::dialect::whole(&t, &raw, created));
+        let (status, out) = match translated {
             Ok(c) => (http::StatusCode::OK, c),
             Err(why) => {
                 tracing::warn!(endpoint, error = %why, "an answer that does not translate");
