@@ -17,6 +17,6 @@ pub mod tokenizer;
 pub mod tokens;
 pub mod usage;
 
-pub use tokenizer::Tokenizer;
-pub use tokens::{Estimate, estimate, estimate_with, text_tokens};
+pub use tokenizer::{Tokenizer, text_tokens};
+pub use tokens::{Estimate, estimate, estimate_with};
 pub use usage::{Meter, Metered, Usage, usage_of};

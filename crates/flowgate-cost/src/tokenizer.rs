@@ -2,13 +2,21 @@
 //! for GPT-4o, GPT-4.1, GPT-5 and the o-series; `cl100k_base` for GPT-4, GPT-3.5 and the
 //! `text-embedding-3` models), from `tiktoken-rs`, which ships the vocabularies inside the
 //! binary (nothing is downloaded). Other models (Claude, Llama, a deployment named
-//! otherwise) are counted by the documented approximation of [`crate::tokens::text_tokens`].
+//! otherwise) are counted by the documented approximation of [`text_tokens`].
 //!
 //! A vocabulary is loaded on its first use (a fraction of a second and tens of MiB);
 //! [`Tokenizer::warm`] loads it ahead, off the request path.
 
 use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer as Vocabulary, get_tokenizer};
+
+/// Tokens of a piece of text: a token per four ASCII characters, one per other character.
+pub fn text_tokens(s: &str) -> u64 {
+    let (ascii, other) = s.chars().fold((0u64, 0u64), |(a, o), c| {
+        if c.is_ascii() { (a + 1, o) } else { (a, o + 1) }
+    });
+    ascii.div_ceil(4) + other
+}
 
 /// How the text of one request is counted.
 #[derive(Clone, Copy)]
@@ -49,7 +57,7 @@ impl Tokenizer {
     pub fn count(self, text: &str) -> u64 {
         match self.bpe() {
             Some(bpe) => bpe.encode_ordinary(text).len() as u64,
-            None => crate::tokens::text_tokens(text),
+            None => text_tokens(text),
         }
     }
 
@@ -79,7 +87,7 @@ mod tests {
         assert!(Tokenizer::of(Some("ft:gpt-4o-mini-2024-07-18:acme::abc")).is_exact());
         let claude = Tokenizer::of(Some("claude-sonnet-4-5"));
         assert!(!claude.is_exact());
-        assert_eq!(claude.count(hello), crate::tokens::text_tokens(hello));
+        assert_eq!(claude.count(hello), text_tokens(hello));
         assert!(!Tokenizer::of(None).is_exact());
     }
 }

@@ -12,7 +12,7 @@
 //! estimated.
 //!
 //! The estimate is a reservation, not a bill: rate limits correct it with the answer's
-//! `usage` ([`crate::usage`]).
+//! `usage` (the `usage` module).
 
 use std::cell::Cell;
 use std::fmt;
@@ -20,7 +20,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::Tokenizer;
+use crate::tokenizer::Tokenizer;
 
 /// Tokens an image in a prompt is counted as.
 pub const IMAGE_TOKENS: u64 = 85;
@@ -43,14 +43,6 @@ impl Estimate {
     pub fn reserve(&self) -> u64 {
         self.prompt.saturating_add(self.completion.unwrap_or(0))
     }
-}
-
-/// Tokens of a piece of text: a token per four ASCII characters, one per other character.
-pub fn text_tokens(s: &str) -> u64 {
-    let (ascii, other) = s.chars().fold((0u64, 0u64), |(a, o), c| {
-        if c.is_ascii() { (a + 1, o) } else { (a, o + 1) }
-    });
-    ascii.div_ceil(4) + other
 }
 
 thread_local! {
@@ -231,6 +223,7 @@ impl<'de> Deserialize<'de> for Member {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokenizer::text_tokens;
     use proptest::prelude::*;
 
     #[test]
