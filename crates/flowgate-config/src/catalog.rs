@@ -207,7 +207,7 @@ impl ModelCatalog {
             .flat_map(|m| {
                 std::iter::once(m.id.as_str()).chain(m.aliases.iter().map(String::as_str))
             })
-            .map(|c| (crate::problems::distance(name, c), c))
+            .map(|c| (crate::units::distance(name, c), c))
             .collect();
         names.sort();
         names.into_iter().take(n).map(|(_, c)| c).collect()
@@ -516,17 +516,17 @@ fn fill(
 /// deployment's `model`, the pool's, or the catalog's for the pool's provider).
 pub(crate) fn check_deployments(
     c: &ModelCatalog,
-    pools: &[std::sync::Arc<crate::model::PoolConfig>],
+    pool: &dyn Fn(&str) -> Option<(Provider, bool)>,
     key: &KeyPath,
     found: &mut Found,
 ) {
     for m in c.served() {
         for (i, d) in m.deployments.iter().enumerate() {
-            let Some(pool) = pools.iter().find(|p| p.name == d.pool) else {
+            // The pool's provider, and whether it names its servers' model itself.
+            let Some((p, pool_model)) = pool(&d.pool) else {
                 continue;
             };
             let dk = key.clone().key(&m.id).key("deployments").index(i);
-            let p = pool.provider;
             let chat_only = matches!(
                 p,
                 Provider::Anthropic | Provider::Bedrock | Provider::Gemini
@@ -537,12 +537,12 @@ pub(crate) fn check_deployments(
                     format!(
                         "{} is an embeddings model; pool {} ({}) serves chat only",
                         m.id,
-                        pool.name,
+                        d.pool,
                         p.as_str()
                     ),
                 ));
             }
-            if d.model.is_none() && pool.model.is_none() && m.id_at(p).is_none() {
+            if d.model.is_none() && !pool_model && m.id_at(p).is_none() {
                 found.push((
                     dk.key("model"),
                     format!(

@@ -6,6 +6,7 @@ use toml::{Table, Value};
 
 use crate::error::{KeyPath, Seg};
 use crate::raw::RawConfig;
+use crate::units::distance;
 
 /// At most this many problems are collected before giving up on the rest.
 const MAX_PROBLEMS: usize = 50;
@@ -77,25 +78,6 @@ pub(crate) fn suggest(message: &str) -> String {
         ),
         None => message.to_string(),
     }
-}
-
-/// Edit distance (insertions, deletions, substitutions; a swap of neighbours counts one).
-pub(crate) fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut prev2: Vec<usize> = vec![0; b.len() + 1];
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                cur[j] = cur[j].min(prev2[j - 2] + 1);
-            }
-        }
-        prev2 = std::mem::replace(&mut prev, cur);
-    }
-    prev[b.len()]
 }
 
 /// Takes the entry at `key` out of `table`; whether there was one to take (only table
@@ -171,15 +153,6 @@ fn singular(array: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn distance_counts_edits_and_swaps() {
-        assert_eq!(distance("listen", "listen"), 0);
-        assert_eq!(distance("lisen", "listen"), 1);
-        assert_eq!(distance("lsiten", "listen"), 1);
-        assert_eq!(distance("", "abc"), 3);
-        assert_eq!(distance("prefx", "prefix"), 1);
-    }
 
     #[test]
     fn the_nearest_key_is_suggested_when_near_enough() {

@@ -3,7 +3,6 @@
 //! gateway translates; and what each needs of the pool's endpoints (a key, a region).
 
 use crate::error::{Found, KeyPath};
-use crate::model::EndpointConfig;
 
 /// A pool's `provider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,13 +130,21 @@ pub(crate) fn provider(raw: Option<&str>, key: &KeyPath, found: &mut Found) -> P
     }
 }
 
+/// What [`check_endpoints`] reads of an endpoint, and the region it may fill in.
+pub(crate) struct EndpointFacts<'a> {
+    pub name: &'a str,
+    pub host: &'a str,
+    pub has_key: bool,
+    pub region: &'a mut Option<String>,
+}
+
 /// What `p` needs of each endpoint: an Anthropic key; for Bedrock, no key (requests are
 /// signed) and a region, taken from a `bedrock-runtime.REGION.amazonaws.com` host when the
 /// endpoint names none. The AWS lookup of a Bedrock pool (`aws_profile`).
 pub(crate) fn check_endpoints(
     p: Provider,
     aws_profile: Option<&str>,
-    endpoints: &mut [EndpointConfig],
+    endpoints: &mut [EndpointFacts<'_>],
     env: &[(String, String)],
     key: &KeyPath,
     found: &mut Found,
@@ -155,7 +162,7 @@ pub(crate) fn check_endpoints(
         let ek = key.clone().key("endpoints").index(i);
         match p {
             Provider::OpenAi => {}
-            Provider::Anthropic | Provider::Azure | Provider::Gemini if e.api_key.is_none() => found.push((
+            Provider::Anthropic | Provider::Azure | Provider::Gemini if !e.has_key => found.push((
                 ek.key("api_key_env"),
                 format!(
                     "endpoint {} of an {} pool needs its API key: api_key_env names the variable that holds it",
@@ -165,14 +172,14 @@ pub(crate) fn check_endpoints(
             )),
             Provider::Anthropic | Provider::Azure | Provider::Gemini => {}
             Provider::Bedrock => {
-                if e.api_key.is_some() {
+                if e.has_key {
                     found.push((
                         ek.clone().key("api_key_env"),
                         "bedrock requests are signed with AWS credentials (the AWS_* variables or the shared files, aws_profile): remove api_key_env".into(),
                     ));
                 }
                 if e.region.is_none() {
-                    e.region = region_of_host(&e.host).map(str::to_string);
+                    *e.region = region_of_host(e.host).map(str::to_string);
                 }
                 if e.region.is_none() {
                     found.push((

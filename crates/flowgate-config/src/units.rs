@@ -124,6 +124,25 @@ pub(crate) fn relative_to(origin: &str, path: &str) -> std::path::PathBuf {
     }
 }
 
+/// Edit distance (insertions, deletions, substitutions; a swap of neighbours counts one).
+pub(crate) fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev2: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                cur[j] = cur[j].min(prev2[j - 2] + 1);
+            }
+        }
+        prev2 = std::mem::replace(&mut prev, cur);
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +173,14 @@ mod tests {
         assert_eq!(parse_size("1GB"), Some(1_000_000_000));
         assert_eq!(parse_size("99999999999999GiB"), None);
         assert_eq!(parse_size("10 parsecs"), None);
+    }
+
+    #[test]
+    fn distance_counts_edits_and_swaps() {
+        assert_eq!(distance("listen", "listen"), 0);
+        assert_eq!(distance("lisen", "listen"), 1);
+        assert_eq!(distance("lsiten", "listen"), 1);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("prefx", "prefix"), 1);
     }
 }

@@ -212,7 +212,13 @@ pub(crate) fn validate(
         &root.clone().key("models"),
         &mut found,
     );
-    crate::catalog::check_deployments(&models, &pools, &root.clone().key("models"), &mut found);
+    let pool_of = |name: &str| {
+        pools
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| (p.provider, p.model.is_some()))
+    };
+    crate::catalog::check_deployments(&models, &pool_of, &root.clone().key("models"), &mut found);
 
     let mut routes = Vec::new();
     let mut route_names = BTreeSet::new();
@@ -1223,10 +1229,19 @@ fn pool(
             endpoints.push(ep);
         }
     }
+    let mut facts: Vec<crate::provider::EndpointFacts<'_>> = endpoints
+        .iter_mut()
+        .map(|e| crate::provider::EndpointFacts {
+            name: &e.name,
+            host: &e.host,
+            has_key: e.api_key.is_some(),
+            region: &mut e.region,
+        })
+        .collect();
     let aws = crate::provider::check_endpoints(
         provider,
         p.aws_profile.as_deref(),
-        &mut endpoints,
+        &mut facts,
         env,
         key,
         found,
