@@ -512,7 +512,7 @@ fn fill(
 }
 
 /// What each served model's deployments must be able to do: a pool whose provider serves
-/// the model's kind (chat on Anthropic and Bedrock, not embeddings), and an id there (the
+/// the model's kind (no embeddings on Anthropic), and an id there (the
 /// deployment's `model`, the pool's, or the catalog's for the pool's provider).
 pub(crate) fn check_deployments(
     c: &ModelCatalog,
@@ -527,10 +527,8 @@ pub(crate) fn check_deployments(
                 continue;
             };
             let dk = key.clone().key(&m.id).key("deployments").index(i);
-            let chat_only = matches!(
-                p,
-                Provider::Anthropic | Provider::Bedrock | Provider::Gemini
-            );
+            // Bedrock (Titan, Cohere) and Gemini embed too; Anthropic does not.
+            let chat_only = p == Provider::Anthropic;
             if m.capabilities.embeddings && !m.capabilities.chat && chat_only {
                 found.push((
                     dk.clone().key("pool"),

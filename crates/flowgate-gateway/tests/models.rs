@@ -260,4 +260,12 @@ fn flowgate_check_refuses_deployments_that_cannot_serve() {
         )
         .is_empty()
     );
+    // Bedrock embeds (Titan): an embeddings model may be deployed there.
+    assert_eq!(
+        check(
+            "[models.\"amazon.titan-embed-text-v2:0\"]\ndeployments = [{ pool = \"bedrock\" }]\n",
+            chat
+        ),
+        Vec::<(String, String)>::new()
+    );
 }
