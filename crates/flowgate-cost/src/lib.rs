@@ -10,7 +10,8 @@
 //! from its text when the upstream reports none. [`sse::Events`] splits server-sent events
 //! for it and for the cache, which stores streamed answers.
 //!
-//! Still to come: the model catalog, spend ledger and budgets.
+//! Still to come: the spend ledger and budgets (prices come from the model catalog,
+//! `flowgate_config::ModelCatalog`).
 
 pub mod sse;
 pub mod tokenizer;
