@@ -142,15 +142,15 @@ pub(crate) fn prepare(
             let e =
                 bedrock::embeddings::request(&v, target.model).map_err(ProxyError::Unsupported)?;
             let path = bedrock::path(target.model, false);
-            (e.body.to_string(), path, Embed::Bedrock(e))
+            (json_bytes(&e.body), path, Embed::Bedrock(e))
         } else {
             let e =
                 gemini::embeddings_request(&v, target.model).map_err(ProxyError::Unsupported)?;
             let path = gemini::embed_path(target.model);
-            (e.body.to_string(), path, Embed::Gemini(e))
+            (json_bytes(&e.body), path, Embed::Gemini(e))
         };
         return Ok(Prepared::Translated(
-            Bytes::from(body),
+            body,
             Cow::Owned(path),
             Arc::new(Translation {
                 provider: pool.provider,
@@ -164,7 +164,7 @@ pub(crate) fn prepare(
     if pool.provider == Provider::Gemini {
         let t = gemini::translate(&v).map_err(ProxyError::Unsupported)?;
         return Ok(Prepared::Translated(
-            Bytes::from(t.body.to_string()),
+            json_bytes(&t.body),
             Cow::Owned(gemini::path(target.model, t.stream)),
             Arc::new(Translation {
                 provider: pool.provider,
@@ -184,7 +184,7 @@ pub(crate) fn prepare(
         _ => (t.body, Cow::Borrowed("/v1/messages")),
     };
     Ok(Prepared::Translated(
-        Bytes::from(body.to_string()),
+        json_bytes(&body),
         path,
         Arc::new(Translation {
             provider: pool.provider,
@@ -194,6 +194,12 @@ pub(crate) fn prepare(
             embeddings: None,
         }),
     ))
+}
+
+/// `v` as the body sent: serialized straight into bytes (its `Display` goes through a
+/// formatter, slower on the request path).
+fn json_bytes(v: &serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
 /// An Azure OpenAI request's path: the deployment (the pool's `model`, else the model the
@@ -350,7 +356,7 @@ pub(crate) fn error(
     if matches!(status, 401 | 403) {
         name_endpoint(&mut v, endpoint);
     }
-    (status, Bytes::from(v.to_string()))
+    (status, json_bytes(&v))
 }
 
 /// An OpenAI-shaped 401 or 403 of a pool whose key the gateway sends, its message naming
@@ -362,7 +368,7 @@ pub(crate) fn refused_key(body: &[u8], endpoint: &str) -> Bytes {
                 .is_some_and(serde_json::Value::is_string) =>
         {
             name_endpoint(&mut v, endpoint);
-            Bytes::from(v.to_string())
+            json_bytes(&v)
         }
         _ => Bytes::copy_from_slice(body),
     }
