@@ -250,6 +250,8 @@ fn read_head(b: &mut &[u8]) -> Result<Head, DecodeError> {
     let usage = Usage {
         prompt_tokens: b.get_u64_le(),
         completion_tokens: b.get_u64_le(),
+        // A stored answer keeps what a new call would cost at the input price.
+        ..Usage::default()
     };
     let count = b.get_u16_le();
     let mut headers = Vec::with_capacity(usize::from(count));
@@ -342,6 +344,7 @@ mod tests {
                 usage: Usage {
                     prompt_tokens: 12,
                     completion_tokens: 34,
+                    ..Usage::default()
                 },
             },
         }

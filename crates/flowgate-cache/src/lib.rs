@@ -41,7 +41,7 @@ pub use fanout::{Share, StreamCut, Subscription};
 pub use flight::{Follower, Join, Leader, Waited};
 pub use key::{CacheKey, KeyBuilder};
 pub use policy::{BypassReason, Decision, Directives, Mode};
-pub use stats::{Account, CacheStats, CategorySnapshot, Price, StatsSnapshot};
+pub use stats::{Account, CacheStats, CategorySnapshot, StatsSnapshot};
 
 use codec::Record;
 use disk::{DiskError, DiskReader, DiskSettings, DiskTier};
@@ -565,6 +565,7 @@ pub(crate) mod tests {
             usage: Usage {
                 prompt_tokens: 10,
                 completion_tokens: 5,
+                ..Usage::default()
             },
         }
     }

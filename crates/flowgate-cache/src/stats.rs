@@ -7,26 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use crate::Tier;
 use crate::disk::DiskSnapshot;
+use flowgate_cost::ModelPrice;
+
 use crate::entry::Usage;
 use crate::remote::RedisSnapshot;
-
-/// What a request's answer costs upstream, in US dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Price {
-    pub input_per_mtok: f64,
-    pub output_per_mtok: f64,
-}
-
-impl Price {
-    /// The cost of `usage`, in billionths of a dollar.
-    pub fn nanos(&self, usage: Usage) -> u64 {
-        let n = (usage.prompt_tokens as f64 * self.input_per_mtok
-            + usage.completion_tokens as f64 * self.output_per_mtok)
-            * 1_000.0;
-        // Saturating, and 0 for a negative or NaN price.
-        n as u64
-    }
-}
 
 /// Who asked, for the accounting of the answer: the request's TTL category and the price
 /// of its model. The gateway's own warming requests are not counted: the figures are the
@@ -34,7 +18,7 @@ impl Price {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Account<'a> {
     pub category: Option<&'a str>,
-    pub price: Option<Price>,
+    pub price: Option<ModelPrice>,
     pub warming: bool,
 }
 
@@ -192,7 +176,9 @@ impl CacheStats {
 
     fn saved(&self, usage: Usage, account: &Account<'_>, c: Option<&CategoryCounters>) {
         let tokens = usage.prompt_tokens + usage.completion_tokens;
-        let nanos = account.price.map_or(0, |p| p.nanos(usage));
+        let nanos = account
+            .price
+            .map_or(0, |p| flowgate_cost::nanos(flowgate_cost::cost(&usage, &p)));
         add(&self.tokens_saved, tokens);
         add(&self.nanos_saved, nanos);
         if let Some(c) = c {
@@ -301,30 +287,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prices_count_billionths_of_a_dollar() {
-        let p = Price {
-            input_per_mtok: 0.15,
-            output_per_mtok: 0.6,
-        };
-        let u = Usage {
-            prompt_tokens: 1_000,
-            completion_tokens: 500,
-        };
-        // 1000 × $0.15/M + 500 × $0.60/M = $0.00045
-        assert_eq!(p.nanos(u), 450_000);
-        let bad = Price {
-            input_per_mtok: f64::NAN,
-            output_per_mtok: -1.0,
-        };
-        assert_eq!(bad.nanos(u), 0);
-    }
-
-    #[test]
     fn categories_are_counted_apart_and_in_the_totals() {
         let s = CacheStats::default();
-        let price = Some(Price {
-            input_per_mtok: 1.0,
-            output_per_mtok: 2.0,
+        let price = Some(ModelPrice {
+            input_usd_per_mtok: 1.into(),
+            output_usd_per_mtok: 2.into(),
+            ..ModelPrice::default()
         });
         let cost = Account {
             category: Some("cost"),
@@ -335,6 +303,7 @@ mod tests {
         let u = Usage {
             prompt_tokens: 100,
             completion_tokens: 50,
+            ..Usage::default()
         };
         s.miss(&cost);
         s.hit(Tier::Memory, u, &cost);

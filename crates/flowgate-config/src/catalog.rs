@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
+use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::error::{Found, KeyPath};
@@ -16,15 +17,16 @@ use crate::provider::Provider;
 /// The shipped catalog's text.
 const SHIPPED: &str = include_str!("../catalog/models.toml");
 
-/// A model's price, in US dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A model's price, in US dollars per million tokens (decimals, as written: never a
+/// float for money).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ModelPrice {
-    pub input_usd_per_mtok: f64,
-    pub output_usd_per_mtok: f64,
+    pub input_usd_per_mtok: Decimal,
+    pub output_usd_per_mtok: Decimal,
     /// A prompt-cache hit (the input price when the provider names none).
-    pub cache_read_usd_per_mtok: f64,
+    pub cache_read_usd_per_mtok: Decimal,
     /// A prompt-cache write (the input price when the provider names none).
-    pub cache_write_usd_per_mtok: f64,
+    pub cache_write_usd_per_mtok: Decimal,
 }
 
 /// What a model can do.
@@ -136,10 +138,14 @@ pub(crate) struct RawModel {
     pub ids: Option<BTreeMap<String, String>>,
     pub context_window: Option<u64>,
     pub max_output: Option<u64>,
-    pub input_usd_per_mtok: Option<f64>,
-    pub output_usd_per_mtok: Option<f64>,
-    pub cache_read_usd_per_mtok: Option<f64>,
-    pub cache_write_usd_per_mtok: Option<f64>,
+    #[serde(default, deserialize_with = "crate::units::usd")]
+    pub input_usd_per_mtok: Option<Decimal>,
+    #[serde(default, deserialize_with = "crate::units::usd")]
+    pub output_usd_per_mtok: Option<Decimal>,
+    #[serde(default, deserialize_with = "crate::units::usd")]
+    pub cache_read_usd_per_mtok: Option<Decimal>,
+    #[serde(default, deserialize_with = "crate::units::usd")]
+    pub cache_write_usd_per_mtok: Option<Decimal>,
     pub capabilities: Option<Vec<String>>,
     pub deployments: Option<Vec<RawDeployment>>,
 }
@@ -392,24 +398,24 @@ fn new_price(m: &RawModel, key: &KeyPath, found: &mut Found) -> ModelPrice {
     }
 }
 
-fn price(v: Option<f64>, required: bool, key: &KeyPath, k: &str, found: &mut Found) -> f64 {
+fn price(v: Option<Decimal>, required: bool, key: &KeyPath, k: &str, found: &mut Found) -> Decimal {
     match v {
-        Some(p) if p.is_finite() && p >= 0.0 => p,
+        Some(p) if !p.is_sign_negative() => p,
         Some(p) => {
             found.push((
                 key.clone().key(k),
                 format!("{p} is not a price: expected US dollars per million tokens, 0 or more"),
             ));
-            0.0
+            Decimal::ZERO
         }
         None if required => {
             found.push((
                 key.clone().key(k),
                 "missing: US dollars per million tokens (a model the catalog does not know needs its prices)".into(),
             ));
-            0.0
+            Decimal::ZERO
         }
-        None => 0.0,
+        None => Decimal::ZERO,
     }
 }
 
@@ -586,7 +592,7 @@ mod tests {
         );
         for m in c.models() {
             let p = m.price.unwrap();
-            assert!(p.input_usd_per_mtok > 0.0, "{}", m.id);
+            assert!(p.input_usd_per_mtok > Decimal::ZERO, "{}", m.id);
             assert!(m.context_window.is_some(), "{}", m.id);
             assert!(m.provider.is_some(), "{}", m.id);
         }

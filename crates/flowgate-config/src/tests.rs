@@ -696,11 +696,11 @@ fn model_prices_are_read_and_checked() {
          [models.\"gpt-4o*\"]\ninput_usd_per_mtok = 2.5\noutput_usd_per_mtok = 10\n\n\
          [models.\"gpt-4o-mini-*\"]\ninput_usd_per_mtok = 0.2\noutput_usd_per_mtok = 0.7\n"
     ));
-    let price = |m: &str| c.models.price(m).map(|p| p.input_usd_per_mtok);
-    assert_eq!(price("gpt-4o-mini"), Some(0.15));
+    let price = |m: &str| c.models.price(m).map(|p| p.input_usd_per_mtok.to_string());
+    assert_eq!(price("gpt-4o-mini").as_deref(), Some("0.15"));
     // The longest prefix wins.
-    assert_eq!(price("gpt-4o-mini-2024-07-18"), Some(0.2));
-    assert_eq!(price("gpt-4o-2024-08-06"), Some(2.5));
+    assert_eq!(price("gpt-4o-mini-2024-07-18").as_deref(), Some("0.2"));
+    assert_eq!(price("gpt-4o-2024-08-06").as_deref(), Some("2.5"));
     assert_eq!(price("claude-3"), None);
     let p = parse_err(&format!(
         "{GOOD}\n[models.\"a*b\"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\n\n\
@@ -733,6 +733,34 @@ fn model_prices_are_read_and_checked() {
         ],
         "{p:?}"
     );
+}
+
+#[test]
+fn prices_are_decimals_as_written_and_anything_else_is_refused_with_its_line() {
+    // A float is read as the decimal it was written as; a string may carry more digits
+    // than a float holds.
+    let c = parse_ok(&format!(
+        "{GOOD}\n[models.\"cheap\"]\ninput_usd_per_mtok = 0.1\noutput_usd_per_mtok = \"0.0000001234567890123\"\n"
+    ));
+    let p = c.models.price("cheap").unwrap();
+    assert_eq!(p.input_usd_per_mtok.to_string(), "0.1");
+    assert_eq!(p.output_usd_per_mtok.to_string(), "0.0000001234567890123");
+    for bad in ["\"ten\"", "\"1e3\"", "nan", "inf", "true", "\"2000000000\""] {
+        let text = format!(
+            "{GOOD}\n[models.\"cheap\"]\ninput_usd_per_mtok = {bad}\noutput_usd_per_mtok = 1\n"
+        );
+        let e = parse_err(&text);
+        assert_eq!(
+            e[0].key.to_string(),
+            "models.cheap.input_usd_per_mtok",
+            "{bad}: {e:?}"
+        );
+        assert!(
+            matches!(e[0].location, error::Location::File { line: 32, .. }),
+            "{bad}: {e:?}"
+        );
+        assert!(e[0].message.contains("US dollars"), "{bad}: {e:?}");
+    }
 }
 
 #[test]
@@ -1419,7 +1447,13 @@ fn the_shipped_catalog_is_extended_and_overridden_by_the_config() {
     let haiku = c.models.get("fast").unwrap();
     assert_eq!(haiku.id, "claude-3-5-haiku-20241022");
     let p = haiku.price.unwrap();
-    assert_eq!((p.input_usd_per_mtok, p.output_usd_per_mtok), (0.8, 5.0));
+    assert_eq!(
+        (
+            p.input_usd_per_mtok.to_string(),
+            p.output_usd_per_mtok.to_string()
+        ),
+        ("0.8".to_string(), "5".to_string())
+    );
     assert_eq!(haiku.max_output, Some(1000));
     assert!(c.models.get("claude-3-5-haiku-latest").is_some());
     // A model of its own, with its prices.

@@ -1,9 +1,11 @@
-//! Human-readable durations (`"250ms"`, `"30s"`, `"5m"`, `"1h"`) and byte sizes
-//! (`65536`, `"64KiB"`, `"10MiB"`, `"1GB"`) as they appear in `flowgate.toml`.
+//! Human-readable durations (`"250ms"`, `"30s"`, `"5m"`, `"1h"`), byte sizes
+//! (`65536`, `"64KiB"`, `"10MiB"`, `"1GB"`) and US dollar amounts (`0.15`, `"0.0375"`) as
+//! they appear in `flowgate.toml`.
 
 use std::fmt;
 use std::time::Duration;
 
+use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 /// A duration written as a number and a unit: `ms`, `s`, `m` or `h` (e.g. `"1500ms"`, `"2m"`).
@@ -99,6 +101,45 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         d.deserialize_any(V)
     }
+}
+
+const USD_EXPECTED: &str = "US dollars as a decimal number such as 0.15, 2 or \"0.0375\"";
+
+/// The largest amount of dollars a config may write (a price or a budget): far above any
+/// real one, small enough that sums of them stay exact.
+const MAX_USD: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+/// A dollar amount: a TOML number, as written (a float's shortest decimal form, so `0.15`
+/// is 0.15 exactly), or a string holding a decimal. Never a binary float.
+pub fn parse_usd(s: &str) -> Option<Decimal> {
+    let d = Decimal::from_str_exact(s.trim()).ok()?;
+    (d.abs() <= MAX_USD).then_some(d.normalize())
+}
+
+/// `#[serde(deserialize_with)]` for an optional dollar amount ([`parse_usd`]).
+pub(crate) fn usd<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Decimal;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(USD_EXPECTED)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Decimal, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Decimal, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Decimal, E> {
+            // `Display` writes the shortest form that reads back as `v`: what was written.
+            self.visit_str(&v.to_string())
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Decimal, E> {
+            parse_usd(s)
+                .ok_or_else(|| E::custom(format!("invalid amount {s:?}: expected {USD_EXPECTED}")))
+        }
+    }
+    d.deserialize_any(V).map(Some)
 }
 
 /// `bytes` as lower-case hex digits (key hashes, key ids, generated keys).

@@ -10,14 +10,18 @@
 //! from its text when the upstream reports none. [`sse::Events`] splits server-sent events
 //! for it and for the cache, which stores streamed answers.
 //!
-//! Still to come: the spend ledger and budgets (prices come from the model catalog,
-//! `flowgate_config::ModelCatalog`).
+//! [`price::cost`] prices an answer's usage at its model's prices (the model catalog's,
+//! `flowgate_config::ModelCatalog`), in decimal dollars.
 
+pub mod ledger;
+pub mod price;
 pub mod sse;
 pub mod tokenizer;
 pub mod tokens;
 pub mod usage;
 
+pub use flowgate_config::ModelPrice;
+pub use price::{cost, nanos};
 pub use tokenizer::{Tokenizer, text_tokens};
 pub use tokens::{Estimate, estimate, estimate_with};
 pub use usage::{Meter, Metered, Usage, usage_of};

@@ -17,17 +17,50 @@ use crate::tokens::Text;
 pub const MAX_JSON: usize = 1 << 20;
 
 /// Tokens an upstream billed for an answer (its `usage` object; other members ignored).
+/// As OpenAI counts them, the prompt's tokens include those read from the provider's
+/// prompt cache and those written to it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of the prompt, read from the provider's prompt cache
+    /// (`prompt_tokens_details.cached_tokens`).
+    #[serde(rename = "prompt_tokens_details", deserialize_with = "cached_tokens")]
+    pub cache_read_tokens: u64,
+    /// Of the prompt, written to the provider's prompt cache (`cache_creation_input_tokens`,
+    /// as Anthropic reports it and the gateway's translation keeps it).
+    #[serde(rename = "cache_creation_input_tokens", deserialize_with = "count")]
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
+    /// Prompt and completion: what token limits count.
     pub fn total(&self) -> u64 {
         self.prompt_tokens.saturating_add(self.completion_tokens)
     }
+
+    /// The prompt's tokens neither read from nor written to the provider's prompt cache.
+    pub fn uncached_prompt(&self) -> u64 {
+        self.prompt_tokens
+            .saturating_sub(self.cache_read_tokens)
+            .saturating_sub(self.cache_write_tokens)
+    }
+}
+
+/// A count that may be `null`.
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.unwrap_or(0))
+}
+
+/// `prompt_tokens_details.cached_tokens` (the object or its member may be missing or null).
+fn cached_tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    struct Details {
+        #[serde(default, deserialize_with = "count")]
+        cached_tokens: u64,
+    }
+    Ok(Option::<Details>::deserialize(d)?.map_or(0, |d| d.cached_tokens))
 }
 
 /// The `usage` a whole JSON answer reports, if it has one.
@@ -134,27 +167,34 @@ impl Meter {
             }
         }
         match self.read.usage {
-            Some(u) => Metered::Reported(u),
-            None => Metered::Estimated(prompt.saturating_add(self.read.completion)),
+            Some(usage) => Metered {
+                usage,
+                estimated: false,
+            },
+            None => Metered {
+                usage: Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: self.read.completion,
+                    ..Usage::default()
+                },
+                estimated: true,
+            },
         }
     }
 }
 
 /// The tokens an answer used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metered {
-    /// As the upstream reported them.
-    Reported(Usage),
-    /// Estimated: no usage came.
-    Estimated(u64),
+pub struct Metered {
+    pub usage: Usage,
+    /// No usage came (a stream cut short, an upstream that reports none): the prompt's
+    /// estimate and the answer's text counted as it passed.
+    pub estimated: bool,
 }
 
 impl Metered {
     pub fn total(&self) -> u64 {
-        match self {
-            Metered::Reported(u) => u.total(),
-            Metered::Estimated(n) => *n,
-        }
+        self.usage.total()
     }
 }
 
@@ -173,10 +213,7 @@ mod tests {
     #[test]
     fn json_answers_report_their_usage_however_they_are_split() {
         let body = r#"{"choices":[{"message":{"content":"hello there"}}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
-        let want = Metered::Reported(Usage {
-            prompt_tokens: 12,
-            completion_tokens: 3,
-        });
+        let want = reported(12, 3);
         for cut in 0..body.len() {
             let (a, b) = body.split_at(cut);
             assert_eq!(meter("application/json", &[a, b], 99), want);
@@ -191,11 +228,11 @@ mod tests {
         // prompt 10 + "assistant"(3) + "abcdefgh"(2); the index is not text.
         assert_eq!(
             meter("application/json; charset=utf-8", &[body], 10),
-            Metered::Estimated(15)
+            estimated(10, 5)
         );
         assert_eq!(
             meter("application/json", &["not json"], 10),
-            Metered::Estimated(10)
+            estimated(10, 0)
         );
         assert!(Meter::for_content_type(b"audio/mpeg").is_none());
     }
@@ -208,7 +245,7 @@ mod tests {
             m.push(&block);
         }
         let size = ((MAX_JSON >> 16) + 1) << 16;
-        assert_eq!(m.finish(0), Metered::Estimated((size / 4) as u64));
+        assert_eq!(m.finish(0), estimated(0, (size / 4) as u64));
     }
 
     #[test]
@@ -218,10 +255,7 @@ mod tests {
                       : keep-alive\n\n\
                       data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\n\
                       data: [DONE]\n\n";
-        let want = Metered::Reported(Usage {
-            prompt_tokens: 7,
-            completion_tokens: 2,
-        });
+        let want = reported(7, 2);
         for cut in 0..stream.len() {
             let (a, b) = stream.split_at(cut);
             assert_eq!(meter("text/event-stream", &[a, b], 0), want, "cut at {cut}");
@@ -237,9 +271,52 @@ mod tests {
         let cut_short = "data: {\"choices\":[{\"delta\":{\"content\":\"abcd\"}}]}\n\n\
                          data: {\"choices\":[{\"delta\":{\"content\":\"efgh\"}}]}\n\n\
                          data: {\"choices\":[{\"delta\":{\"content\":\"ij";
+        assert_eq!(meter("text/event-stream", &[cut_short], 5), estimated(5, 2));
+    }
+
+    #[test]
+    fn prompt_cache_reads_and_writes_are_read_where_each_dialect_puts_them() {
+        let body = r#"{"usage":{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60,"audio_tokens":0},"cache_creation_input_tokens":30}}"#;
+        let m = meter("application/json", &[body], 0);
         assert_eq!(
-            meter("text/event-stream", &[cut_short], 5),
-            Metered::Estimated(7)
+            (m.usage.cache_read_tokens, m.usage.cache_write_tokens),
+            (60, 30)
         );
+        assert_eq!(m.usage.uncached_prompt(), 10);
+        for body in [
+            r#"{"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_tokens_details":null,"cache_creation_input_tokens":null}}"#,
+            r#"{"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_tokens_details":{}}}"#,
+        ] {
+            assert_eq!(
+                meter("application/json", &[body], 0),
+                reported(9, 1),
+                "{body}"
+            );
+        }
+        // More cached than prompted (a confused upstream): nothing negative.
+        let odd = Usage {
+            prompt_tokens: 5,
+            cache_read_tokens: 9,
+            ..Usage::default()
+        };
+        assert_eq!(odd.uncached_prompt(), 0);
+    }
+
+    fn reported(prompt: u64, completion: u64) -> Metered {
+        Metered {
+            usage: Usage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                ..Usage::default()
+            },
+            estimated: false,
+        }
+    }
+
+    fn estimated(prompt: u64, completion: u64) -> Metered {
+        Metered {
+            estimated: true,
+            ..reported(prompt, completion)
+        }
     }
 }

@@ -25,7 +25,7 @@ use flowgate_cache::policy::{self, Decision};
 use flowgate_cache::stream::{Assembler, render_sse};
 use flowgate_cache::{
     Account, Cache, CacheKey, CacheSettings, CachedResponse, Directives, Entry, Labels, Leader,
-    Lifetime, Mode, Price, Query, Share, StreamCut, Subscription, Tier, Usage,
+    Lifetime, Mode, Query, Share, StreamCut, Subscription, Tier, Usage,
 };
 use flowgate_config::{CacheMode, ConfidenceTtl, Config, RouteConfig, RouteKind};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -115,7 +115,7 @@ pub struct Planned {
     pub confidence: Option<ConfidenceTtl>,
     pub form: Form,
     /// The price of the requested model, for the dollars a hit saves.
-    pub price: Option<Price>,
+    pub price: Option<flowgate_cost::ModelPrice>,
     /// On http routes: what the origin's answer must allow to be stored.
     pub origin: Option<Origin>,
 }
@@ -364,14 +364,7 @@ pub fn plan(
                 labels,
                 confidence: (!client_ttl).then(|| defaults.confidence.clone()).flatten(),
                 form: m.form,
-                price: m
-                    .model
-                    .as_deref()
-                    .and_then(|m| config.models.price(m))
-                    .map(|p| Price {
-                        input_per_mtok: p.input_usd_per_mtok,
-                        output_per_mtok: p.output_usd_per_mtok,
-                    }),
+                price: m.model.as_deref().and_then(|m| config.models.price(m)),
                 origin: (m.form == Form::Raw).then(|| Origin {
                     route: route.cfg.clone(),
                     sets_ttl: !client_ttl,
