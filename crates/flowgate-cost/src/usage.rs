@@ -155,9 +155,10 @@ impl Meter {
         }
     }
 
-    /// What the answer used: its reported usage, or else the estimated `prompt` and the
-    /// answer's text so far (a client that left early paid for what it got).
-    pub fn finish(mut self, prompt: u64) -> Metered {
+    /// What the answer used: its reported usage, or else the `prompt`'s estimate (asked
+    /// for only then) and the answer's text so far (a client that left early paid for
+    /// what it got).
+    pub fn finish(mut self, prompt: impl FnOnce() -> u64) -> Metered {
         if let Form::Json { body, seen } = &mut self.form {
             let body = std::mem::take(body);
             if body.len() as u64 == *seen {
@@ -173,7 +174,7 @@ impl Meter {
             },
             None => Metered {
                 usage: Usage {
-                    prompt_tokens: prompt,
+                    prompt_tokens: prompt(),
                     completion_tokens: self.read.completion,
                     ..Usage::default()
                 },
@@ -207,7 +208,7 @@ mod tests {
         for c in chunks {
             m.push(c.as_bytes());
         }
-        m.finish(prompt)
+        m.finish(|| prompt)
     }
 
     #[test]
@@ -245,7 +246,7 @@ mod tests {
             m.push(&block);
         }
         let size = ((MAX_JSON >> 16) + 1) << 16;
-        assert_eq!(m.finish(0), estimated(0, (size / 4) as u64));
+        assert_eq!(m.finish(|| 0), estimated(0, (size / 4) as u64));
     }
 
     #[test]

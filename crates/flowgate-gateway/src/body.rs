@@ -16,7 +16,7 @@ use flowgate_http::server::{BodyTimeout, ClientBody};
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::admission::TokenMeter;
+use crate::account::Account;
 use crate::error::ProxyError;
 use crate::watch::Watched;
 
@@ -174,8 +174,8 @@ impl Drop for InFlightGuard {
 /// request's concurrency permits until it ends.
 pub type UpstreamBody = Watched<Watched<crate::dialect::AnswerBody>>;
 
-/// A response body on its way to the client: its source, metered for the token limits,
-/// and counted in flight until it is done or dropped.
+/// A response body on its way to the client: its source, accounted for (tokens, price,
+/// the request's record), and counted in flight until it is done or dropped.
 #[derive(Debug)]
 pub struct ProxyBody {
     inner: Watched<Source>,
@@ -227,9 +227,10 @@ impl ProxyBody {
         self
     }
 
-    /// Meters the tokens of the answer as it passes, to settle the request's token limits.
-    pub fn with_meter(mut self, m: Option<Box<TokenMeter>>) -> Self {
-        self.inner.set(m);
+    /// Accounts for the answer as it passes: its tokens, their price, the request's
+    /// record ([`Account`]).
+    pub(crate) fn with_account(mut self, a: Box<Account>) -> Self {
+        self.inner.set(Some(a));
         self
     }
 }

@@ -56,8 +56,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn header(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Status::Hit(Tier::Memory) => "hit-l1",
             Status::Hit(Tier::Redis) => "hit-l2",
             Status::Hit(Tier::Disk) => "hit-l3",
@@ -65,7 +65,17 @@ impl Status {
             Status::Miss => "miss",
             Status::Coalesced => "coalesced",
             Status::Bypass => "bypass",
-        })
+        }
+    }
+
+    pub fn header(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
+    }
+
+    /// The answer came from the cache or another request's call: nothing was spent
+    /// upstream for it.
+    pub fn answered_by_cache(self) -> bool {
+        matches!(self, Status::Hit(_) | Status::Stale | Status::Coalesced)
     }
 }
 

@@ -7,6 +7,7 @@
 //! request and streams the response back frame by frame. Errors are answered as OpenAI-shaped
 //! JSON. Each request leaves one record for telemetry. See `docs/architecture.md`.
 
+mod account;
 mod admin;
 mod admission;
 mod admission_metrics;

@@ -27,4 +27,12 @@ pub(crate) struct Outcome {
     pub(crate) dialect: flowgate_config::ClientDialect,
     /// What a Claude client asked, for its answer.
     pub(crate) claude: Option<flowgate_providers::anthropic::clients::Ask>,
+    /// The model the client asked for (OpenAI-shaped bodies).
+    pub(crate) model: Option<Arc<str>>,
+    /// The caller's key, with `[auth]` on.
+    pub(crate) caller: Option<Arc<crate::auth::Caller>>,
+    /// The request's token reservation, settled by its answer's account.
+    pub(crate) reservation: Option<crate::admission::Reservation>,
+    /// The request's body as read (an OpenAI request), for an estimate of its prompt.
+    pub(crate) body: Option<bytes::Bytes>,
 }

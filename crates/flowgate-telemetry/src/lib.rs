@@ -7,8 +7,9 @@
 //! it; pushing never wakes a thread). A control-plane task ([`Telemetry::spawn_consumer`])
 //! drains the channel on a short tick, and every reader drains it first, updating the
 //! Prometheus families and the [`windows::LatencyWindows`] behind
-//! `GET /api/v1/performance/metrics`. This keeps locks, label lookups and histogram
-//! arithmetic off the request path.
+//! `GET /api/v1/performance/metrics`, then hands each record to the [`Sink`]s others
+//! registered (the access log, the spend ledger). This keeps locks, label lookups,
+//! histogram arithmetic and files off the request path.
 
 mod metrics;
 mod pipeline;
@@ -16,6 +17,6 @@ mod record;
 pub mod windows;
 
 pub use metrics::{EndpointLabels, Metrics, ReasonLabels, ResultLabels, TlsErrorLabels};
-pub use pipeline::Telemetry;
-pub use record::{ErrorKind, RequestRecord};
+pub use pipeline::{Sink, Telemetry};
+pub use record::{ErrorKind, RequestRecord, Spend};
 pub use windows::{LatencyWindows, PerformanceReport, WindowStats};

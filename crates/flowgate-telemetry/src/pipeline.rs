@@ -44,6 +44,16 @@ struct Inner {
     tx: SyncSender<RequestRecord>,
     consumer: Mutex<Consumer>,
     windows: Mutex<LatencyWindows>,
+    /// Where records go after the metrics (replaced whole on reload).
+    sinks: Mutex<Vec<Arc<dyn Sink>>>,
+}
+
+/// What else reads every record, on the control plane, after the metrics: an access log,
+/// the spend ledger. Called from the consumer only, in the order records were sent.
+pub trait Sink: Send + Sync {
+    fn take(&self, rec: &RequestRecord);
+    /// The end of a batch (a drain): a chance to write what was buffered.
+    fn flush(&self) {}
 }
 
 /// The receiving end and the metric handles it has resolved, so that a record costs no
@@ -147,7 +157,17 @@ impl Telemetry {
                     spawned: false,
                 }),
                 windows,
+                sinks: Mutex::new(Vec::new()),
             }),
+        }
+    }
+
+    /// Replaces the sinks records go to after the metrics. Records already drained are
+    /// not replayed.
+    pub fn set_sinks(&self, sinks: Vec<Arc<dyn Sink>>) {
+        self.inner.drain();
+        if let Ok(mut s) = self.inner.sinks.lock() {
+            *s = sinks;
         }
     }
 
@@ -238,6 +258,7 @@ impl Inner {
         };
         let now = self.clock.now();
         let mut windows = self.windows.lock().ok();
+        let sinks = self.sinks.lock().map(|s| s.clone()).unwrap_or_default();
         let mut next = Some(first);
         while let Some(rec) = next {
             if consumer.handles.len() >= HANDLE_CACHE {
@@ -258,7 +279,13 @@ impl Inner {
             if let Some(w) = windows.as_mut() {
                 w.record(now, &rec.route, rec.duration, rec.is_error());
             }
+            for s in &sinks {
+                s.take(&rec);
+            }
             next = consumer.rx.try_recv().ok();
+        }
+        for s in &sinks {
+            s.flush();
         }
     }
 }
@@ -326,6 +353,7 @@ mod tests {
             duration: Duration::from_millis(12),
             upstream_duration: Some(Duration::from_millis(10)),
             error,
+            ..RequestRecord::empty()
         }
     }
 

@@ -1,7 +1,12 @@
-//! The one record the data plane emits per request.
+//! The one record the data plane emits per request, when its answer has gone (or the
+//! client left): what was asked, by whom, what answered, how fast, and what it cost.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use flowgate_cost::Usage;
+use rust_decimal::Decimal;
 
 /// Why a request failed inside the gateway (as opposed to an upstream answering 5xx).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,9 +52,70 @@ pub struct RequestRecord {
     pub upstream_duration: Option<Duration>,
     /// Set when the gateway itself failed the request.
     pub error: Option<ErrorKind>,
+    /// When its head arrived, Unix milliseconds.
+    pub at_ms: u64,
+    /// From its head received to the answer's last byte (or the client leaving).
+    pub total: Duration,
+    pub method: http::Method,
+    /// The path and query as routed.
+    pub uri: http::Uri,
+    pub request_id: http::HeaderValue,
+    pub peer: Option<IpAddr>,
+    /// The caller's virtual key (by name) and its team, with `[auth]` on.
+    pub key: Option<Arc<str>>,
+    pub team: Option<Arc<str>>,
+    /// The model as the client named it.
+    pub model: Option<Arc<str>>,
+    /// The answering pool's provider (`openai`, `anthropic`, ...).
+    pub provider: Option<&'static str>,
+    /// What the cache did (`hit-l1`, `miss`, ...), on cached routes.
+    pub cache: Option<&'static str>,
+    /// Attempts sent upstream (retries and hedges included).
+    pub attempts: u32,
+    /// The tokens of an LLM answer and their price, once its body ended.
+    pub spend: Option<Spend>,
+}
+
+/// What an answer used and cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spend {
+    pub usage: Usage,
+    /// No usage came: the tokens are estimated.
+    pub estimated: bool,
+    /// At the model's price, in US dollars; `None` for a model without one.
+    pub usd: Option<Decimal>,
+    /// Answered by flowgate's cache (or by another request's flight): `usd` was saved,
+    /// not spent.
+    pub cached: bool,
 }
 
 impl RequestRecord {
+    /// A record of which nothing is known yet: no route (`"-"`), status 0, no durations.
+    pub fn empty() -> Self {
+        RequestRecord {
+            route: Arc::from("-"),
+            pool: None,
+            endpoint: None,
+            status: 0,
+            duration: Duration::ZERO,
+            upstream_duration: None,
+            error: None,
+            at_ms: 0,
+            total: Duration::ZERO,
+            method: http::Method::GET,
+            uri: http::Uri::from_static("/"),
+            request_id: http::HeaderValue::from_static(""),
+            peer: None,
+            key: None,
+            team: None,
+            model: None,
+            provider: None,
+            cache: None,
+            attempts: 0,
+            spend: None,
+        }
+    }
+
     /// Whether this request counts as an error for error rates: 5xx or a gateway failure
     /// other than a client's own mistake.
     pub fn is_error(&self) -> bool {

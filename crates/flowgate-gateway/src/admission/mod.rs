@@ -27,11 +27,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use flowgate_admission::{Decision, LocalLimiter, Quota, SharedLimiter};
 use flowgate_clock::SharedClock;
 use flowgate_config::{Config, KeyConfig, LimitScope, LimitUnit, Rate, RouteKind};
-use flowgate_cost::{Estimate, Meter};
+use flowgate_cost::Estimate;
 use http::header::{HeaderMap, HeaderValue};
 
 mod rate_state;
@@ -42,7 +41,6 @@ pub use refusal::Refusal;
 
 use crate::error::ProxyError;
 use crate::router::RouteEntry;
-use crate::watch::Watch;
 use flowgate_http::server::Peer;
 
 /// Rate-limit counts kept in Redis for every replica, and the state of the local fallback.
@@ -548,8 +546,9 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Corrects every token limit to the `actual` tokens used.
-    fn settle(&mut self, actual: u64) {
+    /// Corrects every token limit to the `actual` tokens used (once; later calls do
+    /// nothing).
+    pub(crate) fn settle(&mut self, actual: u64) {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
@@ -559,76 +558,14 @@ impl Reservation {
         }
     }
 
-    /// Meters the answer this reservation's request got: settled when its body ends.
-    pub fn meter(self, status: http::StatusCode, headers: &HeaderMap) -> TokenMeter {
-        let billing = if status.is_success() {
-            let ct = headers
-                .get(http::header::CONTENT_TYPE)
-                .map_or(&b""[..], HeaderValue::as_bytes);
-            Meter::for_content_type(ct).map_or(Billing::Prompt, Billing::Read)
-        } else {
-            Billing::Nothing
-        };
-        TokenMeter {
-            billing,
-            reservation: self,
-        }
+    /// The prompt's estimate, charged when the answer's usage cannot be read.
+    pub(crate) fn prompt(&self) -> u64 {
+        self.prompt
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.settle(0);
-    }
-}
-
-/// Reads the usage of an answer as it goes to the client, and settles the request's
-/// token reservation when the body ends or is dropped (a client that left early pays for
-/// the text it got).
-#[derive(Debug)]
-pub struct TokenMeter {
-    billing: Billing,
-    reservation: Reservation,
-}
-
-/// What an answer is charged.
-#[derive(Debug)]
-enum Billing {
-    /// An error answer: nothing (the upstream bills none).
-    Nothing,
-    /// An answer whose usage cannot be read (neither JSON nor a stream): the prompt.
-    Prompt,
-    /// What the answer reports, or its estimate.
-    Read(Meter),
-}
-
-impl TokenMeter {
-    pub fn push(&mut self, chunk: &[u8]) {
-        if let Billing::Read(m) = &mut self.billing {
-            m.push(chunk);
-        }
-    }
-}
-
-impl Watch for TokenMeter {
-    fn data(&mut self, data: &Bytes) -> bool {
-        self.push(data);
-        true
-    }
-
-    /// Settled as soon as the body ends, before the client has its last bytes (by the
-    /// drop).
-    fn end(self: Box<Self>) {}
-}
-
-impl Drop for TokenMeter {
-    fn drop(&mut self) {
-        let prompt = self.reservation.prompt;
-        let used = match std::mem::replace(&mut self.billing, Billing::Nothing) {
-            Billing::Nothing => 0,
-            Billing::Prompt => prompt,
-            Billing::Read(m) => m.finish(prompt).total(),
-        };
-        self.reservation.settle(used);
     }
 }

@@ -60,10 +60,12 @@ impl Gateway {
         peer: &Peer,
     ) -> Response<ProxyBody> {
         let start = self.clock().now();
+        let at_ms = self.clock().unix_millis();
         let _serving = flowgate_http::worker::Serving::enter();
         let guard = InFlightGuard::new(&self.telemetry().metrics().in_flight);
         let rt = self.runtime();
         let request_id = self.request_ids().take_or_make(req.headers());
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let mut out = Outcome::default();
         let (mut resp, error) = match self.proxy(&rt, req, peer, &request_id, &mut out).await {
             Ok(r) => (r, None),
@@ -74,21 +76,65 @@ impl Gateway {
                 (e.into_response(), Some(e.kind()))
             }
         };
+        let (key, team) = crate::account::caller_names(out.caller.as_deref());
+        let pool = out
+            .pool
+            .as_ref()
+            .and_then(|p| rt.upstreams.iter().find(|u| u.name == *p));
+        let record = RequestRecord {
+            route: out.route.clone().unwrap_or_else(|| Arc::from("-")),
+            pool: out.pool.clone(),
+            endpoint: out.endpoint.clone(),
+            status: resp.status().as_u16(),
+            duration: self.clock().now().saturating_duration_since(start),
+            upstream_duration: out.upstream_duration,
+            error,
+            at_ms,
+            total: std::time::Duration::ZERO,
+            method,
+            uri,
+            request_id: request_id.clone(),
+            peer: Some(peer.addr.ip()),
+            key,
+            team,
+            model: out.model.clone(),
+            provider: pool.map(|p| p.cfg.provider.as_str()),
+            cache: out.cache.map(caching::Status::as_str),
+            attempts: out.attempts,
+            spend: None,
+        };
+        // The price of the model that answered: the answering pool's own model, else the
+        // one the client named.
+        let priced = out
+            .model
+            .as_deref()
+            .map(|m| pool.and_then(|p| p.cfg.model.as_deref()).unwrap_or(m))
+            .and_then(|m| rt.config.models.price(m));
+        let account = crate::account::Account::new(
+            self.telemetry(),
+            self.clock(),
+            start,
+            record,
+            resp.status(),
+            resp.headers()
+                .get(header::CONTENT_TYPE)
+                .map(HeaderValue::as_bytes),
+            crate::account::Priced {
+                llm: out.body.is_some() || out.reservation.is_some(),
+                price: priced,
+                cached: out.cache.is_some_and(caching::Status::answered_by_cache),
+                reservation: out.reservation.take(),
+                request: out.body.take(),
+                exact: rt.config.limits.exact_tokens,
+            },
+        );
+        resp = resp.map(|b| b.with_account(account));
         if out.dialect == ClientDialect::Anthropic {
             resp = crate::dialect::claude::answer(resp, out.claude.as_ref())
                 .await
                 .map(ProxyBody::claude);
         }
         explain(resp.headers_mut(), request_id, &out, error.is_some());
-        self.telemetry().record(RequestRecord {
-            route: out.route.unwrap_or_else(|| Arc::from("-")),
-            pool: out.pool,
-            endpoint: out.endpoint,
-            status: resp.status().as_u16(),
-            duration: self.clock().now().saturating_duration_since(start),
-            upstream_duration: out.upstream_duration,
-            error,
-        });
         resp.map(|b| b.with_guard(guard))
     }
 
@@ -111,6 +157,7 @@ impl Gateway {
         let route = route(rt, &req, out)?;
         let (mut parts, incoming) = req.into_parts();
         let caller = self.authenticate(rt, route, &mut parts.headers)?;
+        out.caller.clone_from(&caller);
         let mut read = self.read(rt, route, &parts, incoming, out).await?;
         // A Claude client's request is OpenAI's from here on.
         if route.cfg.dialect == ClientDialect::Anthropic
@@ -123,6 +170,12 @@ impl Gateway {
             parts.uri = http::Uri::from_static(crate::dialect::claude::OPENAI_PATH);
         }
         let shape = Shape::of(read.as_ref().ok(), rt.config.limits.exact_tokens);
+        if route.cfg.kind == RouteKind::OpenAi
+            && let Ok(body) = &read
+        {
+            out.body = Some(body.clone());
+            out.model = shape.model().map(Arc::from);
+        }
         shape.check(route, caller.as_deref())?;
         // A model the catalog deploys goes to its pools (the route's own pool otherwise).
         let route = if route.by_model.is_empty() {
@@ -132,7 +185,7 @@ impl Gateway {
             out.pool = Some(r.upstream.name.clone());
             r
         };
-        let tokens = self
+        out.reservation = self
             .admit(rt, route, caller.as_deref(), &parts, peer, &shape, out)
             .await?;
         drop(shape);
@@ -198,7 +251,7 @@ impl Gateway {
                     .await
             }
         };
-        Ok(account(resp, body, tokens, permits, fill))
+        Ok(account(resp, body, permits, fill))
     }
 
     /// The answer of a pool whose provider speaks another API, in OpenAI's shape: an error
@@ -477,22 +530,20 @@ impl<'b> Shape<'b> {
 
 /// Stage 9: the answer's body, with the watches of the request's policies on it: the
 /// cache fill (a stream the flight's followers share is read by a task of its own), the
-/// concurrency permits, the token meter.
+/// concurrency permits. (Its account, which every answer gets, goes on in `handle`.)
 fn account(
     mut resp: Response<ProxyBody>,
     body: AnswerBody,
-    tokens: Option<Reservation>,
     mut permits: Option<Permits>,
     fill: Option<Fill>,
 ) -> Response<ProxyBody> {
-    let meter = tokens.map(|t| Box::new(t.meter(resp.status(), resp.headers())));
     if http_body::Body::is_end_stream(&body) {
         // No body: the connection is back in the pool already.
         drop(body);
         if let Some(p) = &mut permits {
             p.first_byte();
         }
-        return resp.map(|b| b.with_meter(meter));
+        return resp;
     }
     let tee = fill.and_then(|fill| Tee::start(fill, resp.status(), resp.headers()));
     let share = tee.as_ref().and_then(|t| t.share());
@@ -503,8 +554,7 @@ fn account(
             ProxyBody::shared(own)
         }
         None => ProxyBody::upstream(body),
-    }
-    .with_meter(meter);
+    };
     resp
 }
 

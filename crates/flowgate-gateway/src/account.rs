@@ -1,0 +1,181 @@
+//! Stage 9's last watch, on every answer: its tokens read as it passes to the client,
+//! priced at its model's price, the request's token limits settled with them, and the
+//! request's record sent (to the metrics, the access log and the spend ledger) when the
+//! body ends or the client leaves. A client that left early pays for what it got: the
+//! text it received is counted, and the record says the tokens were estimated.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use flowgate_clock::SharedClock;
+use flowgate_cost::{Meter, Metered, ModelPrice, Usage};
+use flowgate_telemetry::{RequestRecord, Spend, Telemetry};
+
+use crate::admission::Reservation;
+use crate::watch::Watch;
+
+/// How an answer's tokens are read and priced (see the module's documentation).
+pub(crate) struct Account {
+    telemetry: Telemetry,
+    clock: SharedClock,
+    start: Instant,
+    /// Taken when it is sent.
+    record: Option<RequestRecord>,
+    billing: Billing,
+    /// The token limits' reservation, settled with what the answer used.
+    reservation: Option<Reservation>,
+    price: Option<ModelPrice>,
+    /// Answered by flowgate's cache or another request's flight: nothing was spent.
+    cached: bool,
+    /// The request's body (an OpenAI request), to estimate its prompt when no usage comes.
+    request: Option<Bytes>,
+    exact: bool,
+}
+
+/// What is read of the answer.
+enum Billing {
+    /// Nothing: not an LLM route, or an error answer (providers bill none).
+    Nothing,
+    /// A successful answer whose tokens cannot be read (neither JSON nor a stream): the
+    /// prompt's estimate.
+    Prompt,
+    Read(Meter),
+}
+
+/// What the request was, for its price.
+pub(crate) struct Priced {
+    /// The route reads its answers' tokens (an `openai` route).
+    pub llm: bool,
+    pub price: Option<ModelPrice>,
+    pub cached: bool,
+    pub reservation: Option<Reservation>,
+    pub request: Option<Bytes>,
+    /// Prompts of OpenAI models are counted with their tokenizer.
+    pub exact: bool,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("route", &self.record.as_ref().map(|r| &r.route))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Account {
+    /// The account of an answer with `status` and `content_type`, whose request's record
+    /// so far is `record` (sent when the account ends).
+    pub(crate) fn new(
+        telemetry: &Telemetry,
+        clock: &SharedClock,
+        start: Instant,
+        record: RequestRecord,
+        status: http::StatusCode,
+        content_type: Option<&[u8]>,
+        p: Priced,
+    ) -> Box<Account> {
+        let billing = if !p.llm || !status.is_success() {
+            Billing::Nothing
+        } else {
+            Meter::for_content_type(content_type.unwrap_or_default())
+                .map_or(Billing::Prompt, Billing::Read)
+        };
+        Box::new(Account {
+            telemetry: telemetry.clone(),
+            clock: clock.clone(),
+            start,
+            record: Some(record),
+            billing,
+            reservation: p.reservation,
+            price: p.price,
+            cached: p.cached,
+            request: p.request,
+            exact: p.exact,
+        })
+    }
+
+    /// The prompt's estimate: the reservation's when there is one, else counted now.
+    fn prompt(&self, model: Option<&str>) -> u64 {
+        if let Some(r) = &self.reservation {
+            return r.prompt();
+        }
+        let tokenizer = if self.exact {
+            flowgate_cost::Tokenizer::of(model)
+        } else {
+            flowgate_cost::Tokenizer::Approximate
+        };
+        self.request
+            .as_deref()
+            .and_then(|b| flowgate_cost::estimate_with(b, tokenizer).ok())
+            .map_or(0, |e| e.prompt)
+    }
+
+    fn finish(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        let model = record.model.as_deref();
+        let metered = match std::mem::replace(&mut self.billing, Billing::Nothing) {
+            Billing::Nothing => None,
+            Billing::Prompt => Some(Metered {
+                usage: Usage {
+                    prompt_tokens: self.prompt(model),
+                    ..Usage::default()
+                },
+                estimated: true,
+            }),
+            Billing::Read(m) => Some(m.finish(|| self.prompt(model))),
+        };
+        if let Some(r) = &mut self.reservation {
+            // An answer from the cache used no tokens upstream.
+            let used = match &metered {
+                Some(m) if !self.cached => m.total(),
+                _ => 0,
+            };
+            r.settle(used);
+        }
+        record.spend = metered.map(|m| Spend {
+            usage: m.usage,
+            estimated: m.estimated,
+            usd: self
+                .price
+                .as_ref()
+                .map(|p| flowgate_cost::cost(&m.usage, p)),
+            cached: self.cached,
+        });
+        record.total = self.clock.now().saturating_duration_since(self.start);
+        self.telemetry.record(record);
+    }
+}
+
+impl Watch for Account {
+    fn data(&mut self, data: &Bytes) -> bool {
+        if let Billing::Read(m) = &mut self.billing {
+            m.push(data);
+        }
+        true
+    }
+
+    /// Sent as soon as the body ends (by the drop).
+    fn end(self: Box<Self>) {}
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// A key's name and team, for the record.
+pub(crate) fn caller_names(
+    caller: Option<&crate::auth::Caller>,
+) -> (Option<Arc<str>>, Option<Arc<str>>) {
+    match caller {
+        Some(c) => (
+            Some(Arc::from(c.key.name.as_str())),
+            c.key.team.as_deref().map(Arc::from),
+        ),
+        None => (None, None),
+    }
+}
