@@ -41,6 +41,34 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// `unix_ms` (milliseconds since the Unix epoch) as an RFC 3339 time in UTC with
+/// milliseconds: `2026-12-06T15:04:05.123Z`.
+pub fn rfc3339_millis(unix_ms: u64) -> String {
+    let (secs, ms) = (unix_ms / 1000, unix_ms % 1000);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The Gregorian date of `days` since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
 /// A shared, dynamically dispatched clock.
 pub type SharedClock = Arc<dyn Clock>;
 
@@ -124,6 +152,24 @@ impl Clock for ManualClock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_are_written_as_rfc_3339_in_utc() {
+        assert_eq!(super::rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339_millis(1_796_569_445_123),
+            "2026-12-06T15:04:05.123Z"
+        );
+        // A leap day, and the last millisecond of a year.
+        assert_eq!(
+            super::rfc3339_millis(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            super::rfc3339_millis(1_798_761_599_999),
+            "2026-12-31T23:59:59.999Z"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -19,6 +19,7 @@
 
 mod admin;
 mod catalog;
+mod cost;
 mod env;
 mod error;
 pub mod fuzzing;
@@ -39,23 +40,25 @@ mod watch;
 use std::path::Path;
 
 pub use catalog::{Capabilities, Deployment, ModelInfo};
+pub use cost::CostConfig;
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
 pub use model::{
-    ADMIN_TOKEN_ENV, AdaptiveConfig, AdminConfig, AdminScope, AdminToken, AffinityConfig,
-    AuthConfig, AwsEnv, BalanceStrategy, CacheCategory, CacheConfig, CacheMode, ClientDialect,
-    ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, Egress, EndpointConfig, Fallback,
-    HealthCheckConfig, HedgeAfter, HedgeConfig, IpBlock, KeyConfig, LimitScope, LimitUnit, Limits,
-    ListenerTls, ModelCatalog, ModelPrice, OutlierConfig, PathMatch, PoolConfig, Priority,
-    Provider, ProxyConfig, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RetryConfig,
-    RouteCache, RouteConfig, RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, TlsRoots,
-    Triggers, UpstreamKey, UpstreamProtocol, UpstreamTls, WarmConfig,
+    ADMIN_TOKEN_ENV, AccessLog, AdaptiveConfig, AdminConfig, AdminScope, AdminToken,
+    AffinityConfig, AuthConfig, AwsEnv, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,
+    ClientDialect, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig, Egress,
+    EndpointConfig, Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, IpBlock, KeyConfig,
+    LimitScope, LimitUnit, Limits, ListenerTls, ModelCatalog, ModelPrice, OutlierConfig, PathMatch,
+    PoolConfig, Priority, Provider, ProxyConfig, Rate, RateLimitConfig, RedisCacheConfig,
+    RedisLinkConfig, RetryConfig, RouteCache, RouteConfig, RouteKind, Secret, ServerConfig,
+    SharedLimitsConfig, TagBy, TlsRoots, Triggers, UpstreamKey, UpstreamProtocol, UpstreamTls,
+    WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;
 pub use raw::RawKey as KeySpec;
-pub use units::{hex, parse_duration, parse_size};
+pub use units::{hex, parse_duration, parse_size, parse_usd};
 pub use validate::defaults;
 pub use watch::{FileWatcher, watch_file};
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub shared_limits: Option<SharedLimitsConfig>,
     /// Who may call the admin API (`[admin]`).
     pub admin: AdminConfig,
+    /// Pricing and the spend ledger (`[cost]`).
+    pub cost: crate::cost::CostConfig,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -556,6 +558,19 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpBlock>,
     /// `[server.tls]`: the data plane serves HTTPS (HTTP/1.1, and h2 by ALPN when `http2`).
     pub tls: Option<ListenerTls>,
+    /// Where the gateway keeps what it must not lose (the spend ledger, ...); relative to
+    /// the config file. `None`: nothing is kept across restarts.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Where each request's line goes when its answer is done: a file (JSON lines,
+    /// appended) or `-` for standard output. `None`: no access log.
+    pub access_log: Option<AccessLog>,
+}
+
+/// The access log's destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    File(std::path::PathBuf),
 }
 
 /// Limits on what a client may send.

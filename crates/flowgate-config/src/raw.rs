@@ -28,6 +28,7 @@ pub(crate) struct RawConfig {
     pub auth: RawAuth,
     pub shared_limits: Option<RawSharedLimits>,
     pub admin: Option<crate::admin::RawAdmin>,
+    pub cost: Option<crate::cost::RawCost>,
 }
 
 /// `[shared_limits]`: rate-limit counts shared by replicas through Redis.
@@ -222,6 +223,8 @@ pub(crate) struct RawServer {
     pub region: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub tls: Option<crate::tls::RawListenerTls>,
+    pub data_dir: Option<String>,
+    pub access_log: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,11 +11,12 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use crate::error::KeyPath;
 use crate::ip_block::IpBlock;
 use crate::model::{
-    AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory, CacheConfig,
-    CacheMode, ClientDialect, ConcurrencyConfig, ConfidenceTtl, Config, DiskCacheConfig,
-    EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, PathMatch, PoolConfig, Priority,
-    Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache, RouteConfig, RouteKind,
-    Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
+    AccessLog, AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory,
+    CacheConfig, CacheMode, ClientDialect, ConcurrencyConfig, ConfidenceTtl, Config,
+    DiskCacheConfig, EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, PathMatch,
+    PoolConfig, Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache,
+    RouteConfig, RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey,
+    WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
@@ -133,6 +134,29 @@ pub(crate) fn validate(
             })
             .collect(),
         tls: crate::tls::listener_tls(raw.server.tls, origin, &server_key, &mut found),
+        data_dir: match raw.server.data_dir.as_deref() {
+            Some("") => {
+                found.push((
+                    server_key.clone().key("data_dir"),
+                    "an empty path: leave it out to keep nothing across restarts".into(),
+                ));
+                None
+            }
+            Some(d) => Some(relative_to(origin, d)),
+            None => None,
+        },
+        access_log: match raw.server.access_log.as_deref() {
+            Some("") => {
+                found.push((
+                    server_key.clone().key("access_log"),
+                    "an empty path: a file, or \"-\" for standard output".into(),
+                ));
+                None
+            }
+            Some("-") => Some(AccessLog::Stdout),
+            Some(p) => Some(AccessLog::File(relative_to(origin, p))),
+            None => None,
+        },
     };
 
     let lk = root.clone().key("limits");
@@ -265,6 +289,14 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let cost = crate::cost::cost(
+        raw.cost.as_ref(),
+        server.data_dir.as_ref(),
+        origin,
+        &root.clone().key("cost"),
+        &mut found,
+    );
+
     if found.is_empty() {
         Ok(Config {
             origin: origin.to_string(),
@@ -278,6 +310,7 @@ pub(crate) fn validate(
             auth,
             shared_limits,
             admin,
+            cost,
         })
     } else {
         Err(found)

@@ -10,9 +10,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use flowgate_clock::SharedClock;
 use flowgate_cost::{Meter, Metered, ModelPrice, Usage};
-use flowgate_telemetry::{RequestRecord, Spend, Telemetry};
+use flowgate_telemetry::{ErrorKind, RequestRecord, Spend, Telemetry};
+use http::Response;
 
 use crate::admission::Reservation;
+use crate::body::ProxyBody;
+use crate::caching::Status;
+use crate::gateway::Gateway;
+use crate::outcome::Outcome;
+use crate::runtime::Runtime;
 use crate::watch::Watch;
 
 /// How an answer's tokens are read and priced (see the module's documentation).
@@ -44,7 +50,7 @@ enum Billing {
 }
 
 /// What the request was, for its price.
-pub(crate) struct Priced {
+struct Priced {
     /// The route reads its answers' tokens (an `openai` route).
     pub llm: bool,
     pub price: Option<ModelPrice>,
@@ -66,7 +72,7 @@ impl std::fmt::Debug for Account {
 impl Account {
     /// The account of an answer with `status` and `content_type`, whose request's record
     /// so far is `record` (sent when the account ends).
-    pub(crate) fn new(
+    fn new(
         telemetry: &Telemetry,
         clock: &SharedClock,
         start: Instant,
@@ -167,15 +173,90 @@ impl Drop for Account {
     }
 }
 
-/// A key's name and team, for the record.
-pub(crate) fn caller_names(
-    caller: Option<&crate::auth::Caller>,
-) -> (Option<Arc<str>>, Option<Arc<str>>) {
-    match caller {
+/// What was known of a request when its head arrived, for its record.
+pub(crate) struct Asked {
+    pub start: Instant,
+    pub at_ms: u64,
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub request_id: http::HeaderValue,
+    pub peer: std::net::IpAddr,
+    /// The client asked for the price in the head ([`crate::cost_header`]).
+    pub cost: bool,
+}
+
+/// `resp` (the request's answer, OpenAI-shaped) with its account on: the record of what
+/// the request's stages learned (`out`), the price of the model that answered (the
+/// answering pool's own model, else the one the client named), the token reservation.
+pub(crate) async fn open(
+    gw: &Gateway,
+    rt: &Runtime,
+    mut resp: Response<ProxyBody>,
+    out: &mut Outcome,
+    asked: Asked,
+    error: Option<ErrorKind>,
+) -> Response<ProxyBody> {
+    let pool = out
+        .pool
+        .as_ref()
+        .and_then(|p| rt.upstreams.iter().find(|u| u.name == *p));
+    let pricing = gw.spending().enabled();
+    let price = out
+        .model
+        .as_deref()
+        .filter(|_| pricing)
+        .map(|m| pool.and_then(|p| p.cfg.model.as_deref()).unwrap_or(m))
+        .and_then(|m| rt.config.models.price(m));
+    let cached = out.cache.is_some_and(Status::answered_by_cache);
+    if asked.cost && pricing && out.body.is_some() {
+        resp = crate::cost_header::add(resp, price.as_ref(), cached).await;
+    }
+    let (key, team) = match out.caller.as_deref() {
         Some(c) => (
             Some(Arc::from(c.key.name.as_str())),
             c.key.team.as_deref().map(Arc::from),
         ),
         None => (None, None),
-    }
+    };
+    let record = RequestRecord {
+        route: out.route.clone().unwrap_or_else(|| Arc::from("-")),
+        pool: out.pool.clone(),
+        endpoint: out.endpoint.clone(),
+        status: resp.status().as_u16(),
+        duration: gw.clock().now().saturating_duration_since(asked.start),
+        upstream_duration: out.upstream_duration,
+        error,
+        at_ms: asked.at_ms,
+        total: std::time::Duration::ZERO,
+        method: asked.method,
+        uri: asked.uri,
+        request_id: asked.request_id,
+        peer: Some(asked.peer),
+        key,
+        team,
+        model: out.model.clone(),
+        provider: pool.map(|p| p.cfg.provider.as_str()),
+        cache: out.cache.map(Status::as_str),
+        attempts: out.attempts,
+        spend: None,
+    };
+    let account = Account::new(
+        gw.telemetry(),
+        gw.clock(),
+        asked.start,
+        record,
+        resp.status(),
+        resp.headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(http::HeaderValue::as_bytes),
+        Priced {
+            llm: (pricing && out.body.is_some()) || out.reservation.is_some(),
+            price,
+            cached,
+            reservation: out.reservation.take(),
+            request: out.body.take(),
+            exact: rt.config.limits.exact_tokens,
+        },
+    );
+    resp.map(|b| b.with_account(account))
 }

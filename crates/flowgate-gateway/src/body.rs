@@ -16,7 +16,6 @@ use flowgate_http::server::{BodyTimeout, ClientBody};
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::account::Account;
 use crate::error::ProxyError;
 use crate::watch::Watched;
 
@@ -227,9 +226,9 @@ impl ProxyBody {
         self
     }
 
-    /// Accounts for the answer as it passes: its tokens, their price, the request's
-    /// record ([`Account`]).
-    pub(crate) fn with_account(mut self, a: Box<Account>) -> Self {
+    /// Puts the request's account on the answer (its tokens, their
+    /// price, the request's record), which sees it pass.
+    pub(crate) fn with_account<W: crate::watch::Watch + 'static>(mut self, a: Box<W>) -> Self {
         self.inner.set(Some(a));
         self
     }

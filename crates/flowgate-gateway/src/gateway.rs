@@ -20,6 +20,7 @@ use crate::headers::RequestIds;
 use crate::instances::Instances;
 use crate::queues::Queues;
 use crate::runtime::{Lasting, Runtime};
+use crate::spend::Spending;
 use crate::tls::listener::ListenerTls;
 use crate::warming::Warming;
 
@@ -55,6 +56,8 @@ pub struct Gateway {
     client_connections: Arc<flowgate_http::server::Connections>,
     /// `[server.tls]`, fixed at start (the certificate itself is reloaded).
     listener_tls: Option<ListenerTls>,
+    /// The spend ledger and its metrics (`[cost]`, fixed at start).
+    spending: Spending,
 }
 
 impl Gateway {
@@ -108,6 +111,9 @@ impl Gateway {
             counts: counts.clone(),
             queues: queues.clone(),
         }));
+        let spending = Spending::open(&config.cost, clock.unix_millis() / 1000)?;
+        telemetry.register_collector(Box::new(spending.collector()));
+        telemetry.set_sinks(crate::sinks::of(&config, &spending));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
         let listener_tls = match &config.server.tls {
@@ -155,7 +161,13 @@ impl Gateway {
             rebuilding: Mutex::new(()),
             client_connections: Arc::default(),
             listener_tls,
+            spending,
         }))
+    }
+
+    /// The spend ledger and its metrics.
+    pub fn spending(&self) -> &Spending {
+        &self.spending
     }
 
     /// The data-plane listener's TLS, when `[server.tls]` is set.
@@ -273,6 +285,17 @@ impl Gateway {
         let (was, now) = (&old.config.cache, &config.cache);
         if old.config.auth.store != config.auth.store {
             tracing::warn!("auth.store changed in the new config; it takes effect after a restart");
+        }
+        if old.config.cost != config.cost || old.config.server.data_dir != config.server.data_dir {
+            tracing::warn!(
+                "[cost] or server.data_dir changed in the new config; they take effect after \
+                 a restart"
+            );
+        }
+        // The access log follows the config (and a rotated file is let go).
+        if old.config.server.access_log.is_some() || config.server.access_log.is_some() {
+            self.telemetry
+                .set_sinks(crate::sinks::of(&config, &self.spending));
         }
         let tiers = |c: &flowgate_config::CacheConfig| {
             (c.enabled, c.memory_bytes, c.disk.clone(), c.redis.clone())

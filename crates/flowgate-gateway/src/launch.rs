@@ -26,6 +26,8 @@ pub struct Running {
     stop: watch::Sender<bool>,
     workers: Option<Workers>,
     admin: Option<JoinHandle<()>>,
+    /// Writes the spend ledger; its last write follows the drain.
+    ledger_writer: Option<JoinHandle<()>>,
     _watcher: Option<FileWatcher>,
     _cert_watchers: Vec<FileWatcher>,
 }
@@ -66,6 +68,13 @@ pub async fn launch(
     warm_from_file(&gateway);
     warm_tokenizers(&gateway.runtime().config);
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
+    let ledger_writer = crate::spend::spawn_writer(
+        gateway.spending(),
+        gateway.telemetry().clone(),
+        gateway.clock().clone(),
+        gateway.runtime().config.cost.flush_interval,
+        stopped.clone(),
+    );
     let app = crate::admin::router(gateway.clone());
     let admin_cfg = &gateway.runtime().config.admin;
     if !admin_cfg.requires_token() && !admin_addr.ip().is_loopback() {
@@ -88,6 +97,7 @@ pub async fn launch(
         stop,
         workers: Some(workers),
         admin: Some(admin),
+        ledger_writer: Some(ledger_writer),
         _watcher: watcher,
         _cert_watchers: cert_watchers,
     })
@@ -150,9 +160,13 @@ impl Running {
         if let Some(admin) = self.admin.take() {
             let _ = admin.await;
         }
-        // Writes queued for the lower cache tiers are committed before the process ends.
+        // Writes queued for the lower cache tiers are committed before the process ends,
+        // and the spend of every request served.
         if let Some(cache) = self.gateway.cache() {
             cache.flush().await;
+        }
+        if let Some(w) = self.ledger_writer.take() {
+            let _ = w.await;
         }
     }
 }

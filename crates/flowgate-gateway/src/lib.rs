@@ -7,6 +7,7 @@
 //! request and streams the response back frame by frame. Errors are answered as OpenAI-shaped
 //! JSON. Each request leaves one record for telemetry. See `docs/architecture.md`.
 
+mod access_log;
 mod account;
 mod admin;
 mod admission;
@@ -16,6 +17,7 @@ mod balance_metrics;
 mod body;
 mod cache_metrics;
 mod caching;
+mod cost_header;
 mod dialect;
 mod error;
 mod flow;
@@ -33,6 +35,8 @@ mod refresh;
 mod reload;
 mod router;
 mod runtime;
+mod sinks;
+mod spend;
 pub mod tls;
 pub mod upstream;
 mod warming;

@@ -28,7 +28,6 @@ use flowgate_config::{ClientDialect, RouteKind};
 use flowgate_cost::Estimate;
 use flowgate_http::pool::ResponseBody;
 use flowgate_http::server::{ClientBody, Peer};
-use flowgate_telemetry::RequestRecord;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{HeaderName, Request, Response, Version};
@@ -60,12 +59,19 @@ impl Gateway {
         peer: &Peer,
     ) -> Response<ProxyBody> {
         let start = self.clock().now();
-        let at_ms = self.clock().unix_millis();
         let _serving = flowgate_http::worker::Serving::enter();
         let guard = InFlightGuard::new(&self.telemetry().metrics().in_flight);
         let rt = self.runtime();
         let request_id = self.request_ids().take_or_make(req.headers());
-        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let asked = crate::account::Asked {
+            start,
+            at_ms: self.clock().unix_millis(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            request_id: request_id.clone(),
+            peer: peer.addr.ip(),
+            cost: crate::cost_header::asked(req.headers()),
+        };
         let mut out = Outcome::default();
         let (mut resp, error) = match self.proxy(&rt, req, peer, &request_id, &mut out).await {
             Ok(r) => (r, None),
@@ -76,59 +82,7 @@ impl Gateway {
                 (e.into_response(), Some(e.kind()))
             }
         };
-        let (key, team) = crate::account::caller_names(out.caller.as_deref());
-        let pool = out
-            .pool
-            .as_ref()
-            .and_then(|p| rt.upstreams.iter().find(|u| u.name == *p));
-        let record = RequestRecord {
-            route: out.route.clone().unwrap_or_else(|| Arc::from("-")),
-            pool: out.pool.clone(),
-            endpoint: out.endpoint.clone(),
-            status: resp.status().as_u16(),
-            duration: self.clock().now().saturating_duration_since(start),
-            upstream_duration: out.upstream_duration,
-            error,
-            at_ms,
-            total: std::time::Duration::ZERO,
-            method,
-            uri,
-            request_id: request_id.clone(),
-            peer: Some(peer.addr.ip()),
-            key,
-            team,
-            model: out.model.clone(),
-            provider: pool.map(|p| p.cfg.provider.as_str()),
-            cache: out.cache.map(caching::Status::as_str),
-            attempts: out.attempts,
-            spend: None,
-        };
-        // The price of the model that answered: the answering pool's own model, else the
-        // one the client named.
-        let priced = out
-            .model
-            .as_deref()
-            .map(|m| pool.and_then(|p| p.cfg.model.as_deref()).unwrap_or(m))
-            .and_then(|m| rt.config.models.price(m));
-        let account = crate::account::Account::new(
-            self.telemetry(),
-            self.clock(),
-            start,
-            record,
-            resp.status(),
-            resp.headers()
-                .get(header::CONTENT_TYPE)
-                .map(HeaderValue::as_bytes),
-            crate::account::Priced {
-                llm: out.body.is_some() || out.reservation.is_some(),
-                price: priced,
-                cached: out.cache.is_some_and(caching::Status::answered_by_cache),
-                reservation: out.reservation.take(),
-                request: out.body.take(),
-                exact: rt.config.limits.exact_tokens,
-            },
-        );
-        resp = resp.map(|b| b.with_account(account));
+        resp = crate::account::open(self, &rt, resp, &mut out, asked, error).await;
         if out.dialect == ClientDialect::Anthropic {
             resp = crate::dialect::claude::answer(resp, out.claude.as_ref())
                 .await

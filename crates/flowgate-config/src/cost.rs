@@ -1,0 +1,124 @@
+//! Cost control (`[cost]`): whether answers are priced and accounted, where the spend
+//! ledger is kept and for how long, and how often it is written. (Prices themselves are
+//! the model catalog's, `[models."NAME"]`.)
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Found, KeyPath};
+use crate::units::{HumanDuration, relative_to};
+
+/// The ledger's file under `[server] data_dir`.
+pub const LEDGER_FILE: &str = "ledger.redb";
+
+/// `[cost]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCost {
+    pub enabled: Option<bool>,
+    pub ledger: Option<String>,
+    pub flush_interval: Option<HumanDuration>,
+    pub minute_retention_days: Option<u32>,
+    pub hour_retention_days: Option<u32>,
+}
+
+/// Cost control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostConfig {
+    /// Answers are priced and their spend kept in the ledger. Default on.
+    pub enabled: bool,
+    /// The ledger's file: `ledger`, else `ledger.redb` in `[server] data_dir`; `None`: kept
+    /// in memory (lost at exit).
+    pub ledger: Option<PathBuf>,
+    /// How often what was added is written (at most a second).
+    pub flush_interval: Duration,
+    pub minute_retention: Duration,
+    pub hour_retention: Duration,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        CostConfig {
+            enabled: true,
+            ledger: None,
+            flush_interval: Duration::from_secs(1),
+            minute_retention: Duration::from_secs(35 * 86_400),
+            hour_retention: Duration::from_secs(400 * 86_400),
+        }
+    }
+}
+
+pub(crate) fn cost(
+    raw: Option<&RawCost>,
+    data_dir: Option<&PathBuf>,
+    origin: &str,
+    key: &KeyPath,
+    found: &mut Found,
+) -> CostConfig {
+    let d = CostConfig::default();
+    let ledger = match raw.and_then(|r| r.ledger.as_deref()) {
+        Some("") => {
+            found.push((
+                key.clone().key("ledger"),
+                "an empty path: leave it out to keep the ledger in [server] data_dir".into(),
+            ));
+            None
+        }
+        Some(p) => Some(relative_to(origin, p)),
+        None => data_dir.map(|d| d.join(LEDGER_FILE)),
+    };
+    let Some(raw) = raw else {
+        return CostConfig { ledger, ..d };
+    };
+    let flush_interval = match raw.flush_interval {
+        None => d.flush_interval,
+        Some(HumanDuration(t)) if !t.is_zero() && t <= Duration::from_secs(1) => t,
+        Some(HumanDuration(t)) => {
+            found.push((
+                key.clone().key("flush_interval"),
+                format!(
+                    "{t:?} is out of range: from 1ms to 1s (a crash loses at most one interval)"
+                ),
+            ));
+            d.flush_interval
+        }
+    };
+    let mut days = |v: Option<u32>, k: &str, default: Duration, min: u32| match v {
+        None => default,
+        Some(n) if n >= min && n <= 10 * 366 => Duration::from_secs(u64::from(n) * 86_400),
+        Some(n) => {
+            found.push((
+                key.clone().key(k),
+                format!("{n} is out of range: from {min} to 3660 days"),
+            ));
+            default
+        }
+    };
+    let minute_retention = days(
+        raw.minute_retention_days,
+        "minute_retention_days",
+        d.minute_retention,
+        1,
+    );
+    let hour_retention = days(
+        raw.hour_retention_days,
+        "hour_retention_days",
+        d.hour_retention,
+        1,
+    );
+    if hour_retention < minute_retention {
+        found.push((
+            key.clone().key("hour_retention_days"),
+            "hours must be kept at least as long as minutes".into(),
+        ));
+    }
+    CostConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        ledger,
+        flush_interval,
+        minute_retention,
+        hour_retention,
+    }
+}

@@ -1,0 +1,21 @@
+//! Where request records go after the metrics: the spend ledger always, the access log
+//! when `[server] access_log` names one. Set at start and again on every reload (the log's
+//! file may change; the ledger is fixed at start).
+
+use std::sync::Arc;
+
+use flowgate_config::Config;
+use flowgate_telemetry::Sink;
+
+use crate::spend::Spending;
+
+pub(crate) fn of(config: &Config, spending: &Spending) -> Vec<Arc<dyn Sink>> {
+    let mut sinks = vec![spending.sink()];
+    if let Some(to) = &config.server.access_log {
+        match crate::access_log::AccessLog::open(to) {
+            Ok(log) => sinks.push(Arc::new(log)),
+            Err(e) => tracing::error!(error = %e, "no access log"),
+        }
+    }
+    sinks
+}

@@ -1,0 +1,152 @@
+//! The spend families: dollars spent and saved and tokens, by route, model, provider and
+//! team (not by key: keys are many; the ledger has them), and how the ledger's writer is
+//! doing. Counted from the records on the control plane, encoded at each scrape.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flowgate_cost::ledger::{Dims, Totals};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::cache_metrics::{counter, gauge, one};
+
+/// The labels spend is counted by.
+type Labels = [Arc<str>; 4];
+
+#[derive(Debug, Default)]
+pub(super) struct SpendCounts {
+    by: Mutex<HashMap<Labels, Totals>>,
+    writer: Mutex<WriterCounts>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct WriterCounts {
+    flushes: u64,
+    failures: u64,
+    rows: u64,
+    last: Duration,
+}
+
+impl SpendCounts {
+    pub(super) fn add(&self, d: &Dims, t: &Totals) {
+        let labels = [
+            d.route.clone(),
+            d.model.clone(),
+            d.provider.clone(),
+            d.team.clone(),
+        ];
+        if let Ok(mut by) = self.by.lock() {
+            by.entry(labels).or_default().add(t);
+        }
+    }
+
+    pub(super) fn flushed(&self, rows: usize, took: Duration) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.flushes += 1;
+            w.rows += rows as u64;
+            w.last = took;
+        }
+    }
+
+    pub(super) fn flush_failed(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.failures += 1;
+        }
+    }
+}
+
+/// Encodes the spend families.
+#[derive(Debug, Clone)]
+pub struct SpendCollector(pub(super) Arc<SpendCounts>);
+
+fn usd(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(0.0)
+}
+
+impl Collector for SpendCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let rows: Vec<(Labels, Totals)> = match self.0.by.lock() {
+            Ok(by) => by.iter().map(|(l, t)| (l.clone(), *t)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let e = &mut e;
+        fn labels(l: &Labels) -> Vec<(&'static str, &str)> {
+            vec![
+                ("route", &*l[0]),
+                ("model", &*l[1]),
+                ("provider", &*l[2]),
+                ("team", &*l[3]),
+            ]
+        }
+        let of = |f: fn(&Totals) -> f64| -> Vec<(Vec<(&str, &str)>, f64)> {
+            rows.iter().map(|(l, t)| (labels(l), f(t))).collect()
+        };
+        counter(
+            e,
+            "flowgate_spend_usd",
+            "US dollars spent upstream, at the catalog's prices",
+            of(|t| usd(t.usd)),
+        )?;
+        counter(
+            e,
+            "flowgate_saved_usd",
+            "US dollars flowgate's cache saved: its answers priced as new calls",
+            of(|t| usd(t.saved_usd)),
+        )?;
+        counter(
+            e,
+            "flowgate_priced_requests",
+            "Answers priced (their tokens read or estimated)",
+            of(|t| t.requests as f64),
+        )?;
+        let mut tokens = Vec::new();
+        for (l, t) in &rows {
+            for (kind, n) in [
+                ("input", t.input_tokens),
+                ("output", t.output_tokens),
+                ("cache_read", t.cache_read_tokens),
+                ("cache_write", t.cache_write_tokens),
+            ] {
+                let mut ls = labels(l);
+                ls.push(("kind", kind));
+                tokens.push((ls, n));
+            }
+        }
+        counter(
+            e,
+            "flowgate_tokens",
+            "Tokens of the answers priced, by kind (input: not from the provider's prompt cache)",
+            tokens,
+        )?;
+        let w = self.0.writer.lock().map(|w| *w).unwrap_or_default();
+        counter(
+            e,
+            "flowgate_ledger_flushes",
+            "Writes of the spend ledger",
+            one(w.flushes),
+        )?;
+        counter(
+            e,
+            "flowgate_ledger_flush_failures",
+            "Writes of the spend ledger that failed (their rows kept for the next)",
+            one(w.failures),
+        )?;
+        counter(
+            e,
+            "flowgate_ledger_rows_written",
+            "Ledger rows written (one per minute and combination of key, team, route, model, provider)",
+            one(w.rows),
+        )?;
+        gauge(
+            e,
+            "flowgate_ledger_last_flush_seconds",
+            "How long the last write of the spend ledger took",
+            one(w.last.as_secs_f64()),
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! Spend: each answered request's priced tokens ([`flowgate_telemetry::Spend`], put in its
+//! record by its account) go into the spend ledger and the spend metrics, on the control
+//! plane, from the telemetry consumer ([`SpendSink`]); a task writes the ledger every
+//! `[cost] flush_interval` ([`spawn_writer`]), and once more at shutdown.
+
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate_clock::SharedClock;
+use flowgate_config::CostConfig;
+use flowgate_cost::ledger::{Dims, Ledger, MovedAside, Retention, Totals};
+use flowgate_telemetry::{RequestRecord, Sink};
+use tokio::sync::watch;
+
+pub use metrics::SpendCollector;
+use metrics::SpendCounts;
+
+/// The ledger and what else spend feeds. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Spending {
+    ledger: Arc<Ledger>,
+    counts: Arc<SpendCounts>,
+    /// Whether answers are priced (`[cost] enabled`, fixed at start).
+    enabled: bool,
+}
+
+impl Spending {
+    /// The ledger `cost` names (its file, or memory), opened at `now` (Unix seconds). A
+    /// file that is not a ledger is moved aside and said so.
+    pub fn open(cost: &CostConfig, now: u64) -> std::io::Result<Spending> {
+        let retention = Retention {
+            minutes: cost.minute_retention,
+            hours: cost.hour_retention,
+        };
+        let ledger = match &cost.ledger {
+            Some(path) => {
+                let (ledger, moved) =
+                    Ledger::open(path, retention, now).map_err(std::io::Error::other)?;
+                if let Some(MovedAside { to, why }) = moved {
+                    tracing::error!(
+                        ledger = %path.display(),
+                        moved_to = %to.display(),
+                        error = %why,
+                        "the spend ledger could not be opened: it was moved aside and a new one started"
+                    );
+                }
+                ledger
+            }
+            None => Ledger::in_memory(retention).map_err(std::io::Error::other)?,
+        };
+        Ok(Spending {
+            ledger: Arc::new(ledger),
+            counts: Arc::default(),
+            enabled: cost.enabled,
+        })
+    }
+
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Whether answers are priced and accounted.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// What the telemetry consumer hands records to.
+    pub fn sink(&self) -> Arc<dyn Sink> {
+        Arc::new(SpendSink(self.clone()))
+    }
+
+    /// The spend families for `/metrics`.
+    pub fn collector(&self) -> SpendCollector {
+        SpendCollector(self.counts.clone())
+    }
+}
+
+/// Takes each record's spend into the ledger and the metrics.
+struct SpendSink(Spending);
+
+impl Sink for SpendSink {
+    fn take(&self, rec: &RequestRecord) {
+        let Some(s) = rec.spend.as_ref().filter(|_| self.0.enabled) else {
+            return;
+        };
+        let usd = s.usd.unwrap_or_default();
+        let totals = Totals::of(&s.usage, s.estimated, usd, s.cached);
+        let name = |n: Option<&Arc<str>>| n.cloned().unwrap_or_else(|| Arc::from(""));
+        let dims = Dims {
+            key: name(rec.key.as_ref()),
+            team: name(rec.team.as_ref()),
+            route: rec.route.clone(),
+            model: name(rec.model.as_ref()),
+            provider: Arc::from(rec.provider.unwrap_or("")),
+        };
+        self.0.counts.add(&dims, &totals);
+        self.0.ledger.add(rec.at_ms / 1000, dims, &totals);
+    }
+}
+
+/// Writes the ledger every `interval` until `stopped`, then once more with every record
+/// sent by then. A write that fails is logged and its rows kept for the next.
+pub fn spawn_writer(
+    spending: &Spending,
+    telemetry: flowgate_telemetry::Telemetry,
+    clock: SharedClock,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let ledger = spending.ledger.clone();
+    let counts = spending.counts.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let last = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stopped.wait_for(|s| *s) => true,
+            };
+            if last {
+                telemetry.flush();
+            }
+            let (ledger, clock2, counts) = (ledger.clone(), clock.clone(), counts.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                let start = clock2.now();
+                match ledger.flush(clock2.unix_millis() / 1000) {
+                    Ok(r) => counts.flushed(r.rows, clock2.now().saturating_duration_since(start)),
+                    Err(e) => {
+                        counts.flush_failed();
+                        tracing::warn!(error = %e, "the spend ledger could not be written; it is kept for the next try");
+                    }
+                }
+            })
+            .await;
+            if last {
+                break;
+            }
+        }
+    })
+}
