@@ -301,3 +301,94 @@ async fn with_cost_off_nothing_is_priced() {
     assert!(!r.headers.contains_key("x-flowgate-cost-usd"));
     assert_eq!(ledger_total(&gw).requests, 0);
 }
+
+fn key_hash(key: &str) -> String {
+    flowgate_config::format_key_hash(&flowgate_admission::keys::hash(key.as_bytes()))
+}
+
+async fn admin_json(gw: &flowgate_gateway::Running, path: &str) -> (StatusCode, serde_json::Value) {
+    let r = send(&client(), get(gw.admin_addr, path)).await;
+    (r.status, serde_json::from_slice(&r.body).unwrap())
+}
+
+#[tokio::test]
+async fn the_cost_api_sums_the_ledger_by_team_key_and_time() {
+    let url = upstream().await;
+    let auth = format!(
+        "[auth]\nenabled = true\n\n\
+         [[auth.keys]]\nname = \"alice\"\nhash = \"{}\"\nteam = \"red\"\n\n\
+         [[auth.keys]]\nname = \"bob\"\nhash = \"{}\"\nteam = \"blue\"\n\n",
+        key_hash("sk-alice"),
+        key_hash("sk-bob")
+    );
+    let gw = gateway(&format!("{auth}{}", config(&url, ""))).await;
+    for (key, n) in [("sk-alice", 2), ("sk-bob", 1)] {
+        for i in 0..n {
+            let mut r = post(
+                gw.data_addr,
+                "/v1/chat/completions",
+                body(&format!("{key}{i}")),
+            );
+            r.headers_mut().insert(
+                "authorization",
+                http::HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+            );
+            send(&client(), r).await.expect(StatusCode::OK);
+        }
+    }
+    let (st, v) = admin_json(&gw, "/api/v1/cost/summary?window=1h&group_by=team").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["total"]["usd"], "0.01125");
+    assert_eq!(v["total"]["requests"], 3);
+    let groups: Vec<(String, String)> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().into(),
+                g["usd"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("red".into(), "0.0075".into()),
+            ("blue".into(), PRICE.into())
+        ]
+    );
+    // The API's numbers are the ledger's.
+    assert_eq!(
+        v["total"]["usd"].as_str().unwrap(),
+        ledger_total(&gw).usd.to_string()
+    );
+    // A filter.
+    let (_, v) = admin_json(&gw, "/api/v1/cost/summary?window=1h&key=bob&group_by=model").await;
+    assert_eq!(v["total"]["requests"], 1);
+    assert_eq!(v["groups"][0]["name"], "priced-model");
+    assert_eq!(v["filter"]["key"], "bob");
+    // A series: every request in this minute (or the last one, across its edge).
+    let (st, v) = admin_json(&gw, "/api/v1/cost/timeseries?window=2h&step=minute").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let points = v["points"].as_array().unwrap();
+    let sum: u64 = points.iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+    assert_eq!(sum, 3);
+    assert_eq!(points[0]["at"].as_u64().unwrap() % 60, 0);
+    assert_eq!(v["step"], 60);
+    // Bad parameters are named.
+    for (q, says) in [
+        ("summary?group_by=colour", "group_by"),
+        ("summary?window=soon", "window"),
+        ("summary?window=1h&from=5", "exclude"),
+        ("summary?from=10&to=5", "empty"),
+        ("summary?tema=red", "unknown parameter"),
+        ("timeseries?step=week", "step"),
+        ("timeseries?window=3000d&step=minute", "points"),
+    ] {
+        let (st, v) = admin_json(&gw, &format!("/api/v1/cost/{q}")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(says), "{q}: {m}");
+    }
+}

@@ -95,7 +95,7 @@ mod usd {
     use rust_decimal::Decimal;
 
     pub fn serialize<S: serde::Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(d)
+        s.collect_str(&d.normalize())
     }
 }
 

@@ -1,11 +1,13 @@
 //! The admin listener: `/metrics` (Prometheus), `/health`, `/ready` ([`status`]), the JSON
 //! API under `/api/v1/performance/...` (the cache, rate and concurrency limits, balancing,
-//! registered endpoints) and key management under `/api/v1/keys`, a module each. It runs on
+//! registered endpoints), spend under `/api/v1/cost/...` and key management under
+//! `/api/v1/keys`, a module each. It runs on
 //! its own port so that it can be firewalled apart from the data plane.
 
 mod admission;
 mod balance;
 mod cache;
+mod cost;
 mod guard;
 mod instances;
 mod keys;
@@ -21,6 +23,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
     axum::Router::new()
         .merge(status::routes())
         .merge(cache::routes())
+        .merge(cost::routes())
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())

@@ -18,6 +18,16 @@ pub(super) fn client_error(status: StatusCode, message: &str, code: &str) -> Res
         .into_response()
 }
 
+/// The gateway failed to read what was asked (a store that cannot be read).
+pub(super) fn server_error(message: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "application/json")],
+        error_body(message, "server_error", "internal_error"),
+    )
+        .into_response()
+}
+
 pub(super) async fn not_found() -> Response {
     let body = error_body(
         "no such admin endpoint",
