@@ -48,26 +48,24 @@ fn window_secs(s: &str) -> Option<u64> {
         .filter(|&n| n > 0)
 }
 
-/// The window and filters of a read.
-fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, Response> {
+/// The window and filters of a read; what is wrong with them.
+fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, String> {
     let now = gw.clock().unix_millis() / 1000;
-    let secs = |k: &str| -> Result<Option<u64>, Response> {
+    let secs = |k: &str| -> Result<Option<u64>, String> {
         p.get(k)
             .map(|v| {
                 v.parse::<u64>()
-                    .map_err(|_| bad(format!("{k}: {v:?} is not a time in Unix seconds")))
+                    .map_err(|_| format!("{k}: {v:?} is not a time in Unix seconds"))
             })
             .transpose()
     };
     let (from, to) = match (p.get("window"), secs("from")?, secs("to")?) {
         (Some(_), Some(_), _) => {
-            return Err(bad("window and from exclude each other".into()));
+            return Err("window and from exclude each other".into());
         }
         (Some(w), None, to) => {
             let len = window_secs(w).ok_or_else(|| {
-                bad(format!(
-                    "window: {w:?} is not a duration such as \"15m\", \"24h\" or \"30d\""
-                ))
+                format!("window: {w:?} is not a duration such as \"15m\", \"24h\" or \"30d\"")
             })?;
             let to = to.unwrap_or(now);
             (to.saturating_sub(len), to)
@@ -79,15 +77,15 @@ fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, Response> {
         }
     };
     if from >= to {
-        return Err(bad(format!(
+        return Err(format!(
             "the window is empty: from {from} is not before to {to}"
-        )));
+        ));
     }
     if to - from > MAX_WINDOW {
-        return Err(bad(format!(
+        return Err(format!(
             "the window is longer than {} days",
             MAX_WINDOW / DAY
-        )));
+        ));
     }
     let filter = Dim::ALL
         .iter()
@@ -102,12 +100,12 @@ fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, Response> {
 }
 
 /// Parameters other than these are refused, so that a misspelt filter is not read as none.
-fn check_known(p: &HashMap<String, String>, extra: &[&str]) -> Result<(), Response> {
+fn check_known(p: &HashMap<String, String>, extra: &[&str]) -> Result<(), String> {
     let known = |k: &str| {
         ["window", "from", "to"].contains(&k) || extra.contains(&k) || Dim::parse(k).is_some()
     };
     match p.keys().find(|k| !known(k)) {
-        Some(k) => Err(bad(format!("unknown parameter {k:?}"))),
+        Some(k) => Err(format!("unknown parameter {k:?}")),
         None => Ok(()),
     }
 }
@@ -137,8 +135,8 @@ async fn summary(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = check_known(&p, &["group_by"]) {
-        return r;
+    if let Err(why) = check_known(&p, &["group_by"]) {
+        return bad(why);
     }
     let group = match p.get("group_by").map(String::as_str) {
         None => None,
@@ -153,7 +151,7 @@ async fn summary(
     };
     let q = match query(&gw, &p) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(why) => return bad(why),
     };
     gw.telemetry().flush();
     let ledger = gw.spending().ledger();
@@ -189,12 +187,12 @@ async fn timeseries(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = check_known(&p, &["step"]) {
-        return r;
+    if let Err(why) = check_known(&p, &["step"]) {
+        return bad(why);
     }
     let q = match query(&gw, &p) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(why) => return bad(why),
     };
     let step = match p.get("step").map(String::as_str) {
         None if q.to - q.from <= 2 * 3600 => Step::Minute,
