@@ -156,22 +156,21 @@ impl Ledger {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         }
-        let (db, moved) = match Database::create(path)
-            .map_err(|e| e.to_string())
-            .and_then(|db| {
-                tables(&db).map_err(|e| e.to_string())?;
-                Ok(db)
-            }) {
+        let (db, moved) = match Database::create(path) {
             Ok(db) => (db, None),
-            Err(why) => {
+            // Another process has it (a second gateway on the same data_dir), or it may
+            // not be read: not ours to move.
+            Err(e) if !unreadable(&e) => return Err(err(&e)),
+            Err(e) => {
+                let why = e.to_string();
                 let to = PathBuf::from(format!("{}.corrupt-{now}", path.display()));
                 std::fs::rename(path, &to)
                     .map_err(|e| err(&format!("{why}; moving it aside: {e}")))?;
                 let db = Database::create(path).map_err(|e| err(&e))?;
-                tables(&db).map_err(|e| err(&e))?;
                 (db, Some(MovedAside { to, why }))
             }
         };
+        tables(&db).map_err(|e| err(&e))?;
         Ok((Ledger::with(db, Some(path.to_path_buf()), retention), moved))
     }
 
@@ -379,6 +378,20 @@ fn add_row(
     sum.add(t);
     table.insert(key.as_slice(), encode_totals(&sum).as_slice())?;
     Ok(())
+}
+
+/// Whether `e` says the file is not a (readable) ledger, rather than that it cannot be had
+/// now (held by another process, not permitted).
+fn unreadable(e: &redb::DatabaseError) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        redb::DatabaseError::UpgradeRequired(_) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof)
+        }
+        _ => false,
+    }
 }
 
 /// Makes the tables, so that reads never meet their absence.

@@ -226,3 +226,27 @@ fn keys_and_rows_read_back_as_written() {
     assert_eq!(row::decode_totals(&row::encode_totals(&t)), Some(t));
     assert_eq!(row::decode_totals(&[2; row::TOTALS_LEN]), None);
 }
+
+#[test]
+fn a_ledger_another_process_holds_is_refused_and_left_alone() {
+    let path = temp("held");
+    let (held, _) = Ledger::open(&path, Retention::default(), T0).unwrap();
+    held.add(T0, dims("a", "", "m"), &spend("1"));
+    held.flush(T0).unwrap();
+    let e = Ledger::open(&path, Retention::default(), T0).unwrap_err();
+    assert!(e.to_string().contains("ledger.redb"), "{e}");
+    let aside = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("corrupt")
+        })
+        .count();
+    assert_eq!(aside, 0, "nothing was moved");
+    assert_eq!(held.summary(&whole(T0), None).unwrap()[0].1.usd, d("1"));
+    drop(held);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
