@@ -1,5 +1,6 @@
-//! The flowgate command line: `serve`, `check`, `demo`, `sim` and `key`.
+//! The flowgate command line: `serve`, `check`, `demo`, `sim`, `key` and `cost`.
 
+mod cost;
 mod demo;
 mod demo_balance;
 mod demo_burst;
@@ -53,6 +54,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<KeyAction>,
     },
+    /// Print a spend report from the ledger in the config's data directory (spent and
+    /// saved, by key, team, route, model and provider, per hour or day).
+    Cost(cost::CostArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
         Command::Serve { .. } | Command::Sim(_) => "info",
         // The demo prints its own report; per-request warnings would bury it.
         Command::Demo(_) => "error",
-        Command::Check { .. } | Command::Key { .. } => "warn",
+        Command::Check { .. } | Command::Key { .. } | Command::Cost(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -94,6 +98,16 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
         Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
+        Command::Cost(args) => {
+            let now = flowgate_clock::Clock::unix_millis(&flowgate_clock::SystemClock) / 1000;
+            match cost::run(&args, now) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Key { action } => {
             let key = flowgate_admission::keys::generate();
             let hash =

@@ -1,5 +1,6 @@
 //! The spend ledger after `kill -9`: a gateway killed with no chance to write loses at
-//! most what came after its last write (every second), and the file it leaves opens.
+//! most what came after its last write (every second), and the file it leaves opens;
+//! `flowgate cost` reports from it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -135,5 +136,52 @@ fn after_kill_9_the_ledger_opens_and_holds_everything_before_the_last_write() {
     );
     assert!(t.usd > rust_decimal::Decimal::ZERO, "priced: {t:?}");
     drop(ledger);
+    // `flowgate cost` reports from the same file.
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args([
+            "cost",
+            "--config",
+            config.to_str().unwrap(),
+            "--by",
+            "model",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("spent ${}", t.usd.normalize())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("requests {}", t.requests)), "{text}");
+    assert!(text.contains("gpt-4o-mini"), "{text}");
+    assert!(text.contains("per hour:"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_cost_report_says_why_when_there_is_no_ledger() {
+    let dir = std::env::temp_dir().join(format!("flowgate-noledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("flowgate.toml");
+    let pool = "[pools.llm]\nendpoints = [{ url = \"http://127.0.0.1:9\" }]\n\n\
+                [[routes]]\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n";
+    for (server, says) in [
+        ("", "kept in memory only"),
+        ("[server]\ndata_dir = \"data\"\n", "no ledger yet"),
+    ] {
+        std::fs::write(&config, format!("{server}{pool}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(["cost", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{says}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
