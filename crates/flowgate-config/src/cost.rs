@@ -1,12 +1,13 @@
 //! Cost control (`[cost]`): whether answers are priced and accounted, where the spend
-//! ledger is kept and for how long, and how often it is written. (Prices themselves are
-//! the model catalog's, `[models."NAME"]`.)
+//! ledger is kept and for how long, and how often it is written; the model tiers and the
+//! budgets (`budget.rs`). (Prices themselves are the model catalog's, `[models."NAME"]`.)
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::budget::{BudgetConfig, Known, ModelTier};
 use crate::error::{Found, KeyPath};
 use crate::units::{HumanDuration, relative_to};
 
@@ -22,10 +23,14 @@ pub(crate) struct RawCost {
     pub flush_interval: Option<HumanDuration>,
     pub minute_retention_days: Option<u32>,
     pub hour_retention_days: Option<u32>,
+    #[serde(default)]
+    pub tiers: Vec<crate::budget::RawTier>,
+    #[serde(default)]
+    pub budgets: Vec<crate::budget::RawBudget>,
 }
 
 /// Cost control.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CostConfig {
     /// Answers are priced and their spend kept in the ledger. Default on.
     pub enabled: bool,
@@ -36,6 +41,10 @@ pub struct CostConfig {
     pub flush_interval: Duration,
     pub minute_retention: Duration,
     pub hour_retention: Duration,
+    /// Model tiers, most capable first (`[[cost.tiers]]`).
+    pub tiers: Vec<ModelTier>,
+    /// `[[cost.budgets]]`.
+    pub budgets: Vec<BudgetConfig>,
 }
 
 impl Default for CostConfig {
@@ -46,18 +55,26 @@ impl Default for CostConfig {
             flush_interval: Duration::from_secs(1),
             minute_retention: Duration::from_secs(35 * 86_400),
             hour_retention: Duration::from_secs(400 * 86_400),
+            tiers: Vec::new(),
+            budgets: Vec::new(),
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn cost(
     raw: Option<&RawCost>,
+    tiers: Vec<ModelTier>,
+    known: &Known<'_>,
     data_dir: Option<&PathBuf>,
     origin: &str,
     key: &KeyPath,
     found: &mut Found,
 ) -> CostConfig {
-    let d = CostConfig::default();
+    let d = CostConfig {
+        tiers,
+        ..CostConfig::default()
+    };
     let ledger = match raw.and_then(|r| r.ledger.as_deref()) {
         Some("") => {
             found.push((
@@ -114,11 +131,24 @@ pub(crate) fn cost(
             "hours must be kept at least as long as minutes".into(),
         ));
     }
+    let mut budgets: Vec<BudgetConfig> = Vec::new();
+    for (i, b) in raw.budgets.iter().enumerate() {
+        let k = key.clone().key("budgets").index(i);
+        if let Some(b) = crate::budget::budget(b, i, known, &k, found) {
+            if budgets.iter().any(|o| o.name == b.name) {
+                found.push((k.key("name"), format!("duplicate budget {:?}", b.name)));
+                continue;
+            }
+            budgets.push(b);
+        }
+    }
     CostConfig {
         enabled: raw.enabled.unwrap_or(true),
         ledger,
         flush_interval,
         minute_retention,
         hour_retention,
+        budgets,
+        ..d
     }
 }

@@ -18,6 +18,7 @@
 //! ```
 
 mod admin;
+mod budget;
 mod catalog;
 mod cost;
 mod env;
@@ -39,6 +40,10 @@ mod watch;
 
 use std::path::Path;
 
+pub use budget::{
+    ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,
+    ModelPolicy, ModelTier, RawAction, RawBudget,
+};
 pub use catalog::{Capabilities, Deployment, ModelInfo};
 pub use cost::CostConfig;
 pub use env::PREFIX as ENV_PREFIX;

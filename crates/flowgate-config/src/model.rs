@@ -770,6 +770,8 @@ pub struct RouteConfig {
     /// (`high`, `critical`). Otherwise only a key whose `priority` allows it may; anyone
     /// may lower theirs. Default false.
     pub priority_header: bool,
+    /// How the route picks a request's model (`model_policy`): by priority, `auto`.
+    pub model_policy: Option<crate::budget::ModelPolicy>,
 }
 
 impl PathMatch {

@@ -379,4 +379,5 @@ pub(crate) struct RawRoute {
     pub fallback_on: Option<Vec<String>>,
     pub hedge: Option<RawHedge>,
     pub priority_header: Option<bool>,
+    pub model_policy: Option<crate::budget::RawModelPolicy>,
 }

@@ -1532,3 +1532,157 @@ fn an_endpoints_key_may_come_from_a_file_next_to_the_config() {
     assert!(err[0].1.contains("admin API"), "{err:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const COST: &str = "\n[[auth.keys]]\nname = \"alice\"\nhash = \"blake3:0000000000000000000000000000000000000000000000000000000000000000\"\nteam = \"red\"\n\n\
+                    [[cost.tiers]]\nname = \"premium\"\nmodels = [\"gpt-4o\", \"claude-sonnet-4-5\"]\n\n\
+                    [[cost.tiers]]\nname = \"economy\"\nmodels = [\"gpt-4o-mini\"]\n";
+
+#[test]
+fn budgets_and_tiers_are_read_with_their_actions_in_order() {
+    let c = parse_ok(&format!(
+        "{GOOD}{COST}\n[[cost.budgets]]\nname = \"emergency\"\nlimit_usd = 1000\nwindow = \"hour\"\n\
+         actions = [{{ at = 100, do = \"downgrade\", to = \"cheapest\", spare = [\"critical\"] }}, {{ at = 10, do = \"notify\" }}]\n\n\
+         [[cost.budgets]]\nname = \"alice-daily\"\nscope = \"key\"\nmatch = \"alice\"\nlimit_usd = \"2.50\"\n\
+         window = \"day\"\ntimezone = \"Europe/Berlin\"\nactions = [{{ at = 100, do = \"block\" }}]\n"
+    ));
+    let tiers: Vec<(&str, Vec<&str>)> = c
+        .cost
+        .tiers
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.models.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    // Aliases are the catalog's ids.
+    assert_eq!(
+        tiers,
+        [
+            ("premium", vec!["gpt-4o", "claude-sonnet-4-5-20250929"]),
+            ("economy", vec!["gpt-4o-mini"])
+        ]
+    );
+    let [e, a] = c.cost.budgets.as_slice() else {
+        panic!("{:?}", c.cost.budgets)
+    };
+    assert_eq!(
+        (e.scope, e.window),
+        (BudgetScope::Global, BudgetWindow::Hour)
+    );
+    assert_eq!(
+        e.actions[0].kind,
+        ActionKind::Notify,
+        "lowest threshold first"
+    );
+    assert_eq!(
+        e.actions[1].kind,
+        ActionKind::Downgrade {
+            to: DowngradeTo::Cheapest,
+            spare: vec![Priority::Critical]
+        }
+    );
+    assert_eq!(
+        (a.scope, a.value.as_deref()),
+        (BudgetScope::Key, Some("alice"))
+    );
+    assert_eq!(a.limit_usd.to_string(), "2.5");
+    assert_eq!(a.timezone_name, "Europe/Berlin");
+}
+
+#[test]
+fn bad_budgets_tiers_and_policies_name_their_keys() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[[cost.budgets]]\nscope = \"key\"\nmatch = \"mallory\"\nlimit_usd = 1\nwindow = \"day\"\nactions = [{ at = 100, do = \"block\" }]\n",
+            "cost.budgets[0].match",
+            "unknown key",
+        ),
+        (
+            "[[cost.budgets]]\nscope = \"team\"\nmatch = \"green\"\nlimit_usd = 1\nwindow = \"day\"\nactions = [{ at = 100, do = \"block\" }]\n",
+            "cost.budgets[0].match",
+            "unknown team",
+        ),
+        (
+            "[[cost.budgets]]\nscope = \"route\"\nmatch = \"nope\"\nlimit_usd = 1\nwindow = \"day\"\nactions = [{ at = 100, do = \"block\" }]\n",
+            "cost.budgets[0].match",
+            "unknown route",
+        ),
+        (
+            "[[cost.budgets]]\nscope = \"model\"\nmatch = \"gpt-17\"\nlimit_usd = 1\nwindow = \"day\"\nactions = [{ at = 100, do = \"block\" }]\n",
+            "cost.budgets[0].match",
+            "unknown model",
+        ),
+        (
+            "[[cost.budgets]]\nlimit_usd = 1\nwindow = \"day\"\nactions = [{ at = 120, do = \"block\" }]\n",
+            "cost.budgets[0].actions[0].at",
+            "out of range",
+        ),
+        (
+            "[[cost.budgets]]\nlimit_usd = 1\nwindow = \"day\"\nactions = [{ at = -5, do = \"block\" }]\n",
+            "cost.budgets[0].actions[0].at",
+            "out of range",
+        ),
+        (
+            "[[cost.budgets]]\nlimit_usd = \"lots\"\nwindow = \"day\"\nactions = [{ at = 100, do = \"block\" }]\n",
+            "cost.budgets[0].limit_usd",
+            "US dollars",
+        ),
+        (
+            "[[cost.budgets]]\nlimit_usd = 1\nwindow = \"week\"\nactions = [{ at = 100, do = \"block\" }]\n",
+            "cost.budgets[0].window",
+            "unknown window",
+        ),
+        (
+            "[[cost.budgets]]\nlimit_usd = 1\nwindow = \"day\"\ntimezone = \"Mars/Olympus\"\nactions = [{ at = 100, do = \"block\" }]\n",
+            "cost.budgets[0].timezone",
+            "unknown time zone",
+        ),
+        (
+            "[[cost.budgets]]\nlimit_usd = 1\nwindow = \"day\"\nactions = [{ at = 100, do = \"panic\" }]\n",
+            "cost.budgets[0].actions[0].do",
+            "unknown action",
+        ),
+        (
+            "[[cost.tiers]]\nname = \"empty\"\nmodels = []\n",
+            "cost.tiers[2].models",
+            "has no model",
+        ),
+        (
+            "[[cost.tiers]]\nname = \"odd\"\nmodels = [\"gpt-17\"]\n",
+            "cost.tiers[2].models[0]",
+            "unknown model",
+        ),
+    ];
+    for (extra, key, says) in cases {
+        let e = parse_err(&format!("{GOOD}{COST}\n{extra}"));
+        assert_eq!(e[0].key.to_string(), *key, "{extra}: {e:?}");
+        assert!(e[0].message.contains(says), "{extra}: {e:?}");
+        assert!(
+            matches!(e[0].location, error::Location::File { .. }),
+            "{extra}: {e:?}"
+        );
+    }
+    let policy = GOOD.replacen(
+        "pool = \"llm\"\n",
+        "pool = \"llm\"\nmodel_policy = { by_priority = { critical = \"gold\" } }\n",
+        1,
+    );
+    let e = parse_err(&format!("{policy}{COST}"));
+    assert_eq!(
+        e[0].key.to_string(),
+        "routes[0].model_policy.by_priority.critical",
+        "{e:?}"
+    );
+    assert!(e[0].message.contains("unknown tier"), "{e:?}");
+    let ok = GOOD.replacen(
+        "pool = \"llm\"\n",
+        "pool = \"llm\"\nmodel_policy = { by_priority = { low = \"economy\" }, auto = true }\n",
+        1,
+    );
+    let c = parse_ok(&format!("{ok}{COST}"));
+    let p = c.routes[0].model_policy.as_ref().unwrap();
+    assert_eq!(p.by_priority, [(Priority::Low, "economy".to_string())]);
+    assert!(p.auto);
+}

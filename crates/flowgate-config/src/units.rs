@@ -142,6 +142,15 @@ pub(crate) fn usd<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D:
     d.deserialize_any(V).map(Some)
 }
 
+/// `#[serde(serialize_with)]` for an optional dollar amount: the exact decimal in a string
+/// (a JSON number would be read as a float; it reads back through [`usd`]).
+pub(crate) fn usd_out<S: serde::Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.collect_str(&d.normalize()),
+        None => s.serialize_none(),
+    }
+}
+
 /// `bytes` as lower-case hex digits (key hashes, key ids, generated keys).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -243,13 +243,30 @@ pub(crate) fn validate(
             .map(|p| (p.provider, p.model.is_some()))
     };
     crate::catalog::check_deployments(&models, &pool_of, &root.clone().key("models"), &mut found);
+    let tiers = crate::budget::tiers(
+        raw.cost.as_ref().map_or(&[][..], |c| &c.tiers[..]),
+        &models,
+        &root.clone().key("cost").key("tiers"),
+        &mut found,
+    );
 
     let mut routes = Vec::new();
     let mut route_names = BTreeSet::new();
     for (i, r) in raw.routes.into_iter().enumerate() {
         let key = root.clone().key("routes").index(i);
         let serves_models = models.served().next().is_some();
-        if let Some(route) = route(i, r, &key, &pool_names, serves_models, &cache, &mut found) {
+        if let Some(route) = route(
+            i,
+            r,
+            &key,
+            &RouteContext {
+                pools: &pool_names,
+                serves_models,
+                cache: &cache,
+                tiers: &tiers,
+            },
+            &mut found,
+        ) {
             if !route_names.insert(route.name.clone()) {
                 found.push((
                     key.key("name"),
@@ -289,8 +306,16 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let known = crate::budget::Known {
+        keys: auth.keys.iter().map(|k| k.name.as_str()).collect(),
+        teams: auth.keys.iter().filter_map(|k| k.team.as_deref()).collect(),
+        routes: routes.iter().map(|r| r.name.as_str()).collect(),
+        models: Some(&models),
+    };
     let cost = crate::cost::cost(
         raw.cost.as_ref(),
+        tiers,
+        &known,
         server.data_dir.as_ref(),
         origin,
         &root.clone().key("cost"),
@@ -1578,15 +1603,22 @@ pub(crate) fn endpoint(
     })
 }
 
+/// What a route's validation needs of the rest of the config.
+struct RouteContext<'a> {
+    pools: &'a BTreeSet<&'a str>,
+    serves_models: bool,
+    cache: &'a CacheConfig,
+    tiers: &'a [crate::budget::ModelTier],
+}
+
 fn route(
     i: usize,
     r: RawRoute,
     key: &KeyPath,
-    pools: &BTreeSet<&str>,
-    serves_models: bool,
-    cache: &CacheConfig,
+    cx: &RouteContext<'_>,
     found: &mut Found,
 ) -> Option<RouteConfig> {
+    let (pools, serves_models, cache) = (cx.pools, cx.serves_models, cx.cache);
     let before = found.len();
     let name = r.name.unwrap_or_else(|| format!("route-{i}"));
     if !valid_name(&name) {
@@ -1697,6 +1729,10 @@ fn route(
         .hedge
         .as_ref()
         .and_then(|h| crate::resilience::hedge(h, &key.clone().key("hedge"), found));
+    let model_policy = r
+        .model_policy
+        .as_ref()
+        .map(|p| crate::budget::model_policy(p, cx.tiers, &key.clone().key("model_policy"), found));
     let (path, _, _) = path?;
     (found.len() == before).then_some(RouteConfig {
         name,
@@ -1716,6 +1752,7 @@ fn route(
         fallback_on,
         hedge,
         priority_header: r.priority_header.unwrap_or(false),
+        model_policy,
     })
 }
 
@@ -1730,7 +1767,7 @@ fn valid_tag(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
