@@ -13,6 +13,7 @@
 //! [`price::cost`] prices an answer's usage at its model's prices (the model catalog's,
 //! `flowgate_config::ModelCatalog`), in decimal dollars.
 
+pub mod budget;
 pub mod ledger;
 pub mod price;
 pub mod sse;

@@ -293,7 +293,7 @@ impl Ledger {
         group: Option<Dim>,
     ) -> Result<Vec<(String, Totals)>, LedgerError> {
         let mut out: HashMap<String, Totals> = HashMap::new();
-        self.scan(q, |_, dims, t| {
+        self.each(q, |_, dims, t| {
             let name = group.map_or("", |g| dims.get(g));
             match out.get_mut(name) {
                 Some(sum) => sum.add(t),
@@ -309,14 +309,19 @@ impl Ledger {
     pub fn series(&self, q: &Query, step: Step) -> Result<Vec<(u64, Totals)>, LedgerError> {
         let mut out: std::collections::BTreeMap<u64, Totals> = Default::default();
         let s = step.secs();
-        self.scan(q, |bucket, _, t| {
+        self.each(q, |bucket, _, t| {
             out.entry(bucket - bucket % s).or_default().add(t);
         })?;
         Ok(out.into_iter().collect())
     }
 
-    /// Every row of `q`'s window, stored and pending, through `f(bucket, dims, totals)`.
-    fn scan(&self, q: &Query, mut f: impl FnMut(u64, &Dims, &Totals)) -> Result<(), LedgerError> {
+    /// Every row of `q`'s window, stored and pending, through `f(bucket, dims, totals)`
+    /// (a bucket's rows one by one, pending ones after stored ones).
+    pub fn each(
+        &self,
+        q: &Query,
+        mut f: impl FnMut(u64, &Dims, &Totals),
+    ) -> Result<(), LedgerError> {
         let minutes = q.from >= q.now.saturating_sub(self.retention.minutes.as_secs());
         let (table, size) = if minutes {
             (MINUTES, MINUTE)
