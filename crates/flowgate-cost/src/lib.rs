@@ -14,6 +14,7 @@
 //! `flowgate_config::ModelCatalog`), in decimal dollars.
 
 pub mod budget;
+pub mod choice;
 pub mod ledger;
 pub mod price;
 pub mod sse;
