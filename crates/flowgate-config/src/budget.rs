@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::ModelCatalog;
 use crate::error::{Found, KeyPath};
-use crate::model::Priority;
+use crate::priority::Priority;
 
 /// `[[cost.budgets]]` as written (and as the admin API takes it, in JSON).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -207,7 +207,7 @@ pub fn budget(
         .name
         .clone()
         .unwrap_or_else(|| format!("budget-{index}"));
-    if !crate::validate::valid_name(&name) {
+    if !crate::units::valid_name(&name) {
         found.push((
             key.clone().key("name"),
             format!("invalid name {name:?}: use letters, digits, '-', '_' and '.'"),
@@ -419,7 +419,7 @@ pub(crate) fn tiers(
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for (i, t) in raw.iter().enumerate() {
         let key = key.clone().index(i);
-        if out.iter().any(|o| o.name == t.name) || !crate::validate::valid_name(&t.name) {
+        if out.iter().any(|o| o.name == t.name) || !crate::units::valid_name(&t.name) {
             found.push((
                 key.clone().key("name"),
                 format!(

@@ -26,6 +26,7 @@ mod error;
 pub mod fuzzing;
 mod ip_block;
 mod model;
+mod priority;
 mod problems;
 mod protocol;
 mod provider;
@@ -42,7 +43,7 @@ use std::path::Path;
 
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,
-    ModelPolicy, ModelTier, RawAction, RawBudget,
+    ModelPolicy, ModelTier, RawAction, RawBudget, budget,
 };
 pub use catalog::{Capabilities, Deployment, ModelInfo};
 pub use cost::CostConfig;

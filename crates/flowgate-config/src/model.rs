@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 pub use crate::admin::{ADMIN_TOKEN_ENV, AdminConfig, AdminScope, AdminToken};
 pub use crate::catalog::{ModelCatalog, ModelPrice};
 pub use crate::ip_block::IpBlock;
+pub use crate::priority::Priority;
 pub use crate::protocol::UpstreamProtocol;
 pub use crate::provider::{AwsEnv, Provider};
 pub use crate::proxy::{Egress, ProxyConfig};
@@ -90,43 +91,6 @@ pub struct KeyConfig {
     /// The priority of its requests, and the highest `x-flowgate-priority` may ask for.
     #[serde(default)]
     pub priority: Option<Priority>,
-}
-
-/// How urgent a request is: the order of concurrency queues, and who is shed first.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Critical,
-    High,
-    Normal,
-    Low,
-}
-
-impl Priority {
-    pub const ALL: [Priority; 4] = [
-        Priority::Critical,
-        Priority::High,
-        Priority::Normal,
-        Priority::Low,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Critical => "critical",
-            Priority::High => "high",
-            Priority::Normal => "normal",
-            Priority::Low => "low",
-        }
-    }
-
-    /// `critical`, `high`, `normal` or `low` (any case, spaces around ignored).
-    pub fn parse(s: &str) -> Option<Priority> {
-        Priority::ALL
-            .into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(s.trim()))
-    }
 }
 
 /// How a pool chooses an endpoint (`strategy` of a pool; see `flowgate-balance`).

@@ -24,7 +24,7 @@ use crate::raw::{
     RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
 };
 use crate::units::HumanDuration;
-use crate::units::relative_to;
+use crate::units::{relative_to, valid_name};
 
 /// Defaults, documented in `docs/configuration.md`.
 pub mod defaults {
@@ -1765,11 +1765,4 @@ fn valid_tag(s: &str) -> bool {
         && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
-}
-
-pub(crate) fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

@@ -65,6 +65,11 @@ struct Line<'a> {
     team: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
+    /// When the gateway chose the model: the client's, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pool: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +123,8 @@ impl AccessLog {
             key: rec.key.as_deref(),
             team: rec.team.as_deref(),
             model: rec.model.as_deref(),
+            requested_model: rec.requested_model.as_deref(),
+            model_reason: rec.model_reason.as_deref(),
             pool: rec.pool.as_deref(),
             endpoint: rec.endpoint.as_deref(),
             provider: rec.provider,

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use flowgate_clock::SharedClock;
+use flowgate_cost::budget::{Budgets, Who};
 use flowgate_cost::{Meter, Metered, ModelPrice, Usage};
 use flowgate_telemetry::{ErrorKind, RequestRecord, Spend, Telemetry};
 use http::Response;
@@ -32,6 +33,8 @@ pub(crate) struct Account {
     /// The token limits' reservation, settled with what the answer used.
     reservation: Option<Reservation>,
     price: Option<ModelPrice>,
+    /// The budgets in force when the request came, charged with what it spent.
+    budgets: Option<Arc<Budgets>>,
     /// Answered by flowgate's cache or another request's flight: nothing was spent.
     cached: bool,
     /// The request's body (an OpenAI request), to estimate its prompt when no usage comes.
@@ -54,6 +57,7 @@ struct Priced {
     /// The route reads its answers' tokens (an `openai` route).
     pub llm: bool,
     pub price: Option<ModelPrice>,
+    pub budgets: Option<Arc<Budgets>>,
     pub cached: bool,
     pub reservation: Option<Reservation>,
     pub request: Option<Bytes>,
@@ -95,6 +99,7 @@ impl Account {
             billing,
             reservation: p.reservation,
             price: p.price,
+            budgets: p.budgets,
             cached: p.cached,
             request: p.request,
             exact: p.exact,
@@ -150,6 +155,17 @@ impl Account {
                 .map(|p| flowgate_cost::cost(&m.usage, p)),
             cached: self.cached,
         });
+        if let (Some(b), Some(s)) = (&self.budgets, &record.spend)
+            && let (Some(usd), false) = (s.usd, s.cached)
+        {
+            let who = Who {
+                key: record.key.as_deref(),
+                team: record.team.as_deref(),
+                route: &record.route,
+                model: record.model.as_deref(),
+            };
+            b.charge(&who, usd, self.clock.unix_millis() / 1000);
+        }
         record.total = self.clock.now().saturating_duration_since(self.start);
         self.telemetry.record(record);
     }
@@ -235,6 +251,8 @@ pub(crate) async fn open(
         key,
         team,
         model: out.model.clone(),
+        requested_model: out.requested_model.clone(),
+        model_reason: out.model_reason.clone(),
         provider: pool.map(|p| p.cfg.provider.as_str()),
         cache: out.cache.map(Status::as_str),
         attempts: out.attempts,
@@ -252,6 +270,7 @@ pub(crate) async fn open(
         Priced {
             llm: (pricing && out.body.is_some()) || out.reservation.is_some(),
             price,
+            budgets: Some(gw.spending().budgets().load()).filter(|b| pricing && !b.is_empty()),
             cached,
             reservation: out.reservation.take(),
             request: out.body.take(),

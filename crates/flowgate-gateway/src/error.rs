@@ -47,6 +47,12 @@ pub enum ProxyError {
     NoEndpoint { pool: String },
     #[error("{0}")]
     RateLimited(Box<crate::admission::refusal::Refusal>),
+    /// A budget at its `block` threshold (as judged at `now`, Unix seconds).
+    #[error("{}", budget_exceeded(blocked))]
+    BudgetExceeded {
+        blocked: Box<flowgate_cost::budget::Blocked>,
+        now: u64,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("API key {key} may not use {what} {name:?}")]
@@ -92,6 +98,21 @@ impl From<HeadError> for ProxyError {
             HeadError::Unsupported(what) => ProxyError::NotImplemented(what),
         }
     }
+}
+
+fn budget_exceeded(b: &flowgate_cost::budget::Blocked) -> String {
+    let whose = if b.value.is_empty() {
+        String::new()
+    } else {
+        format!(" for {:?}", b.value)
+    };
+    format!(
+        "budget {:?}{whose} has spent ${} of ${}: requests that would spend more are refused until {}",
+        b.budget,
+        flowgate_cost::budget::usd_of(b.spent_nanos),
+        flowgate_cost::budget::usd_of(b.limit_nanos),
+        flowgate_clock::rfc3339_millis(b.resets_at.saturating_mul(1000))
+    )
 }
 
 fn model_not_found(model: &str, closest: &[String]) -> String {
@@ -145,7 +166,9 @@ impl ProxyError {
             }
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::NoEndpoint { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimited(_) | ProxyError::BudgetExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::NotAllowed { .. } => StatusCode::FORBIDDEN,
             ProxyError::HeadTimeout(_) | ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -160,6 +183,9 @@ impl ProxyError {
             r.unit.as_str()
         } else if let ProxyError::Overloaded(_) = self {
             "overloaded"
+        } else if let ProxyError::BudgetExceeded { .. } = self {
+            // As OpenAI answers an account out of credit.
+            "insufficient_quota"
         } else if self.status().is_client_error() || matches!(self, ProxyError::NotImplemented(_)) {
             "invalid_request_error"
         } else {
@@ -186,6 +212,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "upstream_timeout",
             ProxyError::NoEndpoint { .. } => "no_healthy_upstream",
             ProxyError::RateLimited(_) => "rate_limit_exceeded",
+            ProxyError::BudgetExceeded { .. } => "insufficient_quota",
             ProxyError::Overloaded(o) if o.scope == crate::queues::overload::Scope::Key => {
                 "concurrency_limit_exceeded"
             }
@@ -233,6 +260,17 @@ impl ProxyError {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             refusal.state.write(h);
+        }
+        if let ProxyError::BudgetExceeded { blocked: b, now } = self {
+            let h = r.headers_mut();
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(b.resets_at.saturating_sub(*now).max(1)),
+            );
+            h.insert(
+                crate::headers::BUDGET_RESET.clone(),
+                HeaderValue::from(b.resets_at),
+            );
         }
         if let ProxyError::Overloaded(_) = self {
             // The queue moves in well under a second when it moves at all.

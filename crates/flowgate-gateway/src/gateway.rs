@@ -142,7 +142,7 @@ impl Gateway {
         )));
         let seed = clock.unix_millis() ^ u64::from(std::process::id()).rotate_left(32);
 
-        Ok(Arc::new(Gateway {
+        let gw = Arc::new(Gateway {
             runtime,
             workers,
             started: clock.now(),
@@ -162,7 +162,22 @@ impl Gateway {
             client_connections: Arc::default(),
             listener_tls,
             spending,
-        }))
+        });
+        gw.budgets_changed();
+        Ok(gw)
+    }
+
+    /// Puts the running config's budgets (and the admin API's) in force again: at start,
+    /// on reload, when keys change.
+    pub(crate) fn budgets_changed(&self) {
+        let rt = self.runtime();
+        let names = crate::spend::budgets::Names::of(&rt.config, &self.auth.list(&rt.keys));
+        self.spending.budgets().rebuild(
+            &rt.config.cost.budgets,
+            &names.known(&rt.config),
+            self.spending.ledger(),
+            self.clock.unix_millis() / 1000,
+        );
     }
 
     /// The spend ledger and its metrics.
@@ -316,6 +331,7 @@ impl Gateway {
             self.reject(why);
             return;
         }
+        self.budgets_changed();
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_reload_error.lock() {
             *g = None;

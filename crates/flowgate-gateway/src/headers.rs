@@ -18,6 +18,10 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const ADDED_FIELDS: usize = flowgate_http::client::SPARE_FIELDS;
 /// Names the upstream endpoint that answered.
 pub static UPSTREAM: HeaderName = HeaderName::from_static("x-flowgate-upstream");
+/// The model the gateway chose for a request (a policy, `auto`, a budget's downgrade).
+pub static MODEL: HeaderName = HeaderName::from_static("x-flowgate-model");
+/// When a budget that refused a request lets requests through again (Unix seconds).
+pub static BUDGET_RESET: HeaderName = HeaderName::from_static("x-flowgate-budget-reset");
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

@@ -17,6 +17,7 @@ mod balance_metrics;
 mod body;
 mod cache_metrics;
 mod caching;
+mod choose;
 mod cost_header;
 mod dialect;
 mod error;

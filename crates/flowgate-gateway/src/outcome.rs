@@ -27,8 +27,12 @@ pub(crate) struct Outcome {
     pub(crate) dialect: flowgate_config::ClientDialect,
     /// What a Claude client asked, for its answer.
     pub(crate) claude: Option<flowgate_providers::anthropic::clients::Ask>,
-    /// The model the client asked for (OpenAI-shaped bodies).
+    /// The model the request went to (OpenAI-shaped bodies): the client's, or the one the
+    /// gateway chose.
     pub(crate) model: Option<Arc<str>>,
+    /// When the gateway chose the model: the client's, and why.
+    pub(crate) requested_model: Option<Arc<str>>,
+    pub(crate) model_reason: Option<Arc<str>>,
     /// The caller's key, with `[auth]` on.
     pub(crate) caller: Option<Arc<crate::auth::Caller>>,
     /// The request's token reservation, settled by its answer's account.

@@ -64,8 +64,11 @@ pub struct RequestRecord {
     /// The caller's virtual key (by name) and its team, with `[auth]` on.
     pub key: Option<Arc<str>>,
     pub team: Option<Arc<str>>,
-    /// The model as the client named it.
+    /// The model the request went to: the client's, or the one the gateway chose.
     pub model: Option<Arc<str>>,
+    /// When the gateway chose the model: the one the client asked for, and why.
+    pub requested_model: Option<Arc<str>>,
+    pub model_reason: Option<Arc<str>>,
     /// The answering pool's provider (`openai`, `anthropic`, ...).
     pub provider: Option<&'static str>,
     /// What the cache did (`hit-l1`, `miss`, ...), on cached routes.
@@ -109,6 +112,8 @@ impl RequestRecord {
             key: None,
             team: None,
             model: None,
+            requested_model: None,
+            model_reason: None,
             provider: None,
             cache: None,
             attempts: 0,

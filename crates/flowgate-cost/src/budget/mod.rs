@@ -58,7 +58,9 @@ impl<'a> Who<'a> {
 #[derive(Debug)]
 pub struct Budget {
     pub config: BudgetConfig,
-    counters: Mutex<HashMap<String, Counter>>,
+    /// Shared with the budget it replaced on a rebuild, so that a request charging the
+    /// old one still counts.
+    counters: Arc<Mutex<HashMap<String, Counter>>>,
 }
 
 /// A budget's state for one of the names it counts.
@@ -119,7 +121,7 @@ impl Budget {
     pub fn new(config: BudgetConfig) -> Budget {
         Budget {
             config,
-            counters: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
         }
     }
 
@@ -298,13 +300,10 @@ impl Budgets {
                     })
                 });
                 match kept {
-                    Some(b) => {
-                        let counters = b.counters.lock().map(|c| c.clone()).unwrap_or_default();
-                        Arc::new(Budget {
-                            config: c.clone(),
-                            counters: Mutex::new(counters),
-                        })
-                    }
+                    Some(b) => Arc::new(Budget {
+                        config: c.clone(),
+                        counters: b.counters.clone(),
+                    }),
                     None => Arc::new(Budget::new(c.clone())),
                 }
             })

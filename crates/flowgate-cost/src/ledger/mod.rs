@@ -31,6 +31,9 @@ use row::{bucket_start, decode_key, decode_totals, encode_key, encode_totals};
 
 const MINUTES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("spend_per_minute");
 const HOURS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("spend_per_hour");
+/// Budgets made through the admin API, by name (their JSON), kept with the spend they
+/// count.
+const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 
 const MINUTE: u64 = 60;
 const HOUR: u64 = 3600;
@@ -357,6 +360,35 @@ impl Ledger {
         Ok(())
     }
 
+    /// The budgets kept (made through the admin API): name and JSON.
+    pub fn budgets(&self) -> Result<Vec<(String, Vec<u8>)>, LedgerError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(&e))?;
+        let t = tx.open_table(BUDGETS).map_err(|e| self.error(&e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.error(&e))? {
+            let (k, v) = row.map_err(|e| self.error(&e))?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Keeps budget `name` as `json`, or forgets it (`None`), durably before returning.
+    pub fn keep_budget(&self, name: &str, json: Option<&[u8]>) -> Result<(), LedgerError> {
+        let run = || -> Result<(), redb::Error> {
+            let tx = self.db.begin_write()?;
+            {
+                let mut t = tx.open_table(BUDGETS)?;
+                match json {
+                    Some(j) => _ = t.insert(name, j)?,
+                    None => _ = t.remove(name)?,
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        run().map_err(|e| self.error(&e))
+    }
+
     fn error(&self, e: &dyn std::fmt::Display) -> LedgerError {
         LedgerError {
             path: self
@@ -404,6 +436,7 @@ fn tables(db: &Database) -> Result<(), redb::Error> {
     let tx = db.begin_write()?;
     tx.open_table(MINUTES)?;
     tx.open_table(HOURS)?;
+    tx.open_table(BUDGETS)?;
     tx.commit()?;
     Ok(())
 }

@@ -250,3 +250,20 @@ fn a_ledger_another_process_holds_is_refused_and_left_alone() {
     drop(held);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[test]
+fn budgets_made_through_the_api_are_kept_with_the_ledger() {
+    let path = temp("budgets");
+    {
+        let (l, _) = Ledger::open(&path, Retention::default(), T0).unwrap();
+        l.keep_budget("a", Some(b"{\"limit_usd\":\"1\"}")).unwrap();
+        l.keep_budget("b", Some(b"{}")).unwrap();
+        l.keep_budget("b", None).unwrap();
+    }
+    let (l, _) = Ledger::open(&path, Retention::default(), T0).unwrap();
+    assert_eq!(
+        l.budgets().unwrap(),
+        [("a".to_string(), b"{\"limit_usd\":\"1\"}".to_vec())]
+    );
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

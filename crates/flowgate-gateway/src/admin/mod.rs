@@ -6,6 +6,7 @@
 
 mod admission;
 mod balance;
+mod budgets;
 mod cache;
 mod cost;
 mod guard;
@@ -24,6 +25,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(status::routes())
         .merge(cache::routes())
         .merge(cost::routes())
+        .merge(budgets::routes())
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())

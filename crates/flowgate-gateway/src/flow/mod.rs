@@ -19,6 +19,7 @@
 //!    give the permits back and fill the cache as it passes.
 
 mod cache;
+mod choice;
 mod models;
 
 use std::sync::{Arc, OnceLock};
@@ -123,14 +124,36 @@ impl Gateway {
             // Where an OpenAI server takes it (a translating pool sets its own path).
             parts.uri = http::Uri::from_static(crate::dialect::claude::OPENAI_PATH);
         }
-        let shape = Shape::of(read.as_ref().ok(), rt.config.limits.exact_tokens);
+        let exact = rt.config.limits.exact_tokens;
+        let mut shape = Shape::of(read.as_ref().ok(), exact);
+        let mut decision = crate::choose::Decision::default();
         if route.cfg.kind == RouteKind::OpenAi
             && let Ok(body) = &read
         {
             out.body = Some(body.clone());
             out.model = shape.model().map(Arc::from);
+            shape.check(route, caller.as_deref())?;
+            if self.spending().enabled() {
+                let (d, rewritten) = self.choose_model(
+                    rt,
+                    route,
+                    caller.as_deref(),
+                    &parts,
+                    body,
+                    shape.model(),
+                    || shape.estimate(),
+                    out,
+                )?;
+                decision = d;
+                if let Some(b) = rewritten {
+                    drop(shape);
+                    read = Ok(b);
+                    shape = Shape::of(read.as_ref().ok(), exact);
+                }
+            }
+        } else {
+            shape.check(route, caller.as_deref())?;
         }
-        shape.check(route, caller.as_deref())?;
         // A model the catalog deploys goes to its pools (the route's own pool otherwise).
         let route = if route.by_model.is_empty() {
             route
@@ -151,6 +174,14 @@ impl Gateway {
                         Consulted::Answer(resp) => return Ok(*resp),
                         Consulted::Upstream(leader) => fill = leader.map(|f| *f),
                     }
+                }
+                // A budget at its block threshold refuses what would spend (a cached
+                // answer spends nothing).
+                if let Some(b) = decision.verdict.block.take() {
+                    return Err(ProxyError::BudgetExceeded {
+                        blocked: Box::new(b),
+                        now: self.clock().unix_millis() / 1000,
+                    });
                 }
                 ReqBody::full(body)
             }
@@ -533,6 +564,15 @@ fn explain(h: &mut http::HeaderMap, request_id: HeaderValue, out: &Outcome, fail
         0 => {}
         1 => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from_static("1")),
         n => _ = h.insert(ATTEMPTS.clone(), HeaderValue::from(n)),
+    }
+    // The model the gateway chose (the record and the access log say why).
+    if out.model_reason.is_some()
+        && let Some(v) = out
+            .model
+            .as_deref()
+            .and_then(|m| HeaderValue::from_str(m).ok())
+    {
+        h.insert(headers::MODEL.clone(), v);
     }
 }
 

@@ -1,8 +1,11 @@
 //! Spend: each answered request's priced tokens ([`flowgate_telemetry::Spend`], put in its
 //! record by its account) go into the spend ledger and the spend metrics, on the control
 //! plane, from the telemetry consumer ([`SpendSink`]); a task writes the ledger every
-//! `[cost] flush_interval` ([`spawn_writer`]), and once more at shutdown.
+//! `[cost] flush_interval` ([`spawn_writer`]), and once more at shutdown. The budgets in
+//! force (the config's and those made through the admin API, kept in the ledger's file)
+//! are here too ([`budgets`]).
 
+pub(crate) mod budgets;
 mod metrics;
 
 use std::sync::Arc;
@@ -24,11 +27,13 @@ pub struct Spending {
     counts: Arc<SpendCounts>,
     /// Whether answers are priced (`[cost] enabled`, fixed at start).
     enabled: bool,
+    budgets: Arc<budgets::InForce>,
 }
 
 impl Spending {
     /// The ledger `cost` names (its file, or memory), opened at `now` (Unix seconds). A
-    /// file that is not a ledger is moved aside and said so.
+    /// file that is not a ledger is moved aside and said so. (The budgets are put in force
+    /// once the keys are known: [`budgets::InForce::rebuild`].)
     pub fn open(cost: &CostConfig, now: u64) -> std::io::Result<Spending> {
         let retention = Retention {
             minutes: cost.minute_retention,
@@ -54,7 +59,13 @@ impl Spending {
             ledger: Arc::new(ledger),
             counts: Arc::default(),
             enabled: cost.enabled,
+            budgets: Arc::default(),
         })
+    }
+
+    /// The budgets in force.
+    pub(crate) fn budgets(&self) -> &budgets::InForce {
+        &self.budgets
     }
 
     pub fn ledger(&self) -> &Arc<Ledger> {

@@ -1,0 +1,269 @@
+//! Budgets on the admin listener: `GET /api/v1/cost/budgets` (every budget in force, the
+//! config's and the API's, each with what it has spent per key, team, route or model it
+//! counts, and the thresholds crossed lately), `GET`, `PUT` and `DELETE
+//! /api/v1/cost/budgets/{name}` (the API's own: kept in the ledger's file; the config's
+//! are changed in the config), and `POST /api/v1/cost/explain` (which model a request
+//! would go to and why, and whether a budget would refuse it: nothing is sent).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query as Params, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flowgate_config::{BudgetConfig, RawBudget};
+use flowgate_cost::budget::{Budget, Status, usd_of};
+use serde_json::{Value, json};
+
+use super::reply::{client_error, server_error};
+use crate::gateway::Gateway;
+use crate::spend::budgets::{Names, Refused};
+
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new()
+        .route("/api/v1/cost/budgets", get(list))
+        .route(
+            "/api/v1/cost/budgets/{name}",
+            get(one).put(put).delete(remove),
+        )
+        .route("/api/v1/cost/explain", post(explain))
+}
+
+fn now(gw: &Gateway) -> u64 {
+    gw.clock().unix_millis() / 1000
+}
+
+fn status_shown(s: &Status) -> Value {
+    let percent = if s.limit_nanos == 0 {
+        0.0
+    } else {
+        s.spent_nanos as f64 * 100.0 / s.limit_nanos as f64
+    };
+    json!({
+        "match": s.value,
+        "spent_usd": usd_of(s.spent_nanos),
+        "limit_usd": usd_of(s.limit_nanos),
+        "percent": (percent * 100.0).round() / 100.0,
+        "threshold_reached": s.reached.map(|p| p.normalize().to_string()),
+        "window_start": s.window_start,
+        "window_end": s.window_end,
+    })
+}
+
+fn shown(gw: &Gateway, b: &Budget) -> Value {
+    let c: &BudgetConfig = &b.config;
+    let source = if gw.spending().budgets().is_config(&c.name) {
+        "config"
+    } else {
+        "api"
+    };
+    let statuses: Vec<Value> = b.statuses(now(gw)).iter().map(status_shown).collect();
+    let mut raw = serde_json::to_value(&c.raw).unwrap_or(Value::Null);
+    raw["name"] = Value::from(c.name.as_str());
+    json!({
+        "name": c.name,
+        "source": source,
+        "scope": c.scope.as_str(),
+        "match": c.value,
+        "limit_usd": c.limit_usd.normalize().to_string(),
+        "window": c.window.as_str(),
+        "timezone": c.timezone_name,
+        "actions": c.actions.iter().map(|a| json!({
+            "at": a.at_percent.normalize().to_string(),
+            "do": a.kind.as_str(),
+            "to": match &a.kind {
+                flowgate_config::ActionKind::Downgrade { to: flowgate_config::DowngradeTo::Cheapest, .. } => Some("cheapest"),
+                flowgate_config::ActionKind::Downgrade { .. } => Some("cheaper"),
+                _ => None,
+            },
+            "spare": match &a.kind {
+                flowgate_config::ActionKind::Downgrade { spare, .. } => spare.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                _ => Vec::new(),
+            },
+        })).collect::<Vec<_>>(),
+        "status": statuses,
+        "definition": raw,
+    })
+}
+
+async fn list(State(gw): State<Arc<Gateway>>) -> Response {
+    let budgets = gw.spending().budgets().load();
+    let list: Vec<Value> = budgets.list().iter().map(|b| shown(&gw, b)).collect();
+    Json(json!({"budgets": list, "events": budgets.events()})).into_response()
+}
+
+fn not_found(name: &str) -> Response {
+    client_error(
+        StatusCode::NOT_FOUND,
+        &format!("no budget named {name:?}"),
+        "budget_not_found",
+    )
+}
+
+async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    let budgets = gw.spending().budgets().load();
+    match budgets.get(&name) {
+        Some(b) => Json(shown(&gw, b)).into_response(),
+        None => not_found(&name),
+    }
+}
+
+fn refused(name: &str, r: Refused) -> Response {
+    match r {
+        Refused::InConfig => client_error(
+            StatusCode::CONFLICT,
+            &format!("budget {name:?} is set in the config: change it there (and reload)"),
+            "budget_in_config",
+        ),
+        Refused::Invalid(problems) => {
+            let why: Vec<String> = problems
+                .iter()
+                .map(|(k, m)| {
+                    if k.is_empty() {
+                        m.clone()
+                    } else {
+                        format!("{k}: {m}")
+                    }
+                })
+                .collect();
+            client_error(StatusCode::BAD_REQUEST, &why.join("; "), "invalid_budget")
+        }
+        Refused::NotFound => not_found(name),
+        Refused::Store(e) => server_error(&format!("the budget could not be kept: {e}")),
+    }
+}
+
+async fn put(
+    State(gw): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let raw: RawBudget = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return client_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a budget: {e}"),
+                "invalid_budget",
+            );
+        }
+    };
+    if raw.name.as_deref().is_some_and(|n| n != name) {
+        return client_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the body names budget {:?}, the path {name:?}",
+                raw.name.unwrap_or_default()
+            ),
+            "invalid_budget",
+        );
+    }
+    let rt = gw.runtime();
+    let names = Names::of(&rt.config, &gw.auth().list(&rt.keys));
+    let known = names.known(&rt.config);
+    let spending = gw.spending();
+    match spending
+        .budgets()
+        .put(&name, raw, &known, spending.ledger(), now(&gw))
+    {
+        Ok(_) => {
+            let budgets = spending.budgets().load();
+            match budgets.get(&name) {
+                Some(b) => Json(shown(&gw, b)).into_response(),
+                None => server_error("the budget was kept but is not in force"),
+            }
+        }
+        Err(r) => refused(&name, r),
+    }
+}
+
+async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    let rt = gw.runtime();
+    let names = Names::of(&rt.config, &gw.auth().list(&rt.keys));
+    let known = names.known(&rt.config);
+    let spending = gw.spending();
+    match spending
+        .budgets()
+        .delete(&name, &known, spending.ledger(), now(&gw))
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => refused(&name, r),
+    }
+}
+
+/// `POST /api/v1/cost/explain?route=NAME&key=NAME&priority=P` with an OpenAI chat request
+/// as the body: the model stage's decision for it, as if it came now.
+async fn explain(
+    State(gw): State<Arc<Gateway>>,
+    Params(p): Params<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let rt = gw.runtime();
+    let openai = |r: &&crate::router::RouteEntry| r.cfg.kind == flowgate_config::RouteKind::OpenAi;
+    let route = match p.get("route") {
+        Some(name) => rt
+            .router
+            .routes()
+            .iter()
+            .filter(openai)
+            .find(|r| *r.name == **name),
+        None => rt.router.routes().iter().find(openai),
+    };
+    let Some(route) = route else {
+        return client_error(
+            StatusCode::BAD_REQUEST,
+            "route: no such openai route (name one with ?route=NAME)",
+            "invalid_parameter",
+        );
+    };
+    let callers = gw.auth().list(&rt.keys);
+    let caller = match p.get("key") {
+        Some(k) => match callers.iter().find(|c| c.key.name == *k) {
+            Some(c) => Some(c.clone()),
+            None => {
+                return client_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("key: no key named {k:?}"),
+                    "invalid_parameter",
+                );
+            }
+        },
+        None => None,
+    };
+    let mut headers = http::HeaderMap::new();
+    if let Some(pr) = p.get("priority")
+        && let Ok(v) = http::HeaderValue::from_str(pr)
+    {
+        headers.insert("x-flowgate-priority", v);
+    }
+    let requested = crate::caching::model_of(&body);
+    // A route that serves by model serves this one through its deployments.
+    let route = match route.for_model(requested.as_deref(), &rt.config.models) {
+        Ok(r) => r,
+        Err(e) => return client_error(e.status(), &e.to_string(), e.code()),
+    };
+    let exact = rt.config.limits.exact_tokens;
+    let estimate = || {
+        let t = if exact {
+            flowgate_cost::Tokenizer::of(requested.as_deref())
+        } else {
+            flowgate_cost::Tokenizer::Approximate
+        };
+        crate::openai::estimate(&body, t)
+    };
+    let explained = gw.explain_model(
+        &rt,
+        route,
+        caller.as_deref(),
+        &headers,
+        &body,
+        requested.as_deref(),
+        estimate,
+    );
+    match explained {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => client_error(e.status(), &e.to_string(), e.code()),
+    }
+}
