@@ -152,3 +152,59 @@ pub(crate) fn cost(
         ..d
     }
 }
+
+impl CostConfig {
+    /// Its lines of `flowgate check`'s summary.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        if !self.enabled {
+            s.push_str("  cost: off (answers are not priced; no ledger, no budgets)\n");
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "  cost: answers priced; ledger {}, written every {}, kept {} d by the minute and {} d by the hour",
+            self.ledger.as_ref().map_or_else(
+                || "in memory (lost at exit: set server.data_dir)".to_string(),
+                |p| p.display().to_string()
+            ),
+            crate::format_duration(self.flush_interval),
+            self.minute_retention.as_secs() / 86_400,
+            self.hour_retention.as_secs() / 86_400,
+        );
+        for t in &self.tiers {
+            let _ = writeln!(s, "  tier {}: {}", t.name, t.models.join(", "));
+        }
+        for b in &self.budgets {
+            let actions: Vec<String> = b
+                .actions
+                .iter()
+                .map(|a| format!("{} at {}%", a.kind.as_str(), a.at_percent.normalize()))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  budget {}: ${} per {}{} for {}{}: {}",
+                b.name,
+                b.limit_usd.normalize(),
+                b.window.as_str(),
+                if b.window == crate::budget::BudgetWindow::Hour {
+                    " (the last 60 minutes)".to_string()
+                } else {
+                    format!(" ({})", b.timezone_name)
+                },
+                b.scope.as_str(),
+                b.value.as_ref().map_or_else(
+                    || if b.scope == crate::budget::BudgetScope::Global {
+                        String::new()
+                    } else {
+                        " (each apart)".into()
+                    },
+                    |v| format!(" {v:?}")
+                ),
+                actions.join(", ")
+            );
+        }
+        s
+    }
+}

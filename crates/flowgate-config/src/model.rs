@@ -982,6 +982,23 @@ impl Config {
                 }
                 None => {}
             }
+            if let Some(p) = &r.model_policy {
+                let tiers: Vec<String> = p
+                    .by_priority
+                    .iter()
+                    .map(|(pr, t)| format!("{} -> {t}", pr.as_str()))
+                    .collect();
+                let _ = write!(
+                    prompt,
+                    ", models by priority ({}){}",
+                    tiers.join(", "),
+                    if p.auto {
+                        ", \"auto\" the cheapest that fits"
+                    } else {
+                        ""
+                    }
+                );
+            }
             let _ = writeln!(
                 s,
                 "    {}: {kind} {how} {path} methods {methods} -> {}{cache}{prompt}{}",
@@ -1012,6 +1029,17 @@ impl Config {
                 format!("; served by model: {}", served.join(", "))
             }
         );
+        s.push_str(&self.cost.summary());
+        if let Some(a) = &self.server.access_log {
+            let _ = writeln!(
+                s,
+                "  access log: {}",
+                match a {
+                    AccessLog::Stdout => "standard output".to_string(),
+                    AccessLog::File(p) => p.display().to_string(),
+                }
+            );
+        }
         for l in &self.rate_limits {
             let scope = &l.scope;
             let _ = writeln!(
