@@ -56,6 +56,84 @@ pub(crate) struct RawTier {
     pub models: Vec<String>,
 }
 
+/// A route's `shaping` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShaping {
+    pub compact_whitespace: Option<bool>,
+    pub max_tokens_default: Option<u64>,
+    pub max_tokens_cap: Option<u64>,
+    pub temperature: Option<[f64; 2]>,
+    pub drop: Option<Vec<String>>,
+}
+
+/// How a route makes its requests cheaper before they are sent (`flowgate_cost::shaping`);
+/// every step off by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shaping {
+    pub compact_whitespace: bool,
+    pub max_tokens_default: Option<u64>,
+    pub max_tokens_cap: Option<u64>,
+    /// The range a request's temperature is clamped into.
+    pub temperature: Option<(f64, f64)>,
+    /// Top-level fields removed.
+    pub drop: Vec<String>,
+}
+
+impl Shaping {
+    pub fn is_off(&self) -> bool {
+        *self == Shaping::default()
+    }
+}
+
+/// Fields a request cannot do without.
+const KEPT: [&str; 2] = ["model", "messages"];
+
+pub(crate) fn shaping(raw: &RawShaping, key: &KeyPath, found: &mut Found) -> Shaping {
+    for (v, k) in [
+        (raw.max_tokens_default, "max_tokens_default"),
+        (raw.max_tokens_cap, "max_tokens_cap"),
+    ] {
+        if v == Some(0) {
+            found.push((key.clone().key(k), "must be at least 1 token".into()));
+        }
+    }
+    if let (Some(d), Some(c)) = (raw.max_tokens_default, raw.max_tokens_cap)
+        && d > c
+    {
+        found.push((
+            key.clone().key("max_tokens_default"),
+            format!("{d} is above the cap of {c}"),
+        ));
+    }
+    let temperature = raw.temperature.and_then(|[lo, hi]| {
+        let ok = (0.0..=2.0).contains(&lo) && (0.0..=2.0).contains(&hi) && lo <= hi;
+        if !ok {
+            found.push((
+                key.clone().key("temperature"),
+                format!("[{lo}, {hi}]: expected [low, high] with 0 <= low <= high <= 2"),
+            ));
+        }
+        ok.then_some((lo, hi))
+    });
+    let drop = raw.drop.clone().unwrap_or_default();
+    for (i, d) in drop.iter().enumerate() {
+        if KEPT.contains(&d.as_str()) || d.is_empty() {
+            found.push((
+                key.clone().key("drop").index(i),
+                format!("{d:?}: a request cannot do without it"),
+            ));
+        }
+    }
+    Shaping {
+        compact_whitespace: raw.compact_whitespace.unwrap_or(false),
+        max_tokens_default: raw.max_tokens_default,
+        max_tokens_cap: raw.max_tokens_cap,
+        temperature,
+        drop,
+    }
+}
+
 /// A route's `model_policy` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -43,7 +43,7 @@ use std::path::Path;
 
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,
-    ModelPolicy, ModelTier, RawAction, RawBudget, budget,
+    ModelPolicy, ModelTier, RawAction, RawBudget, Shaping, budget,
 };
 pub use catalog::{Capabilities, Deployment, ModelInfo};
 pub use cost::CostConfig;

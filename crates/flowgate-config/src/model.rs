@@ -705,7 +705,7 @@ pub enum PathMatch {
 }
 
 /// A rule that sends matching requests to a pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub name: String,
     /// `openai` for `kind = "anthropic"` too: its requests are OpenAI's once translated.
@@ -736,6 +736,8 @@ pub struct RouteConfig {
     pub priority_header: bool,
     /// How the route picks a request's model (`model_policy`): by priority, `auto`.
     pub model_policy: Option<crate::budget::ModelPolicy>,
+    /// How the route's requests are made cheaper before they are sent (`shaping`).
+    pub shaping: crate::budget::Shaping,
 }
 
 impl PathMatch {

@@ -380,4 +380,5 @@ pub(crate) struct RawRoute {
     pub hedge: Option<RawHedge>,
     pub priority_header: Option<bool>,
     pub model_policy: Option<crate::budget::RawModelPolicy>,
+    pub shaping: Option<crate::budget::RawShaping>,
 }

@@ -1733,6 +1733,22 @@ fn route(
         .model_policy
         .as_ref()
         .map(|p| crate::budget::model_policy(p, cx.tiers, &key.clone().key("model_policy"), found));
+    let shaping = r
+        .shaping
+        .as_ref()
+        .map_or_else(crate::budget::Shaping::default, |s| {
+            crate::budget::shaping(s, &key.clone().key("shaping"), found)
+        });
+    if kind == RouteKind::Http && (model_policy.is_some() || !shaping.is_off()) {
+        found.push((
+            key.clone().key(if model_policy.is_some() {
+                "model_policy"
+            } else {
+                "shaping"
+            }),
+            "applies to openai routes (their bodies are OpenAI requests)".into(),
+        ));
+    }
     let (path, _, _) = path?;
     (found.len() == before).then_some(RouteConfig {
         name,
@@ -1753,6 +1769,7 @@ fn route(
         hedge,
         priority_header: r.priority_header.unwrap_or(false),
         model_policy,
+        shaping,
     })
 }
 

@@ -17,6 +17,7 @@ pub mod budget;
 pub mod choice;
 pub mod ledger;
 pub mod price;
+pub mod shaping;
 pub mod sse;
 pub mod tokenizer;
 pub mod tokens;

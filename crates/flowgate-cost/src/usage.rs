@@ -7,6 +7,7 @@
 //! answer up to [`MAX_JSON`] bytes (read at the end), a stream's current event. When no
 //! usage comes, the answer's text is estimated as a prompt is ([`crate::tokens`]).
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::sse::Events;
@@ -110,8 +111,9 @@ impl Read {
 
 #[derive(Debug)]
 enum Form {
-    /// A JSON answer, kept whole until [`MAX_JSON`] (then only counted).
-    Json { body: Vec<u8>, seen: u64 },
+    /// A JSON answer, kept whole until [`MAX_JSON`] (then only counted): its chunks as
+    /// they came (shared, not copied; most answers come in one).
+    Json { chunks: Vec<Bytes>, seen: u64 },
     /// Server-sent events, read one by one.
     Sse(Events),
 }
@@ -122,7 +124,7 @@ impl Meter {
     pub fn for_content_type(content_type: &[u8]) -> Option<Meter> {
         let form = if content_type.starts_with(b"application/json") {
             Form::Json {
-                body: Vec::new(),
+                chunks: Vec::new(),
                 seen: 0,
             }
         } else if content_type.starts_with(b"text/event-stream") {
@@ -137,17 +139,18 @@ impl Meter {
     }
 
     /// Feeds the next bytes of the answer.
-    pub fn push(&mut self, mut chunk: &[u8]) {
+    pub fn push(&mut self, data: &Bytes) {
         match &mut self.form {
-            Form::Json { body, seen } => {
-                *seen += chunk.len() as u64;
+            Form::Json { chunks, seen } => {
+                *seen += data.len() as u64;
                 if *seen <= MAX_JSON as u64 {
-                    body.extend_from_slice(chunk);
-                } else if !body.is_empty() {
-                    *body = Vec::new();
+                    chunks.push(data.clone());
+                } else if !chunks.is_empty() {
+                    *chunks = Vec::new();
                 }
             }
             Form::Sse(events) => {
+                let mut chunk = &data[..];
                 while let Some(event) = events.next(&mut chunk) {
                     self.read.answer(&event);
                 }
@@ -159,10 +162,18 @@ impl Meter {
     /// for only then) and the answer's text so far (a client that left early paid for
     /// what it got).
     pub fn finish(mut self, prompt: impl FnOnce() -> u64) -> Metered {
-        if let Form::Json { body, seen } = &mut self.form {
-            let body = std::mem::take(body);
-            if body.len() as u64 == *seen {
-                self.read.answer(&body);
+        if let Form::Json { chunks, seen } = &mut self.form {
+            let kept: usize = chunks.iter().map(Bytes::len).sum();
+            if kept as u64 == *seen {
+                let whole = match chunks.as_slice() {
+                    [one] => std::borrow::Cow::Borrowed(&one[..]),
+                    many => std::borrow::Cow::Owned(many.concat()),
+                };
+                // The usage alone first: the answer's text is counted only without it.
+                match usage_of(&whole) {
+                    Some(u) => self.read.usage = Some(u),
+                    None => self.read.answer(&whole),
+                }
             } else {
                 self.read.completion = seen.div_ceil(4);
             }
@@ -206,7 +217,7 @@ mod tests {
     fn meter(content_type: &str, chunks: &[&str], prompt: u64) -> Metered {
         let mut m = Meter::for_content_type(content_type.as_bytes()).unwrap();
         for c in chunks {
-            m.push(c.as_bytes());
+            m.push(&Bytes::copy_from_slice(c.as_bytes()));
         }
         m.finish(|| prompt)
     }
@@ -241,7 +252,7 @@ mod tests {
     #[test]
     fn json_answers_past_the_cap_are_estimated_from_their_size() {
         let mut m = Meter::for_content_type(b"application/json").unwrap();
-        let block = vec![b' '; 1 << 16];
+        let block = Bytes::from(vec![b' '; 1 << 16]);
         for _ in 0..=(MAX_JSON >> 16) {
             m.push(&block);
         }

@@ -257,6 +257,7 @@ pub(crate) async fn open(
         cache: out.cache.map(Status::as_str),
         attempts: out.attempts,
         spend: None,
+        shaped: out.shaped.take(),
     };
     let account = Account::new(
         gw.telemetry(),

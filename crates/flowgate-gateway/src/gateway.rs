@@ -301,10 +301,22 @@ impl Gateway {
         if old.config.auth.store != config.auth.store {
             tracing::warn!("auth.store changed in the new config; it takes effect after a restart");
         }
-        if old.config.cost != config.cost || old.config.server.data_dir != config.server.data_dir {
+        let fixed = |c: &Config| {
+            let k = &c.cost;
+            (
+                k.enabled,
+                k.ledger.clone(),
+                k.flush_interval,
+                k.minute_retention,
+                k.hour_retention,
+                c.server.data_dir.clone(),
+            )
+        };
+        if fixed(&old.config) != fixed(&config) {
             tracing::warn!(
-                "[cost] or server.data_dir changed in the new config; they take effect after \
-                 a restart"
+                "cost.enabled, cost.ledger, its flush interval and retention, and \
+                 server.data_dir changed in the new config; they take effect after a restart \
+                 (tiers, budgets and model policies follow the reload)"
             );
         }
         // The access log follows the config (and a rotated file is let go).

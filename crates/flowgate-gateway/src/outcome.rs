@@ -37,6 +37,8 @@ pub(crate) struct Outcome {
     pub(crate) caller: Option<Arc<crate::auth::Caller>>,
     /// The request's token reservation, settled by its answer's account.
     pub(crate) reservation: Option<crate::admission::Reservation>,
+    /// What the route's shaping did to the request.
+    pub(crate) shaped: Option<flowgate_cost::shaping::Shaped>,
     /// The request's body as read (an OpenAI request), for an estimate of its prompt.
     pub(crate) body: Option<bytes::Bytes>,
 }

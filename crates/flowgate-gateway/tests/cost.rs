@@ -392,3 +392,69 @@ async fn the_cost_api_sums_the_ledger_by_team_key_and_time() {
         assert!(m.contains(says), "{q}: {m}");
     }
 }
+
+#[tokio::test]
+async fn shaping_compacts_caps_and_drops_before_the_cache_keys_the_request() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = seen.clone();
+    let (url, _) = scripted_upstream(move |req| {
+        keep.lock()
+            .unwrap()
+            .push(req.split("\r\n\r\n").nth(1).unwrap_or_default().to_string());
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{ANSWER}",
+            ANSWER.len()
+        )
+    })
+    .await;
+    let shaping =
+        "shaping = { compact_whitespace = true, max_tokens_cap = 100, drop = [\"user\"] }";
+    let gw = gateway(&format!(
+        "[cache]\nenabled = true\n\n{}",
+        config(&url, shaping)
+    ))
+    .await;
+    let c = client();
+    let a = Bytes::from(
+        r#"{"model":"priced-model","temperature":0,"max_tokens":4000,"user":"u-1","messages":[{"role":"user","content":"Summarize    the   report.\n\n\n\n```\nkeep   this\n```"}]}"#,
+    );
+    let r = send(&c, post(gw.data_addr, "/v1/chat/completions", a)).await;
+    r.expect(StatusCode::OK);
+    let sent: serde_json::Value = serde_json::from_str(&seen.lock().unwrap()[0]).unwrap();
+    assert_eq!(
+        sent["messages"][0]["content"],
+        "Summarize the report.\n\n```\nkeep   this\n```"
+    );
+    assert_eq!(sent["max_tokens"], 100);
+    assert!(sent.get("user").is_none());
+    // The same question with other blank space: the same entry.
+    let b = Bytes::from(
+        r#"{"model":"priced-model","temperature":0,"max_tokens":4000,"user":"u-2","messages":[{"role":"user","content":"Summarize the report.\n\n```\nkeep   this\n```"}]}"#,
+    );
+    let r = send(&c, post(gw.data_addr, "/v1/chat/completions", b)).await;
+    assert_eq!(cache_header(&r), "hit-l1");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let m = gw.gateway.telemetry().encode_prometheus();
+    assert_eq!(
+        metric(
+            &m,
+            "flowgate_shaping_total{route=\"chat\",step=\"whitespace\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "flowgate_shaping_total{route=\"chat\",step=\"max_tokens_cap\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "flowgate_shaping_completion_tokens_capped_total{route=\"chat\"}"
+        ),
+        7800.0
+    );
+}

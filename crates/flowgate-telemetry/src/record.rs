@@ -77,6 +77,8 @@ pub struct RequestRecord {
     pub attempts: u32,
     /// The tokens of an LLM answer and their price, once its body ended.
     pub spend: Option<Spend>,
+    /// What the route's prompt shaping changed.
+    pub shaped: Option<flowgate_cost::shaping::Shaped>,
 }
 
 /// What an answer used and cost.
@@ -118,6 +120,7 @@ impl RequestRecord {
             cache: None,
             attempts: 0,
             spend: None,
+            shaped: None,
         }
     }
 

@@ -220,26 +220,8 @@ impl Budget {
         let Ok(mut counters) = self.counters.lock() else {
             return;
         };
-        let Some(c) = counters.get_mut(value) else {
-            // Nothing spent yet: only a threshold of 0 is reached.
-            drop(counters);
-            self.judge_spent(0, value, now, None, verdict);
-            return;
-        };
-        let spent = c.spent(now);
-        let counter = c.clone();
-        drop(counters);
-        self.judge_spent(spent, value, now, Some(&counter), verdict);
-    }
-
-    fn judge_spent(
-        &self,
-        spent: u64,
-        value: &str,
-        now: u64,
-        c: Option<&Counter>,
-        verdict: &mut Verdict,
-    ) {
+        let mut counter = counters.get_mut(value);
+        let spent = counter.as_mut().map_or(0, |c| c.spent(now));
         for a in &self.config.actions {
             let threshold = self.threshold_nanos(a.at_percent);
             if spent < threshold {
@@ -247,7 +229,7 @@ impl Budget {
             }
             match &a.kind {
                 ActionKind::Block if verdict.block.is_none() => {
-                    let resets_at = c.map_or(now, |c| c.under_at(threshold, now));
+                    let resets_at = counter.as_ref().map_or(now, |c| c.under_at(threshold, now));
                     verdict.block = Some(Blocked {
                         budget: self.config.name.clone(),
                         value: value.to_string(),

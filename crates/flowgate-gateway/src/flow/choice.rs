@@ -1,4 +1,5 @@
-//! Stage 4b on the request path: the model stage (`crate::choose`) given the request's
+//! Stage 4b on the request path, for OpenAI bodies: the route's prompt shaping
+//! (`flowgate_cost::shaping`), then the model stage (`crate::choose`) given the request's
 //! route, caller and priority; a model it chooses is written into the body. The admin
 //! API's `explain` asks the same of a request it does not send.
 
@@ -17,10 +18,56 @@ use crate::router::RouteEntry;
 use crate::runtime::Runtime;
 
 impl Gateway {
+    /// Shaping, then the model stage, for an OpenAI `body` whose `shape` was checked: what
+    /// the stage decided, and the body if either rewrote it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn openai_stages(
+        &self,
+        rt: &Runtime,
+        route: &RouteEntry,
+        caller: Option<&Caller>,
+        parts: &Parts,
+        body: &Bytes,
+        shape: &super::Shape<'_>,
+        out: &mut Outcome,
+    ) -> Result<(Decision, Option<Bytes>), ProxyError> {
+        out.body = Some(body.clone());
+        out.model = shape.model().map(Arc::from);
+        let shaped = flowgate_cost::shaping::apply(&route.cfg.shaping, body).map(|(b, s)| {
+            out.shaped = Some(s);
+            Bytes::from(b)
+        });
+        if !self.spending().enabled() {
+            if let Some(b) = &shaped {
+                out.body = Some(b.clone());
+            }
+            return Ok((Decision::default(), shaped));
+        }
+        let (decision, chosen) = match &shaped {
+            // The shaped body's estimate: its own shape.
+            Some(b) => {
+                out.body = Some(b.clone());
+                let s = super::Shape::of(Some(b), shape.exact);
+                self.choose_model(rt, route, caller, parts, b, s.model(), || s.estimate(), out)?
+            }
+            None => self.choose_model(
+                rt,
+                route,
+                caller,
+                parts,
+                body,
+                shape.model(),
+                || shape.estimate(),
+                out,
+            )?,
+        };
+        Ok((decision, chosen.or(shaped)))
+    }
+
     /// What the model stage decides for an OpenAI-shaped `body` asking for `requested`;
     /// the body with the chosen model in it, if one was chosen (and `out` says so).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn choose_model(
+    fn choose_model(
         &self,
         rt: &Runtime,
         route: &RouteEntry,

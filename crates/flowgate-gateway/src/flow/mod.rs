@@ -125,35 +125,22 @@ impl Gateway {
             parts.uri = http::Uri::from_static(crate::dialect::claude::OPENAI_PATH);
         }
         let exact = rt.config.limits.exact_tokens;
-        let mut shape = Shape::of(read.as_ref().ok(), exact);
-        let mut decision = crate::choose::Decision::default();
-        if route.cfg.kind == RouteKind::OpenAi
-            && let Ok(body) = &read
-        {
-            out.body = Some(body.clone());
-            out.model = shape.model().map(Arc::from);
+        // Shaping and the model stage may rewrite an OpenAI body.
+        let (decision, rewritten) = {
+            let shape = Shape::of(read.as_ref().ok(), exact);
             shape.check(route, caller.as_deref())?;
-            if self.spending().enabled() {
-                let (d, rewritten) = self.choose_model(
-                    rt,
-                    route,
-                    caller.as_deref(),
-                    &parts,
-                    body,
-                    shape.model(),
-                    || shape.estimate(),
-                    out,
-                )?;
-                decision = d;
-                if let Some(b) = rewritten {
-                    drop(shape);
-                    read = Ok(b);
-                    shape = Shape::of(read.as_ref().ok(), exact);
+            match &read {
+                Ok(body) if route.cfg.kind == RouteKind::OpenAi => {
+                    self.openai_stages(rt, route, caller.as_deref(), &parts, body, &shape, out)?
                 }
+                _ => Default::default(),
             }
-        } else {
-            shape.check(route, caller.as_deref())?;
+        };
+        let mut decision = decision;
+        if let Some(b) = rewritten {
+            read = Ok(b);
         }
+        let shape = Shape::of(read.as_ref().ok(), exact);
         // A model the catalog deploys goes to its pools (the route's own pool otherwise).
         let route = if route.by_model.is_empty() {
             route

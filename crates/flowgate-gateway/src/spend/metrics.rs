@@ -21,6 +21,10 @@ type Labels = [Arc<str>; 4];
 pub(super) struct SpendCounts {
     by: Mutex<HashMap<Labels, Totals>>,
     writer: Mutex<WriterCounts>,
+    /// Prompt shaping per route: requests changed by each step, prompt tokens saved,
+    /// answer tokens capped.
+    shaping: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
+    shaping_saved: Mutex<HashMap<Arc<str>, (u64, u64)>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -41,6 +45,19 @@ impl SpendCounts {
         ];
         if let Ok(mut by) = self.by.lock() {
             by.entry(labels).or_default().add(t);
+        }
+    }
+
+    pub(super) fn shaped(&self, route: &Arc<str>, s: &flowgate_cost::shaping::Shaped) {
+        if let Ok(mut m) = self.shaping.lock() {
+            for step in &s.steps {
+                *m.entry((route.clone(), *step)).or_default() += 1;
+            }
+        }
+        if let Ok(mut m) = self.shaping_saved.lock() {
+            let e = m.entry(route.clone()).or_default();
+            e.0 += s.prompt_tokens_saved;
+            e.1 += s.completion_tokens_capped;
         }
     }
 
@@ -121,6 +138,41 @@ impl Collector for SpendCollector {
             "flowgate_tokens",
             "Tokens of the answers priced, by kind (input: not from the provider's prompt cache)",
             tokens,
+        )?;
+        let steps: Vec<((Arc<str>, &'static str), u64)> = match self.0.shaping.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => Vec::new(),
+        };
+        counter(
+            e,
+            "flowgate_shaping",
+            "Requests a route's prompt shaping changed, by step",
+            steps
+                .iter()
+                .map(|((r, st), n)| (vec![("route", &**r), ("step", *st)], *n))
+                .collect(),
+        )?;
+        let saved: Vec<(Arc<str>, (u64, u64))> = match self.0.shaping_saved.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => Vec::new(),
+        };
+        counter(
+            e,
+            "flowgate_shaping_prompt_tokens_saved",
+            "Prompt tokens whitespace compaction saved (estimated)",
+            saved
+                .iter()
+                .map(|(r, (p, _))| (vec![("route", &**r)], *p))
+                .collect(),
+        )?;
+        counter(
+            e,
+            "flowgate_shaping_completion_tokens_capped",
+            "Answer tokens a max_tokens cap no longer allowed",
+            saved
+                .iter()
+                .map(|(r, (_, c))| (vec![("route", &**r)], *c))
+                .collect(),
         )?;
         let w = self.0.writer.lock().map(|w| *w).unwrap_or_default();
         counter(

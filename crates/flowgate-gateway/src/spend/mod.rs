@@ -93,6 +93,9 @@ struct SpendSink(Spending);
 
 impl Sink for SpendSink {
     fn take(&self, rec: &RequestRecord) {
+        if let Some(sh) = &rec.shaped {
+            self.0.counts.shaped(&rec.route, sh);
+        }
         let Some(s) = rec.spend.as_ref().filter(|_| self.0.enabled) else {
             return;
         };
