@@ -54,6 +54,8 @@ pub(crate) struct Seen {
     pub upstream: Option<String>,
     /// `x-flowgate-cache`.
     pub cache: Option<String>,
+    /// `x-flowgate-model`: the model the gateway chose, when it chose.
+    pub model: Option<String>,
 }
 
 /// Everything the demo prints.
@@ -123,6 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     print_cache(&report, cache_view.as_ref());
     crate::demo_burst::run(gw.data_addr, gw.admin_addr).await;
     crate::demo_providers::run(args.seed).await;
+    crate::demo_cost::run(args.seed).await;
 
     gw.shutdown();
     gw.wait().await;
@@ -294,6 +297,7 @@ pub(crate) async fn one_request(
             code: Some("client: bad request".into()),
             upstream: None,
             cache: None,
+            model: None,
         };
     };
     match client.request(req).await {
@@ -306,6 +310,7 @@ pub(crate) async fn one_request(
                     .map(str::to_string)
             };
             let (upstream, cache) = (field("x-flowgate-upstream"), field("x-flowgate-cache"));
+            let model = field("x-flowgate-model");
             let body = resp.into_body().collect().await.map(|b| b.to_bytes());
             let code = match (&body, status) {
                 (Err(_), _) => Some("stream cut".to_string()),
@@ -318,6 +323,7 @@ pub(crate) async fn one_request(
                 code,
                 upstream,
                 cache,
+                model,
             }
         }
         Err(e) => Seen {
@@ -326,6 +332,7 @@ pub(crate) async fn one_request(
             code: Some(format!("client: {e}")),
             upstream: None,
             cache: None,
+            model: None,
         },
     }
 }

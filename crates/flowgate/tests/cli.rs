@@ -87,11 +87,32 @@ fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
         "Burst shaping",
         "The pool's queue",
         "One model, two providers",
+        "Spend:",
     ] {
         assert!(stdout.contains(section), "missing {section}: {stdout}");
     }
+    // Spend: the budget crossed half, then its limit; the rest went to the cheaper model,
+    // but the critical requests; the cache saved some.
+    let spend = stdout.split("Spend:").nth(1).unwrap();
+    for says in [
+        "downgraded to gpt-4o-mini",
+        "gpt-4o (critical)",
+        "from the cache",
+        "notify at 50%",
+        "then downgrade at 100%",
+        "the cache saved $0.",
+    ] {
+        assert!(spend.contains(says), "{says}: {spend}");
+    }
+    assert!(!spend.contains("errors"), "{spend}");
     // The mixed fleet: every Bedrock request signed well, answers from both providers.
-    let mixed = stdout.split("One model, two providers").nth(1).unwrap();
+    let mixed = stdout
+        .split("One model, two providers")
+        .nth(1)
+        .unwrap()
+        .split("Spend:")
+        .next()
+        .unwrap();
     assert!(mixed.contains("(0 refused for their signature)"), "{mixed}");
     for by in ["bedrock", "anthropic", "cache"] {
         assert!(

@@ -140,7 +140,11 @@ pub fn spawn_writer(
             let _ = tokio::task::spawn_blocking(move || {
                 let start = clock2.now();
                 match ledger.flush(clock2.unix_millis() / 1000) {
-                    Ok(r) => counts.flushed(r.rows, clock2.now().saturating_duration_since(start)),
+                    // A write of nothing is no write.
+                    Ok(r) if r.rows > 0 || r.pruned > 0 => {
+                        counts.flushed(r.rows, clock2.now().saturating_duration_since(start));
+                    }
+                    Ok(_) => {}
                     Err(e) => {
                         counts.flush_failed();
                         tracing::warn!(error = %e, "the spend ledger could not be written; it is kept for the next try");
