@@ -147,13 +147,15 @@ impl Budget {
         let Ok(mut counters) = self.counters.lock() else {
             return Vec::new();
         };
-        let full = counters.len() >= MAX_VALUES && !counters.contains_key(value);
-        if full {
-            return Vec::new();
+        if !counters.contains_key(value) {
+            if counters.len() >= MAX_VALUES {
+                return Vec::new();
+            }
+            counters.insert(value.to_string(), Counter::new(&self.config));
         }
-        let c = counters
-            .entry(value.to_string())
-            .or_insert_with(|| Counter::new(&self.config));
+        let Some(c) = counters.get_mut(value) else {
+            return Vec::new();
+        };
         let before = c.spent(now);
         c.add(n, now);
         let after = before.saturating_add(n);

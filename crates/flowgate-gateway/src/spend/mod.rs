@@ -107,11 +107,27 @@ impl Sink for SpendSink {
             team: name(rec.team.as_ref()),
             route: rec.route.clone(),
             model: name(rec.model.as_ref()),
-            provider: Arc::from(rec.provider.unwrap_or("")),
+            provider: provider_name(rec.provider),
         };
         self.0.counts.add(&dims, &totals);
         self.0.ledger.add(rec.at_ms / 1000, dims, &totals);
     }
+}
+
+/// A provider's name as the ledger keys it, made once per name (there are six).
+fn provider_name(p: Option<&'static str>) -> Arc<str> {
+    static NAMES: std::sync::OnceLock<Vec<(&'static str, Arc<str>)>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        ["", "openai", "anthropic", "bedrock", "azure", "gemini"]
+            .into_iter()
+            .map(|n| (n, Arc::from(n)))
+            .collect()
+    });
+    let p = p.unwrap_or("");
+    names
+        .iter()
+        .find(|(n, _)| *n == p)
+        .map_or_else(|| Arc::from(p), |(_, a)| a.clone())
 }
 
 /// Writes the ledger every `interval` until `stopped`, then once more with every record
