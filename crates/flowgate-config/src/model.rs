@@ -1001,6 +1001,26 @@ impl Config {
                     }
                 );
             }
+            if !r.shaping.is_off() {
+                let sh = &r.shaping;
+                let mut steps = Vec::new();
+                if sh.compact_whitespace {
+                    steps.push("whitespace compacted".to_string());
+                }
+                if let Some(d) = sh.max_tokens_default {
+                    steps.push(format!("max_tokens {d} by default"));
+                }
+                if let Some(c) = sh.max_tokens_cap {
+                    steps.push(format!("max_tokens at most {c}"));
+                }
+                if let Some((lo, hi)) = sh.temperature {
+                    steps.push(format!("temperature within {lo}-{hi}"));
+                }
+                if !sh.drop.is_empty() {
+                    steps.push(format!("without {}", sh.drop.join(", ")));
+                }
+                let _ = write!(prompt, ", shaped ({})", steps.join("; "));
+            }
             let _ = writeln!(
                 s,
                 "    {}: {kind} {how} {path} methods {methods} -> {}{cache}{prompt}{}",
