@@ -1686,3 +1686,70 @@ fn bad_budgets_tiers_and_policies_name_their_keys() {
     assert_eq!(p.by_priority, [(Priority::Low, "economy".to_string())]);
     assert!(p.auto);
 }
+
+#[test]
+fn shaping_is_read_and_bad_shaping_names_its_key() {
+    let shaped = GOOD.replacen(
+        "pool = \"llm\"\n",
+        "pool = \"llm\"\nshaping = { compact_whitespace = true, max_tokens_default = 256, max_tokens_cap = 1024, temperature = [0.0, 0.7], drop = [\"user\"] }\n",
+        1,
+    );
+    let c = parse_ok(&shaped);
+    let s = &c.routes[0].shaping;
+    assert!(s.compact_whitespace);
+    assert_eq!(
+        (s.max_tokens_default, s.max_tokens_cap),
+        (Some(256), Some(1024))
+    );
+    assert_eq!(s.temperature, Some((0.0, 0.7)));
+    assert_eq!(s.drop, ["user"]);
+    assert!(
+        c.summary()
+            .contains("shaped (whitespace compacted; max_tokens 256 by default")
+    );
+    for (bad, key, says) in [
+        (
+            "{ temperature = [0.9, 0.1] }",
+            "routes[0].shaping.temperature",
+            "low <= high",
+        ),
+        (
+            "{ temperature = [0.0, 3.0] }",
+            "routes[0].shaping.temperature",
+            "<= 2",
+        ),
+        (
+            "{ drop = [\"messages\"] }",
+            "routes[0].shaping.drop[0]",
+            "cannot do without",
+        ),
+        (
+            "{ max_tokens_cap = 0 }",
+            "routes[0].shaping.max_tokens_cap",
+            "at least 1",
+        ),
+        (
+            "{ max_tokens_default = 500, max_tokens_cap = 100 }",
+            "routes[0].shaping.max_tokens_default",
+            "above the cap",
+        ),
+        ("{ squeeze = true }", "routes[0].shaping.squeeze", ""),
+    ] {
+        let text = GOOD.replacen(
+            "pool = \"llm\"\n",
+            &format!("pool = \"llm\"\nshaping = {bad}\n"),
+            1,
+        );
+        let e = parse_err(&text);
+        assert_eq!(e[0].key.to_string(), key, "{bad}: {e:?}");
+        assert!(e[0].message.contains(says), "{bad}: {e:?}");
+    }
+    // Shaping rewrites OpenAI bodies: an http route has none to shape.
+    let http = GOOD.replacen(
+        "prefix = \"/api\"\n",
+        "prefix = \"/api\"\nshaping = { compact_whitespace = true }\n",
+        1,
+    );
+    let e = parse_err(&http);
+    assert_eq!(e[0].key.to_string(), "routes[1].shaping", "{e:?}");
+}

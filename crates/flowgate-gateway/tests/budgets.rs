@@ -412,3 +412,33 @@ async fn budgets_are_set_through_the_api_checked_kept_and_explained() {
     gw.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_budget_for_a_key_made_through_the_api_follows_the_key() {
+    let dir = std::env::temp_dir().join(format!("flowgate-keybudget-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (url, _) = upstream().await;
+    let auth = format!(
+        "[auth]\nenabled = true\nstore = \"{}\"\n",
+        dir.join("keys.redb").display()
+    );
+    let server = format!("data_dir = \"{}\"", dir.display());
+    let gw = gateway_with(&server, &format!("{auth}\n{}", config(&url, "", ""))).await;
+    let budget = r#"{"scope":"key","match":"dana","limit_usd":1,"window":"day","actions":[{"at":100,"do":"block"}]}"#;
+    // No such key yet.
+    let (st, v) = admin(&gw, "PUT", "/api/v1/cost/budgets/dana-daily", budget).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, made) = admin(&gw, "POST", "/api/v1/keys", r#"{"name":"dana"}"#).await;
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let (st, v) = admin(&gw, "PUT", "/api/v1/cost/budgets/dana-daily", budget).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The key revoked: its budget no longer holds and is not in force.
+    let id = made["id"].as_str().unwrap();
+    let (st, _) = admin(&gw, "DELETE", &format!("/api/v1/keys/{id}"), "").await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = admin(&gw, "GET", "/api/v1/cost/budgets/dana-daily", "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    gw.shutdown();
+    gw.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,6 +93,8 @@ async fn create(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Resp
     };
     match gw.auth().create(&rt.config, key, gw.unix_millis()) {
         Ok((plain, stored)) => {
+            // A budget kept for a key of that name holds again.
+            gw.budgets_changed();
             let mut v = shown(&stored.key, "store", Some(stored.created_ms));
             v["key"] = json!(plain);
             (StatusCode::CREATED, Json(v)).into_response()
@@ -104,7 +106,11 @@ async fn create(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Resp
 async fn revoke(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
     let rt = gw.runtime();
     match gw.auth().revoke(&rt.keys, &id) {
-        Ok(Some(name)) => Json(json!({"revoked": {"id": id, "name": name}})).into_response(),
+        Ok(Some(name)) => {
+            // A budget made for the key no longer holds.
+            gw.budgets_changed();
+            Json(json!({"revoked": {"id": id, "name": name}})).into_response()
+        }
         Ok(None) => client_error(
             StatusCode::NOT_FOUND,
             &format!("no stored key has id {id:?}"),
