@@ -64,7 +64,7 @@ pub use model::{
 pub use model::{format_key_hash, parse_key_hash};
 pub use raw::RawEndpoint as EndpointSpec;
 pub use raw::RawKey as KeySpec;
-pub use units::{hex, parse_duration, parse_size, parse_usd};
+pub use units::{hex, parse_duration, parse_size, parse_usd, parse_window};
 pub use validate::defaults;
 pub use watch::{FileWatcher, watch_file};
 

@@ -151,6 +151,16 @@ pub(crate) fn usd_out<S: serde::Serializer>(v: &Option<Decimal>, s: S) -> Result
     }
 }
 
+/// A span of time back from now, in whole seconds: a duration (`90s`, `15m`, `24h`) or a
+/// number of days (`30d`); `None` for anything else or nothing.
+pub fn parse_window(s: &str) -> Option<u64> {
+    match s.strip_suffix('d') {
+        Some(days) => days.parse::<u64>().ok()?.checked_mul(86_400),
+        None => parse_duration(s).map(|d| d.as_secs()),
+    }
+    .filter(|&n| n > 0)
+}
+
 /// `bytes` as lower-case hex digits (key hashes, key ids, generated keys).
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -241,5 +251,15 @@ mod tests {
         assert_eq!(distance("lsiten", "listen"), 1);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("prefx", "prefix"), 1);
+    }
+
+    #[test]
+    fn windows_are_durations_or_days() {
+        assert_eq!(parse_window("90s"), Some(90));
+        assert_eq!(parse_window("24h"), Some(86_400));
+        assert_eq!(parse_window("30d"), Some(30 * 86_400));
+        for bad in ["", "0s", "0d", "soon", "-1d", "1w"] {
+            assert_eq!(parse_window(bad), None, "{bad}");
+        }
     }
 }

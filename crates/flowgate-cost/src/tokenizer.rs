@@ -45,6 +45,16 @@ impl Tokenizer {
         }
     }
 
+    /// The tokenizer prompts of `model` are counted with: its own when `exact` (and it has
+    /// one), else the rule of thumb (`[limits] token_count`).
+    pub fn counting(model: Option<&str>, exact: bool) -> Tokenizer {
+        if exact {
+            Tokenizer::of(model)
+        } else {
+            Tokenizer::Approximate
+        }
+    }
+
     fn bpe(self) -> Option<&'static CoreBPE> {
         match self {
             Tokenizer::Exact(Vocabulary::O200kBase) => Some(tiktoken_rs::o200k_base_singleton()),

@@ -111,11 +111,7 @@ impl Account {
         if let Some(r) = &self.reservation {
             return r.prompt();
         }
-        let tokenizer = if self.exact {
-            flowgate_cost::Tokenizer::of(model)
-        } else {
-            flowgate_cost::Tokenizer::Approximate
-        };
+        let tokenizer = flowgate_cost::Tokenizer::counting(model, self.exact);
         self.request
             .as_deref()
             .and_then(|b| flowgate_cost::estimate_with(b, tokenizer).ok())

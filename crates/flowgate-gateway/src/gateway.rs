@@ -167,11 +167,17 @@ impl Gateway {
         Ok(gw)
     }
 
+    /// The keys, teams and routes budgets may count: the running config's and the keys made
+    /// through the admin API.
+    pub(crate) fn budget_names(&self, rt: &Runtime) -> crate::spend::budgets::Names {
+        crate::spend::budgets::Names::of(&rt.config, &self.auth.list(&rt.keys))
+    }
+
     /// Puts the running config's budgets (and the admin API's) in force again: at start,
     /// on reload, when keys change.
     pub(crate) fn budgets_changed(&self) {
         let rt = self.runtime();
-        let names = crate::spend::budgets::Names::of(&rt.config, &self.auth.list(&rt.keys));
+        let names = self.budget_names(&rt);
         self.spending.budgets().rebuild(
             &rt.config.cost.budgets,
             &names.known(&rt.config),

@@ -23,14 +23,6 @@ pub struct CostArgs {
     top: usize,
 }
 
-fn window_secs(s: &str) -> Option<u64> {
-    match s.strip_suffix('d') {
-        Some(days) => days.parse::<u64>().ok()?.checked_mul(86_400),
-        None => flowgate_config::parse_duration(s).map(|d| d.as_secs()),
-    }
-    .filter(|&n| n > 0)
-}
-
 pub fn run(args: &CostArgs, now: u64) -> anyhow::Result<()> {
     let config = flowgate_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let Some(path) = config.cost.ledger.clone() else {
@@ -45,7 +37,7 @@ pub fn run(args: &CostArgs, now: u64) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let Some(len) = window_secs(&args.window) else {
+    let Some(len) = flowgate_config::parse_window(&args.window) else {
         bail!(
             "--window {:?}: expected a duration such as 90m, 24h or 30d",
             args.window

@@ -49,18 +49,11 @@ impl Counter {
                     slot.1 = slot.1.saturating_add(n);
                 }
             }
-            Counter::Calendar {
-                tz,
-                month,
-                start,
-                end,
-                spent,
-            } => {
-                if at >= *end {
-                    (*start, *end) = bounds(tz, *month, at);
-                    *spent = 0;
-                }
-                if at >= *start {
+            Counter::Calendar { .. } => {
+                self.roll(at);
+                if let Counter::Calendar { start, spent, .. } = self
+                    && at >= *start
+                {
                     *spent = spent.saturating_add(n);
                 }
             }
@@ -78,19 +71,29 @@ impl Counter {
                     .map(|(_, n)| *n)
                     .fold(0u64, u64::saturating_add)
             }
-            Counter::Calendar {
-                tz,
-                month,
-                start,
-                end,
-                spent,
-            } => {
-                if now >= *end {
-                    (*start, *end) = bounds(tz, *month, now);
-                    *spent = 0;
+            Counter::Calendar { .. } => {
+                self.roll(now);
+                match self {
+                    Counter::Calendar { spent, .. } => *spent,
+                    Counter::Hour(_) => 0,
                 }
-                *spent
             }
+        }
+    }
+
+    /// A calendar window past its end moves to the one holding `at`, empty.
+    fn roll(&mut self, at: u64) {
+        if let Counter::Calendar {
+            tz,
+            month,
+            start,
+            end,
+            spent,
+        } = self
+            && at >= *end
+        {
+            (*start, *end) = bounds(tz, *month, at);
+            *spent = 0;
         }
     }
 

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::reply::{client_error, server_error};
 use crate::gateway::Gateway;
-use crate::spend::budgets::{Names, Refused};
+use crate::spend::budgets::Refused;
 
 pub fn routes() -> axum::Router<Arc<Gateway>> {
     axum::Router::new()
@@ -161,7 +161,7 @@ async fn put(
         );
     }
     let rt = gw.runtime();
-    let names = Names::of(&rt.config, &gw.auth().list(&rt.keys));
+    let names = gw.budget_names(&rt);
     let known = names.known(&rt.config);
     let spending = gw.spending();
     match spending
@@ -181,7 +181,7 @@ async fn put(
 
 async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     let rt = gw.runtime();
-    let names = Names::of(&rt.config, &gw.auth().list(&rt.keys));
+    let names = gw.budget_names(&rt);
     let known = names.known(&rt.config);
     let spending = gw.spending();
     match spending
@@ -246,11 +246,7 @@ async fn explain(
     };
     let exact = rt.config.limits.exact_tokens;
     let estimate = || {
-        let t = if exact {
-            flowgate_cost::Tokenizer::of(requested.as_deref())
-        } else {
-            flowgate_cost::Tokenizer::Approximate
-        };
+        let t = flowgate_cost::Tokenizer::counting(requested.as_deref(), exact);
         crate::openai::estimate(&body, t)
     };
     let explained = gw.explain_model(

@@ -38,16 +38,6 @@ fn bad(message: String) -> Response {
     client_error(StatusCode::BAD_REQUEST, &message, "invalid_parameter")
 }
 
-/// A duration with a unit (`s`, `m`, `h`, `d`), in seconds.
-fn window_secs(s: &str) -> Option<u64> {
-    if let Some(days) = s.strip_suffix('d') {
-        return days.parse::<u64>().ok()?.checked_mul(DAY);
-    }
-    flowgate_config::parse_duration(s)
-        .map(|d| d.as_secs())
-        .filter(|&n| n > 0)
-}
-
 /// The window and filters of a read; what is wrong with them.
 fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, String> {
     let now = gw.clock().unix_millis() / 1000;
@@ -64,7 +54,7 @@ fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, String> {
             return Err("window and from exclude each other".into());
         }
         (Some(w), None, to) => {
-            let len = window_secs(w).ok_or_else(|| {
+            let len = flowgate_config::parse_window(w).ok_or_else(|| {
                 format!("window: {w:?} is not a duration such as \"15m\", \"24h\" or \"30d\"")
             })?;
             let to = to.unwrap_or(now);

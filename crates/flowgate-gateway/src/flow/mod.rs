@@ -469,11 +469,7 @@ impl<'b> Shape<'b> {
     fn estimate(&self) -> Result<Estimate, ProxyError> {
         self.estimate
             .get_or_init(|| {
-                let tokenizer = if self.exact {
-                    flowgate_cost::Tokenizer::of(self.model())
-                } else {
-                    flowgate_cost::Tokenizer::Approximate
-                };
+                let tokenizer = flowgate_cost::Tokenizer::counting(self.model(), self.exact);
                 self.body.map_or(Ok(Estimate::default()), |b| {
                     crate::openai::estimate(b, tokenizer)
                 })
