@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::demo::fetch_json;
+use crate::demo_client::fetch_json;
 
 /// The demo pool's resilience settings: a failure share of 10% over 5 s opens a breaker for
 /// 2 s (so that the demo shows it open and closing again), and failed answers are retried

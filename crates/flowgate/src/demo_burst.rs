@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::demo::{Seen, fetch_json, one_request, pct};
+use crate::demo_client::{Seen, fetch_json, one_request, pct};
 
 const REQUESTS: usize = 160;
 

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rust_decimal::Decimal;
 
-use crate::demo::{fetch_json, one_request};
+use crate::demo_client::{fetch_json, one_request};
 
 const REQUESTS: usize = 300;
 const QUESTIONS: usize = 100;

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::demo::{fetch_json, one_request};
+use crate::demo_client::{fetch_json, one_request};
 
 /// Requests sent: half from OpenAI clients, half from Claude clients, over this many
 /// distinct questions.
@@ -156,7 +156,7 @@ fn tally(
     by: &mut BTreeMap<(&'static str, String), u64>,
     hits: &mut u64,
     claude: bool,
-    s: &crate::demo::Seen,
+    s: &crate::demo_client::Seen,
 ) {
     let client = if claude { "claude" } else { "openai" };
     let how = match (s.status, s.cache.as_deref(), s.upstream.as_deref()) {

@@ -4,6 +4,7 @@ mod cost;
 mod demo;
 mod demo_balance;
 mod demo_burst;
+mod demo_client;
 mod demo_cost;
 mod demo_providers;
 mod sim;
