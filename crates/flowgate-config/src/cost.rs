@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use crate::budget::{BudgetConfig, Known, ModelTier};
 use crate::error::{Found, KeyPath};
-use crate::units::{HumanDuration, relative_to};
+
+use crate::redis_link::{RawLink, RedisLinkConfig, redis_link};
+use crate::units::{HumanDuration, dur, relative_to};
 
 /// The ledger's file under `[server] data_dir`.
 pub const LEDGER_FILE: &str = "ledger.redb";
@@ -27,6 +29,31 @@ pub(crate) struct RawCost {
     pub tiers: Vec<crate::budget::RawTier>,
     #[serde(default)]
     pub budgets: Vec<crate::budget::RawBudget>,
+    pub shared: Option<RawSharedBudgets>,
+}
+
+/// `[cost.shared]` as written: the Redis the budgets' counters are shared through.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSharedBudgets {
+    pub enabled: Option<bool>,
+    pub url: Option<String>,
+    pub urls: Option<Vec<String>>,
+    pub cluster: Option<bool>,
+    pub prefix: Option<String>,
+    pub timeout: Option<HumanDuration>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<HumanDuration>,
+    pub sync_interval: Option<HumanDuration>,
+}
+
+/// Budget counters shared by every replica through Redis (`[cost.shared]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBudgetsConfig {
+    pub link: RedisLinkConfig,
+    /// How often a replica adds what it spent to the shared counters and reads what all
+    /// have spent (what one replica may overspend before the others know). Default 1 s.
+    pub sync_interval: Duration,
 }
 
 /// Cost control.
@@ -45,6 +72,8 @@ pub struct CostConfig {
     pub tiers: Vec<ModelTier>,
     /// `[[cost.budgets]]`.
     pub budgets: Vec<BudgetConfig>,
+    /// `None`: each replica counts its own spend.
+    pub shared: Option<SharedBudgetsConfig>,
 }
 
 impl Default for CostConfig {
@@ -57,6 +86,7 @@ impl Default for CostConfig {
             hour_retention: Duration::from_secs(400 * 86_400),
             tiers: Vec::new(),
             budgets: Vec::new(),
+            shared: None,
         }
     }
 }
@@ -149,8 +179,42 @@ pub(crate) fn cost(
         minute_retention,
         hour_retention,
         budgets,
+        shared: raw
+            .shared
+            .as_ref()
+            .filter(|s| s.enabled != Some(false))
+            .and_then(|s| shared(s, &key.clone().key("shared"), found)),
         ..d
     }
+}
+
+fn shared(raw: &RawSharedBudgets, key: &KeyPath, found: &mut Found) -> Option<SharedBudgetsConfig> {
+    let link = redis_link(
+        RawLink {
+            url: &raw.url,
+            urls: &raw.urls,
+            cluster: raw.cluster,
+            prefix: &raw.prefix,
+            timeout: raw.timeout,
+            breaker_failures: raw.breaker_failures,
+            breaker_cooldown: raw.breaker_cooldown,
+        },
+        "shared budgets need",
+        key,
+        found,
+    );
+    let sync_interval = dur(raw.sync_interval, Duration::from_secs(1));
+    if sync_interval < Duration::from_millis(10) || sync_interval > Duration::from_secs(60) {
+        found.push((
+            key.clone().key("sync_interval"),
+            format!("{sync_interval:?} is out of range: from 10ms to 60s"),
+        ));
+        return None;
+    }
+    Some(SharedBudgetsConfig {
+        link: link?,
+        sync_interval,
+    })
 }
 
 impl CostConfig {
@@ -173,6 +237,14 @@ impl CostConfig {
             self.minute_retention.as_secs() / 86_400,
             self.hour_retention.as_secs() / 86_400,
         );
+        if let Some(sh) = &self.shared {
+            let _ = writeln!(
+                s,
+                "  budgets shared{}, synced every {}",
+                sh.link.summary(),
+                crate::format_duration(sh.sync_interval)
+            );
+        }
         for t in &self.tiers {
             let _ = writeln!(s, "  tier {}: {}", t.name, t.models.join(", "));
         }

@@ -32,6 +32,7 @@ mod protocol;
 mod provider;
 mod proxy;
 mod raw;
+mod redis_link;
 mod resilience;
 mod secret;
 mod tls;
@@ -46,7 +47,7 @@ pub use budget::{
     ModelPolicy, ModelTier, RawAction, RawBudget, Shaping, budget,
 };
 pub use catalog::{Capabilities, Deployment, ModelInfo};
-pub use cost::CostConfig;
+pub use cost::{CostConfig, SharedBudgetsConfig};
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;

@@ -13,6 +13,7 @@ pub use crate::priority::Priority;
 pub use crate::protocol::UpstreamProtocol;
 pub use crate::provider::{AwsEnv, Provider};
 pub use crate::proxy::{Egress, ProxyConfig};
+pub use crate::redis_link::RedisLinkConfig;
 pub use crate::resilience::{
     Fallback, HealthCheckConfig, HedgeAfter, HedgeConfig, OutlierConfig, RetryConfig, Triggers,
 };
@@ -396,43 +397,6 @@ impl ConfidenceTtl {
             .iter()
             .find(|(min, _)| value * 1e6 >= f64::from(*min))
             .map(|(_, ttl)| *ttl)
-    }
-}
-
-/// How to reach a Redis deployment (`[cache.redis]`, `[shared_limits]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisLinkConfig {
-    /// `redis://[user:password@]host:port[/db]`: the server, or the seed nodes of a
-    /// Cluster (`url` or `urls` in the file).
-    pub urls: Vec<String>,
-    /// Whether `urls` are nodes of a Redis Cluster. Default false.
-    pub cluster: bool,
-    /// Key prefix. Default `flowgate`.
-    pub prefix: String,
-    /// Deadline of each Redis call. Default 50 ms.
-    pub timeout: Duration,
-    /// Consecutive failures that make the gateway go around Redis. Default 3.
-    pub breaker_failures: u32,
-    /// How long it goes around Redis before trying again. Default 5 s.
-    pub breaker_cooldown: Duration,
-}
-
-impl RedisLinkConfig {
-    /// ` [cluster]: URLS prefix P, timeout T, breaker N failures / C`, passwords hidden.
-    fn summary(&self) -> String {
-        format!(
-            "{}: {} prefix {}, timeout {}, breaker {} failures / {}",
-            if self.cluster { " cluster" } else { "" },
-            self.urls
-                .iter()
-                .map(|u| redact_url(u))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.prefix,
-            crate::format_duration(self.timeout),
-            self.breaker_failures,
-            crate::format_duration(self.breaker_cooldown),
-        )
     }
 }
 
@@ -1216,18 +1180,6 @@ fn concurrency_summary(c: Option<&ConcurrencyConfig>) -> String {
     )
 }
 
-/// A URL without its password, for printing.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// What an http route's cache key holds besides method, path and body, for the summary.
 fn http_key(r: &RouteConfig) -> String {
     if r.kind != RouteKind::Http {
@@ -1250,16 +1202,6 @@ fn http_key(r: &RouteConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_printed_without_passwords() {
-        assert_eq!(
-            redact_url("redis://u:secret@h:6379/0"),
-            "redis://u:***@h:6379/0"
-        );
-        assert_eq!(redact_url("redis://:secret@h:6379"), "redis://:***@h:6379");
-        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
-    }
 
     #[test]
     fn prefix_matches_at_segment_boundaries() {

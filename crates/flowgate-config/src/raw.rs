@@ -1,5 +1,5 @@
 //! The raw, deserializable shape of `flowgate.toml`. Unknown fields are rejected; every value
-//! is checked again by [`crate::validate`] before it becomes part of a runtime [`crate::Config`].
+//! is checked again by the validator (`validate.rs`) before it becomes part of a runtime [`crate::Config`].
 
 use std::collections::BTreeMap;
 

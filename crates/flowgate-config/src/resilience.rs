@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::error::Found;
 use crate::error::KeyPath;
 use crate::format_duration;
 use crate::raw::{RawFallback, RawHealthCheck, RawHedge, RawOutlier, RawRetries};
-use crate::validate::{Found, dur, positive};
+use crate::units::{dur, positive};
 
 /// The circuit breaker of each endpoint of a pool (`outlier = {...}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -606,6 +606,59 @@ fn shared_limits_are_configured_by_their_table() {
 }
 
 #[test]
+fn shared_budgets_are_configured_in_cost_shared() {
+    let on = parse_ok(&format!(
+        "{GOOD}\n[cost.shared]\nurl = \"redis://:pw@127.0.0.1:6379\"\nprefix = \"fg\"\nsync_interval = \"250ms\"\n"
+    ));
+    let s = on.cost.shared.as_ref().unwrap();
+    assert_eq!(s.link.urls, ["redis://:pw@127.0.0.1:6379"]);
+    assert_eq!(s.link.prefix, "fg");
+    assert_eq!(s.sync_interval, Duration::from_millis(250));
+    assert!(
+        on.summary().contains(
+            "budgets shared: redis://:***@127.0.0.1:6379 prefix fg, timeout 50ms, breaker 3 failures / 5s, synced every 250ms"
+        ),
+        "{}",
+        on.summary()
+    );
+    let d = parse_ok(&format!(
+        "{GOOD}\n[cost.shared]\nurl = \"redis://127.0.0.1:6379\"\n"
+    ));
+    assert_eq!(d.cost.shared.unwrap().sync_interval, Duration::from_secs(1));
+    let off = parse_ok(&format!(
+        "{GOOD}\n[cost.shared]\nenabled = false\nurl = \"redis://127.0.0.1:6379\"\n"
+    ));
+    assert!(off.cost.shared.is_none());
+    assert!(parse_ok(GOOD).cost.shared.is_none());
+    for (body, key, says) in [
+        (
+            "sync_interval = \"1s\"",
+            "cost.shared.url",
+            "missing: shared budgets need",
+        ),
+        (
+            "url = \"redis://h:1\"\nsync_interval = \"2m\"",
+            "cost.shared.sync_interval",
+            "from 10ms to 60s",
+        ),
+        (
+            "url = \"http://h:1\"",
+            "cost.shared.url",
+            "expected a redis://host:port URL",
+        ),
+        (
+            "url = \"redis://h:1\"\nshare = 1",
+            "cost.shared.share",
+            "unknown field",
+        ),
+    ] {
+        let p = parse_err(&format!("{GOOD}\n[cost.shared]\n{body}\n"));
+        assert_eq!(p[0].key.to_string(), key, "{body}");
+        assert!(p[0].to_string().contains(says), "{body}: {}", p[0]);
+    }
+}
+
+#[test]
 fn a_redis_cluster_is_given_by_its_seed_nodes() {
     let on = parse_ok(&format!(
         "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\ncluster = true\nurls = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\nlock_wait = \"0s\"\n"

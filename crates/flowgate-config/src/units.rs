@@ -8,6 +8,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
+use crate::error::{Found, KeyPath};
+
 /// A duration written as a number and a unit: `ms`, `s`, `m` or `h` (e.g. `"1500ms"`, `"2m"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -210,6 +212,18 @@ pub(crate) fn valid_name(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `v`, or `default` when not given.
+pub(crate) fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
+    v.map_or(default, |d| d.0)
+}
+
+/// A problem at `key` when `d` is zero.
+pub(crate) fn positive(d: Duration, key: &KeyPath, found: &mut Found) {
+    if d.is_zero() {
+        found.push((key.clone(), "must be greater than zero".into()));
+    }
 }
 
 #[cfg(test)]

@@ -14,17 +14,16 @@ use crate::model::{
     AccessLog, AdaptiveConfig, AffinityConfig, AuthConfig, BalanceStrategy, CacheCategory,
     CacheConfig, CacheMode, ClientDialect, ConcurrencyConfig, ConfidenceTtl, Config,
     DiskCacheConfig, EndpointConfig, KeyConfig, LimitScope, LimitUnit, Limits, PathMatch,
-    PoolConfig, Priority, Rate, RateLimitConfig, RedisCacheConfig, RedisLinkConfig, RouteCache,
-    RouteConfig, RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey,
-    WarmConfig,
+    PoolConfig, Priority, Rate, RateLimitConfig, RedisCacheConfig, RouteCache, RouteConfig,
+    RouteKind, Secret, ServerConfig, SharedLimitsConfig, TagBy, UpstreamKey, WarmConfig,
 };
 use crate::raw::{
     RawAuth, RawCache, RawCacheCategory, RawCacheMode, RawConcurrency, RawConfidence, RawConfig,
     RawDiskCache, RawEndpoint, RawKey, RawPool, RawRate, RawRateLimit, RawRedisCache, RawRoute,
     RawRouteCache, RawRouteKind, RawSharedLimits, RawWarm,
 };
-use crate::units::HumanDuration;
-use crate::units::{relative_to, valid_name};
+use crate::redis_link::{RawLink, redis_link};
+use crate::units::{dur, positive, relative_to, valid_name};
 
 /// Defaults, documented in `docs/configuration.md`.
 pub mod defaults {
@@ -55,10 +54,9 @@ pub mod defaults {
     pub const COMPRESS_ABOVE: u64 = 1024;
     pub const CACHE_DISK: u64 = 1024 * 1024 * 1024;
     pub const DISK_PURGE_INTERVAL: Duration = Duration::from_secs(60);
-    pub const REDIS_PREFIX: &str = "flowgate";
-    pub const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
-    pub const REDIS_BREAKER_FAILURES: u32 = 3;
-    pub const REDIS_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
+    pub use crate::redis_link::{
+        REDIS_BREAKER_COOLDOWN, REDIS_BREAKER_FAILURES, REDIS_PREFIX, REDIS_TIMEOUT,
+    };
     pub const REDIS_LOCK_WAIT: Duration = Duration::from_secs(5);
     pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const POPULAR_HITS: u64 = 5;
@@ -906,17 +904,6 @@ fn confidence(raw: &RawConfidence, key: &KeyPath, found: &mut Found) -> Option<C
     Some(ConfidenceTtl { pointer, bands })
 }
 
-/// The fields every Redis section has.
-struct RawLink<'a> {
-    url: &'a Option<String>,
-    urls: &'a Option<Vec<String>>,
-    cluster: Option<bool>,
-    prefix: &'a Option<String>,
-    timeout: Option<HumanDuration>,
-    breaker_failures: Option<u32>,
-    breaker_cooldown: Option<HumanDuration>,
-}
-
 fn redis_cache(raw: &RawRedisCache, key: &KeyPath, found: &mut Found) -> Option<RedisCacheConfig> {
     let link = redis_link(
         RawLink {
@@ -971,94 +958,6 @@ fn shared_limits(
     Some(SharedLimitsConfig {
         link: link?,
         fallback_share,
-    })
-}
-
-/// The link to Redis of a section; `what` says who needs it, for the error of a missing URL.
-fn redis_link(
-    raw: RawLink<'_>,
-    what: &str,
-    key: &KeyPath,
-    found: &mut Found,
-) -> Option<RedisLinkConfig> {
-    let cluster = raw.cluster.unwrap_or(false);
-    let (urls, urls_key) = match (raw.url, raw.urls) {
-        (Some(u), None) => (vec![u.trim().to_string()], key.clone().key("url")),
-        (None, Some(us)) if !us.is_empty() => (
-            us.iter().map(|u| u.trim().to_string()).collect(),
-            key.clone().key("urls"),
-        ),
-        (Some(_), Some(_)) => {
-            found.push((
-                key.clone().key("urls"),
-                "give either url or urls, not both".into(),
-            ));
-            return None;
-        }
-        _ => {
-            found.push((
-                key.clone().key("url"),
-                format!(
-                    "missing: {what} url = \"redis://host:port\" (or urls = [...] \
-                     for the seed nodes of a Cluster)"
-                ),
-            ));
-            return None;
-        }
-    };
-    if let Some(bad) = urls
-        .iter()
-        .find(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")) || u.len() < 10)
-    {
-        found.push((
-            urls_key,
-            format!("expected a redis://host:port URL, got {bad:?}"),
-        ));
-        return None;
-    }
-    if urls.len() > 1 && !cluster {
-        found.push((
-            urls_key,
-            format!(
-                "{} URLs need cluster = true (a standalone Redis has one URL)",
-                urls.len()
-            ),
-        ));
-    }
-    let prefix = raw
-        .prefix
-        .clone()
-        .unwrap_or_else(|| defaults::REDIS_PREFIX.to_string());
-    if !valid_name(&prefix) {
-        found.push((
-            key.clone().key("prefix"),
-            format!("invalid prefix {prefix:?}: use letters, digits, '-', '_' and '.'"),
-        ));
-    }
-    let timeout = dur(raw.timeout, defaults::REDIS_TIMEOUT);
-    positive(timeout, &key.clone().key("timeout"), found);
-    let breaker_failures = raw
-        .breaker_failures
-        .unwrap_or(defaults::REDIS_BREAKER_FAILURES);
-    if breaker_failures == 0 {
-        found.push((
-            key.clone().key("breaker_failures"),
-            "must be at least 1".into(),
-        ));
-    }
-    let breaker_cooldown = dur(raw.breaker_cooldown, defaults::REDIS_BREAKER_COOLDOWN);
-    positive(
-        breaker_cooldown,
-        &key.clone().key("breaker_cooldown"),
-        found,
-    );
-    Some(RedisLinkConfig {
-        urls,
-        cluster,
-        prefix,
-        timeout,
-        breaker_failures,
-        breaker_cooldown,
     })
 }
 
@@ -1208,16 +1107,6 @@ fn route_cache(
         namespace_header: raw.namespace_header.unwrap_or(false),
         query,
         headers,
-    }
-}
-
-pub(crate) fn dur(v: Option<HumanDuration>, default: Duration) -> Duration {
-    v.map_or(default, |d| d.0)
-}
-
-pub(crate) fn positive(d: Duration, key: &KeyPath, found: &mut Found) {
-    if d.is_zero() {
-        found.push((key.clone(), "must be greater than zero".into()));
     }
 }
 
