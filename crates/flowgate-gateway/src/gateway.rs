@@ -111,8 +111,19 @@ impl Gateway {
             counts: counts.clone(),
             queues: queues.clone(),
         }));
-        let spending = Spending::open(&config.cost, clock.unix_millis() / 1000)?;
-        telemetry.register_collector(Box::new(spending.collector()));
+        let shared_spend = match &config.cost.shared {
+            Some(s) => {
+                let link = flowgate_redis::Link::open(link_settings(&s.link), clock.clone())
+                    .map_err(|e| std::io::Error::other(format!("cost.shared: {e}")))?;
+                Some(flowgate_cost::budget::SharedSpend::new(
+                    link,
+                    &s.link.prefix,
+                ))
+            }
+            None => None,
+        };
+        let spending = Spending::open(&config.cost, clock.unix_millis() / 1000, shared_spend)?;
+        telemetry.register_collector(Box::new(spending.collector(clock.clone())));
         telemetry.set_sinks(crate::sinks::of(&config, &spending));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use flowgate_config::{Config, FileWatcher};
 use flowgate_telemetry::Telemetry;
@@ -28,6 +29,8 @@ pub struct Running {
     admin: Option<JoinHandle<()>>,
     /// Writes the spend ledger; its last write follows the drain.
     ledger_writer: Option<JoinHandle<()>>,
+    /// Syncs shared budgets; its last sync follows the drain.
+    budget_sync: Option<JoinHandle<()>>,
     _watcher: Option<FileWatcher>,
     _cert_watchers: Vec<FileWatcher>,
 }
@@ -75,6 +78,18 @@ pub async fn launch(
         gateway.runtime().config.cost.flush_interval,
         stopped.clone(),
     );
+    let budget_sync = crate::spend::spawn_sync(
+        gateway.spending(),
+        gateway.clock().clone(),
+        gateway
+            .runtime()
+            .config
+            .cost
+            .shared
+            .as_ref()
+            .map_or(Duration::from_secs(1), |s| s.sync_interval),
+        stopped.clone(),
+    );
     let app = crate::admin::router(gateway.clone());
     let admin_cfg = &gateway.runtime().config.admin;
     if !admin_cfg.requires_token() && !admin_addr.ip().is_loopback() {
@@ -98,6 +113,7 @@ pub async fn launch(
         workers: Some(workers),
         admin: Some(admin),
         ledger_writer: Some(ledger_writer),
+        budget_sync,
         _watcher: watcher,
         _cert_watchers: cert_watchers,
     })
@@ -167,6 +183,9 @@ impl Running {
         }
         if let Some(w) = self.ledger_writer.take() {
             let _ = w.await;
+        }
+        if let Some(s) = self.budget_sync.take() {
+            let _ = s.await;
         }
     }
 }

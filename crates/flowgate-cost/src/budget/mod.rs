@@ -11,8 +11,10 @@
 //! [`Event`] (the `notify` action, and every other): kept for the API and logged.
 //!
 //! At start the counters are filled from the spend ledger ([`Budgets::seed`]), so a
-//! restart forgets nothing the ledger kept.
+//! restart forgets nothing the ledger kept. With `[cost.shared]` the counters are every
+//! replica's, synced through Redis ([`Budgets::sync`], the `shared` module).
 
+mod shared;
 #[cfg(test)]
 mod tests;
 mod window;
@@ -25,6 +27,8 @@ use rust_decimal::Decimal;
 
 use crate::ledger::{Dim, Ledger, LedgerError, Query};
 use crate::price::nanos;
+pub use shared::SharedSpend;
+use shared::Unsynced;
 pub use window::Counter;
 
 /// Events kept for the API.
@@ -60,7 +64,38 @@ pub struct Budget {
     pub config: BudgetConfig,
     /// Shared with the budget it replaced on a rebuild, so that a request charging the
     /// old one still counts.
-    counters: Arc<Mutex<HashMap<String, Counter>>>,
+    counters: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Whether the counters are synced with the other replicas'.
+    shared: bool,
+}
+
+/// The spend of one name a budget counts.
+#[derive(Debug)]
+struct Entry {
+    /// All replicas' spend when shared (as last synced, plus this one's since).
+    counter: Counter,
+    /// When shared: this replica's spend the shared counter does not hold yet.
+    unsynced: Option<Unsynced>,
+}
+
+impl Entry {
+    fn new(config: &BudgetConfig, shared: bool) -> Entry {
+        Entry {
+            counter: Counter::new(config),
+            unsynced: shared.then(Unsynced::fresh),
+        }
+    }
+}
+
+/// What one sync with the shared counters did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Counters pushed and read.
+    pub synced: usize,
+    /// Counters Redis did not answer for (they keep counting locally).
+    pub failed: usize,
+    /// Billionths of a dollar spent here that the shared counters do not hold yet.
+    pub unsynced_nanos: u64,
 }
 
 /// A budget's state for one of the names it counts.
@@ -118,10 +153,11 @@ pub struct Event {
 }
 
 impl Budget {
-    pub fn new(config: BudgetConfig) -> Budget {
+    pub fn new(config: BudgetConfig, shared: bool) -> Budget {
         Budget {
             config,
             counters: Arc::default(),
+            shared,
         }
     }
 
@@ -151,14 +187,22 @@ impl Budget {
             if counters.len() >= MAX_VALUES {
                 return Vec::new();
             }
-            counters.insert(value.to_string(), Counter::new(&self.config));
+            counters.insert(value.to_string(), Entry::new(&self.config, self.shared));
         }
-        let Some(c) = counters.get_mut(value) else {
+        let Some(e) = counters.get_mut(value) else {
             return Vec::new();
         };
-        let before = c.spent(now);
-        c.add(n, now);
-        let after = before.saturating_add(n);
+        let before = e.counter.spent(now);
+        if let Some(bucket) = e.counter.add(n, now)
+            && let Some(u) = &mut e.unsynced
+        {
+            u.add(bucket, n);
+        }
+        self.crossed(before, before.saturating_add(n))
+    }
+
+    /// The thresholds passed going from `before` to `after` spent.
+    fn crossed(&self, before: u64, after: u64) -> Vec<Decimal> {
         self.config
             .actions
             .iter()
@@ -174,7 +218,9 @@ impl Budget {
     pub fn status(&self, value: &str, now: u64) -> Status {
         let (spent, start, end) = match self.counters.lock() {
             Ok(mut c) => match c.get_mut(value) {
-                Some(c) => (c.spent(now), c.window_start(now), c.window_end(now)),
+                Some(Entry { counter: c, .. }) => {
+                    (c.spent(now), c.window_start(now), c.window_end(now))
+                }
                 None => {
                     let c = Counter::new(&self.config);
                     (0, c.window_start(now), c.window_end(now))
@@ -222,7 +268,16 @@ impl Budget {
         let Ok(mut counters) = self.counters.lock() else {
             return;
         };
-        let mut counter = counters.get_mut(value);
+        if self.shared && !counters.contains_key(value) && counters.len() < MAX_VALUES {
+            // Read at the next sync: what the other replicas spent under this name.
+            counters.insert(value.to_string(), Entry::new(&self.config, true));
+        }
+        let mut counter = counters.get_mut(value).map(|e| {
+            if let Some(u) = &mut e.unsynced {
+                u.touch();
+            }
+            &mut e.counter
+        });
         let spent = counter.as_mut().map_or(0, |c| c.spent(now));
         for a in &self.config.actions {
             let threshold = self.threshold_nanos(a.at_percent);
@@ -267,10 +322,42 @@ pub struct Budgets {
     events: Mutex<VecDeque<Event>>,
 }
 
+/// The event of `b` passing threshold `p` (percent) for `value`, logged.
+fn event(b: &Budget, value: &str, p: Decimal, spent: u64, now: u64) -> Event {
+    let action = b
+        .config
+        .actions
+        .iter()
+        .filter(|a| a.at_percent == p)
+        .map(|a| a.kind.as_str())
+        .next()
+        .unwrap_or("notify");
+    let e = Event {
+        at: now,
+        budget: b.config.name.clone(),
+        value: value.to_string(),
+        threshold_percent: p.normalize().to_string(),
+        action,
+        spent_usd: usd_of(spent),
+        limit_usd: b.config.limit_usd.normalize().to_string(),
+    };
+    tracing::warn!(
+        budget = %e.budget,
+        value = %e.value,
+        threshold = %e.threshold_percent,
+        action,
+        spent_usd = %e.spent_usd,
+        limit_usd = %e.limit_usd,
+        "a budget crossed a threshold"
+    );
+    e
+}
+
 impl Budgets {
-    /// The budgets of `configs`; those already in `old` with the same name, scope and
-    /// window keep their counters (a reload, a change through the API).
-    pub fn new(configs: &[BudgetConfig], old: Option<&Budgets>) -> Budgets {
+    /// The budgets of `configs` (their counters `shared` with other replicas, or not);
+    /// those already in `old` with the same name, scope and window keep their counters (a
+    /// reload, a change through the API).
+    pub fn new(configs: &[BudgetConfig], old: Option<&Budgets>, shared: bool) -> Budgets {
         let list = configs
             .iter()
             .map(|c| {
@@ -287,8 +374,9 @@ impl Budgets {
                     Some(b) => Arc::new(Budget {
                         config: c.clone(),
                         counters: b.counters.clone(),
+                        shared,
                     }),
-                    None => Arc::new(Budget::new(c.clone())),
+                    None => Arc::new(Budget::new(c.clone(), shared)),
                 }
             })
             .collect();
@@ -337,40 +425,80 @@ impl Budgets {
             };
             for p in b.add(value, n, now) {
                 let spent = b.status(value, now).spent_nanos;
-                let action = b
-                    .config
-                    .actions
-                    .iter()
-                    .filter(|a| a.at_percent == p)
-                    .map(|a| a.kind.as_str())
-                    .next()
-                    .unwrap_or("notify");
-                let e = Event {
-                    at: now,
-                    budget: b.config.name.clone(),
-                    value: value.to_string(),
-                    threshold_percent: p.normalize().to_string(),
-                    action,
-                    spent_usd: usd_of(spent),
-                    limit_usd: b.config.limit_usd.normalize().to_string(),
-                };
-                tracing::warn!(
-                    budget = %e.budget,
-                    value = %e.value,
-                    threshold = %e.threshold_percent,
-                    action,
-                    spent_usd = %e.spent_usd,
-                    limit_usd = %e.limit_usd,
-                    "a budget crossed a threshold"
-                );
-                if let Ok(mut events) = self.events.lock() {
-                    if events.len() >= EVENTS {
-                        events.pop_front();
-                    }
-                    events.push_back(e);
+                self.keep(event(b, value, p, spent, now));
+            }
+        }
+    }
+
+    fn keep(&self, e: Event) {
+        if let Ok(mut events) = self.events.lock() {
+            if events.len() >= EVENTS {
+                events.pop_front();
+            }
+            events.push_back(e);
+        }
+    }
+
+    /// Adds what this replica spent since the last sync to the shared counters and reads
+    /// back what every replica spent, for each counter charged or checked since; a
+    /// threshold the others' spend passed is an event here too. A counter Redis does not
+    /// answer for keeps counting locally and is pushed again at the next sync.
+    pub async fn sync(&self, shared: &SharedSpend, now: u64) -> Synced {
+        let mut calls = Vec::new();
+        for (i, b) in self.list.iter().enumerate() {
+            let Ok(mut counters) = b.counters.lock() else {
+                continue;
+            };
+            for (value, e) in counters.iter_mut() {
+                if let Some(u) = &mut e.unsynced
+                    && let Some(push) = u.push(&e.counter, now)
+                {
+                    calls.push((i, value.clone(), push));
                 }
             }
         }
+        let mut report = Synced::default();
+        for (i, value, push) in calls {
+            let b = &self.list[i];
+            let totals = shared.run(&b.config.name, &value, &push).await;
+            let crossed = {
+                let Ok(mut counters) = b.counters.lock() else {
+                    continue;
+                };
+                let Some(Entry {
+                    counter,
+                    unsynced: Some(u),
+                }) = counters.get_mut(&value)
+                else {
+                    continue;
+                };
+                let Some(totals) = totals else {
+                    report.failed += 1;
+                    continue;
+                };
+                report.synced += 1;
+                let before = counter.spent(now);
+                u.acked(&push, &totals, counter, now);
+                let after = counter.spent(now);
+                (after > before).then(|| (b.crossed(before, after), after))
+            };
+            if let Some((crossed, spent)) = crossed {
+                for p in crossed {
+                    self.keep(event(b, &value, p, spent, now));
+                }
+            }
+        }
+        report.unsynced_nanos = self
+            .list
+            .iter()
+            .filter_map(|b| b.counters.lock().ok())
+            .flat_map(|c| {
+                c.values()
+                    .filter_map(|e| e.unsynced.as_ref().map(Unsynced::amount))
+                    .collect::<Vec<_>>()
+            })
+            .fold(0u64, u64::saturating_add);
+        report
     }
 
     /// The thresholds crossed lately, oldest first.
@@ -406,7 +534,7 @@ impl Budgets {
                 now,
                 filter,
             };
-            let mut fresh: HashMap<String, Counter> = HashMap::new();
+            let mut fresh: HashMap<String, Entry> = HashMap::new();
             ledger.each(&q, |bucket, dims, t| {
                 let value = dim.map_or("", |d| dims.get(d));
                 if value.is_empty() && dim.is_some() {
@@ -417,7 +545,8 @@ impl Budgets {
                 }
                 fresh
                     .entry(value.to_string())
-                    .or_insert_with(|| Counter::new(&b.config))
+                    .or_insert_with(|| Entry::new(&b.config, b.shared))
+                    .counter
                     .add(nanos(t.usd), bucket.max(start));
             })?;
             if let Ok(mut c) = b.counters.lock() {

@@ -58,6 +58,7 @@ fn a_budget_blocks_at_exactly_its_threshold_and_lifts_as_the_hour_moves_on() {
             &[("100", ActionKind::Block)],
         )],
         None,
+        false,
     );
     let w = who("a");
     b.charge(&w, d("0.0015"), T0 + 10);
@@ -93,7 +94,7 @@ fn calendar_days_begin_at_midnight_in_the_budgets_time_zone() {
         &[("100", ActionKind::Block)],
     );
     cfg.timezone = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
-    let b = Budgets::new(&[cfg], None);
+    let b = Budgets::new(&[cfg], None, false);
     let w = who("a");
     // 22:30 UTC on 1 December is 23:30 in Berlin.
     b.charge(&w, d("1"), T0 + 22 * 3600 + 1800);
@@ -150,7 +151,7 @@ fn each_key_has_its_own_count_and_a_matched_key_only_its_own() {
     );
     bob.scope = BudgetScope::Key;
     bob.value = Some("bob".into());
-    let b = Budgets::new(&[each, bob], None);
+    let b = Budgets::new(&[each, bob], None, false);
     b.charge(&who("alice"), d("1"), T0);
     b.charge(&who("bob"), d("0.5"), T0);
     let a = b.check(&who("alice"), T0).block.unwrap();
@@ -181,6 +182,7 @@ fn thresholds_crossed_upward_are_events_once_each() {
             ],
         )],
         None,
+        false,
     );
     let w = who("a");
     b.charge(&w, d("49"), T0);
@@ -232,6 +234,7 @@ fn downgrades_say_where_to_and_whom_they_spare() {
             ),
         ],
         None,
+        false,
     );
     let w = who("a");
     b.charge(&w, d("6"), T0);
@@ -288,6 +291,7 @@ fn counters_are_filled_from_the_ledger_and_kept_across_a_rebuild() {
             per_key,
         ],
         None,
+        false,
     );
     b.seed(&ledger, T0, None).unwrap();
     let all = b.get("all").unwrap();
@@ -296,7 +300,7 @@ fn counters_are_filled_from_the_ledger_and_kept_across_a_rebuild() {
     assert_eq!(pk.status("a", T0).spent_nanos, 1_000_000_000);
     assert_eq!(pk.status("b", T0).spent_nanos, 2_000_000_000);
     // A rebuild (a reload) keeps what was counted.
-    let again = Budgets::new(std::slice::from_ref(&all.config), Some(&b));
+    let again = Budgets::new(std::slice::from_ref(&all.config), Some(&b), false);
     assert_eq!(
         again.get("all").unwrap().status("", T0).spent_nanos,
         3_000_000_000

@@ -36,8 +36,9 @@ impl Counter {
         }
     }
 
-    /// Adds `n` spent at `at` (Unix seconds). Spend older than the window is dropped.
-    pub fn add(&mut self, n: u64, at: u64) {
+    /// Adds `n` spent at `at` (Unix seconds); the bucket it went into (the minute, or the
+    /// calendar window's start). Spend older than the window is dropped.
+    pub fn add(&mut self, n: u64, at: u64) -> Option<u64> {
         match self {
             Counter::Hour(slots) => {
                 let minute = at / 60;
@@ -47,16 +48,70 @@ impl Counter {
                 }
                 if slot.0 == minute {
                     slot.1 = slot.1.saturating_add(n);
+                    return Some(minute);
                 }
+                None
             }
             Counter::Calendar { .. } => {
                 self.roll(at);
-                if let Counter::Calendar { start, spent, .. } = self
-                    && at >= *start
-                {
-                    *spent = spent.saturating_add(n);
+                match self {
+                    Counter::Calendar { start, spent, .. } if at >= *start => {
+                        *spent = spent.saturating_add(n);
+                        Some(*start)
+                    }
+                    _ => None,
                 }
             }
+        }
+    }
+
+    /// Makes what was spent in `bucket` (a minute, or a calendar window's start) `n`, as
+    /// the shared counters say at `now`; a bucket outside the window is left alone.
+    pub fn set(&mut self, bucket: u64, n: u64, now: u64) {
+        match self {
+            Counter::Hour(slots) => {
+                let minute = now / 60;
+                if bucket <= minute && minute - bucket < MINUTES as u64 {
+                    slots[(bucket % MINUTES as u64) as usize] = (bucket, n);
+                }
+            }
+            Counter::Calendar { .. } => {
+                self.roll(now);
+                if let Counter::Calendar { start, spent, .. } = self
+                    && *start == bucket
+                {
+                    *spent = n;
+                }
+            }
+        }
+    }
+
+    /// The buckets of the window holding `now`, oldest first: its 60 minutes, or the
+    /// calendar window's start.
+    pub fn buckets(&self, now: u64) -> Vec<u64> {
+        match self {
+            Counter::Hour(_) => {
+                let minute = now / 60;
+                (minute.saturating_sub(MINUTES as u64 - 1)..=minute).collect()
+            }
+            Counter::Calendar { tz, month, .. } => vec![bounds(tz, *month, now).0],
+        }
+    }
+
+    /// When `bucket` leaves every window (Unix seconds).
+    pub fn bucket_end(&self, bucket: u64) -> u64 {
+        match self {
+            Counter::Hour(_) => (bucket + MINUTES as u64) * 60,
+            Counter::Calendar { tz, month, .. } => bounds(tz, *month, bucket).1,
+        }
+    }
+
+    /// What the window's buckets are called in a shared counter's keys.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Counter::Hour(_) => "h",
+            Counter::Calendar { month: false, .. } => "d",
+            Counter::Calendar { month: true, .. } => "mo",
         }
     }
 

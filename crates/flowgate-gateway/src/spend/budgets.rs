@@ -16,13 +16,16 @@ pub(crate) struct InForce {
     current: ArcSwap<Budgets>,
     /// The config's, as last applied.
     from_config: std::sync::Mutex<Vec<BudgetConfig>>,
+    shared: bool,
 }
 
-impl Default for InForce {
-    fn default() -> Self {
+impl InForce {
+    /// None yet; their counters `shared` with the other replicas', or not.
+    pub(crate) fn new(shared: bool) -> InForce {
         InForce {
             current: ArcSwap::from_pointee(Budgets::default()),
             from_config: std::sync::Mutex::new(Vec::new()),
+            shared,
         }
     }
 }
@@ -125,7 +128,7 @@ impl InForce {
             all.push(b);
         }
         let old = self.current.load_full();
-        let new = Budgets::new(&all, Some(&old));
+        let new = Budgets::new(&all, Some(&old), self.shared);
         for b in new.list() {
             let carried = old.get(&b.config.name).is_some_and(|o| {
                 o.config.scope == b.config.scope

@@ -1,6 +1,8 @@
 //! The spend families: dollars spent and saved and tokens, by route, model, provider and
 //! team (not by key: keys are many; the ledger has them), and how the ledger's writer is
-//! doing. Counted from the records on the control plane, encoded at each scrape.
+//! doing, counted from the records on the control plane; and the budgets' spend, limit
+//! and utilization, with how their sync with the other replicas goes. Encoded at each
+//! scrape.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,16 @@ pub(super) struct SpendCounts {
     /// answer tokens capped.
     shaping: Mutex<HashMap<(Arc<str>, &'static str), u64>>,
     shaping_saved: Mutex<HashMap<Arc<str>, (u64, u64)>>,
+    sync: Mutex<SyncCounts>,
+}
+
+/// The shared budgets' syncs: counters synced and not, and the last one's state.
+#[derive(Debug, Default, Clone, Copy)]
+struct SyncCounts {
+    synced: u64,
+    failed: u64,
+    local: bool,
+    unsynced_nanos: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -69,6 +81,15 @@ impl SpendCounts {
         }
     }
 
+    pub(super) fn synced(&self, r: &flowgate_cost::budget::Synced) {
+        if let Ok(mut s) = self.sync.lock() {
+            s.synced += r.synced as u64;
+            s.failed += r.failed as u64;
+            s.local = r.failed > 0;
+            s.unsynced_nanos = r.unsynced_nanos;
+        }
+    }
+
     pub(super) fn flush_failed(&self) {
         if let Ok(mut w) = self.writer.lock() {
             w.failures += 1;
@@ -76,9 +97,14 @@ impl SpendCounts {
     }
 }
 
-/// Encodes the spend families.
+/// Encodes the spend and budget families.
 #[derive(Debug, Clone)]
-pub struct SpendCollector(pub(super) Arc<SpendCounts>);
+pub struct SpendCollector {
+    pub(super) counts: Arc<SpendCounts>,
+    pub(super) budgets: Arc<super::budgets::InForce>,
+    pub(super) shared: Option<Arc<flowgate_cost::budget::SharedSpend>>,
+    pub(super) clock: flowgate_clock::SharedClock,
+}
 
 fn usd(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(0.0)
@@ -86,7 +112,7 @@ fn usd(d: Decimal) -> f64 {
 
 impl Collector for SpendCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let rows: Vec<(Labels, Totals)> = match self.0.by.lock() {
+        let rows: Vec<(Labels, Totals)> = match self.counts.by.lock() {
             Ok(by) => by.iter().map(|(l, t)| (l.clone(), *t)).collect(),
             Err(_) => Vec::new(),
         };
@@ -139,7 +165,7 @@ impl Collector for SpendCollector {
             "Tokens of the answers priced, by kind (input: not from the provider's prompt cache)",
             tokens,
         )?;
-        let steps: Vec<((Arc<str>, &'static str), u64)> = match self.0.shaping.lock() {
+        let steps: Vec<((Arc<str>, &'static str), u64)> = match self.counts.shaping.lock() {
             Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             Err(_) => Vec::new(),
         };
@@ -152,7 +178,7 @@ impl Collector for SpendCollector {
                 .map(|((r, st), n)| (vec![("route", &**r), ("step", *st)], *n))
                 .collect(),
         )?;
-        let saved: Vec<(Arc<str>, (u64, u64))> = match self.0.shaping_saved.lock() {
+        let saved: Vec<(Arc<str>, (u64, u64))> = match self.counts.shaping_saved.lock() {
             Ok(m) => m.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             Err(_) => Vec::new(),
         };
@@ -174,7 +200,7 @@ impl Collector for SpendCollector {
                 .map(|(r, (_, c))| (vec![("route", &**r)], *c))
                 .collect(),
         )?;
-        let w = self.0.writer.lock().map(|w| *w).unwrap_or_default();
+        let w = self.counts.writer.lock().map(|w| *w).unwrap_or_default();
         counter(
             e,
             "flowgate_ledger_flushes",
@@ -199,6 +225,81 @@ impl Collector for SpendCollector {
             "How long the last write of the spend ledger took",
             one(w.last.as_secs_f64()),
         )?;
+        self.encode_budgets(e)
+    }
+}
+
+impl SpendCollector {
+    fn encode_budgets(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = self.clock.unix_millis() / 1000;
+        let statuses: Vec<flowgate_cost::budget::Status> = self
+            .budgets
+            .load()
+            .list()
+            .iter()
+            .flat_map(|b| b.statuses(now))
+            .collect();
+        let nanos = |n: u64| n as f64 / 1e9;
+        let of =
+            |f: &dyn Fn(&flowgate_cost::budget::Status) -> f64| -> Vec<(Vec<(&str, &str)>, f64)> {
+                statuses
+                    .iter()
+                    .map(|s| {
+                        (
+                            vec![("budget", s.budget.as_str()), ("value", s.value.as_str())],
+                            f(s),
+                        )
+                    })
+                    .collect()
+            };
+        gauge(
+            e,
+            "flowgate_budget_spent_usd",
+            "US dollars a budget counts in its current window (every replica's when shared)",
+            of(&|s| nanos(s.spent_nanos)),
+        )?;
+        gauge(
+            e,
+            "flowgate_budget_limit_usd",
+            "A budget's limit per window",
+            of(&|s| nanos(s.limit_nanos)),
+        )?;
+        gauge(
+            e,
+            "flowgate_budget_utilization_ratio",
+            "A budget's spend over its limit (1: at the limit)",
+            of(&|s| {
+                if s.limit_nanos == 0 {
+                    0.0
+                } else {
+                    s.spent_nanos as f64 / s.limit_nanos as f64
+                }
+            }),
+        )?;
+        if self.shared.is_some() {
+            let s = self.counts.sync.lock().map(|s| *s).unwrap_or_default();
+            counter(
+                e,
+                "flowgate_budget_syncs",
+                "Budget counters synced with the other replicas through Redis, by result",
+                vec![
+                    (vec![("result", "ok")], s.synced as f64),
+                    (vec![("result", "failed")], s.failed as f64),
+                ],
+            )?;
+            gauge(
+                e,
+                "flowgate_budget_redis_fallback",
+                "1 while Redis does not answer and budgets count this replica's spend locally",
+                one(if s.local { 1.0 } else { 0.0 }),
+            )?;
+            gauge(
+                e,
+                "flowgate_budget_unsynced_usd",
+                "US dollars this replica spent that the shared counters do not hold yet",
+                one(nanos(s.unsynced_nanos)),
+            )?;
+        }
         Ok(())
     }
 }

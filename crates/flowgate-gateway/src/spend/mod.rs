@@ -3,7 +3,8 @@
 //! plane, from the telemetry consumer ([`SpendSink`]); a task writes the ledger every
 //! `[cost] flush_interval` ([`spawn_writer`]), and once more at shutdown. The budgets in
 //! force (the config's and those made through the admin API, kept in the ledger's file)
-//! are here too ([`budgets`]).
+//! are here too ([`budgets`]); with `[cost.shared]` a task syncs their counters with the
+//! other replicas' ([`spawn_sync`]).
 
 pub(crate) mod budgets;
 mod metrics;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use flowgate_clock::SharedClock;
 use flowgate_config::CostConfig;
+use flowgate_cost::budget::SharedSpend;
 use flowgate_cost::ledger::{Dims, Ledger, MovedAside, Retention, Totals};
 use flowgate_telemetry::{RequestRecord, Sink};
 use tokio::sync::watch;
@@ -28,13 +30,20 @@ pub struct Spending {
     /// Whether answers are priced (`[cost] enabled`, fixed at start).
     enabled: bool,
     budgets: Arc<budgets::InForce>,
+    /// The other replicas' budget counters (`[cost.shared]`).
+    shared: Option<Arc<SharedSpend>>,
 }
 
 impl Spending {
     /// The ledger `cost` names (its file, or memory), opened at `now` (Unix seconds). A
     /// file that is not a ledger is moved aside and said so. (The budgets are put in force
-    /// once the keys are known: [`budgets::InForce::rebuild`].)
-    pub fn open(cost: &CostConfig, now: u64) -> std::io::Result<Spending> {
+    /// once the keys are known: [`budgets::InForce::rebuild`].) With `shared`, budgets
+    /// count every replica's spend.
+    pub fn open(
+        cost: &CostConfig,
+        now: u64,
+        shared: Option<SharedSpend>,
+    ) -> std::io::Result<Spending> {
         let retention = Retention {
             minutes: cost.minute_retention,
             hours: cost.hour_retention,
@@ -59,7 +68,8 @@ impl Spending {
             ledger: Arc::new(ledger),
             counts: Arc::default(),
             enabled: cost.enabled,
-            budgets: Arc::default(),
+            budgets: Arc::new(budgets::InForce::new(shared.is_some())),
+            shared: shared.map(Arc::new),
         })
     }
 
@@ -82,9 +92,14 @@ impl Spending {
         Arc::new(SpendSink(self.clone()))
     }
 
-    /// The spend families for `/metrics`.
-    pub fn collector(&self) -> SpendCollector {
-        SpendCollector(self.counts.clone())
+    /// The spend and budget families for `/metrics`, the budgets read at `clock`'s time.
+    pub fn collector(&self, clock: SharedClock) -> SpendCollector {
+        SpendCollector {
+            counts: self.counts.clone(),
+            budgets: self.budgets.clone(),
+            shared: self.shared.clone(),
+            clock,
+        }
     }
 }
 
@@ -173,4 +188,49 @@ pub fn spawn_writer(
             }
         }
     })
+}
+
+/// Syncs the budgets' counters with the other replicas' (`[cost.shared]`) every `interval`
+/// until `stopped`, then once more so that the last spend is written; `None` when budgets
+/// are not shared.
+pub fn spawn_sync(
+    spending: &Spending,
+    clock: SharedClock,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let shared = spending.shared.clone()?;
+    let budgets = spending.budgets.clone();
+    let counts = spending.counts.clone();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_local = false;
+        loop {
+            let last = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stopped.wait_for(|s| *s) => true,
+            };
+            let r = budgets
+                .load()
+                .sync(&shared, clock.unix_millis() / 1000)
+                .await;
+            let local = r.failed > 0;
+            if local != was_local {
+                if local {
+                    tracing::warn!(
+                        unsynced_usd = %flowgate_cost::budget::usd_of(r.unsynced_nanos),
+                        "Redis does not answer: budgets count this replica's spend locally until it does"
+                    );
+                } else {
+                    tracing::info!("Redis answers again: budgets count every replica's spend");
+                }
+                was_local = local;
+            }
+            counts.synced(&r);
+            if last {
+                break;
+            }
+        }
+    }))
 }
