@@ -12,11 +12,13 @@
 //! stale-while-revalidate and refresh-ahead; invalidation by key, pattern, namespace and
 //! tag ([`invalidate`]).
 
+pub mod advice;
 pub mod codec;
 pub mod disk;
 pub mod entry;
 pub mod fanout;
 pub mod flight;
+pub mod ghost;
 pub mod http;
 pub mod invalidate;
 pub mod key;
@@ -41,7 +43,9 @@ pub use fanout::{Share, StreamCut, Subscription};
 pub use flight::{Follower, Join, Leader, Waited};
 pub use key::{CacheKey, KeyBuilder};
 pub use policy::{BypassReason, Decision, Directives, Mode};
-pub use stats::{Account, CacheStats, CategorySnapshot, StatsSnapshot};
+pub use stats::{
+    Account, CacheStats, CategorySnapshot, EXPIRED_WITHIN_TTLS, ExpiredWithin, StatsSnapshot,
+};
 
 use codec::Record;
 use disk::{DiskError, DiskReader, DiskSettings, DiskTier};
@@ -147,6 +151,8 @@ pub struct Cache {
     flights: Flights,
     clock: SharedClock,
     stats: CacheStats,
+    /// What was kept and is gone, for the misses' reasons.
+    ghosts: ghost::Ghosts,
     /// The task applying other replicas' invalidations to the memory tier.
     listener: Option<tokio::task::AbortHandle>,
 }
@@ -191,6 +197,7 @@ impl Cache {
             flights: Flights::default(),
             clock,
             stats: CacheStats::default(),
+            ghosts: ghost::Ghosts::default(),
             listener,
         })
     }
@@ -320,7 +327,8 @@ impl Cache {
                 ))
             }
             None => {
-                self.stats.miss(&q.account);
+                let kind = self.ghosts.miss(leader.key(), self.clock.now());
+                self.stats.miss(&q.account, kind);
                 Lower::Miss(leader)
             }
         }
@@ -394,6 +402,8 @@ impl Cache {
             life,
             record.labels,
         ));
+        self.ghosts
+            .kept(key, entry.stored_at + life.total(), life.ttl);
         self.remember(key, &entry, now);
         (entry, tier, age)
     }
@@ -459,6 +469,7 @@ impl Cache {
             }
         }
         let entry = Arc::new(Entry::new(response, now, life, labels));
+        self.ghosts.kept(leader.key(), now + life.total(), life.ttl);
         self.remember(leader.key(), &entry, now);
         self.stats.stored();
         leader.publish(entry);
@@ -602,6 +613,64 @@ pub(crate) mod tests {
         let s = c.stats();
         assert_eq!((s.hits_memory, s.misses, s.stored), (1, 2, 1));
         assert_eq!(s.tokens_saved, 15);
+    }
+
+    #[tokio::test]
+    async fn misses_say_whether_their_answer_had_expired_and_how_long_before() {
+        let clock = ManualClock::at_epoch_2026();
+        let c = Cache::open(settings(), clock.shared()).unwrap();
+        let faq = Query {
+            account: Account {
+                category: Some("faq"),
+                ..Account::default()
+            },
+            ..q(true, None)
+        };
+        let miss = |k: u8| {
+            let c = &c;
+            async move {
+                let Lookup::Miss(l) = c.lookup(&key(k), &faq) else {
+                    panic!("expected a miss")
+                };
+                let Lower::Miss(l) = c.lookup_lower(l, &faq, true).await else {
+                    panic!("expected a miss below memory")
+                };
+                l
+            }
+        };
+        // Three answers kept 60 s; asked again 10 s, 50 s and 200 s after they expired.
+        for k in 1..=3 {
+            let l = miss(k).await;
+            assert!(c.fill(l, response("{}"), fresh(60), Labels::default()));
+        }
+        clock.advance(Duration::from_secs(70));
+        drop(miss(1).await);
+        clock.advance(Duration::from_secs(40));
+        drop(miss(2).await);
+        clock.advance(Duration::from_secs(150));
+        drop(miss(3).await);
+        // One dropped while servable: invalidated.
+        let l = miss(4).await;
+        assert!(c.fill(l, response("{}"), fresh(60), Labels::default()));
+        c.invalidate_matching(&invalidate::Selector::Key(key(4).to_string()))
+            .await;
+        drop(miss(4).await);
+        let s = c.stats();
+        assert_eq!((s.misses, s.misses_expired, s.misses_dropped), (8, 3, 1));
+        let [f] = s.categories.as_slice() else {
+            panic!("{:?}", s.categories)
+        };
+        assert_eq!((f.misses_expired, f.misses_dropped), (3, 1));
+        let within: Vec<(f64, u64)> = f
+            .expired_within
+            .iter()
+            .map(|w| (w.ttls, w.misses))
+            .collect();
+        assert_eq!(
+            within,
+            [(0.25, 1), (0.5, 1), (1.0, 2), (2.0, 2), (4.0, 3)],
+            "10 s, 50 s and 200 s past a 60 s TTL"
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use crate::disk::DiskSnapshot;
 use flowgate_cost::ModelPrice;
 
 use crate::entry::Usage;
+use crate::ghost::MissKind;
 use crate::remote::RedisSnapshot;
 
 /// Who asked, for the accounting of the answer: the request's TTL category and the price
@@ -41,8 +42,14 @@ pub struct CacheStats {
     refreshes: AtomicU64,
     tokens_saved: AtomicU64,
     nanos_saved: AtomicU64,
+    misses_expired: AtomicU64,
+    misses_dropped: AtomicU64,
     categories: RwLock<HashMap<String, Arc<CategoryCounters>>>,
 }
+
+/// How long before a miss its answer had expired, in TTLs: the bounds of the buckets
+/// misses of expired answers are counted in (the last bucket is beyond 4).
+pub const EXPIRED_WITHIN_TTLS: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
 
 /// The counters of one category.
 #[derive(Debug, Default)]
@@ -53,6 +60,16 @@ struct CategoryCounters {
     coalesced: AtomicU64,
     tokens_saved: AtomicU64,
     nanos_saved: AtomicU64,
+    /// Misses of expired answers, by how long before (in TTLs, [`EXPIRED_WITHIN_TTLS`]).
+    expired: [AtomicU64; EXPIRED_WITHIN_TTLS.len() + 1],
+    dropped: AtomicU64,
+}
+
+/// Misses of answers that had expired at most `ttls` TTLs before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct ExpiredWithin {
+    pub ttls: f64,
+    pub misses: u64,
 }
 
 /// One category's counters at one moment.
@@ -67,6 +84,12 @@ pub struct CategorySnapshot {
     pub hit_rate: f64,
     pub tokens_saved: u64,
     pub usd_saved: f64,
+    /// Misses of answers the cache had kept and that had expired; of them, those within
+    /// each bound (cumulative): what a TTL that many times longer would have answered.
+    pub misses_expired: u64,
+    pub expired_within: Vec<ExpiredWithin>,
+    /// Misses of answers dropped while still servable (evicted for room, or invalidated).
+    pub misses_dropped: u64,
 }
 
 /// The counters at one moment, with the tiers' sizes.
@@ -88,6 +111,10 @@ pub struct StatsSnapshot {
     pub tokens_saved: u64,
     /// What those tokens would have cost, for the models with a price.
     pub usd_saved: f64,
+    /// Misses of answers kept lately that had expired, and of answers dropped while still
+    /// servable (evicted for room, or invalidated).
+    pub misses_expired: u64,
+    pub misses_dropped: u64,
     /// The memory tier's entries and bytes, and entries it evicted to stay in its bound.
     pub entries: u64,
     pub bytes: u64,
@@ -204,13 +231,34 @@ impl CacheStats {
         add(&self.refreshes, 1);
     }
 
-    pub(crate) fn miss(&self, account: &Account<'_>) {
+    pub(crate) fn miss(&self, account: &Account<'_>, kind: MissKind) {
         if account.warming {
             return;
         }
         add(&self.misses, 1);
-        if let Some(c) = self.category(account) {
+        let c = self.category(account);
+        if let Some(c) = &c {
             add(&c.misses, 1);
+        }
+        match kind {
+            MissKind::New => {}
+            MissKind::Expired { after, ttl } => {
+                add(&self.misses_expired, 1);
+                if let Some(c) = &c {
+                    let ttls = after.as_secs_f64() / ttl.as_secs_f64().max(1e-3);
+                    let i = EXPIRED_WITHIN_TTLS
+                        .iter()
+                        .position(|b| ttls <= *b)
+                        .unwrap_or(EXPIRED_WITHIN_TTLS.len());
+                    add(&c.expired[i], 1);
+                }
+            }
+            MissKind::Dropped => {
+                add(&self.misses_dropped, 1);
+                if let Some(c) = &c {
+                    add(&c.dropped, 1);
+                }
+            }
         }
     }
 
@@ -253,6 +301,16 @@ impl CacheStats {
                             hit_rate: ratio(hits, hits + get(&c.misses) + get(&c.coalesced)),
                             tokens_saved: get(&c.tokens_saved),
                             usd_saved: usd(get(&c.nanos_saved)),
+                            misses_expired: c.expired.iter().map(get).sum(),
+                            expired_within: EXPIRED_WITHIN_TTLS
+                                .iter()
+                                .enumerate()
+                                .map(|(i, &ttls)| ExpiredWithin {
+                                    ttls,
+                                    misses: c.expired[..=i].iter().map(get).sum(),
+                                })
+                                .collect(),
+                            misses_dropped: get(&c.dropped),
                         }
                     })
                     .collect()
@@ -272,6 +330,8 @@ impl CacheStats {
             refreshes: get(&self.refreshes),
             tokens_saved: get(&self.tokens_saved),
             usd_saved: usd(get(&self.nanos_saved)),
+            misses_expired: get(&self.misses_expired),
+            misses_dropped: get(&self.misses_dropped),
             entries,
             bytes,
             evictions,
@@ -305,18 +365,18 @@ mod tests {
             completion_tokens: 50,
             ..Usage::default()
         };
-        s.miss(&cost);
+        s.miss(&cost, MissKind::New);
         s.hit(Tier::Memory, u, &cost);
         s.stale(u, &cost);
         s.coalesced(&cost);
         s.hit(Tier::Disk, u, &none);
-        s.miss(&none);
+        s.miss(&none, MissKind::Dropped);
         let warming = Account {
             warming: true,
             ..cost
         };
         s.hit(Tier::Memory, u, &warming);
-        s.miss(&warming);
+        s.miss(&warming, MissKind::New);
         let snap = s.snapshot(0, 0, 0);
         assert_eq!(snap.hits(), 3);
         assert_eq!(snap.tokens_saved, 450);

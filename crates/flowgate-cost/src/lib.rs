@@ -13,6 +13,7 @@
 //! [`price::cost`] prices an answer's usage at its model's prices (the model catalog's,
 //! `flowgate_config::ModelCatalog`), in decimal dollars.
 
+pub mod advice;
 pub mod budget;
 pub mod choice;
 pub mod ledger;
@@ -26,5 +27,5 @@ pub mod usage;
 pub use flowgate_config::ModelPrice;
 pub use price::{cost, nanos};
 pub use tokenizer::{Tokenizer, text_tokens};
-pub use tokens::{Estimate, estimate, estimate_with};
+pub use tokens::{Estimate, estimate, estimate_with, max_tokens_asked};
 pub use usage::{Meter, Metered, Usage, usage_of};

@@ -150,6 +150,7 @@ impl Account {
                 .as_ref()
                 .map(|p| flowgate_cost::cost(&m.usage, p)),
             cached: self.cached,
+            request: self.request.take(),
         });
         if let (Some(b), Some(s)) = (&self.budgets, &record.spend)
             && let (Some(usd), false) = (s.usd, s.cached)

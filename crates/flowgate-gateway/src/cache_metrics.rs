@@ -116,6 +116,18 @@ impl Collector for CacheCollector {
         )?;
         counter(
             e,
+            "flowgate_cache_misses_expired",
+            "Misses of answers the cache had kept, after they expired",
+            one(s.misses_expired),
+        )?;
+        counter(
+            e,
+            "flowgate_cache_misses_dropped",
+            "Misses of answers dropped while still servable (evicted for room, or invalidated)",
+            one(s.misses_dropped),
+        )?;
+        counter(
+            e,
             "flowgate_cache_coalesced",
             "Requests that waited for an identical one already upstream",
             one(s.coalesced),
@@ -203,6 +215,12 @@ impl Collector for CacheCollector {
             "flowgate_cache_category_misses",
             "Lookups no tier answered by TTL category",
             by_category(&s.categories, |c| c.misses),
+        )?;
+        counter(
+            e,
+            "flowgate_cache_category_misses_expired",
+            "Misses of answers that had expired, by TTL category",
+            by_category(&s.categories, |c| c.misses_expired),
         )?;
         counter(
             e,

@@ -87,6 +87,12 @@ pub struct Totals {
     /// What flowgate's cache saved: the answers it gave priced as new calls.
     #[serde(with = "usd")]
     pub saved_usd: Decimal,
+    /// Of the requests answered upstream, those that set `max_tokens`; the sum of what
+    /// they asked, of what they used (answer tokens), and the most one used.
+    pub capped_requests: u64,
+    pub max_tokens_asked: u64,
+    pub capped_output_tokens: u64,
+    pub max_output_tokens: u64,
 }
 
 /// Dollars as a JSON string holding the exact decimal (a JSON number would be read as a
@@ -113,7 +119,19 @@ impl Totals {
             cache_write_tokens: usage.cache_write_tokens,
             usd: if hit { Decimal::ZERO } else { usd },
             saved_usd: if hit { usd } else { Decimal::ZERO },
+            ..Totals::default()
         }
+    }
+
+    /// With the `max_tokens` the request asked for (counted for answers from upstream).
+    pub fn asked(mut self, max_tokens: Option<u64>) -> Totals {
+        if let (Some(m), 0) = (max_tokens, self.cache_hits) {
+            self.capped_requests = 1;
+            self.max_tokens_asked = m;
+            self.capped_output_tokens = self.output_tokens;
+            self.max_output_tokens = self.output_tokens;
+        }
+        self
     }
 
     pub fn add(&mut self, o: &Totals) {
@@ -125,19 +143,26 @@ impl Totals {
             (&mut self.output_tokens, o.output_tokens),
             (&mut self.cache_read_tokens, o.cache_read_tokens),
             (&mut self.cache_write_tokens, o.cache_write_tokens),
+            (&mut self.capped_requests, o.capped_requests),
+            (&mut self.max_tokens_asked, o.max_tokens_asked),
+            (&mut self.capped_output_tokens, o.capped_output_tokens),
         ] {
             *a = a.saturating_add(b);
         }
+        self.max_output_tokens = self.max_output_tokens.max(o.max_output_tokens);
         self.usd = self.usd.saturating_add(o.usd);
         self.saved_usd = self.saved_usd.saturating_add(o.saved_usd);
     }
 }
 
-/// The format of a stored row (its first byte).
-const VERSION: u8 = 1;
+/// The format of a stored row (its first byte): 2 added the `max_tokens` counts after the
+/// amounts; rows of 1 are still read (without them).
+const VERSION: u8 = 2;
 const COUNTS: usize = 7;
-/// A stored row's size: the version, the counts, the two amounts.
-pub(crate) const TOTALS_LEN: usize = 1 + COUNTS * 8 + 2 * 16;
+const V1_LEN: usize = 1 + COUNTS * 8 + 2 * 16;
+const CAPPED: usize = 4;
+/// A stored row's size: the version, the counts, the two amounts, the `max_tokens` counts.
+pub(crate) const TOTALS_LEN: usize = V1_LEN + CAPPED * 8;
 
 pub(crate) fn encode_totals(t: &Totals) -> [u8; TOTALS_LEN] {
     let mut out = [0u8; TOTALS_LEN];
@@ -156,19 +181,37 @@ pub(crate) fn encode_totals(t: &Totals) -> [u8; TOTALS_LEN] {
     }
     let at = 1 + COUNTS * 8;
     out[at..at + 16].copy_from_slice(&t.usd.serialize());
-    out[at + 16..].copy_from_slice(&t.saved_usd.serialize());
+    out[at + 16..V1_LEN].copy_from_slice(&t.saved_usd.serialize());
+    let capped = [
+        t.capped_requests,
+        t.max_tokens_asked,
+        t.capped_output_tokens,
+        t.max_output_tokens,
+    ];
+    for (i, c) in capped.iter().enumerate() {
+        out[V1_LEN + i * 8..V1_LEN + 8 + i * 8].copy_from_slice(&c.to_le_bytes());
+    }
     out
 }
 
 /// A stored row; `None` when it is not one this version wrote.
 pub(crate) fn decode_totals(b: &[u8]) -> Option<Totals> {
-    if b.len() != TOTALS_LEN || b[0] != VERSION {
-        return None;
+    match (b.first(), b.len()) {
+        (Some(1), V1_LEN) | (Some(&VERSION), TOTALS_LEN) => {}
+        _ => return None,
     }
-    let count = |i: usize| {
+    let word = |at: usize| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(&b[1 + i * 8..9 + i * 8]);
+        w.copy_from_slice(&b[at..at + 8]);
         u64::from_le_bytes(w)
+    };
+    let count = |i: usize| word(1 + i * 8);
+    let capped = |i: usize| {
+        if b.len() == TOTALS_LEN {
+            word(V1_LEN + i * 8)
+        } else {
+            0
+        }
     };
     let amount = |at: usize| {
         let mut w = [0u8; 16];
@@ -186,6 +229,10 @@ pub(crate) fn decode_totals(b: &[u8]) -> Option<Totals> {
         cache_write_tokens: count(6),
         usd: amount(at),
         saved_usd: amount(at + 16),
+        capped_requests: capped(0),
+        max_tokens_asked: capped(1),
+        capped_output_tokens: capped(2),
+        max_output_tokens: capped(3),
     })
 }
 

@@ -222,9 +222,50 @@ fn keys_and_rows_read_back_as_written() {
     let enc = row::encode_key(T0, &k);
     assert_eq!(row::decode_key(&enc), Some((T0, k)));
     assert_eq!(row::decode_key(&enc[..enc.len() - 1]), None);
-    let t = spend("0.000000123");
+    let t = spend("0.000000123").asked(Some(4096));
     assert_eq!(row::decode_totals(&row::encode_totals(&t)), Some(t));
-    assert_eq!(row::decode_totals(&[2; row::TOTALS_LEN]), None);
+    assert_eq!(row::decode_totals(&[3; row::TOTALS_LEN]), None);
+    // A row of the first format: the same, without the max_tokens counts.
+    let v2 = row::encode_totals(&t);
+    let mut v1 = v2[..row::TOTALS_LEN - 32].to_vec();
+    v1[0] = 1;
+    let old = row::decode_totals(&v1).unwrap();
+    assert_eq!((old.usd, old.requests, old.capped_requests), (t.usd, 1, 0));
+    assert_eq!(row::decode_totals(&v2[..row::TOTALS_LEN - 1]), None);
+}
+
+#[test]
+fn max_tokens_asked_and_used_add_up_and_the_most_used_is_kept() {
+    let l = Ledger::in_memory(Retention::default()).unwrap();
+    let answer = |out: u64| Usage {
+        prompt_tokens: 10,
+        completion_tokens: out,
+        ..Usage::default()
+    };
+    for (out, asked, hit) in [
+        (100, Some(4096), false),
+        (300, Some(2048), false),
+        (50, None, false),
+        (900, Some(4096), true),
+    ] {
+        l.add(
+            T0,
+            dims("", "", "m"),
+            &Totals::of(&answer(out), false, d("0.1"), hit).asked(asked),
+        );
+    }
+    l.flush(T0).unwrap();
+    let t = l.summary(&whole(T0), None).unwrap()[0].1;
+    assert_eq!(
+        (
+            t.capped_requests,
+            t.max_tokens_asked,
+            t.capped_output_tokens,
+            t.max_output_tokens
+        ),
+        (2, 6144, 400, 300),
+        "a cache hit asked nothing of the provider"
+    );
 }
 
 #[test]

@@ -34,12 +34,12 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/api/v1/cost/timeseries", get(timeseries))
 }
 
-fn bad(message: String) -> Response {
+pub(super) fn bad(message: String) -> Response {
     client_error(StatusCode::BAD_REQUEST, &message, "invalid_parameter")
 }
 
 /// The window and filters of a read; what is wrong with them.
-fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, String> {
+pub(super) fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, String> {
     let now = gw.clock().unix_millis() / 1000;
     let secs = |k: &str| -> Result<Option<u64>, String> {
         p.get(k)
@@ -90,7 +90,7 @@ fn query(gw: &Gateway, p: &HashMap<String, String>) -> Result<Query, String> {
 }
 
 /// Parameters other than these are refused, so that a misspelt filter is not read as none.
-fn check_known(p: &HashMap<String, String>, extra: &[&str]) -> Result<(), String> {
+pub(super) fn check_known(p: &HashMap<String, String>, extra: &[&str]) -> Result<(), String> {
     let known = |k: &str| {
         ["window", "from", "to"].contains(&k) || extra.contains(&k) || Dim::parse(k).is_some()
     };
@@ -104,7 +104,7 @@ fn totals(t: &Totals) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
-fn window(q: &Query) -> Value {
+pub(super) fn window(q: &Query) -> Value {
     json!({
         "from": q.from,
         "to": q.to,
@@ -113,7 +113,7 @@ fn window(q: &Query) -> Value {
     })
 }
 
-fn filters(q: &Query) -> Value {
+pub(super) fn filters(q: &Query) -> Value {
     q.filter
         .iter()
         .map(|(d, v)| (d.as_str().to_string(), Value::from(v.as_str())))

@@ -12,6 +12,7 @@ mod cost;
 mod guard;
 mod instances;
 mod keys;
+mod recommendations;
 mod reply;
 mod status;
 
@@ -26,6 +27,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(cache::routes())
         .merge(cost::routes())
         .merge(budgets::routes())
+        .merge(recommendations::routes())
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())

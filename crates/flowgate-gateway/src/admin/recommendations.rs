@@ -1,0 +1,189 @@
+//! `GET /api/v1/cost/recommendations`: what would have saved money, each with its evidence
+//! and the change that acts on it, most valuable first:
+//!
+//! - `cheaper_model`: a route's requests to a model that a cheaper model of the same tier,
+//!   with every capability it has and room for them, would have answered for less (the
+//!   ledger's tokens over the window, priced at both);
+//! - `max_tokens`: a route's requests that ask for far more answer tokens than they use
+//!   (the ledger's sums of what was asked and used, and the longest answer);
+//! - `longer_ttl`: a cache category whose misses are often for answers that had expired
+//!   shortly before (the cache's counters since start);
+//! - `cache_room`: many misses for answers dropped while still servable.
+//!
+//! The window and filters are the other cost reads' (`window`, `from`, `to`, `key`,
+//! `team`, `route`, `model`, `provider`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query as Params, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use flowgate_cost::advice::{CheaperModel, MaxTokens};
+use flowgate_cost::budget::usd_of;
+use flowgate_cost::ledger::Totals;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use super::cost::{bad, check_known, filters, query, window};
+use super::reply::server_error;
+use crate::gateway::Gateway;
+
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new().route("/api/v1/cost/recommendations", get(recommendations))
+}
+
+fn usd(d: Decimal) -> String {
+    d.round_dp(9).normalize().to_string()
+}
+
+fn cheaper_model(a: &CheaperModel) -> Value {
+    json!({
+        "kind": "cheaper_model",
+        "route": a.route,
+        "model": a.model,
+        "saving_usd": usd(a.saving_usd()),
+        "change": format!(
+            "send route {:?}'s requests for {:?} to {:?} (clients name it, or a model_policy tier)",
+            a.route, a.model, a.instead
+        ),
+        "evidence": {
+            "instead": a.instead,
+            "tier": a.tier,
+            "requests": a.requests,
+            "avg_prompt_tokens": a.avg_prompt_tokens,
+            "avg_answer_tokens": a.avg_answer_tokens,
+            "spent_usd": usd(a.spent_usd),
+            "would_cost_usd": usd(a.would_cost_usd),
+        },
+    })
+}
+
+fn max_tokens(a: &MaxTokens) -> Value {
+    json!({
+        "kind": "max_tokens",
+        "route": a.route,
+        "model": a.model,
+        "saving_usd": Value::Null,
+        "change": format!(
+            "route {:?}: shaping = {{ max_tokens_cap = {} }} (every answer seen fits)",
+            a.route, a.suggested_cap
+        ),
+        "evidence": {
+            "requests": a.requests,
+            "avg_max_tokens": a.avg_asked,
+            "avg_answer_tokens": a.avg_used,
+            "longest_answer_tokens": a.most_used,
+            "suggested_cap": a.suggested_cap,
+            "exposure_usd_per_request": usd(a.exposure_usd_per_request),
+        },
+    })
+}
+
+async fn recommendations(
+    State(gw): State<Arc<Gateway>>,
+    Params(p): Params<HashMap<String, String>>,
+) -> Response {
+    if let Err(why) = check_known(&p, &[]) {
+        return bad(why);
+    }
+    let q = match query(&gw, &p) {
+        Ok(q) => q,
+        Err(why) => return bad(why),
+    };
+    gw.telemetry().flush();
+    let mut by: HashMap<(Arc<str>, Arc<str>), Totals> = HashMap::new();
+    if let Err(e) = gw.spending().ledger().each(&q, |_, dims, t| {
+        by.entry((dims.route.clone(), dims.model.clone()))
+            .or_default()
+            .add(t);
+    }) {
+        return server_error(&e.to_string());
+    }
+    let rows: Vec<(String, String, Totals)> = by
+        .into_iter()
+        .filter(|((_, model), _)| !model.is_empty())
+        .map(|((r, m), t)| (r.to_string(), m.to_string(), t))
+        .collect();
+    let rt = gw.runtime();
+    let config = &rt.config;
+    // Dollars first, then the rest in their own order.
+    let mut list: Vec<Value> = Vec::new();
+    let mut valued: Vec<(Decimal, Value)> =
+        flowgate_cost::advice::cheaper_models(&rows, &config.models, &config.cost.tiers)
+            .iter()
+            .map(|a| (a.saving_usd(), cheaper_model(a)))
+            .collect();
+    let cache = gw.cache().map(|c| c.stats());
+    if let Some(s) = &cache {
+        let ttl_of = |name: &str| {
+            config
+                .cache
+                .categories
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.ttl)
+        };
+        for a in flowgate_cache::advice::longer_ttls(s, &ttl_of) {
+            let saving = a
+                .saving_usd()
+                .and_then(|v| Decimal::try_from(v).ok())
+                .unwrap_or_default();
+            valued.push((
+                saving,
+                json!({
+                    "kind": "longer_ttl",
+                    "category": a.category,
+                    "saving_usd": a.saving_usd().map(|v| usd(Decimal::try_from(v).unwrap_or_default())),
+                    "change": format!(
+                        "[[cache.categories]] {:?}: ttl = \"{}s\"",
+                        a.category,
+                        a.suggested_ttl.as_secs()
+                    ),
+                    "evidence": {
+                        "ttl_seconds": a.ttl.as_secs(),
+                        "suggested_ttl_seconds": a.suggested_ttl.as_secs(),
+                        "misses": a.misses,
+                        "misses_of_expired_answers": a.misses_expired,
+                        "would_have_hit": a.would_hit,
+                        "usd_per_hit": a.usd_per_hit,
+                        "since_start_seconds": gw.uptime().as_secs(),
+                    },
+                }),
+            ));
+        }
+    }
+    valued.sort_by_key(|(saving, _)| std::cmp::Reverse(*saving));
+    list.extend(valued.into_iter().map(|(_, v)| v));
+    list.extend(
+        flowgate_cost::advice::max_tokens(&rows, &config.models)
+            .iter()
+            .map(max_tokens),
+    );
+    if let Some((dropped, evictions)) = cache
+        .as_ref()
+        .and_then(flowgate_cache::advice::too_little_room)
+    {
+        list.push(json!({
+            "kind": "cache_room",
+            "saving_usd": Value::Null,
+            "change": "[cache] memory larger, or fewer invalidations",
+            "evidence": {
+                "misses": cache.as_ref().map_or(0, |s| s.misses),
+                "misses_of_dropped_answers": dropped,
+                "evictions": evictions,
+                "memory_bytes": config.cache.memory_bytes,
+                "since_start_seconds": gw.uptime().as_secs(),
+            },
+        }));
+    }
+    let total: Decimal = rows.iter().map(|(_, _, t)| t.usd).sum();
+    Json(json!({
+        "window": window(&q),
+        "filter": filters(&q),
+        "spent_usd": usd_of(flowgate_cost::nanos(total)),
+        "recommendations": list,
+    }))
+    .into_response()
+}
