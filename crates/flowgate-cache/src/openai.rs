@@ -114,6 +114,9 @@ pub struct OpenAiKey {
     pub include_usage: bool,
     /// The model asked for, when it is a string (for TTL categories chosen by model).
     pub model: Option<String>,
+    /// The answer tokens allowed (`max_completion_tokens`, else `max_tokens`, × `n`),
+    /// when given as non-negative integers.
+    pub max_tokens: Option<u64>,
     /// Whether the fields the gateway reads have their types: `model` a string, `stream` a
     /// boolean, `max_tokens` a non-negative integer (each may be absent or null).
     pub well_typed: bool,
@@ -144,6 +147,13 @@ impl<'a> OpenAiRequest<'a> {
             }) => Some(s.to_string()),
             _ => None,
         };
+        let whole = |c: &Option<Canon<'a>>| match top(c) {
+            Some(Top::Number(_, Some(n))) => Some(n),
+            _ => None,
+        };
+        let max_tokens = whole(&self.max_completion_tokens)
+            .or(whole(&self.max_tokens))
+            .map(|m| m.saturating_mul(whole(&self.n).unwrap_or(1).max(1)));
         let well_typed = matches!(top(&self.model), None | Some(Top::Null | Top::Str(_)))
             && matches!(self.stream, None | Some(Value::Null | Value::Bool(_)))
             && matches!(
@@ -170,6 +180,7 @@ impl<'a> OpenAiRequest<'a> {
             stream,
             include_usage,
             model,
+            max_tokens,
             well_typed,
         }
     }
@@ -230,6 +241,26 @@ mod tests {
 
     const BASE: &str =
         r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"temperature":0}"#;
+
+    #[test]
+    fn the_answer_tokens_allowed_are_read_with_the_key() {
+        let allowed = |body: &str| {
+            OpenAiRequest::parse(body.as_bytes())
+                .unwrap()
+                .into_key()
+                .max_tokens
+        };
+        assert_eq!(allowed(BASE), None);
+        assert_eq!(allowed(r#"{"max_tokens":100}"#), Some(100));
+        assert_eq!(allowed(r#"{"max_tokens":100,"n":3}"#), Some(300));
+        // The newer name wins over the deprecated one.
+        assert_eq!(
+            allowed(r#"{"max_tokens":100,"max_completion_tokens":40}"#),
+            Some(40)
+        );
+        assert_eq!(allowed(r#"{"max_tokens":-1}"#), None);
+        assert_eq!(allowed(r#"{"max_tokens":"many"}"#), None);
+    }
 
     #[test]
     fn delivery_fields_do_not_change_the_key() {

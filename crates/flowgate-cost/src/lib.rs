@@ -27,5 +27,5 @@ pub mod usage;
 pub use flowgate_config::ModelPrice;
 pub use price::{cost, nanos};
 pub use tokenizer::{Tokenizer, text_tokens};
-pub use tokens::{Estimate, estimate, estimate_with, max_tokens_asked};
+pub use tokens::{Estimate, estimate, estimate_with};
 pub use usage::{Meter, Metered, Usage, usage_of};

@@ -80,15 +80,6 @@ pub fn estimate_with(body: &[u8], tokenizer: Tokenizer) -> Result<Estimate, serd
     })
 }
 
-/// The answer tokens an OpenAI-shaped request body allows (`max_completion_tokens`,
-/// `max_tokens` or `max_output_tokens`, × `n`), if it sets one: [`Estimate`]'s
-/// `completion` (its prompt counted roughly, and dropped). Bodies that name none are passed over
-/// by one substring search.
-pub fn max_tokens_asked(body: &[u8]) -> Option<u64> {
-    memchr::memmem::find(body, b"\"max_")?;
-    estimate(body).ok()?.completion
-}
-
 /// The fields an estimate reads; the others are skipped unread.
 #[derive(Deserialize)]
 struct Request {
@@ -274,22 +265,6 @@ mod tests {
         // max_completion_tokens wins over the deprecated max_tokens.
         let e = estimate(br#"{"max_tokens":9,"max_completion_tokens":3}"#).unwrap();
         assert_eq!(e.completion, Some(3));
-        for body in [
-            &br#"{"max_tokens":9,"max_completion_tokens":3}"#[..],
-            br#"{"messages":[{"role":"user","content":"max_tokens"}],"n":2,"max_tokens":40}"#,
-            br#"{"input":"abcd","max_output_tokens":7}"#,
-            br#"{"messages":[]}"#,
-            br#"{"max_tokens":"many"}"#,
-        ] {
-            let e = estimate(body).ok().and_then(|e| e.completion);
-            assert_eq!(
-                max_tokens_asked(body),
-                e,
-                "{}",
-                String::from_utf8_lossy(body)
-            );
-        }
-        assert_eq!(max_tokens_asked(br#"{"max_tokens":8}"#), Some(8));
     }
 
     #[test]

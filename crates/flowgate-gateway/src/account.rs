@@ -40,6 +40,8 @@ pub(crate) struct Account {
     /// The request's body (an OpenAI request), to estimate its prompt when no usage comes.
     request: Option<Bytes>,
     exact: bool,
+    /// The answer tokens the request allowed.
+    max_tokens: Option<u64>,
 }
 
 /// What is read of the answer.
@@ -63,6 +65,7 @@ struct Priced {
     pub request: Option<Bytes>,
     /// Prompts of OpenAI models are counted with their tokenizer.
     pub exact: bool,
+    pub max_tokens: Option<u64>,
 }
 
 impl std::fmt::Debug for Account {
@@ -103,6 +106,7 @@ impl Account {
             cached: p.cached,
             request: p.request,
             exact: p.exact,
+            max_tokens: p.max_tokens,
         })
     }
 
@@ -150,7 +154,7 @@ impl Account {
                 .as_ref()
                 .map(|p| flowgate_cost::cost(&m.usage, p)),
             cached: self.cached,
-            request: self.request.take(),
+            max_tokens: self.max_tokens,
         });
         if let (Some(b), Some(s)) = (&self.budgets, &record.spend)
             && let (Some(usd), false) = (s.usd, s.cached)
@@ -273,6 +277,7 @@ pub(crate) async fn open(
             reservation: out.reservation.take(),
             request: out.body.take(),
             exact: rt.config.limits.exact_tokens,
+            max_tokens: out.max_tokens,
         },
     );
     resp.map(|b| b.with_account(account))

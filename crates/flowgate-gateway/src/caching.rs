@@ -225,7 +225,16 @@ thread_local! {
 /// The `model` of an openai request body, when it is a string, read as the cache keys the
 /// body (and remembered by the memo, so the cache does not read it again).
 pub fn model_of(body: &[u8]) -> Option<String> {
-    MEMO.with_borrow_mut(|memo| memo.key(body)).ok()?.model
+    asked_of(body).0
+}
+
+/// The `model` and the answer tokens allowed (`max_tokens`, × `n`) of an openai request
+/// body, read as for [`model_of`].
+pub fn asked_of(body: &[u8]) -> (Option<String>, Option<u64>) {
+    match MEMO.with_borrow_mut(|memo| memo.key(body)) {
+        Ok(k) => (k.model, k.max_tokens),
+        Err(_) => (None, None),
+    }
 }
 
 /// The key material of an openai request, read in the one pass that also checks the body

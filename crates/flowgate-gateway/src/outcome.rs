@@ -33,6 +33,8 @@ pub(crate) struct Outcome {
     /// When the gateway chose the model: the client's, and why.
     pub(crate) requested_model: Option<Arc<str>>,
     pub(crate) model_reason: Option<Arc<str>>,
+    /// The answer tokens the request allows upstream (`max_tokens` × `n`, after shaping).
+    pub(crate) max_tokens: Option<u64>,
     /// The caller's key, with `[auth]` on.
     pub(crate) caller: Option<Arc<crate::auth::Caller>>,
     /// The request's token reservation, settled by its answer's account.

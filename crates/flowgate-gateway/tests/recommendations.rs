@@ -40,6 +40,8 @@ fn config(url: &str) -> String {
          [cache]\nenabled = true\nmemory = \"16MiB\"\n\n\
          [[cache.categories]]\nname = \"faq\"\nmodel = \"big\"\nttl = \"60s\"\n\n\
          [pools.llm]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+         [[routes]]\nname = \"capped\"\nkind = \"openai\"\nprefix = \"/capped\"\npool = \"llm\"\n\
+         shaping = {{ max_tokens_cap = 256 }}\n\n\
          [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n"
     )
 }
@@ -79,15 +81,27 @@ async fn recommendations_carry_their_evidence_and_agree_with_the_ledger() {
         assert_eq!(r.headers["x-flowgate-cache"], "miss");
     }
 
+    // The same asks on a route whose shaping caps them at 256: what went upstream is
+    // what counts, and 256 for answers of 100 is not too much.
+    for n in 100..125 {
+        let r = send(
+            &c,
+            post(gw.data_addr, "/capped/v1/chat/completions", ask(n)),
+        )
+        .await;
+        r.expect(StatusCode::OK);
+    }
     let (status, v) = admin(&gw, "/api/v1/cost/recommendations?window=1h").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let list = v["recommendations"].as_array().unwrap();
     let kinds: Vec<&str> = list.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    // By dollars saved: chat's model, faq's TTL, the capped route's model; then the cap.
     assert_eq!(
         kinds,
-        ["cheaper_model", "longer_ttl", "max_tokens"],
+        ["cheaper_model", "longer_ttl", "cheaper_model", "max_tokens"],
         "{v:#}"
     );
+    assert_eq!(list[2]["route"], "capped");
 
     // 50 answers of 500 × $10 + 100 × $30 per million: $0.4; at small's prices $0.04.
     let m = &list[0];
@@ -101,22 +115,24 @@ async fn recommendations_carry_their_evidence_and_agree_with_the_ledger() {
     assert_eq!(m["evidence"]["would_cost_usd"], "0.04");
     assert_eq!(m["saving_usd"], "0.36");
     let (_, summary) = admin(&gw, "/api/v1/cost/summary?window=1h").await;
-    assert_eq!(summary["total"]["usd"], m["evidence"]["spent_usd"]);
+    let (_, chat) = admin(&gw, "/api/v1/cost/summary?window=1h&route=chat").await;
+    assert_eq!(chat["total"]["usd"], m["evidence"]["spent_usd"]);
     assert_eq!(v["spent_usd"], summary["total"]["usd"]);
 
-    // 25 of the category's 50 misses had expired within a quarter of the TTL.
+    // 25 of the category's 75 misses had expired within a quarter of the TTL.
     let t = &list[1];
     assert_eq!(t["category"], "faq");
     assert_eq!(t["evidence"]["suggested_ttl_seconds"], 75);
     assert_eq!(t["evidence"]["would_have_hit"], 25);
-    assert_eq!(t["evidence"]["misses"], 50);
+    assert_eq!(t["evidence"]["misses"], 75);
     assert_eq!(t["change"], "[[cache.categories]] \"faq\": ttl = \"75s\"");
     // Each hit saved 500 × $10 + 100 × $30 per million: $0.008.
     assert_eq!(t["evidence"]["usd_per_hit"], 0.008);
     assert_eq!(t["saving_usd"], "0.2");
 
-    // Asked 4,096 answer tokens, used 100: a cap of 128.
-    let x = &list[2];
+    // Asked 4,096 answer tokens, used 100: a cap of 128 (the capped route: none).
+    let x = &list[3];
+    assert_eq!(x["route"], "chat");
     assert_eq!(x["evidence"]["avg_max_tokens"], 4096);
     assert_eq!(x["evidence"]["longest_answer_tokens"], 100);
     assert_eq!(x["evidence"]["suggested_cap"], 128);

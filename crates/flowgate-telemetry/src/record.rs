@@ -82,7 +82,7 @@ pub struct RequestRecord {
 }
 
 /// What an answer used and cost.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spend {
     pub usage: Usage,
     /// No usage came: the tokens are estimated.
@@ -92,9 +92,8 @@ pub struct Spend {
     /// Answered by flowgate's cache (or by another request's flight): `usd` was saved,
     /// not spent.
     pub cached: bool,
-    /// The request's body, read on the control plane (the `max_tokens` it asked for), not
-    /// on the request path.
-    pub request: Option<bytes::Bytes>,
+    /// The answer tokens the request allowed (`max_tokens` × `n`), when it said.
+    pub max_tokens: Option<u64>,
 }
 
 impl RequestRecord {

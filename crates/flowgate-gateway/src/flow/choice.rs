@@ -33,7 +33,16 @@ impl Gateway {
     ) -> Result<(Decision, Option<Bytes>), ProxyError> {
         out.body = Some(body.clone());
         out.model = shape.model().map(Arc::from);
+        out.max_tokens = shape.max_tokens();
         let shaped = flowgate_cost::shaping::apply(&route.cfg.shaping, body).map(|(b, s)| {
+            // What the provider is asked for: the client's ask, capped or defaulted.
+            out.max_tokens = match out.max_tokens {
+                Some(m) => Some(m.saturating_sub(s.completion_tokens_capped)),
+                None if s.steps.contains(&"max_tokens_default") => {
+                    route.cfg.shaping.max_tokens_default
+                }
+                None => None,
+            };
             out.shaped = Some(s);
             Bytes::from(b)
         });

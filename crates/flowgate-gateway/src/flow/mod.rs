@@ -446,7 +446,8 @@ struct Shape<'b> {
     body: Option<&'b Bytes>,
     /// Whether OpenAI models' prompts are counted with their tokenizer.
     exact: bool,
-    model: OnceLock<Option<String>>,
+    /// The model and the answer tokens allowed.
+    asked: OnceLock<(Option<String>, Option<u64>)>,
     estimate: OnceLock<Result<Estimate, ProxyError>>,
 }
 
@@ -455,15 +456,23 @@ impl<'b> Shape<'b> {
         Shape {
             body,
             exact,
-            model: OnceLock::new(),
+            asked: OnceLock::new(),
             estimate: OnceLock::new(),
         }
     }
 
+    fn asked(&self) -> &(Option<String>, Option<u64>) {
+        self.asked
+            .get_or_init(|| self.body.map_or((None, None), |b| caching::asked_of(b)))
+    }
+
     fn model(&self) -> Option<&str> {
-        self.model
-            .get_or_init(|| self.body.and_then(|b| caching::model_of(b)))
-            .as_deref()
+        self.asked().0.as_deref()
+    }
+
+    /// The answer tokens the request allows (`max_tokens` × `n`), when it says.
+    fn max_tokens(&self) -> Option<u64> {
+        self.asked().1
     }
 
     fn estimate(&self) -> Result<Estimate, ProxyError> {

@@ -115,11 +115,7 @@ impl Sink for SpendSink {
             return;
         };
         let usd = s.usd.unwrap_or_default();
-        let asked = s
-            .request
-            .as_deref()
-            .and_then(flowgate_cost::max_tokens_asked);
-        let totals = Totals::of(&s.usage, s.estimated, usd, s.cached).asked(asked);
+        let totals = Totals::of(&s.usage, s.estimated, usd, s.cached).asked(s.max_tokens);
         let name = |n: Option<&Arc<str>>| n.cloned().unwrap_or_else(|| Arc::from(""));
         let dims = Dims {
             key: name(rec.key.as_ref()),
