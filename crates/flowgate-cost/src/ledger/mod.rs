@@ -62,12 +62,7 @@ pub struct LedgerError {
     message: String,
 }
 
-/// A ledger file that could not be opened, and where it went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MovedAside {
-    pub to: PathBuf,
-    pub why: String,
-}
+pub use flowgate_store::MovedAside;
 
 /// A time bucket size for [`Ledger::series`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,23 +151,7 @@ impl Ledger {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
-        }
-        let (db, moved) = match Database::create(path) {
-            Ok(db) => (db, None),
-            // Another process has it (a second gateway on the same data_dir), or it may
-            // not be read: not ours to move.
-            Err(e) if !unreadable(&e) => return Err(err(&e)),
-            Err(e) => {
-                let why = e.to_string();
-                let to = PathBuf::from(format!("{}.corrupt-{now}", path.display()));
-                std::fs::rename(path, &to)
-                    .map_err(|e| err(&format!("{why}; moving it aside: {e}")))?;
-                let db = Database::create(path).map_err(|e| err(&e))?;
-                (db, Some(MovedAside { to, why }))
-            }
-        };
+        let (db, moved) = flowgate_store::open(path, now).map_err(|e| err(&e))?;
         tables(&db).map_err(|e| err(&e))?;
         Ok((Ledger::with(db, Some(path.to_path_buf()), retention), moved))
     }
@@ -183,9 +162,7 @@ impl Ledger {
             path: "(in memory)".into(),
             message: e.to_string(),
         };
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(|e| err(&e))?;
+        let db = flowgate_store::in_memory().map_err(|e| err(&e))?;
         tables(&db).map_err(|e| err(&e))?;
         Ok(Ledger::with(db, None, retention))
     }
@@ -415,20 +392,6 @@ fn add_row(
     sum.add(t);
     table.insert(key.as_slice(), encode_totals(&sum).as_slice())?;
     Ok(())
-}
-
-/// Whether `e` says the file is not a (readable) ledger, rather than that it cannot be had
-/// now (held by another process, not permitted).
-fn unreadable(e: &redb::DatabaseError) -> bool {
-    use std::io::ErrorKind;
-    match e {
-        redb::DatabaseError::UpgradeRequired(_) => true,
-        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
-            matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof)
-        }
-        _ => false,
-    }
 }
 
 /// Makes the tables, so that reads never meet their absence.
