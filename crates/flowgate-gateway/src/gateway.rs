@@ -124,6 +124,10 @@ impl Gateway {
         };
         let spending = Spending::open(&config.cost, clock.unix_millis() / 1000, shared_spend)?;
         telemetry.register_collector(Box::new(spending.collector(clock.clone())));
+        telemetry.register_collector(Box::new(flowgate_telemetry::process::ProcessCollector {
+            fs: flowgate_telemetry::process::ProcFs::default(),
+            lags: Box::new(flowgate_http::server::workers::event_loop_lags),
+        }));
         telemetry.set_sinks(crate::sinks::of(&config, &spending));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;

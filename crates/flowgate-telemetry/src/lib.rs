@@ -13,6 +13,7 @@
 
 mod metrics;
 mod pipeline;
+pub mod process;
 mod record;
 pub mod windows;
 

@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{oneshot, watch};
@@ -84,7 +86,7 @@ fn run<S: Service>(
         }
     };
     rt.block_on(async move {
-        tokio::spawn(timer_floor());
+        tokio::spawn(timer_floor(slot));
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
                 let stopped = async move {
@@ -97,7 +99,9 @@ fn run<S: Service>(
     });
 }
 
-/// Keeps a timer due within [`TIMER_FLOOR`] on the worker's runtime, for good.
+/// Keeps a timer due within [`TIMER_FLOOR`] on the worker's runtime, for good, and
+/// measures the worker's event-loop lag with it: how much later than due it fires (time
+/// the loop spent on other work before it could run a ready task).
 ///
 /// tokio wakes its I/O driver (an eventfd write and an extra `epoll_wait`) whenever a timer
 /// is registered that is due before every other one, even on a current-thread runtime that
@@ -105,13 +109,40 @@ fn run<S: Service>(
 /// such timers (the header-read, request and body read timeouts), so without this one in
 /// four requests paid that wake-up. With a timer always due within 100 ms, the per-request
 /// timers (whose timeouts are longer) never come first. It costs ten wake-ups a second.
-async fn timer_floor() {
+async fn timer_floor(slot: usize) {
+    let lag = LAG_MICROS.get(slot);
+    WORKERS.fetch_max(slot + 1, Ordering::Relaxed);
+    use flowgate_clock::Clock;
+    let clock = flowgate_clock::SystemClock;
+    let mut last = clock.now();
     loop {
         tokio::time::sleep(TIMER_FLOOR).await;
+        let now = clock.now();
+        let late = now.duration_since(last).saturating_sub(TIMER_FLOOR);
+        if let Some(l) = lag {
+            l.store(late.as_micros() as u64, Ordering::Relaxed);
+        }
+        last = now;
     }
 }
 
-const TIMER_FLOOR: std::time::Duration = std::time::Duration::from_millis(100);
+const TIMER_FLOOR: Duration = Duration::from_millis(100);
+
+/// Workers whose lag is kept (the config allows 256).
+const MAX_LAGS: usize = 256;
+/// Each worker's last event-loop lag, in microseconds, by slot.
+static LAG_MICROS: [AtomicU64; MAX_LAGS] = [const { AtomicU64::new(0) }; MAX_LAGS];
+/// Slots started so far (the highest, plus one).
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Each started worker's event-loop lag, by slot, as last measured (every 100 ms): how
+/// late a timer due then fired.
+pub fn event_loop_lags() -> Vec<Duration> {
+    LAG_MICROS[..WORKERS.load(Ordering::Relaxed).min(MAX_LAGS)]
+        .iter()
+        .map(|l| Duration::from_micros(l.load(Ordering::Relaxed)))
+        .collect()
+}
 
 impl Workers {
     /// Waits until every worker has drained and stopped.
