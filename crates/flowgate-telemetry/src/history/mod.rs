@@ -1,0 +1,276 @@
+//! The metrics history: what the gateway measured, kept at three resolutions (10 s, 1 min,
+//! 1 h, each for its own retention) in the embedded store under `data_dir`, written by the
+//! control plane every 10 s, read by the history API and by what watches the gateway
+//! (alerts, anomalies, forecasts).
+//!
+//! Where the numbers come from: the request records (as a [`Sink`]: per route, pool and
+//! endpoint, requests, errors, latency and time to the answer's head; tokens; cache hits
+//! per tier; spend), and probes the gateway registers for levels it holds (queue depth,
+//! in flight, the process's CPU and memory, Redis and upstream health). Each 10 s a
+//! [`Sample`] per series becomes a point and is merged into its minute and hour
+//! ([`series`]). Series are named like Prometheus samples: `requests_per_second{route="chat"}`.
+
+mod records;
+pub mod series;
+mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use records::RecordSink;
+pub use series::{QUANTILES, Sample};
+pub use store::StoreError;
+
+use series::Series;
+use store::Store;
+
+/// A resolution of the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resolution {
+    TenSeconds,
+    Minute,
+    Hour,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 3] = [Resolution::TenSeconds, Resolution::Minute, Resolution::Hour];
+
+    pub fn secs(self) -> u64 {
+        match self {
+            Resolution::TenSeconds => 10,
+            Resolution::Minute => 60,
+            Resolution::Hour => 3600,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Resolution::TenSeconds => 0,
+            Resolution::Minute => 1,
+            Resolution::Hour => 2,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::TenSeconds => "10s",
+            Resolution::Minute => "1m",
+            Resolution::Hour => "1h",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Resolution> {
+        Resolution::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A value over one bucket: its start (Unix seconds), the value, and the lowest and
+/// highest 10-second value within it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Point {
+    pub t: u64,
+    pub value: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Where the history is kept and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySettings {
+    /// The file; `None`: in memory (lost at exit).
+    pub path: Option<PathBuf>,
+    /// How long each resolution's points are kept (10 s, 1 min, 1 h).
+    pub retention: [Duration; 3],
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            path: None,
+            retention: [
+                Duration::from_secs(48 * 3600),
+                Duration::from_secs(35 * 86_400),
+                Duration::from_secs(400 * 86_400),
+            ],
+        }
+    }
+}
+
+/// Levels a probe reads at each tick: (series name, sample).
+pub type Probe = Box<dyn FnMut() -> Vec<(String, Sample)> + Send>;
+
+/// The most series kept (each is a few hundred bytes in memory and a row per 10 s on
+/// disk); past it, new names are dropped and counted.
+pub const MAX_SERIES: usize = 5_000;
+
+/// The history (see the module's documentation). Cheap to clone.
+#[derive(Clone)]
+pub struct History {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    settings: HistorySettings,
+    records: Arc<records::Records>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    series: HashMap<String, (Series, bool)>,
+    probes: Vec<Probe>,
+    last_prune: u64,
+    dropped: u64,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one tick wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub points: usize,
+    pub series: usize,
+}
+
+impl History {
+    /// The history `settings` name, opened at `now` (Unix seconds). An unreadable file is
+    /// moved aside and said so (returned).
+    pub fn open(
+        settings: HistorySettings,
+        now: u64,
+    ) -> Result<(History, Option<flowgate_store::MovedAside>), StoreError> {
+        let (store, moved) = Store::open(settings.path.as_deref(), now)?;
+        Ok((
+            History {
+                inner: Arc::new(Inner {
+                    store,
+                    settings,
+                    records: Arc::default(),
+                    state: Mutex::new(State::default()),
+                }),
+            },
+            moved,
+        ))
+    }
+
+    /// What the telemetry consumer hands records to.
+    pub fn sink(&self) -> RecordSink {
+        RecordSink(self.inner.records.clone())
+    }
+
+    /// Adds a probe, read at every tick.
+    pub fn add_probe(&self, probe: Probe) {
+        if let Ok(mut s) = self.inner.state.lock() {
+            s.probes.push(probe);
+        }
+    }
+
+    /// The 10 s ending at `end` (Unix seconds, a multiple of 10): every series' sample
+    /// becomes points, the minutes and hours that ended with it too, written in one
+    /// transaction; once an hour, points past their retention are deleted.
+    pub fn tick(&self, end: u64) -> Result<Written, StoreError> {
+        let end = end - end % 10;
+        let mut samples = self.inner.records.take();
+        let Ok(mut state) = self.inner.state.lock() else {
+            return Ok(Written::default());
+        };
+        for p in &mut state.probes {
+            samples.extend(p());
+        }
+        let mut points = Vec::new();
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, Sample> = samples.into_iter().collect();
+        let state = &mut *state;
+        // Series sampled before and not now still close their minutes and hours.
+        let names: Vec<String> = state.series.keys().chain(seen.keys()).cloned().collect();
+        let mut done = std::collections::HashSet::new();
+        for name in names {
+            if !done.insert(name.clone()) {
+                continue;
+            }
+            let sample = seen.remove(&name);
+            if !state.series.contains_key(&name) {
+                if state.series.len() >= MAX_SERIES {
+                    state.dropped += 1;
+                    continue;
+                }
+                let latency = matches!(sample, Some(Sample::Latency(_)));
+                state
+                    .series
+                    .insert(name.clone(), (Series::new(end - 10), latency));
+            }
+            let Some((series, latency)) = state.series.get_mut(&name) else {
+                continue;
+            };
+            out.clear();
+            series.push(end, sample, &mut out);
+            if out.is_empty() {
+                continue;
+            }
+            let stored = series::names(&name, *latency);
+            for (i, res, p) in out.drain(..) {
+                if let Some(n) = stored.get(i) {
+                    points.push((n.clone(), res, p));
+                }
+            }
+        }
+        let prune = (end >= state.last_prune + 3600).then(|| {
+            state.last_prune = end;
+            let r = &self.inner.settings.retention;
+            [0, 1, 2].map(|i| end.saturating_sub(r[i].as_secs()))
+        });
+        let written = Written {
+            points: points.len(),
+            series: state.series.len(),
+        };
+        self.inner.store.write(&points, prune)?;
+        Ok(written)
+    }
+
+    /// The points of `series` at `res` in [`from`, `to`).
+    pub fn read(
+        &self,
+        series: &str,
+        res: Resolution,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Point>, StoreError> {
+        self.inner.store.read(series, res, from, to)
+    }
+
+    /// Every series stored, by name.
+    pub fn series(&self) -> Vec<String> {
+        self.inner.store.series()
+    }
+
+    /// New series names dropped because [`MAX_SERIES`] were kept.
+    pub fn dropped(&self) -> u64 {
+        self.inner.state.lock().map_or(0, |s| s.dropped)
+    }
+
+    pub fn settings(&self) -> &HistorySettings {
+        &self.inner.settings
+    }
+
+    /// Points kept at each resolution (10 s, 1 min, 1 h).
+    pub fn rows(&self) -> Result<[u64; 3], StoreError> {
+        self.inner.store.rows()
+    }
+
+    /// The file's size, when it is one.
+    pub fn file_bytes(&self) -> Option<u64> {
+        self.inner.store.file_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests;
