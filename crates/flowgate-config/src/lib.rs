@@ -24,6 +24,7 @@ mod cost;
 mod env;
 mod error;
 pub mod fuzzing;
+mod history;
 mod ip_block;
 mod model;
 mod priority;
@@ -51,6 +52,7 @@ pub use cost::{CostConfig, SharedBudgetsConfig};
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
+pub use history::HistoryConfig;
 pub use model::{
     ADMIN_TOKEN_ENV, AccessLog, AdaptiveConfig, AdminConfig, AdminScope, AdminToken,
     AffinityConfig, AuthConfig, AwsEnv, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,

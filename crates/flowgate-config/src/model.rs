@@ -44,6 +44,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Pricing and the spend ledger (`[cost]`).
     pub cost: crate::cost::CostConfig,
+    /// The metrics history (`[history]`).
+    pub history: crate::history::HistoryConfig,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -1016,6 +1018,7 @@ impl Config {
             }
         );
         s.push_str(&self.cost.summary());
+        s.push_str(&self.history.summary());
         if let Some(a) = &self.server.access_log {
             let _ = writeln!(
                 s,

@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub shared_limits: Option<RawSharedLimits>,
     pub admin: Option<crate::admin::RawAdmin>,
     pub cost: Option<crate::cost::RawCost>,
+    pub history: Option<crate::history::RawHistory>,
 }
 
 /// `[shared_limits]`: rate-limit counts shared by replicas through Redis.

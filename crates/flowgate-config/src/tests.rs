@@ -659,6 +659,57 @@ fn shared_budgets_are_configured_in_cost_shared() {
 }
 
 #[test]
+fn the_history_is_kept_in_the_data_dir_for_each_resolutions_retention() {
+    let c = parse_ok(&format!(
+        "[history]\nretention_10s = \"6h\"\nretention_1m = \"168h\"\n{}",
+        GOOD.replacen(
+            "[server]\n",
+            "[server]\ndata_dir = \"/var/lib/flowgate\"\n",
+            1
+        )
+    ));
+    assert!(c.history.enabled);
+    assert_eq!(
+        c.history.path.as_deref(),
+        Some(std::path::Path::new("/var/lib/flowgate/history.redb"))
+    );
+    assert_eq!(
+        c.history.retention,
+        [
+            Duration::from_secs(6 * 3600),
+            Duration::from_secs(7 * 86_400),
+            Duration::from_secs(400 * 86_400)
+        ]
+    );
+    assert!(
+        c.summary()
+            .contains("history: /var/lib/flowgate/history.redb, 10s points kept 6h"),
+        "{}",
+        c.summary()
+    );
+    let d = parse_ok(GOOD);
+    assert_eq!((d.history.enabled, d.history.path.as_ref()), (true, None));
+    for (body, key, says) in [
+        (
+            "retention_10s = \"30s\"",
+            "history.retention_10s",
+            "out of range",
+        ),
+        (
+            "retention_1m = \"4h\"\nretention_10s = \"8h\"",
+            "history.retention_1h",
+            "at least as long",
+        ),
+        ("path = \"\"", "history.path", "empty path"),
+        ("retention = \"1h\"", "history.retention", "unknown field"),
+    ] {
+        let p = parse_err(&format!("[history]\n{body}\n{GOOD}"));
+        assert_eq!(p[0].key.to_string(), key, "{body}");
+        assert!(p[0].to_string().contains(says), "{body}: {}", p[0]);
+    }
+}
+
+#[test]
 fn a_redis_cluster_is_given_by_its_seed_nodes() {
     let on = parse_ok(&format!(
         "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\ncluster = true\nurls = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\nlock_wait = \"0s\"\n"

@@ -320,6 +320,14 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let history = crate::history::history(
+        raw.history.as_ref(),
+        server.data_dir.as_ref(),
+        origin,
+        &root.clone().key("history"),
+        &mut found,
+    );
+
     if found.is_empty() {
         Ok(Config {
             origin: origin.to_string(),
@@ -334,6 +342,7 @@ pub(crate) fn validate(
             shared_limits,
             admin,
             cost,
+            history,
         })
     } else {
         Err(found)

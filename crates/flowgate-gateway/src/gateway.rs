@@ -58,6 +58,8 @@ pub struct Gateway {
     listener_tls: Option<ListenerTls>,
     /// The spend ledger and its metrics (`[cost]`, fixed at start).
     spending: Spending,
+    /// The metrics history (`[history]`), fixed at start.
+    history: Option<flowgate_telemetry::history::History>,
 }
 
 impl Gateway {
@@ -128,7 +130,8 @@ impl Gateway {
             fs: flowgate_telemetry::process::ProcFs::default(),
             lags: Box::new(flowgate_http::server::workers::event_loop_lags),
         }));
-        telemetry.set_sinks(crate::sinks::of(&config, &spending));
+        let history = crate::history::open(&config.history, clock.unix_millis() / 1000);
+        telemetry.set_sinks(crate::sinks::of(&config, &spending, history.as_ref()));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
         let listener_tls = match &config.server.tls {
@@ -177,6 +180,7 @@ impl Gateway {
             client_connections: Arc::default(),
             listener_tls,
             spending,
+            history,
         });
         gw.budgets_changed();
         Ok(gw)
@@ -202,6 +206,11 @@ impl Gateway {
     }
 
     /// The spend ledger and its metrics.
+    /// The metrics history, when it is on.
+    pub fn history(&self) -> Option<&flowgate_telemetry::history::History> {
+        self.history.as_ref()
+    }
+
     pub fn spending(&self) -> &Spending {
         &self.spending
     }
@@ -342,8 +351,11 @@ impl Gateway {
         }
         // The access log follows the config (and a rotated file is let go).
         if old.config.server.access_log.is_some() || config.server.access_log.is_some() {
-            self.telemetry
-                .set_sinks(crate::sinks::of(&config, &self.spending));
+            self.telemetry.set_sinks(crate::sinks::of(
+                &config,
+                &self.spending,
+                self.history.as_ref(),
+            ));
         }
         let tiers = |c: &flowgate_config::CacheConfig| {
             (c.enabled, c.memory_bytes, c.disk.clone(), c.redis.clone())

@@ -25,6 +25,7 @@ mod flow;
 mod forward;
 mod gateway;
 mod headers;
+mod history;
 mod instances;
 mod launch;
 mod listener;

@@ -1,6 +1,7 @@
-//! Where request records go after the metrics: the spend ledger always, the access log
-//! when `[server] access_log` names one. Set at start and again on every reload (the log's
-//! file may change; the ledger is fixed at start).
+//! Where request records go after the metrics: the spend ledger always, the metrics
+//! history when it is on, the access log when `[server] access_log` names one. Set at
+//! start and again on every reload (the log's file may change; the ledger and the history
+//! are fixed at start).
 
 use std::sync::Arc;
 
@@ -9,8 +10,15 @@ use flowgate_telemetry::Sink;
 
 use crate::spend::Spending;
 
-pub(crate) fn of(config: &Config, spending: &Spending) -> Vec<Arc<dyn Sink>> {
+pub(crate) fn of(
+    config: &Config,
+    spending: &Spending,
+    history: Option<&flowgate_telemetry::history::History>,
+) -> Vec<Arc<dyn Sink>> {
     let mut sinks = vec![spending.sink()];
+    if let Some(h) = history {
+        sinks.push(Arc::new(h.sink()));
+    }
     if let Some(to) = &config.server.access_log {
         match crate::access_log::AccessLog::open(to) {
             Ok(log) => sinks.push(Arc::new(log)),

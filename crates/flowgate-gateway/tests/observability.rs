@@ -47,3 +47,138 @@ async fn process_host_and_worker_stats_are_in_metrics() {
     // The lag of an idle worker: well under a second.
     assert!(metric(&m, "flowgate_worker_event_loop_lag_seconds{worker=\"0\"} ") < 1.0);
 }
+
+/// `s` as a query value.
+fn q(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_history_is_written_every_10_s_read_back_as_json_or_csv_and_kept_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("flowgate-history-gw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let up = sim(EndpointSpec::default()).await;
+    let server = format!("data_dir = \"{}\"", dir.display());
+    let cfg = fleet_config(&[up.url()], "");
+    let gw = launch_on(&server, &cfg, clock.shared(), &[]).await;
+    let c = client();
+    for _ in 0..5 {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await
+        .expect(StatusCode::OK);
+    }
+    let now = clock.shared().unix_millis() / 1000;
+    let end = now - now % 10 + 10;
+    let h = gw.gateway.history().unwrap();
+    gw.gateway.telemetry().flush();
+    h.tick(end).unwrap();
+
+    let r = send(&c, get(gw.admin_addr, "/api/v1/metrics/series")).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let names: Vec<&str> = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for want in [
+        "requests_per_second{route=\"chat\"}",
+        "latency_ms_p95{pool=\"llm\"}",
+        "process_resident_memory_bytes",
+        "requests_in_flight",
+        "upstream_usable_endpoints{pool=\"llm\"}",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    assert_eq!(v["resolutions"][0]["step"], "10s");
+    assert_eq!(v["resolutions"][0]["retention_seconds"], 172_800);
+
+    let rps = "requests_per_second{route=\"chat\"}";
+    let path = format!(
+        "/api/v1/metrics/history?series={}&from={}&to={}&step=10s",
+        q(rps),
+        end - 60,
+        end + 1
+    );
+    let r = send(&c, get(gw.admin_addr, &path)).await;
+    r.expect(StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["points"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["points"][0]["t"], end - 10);
+    assert_eq!(v["points"][0]["value"], 0.5);
+    let mut csv = get(gw.admin_addr, &path);
+    csv.headers_mut()
+        .insert("accept", http::HeaderValue::from_static("text/csv"));
+    let r = send(&c, csv).await;
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "timestamp,time,series,value,min,max");
+    assert!(lines[1].starts_with(&format!("{},", end - 10)), "{text}");
+    assert!(lines[1].ends_with(",0.5,0.5,0.5"), "{text}");
+
+    // Bad asks.
+    for (path, status, says) in [
+        (
+            "/api/v1/metrics/history?series=nope".to_string(),
+            StatusCode::NOT_FOUND,
+            "no series named",
+        ),
+        (
+            format!("/api/v1/metrics/history?series={}&stepp=10s", q(rps)),
+            StatusCode::BAD_REQUEST,
+            "stepp",
+        ),
+        (
+            format!("/api/v1/metrics/history?series={}&step=5s", q(rps)),
+            StatusCode::BAD_REQUEST,
+            "10s, 1m or 1h",
+        ),
+        (
+            format!(
+                "/api/v1/metrics/history?series={}&window=400d&step=10s",
+                q(rps)
+            ),
+            StatusCode::BAD_REQUEST,
+            "more than 10000",
+        ),
+        (
+            "/api/v1/metrics/history".to_string(),
+            StatusCode::BAD_REQUEST,
+            "series: missing",
+        ),
+    ] {
+        let r = send(&c, get(gw.admin_addr, &path)).await;
+        assert_eq!(r.status, status, "{path}");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains(says),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+
+    // A restart: the points are still there.
+    gw.shutdown();
+    gw.wait().await;
+    let gw = launch_on(&server, &cfg, clock.shared(), &[]).await;
+    let r = send(&c, get(gw.admin_addr, &path)).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["points"][0]["value"], 0.5, "{v}");
+    gw.shutdown();
+    gw.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

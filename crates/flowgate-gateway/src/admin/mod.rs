@@ -10,6 +10,7 @@ mod budgets;
 mod cache;
 mod cost;
 mod guard;
+mod history;
 mod instances;
 mod keys;
 mod recommendations;
@@ -28,6 +29,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(cost::routes())
         .merge(budgets::routes())
         .merge(recommendations::routes())
+        .merge(history::routes())
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())

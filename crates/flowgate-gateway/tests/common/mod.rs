@@ -117,7 +117,7 @@ pub async fn gateway_env(body: &str, env: &[(&str, &str)]) -> Running {
     launch_on("", body, flowgate_clock::SystemClock::shared(), env).await
 }
 
-async fn launch_on(
+pub async fn launch_on(
     server: &str,
     body: &str,
     clock: flowgate_clock::SharedClock,

@@ -10,6 +10,7 @@
 //! [`Sample`] per series becomes a point and is merged into its minute and hour
 //! ([`series`]). Series are named like Prometheus samples: `requests_per_second{route="chat"}`.
 
+mod point;
 mod records;
 pub mod series;
 mod store;
@@ -19,62 +20,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use records::RecordSink;
+pub use point::{Point, Resolution};
+pub use records::{RecordSink, label};
 pub use series::{QUANTILES, Sample};
 pub use store::StoreError;
 
 use series::Series;
 use store::Store;
-
-/// A resolution of the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Resolution {
-    TenSeconds,
-    Minute,
-    Hour,
-}
-
-impl Resolution {
-    pub const ALL: [Resolution; 3] = [Resolution::TenSeconds, Resolution::Minute, Resolution::Hour];
-
-    pub fn secs(self) -> u64 {
-        match self {
-            Resolution::TenSeconds => 10,
-            Resolution::Minute => 60,
-            Resolution::Hour => 3600,
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Resolution::TenSeconds => 0,
-            Resolution::Minute => 1,
-            Resolution::Hour => 2,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::TenSeconds => "10s",
-            Resolution::Minute => "1m",
-            Resolution::Hour => "1h",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Resolution> {
-        Resolution::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-/// A value over one bucket: its start (Unix seconds), the value, and the lowest and
-/// highest 10-second value within it.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Point {
-    pub t: u64,
-    pub value: f64,
-    pub min: f64,
-    pub max: f64,
-}
 
 /// Where the history is kept and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
 
-use super::Sample;
+use super::series::Sample;
 use crate::pipeline::Sink;
 use crate::record::RequestRecord;
 
@@ -124,8 +124,8 @@ impl Records {
         };
         let mut out = Vec::new();
         let per_second = |amount: f64| Sample::Amount { amount, per: 1.0 };
-        for ((label, name), s) in &mut c.scopes {
-            let l = format!("{{{label}=\"{}\"}}", escape(name));
+        for ((kind, name), s) in &mut c.scopes {
+            let l = label(kind, name);
             out.push((
                 format!("requests_per_second{l}"),
                 per_second(s.requests as f64),
@@ -141,7 +141,7 @@ impl Records {
                     Sample::Latency(s.head.clone()),
                 ));
             }
-            if *label == "route" {
+            if *kind == "route" {
                 out.push((format!("tokens_per_second{l}"), per_second(s.tokens as f64)));
             }
             s.requests = 0;
@@ -179,8 +179,13 @@ impl Records {
     }
 }
 
+/// `{name="value"}`, the value escaped as Prometheus writes it.
+pub fn label(name: &str, value: &str) -> String {
+    format!("{{{name}=\"{}\"}}", escape(value))
+}
+
 /// A label value as Prometheus writes it: `\`, `"` and newlines escaped.
-pub(super) fn escape(v: &str) -> String {
+fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

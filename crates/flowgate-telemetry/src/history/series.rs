@@ -8,7 +8,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::{Point, Resolution};
+use super::point::{Point, Resolution};
 
 /// The percentiles a latency series is stored as (suffixes `_p50`, `_p95`, `_p99`).
 pub const QUANTILES: [(&str, f64); 3] = [("p50", 0.50), ("p95", 0.95), ("p99", 0.99)];

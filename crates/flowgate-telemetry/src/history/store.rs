@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{Point, Resolution};
+use super::point::{Point, Resolution};
 
 /// Series names and their ids.
 const SERIES: TableDefinition<&str, u32> = TableDefinition::new("series");
