@@ -2,7 +2,8 @@
 //! `[history]`, fed by the request records (a sink) and by probes of what the gateway
 //! holds — the process's CPU, memory, descriptors and threads, the workers' event-loop
 //! lag, the host's CPU, requests in flight, each pool's usable endpoints, whether Redis
-//! answers — and written by a control-plane task at every 10 s of the wall clock.
+//! answers — sampled by a control-plane task at every second of the wall clock (points
+//! are written as each 10 s, minute and hour ends).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -137,7 +138,7 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
     })
 }
 
-/// Writes the history at every 10 s of the wall clock until `stopped`.
+/// Samples the history at every second of the wall clock until `stopped`.
 pub(crate) fn spawn_writer(
     gw: &Arc<Gateway>,
     clock: SharedClock,
@@ -150,7 +151,7 @@ pub(crate) fn spawn_writer(
     Some(tokio::spawn(async move {
         loop {
             let now_ms = clock.unix_millis();
-            let next = (now_ms / 10_000 + 1) * 10_000;
+            let next = (now_ms / 1000 + 1) * 1000;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(next - now_ms)) => {}
                 _ = stopped.wait_for(|s| *s) => break,

@@ -6,9 +6,10 @@
 //! Where the numbers come from: the request records (as a [`Sink`]: per route, pool and
 //! endpoint, requests, errors, latency and time to the answer's head; tokens; cache hits
 //! per tier; spend), and probes the gateway registers for levels it holds (queue depth,
-//! in flight, the process's CPU and memory, Redis and upstream health). Each 10 s a
-//! [`Sample`] per series becomes a point and is merged into its minute and hour
-//! ([`series`]). Series are named like Prometheus samples: `requests_per_second{route="chat"}`.
+//! in flight, the process's CPU and memory, Redis and upstream health). Each second a
+//! [`Sample`] per series is merged into its 10 s, minute and hour, written as points when
+//! they end, and kept in a live ring for the last minutes ([`series`], [`History::live`]).
+//! Series are named like Prometheus samples: `requests_per_second{route="chat"}`.
 
 mod point;
 mod records;
@@ -126,11 +127,11 @@ impl History {
         }
     }
 
-    /// The 10 s ending at `end` (Unix seconds, a multiple of 10): every series' sample
-    /// becomes points, the minutes and hours that ended with it too, written in one
-    /// transaction; once an hour, points past their retention are deleted.
+    /// The second ending at `end` (Unix seconds; or the time since the last tick): every
+    /// series' sample is merged into its buckets, and the 10 s, minutes and hours that
+    /// ended with it are written, in one transaction; once an hour, points past their
+    /// retention are deleted.
     pub fn tick(&self, end: u64) -> Result<Written, StoreError> {
-        let end = end - end % 10;
         let mut samples = self.inner.records.take();
         let Ok(mut state) = self.inner.state.lock() else {
             return Ok(Written::default());
@@ -158,7 +159,7 @@ impl History {
                 let latency = matches!(sample, Some(Sample::Latency(_)));
                 state
                     .series
-                    .insert(name.clone(), (Series::new(end - 10), latency));
+                    .insert(name.clone(), (Series::new(end - 1), latency));
             }
             let Some((series, latency)) = state.series.get_mut(&name) else {
                 continue;
@@ -184,7 +185,9 @@ impl History {
             points: points.len(),
             series: state.series.len(),
         };
-        self.inner.store.write(&points, prune)?;
+        if !points.is_empty() || prune.is_some() {
+            self.inner.store.write(&points, prune)?;
+        }
         Ok(written)
     }
 
@@ -197,6 +200,14 @@ impl History {
         to: u64,
     ) -> Result<Vec<Point>, StoreError> {
         self.inner.store.read(series, res, from, to)
+    }
+
+    /// The value of `series` over the last `secs` seconds up to `now` (at most
+    /// [`series::LIVE_SECS`]), from the live ring: a rate, ratio or mean as its kind says;
+    /// `None` for a latency, an unknown series, or no data then.
+    pub fn live(&self, series: &str, now: u64, secs: u64) -> Option<f64> {
+        let state = self.inner.state.lock().ok()?;
+        state.series.get(series)?.0.live(now, secs)
     }
 
     /// Every series stored, by name.

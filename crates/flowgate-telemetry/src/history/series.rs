@@ -1,10 +1,14 @@
-//! One series over the three resolutions: each 10-second sample is a point of its own and
-//! is merged into the minute and the hour it belongs to, which become points when they
-//! end. Merging keeps what the value needs, not the values: amounts are summed (a rate is
-//! the sum over the bucket's length), ratios keep numerator and denominator, latencies
-//! their histogram, gauges their sum and count. So a minute's p95 is the p95 of all the
-//! minute's requests, and its rate the minute's own, not an average of averages. Each
-//! point also keeps the lowest and highest 10-second value of its bucket.
+//! One series over the three resolutions. Samples come every second (each covers the time
+//! since the one before); each is merged into its 10 s, its minute and its hour, which
+//! become points when they end, and kept a while in a live ring for what must look at the
+//! last seconds (alert rules, the live view). Merging keeps what the value needs, not the
+//! values: amounts are summed (a rate is the sum over the bucket's length), ratios keep
+//! numerator and denominator, latencies their histogram, gauges their sum and count. So a
+//! minute's p95 is the p95 of all the minute's requests, and its rate the minute's own,
+//! not an average of averages. A minute or hour point also keeps the lowest and highest
+//! 10 s value within it.
+
+use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 
@@ -100,11 +104,15 @@ impl Level {
     }
 }
 
-/// A series' buckets at the minute and the hour.
+/// How long the live ring keeps each second (amounts, ratios and gauges; latencies are
+/// not kept live: their histograms are large).
+pub const LIVE_SECS: u64 = 900;
+
+/// A series' buckets at 10 s, the minute and the hour, and its last seconds.
 #[derive(Debug, Clone)]
 pub struct Series {
-    minute: Level,
-    hour: Level,
+    levels: [Level; 3],
+    live: VecDeque<(u64, Acc)>,
 }
 
 /// The names a series is stored under: `base{labels}`, or for a latency
@@ -122,14 +130,15 @@ pub fn names(name: &str, latency: bool) -> Vec<String> {
 
 impl Series {
     pub fn new(now: u64) -> Series {
+        let level = |secs: u64| Level::new(now - now % secs);
         Series {
-            minute: Level::new(now - now % 60),
-            hour: Level::new(now - now % 3600),
+            levels: [level(10), level(60), level(3600)],
+            live: VecDeque::new(),
         }
     }
 
-    /// The sample of the 10 s ending at `end` (a multiple of 10): its points, and those of
-    /// the minute and the hour that end with it or before; `out` gets (name index,
+    /// The sample of the time up to `end` (Unix seconds): merged into its buckets; the
+    /// points of the buckets that ended with it or before go to `out` as (output index,
     /// resolution, point).
     pub fn push(
         &mut self,
@@ -137,61 +146,73 @@ impl Series {
         sample: Option<Sample>,
         out: &mut Vec<(usize, Resolution, Point)>,
     ) {
-        // Buckets that ended before this sample's: written first.
-        for (level, res) in [
-            (&mut self.minute, Resolution::Minute),
-            (&mut self.hour, Resolution::Hour),
-        ] {
-            let secs = res.secs();
-            if end > level.start + secs {
-                close(level, res, out);
-                level.start = (end - 10) - (end - 10) % secs;
-            }
-        }
+        // Buckets that ended before this sample's second began.
+        self.close(end - 1, out);
         if let Some(s) = sample {
             let acc = Acc::of(s);
-            let values = acc.values(10.0);
-            for (i, v) in values.iter().enumerate() {
-                if let Some(v) = v {
-                    out.push((
-                        i,
-                        Resolution::TenSeconds,
-                        Point {
-                            t: end - 10,
-                            value: *v,
-                            min: *v,
-                            max: *v,
-                        },
-                    ));
-                }
-            }
-            for level in [&mut self.minute, &mut self.hour] {
+            for level in &mut self.levels {
                 match &mut level.acc {
                     Some(a) => a.merge(&acc),
                     None => level.acc = Some(acc.clone()),
                 }
-                if level.lo.len() < values.len() {
-                    level.lo.resize(values.len(), f64::INFINITY);
-                    level.hi.resize(values.len(), f64::NEG_INFINITY);
-                }
-                for (i, v) in values.iter().enumerate() {
-                    if let Some(v) = v {
-                        level.lo[i] = level.lo[i].min(*v);
-                        level.hi[i] = level.hi[i].max(*v);
+            }
+            if !matches!(acc, Acc::Latency(_)) {
+                self.live.push_back((end, acc));
+            }
+        }
+        while self
+            .live
+            .front()
+            .is_some_and(|(t, _)| *t + LIVE_SECS <= end)
+        {
+            self.live.pop_front();
+        }
+        self.close(end, out);
+    }
+
+    /// Closes the buckets over by `at` (those ending at or before it; the next starts with
+    /// the bucket holding `at`), finest first: a 10 s point's value goes into its minute's
+    /// and hour's lowest and highest.
+    fn close(&mut self, at: u64, out: &mut Vec<(usize, Resolution, Point)>) {
+        for (i, res) in Resolution::ALL.into_iter().enumerate() {
+            let secs = res.secs();
+            if at < self.levels[i].start + secs {
+                continue;
+            }
+            let mut closed = Vec::new();
+            close(&mut self.levels[i], res, &mut closed);
+            self.levels[i].start = at - at % secs;
+            if res == Resolution::TenSeconds {
+                for (k, _, p) in &closed {
+                    for level in &mut self.levels[1..] {
+                        if level.lo.len() <= *k {
+                            level.lo.resize(k + 1, f64::INFINITY);
+                            level.hi.resize(k + 1, f64::NEG_INFINITY);
+                        }
+                        level.lo[*k] = level.lo[*k].min(p.value);
+                        level.hi[*k] = level.hi[*k].max(p.value);
                     }
                 }
             }
+            out.extend(closed);
         }
-        for (level, res) in [
-            (&mut self.minute, Resolution::Minute),
-            (&mut self.hour, Resolution::Hour),
-        ] {
-            let secs = res.secs();
-            if end >= level.start + secs {
-                close(level, res, out);
-                level.start = end - end % secs;
+    }
+
+    /// The value over the last `secs` seconds up to `now`, from the live ring; `None` for
+    /// a latency, or when nothing was sampled then (or, for a ratio, nothing counted).
+    pub fn live(&self, now: u64, secs: u64) -> Option<f64> {
+        let mut acc: Option<Acc> = None;
+        for (_, a) in self
+            .live
+            .iter()
+            .filter(|(t, _)| *t + secs > now && *t <= now)
+        {
+            match &mut acc {
+                Some(m) => m.merge(a),
+                None => acc = Some(a.clone()),
             }
         }
+        acc?.values(secs as f64).first().copied().flatten()
     }
 }
 
@@ -200,14 +221,18 @@ fn close(level: &mut Level, res: Resolution, out: &mut Vec<(usize, Resolution, P
     if let Some(acc) = level.acc.take() {
         for (i, v) in acc.values(res.secs() as f64).into_iter().enumerate() {
             if let Some(v) = v {
+                let (min, max) = match (level.lo.get(i), level.hi.get(i)) {
+                    (Some(lo), Some(hi)) if lo.is_finite() && hi.is_finite() => (*lo, *hi),
+                    _ => (v, v),
+                };
                 out.push((
                     i,
                     res,
                     Point {
                         t: level.start,
                         value: v,
-                        min: level.lo.get(i).copied().unwrap_or(v),
-                        max: level.hi.get(i).copied().unwrap_or(v),
+                        min,
+                        max,
                     },
                 ));
             }

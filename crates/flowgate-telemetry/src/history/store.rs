@@ -17,8 +17,10 @@ const POINTS: [TableDefinition<&[u8], &[u8]>; 3] = [
     TableDefinition::new("points_1m"),
     TableDefinition::new("points_1h"),
 ];
-/// A stored point: value, min, max.
+/// A stored point: value, min, max; or the value alone when all three are one (every 10 s
+/// point).
 const POINT_LEN: usize = 24;
+const VALUE_LEN: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics history {path}: {message}")]
@@ -49,29 +51,36 @@ fn key(id: u32, t: u64) -> [u8; 12] {
     k
 }
 
-fn encode(p: &Point) -> [u8; POINT_LEN] {
-    let mut v = [0u8; POINT_LEN];
-    v[..8].copy_from_slice(&p.value.to_le_bytes());
-    v[8..16].copy_from_slice(&p.min.to_le_bytes());
-    v[16..].copy_from_slice(&p.max.to_le_bytes());
-    v
+fn encode(p: &Point, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&p.value.to_le_bytes());
+    if p.min != p.value || p.max != p.value {
+        out.extend_from_slice(&p.min.to_le_bytes());
+        out.extend_from_slice(&p.max.to_le_bytes());
+    }
 }
 
 fn decode(t: u64, b: &[u8]) -> Option<Point> {
-    if b.len() != POINT_LEN {
-        return None;
-    }
     let f = |i: usize| {
         let mut w = [0u8; 8];
         w.copy_from_slice(&b[i..i + 8]);
         f64::from_le_bytes(w)
     };
-    Some(Point {
-        t,
-        value: f(0),
-        min: f(8),
-        max: f(16),
-    })
+    match b.len() {
+        VALUE_LEN => Some(Point {
+            t,
+            value: f(0),
+            min: f(0),
+            max: f(0),
+        }),
+        POINT_LEN => Some(Point {
+            t,
+            value: f(0),
+            min: f(8),
+            max: f(16),
+        }),
+        _ => None,
+    }
 }
 
 impl Store {
@@ -142,6 +151,7 @@ impl Store {
                     tx.open_table(POINTS[1])?,
                     tx.open_table(POINTS[2])?,
                 ];
+                let mut value = Vec::with_capacity(POINT_LEN);
                 for (name, res, p) in points {
                     let id = match ids.get(name) {
                         Some(id) => *id,
@@ -152,7 +162,8 @@ impl Store {
                             id
                         }
                     };
-                    tables[res.index()].insert(&key(id, p.t)[..], &encode(p)[..])?;
+                    encode(p, &mut value);
+                    tables[res.index()].insert(&key(id, p.t)[..], value.as_slice())?;
                 }
                 if let Some(cut) = prune {
                     for (table, cut) in tables.iter_mut().zip(cut) {

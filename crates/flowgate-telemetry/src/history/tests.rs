@@ -218,3 +218,31 @@ fn a_silent_route_reports_zero_requests_and_no_latency() {
         .unwrap();
     assert_eq!(lat.len(), 1);
 }
+
+#[test]
+fn the_last_seconds_are_read_live_at_one_second() {
+    let (h, _) = History::open(HistorySettings::default(), T0).unwrap();
+    let sink = h.sink();
+    // 20 s of 10 requests a second; the last 5 s all failing.
+    for s in 1..=20u64 {
+        for _ in 0..10 {
+            sink.take(&record("chat", if s > 15 { 500 } else { 200 }, 10));
+        }
+        h.tick(T0 + s).unwrap();
+    }
+    let now = T0 + 20;
+    let errors = "error_ratio{route=\"chat\"}";
+    assert_eq!(h.live(errors, now, 5), Some(1.0));
+    assert_eq!(h.live(errors, now, 10), Some(0.5));
+    assert_eq!(h.live(errors, now, 20), Some(0.25));
+    assert_eq!(
+        h.live("requests_per_second{route=\"chat\"}", now, 10),
+        Some(10.0)
+    );
+    // Latencies are not kept live; unknown series are none.
+    assert_eq!(h.live("latency_ms_p95{route=\"chat\"}", now, 10), None);
+    assert_eq!(h.live("nope", now, 10), None);
+    // The 10 s points were written as each 10 s ended: 10 a second, then half failing.
+    let ten = h.read(errors, Resolution::TenSeconds, T0, now).unwrap();
+    assert_eq!(ten.iter().map(|p| p.value).collect::<Vec<_>>(), [0.0, 0.5]);
+}
