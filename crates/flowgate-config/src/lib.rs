@@ -18,6 +18,7 @@
 //! ```
 
 mod admin;
+mod alerts;
 mod budget;
 mod catalog;
 mod cost;
@@ -43,6 +44,9 @@ mod watch;
 
 use std::path::Path;
 
+pub use alerts::{
+    AlertKind, AlertNames, AlertRule, Op, RawAlertRule, SERIES, Severity, alert_rule, check_series,
+};
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,
     ModelPolicy, ModelTier, RawAction, RawBudget, Shaping, budget,

@@ -46,6 +46,8 @@ pub struct Config {
     pub cost: crate::cost::CostConfig,
     /// The metrics history (`[history]`).
     pub history: crate::history::HistoryConfig,
+    /// Alert rules (`[[alerts.rules]]`).
+    pub alerts: Vec<crate::alerts::AlertRule>,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -1019,6 +1021,19 @@ impl Config {
         );
         s.push_str(&self.cost.summary());
         s.push_str(&self.history.summary());
+        for r in &self.alerts {
+            s.push_str(&format!(
+                "  alert {} ({}{}): {}\n",
+                r.name,
+                r.severity.as_str(),
+                if r.for_.is_zero() {
+                    String::new()
+                } else {
+                    format!(", for {}", crate::format_duration(r.for_))
+                },
+                crate::alerts::describe(&r.kind)
+            ));
+        }
         if let Some(a) = &self.server.access_log {
             let _ = writeln!(
                 s,

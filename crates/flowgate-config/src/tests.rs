@@ -710,6 +710,136 @@ fn the_history_is_kept_in_the_data_dir_for_each_resolutions_retention() {
 }
 
 #[test]
+fn alert_rules_of_every_kind_are_read_and_summed_up() {
+    let c = parse_ok(&format!(
+        "{GOOD}\n[[alerts.rules]]\nname = \"chat-errors\"\nseverity = \"critical\"\nseries = 'error_ratio{{route=\"chat\"}}'\n\
+         window = \"10s\"\nop = \">\"\nvalue = 0.05\nfor = \"5s\"\nlabels = {{ team = \"platform\" }}\n\n\
+         [[alerts.rules]]\nname = \"traffic-jump\"\nkind = \"rate_of_change\"\nseries = 'requests_per_second{{pool=\"llm\"}}'\nwindow = \"5m\"\nvalue = 200\n\n\
+         [[alerts.rules]]\nname = \"silent\"\nkind = \"absent\"\nseries = \"process_threads\"\nfor = \"2m\"\n\n\
+         [[alerts.rules]]\nname = \"spend\"\nkind = \"budget\"\nat = 80\n\n\
+         [[alerts.rules]]\nname = \"chat-slo\"\nkind = \"burn_rate\"\nroute = \"chat\"\nobjective = 99.9\n"
+    ));
+    let names: Vec<&str> = c.alerts.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["chat-errors", "traffic-jump", "silent", "spend", "chat-slo"]
+    );
+    let e = &c.alerts[0];
+    assert_eq!(
+        (e.severity, e.for_, e.group.as_str()),
+        (
+            crate::Severity::Critical,
+            Duration::from_secs(5),
+            "chat-errors"
+        )
+    );
+    assert_eq!(
+        e.kind,
+        crate::AlertKind::Threshold {
+            series: "error_ratio{route=\"chat\"}".into(),
+            window: Duration::from_secs(10),
+            op: crate::Op::Above,
+            value: 0.05
+        }
+    );
+    assert_eq!(e.labels["team"], "platform");
+    assert!(matches!(
+        c.alerts[4].kind,
+        crate::AlertKind::BurnRate { factor, long, short, .. }
+            if factor == 14.4 && long == Duration::from_secs(3600) && short == Duration::from_secs(300)
+    ));
+    assert!(
+        c.summary().contains(
+            "alert chat-errors (critical, for 5s): error_ratio{route=\"chat\"} over 10s > 0.05"
+        ),
+        "{}",
+        c.summary()
+    );
+}
+
+#[test]
+fn bad_alert_rules_name_their_keys() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "series = \"coffee_per_second\"\nvalue = 1",
+            "alerts.rules[0].series",
+            "unknown series",
+        ),
+        (
+            "series = 'error_ratio{route=\"tea\"}'\nvalue = 1",
+            "alerts.rules[0].series",
+            "unknown route",
+        ),
+        (
+            "series = \"error_ratio\"\nvalue = 1",
+            "alerts.rules[0].series",
+            "needs a label",
+        ),
+        (
+            "series = 'spend_usd_per_hour{route=\"chat\"}'\nvalue = 1",
+            "alerts.rules[0].series",
+            "takes no label",
+        ),
+        (
+            "series = \"spend_usd_per_hour\"\nvalue = 1\nfor = \"soon\"",
+            "alerts.rules[0].for",
+            "not a duration",
+        ),
+        (
+            "series = \"spend_usd_per_hour\"",
+            "alerts.rules[0].value",
+            "missing",
+        ),
+        (
+            "series = \"spend_usd_per_hour\"\nvalue = 1\nop = \"~\"",
+            "alerts.rules[0].op",
+            "unknown op",
+        ),
+        (
+            "series = \"spend_usd_per_hour\"\nvalue = 1\nseverity = \"dire\"",
+            "alerts.rules[0].severity",
+            "unknown severity",
+        ),
+        (
+            "kind = \"budget\"\nbudget = \"nope\"",
+            "alerts.rules[0].budget",
+            "unknown budget",
+        ),
+        (
+            "kind = \"budget\"\nat = 150",
+            "alerts.rules[0].at",
+            "out of range",
+        ),
+        (
+            "kind = \"burn_rate\"\nroute = \"chat\"\nobjective = 100",
+            "alerts.rules[0].objective",
+            "out of range",
+        ),
+        (
+            "kind = \"burn_rate\"\nroute = \"chat\"\nshort = \"2h\"",
+            "alerts.rules[0].short",
+            "shorter than the long",
+        ),
+        ("kind = \"guess\"", "alerts.rules[0].kind", "unknown kind"),
+        (
+            "series = \"spend_usd_per_hour\"\nvalue = 1\nrepeat = \"1s\"",
+            "alerts.rules[0].repeat",
+            "at least 1m",
+        ),
+        (
+            "series = \"spend_usd_per_hour\"\nvalue = 1\nthreshold = 2",
+            "alerts.rules[0].threshold",
+            "unknown field",
+        ),
+    ];
+    for (body, key, says) in cases {
+        let p = parse_err(&format!("{GOOD}\n[[alerts.rules]]\n{body}\n"));
+        assert_eq!(p[0].key.to_string(), *key, "{body}: {p:?}");
+        assert!(p[0].to_string().contains(says), "{body}: {}", p[0]);
+    }
+}
+
+#[test]
 fn a_redis_cluster_is_given_by_its_seed_nodes() {
     let on = parse_ok(&format!(
         "{GOOD}\n[cache]\nenabled = true\n\n[cache.redis]\ncluster = true\nurls = [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"]\nlock_wait = \"0s\"\n"

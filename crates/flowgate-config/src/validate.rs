@@ -328,6 +328,22 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let alerts = {
+        let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        let pools: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        let budgets: Vec<&str> = cost.budgets.iter().map(|b| b.name.as_str()).collect();
+        crate::alerts::alerts(
+            raw.alerts.as_ref(),
+            &crate::alerts::AlertNames {
+                routes: &routes,
+                pools: &pools,
+                budgets: &budgets,
+            },
+            &root.clone().key("alerts"),
+            &mut found,
+        )
+    };
+
     if found.is_empty() {
         Ok(Config {
             origin: origin.to_string(),
@@ -343,6 +359,7 @@ pub(crate) fn validate(
             admin,
             cost,
             history,
+            alerts,
         })
     } else {
         Err(found)

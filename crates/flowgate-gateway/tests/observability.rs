@@ -99,6 +99,14 @@ async fn the_history_is_written_every_10_s_read_back_as_json_or_csv_and_kept_acr
     ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
+    // Every series written is one alert rules may name.
+    for n in &names {
+        let base = n.split('{').next().unwrap();
+        assert!(
+            flowgate_config::SERIES.iter().any(|(b, _)| *b == base),
+            "{n} is written but not in flowgate_config::SERIES"
+        );
+    }
     assert_eq!(v["resolutions"][0]["step"], "10s");
     assert_eq!(v["resolutions"][0]["retention_seconds"], 172_800);
 

@@ -1,0 +1,536 @@
+//! Alert rules (`[[alerts.rules]]`), as written and as validated: the series they watch
+//! must be ones the metrics history keeps (by name, and routes and pools that exist),
+//! durations and thresholds must hold.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Found, KeyPath};
+use crate::units::parse_duration;
+
+/// The metrics history's series, by base name, and the label each takes (if any). What
+/// the gateway writes is checked against it in its tests.
+pub const SERIES: &[(&str, Option<&str>)] = &[
+    ("requests_per_second", Some("route|pool|endpoint")),
+    ("error_ratio", Some("route|pool|endpoint")),
+    ("latency_ms_p50", Some("route|pool|endpoint")),
+    ("latency_ms_p95", Some("route|pool|endpoint")),
+    ("latency_ms_p99", Some("route|pool|endpoint")),
+    ("head_latency_ms_p50", Some("route|pool|endpoint")),
+    ("head_latency_ms_p95", Some("route|pool|endpoint")),
+    ("head_latency_ms_p99", Some("route|pool|endpoint")),
+    ("tokens_per_second", Some("route")),
+    ("cache_hit_ratio", Some("tier")),
+    ("spend_usd_per_hour", None),
+    ("requests_in_flight", None),
+    ("upstream_usable_endpoints", Some("pool")),
+    ("upstream_usable_ratio", Some("pool")),
+    ("redis_up", Some("link")),
+    ("process_cpu_cores", None),
+    ("process_resident_memory_bytes", None),
+    ("process_open_fds", None),
+    ("process_threads", None),
+    ("cgroup_memory_usage_bytes", None),
+    ("host_memory_available_bytes", None),
+    ("host_cpu_ratio", None),
+    ("event_loop_lag_ms", None),
+];
+
+/// `[alerts]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlerts {
+    #[serde(default)]
+    pub rules: Vec<RawAlertRule>,
+}
+
+/// A rule as written (and as the admin API takes it, in JSON).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertRule {
+    pub name: Option<String>,
+    pub severity: Option<String>,
+    pub kind: Option<String>,
+    pub series: Option<String>,
+    pub window: Option<String>,
+    pub op: Option<String>,
+    pub value: Option<f64>,
+    #[serde(rename = "for")]
+    pub for_: Option<String>,
+    pub change: Option<String>,
+    pub budget: Option<String>,
+    pub at: Option<f64>,
+    pub route: Option<String>,
+    pub objective: Option<f64>,
+    pub latency_ms: Option<u64>,
+    pub long: Option<String>,
+    pub short: Option<String>,
+    pub factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub group: Option<String>,
+    pub repeat: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Above,
+    AtLeast,
+    Below,
+    AtMost,
+}
+
+impl Op {
+    pub fn holds(self, v: f64, threshold: f64) -> bool {
+        match self {
+            Op::Above => v > threshold,
+            Op::AtLeast => v >= threshold,
+            Op::Below => v < threshold,
+            Op::AtMost => v <= threshold,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Above => ">",
+            Op::AtLeast => ">=",
+            Op::Below => "<",
+            Op::AtMost => "<=",
+        }
+    }
+}
+
+/// What a rule watches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertKind {
+    /// The series over `window` compared with `value`.
+    Threshold {
+        series: String,
+        window: Duration,
+        op: Op,
+        value: f64,
+    },
+    /// The series over `window` against itself `window` earlier: the change, in percent
+    /// of the earlier value or absolute, compared with `value`.
+    RateOfChange {
+        series: String,
+        window: Duration,
+        percent: bool,
+        op: Op,
+        value: f64,
+    },
+    /// No data for the series for the rule's `for`.
+    Absent { series: String },
+    /// A budget (or any) at or past `at_percent` of its limit.
+    Budget {
+        budget: Option<String>,
+        at_percent: f64,
+    },
+    /// An SLO's error budget burning `factor` times faster than it allows, over both
+    /// `long` and `short` windows (Google's SRE workbook): for availability (bad = errors)
+    /// or, with `latency_ms`, latency (bad = slower answers).
+    BurnRate {
+        route: String,
+        objective: f64,
+        latency_ms: Option<u64>,
+        long: Duration,
+        short: Duration,
+        factor: f64,
+    },
+}
+
+/// A validated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub name: String,
+    pub severity: Severity,
+    pub kind: AlertKind,
+    /// How long the condition must hold before the alert fires (pending until then).
+    pub for_: Duration,
+    pub labels: BTreeMap<String, String>,
+    /// Alerts of a group inhibit each other: a critical one silences the group's others.
+    pub group: String,
+    /// How often a firing alert is notified again.
+    pub repeat: Duration,
+    pub description: String,
+    /// As written, for the API to show.
+    pub raw: RawAlertRule,
+}
+
+/// What the rules may name.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertNames<'a> {
+    pub routes: &'a [&'a str],
+    pub pools: &'a [&'a str],
+    pub budgets: &'a [&'a str],
+}
+
+/// Checks `series` against [`SERIES`] and `names`.
+pub fn check_series(series: &str, names: &AlertNames<'_>) -> Result<(), String> {
+    let (base, labels) = match series.find('{') {
+        Some(i) => (&series[..i], Some(&series[i..])),
+        None => (series, None),
+    };
+    let Some((_, label)) = SERIES.iter().find(|(b, _)| *b == base) else {
+        return Err(format!(
+            "unknown series {base:?} (GET /api/v1/metrics/series lists those kept; docs/observability.md names them all)"
+        ));
+    };
+    match (label, labels) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(format!("series {base:?} takes no label")),
+        (Some(l), None) => Err(format!("series {base:?} needs a label: {{{l}=\"...\"}}")),
+        (Some(allowed), Some(l)) => {
+            let inner = l
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .ok_or_else(|| format!("malformed labels {l:?}: expected {{name=\"value\"}}"))?;
+            let (name, value) = inner
+                .split_once('=')
+                .map(|(n, v)| (n.trim(), v.trim().trim_matches('"')))
+                .ok_or_else(|| format!("malformed labels {l:?}: expected {{name=\"value\"}}"))?;
+            if !allowed.split('|').any(|a| a == name) {
+                return Err(format!(
+                    "series {base:?} is labelled by {allowed}, not {name:?}"
+                ));
+            }
+            let known = match name {
+                "route" => Some(names.routes),
+                "pool" => Some(names.pools),
+                _ => None,
+            };
+            match known {
+                Some(k) if !k.contains(&value) => Err(format!("unknown {name} {value:?}")),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+fn duration(v: &Option<String>, default: Duration, key: KeyPath, found: &mut Found) -> Duration {
+    match v.as_deref() {
+        None => default,
+        Some(s) => match parse_duration(s) {
+            Some(d) => d,
+            None => {
+                found.push((
+                    key,
+                    format!("{s:?} is not a duration such as \"10s\", \"5m\" or \"1h\""),
+                ));
+                default
+            }
+        },
+    }
+}
+
+/// `raw` (the `index`th rule) checked against `names`.
+pub fn alert_rule(
+    raw: &RawAlertRule,
+    index: usize,
+    names: &AlertNames<'_>,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Option<AlertRule> {
+    let before = found.len();
+    let name = raw.name.clone().unwrap_or_else(|| format!("rule-{index}"));
+    if !crate::units::valid_name(&name) {
+        found.push((
+            key.clone().key("name"),
+            format!("invalid name {name:?}: use letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let severity = match raw.severity.as_deref() {
+        None | Some("warning") => Severity::Warning,
+        Some("info") => Severity::Info,
+        Some("critical") => Severity::Critical,
+        Some(s) => {
+            found.push((
+                key.clone().key("severity"),
+                format!("unknown severity {s:?}: expected \"info\", \"warning\" or \"critical\""),
+            ));
+            Severity::Warning
+        }
+    };
+    let op = || match raw.op.as_deref() {
+        Some(">") | None => Ok(Op::Above),
+        Some(">=") => Ok(Op::AtLeast),
+        Some("<") => Ok(Op::Below),
+        Some("<=") => Ok(Op::AtMost),
+        Some(o) => Err(format!(
+            "unknown op {o:?}: expected \">\", \">=\", \"<\" or \"<=\""
+        )),
+    };
+    let series = |found: &mut Found| -> Option<String> {
+        let Some(s) = raw.series.clone() else {
+            found.push((
+                key.clone().key("series"),
+                "missing: the series to watch".into(),
+            ));
+            return None;
+        };
+        if let Err(e) = check_series(&s, names) {
+            found.push((key.clone().key("series"), e));
+            return None;
+        }
+        Some(s)
+    };
+    let value = |found: &mut Found| -> f64 {
+        match raw.value {
+            Some(v) if v.is_finite() => v,
+            Some(v) => {
+                found.push((key.clone().key("value"), format!("{v} is not a number")));
+                0.0
+            }
+            None => {
+                found.push((key.clone().key("value"), "missing: the threshold".into()));
+                0.0
+            }
+        }
+    };
+    let window = duration(
+        &raw.window,
+        Duration::from_secs(60),
+        key.clone().key("window"),
+        found,
+    );
+    if window.as_secs() < 1 {
+        found.push((key.clone().key("window"), "at least 1s".into()));
+    }
+    let kind = match raw.kind.as_deref().unwrap_or("threshold") {
+        "threshold" => {
+            let op = op()
+                .map_err(|e| found.push((key.clone().key("op"), e)))
+                .unwrap_or(Op::Above);
+            let value = value(found);
+            series(found).map(|series| AlertKind::Threshold {
+                series,
+                window,
+                op,
+                value,
+            })
+        }
+        "rate_of_change" => {
+            let op = op()
+                .map_err(|e| found.push((key.clone().key("op"), e)))
+                .unwrap_or(Op::Above);
+            let value = value(found);
+            let percent = match raw.change.as_deref() {
+                None | Some("percent") => true,
+                Some("absolute") => false,
+                Some(c) => {
+                    found.push((
+                        key.clone().key("change"),
+                        format!("unknown change {c:?}: expected \"percent\" or \"absolute\""),
+                    ));
+                    true
+                }
+            };
+            series(found).map(|series| AlertKind::RateOfChange {
+                series,
+                window,
+                percent,
+                op,
+                value,
+            })
+        }
+        "absent" => series(found).map(|series| AlertKind::Absent { series }),
+        "budget" => {
+            if let Some(b) = &raw.budget
+                && !names.budgets.contains(&b.as_str())
+            {
+                found.push((key.clone().key("budget"), format!("unknown budget {b:?}")));
+            }
+            let at = raw.at.unwrap_or(100.0);
+            if !(0.0..=100.0).contains(&at) {
+                found.push((
+                    key.clone().key("at"),
+                    format!("{at} is out of range: a percent from 0 to 100"),
+                ));
+            }
+            Some(AlertKind::Budget {
+                budget: raw.budget.clone(),
+                at_percent: at,
+            })
+        }
+        "burn_rate" => {
+            let route = match &raw.route {
+                Some(r) if names.routes.contains(&r.as_str()) => Some(r.clone()),
+                Some(r) => {
+                    found.push((key.clone().key("route"), format!("unknown route {r:?}")));
+                    None
+                }
+                None => {
+                    found.push((
+                        key.clone().key("route"),
+                        "missing: the route the SLO is for".into(),
+                    ));
+                    None
+                }
+            };
+            let objective = raw.objective.unwrap_or(99.9);
+            if !(objective > 0.0 && objective < 100.0) {
+                found.push((
+                    key.clone().key("objective"),
+                    format!(
+                        "{objective} is out of range: a percent above 0 and below 100 (e.g. 99.9)"
+                    ),
+                ));
+            }
+            let long = duration(
+                &raw.long,
+                Duration::from_secs(3600),
+                key.clone().key("long"),
+                found,
+            );
+            let short = duration(
+                &raw.short,
+                Duration::from_secs(300),
+                key.clone().key("short"),
+                found,
+            );
+            if short >= long {
+                found.push((
+                    key.clone().key("short"),
+                    "the short window must be shorter than the long".into(),
+                ));
+            }
+            let factor = raw.factor.unwrap_or(14.4);
+            if !(factor > 0.0 && factor.is_finite()) {
+                found.push((
+                    key.clone().key("factor"),
+                    format!("{factor} is not a positive burn rate"),
+                ));
+            }
+            route.map(|route| AlertKind::BurnRate {
+                route,
+                objective: objective / 100.0,
+                latency_ms: raw.latency_ms,
+                long,
+                short,
+                factor,
+            })
+        }
+        k => {
+            found.push((
+                key.clone().key("kind"),
+                format!(
+                    "unknown kind {k:?}: expected \"threshold\", \"rate_of_change\", \"absent\", \"budget\" or \"burn_rate\""
+                ),
+            ));
+            None
+        }
+    };
+    let for_ = duration(&raw.for_, Duration::ZERO, key.clone().key("for"), found);
+    let repeat = duration(
+        &raw.repeat,
+        Duration::from_secs(4 * 3600),
+        key.clone().key("repeat"),
+        found,
+    );
+    if repeat < Duration::from_secs(60) {
+        found.push((key.clone().key("repeat"), "at least 1m".into()));
+    }
+    let kind = kind?;
+    (found.len() == before).then(|| AlertRule {
+        group: raw.group.clone().unwrap_or_else(|| name.clone()),
+        name,
+        severity,
+        kind,
+        for_,
+        labels: raw.labels.clone(),
+        repeat,
+        description: raw.description.clone().unwrap_or_default(),
+        raw: raw.clone(),
+    })
+}
+
+/// One line of what `kind` watches, for `flowgate check`.
+pub fn describe(kind: &AlertKind) -> String {
+    let d = crate::format_duration;
+    match kind {
+        AlertKind::Threshold {
+            series,
+            window,
+            op,
+            value,
+        } => {
+            format!("{series} over {} {} {value}", d(*window), op.as_str())
+        }
+        AlertKind::RateOfChange {
+            series,
+            window,
+            percent,
+            op,
+            value,
+        } => format!(
+            "{series} changed over {} {} {value}{}",
+            d(*window),
+            op.as_str(),
+            if *percent { "%" } else { "" }
+        ),
+        AlertKind::Absent { series } => format!("{series} absent"),
+        AlertKind::Budget { budget, at_percent } => format!(
+            "budget {} at {at_percent}%",
+            budget.as_deref().unwrap_or("(any)")
+        ),
+        AlertKind::BurnRate {
+            route,
+            objective,
+            latency_ms,
+            long,
+            short,
+            factor,
+        } => format!(
+            "route {route} burns its {}% {} SLO {factor}x over {} and {}",
+            objective * 100.0,
+            latency_ms.map_or_else(
+                || "availability".to_string(),
+                |ms| format!("latency ({ms} ms)")
+            ),
+            d(*long),
+            d(*short)
+        ),
+    }
+}
+
+/// `[alerts]`: its rules, each checked, names unique.
+pub(crate) fn alerts(
+    raw: Option<&RawAlerts>,
+    names: &AlertNames<'_>,
+    key: &KeyPath,
+    found: &mut Found,
+) -> Vec<AlertRule> {
+    let mut rules: Vec<AlertRule> = Vec::new();
+    for (i, r) in raw.map_or(&[][..], |a| &a.rules).iter().enumerate() {
+        let k = key.clone().key("rules").index(i);
+        if let Some(rule) = alert_rule(r, i, names, &k, found) {
+            if rules.iter().any(|o| o.name == rule.name) {
+                found.push((k.key("name"), format!("duplicate rule {:?}", rule.name)));
+                continue;
+            }
+            rules.push(rule);
+        }
+    }
+    rules
+}
