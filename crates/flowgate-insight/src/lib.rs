@@ -1,0 +1,6 @@
+//! flowgate's insight: what the gateway concludes from what it measured. Alert rules and
+//! their lifecycle ([`alerts`]); anomaly detection, forecasts, capacity planning and
+//! automation are to come (issues 25 and 26). Nothing here runs on the request path: the
+//! control plane evaluates it over the metrics history.
+
+pub mod alerts;
