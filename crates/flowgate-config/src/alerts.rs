@@ -22,6 +22,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("head_latency_ms_p95", Some("route|pool|endpoint")),
     ("head_latency_ms_p99", Some("route|pool|endpoint")),
     ("tokens_per_second", Some("route")),
+    // `slow_ratio{route="…",over_ms="…"}`: kept for the routes a latency SLO names.
+    ("slow_ratio", Some("route")),
     ("cache_hit_ratio", Some("tier")),
     ("spend_usd_per_hour", None),
     ("requests_in_flight", None),

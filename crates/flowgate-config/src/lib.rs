@@ -46,6 +46,7 @@ use std::path::Path;
 
 pub use alerts::{
     AlertKind, AlertNames, AlertRule, Op, RawAlertRule, SERIES, Severity, alert_rule, check_series,
+    describe as describe_alert,
 };
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,

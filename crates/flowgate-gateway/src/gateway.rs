@@ -60,6 +60,8 @@ pub struct Gateway {
     spending: Spending,
     /// The metrics history (`[history]`), fixed at start.
     history: Option<flowgate_telemetry::history::History>,
+    /// The alert rules at work (`[[alerts.rules]]`), reloaded with the config.
+    alerting: crate::alerting::Alerting,
 }
 
 impl Gateway {
@@ -131,6 +133,8 @@ impl Gateway {
             lags: Box::new(flowgate_http::server::workers::event_loop_lags),
         }));
         let history = crate::history::open(&config.history, clock.unix_millis() / 1000);
+        let alerting = crate::alerting::Alerting::new(&config.alerts);
+        crate::alerting::watch(&config.alerts, history.as_ref());
         telemetry.set_sinks(crate::sinks::of(&config, &spending, history.as_ref()));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
@@ -180,6 +184,7 @@ impl Gateway {
             client_connections: Arc::default(),
             listener_tls,
             spending,
+            alerting,
             history,
         });
         gw.budgets_changed();
@@ -206,6 +211,11 @@ impl Gateway {
     }
 
     /// The spend ledger and its metrics.
+    /// The alert rules at work.
+    pub(crate) fn alerting(&self) -> &crate::alerting::Alerting {
+        &self.alerting
+    }
+
     /// The metrics history, when it is on.
     pub fn history(&self) -> Option<&flowgate_telemetry::history::History> {
         self.history.as_ref()
@@ -377,6 +387,8 @@ impl Gateway {
             return;
         }
         self.budgets_changed();
+        self.alerting
+            .set_rules(&self.runtime().config.alerts, self.history.as_ref());
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_reload_error.lock() {
             *g = None;

@@ -3,7 +3,8 @@
 //! holds — the process's CPU, memory, descriptors and threads, the workers' event-loop
 //! lag, the host's CPU, requests in flight, each pool's usable endpoints, whether Redis
 //! answers — sampled by a control-plane task at every second of the wall clock (points
-//! are written as each 10 s, minute and hour ends).
+//! are written as each 10 s, minute and hour ends), the alert rules evaluated right
+//! after.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -148,6 +149,7 @@ pub(crate) fn spawn_writer(
     history.add_probe(process_probe());
     history.add_probe(gateway_probe(Arc::downgrade(gw)));
     let telemetry = gw.telemetry().clone();
+    let weak = Arc::downgrade(gw);
     Some(tokio::spawn(async move {
         loop {
             let now_ms = clock.unix_millis();
@@ -167,6 +169,9 @@ pub(crate) fn spawn_writer(
                 Err(e) => tracing::warn!(error = %e, "the metrics history's writer failed"),
                 Ok(Ok(_)) => {}
             }
+            let Some(gw) = weak.upgrade() else { break };
+            gw.alerting()
+                .evaluate(&history, &gw.spending().budgets().load(), end);
         }
     }))
 }

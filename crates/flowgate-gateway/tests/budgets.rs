@@ -73,23 +73,6 @@ fn with_priority(
     r
 }
 
-async fn admin(
-    gw: &flowgate_gateway::Running,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (StatusCode, serde_json::Value) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", gw.admin_addr))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let r = send(&client(), req).await;
-    let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
-    (r.status, v)
-}
-
 #[tokio::test]
 async fn a_budget_blocks_at_exactly_its_threshold_and_lifts_at_the_windows_end() {
     let clock = flowgate_clock::ManualClock::at_epoch_2026();

@@ -5,6 +5,7 @@
 //! its own port so that it can be firewalled apart from the data plane.
 
 mod admission;
+mod alerts;
 mod balance;
 mod budgets;
 mod cache;
@@ -30,6 +31,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(budgets::routes())
         .merge(recommendations::routes())
         .merge(history::routes())
+        .merge(alerts::routes())
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())

@@ -529,3 +529,25 @@ pub async fn openai_stream(
         .collect();
     (events, text.ends_with("data: [DONE]\n\n"))
 }
+
+/// A call to the admin API with a JSON `body`: its status and JSON answer (null when it is
+/// not JSON).
+#[allow(dead_code)]
+pub async fn admin(
+    gw: &Running,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", gw.admin_addr))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let r = send(&client(), req).await;
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or_default(),
+    )
+}

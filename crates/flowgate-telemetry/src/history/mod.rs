@@ -210,6 +210,18 @@ impl History {
         state.series.get(series)?.0.live(now, secs)
     }
 
+    /// When `series` last had a sample (Unix seconds), since start.
+    pub fn last_seen(&self, series: &str) -> Option<u64> {
+        let state = self.inner.state.lock().ok()?;
+        state.series.get(series)?.0.last_seen()
+    }
+
+    /// Counts, for `route`, the share of its requests slower than `ms` milliseconds, as
+    /// `slow_ratio{route="…",over_ms="…"}` (what a latency SLO reads).
+    pub fn watch_latency(&self, route: &str, ms: u64) {
+        self.inner.records.watch(route, ms);
+    }
+
     /// Every series stored, by name.
     pub fn series(&self) -> Vec<String> {
         self.inner.store.series()

@@ -42,6 +42,8 @@ impl Scope {
 
 #[derive(Debug, Default)]
 struct Counts {
+    /// Latency thresholds counted per route: (route, milliseconds).
+    slow: Vec<(Arc<str>, u64)>,
     /// By (label, name): `route`, `pool` or `endpoint`.
     scopes: HashMap<(&'static str, Arc<str>), Scope>,
     lookups: u64,
@@ -59,6 +61,15 @@ fn micros(d: std::time::Duration) -> u64 {
 }
 
 impl Records {
+    /// Counts the share of `route`'s requests slower than `ms`.
+    pub(super) fn watch(&self, route: &str, ms: u64) {
+        if let Ok(mut c) = self.0.lock()
+            && !c.slow.iter().any(|(r, m)| &**r == route && *m == ms)
+        {
+            c.slow.push((Arc::from(route), ms));
+        }
+    }
+
     fn add(&self, rec: &RequestRecord) {
         let Ok(mut c) = self.0.lock() else {
             return;
@@ -124,7 +135,17 @@ impl Records {
         };
         let mut out = Vec::new();
         let per_second = |amount: f64| Sample::Amount { amount, per: 1.0 };
+        let slow = c.slow.clone();
         for ((kind, name), s) in &mut c.scopes {
+            if *kind == "route" {
+                for (_, ms) in slow.iter().filter(|(r, _)| r == name) {
+                    let over = s.latency.count_between(ms * 1000 + 1, MAX_MICROS);
+                    out.push((
+                        format!("slow_ratio{{route=\"{}\",over_ms=\"{ms}\"}}", escape(name)),
+                        Sample::Ratio(over as f64, s.requests as f64),
+                    ));
+                }
+            }
             let l = label(kind, name);
             out.push((
                 format!("requests_per_second{l}"),

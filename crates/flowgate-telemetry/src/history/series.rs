@@ -113,6 +113,8 @@ pub const LIVE_SECS: u64 = 900;
 pub struct Series {
     levels: [Level; 3],
     live: VecDeque<(u64, Acc)>,
+    /// When it last had a sample.
+    last: Option<u64>,
 }
 
 /// The names a series is stored under: `base{labels}`, or for a latency
@@ -134,6 +136,7 @@ impl Series {
         Series {
             levels: [level(10), level(60), level(3600)],
             live: VecDeque::new(),
+            last: None,
         }
     }
 
@@ -149,6 +152,7 @@ impl Series {
         // Buckets that ended before this sample's second began.
         self.close(end - 1, out);
         if let Some(s) = sample {
+            self.last = Some(end);
             let acc = Acc::of(s);
             for level in &mut self.levels {
                 match &mut level.acc {
@@ -196,6 +200,11 @@ impl Series {
             }
             out.extend(closed);
         }
+    }
+
+    /// When it last had a sample (Unix seconds).
+    pub fn last_seen(&self) -> Option<u64> {
+        self.last
     }
 
     /// The value over the last `secs` seconds up to `now`, from the live ring; `None` for

@@ -222,14 +222,20 @@ fn a_silent_route_reports_zero_requests_and_no_latency() {
 #[test]
 fn the_last_seconds_are_read_live_at_one_second() {
     let (h, _) = History::open(HistorySettings::default(), T0).unwrap();
+    h.watch_latency("chat", 50);
     let sink = h.sink();
-    // 20 s of 10 requests a second; the last 5 s all failing.
+    // 20 s of 10 requests a second; the last 5 s all failing, the last 10 s slow.
     for s in 1..=20u64 {
         for _ in 0..10 {
-            sink.take(&record("chat", if s > 15 { 500 } else { 200 }, 10));
+            let ms = if s > 10 { 100 } else { 10 };
+            sink.take(&record("chat", if s > 15 { 500 } else { 200 }, ms));
         }
         h.tick(T0 + s).unwrap();
     }
+    let slow = "slow_ratio{route=\"chat\",over_ms=\"50\"}";
+    assert_eq!(h.live(slow, T0 + 20, 20), Some(0.5));
+    assert_eq!(h.last_seen(slow), Some(T0 + 20));
+    assert_eq!(h.last_seen("nope"), None);
     let now = T0 + 20;
     let errors = "error_ratio{route=\"chat\"}";
     assert_eq!(h.live(errors, now, 5), Some(1.0));

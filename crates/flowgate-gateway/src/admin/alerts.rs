@@ -1,0 +1,140 @@
+//! Alerts on the admin listener: `GET /api/v1/alerts` (every rule's alert, pending and
+//! firing first, and the events lately), `GET /api/v1/alerts/rules` (the rules in force,
+//! as written and as read), and the silences: `GET /api/v1/alerts/silences`, `POST` one
+//! (`{"rule": "chat-*", "labels": {…}, "for": "2h", "comment": "…"}`), `DELETE
+//! /api/v1/alerts/silences/{id}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::reply::client_error;
+use crate::gateway::Gateway;
+
+/// The longest silence.
+const MAX_SILENCE_SECS: u64 = 30 * 86_400;
+
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new()
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/rules", get(rules))
+        .route("/api/v1/alerts/silences", get(silences).post(silence))
+        .route("/api/v1/alerts/silences/{id}", delete(unsilence))
+}
+
+fn now(gw: &Gateway) -> u64 {
+    gw.clock().unix_millis() / 1000
+}
+
+async fn alerts(State(gw): State<Arc<Gateway>>) -> Response {
+    let (alerts, events) = gw
+        .alerting()
+        .with(|e| (e.alerts(), e.events()))
+        .unwrap_or_default();
+    Json(json!({ "alerts": alerts, "history": events })).into_response()
+}
+
+async fn rules(State(gw): State<Arc<Gateway>>) -> Response {
+    let rules = gw
+        .alerting()
+        .with(|e| {
+            e.rules()
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "severity": r.severity,
+                        "group": r.group,
+                        "labels": r.labels,
+                        "for_seconds": r.for_.as_secs(),
+                        "repeat_seconds": r.repeat.as_secs(),
+                        "watches": flowgate_config::describe_alert(&r.kind),
+                        "description": r.description,
+                        "definition": r.raw,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    Json(json!({ "rules": rules })).into_response()
+}
+
+async fn silences(State(gw): State<Arc<Gateway>>) -> Response {
+    let now = now(&gw);
+    let list = gw.alerting().with(|e| e.silences(now)).unwrap_or_default();
+    Json(json!({ "silences": list })).into_response()
+}
+
+/// A silence as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ask {
+    rule: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    /// How long, from now (`"2h"`), or `until` (Unix seconds).
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    until: Option<u64>,
+    #[serde(default)]
+    comment: String,
+}
+
+fn bad(message: &str) -> Response {
+    client_error(StatusCode::BAD_REQUEST, message, "invalid_silence")
+}
+
+async fn silence(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
+    let ask: Ask = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return bad(&format!("the body is not a silence: {e}")),
+    };
+    let now = now(&gw);
+    let until = match (&ask.for_, ask.until) {
+        (Some(_), Some(_)) => return bad("give for or until, not both"),
+        (None, None) => return bad("missing: for (\"2h\") or until (Unix seconds)"),
+        (Some(f), None) => match flowgate_config::parse_duration(f) {
+            Some(d) => now + d.as_secs(),
+            None => {
+                return bad(&format!(
+                    "for: {f:?} is not a duration such as \"30m\" or \"2h\""
+                ));
+            }
+        },
+        (None, Some(u)) => u,
+    };
+    if until <= now || until - now > MAX_SILENCE_SECS {
+        return bad("a silence ends in the future, within 30 days");
+    }
+    if ask.rule.is_empty() {
+        return bad("rule: empty (\"*\" silences every rule)");
+    }
+    let id = gw
+        .alerting()
+        .with(|e| e.silence(ask.rule, ask.labels, until, ask.comment, now))
+        .unwrap_or_default();
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "until": until })),
+    )
+        .into_response()
+}
+
+async fn unsilence(State(gw): State<Arc<Gateway>>, Path(id): Path<u64>) -> Response {
+    if gw.alerting().with(|e| e.unsilence(id)).unwrap_or(false) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        client_error(
+            StatusCode::NOT_FOUND,
+            &format!("no silence {id}"),
+            "unknown_silence",
+        )
+    }
+}

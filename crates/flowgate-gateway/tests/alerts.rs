@@ -1,0 +1,161 @@
+//! Alert rules at work in a gateway on the real clock: a rule on the chat route's error
+//! ratio goes pending, fires within seconds of the errors, and resolves once they stop;
+//! rules and silences through the admin API.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+/// The status of rule `name`'s alert.
+async fn status(gw: &flowgate_gateway::Running, name: &str) -> String {
+    let (_, v) = admin(gw, "GET", "/api/v1/alerts", "").await;
+    v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == name)
+        .map(|a| a["status"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let (url, _) = scripted_upstream(move |_| {
+        let (code, reason) = if f.load(Ordering::Relaxed) {
+            (500, "Internal Server Error")
+        } else {
+            (200, "OK")
+        };
+        let body = r#"{"id":"c","object":"chat.completion","choices":[]}"#;
+        format!(
+            "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await;
+    let rule = "[[alerts.rules]]\nname = \"chat-errors\"\nseverity = \"critical\"\n\
+                series = 'error_ratio{route=\"chat\"}'\nwindow = \"3s\"\nvalue = 0.05\nfor = \"1s\"\n\
+                labels = { team = \"platform\" }\n\n\
+                [[alerts.rules]]\nname = \"chat-errors-warn\"\nseverity = \"warning\"\ngroup = \"chat-errors\"\n\
+                series = 'error_ratio{route=\"chat\"}'\nwindow = \"3s\"\nvalue = 0.01\n";
+    let cfg = format!(
+        "{rule}\n[pools.llm]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n"
+    );
+    let gw = gateway(&cfg).await;
+    let c = client();
+    let (_, rules) = admin(&gw, "GET", "/api/v1/alerts/rules", "").await;
+    assert_eq!(rules["rules"][0]["name"], "chat-errors");
+    assert_eq!(
+        rules["rules"][0]["watches"],
+        "error_ratio{route=\"chat\"} over 3s > 0.05"
+    );
+    assert_eq!(rules["rules"][0]["definition"]["for"], "1s");
+
+    // Errors: firing within a few seconds (the window is read every second; `for` is 1 s).
+    let start = Instant::now();
+    loop {
+        let r = send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+        if status(&gw, "chat-errors").await == "firing" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(6), "never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, v) = admin(&gw, "GET", "/api/v1/alerts", "").await;
+    let page = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["rule"] == "chat-errors" && e["kind"] == "firing")
+        .unwrap()
+        .clone();
+    assert!(
+        page["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("error_ratio{route=\"chat\"} over 3s is "),
+        "{page}"
+    );
+    assert_eq!(page["labels"]["team"], "platform");
+    assert_eq!(page["severity"], "critical");
+    // The warning of the same group is inhibited by the page.
+    let warn = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "chat-errors-warn")
+        .unwrap()
+        .clone();
+    assert_eq!(warn["inhibited"], true, "{warn}");
+
+    // Silences: made, listed, refused when malformed, removed.
+    let (s, made) = admin(
+        &gw,
+        "POST",
+        "/api/v1/alerts/silences",
+        r#"{"rule": "chat-*", "for": "1h", "comment": "deploying"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let (_, list) = admin(&gw, "GET", "/api/v1/alerts/silences", "").await;
+    assert_eq!(list["silences"][0]["comment"], "deploying");
+    for bad in [
+        r#"{"rule": "x"}"#,
+        r#"{"rule": "x", "for": "soon"}"#,
+        r#"{"rule": "x", "for": "90d"}"#,
+        r#"{"rule": "x", "for": "1h", "until": 1}"#,
+        r#"{"rule": "x", "for": "1h", "whom": "me"}"#,
+    ] {
+        let (s, e) = admin(&gw, "POST", "/api/v1/alerts/silences", bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {e}");
+    }
+    let id = made["id"].as_u64().unwrap();
+    let (s, _) = admin(&gw, "DELETE", &format!("/api/v1/alerts/silences/{id}"), "").await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = admin(&gw, "DELETE", &format!("/api/v1/alerts/silences/{id}"), "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Healthy again: resolved once the 3 s window holds no errors.
+    failing.store(false, Ordering::Relaxed);
+    let start = Instant::now();
+    loop {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await
+        .expect(StatusCode::OK);
+        if status(&gw, "chat-errors").await == "inactive" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never resolved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, v) = admin(&gw, "GET", "/api/v1/alerts", "").await;
+    assert!(
+        v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["rule"] == "chat-errors" && e["kind"] == "resolved")
+    );
+}
