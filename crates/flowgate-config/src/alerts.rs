@@ -31,6 +31,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("upstream_usable_ratio", Some("pool")),
     ("redis_up", Some("link")),
     ("process_cpu_cores", None),
+    ("process_cpu_ratio", None),
+    ("memory_ratio", None),
     ("process_resident_memory_bytes", None),
     ("process_open_fds", None),
     ("process_threads", None),

@@ -76,6 +76,16 @@ fn process_probe() -> flowgate_telemetry::history::Probe {
             .max()
             .map(|d| d.as_secs_f64() * 1e3);
         gauge("event_loop_lag_ms", lag);
+        // Memory against the limit that binds: the cgroup's, else the host's.
+        if let (Some(rss), Some(limit)) = (
+            s.resident_bytes,
+            s.cgroup_limit_bytes.or(s.host_memory_total_bytes),
+        ) {
+            out.push((
+                "memory_ratio".to_string(),
+                Sample::Ratio(rss as f64, limit as f64),
+            ));
+        }
         if let (Some(cpu), Some(busy), Some(total)) =
             (s.cpu_seconds, s.host_cpu_busy_ticks, s.host_cpu_total_ticks)
             && let Ok(mut last) = last.lock()
@@ -89,6 +99,16 @@ fn process_probe() -> flowgate_telemetry::history::Probe {
                         per: 1.0,
                     },
                 ));
+                // The same over the host's cores: 1 is every core busy with flowgate.
+                if let Some(cpus) = s.host_cpus.filter(|c| *c > 0) {
+                    out.push((
+                        "process_cpu_ratio".to_string(),
+                        Sample::Amount {
+                            amount: (cpu - c0).max(0.0),
+                            per: 1.0 / cpus as f64,
+                        },
+                    ));
+                }
                 out.push((
                     "host_cpu_ratio".to_string(),
                     Sample::Ratio(

@@ -96,6 +96,7 @@ async fn the_history_is_written_every_10_s_read_back_as_json_or_csv_and_kept_acr
         "process_resident_memory_bytes",
         "requests_in_flight",
         "upstream_usable_endpoints{pool=\"llm\"}",
+        "memory_ratio",
     ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
