@@ -90,7 +90,8 @@ pub async fn launch(
             .map_or(Duration::from_secs(1), |s| s.sync_interval),
         stopped.clone(),
     );
-    let _history = crate::history::spawn_writer(&gateway, gateway.clock().clone(), stopped.clone());
+    let _history =
+        crate::history_writer::spawn_writer(&gateway, gateway.clock().clone(), stopped.clone());
     let app = crate::admin::router(gateway.clone());
     let admin_cfg = &gateway.runtime().config.admin;
     if !admin_cfg.requires_token() && !admin_addr.ip().is_loopback() {

@@ -27,6 +27,7 @@ mod forward;
 mod gateway;
 mod headers;
 mod history;
+mod history_writer;
 mod instances;
 mod launch;
 mod listener;

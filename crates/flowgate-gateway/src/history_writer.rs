@@ -1,0 +1,86 @@
+//! The history's writer: a control-plane task that samples the metrics history at every
+//! second of the wall clock (points are written as each 10 s, minute and hour ends) and
+//! evaluates the alert rules right after; and the probe of what the gateway holds —
+//! requests in flight, each pool's usable endpoints, whether Redis answers.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use flowgate_clock::SharedClock;
+use flowgate_telemetry::history::Sample;
+use tokio::sync::watch;
+
+use crate::gateway::Gateway;
+
+/// What the gateway holds: in flight, usable endpoints per pool, Redis. Holds the gateway
+/// weakly (the history must not keep it alive).
+fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
+    Box::new(move || {
+        let Some(gw) = gw.upgrade() else {
+            return Vec::new();
+        };
+        let mut out = vec![(
+            "requests_in_flight".to_string(),
+            Sample::Gauge(gw.telemetry().metrics().in_flight.get() as f64),
+        )];
+        let rt = gw.runtime();
+        for u in rt.upstreams.iter() {
+            let b = u.balancer();
+            let now = b.now_ns();
+            let usable = b.health().iter().filter(|h| !h.is_out(now)).count();
+            let label = flowgate_telemetry::history::label("pool", &u.name);
+            out.push((
+                format!("upstream_usable_endpoints{label}"),
+                Sample::Gauge(usable as f64),
+            ));
+            out.push((
+                format!("upstream_usable_ratio{label}"),
+                Sample::Ratio(usable as f64, u.endpoints().len() as f64),
+            ));
+        }
+        if let Some(r) = gw.cache().and_then(|c| c.stats().redis) {
+            out.push((
+                "redis_up{link=\"cache\"}".to_string(),
+                Sample::Gauge(if r.open { 0.0 } else { 1.0 }),
+            ));
+        }
+        out
+    })
+}
+
+/// Samples the history at every second of the wall clock until `stopped`.
+pub(crate) fn spawn_writer(
+    gw: &Arc<Gateway>,
+    clock: SharedClock,
+    mut stopped: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let history = gw.history()?.clone();
+    history.add_probe(crate::history::process_probe());
+    history.add_probe(gateway_probe(Arc::downgrade(gw)));
+    let telemetry = gw.telemetry().clone();
+    let weak = Arc::downgrade(gw);
+    Some(tokio::spawn(async move {
+        loop {
+            let now_ms = clock.unix_millis();
+            let next = (now_ms / 1000 + 1) * 1000;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(next - now_ms)) => {}
+                _ = stopped.wait_for(|s| *s) => break,
+            }
+            telemetry.flush();
+            let h = history.clone();
+            let end = next / 1000;
+            let written = tokio::task::spawn_blocking(move || h.tick(end)).await;
+            match written {
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the metrics history could not be written")
+                }
+                Err(e) => tracing::warn!(error = %e, "the metrics history's writer failed"),
+                Ok(Ok(_)) => {}
+            }
+            let Some(gw) = weak.upgrade() else { break };
+            gw.alerting()
+                .evaluate(&history, &gw.spending().budgets().load(), end);
+        }
+    }))
+}
