@@ -65,13 +65,55 @@ fn cached_tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error
 }
 
 /// The `usage` a whole JSON answer reports, if it has one.
+///
+/// Answers put `usage` near their end, after the choices' text: its last `"usage"` key is
+/// read alone when what follows its object closes the answer and nothing else (so it is
+/// the answer's own, not a member of something inside); otherwise the answer is read
+/// whole.
 pub fn usage_of(json: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
     struct Answer {
         #[serde(default)]
         usage: Option<Usage>,
     }
+    if let Some(u) = last_usage(json) {
+        return Some(u);
+    }
     serde_json::from_slice::<Answer>(json).ok()?.usage
+}
+
+/// The object of the last `"usage"` key of `json`, when it is a member of the outermost
+/// object (see [`usage_of`]).
+fn last_usage(json: &[u8]) -> Option<Usage> {
+    let at = memchr::memmem::rfind(json, b"\"usage\"")?;
+    let rest = json[at + 7..].trim_ascii_start().strip_prefix(b":")?;
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Usage>();
+    let usage = values.next()?.ok()?;
+    closes_the_answer(&rest[values.byte_offset()..]).then_some(usage)
+}
+
+/// Whether `tail` holds only plain members (no object or array) and the one `}` that
+/// closes the outermost object.
+fn closes_the_answer(tail: &[u8]) -> bool {
+    let (mut in_string, mut escaped, mut closes) = (false, false, 0);
+    for &b in tail {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' | b']' => return false,
+            b'}' => closes += 1,
+            _ => {}
+        }
+    }
+    closes == 1
 }
 
 /// Reads the usage of one answer, fed chunk by chunk.
@@ -231,6 +273,48 @@ mod tests {
             assert_eq!(meter("application/json", &[a, b], 99), want);
         }
         assert_eq!(want.total(), 15);
+    }
+
+    #[test]
+    fn the_answers_own_usage_is_read_wherever_it_stands() {
+        let u = |p, c| Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            ..Usage::default()
+        };
+        for (body, want) in [
+            // Last, then plain members (OpenAI's service_tier, system_fingerprint).
+            (
+                r#"{"choices":[{"message":{"content":"a \"usage\": {} b}"}}],"usage":{"prompt_tokens":5,"completion_tokens":2},"service_tier":"default","system_fingerprint":"fp_}x"}"#,
+                Some(u(5, 2)),
+            ),
+            // First, with a nested `usage` after it: the answer read whole.
+            (
+                r#"{"usage":{"prompt_tokens":7,"completion_tokens":1},"choices":[{"message":{"usage":{"prompt_tokens":99}}}]}"#,
+                Some(u(7, 1)),
+            ),
+            // Only a nested one: not the answer's.
+            (
+                r#"{"choices":[{"usage":{"prompt_tokens":99,"completion_tokens":9}}]}"#,
+                None,
+            ),
+            // Pretty-printed.
+            (
+                "{\n  \"usage\" : {\"prompt_tokens\": 3, \"completion_tokens\": 4}\n}\n",
+                Some(u(3, 4)),
+            ),
+            ("not json", None),
+        ] {
+            assert_eq!(usage_of(body.as_bytes()), want, "{body}");
+            let whole = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| serde_json::from_value::<Usage>(v["usage"].clone()).ok());
+            assert_eq!(
+                usage_of(body.as_bytes()),
+                whole,
+                "the same as reading it whole: {body}"
+            );
+        }
     }
 
     #[test]

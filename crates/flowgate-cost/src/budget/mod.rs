@@ -19,7 +19,9 @@ mod shared;
 mod tests;
 mod window;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex};
 
 use flowgate_config::{ActionKind, BudgetConfig, BudgetScope, DowngradeTo, Priority};

@@ -4,7 +4,7 @@
 //! and utilization, with how their sync with the other replicas goes. Encoded at each
 //! scrape.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! each tick. A scope once seen keeps reporting (zero requests, not nothing) so that a
 //! silent route shows as such.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
