@@ -107,6 +107,22 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
         .clone();
     assert_eq!(warn["inhibited"], true, "{warn}");
 
+    // The gateway's health says so.
+    let (_, h) = admin(&gw, "GET", "/api/v1/performance/health", "").await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    let alerts = h["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "alerts")
+        .unwrap()
+        .clone();
+    assert_eq!(alerts["status"], "degraded");
+    assert!(
+        alerts["detail"].as_str().unwrap().ends_with("1 critical"),
+        "{alerts}"
+    );
+
     // Silences: made, listed, refused when malformed, removed.
     let (s, made) = admin(
         &gw,

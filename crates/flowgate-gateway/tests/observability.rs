@@ -44,6 +44,28 @@ async fn process_host_and_worker_stats_are_in_metrics() {
             .any(|l| l.starts_with("flowgate_worker_event_loop_lag_seconds{worker=\"0\"} ")),
         "{m}"
     );
+    // Each part's health: all well.
+    let r = send(&c, get(gw.admin_addr, "/api/v1/performance/health")).await;
+    let h: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(h["status"], "ok", "{h}");
+    let parts: Vec<(&str, &str, &str)> = h["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["detail"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        parts.contains(&("pool llm", "ok", "1 of 1 endpoints usable")),
+        "{parts:?}"
+    );
+    assert!(parts.iter().any(|(n, s, _)| *n == "workers" && *s == "ok"));
+    assert!(parts.contains(&("alerts", "ok", "0 firing, 0 critical")));
     // The lag of an idle worker: well under a second.
     assert!(metric(&m, "flowgate_worker_event_loop_lag_seconds{worker=\"0\"} ") < 1.0);
 }

@@ -11,6 +11,7 @@ mod budgets;
 mod cache;
 mod cost;
 mod guard;
+mod health;
 mod history;
 mod instances;
 mod keys;
@@ -32,6 +33,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(recommendations::routes())
         .merge(history::routes())
         .merge(alerts::routes())
+        .merge(health::routes())
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())

@@ -90,6 +90,10 @@ impl SpendCounts {
         }
     }
 
+    pub(super) fn flush_failures(&self) -> u64 {
+        self.writer.lock().map_or(0, |w| w.failures)
+    }
+
     pub(super) fn flush_failed(&self) {
         if let Ok(mut w) = self.writer.lock() {
             w.failures += 1;

@@ -73,6 +73,16 @@ impl Spending {
         })
     }
 
+    /// With `[cost.shared]`: whether the budgets count locally now (Redis does not answer).
+    pub(crate) fn budgets_local(&self) -> Option<bool> {
+        self.shared.as_ref().map(|s| s.link().is_open())
+    }
+
+    /// Writes of the ledger that failed since start.
+    pub(crate) fn ledger_failures(&self) -> u64 {
+        self.counts.flush_failures()
+    }
+
     /// The budgets in force.
     pub(crate) fn budgets(&self) -> &budgets::InForce {
         &self.budgets
