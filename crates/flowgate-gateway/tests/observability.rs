@@ -213,3 +213,49 @@ async fn the_history_is_written_every_10_s_read_back_as_json_or_csv_and_kept_acr
     gw.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_live_view_streams_a_snapshot_a_second() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = sim(EndpointSpec::default()).await;
+    let gw = gateway(&fleet_config(&[up.url()], "")).await;
+    let c = client();
+    for _ in 0..3 {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await
+        .expect(StatusCode::OK);
+    }
+    let mut s = tokio::net::TcpStream::connect(gw.admin_addr).await.unwrap();
+    s.write_all(b"GET /api/v1/monitoring/live HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while text.matches("event: snapshot").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.contains("content-type: text/event-stream"), "{text}");
+    let data: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(data.len() >= 2);
+    let last = &data[data.len() - 1];
+    assert!(last["t"].as_u64().unwrap() > data[0]["t"].as_u64().unwrap() - 1);
+    assert_eq!(last["window_seconds"], 10);
+    // The three requests of the last seconds: 0.3 a second over 10 s.
+    assert_eq!(last["requests_per_second"]["chat"], 0.3, "{last}");
+    assert_eq!(last["error_ratio"]["chat"], 0.0);
+    assert_eq!(last["alerts_firing"], serde_json::json!([]));
+}

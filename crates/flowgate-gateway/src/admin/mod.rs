@@ -15,6 +15,7 @@ mod health;
 mod history;
 mod instances;
 mod keys;
+mod live;
 mod recommendations;
 mod reply;
 mod status;
@@ -34,6 +35,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(history::routes())
         .merge(alerts::routes())
         .merge(health::routes())
+        .merge(live::routes())
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())
