@@ -143,38 +143,36 @@ impl History {
         let mut out = Vec::new();
         let mut seen: HashMap<String, Sample> = samples.into_iter().collect();
         let state = &mut *state;
-        // Series sampled before and not now still close their minutes and hours.
-        let names: Vec<String> = state.series.keys().chain(seen.keys()).cloned().collect();
-        let mut done = std::collections::HashSet::new();
-        for name in names {
-            if !done.insert(name.clone()) {
+        // Every series known (sampled now or not: those not still close their minutes and
+        // hours), then the new ones.
+        for (name, (series, latency)) in &mut state.series {
+            push(
+                name,
+                *latency,
+                series,
+                end,
+                seen.remove(name),
+                &mut out,
+                &mut points,
+            );
+        }
+        for (name, sample) in seen {
+            if state.series.len() >= MAX_SERIES {
+                state.dropped += 1;
                 continue;
             }
-            let sample = seen.remove(&name);
-            if !state.series.contains_key(&name) {
-                if state.series.len() >= MAX_SERIES {
-                    state.dropped += 1;
-                    continue;
-                }
-                let latency = matches!(sample, Some(Sample::Latency(_)));
-                state
-                    .series
-                    .insert(name.clone(), (Series::new(end - 1), latency));
-            }
-            let Some((series, latency)) = state.series.get_mut(&name) else {
-                continue;
-            };
-            out.clear();
-            series.push(end, sample, &mut out);
-            if out.is_empty() {
-                continue;
-            }
-            let stored = series::names(&name, *latency);
-            for (i, res, p) in out.drain(..) {
-                if let Some(n) = stored.get(i) {
-                    points.push((n.clone(), res, p));
-                }
-            }
+            let latency = matches!(sample, Sample::Latency(_));
+            let mut series = Series::new(end - 1);
+            push(
+                &name,
+                latency,
+                &mut series,
+                end,
+                Some(sample),
+                &mut out,
+                &mut points,
+            );
+            state.series.insert(name, (series, latency));
         }
         let prune = (end >= state.last_prune + 3600).then(|| {
             state.last_prune = end;
@@ -244,6 +242,30 @@ impl History {
     /// The file's size, when it is one.
     pub fn file_bytes(&self) -> Option<u64> {
         self.inner.store.file_bytes()
+    }
+}
+
+/// `sample` into `series` (named `name`) for the time up to `end`: the points it closes
+/// go to `points`, under their stored names.
+fn push(
+    name: &str,
+    latency: bool,
+    series: &mut Series,
+    end: u64,
+    sample: Option<Sample>,
+    out: &mut Vec<(usize, Resolution, Point)>,
+    points: &mut Vec<(String, Resolution, Point)>,
+) {
+    out.clear();
+    series.push(end, sample, out);
+    if out.is_empty() {
+        return;
+    }
+    let stored = series::names(name, latency);
+    for (i, res, p) in out.drain(..) {
+        if let Some(n) = stored.get(i) {
+            points.push((n.clone(), res, p));
+        }
     }
 }
 
