@@ -146,13 +146,12 @@ impl Source for Watched<'_> {
         now: u64,
         window: Duration,
     ) -> Option<f64> {
-        let route = flowgate_telemetry::history::label("route", route);
         let series = match latency_ms {
-            None => format!("error_ratio{route}"),
-            Some(ms) => format!(
-                "slow_ratio{},over_ms=\"{ms}\"}}",
-                route.trim_end_matches('}')
+            None => format!(
+                "error_ratio{}",
+                flowgate_telemetry::history::label("route", route)
             ),
+            Some(ms) => flowgate_telemetry::history::slow_ratio(route, ms),
         };
         self.value(&series, now, window)
     }

@@ -95,7 +95,7 @@ fn window(
             "the window is empty: from {from} is not before to {to}"
         ));
     }
-    let kept = |r: Resolution| now.saturating_sub(h.settings().retention[index(r)].as_secs());
+    let kept = |r: Resolution| now.saturating_sub(h.settings().retention[r.index()].as_secs());
     let step = match p.get("step") {
         Some(s) => {
             Resolution::parse(s).ok_or_else(|| format!("step: {s:?}: expected 10s, 1m or 1h"))?
@@ -113,10 +113,6 @@ fn window(
         ));
     }
     Ok((from, to, step))
-}
-
-fn index(r: Resolution) -> usize {
-    Resolution::ALL.iter().position(|x| *x == r).unwrap_or(0)
 }
 
 fn csv(series: &str, points: &[Point]) -> String {

@@ -19,7 +19,8 @@ impl Resolution {
         }
     }
 
-    pub(super) fn index(self) -> usize {
+    /// Its place in [`Resolution::ALL`] (and in a retention per resolution).
+    pub fn index(self) -> usize {
         match self {
             Resolution::TenSeconds => 0,
             Resolution::Minute => 1,

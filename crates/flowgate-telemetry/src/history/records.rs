@@ -141,7 +141,7 @@ impl Records {
                 for (_, ms) in slow.iter().filter(|(r, _)| r == name) {
                     let over = s.latency.count_between(ms * 1000 + 1, MAX_MICROS);
                     out.push((
-                        format!("slow_ratio{{route=\"{}\",over_ms=\"{ms}\"}}", escape(name)),
+                        slow_ratio(name, *ms),
                         Sample::Ratio(over as f64, s.requests as f64),
                     ));
                 }
@@ -203,6 +203,12 @@ impl Records {
 /// `{name="value"}`, the value escaped as Prometheus writes it.
 pub fn label(name: &str, value: &str) -> String {
     format!("{{{name}=\"{}\"}}", escape(value))
+}
+
+/// The series of the share of `route`'s requests slower than `ms` milliseconds (kept for
+/// the routes [`super::History::watch_latency`] names).
+pub fn slow_ratio(route: &str, ms: u64) -> String {
+    format!("slow_ratio{{route=\"{}\",over_ms=\"{ms}\"}}", escape(route))
 }
 
 /// A label value as Prometheus writes it: `\`, `"` and newlines escaped.
