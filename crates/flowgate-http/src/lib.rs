@@ -8,6 +8,8 @@
 //!   [`http_body::Body`]; [`client::ResponseBody`] streams an answer frame by frame.
 //! - [`pool`]: the connections to one upstream address (an exact cap, per-worker idle
 //!   stacks, a reaper).
+//! - [`fetch`]: whole requests from the control plane (notifiers, exporters), pooled
+//!   per origin.
 //! - [`worker`]: the thread-per-core data plane the listener and the pool are built for.
 //! - [`tls`]: rustls configurations and handshakes; [`stream`]: a connection, plain or TLS;
 //!   [`proxy`]: `CONNECT` tunnels through an egress proxy.
@@ -20,6 +22,7 @@
 pub mod chunked;
 pub mod client;
 mod deadline;
+pub mod fetch;
 pub mod fields;
 pub mod fuzzing;
 pub mod pool;
