@@ -48,6 +48,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
 pub(crate) struct RawAlerts {
     #[serde(default)]
     pub rules: Vec<RawAlertRule>,
+    #[serde(default)]
+    pub notifiers: Vec<crate::notifiers::RawNotifier>,
 }
 
 /// A rule as written (and as the admin API takes it, in JSON).
@@ -77,6 +79,8 @@ pub struct RawAlertRule {
     pub group: Option<String>,
     pub repeat: Option<String>,
     pub description: Option<String>,
+    /// The notifiers its events go to; every one when not set.
+    pub notify: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -178,8 +182,26 @@ pub struct AlertRule {
     /// How often a firing alert is notified again.
     pub repeat: Duration,
     pub description: String,
+    /// The notifiers its events go to (by name); `None`: every one.
+    pub notify: Option<Vec<String>>,
     /// As written, for the API to show.
     pub raw: RawAlertRule,
+}
+
+impl AlertRule {
+    /// Whether its events go to notifier `name`.
+    pub fn notifies(&self, name: &str) -> bool {
+        self.notify
+            .as_ref()
+            .is_none_or(|n| n.iter().any(|x| x == name))
+    }
+}
+
+/// `[alerts]`: the rules and where their events go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertsConfig {
+    pub rules: Vec<AlertRule>,
+    pub notifiers: Vec<crate::notifiers::NotifierConfig>,
 }
 
 /// What the rules may name.
@@ -188,6 +210,7 @@ pub struct AlertNames<'a> {
     pub routes: &'a [&'a str],
     pub pools: &'a [&'a str],
     pub budgets: &'a [&'a str],
+    pub notifiers: &'a [&'a str],
 }
 
 /// Checks `series` against [`SERIES`] and `names`.
@@ -455,8 +478,19 @@ pub fn alert_rule(
     if repeat < Duration::from_secs(60) {
         found.push((key.clone().key("repeat"), "at least 1m".into()));
     }
+    if let Some(notify) = &raw.notify {
+        for (i, n) in notify.iter().enumerate() {
+            if !names.notifiers.contains(&n.as_str()) {
+                found.push((
+                    key.clone().key("notify").index(i),
+                    format!("unknown notifier {n:?}"),
+                ));
+            }
+        }
+    }
     let kind = kind?;
     (found.len() == before).then(|| AlertRule {
+        notify: raw.notify.clone(),
         group: raw.group.clone().unwrap_or_else(|| name.clone()),
         name,
         severity,
@@ -518,17 +552,43 @@ pub fn describe(kind: &AlertKind) -> String {
     }
 }
 
-/// `[alerts]`: its rules, each checked, names unique.
+/// `[alerts]`: its notifiers and its rules, each checked, names unique; secrets read from
+/// `env`, files relative to `origin`.
 pub(crate) fn alerts(
     raw: Option<&RawAlerts>,
     names: &AlertNames<'_>,
+    env: &[(String, String)],
+    origin: Option<&str>,
     key: &KeyPath,
     found: &mut Found,
-) -> Vec<AlertRule> {
+) -> AlertsConfig {
+    let mut notifiers: Vec<crate::notifiers::NotifierConfig> = Vec::new();
+    for (i, n) in raw.map_or(&[][..], |a| &a.notifiers).iter().enumerate() {
+        let k = key.clone().key("notifiers").index(i);
+        if let Some(n) = crate::notifiers::notifier(n, i, env, origin, &k, found) {
+            if notifiers.iter().any(|o| o.name == n.name) {
+                found.push((k.key("name"), format!("duplicate notifier {:?}", n.name)));
+                continue;
+            }
+            notifiers.push(n);
+        }
+    }
+    // A notifier that failed its checks is still a name rules may use (one error, not two).
+    let written: Vec<String> = raw
+        .map_or(&[][..], |a| &a.notifiers)
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.name.clone().unwrap_or_else(|| format!("notifier-{i}")))
+        .collect();
+    let notifier_names: Vec<&str> = written.iter().map(String::as_str).collect();
+    let names = AlertNames {
+        notifiers: &notifier_names,
+        ..*names
+    };
     let mut rules: Vec<AlertRule> = Vec::new();
     for (i, r) in raw.map_or(&[][..], |a| &a.rules).iter().enumerate() {
         let k = key.clone().key("rules").index(i);
-        if let Some(rule) = alert_rule(r, i, names, &k, found) {
+        if let Some(rule) = alert_rule(r, i, &names, &k, found) {
             if rules.iter().any(|o| o.name == rule.name) {
                 found.push((k.key("name"), format!("duplicate rule {:?}", rule.name)));
                 continue;
@@ -536,5 +596,5 @@ pub(crate) fn alerts(
             rules.push(rule);
         }
     }
-    rules
+    AlertsConfig { rules, notifiers }
 }

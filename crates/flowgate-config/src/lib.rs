@@ -28,6 +28,7 @@ pub mod fuzzing;
 mod history;
 mod ip_block;
 mod model;
+mod notifiers;
 mod priority;
 mod problems;
 mod protocol;
@@ -45,9 +46,10 @@ mod watch;
 use std::path::Path;
 
 pub use alerts::{
-    AlertKind, AlertNames, AlertRule, Op, RawAlertRule, SERIES, Severity, alert_rule, check_series,
-    describe as describe_alert,
+    AlertKind, AlertNames, AlertRule, AlertsConfig, Op, RawAlertRule, SERIES, Severity, alert_rule,
+    check_series, describe as describe_alert,
 };
+pub use notifiers::{NotifierConfig, NotifierKind, PAGERDUTY_URL, RawNotifier, SmtpTls};
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,
     ModelPolicy, ModelTier, RawAction, RawBudget, Shaping, budget,

@@ -46,8 +46,8 @@ pub struct Config {
     pub cost: crate::cost::CostConfig,
     /// The metrics history (`[history]`).
     pub history: crate::history::HistoryConfig,
-    /// Alert rules (`[[alerts.rules]]`).
-    pub alerts: Vec<crate::alerts::AlertRule>,
+    /// Alert rules and notifiers (`[alerts]`).
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -1021,7 +1021,15 @@ impl Config {
         );
         s.push_str(&self.cost.summary());
         s.push_str(&self.history.summary());
-        for r in &self.alerts {
+        for n in &self.alerts.notifiers {
+            s.push_str(&format!(
+                "  notifier {} ({}): {}\n",
+                n.name,
+                n.kind.as_str(),
+                n.target()
+            ));
+        }
+        for r in &self.alerts.rules {
             s.push_str(&format!(
                 "  alert {} ({}{}): {}\n",
                 r.name,

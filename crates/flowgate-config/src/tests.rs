@@ -719,12 +719,12 @@ fn alert_rules_of_every_kind_are_read_and_summed_up() {
          [[alerts.rules]]\nname = \"spend\"\nkind = \"budget\"\nat = 80\n\n\
          [[alerts.rules]]\nname = \"chat-slo\"\nkind = \"burn_rate\"\nroute = \"chat\"\nobjective = 99.9\n"
     ));
-    let names: Vec<&str> = c.alerts.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = c.alerts.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
         ["chat-errors", "traffic-jump", "silent", "spend", "chat-slo"]
     );
-    let e = &c.alerts[0];
+    let e = &c.alerts.rules[0];
     assert_eq!(
         (e.severity, e.for_, e.group.as_str()),
         (
@@ -744,7 +744,7 @@ fn alert_rules_of_every_kind_are_read_and_summed_up() {
     );
     assert_eq!(e.labels["team"], "platform");
     assert!(matches!(
-        c.alerts[4].kind,
+        c.alerts.rules[4].kind,
         crate::AlertKind::BurnRate { factor, long, short, .. }
             if factor == 14.4 && long == Duration::from_secs(3600) && short == Duration::from_secs(300)
     ));

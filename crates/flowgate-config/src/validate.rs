@@ -338,7 +338,10 @@ pub(crate) fn validate(
                 routes: &routes,
                 pools: &pools,
                 budgets: &budgets,
+                notifiers: &[],
             },
+            env,
+            Some(origin),
             &root.clone().key("alerts"),
             &mut found,
         )

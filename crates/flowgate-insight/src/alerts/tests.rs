@@ -54,6 +54,7 @@ fn rule(name: &str, severity: Severity, kind: AlertKind, for_secs: u64) -> Alert
         group: "chat".into(),
         repeat: Duration::from_secs(3600),
         description: format!("{name} says so"),
+        notify: None,
         raw: RawAlertRule::default(),
     }
 }
