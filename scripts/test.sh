@@ -10,12 +10,27 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The e-mail notifier's tests talk to a real SMTP server, aiosmtpd (PyPI), kept in a venv
+# under target/ (Debian's Python is externally managed).
+py=target/test-python/bin/python
+if ! "$py" -c "import aiosmtpd" >/dev/null 2>&1; then
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+if ! "$py" -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "installing: aiosmtpd (PyPI) into target/test-python"
+  rm -rf target/test-python
+  python3 -m venv target/test-python
+  target/test-python/bin/pip install -q aiosmtpd
+fi
+export FLOWGATE_TEST_PYTHON="$PWD/$py"
 
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
