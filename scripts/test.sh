@@ -15,7 +15,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 py=target/test-python/bin/python
 if ! "$py" -c "import aiosmtpd" >/dev/null 2>&1; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
-  python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+  python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
