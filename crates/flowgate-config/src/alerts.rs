@@ -40,6 +40,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("host_memory_available_bytes", None),
     ("host_cpu_ratio", None),
     ("event_loop_lag_ms", None),
+    // Failed or dropped alert deliveries per second.
+    ("notification_failures", Some("notifier")),
 ];
 
 /// `[alerts]` as written.
@@ -245,6 +247,7 @@ pub fn check_series(series: &str, names: &AlertNames<'_>) -> Result<(), String> 
             let known = match name {
                 "route" => Some(names.routes),
                 "pool" => Some(names.pools),
+                "notifier" => Some(names.notifiers),
                 _ => None,
             };
             match known {

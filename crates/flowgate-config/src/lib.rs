@@ -49,7 +49,6 @@ pub use alerts::{
     AlertKind, AlertNames, AlertRule, AlertsConfig, Op, RawAlertRule, SERIES, Severity, alert_rule,
     check_series, describe as describe_alert,
 };
-pub use notifiers::{NotifierConfig, NotifierKind, PAGERDUTY_URL, RawNotifier, SmtpTls};
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,
     ModelPolicy, ModelTier, RawAction, RawBudget, Shaping, budget,
@@ -72,6 +71,7 @@ pub use model::{
     WarmConfig,
 };
 pub use model::{format_key_hash, parse_key_hash};
+pub use notifiers::{NotifierConfig, NotifierKind, PAGERDUTY_URL, RawNotifier, SmtpTls};
 pub use raw::RawEndpoint as EndpointSpec;
 pub use raw::RawKey as KeySpec;
 pub use units::{hex, parse_duration, parse_size, parse_usd, parse_window};

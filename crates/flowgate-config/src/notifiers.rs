@@ -197,7 +197,10 @@ fn url(
 ) -> Option<Uri> {
     match (&raw.url, &raw.url_env) {
         (Some(_), Some(_)) => {
-            found.push((key.clone().key("url_env"), "set url or url_env, not both".into()));
+            found.push((
+                key.clone().key("url_env"),
+                "set url or url_env, not both".into(),
+            ));
             None
         }
         (Some(u), None) => http_url(u, &format!("{u:?}"), key.clone().key("url"), found),
@@ -232,7 +235,11 @@ fn foreign(raw: &RawNotifier, kind: &str, key: &KeyPath, found: &mut Found) {
         ),
         ("secret_env", raw.secret_env.is_some(), &["webhook"]),
         ("headers", !raw.headers.is_empty(), &["webhook"]),
-        ("routing_key_env", raw.routing_key_env.is_some(), &["pagerduty"]),
+        (
+            "routing_key_env",
+            raw.routing_key_env.is_some(),
+            &["pagerduty"],
+        ),
         ("smtp", raw.smtp.is_some(), &["email"]),
         ("tls", raw.tls.is_some(), &["email"]),
         ("username", raw.username.is_some(), &["email"]),
@@ -300,18 +307,16 @@ fn email(
         }
         Some(s) => {
             let (host, port) = match s.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
-                    (h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok())
-                }
+                Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
+                    h.trim_matches(['[', ']']).to_string(),
+                    p.parse::<u16>().ok(),
+                ),
                 _ => (s.to_string(), Some(default_port)),
             };
             match port {
                 Some(p) if p > 0 && !host.is_empty() => (format!("{host}:{p}"), host, p),
                 _ => {
-                    found.push((
-                        key.clone().key("smtp"),
-                        format!("{s:?} is not host:port"),
-                    ));
+                    found.push((key.clone().key("smtp"), format!("{s:?} is not host:port")));
                     (String::new(), String::new(), 0)
                 }
             }

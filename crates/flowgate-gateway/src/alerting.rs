@@ -1,35 +1,78 @@
 //! Alerting in the gateway: the config's rules ([`flowgate_insight::alerts::Engine`])
 //! evaluated every second, right after the history's tick, over the history (the live
 //! ring for the last 15 minutes, stored points beyond) and the budgets in force. Events
-//! are logged and kept for the API; notifiers are to come.
+//! are logged, kept for the API and handed to the notifiers
+//! ([`flowgate_insight::notify`]), which deliver them on tasks of their own.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flowgate_config::{AlertKind, AlertRule};
+use arc_swap::ArcSwap;
+use flowgate_clock::SharedClock;
+use flowgate_config::{AlertKind, AlertRule, AlertsConfig};
 use flowgate_cost::budget::Budgets;
+use flowgate_http::fetch::Fetcher;
 use flowgate_insight::alerts::{Engine, Event, EventKind, Source};
+use flowgate_insight::notify::Notifiers;
 use flowgate_telemetry::history::series::LIVE_SECS;
 use flowgate_telemetry::history::{History, Resolution};
 
-/// The engine (see the module's documentation).
+/// The engine and the notifiers (see the module's documentation).
 #[derive(Debug)]
 pub(crate) struct Alerting {
-    engine: Mutex<Engine>,
+    engine: Arc<Mutex<Engine>>,
+    notifiers: Arc<ArcSwap<Notifiers>>,
+    fetcher: Arc<Fetcher>,
+    clock: SharedClock,
 }
 
 impl Alerting {
-    pub(crate) fn new(rules: &[AlertRule]) -> Alerting {
-        Alerting {
-            engine: Mutex::new(Engine::new(rules.to_vec())),
-        }
+    pub(crate) fn new(config: &AlertsConfig, clock: SharedClock) -> std::io::Result<Alerting> {
+        let tls = flowgate_http::tls::client_config(&flowgate_http::tls::ClientSettings::default())
+            .map_err(|e| std::io::Error::other(format!("alert notifiers: {e}")))?;
+        let fetcher = Arc::new(Fetcher::new(tls, clock.clone(), "flowgate-alerts"));
+        let notifiers = Notifiers::new(
+            &config.notifiers,
+            None,
+            fetcher.clone(),
+            clock.clone(),
+            flowgate_insight::notify::source_name(),
+        );
+        Ok(Alerting {
+            engine: Arc::new(Mutex::new(Engine::new(config.rules.clone()))),
+            notifiers: Arc::new(ArcSwap::from_pointee(notifiers)),
+            fetcher,
+            clock,
+        })
     }
 
-    /// Puts `rules` in force (a reload); what `history` must count for them, counted.
-    pub(crate) fn set_rules(&self, rules: &[AlertRule], history: Option<&History>) {
-        watch(rules, history);
+    /// Puts `config`'s rules and notifiers in force (a reload); what `history` must count
+    /// for the rules, counted. Notifiers that keep their name and kind keep their counts.
+    pub(crate) fn set(&self, config: &AlertsConfig, history: Option<&History>) {
+        watch(&config.rules, history);
         if let Ok(mut e) = self.engine.lock() {
-            e.set_rules(rules.to_vec());
+            e.set_rules(config.rules.clone());
+        }
+        let old = self.notifiers.load();
+        self.notifiers.store(Arc::new(Notifiers::new(
+            &config.notifiers,
+            Some(&old),
+            self.fetcher.clone(),
+            self.clock.clone(),
+            flowgate_insight::notify::source_name(),
+        )));
+    }
+
+    /// The notifiers in force.
+    pub(crate) fn notifiers(&self) -> arc_swap::Guard<Arc<Notifiers>> {
+        self.notifiers.load()
+    }
+
+    /// The alerts' and notifiers' metric families, encoded at each scrape.
+    pub(crate) fn collector(&self) -> crate::alert_metrics::AlertCollector {
+        crate::alert_metrics::AlertCollector {
+            engine: self.engine.clone(),
+            notifiers: self.notifiers.clone(),
         }
     }
 
@@ -38,11 +81,25 @@ impl Alerting {
         self.engine.lock().ok().map(|mut e| f(&mut e))
     }
 
-    /// Evaluates every rule at `now`; the events, logged.
+    /// Evaluates every rule at `now`; the events, logged and handed to the notifiers.
     pub(crate) fn evaluate(&self, history: &History, budgets: &Budgets, now: u64) -> Vec<Event> {
         let src = Watched { history, budgets };
-        let events = self.with(|e| e.evaluate(&src, now)).unwrap_or_default();
+        let (events, rules) = self
+            .with(|e| {
+                let events = e.evaluate(&src, now);
+                // The rules of the events, for the notifiers (few: most ticks have none).
+                let rules: Vec<AlertRule> = e
+                    .rules()
+                    .iter()
+                    .filter(|r| events.iter().any(|ev| ev.rule == r.name))
+                    .cloned()
+                    .collect();
+                (events, rules)
+            })
+            .unwrap_or_default();
+        let notifiers = self.notifiers.load();
         for e in &events {
+            notifiers.dispatch(e, rules.iter().find(|r| r.name == e.rule));
             let quiet = if e.silenced {
                 " (silenced)"
             } else if e.inhibited {

@@ -133,8 +133,9 @@ impl Gateway {
             lags: Box::new(flowgate_http::server::workers::event_loop_lags),
         }));
         let history = crate::history::open(&config.history, clock.unix_millis() / 1000);
-        let alerting = crate::alerting::Alerting::new(&config.alerts);
-        crate::alerting::watch(&config.alerts, history.as_ref());
+        let alerting = crate::alerting::Alerting::new(&config.alerts, clock.clone())?;
+        telemetry.register_collector(Box::new(alerting.collector()));
+        crate::alerting::watch(&config.alerts.rules, history.as_ref());
         telemetry.set_sinks(crate::sinks::of(&config, &spending, history.as_ref()));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
@@ -388,7 +389,7 @@ impl Gateway {
         }
         self.budgets_changed();
         self.alerting
-            .set_rules(&self.runtime().config.alerts, self.history.as_ref());
+            .set(&self.runtime().config.alerts, self.history.as_ref());
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_reload_error.lock() {
             *g = None;

@@ -1,7 +1,8 @@
 //! The history's writer: a control-plane task that samples the metrics history at every
 //! second of the wall clock (points are written as each 10 s, minute and hour ends) and
 //! evaluates the alert rules right after; and the probe of what the gateway holds —
-//! requests in flight, each pool's usable endpoints, whether Redis answers.
+//! requests in flight, each pool's usable endpoints, whether Redis answers, the alert
+//! notifiers' failures.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -36,6 +37,18 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
             out.push((
                 format!("upstream_usable_ratio{label}"),
                 Sample::Ratio(usable as f64, u.endpoints().len() as f64),
+            ));
+        }
+        for (name, failed) in gw.alerting().notifiers().take_failures() {
+            out.push((
+                format!(
+                    "notification_failures{}",
+                    flowgate_telemetry::history::label("notifier", name)
+                ),
+                Sample::Amount {
+                    amount: failed as f64,
+                    per: 1.0,
+                },
             ));
         }
         if let Some(r) = gw.cache().and_then(|c| c.stats().redis) {

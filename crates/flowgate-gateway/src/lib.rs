@@ -12,6 +12,7 @@ mod account;
 mod admin;
 mod admission;
 mod admission_metrics;
+mod alert_metrics;
 mod alerting;
 mod auth;
 mod balance_metrics;

@@ -1,6 +1,6 @@
 //! Alert rules at work in a gateway on the real clock: a rule on the chat route's error
-//! ratio goes pending, fires within seconds of the errors, and resolves once they stop;
-//! rules and silences through the admin API.
+//! ratio goes pending, fires within seconds of the errors, and resolves once they stop,
+//! both told to a webhook; rules, silences and notifiers through the admin API.
 #![allow(
     clippy::disallowed_methods,
     clippy::unwrap_used,
@@ -9,6 +9,8 @@
 )]
 
 mod common;
+#[path = "../../flowgate-insight/tests/common/receivers.rs"]
+mod receivers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,13 +48,18 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
         )
     })
     .await;
+    let hook = receivers::HttpReceiver::start().await;
+    let notifier = format!(
+        "[[alerts.notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n",
+        hook.url("/hook")
+    );
     let rule = "[[alerts.rules]]\nname = \"chat-errors\"\nseverity = \"critical\"\n\
                 series = 'error_ratio{route=\"chat\"}'\nwindow = \"3s\"\nvalue = 0.05\nfor = \"1s\"\n\
                 labels = { team = \"platform\" }\n\n\
                 [[alerts.rules]]\nname = \"chat-errors-warn\"\nseverity = \"warning\"\ngroup = \"chat-errors\"\n\
                 series = 'error_ratio{route=\"chat\"}'\nwindow = \"3s\"\nvalue = 0.01\n";
     let cfg = format!(
-        "{rule}\n[pools.llm]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+        "{notifier}{rule}\n[pools.llm]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
          [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n"
     );
     let gw = gateway(&cfg).await;
@@ -150,6 +157,35 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
     let (s, _) = admin(&gw, "DELETE", &format!("/api/v1/alerts/silences/{id}"), "").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
+    // The webhook was told.
+    let firing = hook.wait_for(1, Duration::from_secs(5)).await;
+    let told: Vec<serde_json::Value> = firing
+        .iter()
+        .map(receivers::Got::json)
+        .filter(|b| b["alert"]["rule"] == "chat-errors")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["status"], "firing");
+    assert_eq!(told[0]["alert"]["labels"]["team"], "platform");
+    let (_, n) = admin(&gw, "GET", "/api/v1/alerts/notifiers", "").await;
+    assert_eq!(n["notifiers"][0]["name"], "hook");
+    assert_eq!(n["notifiers"][0]["target"], hook.url("/hook"));
+    assert!(n["notifiers"][0]["sent"].as_u64().unwrap() >= 1, "{n}");
+    let m =
+        String::from_utf8_lossy(&send(&c, get(gw.admin_addr, "/metrics")).await.body).to_string();
+    assert!(
+        m.contains(
+            "flowgate_alerts{rule=\"chat-errors\",severity=\"critical\",state=\"firing\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "flowgate_alert_notifications_total{notifier=\"hook\",kind=\"webhook\",result=\"sent\"} "
+        ) >= 1.0
+    );
+
     // Healthy again: resolved once the 3 s window holds no errors.
     failing.store(false, Ordering::Relaxed);
     let start = Instant::now();
@@ -174,4 +210,12 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
             .iter()
             .any(|e| e["rule"] == "chat-errors" && e["kind"] == "resolved")
     );
+    let all = hook.wait_for(2, Duration::from_secs(5)).await;
+    let kinds: Vec<String> = all
+        .iter()
+        .map(receivers::Got::json)
+        .filter(|b| b["alert"]["rule"] == "chat-errors")
+        .map(|b| b["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["firing", "resolved"]);
 }

@@ -1,6 +1,12 @@
 //! Each notifier against a real local receiver: HTTP servers that check payloads and
 //! signatures, and aiosmtpd for e-mail (plain and STARTTLS); retries after a receiver
 //! failure, failures counted, and which events go where.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 
@@ -91,7 +97,10 @@ async fn a_webhook_is_signed_and_retried_after_a_503() {
     assert_eq!(got.len(), 2, "one 503, then the retry");
     let (first, second) = (&got[0], &got[1]);
     assert!(second.at.duration_since(first.at) >= Duration::from_millis(25));
-    assert_eq!(first.header("x-flowgate-delivery"), second.header("x-flowgate-delivery"));
+    assert_eq!(
+        first.header("x-flowgate-delivery"),
+        second.header("x-flowgate-delivery")
+    );
     assert_eq!(second.header("content-type"), "application/json");
     assert_eq!(second.header("x-team"), "platform");
     // The receiver's check: HMAC-SHA256 of "timestamp.body" under the shared secret.
@@ -100,7 +109,10 @@ async fn a_webhook_is_signed_and_retried_after_a_503() {
     let mut signed = ts.as_bytes().to_vec();
     signed.push(b'.');
     signed.extend_from_slice(&second.body);
-    let expect = format!("sha256={}", hex(aws_lc_rs::hmac::sign(&key, &signed).as_ref()));
+    let expect = format!(
+        "sha256={}",
+        hex(aws_lc_rs::hmac::sign(&key, &signed).as_ref())
+    );
     assert_eq!(second.header("x-flowgate-signature"), expect);
     let body = second.json();
     assert_eq!(body["status"], "firing");
@@ -119,7 +131,10 @@ async fn slack_and_pagerduty_get_their_own_payloads() {
              [[alerts.notifiers]]\nname = \"pager\"\nkind = \"pagerduty\"\nurl = \"{}\"\nrouting_key_env = \"PD_KEY\"\n",
             r.url("/v2/enqueue")
         ),
-        &[("SLACK_URL", &r.url("/services/T0/B0/X")), ("PD_KEY", "R0UT1NG")],
+        &[
+            ("SLACK_URL", &r.url("/services/T0/B0/X")),
+            ("PD_KEY", "R0UT1NG"),
+        ],
     );
     let n = notifiers(&a);
     n.dispatch(&event(EventKind::Firing, Severity::Critical), None);
@@ -127,15 +142,31 @@ async fn slack_and_pagerduty_get_their_own_payloads() {
     n.dispatch(&event(EventKind::Resolved, Severity::Critical), None);
     let got = r.wait_for(4, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 4);
-    let slack: Vec<_> = got.iter().filter(|g| g.path == "/services/T0/B0/X").collect();
+    let slack: Vec<_> = got
+        .iter()
+        .filter(|g| g.path == "/services/T0/B0/X")
+        .collect();
     let pd: Vec<_> = got.iter().filter(|g| g.path == "/v2/enqueue").collect();
     assert_eq!((slack.len(), pd.len()), (2, 2));
     let s = slack[0].json();
-    assert!(s["text"].as_str().unwrap().starts_with("[FIRING] chat-errors (critical)"));
+    assert!(
+        s["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING] chat-errors (critical)")
+    );
     assert_eq!(s["blocks"][0]["type"], "section");
-    assert!(slack[1].json()["text"].as_str().unwrap().starts_with("[RESOLVED]"));
+    assert!(
+        slack[1].json()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[RESOLVED]")
+    );
     let (t, e) = (pd[0].json(), pd[1].json());
-    assert_eq!((t["event_action"].as_str(), e["event_action"].as_str()), (Some("trigger"), Some("resolve")));
+    assert_eq!(
+        (t["event_action"].as_str(), e["event_action"].as_str()),
+        (Some("trigger"), Some("resolve"))
+    );
     assert_eq!(t["routing_key"], "R0UT1NG");
     assert_eq!(t["dedup_key"], e["dedup_key"]);
     assert_eq!(t["payload"]["severity"], "critical");
@@ -166,14 +197,42 @@ async fn a_4xx_fails_at_once_and_an_unreachable_receiver_after_its_retries() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let st = n.statuses();
-    assert_eq!((st[0].failed, st[0].retries, st[0].sent), (1, 0, 0), "400: not retried");
-    assert!(st[0].last_error.as_deref().unwrap().contains("answered 400"), "{:?}", st[0].last_error);
-    assert_eq!((st[1].failed, st[1].retries), (1, 2), "unreachable: tried three times");
-    assert!(st[1].last_error.as_deref().unwrap().contains("cannot connect"), "{:?}", st[1].last_error);
+    assert_eq!(
+        (st[0].failed, st[0].retries, st[0].sent),
+        (1, 0, 0),
+        "400: not retried"
+    );
+    assert!(
+        st[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("answered 400"),
+        "{:?}",
+        st[0].last_error
+    );
+    assert_eq!(
+        (st[1].failed, st[1].retries),
+        (1, 2),
+        "unreachable: tried three times"
+    );
+    assert!(
+        st[1]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("cannot connect"),
+        "{:?}",
+        st[1].last_error
+    );
     assert_eq!(r.got().len(), 1);
     let failures = n.take_failures();
     assert_eq!(failures, vec![("pager", 1), ("gone", 1)]);
-    assert_eq!(n.take_failures(), vec![("pager", 0), ("gone", 0)], "read once");
+    assert_eq!(
+        n.take_failures(),
+        vec![("pager", 0), ("gone", 0)],
+        "read once"
+    );
 }
 
 #[tokio::test]
@@ -203,7 +262,12 @@ async fn events_go_where_rules_severities_and_silences_say() {
     let got = r.wait_for(3, Duration::from_secs(3)).await;
     let paths: Vec<(&str, String)> = got
         .iter()
-        .map(|g| (g.path.as_str(), g.json()["status"].as_str().unwrap().to_string()))
+        .map(|g| {
+            (
+                g.path.as_str(),
+                g.json()["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(paths.len(), 2, "{paths:?}");
     assert!(paths.contains(&("/all", "firing".into())));
@@ -247,9 +311,15 @@ async fn email_over_plain_smtp_after_the_server_comes_back() {
     let m = smtp.wait_for(1, Duration::from_secs(15)).await;
     assert_eq!(m.len(), 1, "delivered after the server came back");
     let msg = &m[0];
-    assert!(msg.contains("Subject: [FIRING] chat-errors (critical): error_ratio"), "{msg}");
+    assert!(
+        msg.contains("Subject: [FIRING] chat-errors (critical): error_ratio"),
+        "{msg}"
+    );
     assert!(msg.contains("From: flowgate <alerts@example.com>"), "{msg}");
-    assert!(msg.contains("To: ops@example.com, oncall@example.com"), "{msg}");
+    assert!(
+        msg.contains("To: ops@example.com, oncall@example.com"),
+        "{msg}"
+    );
     assert!(msg.contains("label:    team=platform"), "{msg}");
     let s = settled(&n).await;
     assert_eq!(s.sent, 1);
@@ -279,7 +349,11 @@ async fn email_over_starttls_verified_by_a_private_ca() {
     n.dispatch(&event(EventKind::Resolved, Severity::Warning), None);
     let m = smtp.wait_for(1, Duration::from_secs(15)).await;
     assert_eq!(m.len(), 1);
-    assert!(m[0].contains("Subject: [RESOLVED] chat-errors (warning)"), "{}", m[0]);
+    assert!(
+        m[0].contains("Subject: [RESOLVED] chat-errors (warning)"),
+        "{}",
+        m[0]
+    );
     assert_eq!(settled(&n).await.sent, 1);
 
     // Without TLS the same server refuses the mail (530): permanent, not retried.

@@ -147,7 +147,8 @@ fn every_kind_is_read_with_its_secrets_from_the_environment() {
     );
     assert!(!summary.contains("XYZ") && !summary.contains("s3cret") && !summary.contains("pw\n"));
     assert!(
-        summary.contains("notifier mail (email): ops@example.com via smtp.example.com:587 (starttls)"),
+        summary
+            .contains("notifier mail (email): ops@example.com via smtp.example.com:587 (starttls)"),
         "{summary}"
     );
 }
@@ -231,7 +232,11 @@ fn bad_notifiers_name_their_keys() {
             "alerts.notifiers[0].retries",
             "at most 10",
         ),
-        ("kind = \"pigeon\"", "alerts.notifiers[0].kind", "unknown kind"),
+        (
+            "kind = \"pigeon\"",
+            "alerts.notifiers[0].kind",
+            "unknown kind",
+        ),
         (
             "kind = \"webhook\"\nurl = \"http://h/\"\nsecret = \"inline\"",
             "alerts.notifiers[0].secret",
@@ -279,7 +284,14 @@ fn addresses() {
     for ok in ["ops@example.com", "Ops <ops@example.com>", "a@b"] {
         assert!(mailbox(ok), "{ok}");
     }
-    for bad in ["ops", "@example.com", "ops@", "a b@c", "Ops <ops@x", "a@b@c"] {
+    for bad in [
+        "ops",
+        "@example.com",
+        "ops@",
+        "a b@c",
+        "Ops <ops@x",
+        "a@b@c",
+    ] {
         assert!(!mailbox(bad), "{bad}");
     }
 }

@@ -1,8 +1,10 @@
 //! Alerts on the admin listener: `GET /api/v1/alerts` (every rule's alert, pending and
 //! firing first, and the events lately), `GET /api/v1/alerts/rules` (the rules in force,
-//! as written and as read), and the silences: `GET /api/v1/alerts/silences`, `POST` one
+//! as written and as read), the silences: `GET /api/v1/alerts/silences`, `POST` one
 //! (`{"rule": "chat-*", "labels": {…}, "for": "2h", "comment": "…"}`), `DELETE
-//! /api/v1/alerts/silences/{id}`.
+//! /api/v1/alerts/silences/{id}`; and `GET /api/v1/alerts/notifiers` (each notifier, where
+//! it sends without secrets, and its deliveries: sent, failed, dropped, retried, the last
+//! error).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +29,11 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/api/v1/alerts/rules", get(rules))
         .route("/api/v1/alerts/silences", get(silences).post(silence))
         .route("/api/v1/alerts/silences/{id}", delete(unsilence))
+        .route("/api/v1/alerts/notifiers", get(notifiers))
+}
+
+async fn notifiers(State(gw): State<Arc<Gateway>>) -> Response {
+    Json(json!({ "notifiers": gw.alerting().notifiers().statuses() })).into_response()
 }
 
 fn now(gw: &Gateway) -> u64 {

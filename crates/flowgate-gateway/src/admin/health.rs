@@ -146,6 +146,24 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
         },
         format!("{} firing, {critical} critical", firing.len()),
     );
+    // A notifier whose last delivery failed cannot be trusted to tell anyone.
+    for n in gw.alerting().notifiers().statuses() {
+        let failing = n
+            .last_error_at
+            .is_some_and(|f| n.last_sent_at.is_none_or(|s| f >= s));
+        part(
+            &mut parts,
+            format!("notifier {}", n.name),
+            if failing { Level::Degraded } else { Level::Ok },
+            match (&n.last_error, failing) {
+                (Some(e), true) => format!("last delivery failed: {e}"),
+                _ => format!(
+                    "{} sent, {} failed, {} dropped",
+                    n.sent, n.failed, n.dropped
+                ),
+            },
+        );
+    }
     let overall = parts.iter().map(|(_, l, _)| *l).max().unwrap_or(Level::Ok);
     let components: Vec<Value> = parts
         .iter()

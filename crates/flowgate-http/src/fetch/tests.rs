@@ -272,7 +272,9 @@ async fn https_verified_by_a_private_ca() {
         ca_file: Some(ca),
         ..ClientSettings::default()
     });
-    let url: Uri = format!("https://localhost:{port}/v2/enqueue").parse().unwrap();
+    let url: Uri = format!("https://localhost:{port}/v2/enqueue")
+        .parse()
+        .unwrap();
     let got = f
         .send(&Request {
             method: Method::POST,

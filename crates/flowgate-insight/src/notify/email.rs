@@ -39,8 +39,8 @@ impl Mailer {
         let params = || -> Result<TlsParameters, String> {
             let mut b = TlsParameters::builder(s.host.to_string());
             if let Some(path) = s.ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                let pem =
+                    std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
                 let cert = Certificate::from_pem(&pem)
                     .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
                 b = b.add_root_certificate(cert);
@@ -64,11 +64,10 @@ impl Mailer {
             .from
             .parse::<Mailbox>()
             .map_err(|e| format!("from {:?}: {e}", s.from))?;
-        let to = s
-            .to
-            .iter()
-            .map(|t| t.parse::<Mailbox>().map_err(|e| format!("to {t:?}: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let to =
+            s.to.iter()
+                .map(|t| t.parse::<Mailbox>().map_err(|e| format!("to {t:?}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
         Ok(Mailer {
             transport: t.build(),
             from,

@@ -97,7 +97,11 @@ pub fn slack(e: &Event, source: &str) -> Vec<u8> {
         (_, Severity::Warning) => ":warning:",
         (_, Severity::Info) => ":information_source:",
     };
-    let headline = format!("{icon} *{}*\n{}", slack_escape(&title(e)), slack_escape(&e.summary));
+    let headline = format!(
+        "{icon} *{}*\n{}",
+        slack_escape(&title(e)),
+        slack_escape(&e.summary)
+    );
     let mut blocks = vec![json!({
         "type": "section",
         "text": { "type": "mrkdwn", "text": headline },
@@ -269,8 +273,8 @@ mod tests {
 
     #[test]
     fn slack_gets_text_and_escaped_blocks() {
-        let b: Value = serde_json::from_slice(&slack(&event(EventKind::Firing), "flowgate@h"))
-            .unwrap();
+        let b: Value =
+            serde_json::from_slice(&slack(&event(EventKind::Firing), "flowgate@h")).unwrap();
         assert!(
             b["text"]
                 .as_str()
@@ -288,9 +292,11 @@ mod tests {
             "More than 5% &lt;of&gt; chat's answers fail &amp; page"
         );
         let ctx = b["blocks"][2]["elements"][0]["text"].as_str().unwrap();
-        assert!(ctx.contains("team=platform") && ctx.contains("firing since 2026-"), "{ctx}");
-        let r: Value =
-            serde_json::from_slice(&slack(&event(EventKind::Resolved), "s")).unwrap();
+        assert!(
+            ctx.contains("team=platform") && ctx.contains("firing since 2026-"),
+            "{ctx}"
+        );
+        let r: Value = serde_json::from_slice(&slack(&event(EventKind::Resolved), "s")).unwrap();
         assert!(r["text"].as_str().unwrap().starts_with("[RESOLVED]"));
     }
 
@@ -304,12 +310,7 @@ mod tests {
         assert_eq!(t["dedup_key"], "flowgate/chat-errors");
         assert_eq!(t["payload"]["severity"], "critical");
         assert_eq!(t["payload"]["source"], "flowgate@h");
-        assert!(
-            t["payload"]["timestamp"]
-                .as_str()
-                .unwrap()
-                .ends_with("Z")
-        );
+        assert!(t["payload"]["timestamp"].as_str().unwrap().ends_with("Z"));
         let r: Value =
             serde_json::from_slice(&pagerduty(&event(EventKind::Resolved), "RK", "s")).unwrap();
         assert_eq!(r["event_action"], "resolve");

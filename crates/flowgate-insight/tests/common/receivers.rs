@@ -2,7 +2,13 @@
 //! records what it is sent and answers as told, and a private `aiosmtpd` (PyPI) SMTP
 //! server, killed when dropped, whose received messages the test reads.
 
-#![allow(dead_code)] // each test file uses its part
+#![allow(
+    dead_code, // each test file uses its part
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -75,7 +81,11 @@ impl HttpReceiver {
                         let (g, s) = (g.clone(), s.clone());
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             g.lock().unwrap().push(Got {
                                 path: parts.uri.path().to_string(),
                                 headers: parts.headers,
@@ -194,12 +204,20 @@ impl SmtpReceiver {
                 if n == 0 {
                     break;
                 }
-                o.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                o.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let end = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < end, "aiosmtpd did not start on port {port}");
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < end,
+                "aiosmtpd did not start on port {port}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         SmtpReceiver { port, child, out }
