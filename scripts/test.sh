@@ -45,6 +45,9 @@ for f in examples/*.toml examples/*/*.toml; do
     OPENAI_API_KEY="${OPENAI_API_KEY:-sk-placeholder}" \
     AZURE_OPENAI_API_KEY="${AZURE_OPENAI_API_KEY:-placeholder}" \
     GEMINI_API_KEY="${GEMINI_API_KEY:-placeholder}" \
+    FLOWGATE_WEBHOOK_SECRET="${FLOWGATE_WEBHOOK_SECRET:-placeholder}" \
+    SLACK_WEBHOOK_URL="${SLACK_WEBHOOK_URL:-https://hooks.slack.com/services/placeholder}" \
+    PAGERDUTY_ROUTING_KEY="${PAGERDUTY_ROUTING_KEY:-placeholder}" \
     cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"
