@@ -27,6 +27,7 @@ pub mod layer;
 pub mod memory;
 pub mod openai;
 pub mod policy;
+mod pressure;
 pub mod remote;
 mod stats;
 pub mod stream;
@@ -155,6 +156,8 @@ pub struct Cache {
     ghosts: ghost::Ghosts,
     /// The task applying other replicas' invalidations to the memory tier.
     listener: Option<tokio::task::AbortHandle>,
+    /// What memory pressure asks of it.
+    pressure: pressure::Pressure,
 }
 
 impl Drop for Cache {
@@ -199,6 +202,7 @@ impl Cache {
             stats: CacheStats::default(),
             ghosts: ghost::Ghosts::default(),
             listener,
+            pressure: pressure::Pressure::default(),
         })
     }
 
@@ -448,7 +452,10 @@ impl Cache {
         life: Lifetime,
         labels: Labels,
     ) -> bool {
-        if response.body.len() as u64 > self.settings.max_entry_bytes || life.ttl.is_zero() {
+        if response.body.len() as u64 > self.settings.max_entry_bytes
+            || life.ttl.is_zero()
+            || self.fills_paused()
+        {
             self.stats.not_stored();
             return false;
         }

@@ -22,6 +22,8 @@ pub struct MemoryTier {
     entries: Cache<CacheKey, Arc<Entry>>,
     /// Entries dropped to stay within the byte bound.
     evictions: Arc<AtomicU64>,
+    /// A bound under the configured one, while memory is short (`u64::MAX`: none).
+    cap: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MemoryTier {
@@ -72,19 +74,52 @@ impl MemoryTier {
                 }
             })
             .build();
-        MemoryTier { entries, evictions }
+        MemoryTier {
+            entries,
+            evictions,
+            cap: Arc::new(AtomicU64::new(u64::MAX)),
+        }
     }
 
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         self.entries.get(key)
     }
 
-    /// Stores `entry`, unless it can no longer be served at `now`.
+    /// Stores `entry`, unless it can no longer be served at `now` or the tier is held
+    /// under a lower bound ([`MemoryTier::cap`]) and full to it.
     pub fn insert(&self, key: CacheKey, entry: Arc<Entry>, now: Instant) {
         if entry.age(now) >= entry.life.total() {
             return;
         }
+        let cap = self.cap.load(Ordering::Relaxed);
+        if cap != u64::MAX && self.entries.weighted_size() + entry.response.weight() as u64 > cap {
+            return;
+        }
         self.entries.insert(key, entry);
+    }
+
+    /// Holds the tier under `bytes` (removing entries until it is), or with `None` lifts
+    /// that bound; the entries removed. moka keeps no order of use that can be read, so
+    /// the entries go in its iteration order; the most used come back first.
+    pub fn cap(&self, bytes: Option<u64>) -> u64 {
+        self.cap.store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+        let Some(bytes) = bytes else {
+            return 0;
+        };
+        self.entries.run_pending_tasks();
+        let mut size = self.entries.weighted_size();
+        let mut removed = 0;
+        for (k, e) in self.entries.iter() {
+            if size <= bytes {
+                break;
+            }
+            if self.remove(&k) {
+                size = size.saturating_sub(e.response.weight() as u64);
+                removed += 1;
+            }
+        }
+        self.entries.run_pending_tasks();
+        removed
     }
 
     /// Removes `key`; whether it was held.
@@ -147,5 +182,48 @@ mod tests {
         assert!(bytes <= 4096, "{bytes}");
         assert!(entries < 64 && evictions > 0, "{entries} {evictions}");
         assert_eq!(entries + evictions, 64);
+    }
+
+    fn entry(now: Instant) -> Arc<Entry> {
+        let response = CachedResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: Bytes::from(vec![b'x'; 1000]),
+            usage: Usage::default(),
+        };
+        let life = Lifetime::fresh_for(Duration::from_secs(60));
+        Arc::new(Entry::new(response, now, life, Labels::default()))
+    }
+
+    fn key(i: u32) -> CacheKey {
+        let mut k = KeyBuilder::new("t");
+        k.field("i", &i.to_le_bytes());
+        k.finish("ns".into())
+    }
+
+    #[test]
+    fn a_cap_shrinks_the_tier_and_holds_it_until_lifted() {
+        let tier = MemoryTier::new(1 << 20);
+        let now = flowgate_clock::ManualClock::at_epoch_2026().now();
+        for i in 0..100 {
+            tier.insert(key(i), entry(now), now);
+        }
+        let (_, full, _) = tier.usage();
+        assert!(full > 90_000, "{full}");
+        let removed = tier.cap(Some(full / 2));
+        let (n, half, _) = tier.usage();
+        assert!(half <= full / 2, "{half}");
+        assert!(removed >= 45 && n + removed == 100, "{removed} {n}");
+        // Held: nothing more goes in while it is at the cap.
+        for i in 100..120 {
+            tier.insert(key(i), entry(now), now);
+        }
+        assert!(tier.usage().1 <= full / 2);
+        // Lifted: it fills again.
+        assert_eq!(tier.cap(None), 0);
+        for i in 100..120 {
+            tier.insert(key(i), entry(now), now);
+        }
+        assert!(tier.usage().1 > half);
     }
 }

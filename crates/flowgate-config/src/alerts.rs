@@ -33,6 +33,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("process_cpu_cores", None),
     ("process_cpu_ratio", None),
     ("memory_ratio", None),
+    // The memory governor's level: 0 normal, 1 shrink, 2 no fills, 3 shedding.
+    ("memory_pressure_level", None),
     ("process_resident_memory_bytes", None),
     ("process_open_fds", None),
     ("process_threads", None),

@@ -27,6 +27,7 @@ mod error;
 pub mod fuzzing;
 mod history;
 mod ip_block;
+mod memory;
 mod model;
 mod notifiers;
 mod priority;
@@ -59,6 +60,7 @@ pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
 pub use history::HistoryConfig;
+pub use memory::{MemoryConfig, MemoryLimit};
 pub use model::{
     ADMIN_TOKEN_ENV, AccessLog, AdaptiveConfig, AdminConfig, AdminScope, AdminToken,
     AffinityConfig, AuthConfig, AwsEnv, BalanceStrategy, CacheCategory, CacheConfig, CacheMode,

@@ -46,6 +46,8 @@ pub struct Config {
     pub cost: crate::cost::CostConfig,
     /// The metrics history (`[history]`).
     pub history: crate::history::HistoryConfig,
+    /// The memory governor (`[memory]`).
+    pub memory: crate::memory::MemoryConfig,
     /// Alert rules and notifiers (`[alerts]`).
     pub alerts: crate::alerts::AlertsConfig,
 }
@@ -1021,6 +1023,7 @@ impl Config {
         );
         s.push_str(&self.cost.summary());
         s.push_str(&self.history.summary());
+        s.push_str(&self.memory.summary());
         for n in &self.alerts.notifiers {
             s.push_str(&format!(
                 "  notifier {} ({}): {}\n",

@@ -30,6 +30,7 @@ pub(crate) struct RawConfig {
     pub admin: Option<crate::admin::RawAdmin>,
     pub cost: Option<crate::cost::RawCost>,
     pub history: Option<crate::history::RawHistory>,
+    pub memory: Option<crate::memory::RawMemory>,
     pub alerts: Option<crate::alerts::RawAlerts>,
 }
 

@@ -328,6 +328,9 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let memory =
+        crate::memory::memory(raw.memory.as_ref(), &root.clone().key("memory"), &mut found);
+
     let alerts = {
         let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let pools: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
@@ -362,6 +365,7 @@ pub(crate) fn validate(
             admin,
             cost,
             history,
+            memory,
             alerts,
         })
     } else {

@@ -466,7 +466,8 @@ impl Tee {
     /// origin lets a shared cache keep (http routes). Otherwise the leader is dropped and
     /// the requests waiting on it go upstream themselves.
     pub fn start(mut fill: Fill, status: StatusCode, headers: &HeaderMap) -> Option<Box<Tee>> {
-        if status != StatusCode::OK {
+        // Short of memory (the governor stopped fills): nothing is copied to be kept.
+        if status != StatusCode::OK || fill.cache.fills_paused() {
             return None;
         }
         let content_type = headers

@@ -69,6 +69,16 @@ pub enum ProxyError {
     PromptTooLarge { estimated: u64, limit: u64 },
     #[error("{0}")]
     Overloaded(Box<crate::queues::overload::Overload>),
+    /// Shed by the memory governor: memory is near its limit.
+    #[error(
+        "flowgate is short of memory and sheds {} priority requests; retry in {}",
+        priority.as_str(),
+        flowgate_config::format_duration(*retry_after)
+    )]
+    MemoryPressure {
+        priority: flowgate_config::Priority,
+        retry_after: Duration,
+    },
     #[error("x-flowgate-priority {0:?} is not a priority: use critical, high, normal or low")]
     BadPriority(String),
     /// The request asks for what the pool's provider cannot do (`n > 1` on Anthropic).
@@ -160,7 +170,9 @@ impl ProxyError {
             ProxyError::Overloaded(o) if o.scope == crate::queues::overload::Scope::Key => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ProxyError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded(_) | ProxyError::MemoryPressure { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect { .. } | ProxyError::UpstreamClosed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -181,7 +193,7 @@ impl ProxyError {
         if let ProxyError::RateLimited(r) = self {
             // As OpenAI answers a rate limit.
             r.unit.as_str()
-        } else if let ProxyError::Overloaded(_) = self {
+        } else if let ProxyError::Overloaded(_) | ProxyError::MemoryPressure { .. } = self {
             "overloaded"
         } else if let ProxyError::BudgetExceeded { .. } = self {
             // As OpenAI answers an account out of credit.
@@ -217,6 +229,7 @@ impl ProxyError {
                 "concurrency_limit_exceeded"
             }
             ProxyError::Overloaded(_) => "overloaded",
+            ProxyError::MemoryPressure { .. } => "memory_pressure",
             ProxyError::BadPriority(_) => "invalid_priority",
             ProxyError::Unsupported(_) => "unsupported_parameter",
             ProxyError::BadRequest(_) => "invalid_request",
@@ -276,6 +289,12 @@ impl ProxyError {
             // The queue moves in well under a second when it moves at all.
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ProxyError::MemoryPressure { retry_after, .. } = self {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
         }
         r
     }

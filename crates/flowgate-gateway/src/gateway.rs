@@ -62,6 +62,8 @@ pub struct Gateway {
     history: Option<flowgate_telemetry::history::History>,
     /// The alert rules at work (`[[alerts.rules]]`), reloaded with the config.
     alerting: crate::alerting::Alerting,
+    /// The memory governor's level and counts.
+    memory: Arc<crate::memory_governor::Governor>,
 }
 
 impl Gateway {
@@ -135,6 +137,8 @@ impl Gateway {
         let history = crate::history::open(&config.history, clock.unix_millis() / 1000);
         let alerting = crate::alerting::Alerting::new(&config.alerts, clock.clone())?;
         telemetry.register_collector(Box::new(alerting.collector()));
+        let memory = Arc::new(crate::memory_governor::Governor::default());
+        telemetry.register_collector(Box::new(memory.collector()));
         crate::alerting::watch(&config.alerts.rules, history.as_ref());
         telemetry.set_sinks(crate::sinks::of(&config, &spending, history.as_ref()));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
@@ -186,6 +190,7 @@ impl Gateway {
             listener_tls,
             spending,
             alerting,
+            memory,
             history,
         });
         gw.budgets_changed();
@@ -215,6 +220,10 @@ impl Gateway {
     /// The alert rules at work.
     pub(crate) fn alerting(&self) -> &crate::alerting::Alerting {
         &self.alerting
+    }
+
+    pub(crate) fn memory(&self) -> &crate::memory_governor::Governor {
+        &self.memory
     }
 
     /// The metrics history, when it is on.

@@ -20,10 +20,16 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
         let Some(gw) = gw.upgrade() else {
             return Vec::new();
         };
-        let mut out = vec![(
-            "requests_in_flight".to_string(),
-            Sample::Gauge(gw.telemetry().metrics().in_flight.get() as f64),
-        )];
+        let mut out = vec![
+            (
+                "requests_in_flight".to_string(),
+                Sample::Gauge(gw.telemetry().metrics().in_flight.get() as f64),
+            ),
+            (
+                "memory_pressure_level".to_string(),
+                Sample::Gauge(f64::from(gw.memory().level() as u8)),
+            ),
+        ];
         let rt = gw.runtime();
         for u in rt.upstreams.iter() {
             let b = u.balancer();

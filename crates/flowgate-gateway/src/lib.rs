@@ -32,6 +32,7 @@ mod history_writer;
 mod instances;
 mod launch;
 mod listener;
+mod memory_governor;
 mod openai;
 mod outcome;
 mod path;

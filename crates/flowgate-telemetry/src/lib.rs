@@ -12,6 +12,7 @@
 //! histogram arithmetic and files off the request path.
 
 pub mod history;
+pub mod memory;
 mod metrics;
 mod pipeline;
 pub mod process;

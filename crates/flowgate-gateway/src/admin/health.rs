@@ -146,6 +146,26 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
         },
         format!("{} firing, {critical} critical", firing.len()),
     );
+    let (rss, limit) = gw.memory().reading();
+    let level = gw.memory().level();
+    part(
+        &mut parts,
+        "memory".into(),
+        match level {
+            flowgate_telemetry::memory::Pressure::Normal => Level::Ok,
+            _ => Level::Degraded,
+        },
+        match limit {
+            Some(l) => format!(
+                "{} MiB of {} MiB ({:.0}%), pressure {}",
+                rss >> 20,
+                l >> 20,
+                rss as f64 * 100.0 / l.max(1) as f64,
+                level.as_str()
+            ),
+            None => format!("{} MiB resident; no limit", rss >> 20),
+        },
+    );
     // A notifier whose last delivery failed cannot be trusted to tell anyone.
     for n in gw.alerting().notifiers().statuses() {
         let failing = n

@@ -5,7 +5,8 @@
 //! 1. **route**: the head's limits (HTTP/2; the listener held HTTP/1.1 heads to them), the
 //!    path's dot-segments removed (`path.rs`: what is routed is what is forwarded), then
 //!    the route that matches path, method and fields;
-//! 2. **authenticate**: the caller's virtual key, when `[auth]` is on;
+//! 2. **authenticate**: the caller's virtual key, when `[auth]` is on; then, when memory
+//!    is short (the memory governor's shed level), low-priority requests are refused;
 //! 3. **read**: the body, whole for `openai` routes (and checked as JSON when the cache
 //!    would not check it anyway) and for cached `http` routes, else streamed on;
 //! 4. **shape**: what the body says (model, token estimate), read at most once, and the
@@ -113,6 +114,15 @@ impl Gateway {
         let (mut parts, incoming) = req.into_parts();
         let caller = self.authenticate(rt, route, &mut parts.headers)?;
         out.caller.clone_from(&caller);
+        // Stage 2b: short of memory, low-priority requests go before their body is read.
+        if self.memory().level() == flowgate_telemetry::memory::Pressure::Shed {
+            let priority = crate::queues::priority(
+                &parts.headers,
+                caller.as_deref().map(|c| &c.key),
+                route.cfg.priority_header,
+            )?;
+            self.memory().admit(priority, &rt.config.memory)?;
+        }
         let mut read = self.read(rt, route, &parts, incoming, out).await?;
         // A Claude client's request is OpenAI's from here on.
         if route.cfg.dialect == ClientDialect::Anthropic
