@@ -71,7 +71,7 @@ pub async fn launch(
     warm_from_file(&gateway);
     warm_tokenizers(&gateway.runtime().config);
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
-    crate::memory_governor::spawn(&gateway, stopped.clone());
+    crate::memory_watch::spawn(&gateway, stopped.clone());
     let ledger_writer = crate::spend::spawn_writer(
         gateway.spending(),
         gateway.telemetry().clone(),

@@ -33,6 +33,7 @@ mod instances;
 mod launch;
 mod listener;
 mod memory_governor;
+mod memory_watch;
 mod openai;
 mod outcome;
 mod path;

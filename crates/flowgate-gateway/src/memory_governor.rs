@@ -7,18 +7,16 @@
 //! rules to watch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use flowgate_config::{MemoryConfig, MemoryLimit, Priority};
 use flowgate_telemetry::memory::{Pressure, PressureLevel};
-use flowgate_telemetry::process::ProcFs;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use tokio::sync::watch;
 
 use crate::cache_metrics::{counter, gauge, one};
 use crate::error::ProxyError;
-use crate::gateway::Gateway;
+use flowgate_cache::Cache;
 
 /// The level in force and what the governor did (see the module's documentation).
 #[derive(Debug, Default)]
@@ -67,7 +65,7 @@ impl Governor {
 }
 
 /// The limit memory is judged against: the configured one, or the cgroup's.
-fn limit_of(config: &MemoryConfig, cgroup: Option<u64>) -> Option<u64> {
+pub(crate) fn limit_of(config: &MemoryConfig, cgroup: Option<u64>) -> Option<u64> {
     match config.limit {
         MemoryLimit::Off => None,
         MemoryLimit::Bytes(b) => Some(b),
@@ -75,110 +73,94 @@ fn limit_of(config: &MemoryConfig, cgroup: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Reads memory every `interval` of the running config until `stopped`.
-pub(crate) fn spawn(gw: &Arc<Gateway>, mut stopped: watch::Receiver<bool>) {
-    let weak: Weak<Gateway> = Arc::downgrade(gw);
-    tokio::spawn(async move {
-        let fs = ProcFs::default();
-        loop {
-            let interval = match weak.upgrade() {
-                Some(gw) => {
-                    let config = gw.runtime().config.memory.clone();
-                    let s = fs.read_stats();
-                    let rss = s.resident_bytes.unwrap_or(0);
-                    let limit = limit_of(&config, s.cgroup_limit_bytes);
-                    step(&gw, &config, rss, limit);
-                    config.interval
-                }
-                None => return,
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stopped.wait_for(|s| *s) => return,
-            }
+impl Governor {
+    /// One reading: `rss` against `limit`; the level moved and its steps taken or undone on
+    /// `cache`.
+    pub(crate) fn step(
+        &self,
+        cache: Option<&Cache>,
+        config: &MemoryConfig,
+        rss: u64,
+        limit: Option<u64>,
+    ) {
+        let g = self;
+        if let Ok(mut r) = g.reading.lock() {
+            *r = (rss, limit.unwrap_or(0));
         }
-    });
-}
-
-/// One reading: `rss` against `limit`; the level moved and its steps taken or undone.
-pub(crate) fn step(gw: &Gateway, config: &MemoryConfig, rss: u64, limit: Option<u64>) {
-    let g = gw.memory();
-    if let Ok(mut r) = g.reading.lock() {
-        *r = (rss, limit.unwrap_or(0));
-    }
-    let was = g.level.get();
-    let now = match limit {
-        Some(l) if l > 0 => {
-            let percent = rss as f64 * 100.0 / l as f64;
-            was.next(percent, config.levels, config.recover)
-        }
-        // No limit (any more): every step undone.
-        _ => Pressure::Normal,
-    };
-    if now == was {
-        return;
-    }
-    g.level.set(now);
-    let mib = |b: u64| b / (1024 * 1024);
-    let percent = limit.map_or(0.0, |l| rss as f64 * 100.0 / l.max(1) as f64);
-    for p in [Pressure::Shrink, Pressure::NoFill, Pressure::Shed] {
-        let on = now >= p && was < p;
-        let off = now < p && was >= p;
-        if !(on || off) {
-            continue;
-        }
-        if let Ok(mut s) = g.steps.lock() {
-            let c = &mut s[p as usize - 1];
-            if on {
-                c.0 += 1;
-            } else {
-                c.1 += 1;
+        let was = g.level.get();
+        let now = match limit {
+            Some(l) if l > 0 => {
+                let percent = rss as f64 * 100.0 / l as f64;
+                was.next(percent, config.levels, config.recover)
             }
-        }
-        let what = match p {
-            Pressure::Shrink => {
-                let removed = gw.cache().map_or(0, |c| c.shrink_memory(on));
-                if on {
-                    format!("memory cache held at half its size ({removed} entries removed)")
-                } else {
-                    "memory cache may grow again".into()
-                }
-            }
-            Pressure::NoFill => {
-                if let Some(c) = gw.cache() {
-                    c.pause_fills(on);
-                }
-                if on {
-                    "cache fills stopped".into()
-                } else {
-                    "cache fills resumed".into()
-                }
-            }
-            _ => {
-                if on {
-                    format!(
-                        "shedding {} and lower priority requests",
-                        config.shed_priority.as_str()
-                    )
-                } else {
-                    "no more shedding".into()
-                }
-            }
+            // No limit (any more): every step undone.
+            _ => Pressure::Normal,
         };
-        if on {
-            tracing::warn!(
-                step = p.as_str(),
-                rss_mib = mib(rss),
-                limit_mib = limit.map(mib),
-                "memory pressure at {percent:.0}%: {what}"
-            );
-        } else {
-            tracing::info!(
-                step = p.as_str(),
-                rss_mib = mib(rss),
-                limit_mib = limit.map(mib),
-                "memory pressure down to {percent:.0}%: {what}"
-            );
+        if now == was {
+            return;
+        }
+        g.level.set(now);
+        let mib = |b: u64| b / (1024 * 1024);
+        let percent = limit.map_or(0.0, |l| rss as f64 * 100.0 / l.max(1) as f64);
+        for p in [Pressure::Shrink, Pressure::NoFill, Pressure::Shed] {
+            let on = now >= p && was < p;
+            let off = now < p && was >= p;
+            if !(on || off) {
+                continue;
+            }
+            if let Ok(mut s) = g.steps.lock() {
+                let c = &mut s[p as usize - 1];
+                if on {
+                    c.0 += 1;
+                } else {
+                    c.1 += 1;
+                }
+            }
+            let what = match p {
+                Pressure::Shrink => {
+                    let removed = cache.map_or(0, |c| c.shrink_memory(on));
+                    if on {
+                        format!("memory cache held at half its size ({removed} entries removed)")
+                    } else {
+                        "memory cache may grow again".into()
+                    }
+                }
+                Pressure::NoFill => {
+                    if let Some(c) = cache {
+                        c.pause_fills(on);
+                    }
+                    if on {
+                        "cache fills stopped".into()
+                    } else {
+                        "cache fills resumed".into()
+                    }
+                }
+                _ => {
+                    if on {
+                        format!(
+                            "shedding {} and lower priority requests",
+                            config.shed_priority.as_str()
+                        )
+                    } else {
+                        "no more shedding".into()
+                    }
+                }
+            };
+            if on {
+                tracing::warn!(
+                    step = p.as_str(),
+                    rss_mib = mib(rss),
+                    limit_mib = limit.map(mib),
+                    "memory pressure at {percent:.0}%: {what}"
+                );
+            } else {
+                tracing::info!(
+                    step = p.as_str(),
+                    rss_mib = mib(rss),
+                    limit_mib = limit.map(mib),
+                    "memory pressure down to {percent:.0}%: {what}"
+                );
+            }
         }
     }
 }
