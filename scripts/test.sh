@@ -10,6 +10,8 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# deploy/'s Prometheus rules are checked and unit-tested with promtool.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # The e-mail notifier's tests talk to a real SMTP server, aiosmtpd (PyPI), kept in a venv
 # under target/ (Debian's Python is externally managed).
 py=target/test-python/bin/python
@@ -51,3 +53,5 @@ for f in examples/*.toml examples/*/*.toml; do
     cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"
+promtool check rules deploy/prometheus/flowgate-rules.yml
+(cd deploy/prometheus && promtool test rules flowgate-rules.test.yml)
