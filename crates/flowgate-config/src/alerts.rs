@@ -54,7 +54,12 @@ pub(crate) struct RawAlerts {
     pub rules: Vec<RawAlertRule>,
     #[serde(default)]
     pub notifiers: Vec<crate::notifiers::RawNotifier>,
+    pub retention: Option<crate::units::HumanDuration>,
 }
+
+/// The alerts' file under `[server] data_dir`: the rules made through the API and the
+/// events.
+pub const ALERTS_FILE: &str = "alerts.redb";
 
 /// A rule as written (and as the admin API takes it, in JSON).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -87,7 +92,7 @@ pub struct RawAlertRule {
     pub notify: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -201,11 +206,26 @@ impl AlertRule {
     }
 }
 
-/// `[alerts]`: the rules and where their events go.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// `[alerts]`: the rules, where their events go, and how long the events are kept.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlertsConfig {
     pub rules: Vec<AlertRule>,
     pub notifiers: Vec<crate::notifiers::NotifierConfig>,
+    /// How long events are kept (90 days by default).
+    pub retention: Duration,
+    /// `alerts.redb` in `[server] data_dir`; `None`: in memory.
+    pub path: Option<std::path::PathBuf>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            rules: Vec::new(),
+            notifiers: Vec::new(),
+            retention: Duration::from_secs(90 * 86_400),
+            path: None,
+        }
+    }
 }
 
 /// What the rules may name.
@@ -559,14 +579,24 @@ pub fn describe(kind: &AlertKind) -> String {
 
 /// `[alerts]`: its notifiers and its rules, each checked, names unique; secrets read from
 /// `env`, files relative to `origin`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn alerts(
     raw: Option<&RawAlerts>,
     names: &AlertNames<'_>,
     env: &[(String, String)],
     origin: Option<&str>,
+    data_dir: Option<&std::path::PathBuf>,
     key: &KeyPath,
     found: &mut Found,
 ) -> AlertsConfig {
+    let d = AlertsConfig::default();
+    let retention = raw.and_then(|r| r.retention).map_or(d.retention, |h| h.0);
+    if !(Duration::from_secs(3600)..=Duration::from_secs(3660 * 86_400)).contains(&retention) {
+        found.push((
+            key.clone().key("retention"),
+            "out of range: from 1h to 3660d".into(),
+        ));
+    }
     let mut notifiers: Vec<crate::notifiers::NotifierConfig> = Vec::new();
     for (i, n) in raw.map_or(&[][..], |a| &a.notifiers).iter().enumerate() {
         let k = key.clone().key("notifiers").index(i);
@@ -601,5 +631,10 @@ pub(crate) fn alerts(
             rules.push(rule);
         }
     }
-    AlertsConfig { rules, notifiers }
+    AlertsConfig {
+        rules,
+        notifiers,
+        retention,
+        path: data_dir.map(|d| d.join(ALERTS_FILE)),
+    }
 }

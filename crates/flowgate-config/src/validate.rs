@@ -345,6 +345,7 @@ pub(crate) fn validate(
             },
             env,
             Some(origin),
+            server.data_dir.as_ref(),
             &root.clone().key("alerts"),
             &mut found,
         )

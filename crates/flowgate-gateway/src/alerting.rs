@@ -1,7 +1,8 @@
-//! Alerting in the gateway: the config's rules ([`flowgate_insight::alerts::Engine`])
-//! evaluated every second, right after the history's tick, over the history (the live
-//! ring for the last 15 minutes, stored points beyond) and the budgets in force. Events
-//! are logged, kept for the API and handed to the notifiers
+//! Alerting in the gateway: the rules ([`flowgate_insight::alerts::Engine`]: the config's
+//! and those made through the API, [`crate::alert_rules`]) evaluated every second, right
+//! after the history's tick, over the history (the live ring for the last 15 minutes,
+//! stored points beyond) and the budgets in force. Events are logged, kept in the alerts'
+//! store ([`AlertStore`], with the API's rules) and handed to the notifiers
 //! ([`flowgate_insight::notify`]), which deliver them on tasks of their own.
 
 use std::sync::{Arc, Mutex};
@@ -9,10 +10,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flowgate_clock::SharedClock;
+use flowgate_config::RawAlertRule;
 use flowgate_config::{AlertKind, AlertRule, AlertsConfig};
 use flowgate_cost::budget::Budgets;
 use flowgate_http::fetch::Fetcher;
+use flowgate_insight::alerts::store::AlertStore;
 use flowgate_insight::alerts::{Engine, Event, EventKind, Source};
+
+use crate::alert_rules::{Names, Refused};
 use flowgate_insight::notify::Notifiers;
 use flowgate_telemetry::history::series::LIVE_SECS;
 use flowgate_telemetry::history::{History, Resolution};
@@ -24,10 +29,25 @@ pub(crate) struct Alerting {
     notifiers: Arc<ArcSwap<Notifiers>>,
     fetcher: Arc<Fetcher>,
     clock: SharedClock,
+    store: Arc<AlertStore>,
+    /// The config's rules as last applied.
+    from_config: Mutex<Vec<AlertRule>>,
 }
 
 impl Alerting {
+    /// The config's notifiers, and the store (its rules are put in force by
+    /// [`Alerting::set`]).
     pub(crate) fn new(config: &AlertsConfig, clock: SharedClock) -> std::io::Result<Alerting> {
+        let now = clock.unix_millis() / 1000;
+        let (store, moved) = AlertStore::open(config.path.as_deref(), now, config.retention)
+            .map_err(|e| std::io::Error::other(format!("alerts store: {e}")))?;
+        if let Some(m) = moved {
+            tracing::error!(
+                moved_to = %m.to.display(),
+                error = %m.why,
+                "the alerts' file could not be read: moved aside, a fresh one kept (API rules and alert history start over)"
+            );
+        }
         let tls = flowgate_http::tls::client_config(&flowgate_http::tls::ClientSettings::default())
             .map_err(|e| std::io::Error::other(format!("alert notifiers: {e}")))?;
         let fetcher = Arc::new(Fetcher::new(tls, clock.clone(), "flowgate-alerts"));
@@ -39,20 +59,23 @@ impl Alerting {
             flowgate_insight::notify::source_name(),
         );
         Ok(Alerting {
-            engine: Arc::new(Mutex::new(Engine::new(config.rules.clone()))),
+            engine: Arc::new(Mutex::new(Engine::new(Vec::new()))),
             notifiers: Arc::new(ArcSwap::from_pointee(notifiers)),
             fetcher,
             clock,
+            store: Arc::new(store),
+            from_config: Mutex::new(Vec::new()),
         })
     }
 
-    /// Puts `config`'s rules and notifiers in force (a reload); what `history` must count
-    /// for the rules, counted. Notifiers that keep their name and kind keep their counts.
-    pub(crate) fn set(&self, config: &AlertsConfig, history: Option<&History>) {
-        watch(&config.rules, history);
-        if let Ok(mut e) = self.engine.lock() {
-            e.set_rules(config.rules.clone());
+    /// Puts `config`'s rules and notifiers in force, with the API's rules `names` allows
+    /// (at start, and at a reload); what `history` must count for them, counted.
+    /// Notifiers that keep their name and kind keep their counts.
+    pub(crate) fn set(&self, config: &AlertsConfig, names: &Names, history: Option<&History>) {
+        if let Ok(mut c) = self.from_config.lock() {
+            c.clone_from(&config.rules);
         }
+        self.put_in_force(names, history);
         let old = self.notifiers.load();
         self.notifiers.store(Arc::new(Notifiers::new(
             &config.notifiers,
@@ -61,6 +84,71 @@ impl Alerting {
             self.clock.clone(),
             flowgate_insight::notify::source_name(),
         )));
+    }
+
+    /// The config's rules and the API's, in force.
+    fn put_in_force(&self, names: &Names, history: Option<&History>) {
+        let config = self
+            .from_config
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let api = self.store.rules().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the alert rules made through the API could not be read");
+            Vec::new()
+        });
+        let rules = crate::alert_rules::in_force(&config, &api, names);
+        watch(&rules, history);
+        if let Ok(mut e) = self.engine.lock() {
+            e.set_rules(rules);
+        }
+    }
+
+    /// Makes (or replaces) rule `name` from the API's `raw`; it is kept and in force.
+    pub(crate) fn put_rule(
+        &self,
+        name: &str,
+        raw: RawAlertRule,
+        names: &Names,
+        history: Option<&History>,
+    ) -> Result<AlertRule, Refused> {
+        if self.in_config(name) {
+            return Err(Refused::InConfig);
+        }
+        let rule = names.check(name, &raw)?;
+        self.store
+            .put_rule(name, &rule.raw)
+            .map_err(Refused::Store)?;
+        self.put_in_force(names, history);
+        Ok(rule)
+    }
+
+    /// Removes rule `name` made through the API.
+    pub(crate) fn delete_rule(
+        &self,
+        name: &str,
+        names: &Names,
+        history: Option<&History>,
+    ) -> Result<(), Refused> {
+        if self.in_config(name) {
+            return Err(Refused::InConfig);
+        }
+        if !self.store.delete_rule(name).map_err(Refused::Store)? {
+            return Err(Refused::NotFound);
+        }
+        self.put_in_force(names, history);
+        Ok(())
+    }
+
+    fn in_config(&self, name: &str) -> bool {
+        self.from_config
+            .lock()
+            .is_ok_and(|c| c.iter().any(|r| r.name == name))
+    }
+
+    /// The store: the API's rules and the events.
+    pub(crate) fn store(&self) -> &AlertStore {
+        &self.store
     }
 
     /// The notifiers in force.
@@ -97,6 +185,15 @@ impl Alerting {
                 (events, rules)
             })
             .unwrap_or_default();
+        if !events.is_empty() {
+            // Kept off the async task: a durable write waits for the disk.
+            let (store, kept) = (self.store.clone(), events.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.record(&kept, now) {
+                    tracing::warn!(error = %e, "alert events could not be kept");
+                }
+            });
+        }
         let notifiers = self.notifiers.load();
         for e in &events {
             notifiers.dispatch(e, rules.iter().find(|r| r.name == e.rule));

@@ -139,7 +139,6 @@ impl Gateway {
         telemetry.register_collector(Box::new(alerting.collector()));
         let memory = Arc::new(crate::memory_governor::Governor::default());
         telemetry.register_collector(Box::new(memory.collector()));
-        crate::alerting::watch(&config.alerts.rules, history.as_ref());
         telemetry.set_sinks(crate::sinks::of(&config, &spending, history.as_ref()));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
@@ -194,6 +193,7 @@ impl Gateway {
             history,
         });
         gw.budgets_changed();
+        gw.alerts_changed();
         Ok(gw)
     }
 
@@ -216,7 +216,20 @@ impl Gateway {
         );
     }
 
-    /// The spend ledger and its metrics.
+    /// Puts the running config's alert rules and notifiers in force, with the rules made
+    /// through the admin API that it allows: at start, and after a reload.
+    pub(crate) fn alerts_changed(&self) {
+        let rt = self.runtime();
+        let names = self.alert_names(&rt);
+        self.alerting
+            .set(&rt.config.alerts, &names, self.history.as_ref());
+    }
+
+    /// What alert rules may name in `rt`'s config, with the budgets in force.
+    pub(crate) fn alert_names(&self, rt: &Runtime) -> crate::alert_rules::Names {
+        crate::alert_rules::Names::of(&rt.config, &self.spending.budgets().load())
+    }
+
     /// The alert rules at work.
     pub(crate) fn alerting(&self) -> &crate::alerting::Alerting {
         &self.alerting
@@ -397,8 +410,7 @@ impl Gateway {
             return;
         }
         self.budgets_changed();
-        self.alerting
-            .set(&self.runtime().config.alerts, self.history.as_ref());
+        self.alerts_changed();
         self.reloads.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut g) = self.last_reload_error.lock() {
             *g = None;

@@ -13,6 +13,7 @@ mod admin;
 mod admission;
 mod admission_metrics;
 mod alert_metrics;
+mod alert_rules;
 mod alerting;
 mod auth;
 mod balance_metrics;

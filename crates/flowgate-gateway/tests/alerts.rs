@@ -219,3 +219,126 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
         .collect();
     assert_eq!(kinds, ["firing", "resolved"]);
 }
+
+#[tokio::test]
+async fn rules_made_through_the_api_are_checked_kept_and_outlive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("flowgate-alert-rules-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (url, _) = scripted_upstream(|_| {
+        let body = r#"{"id":"c","object":"chat.completion","choices":[]}"#;
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await;
+    let server = format!("data_dir = \"{}\"", dir.display());
+    let cfg = format!(
+        "[[alerts.rules]]\nname = \"from-config\"\nseries = \"spend_usd_per_hour\"\nvalue = 100\n\n\
+         [pools.llm]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n"
+    );
+    let gw = gateway_with(&server, &cfg).await;
+    let busy = r#"{"severity":"info","series":"requests_per_second{route=\"chat\"}","window":"3s","op":">","value":0,"description":"chat has traffic"}"#;
+    let (st, v) = admin(&gw, "PUT", "/api/v1/alerts/rules/chat-busy", busy).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["source"], "api");
+    assert_eq!(
+        v["watches"],
+        "requests_per_second{route=\"chat\"} over 3s > 0"
+    );
+    let (st, _) = admin(&gw, "PUT", "/api/v1/alerts/rules/chat-busy", busy).await;
+    assert_eq!(st, StatusCode::OK, "replaced");
+    // Bad ones are named, the config's are the config's.
+    for (body, says) in [
+        (r#"{"series":"coffee","value":1}"#, "series: unknown series"),
+        (
+            r#"{"series":"spend_usd_per_hour","value":1,"for":"soon"}"#,
+            "for: \"soon\" is not a duration",
+        ),
+        (
+            r#"{"series":"spend_usd_per_hour","value":1,"notify":["pager"]}"#,
+            "notify[0]: unknown notifier",
+        ),
+        (
+            r#"{"series":"spend_usd_per_hour","value":1,"threshold":2}"#,
+            "unknown field",
+        ),
+        (
+            r#"{"name":"other","series":"spend_usd_per_hour","value":1}"#,
+            "the body names rule",
+        ),
+    ] {
+        let (st, v) = admin(&gw, "PUT", "/api/v1/alerts/rules/x", body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_rule");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(says), "{body}: {m}");
+    }
+    let (st, _) = admin(&gw, "PUT", "/api/v1/alerts/rules/from-config", busy).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = admin(&gw, "DELETE", "/api/v1/alerts/rules/from-config", "").await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = admin(&gw, "DELETE", "/api/v1/alerts/rules/nothing", "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, v) = admin(&gw, "GET", "/api/v1/alerts/rules", "").await;
+    let sources: Vec<(String, String)> = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["source"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("from-config".into(), "config".into()),
+            ("chat-busy".into(), "api".into())
+        ]
+    );
+
+    // It acts: traffic fires it, and the event is in the stored history.
+    let c = client();
+    let start = Instant::now();
+    loop {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await
+        .expect(StatusCode::OK);
+        if status(&gw, "chat-busy").await == "firing" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(6), "never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, v) = admin(&gw, "GET", "/api/v1/alerts?rule=chat-busy", "").await;
+    assert_eq!(v["history"][0]["kind"], "firing", "{v}");
+    let (st, _) = admin(&gw, "GET", "/api/v1/alerts?from=9&to=3", "").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = admin(&gw, "GET", "/api/v1/alerts?limit=many", "").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    gw.shutdown();
+    gw.wait().await;
+
+    // After a restart: the rule is back in force, the history kept.
+    let gw = gateway_with(&server, &cfg).await;
+    let (st, v) = admin(&gw, "GET", "/api/v1/alerts/rules/chat-busy", "").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["description"], "chat has traffic");
+    let (_, v) = admin(&gw, "GET", "/api/v1/alerts?rule=chat-busy", "").await;
+    assert_eq!(v["history"][0]["kind"], "firing", "{v}");
+    let (st, _) = admin(&gw, "DELETE", "/api/v1/alerts/rules/chat-busy", "").await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = admin(&gw, "GET", "/api/v1/alerts/rules/chat-busy", "").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    gw.shutdown();
+    gw.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

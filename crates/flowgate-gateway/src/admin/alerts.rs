@@ -1,23 +1,23 @@
 //! Alerts on the admin listener: `GET /api/v1/alerts` (every rule's alert, pending and
-//! firing first, and the events lately), `GET /api/v1/alerts/rules` (the rules in force,
-//! as written and as read), the silences: `GET /api/v1/alerts/silences`, `POST` one
+//! firing first, and the stored events: `?from=&to=` Unix seconds, `&rule=`, `&limit=`,
+//! the newest 1,000 by default), the silences: `GET /api/v1/alerts/silences`, `POST` one
 //! (`{"rule": "chat-*", "labels": {…}, "for": "2h", "comment": "…"}`), `DELETE
 //! /api/v1/alerts/silences/{id}`; and `GET /api/v1/alerts/notifiers` (each notifier, where
 //! it sends without secrets, and its deliveries: sent, failed, dropped, retried, the last
 //! error).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::reply::client_error;
+use super::reply::{client_error, server_error};
 use crate::gateway::Gateway;
 
 /// The longest silence.
@@ -26,7 +26,6 @@ const MAX_SILENCE_SECS: u64 = 30 * 86_400;
 pub fn routes() -> axum::Router<Arc<Gateway>> {
     axum::Router::new()
         .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/alerts/rules", get(rules))
         .route("/api/v1/alerts/silences", get(silences).post(silence))
         .route("/api/v1/alerts/silences/{id}", delete(unsilence))
         .route("/api/v1/alerts/notifiers", get(notifiers))
@@ -40,37 +39,46 @@ fn now(gw: &Gateway) -> u64 {
     gw.clock().unix_millis() / 1000
 }
 
-async fn alerts(State(gw): State<Arc<Gateway>>) -> Response {
-    let (alerts, events) = gw
-        .alerting()
-        .with(|e| (e.alerts(), e.events()))
-        .unwrap_or_default();
-    Json(json!({ "alerts": alerts, "history": events })).into_response()
-}
+/// The most events one answer holds.
+const MAX_EVENTS: usize = 10_000;
 
-async fn rules(State(gw): State<Arc<Gateway>>) -> Response {
-    let rules = gw
+async fn alerts(
+    State(gw): State<Arc<Gateway>>,
+    Params(p): Params<HashMap<String, String>>,
+) -> Response {
+    // The first parameter that is not a whole number, if any.
+    let number = |k: &str| -> Result<Option<u64>, String> {
+        match p.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("{k}: {v:?} is not a whole number")),
+        }
+    };
+    let (from, to, limit) = match (number("from"), number("to"), number("limit")) {
+        (Ok(f), Ok(t), Ok(l)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX), l.unwrap_or(1_000)),
+        (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => {
+            return client_error(StatusCode::BAD_REQUEST, &m, "invalid_parameter");
+        }
+    };
+    if from > to {
+        return client_error(
+            StatusCode::BAD_REQUEST,
+            "from is after to",
+            "invalid_parameter",
+        );
+    }
+    let limit = usize::try_from(limit).unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
+    let alerts = gw.alerting().with(|e| e.alerts()).unwrap_or_default();
+    match gw
         .alerting()
-        .with(|e| {
-            e.rules()
-                .iter()
-                .map(|r| {
-                    json!({
-                        "name": r.name,
-                        "severity": r.severity,
-                        "group": r.group,
-                        "labels": r.labels,
-                        "for_seconds": r.for_.as_secs(),
-                        "repeat_seconds": r.repeat.as_secs(),
-                        "watches": flowgate_config::describe_alert(&r.kind),
-                        "description": r.description,
-                        "definition": r.raw,
-                    })
-                })
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    Json(json!({ "rules": rules })).into_response()
+        .store()
+        .events(from, to, p.get("rule").map(String::as_str), limit)
+    {
+        Ok(events) => Json(json!({ "alerts": alerts, "history": events })).into_response(),
+        Err(e) => server_error(&format!("the alert history could not be read: {e}")),
+    }
 }
 
 async fn silences(State(gw): State<Arc<Gateway>>) -> Response {

@@ -5,6 +5,7 @@
 //! its own port so that it can be firewalled apart from the data plane.
 
 mod admission;
+mod alert_rules;
 mod alerts;
 mod balance;
 mod budgets;
@@ -34,6 +35,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(recommendations::routes())
         .merge(history::routes())
         .merge(alerts::routes())
+        .merge(alert_rules::routes())
         .merge(health::routes())
         .merge(live::routes())
         .merge(keys::routes())

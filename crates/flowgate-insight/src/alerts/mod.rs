@@ -8,17 +8,15 @@
 //! is not critical). One alert per rule: a rule's labels are its own.
 
 mod silence;
+pub mod store;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use flowgate_config::{AlertKind, AlertRule, Severity};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use silence::Silence;
-
-/// Events kept in memory for the API.
-pub const EVENTS: usize = 1_000;
 
 /// What the rules read.
 pub trait Source {
@@ -69,7 +67,7 @@ pub struct Alert {
     last_notified: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Firing,
@@ -79,7 +77,7 @@ pub enum EventKind {
 }
 
 /// A change of an alert, for the history and the notifiers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub at: u64,
     pub kind: EventKind,
@@ -104,13 +102,12 @@ impl Event {
     }
 }
 
-/// The rules, their alerts, the silences and the events lately.
+/// The rules, their alerts and the silences.
 #[derive(Debug, Default)]
 pub struct Engine {
     rules: Vec<AlertRule>,
     alerts: HashMap<String, Alert>,
     silences: Vec<Silence>,
-    events: VecDeque<Event>,
     next_silence: u64,
     /// When the engine started: a series never seen is absent since then.
     started: Option<u64>,
@@ -153,11 +150,6 @@ impl Engine {
                 .then_with(|| a.rule.cmp(&b.rule))
         });
         all
-    }
-
-    /// The events lately, oldest first.
-    pub fn events(&self) -> Vec<Event> {
-        self.events.iter().cloned().collect()
     }
 
     pub fn silences(&self, now: u64) -> Vec<Silence> {
@@ -306,10 +298,6 @@ impl Engine {
             } else {
                 a.last_notified = None;
             }
-            if self.events.len() >= EVENTS {
-                self.events.pop_front();
-            }
-            self.events.push_back(e.clone());
             events.push(e);
         }
         events

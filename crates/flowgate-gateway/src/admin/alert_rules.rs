@@ -1,0 +1,161 @@
+//! Alert rules on the admin listener: `GET /api/v1/alerts/rules` (every rule in force,
+//! with where it comes from: `config` or `api`, as written and as read), `GET`, `PUT` (make
+//! or replace; the body as a `[[alerts.rules]]` table, in JSON) and `DELETE`
+//! `/api/v1/alerts/rules/{name}`. Rules made here are kept in the alerts' store and
+//! outlive a restart; the config's are changed in the config file.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use flowgate_config::{AlertRule, RawAlertRule};
+use serde_json::{Value, json};
+
+use super::reply::{client_error, server_error};
+use crate::alert_rules::Refused;
+use crate::gateway::Gateway;
+
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new()
+        .route("/api/v1/alerts/rules", get(list))
+        .route(
+            "/api/v1/alerts/rules/{name}",
+            get(one).put(put).delete(remove),
+        )
+}
+
+/// `r` as the API shows it; `source`: `config` or `api`.
+fn shown(r: &AlertRule, source: &str) -> Value {
+    json!({
+        "name": r.name,
+        "source": source,
+        "severity": r.severity,
+        "group": r.group,
+        "labels": r.labels,
+        "for_seconds": r.for_.as_secs(),
+        "repeat_seconds": r.repeat.as_secs(),
+        "watches": flowgate_config::describe_alert(&r.kind),
+        "description": r.description,
+        "notify": r.notify,
+        "definition": r.raw,
+    })
+}
+
+/// The rules in force, each shown.
+fn in_force(gw: &Gateway) -> Vec<Value> {
+    let config = &gw.runtime().config.alerts.rules;
+    gw.alerting()
+        .with(|e| {
+            e.rules()
+                .iter()
+                .map(|r| {
+                    let from_config = config.iter().any(|c| c.name == r.name);
+                    shown(r, if from_config { "config" } else { "api" })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn list(State(gw): State<Arc<Gateway>>) -> Response {
+    Json(json!({ "rules": in_force(&gw) })).into_response()
+}
+
+fn not_found(name: &str) -> Response {
+    client_error(
+        StatusCode::NOT_FOUND,
+        &format!("no alert rule named {name:?}"),
+        "rule_not_found",
+    )
+}
+
+async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    match in_force(&gw).into_iter().find(|r| r["name"] == name) {
+        Some(r) => Json(r).into_response(),
+        None => not_found(&name),
+    }
+}
+
+fn refused(name: &str, r: Refused) -> Response {
+    match r {
+        Refused::InConfig => client_error(
+            StatusCode::CONFLICT,
+            &format!("alert rule {name:?} is set in the config: change it there (and reload)"),
+            "rule_in_config",
+        ),
+        Refused::Invalid(problems) => {
+            let why: Vec<String> = problems
+                .iter()
+                .map(|(k, m)| {
+                    if k.is_empty() {
+                        m.clone()
+                    } else {
+                        format!("{k}: {m}")
+                    }
+                })
+                .collect();
+            client_error(StatusCode::BAD_REQUEST, &why.join("; "), "invalid_rule")
+        }
+        Refused::NotFound => not_found(name),
+        Refused::Store(e) => server_error(&format!("the rule could not be kept: {e}")),
+    }
+}
+
+async fn put(
+    State(gw): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let raw: RawAlertRule = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return client_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not an alert rule: {e}"),
+                "invalid_rule",
+            );
+        }
+    };
+    if raw.name.as_deref().is_some_and(|n| n != name) {
+        return client_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the body names rule {:?}, the path {name:?}",
+                raw.name.unwrap_or_default()
+            ),
+            "invalid_rule",
+        );
+    }
+    let existed = gw
+        .alerting()
+        .store()
+        .rules()
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.name.as_deref() == Some(name.as_str()));
+    let rt = gw.runtime();
+    let names = gw.alert_names(&rt);
+    match gw.alerting().put_rule(&name, raw, &names, gw.history()) {
+        Ok(rule) => {
+            let status = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, Json(shown(&rule, "api"))).into_response()
+        }
+        Err(r) => refused(&name, r),
+    }
+}
+
+async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    let rt = gw.runtime();
+    let names = gw.alert_names(&rt);
+    match gw.alerting().delete_rule(&name, &names, gw.history()) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => refused(&name, r),
+    }
+}
