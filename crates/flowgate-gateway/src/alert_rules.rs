@@ -7,16 +7,7 @@
 use flowgate_config::{AlertNames, AlertRule, Config, KeyPath, RawAlertRule};
 use flowgate_cost::budget::Budgets;
 
-/// Why a rule was not taken.
-#[derive(Debug)]
-pub(crate) enum Refused {
-    /// A rule of this name is in the config file.
-    InConfig,
-    /// What is wrong, by key.
-    Invalid(Vec<(String, String)>),
-    NotFound,
-    Store(String),
-}
+pub(crate) use crate::api_made::Refused;
 
 /// What rules may name, owned (see [`AlertNames`]).
 #[derive(Debug, Default)]

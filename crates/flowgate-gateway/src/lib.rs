@@ -15,6 +15,7 @@ mod admission_metrics;
 mod alert_metrics;
 mod alert_rules;
 mod alerting;
+mod api_made;
 mod auth;
 mod balance_metrics;
 mod body;

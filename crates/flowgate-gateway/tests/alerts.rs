@@ -266,7 +266,7 @@ async fn rules_made_through_the_api_are_checked_kept_and_outlive_a_restart() {
         ),
         (
             r#"{"name":"other","series":"spend_usd_per_hour","value":1}"#,
-            "the body names rule",
+            "the body names alert rule",
         ),
     ] {
         let (st, v) = admin(&gw, "PUT", "/api/v1/alerts/rules/x", body).await;

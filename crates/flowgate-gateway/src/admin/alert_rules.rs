@@ -14,7 +14,7 @@ use axum::routing::get;
 use flowgate_config::{AlertRule, RawAlertRule};
 use serde_json::{Value, json};
 
-use super::reply::{client_error, server_error};
+use super::reply::Made;
 use crate::alert_rules::Refused;
 use crate::gateway::Gateway;
 
@@ -64,43 +64,16 @@ async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     Json(json!({ "rules": in_force(&gw) })).into_response()
 }
 
-fn not_found(name: &str) -> Response {
-    client_error(
-        StatusCode::NOT_FOUND,
-        &format!("no alert rule named {name:?}"),
-        "rule_not_found",
-    )
-}
+/// Alert rules in the admin API's answers.
+const RULE: Made = Made {
+    noun: "alert rule",
+    code: "rule",
+};
 
 async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     match in_force(&gw).into_iter().find(|r| r["name"] == name) {
         Some(r) => Json(r).into_response(),
-        None => not_found(&name),
-    }
-}
-
-fn refused(name: &str, r: Refused) -> Response {
-    match r {
-        Refused::InConfig => client_error(
-            StatusCode::CONFLICT,
-            &format!("alert rule {name:?} is set in the config: change it there (and reload)"),
-            "rule_in_config",
-        ),
-        Refused::Invalid(problems) => {
-            let why: Vec<String> = problems
-                .iter()
-                .map(|(k, m)| {
-                    if k.is_empty() {
-                        m.clone()
-                    } else {
-                        format!("{k}: {m}")
-                    }
-                })
-                .collect();
-            client_error(StatusCode::BAD_REQUEST, &why.join("; "), "invalid_rule")
-        }
-        Refused::NotFound => not_found(name),
-        Refused::Store(e) => server_error(&format!("the rule could not be kept: {e}")),
+        None => RULE.refused(&name, Refused::NotFound),
     }
 }
 
@@ -109,26 +82,10 @@ async fn put(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let raw: RawAlertRule = match serde_json::from_slice(&body) {
+    let raw: RawAlertRule = match RULE.body(&name, &body, |r: &RawAlertRule| r.name.as_deref()) {
         Ok(r) => r,
-        Err(e) => {
-            return client_error(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not an alert rule: {e}"),
-                "invalid_rule",
-            );
-        }
+        Err(resp) => return *resp,
     };
-    if raw.name.as_deref().is_some_and(|n| n != name) {
-        return client_error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "the body names rule {:?}, the path {name:?}",
-                raw.name.unwrap_or_default()
-            ),
-            "invalid_rule",
-        );
-    }
     let existed = gw
         .alerting()
         .store()
@@ -147,7 +104,7 @@ async fn put(
             };
             (status, Json(shown(&rule, "api"))).into_response()
         }
-        Err(r) => refused(&name, r),
+        Err(r) => RULE.refused(&name, r),
     }
 }
 
@@ -156,6 +113,6 @@ async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Res
     let names = gw.alert_names(&rt);
     match gw.alerting().delete_rule(&name, &names, gw.history()) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(r) => refused(&name, r),
+        Err(r) => RULE.refused(&name, r),
     }
 }

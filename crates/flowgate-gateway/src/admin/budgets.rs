@@ -17,9 +17,9 @@ use flowgate_config::{BudgetConfig, RawBudget};
 use flowgate_cost::budget::{Budget, Status, usd_of};
 use serde_json::{Value, json};
 
-use super::reply::{client_error, server_error};
+use super::reply::{Made, client_error, server_error};
+use crate::api_made::Refused;
 use crate::gateway::Gateway;
-use crate::spend::budgets::Refused;
 
 pub fn routes() -> axum::Router<Arc<Gateway>> {
     axum::Router::new()
@@ -94,44 +94,17 @@ async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     Json(json!({"budgets": list, "events": budgets.events()})).into_response()
 }
 
-fn not_found(name: &str) -> Response {
-    client_error(
-        StatusCode::NOT_FOUND,
-        &format!("no budget named {name:?}"),
-        "budget_not_found",
-    )
-}
+/// Budgets in the admin API's answers.
+const BUDGET: Made = Made {
+    noun: "budget",
+    code: "budget",
+};
 
 async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     let budgets = gw.spending().budgets().load();
     match budgets.get(&name) {
         Some(b) => Json(shown(&gw, b)).into_response(),
-        None => not_found(&name),
-    }
-}
-
-fn refused(name: &str, r: Refused) -> Response {
-    match r {
-        Refused::InConfig => client_error(
-            StatusCode::CONFLICT,
-            &format!("budget {name:?} is set in the config: change it there (and reload)"),
-            "budget_in_config",
-        ),
-        Refused::Invalid(problems) => {
-            let why: Vec<String> = problems
-                .iter()
-                .map(|(k, m)| {
-                    if k.is_empty() {
-                        m.clone()
-                    } else {
-                        format!("{k}: {m}")
-                    }
-                })
-                .collect();
-            client_error(StatusCode::BAD_REQUEST, &why.join("; "), "invalid_budget")
-        }
-        Refused::NotFound => not_found(name),
-        Refused::Store(e) => server_error(&format!("the budget could not be kept: {e}")),
+        None => BUDGET.refused(&name, Refused::NotFound),
     }
 }
 
@@ -140,26 +113,10 @@ async fn put(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let raw: RawBudget = match serde_json::from_slice(&body) {
+    let raw: RawBudget = match BUDGET.body(&name, &body, |r: &RawBudget| r.name.as_deref()) {
         Ok(r) => r,
-        Err(e) => {
-            return client_error(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not a budget: {e}"),
-                "invalid_budget",
-            );
-        }
+        Err(resp) => return *resp,
     };
-    if raw.name.as_deref().is_some_and(|n| n != name) {
-        return client_error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "the body names budget {:?}, the path {name:?}",
-                raw.name.unwrap_or_default()
-            ),
-            "invalid_budget",
-        );
-    }
     let rt = gw.runtime();
     let names = gw.budget_names(&rt);
     let known = names.known(&rt.config);
@@ -175,7 +132,7 @@ async fn put(
                 None => server_error("the budget was kept but is not in force"),
             }
         }
-        Err(r) => refused(&name, r),
+        Err(r) => BUDGET.refused(&name, r),
     }
 }
 
@@ -189,7 +146,7 @@ async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Res
         .delete(&name, &known, spending.ledger(), now(&gw))
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(r) => refused(&name, r),
+        Err(r) => BUDGET.refused(&name, r),
     }
 }
 

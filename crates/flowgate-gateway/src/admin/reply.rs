@@ -3,7 +3,79 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::api_made::Refused;
 use crate::error::error_body;
+
+/// What the admin API makes beside the config: its name in messages and in codes
+/// (`budget`: `budget_in_config`, `invalid_budget`, `budget_not_found`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Made {
+    pub noun: &'static str,
+    pub code: &'static str,
+}
+
+impl Made {
+    /// The answer to a refused change of `name`.
+    pub(super) fn refused(self, name: &str, r: Refused) -> Response {
+        let Made { noun, code } = self;
+        match r {
+            Refused::InConfig => client_error(
+                StatusCode::CONFLICT,
+                &format!("{noun} {name:?} is set in the config: change it there (and reload)"),
+                &format!("{code}_in_config"),
+            ),
+            Refused::Invalid(problems) => {
+                let why: Vec<String> = problems
+                    .iter()
+                    .map(|(k, m)| {
+                        if k.is_empty() {
+                            m.clone()
+                        } else {
+                            format!("{k}: {m}")
+                        }
+                    })
+                    .collect();
+                client_error(
+                    StatusCode::BAD_REQUEST,
+                    &why.join("; "),
+                    &format!("invalid_{code}"),
+                )
+            }
+            Refused::NotFound => client_error(
+                StatusCode::NOT_FOUND,
+                &format!("no {noun} named {name:?}"),
+                &format!("{code}_not_found"),
+            ),
+            Refused::Store(e) => server_error(&format!("the {noun} could not be kept: {e}")),
+        }
+    }
+
+    /// The body of `PUT …/{name}`: JSON of a `T` whose own name (`named`), if it gives
+    /// one, is `name`.
+    pub(super) fn body<T: serde::de::DeserializeOwned>(
+        self,
+        name: &str,
+        body: &[u8],
+        named: impl Fn(&T) -> Option<&str>,
+    ) -> Result<T, Box<Response>> {
+        let invalid = format!("invalid_{}", self.code);
+        let t: T = serde_json::from_slice(body).map_err(|e| {
+            Box::new(client_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a {}: {e}", self.noun),
+                &invalid,
+            ))
+        })?;
+        if let Some(other) = named(&t).filter(|n| *n != name) {
+            return Err(Box::new(client_error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body names {} {other:?}, the path {name:?}", self.noun),
+                &invalid,
+            )));
+        }
+        Ok(t)
+    }
+}
 
 /// The content type of Prometheus metrics.
 pub(super) static OPENMETRICS: HeaderValue =

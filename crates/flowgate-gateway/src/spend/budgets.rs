@@ -10,6 +10,8 @@ use flowgate_config::{BudgetConfig, Config, Known, RawBudget};
 use flowgate_cost::budget::Budgets;
 use flowgate_cost::ledger::Ledger;
 
+use crate::api_made::Refused;
+
 /// The budgets in force (see the module's documentation).
 #[derive(Debug)]
 pub(crate) struct InForce {
@@ -56,17 +58,6 @@ impl Names {
             models: Some(&config.models),
         }
     }
-}
-
-/// Why a budget cannot be set or removed through the API.
-#[derive(Debug)]
-pub(crate) enum Refused {
-    /// The config sets a budget of that name.
-    InConfig,
-    /// Not a budget: the problems, each with its key.
-    Invalid(Vec<(String, String)>),
-    NotFound,
-    Store(String),
 }
 
 impl InForce {
