@@ -140,19 +140,7 @@ async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
         .collect();
     let ep = match flowgate_config::endpoint_from_spec(spec, &env) {
         Ok(ep) => ep,
-        Err(problems) => {
-            let text: Vec<String> = problems
-                .iter()
-                .map(|(k, m)| {
-                    if k.is_empty() {
-                        m.clone()
-                    } else {
-                        format!("{k}: {m}")
-                    }
-                })
-                .collect();
-            return bad(&text.join("; "));
-        }
+        Err(list) => return bad(&super::reply::problems(&list)),
     };
     let rt = gw.runtime();
     let Some(u) = rt.upstreams.iter().find(|u| *u.name == pool) else {

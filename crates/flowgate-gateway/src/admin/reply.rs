@@ -6,6 +6,21 @@ use axum::response::{IntoResponse, Response};
 use crate::api_made::Refused;
 use crate::error::error_body;
 
+/// Problems by key, as one message: `key: what; key: what`.
+pub(super) fn problems(list: &[(String, String)]) -> String {
+    let why: Vec<String> = list
+        .iter()
+        .map(|(k, m)| {
+            if k.is_empty() {
+                m.clone()
+            } else {
+                format!("{k}: {m}")
+            }
+        })
+        .collect();
+    why.join("; ")
+}
+
 /// What the admin API makes beside the config: its name in messages and in codes
 /// (`budget`: `budget_in_config`, `invalid_budget`, `budget_not_found`).
 #[derive(Debug, Clone, Copy)]
@@ -24,23 +39,11 @@ impl Made {
                 &format!("{noun} {name:?} is set in the config: change it there (and reload)"),
                 &format!("{code}_in_config"),
             ),
-            Refused::Invalid(problems) => {
-                let why: Vec<String> = problems
-                    .iter()
-                    .map(|(k, m)| {
-                        if k.is_empty() {
-                            m.clone()
-                        } else {
-                            format!("{k}: {m}")
-                        }
-                    })
-                    .collect();
-                client_error(
-                    StatusCode::BAD_REQUEST,
-                    &why.join("; "),
-                    &format!("invalid_{code}"),
-                )
-            }
+            Refused::Invalid(list) => client_error(
+                StatusCode::BAD_REQUEST,
+                &problems(&list),
+                &format!("invalid_{code}"),
+            ),
             Refused::NotFound => client_error(
                 StatusCode::NOT_FOUND,
                 &format!("no {noun} named {name:?}"),
