@@ -48,6 +48,8 @@ pub struct Config {
     pub history: crate::history::HistoryConfig,
     /// The memory governor (`[memory]`).
     pub memory: crate::memory::MemoryConfig,
+    /// Request traces over OTLP (`[tracing]`), when on.
+    pub tracing: Option<crate::traces::TracingConfig>,
     /// Alert rules and notifiers (`[alerts]`).
     pub alerts: crate::alerts::AlertsConfig,
 }
@@ -1024,6 +1026,9 @@ impl Config {
         s.push_str(&self.cost.summary());
         s.push_str(&self.history.summary());
         s.push_str(&self.memory.summary());
+        if let Some(t) = &self.tracing {
+            s.push_str(&t.summary());
+        }
         for n in &self.alerts.notifiers {
             s.push_str(&format!(
                 "  notifier {} ({}): {}\n",

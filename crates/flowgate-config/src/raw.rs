@@ -31,6 +31,7 @@ pub(crate) struct RawConfig {
     pub cost: Option<crate::cost::RawCost>,
     pub history: Option<crate::history::RawHistory>,
     pub memory: Option<crate::memory::RawMemory>,
+    pub tracing: Option<crate::traces::RawTracing>,
     pub alerts: Option<crate::alerts::RawAlerts>,
 }
 

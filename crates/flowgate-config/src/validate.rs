@@ -330,6 +330,12 @@ pub(crate) fn validate(
 
     let memory =
         crate::memory::memory(raw.memory.as_ref(), &root.clone().key("memory"), &mut found);
+    let tracing = crate::traces::tracing(
+        raw.tracing.as_ref(),
+        env,
+        &root.clone().key("tracing"),
+        &mut found,
+    );
 
     let alerts = {
         let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
@@ -367,6 +373,7 @@ pub(crate) fn validate(
             cost,
             history,
             memory,
+            tracing,
             alerts,
         })
     } else {

@@ -259,6 +259,7 @@ pub(crate) async fn open(
         attempts: out.attempts,
         spend: None,
         shaped: out.shaped.take(),
+        trace: out.trace.take(),
     };
     let account = Account::new(
         gw.telemetry(),

@@ -37,7 +37,11 @@ pub(crate) struct Alerting {
 impl Alerting {
     /// The config's notifiers, and the store (its rules are put in force by
     /// [`Alerting::set`]).
-    pub(crate) fn new(config: &AlertsConfig, clock: SharedClock) -> std::io::Result<Alerting> {
+    pub(crate) fn new(
+        config: &AlertsConfig,
+        clock: SharedClock,
+        fetcher: Arc<Fetcher>,
+    ) -> std::io::Result<Alerting> {
         let now = clock.unix_millis() / 1000;
         let (store, moved) = AlertStore::open(config.path.as_deref(), now, config.retention)
             .map_err(|e| std::io::Error::other(format!("alerts store: {e}")))?;
@@ -48,9 +52,6 @@ impl Alerting {
                 "the alerts' file could not be read: moved aside, a fresh one kept (API rules and alert history start over)"
             );
         }
-        let tls = flowgate_http::tls::client_config(&flowgate_http::tls::ClientSettings::default())
-            .map_err(|e| std::io::Error::other(format!("alert notifiers: {e}")))?;
-        let fetcher = Arc::new(Fetcher::new(tls, clock.clone(), "flowgate-alerts"));
         let notifiers = Notifiers::new(
             &config.notifiers,
             None,

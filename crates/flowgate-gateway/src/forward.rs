@@ -39,6 +39,7 @@ use crate::upstream::{Endpoint, ResilienceCounts, Upstream};
 use flowgate_http::client::{ExchangeError, ReqFraming, RequestHead, ResponseHead};
 use flowgate_http::pool::{ConnectError, Lease};
 use flowgate_http::server::Peer;
+use flowgate_telemetry::trace::{Stage, span_id, traceparent};
 
 /// An answer's head, the connection its body comes on, and the endpoint that answered.
 pub(crate) type Answer = Result<(ResponseHead, Lease, Arc<Endpoint>), ProxyError>;
@@ -295,14 +296,45 @@ impl<'c> Forwarder<'c> {
             // In a block of its own: the answer is not kept in the future across the
             // backoff's sleep.
             let step = {
+                // A traced request names its attempt's span to the upstream.
+                let span = out.trace.as_ref().map(|t| (t.trace_id, span_id()));
+                let parent = span.map(|(t, s)| traceparent(&t, &s, true));
+                let began = self.clock().now();
                 let t = match hedge {
                     // Boxed: the hedge's two attempts would double every request's future.
                     Some(after) if tried.is_empty() => {
-                        Box::pin(self.hedged(pool, ep, req, pool_path, body, after, key, tag, out))
+                        Box::pin(self.hedged(
+                            pool,
+                            ep,
+                            req,
+                            pool_path,
+                            body,
+                            after,
+                            key,
+                            tag,
+                            parent.as_ref(),
+                            out,
+                        ))
+                        .await
+                    }
+                    _ => {
+                        self.attempt(pool, ep, req, pool_path, body, parent.as_ref())
                             .await
                     }
-                    _ => self.attempt(pool, ep, req, pool_path, body).await,
                 };
+                if let (Some(trace), Some((_, id))) = (out.trace.as_mut(), span) {
+                    let (status, error) = match &t.answer {
+                        Ok((head, _, _)) => (head.status.as_u16(), None),
+                        Err(e) => (0, Some(e.code().to_string())),
+                    };
+                    let stage = Stage::Attempt {
+                        endpoint: t.ep.name.to_string(),
+                        number: out.attempts,
+                        status,
+                        error,
+                    };
+                    trace.stage_with(id, stage, began, self.clock().now());
+                }
                 out.endpoint = Some(t.ep.name.clone());
                 if let Some(took) = t.took {
                     out.upstream_duration = Some(took);
@@ -338,6 +370,7 @@ impl<'c> Forwarder<'c> {
         after: HedgeAfter,
         key: Option<&[u8]>,
         tag: Option<&str>,
+        parent: Option<&HeaderValue>,
         out: &mut Outcome,
     ) -> Tried {
         let delay = match after {
@@ -350,7 +383,7 @@ impl<'c> Forwarder<'c> {
         // Hedged requests have buffered bodies: the first attempt keeps its own.
         let mut second_body = for_attempt(body);
         let started = self.clock().now();
-        let a = self.attempt(pool, first.clone(), req, pool_path, body);
+        let a = self.attempt(pool, first.clone(), req, pool_path, body, parent);
         let Some(delay) = delay else {
             return a.await;
         };
@@ -370,7 +403,7 @@ impl<'c> Forwarder<'c> {
         }
         ResilienceCounts::add(&pool.counts.hedges);
         out.attempts += 1;
-        let b = self.attempt(pool, second, req, pool_path, &mut second_body);
+        let b = self.attempt(pool, second, req, pool_path, &mut second_body, parent);
         tokio::pin!(b);
         tokio::select! {
             t = &mut a => if good(&t) { t } else { won(pool, b.await) },
@@ -385,7 +418,8 @@ impl<'c> Forwarder<'c> {
         }
     }
 
-    /// One attempt on `ep`: a connection, the request written, the answer's head read.
+    /// One attempt on `ep`: a connection, the request written (with `parent` as its
+    /// `traceparent`, when traced), the answer's head read.
     async fn attempt(
         &self,
         pool: &Upstream,
@@ -393,8 +427,9 @@ impl<'c> Forwarder<'c> {
         req: &Outbound<'_>,
         pool_path: Option<&str>,
         body: &mut Option<ReqBody>,
+        parent: Option<&HeaderValue>,
     ) -> Tried {
-        let (answer, took) = match self.send(pool, &ep, req, pool_path, body).await {
+        let (answer, took) = match self.send(pool, &ep, req, pool_path, body, parent).await {
             Ok((head, lease, took)) => (Ok((head, lease, ep.clone())), Some(took)),
             Err(e) => (Err(e), None),
         };
@@ -410,6 +445,7 @@ impl<'c> Forwarder<'c> {
         req: &Outbound<'_>,
         pool_path: Option<&str>,
         body: &mut Option<ReqBody>,
+        parent: Option<&HeaderValue>,
     ) -> Result<(ResponseHead, Lease, Duration), ProxyError> {
         let parts = req.parts;
         let streamed = matches!(body, Some(ReqBody::Stream { .. }));
@@ -462,7 +498,8 @@ impl<'c> Forwarder<'c> {
             UpstreamFields::new(&ep.host_header, &req.client, req.authority, req.request_id)
                 .with_credential(ep.credential.as_ref())
                 .with(crate::dialect::fields(provider))
-                .with_values(&signature);
+                .with_values(&signature)
+                .with_trace(parent);
         let head = RequestHead {
             omit: crate::dialect::omitted(provider),
             method: &parts.method,

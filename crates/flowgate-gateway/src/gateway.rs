@@ -60,6 +60,8 @@ pub struct Gateway {
     spending: Spending,
     /// The metrics history (`[history]`), fixed at start.
     history: Option<flowgate_telemetry::history::History>,
+    /// Where traced requests' spans go (`[tracing]`, fixed at start).
+    tracer: Option<flowgate_telemetry::trace::export::Exporter>,
     /// The alert rules at work (`[[alerts.rules]]`), reloaded with the config.
     alerting: crate::alerting::Alerting,
     /// The memory governor's level and counts.
@@ -135,11 +137,32 @@ impl Gateway {
             lags: Box::new(flowgate_http::server::workers::event_loop_lags),
         }));
         let history = crate::history::open(&config.history, clock.unix_millis() / 1000);
-        let alerting = crate::alerting::Alerting::new(&config.alerts, clock.clone())?;
+        // The control plane's own requests (notifiers, the trace exporter): verified
+        // against the bundled roots.
+        let tls = flowgate_http::tls::client_config(&flowgate_http::tls::ClientSettings::default())
+            .map_err(|e| std::io::Error::other(format!("control-plane TLS: {e}")))?;
+        let fetcher = Arc::new(flowgate_http::fetch::Fetcher::new(
+            tls,
+            clock.clone(),
+            "flowgate",
+        ));
+        let tracer = config
+            .tracing
+            .as_ref()
+            .map(|t| crate::trace_export::start(t, fetcher.clone()));
+        if let Some(t) = &tracer {
+            telemetry.register_collector(Box::new(crate::trace_export::Collector(t.clone())));
+        }
+        let alerting = crate::alerting::Alerting::new(&config.alerts, clock.clone(), fetcher)?;
         telemetry.register_collector(Box::new(alerting.collector()));
         let memory = Arc::new(crate::memory_governor::Governor::default());
         telemetry.register_collector(Box::new(memory.collector()));
-        telemetry.set_sinks(crate::sinks::of(&config, &spending, history.as_ref()));
+        telemetry.set_sinks(crate::sinks::of(
+            &config,
+            &spending,
+            history.as_ref(),
+            tracer.as_ref(),
+        ));
         let auth = Auth::open(config.auth.store.as_deref(), counts.clone(), queues.clone())
             .map_err(|e| std::io::Error::other(format!("auth: {e}")))?;
         let listener_tls = match &config.server.tls {
@@ -191,6 +214,7 @@ impl Gateway {
             alerting,
             memory,
             history,
+            tracer,
         });
         gw.budgets_changed();
         gw.alerts_changed();
@@ -233,6 +257,11 @@ impl Gateway {
     /// The alert rules at work.
     pub(crate) fn alerting(&self) -> &crate::alerting::Alerting {
         &self.alerting
+    }
+
+    /// The trace exporter, with `[tracing]` on at start.
+    pub(crate) fn tracer(&self) -> Option<&flowgate_telemetry::trace::export::Exporter> {
+        self.tracer.as_ref()
     }
 
     pub(crate) fn memory(&self) -> &crate::memory_governor::Governor {
@@ -388,6 +417,7 @@ impl Gateway {
                 &config,
                 &self.spending,
                 self.history.as_ref(),
+                self.tracer.as_ref(),
             ));
         }
         let tiers = |c: &flowgate_config::CacheConfig| {

@@ -133,13 +133,16 @@ impl<'a> ClientFields<'a> {
     }
 }
 
+/// W3C Trace Context's field.
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// The fields the gateway sets on an upstream request, replacing any the client sent of the
 /// same names: `Host` for the upstream, `X-Forwarded-For` / `-Proto` / `-Host`,
 /// `Forwarded`, `X-Real-IP` and the request id. Written by the head encoder, so the
 /// client's header map is never grown.
 #[derive(Debug)]
 pub struct UpstreamFields<'a> {
-    fields: [(&'a HeaderName, &'a [u8]); 12],
+    fields: [(&'a HeaderName, &'a [u8]); 14],
     len: usize,
 }
 
@@ -153,13 +156,15 @@ impl<'a> UpstreamFields<'a> {
         authority: Option<&'a [u8]>,
         request_id: &'a HeaderValue,
     ) -> Self {
-        let mut fields: [(&'a HeaderName, &'a [u8]); 12] = [
+        let mut fields: [(&'a HeaderName, &'a [u8]); 14] = [
             (&header::HOST, upstream_host.as_bytes()),
             (&FORWARDED_FOR, &client.forwarded_for),
             (&FORWARDED_PROTO, client.proto),
             (&REQUEST_ID, request_id.as_bytes()),
             (&FORWARDED, &client.forwarded),
             (&REAL_IP, client.real_ip),
+            (&FORWARDED_HOST, b""),
+            (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
             (&FORWARDED_HOST, b""),
@@ -199,6 +204,15 @@ impl<'a> UpstreamFields<'a> {
     pub fn with_values(mut self, fields: &'a [(HeaderName, HeaderValue)]) -> Self {
         for (name, value) in fields {
             self.fields[self.len] = (name, value.as_bytes());
+            self.len += 1;
+        }
+        self
+    }
+
+    /// Adds the attempt's `traceparent` (a traced request's), replacing the client's.
+    pub fn with_trace(mut self, traceparent: Option<&'a HeaderValue>) -> Self {
+        if let Some(v) = traceparent {
+            self.fields[self.len] = (&TRACEPARENT, v.as_bytes());
             self.len += 1;
         }
         self

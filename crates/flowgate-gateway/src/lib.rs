@@ -47,6 +47,7 @@ mod runtime;
 mod sinks;
 mod spend;
 pub mod tls;
+mod trace_export;
 pub mod upstream;
 mod warming;
 mod watch;

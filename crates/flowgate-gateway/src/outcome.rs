@@ -43,4 +43,6 @@ pub(crate) struct Outcome {
     pub(crate) shaped: Option<flowgate_cost::shaping::Shaped>,
     /// The request's body as read (an OpenAI request), for an estimate of its prompt.
     pub(crate) body: Option<bytes::Bytes>,
+    /// A traced request's trace: its stages' times, for its spans.
+    pub(crate) trace: Option<Box<flowgate_telemetry::trace::Trace>>,
 }

@@ -17,6 +17,7 @@ mod metrics;
 mod pipeline;
 pub mod process;
 mod record;
+pub mod trace;
 pub mod windows;
 
 pub use metrics::{EndpointLabels, Metrics, ReasonLabels, ResultLabels, TlsErrorLabels};

@@ -79,6 +79,8 @@ pub struct RequestRecord {
     pub spend: Option<Spend>,
     /// What the route's prompt shaping changed.
     pub shaped: Option<flowgate_cost::shaping::Shaped>,
+    /// A traced request's trace (its stages' times, for its spans).
+    pub trace: Option<Box<crate::trace::Trace>>,
 }
 
 /// What an answer used and cost.
@@ -123,6 +125,7 @@ impl RequestRecord {
             attempts: 0,
             spend: None,
             shaped: None,
+            trace: None,
         }
     }
 

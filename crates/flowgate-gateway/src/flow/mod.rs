@@ -48,6 +48,7 @@ use crate::queues::{Permits, Scope};
 use crate::router::RouteEntry;
 use crate::runtime::Runtime;
 use crate::watch::Watched;
+use flowgate_telemetry::trace::Stage;
 
 use cache::Consulted;
 
@@ -75,6 +76,19 @@ impl Gateway {
             cost: crate::cost_header::asked(req.headers()),
         };
         let mut out = Outcome::default();
+        if let Some(t) = &rt.config.tracing
+            && self.tracer().is_some()
+        {
+            let parent = req
+                .headers()
+                .get(&headers::TRACEPARENT)
+                .and_then(flowgate_telemetry::trace::parse_traceparent);
+            let sampler = flowgate_telemetry::trace::Sampler {
+                ratio: t.sample_ratio,
+                parent_based: t.parent_based,
+            };
+            out.trace = sampler.decide(parent.as_ref(), start).map(Box::new);
+        }
         let (mut resp, error) = match self.proxy(&rt, req, peer, &request_id, &mut out).await {
             Ok(r) => (r, None),
             Err(e) => {
@@ -167,7 +181,13 @@ impl Gateway {
         let body = match read {
             Ok(body) => {
                 if let Some(cache) = self.cache() {
-                    match self.consult(cache, rt, route, &parts, &body, out).await? {
+                    let began = self.clock().now();
+                    let consulted = self.consult(cache, rt, route, &parts, &body, out).await;
+                    if let Some(t) = out.trace.as_mut() {
+                        let found = out.cache.map_or("error", crate::caching::Status::as_str);
+                        t.stage(Stage::Cache(found), began, self.clock().now());
+                    }
+                    match consulted? {
                         Consulted::Answer(resp) => return Ok(*resp),
                         Consulted::Upstream(leader) => fill = leader.map(|f| *f),
                     }
@@ -194,7 +214,12 @@ impl Gateway {
         if parts.version == Version::HTTP_2 {
             headers::strip_hop_by_hop(&mut parts.headers);
         }
-        let permits = self.queue(route, caller.as_deref(), &parts).await?;
+        let began = self.clock().now();
+        let permits = self.queue(route, caller.as_deref(), &parts).await;
+        if let Some(t) = out.trace.as_mut() {
+            t.stage(Stage::Queue, began, self.clock().now());
+        }
+        let permits = permits?;
         headers::drop_unbacked_forwarded_host(&mut parts);
         let trusted = &rt.config.server.trusted_proxies;
         let (head, lease, endpoint) = Forwarder::new(self.clock(), trusted, &rt.config.models)
