@@ -77,7 +77,7 @@ def line(name, get, f="{:.1f}", ratio=True):
     print(f"| {name} | " + " | ".join(cells + [r]) + " |")
 line("req/s (c=32)", lambda x: x["whole"]["rps"], "{:.0f}")
 line("CPU µs/req (c=32)", lambda x: x["whole"]["cpu"])
-line("p50 / p99 ms (c=32)", lambda x: x["whole"]["p99"], "{:.2f}", False)
+line("p99 ms (c=32)", lambda x: x["whole"]["p99"], "{:.2f}", False)
 line("req/s (fixed 5,000)", lambda x: x["rate5k"]["rps"], "{:.0f}")
 line("CPU µs/req at 5,000 req/s", lambda x: x["rate5k"]["cpu"])
 added = [(x["rate5k"]["cpu"] - y["rate5k"]["cpu"]) * 5000 / 1e6 for x, y in zip(rows["on"], rows["off"])]
