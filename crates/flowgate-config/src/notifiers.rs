@@ -154,24 +154,6 @@ fn env_value(
     }
 }
 
-fn http_url(s: &str, what: &str, key: KeyPath, found: &mut Found) -> Option<Uri> {
-    match s.parse::<Uri>() {
-        Ok(u)
-            if matches!(u.scheme_str(), Some("http" | "https"))
-                && u.authority().is_some_and(|a| !a.host().is_empty()) =>
-        {
-            Some(u)
-        }
-        _ => {
-            found.push((
-                key,
-                format!("{what} is not an http:// or https:// URL with a host"),
-            ));
-            None
-        }
-    }
-}
-
 fn duration(v: &Option<String>, default: Duration, key: KeyPath, found: &mut Found) -> Duration {
     match v.as_deref() {
         None => default,
@@ -203,10 +185,12 @@ fn url(
             ));
             None
         }
-        (Some(u), None) => http_url(u, &format!("{u:?}"), key.clone().key("url"), found),
+        (Some(u), None) => {
+            crate::units::http_url(u, &format!("{u:?}"), key.clone().key("url"), found)
+        }
         (None, Some(var)) => {
             let v = env_value(var, env, key.clone().key("url_env"), found)?;
-            http_url(
+            crate::units::http_url(
                 &v,
                 &format!("the value of {var}"),
                 key.clone().key("url_env"),

@@ -102,21 +102,7 @@ pub(crate) fn tracing(
             ));
             None
         }
-        Some(s) => match s.parse::<Uri>() {
-            Ok(u)
-                if matches!(u.scheme_str(), Some("http" | "https"))
-                    && u.authority().is_some_and(|a| !a.host().is_empty()) =>
-            {
-                Some(u)
-            }
-            _ => {
-                found.push((
-                    key.clone().key("endpoint"),
-                    format!("{s:?} is not an http:// or https:// URL with a host"),
-                ));
-                None
-            }
-        },
+        Some(s) => crate::units::http_url(s, &format!("{s:?}"), key.clone().key("endpoint"), found),
     };
     let sample_ratio = raw.sample_ratio.unwrap_or(0.01);
     if !(0.0..=1.0).contains(&sample_ratio) {

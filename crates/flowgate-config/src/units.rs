@@ -226,6 +226,31 @@ pub(crate) fn positive(d: Duration, key: &KeyPath, found: &mut Found) {
     }
 }
 
+/// `s` as an `http://` or `https://` URL with a host; else an error on `key` calling it
+/// `what`.
+pub(crate) fn http_url(
+    s: &str,
+    what: &str,
+    key: crate::error::KeyPath,
+    found: &mut crate::error::Found,
+) -> Option<http::Uri> {
+    match s.parse::<http::Uri>() {
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.host().is_empty()) =>
+        {
+            Some(u)
+        }
+        _ => {
+            found.push((
+                key,
+                format!("{what} is not an http:// or https:// URL with a host"),
+            ));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
