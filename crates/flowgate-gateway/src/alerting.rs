@@ -277,21 +277,7 @@ impl Source for Watched<'_> {
     }
 
     fn budget_percent(&self, name: Option<&str>, now: u64) -> Option<(String, f64)> {
-        self.budgets
-            .list()
-            .iter()
-            .filter(|b| name.is_none_or(|n| n == b.config.name))
-            .flat_map(|b| b.statuses(now))
-            .filter(|s| s.limit_nanos > 0)
-            .map(|s| {
-                let label = if s.value.is_empty() {
-                    s.budget.clone()
-                } else {
-                    format!("{} ({})", s.budget, s.value)
-                };
-                (label, s.spent_nanos as f64 * 100.0 / s.limit_nanos as f64)
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1))
+        fullest_budget(self.budgets, name, now)
     }
 
     fn bad_ratio(
@@ -310,4 +296,29 @@ impl Source for Watched<'_> {
         };
         self.value(&series, now, window)
     }
+}
+
+/// The budget (of `name`, or of any) that has spent the largest share of its limit at
+/// `now`: its name (with the key, team, route or model it counts) and that share in
+/// percent.
+pub(crate) fn fullest_budget(
+    budgets: &Budgets,
+    name: Option<&str>,
+    now: u64,
+) -> Option<(String, f64)> {
+    budgets
+        .list()
+        .iter()
+        .filter(|b| name.is_none_or(|n| n == b.config.name))
+        .flat_map(|b| b.statuses(now))
+        .filter(|s| s.limit_nanos > 0)
+        .map(|s| {
+            let label = if s.value.is_empty() {
+                s.budget.clone()
+            } else {
+                format!("{} ({})", s.budget, s.value)
+            };
+            (label, s.spent_nanos as f64 * 100.0 / s.limit_nanos as f64)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
 }

@@ -19,6 +19,7 @@ mod keys;
 mod live;
 mod recommendations;
 mod reply;
+mod score;
 mod status;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(alerts::routes())
         .merge(alert_rules::routes())
         .merge(health::routes())
+        .merge(score::routes())
         .merge(live::routes())
         .merge(keys::routes())
         .merge(admission::routes())
