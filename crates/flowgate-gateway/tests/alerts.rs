@@ -34,20 +34,7 @@ async fn status(gw: &flowgate_gateway::Running, name: &str) -> String {
 #[tokio::test]
 async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
     let failing = Arc::new(AtomicBool::new(true));
-    let f = failing.clone();
-    let (url, _) = scripted_upstream(move |_| {
-        let (code, reason) = if f.load(Ordering::Relaxed) {
-            (500, "Internal Server Error")
-        } else {
-            (200, "OK")
-        };
-        let body = r#"{"id":"c","object":"chat.completion","choices":[]}"#;
-        format!(
-            "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    })
-    .await;
+    let url = switchable_upstream(failing.clone()).await;
     let hook = receivers::HttpReceiver::start().await;
     let notifier = format!(
         "[[alerts.notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n",

@@ -27,20 +27,7 @@ fn component<'a>(v: &'a Value, name: &str) -> &'a Value {
 #[tokio::test]
 async fn the_score_falls_with_failures_and_says_why() {
     let failing = Arc::new(AtomicBool::new(false));
-    let f = failing.clone();
-    let (url, _) = scripted_upstream(move |_| {
-        let (code, reason) = if f.load(Ordering::Relaxed) {
-            (500, "Internal Server Error")
-        } else {
-            (200, "OK")
-        };
-        let body = r#"{"id":"c","object":"chat.completion","choices":[]}"#;
-        format!(
-            "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    })
-    .await;
+    let url = switchable_upstream(failing.clone()).await;
     let cfg = format!(
         "[cache]\nenabled = true\n\n\
          [pools.llm]\nendpoints = [{{ url = \"{url}\" }}]\nretries = {{ attempts = 1 }}\n\n\

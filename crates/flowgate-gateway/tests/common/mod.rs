@@ -91,6 +91,25 @@ pub async fn scripted_upstream(
     (url, count)
 }
 
+/// An upstream answering chat completions with 200, or with 500 while `failing` is set;
+/// its URL.
+pub async fn switchable_upstream(failing: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    scripted_upstream(move |_| {
+        let (code, reason) = if failing.load(std::sync::atomic::Ordering::Relaxed) {
+            (500, "Internal Server Error")
+        } else {
+            (200, "OK")
+        };
+        let body = r#"{"id":"c","object":"chat.completion","choices":[]}"#;
+        format!(
+            "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await
+    .0
+}
+
 /// A port nothing listens on.
 pub async fn dead_port() -> u16 {
     let l = tokio::net::TcpListener::bind(loopback()).await.unwrap();
