@@ -5,5 +5,6 @@
 //! the control plane evaluates it over the metrics history.
 
 pub mod alerts;
+pub mod anomaly;
 pub mod notify;
 pub mod score;
