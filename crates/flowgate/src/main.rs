@@ -1,5 +1,6 @@
 //! The flowgate command line: `serve`, `check`, `demo`, `sim`, `key` and `cost`.
 
+mod anomalies;
 mod cost;
 mod demo;
 mod demo_balance;
@@ -59,6 +60,9 @@ enum Command {
     /// Print a spend report from the ledger in the config's data directory (spent and
     /// saved, by key, team, route, model and provider, per hour or day).
     Cost(cost::CostArgs),
+    /// Score a series in a CSV for anomalies (each row from the rows up to it): the same
+    /// rows with an `anomaly_score` column in [0, 1] added.
+    Anomalies(anomalies::AnomaliesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,7 +88,9 @@ fn main() -> ExitCode {
         Command::Serve { .. } | Command::Sim(_) => "info",
         // The demo prints its own report; per-request warnings would bury it.
         Command::Demo(_) => "error",
-        Command::Check { .. } | Command::Key { .. } | Command::Cost(_) => "warn",
+        Command::Check { .. } | Command::Key { .. } | Command::Cost(_) | Command::Anomalies(_) => {
+            "warn"
+        }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -100,6 +106,16 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
         Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
+        Command::Anomalies(args) => match anomalies::run(&args) {
+            Ok((rows, worst)) => {
+                eprintln!("{rows} rows scored; the highest score {worst:.3}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Cost(args) => {
             let now = flowgate_clock::Clock::unix_millis(&flowgate_clock::SystemClock) / 1000;
             match cost::run(&args, now) {

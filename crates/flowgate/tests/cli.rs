@@ -148,3 +148,80 @@ fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
         );
     }
 }
+
+#[test]
+fn anomalies_scores_a_csv_row_by_row() {
+    let dir = std::env::temp_dir().join(format!("flowgate-anomalies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.csv"), dir.join("out.csv"));
+    // Two days at 5-minute steps: a daily cycle, a spike, a blank and a bad cell.
+    let mut csv = String::from("host,timestamp,value\n");
+    for i in 0..576 {
+        let t = 1_767_571_200 + i * 300;
+        let day = ((t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU).sin();
+        let wiggle = ((i * 7919) % 13) as f64 / 13.0 - 0.5;
+        let v = match i {
+            500 => "400".to_string(),
+            510 => String::new(),
+            511 => "n/a".into(),
+            _ => format!("{:.2}", 100.0 + 30.0 * day + 2.0 * wiggle),
+        };
+        let ts = format!(
+            "2026-01-{:02} {:02}:{:02}:00",
+            5 + i / 288,
+            (i % 288) / 12,
+            (i % 12) * 5
+        );
+        csv.push_str(&format!("web-1,{ts},{v}\n"));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = flowgate()
+        .args(["anomalies", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "host,timestamp,value,anomaly_score");
+    assert_eq!(lines.len(), 577);
+    let score = |row: usize| -> f64 { lines[row + 1].rsplit(',').next().unwrap().parse().unwrap() };
+    assert!(score(500) > 0.9, "the spike: {}", lines[501]);
+    assert_eq!(score(510), 0.0, "a blank value scores 0");
+    assert_eq!(score(511), 0.0, "a value that is not a number scores 0");
+    assert!(
+        lines[501].starts_with("web-1,2026-01-06 17:40:00,400,"),
+        "{}",
+        lines[501]
+    );
+    assert!((0..576).all(|r| (0.0..=1.0).contains(&score(r))));
+
+    // A time it cannot read, a column that is not there: said, exit 2.
+    std::fs::write(&input, "timestamp,value\n2026-01-05 00:00:00,1\nsoon,2\n").unwrap();
+    let out = flowgate()
+        .args(["anomalies", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3: time \"soon\""), "{err}");
+    let out = flowgate()
+        .args(["anomalies", "--value-column", "latency", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no column \"latency\""));
+    std::fs::remove_dir_all(&dir).ok();
+}
