@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Found, KeyPath};
+use crate::severity::Severity;
 use crate::units::parse_duration;
 
 /// The metrics history's series, by base name, and the label each takes (if any). What
@@ -90,24 +91,6 @@ pub struct RawAlertRule {
     pub description: Option<String>,
     /// The notifiers its events go to; every one when not set.
     pub notify: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,18 +295,12 @@ pub fn alert_rule(
             format!("invalid name {name:?}: use letters, digits, '-', '_' and '.'"),
         ));
     }
-    let severity = match raw.severity.as_deref() {
-        None | Some("warning") => Severity::Warning,
-        Some("info") => Severity::Info,
-        Some("critical") => Severity::Critical,
-        Some(s) => {
-            found.push((
-                key.clone().key("severity"),
-                format!("unknown severity {s:?}: expected \"info\", \"warning\" or \"critical\""),
-            ));
-            Severity::Warning
-        }
-    };
+    let severity = Severity::read(
+        raw.severity.as_deref(),
+        Severity::Warning,
+        key.clone().key("severity"),
+        found,
+    );
     let op = || match raw.op.as_deref() {
         Some(">") | None => Ok(Op::Above),
         Some(">=") => Ok(Op::AtLeast),

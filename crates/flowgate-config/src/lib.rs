@@ -39,6 +39,7 @@ mod raw;
 mod redis_link;
 mod resilience;
 mod secret;
+mod severity;
 mod tls;
 mod traces;
 mod units;
@@ -48,7 +49,7 @@ mod watch;
 use std::path::Path;
 
 pub use alerts::{
-    AlertKind, AlertNames, AlertRule, AlertsConfig, Op, RawAlertRule, SERIES, Severity, alert_rule,
+    AlertKind, AlertNames, AlertRule, AlertsConfig, Op, RawAlertRule, SERIES, alert_rule,
     check_series, describe as describe_alert,
 };
 pub use budget::{
@@ -77,6 +78,7 @@ pub use model::{format_key_hash, parse_key_hash};
 pub use notifiers::{NotifierConfig, NotifierKind, PAGERDUTY_URL, RawNotifier, SmtpTls};
 pub use raw::RawEndpoint as EndpointSpec;
 pub use raw::RawKey as KeySpec;
+pub use severity::Severity;
 pub use traces::TracingConfig;
 pub use units::{hex, parse_duration, parse_size, parse_usd, parse_window};
 pub use validate::defaults;

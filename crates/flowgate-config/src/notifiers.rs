@@ -10,9 +10,9 @@ use std::time::Duration;
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::Severity;
 use crate::error::{Found, KeyPath};
 use crate::secret::Secret;
+use crate::severity::Severity;
 use crate::units::parse_duration;
 
 /// PagerDuty's Events API v2.
@@ -508,18 +508,12 @@ pub fn notifier(
     if retries > 10 {
         found.push((key.clone().key("retries"), format!("{retries}: at most 10")));
     }
-    let min_severity = match raw.min_severity.as_deref() {
-        None | Some("info") => Severity::Info,
-        Some("warning") => Severity::Warning,
-        Some("critical") => Severity::Critical,
-        Some(s) => {
-            found.push((
-                key.clone().key("min_severity"),
-                format!("unknown severity {s:?}: expected \"info\", \"warning\" or \"critical\""),
-            ));
-            Severity::Info
-        }
-    };
+    let min_severity = Severity::read(
+        raw.min_severity.as_deref(),
+        Severity::Info,
+        key.clone().key("min_severity"),
+        found,
+    );
     let kind = kind?;
     (found.len() == before).then(|| NotifierConfig {
         name,
