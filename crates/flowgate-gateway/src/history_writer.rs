@@ -32,9 +32,7 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
         ];
         let rt = gw.runtime();
         for u in rt.upstreams.iter() {
-            let b = u.balancer();
-            let now = b.now_ns();
-            let usable = b.health().iter().filter(|h| !h.is_out(now)).count();
+            let usable = u.usable_endpoints();
             let label = flowgate_telemetry::history::label("pool", &u.name);
             out.push((
                 format!("upstream_usable_endpoints{label}"),

@@ -81,10 +81,8 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
     );
     let rt = gw.runtime();
     for u in rt.upstreams.iter() {
-        let b = u.balancer();
-        let now = b.now_ns();
-        let all = b.health().len();
-        let usable = b.health().iter().filter(|h| !h.is_out(now)).count();
+        let all = u.balancer().health().len();
+        let usable = u.usable_endpoints();
         let level = match usable {
             0 => Level::Down,
             n if n < all => Level::Degraded,

@@ -68,12 +68,9 @@ fn inputs(gw: &Gateway) -> Inputs {
         .iter()
         .filter(|u| !u.endpoints().is_empty())
         .map(|u| {
-            let b = u.balancer();
-            let at = b.now_ns();
-            let usable = b.health().iter().filter(|h| !h.is_out(at)).count();
             (
                 u.name.to_string(),
-                usable as f64 / u.endpoints().len() as f64,
+                u.usable_endpoints() as f64 / u.endpoints().len() as f64,
             )
         })
         .min_by(|a, b| a.1.total_cmp(&b.1));

@@ -139,6 +139,13 @@ impl Upstream {
         &self.balancer
     }
 
+    /// Endpoints not ejected by their breaker nor down by their health checks, now.
+    pub fn usable_endpoints(&self) -> usize {
+        let b = &self.balancer;
+        let now = b.now_ns();
+        b.health().iter().filter(|h| !h.is_out(now)).count()
+    }
+
     /// The attribute `consistent_hash` keys a request by (its `hash_header`).
     pub fn hash_key<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h [u8]> {
         (self.cfg.strategy == Strategy::ConsistentHash)
