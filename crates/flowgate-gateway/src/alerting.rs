@@ -30,6 +30,8 @@ pub(crate) struct Alerting {
     fetcher: Arc<Fetcher>,
     clock: SharedClock,
     store: Arc<AlertStore>,
+    /// Who the notifications say they come from: `flowgate@HOST`.
+    source: String,
     /// The config's rules as last applied.
     from_config: Mutex<Vec<AlertRule>>,
 }
@@ -41,7 +43,9 @@ impl Alerting {
         config: &AlertsConfig,
         clock: SharedClock,
         fetcher: Arc<Fetcher>,
+        host: &str,
     ) -> std::io::Result<Alerting> {
+        let source = format!("flowgate@{host}");
         let now = clock.unix_millis() / 1000;
         let (store, moved) = AlertStore::open(config.path.as_deref(), now, config.retention)
             .map_err(|e| std::io::Error::other(format!("alerts store: {e}")))?;
@@ -57,7 +61,7 @@ impl Alerting {
             None,
             fetcher.clone(),
             clock.clone(),
-            flowgate_insight::notify::source_name(),
+            source.clone(),
         );
         Ok(Alerting {
             engine: Arc::new(Mutex::new(Engine::new(Vec::new()))),
@@ -65,6 +69,7 @@ impl Alerting {
             fetcher,
             clock,
             store: Arc::new(store),
+            source,
             from_config: Mutex::new(Vec::new()),
         })
     }
@@ -83,7 +88,7 @@ impl Alerting {
             Some(&old),
             self.fetcher.clone(),
             self.clock.clone(),
-            flowgate_insight::notify::source_name(),
+            self.source.clone(),
         )));
     }
 

@@ -146,14 +146,18 @@ impl Gateway {
             clock.clone(),
             "flowgate",
         ));
+        let host = flowgate_telemetry::process::ProcFs::default()
+            .host_name()
+            .unwrap_or_else(|| "localhost".into());
         let tracer = config
             .tracing
             .as_ref()
-            .map(|t| crate::trace_export::start(t, fetcher.clone()));
+            .map(|t| crate::trace_export::start(t, fetcher.clone(), &host));
         if let Some(t) = &tracer {
             telemetry.register_collector(Box::new(crate::trace_export::Collector(t.clone())));
         }
-        let alerting = crate::alerting::Alerting::new(&config.alerts, clock.clone(), fetcher)?;
+        let alerting =
+            crate::alerting::Alerting::new(&config.alerts, clock.clone(), fetcher, &host)?;
         telemetry.register_collector(Box::new(alerting.collector()));
         let memory = Arc::new(crate::memory_governor::Governor::default());
         telemetry.register_collector(Box::new(memory.collector()));

@@ -11,11 +11,8 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use crate::cache_metrics::{counter, one};
 
-/// Starts the exporter `config` describes.
-pub(crate) fn start(config: &TracingConfig, fetcher: Arc<Fetcher>) -> Exporter {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
+/// Starts the exporter `config` describes, its spans from `host`.
+pub(crate) fn start(config: &TracingConfig, fetcher: Arc<Fetcher>, host: &str) -> Exporter {
     Exporter::start(
         ExportSettings {
             url: config.endpoint.clone(),
@@ -25,7 +22,7 @@ pub(crate) fn start(config: &TracingConfig, fetcher: Arc<Fetcher>) -> Exporter {
             interval: config.interval,
             queue: config.queue,
             service: config.service_name.clone(),
-            host,
+            host: host.to_string(),
         },
         fetcher,
     )

@@ -55,6 +55,14 @@ impl ProcFs {
         std::fs::read_to_string(self.root.join(rel)).ok()
     }
 
+    /// This host's name (`host.name` in spans, the sender of alerts).
+    pub fn host_name(&self) -> Option<String> {
+        std::fs::read_to_string(self.root.join("proc/sys/kernel/hostname"))
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+    }
+
     /// Everything, now.
     pub fn read_stats(&self) -> ProcessStats {
         let mut s = ProcessStats::default();

@@ -394,16 +394,6 @@ fn backoff(base: Duration, n: u32) -> Duration {
     full.mul_f64(1.0 - rand::random::<f64>() * 0.5)
 }
 
-/// `flowgate@` and this host's name.
-pub fn source_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("flowgate@{host}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::backoff;
