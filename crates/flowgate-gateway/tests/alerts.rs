@@ -31,6 +31,32 @@ async fn status(gw: &flowgate_gateway::Running, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Sends chat requests (each answered with `answer`) until rule `name`'s alert is `want`,
+/// at most `within`.
+async fn drive_until(
+    gw: &flowgate_gateway::Running,
+    name: &str,
+    want: &str,
+    answer: StatusCode,
+    within: Duration,
+) {
+    let c = client();
+    let start = Instant::now();
+    loop {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await
+        .expect(answer);
+        if status(gw, name).await == want {
+            return;
+        }
+        assert!(start.elapsed() < within, "{name} never {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
     let failing = Arc::new(AtomicBool::new(true));
@@ -60,20 +86,14 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
     assert_eq!(rules["rules"][0]["definition"]["for"], "1s");
 
     // Errors: firing within a few seconds (the window is read every second; `for` is 1 s).
-    let start = Instant::now();
-    loop {
-        let r = send(
-            &c,
-            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-        if status(&gw, "chat-errors").await == "firing" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(6), "never fired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drive_until(
+        &gw,
+        "chat-errors",
+        "firing",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Duration::from_secs(6),
+    )
+    .await;
     let (_, v) = admin(&gw, "GET", "/api/v1/alerts", "").await;
     let page = v["history"]
         .as_array()
@@ -175,20 +195,14 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
 
     // Healthy again: resolved once the 3 s window holds no errors.
     failing.store(false, Ordering::Relaxed);
-    let start = Instant::now();
-    loop {
-        send(
-            &c,
-            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
-        )
-        .await
-        .expect(StatusCode::OK);
-        if status(&gw, "chat-errors").await == "inactive" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "never resolved");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drive_until(
+        &gw,
+        "chat-errors",
+        "inactive",
+        StatusCode::OK,
+        Duration::from_secs(10),
+    )
+    .await;
     let (_, v) = admin(&gw, "GET", "/api/v1/alerts", "").await;
     assert!(
         v["history"]
@@ -211,14 +225,7 @@ async fn an_error_rule_fires_within_seconds_and_resolves_when_errors_stop() {
 async fn rules_made_through_the_api_are_checked_kept_and_outlive_a_restart() {
     let dir = std::env::temp_dir().join(format!("flowgate-alert-rules-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (url, _) = scripted_upstream(|_| {
-        let body = r#"{"id":"c","object":"chat.completion","choices":[]}"#;
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    })
-    .await;
+    let url = switchable_upstream(Arc::new(AtomicBool::new(false))).await;
     let server = format!("data_dir = \"{}\"", dir.display());
     let cfg = format!(
         "[[alerts.rules]]\nname = \"from-config\"\nseries = \"spend_usd_per_hour\"\nvalue = 100\n\n\
@@ -289,23 +296,23 @@ async fn rules_made_through_the_api_are_checked_kept_and_outlive_a_restart() {
     );
 
     // It acts: traffic fires it, and the event is in the stored history.
-    let c = client();
+    drive_until(
+        &gw,
+        "chat-busy",
+        "firing",
+        StatusCode::OK,
+        Duration::from_secs(6),
+    )
+    .await;
+    // The event is kept off the evaluation task: in the store a moment later.
     let start = Instant::now();
-    loop {
-        send(
-            &c,
-            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
-        )
-        .await
-        .expect(StatusCode::OK);
-        if status(&gw, "chat-busy").await == "firing" {
-            break;
+    let v = loop {
+        let (_, v) = admin(&gw, "GET", "/api/v1/alerts?rule=chat-busy", "").await;
+        if v["history"][0]["kind"] == "firing" || start.elapsed() > Duration::from_secs(5) {
+            break v;
         }
-        assert!(start.elapsed() < Duration::from_secs(6), "never fired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, v) = admin(&gw, "GET", "/api/v1/alerts?rule=chat-busy", "").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(v["history"][0]["kind"], "firing", "{v}");
     let (st, _) = admin(&gw, "GET", "/api/v1/alerts?from=9&to=3", "").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
