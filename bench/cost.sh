@@ -30,16 +30,9 @@ source bench/lib.sh
 ulimit -n 65536 2>/dev/null || true
 start_nginx mock
 DATA="$RUN/cost-data"; rm -rf "$DATA"
-declare -A URL PID
-start() { # name port [env...]
-  local name="$1" port="$2"; shift 2
-  env "$@" FLOWGATE__SERVER__LISTEN="127.0.0.1:$port" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$((port + 10))" \
-    setsid "$BIN" serve --config examples/bench/cost.toml > "$RUN/cost-$name.log" 2>&1 &
-  pids+=("$!"); PID[$name]=$!; URL[$name]="http://127.0.0.1:$port/v1/chat/completions"
-}
-start off 18186 FLOWGATE__COST__ENABLED=false
-start on 18187 FLOWGATE__COST__BUDGETS__0__LIMIT_USD=1000000000 FLOWGATE__SERVER__DATA_DIR="$DATA"
-start blocking 18188
+start_gateway off 18186 cost FLOWGATE__COST__ENABLED=false
+start_gateway on 18187 cost FLOWGATE__COST__BUDGETS__0__LIMIT_USD=1000000000 FLOWGATE__SERVER__DATA_DIR="$DATA"
+start_gateway blocking 18188 cost
 targets=(off on blocking)
 for t in "${targets[@]}"; do
   for _ in $(seq 50); do curl -fsS -o /dev/null -X POST -H 'content-type: application/json' \

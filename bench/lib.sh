@@ -3,7 +3,7 @@
 # upstream (:18081) and of the nginx proxy flowgate is compared with (:18082), the wrk
 # script, and `phase`, which runs one load phase while sampling its target's CPU and memory.
 #   needs: ROOT, DUR; sets: RUN, OUT, BIN, URL_PATH, lua, oha_args, nginx_conf, proxy_loc, phase,
-#   pids, start_nginx (and stops what they name on exit)
+#   pids, start_nginx, start_gateway, URL, PID (and stops what they name on exit)
 RUN="${BENCH_RUN_DIR:-/tmp/flowgate-bench}"
 OUT="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)${OUT_SUFFIX:-}"
 mkdir -p "$RUN/tmp" "$OUT"
@@ -57,6 +57,16 @@ cleanup() {
   for n in "${nginxes[@]}"; do [ -f "$RUN/$n.pid" ] && kill -QUIT "$(cat "$RUN/$n.pid")" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+# start_gateway NAME PORT CONFIG [ENV...]: flowgate serving examples/bench/CONFIG.toml on
+# PORT (admin on PORT+10) with ENV, in a session of its own; URL[NAME] is its chat URL,
+# PID[NAME] its process, its log $RUN/CONFIG-NAME.log.
+declare -A URL PID
+start_gateway() {
+  local name="$1" port="$2" config="$3"; shift 3
+  env "$@" FLOWGATE__SERVER__LISTEN="127.0.0.1:$port" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$((port + 10))" \
+    setsid "$BIN" serve --config "examples/bench/$config.toml" > "$RUN/$config-$name.log" 2>&1 &
+  pids+=("$!"); PID[$name]=$!; URL[$name]="http://127.0.0.1:$port/v1/chat/completions"
+}
 start_nginx() { # name... (configs written by nginx_conf or by the script)
   for n in "$@"; do nginx -p "$RUN" -e "$RUN/$n.error.log" -c "$RUN/$n.conf"; nginxes+=("$n"); done
 }

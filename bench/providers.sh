@@ -35,16 +35,9 @@ setsid "$BIN" sim --listen 127.0.0.1:18085 --token-ms 20 --tokens $TOKENS > "$RU
 pids+=("$!")
 setsid "$BIN" sim --listen 127.0.0.1:18086 --token-ms 20 --tokens $TOKENS --aws-region us-east-1 > "$RUN/providers-sim-bedrock.log" 2>&1 &
 pids+=("$!")
-declare -A URL PID
-start() { # name port config [env...]
-  local name="$1" port="$2" config="$3"; shift 3
-  env "$@" FLOWGATE__SERVER__LISTEN="127.0.0.1:$port" FLOWGATE__SERVER__ADMIN_LISTEN="127.0.0.1:$((port + 10))" \
-    setsid "$BIN" serve --config "examples/bench/$config.toml" > "$RUN/providers-$name.log" 2>&1 &
-  pids+=("$!"); PID[$name]=$!; URL[$name]="http://127.0.0.1:$port/v1/chat/completions"
-}
-start anthropic 18186 anthropic
-start passthrough 18187 anthropic FLOWGATE__POOLS__CLAUDE__PROVIDER=openai
-start bedrock 18188 bedrock
+start_gateway anthropic 18186 anthropic
+start_gateway passthrough 18187 anthropic FLOWGATE__POOLS__CLAUDE__PROVIDER=openai
+start_gateway bedrock 18188 bedrock
 whole="$RUN/providers-whole.json"; stream="$RUN/providers-stream.json"
 echo '{"model":"claude-sonnet","max_tokens":32,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Summarize the quarterly infrastructure cost report"}]}' > "$whole"
 echo '{"model":"claude-sonnet","max_tokens":32,"stream":true,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Summarize the quarterly infrastructure cost report"}]}' > "$stream"
