@@ -299,7 +299,7 @@ impl<'c> Forwarder<'c> {
                 // A traced request names its attempt's span to the upstream.
                 let span = out.trace.as_ref().map(|t| (t.trace_id, span_id()));
                 let parent = span.map(|(t, s)| traceparent(&t, &s, true));
-                let began = self.clock().now();
+                let began = span.map(|_| self.clock().now());
                 let t = match hedge {
                     // Boxed: the hedge's two attempts would double every request's future.
                     Some(after) if tried.is_empty() => {
@@ -322,7 +322,8 @@ impl<'c> Forwarder<'c> {
                             .await
                     }
                 };
-                if let (Some(trace), Some((_, id))) = (out.trace.as_mut(), span) {
+                if let (Some(trace), Some((_, id)), Some(began)) = (out.trace.as_mut(), span, began)
+                {
                     let (status, error) = match &t.answer {
                         Ok((head, _, _)) => (head.status.as_u16(), None),
                         Err(e) => (0, Some(e.code().to_string())),

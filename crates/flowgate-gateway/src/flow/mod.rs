@@ -181,9 +181,10 @@ impl Gateway {
         let body = match read {
             Ok(body) => {
                 if let Some(cache) = self.cache() {
-                    let began = self.clock().now();
+                    // Timed only for a traced request.
+                    let began = out.trace.is_some().then(|| self.clock().now());
                     let consulted = self.consult(cache, rt, route, &parts, &body, out).await;
-                    if let Some(t) = out.trace.as_mut() {
+                    if let (Some(t), Some(began)) = (out.trace.as_mut(), began) {
                         let found = out.cache.map_or("error", crate::caching::Status::as_str);
                         t.stage(Stage::Cache(found), began, self.clock().now());
                     }
@@ -214,9 +215,9 @@ impl Gateway {
         if parts.version == Version::HTTP_2 {
             headers::strip_hop_by_hop(&mut parts.headers);
         }
-        let began = self.clock().now();
+        let began = out.trace.is_some().then(|| self.clock().now());
         let permits = self.queue(route, caller.as_deref(), &parts).await;
-        if let Some(t) = out.trace.as_mut() {
+        if let (Some(t), Some(began)) = (out.trace.as_mut(), began) {
             t.stage(Stage::Queue, began, self.clock().now());
         }
         let permits = permits?;
