@@ -1,6 +1,7 @@
 //! The flowgate command line: `serve`, `check`, `demo`, `sim`, `key` and `cost`.
 
 mod anomalies;
+mod anomaly_eval;
 mod cost;
 mod demo;
 mod demo_balance;
@@ -106,6 +107,10 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
         Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
+        Command::Anomalies(args) if args.evaluate => {
+            print!("{}", anomaly_eval::run(args.seeds));
+            ExitCode::SUCCESS
+        }
         Command::Anomalies(args) => match anomalies::run(&args) {
             Ok((rows, worst)) => {
                 eprintln!("{rows} rows scored; the highest score {worst:.3}");

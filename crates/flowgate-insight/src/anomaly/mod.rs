@@ -11,7 +11,8 @@
 //! days, one with a weekly cycle by last week (at least on weekends), one without by its
 //! level. Seasonality is found by what predicts, not declared. The **spread** is 1.4826
 //! times the median absolute error over about a day (a few hours of a changing regime do not
-//! inflate it), floored so that a constant series still has one.
+//! inflate it), floored so that a constant series still has one, and scaled by how the
+//! noise grows with the level ([`noise`]: traffic is noisier at its peaks).
 //!
 //! A point is as surprising as the best explanation leaves it: its standardized error is
 //! the smallest among the trusted predictors (judged, and within 1.5 times the best one's
@@ -31,9 +32,19 @@
 //! (until their lag has passed the shift) and their biases start over. It is reported when
 //! it starts, not for a day after. Learning is robust: what updates the levels and the
 //! errors is clipped at three spreads. The first [`WARMUP`] points are learned from and
-//! scored 0. Memory: the last eight days of points (at the series' step), for the lags.
+//! scored 0. Memory: the last eight days for the lags, in buckets of [`BUCKET`] seconds
+//! (the mean of the points in each; a series at a coarser step keeps its points): at most
+//! 2,304 buckets of 16 bytes, ~37 KB, whatever the step.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
+
+pub mod eval;
+mod noise;
+mod window;
+
+use noise::LevelNoise;
+
+use window::{Lags, SortedWindow};
 
 /// Points learned before any is scored.
 pub const WARMUP: u64 = 12;
@@ -42,6 +53,11 @@ const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
 /// Points kept for the lags, in time.
 const KEEP: i64 = 8 * DAY;
+/// Times are held within ±this many seconds (about 10,000 years).
+const MAX_TIME: i64 = (i32::MAX as i64) * BUCKET / 2;
+/// The lags' resolution (seconds): points finer than this are kept as their bucket's mean,
+/// which is a steadier lag than one point (and bounds the memory a series takes).
+pub const BUCKET: i64 = 300;
 
 /// The point score is `1 − exp(−(z / POINT_SCALE)⁴)`: 0.2 at three spreads, 0.5 at four,
 /// 0.8 at five, 0.97 at six (noise rarely goes past four; an incident does at once).
@@ -102,19 +118,28 @@ pub struct Detector {
     /// Each predictor's recent mean signed error (its bias, added to what it predicts)
     /// and its mean absolute error, while it can predict.
     biases: [Ewm; PREDICTORS],
+    /// Biases accepted as the new normal (see [`Detector::offset`]), and since when the
+    /// offset score has stood at 0.5 or more.
+    accepted: [f64; PREDICTORS],
+    offset_since: Option<i64>,
     errors: [[Ewm; PREDICTORS]; 2],
     /// The last absolute errors of the predictions used (about a day of them): their
     /// median is the spread, which a few hours of a changing regime do not inflate.
-    residuals: std::collections::VecDeque<f64>,
+    residuals: VecDeque<f64>,
+    /// The same, sorted: the median is read in place.
+    sorted: SortedWindow,
     /// Their median, as of the last point.
     mad: f64,
     /// The recent error, for changes in variance.
     recent: Ewm,
+    /// How the noise grows with the level: errors, spreads and biases are kept divided by
+    /// its factor where they were made.
+    noise: LevelNoise,
     cusum_up: f64,
     cusum_down: f64,
     /// The errors of the current run beyond [`SHIFT_Z`] spreads on one side.
     run: Vec<f64>,
-    seen: BTreeMap<i64, f64>,
+    seen: Lags,
     /// Shifts accepted lately: when they began and by how much.
     shifts: Vec<(i64, f64)>,
 }
@@ -144,14 +169,18 @@ impl Detector {
             last_t: None,
             level: Ewm::default(),
             biases: [Ewm::default(); PREDICTORS],
+            accepted: [0.0; PREDICTORS],
+            offset_since: None,
             errors: [[Ewm::default(); PREDICTORS]; 2],
-            residuals: std::collections::VecDeque::new(),
+            residuals: VecDeque::new(),
+            sorted: SortedWindow::default(),
             mad: 0.0,
             recent: Ewm::default(),
+            noise: LevelNoise::default(),
             cusum_up: 0.0,
             cusum_down: 0.0,
             run: Vec::new(),
-            seen: BTreeMap::new(),
+            seen: Lags::default(),
             shifts: Vec::new(),
         }
     }
@@ -169,12 +198,8 @@ impl Detector {
     /// (up to `now`): after a level shift, yesterday's value is yesterday's plus the shift
     /// until a day has passed.
     fn at(&self, then: i64, now: i64) -> Option<f64> {
-        let half = self.step? / 2;
-        let v = self
-            .seen
-            .range(then - half..=then + half)
-            .min_by_key(|(k, _)| (**k - then).abs())
-            .map(|(_, s)| *s)?;
+        let half = (self.step? / 2).max(BUCKET / 2);
+        let v = self.seen.nearest(then, half)?;
         let moved: f64 = self
             .shifts
             .iter()
@@ -239,6 +264,7 @@ impl Detector {
         chosen: usize,
         value: f64,
         scale: f64,
+        factor: f64,
     ) -> f64 {
         let e = &self.errors[Self::regime(t)];
         let best = e[chosen].value;
@@ -249,7 +275,7 @@ impl Detector {
                 continue;
             }
             // Each judged by its own spread, never a tighter one than the chosen's.
-            let own = (e[i].value * 1.25).max(scale);
+            let own = (e[i].value * 1.25 * factor).max(scale);
             let zi = (value - x) / own;
             if zi.abs() < z.abs() {
                 z = zi;
@@ -261,16 +287,58 @@ impl Detector {
     /// How far (in spreads) the series has sat off what the lagged predictors say for a
     /// while: the smallest bias among the trusted ones. A drift moves all of them; a weekend
     /// moves those last week does not explain; an accepted shift none (the lagged values
-    /// are moved by it).
-    fn offset(&self, t: i64, p: &[Option<f64>; PREDICTORS], chosen: usize, scale: f64) -> f64 {
+    /// are moved by it). An offset that has stood for an hour (and a dozen points) is
+    /// accepted, as a shift is: only a bias beyond it counts then, or none once the series
+    /// comes back (a first weekend, before last week can explain it, is an offset for an
+    /// hour, not for two days).
+    fn offset(
+        &self,
+        t: i64,
+        p: &[Option<f64>; PREDICTORS],
+        chosen: usize,
+        scale: f64,
+        factor: f64,
+    ) -> f64 {
         let e = &self.errors[Self::regime(t)];
         let best = e[chosen].value;
         (0..PREDICTORS)
             .filter(|i| *i != LEVEL && p[*i].is_some() && e[*i].n >= 2 * WARMUP)
             .filter(|i| e[*i].value <= 1.5 * best || *i == chosen)
-            .map(|i| self.biases[i].value.abs() / (e[i].value * 1.25).max(scale))
+            .map(|i| {
+                let b = self.biases[i].value;
+                let beyond = b.abs().min((b - self.accepted[i]).abs());
+                beyond / (e[i].value * 1.25 * factor).max(scale)
+            })
             .min_by(f64::total_cmp)
             .unwrap_or(0.0)
+    }
+
+    /// Whether a run of errors sits together: their median absolute deviation from their
+    /// median within 1.5 spreads (`scale`).
+    fn steady(run: &[f64], scale: f64) -> bool {
+        let mut v = run.to_vec();
+        v.sort_by(f64::total_cmp);
+        let median = v[v.len() / 2];
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        dev[dev.len() / 2] <= 1.5 * scale
+    }
+
+    /// Accepts the biases as they are once the offset score has stood at 0.5 or more for
+    /// an hour and a dozen points.
+    fn accept_offset(&mut self, t: i64, off: f64) {
+        if off < 0.5 {
+            self.offset_since = None;
+            return;
+        }
+        let since = *self.offset_since.get_or_insert(t);
+        let hold = (12 * self.step.unwrap_or(300)).max(3600);
+        if t - since >= hold {
+            for (a, b) in self.accepted.iter_mut().zip(&self.biases) {
+                *a = b.value;
+            }
+            self.offset_since = None;
+        }
     }
 
     /// The spread, floored: a constant series still has a scale to be judged against.
@@ -283,6 +351,8 @@ impl Detector {
     /// Scores `value` at `t` (Unix seconds) from what came before, then learns it.
     /// A value that is not a number scores 0 and is not learned.
     pub fn observe(&mut self, t: i64, value: f64) -> Verdict {
+        // About ±10,000 years: lags and slots never overflow.
+        let t = t.clamp(-MAX_TIME, MAX_TIME);
         let p = self.predictions(t);
         let chosen = self.best(t, &p);
         let expected = finite(p[chosen].unwrap_or(self.level.value));
@@ -295,12 +365,13 @@ impl Detector {
                 direction: 0,
             };
         }
-        let scale = self.scale();
+        let factor = self.noise.factor(expected);
+        let scale = self.scale() * factor;
         let r = value - expected;
         let z = if self.n == 0 {
             0.0
         } else {
-            self.least_surprise(t, &p, chosen, value, scale)
+            self.least_surprise(t, &p, chosen, value, scale, factor)
         };
         // Scores, from the state before this point.
         let point = finite(1.0 - (-(z.abs() / POINT_SCALE).powi(4)).exp()).clamp(0.0, 1.0);
@@ -309,15 +380,16 @@ impl Detector {
         let up = (self.cusum_up + zc - CUSUM_K).clamp(0.0, 2.0 * CUSUM_HALF);
         let down = (self.cusum_down - zc - CUSUM_K).clamp(0.0, 2.0 * CUSUM_HALF);
         let shift = squash(up.max(down), CUSUM_HALF);
-        let recent = 0.8 * self.recent.value + 0.2 * r.abs();
-        let ratio = recent / (scale / 1.25);
+        let recent = 0.8 * self.recent.value + 0.2 * r.abs() / factor;
+        let ratio = recent / (scale / factor / 1.25);
         let variance = if ratio > 2.0 {
             squash(ratio - 2.0, 3.0)
         } else {
             0.0
         };
-        let off = self.offset(t, &p, chosen, scale);
+        let off = self.offset(t, &p, chosen, scale, factor);
         let off = finite(1.0 - (-(off / OFFSET_SCALE).powi(4)).exp()).clamp(0.0, 1.0);
+        self.accept_offset(t, off);
         let score = if self.n >= WARMUP {
             finite(point.max(shift).max(variance).max(off)).clamp(0.0, 1.0)
         } else {
@@ -337,7 +409,7 @@ impl Detector {
                 0
             },
         };
-        self.learn(t, value, &p, r, z, up, down);
+        self.learn(t, value, &p, r, z, up, down, factor);
         verdict
     }
 
@@ -351,6 +423,7 @@ impl Detector {
         z: f64,
         up: f64,
         down: f64,
+        factor: f64,
     ) {
         self.n += 1;
         if let Some(last) = self.last_t
@@ -362,11 +435,11 @@ impl Detector {
         if self.n == 1 {
             // Nothing was predicted for the first point: it only starts the level.
             self.level.add(value, 1.0);
-            self.seen.insert(t, value);
+            self.seen.add(t, value);
             return;
         }
         let warm = self.n <= WARMUP;
-        let scale = self.scale();
+        let scale = self.scale() * factor;
         let clip = |x: f64| {
             if warm {
                 x
@@ -385,21 +458,24 @@ impl Detector {
         for (i, pred) in p.iter().enumerate() {
             if let Some(pred) = pred {
                 let e = clip(value - pred);
-                self.errors[Self::regime(t)][i].add(e.abs(), judged);
+                self.errors[Self::regime(t)][i].add(e.abs() / factor, judged);
                 self.biases[i].add(self.biases[i].value + e, follow);
             }
         }
         let level_obs = self.level.value + clip(value - self.level.value);
         self.level.add(level_obs, if warm { 0.2 } else { 0.1 });
         let keep = (per_day as usize).clamp(60, 1440);
-        self.residuals.push_back(r.abs());
+        self.noise.learn(value - r, value, r, judged);
+        let r_norm = r.abs() / factor;
+        self.residuals.push_back(r_norm);
+        self.sorted.insert(r_norm);
         while self.residuals.len() > keep {
-            self.residuals.pop_front();
+            if let Some(old) = self.residuals.pop_front() {
+                self.sorted.remove(old);
+            }
         }
-        let mut sorted: Vec<f64> = self.residuals.iter().copied().collect();
-        let mid = sorted.len() / 2;
-        self.mad = *sorted.select_nth_unstable_by(mid, f64::total_cmp).1;
-        self.recent.add(r.abs(), 0.2);
+        self.mad = self.sorted.median();
+        self.recent.add(r.abs() / factor, 0.2);
         self.cusum_up = up;
         self.cusum_down = down;
         // A shift that persists becomes the level and the base.
@@ -407,6 +483,11 @@ impl Detector {
             self.run.push(r);
         } else {
             self.run.clear();
+        }
+        // A run as scattered as a burst of noise is not a shift: its points must sit
+        // together (their deviation from their median within 1.5 spreads).
+        if self.run.len() >= SHIFT_RUN && !Self::steady(&self.run, scale) {
+            self.run.remove(0);
         }
         if self.run.len() >= SHIFT_RUN {
             let mut run = std::mem::take(&mut self.run);
@@ -418,19 +499,15 @@ impl Detector {
             for b in &mut self.biases {
                 b.value = 0.0;
             }
+            self.accepted = [0.0; PREDICTORS];
             let since = t - self.step.unwrap_or(60) * SHIFT_RUN as i64;
             self.shifts.push((since, median));
             self.cusum_up = 0.0;
             self.cusum_down = 0.0;
         }
         self.shifts.retain(|(at, _)| *at >= t - KEEP);
-        self.seen.insert(t, value);
-        while let Some((&first, _)) = self.seen.first_key_value() {
-            if first >= t - KEEP {
-                break;
-            }
-            self.seen.pop_first();
-        }
+        self.seen.add(t, value);
+        self.seen.forget_before(t - KEEP);
     }
 }
 

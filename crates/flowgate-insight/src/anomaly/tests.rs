@@ -177,3 +177,18 @@ fn a_flat_series_at_one_minute_steps_and_an_hourly_one() {
         assert!(sc[spike] > 0.9, "step {step}: spike {}", sc[spike]);
     }
 }
+
+/// The labelled sets (`flowgate anomalies --evaluate`), one seed: a floor under what the
+/// detector finds and how often it cries wolf, so that a change that makes it worse fails.
+#[test]
+fn the_labelled_sets_are_found_with_few_false_alarms() {
+    use super::eval::{evaluate, suite};
+    let sets = suite(1..=1);
+    let scores: Vec<Vec<f64>> = sets.iter().map(|s| scores(&s.points)).collect();
+    let at_half = evaluate(&sets, &scores, 0.5);
+    assert!(at_half.found >= 15, "{at_half:?}");
+    let rate = at_half.false_alarms as f64 * 10_000.0 / at_half.points as f64;
+    assert!(rate < 120.0, "{rate} false alarms per 10k points");
+    let strict = evaluate(&sets, &scores, 0.95);
+    assert!(strict.normalized > 0.0, "{strict:?}");
+}
