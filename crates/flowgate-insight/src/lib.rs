@@ -6,5 +6,6 @@
 
 pub mod alerts;
 pub mod anomaly;
+pub mod forecast;
 pub mod notify;
 pub mod score;

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use clap::Args;
 use flowgate_insight::anomaly::Detector;
 
+use crate::times::parse_time;
+
 #[derive(Debug, Args)]
 pub struct AnomaliesArgs {
     /// The CSV to score (with a header line).
@@ -35,26 +37,6 @@ pub struct AnomaliesArgs {
     /// With `--evaluate`: how many seeds of the sets (27 series each).
     #[arg(long, default_value_t = 2, requires = "evaluate")]
     pub seeds: u64,
-}
-
-/// `s` as Unix seconds.
-fn parse_time(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i64>() {
-        return Some(n);
-    }
-    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
-        return Some(ts.as_second());
-    }
-    let civil = s.parse::<jiff::civil::DateTime>().ok().or_else(|| {
-        s.parse::<jiff::civil::Date>()
-            .ok()
-            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
-    })?;
-    civil
-        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp().as_second())
 }
 
 /// Scores `args.input` into `args.output`: the rows scored and the highest score.
@@ -112,27 +94,4 @@ pub fn run(args: &AnomaliesArgs) -> Result<(usize, f64), String> {
     }
     writer.flush().map_err(|e| e.to_string())?;
     Ok((rows, worst))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_time;
-
-    #[test]
-    fn times_in_every_form_read() {
-        let t = 1_767_571_200; // 2026-01-05 00:00:00 UTC
-        for s in [
-            "2026-01-05 00:00:00",
-            "2026-01-05T00:00:00",
-            "2026-01-05T00:00:00Z",
-            "2026-01-05T01:00:00+01:00",
-            "2026-01-05",
-            "1767571200",
-        ] {
-            assert_eq!(parse_time(s), Some(t), "{s}");
-        }
-        for bad in ["", "yesterday", "2026-13-01 00:00:00"] {
-            assert_eq!(parse_time(bad), None, "{bad}");
-        }
-    }
 }

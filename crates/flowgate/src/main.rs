@@ -9,7 +9,9 @@ mod demo_burst;
 mod demo_client;
 mod demo_cost;
 mod demo_providers;
+mod forecast_cli;
 mod sim;
+mod times;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +66,9 @@ enum Command {
     /// Score a series in a CSV for anomalies (each row from the rows up to it): the same
     /// rows with an `anomaly_score` column in [0, 1] added.
     Anomalies(anomalies::AnomaliesArgs),
+    /// Forecast each series of a long-form CSV (`series,timestamp,value`) with 80% and 95%
+    /// intervals: `series,step,timestamp,forecast,lo80,hi80,lo95,hi95`.
+    Forecast(forecast_cli::ForecastArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,9 +94,11 @@ fn main() -> ExitCode {
         Command::Serve { .. } | Command::Sim(_) => "info",
         // The demo prints its own report; per-request warnings would bury it.
         Command::Demo(_) => "error",
-        Command::Check { .. } | Command::Key { .. } | Command::Cost(_) | Command::Anomalies(_) => {
-            "warn"
-        }
+        Command::Check { .. }
+        | Command::Key { .. }
+        | Command::Cost(_)
+        | Command::Anomalies(_)
+        | Command::Forecast(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -107,6 +114,23 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
         Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
+        Command::Forecast(args) if args.evaluate => {
+            print!("{}", forecast_cli::evaluate());
+            ExitCode::SUCCESS
+        }
+        Command::Forecast(args) => match forecast_cli::run(&args) {
+            Ok(w) => {
+                for s in &w.skipped {
+                    eprintln!("skipped {s}");
+                }
+                eprintln!("{} series forecast", w.series);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Anomalies(args) if args.evaluate => {
             print!("{}", anomaly_eval::run(args.seeds));
             ExitCode::SUCCESS

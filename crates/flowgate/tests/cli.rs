@@ -224,4 +224,120 @@ fn anomalies_scores_a_csv_row_by_row() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no column \"latency\""));
     std::fs::remove_dir_all(&dir).ok();
+
+    // The labelled sets: a report of what was found.
+    let out = flowgate()
+        .args(["anomalies", "--evaluate", "--seeds", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("incidents found"), "{text}");
+}
+
+#[test]
+fn forecast_writes_each_series_with_intervals() {
+    let dir = std::env::temp_dir().join(format!("flowgate-forecast-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.csv"), dir.join("out.csv"));
+    // Two series, rows interleaved and out of order: "web" has 14 days hourly with a
+    // daily cycle, a blank, a bad cell and a repeated time; "one" a single row.
+    let mut rows = Vec::new();
+    for i in 0..24 * 14 {
+        let t = 1_767_571_200 + i * 3600;
+        let day = ((t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU).sin();
+        let v = match i {
+            40 => String::new(),
+            41 => "n/a".into(),
+            _ => format!("{:.2}", 100.0 + 30.0 * day),
+        };
+        rows.push(format!("web,{t},{v}"));
+    }
+    rows.push("web,1767571200,100".into());
+    rows.reverse();
+    rows.insert(5, "one,2026-01-05T00:00:00Z,7".into());
+    let csv = format!("series,timestamp,value\n{}\n", rows.join("\n"));
+    std::fs::write(&input, csv).unwrap();
+    let out = flowgate()
+        .args(["forecast", "--horizon", "48", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "series,step,timestamp,forecast,lo80,hi80,lo95,hi95"
+    );
+    assert_eq!(lines.len(), 1 + 2 * 48);
+    let web: Vec<Vec<&str>> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').collect())
+        .filter(|f: &Vec<&str>| f[0] == "web")
+        .collect();
+    assert_eq!(web.len(), 48);
+    // The last point was 2026-01-18 23:00; the forecast starts an hour later.
+    assert_eq!(web[0][1], "1");
+    assert_eq!(web[0][2], "2026-01-19 00:00:00");
+    for (j, f) in web.iter().enumerate() {
+        let x: Vec<f64> = f[3..].iter().map(|v| v.parse().unwrap()).collect();
+        let (fc, lo80, hi80, lo95, hi95) = (x[0], x[1], x[2], x[3], x[4]);
+        assert!(
+            lo95 <= lo80 && lo80 <= fc && fc <= hi80 && hi80 <= hi95,
+            "{f:?}"
+        );
+        // The daily cycle continues: within 5 of 100 + 30·sin.
+        let hour = j % 24;
+        let want = 100.0 + 30.0 * (hour as f64 / 24.0 * std::f64::consts::TAU).sin();
+        assert!((fc - want).abs() < 5.0, "step {}: {fc} vs {want}", j + 1);
+    }
+    let one: Vec<&&str> = lines.iter().filter(|l| l.starts_with("one,")).collect();
+    assert!(
+        one[0].starts_with("one,1,2026-01-05 01:00:00,7.000000,7.000000"),
+        "{}",
+        one[0]
+    );
+
+    // Bad input: said, exit 2.
+    for (csv, horizon, said) in [
+        (
+            "timestamp,value\n2026-01-05 00:00:00,1\nsoon,2\n",
+            "3",
+            "line 3: time \"soon\"",
+        ),
+        ("time,value\n1,2\n", "3", "no column \"timestamp\""),
+        (
+            "timestamp,value\n1,2\n",
+            "0",
+            "--horizon must be at least 1",
+        ),
+    ] {
+        std::fs::write(&input, csv).unwrap();
+        let out = flowgate()
+            .args(["forecast", "--horizon", horizon, "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{err}");
+    }
+    let out = flowgate()
+        .args(["forecast", "--evaluate"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("seasonal naive (24)"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
