@@ -11,14 +11,18 @@ use std::fmt::Write;
 pub fn run(seeds: u64) -> String {
     let sets = suite(1..=seeds.max(1));
     let started = SystemClock.now();
+    let mut memory: Vec<(&'static str, usize)> = Vec::new();
     let scores: Vec<Vec<f64>> = sets
         .iter()
         .map(|s| {
             let mut d = Detector::new();
-            s.points
+            let sc = s
+                .points
                 .iter()
                 .map(|(t, v)| d.observe(*t, *v).score)
-                .collect()
+                .collect();
+            memory.push((s.family.name(), d.memory_bytes()));
+            sc
         })
         .collect();
     let took = started.elapsed().as_secs_f64();
@@ -35,6 +39,20 @@ pub fn run(seeds: u64) -> String {
         at_half.points,
         at_half.points as f64 / took.max(1e-9)
     );
+    for family in flowgate_insight::anomaly::eval::Family::ALL {
+        let m: Vec<usize> = memory
+            .iter()
+            .filter(|(f, _)| *f == family.name())
+            .map(|(_, b)| *b)
+            .collect();
+        let _ = writeln!(
+            out,
+            "memory per series, {}: {:.1} KB at most",
+            family.name(),
+            m.iter().copied().max().unwrap_or(0) as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(out);
     table(&mut out, &at_half);
     if best.threshold != at_half.threshold {
         let _ = writeln!(out);

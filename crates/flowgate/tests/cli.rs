@@ -231,7 +231,10 @@ fn anomalies_scores_a_csv_row_by_row() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("incidents found"), "{text}");
+    assert!(
+        out.status.success() && text.contains("incidents found"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -53,6 +53,8 @@ const DAY: i64 = 86_400;
 const WEEK: i64 = 7 * DAY;
 /// Points kept for the lags, in time.
 const KEEP: i64 = 8 * DAY;
+/// The most errors kept for the spread (a day of them, at a step of a minute).
+const MAX_ERRORS: usize = 1440;
 /// Times are held within ±this many seconds (about 10,000 years).
 const MAX_TIME: i64 = (i32::MAX as i64) * BUCKET / 2;
 /// The lags' resolution (seconds): points finer than this are kept as their bucket's mean,
@@ -192,6 +194,17 @@ impl Detector {
 
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// The memory the detector holds: itself and what it keeps on the heap (the lags, the
+    /// window of errors, the shifts).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.seen.heap_bytes()
+            + self.sorted.heap_bytes()
+            + self.residuals.capacity() * std::mem::size_of::<f64>()
+            + self.run.capacity() * std::mem::size_of::<f64>()
+            + self.shifts.capacity() * std::mem::size_of::<(i64, f64)>()
     }
 
     /// What was seen nearest `then`, within half a step, moved by the shifts accepted since
@@ -464,9 +477,15 @@ impl Detector {
         }
         let level_obs = self.level.value + clip(value - self.level.value);
         self.level.add(level_obs, if warm { 0.2 } else { 0.1 });
-        let keep = (per_day as usize).clamp(60, 1440);
+        let keep = (per_day as usize).clamp(60, MAX_ERRORS);
         self.noise.learn(value - r, value, r, judged);
         let r_norm = r.abs() / factor;
+        let more = window::room(
+            self.residuals.len(),
+            self.residuals.capacity(),
+            MAX_ERRORS + 1,
+        );
+        self.residuals.reserve_exact(more);
         self.residuals.push_back(r_norm);
         self.sorted.insert(r_norm);
         while self.residuals.len() > keep {

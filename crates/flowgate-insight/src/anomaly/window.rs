@@ -3,7 +3,21 @@
 
 use std::collections::VecDeque;
 
-use super::BUCKET;
+use super::{BUCKET, KEEP, MAX_ERRORS};
+
+/// The most buckets held: eight days and the one being filled.
+const MAX_BUCKETS: usize = (KEEP / BUCKET) as usize + 2;
+
+/// Room for one more in a collection of `len` with `capacity` that never holds more than
+/// `bound`: doubling, but never past the bound (a doubling past it would hold up to twice
+/// the memory the detector needs).
+pub(super) fn room(len: usize, capacity: usize, bound: usize) -> usize {
+    if len < capacity {
+        0
+    } else {
+        len.max(8).min(bound.saturating_sub(len)).max(1)
+    }
+}
 
 /// One bucket of the lags: `[slot·BUCKET, (slot + 1)·BUCKET)`, the mean of the points in
 /// it and how many. 16 bytes.
@@ -64,14 +78,18 @@ impl Lags {
                 b.count = b.count.saturating_add(1);
                 b.mean += (value - b.mean) / f64::from(b.count);
             }
-            _ => self.buckets.insert(
-                i,
-                Bucket {
-                    slot,
-                    count: 1,
-                    mean: value,
-                },
-            ),
+            _ => {
+                let more = room(self.buckets.len(), self.buckets.capacity(), MAX_BUCKETS);
+                self.buckets.reserve_exact(more);
+                self.buckets.insert(
+                    i,
+                    Bucket {
+                        slot,
+                        count: 1,
+                        mean: value,
+                    },
+                )
+            }
         }
     }
 
@@ -100,6 +118,11 @@ impl Lags {
         }
     }
 
+    /// Bytes held on the heap.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+    }
+
     /// Buckets held.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
@@ -117,6 +140,8 @@ pub(super) struct SortedWindow {
 impl SortedWindow {
     pub(super) fn insert(&mut self, x: f64) {
         let i = self.values.partition_point(|v| v.total_cmp(&x).is_lt());
+        let more = room(self.values.len(), self.values.capacity(), MAX_ERRORS + 1);
+        self.values.reserve_exact(more);
         self.values.insert(i, x);
     }
 
@@ -126,6 +151,11 @@ impl SortedWindow {
         if self.values.get(i).is_some_and(|v| v.total_cmp(&x).is_eq()) {
             self.values.remove(i);
         }
+    }
+
+    /// Bytes held on the heap.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<f64>()
     }
 
     /// The upper median; 0 when empty.
