@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use clap::Args;
 use flowgate_insight::anomaly::Detector;
 
-use crate::times::parse_time;
+use crate::csv_io::{Input, number};
 
 #[derive(Debug, Args)]
 pub struct AnomaliesArgs {
@@ -44,48 +44,24 @@ pub fn run(args: &AnomaliesArgs) -> Result<(usize, f64), String> {
     let (Some(input_path), Some(output_path)) = (&args.input, &args.output) else {
         return Err("--input and --output are both needed".into());
     };
-    let input = input_path.display();
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(input_path)
-        .map_err(|e| format!("{input}: {e}"))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("{input}: {e}"))?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| {
-                let have: Vec<&str> = headers.iter().collect();
-                format!("{input}: no column {name:?} (the header has {have:?})")
-            })
-    };
-    let (tc, vc) = (column(&args.time_column)?, column(&args.value_column)?);
+    let mut input = Input::open(input_path)?;
+    let (tc, vc) = (
+        input.column(&args.time_column)?,
+        input.column(&args.value_column)?,
+    );
     let mut writer = csv::Writer::from_path(output_path)
         .map_err(|e| format!("{}: {e}", output_path.display()))?;
-    let mut out_header = headers.clone();
+    let mut out_header = input.headers.clone();
     out_header.push_field("anomaly_score");
     writer
         .write_record(&out_header)
         .map_err(|e| e.to_string())?;
     let mut detector = Detector::new();
     let (mut rows, mut worst) = (0, 0.0_f64);
-    for (i, record) in reader.records().enumerate() {
-        // Line numbers count the header as line 1.
-        let line = i + 2;
-        let mut record = record.map_err(|e| format!("{input}: line {line}: {e}"))?;
-        let time = record.get(tc).unwrap_or_default();
-        let t = parse_time(time).ok_or_else(|| {
-            format!(
-                "{input}: line {line}: time {time:?} is not YYYY-MM-DD HH:MM:SS, ISO 8601 or Unix seconds"
-            )
-        })?;
-        let v = record
-            .get(vc)
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
+    let mut record = csv::StringRecord::new();
+    while let Some(line) = input.read(&mut record)? {
+        let t = input.time(&record, tc, line)?;
+        let v = number(&record, vc);
         let score = detector.observe(t, v).score;
         worst = worst.max(score);
         record.push_field(&format!("{score:.6}"));

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::Args;
 use flowgate_insight::forecast::{Season, forecast, regular};
 
-use crate::times::{format_time, parse_time};
+use crate::csv_io::{Input, format_time, number};
 
 #[derive(Debug, Args)]
 pub struct ForecastArgs {
@@ -60,42 +60,20 @@ pub fn run(args: &ForecastArgs) -> Result<Written, String> {
                 format!("--season {s:?}: `auto` or a number of points (1 or more)")
             })?),
         };
-    let input = input_path.display();
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(input_path)
-        .map_err(|e| format!("{input}: {e}"))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("{input}: {e}"))?
-        .clone();
-    let find = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let have: Vec<&str> = headers.iter().collect();
-    let tc = find("timestamp").ok_or(format!(
-        "{input}: no column \"timestamp\" (the header has {have:?})"
-    ))?;
-    let vc = find("value").ok_or(format!(
-        "{input}: no column \"value\" (the header has {have:?})"
-    ))?;
-    let sc = find("series");
+    let mut input = Input::open(input_path)?;
+    let (tc, vc) = (input.column("timestamp")?, input.column("value")?);
+    let sc = input.find("series");
     let mut order: Vec<String> = Vec::new();
     let mut points: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = i + 2;
-        let record = record.map_err(|e| format!("{input}: line {line}: {e}"))?;
+    let mut record = csv::StringRecord::new();
+    while let Some(line) = input.read(&mut record)? {
         let name = sc
             .and_then(|c| record.get(c))
             .unwrap_or("")
             .trim()
             .to_string();
-        let time = record.get(tc).unwrap_or_default();
-        let t = parse_time(time).ok_or_else(|| {
-            format!("{input}: line {line}: time {time:?} is not YYYY-MM-DD HH:MM:SS, ISO 8601 or Unix seconds")
-        })?;
-        let v = record
-            .get(vc)
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
+        let t = input.time(&record, tc, line)?;
+        let v = number(&record, vc);
         if !points.contains_key(&name) {
             order.push(name.clone());
         }

@@ -3,6 +3,7 @@
 mod anomalies;
 mod anomaly_eval;
 mod cost;
+mod csv_io;
 mod demo;
 mod demo_balance;
 mod demo_burst;
@@ -11,7 +12,6 @@ mod demo_cost;
 mod demo_providers;
 mod forecast_cli;
 mod sim;
-mod times;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,6 +7,22 @@ fn flowgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flowgate"))
 }
 
+/// `flowgate ARGS --input INPUT --output OUTPUT`, run.
+fn with_files(
+    args: &[&str],
+    input: &std::path::Path,
+    output: &std::path::Path,
+) -> std::process::Output {
+    flowgate()
+        .args(args)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
 fn repo(path: &str) -> String {
     format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -175,13 +191,7 @@ fn anomalies_scores_a_csv_row_by_row() {
         csv.push_str(&format!("web-1,{ts},{v}\n"));
     }
     std::fs::write(&input, csv).unwrap();
-    let out = flowgate()
-        .args(["anomalies", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let out = with_files(&["anomalies"], &input, &output);
     assert!(
         out.status.success(),
         "{}",
@@ -204,23 +214,11 @@ fn anomalies_scores_a_csv_row_by_row() {
 
     // A time it cannot read, a column that is not there: said, exit 2.
     std::fs::write(&input, "timestamp,value\n2026-01-05 00:00:00,1\nsoon,2\n").unwrap();
-    let out = flowgate()
-        .args(["anomalies", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let out = with_files(&["anomalies"], &input, &output);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3: time \"soon\""), "{err}");
-    let out = flowgate()
-        .args(["anomalies", "--value-column", "latency", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let out = with_files(&["anomalies", "--value-column", "latency"], &input, &output);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no column \"latency\""));
     std::fs::remove_dir_all(&dir).ok();
@@ -260,13 +258,7 @@ fn forecast_writes_each_series_with_intervals() {
     rows.insert(5, "one,2026-01-05T00:00:00Z,7".into());
     let csv = format!("series,timestamp,value\n{}\n", rows.join("\n"));
     std::fs::write(&input, csv).unwrap();
-    let out = flowgate()
-        .args(["forecast", "--horizon", "48", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
+    let out = with_files(&["forecast", "--horizon", "48"], &input, &output);
     assert!(
         out.status.success(),
         "{}",
@@ -322,13 +314,7 @@ fn forecast_writes_each_series_with_intervals() {
         ),
     ] {
         std::fs::write(&input, csv).unwrap();
-        let out = flowgate()
-            .args(["forecast", "--horizon", horizon, "--input"])
-            .arg(&input)
-            .arg("--output")
-            .arg(&output)
-            .output()
-            .unwrap();
+        let out = with_files(&["forecast", "--horizon", horizon], &input, &output);
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(said), "{err}");

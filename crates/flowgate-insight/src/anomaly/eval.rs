@@ -181,7 +181,7 @@ pub struct Labelled {
 }
 
 /// Approximately standard normal: the sum of twelve uniforms, less six.
-fn normal(rng: &mut SmallRng) -> f64 {
+pub(crate) fn normal(rng: &mut SmallRng) -> f64 {
     (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0
 }
 

@@ -11,11 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use super::season::Indices;
 use super::{Season, forecast};
-
-/// Approximately standard normal.
-fn normal(rng: &mut SmallRng) -> f64 {
-    (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0
-}
+use crate::anomaly::eval::normal;
 
 /// One simulated hourly series of `n` points, of kind `kind % 5`.
 pub fn series(kind: u64, seed: u64, n: usize) -> Vec<f64> {

@@ -1,6 +1,7 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::eval::smape;
 use super::{Season, forecast, regular};
 
 /// Hourly: a daily cycle, a weekend at 70%, a slow trend, noise of `noise` (relative).
@@ -19,19 +20,11 @@ fn hourly(n: usize, seed: u64, noise: f64) -> (Vec<f64>, Vec<f64>) {
     let noisy = truth
         .iter()
         .map(|t| {
-            let z: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
+            let z = crate::anomaly::eval::normal(&mut rng);
             t * (1.0 + noise * z)
         })
         .collect();
     (truth, noisy)
-}
-
-fn smape(f: &[f64], y: &[f64]) -> f64 {
-    f.iter()
-        .zip(y)
-        .map(|(a, b)| 200.0 * (a - b).abs() / (a.abs() + b.abs()).max(1e-12))
-        .sum::<f64>()
-        / f.len() as f64
 }
 
 #[test]
