@@ -16,21 +16,27 @@
 //!
 //! A point is as surprising as the best explanation leaves it: its standardized error is
 //! the smallest among the trusted predictors (judged, and within 1.5 times the best one's
-//! error; each by its own spread), so that a weekend's start, which last week explains, is
-//! not an alarm, while a spike, a shift or a drift fails them all. Four scores, the largest
+//! error; each by the chosen one's spread), so that a weekend's start, which last week
+//! explains, is not an alarm, while a spike, a shift or a drift fails them all. Four scores, the largest
 //! kept, each in [0, 1]:
 //! - **point**: `1 − exp(−(z/4.4)⁴)`: 0.2 at three spreads, 0.5 at four, 0.97 at six;
 //! - **shift**: a two-sided CUSUM of the standardized errors, capped so that it falls back
-//!   within a dozen points once the cause is gone;
+//!   within a dozen points once the cause is gone, each error shrunk by how much the errors'
+//!   lag-one autocorrelation inflates a sum (a machine metric's wandering noise is not a
+//!   shift);
 //! - **offset**: the smallest absolute bias among the trusted lagged predictors, in spreads
 //!   (0.5 at 2.3): a series that has sat off what yesterday and last week say for hours, as a
 //!   drift does;
-//! - **variance**: the recent error against the spread (a series that got noisier).
+//! - **variance**: the recent error the best explanation leaves, against the spread (a
+//!   series that got noisier).
 //!
 //! A run of five points past 2.5 spreads on one side is accepted as a level shift: the
 //! level moves by the run's median, the lagged predictors' past values are moved by it
-//! (until their lag has passed the shift) and their biases start over. It is reported when
-//! it starts, not for a day after. Learning is robust: what updates the levels and the
+//! (until their lag has passed the shift; only once last week predicts, so that a first
+//! Monday's ramp, a "shift" to nothing learned yet, does not corrupt the lags) and their
+//! biases start over. It is reported when it starts, not for a day after. Biases are kept
+//! in units of the noise where they were made, so that a shift of a fifth of the traffic is
+//! larger at the peak than at night. Learning is robust: what updates the levels and the
 //! errors is clipped at three spreads. The first [`WARMUP`] points are learned from and
 //! scored 0. Memory: the last eight days for the lags, in buckets of [`BUCKET`] seconds
 //! (the mean of the points in each; a series at a coarser step keeps its points): at most
@@ -139,6 +145,11 @@ pub struct Detector {
     noise: LevelNoise,
     cusum_up: f64,
     cusum_down: f64,
+    /// The last standardized error, and the recent means of the product of successive
+    /// ones and of their squares: their lag-one autocorrelation (see [`Detector::rho`]).
+    z_prev: f64,
+    zz: Ewm,
+    z2: Ewm,
     /// The errors of the current run beyond [`SHIFT_Z`] spreads on one side.
     run: Vec<f64>,
     seen: Lags,
@@ -181,6 +192,9 @@ impl Detector {
             noise: LevelNoise::default(),
             cusum_up: 0.0,
             cusum_down: 0.0,
+            z_prev: 0.0,
+            zz: Ewm::default(),
+            z2: Ewm::default(),
             run: Vec::new(),
             seen: Lags::default(),
             shifts: Vec::new(),
@@ -241,7 +255,9 @@ impl Detector {
                 r + if i == LEVEL {
                     0.0
                 } else {
-                    self.biases[i].value
+                    // Kept in units of the noise where it was made: a shift of a fifth
+                    // of the traffic is more at the peak than at night.
+                    self.biases[i].value * self.noise.factor(r)
                 }
             });
         }
@@ -277,7 +293,6 @@ impl Detector {
         chosen: usize,
         value: f64,
         scale: f64,
-        factor: f64,
     ) -> f64 {
         let e = &self.errors[Self::regime(t)];
         let best = e[chosen].value;
@@ -287,9 +302,9 @@ impl Detector {
             if i == chosen || i == LEVEL || e[i].n < 2 * WARMUP || e[i].value > 1.5 * best {
                 continue;
             }
-            // Each judged by its own spread, never a tighter one than the chosen's.
-            let own = (e[i].value * 1.25 * factor).max(scale);
-            let zi = (value - x) / own;
+            // Each by the chosen one's spread: one of its own (wider, as it predicts
+            // worse) let a spike through as "explained" by the noisiest predictor.
+            let zi = (value - x) / scale;
             if zi.abs() < z.abs() {
                 z = zi;
             }
@@ -319,7 +334,7 @@ impl Detector {
             .filter(|i| e[*i].value <= 1.5 * best || *i == chosen)
             .map(|i| {
                 let b = self.biases[i].value;
-                let beyond = b.abs().min((b - self.accepted[i]).abs());
+                let beyond = b.abs().min((b - self.accepted[i]).abs()) * factor;
                 beyond / (e[i].value * 1.25 * factor).max(scale)
             })
             .min_by(f64::total_cmp)
@@ -354,6 +369,18 @@ impl Detector {
         }
     }
 
+    /// The lag-one autocorrelation of the standardized errors, in [0, 0.95]: a metric whose
+    /// noise wanders (a machine's load) leaves errors that persist, and a sum of them grows
+    /// by itself. The CUSUM takes each error divided by how much that inflates a sum's
+    /// deviation, `sqrt((1 + ρ) / (1 − ρ))`, so that it stands for the same false-alarm
+    /// rate whatever the noise's memory.
+    fn rho(&self) -> f64 {
+        if self.z2.n < 2 * WARMUP || self.z2.value <= 0.0 {
+            return 0.0;
+        }
+        finite(self.zz.value / self.z2.value).clamp(0.0, 0.95)
+    }
+
     /// The spread, floored: a constant series still has a scale to be judged against.
     fn scale(&self) -> f64 {
         let floor = 1e-6 * self.level.value.abs().max(1e-6);
@@ -384,16 +411,20 @@ impl Detector {
         let z = if self.n == 0 {
             0.0
         } else {
-            self.least_surprise(t, &p, chosen, value, scale, factor)
+            self.least_surprise(t, &p, chosen, value, scale)
         };
         // Scores, from the state before this point.
         let point = finite(1.0 - (-(z.abs() / POINT_SCALE).powi(4)).exp()).clamp(0.0, 1.0);
-        let zc = z.clamp(-4.0, 4.0);
+        let rho = self.rho();
+        let zc = z.clamp(-4.0, 4.0) * ((1.0 - rho) / (1.0 + rho)).sqrt();
         // Capped: a sum that stopped growing falls under half within a dozen points.
         let up = (self.cusum_up + zc - CUSUM_K).clamp(0.0, 2.0 * CUSUM_HALF);
         let down = (self.cusum_down - zc - CUSUM_K).clamp(0.0, 2.0 * CUSUM_HALF);
         let shift = squash(up.max(down), CUSUM_HALF);
-        let recent = 0.8 * self.recent.value + 0.2 * r.abs() / factor;
+        // The error the best explanation leaves (a Monday's start, which only last week
+        // explains, is not more noise).
+        let least = z.abs() * scale / factor;
+        let recent = 0.8 * self.recent.value + 0.2 * least;
         let ratio = recent / (scale / factor / 1.25);
         let variance = if ratio > 2.0 {
             squash(ratio - 2.0, 3.0)
@@ -453,6 +484,10 @@ impl Detector {
         }
         let warm = self.n <= WARMUP;
         let scale = self.scale() * factor;
+        // Whether a lagged predictor judged this point: a run the level alone saw (a daily
+        // ramp before a day is known) moves the level, not what was seen.
+        let lagged = p[PREDICTORS - 1].is_some()
+            && self.errors[Self::regime(t)][PREDICTORS - 1].n >= 2 * WARMUP;
         let clip = |x: f64| {
             if warm {
                 x
@@ -472,7 +507,8 @@ impl Detector {
             if let Some(pred) = pred {
                 let e = clip(value - pred);
                 self.errors[Self::regime(t)][i].add(e.abs() / factor, judged);
-                self.biases[i].add(self.biases[i].value + e, follow);
+                let unit = self.noise.factor(*pred);
+                self.biases[i].add(self.biases[i].value + e / unit, follow);
             }
         }
         let level_obs = self.level.value + clip(value - self.level.value);
@@ -494,9 +530,13 @@ impl Detector {
             }
         }
         self.mad = self.sorted.median();
-        self.recent.add(r.abs() / factor, 0.2);
+        self.recent.add(z.abs() * scale / factor, 0.2);
         self.cusum_up = up;
         self.cusum_down = down;
+        let zl = z.clamp(-4.0, 4.0);
+        self.zz.add(zl * self.z_prev, judged);
+        self.z2.add(zl * zl, judged);
+        self.z_prev = zl;
         // A shift that persists becomes the level and the base.
         if !warm && z.abs() > SHIFT_Z && self.run.last().is_none_or(|l| l.signum() == r.signum()) {
             self.run.push(r);
@@ -519,8 +559,10 @@ impl Detector {
                 b.value = 0.0;
             }
             self.accepted = [0.0; PREDICTORS];
-            let since = t - self.step.unwrap_or(60) * SHIFT_RUN as i64;
-            self.shifts.push((since, median));
+            if lagged {
+                let since = t - self.step.unwrap_or(60) * SHIFT_RUN as i64;
+                self.shifts.push((since, median));
+            }
             self.cusum_up = 0.0;
             self.cusum_down = 0.0;
         }
