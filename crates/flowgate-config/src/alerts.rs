@@ -36,6 +36,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("memory_ratio", None),
     // The memory governor's level: 0 normal, 1 shrink, 2 no fills, 3 shedding.
     ("memory_pressure_level", None),
+    // Anomalies open ([anomalies]).
+    ("anomalies_open", None),
     ("process_resident_memory_bytes", None),
     ("process_open_fds", None),
     ("process_threads", None),
@@ -157,6 +159,13 @@ pub enum AlertKind {
         long: Duration,
         short: Duration,
         factor: f64,
+    },
+    /// An open anomaly ([`crate::AnomaliesConfig`]) on a series matching `series` (any
+    /// watched series when `None`; the series a rule names are watched) scoring at least
+    /// `min_score`.
+    Anomaly {
+        series: Option<String>,
+        min_score: f64,
     },
 }
 
@@ -460,11 +469,35 @@ pub fn alert_rule(
                 factor,
             })
         }
+        "anomaly" => {
+            if let Some(p) = &raw.series
+                && let Err(e) = crate::anomalies::check_pattern(p)
+            {
+                found.push((key.clone().key("series"), e));
+            }
+            let min_score = match raw.value {
+                None => 0.9,
+                Some(v) if v > 0.0 && v <= 1.0 => v,
+                Some(v) => {
+                    found.push((
+                        key.clone().key("value"),
+                        format!(
+                            "{v} is out of range: the least anomaly score, above 0 and at most 1"
+                        ),
+                    ));
+                    0.9
+                }
+            };
+            Some(AlertKind::Anomaly {
+                series: raw.series.clone(),
+                min_score,
+            })
+        }
         k => {
             found.push((
                 key.clone().key("kind"),
                 format!(
-                    "unknown kind {k:?}: expected \"threshold\", \"rate_of_change\", \"absent\", \"budget\" or \"burn_rate\""
+                    "unknown kind {k:?}: expected \"threshold\", \"rate_of_change\", \"absent\", \"budget\", \"burn_rate\" or \"anomaly\""
                 ),
             ));
             None
@@ -550,6 +583,10 @@ pub fn describe(kind: &AlertKind) -> String {
             ),
             d(*long),
             d(*short)
+        ),
+        AlertKind::Anomaly { series, min_score } => format!(
+            "an anomaly on {} scoring {min_score} or more",
+            series.as_deref().unwrap_or("any watched series")
         ),
     }
 }

@@ -19,6 +19,7 @@
 
 mod admin;
 mod alerts;
+mod anomalies;
 mod budget;
 mod catalog;
 mod cost;
@@ -51,6 +52,9 @@ use std::path::Path;
 pub use alerts::{
     AlertKind, AlertNames, AlertRule, AlertsConfig, Op, RawAlertRule, SERIES, alert_rule,
     check_series, describe as describe_alert,
+};
+pub use anomalies::{
+    AnomaliesConfig, DEFAULT_SERIES as DEFAULT_ANOMALY_SERIES, check_pattern, series_matches,
 };
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,

@@ -52,6 +52,8 @@ pub struct Config {
     pub tracing: Option<crate::traces::TracingConfig>,
     /// Alert rules and notifiers (`[alerts]`).
     pub alerts: crate::alerts::AlertsConfig,
+    /// Anomaly detection on the history (`[anomalies]`).
+    pub anomalies: crate::anomalies::AnomaliesConfig,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -1025,6 +1027,7 @@ impl Config {
         );
         s.push_str(&self.cost.summary());
         s.push_str(&self.history.summary());
+        s.push_str(&self.anomalies.summary(self.history.enabled));
         s.push_str(&self.memory.summary());
         if let Some(t) = &self.tracing {
             s.push_str(&t.summary());

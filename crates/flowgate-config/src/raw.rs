@@ -33,6 +33,7 @@ pub(crate) struct RawConfig {
     pub memory: Option<crate::memory::RawMemory>,
     pub tracing: Option<crate::traces::RawTracing>,
     pub alerts: Option<crate::alerts::RawAlerts>,
+    pub anomalies: Option<crate::anomalies::RawAnomalies>,
 }
 
 /// `[shared_limits]`: rate-limit counts shared by replicas through Redis.

@@ -717,12 +717,27 @@ fn alert_rules_of_every_kind_are_read_and_summed_up() {
          [[alerts.rules]]\nname = \"traffic-jump\"\nkind = \"rate_of_change\"\nseries = 'requests_per_second{{pool=\"llm\"}}'\nwindow = \"5m\"\nvalue = 200\n\n\
          [[alerts.rules]]\nname = \"silent\"\nkind = \"absent\"\nseries = \"process_threads\"\nfor = \"2m\"\n\n\
          [[alerts.rules]]\nname = \"spend\"\nkind = \"budget\"\nat = 80\n\n\
-         [[alerts.rules]]\nname = \"chat-slo\"\nkind = \"burn_rate\"\nroute = \"chat\"\nobjective = 99.9\n"
+         [[alerts.rules]]\nname = \"chat-slo\"\nkind = \"burn_rate\"\nroute = \"chat\"\nobjective = 99.9\n\n\
+         [[alerts.rules]]\nname = \"odd-latency\"\nkind = \"anomaly\"\nseries = \"latency_ms_p95*\"\nvalue = 0.95\n"
     ));
     let names: Vec<&str> = c.alerts.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["chat-errors", "traffic-jump", "silent", "spend", "chat-slo"]
+        [
+            "chat-errors",
+            "traffic-jump",
+            "silent",
+            "spend",
+            "chat-slo",
+            "odd-latency"
+        ]
+    );
+    assert_eq!(
+        c.alerts.rules[5].kind,
+        crate::AlertKind::Anomaly {
+            series: Some("latency_ms_p95*".into()),
+            min_score: 0.95
+        }
     );
     let e = &c.alerts.rules[0];
     assert_eq!(
@@ -822,6 +837,16 @@ fn bad_alert_rules_name_their_keys() {
         ),
         ("kind = \"guess\"", "alerts.rules[0].kind", "unknown kind"),
         (
+            "kind = \"anomaly\"\nseries = \"latncy*\"",
+            "alerts.rules[0].series",
+            "matches none of the history's series",
+        ),
+        (
+            "kind = \"anomaly\"\nvalue = 2",
+            "alerts.rules[0].value",
+            "out of range",
+        ),
+        (
             "series = \"spend_usd_per_hour\"\nvalue = 1\nrepeat = \"1s\"",
             "alerts.rules[0].repeat",
             "at least 1m",
@@ -835,6 +860,52 @@ fn bad_alert_rules_name_their_keys() {
     for (body, key, says) in cases {
         let p = parse_err(&format!("{GOOD}\n[[alerts.rules]]\n{body}\n"));
         assert_eq!(p[0].key.to_string(), *key, "{body}: {p:?}");
+        assert!(p[0].to_string().contains(says), "{body}: {}", p[0]);
+    }
+}
+
+#[test]
+fn anomalies_are_watched_by_default_and_settings_are_checked() {
+    let c = parse_ok(GOOD);
+    assert!(c.anomalies.enabled);
+    assert_eq!(c.anomalies.threshold, 0.9);
+    assert!(c.anomalies.watches("error_ratio{route=\"chat\"}"));
+    assert!(
+        c.summary()
+            .contains("  anomalies: requests_per_second{route=*, ")
+    );
+    let c = parse_ok(&format!(
+        "{GOOD}\n[anomalies]\nseries = [\"latency_ms_p95*\"]\nthreshold = 0.8\nquiet = \"30m\"\nmax_series = 50\n"
+    ));
+    assert!(!c.anomalies.watches("error_ratio{route=\"chat\"}"));
+    assert!(c.anomalies.watches("latency_ms_p95{pool=\"llm\"}"));
+    assert_eq!(
+        (
+            c.anomalies.threshold,
+            c.anomalies.quiet,
+            c.anomalies.max_series
+        ),
+        (0.8, Duration::from_secs(1800), 50)
+    );
+    assert!(
+        c.summary()
+            .contains("  anomalies: latency_ms_p95* (at most 50 series), open at score 0.8, closed after 30m quiet"),
+        "{}",
+        c.summary()
+    );
+    for (body, key, says) in [
+        ("series = [\"tea*\"]", "anomalies.series[0]", "matches none"),
+        ("threshold = 0", "anomalies.threshold", "out of range"),
+        ("quiet = \"10s\"", "anomalies.quiet", "at least 1m"),
+        (
+            "max_series = 100000",
+            "anomalies.max_series",
+            "out of range",
+        ),
+        ("window = \"1h\"", "anomalies.window", "unknown field"),
+    ] {
+        let p = parse_err(&format!("{GOOD}\n[anomalies]\n{body}\n"));
+        assert_eq!(p[0].key.to_string(), key, "{body}: {p:?}");
         assert!(p[0].to_string().contains(says), "{body}: {}", p[0]);
     }
 }

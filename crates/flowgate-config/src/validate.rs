@@ -337,6 +337,12 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let anomalies = crate::anomalies::anomalies(
+        raw.anomalies.as_ref(),
+        &root.clone().key("anomalies"),
+        &mut found,
+    );
+
     let alerts = {
         let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let pools: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
@@ -375,6 +381,7 @@ pub(crate) fn validate(
             memory,
             tracing,
             alerts,
+            anomalies,
         })
     } else {
         Err(found)

@@ -18,6 +18,7 @@ use flowgate_insight::alerts::store::AlertStore;
 use flowgate_insight::alerts::{Engine, Event, EventKind, Source};
 
 use crate::alert_rules::{Names, Refused};
+use crate::anomalies::Anomalies;
 use flowgate_insight::notify::Notifiers;
 use flowgate_telemetry::history::series::LIVE_SECS;
 use flowgate_telemetry::history::{History, Resolution};
@@ -176,8 +177,18 @@ impl Alerting {
     }
 
     /// Evaluates every rule at `now`; the events, logged and handed to the notifiers.
-    pub(crate) fn evaluate(&self, history: &History, budgets: &Budgets, now: u64) -> Vec<Event> {
-        let src = Watched { history, budgets };
+    pub(crate) fn evaluate(
+        &self,
+        history: &History,
+        budgets: &Budgets,
+        anomalies: &Anomalies,
+        now: u64,
+    ) -> Vec<Event> {
+        let src = Watched {
+            history,
+            budgets,
+            anomalies,
+        };
         let (events, rules) = self
             .with(|e| {
                 let events = e.evaluate(&src, now);
@@ -248,10 +259,11 @@ pub(crate) fn watch(rules: &[AlertRule], history: Option<&History>) {
     }
 }
 
-/// What rules read: the history and the budgets.
+/// What rules read: the history, the budgets and the anomalies open.
 struct Watched<'a> {
     history: &'a History,
     budgets: &'a Budgets,
+    anomalies: &'a Anomalies,
 }
 
 impl Source for Watched<'_> {
@@ -300,6 +312,10 @@ impl Source for Watched<'_> {
             Some(ms) => flowgate_telemetry::history::slow_ratio(route, ms),
         };
         self.value(&series, now, window)
+    }
+
+    fn anomaly(&self, pattern: Option<&str>, min_score: f64) -> Option<(f64, String)> {
+        self.anomalies.worst_open(pattern, min_score)
     }
 }
 

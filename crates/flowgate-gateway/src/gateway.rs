@@ -64,6 +64,8 @@ pub struct Gateway {
     tracer: Option<flowgate_telemetry::trace::export::Exporter>,
     /// The alert rules at work (`[[alerts.rules]]`), reloaded with the config.
     alerting: crate::alerting::Alerting,
+    /// The anomaly detectors on the history and what they found.
+    anomalies: crate::anomalies::Anomalies,
     /// The memory governor's level and counts.
     memory: Arc<crate::memory_governor::Governor>,
 }
@@ -159,6 +161,7 @@ impl Gateway {
         let alerting =
             crate::alerting::Alerting::new(&config.alerts, clock.clone(), fetcher, &host)?;
         telemetry.register_collector(Box::new(alerting.collector()));
+        let anomalies = crate::anomalies::Anomalies::new(&config.anomalies);
         let memory = Arc::new(crate::memory_governor::Governor::default());
         telemetry.register_collector(Box::new(memory.collector()));
         telemetry.set_sinks(crate::sinks::of(
@@ -216,6 +219,7 @@ impl Gateway {
             listener_tls,
             spending,
             alerting,
+            anomalies,
             memory,
             history,
             tracer,
@@ -261,6 +265,11 @@ impl Gateway {
     /// The alert rules at work.
     pub(crate) fn alerting(&self) -> &crate::alerting::Alerting {
         &self.alerting
+    }
+
+    /// The anomaly detectors and their anomalies.
+    pub(crate) fn anomalies(&self) -> &crate::anomalies::Anomalies {
+        &self.anomalies
     }
 
     /// The trace exporter, with `[tracing]` on at start.

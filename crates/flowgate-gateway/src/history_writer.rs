@@ -1,8 +1,9 @@
 //! The history's writer: a control-plane task that samples the metrics history at every
 //! second of the wall clock (points are written as each 10 s, minute and hour ends) and
-//! evaluates the alert rules right after; and the probe of what the gateway holds —
+//! evaluates the alert rules right after, handing each minute's points to the anomaly
+//! detectors ([`crate::anomalies`]); and the probe of what the gateway holds —
 //! requests in flight, each pool's usable endpoints, whether Redis answers, the alert
-//! notifiers' failures.
+//! notifiers' failures, the anomalies open.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -28,6 +29,10 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
             (
                 "memory_pressure_level".to_string(),
                 Sample::Gauge(f64::from(gw.memory().level() as u8)),
+            ),
+            (
+                "anomalies_open".to_string(),
+                Sample::Gauge(gw.anomalies().with(|w| w.open().len()).unwrap_or(0) as f64),
             ),
         ];
         let rt = gw.runtime();
@@ -76,6 +81,8 @@ pub(crate) fn spawn_writer(
     history.add_probe(gateway_probe(Arc::downgrade(gw)));
     let telemetry = gw.telemetry().clone();
     let weak = Arc::downgrade(gw);
+    // Dropped with this task: the detectors' thread ends with it.
+    let detectors = crate::anomaly_thread::spawn(gw, history.clone());
     Some(tokio::spawn(async move {
         loop {
             let now_ms = clock.unix_millis();
@@ -93,11 +100,15 @@ pub(crate) fn spawn_writer(
                     tracing::warn!(error = %e, "the metrics history could not be written")
                 }
                 Err(e) => tracing::warn!(error = %e, "the metrics history's writer failed"),
-                Ok(Ok(_)) => {}
+                Ok(Ok(w)) => crate::anomalies::send(&detectors, w.minutes),
             }
             let Some(gw) = weak.upgrade() else { break };
-            gw.alerting()
-                .evaluate(&history, &gw.spending().budgets().load(), end);
+            gw.alerting().evaluate(
+                &history,
+                &gw.spending().budgets().load(),
+                gw.anomalies(),
+                end,
+            );
         }
     }))
 }

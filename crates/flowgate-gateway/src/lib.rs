@@ -15,6 +15,8 @@ mod admission_metrics;
 mod alert_metrics;
 mod alert_rules;
 mod alerting;
+mod anomalies;
+mod anomaly_thread;
 mod api_made;
 mod auth;
 mod balance_metrics;

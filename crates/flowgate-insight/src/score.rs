@@ -24,6 +24,8 @@ pub struct Inputs {
     pub budget: Option<(String, f64)>,
     /// Alerts firing: critical, warning, info.
     pub alerts_firing: [usize; 3],
+    /// Anomalies open, the highest score first (their summaries); `None`: no detection.
+    pub anomalies_open: Option<Vec<String>>,
 }
 
 /// One component of the score.
@@ -174,6 +176,21 @@ pub fn score(i: &Inputs) -> Score {
         format!("{} firing", critical + warning + info),
         why,
     );
+    if let Some(open) = &i.anomalies_open {
+        let n = open.len();
+        add(
+            "anomalies",
+            10.0,
+            between(n as f64, 0.0, 4.0),
+            format!("{n} open"),
+            match open.first() {
+                None => "no anomaly open on the watched series".to_string(),
+                Some(worst) => format!(
+                    "{n} anomaly(ies) open (none scores 100, four or more 0); the worst: {worst}"
+                ),
+            },
+        );
+    }
     let total: f64 = parts.iter().map(|(_, w)| w).sum();
     let mut components: Vec<Component> = parts
         .into_iter()
@@ -213,6 +230,7 @@ mod tests {
             cache_hit_ratio: Some(0.75),
             budget: Some(("hourly".into(), 0.4)),
             alerts_firing: [0, 0, 0],
+            anomalies_open: Some(Vec::new()),
         }
     }
 
@@ -224,7 +242,7 @@ mod tests {
     fn all_well_is_a_hundred_and_weights_sum_to_one() {
         let s = score(&healthy());
         assert_eq!((s.score, s.status), (100, "healthy"));
-        assert_eq!(s.components.len(), 7);
+        assert_eq!(s.components.len(), 8);
         let w: f64 = s.components.iter().map(|c| c.weight).sum();
         assert!((w - 1.0).abs() < 0.01, "{w}");
     }
@@ -239,7 +257,10 @@ mod tests {
         i.cache_hit_ratio = Some(0.35);
         i.budget = Some(("hourly".into(), 0.9));
         i.alerts_firing = [0, 1, 0];
+        i.anomalies_open = Some(vec!["a".into(), "b".into()]);
         let s = score(&i);
+        assert_eq!(part(&s, "anomalies").score, 50.0);
+        assert!(part(&s, "anomalies").why.ends_with("the worst: a"));
         assert_eq!(part(&s, "availability").score, 50.0);
         assert_eq!(part(&s, "latency").score, 50.0);
         assert_eq!(part(&s, "upstreams").score, 50.0);

@@ -7,6 +7,7 @@
 mod admission;
 mod alert_rules;
 mod alerts;
+mod anomalies;
 mod balance;
 mod budgets;
 mod cache;
@@ -37,6 +38,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(history::routes())
         .merge(alerts::routes())
         .merge(alert_rules::routes())
+        .merge(anomalies::routes())
         .merge(health::routes())
         .merge(score::routes())
         .merge(live::routes())

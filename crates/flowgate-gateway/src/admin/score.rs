@@ -3,7 +3,7 @@
 //! last 5 minutes of answers (telemetry's windows), each pool's usable endpoints, memory
 //! against its limit and CPU (the memory governor's reading, the history's last minute),
 //! the cache's hit ratio (the history's last 5 minutes, else since start), the fullest
-//! budget and the alerts firing.
+//! budget, the alerts firing and the anomalies open.
 
 use std::sync::Arc;
 
@@ -101,6 +101,9 @@ fn inputs(gw: &Gateway) -> Inputs {
     }
     i.budget = crate::alerting::fullest_budget(&gw.spending().budgets().load(), None, now)
         .map(|(n, p)| (n, p / 100.0));
+    if gw.history().is_some() && gw.runtime().config.anomalies.enabled {
+        i.anomalies_open = Some(gw.anomalies().open().iter().map(|a| a.summary()).collect());
+    }
     for a in gw.alerting().with(|e| e.alerts()).unwrap_or_default() {
         if a.status == Status::Firing {
             i.alerts_firing[match a.severity {

@@ -37,6 +37,9 @@ pub trait Source {
         now: u64,
         window: Duration,
     ) -> Option<f64>;
+    /// The open anomaly scoring highest on a series matching `pattern` (any when `None`)
+    /// with a score of at least `min_score`: its score and a line saying what it is.
+    fn anomaly(&self, pattern: Option<&str>, min_score: f64) -> Option<(f64, String)>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -427,6 +430,20 @@ fn condition(
                     ),
                 ),
                 _ => (false, None, format!("route {route}: no requests to judge")),
+            }
+        }
+        AlertKind::Anomaly { series, min_score } => {
+            match src.anomaly(series.as_deref(), *min_score) {
+                Some((score, what)) => (true, Some(score), what),
+                None => (
+                    false,
+                    None,
+                    format!(
+                        "no open anomaly on {} scoring {} or more",
+                        series.as_deref().unwrap_or("any watched series"),
+                        fmt(*min_score)
+                    ),
+                ),
             }
         }
     }

@@ -13,6 +13,8 @@ struct Fake {
     last: RefCell<HashMap<String, u64>>,
     budget: RefCell<Option<f64>>,
     bad: RefCell<HashMap<u64, f64>>,
+    /// Open anomalies: (series, score).
+    anomalies: RefCell<Vec<(String, f64)>>,
 }
 
 impl Fake {
@@ -41,6 +43,16 @@ impl Source for Fake {
     }
     fn bad_ratio(&self, _: &str, _: Option<u64>, _: u64, window: Duration) -> Option<f64> {
         self.bad.borrow().get(&window.as_secs()).copied()
+    }
+    fn anomaly(&self, pattern: Option<&str>, min_score: f64) -> Option<(f64, String)> {
+        self.anomalies
+            .borrow()
+            .iter()
+            .filter(|(s, score)| {
+                *score >= min_score && pattern.is_none_or(|p| flowgate_config::series_matches(p, s))
+            })
+            .map(|(s, score)| (*score, format!("{s} is anomalous")))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
     }
 }
 
@@ -336,4 +348,44 @@ fn new_rules_keep_the_state_of_those_that_keep_their_name() {
     );
     e.set_rules(Vec::new());
     assert!(e.alerts().is_empty());
+}
+
+#[test]
+fn an_anomaly_rule_fires_while_a_matching_anomaly_is_open() {
+    let src = Fake::default();
+    let kind = AlertKind::Anomaly {
+        series: Some("latency_ms_p95*".into()),
+        min_score: 0.95,
+    };
+    let mut e = Engine::new(vec![rule("latency-anomaly", Severity::Warning, kind, 0)]);
+    assert!(e.evaluate(&src, T0).is_empty());
+    assert_eq!(
+        e.alerts()[0].summary,
+        "no open anomaly on latency_ms_p95* scoring 0.95 or more"
+    );
+    // Another series, or too low a score: nothing.
+    src.anomalies
+        .borrow_mut()
+        .push(("error_ratio{route=\"chat\"}".into(), 0.99));
+    src.anomalies
+        .borrow_mut()
+        .push(("latency_ms_p95{route=\"chat\"}".into(), 0.91));
+    assert!(e.evaluate(&src, T0 + 1).is_empty());
+    src.anomalies.borrow_mut()[1].1 = 0.97;
+    let fired = e.evaluate(&src, T0 + 2);
+    assert_eq!(
+        kinds(&fired),
+        [("latency-anomaly".into(), EventKind::Firing, true)]
+    );
+    assert_eq!(fired[0].value, Some(0.97));
+    assert_eq!(
+        fired[0].summary,
+        "latency_ms_p95{route=\"chat\"} is anomalous"
+    );
+    src.anomalies.borrow_mut().clear();
+    let resolved = e.evaluate(&src, T0 + 3);
+    assert_eq!(
+        kinds(&resolved),
+        [("latency-anomaly".into(), EventKind::Resolved, true)]
+    );
 }

@@ -46,6 +46,7 @@ use std::collections::VecDeque;
 
 pub mod eval;
 mod noise;
+pub mod watch;
 mod window;
 
 use noise::LevelNoise;
@@ -423,7 +424,8 @@ impl Detector {
         let shift = squash(up.max(down), CUSUM_HALF);
         // The error the best explanation leaves (a Monday's start, which only last week
         // explains, is not more noise).
-        let least = z.abs() * scale / factor;
+        // Held to six spreads: one spike is not more noise for the next twenty points.
+        let least = z.abs().min(6.0) * scale / factor;
         let recent = 0.8 * self.recent.value + 0.2 * least;
         let ratio = recent / (scale / factor / 1.25);
         let variance = if ratio > 2.0 {
@@ -530,7 +532,7 @@ impl Detector {
             }
         }
         self.mad = self.sorted.median();
-        self.recent.add(z.abs() * scale / factor, 0.2);
+        self.recent.add(z.abs().min(6.0) * scale / factor, 0.2);
         self.cusum_up = up;
         self.cusum_down = down;
         let zl = z.clamp(-4.0, 4.0);

@@ -88,10 +88,13 @@ impl std::fmt::Debug for History {
 }
 
 /// What one tick wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Written {
     pub points: usize,
     pub series: usize,
+    /// The minutes that ended with it, by stored series name (what the anomaly detectors
+    /// read): empty but at a minute's end.
+    pub minutes: Vec<(String, Point)>,
 }
 
 impl History {
@@ -182,6 +185,11 @@ impl History {
         let written = Written {
             points: points.len(),
             series: state.series.len(),
+            minutes: points
+                .iter()
+                .filter(|(_, res, _)| *res == Resolution::Minute)
+                .map(|(name, _, p)| (name.clone(), *p))
+                .collect(),
         };
         if !points.is_empty() || prune.is_some() {
             self.inner.store.write(&points, prune)?;

@@ -52,6 +52,17 @@ fn points_are_written_and_read_back_at_each_resolution_and_outlive_a_restart() {
             }
             let w = h.tick(T0 + tick * 10).unwrap();
             assert!(w.points > 0);
+            // Each minute's points are handed over as it ends (what the detectors read).
+            let rps = w
+                .minutes
+                .iter()
+                .find(|(n, _)| n == "requests_per_second{route=\"chat\"}");
+            if tick % 6 == 0 {
+                let (_, p) = rps.expect("a minute ended");
+                assert_eq!((p.t, p.value), (T0 + (tick / 6 - 1) * 60, 3.0));
+            } else {
+                assert!(w.minutes.is_empty(), "{:?}", w.minutes);
+            }
         }
     }
     let (h, _) = History::open(settings, T0 + 3620).unwrap();
