@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod anomaly;
+pub mod capacity;
 pub mod forecast;
 pub mod notify;
 pub mod score;
