@@ -23,6 +23,7 @@ mod balance_metrics;
 mod body;
 mod cache_metrics;
 mod caching;
+mod capacity;
 mod choose;
 mod cost_header;
 mod dialect;

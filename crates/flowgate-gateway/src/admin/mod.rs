@@ -11,6 +11,7 @@ mod anomalies;
 mod balance;
 mod budgets;
 mod cache;
+mod capacity;
 mod cost;
 mod guard;
 mod health;
@@ -34,6 +35,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(cache::routes())
         .merge(cost::routes())
         .merge(budgets::routes())
+        .merge(capacity::routes())
         .merge(recommendations::routes())
         .merge(history::routes())
         .merge(alerts::routes())
