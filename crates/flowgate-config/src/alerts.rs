@@ -476,7 +476,7 @@ pub fn alert_rule(
                 found.push((key.clone().key("series"), e));
             }
             let min_score = match raw.value {
-                None => 0.9,
+                None => 0.85,
                 Some(v) if v > 0.0 && v <= 1.0 => v,
                 Some(v) => {
                     found.push((
@@ -485,7 +485,7 @@ pub fn alert_rule(
                             "{v} is out of range: the least anomaly score, above 0 and at most 1"
                         ),
                     ));
-                    0.9
+                    0.85
                 }
             };
             Some(AlertKind::Anomaly {

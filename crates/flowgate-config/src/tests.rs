@@ -868,7 +868,7 @@ fn bad_alert_rules_name_their_keys() {
 fn anomalies_are_watched_by_default_and_settings_are_checked() {
     let c = parse_ok(GOOD);
     assert!(c.anomalies.enabled);
-    assert_eq!(c.anomalies.threshold, 0.9);
+    assert_eq!(c.anomalies.threshold, 0.85);
     assert!(c.anomalies.watches("error_ratio{route=\"chat\"}"));
     assert!(
         c.summary()

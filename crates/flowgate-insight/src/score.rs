@@ -24,8 +24,9 @@ pub struct Inputs {
     pub budget: Option<(String, f64)>,
     /// Alerts firing: critical, warning, info.
     pub alerts_firing: [usize; 3],
-    /// Anomalies open, the highest score first (their summaries); `None`: no detection.
-    pub anomalies_open: Option<Vec<String>>,
+    /// Anomalies open, the highest score first: their series and summaries; `None`: no
+    /// detection.
+    pub anomalies_open: Option<Vec<(String, String)>>,
 }
 
 /// One component of the score.
@@ -183,11 +184,19 @@ pub fn score(i: &Inputs) -> Score {
             10.0,
             between(n as f64, 0.0, 4.0),
             format!("{n} open"),
-            match open.first() {
+            match open.split_first() {
                 None => "no anomaly open on the watched series".to_string(),
-                Some(worst) => format!(
-                    "{n} anomaly(ies) open (none scores 100, four or more 0); the worst: {worst}"
-                ),
+                Some(((_, worst), rest)) => {
+                    let others: Vec<&str> = rest.iter().map(|(s, _)| s.as_str()).collect();
+                    format!(
+                        "{n} anomaly(ies) open (none scores 100, four or more 0); the worst: {worst}{}",
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; also on {}", others.join(", "))
+                        }
+                    )
+                }
             },
         );
     }
@@ -257,10 +266,17 @@ mod tests {
         i.cache_hit_ratio = Some(0.35);
         i.budget = Some(("hourly".into(), 0.9));
         i.alerts_firing = [0, 1, 0];
-        i.anomalies_open = Some(vec!["a".into(), "b".into()]);
+        i.anomalies_open = Some(vec![
+            ("a".into(), "a went up".into()),
+            ("b".into(), "b went down".into()),
+        ]);
         let s = score(&i);
         assert_eq!(part(&s, "anomalies").score, 50.0);
-        assert!(part(&s, "anomalies").why.ends_with("the worst: a"));
+        assert!(
+            part(&s, "anomalies")
+                .why
+                .ends_with("the worst: a went up; also on b")
+        );
         assert_eq!(part(&s, "availability").score, 50.0);
         assert_eq!(part(&s, "latency").score, 50.0);
         assert_eq!(part(&s, "upstreams").score, 50.0);

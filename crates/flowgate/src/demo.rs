@@ -115,6 +115,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::demo_burst::run(gw.data_addr, gw.admin_addr).await;
     crate::demo_providers::run(args.seed).await;
     crate::demo_cost::run(args.seed).await;
+    crate::demo_insight::run(args.seed, gw.admin_addr).await;
 
     gw.shutdown();
     gw.wait().await;

@@ -9,6 +9,7 @@ mod demo_balance;
 mod demo_burst;
 mod demo_client;
 mod demo_cost;
+mod demo_insight;
 mod demo_providers;
 mod forecast_cli;
 mod sim;

@@ -104,9 +104,27 @@ fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
         "The pool's queue",
         "One model, two providers",
         "Spend:",
+        "Insight:",
     ] {
         assert!(stdout.contains(section), "missing {section}: {stdout}");
     }
+    // Insight: each injected incident named with what the detector made of it, a forecast
+    // with its error and cover, the health score of the gateway the demo drove.
+    let insight = stdout.split("Insight:").nth(1).unwrap();
+    for says in [
+        "spike         injected on day",
+        "shift down    injected on day",
+        "missing peak  injected on day",
+        "sMAPE",
+        "80% interval covered",
+        "health score of the demo's gateway: ",
+    ] {
+        assert!(insight.contains(says), "{says}: {insight}");
+    }
+    assert!(
+        insight.contains(": found "),
+        "the detector found nothing: {insight}"
+    );
     // Spend: the budget crossed half, then its limit; the rest went to the cheaper model,
     // but the critical requests; the cache saved some.
     let spend = stdout.split("Spend:").nth(1).unwrap();

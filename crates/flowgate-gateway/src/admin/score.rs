@@ -102,7 +102,13 @@ fn inputs(gw: &Gateway) -> Inputs {
     i.budget = crate::alerting::fullest_budget(&gw.spending().budgets().load(), None, now)
         .map(|(n, p)| (n, p / 100.0));
     if gw.history().is_some() && gw.runtime().config.anomalies.enabled {
-        i.anomalies_open = Some(gw.anomalies().open().iter().map(|a| a.summary()).collect());
+        i.anomalies_open = Some(
+            gw.anomalies()
+                .open()
+                .iter()
+                .map(|a| (a.series.clone(), a.summary()))
+                .collect(),
+        );
     }
     for a in gw.alerting().with(|e| e.alerts()).unwrap_or_default() {
         if a.status == Status::Firing {

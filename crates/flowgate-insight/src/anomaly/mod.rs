@@ -30,7 +30,12 @@
 //! - **variance**: the recent error the best explanation leaves, against the spread (a
 //!   series that got noisier).
 //!
-//! A run of five points past 2.5 spreads on one side is accepted as a level shift: the
+//! At steps of five minutes or less a lagged value is the mean of its bucket and the two
+//! either side (a quarter of an hour): a third of one point's noise, so that a spike of
+//! seven deviations is not half hidden by the noise of what predicted it.
+//!
+//! A run of five points past 2.5 spreads on one side is accepted as a level shift (the
+//! point that completes it scores 0.95): the
 //! level moves by the run's median, the lagged predictors' past values are moved by it
 //! (until their lag has passed the shift; only once last week predicts, so that a first
 //! Monday's ramp, a "shift" to nothing learned yet, does not corrupt the lags) and their
@@ -80,6 +85,8 @@ const CUSUM_HALF: f64 = 6.0;
 /// A run of this many points past [`SHIFT_Z`] spreads on one side is a level shift.
 const SHIFT_RUN: usize = 5;
 const SHIFT_Z: f64 = 2.5;
+/// The score of the point that completes a level shift.
+const SHIFT_SCORE: f64 = 0.95;
 
 /// What a point was found to be.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -226,8 +233,24 @@ impl Detector {
     /// (up to `now`): after a level shift, yesterday's value is yesterday's plus the shift
     /// until a day has passed.
     fn at(&self, then: i64, now: i64) -> Option<f64> {
-        let half = (self.step? / 2).max(BUCKET / 2);
+        let step = self.step?;
+        let half = (step / 2).max(BUCKET / 2);
         let v = self.seen.nearest(then, half)?;
+        // At steps of a bucket or less, the buckets either side too: a lag is a noisy
+        // point, and three buckets' mean (a quarter of an hour) has a third of its
+        // variance, which the shape barely bends over so short a time.
+        let v = if step <= BUCKET {
+            let (mut sum, mut n) = (v, 1.0);
+            for side in [then - BUCKET, then + BUCKET] {
+                if let Some(x) = self.seen.nearest(side, half) {
+                    sum += x;
+                    n += 1.0;
+                }
+            }
+            sum / n
+        } else {
+            v
+        };
         let moved: f64 = self
             .shifts
             .iter()
@@ -353,6 +376,24 @@ impl Detector {
         dev[dev.len() / 2] <= 1.5 * scale
     }
 
+    /// Whether a point of standardized error `z` (error `r`) completes a level shift: the
+    /// run [`Detector::learn`] keeps, with it, is [`SHIFT_RUN`] long and steady.
+    fn completes_shift(&self, z: f64, r: f64, scale: f64) -> bool {
+        if self.n <= WARMUP
+            || z.abs() <= SHIFT_Z
+            || self.run.len() + 1 < SHIFT_RUN
+            || self.run.last().is_some_and(|l| l.signum() != r.signum())
+        {
+            return false;
+        }
+        let mut run = self.run.clone();
+        run.push(r);
+        if !Self::steady(&run, scale) {
+            run.remove(0);
+        }
+        run.len() >= SHIFT_RUN
+    }
+
     /// Accepts the biases as they are once the offset score has stood at 0.5 or more for
     /// an hour and a dozen points.
     fn accept_offset(&mut self, t: i64, off: f64) {
@@ -436,6 +477,13 @@ impl Detector {
         let off = self.offset(t, &p, chosen, scale, factor);
         let off = finite(1.0 - (-(off / OFFSET_SCALE).powi(4)).exp()).clamp(0.0, 1.0);
         self.accept_offset(t, off);
+        // The point that completes a level shift (see [`Detector::learn`]) is as sure as
+        // a spike: five points on one side, sitting together, are no noise.
+        let shift = if self.completes_shift(z, r, scale) {
+            shift.max(SHIFT_SCORE)
+        } else {
+            shift
+        };
         let score = if self.n >= WARMUP {
             finite(point.max(shift).max(variance).max(off)).clamp(0.0, 1.0)
         } else {
