@@ -46,29 +46,10 @@ async fn alerts(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
 ) -> Response {
-    // The first parameter that is not a whole number, if any.
-    let number = |k: &str| -> Result<Option<u64>, String> {
-        match p.get(k) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| format!("{k}: {v:?} is not a whole number")),
-        }
+    let (from, to, limit) = match super::reply::range(&p, 1_000) {
+        Ok(r) => r,
+        Err(m) => return client_error(StatusCode::BAD_REQUEST, &m, "invalid_parameter"),
     };
-    let (from, to, limit) = match (number("from"), number("to"), number("limit")) {
-        (Ok(f), Ok(t), Ok(l)) => (f.unwrap_or(0), t.unwrap_or(u64::MAX), l.unwrap_or(1_000)),
-        (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => {
-            return client_error(StatusCode::BAD_REQUEST, &m, "invalid_parameter");
-        }
-    };
-    if from > to {
-        return client_error(
-            StatusCode::BAD_REQUEST,
-            "from is after to",
-            "invalid_parameter",
-        );
-    }
     let limit = usize::try_from(limit).unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
     let alerts = gw.alerting().with(|e| e.alerts()).unwrap_or_default();
     match gw

@@ -6,6 +6,31 @@ use axum::response::{IntoResponse, Response};
 use crate::api_made::Refused;
 use crate::error::error_body;
 
+/// A listing's `?from=&to=` (Unix seconds; 0 and the end of time by default) and
+/// `&limit=` (`limit` by default): each a whole number, `from` not after `to`; or what
+/// is wrong, for a 400 `invalid_parameter`.
+pub(super) fn range(
+    p: &std::collections::HashMap<String, String>,
+    limit: u64,
+) -> Result<(u64, u64, u64), String> {
+    let number = |k: &str| -> Result<Option<u64>, String> {
+        match p.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("{k}: {v:?} is not a whole number")),
+        }
+    };
+    let from = number("from")?.unwrap_or(0);
+    let to = number("to")?.unwrap_or(u64::MAX);
+    let limit = number("limit")?.unwrap_or(limit);
+    if from > to {
+        return Err("from is after to".into());
+    }
+    Ok((from, to, limit))
+}
+
 /// Problems by key, as one message: `key: what; key: what`.
 pub(super) fn problems(list: &[(String, String)]) -> String {
     let why: Vec<String> = list
