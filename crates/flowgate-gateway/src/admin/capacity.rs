@@ -99,7 +99,7 @@ async fn scenarios(Params(p): Params<Query>) -> Response {
 
 /// Every resource under the scenarios asked for, soonest to run out first; the resources
 /// without history yet, and those left out.
-fn plan(gw: &Gateway, p: &Query) -> Checked<serde_json::Value> {
+pub(super) fn plan(gw: &Gateway, p: &Query) -> Checked<serde_json::Value> {
     let mut list = scenario_list(p)?;
     if let Some(name) = p.get("scenario") {
         list.retain(|s| s.name == *name);

@@ -21,6 +21,7 @@ mod keys;
 mod live;
 mod recommendations;
 mod reply;
+mod report;
 mod score;
 mod status;
 
@@ -43,6 +44,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(anomalies::routes())
         .merge(health::routes())
         .merge(score::routes())
+        .merge(report::routes())
         .merge(live::routes())
         .merge(keys::routes())
         .merge(admission::routes())

@@ -81,26 +81,29 @@ fn max_tokens(a: &MaxTokens) -> Value {
     })
 }
 
-async fn recommendations(
-    State(gw): State<Arc<Gateway>>,
-    Params(p): Params<HashMap<String, String>>,
-) -> Response {
-    if let Err(why) = check_known(&p, &[]) {
-        return bad(why);
-    }
-    let q = match query(&gw, &p) {
-        Ok(q) => q,
-        Err(why) => return bad(why),
-    };
+/// The cost recommendations for the query `p` (most valuable first), and what the
+/// ledger says was spent over it; what is wrong with the query, or the ledger's error.
+pub(super) fn cost_list(gw: &Gateway, p: &HashMap<String, String>) -> Result<Vec<Value>, String> {
+    cost(gw, p).map(|(list, _, _)| list)
+}
+
+/// What [`cost_list`] gives, with the query and the total spent.
+fn cost(
+    gw: &Gateway,
+    p: &HashMap<String, String>,
+) -> Result<(Vec<Value>, flowgate_cost::ledger::Query, Decimal), String> {
+    check_known(p, &[])?;
+    let q = query(gw, p)?;
     gw.telemetry().flush();
     let mut by: HashMap<(Arc<str>, Arc<str>), Totals> = HashMap::new();
-    if let Err(e) = gw.spending().ledger().each(&q, |_, dims, t| {
-        by.entry((dims.route.clone(), dims.model.clone()))
-            .or_default()
-            .add(t);
-    }) {
-        return server_error(&e.to_string());
-    }
+    gw.spending()
+        .ledger()
+        .each(&q, |_, dims, t| {
+            by.entry((dims.route.clone(), dims.model.clone()))
+                .or_default()
+                .add(t);
+        })
+        .map_err(|e| format!("the spend ledger could not be read: {e}"))?;
     let rows: Vec<(String, String, Totals)> = by
         .into_iter()
         .filter(|((_, model), _)| !model.is_empty())
@@ -179,6 +182,20 @@ async fn recommendations(
         }));
     }
     let total: Decimal = rows.iter().map(|(_, _, t)| t.usd).sum();
+    Ok((list, q, total))
+}
+
+async fn recommendations(
+    State(gw): State<Arc<Gateway>>,
+    Params(p): Params<HashMap<String, String>>,
+) -> Response {
+    let (list, q, total) = match cost(&gw, &p) {
+        Ok(r) => r,
+        Err(why) if why.starts_with("the spend ledger could not be read") => {
+            return server_error(&why);
+        }
+        Err(why) => return bad(why),
+    };
     Json(json!({
         "window": window(&q),
         "filter": filters(&q),

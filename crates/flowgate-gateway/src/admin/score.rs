@@ -25,7 +25,12 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
 }
 
 async fn get_score(State(gw): State<Arc<Gateway>>) -> Response {
-    Json(score(&inputs(&gw))).into_response()
+    Json(current(&gw)).into_response()
+}
+
+/// The score now (also read by the report and the recommendations).
+pub(super) fn current(gw: &Gateway) -> flowgate_insight::score::Score {
+    score(&inputs(gw))
 }
 
 fn inputs(gw: &Gateway) -> Inputs {
