@@ -12,6 +12,8 @@ mod demo_cost;
 mod demo_insight;
 mod demo_providers;
 mod forecast_cli;
+mod report_cli;
+mod report_svg;
 mod sim;
 
 use std::path::PathBuf;
@@ -70,6 +72,10 @@ enum Command {
     /// Forecast each series of a long-form CSV (`series,timestamp,value`) with 80% and 95%
     /// intervals: `series,step,timestamp,forecast,lo80,hi80,lo95,hi95`.
     Forecast(forecast_cli::ForecastArgs),
+    /// Write a running gateway's performance report (or one saved as JSON) as HTML or
+    /// Markdown with charts: score, traffic, latency, errors, hit ratio, spend, forecast,
+    /// anomalies, findings and recommendations.
+    Report(report_cli::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +105,8 @@ fn main() -> ExitCode {
         | Command::Key { .. }
         | Command::Cost(_)
         | Command::Anomalies(_)
-        | Command::Forecast(_) => "warn",
+        | Command::Forecast(_)
+        | Command::Report(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -115,6 +122,11 @@ fn main() -> ExitCode {
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
         Command::Sim(args) => run(Builder::new_multi_thread(), sim::run(args)),
+        Command::Report(args) => run(Builder::new_current_thread(), async move {
+            let out = report_cli::run(&args).await?;
+            eprintln!("report written to {}", out.display());
+            Ok(())
+        }),
         Command::Forecast(args) if args.evaluate => {
             print!("{}", forecast_cli::evaluate());
             ExitCode::SUCCESS

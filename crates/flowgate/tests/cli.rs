@@ -348,3 +348,139 @@ fn forecast_writes_each_series_with_intervals() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A report as `GET /api/v1/performance/report` answers, from a fixed history: two days
+/// of hourly traffic with a daily cycle, latency, errors, hit ratio, spend, a forecast,
+/// one anomaly, a finding and a recommendation.
+fn fixed_report() -> serde_json::Value {
+    let t0 = 1_767_571_200u64;
+    let hours: Vec<u64> = (0..48).map(|h| t0 + h * 3600).collect();
+    let series = |f: &dyn Fn(f64) -> f64| -> serde_json::Value {
+        hours
+            .iter()
+            .map(|t| {
+                serde_json::json!([
+                    t,
+                    f(((t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU).sin())
+                ])
+            })
+            .collect()
+    };
+    serde_json::json!({
+        "window": { "from": t0, "to": t0 + 48 * 3600, "seconds": 48 * 3600 },
+        "resolution": "1h",
+        "score": { "score": 72, "status": "degraded", "components": [
+            { "name": "cache", "score": 40.0, "weight": 0.1, "value": "28%", "why": "hit ratio 28.0%: 70% or more scores 100" },
+            { "name": "availability", "score": 100.0, "weight": 0.25, "value": "0%", "why": "no failure <none>" }
+        ]},
+        "traffic": [{ "route": "chat", "points": series(&|d| 50.0 + 20.0 * d) }],
+        "latency_ms": [{ "route": "chat", "p50": series(&|d| 300.0 + 50.0 * d), "p95": series(&|d| 900.0 + 100.0 * d), "p99": series(&|d| 1500.0 + 200.0 * d) }],
+        "errors": [{ "route": "chat", "points": series(&|_| 0.01) }],
+        "cache_hit_ratio": series(&|_| 0.28),
+        "spend_usd_per_hour": series(&|d| 1.0 + 0.5 * d),
+        "forecast": { "series": "requests_per_second (all routes)", "columns": ["t", "forecast", "lo80", "hi80", "lo95", "hi95"],
+            "steps": (1..=24).map(|h| serde_json::json!([t0 + (47 + h) * 3600, 50.0, 40.0, 60.0, 35.0, 65.0])).collect::<Vec<_>>() },
+        "anomalies": [{ "id": 1, "series": "requests_per_second{route=\"chat\"}", "started": t0 + 30 * 3600, "score": 0.97,
+            "summary": "requests_per_second{route=\"chat\"} went up to 140 (2.00x the expected 70 & more)" }],
+        "findings": [{ "area": "health", "finding": "cache scores 40 of 100", "evidence": "hit ratio 28.0% | low" }],
+        "recommendations": [{ "area": "capacity", "change": "raise [[rate_limits]] \"all\" to at least 14 requests/s",
+            "evidence": "busiest hour at 85% of the limit", "expected_effect": "stays under its limit for 90 days" }]
+    })
+}
+
+#[test]
+fn report_writes_html_and_markdown_with_charts() {
+    let dir = std::env::temp_dir().join(format!("flowgate-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("report.json");
+    std::fs::write(&input, fixed_report().to_string()).unwrap();
+
+    let html = dir.join("report.html");
+    let out = with_files(&["report", "--format", "html"], &input, &html);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    // Well-formed (parsed as XML: every tag closed, every text escaped), with its parts.
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&page, options)
+        .unwrap_or_else(|e| panic!("not well-formed: {e}"));
+    let count = |name: &str| doc.descendants().filter(|n| n.has_tag_name(name)).count();
+    assert_eq!(count("svg"), 6, "six charts");
+    assert!(
+        count("polyline") >= 6,
+        "lines: traffic, three latencies, errors, hit ratio, spend, forecast"
+    );
+    assert_eq!(count("polygon"), 1, "the forecast's interval");
+    let marked = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("anomaly"))
+        .count();
+    assert_eq!(marked, 1, "the anomaly marked on the traffic chart");
+    for says in [
+        "Health score 72 (degraded)",
+        "raise [[rate_limits]] \"all\" to at least 14 requests/s",
+        "stays under its limit for 90 days",
+        "cache scores 40 of 100",
+    ] {
+        assert!(
+            doc.descendants()
+                .any(|n| n.text().is_some_and(|t| t.contains(says))),
+            "{says}"
+        );
+    }
+
+    let md = dir.join("weekly.md");
+    let out = with_files(&["report", "--format", "md"], &input, &md);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        text.starts_with("# flowgate performance report: the last 2.0 days"),
+        "{text}"
+    );
+    assert!(text.contains("![Traffic](weekly-traffic.svg)"), "{text}");
+    assert!(
+        text.contains("| requests_per_second{route=\"chat\"} |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hit ratio 28.0% \\| low"),
+        "a bar in a cell is escaped: {text}"
+    );
+    for chart in ["traffic", "latency", "errors", "cache", "spend", "forecast"] {
+        let svg = std::fs::read_to_string(dir.join(format!("weekly-{chart}.svg"))).unwrap();
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{chart}: {e}"));
+    }
+
+    // Bad input: not a report, not JSON, no file, no gateway.
+    std::fs::write(&input, "{\"a\": 1}").unwrap();
+    let out = with_files(&["report"], &input, &html);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a flowgate performance report"));
+    std::fs::write(&input, "window,score").unwrap();
+    let out = with_files(&["report"], &input, &html);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a report in JSON"));
+    let out = with_files(&["report"], &dir.join("missing.json"), &html);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    let out = flowgate()
+        .args(["report", "--admin", "http://127.0.0.1:9", "--output"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the admin listener did not answer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
