@@ -484,3 +484,60 @@ fn report_writes_html_and_markdown_with_charts() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `flowgate report` asking a serving gateway's admin listener: a fresh gateway's report
+/// (no history yet: charts say so, no forecast) written as well-formed HTML.
+#[test]
+fn report_asks_a_running_gateway() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gw = rt.block_on(async {
+        let cfg = flowgate_config::parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+             [pools.llm]\nendpoints = [{ url = \"http://127.0.0.1:9\" }]\n\n\
+             [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n",
+            "test.toml",
+            std::iter::empty(),
+        )
+        .unwrap();
+        let telemetry = flowgate_telemetry::Telemetry::new(flowgate_clock::SystemClock::shared());
+        flowgate_gateway::launch(cfg, None, telemetry)
+            .await
+            .unwrap()
+    });
+    let dir = std::env::temp_dir().join(format!("flowgate-live-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("live.html");
+    let out = flowgate()
+        .args(["report", "--window", "24h", "--admin"])
+        .arg(format!("http://{}", gw.admin_addr))
+        .arg("--output")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    roxmltree::Document::parse_with_options(&page, options).expect("well-formed");
+    assert!(page.contains("the last 1.0 days"), "{page}");
+    assert!(page.contains("no data in the window"));
+    assert!(page.contains("No forecast: 0 hour(s) of history"));
+    // A window the gateway refuses: its message, and a failing exit.
+    let out = flowgate()
+        .args(["report", "--window", "90d", "--admin"])
+        .arg(format!("http://{}", gw.admin_addr))
+        .arg("--output")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a span from 1h to 35d"));
+    gw.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
