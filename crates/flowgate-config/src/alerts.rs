@@ -8,46 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Found, KeyPath};
+use crate::history::SERIES;
 use crate::severity::Severity;
 use crate::units::parse_duration;
-
-/// The metrics history's series, by base name, and the label each takes (if any). What
-/// the gateway writes is checked against it in its tests.
-pub const SERIES: &[(&str, Option<&str>)] = &[
-    ("requests_per_second", Some("route|pool|endpoint")),
-    ("error_ratio", Some("route|pool|endpoint")),
-    ("latency_ms_p50", Some("route|pool|endpoint")),
-    ("latency_ms_p95", Some("route|pool|endpoint")),
-    ("latency_ms_p99", Some("route|pool|endpoint")),
-    ("head_latency_ms_p50", Some("route|pool|endpoint")),
-    ("head_latency_ms_p95", Some("route|pool|endpoint")),
-    ("head_latency_ms_p99", Some("route|pool|endpoint")),
-    ("tokens_per_second", Some("route")),
-    // `slow_ratio{route="…",over_ms="…"}`: kept for the routes a latency SLO names.
-    ("slow_ratio", Some("route")),
-    ("cache_hit_ratio", Some("tier")),
-    ("spend_usd_per_hour", None),
-    ("requests_in_flight", None),
-    ("upstream_usable_endpoints", Some("pool")),
-    ("upstream_usable_ratio", Some("pool")),
-    ("redis_up", Some("link")),
-    ("process_cpu_cores", None),
-    ("process_cpu_ratio", None),
-    ("memory_ratio", None),
-    // The memory governor's level: 0 normal, 1 shrink, 2 no fills, 3 shedding.
-    ("memory_pressure_level", None),
-    // Anomalies open ([anomalies]).
-    ("anomalies_open", None),
-    ("process_resident_memory_bytes", None),
-    ("process_open_fds", None),
-    ("process_threads", None),
-    ("cgroup_memory_usage_bytes", None),
-    ("host_memory_available_bytes", None),
-    ("host_cpu_ratio", None),
-    ("event_loop_lag_ms", None),
-    // Failed or dropped alert deliveries per second.
-    ("notification_failures", Some("notifier")),
-];
 
 /// `[alerts]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -229,7 +192,7 @@ pub struct AlertNames<'a> {
     pub notifiers: &'a [&'a str],
 }
 
-/// Checks `series` against [`SERIES`] and `names`.
+/// Checks `series` against [`SERIES`] (the history's) and `names`.
 pub fn check_series(series: &str, names: &AlertNames<'_>) -> Result<(), String> {
     let (base, labels) = match series.find('{') {
         Some(i) => (&series[..i], Some(&series[i..])),

@@ -120,7 +120,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
         return Err("empty: a series name, or a pattern with '*'".into());
     }
     let base = pattern.split('{').next().unwrap_or("");
-    let known = crate::alerts::SERIES.iter().any(|(b, _)| {
+    let known = crate::history::SERIES.iter().any(|(b, _)| {
         series_matches(base, b)
             || (base.ends_with('*') && b.starts_with(base.trim_end_matches('*')))
     });

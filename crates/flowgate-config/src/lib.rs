@@ -50,8 +50,8 @@ mod watch;
 use std::path::Path;
 
 pub use alerts::{
-    AlertKind, AlertNames, AlertRule, AlertsConfig, Op, RawAlertRule, SERIES, alert_rule,
-    check_series, describe as describe_alert,
+    AlertKind, AlertNames, AlertRule, AlertsConfig, Op, RawAlertRule, alert_rule, check_series,
+    describe as describe_alert,
 };
 pub use anomalies::{
     AnomaliesConfig, DEFAULT_SERIES as DEFAULT_ANOMALY_SERIES, check_pattern, series_matches,
@@ -65,7 +65,7 @@ pub use cost::{CostConfig, SharedBudgetsConfig};
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
-pub use history::HistoryConfig;
+pub use history::{HistoryConfig, SERIES};
 pub use memory::{MemoryConfig, MemoryLimit};
 pub use model::{
     ADMIN_TOKEN_ENV, AccessLog, AdaptiveConfig, AdminConfig, AdminScope, AdminToken,
