@@ -117,23 +117,30 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Each whole day of `hourly` values (a partial first day left out) as its peak, or its
+/// mean (`mean`); NaN for a day without a finite value.
+fn daily(hourly: &[f64], mean: bool) -> Vec<f64> {
+    hourly[hourly.len() % 24..]
+        .chunks(24)
+        .map(|d| {
+            let finite = d.iter().copied().filter(|v| v.is_finite());
+            if mean {
+                let (sum, n) = finite.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+                if n == 0 { f64::NAN } else { sum / n as f64 }
+            } else {
+                finite.fold(f64::NAN, f64::max)
+            }
+        })
+        .collect()
+}
+
 impl Course {
     /// The course of `hourly` values' daily peaks (or means: `mean`), over the last whole
     /// days of them (a partial first day is left out). `None` without a finite value.
     pub fn of(hourly: &[f64], mean: bool) -> Option<Course> {
-        let skip = hourly.len() % 24;
-        let days: Vec<f64> = hourly[skip..]
-            .chunks(24)
-            .filter_map(|d| {
-                let finite = d.iter().copied().filter(|v| v.is_finite());
-                let m = if mean {
-                    let (sum, n) = finite.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-                    if n == 0 { f64::NAN } else { sum / n as f64 }
-                } else {
-                    finite.fold(f64::NAN, f64::max)
-                };
-                m.is_finite().then_some(m)
-            })
+        let days: Vec<f64> = daily(hourly, mean)
+            .into_iter()
+            .filter(|v| v.is_finite())
             .collect();
         let days = if days.is_empty() {
             // Less than a day: its peak, flat.
@@ -222,24 +229,16 @@ pub fn outlook(
 ) -> Outlook {
     let limit = resource.limit;
     let course = Course::of(hourly, resource.daily_mean);
-    let week = hourly.len().saturating_sub(7 * 24);
     let peak_now = if resource.daily_mean {
         // The busiest day of the last week, by its mean.
-        let skip = hourly.len() % 24;
-        // Whole days: the history's length less its partial first day is a multiple of 24.
-        hourly[week.max(skip)..]
-            .chunks(24)
-            .map(|d| {
-                let f: Vec<f64> = d.iter().copied().filter(|v| v.is_finite()).collect();
-                if f.is_empty() {
-                    0.0
-                } else {
-                    f.iter().sum::<f64>() / f.len() as f64
-                }
-            })
+        let days = daily(hourly, true);
+        days[days.len().saturating_sub(7)..]
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
             .fold(0.0_f64, f64::max)
     } else {
-        hourly[week..]
+        hourly[hourly.len().saturating_sub(7 * 24)..]
             .iter()
             .copied()
             .filter(|v| v.is_finite())
