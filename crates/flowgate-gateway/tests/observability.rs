@@ -70,16 +70,6 @@ async fn process_host_and_worker_stats_are_in_metrics() {
     assert!(metric(&m, "flowgate_worker_event_loop_lag_seconds{worker=\"0\"} ") < 1.0);
 }
 
-/// `s` as a query value.
-fn q(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_history_is_written_every_10_s_read_back_as_json_or_csv_and_kept_across_a_restart() {
     let dir = std::env::temp_dir().join(format!("flowgate-history-gw-{}", std::process::id()));
@@ -136,7 +126,7 @@ async fn the_history_is_written_every_10_s_read_back_as_json_or_csv_and_kept_acr
     let rps = "requests_per_second{route=\"chat\"}";
     let path = format!(
         "/api/v1/metrics/history?series={}&from={}&to={}&step=10s",
-        q(rps),
+        query_value(rps),
         end - 60,
         end + 1
     );
@@ -170,19 +160,25 @@ async fn the_history_is_written_every_10_s_read_back_as_json_or_csv_and_kept_acr
             "no series named",
         ),
         (
-            format!("/api/v1/metrics/history?series={}&stepp=10s", q(rps)),
+            format!(
+                "/api/v1/metrics/history?series={}&stepp=10s",
+                query_value(rps)
+            ),
             StatusCode::BAD_REQUEST,
             "stepp",
         ),
         (
-            format!("/api/v1/metrics/history?series={}&step=5s", q(rps)),
+            format!(
+                "/api/v1/metrics/history?series={}&step=5s",
+                query_value(rps)
+            ),
             StatusCode::BAD_REQUEST,
             "10s, 1m or 1h",
         ),
         (
             format!(
                 "/api/v1/metrics/history?series={}&window=400d&step=10s",
-                q(rps)
+                query_value(rps)
             ),
             StatusCode::BAD_REQUEST,
             "more than 10000",

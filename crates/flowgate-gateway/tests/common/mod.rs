@@ -309,6 +309,66 @@ pub async fn eventually(mut f: impl FnMut() -> bool) {
     panic!("condition not met within 5 s");
 }
 
+/// `s` as a query value.
+pub fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One minute of a gateway on a manual clock: `n` requests to its `chat` route (an
+/// openai route), each answered 200; then, once the metrics have counted them (a record
+/// is sent as its answer's body ends, so after the client has it), the clock moved a
+/// minute on, and back once the history has stored the route's point of that minute
+/// (the writer closes it at its next tick, within about a second).
+pub async fn chat_minute(gw: &Running, clock: &flowgate_clock::ManualClock, n: usize) {
+    const ANSWERED: &str = "flowgate_requests_total{route=\"chat\",pool=\"llm\",status=\"200\"}";
+    let c = client();
+    let counted = || async {
+        let m = send(&client(), get(gw.admin_addr, "/metrics")).await;
+        metric(&String::from_utf8_lossy(&m.body), ANSWERED)
+    };
+    let before = counted().await;
+    for _ in 0..n {
+        send(
+            &c,
+            post(gw.data_addr, "/v1/chat/completions", chat_body(false)),
+        )
+        .await
+        .expect(StatusCode::OK);
+    }
+    let mut waited = 0;
+    while counted().await < before + n as f64 {
+        assert!(waited < 500, "{n} requests were never counted");
+        waited += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let now = flowgate_clock::Clock::unix_millis(clock) / 1000;
+    let start = now - now % 60;
+    clock.advance(Duration::from_secs(60));
+    let path = format!(
+        "/api/v1/metrics/history?series={}&from={start}&to={}&step=1m",
+        query_value("requests_per_second{route=\"chat\"}"),
+        start + 60
+    );
+    let mut waited = 0;
+    loop {
+        let (_, v) = admin(gw, "GET", &path, "").await;
+        if v["points"].as_array().is_some_and(|p| !p.is_empty()) {
+            return;
+        }
+        assert!(
+            waited < 500,
+            "the minute from {start} was never stored: {v}"
+        );
+        waited += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A gateway serving the config file at `file`, watching it for hot reload.
 pub async fn gateway_from_file(file: &std::path::Path) -> Running {
     let cfg = flowgate_config::load(file).unwrap_or_else(|e| panic!("{e}"));
