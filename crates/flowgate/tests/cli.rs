@@ -349,6 +349,17 @@ fn forecast_writes_each_series_with_intervals() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// An HTML page parsed as XML (its `<!DOCTYPE html>` allowed): every tag closed, every
+/// text escaped.
+fn well_formed(page: &str) -> roxmltree::Document<'_> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    roxmltree::Document::parse_with_options(page, options)
+        .unwrap_or_else(|e| panic!("not well-formed: {e}"))
+}
+
 /// A report as `GET /api/v1/performance/report` answers, from a fixed history: two days
 /// of hourly traffic with a daily cycle, latency, errors, hit ratio, spend, a forecast,
 /// one anomaly, a finding and a recommendation.
@@ -404,12 +415,7 @@ fn report_writes_html_and_markdown_with_charts() {
     );
     let page = std::fs::read_to_string(&html).unwrap();
     // Well-formed (parsed as XML: every tag closed, every text escaped), with its parts.
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..roxmltree::ParsingOptions::default()
-    };
-    let doc = roxmltree::Document::parse_with_options(&page, options)
-        .unwrap_or_else(|e| panic!("not well-formed: {e}"));
+    let doc = well_formed(&page);
     let count = |name: &str| doc.descendants().filter(|n| n.has_tag_name(name)).count();
     assert_eq!(count("svg"), 6, "six charts");
     assert!(
@@ -520,11 +526,7 @@ fn report_asks_a_running_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
     let page = std::fs::read_to_string(&html).unwrap();
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..roxmltree::ParsingOptions::default()
-    };
-    roxmltree::Document::parse_with_options(&page, options).expect("well-formed");
+    well_formed(&page);
     assert!(page.contains("the last 1.0 days"), "{page}");
     assert!(page.contains("no data in the window"));
     assert!(page.contains("No forecast: 0 hour(s) of history"));
