@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flowgate_insight::forecast::{Season, forecast, regular};
+use flowgate_insight::score::Score;
 use flowgate_telemetry::history::{History, Resolution, label};
 use serde_json::{Value, json};
 
@@ -136,7 +137,7 @@ async fn report(
         })
         .unwrap_or_default();
     let score = super::score::current(&gw);
-    let (recommendations, _) = gather(&gw);
+    let (recommendations, _) = gather(&gw, &score);
     let mut findings: Vec<Value> = score
         .components
         .iter()
@@ -221,15 +222,13 @@ fn traffic_forecast(history: &History, routes: &[String], now: u64, window: u64)
 
 /// The recommendations of capacity, spend and the health score; and what could not be
 /// read (the spend ledger's error).
-fn gather(gw: &Gateway) -> (Vec<Value>, Option<String>) {
+fn gather(gw: &Gateway, score: &Score) -> (Vec<Value>, Option<String>) {
     let mut out = Vec::new();
-    let mut query = HashMap::new();
+    // One plan (each resource's demand read once) for every standard scenario.
+    let plan = super::capacity::plan(gw, &HashMap::new()).unwrap_or_default();
+    let outlooks: Vec<&Value> = plan["outlooks"].as_array().into_iter().flatten().collect();
     for scenario in ["baseline", "growth-10"] {
-        query.insert("scenario".to_string(), scenario.to_string());
-        let Ok(plan) = super::capacity::plan(gw, &query) else {
-            continue;
-        };
-        for o in plan["outlooks"].as_array().into_iter().flatten() {
+        for o in outlooks.iter().filter(|o| o["scenario"] == scenario) {
             if o["recommendation"].is_null() {
                 continue;
             }
@@ -263,7 +262,6 @@ fn gather(gw: &Gateway) -> (Vec<Value>, Option<String>) {
         })),
         Err(e) => failed = Some(e),
     }
-    let score = super::score::current(gw);
     out.extend(score.components.iter().filter(|c| c.score < 50.0).map(|c| {
         json!({
             "area": "health",
@@ -279,6 +277,6 @@ fn gather(gw: &Gateway) -> (Vec<Value>, Option<String>) {
 }
 
 async fn recommendations(State(gw): State<Arc<Gateway>>) -> Response {
-    let (list, failed) = gather(&gw);
+    let (list, failed) = gather(&gw, &super::score::current(&gw));
     Json(json!({ "recommendations": list, "cost_unread": failed })).into_response()
 }
