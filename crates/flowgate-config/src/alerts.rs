@@ -192,47 +192,100 @@ pub struct AlertNames<'a> {
     pub notifiers: &'a [&'a str],
 }
 
-/// Checks `series` against [`SERIES`] (the history's) and `names`.
-pub fn check_series(series: &str, names: &AlertNames<'_>) -> Result<(), String> {
+/// Checks `series` against [`SERIES`] (the history's) and `names`; the series as the
+/// history names it (its labels in their order, without spaces).
+pub fn check_series(series: &str, names: &AlertNames<'_>) -> Result<String, String> {
     let (base, labels) = match series.find('{') {
         Some(i) => (&series[..i], Some(&series[i..])),
         None => (series, None),
     };
-    let Some((_, label)) = SERIES.iter().find(|(b, _)| *b == base) else {
+    let Some((_, spec)) = SERIES.iter().find(|(b, _)| *b == base) else {
         return Err(format!(
             "unknown series {base:?} (GET /api/v1/metrics/series lists those kept; docs/observability.md names them all)"
         ));
     };
-    match (label, labels) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => Err(format!("series {base:?} takes no label")),
-        (Some(l), None) => Err(format!("series {base:?} needs a label: {{{l}=\"...\"}}")),
-        (Some(allowed), Some(l)) => {
-            let inner = l
-                .strip_prefix('{')
-                .and_then(|l| l.strip_suffix('}'))
-                .ok_or_else(|| format!("malformed labels {l:?}: expected {{name=\"value\"}}"))?;
-            let (name, value) = inner
-                .split_once('=')
-                .map(|(n, v)| (n.trim(), v.trim().trim_matches('"')))
-                .ok_or_else(|| format!("malformed labels {l:?}: expected {{name=\"value\"}}"))?;
-            if !allowed.split('|').any(|a| a == name) {
+    let (spec, l) = match (spec, labels) {
+        (None, None) => return Ok(base.to_string()),
+        (None, Some(_)) => return Err(format!("series {base:?} takes no label")),
+        (Some(spec), None) if spec.contains(',') => {
+            let wanted: Vec<String> = spec.split(',').map(|n| format!("{n}=\"...\"")).collect();
+            return Err(format!(
+                "series {base:?} needs labels: {{{}}}",
+                wanted.join(",")
+            ));
+        }
+        (Some(spec), None) => {
+            let first = spec.split('|').next().unwrap_or(spec);
+            return Err(format!(
+                "series {base:?} needs a label: {{{first}=\"...\"}} (one of {spec})"
+            ));
+        }
+        (Some(spec), Some(l)) => (spec, l),
+    };
+    let malformed = || format!("malformed labels {l:?}: expected {{name=\"value\",...}}");
+    let inner = l
+        .strip_prefix('{')
+        .and_then(|l| l.strip_suffix('}'))
+        .ok_or_else(malformed)?;
+    let mut given = Vec::new();
+    for pair in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').ok_or_else(malformed)?;
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or_else(malformed)?;
+        given.push((name.trim(), value));
+    }
+    // `a|b|c`: one of them; `a,b`: each of them.
+    let wanted: Vec<&str> = if spec.contains(',') {
+        spec.split(',').collect()
+    } else {
+        match given.as_slice() {
+            [(name, _)] if spec.split('|').any(|a| a == *name) => vec![*name],
+            [(name, _)] => {
                 return Err(format!(
-                    "series {base:?} is labelled by {allowed}, not {name:?}"
+                    "series {base:?} is labelled by {spec}, not {name:?}"
                 ));
             }
-            let known = match name {
-                "route" => Some(names.routes),
-                "pool" => Some(names.pools),
-                "notifier" => Some(names.notifiers),
-                _ => None,
-            };
-            match known {
-                Some(k) if !k.contains(&value) => Err(format!("unknown {name} {value:?}")),
-                _ => Ok(()),
+            _ => return Err(format!("series {base:?} takes one label: {spec}")),
+        }
+    };
+    if let Some((name, _)) = given.iter().find(|(n, _)| !wanted.contains(n)) {
+        return Err(format!(
+            "series {base:?} is labelled by {}, not {name:?}",
+            wanted.join(" and ")
+        ));
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in &wanted {
+        let mut of = given.iter().filter(|(n, _)| n == w);
+        let (Some((_, value)), None) = (of.next(), of.next()) else {
+            return Err(format!(
+                "series {base:?} needs each of its labels once: {}",
+                wanted.join(", ")
+            ));
+        };
+        let known: Option<&[&str]> = match *w {
+            "route" => Some(names.routes),
+            "pool" => Some(names.pools),
+            "notifier" => Some(names.notifiers),
+            "stage" => Some(crate::history::STAGES),
+            _ => None,
+        };
+        match known {
+            Some(k) if !k.contains(value) => {
+                let hint = if *w == "stage" {
+                    format!(" (one of {})", crate::history::STAGES.join(", "))
+                } else {
+                    String::new()
+                };
+                return Err(format!("unknown {w} {value:?}{hint}"));
             }
+            _ => out.push(format!("{w}=\"{value}\"")),
         }
     }
+    Ok(format!("{base}{{{}}}", out.join(",")))
 }
 
 fn duration(v: &Option<String>, default: Duration, key: KeyPath, found: &mut Found) -> Duration {
@@ -290,11 +343,13 @@ pub fn alert_rule(
             ));
             return None;
         };
-        if let Err(e) = check_series(&s, names) {
-            found.push((key.clone().key("series"), e));
-            return None;
+        match check_series(&s, names) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                found.push((key.clone().key("series"), e));
+                None
+            }
         }
-        Some(s)
     };
     let value = |found: &mut Found| -> f64 {
         match raw.value {

@@ -22,7 +22,9 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("head_latency_ms_p99", Some("route|pool|endpoint")),
     ("tokens_per_second", Some("route")),
     // `slow_ratio{route="…",over_ms="…"}`: kept for the routes a latency SLO names.
-    ("slow_ratio", Some("route")),
+    ("slow_ratio", Some("route,over_ms")),
+    // `stage_ms{route="…",stage="…"}`: the mean time a route's requests spent in a stage.
+    ("stage_ms", Some("route,stage")),
     ("cache_hit_ratio", Some("tier")),
     ("spend_usd_per_hour", None),
     ("requests_in_flight", None),
@@ -45,6 +47,20 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("event_loop_lag_ms", None),
     // Failed or dropped alert deliveries per second.
     ("notification_failures", Some("notifier")),
+];
+
+/// The stages of a request's path, as `stage_ms` names them (`flowgate_telemetry::
+/// breakdown::Step`; a gateway test holds the two lists together).
+pub const STAGES: &[&str] = &[
+    "gateway",
+    "read",
+    "admission",
+    "cache",
+    "queue",
+    "retries",
+    "connect",
+    "first_byte",
+    "generation",
 ];
 
 /// The history's file under `[server] data_dir`.

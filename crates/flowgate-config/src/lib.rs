@@ -65,7 +65,7 @@ pub use cost::{CostConfig, SharedBudgetsConfig};
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
-pub use history::{HistoryConfig, SERIES};
+pub use history::{HistoryConfig, SERIES, STAGES};
 pub use memory::{MemoryConfig, MemoryLimit};
 pub use model::{
     ADMIN_TOKEN_ENV, AccessLog, AdaptiveConfig, AdminConfig, AdminScope, AdminToken,

@@ -718,7 +718,8 @@ fn alert_rules_of_every_kind_are_read_and_summed_up() {
          [[alerts.rules]]\nname = \"silent\"\nkind = \"absent\"\nseries = \"process_threads\"\nfor = \"2m\"\n\n\
          [[alerts.rules]]\nname = \"spend\"\nkind = \"budget\"\nat = 80\n\n\
          [[alerts.rules]]\nname = \"chat-slo\"\nkind = \"burn_rate\"\nroute = \"chat\"\nobjective = 99.9\n\n\
-         [[alerts.rules]]\nname = \"odd-latency\"\nkind = \"anomaly\"\nseries = \"latency_ms_p95*\"\nvalue = 0.95\n"
+         [[alerts.rules]]\nname = \"odd-latency\"\nkind = \"anomaly\"\nseries = \"latency_ms_p95*\"\nvalue = 0.95\n\n\
+         [[alerts.rules]]\nname = \"slow-queue\"\nseries = 'stage_ms{{ stage = \"queue\", route = \"chat\" }}'\nvalue = 50\n"
     ));
     let names: Vec<&str> = c.alerts.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
@@ -729,9 +730,16 @@ fn alert_rules_of_every_kind_are_read_and_summed_up() {
             "silent",
             "spend",
             "chat-slo",
-            "odd-latency"
+            "odd-latency",
+            "slow-queue"
         ]
     );
+    // A stage's time budget: its labels as the history writes them, whatever their order.
+    assert!(matches!(
+        &c.alerts.rules[6].kind,
+        crate::AlertKind::Threshold { series, value, .. }
+            if series == "stage_ms{route=\"chat\",stage=\"queue\"}" && *value == 50.0
+    ));
     assert_eq!(
         c.alerts.rules[5].kind,
         crate::AlertKind::Anomaly {
@@ -788,7 +796,27 @@ fn bad_alert_rules_name_their_keys() {
         (
             "series = \"error_ratio\"\nvalue = 1",
             "alerts.rules[0].series",
-            "needs a label",
+            "needs a label: {route=\"...\"} (one of route|pool|endpoint)",
+        ),
+        (
+            "series = 'stage_ms{route=\"chat\"}'\nvalue = 1",
+            "alerts.rules[0].series",
+            "needs each of its labels once: route, stage",
+        ),
+        (
+            "series = 'stage_ms{route=\"chat\",stage=\"lunch\"}'\nvalue = 1",
+            "alerts.rules[0].series",
+            "unknown stage \"lunch\" (one of gateway, read,",
+        ),
+        (
+            "series = 'stage_ms{route=\"chat\",stage=\"queue\",pool=\"x\"}'\nvalue = 1",
+            "alerts.rules[0].series",
+            "labelled by route and stage, not \"pool\"",
+        ),
+        (
+            "series = 'error_ratio{route=chat}'\nvalue = 1",
+            "alerts.rules[0].series",
+            "malformed labels",
         ),
         (
             "series = 'spend_usd_per_hour{route=\"chat\"}'\nvalue = 1",

@@ -260,6 +260,7 @@ pub(crate) async fn open(
         spend: None,
         shaped: out.shaped.take(),
         trace: out.trace.take(),
+        laps: out.laps.taken,
     };
     let account = Account::new(
         gw.telemetry(),

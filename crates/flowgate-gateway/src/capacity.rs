@@ -2,27 +2,44 @@
 //! with the history series its demand is read from ([`flowgate_insight::capacity`] says
 //! when each runs out): request and token rate limits of global or route scope (demand:
 //! the routes' request or token rate, their busiest 10 s of each hour), budgets of global
-//! scope (demand: spend an hour, by each day's mean), and memory against the governor's
-//! limit (demand: resident memory). Limits per key, client, model or header, and
-//! concurrency limits, have no series of their demand in the history and are left out
-//! (said in `skipped`).
+//! scope (demand: spend an hour, by each day's mean), memory against the governor's limit
+//! (demand: resident memory), and the concurrency limits of routes and pools (an adaptive
+//! one at the limit it learned from the upstream's latency; demand: requests in flight,
+//! by Little's law the busiest 10 s of requests a second times the time a request holds
+//! its permit, which the stages' split measures). Limits per key, client, model or
+//! header have no series of their demand in the history and are left out (said in
+//! `skipped`).
 
 use flowgate_config::{BudgetScope, BudgetWindow, LimitScope, LimitUnit};
 use flowgate_insight::capacity::Resource;
-use flowgate_telemetry::history::{History, Resolution, label};
+use flowgate_telemetry::history::{History, Resolution, label, stage_ms};
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::gateway::Gateway;
+use crate::queues::Scope;
 
 /// Days of hourly points read for a demand's course.
 pub(crate) const HISTORY_DAYS: u64 = 35;
 const HOUR: u64 = 3600;
 
-/// A resource and the series whose hourly values add up to its demand.
+/// A resource and what its demand is read from.
 pub(crate) struct Constrained {
     pub(crate) resource: Resource,
-    pub(crate) parts: Vec<String>,
+    pub(crate) demand: Demand,
 }
+
+/// What a resource's hourly demand is made of.
+pub(crate) enum Demand {
+    /// Series whose hourly values add up.
+    Sum(Vec<String>),
+    /// The requests in flight of these routes, summed: each hour's busiest 10 s of
+    /// requests a second times the mean time a request held its permit ([`HELD`]).
+    InFlight(Vec<String>),
+}
+
+/// The stages a request holds its concurrency permits through (taken after `queue`,
+/// given back when the answer's body ends).
+const HELD: [&str; 4] = ["retries", "connect", "first_byte", "generation"];
 
 /// What the running config constrains, and what it could not plan for (and why).
 pub(crate) fn resources(gw: &Gateway) -> (Vec<Constrained>, Vec<String>) {
@@ -58,10 +75,12 @@ pub(crate) fn resources(gw: &Gateway) -> (Vec<Constrained>, Vec<String>) {
                     change,
                     daily_mean: false,
                 },
-                parts: routes
-                    .iter()
-                    .map(|r| format!("{base}{}", label("route", r)))
-                    .collect(),
+                demand: Demand::Sum(
+                    routes
+                        .iter()
+                        .map(|r| format!("{base}{}", label("route", r)))
+                        .collect(),
+                ),
             }),
             LimitScope::Route => {
                 for r in &routes {
@@ -76,7 +95,7 @@ pub(crate) fn resources(gw: &Gateway) -> (Vec<Constrained>, Vec<String>) {
                             change: change.clone(),
                             daily_mean: false,
                         },
-                        parts: vec![series],
+                        demand: Demand::Sum(vec![series]),
                     });
                 }
             }
@@ -113,7 +132,7 @@ pub(crate) fn resources(gw: &Gateway) -> (Vec<Constrained>, Vec<String>) {
                 ),
                 daily_mean: b.window != BudgetWindow::Hour,
             },
-            parts: vec!["spend_usd_per_hour".into()],
+            demand: Demand::Sum(vec!["spend_usd_per_hour".into()]),
         });
     }
     if let (_, Some(limit)) = gw.memory().reading() {
@@ -128,18 +147,82 @@ pub(crate) fn resources(gw: &Gateway) -> (Vec<Constrained>, Vec<String>) {
                     .into(),
                 daily_mean: false,
             },
-            parts: vec!["process_resident_memory_bytes".into()],
+            demand: Demand::Sum(vec!["process_resident_memory_bytes".into()]),
         });
     }
+    concurrency(gw, &mut out, &mut skipped);
     (out, skipped)
 }
 
-/// The hourly demand of `parts` summed, over the [`HISTORY_DAYS`] before `now`: each
-/// hour's busiest 10 s (`max`), or its mean (`mean`); the hour of the last point. Hours a
+/// The concurrency limits of routes and pools, each at its limit now (an adaptive one's
+/// learned limit); those per key are skipped.
+fn concurrency(gw: &Gateway, out: &mut Vec<Constrained>, skipped: &mut Vec<String>) {
+    let rt = gw.runtime();
+    let mut keys = 0;
+    for (scope, name, gate) in gw.queues().all() {
+        let limit = gate.limiter.snapshot().limit as f64;
+        let adaptive = gate.limiter.adaptive_settings();
+        let (what, routes, change) = match scope {
+            Scope::Key => {
+                keys += 1;
+                continue;
+            }
+            Scope::Route => (
+                format!("concurrency of route {name}"),
+                vec![name.clone()],
+                format!("raise route {name}'s concurrency.limit"),
+            ),
+            Scope::Pool => {
+                let routes: Vec<String> = rt
+                    .config
+                    .routes
+                    .iter()
+                    .filter(|r| r.pool.as_deref() == Some(name.as_str()))
+                    .map(|r| r.name.clone())
+                    .collect();
+                let change = match adaptive {
+                    Some(a) => format!(
+                        "pool {name}'s limit adapts to its upstream's latency (at {limit:.0} now, at most {}): add endpoints, or raise concurrency.adaptive.max if the upstream can take more",
+                        a.max
+                    ),
+                    None => format!("raise pool {name}'s concurrency.limit, or add endpoints"),
+                };
+                (format!("concurrency of pool {name}"), routes, change)
+            }
+        };
+        if routes.is_empty() {
+            continue;
+        }
+        out.push(Constrained {
+            resource: Resource {
+                name: what,
+                kind: "concurrency",
+                limit,
+                unit: "requests in flight".into(),
+                series: format!(
+                    "requests_per_second × stage_ms ({}) of routes {}",
+                    HELD.join(" + "),
+                    routes.join(", ")
+                ),
+                change,
+                daily_mean: false,
+            },
+            demand: Demand::InFlight(routes),
+        });
+    }
+    if keys > 0 {
+        skipped.push(format!(
+            "concurrency of {keys} key(s): the history keeps no demand per caller"
+        ));
+    }
+}
+
+/// The hourly demand over the [`HISTORY_DAYS`] before `now`: each hour's busiest 10 s
+/// (`max`), or its mean (`mean`), of its parts summed; the hour of the last point. Hours a
 /// part has no point count as 0 for it.
 pub(crate) fn demand(
     history: &History,
-    parts: &[String],
+    demand: &Demand,
     now: u64,
     mean: bool,
 ) -> Option<(Vec<f64>, u64)> {
@@ -148,13 +231,42 @@ pub(crate) fn demand(
     let hours = ((end - start) / HOUR) as usize;
     let mut sum = vec![0.0; hours];
     let mut seen = vec![false; hours];
-    for p in parts {
-        let points = history.read(p, Resolution::Hour, start, end).ok()?;
-        for pt in points {
-            let i = ((pt.t.saturating_sub(start)) / HOUR) as usize;
-            if i < hours {
-                sum[i] += if mean { pt.value } else { pt.max };
-                seen[i] = true;
+    let index = |t: u64| ((t.saturating_sub(start)) / HOUR) as usize;
+    match demand {
+        Demand::Sum(parts) => {
+            for p in parts {
+                for pt in history.read(p, Resolution::Hour, start, end).ok()? {
+                    let i = index(pt.t);
+                    if i < hours {
+                        sum[i] += if mean { pt.value } else { pt.max };
+                        seen[i] = true;
+                    }
+                }
+            }
+        }
+        Demand::InFlight(routes) => {
+            for r in routes {
+                let mut held = vec![0.0; hours];
+                for s in HELD {
+                    for pt in history
+                        .read(&stage_ms(r, s), Resolution::Hour, start, end)
+                        .ok()?
+                    {
+                        let i = index(pt.t);
+                        if i < hours {
+                            held[i] += pt.value;
+                        }
+                    }
+                }
+                let rps = format!("requests_per_second{}", label("route", r));
+                for pt in history.read(&rps, Resolution::Hour, start, end).ok()? {
+                    let i = index(pt.t);
+                    if i < hours {
+                        let rate = if mean { pt.value } else { pt.max };
+                        sum[i] += rate * held[i] / 1000.0;
+                        seen[i] = true;
+                    }
+                }
             }
         }
     }
@@ -197,9 +309,40 @@ mod tests {
             "requests_per_second{route=\"a\"}".to_string(),
             "requests_per_second{route=\"b\"}".to_string(),
         ];
-        let (values, last) = demand(&h, &parts, T0 + 5 * HOUR + 10, false).unwrap();
+        let (values, last) =
+            demand(&h, &Demand::Sum(parts.to_vec()), T0 + 5 * HOUR + 10, false).unwrap();
         assert_eq!(values, [1.0, 2.0, 13.0, 14.0, 15.0]);
         assert_eq!(last, T0 + 4 * HOUR);
-        assert!(demand(&h, &["nothing".to_string()], T0 + 5 * HOUR, false).is_none());
+        let nothing = Demand::Sum(vec!["nothing".to_string()]);
+        assert!(demand(&h, &nothing, T0 + 5 * HOUR, false).is_none());
+    }
+
+    #[test]
+    fn requests_in_flight_are_the_rate_times_the_time_a_permit_is_held() {
+        let (h, _) = History::open(HistorySettings::default(), T0).unwrap();
+        let mut hour = 0u64;
+        h.add_probe(Box::new(move || {
+            hour += 1;
+            let gauge = |name: &str, v: f64| (name.to_string(), Sample::Gauge(v));
+            vec![
+                gauge("requests_per_second{route=\"a\"}", 10.0 * hour as f64),
+                gauge("stage_ms{route=\"a\",stage=\"first_byte\"}", 200.0),
+                gauge("stage_ms{route=\"a\",stage=\"generation\"}", 300.0),
+                // Waiting for the permit is not holding it.
+                gauge("stage_ms{route=\"a\",stage=\"queue\"}", 1000.0),
+            ]
+        }));
+        for i in 1..=3 {
+            h.tick(T0 + i * HOUR).unwrap();
+        }
+        let (values, _) = demand(
+            &h,
+            &Demand::InFlight(vec!["a".into()]),
+            T0 + 3 * HOUR + 10,
+            false,
+        )
+        .unwrap();
+        // 10, 20, 30 requests a second, each holding its permit half a second.
+        assert_eq!(values, [5.0, 10.0, 15.0]);
     }
 }

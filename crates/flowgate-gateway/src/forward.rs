@@ -59,6 +59,8 @@ struct Tried {
     answer: Answer,
     /// Time to the answer's head, when there was one.
     took: Option<Duration>,
+    /// Time to get its connection (`Duration::MAX`: it never got one).
+    connect: Duration,
 }
 
 /// A failure that may send a request again, or further down its route's chain.
@@ -299,7 +301,8 @@ impl<'c> Forwarder<'c> {
                 // A traced request names its attempt's span to the upstream.
                 let span = out.trace.as_ref().map(|t| (t.trace_id, span_id()));
                 let parent = span.map(|(t, s)| traceparent(&t, &s, true));
-                let began = span.map(|_| self.clock().now());
+                let began = self.clock().now();
+                out.laps.attempt(began);
                 let t = match hedge {
                     // Boxed: the hedge's two attempts would double every request's future.
                     Some(after) if tried.is_empty() => {
@@ -322,8 +325,8 @@ impl<'c> Forwarder<'c> {
                             .await
                     }
                 };
-                if let (Some(trace), Some((_, id)), Some(began)) = (out.trace.as_mut(), span, began)
-                {
+                out.laps.connected(t.connect);
+                if let (Some(trace), Some((_, id))) = (out.trace.as_mut(), span) {
                     let (status, error) = match &t.answer {
                         Ok((head, _, _)) => (head.status.as_u16(), None),
                         Err(e) => (0, Some(e.code().to_string())),
@@ -430,11 +433,25 @@ impl<'c> Forwarder<'c> {
         body: &mut Option<ReqBody>,
         parent: Option<&HeaderValue>,
     ) -> Tried {
-        let (answer, took) = match self.send(pool, &ep, req, pool_path, body, parent).await {
-            Ok((head, lease, took)) => (Ok((head, lease, ep.clone())), Some(took)),
-            Err(e) => (Err(e), None),
+        let (answer, took, connect) = match self.send(pool, &ep, req, pool_path, body, parent).await
+        {
+            Ok((head, lease, took, connect)) => {
+                (Ok((head, lease, ep.clone())), Some(took), connect)
+            }
+            Err(e) => {
+                let connect = match e {
+                    ProxyError::Connect { .. } => Duration::MAX,
+                    _ => Duration::ZERO,
+                };
+                (Err(e), None, connect)
+            }
         };
-        Tried { ep, answer, took }
+        Tried {
+            ep,
+            answer,
+            took,
+            connect,
+        }
     }
 
     /// One exchange on `ep`; `pool_path` is the path on the pool's servers when it is not
@@ -447,7 +464,7 @@ impl<'c> Forwarder<'c> {
         pool_path: Option<&str>,
         body: &mut Option<ReqBody>,
         parent: Option<&HeaderValue>,
-    ) -> Result<(ResponseHead, Lease, Duration), ProxyError> {
+    ) -> Result<(ResponseHead, Lease, Duration, Duration), ProxyError> {
         let parts = req.parts;
         let streamed = matches!(body, Some(ReqBody::Stream { .. }));
         let timeout = pool.cfg.request_timeout;
@@ -455,6 +472,7 @@ impl<'c> Forwarder<'c> {
             endpoint: ep.name.to_string(),
             timeout,
         };
+        let asked = self.clock().now();
         let checkout = if streamed {
             tokio::time::timeout(timeout, ep.checkout())
                 .await
@@ -471,6 +489,7 @@ impl<'c> Forwarder<'c> {
                 return Err(connect_error(ep, &e));
             }
         };
+        let connect = self.clock().now().saturating_duration_since(asked);
         let Some(mut body) = for_attempt(body) else {
             return Err(closed(ep, "the request body was already sent".into()));
         };
@@ -580,7 +599,7 @@ impl<'c> Forwarder<'c> {
         };
         let took = self.clock().now().saturating_duration_since(started);
         pool.report(ep, Some(took), outcome_of(&resp));
-        Ok((resp, lease, took))
+        Ok((resp, lease, took, connect))
     }
 }
 

@@ -49,6 +49,7 @@ mod router;
 mod runtime;
 mod sinks;
 mod spend;
+mod stages;
 pub mod tls;
 mod trace_export;
 pub mod upstream;

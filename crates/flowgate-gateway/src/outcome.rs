@@ -45,4 +45,6 @@ pub(crate) struct Outcome {
     pub(crate) body: Option<bytes::Bytes>,
     /// A traced request's trace: its stages' times, for its spans.
     pub(crate) trace: Option<Box<flowgate_telemetry::trace::Trace>>,
+    /// Where the request's time went, stage by stage, as its path marks it.
+    pub(crate) laps: flowgate_telemetry::breakdown::Laps,
 }

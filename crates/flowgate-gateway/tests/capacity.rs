@@ -1,5 +1,6 @@
 //! The capacity API of a serving gateway: the resources its config constrains (rate
-//! limits of global and route scope, a global budget), those it cannot plan for, the
+//! limits of global and route scope, a global budget, the concurrency of a route and of
+//! a pool whose limit adapts), those it cannot plan for, the
 //! scenarios, and its answers to bad parameters. When each resource runs out is tested on
 //! constructed growth in `flowgate_insight::capacity`.
 #![allow(
@@ -23,7 +24,14 @@ async fn the_resources_scenarios_and_bad_parameters() {
          [[rate_limits]]\nname = \"per-key\"\nscope = \"key\"\nrequests = 5\nper = \"1s\"\n\n\
          [[cost.budgets]]\nname = \"daily\"\nlimit_usd = 48\nwindow = \"day\"\nactions = [{{ at = 100, do = \"block\" }}]\n\n\
          [[cost.budgets]]\nname = \"team\"\nscope = \"team\"\nlimit_usd = 5\nwindow = \"day\"\nactions = [{{ at = 100, do = \"block\" }}]\n\n{}",
-        fleet_config(&[up.url()], "")
+        fleet_config(
+            &[up.url()],
+            "concurrency = { limit = 12, adaptive = { min = 4, max = 40 } }"
+        )
+        .replace(
+            "name = \"chat\"\n",
+            "name = \"chat\"\nconcurrency = { limit = 8 }\n"
+        )
     );
     let gw = gateway(&cfg).await;
     let (code, v) = admin(&gw, "GET", "/api/v1/capacity/bottlenecks", "").await;
@@ -39,7 +47,9 @@ async fn the_resources_scenarios_and_bad_parameters() {
         [
             "rate limit \"all\"",
             "rate limit \"per-route\" on route chat",
-            "budget \"daily\""
+            "budget \"daily\"",
+            "concurrency of route chat",
+            "concurrency of pool llm"
         ],
         "{v}"
     );
@@ -52,6 +62,33 @@ async fn the_resources_scenarios_and_bad_parameters() {
     // A daily budget of 48 USD is 2 USD an hour, judged by each day's mean.
     assert_eq!(v["resources"][2]["limit"], 2.0);
     assert_eq!(v["resources"][2]["daily_mean"], true);
+    // Requests in flight against each concurrency limit: an adaptive one at its limit now.
+    let route = &v["resources"][3];
+    assert_eq!(
+        (route["kind"].as_str(), route["limit"].as_f64()),
+        (Some("concurrency"), Some(8.0))
+    );
+    assert_eq!(route["unit"], "requests in flight");
+    assert!(
+        route["series"].as_str().unwrap().contains("of routes chat"),
+        "{route}"
+    );
+    let pool = &v["resources"][4];
+    assert_eq!(pool["limit"], 12.0);
+    assert!(
+        pool["series"]
+            .as_str()
+            .unwrap()
+            .ends_with("of routes chat, echo"),
+        "{pool}"
+    );
+    assert!(
+        pool["change"]
+            .as_str()
+            .unwrap()
+            .contains("adapts to its upstream's latency (at 12 now, at most 40)"),
+        "{pool}"
+    );
     // Left out, and said why.
     let skipped = v["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 2, "{v}");
@@ -63,7 +100,7 @@ async fn the_resources_scenarios_and_bad_parameters() {
     );
     assert!(skipped[1].as_str().unwrap().starts_with("budget \"team\""));
     // A fresh gateway has no hour of history yet.
-    assert_eq!(v["no_history_yet"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["no_history_yet"].as_array().unwrap().len(), 5, "{v}");
     assert_eq!(v["outlooks"].as_array().unwrap().len(), 0);
     assert_eq!(v["horizon_days"], 90);
 

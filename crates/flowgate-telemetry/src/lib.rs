@@ -11,6 +11,7 @@
 //! registered (the access log, the spend ledger). This keeps locks, label lookups,
 //! histogram arithmetic and files off the request path.
 
+pub mod breakdown;
 pub mod history;
 pub mod memory;
 mod metrics;

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Labels of a finished request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -21,6 +22,13 @@ pub struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: String,
+}
+
+/// Labels of a stage of a route's requests (`crate::breakdown::Step`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub route: String,
+    pub stage: String,
 }
 
 /// Labels of an upstream endpoint.
@@ -76,6 +84,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub request_stages: Family<StageLabels, Counter<f64, AtomicU64>>,
     pub upstream_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     pub gateway_errors: Family<ErrorLabels, Counter>,
     pub in_flight: Gauge,
@@ -98,6 +107,7 @@ impl Metrics {
         let m = Metrics {
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
+            request_stages: Family::default(),
             upstream_duration: Family::new_with_constructor(latency_histogram),
             gateway_errors: Family::default(),
             in_flight: Gauge::default(),
@@ -123,6 +133,11 @@ impl Metrics {
             "request_duration_seconds",
             "Time from request head received to response head sent",
             m.request_duration.clone(),
+        );
+        r.register(
+            "request_stage_seconds",
+            "Time requests spent in each stage of their path (gateway, read, admission, cache, queue, retries, connect, first_byte, generation), by route",
+            m.request_stages.clone(),
         );
         r.register(
             "upstream_duration_seconds",

@@ -6,6 +6,7 @@
 //! `flush`), so readers always see every record sent before they were called.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +17,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{EndpointLabels, ErrorLabels, Metrics, RequestLabels, RouteLabels};
+use crate::breakdown::Step;
+use crate::metrics::{
+    EndpointLabels, ErrorLabels, Metrics, RequestLabels, RouteLabels, StageLabels,
+};
 use crate::record::{ErrorKind, RequestRecord};
 use crate::windows::{LatencyWindows, PerformanceReport};
 
@@ -128,6 +132,8 @@ struct Handles {
     duration: Histogram,
     upstream: Option<Histogram>,
     error: Option<Counter>,
+    /// The route's time in each stage (`crate::breakdown::Step::ALL`'s order).
+    stages: [Counter<f64, AtomicU64>; Step::ALL.len()],
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -276,6 +282,11 @@ impl Inner {
             if let Some(c) = &h.error {
                 c.inc();
             }
+            for ((_, d), c) in rec.stages().iter().zip(&h.stages) {
+                if !d.is_zero() {
+                    c.inc_by(d.as_secs_f64());
+                }
+            }
             if let Some(w) = windows.as_mut() {
                 w.record(now, &rec.route, rec.duration, rec.is_error());
             }
@@ -334,6 +345,14 @@ impl Metrics {
             duration,
             upstream,
             error,
+            stages: Step::ALL.map(|step| {
+                self.request_stages
+                    .get_or_create(&StageLabels {
+                        route: rec.route.to_string(),
+                        stage: step.as_str().into(),
+                    })
+                    .clone()
+            }),
         }
     }
 }

@@ -81,6 +81,9 @@ pub struct RequestRecord {
     pub shaped: Option<flowgate_cost::shaping::Shaped>,
     /// A traced request's trace (its stages' times, for its spans).
     pub trace: Option<Box<crate::trace::Trace>>,
+    /// Where its time went before the answer's head, as marked on its path
+    /// ([`RequestRecord::stages`] completes it).
+    pub laps: crate::breakdown::Breakdown,
 }
 
 /// What an answer used and cost.
@@ -126,7 +129,14 @@ impl RequestRecord {
             spend: None,
             shaped: None,
             trace: None,
+            laps: crate::breakdown::Breakdown::default(),
         }
+    }
+
+    /// Where its time went, stage by stage, to the answer's last byte.
+    pub fn stages(&self) -> crate::breakdown::Breakdown {
+        self.laps
+            .complete(self.duration, self.total.max(self.duration))
     }
 
     /// Whether this request counts as an error for error rates: 5xx or a gateway failure

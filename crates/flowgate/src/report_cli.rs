@@ -259,6 +259,15 @@ fn tables(report: &Value) -> Vec<Table> {
                 .collect(),
         ),
         (
+            "Where the time goes",
+            [
+                "route",
+                "dominant stage",
+                "each stage: mean per request, share, trend",
+            ],
+            rows("stages", &|r| [text(&r["route"]), dominant(r), split(r)]),
+        ),
+        (
             "Anomalies",
             ["series", "started (Unix s)", "what"],
             rows("anomalies", &|a| {
@@ -284,6 +293,42 @@ fn tables(report: &Value) -> Vec<Table> {
             }),
         ),
     ]
+}
+
+/// A route's dominant stage, its share and what usually shortens it.
+fn dominant(r: &Value) -> String {
+    match (r["dominant"].as_str(), r["stages"][0]["share"].as_f64()) {
+        (Some(d), Some(share)) => format!(
+            "{d} ({:.0}%): {}",
+            share * 100.0,
+            r["advice"].as_str().unwrap_or("")
+        ),
+        _ => "no requests".into(),
+    }
+}
+
+/// A route's stages, largest first: `first_byte 430 ms (72%, steady)`, a budget broken
+/// said.
+fn split(r: &Value) -> String {
+    let parts: Vec<String> = r["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let mut t = format!(
+                "{} {:.1} ms ({:.0}%, {})",
+                text(&s["stage"]),
+                s["mean_ms"].as_f64().unwrap_or(0.0),
+                s["share"].as_f64().unwrap_or(0.0) * 100.0,
+                text(&s["trend"]["direction"])
+            );
+            if s["over_budget"] == true {
+                t += &format!(" over its {} ms budget", text(&s["budget_ms"]));
+            }
+            t
+        })
+        .collect();
+    parts.join("; ")
 }
 
 fn heading(report: &Value) -> (String, String) {

@@ -362,7 +362,7 @@ fn well_formed(page: &str) -> roxmltree::Document<'_> {
 
 /// A report as `GET /api/v1/performance/report` answers, from a fixed history: two days
 /// of hourly traffic with a daily cycle, latency, errors, hit ratio, spend, a forecast,
-/// one anomaly, a finding and a recommendation.
+/// one anomaly, the stages of a route, a finding and a recommendation.
 fn fixed_report() -> serde_json::Value {
     let t0 = 1_767_571_200u64;
     let hours: Vec<u64> = (0..48).map(|h| t0 + h * 3600).collect();
@@ -393,6 +393,13 @@ fn fixed_report() -> serde_json::Value {
             "steps": (1..=24).map(|h| serde_json::json!([t0 + (47 + h) * 3600, 50.0, 40.0, 60.0, 35.0, 65.0])).collect::<Vec<_>>() },
         "anomalies": [{ "id": 1, "series": "requests_per_second{route=\"chat\"}", "started": t0 + 30 * 3600, "score": 0.97,
             "summary": "requests_per_second{route=\"chat\"} went up to 140 (2.00x the expected 70 & more)" }],
+        "stages": [{ "route": "chat", "requests": 360_000.0, "mean_ms": 600.0, "dominant": "first_byte",
+            "advice": "the upstream's time to answer: a faster model or region, hedging, caching, shorter prompts",
+            "stages": [
+                { "stage": "first_byte", "mean_ms": 430.0, "share": 0.72, "trend": { "direction": "steady" }, "budget_ms": null, "over_budget": false },
+                { "stage": "queue", "mean_ms": 80.0, "share": 0.13, "trend": { "direction": "rising" }, "budget_ms": 50.0, "over_budget": true }
+            ],
+            "findings": [] }],
         "findings": [{ "area": "health", "finding": "cache scores 40 of 100", "evidence": "hit ratio 28.0% | low" }],
         "recommendations": [{ "area": "capacity", "change": "raise [[rate_limits]] \"all\" to at least 14 requests/s",
             "evidence": "busiest hour at 85% of the limit", "expected_effect": "stays under its limit for 90 days" }]
@@ -433,6 +440,9 @@ fn report_writes_html_and_markdown_with_charts() {
         "raise [[rate_limits]] \"all\" to at least 14 requests/s",
         "stays under its limit for 90 days",
         "cache scores 40 of 100",
+        "Where the time goes",
+        "first_byte (72%): the upstream's time to answer",
+        "queue 80.0 ms (13%, rising) over its 50.0 ms budget",
     ] {
         assert!(
             doc.descendants()

@@ -115,7 +115,7 @@ pub(super) fn plan(gw: &Gateway, p: &Query) -> Checked<serde_json::Value> {
     for c in &resources {
         let demand = gw
             .history()
-            .and_then(|h| crate::capacity::demand(h, &c.parts, now, c.resource.daily_mean));
+            .and_then(|h| crate::capacity::demand(h, &c.demand, now, c.resource.daily_mean));
         let Some((hourly, last)) = demand else {
             no_history.push(c.resource.name.clone());
             continue;
@@ -181,11 +181,7 @@ async fn forecast_of(State(gw): State<Arc<Gateway>>, Params(p): Params<Query>) -
         Err(m) => return bad(&m),
     };
     let Some(history) = gw.history() else {
-        return client_error(
-            StatusCode::CONFLICT,
-            "the metrics history is off ([history] enabled = false)",
-            "history_off",
-        );
+        return super::reply::history_off();
     };
     let now = gw.clock().unix_millis() / 1000;
     let from = now.saturating_sub(crate::capacity::HISTORY_DAYS * 86_400);

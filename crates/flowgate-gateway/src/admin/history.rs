@@ -29,21 +29,13 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/api/v1/metrics/history", get(history))
 }
 
-fn off() -> Response {
-    client_error(
-        StatusCode::NOT_FOUND,
-        "the metrics history is off (`[history] enabled = false`)",
-        "history_disabled",
-    )
-}
-
 fn bad(message: String) -> Response {
     client_error(StatusCode::BAD_REQUEST, &message, "invalid_parameter")
 }
 
 async fn series(State(gw): State<Arc<Gateway>>) -> Response {
     let Some(h) = gw.history() else {
-        return off();
+        return super::reply::history_off();
     };
     let retention = h.settings().retention;
     Json(json!({
@@ -137,7 +129,7 @@ async fn history(
     Params(p): Params<HashMap<String, String>>,
 ) -> Response {
     let Some(h) = gw.history() else {
-        return off();
+        return super::reply::history_off();
     };
     let Some(name) = p.get("series") else {
         return bad("series: missing (GET /api/v1/metrics/series lists them)".into());

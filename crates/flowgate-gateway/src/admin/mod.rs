@@ -23,6 +23,7 @@ mod recommendations;
 mod reply;
 mod report;
 mod score;
+mod stages;
 mod status;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(health::routes())
         .merge(score::routes())
         .merge(report::routes())
+        .merge(stages::routes())
         .merge(live::routes())
         .merge(keys::routes())
         .merge(admission::routes())

@@ -31,6 +31,36 @@ pub(super) fn range(
     Ok((from, to, limit))
 }
 
+/// The answer to a call that reads the metrics history when it is off: 409
+/// `history_off`.
+pub(super) fn history_off() -> Response {
+    client_error(
+        StatusCode::CONFLICT,
+        "the metrics history is off ([history] enabled = false): there is nothing to read",
+        "history_off",
+    )
+}
+
+/// The longest window a report reads: the minutes' retention by default.
+pub(super) const MAX_WINDOW: u64 = 35 * 86_400;
+
+/// A report's `?window=` (`24h`, `7d`): from an hour to [`MAX_WINDOW`], `default` seconds
+/// when not given; or what is wrong, for a 400 `invalid_parameter`.
+pub(super) fn window(
+    p: &std::collections::HashMap<String, String>,
+    default: u64,
+) -> Result<u64, String> {
+    match p.get("window") {
+        None => Ok(default),
+        Some(w) => match flowgate_config::parse_window(w) {
+            Some(s) if (3600..=MAX_WINDOW).contains(&s) => Ok(s),
+            _ => Err(format!(
+                "window: {w:?} is not a span from 1h to 35d (\"24h\", \"7d\")"
+            )),
+        },
+    }
+}
+
 /// Problems by key, as one message: `key: what; key: what`.
 pub(super) fn problems(list: &[(String, String)]) -> String {
     let why: Vec<String> = list

@@ -2,12 +2,14 @@
 //! - `GET /api/v1/performance/report?window=7d`: over the window (1 hour to 35 days; 7
 //!   days by default) the history's traffic, latency percentiles, errors per route, the
 //!   cache's hit ratio and spend (minutes for a window up to two days, hours beyond), a
-//!   forecast of the traffic with its 80% and 95% intervals, the anomalies, the health
-//!   score, the findings (each with its evidence) and the recommendations;
+//!   forecast of the traffic with its 80% and 95% intervals, the anomalies, each route's
+//!   split of latency by stage (`crate::stages`), the health score, the findings (each
+//!   with its evidence) and the recommendations;
 //! - `GET /api/v1/performance/recommendations`: what to change, from capacity planning
-//!   (resources that run out within 90 days, baseline and +10% a month), spend (the cost
-//!   recommendations) and the health score (components under 50), each with its evidence
-//!   and expected effect.
+//!   (resources that run out within 90 days, baseline and +10% a month), the stages of
+//!   the last day (over budget, dominant and rising, or dominant and the gateway's own),
+//!   spend (the cost recommendations) and the health score (components under 50), each
+//!   with its evidence and expected effect.
 //!
 //! `flowgate report` renders the report as HTML or Markdown with charts.
 
@@ -19,6 +21,7 @@ use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use flowgate_insight::bottleneck::RouteStages;
 use flowgate_insight::forecast::{Season, forecast, regular};
 use flowgate_insight::score::Score;
 use flowgate_telemetry::history::{History, Resolution, label};
@@ -32,11 +35,6 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
         .route("/api/v1/performance/report", get(report))
         .route("/api/v1/performance/recommendations", get(recommendations))
 }
-
-/// The longest window: the minutes' retention by default.
-const MAX_WINDOW: u64 = 35 * 86_400;
-/// Up to this window the report reads minutes; beyond, hours.
-const MINUTES_UP_TO: u64 = 2 * 86_400;
 
 /// `[[t, value], …]` of `series` over [`from`, `to`) at `res`.
 fn points(history: &History, series: &str, res: Resolution, from: u64, to: u64) -> Vec<Value> {
@@ -72,33 +70,16 @@ async fn report(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
 ) -> Response {
-    let window = match p.get("window") {
-        None => 7 * 86_400,
-        Some(w) => match flowgate_config::parse_window(w) {
-            Some(s) if (3600..=MAX_WINDOW).contains(&s) => s,
-            _ => {
-                return client_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("window: {w:?} is not a span from 1h to 35d (\"24h\", \"7d\")"),
-                    "invalid_parameter",
-                );
-            }
-        },
+    let window = match super::reply::window(&p, 7 * 86_400) {
+        Ok(w) => w,
+        Err(e) => return client_error(StatusCode::BAD_REQUEST, &e, "invalid_parameter"),
     };
     let Some(history) = gw.history() else {
-        return client_error(
-            StatusCode::CONFLICT,
-            "the metrics history is off ([history] enabled = false): there is nothing to report",
-            "history_off",
-        );
+        return super::reply::history_off();
     };
     let now = gw.clock().unix_millis() / 1000;
     let (from, to) = (now.saturating_sub(window), now + 1);
-    let res = if window <= MINUTES_UP_TO {
-        Resolution::Minute
-    } else {
-        Resolution::Hour
-    };
+    let res = crate::stages::resolution(window);
     let rt = gw.runtime();
     let routes: Vec<String> = rt.config.routes.iter().map(|r| r.name.clone()).collect();
     let per_route = |base: &str| -> Vec<Value> {
@@ -137,7 +118,8 @@ async fn report(
         })
         .unwrap_or_default();
     let score = super::score::current(&gw);
-    let (recommendations, _) = gather(&gw, &score);
+    let stages = crate::stages::by_route(&gw, history, (from, to), None);
+    let (recommendations, _) = gather(&gw, &score, &stages);
     let mut findings: Vec<Value> = score
         .components
         .iter()
@@ -150,6 +132,19 @@ async fn report(
             })
         })
         .collect();
+    findings.extend(stages.iter().flat_map(|r| {
+        r.findings.iter().map(|f| {
+            json!({
+                "area": "latency",
+                "finding": f,
+                "evidence": format!(
+                    "stage_ms of route {} over the window ({} per point)",
+                    r.route,
+                    res.as_str()
+                ),
+            })
+        })
+    }));
     findings.extend(anomalies.iter().map(|a| {
         json!({
             "area": "anomalies",
@@ -166,6 +161,7 @@ async fn report(
         "errors": per_route("error_ratio"),
         "cache_hit_ratio": points(history, "cache_hit_ratio{tier=\"all\"}", res, from, to),
         "spend_usd_per_hour": points(history, "spend_usd_per_hour", res, from, to),
+        "stages": stages,
         "forecast": forecast_json,
         "anomalies": anomalies,
         "findings": findings,
@@ -181,7 +177,7 @@ fn traffic_forecast(history: &History, routes: &[String], now: u64, window: u64)
         history,
         routes,
         Resolution::Hour,
-        now.saturating_sub(MAX_WINDOW),
+        now.saturating_sub(super::reply::MAX_WINDOW),
         now + 1,
     );
     if hours.len() < 48 {
@@ -220,9 +216,9 @@ fn traffic_forecast(history: &History, routes: &[String], now: u64, window: u64)
     })
 }
 
-/// The recommendations of capacity, spend and the health score; and what could not be
-/// read (the spend ledger's error).
-fn gather(gw: &Gateway, score: &Score) -> (Vec<Value>, Option<String>) {
+/// The recommendations of capacity, the stages' split of latency, spend and the health
+/// score; and what could not be read (the spend ledger's error).
+fn gather(gw: &Gateway, score: &Score, stages: &[RouteStages]) -> (Vec<Value>, Option<String>) {
     let mut out = Vec::new();
     // One plan (each resource's demand read once) for every standard scenario.
     let plan = super::capacity::plan(gw, &HashMap::new()).unwrap_or_default();
@@ -246,6 +242,7 @@ fn gather(gw: &Gateway, score: &Score) -> (Vec<Value>, Option<String>) {
             }));
         }
     }
+    out.extend(super::stages::recommendations(stages));
     let mut failed = None;
     match super::recommendations::cost_list(gw, &HashMap::new()) {
         Ok(list) => out.extend(list.into_iter().map(|r| {
@@ -277,6 +274,14 @@ fn gather(gw: &Gateway, score: &Score) -> (Vec<Value>, Option<String>) {
 }
 
 async fn recommendations(State(gw): State<Arc<Gateway>>) -> Response {
-    let (list, failed) = gather(&gw, &super::score::current(&gw));
+    // The stages over the last day.
+    let stages = match gw.history() {
+        Some(h) => {
+            let now = gw.clock().unix_millis() / 1000;
+            crate::stages::by_route(&gw, h, (now.saturating_sub(86_400), now + 1), None)
+        }
+        None => Vec::new(),
+    };
+    let (list, failed) = gather(&gw, &super::score::current(&gw), &stages);
     Json(json!({ "recommendations": list, "cost_unread": failed })).into_response()
 }

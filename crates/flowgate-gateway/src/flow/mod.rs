@@ -18,6 +18,9 @@
 //! 8. **forward**: the route's pool, retries, hedges and fallbacks ([`crate::forward`]);
 //! 9. **account**: the answer's body, composed of the watches that settle the token limits,
 //!    give the permits back and fill the cache as it passes.
+//!
+//! The end of each stage is a mark on the request's `Laps` (one clock read), so that its
+//! record splits its time by stage without gaps (`flowgate_telemetry::breakdown`).
 
 mod cache;
 mod choice;
@@ -48,6 +51,7 @@ use crate::queues::{Permits, Scope};
 use crate::router::RouteEntry;
 use crate::runtime::Runtime;
 use crate::watch::Watched;
+use flowgate_telemetry::breakdown::{Laps, Step};
 use flowgate_telemetry::trace::Stage;
 
 use cache::Consulted;
@@ -75,7 +79,10 @@ impl Gateway {
             peer: peer.addr.ip(),
             cost: crate::cost_header::asked(req.headers()),
         };
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            laps: Laps::from(start),
+            ..Outcome::default()
+        };
         if let Some(t) = &rt.config.tracing
             && self.tracer().is_some()
         {
@@ -137,7 +144,10 @@ impl Gateway {
             )?;
             self.memory().admit(priority, &rt.config.memory)?;
         }
-        let mut read = self.read(rt, route, &parts, incoming, out).await?;
+        out.laps.lap(Step::Gateway, self.clock().now());
+        let read = self.read(rt, route, &parts, incoming, out).await;
+        out.laps.lap(Step::Read, self.clock().now());
+        let mut read = read?;
         // A Claude client's request is OpenAI's from here on.
         if route.cfg.dialect == ClientDialect::Anthropic
             && let Ok(body) = &read
@@ -173,20 +183,25 @@ impl Gateway {
             out.pool = Some(r.upstream.name.clone());
             r
         };
-        out.reservation = self
+        out.laps.lap(Step::Gateway, self.clock().now());
+        let admitted = self
             .admit(rt, route, caller.as_deref(), &parts, peer, &shape, out)
-            .await?;
+            .await;
+        out.laps.lap(Step::Admission, self.clock().now());
+        out.reservation = admitted?;
         drop(shape);
         let mut fill = None;
         let body = match read {
             Ok(body) => {
                 if let Some(cache) = self.cache() {
-                    // Timed only for a traced request.
-                    let began = out.trace.is_some().then(|| self.clock().now());
+                    let began = self.clock().now();
+                    out.laps.lap(Step::Gateway, began);
                     let consulted = self.consult(cache, rt, route, &parts, &body, out).await;
-                    if let (Some(t), Some(began)) = (out.trace.as_mut(), began) {
+                    let ended = self.clock().now();
+                    out.laps.lap(Step::Cache, ended);
+                    if let Some(t) = out.trace.as_mut() {
                         let found = out.cache.map_or("error", crate::caching::Status::as_str);
-                        t.stage(Stage::Cache(found), began, self.clock().now());
+                        t.stage(Stage::Cache(found), began, ended);
                     }
                     match consulted? {
                         Consulted::Answer(resp) => return Ok(*resp),
@@ -215,17 +230,22 @@ impl Gateway {
         if parts.version == Version::HTTP_2 {
             headers::strip_hop_by_hop(&mut parts.headers);
         }
-        let began = out.trace.is_some().then(|| self.clock().now());
+        let began = self.clock().now();
+        out.laps.lap(Step::Gateway, began);
         let permits = self.queue(route, caller.as_deref(), &parts).await;
-        if let (Some(t), Some(began)) = (out.trace.as_mut(), began) {
-            t.stage(Stage::Queue, began, self.clock().now());
+        let ended = self.clock().now();
+        out.laps.lap(Step::Queue, ended);
+        if let Some(t) = out.trace.as_mut() {
+            t.stage(Stage::Queue, began, ended);
         }
         let permits = permits?;
         headers::drop_unbacked_forwarded_host(&mut parts);
         let trusted = &rt.config.server.trusted_proxies;
-        let (head, lease, endpoint) = Forwarder::new(self.clock(), trusted, &rt.config.models)
+        let forwarded = Forwarder::new(self.clock(), trusted, &rt.config.models)
             .forward(route, &parts, body, peer, request_id, out)
-            .await?;
+            .await;
+        out.laps.forwarded(self.clock().now());
+        let (head, lease, endpoint) = forwarded?;
         // A fallback's answer (perhaps another model's) is not stored under this request.
         if out.pool.as_ref() != Some(&route.upstream.name) {
             fill = None;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use point::{Point, Resolution};
-pub use records::{RecordSink, label, slow_ratio};
+pub use records::{RecordSink, label, slow_ratio, stage_ms};
 pub use series::{QUANTILES, Sample};
 pub use store::StoreError;
 

@@ -1,7 +1,8 @@
 //! The request records' part of the history: per route, pool and endpoint, requests,
 //! errors (5xx and failures to answer), latency to the answer's last byte and to its head
-//! (for a stream, about its first token); per route, tokens; per cache tier, hits over
-//! lookups; spend. Counted as records arrive (on the control plane), taken as samples at
+//! (for a stream, about its first token); per route, tokens and the mean time a request
+//! spent in each stage of its path (`stage_ms`, for the bottleneck analysis); per cache
+//! tier, hits over lookups; spend. Counted as records arrive (on the control plane), taken as samples at
 //! each tick. A scope once seen keeps reporting (zero requests, not nothing) so that a
 //! silent route shows as such.
 
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use hdrhistogram::Histogram;
 
 use super::series::Sample;
+use crate::breakdown::Step;
 use crate::pipeline::Sink;
 use crate::record::RequestRecord;
 
@@ -25,6 +27,10 @@ struct Scope {
     latency: Histogram<u32>,
     head: Histogram<u32>,
     tokens: u64,
+    /// A route's time in each stage, in microseconds, and the stages it ever spent time
+    /// in (those are written, zero or not; the others never are).
+    stages: [u64; Step::ALL.len()],
+    stages_seen: u16,
 }
 
 impl Scope {
@@ -36,6 +42,8 @@ impl Scope {
             latency: h.clone(),
             head: h,
             tokens: 0,
+            stages: [0; Step::ALL.len()],
+            stages_seen: 0,
         })
     }
 }
@@ -80,6 +88,7 @@ impl Records {
             .as_ref()
             .filter(|s| !s.cached)
             .map_or(0, |s| s.usage.prompt_tokens + s.usage.completion_tokens);
+        let stages = rec.stages();
         let scopes = [
             Some(("route", &rec.route)),
             rec.pool.as_ref().map(|p| ("pool", p)),
@@ -105,6 +114,13 @@ impl Records {
             let _ = s.head.record(micros(rec.duration));
             if label == "route" {
                 s.tokens += tokens;
+                for (step, d) in stages.iter() {
+                    let us = d.as_micros() as u64;
+                    if us > 0 {
+                        s.stages[step as usize] += us;
+                        s.stages_seen |= 1 << step as usize;
+                    }
+                }
             }
         }
         match rec.cache {
@@ -164,6 +180,18 @@ impl Records {
             }
             if *kind == "route" {
                 out.push((format!("tokens_per_second{l}"), per_second(s.tokens as f64)));
+                for step in Step::ALL {
+                    if s.stages_seen & (1 << step as usize) != 0 {
+                        out.push((
+                            stage_ms(name, step.as_str()),
+                            Sample::Ratio(
+                                s.stages[step as usize] as f64 / 1000.0,
+                                s.requests as f64,
+                            ),
+                        ));
+                    }
+                }
+                s.stages = [0; Step::ALL.len()];
             }
             s.requests = 0;
             s.errors = 0;
@@ -209,6 +237,11 @@ pub fn label(name: &str, value: &str) -> String {
 /// the routes [`super::History::watch_latency`] names).
 pub fn slow_ratio(route: &str, ms: u64) -> String {
     format!("slow_ratio{{route=\"{}\",over_ms=\"{ms}\"}}", escape(route))
+}
+
+/// The series of the mean time `route`'s requests spent in `stage`, in milliseconds.
+pub fn stage_ms(route: &str, stage: &str) -> String {
+    format!("stage_ms{{route=\"{}\",stage=\"{stage}\"}}", escape(route))
 }
 
 /// A label value as Prometheus writes it: `\`, `"` and newlines escaped.
