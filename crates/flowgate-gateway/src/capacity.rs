@@ -215,6 +215,15 @@ fn concurrency(gw: &Gateway, out: &mut Vec<Constrained>, skipped: &mut Vec<Strin
             "concurrency of {keys} key(s): the history keeps no demand per caller"
         ));
     }
+    // What an upstream sustains is what an adaptive limit learns from its latency.
+    for p in &rt.config.pools {
+        if p.concurrency.as_ref().is_none_or(|c| c.adaptive.is_none()) {
+            skipped.push(format!(
+                "pool {}: what its upstream sustains is measured by an adaptive concurrency limit only (concurrency.adaptive)",
+                p.name
+            ));
+        }
+    }
 }
 
 /// The hourly demand over the [`HISTORY_DAYS`] before `now`: each hour's busiest 10 s

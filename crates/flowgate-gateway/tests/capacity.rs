@@ -147,4 +147,16 @@ async fn the_resources_scenarios_and_bad_parameters() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(f["history_points"], 0, "{f}");
     gw.shutdown();
+
+    // A pool without an adaptive limit: what its upstream sustains is not known, and said.
+    let gw = gateway(&fleet_config(&[up.url()], "")).await;
+    let (_, v) = admin(&gw, "GET", "/api/v1/capacity/bottlenecks", "").await;
+    assert_eq!(
+        v["skipped"],
+        serde_json::json!([
+            "pool llm: what its upstream sustains is measured by an adaptive concurrency limit only (concurrency.adaptive)"
+        ]),
+        "{v}"
+    );
+    gw.shutdown();
 }
