@@ -54,6 +54,8 @@ pub struct Config {
     pub alerts: crate::alerts::AlertsConfig,
     /// Anomaly detection on the history (`[anomalies]`).
     pub anomalies: crate::anomalies::AnomaliesConfig,
+    /// Scaling recommendations for pools (`[scaling]`).
+    pub scaling: crate::scaling::ScalingConfig,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -1028,6 +1030,7 @@ impl Config {
         s.push_str(&self.cost.summary());
         s.push_str(&self.history.summary());
         s.push_str(&self.anomalies.summary(self.history.enabled));
+        s.push_str(&self.scaling.summary());
         s.push_str(&self.memory.summary());
         if let Some(t) = &self.tracing {
             s.push_str(&t.summary());

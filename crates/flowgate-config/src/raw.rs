@@ -34,6 +34,7 @@ pub(crate) struct RawConfig {
     pub tracing: Option<crate::traces::RawTracing>,
     pub alerts: Option<crate::alerts::RawAlerts>,
     pub anomalies: Option<crate::anomalies::RawAnomalies>,
+    pub scaling: Option<crate::scaling::RawScaling>,
 }
 
 /// `[shared_limits]`: rate-limit counts shared by replicas through Redis.

@@ -2086,3 +2086,94 @@ fn shaping_is_read_and_bad_shaping_names_its_key() {
     let e = parse_err(&http);
     assert_eq!(e[0].key.to_string(), "routes[1].shaping", "{e:?}");
 }
+
+#[test]
+fn scaling_is_read_with_its_defaults_and_bad_settings_name_their_keys() {
+    let c = parse_ok(&format!(
+        "{GOOD}\n[scaling]\ninterval = \"15s\"\n\n[scaling.pools.llm]\nper_replica = {{ requests_per_second = 20 }}\nmax = 12\nlead = \"3m\"\n"
+    ));
+    let s = &c.scaling;
+    assert_eq!(s.interval, Duration::from_secs(15));
+    let p = &s.pools[0];
+    assert_eq!((p.pool.as_str(), p.per_replica_rps), ("llm", 20.0));
+    assert_eq!(
+        p.policy,
+        crate::ScalingPolicy {
+            max: 12,
+            lead: Some(Duration::from_secs(180)),
+            ..crate::ScalingPolicy::default()
+        }
+    );
+    assert!(
+        c.summary()
+            .contains("scaling pool llm: 1–12 replicas of 20 requests/s, up past 80%, down under 30%, ahead by 3m"),
+        "{}",
+        c.summary()
+    );
+    let per = "per_replica = { requests_per_second = 20 }";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[scaling.pools.tea]\nper_replica = { requests_per_second = 1 }",
+            "scaling.pools.tea",
+            "no pool \"tea\"",
+        ),
+        (
+            "[scaling.pools.llm]\nmin = 5\nmax = 2",
+            "scaling.pools.llm.min",
+            "above max 2",
+        ),
+        (
+            "[scaling.pools.llm]\ntarget = 0.9",
+            "scaling.pools.llm.target",
+            "must hold",
+        ),
+        (
+            "[scaling.pools.llm]\nup_at = -1.0",
+            "scaling.pools.llm.up_at",
+            "not a utilization",
+        ),
+        (
+            "[scaling.pools.llm]\nmax_step_down = 0",
+            "scaling.pools.llm.max_step_down",
+            "at least 1",
+        ),
+        (
+            "[scaling.pools.llm]\nlead = \"0s\"",
+            "scaling.pools.llm.lead",
+            "from 1s to 24h",
+        ),
+        (
+            "[scaling.pools.llm]\nmin = 1\n# per_replica left out",
+            "scaling.pools.llm.per_replica",
+            "missing",
+        ),
+        (
+            "[scaling.pools.llm]\nper_replica = { requests_per_second = 0 }",
+            "scaling.pools.llm.per_replica.requests_per_second",
+            "not a rate above 0",
+        ),
+        (
+            "[scaling.pools.llm]\nper_replica = { gpus = 2 }",
+            "scaling.pools.llm.per_replica.gpus",
+            "unknown field `gpus`, expected `requests_per_second`",
+        ),
+        (
+            "[scaling]\ninterval = \"0s\"",
+            "scaling.interval",
+            "from 1s to 1h",
+        ),
+    ];
+    for (body, key, says) in cases {
+        let body = if body.contains("per_replica") || !body.starts_with("[scaling.pools.llm]") {
+            body.to_string()
+        } else {
+            format!("{body}\n{per}")
+        };
+        let p = parse_err(&format!("{GOOD}\n{body}\n"));
+        assert!(
+            p.iter()
+                .any(|p| p.key.to_string() == *key && p.to_string().contains(says)),
+            "{body}: {p:?}"
+        );
+    }
+}

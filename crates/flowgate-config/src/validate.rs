@@ -343,6 +343,17 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let scaling = {
+        // Named as written: a pool with a problem of its own is not missing.
+        let pools: Vec<&str> = declared.iter().map(String::as_str).collect();
+        crate::scaling::scaling(
+            raw.scaling.as_ref(),
+            &pools,
+            &root.clone().key("scaling"),
+            &mut found,
+        )
+    };
+
     let alerts = {
         let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let pools: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
@@ -382,6 +393,7 @@ pub(crate) fn validate(
             tracing,
             alerts,
             anomalies,
+            scaling,
         })
     } else {
         Err(found)

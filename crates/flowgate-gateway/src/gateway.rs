@@ -66,6 +66,7 @@ pub struct Gateway {
     alerting: crate::alerting::Alerting,
     /// The anomaly detectors on the history and what they found.
     anomalies: crate::anomalies::Anomalies,
+    scaling: crate::scaling::Scaling,
     /// The memory governor's level and counts.
     memory: Arc<crate::memory_governor::Governor>,
 }
@@ -162,6 +163,8 @@ impl Gateway {
             crate::alerting::Alerting::new(&config.alerts, clock.clone(), fetcher, &host)?;
         telemetry.register_collector(Box::new(alerting.collector()));
         let anomalies = crate::anomalies::Anomalies::new(&config.anomalies);
+        let scaling = crate::scaling::Scaling::default();
+        telemetry.register_collector(Box::new(scaling.collector()));
         let memory = Arc::new(crate::memory_governor::Governor::default());
         telemetry.register_collector(Box::new(memory.collector()));
         telemetry.set_sinks(crate::sinks::of(
@@ -220,6 +223,7 @@ impl Gateway {
             spending,
             alerting,
             anomalies,
+            scaling,
             memory,
             history,
             tracer,
@@ -265,6 +269,11 @@ impl Gateway {
     /// The alert rules at work.
     pub(crate) fn alerting(&self) -> &crate::alerting::Alerting {
         &self.alerting
+    }
+
+    /// The pools' scaling recommenders.
+    pub(crate) fn scaling(&self) -> &crate::scaling::Scaling {
+        &self.scaling
     }
 
     /// The anomaly detectors and their anomalies.

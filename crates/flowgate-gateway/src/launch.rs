@@ -72,6 +72,7 @@ pub async fn launch(
     warm_tokenizers(&gateway.runtime().config);
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
     crate::memory_watch::spawn(&gateway, stopped.clone());
+    crate::scaling_loop::spawn(&gateway, stopped.clone());
     let ledger_writer = crate::spend::spawn_writer(
         gateway.spending(),
         gateway.telemetry().clone(),

@@ -47,6 +47,8 @@ mod refresh;
 mod reload;
 mod router;
 mod runtime;
+mod scaling;
+mod scaling_loop;
 mod sinks;
 mod spend;
 mod stages;

@@ -11,4 +11,5 @@ pub mod bottleneck;
 pub mod capacity;
 pub mod forecast;
 pub mod notify;
+pub mod scaling;
 pub mod score;

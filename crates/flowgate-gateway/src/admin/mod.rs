@@ -22,6 +22,7 @@ mod live;
 mod recommendations;
 mod reply;
 mod report;
+mod scaling;
 mod score;
 mod stages;
 mod status;
@@ -47,6 +48,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(score::routes())
         .merge(report::routes())
         .merge(stages::routes())
+        .merge(scaling::routes())
         .merge(live::routes())
         .merge(keys::routes())
         .merge(admission::routes())

@@ -1,0 +1,272 @@
+//! Scaling recommendations (`[scaling]`): for each upstream pool named under
+//! `[scaling.pools.NAME]`, how many replicas it should have (`flowgate_insight::scaling`
+//! decides; docs/autoscaling.md). Decisions are made and shown, and acted on by what
+//! reads them (KEDA's `metrics-api` scaler, an HPA through the Prometheus adapter).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Found, KeyPath};
+use crate::units::HumanDuration;
+
+/// `[scaling]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScaling {
+    pub enabled: Option<bool>,
+    pub interval: Option<HumanDuration>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, RawPolicy>,
+}
+
+/// One target's policy as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+    pub up_at: Option<f64>,
+    pub down_at: Option<f64>,
+    pub target: Option<f64>,
+    pub up_stabilization: Option<HumanDuration>,
+    pub down_stabilization: Option<HumanDuration>,
+    pub up_cooldown: Option<HumanDuration>,
+    pub down_cooldown: Option<HumanDuration>,
+    pub max_step_up: Option<u32>,
+    pub max_step_down: Option<u32>,
+    pub lead: Option<HumanDuration>,
+    pub per_replica: Option<RawPerReplica>,
+}
+
+/// What one replica serves, as written: one unit.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPerReplica {
+    pub requests_per_second: Option<f64>,
+}
+
+/// How a target scales (the recommender's rules; see `flowgate_insight::scaling`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingPolicy {
+    pub min: u32,
+    pub max: u32,
+    /// Utilization past which it scales up (0.8).
+    pub up_at: f64,
+    /// Utilization under which it scales down (0.3).
+    pub down_at: f64,
+    /// The utilization a new size aims at (0.6).
+    pub target: f64,
+    /// A scale-up takes the lowest size wanted over this window (none by default).
+    pub up_stabilization: Duration,
+    /// A scale-down takes the highest size wanted over this window (5 minutes).
+    pub down_stabilization: Duration,
+    /// After a change, no scale-up (1 minute) or scale-down (5 minutes) for this long.
+    pub up_cooldown: Duration,
+    pub down_cooldown: Duration,
+    /// Replicas added (4) or removed (2) at most at once.
+    pub max_step_up: u32,
+    pub max_step_down: u32,
+    /// How long a new replica takes to be ready: the forecast's horizon for predictive
+    /// scaling. `None`: reactive only.
+    pub lead: Option<Duration>,
+}
+
+impl Default for ScalingPolicy {
+    fn default() -> Self {
+        ScalingPolicy {
+            min: 1,
+            max: 10,
+            up_at: 0.8,
+            down_at: 0.3,
+            target: 0.6,
+            up_stabilization: Duration::ZERO,
+            down_stabilization: Duration::from_secs(300),
+            up_cooldown: Duration::from_secs(60),
+            down_cooldown: Duration::from_secs(300),
+            max_step_up: 4,
+            max_step_down: 2,
+            lead: None,
+        }
+    }
+}
+
+impl ScalingPolicy {
+    /// What is wrong with it, if anything: (key, problem).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.min > self.max {
+            return Err(("min", format!("{} is above max {}", self.min, self.max)));
+        }
+        if self.max == 0 {
+            return Err(("max", "at least 1".into()));
+        }
+        for (k, v) in [
+            ("up_at", self.up_at),
+            ("down_at", self.down_at),
+            ("target", self.target),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err((k, format!("{v} is not a utilization above 0 (0.6: 60%)")));
+            }
+        }
+        if !(self.down_at < self.target && self.target < self.up_at) {
+            return Err((
+                "target",
+                format!(
+                    "down_at ({}) < target ({}) < up_at ({}) must hold, or a new size would leave the band at once",
+                    self.down_at, self.target, self.up_at
+                ),
+            ));
+        }
+        if self.max_step_up == 0 {
+            return Err(("max_step_up", "at least 1".into()));
+        }
+        if self.max_step_down == 0 {
+            return Err(("max_step_down", "at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A pool's scaling: its policy and what one of its replicas serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolScaling {
+    pub pool: String,
+    pub policy: ScalingPolicy,
+    /// Requests a second one replica serves at full utilization.
+    pub per_replica_rps: f64,
+}
+
+/// `[scaling]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingConfig {
+    pub enabled: bool,
+    /// How often decisions are made (30 s).
+    pub interval: Duration,
+    pub pools: Vec<PoolScaling>,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        ScalingConfig {
+            enabled: true,
+            interval: Duration::from_secs(30),
+            pools: Vec::new(),
+        }
+    }
+}
+
+impl ScalingConfig {
+    /// Its lines of `flowgate check`'s summary.
+    pub fn summary(&self) -> String {
+        if !self.enabled || self.pools.is_empty() {
+            return "  scaling: off\n".into();
+        }
+        let mut s = String::new();
+        for p in &self.pools {
+            s.push_str(&format!(
+                "  scaling pool {}: {}–{} replicas of {} requests/s, up past {}%, down under {}%{}\n",
+                p.pool,
+                p.policy.min,
+                p.policy.max,
+                p.per_replica_rps,
+                p.policy.up_at * 100.0,
+                p.policy.down_at * 100.0,
+                p.policy
+                    .lead
+                    .map_or(String::new(), |l| format!(", ahead by {}", crate::format_duration(l))),
+            ));
+        }
+        s
+    }
+}
+
+fn policy(raw: &RawPolicy, key: &KeyPath, found: &mut Found) -> ScalingPolicy {
+    let d = ScalingPolicy::default();
+    let dur = |v: Option<HumanDuration>, d: Duration| v.map_or(d, |h| h.0);
+    let p = ScalingPolicy {
+        min: raw.min.unwrap_or(d.min),
+        max: raw.max.unwrap_or(d.max),
+        up_at: raw.up_at.unwrap_or(d.up_at),
+        down_at: raw.down_at.unwrap_or(d.down_at),
+        target: raw.target.unwrap_or(d.target),
+        up_stabilization: dur(raw.up_stabilization, d.up_stabilization),
+        down_stabilization: dur(raw.down_stabilization, d.down_stabilization),
+        up_cooldown: dur(raw.up_cooldown, d.up_cooldown),
+        down_cooldown: dur(raw.down_cooldown, d.down_cooldown),
+        max_step_up: raw.max_step_up.unwrap_or(d.max_step_up),
+        max_step_down: raw.max_step_down.unwrap_or(d.max_step_down),
+        lead: raw.lead.map(|h| h.0),
+    };
+    if let Err((k, why)) = p.check() {
+        found.push((key.clone().key(k), why));
+    }
+    if p.lead
+        .is_some_and(|l| l.is_zero() || l > Duration::from_secs(86_400))
+    {
+        found.push((
+            key.clone().key("lead"),
+            "from 1s to 24h: how long a new replica takes to be ready".into(),
+        ));
+    }
+    p
+}
+
+pub(crate) fn scaling(
+    raw: Option<&RawScaling>,
+    pools: &[&str],
+    key: &KeyPath,
+    found: &mut Found,
+) -> ScalingConfig {
+    let d = ScalingConfig::default();
+    let Some(raw) = raw else {
+        return d;
+    };
+    let interval = raw.interval.map_or(d.interval, |h| h.0);
+    if interval < Duration::from_secs(1) || interval > Duration::from_secs(3600) {
+        found.push((
+            key.clone().key("interval"),
+            "from 1s to 1h: how often decisions are made".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for (name, raw) in &raw.pools {
+        let key = key.clone().key("pools").key(name);
+        if !pools.contains(&name.as_str()) {
+            found.push((
+                key.clone(),
+                format!("no pool {name:?} (pools: {})", pools.join(", ")),
+            ));
+            continue;
+        }
+        let policy = policy(raw, &key, found);
+        let per_replica_rps = match raw.per_replica.as_ref().and_then(|p| p.requests_per_second) {
+            Some(r) if r.is_finite() && r > 0.0 => r,
+            Some(r) => {
+                found.push((
+                    key.clone().key("per_replica").key("requests_per_second"),
+                    format!("{r} is not a rate above 0"),
+                ));
+                1.0
+            }
+            None => {
+                found.push((
+                    key.clone().key("per_replica"),
+                    "missing: what one replica serves at full utilization, e.g. { requests_per_second = 20 }".into(),
+                ));
+                1.0
+            }
+        };
+        out.push(PoolScaling {
+            pool: name.clone(),
+            policy,
+            per_replica_rps,
+        });
+    }
+    ScalingConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        interval,
+        pools: out,
+    }
+}

@@ -1,0 +1,114 @@
+//! Scaling on the admin listener ([`crate::scaling`]):
+//! - `GET /api/v1/scaling/status`: each scaled pool's policy, its last plan (demand,
+//!   prediction, utilization, the decision with its reason) and its recent changes;
+//! - `POST /api/v1/scaling/optimize`: decide for every pool now, and answer the plans;
+//! - `GET /api/v1/scaling/keda/{pool}`: the pool's numbers as KEDA's `metrics-api` scaler
+//!   reads them (`valueLocation: replicaDemand`, `targetValue: "1"`; or `desiredReplicas`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::reply::client_error;
+use crate::gateway::Gateway;
+use crate::scaling::Plan;
+
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new()
+        .route("/api/v1/scaling/status", get(status))
+        .route("/api/v1/scaling/optimize", post(optimize))
+        .route("/api/v1/scaling/keda/{pool}", get(keda))
+}
+
+fn policy_json(gw: &Gateway, pool: &str) -> Value {
+    let rt = gw.runtime();
+    let Some(p) = rt.config.scaling.pools.iter().find(|p| p.pool == pool) else {
+        return Value::Null;
+    };
+    let s = &p.policy;
+    json!({
+        "min": s.min,
+        "max": s.max,
+        "up_at": s.up_at,
+        "down_at": s.down_at,
+        "target": s.target,
+        "up_stabilization_seconds": s.up_stabilization.as_secs(),
+        "down_stabilization_seconds": s.down_stabilization.as_secs(),
+        "up_cooldown_seconds": s.up_cooldown.as_secs(),
+        "down_cooldown_seconds": s.down_cooldown.as_secs(),
+        "max_step_up": s.max_step_up,
+        "max_step_down": s.max_step_down,
+        "lead_seconds": s.lead.map(|l| l.as_secs()),
+        "per_replica": { "requests_per_second": p.per_replica_rps },
+    })
+}
+
+/// A plan as JSON: NaN (no demand measured) as null.
+fn plan_json(p: &Plan) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    let finite = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
+    v["demand_rps"] = finite(p.demand_rps);
+    v["replica_demand"] = finite(p.replica_demand);
+    v["decision"]["input"]["utilization"] = finite(p.decision.input.utilization);
+    v
+}
+
+fn plans(gw: &Gateway, list: Vec<(Plan, Vec<flowgate_insight::scaling::Decision>)>) -> Value {
+    let rt = gw.runtime();
+    json!({
+        "enabled": rt.config.scaling.enabled,
+        "interval_seconds": rt.config.scaling.interval.as_secs(),
+        "pools": list.iter().map(|(p, changes)| json!({
+            "pool": p.pool,
+            "policy": policy_json(gw, &p.pool),
+            "plan": plan_json(p),
+            "changes": changes,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn status(State(gw): State<Arc<Gateway>>) -> Response {
+    Json(plans(&gw, gw.scaling().status())).into_response()
+}
+
+async fn optimize(State(gw): State<Arc<Gateway>>) -> Response {
+    let now = gw.clock().unix_millis() / 1000;
+    gw.scaling().cycle(&gw.runtime(), gw.history(), now);
+    Json(plans(&gw, gw.scaling().status())).into_response()
+}
+
+async fn keda(State(gw): State<Arc<Gateway>>, Path(pool): Path<String>) -> Response {
+    let Some((p, _)) = gw
+        .scaling()
+        .status()
+        .into_iter()
+        .find(|(p, _)| p.pool == pool)
+    else {
+        let known = gw
+            .runtime()
+            .config
+            .scaling
+            .pools
+            .iter()
+            .any(|p| p.pool == pool);
+        let why = if known {
+            format!("pool {pool:?} has no decision yet: POST /api/v1/scaling/optimize makes one")
+        } else {
+            format!("pool {pool:?} is not scaled (no [scaling.pools.{pool}])")
+        };
+        return client_error(StatusCode::NOT_FOUND, &why, "not_found");
+    };
+    Json(json!({
+        "pool": p.pool,
+        "replicaDemand": if p.replica_demand.is_finite() { p.replica_demand } else { 0.0 },
+        "desiredReplicas": p.decision.desired,
+        "currentReplicas": p.decision.input.current,
+        "utilization": if p.decision.input.utilization.is_finite() { p.decision.input.utilization } else { 0.0 },
+    }))
+    .into_response()
+}
