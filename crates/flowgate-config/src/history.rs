@@ -47,6 +47,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("event_loop_lag_ms", None),
     // Failed or dropped alert deliveries per second.
     ("notification_failures", Some("notifier")),
+    // Scaling actions that failed per second ([scaling]).
+    ("scaling_failures", Some("pool")),
 ];
 
 /// The stages of a request's path, as `stage_ms` names them (`flowgate_telemetry::

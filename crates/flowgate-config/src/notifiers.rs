@@ -135,7 +135,7 @@ impl NotifierConfig {
     }
 }
 
-fn env_value(
+pub(crate) fn env_value(
     var: &str,
     env: &[(String, String)],
     key: KeyPath,

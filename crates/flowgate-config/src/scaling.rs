@@ -38,6 +38,44 @@ pub(crate) struct RawPolicy {
     pub max_step_down: Option<u32>,
     pub lead: Option<HumanDuration>,
     pub per_replica: Option<RawPerReplica>,
+    pub dry_run: Option<bool>,
+    pub actuator: Option<RawActuator>,
+}
+
+/// An actuator as written: `{ command = [...], timeout, register }` or `{ webhook = URL,
+/// secret_env, timeout }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawActuator {
+    pub command: Option<Vec<String>>,
+    pub webhook: Option<String>,
+    pub secret_env: Option<String>,
+    pub timeout: Option<HumanDuration>,
+    pub register: Option<bool>,
+}
+
+/// What carries a pool's decisions out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Actuator {
+    /// A program run with the decision: `{replicas}`, `{current}` and `{pool}` in its
+    /// arguments replaced, and `FLOWGATE_POOL`, `FLOWGATE_REPLICAS`, `FLOWGATE_CURRENT` in
+    /// its environment; killed past `timeout`; a non-zero exit is a failure. With
+    /// `register`, the `http(s)://` URLs its output lists, one a line, are the pool's
+    /// replicas: new ones are registered as endpoints, registered ones it no longer lists
+    /// are deregistered (the config file's endpoints are left as they are).
+    Command {
+        program: String,
+        args: Vec<String>,
+        timeout: Duration,
+        register: bool,
+    },
+    /// A JSON `POST` of the decision, signed as the alert webhooks are when a secret is
+    /// set; any 2xx is success.
+    Webhook {
+        url: http::Uri,
+        secret: Option<crate::secret::Secret>,
+        timeout: Duration,
+    },
 }
 
 /// What one replica serves, as written: one unit.
@@ -129,13 +167,17 @@ impl ScalingPolicy {
     }
 }
 
-/// A pool's scaling: its policy and what one of its replicas serves.
+/// A pool's scaling: its policy, what one of its replicas serves, and what carries its
+/// decisions out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolScaling {
     pub pool: String,
     pub policy: ScalingPolicy,
     /// Requests a second one replica serves at full utilization.
     pub per_replica_rps: f64,
+    /// Decisions are made and shown, the actuator is not called (the default).
+    pub dry_run: bool,
+    pub actuator: Option<Actuator>,
 }
 
 /// `[scaling]`.
@@ -166,7 +208,7 @@ impl ScalingConfig {
         let mut s = String::new();
         for p in &self.pools {
             s.push_str(&format!(
-                "  scaling pool {}: {}–{} replicas of {} requests/s, up past {}%, down under {}%{}\n",
+                "  scaling pool {}: {}–{} replicas of {} requests/s, up past {}%, down under {}%{}{}\n",
                 p.pool,
                 p.policy.min,
                 p.policy.max,
@@ -176,6 +218,12 @@ impl ScalingConfig {
                 p.policy
                     .lead
                     .map_or(String::new(), |l| format!(", ahead by {}", crate::format_duration(l))),
+                match (&p.actuator, p.dry_run) {
+                    (None, _) => String::new(),
+                    (Some(_), true) => ", dry run".to_string(),
+                    (Some(Actuator::Command { program, .. }), false) => format!(", runs {program}"),
+                    (Some(Actuator::Webhook { url, .. }), false) => format!(", posts to {url}"),
+                },
             ));
         }
         s
@@ -213,9 +261,96 @@ fn policy(raw: &RawPolicy, key: &KeyPath, found: &mut Found) -> ScalingPolicy {
     p
 }
 
+/// Whether `program` can be run: a path to an executable file, or a name found in
+/// `PATH`.
+fn runnable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let ok = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return ok(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| ok(&d.join(program))))
+}
+
+fn actuator(
+    raw: &RawActuator,
+    env: &[(String, String)],
+    key: &KeyPath,
+    found: &mut Found,
+) -> Option<Actuator> {
+    let timeout = raw.timeout.map_or(Duration::from_secs(60), |h| h.0);
+    if timeout.is_zero() || timeout > Duration::from_secs(3600) {
+        found.push((key.clone().key("timeout"), "from 1ms to 1h".into()));
+    }
+    match (&raw.command, &raw.webhook) {
+        (Some(_), Some(_)) | (None, None) => {
+            found.push((
+                key.clone(),
+                "one of command = [\"program\", \"arg\", ...] or webhook = \"https://...\"".into(),
+            ));
+            None
+        }
+        (Some(cmd), None) => {
+            if raw.secret_env.is_some() {
+                found.push((
+                    key.clone().key("secret_env"),
+                    "only a webhook is signed".into(),
+                ));
+            }
+            let Some((program, args)) = cmd.split_first() else {
+                found.push((
+                    key.clone().key("command"),
+                    "empty: the program to run, then its arguments".into(),
+                ));
+                return None;
+            };
+            if !runnable(program) {
+                found.push((
+                    key.clone().key("command"),
+                    format!("{program:?} is not an executable file, nor found in PATH"),
+                ));
+                return None;
+            }
+            Some(Actuator::Command {
+                program: program.clone(),
+                args: args.to_vec(),
+                timeout,
+                register: raw.register.unwrap_or(false),
+            })
+        }
+        (None, Some(url)) => {
+            if raw.register.is_some() {
+                found.push((
+                    key.clone().key("register"),
+                    "only a command's output lists endpoints".into(),
+                ));
+            }
+            let url = crate::units::http_url(
+                url,
+                &format!("{url:?}"),
+                key.clone().key("webhook"),
+                found,
+            )?;
+            let secret = raw.secret_env.as_ref().and_then(|var| {
+                crate::notifiers::env_value(var, env, key.clone().key("secret_env"), found)
+                    .map(|v| crate::secret::Secret::new(var, v))
+            });
+            Some(Actuator::Webhook {
+                url,
+                secret,
+                timeout,
+            })
+        }
+    }
+}
+
 pub(crate) fn scaling(
     raw: Option<&RawScaling>,
     pools: &[&str],
+    env: &[(String, String)],
     key: &KeyPath,
     found: &mut Found,
 ) -> ScalingConfig {
@@ -258,10 +393,16 @@ pub(crate) fn scaling(
                 1.0
             }
         };
+        let actuator = raw
+            .actuator
+            .as_ref()
+            .and_then(|a| actuator(a, env, &key.clone().key("actuator"), found));
         out.push(PoolScaling {
             pool: name.clone(),
             policy,
             per_replica_rps,
+            dry_run: raw.dry_run.unwrap_or(true),
+            actuator,
         });
     }
     ScalingConfig {

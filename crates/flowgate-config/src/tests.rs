@@ -2162,6 +2162,31 @@ fn scaling_is_read_with_its_defaults_and_bad_settings_name_their_keys() {
             "scaling.interval",
             "from 1s to 1h",
         ),
+        (
+            "[scaling.pools.llm]\nactuator = { command = [\"/nonexistent/scale\"] }",
+            "scaling.pools.llm.actuator.command",
+            "not an executable file, nor found in PATH",
+        ),
+        (
+            "[scaling.pools.llm]\nactuator = { command = [\"sh\"], webhook = \"http://127.0.0.1:1/x\" }",
+            "scaling.pools.llm.actuator",
+            "one of command",
+        ),
+        (
+            "[scaling.pools.llm]\nactuator = { webhook = \"http://127.0.0.1:1/x\", register = true }",
+            "scaling.pools.llm.actuator.register",
+            "only a command's output",
+        ),
+        (
+            "[scaling.pools.llm]\nactuator = { webhook = \"http://127.0.0.1:1/x\", secret_env = \"FLOWGATE_TEST_NOT_SET\" }",
+            "scaling.pools.llm.actuator.secret_env",
+            "is not set",
+        ),
+        (
+            "[scaling.pools.llm]\nactuator = { command = [\"sh\"], timeout = \"2h\" }",
+            "scaling.pools.llm.actuator.timeout",
+            "from 1ms to 1h",
+        ),
     ];
     for (body, key, says) in cases {
         let body = if body.contains("per_replica") || !body.starts_with("[scaling.pools.llm]") {

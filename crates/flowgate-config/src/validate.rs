@@ -349,6 +349,7 @@ pub(crate) fn validate(
         crate::scaling::scaling(
             raw.scaling.as_ref(),
             &pools,
+            env,
             &root.clone().key("scaling"),
             &mut found,
         )

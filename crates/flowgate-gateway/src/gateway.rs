@@ -67,6 +67,9 @@ pub struct Gateway {
     /// The anomaly detectors on the history and what they found.
     anomalies: crate::anomalies::Anomalies,
     scaling: crate::scaling::Scaling,
+    /// The control plane's own HTTP requests (the scaling webhook; the notifiers and the
+    /// trace exporter hold their own handle).
+    fetcher: Arc<flowgate_http::fetch::Fetcher>,
     /// The memory governor's level and counts.
     memory: Arc<crate::memory_governor::Governor>,
 }
@@ -160,7 +163,7 @@ impl Gateway {
             telemetry.register_collector(Box::new(crate::trace_export::Collector(t.clone())));
         }
         let alerting =
-            crate::alerting::Alerting::new(&config.alerts, clock.clone(), fetcher, &host)?;
+            crate::alerting::Alerting::new(&config.alerts, clock.clone(), fetcher.clone(), &host)?;
         telemetry.register_collector(Box::new(alerting.collector()));
         let anomalies = crate::anomalies::Anomalies::new(&config.anomalies);
         let scaling = crate::scaling::Scaling::default();
@@ -224,6 +227,7 @@ impl Gateway {
             alerting,
             anomalies,
             scaling,
+            fetcher,
             memory,
             history,
             tracer,
@@ -269,6 +273,11 @@ impl Gateway {
     /// The alert rules at work.
     pub(crate) fn alerting(&self) -> &crate::alerting::Alerting {
         &self.alerting
+    }
+
+    /// The control plane's HTTP client.
+    pub(crate) fn fetcher(&self) -> &flowgate_http::fetch::Fetcher {
+        &self.fetcher
     }
 
     /// The pools' scaling recommenders.

@@ -60,6 +60,18 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
                 },
             ));
         }
+        for (pool, failed) in gw.scaling().take_failures() {
+            out.push((
+                format!(
+                    "scaling_failures{}",
+                    flowgate_telemetry::history::label("pool", &pool)
+                ),
+                Sample::Amount {
+                    amount: failed as f64,
+                    per: 1.0,
+                },
+            ));
+        }
         if let Some(r) = gw.cache().and_then(|c| c.stats().redis) {
             out.push((
                 "redis_up{link=\"cache\"}".to_string(),

@@ -48,6 +48,7 @@ mod reload;
 mod router;
 mod runtime;
 mod scaling;
+mod scaling_act;
 mod scaling_loop;
 mod sinks;
 mod spend;

@@ -35,9 +35,32 @@ struct PoolState {
     settings: PoolScaling,
     scaler: Scaler,
     last: Option<Plan>,
-    changes: VecDeque<Decision>,
+    changes: VecDeque<Change>,
+    /// Actions that failed since the history last took the count.
+    failures: u64,
     /// (made at, the demand forecast a minute apart from then), or why there is none.
     forecast: Option<(u64, Result<Vec<f64>, String>)>,
+}
+
+/// What an actuator did with a decision.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Acted {
+    /// `command`, `webhook`, or `dry_run` (the actuator was not called).
+    pub(crate) by: &'static str,
+    pub(crate) ok: bool,
+    /// The command's output (its end) or the webhook's answer, or why it failed.
+    pub(crate) detail: String,
+    pub(crate) took_ms: u64,
+    /// Endpoints registered and deregistered from a command's output.
+    pub(crate) registered: Vec<String>,
+    pub(crate) deregistered: Vec<String>,
+}
+
+/// A change decided, and what was done with it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Change {
+    pub(crate) decision: Decision,
+    pub(crate) acted: Option<Acted>,
 }
 
 /// A pool's plan: its decision with the numbers it came from.
@@ -54,6 +77,7 @@ pub(crate) struct Plan {
     /// `metrics-api` scaler reads, with a target value of 1).
     pub(crate) replica_demand: f64,
     pub(crate) decision: Decision,
+    pub(crate) acted: Option<Acted>,
 }
 
 /// The pools' recommenders.
@@ -83,6 +107,7 @@ impl Scaling {
                 scaler: Scaler::new(p.policy.clone()),
                 last: None,
                 changes: VecDeque::new(),
+                failures: 0,
                 forecast: None,
             });
             let current = rt
@@ -136,7 +161,10 @@ impl Scaling {
                 if state.changes.len() >= KEEP {
                     state.changes.pop_front();
                 }
-                state.changes.push_back(decision.clone());
+                state.changes.push_back(Change {
+                    decision: decision.clone(),
+                    acted: None,
+                });
             }
             let plan = Plan {
                 pool: p.pool.clone(),
@@ -146,6 +174,7 @@ impl Scaling {
                 per_replica_rps: p.per_replica_rps,
                 replica_demand: (demand / (p.per_replica_rps * p.policy.target)).max(0.0),
                 decision,
+                acted: None,
             };
             state.last = Some(plan.clone());
             out.push(plan);
@@ -153,8 +182,40 @@ impl Scaling {
         out
     }
 
+    /// What was done with `pool`'s decision made at `at`: kept with its plan and change;
+    /// a failure counted for the history.
+    pub(crate) fn acted(&self, pool: &str, at: u64, acted: Acted) {
+        let Ok(mut pools) = self.0.lock() else {
+            return;
+        };
+        let Some(s) = pools.get_mut(pool) else {
+            return;
+        };
+        if !acted.ok {
+            s.failures += 1;
+        }
+        if let Some(c) = s.changes.iter_mut().rev().find(|c| c.decision.at == at) {
+            c.acted = Some(acted.clone());
+        }
+        if let Some(p) = s.last.as_mut().filter(|p| p.decision.at == at) {
+            p.acted = Some(acted);
+        }
+    }
+
+    /// Each pool's failed actions since the last call (the history's
+    /// `scaling_failures{pool}`).
+    pub(crate) fn take_failures(&self) -> Vec<(String, u64)> {
+        let Ok(mut pools) = self.0.lock() else {
+            return Vec::new();
+        };
+        pools
+            .iter_mut()
+            .map(|(name, s)| (name.clone(), std::mem::take(&mut s.failures)))
+            .collect()
+    }
+
     /// Each pool's last plan and its recent changes, newest last.
-    pub(crate) fn status(&self) -> Vec<(Plan, Vec<Decision>)> {
+    pub(crate) fn status(&self) -> Vec<(Plan, Vec<Change>)> {
         let Ok(pools) = self.0.lock() else {
             return Vec::new();
         };

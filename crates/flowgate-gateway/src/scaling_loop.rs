@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
+use flowgate_insight::scaling::Direction;
+
 use crate::gateway::Gateway;
+use crate::scaling::Acted;
 
 /// Decides every `[scaling] interval` (the first an interval after start: there is no
 /// demand to read before) until `stopped`.
@@ -21,9 +24,46 @@ pub(crate) fn spawn(gw: &Arc<Gateway>, mut stopped: tokio::sync::watch::Receiver
             let Some(gw) = weak.upgrade() else { return };
             let scaling = &gw.runtime().config.scaling;
             if scaling.enabled && !scaling.pools.is_empty() {
-                let now = gw.clock().unix_millis() / 1000;
-                gw.scaling().cycle(&gw.runtime(), gw.history(), now);
+                cycle(&gw).await;
             }
         }
     });
+}
+
+/// One cycle: every pool decided, and each change carried out by its actuator (or, in a
+/// dry run, said and not done).
+pub(crate) async fn cycle(gw: &Arc<Gateway>) {
+    let now = gw.clock().unix_millis() / 1000;
+    let rt = gw.runtime();
+    let plans = gw.scaling().cycle(&rt, gw.history(), now);
+    for plan in plans
+        .iter()
+        .filter(|p| p.decision.direction != Direction::Hold)
+    {
+        let Some(cfg) = rt.config.scaling.pools.iter().find(|c| c.pool == plan.pool) else {
+            continue;
+        };
+        let Some(actuator) = &cfg.actuator else {
+            continue;
+        };
+        let acted = if cfg.dry_run {
+            Acted {
+                by: "dry_run",
+                ok: true,
+                detail: format!(
+                    "dry run: the actuator was not asked for {} replicas (dry_run = false acts)",
+                    plan.decision.desired
+                ),
+                took_ms: 0,
+                registered: Vec::new(),
+                deregistered: Vec::new(),
+            }
+        } else {
+            crate::scaling_act::act(gw, cfg, actuator, &plan.decision).await
+        };
+        if !acted.ok {
+            tracing::warn!(pool = %plan.pool, desired = plan.decision.desired, detail = %acted.detail, "a scaling action failed");
+        }
+        gw.scaling().acted(&plan.pool, plan.decision.at, acted);
+    }
 }

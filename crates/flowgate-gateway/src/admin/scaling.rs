@@ -58,11 +58,12 @@ fn plan_json(p: &Plan) -> Value {
     v
 }
 
-fn plans(gw: &Gateway, list: Vec<(Plan, Vec<flowgate_insight::scaling::Decision>)>) -> Value {
+fn plans(gw: &Gateway, list: Vec<(Plan, Vec<crate::scaling::Change>)>) -> Value {
     let rt = gw.runtime();
     json!({
         "enabled": rt.config.scaling.enabled,
         "interval_seconds": rt.config.scaling.interval.as_secs(),
+        "dry_run": rt.config.scaling.pools.iter().map(|p| (p.pool.clone(), json!(p.dry_run))).collect::<serde_json::Map<_, _>>(),
         "pools": list.iter().map(|(p, changes)| json!({
             "pool": p.pool,
             "policy": policy_json(gw, &p.pool),
@@ -77,8 +78,7 @@ async fn status(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 async fn optimize(State(gw): State<Arc<Gateway>>) -> Response {
-    let now = gw.clock().unix_millis() / 1000;
-    gw.scaling().cycle(&gw.runtime(), gw.history(), now);
+    crate::scaling_loop::cycle(&gw).await;
     Json(plans(&gw, gw.scaling().status())).into_response()
 }
 
