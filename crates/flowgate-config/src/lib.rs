@@ -23,6 +23,7 @@ mod anomalies;
 mod budget;
 mod catalog;
 mod cost;
+mod cron;
 mod env;
 mod error;
 pub mod fuzzing;
@@ -63,6 +64,7 @@ pub use budget::{
 };
 pub use catalog::{Capabilities, Deployment, ModelInfo};
 pub use cost::{CostConfig, SharedBudgetsConfig};
+pub use cron::Schedule;
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;
