@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod anomaly;
+pub mod automation;
 pub mod bottleneck;
 pub mod capacity;
 pub mod forecast;
