@@ -20,6 +20,7 @@
 mod admin;
 mod alerts;
 mod anomalies;
+mod automation;
 mod budget;
 mod catalog;
 mod cost;
@@ -57,6 +58,9 @@ pub use alerts::{
 };
 pub use anomalies::{
     AnomaliesConfig, DEFAULT_SERIES as DEFAULT_ANOMALY_SERIES, check_pattern, series_matches,
+};
+pub use automation::{
+    Action as AutomationAction, AutomationConfig, AutomationRule, Better, Replicas, Trigger, Verify,
 };
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,

@@ -56,6 +56,8 @@ pub struct Config {
     pub anomalies: crate::anomalies::AnomaliesConfig,
     /// Scaling recommendations for pools (`[scaling]`).
     pub scaling: crate::scaling::ScalingConfig,
+    /// Automation rules (`[automation]`).
+    pub automation: crate::automation::AutomationConfig,
 }
 
 /// Virtual API keys (`[auth]`).
@@ -1031,6 +1033,9 @@ impl Config {
         s.push_str(&self.history.summary());
         s.push_str(&self.anomalies.summary(self.history.enabled));
         s.push_str(&self.scaling.summary());
+        for r in &self.automation.rules {
+            s.push_str(&format!("  automation rule {}\n", r.name));
+        }
         s.push_str(&self.memory.summary());
         if let Some(t) = &self.tracing {
             s.push_str(&t.summary());

@@ -35,6 +35,7 @@ pub(crate) struct RawConfig {
     pub alerts: Option<crate::alerts::RawAlerts>,
     pub anomalies: Option<crate::anomalies::RawAnomalies>,
     pub scaling: Option<crate::scaling::RawScaling>,
+    pub automation: Option<crate::automation::RawAutomation>,
 }
 
 /// `[shared_limits]`: rate-limit counts shared by replicas through Redis.

@@ -2202,3 +2202,115 @@ fn scaling_is_read_with_its_defaults_and_bad_settings_name_their_keys() {
         );
     }
 }
+
+#[test]
+fn automation_rules_are_read_and_bad_ones_name_their_keys() {
+    let base = format!(
+        "{GOOD}\n[[alerts.rules]]\nname = \"slow\"\nseries = \"spend_usd_per_hour\"\nvalue = 1\n\n\
+         [scaling.pools.llm]\nper_replica = {{ requests_per_second = 20 }}\nmin = 2\nmax = 8\nactuator = {{ command = [\"sh\"] }}\n"
+    );
+    let c = parse_ok(&format!(
+        "{base}\n[[automation.rules]]\nname = \"faster\"\nwhen = {{ alert = \"slow\" }}\n\
+         do = {{ strategy = \"least_loaded\", pool = \"llm\" }}\ncooldown = \"30m\"\n\
+         verify = {{ series = 'spend_usd_per_hour', within = \"5m\", lower_by = 0.1 }}\n\n\
+         [[automation.rules]]\nname = \"business-hours\"\n\
+         when = {{ schedule = \"0 8 * * 1-5\", for = \"10h\", time_zone = \"Europe/Berlin\" }}\n\
+         do = {{ scale = \"llm\", replicas = \"+2\" }}\n"
+    ));
+    let rules = &c.automation.rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[0].when,
+        crate::Trigger::Alert {
+            rule: "slow".into(),
+            resolves: false
+        }
+    );
+    assert_eq!(rules[0].cooldown, Duration::from_secs(1800));
+    assert_eq!(rules[0].max_per_hour, 6);
+    assert_eq!(
+        rules[0].verify,
+        Some(crate::Verify {
+            series: "spend_usd_per_hour".into(),
+            within: Duration::from_secs(300),
+            better: crate::Better::Lower,
+            by: 0.1
+        })
+    );
+    assert!(matches!(
+        &rules[1].when,
+        crate::Trigger::Schedule { schedule, open, .. } if schedule.expr == "0 8 * * 1-5" && *open == Duration::from_secs(36_000)
+    ));
+    assert_eq!(
+        rules[1].action,
+        crate::AutomationAction::Scale {
+            pool: "llm".into(),
+            replicas: crate::Replicas::By(2)
+        }
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "when = { alert = \"tea\" }\ndo = { strategy = \"random\", pool = \"llm\" }",
+            "automation.rules[0].when.alert",
+            "no alert rule \"tea\"",
+        ),
+        (
+            "when = { schedule = \"0 25 * * *\" }\ndo = { strategy = \"random\", pool = \"llm\" }",
+            "automation.rules[0].when.schedule",
+            "hour: \"25\" is not from 0 to 23",
+        ),
+        (
+            "when = { schedule = \"0 8 * * *\", time_zone = \"Mars/Olympus\" }\ndo = { strategy = \"random\", pool = \"llm\" }",
+            "automation.rules[0].when.time_zone",
+            "not a time zone",
+        ),
+        (
+            "when = { alert = \"slow\", anomaly = \"x*\" }\ndo = { strategy = \"random\", pool = \"llm\" }",
+            "automation.rules[0].when",
+            "one of alert",
+        ),
+        (
+            "when = { alert = \"slow\" }\ndo = { scale = \"llm\", replicas = 20 }",
+            "automation.rules[0].do.replicas",
+            "beyond the pool's scaling bounds, 2 to 8",
+        ),
+        (
+            "when = { alert = \"slow\" }\ndo = { scale = \"tea\", replicas = 3 }",
+            "automation.rules[0].do.scale",
+            "no [scaling.pools.tea] with an actuator",
+        ),
+        (
+            "when = { alert = \"slow\" }\ndo = { strategy = \"fastest\", pool = \"llm\" }",
+            "automation.rules[0].do.strategy",
+            "fastest",
+        ),
+        (
+            "when = { alert = \"slow\" }\ndo = { strategy = \"random\", scale = \"llm\" }",
+            "automation.rules[0].do",
+            "one of strategy",
+        ),
+        (
+            "when = { alert = \"slow\" }\ndo = { strategy = \"random\", pool = \"llm\" }\nverify = { series = \"spend_usd_per_hour\" }",
+            "automation.rules[0].verify",
+            "one of lower_by or higher_by",
+        ),
+        (
+            "do = { strategy = \"random\", pool = \"llm\" }",
+            "automation.rules[0].when",
+            "missing",
+        ),
+        (
+            "when = { alert = \"slow\" }\ndo = { launch = \"rockets\" }",
+            "automation.rules[0].do.launch",
+            "unknown field",
+        ),
+    ];
+    for (body, key, says) in cases {
+        let p = parse_err(&format!("{base}\n[[automation.rules]]\n{body}\n"));
+        assert!(
+            p.iter()
+                .any(|p| p.key.to_string() == *key && p.to_string().contains(says)),
+            "{body}: {p:?}"
+        );
+    }
+}

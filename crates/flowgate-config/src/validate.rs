@@ -375,6 +375,36 @@ pub(crate) fn validate(
         )
     };
 
+    let automation = {
+        let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        let pools: Vec<&str> = declared.iter().map(String::as_str).collect();
+        let budgets: Vec<&str> = cost.budgets.iter().map(|b| b.name.as_str()).collect();
+        let alert_rules: Vec<&str> = alerts.rules.iter().map(|r| r.name.as_str()).collect();
+        let scaled: Vec<(&str, u32, u32)> = scaling
+            .pools
+            .iter()
+            .filter(|p| p.actuator.is_some())
+            .map(|p| (p.pool.as_str(), p.policy.min, p.policy.max))
+            .collect();
+        crate::automation::automation(
+            raw.automation.as_ref(),
+            &crate::automation::Names {
+                alerts: &alert_rules,
+                budgets: &budgets,
+                pools: &pools,
+                scaled: &scaled,
+                series: &crate::alerts::AlertNames {
+                    routes: &routes,
+                    pools: &pools,
+                    budgets: &budgets,
+                    notifiers: &[],
+                },
+            },
+            &root.clone().key("automation"),
+            &mut found,
+        )
+    };
+
     if found.is_empty() {
         Ok(Config {
             origin: origin.to_string(),
@@ -395,6 +425,7 @@ pub(crate) fn validate(
             alerts,
             anomalies,
             scaling,
+            automation,
         })
     } else {
         Err(found)

@@ -15,61 +15,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use flowgate_config::Schedule;
-use jiff::tz::TimeZone;
 use serde::Serialize;
 
-/// What starts a rule.
-#[derive(Debug, Clone)]
-pub enum Trigger {
-    /// Alert rule `rule` starts firing (`resolves`: stops firing).
-    Alert { rule: String, resolves: bool },
-    /// An anomaly opens on a series matching `pattern` (`*` any run) scoring `min_score`.
-    Anomaly { pattern: String, min_score: f64 },
-    /// A capacity resource (by name; `None`: any) runs out within `within`.
-    RunsOut {
-        resource: Option<String>,
-        within: Duration,
-    },
-    /// A budget (by name; `None`: any) has spent `percent` of its limit.
-    Budget {
-        budget: Option<String>,
-        percent: f64,
-    },
-    /// Each firing of `schedule` in `zone` opens a window of `open` seconds.
-    Schedule {
-        schedule: Schedule,
-        zone: TimeZone,
-        open: Duration,
-    },
-}
-
-/// Which way a verified series must go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Better {
-    Lower,
-    Higher,
-}
-
-/// A check after acting: `series` must improve by `by` (0.1: 10%) within `within`.
-#[derive(Debug, Clone)]
-pub struct Verify {
-    pub series: String,
-    pub within: Duration,
-    pub better: Better,
-    pub by: f64,
-}
-
-/// A rule as the engine sees it (its action is the gateway's business).
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: String,
-    pub when: Trigger,
-    pub cooldown: Duration,
-    pub max_per_hour: u32,
-    pub verify: Option<Verify>,
-}
+/// The config's rules (their actions are the gateway's business), triggers and checks:
+/// one definition, with its validation, in `flowgate_config`.
+pub use flowgate_config::{AutomationRule as Rule, Better, Trigger, Verify};
 
 /// What the gateway knows at a cycle.
 pub struct Facts<'a> {

@@ -1,9 +1,15 @@
 use super::*;
+use flowgate_config::{AutomationAction, Schedule};
+use jiff::tz::TimeZone;
 
 fn rule(when: Trigger) -> Rule {
     Rule {
         name: "r".into(),
         when,
+        action: AutomationAction::Strategy {
+            pool: "llm".into(),
+            to: "least_loaded".into(),
+        },
         cooldown: Duration::from_secs(600),
         max_per_hour: 10,
         verify: None,
