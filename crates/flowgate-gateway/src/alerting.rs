@@ -266,27 +266,35 @@ struct Watched<'a> {
     anomalies: &'a Anomalies,
 }
 
+/// `series` over the `window` before `now`, as a rule reads it: from the live ring by the
+/// second, or beyond it (and for latencies) the stored points' mean.
+pub(crate) fn series_value(
+    history: &History,
+    series: &str,
+    now: u64,
+    window: Duration,
+) -> Option<f64> {
+    let secs = window.as_secs().max(1);
+    let latency = series.contains("latency_ms_p");
+    if !latency && secs <= LIVE_SECS {
+        return history.live(series, now, secs);
+    }
+    let res = if secs <= 6 * 3600 {
+        Resolution::TenSeconds
+    } else if secs <= 7 * 86_400 {
+        Resolution::Minute
+    } else {
+        Resolution::Hour
+    };
+    let points = history
+        .read(series, res, now.saturating_sub(secs), now + 1)
+        .ok()?;
+    (!points.is_empty()).then(|| points.iter().map(|p| p.value).sum::<f64>() / points.len() as f64)
+}
+
 impl Source for Watched<'_> {
     fn value(&self, series: &str, now: u64, window: Duration) -> Option<f64> {
-        let secs = window.as_secs().max(1);
-        let latency = series.contains("latency_ms_p");
-        if !latency && secs <= LIVE_SECS {
-            return self.history.live(series, now, secs);
-        }
-        // Beyond the live ring (or a latency): the stored points' mean.
-        let res = if secs <= 6 * 3600 {
-            Resolution::TenSeconds
-        } else if secs <= 7 * 86_400 {
-            Resolution::Minute
-        } else {
-            Resolution::Hour
-        };
-        let points = self
-            .history
-            .read(series, res, now.saturating_sub(secs), now + 1)
-            .ok()?;
-        (!points.is_empty())
-            .then(|| points.iter().map(|p| p.value).sum::<f64>() / points.len() as f64)
+        series_value(self.history, series, now, window)
     }
 
     fn last_seen(&self, series: &str) -> Option<u64> {

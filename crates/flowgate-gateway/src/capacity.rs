@@ -284,6 +284,29 @@ pub(crate) fn demand(
     Some((sum[first..=last].to_vec(), start + last as u64 * HOUR))
 }
 
+/// When each resource runs out under the baseline within 90 days (`None`: it does not),
+/// at `now`; those without history yet are left out.
+pub(crate) fn runs_out(gw: &Gateway, now: u64) -> Vec<(String, Option<u64>)> {
+    let Some(history) = gw.history() else {
+        return Vec::new();
+    };
+    let baseline = flowgate_insight::capacity::Scenario::standard()
+        .into_iter()
+        .next();
+    let Some(baseline) = baseline else {
+        return Vec::new();
+    };
+    resources(gw)
+        .0
+        .iter()
+        .filter_map(|c| {
+            let (hourly, last) = demand(history, &c.demand, now, c.resource.daily_mean)?;
+            let o = flowgate_insight::capacity::outlook(&c.resource, &hourly, last, &baseline, 90);
+            Some((c.resource.name.clone(), o.runs_out.map(|r| r.at)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use flowgate_telemetry::history::{HistorySettings, Sample};

@@ -67,6 +67,7 @@ pub struct Gateway {
     /// The anomaly detectors on the history and what they found.
     anomalies: crate::anomalies::Anomalies,
     scaling: crate::scaling::Scaling,
+    automation: crate::automation::Automation,
     /// The control plane's own HTTP requests (the scaling webhook; the notifiers and the
     /// trace exporter hold their own handle).
     fetcher: Arc<flowgate_http::fetch::Fetcher>,
@@ -167,6 +168,8 @@ impl Gateway {
         telemetry.register_collector(Box::new(alerting.collector()));
         let anomalies = crate::anomalies::Anomalies::new(&config.anomalies);
         let scaling = crate::scaling::Scaling::default();
+        let automation = crate::automation::Automation::default();
+        automation.set_paused(&config.automation.rules, config.automation.paused);
         telemetry.register_collector(Box::new(scaling.collector()));
         let memory = Arc::new(crate::memory_governor::Governor::default());
         telemetry.register_collector(Box::new(memory.collector()));
@@ -227,6 +230,7 @@ impl Gateway {
             alerting,
             anomalies,
             scaling,
+            automation,
             fetcher,
             memory,
             history,
@@ -278,6 +282,11 @@ impl Gateway {
     /// The control plane's HTTP client.
     pub(crate) fn fetcher(&self) -> &flowgate_http::fetch::Fetcher {
         &self.fetcher
+    }
+
+    /// The automation rules at work.
+    pub(crate) fn automation(&self) -> &crate::automation::Automation {
+        &self.automation
     }
 
     /// The pools' scaling recommenders.

@@ -73,6 +73,7 @@ pub async fn launch(
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
     crate::memory_watch::spawn(&gateway, stopped.clone());
     crate::scaling_loop::spawn(&gateway, stopped.clone());
+    crate::automation_loop::spawn(&gateway, stopped.clone());
     let ledger_writer = crate::spend::spawn_writer(
         gateway.spending(),
         gateway.telemetry().clone(),

@@ -19,6 +19,8 @@ mod anomalies;
 mod anomaly_thread;
 mod api_made;
 mod auth;
+mod automation;
+mod automation_loop;
 mod balance_metrics;
 mod body;
 mod cache_metrics;

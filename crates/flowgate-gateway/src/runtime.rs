@@ -41,6 +41,11 @@ pub struct Lasting<'a> {
 }
 
 impl Runtime {
+    /// Pool `name`'s upstream.
+    pub(crate) fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.iter().find(|u| *u.name == *name)
+    }
+
     /// Builds the runtime for `config`. Pools whose settings did not change keep their
     /// upstream connections and balancer state from `previous`. Fails when a pool's TLS
     /// material cannot be used.

@@ -110,11 +110,7 @@ impl Scaling {
                 failures: 0,
                 forecast: None,
             });
-            let current = rt
-                .upstreams
-                .iter()
-                .find(|u| *u.name == *p.pool)
-                .map_or(0, |u| u.endpoints().len()) as u32;
+            let current = rt.upstream(&p.pool).map_or(0, |u| u.endpoints().len()) as u32;
             let series = format!("requests_per_second{}", label("pool", &p.pool));
             let demand = history
                 .and_then(|h| h.live(&series, now, 60))

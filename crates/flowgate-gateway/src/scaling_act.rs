@@ -147,9 +147,7 @@ fn register_endpoints(
 ) -> Result<(), String> {
     let rt = gw.runtime();
     let u = rt
-        .upstreams
-        .iter()
-        .find(|u| *u.name == *pool)
+        .upstream(pool)
         .ok_or_else(|| format!("no pool {pool:?}"))?;
     let mut wanted = Vec::new();
     for url in urls {

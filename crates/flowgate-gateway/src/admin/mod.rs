@@ -8,6 +8,7 @@ mod admission;
 mod alert_rules;
 mod alerts;
 mod anomalies;
+mod automation;
 mod balance;
 mod budgets;
 mod cache;
@@ -49,6 +50,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(report::routes())
         .merge(stages::routes())
         .merge(scaling::routes())
+        .merge(automation::routes())
         .merge(live::routes())
         .merge(keys::routes())
         .merge(admission::routes())

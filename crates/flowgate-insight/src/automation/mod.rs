@@ -13,7 +13,6 @@
 //! is undone. A schedule's action is undone when its window closes.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
 use serde::Serialize;
 

@@ -1,6 +1,7 @@
 use super::*;
 use flowgate_config::{AutomationAction, Schedule};
 use jiff::tz::TimeZone;
+use std::time::Duration;
 
 fn rule(when: Trigger) -> Rule {
     Rule {

@@ -1,0 +1,117 @@
+//! Automation on the admin listener ([`crate::automation`]):
+//! - `GET /api/v1/automation/rules`: the rules, and whether automation is paused;
+//! - `GET /api/v1/automation/history`: the audit log (every action, undo, verdict and
+//!   skip, with what was done), oldest first;
+//! - `POST /api/v1/automation/cycle`: one cycle now (every rule evaluated, acted on where
+//!   allowed): its steps;
+//! - `POST /api/v1/automation/pause` and `/resume`: no action while paused (skips are
+//!   logged), until resumed.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flowgate_config::{AutomationAction, AutomationRule, Better, Replicas, Trigger};
+use serde_json::{Value, json};
+
+use crate::gateway::Gateway;
+
+pub fn routes() -> axum::Router<Arc<Gateway>> {
+    axum::Router::new()
+        .route("/api/v1/automation/rules", get(rules))
+        .route("/api/v1/automation/history", get(history))
+        .route("/api/v1/automation/cycle", post(cycle))
+        .route("/api/v1/automation/pause", post(pause))
+        .route("/api/v1/automation/resume", post(resume))
+}
+
+/// A rule in words and numbers.
+fn rule_json(r: &AutomationRule) -> Value {
+    let when = match &r.when {
+        Trigger::Alert { rule, resolves } => {
+            format!(
+                "alert {rule} {}",
+                if *resolves { "resolves" } else { "fires" }
+            )
+        }
+        Trigger::Anomaly { pattern, min_score } => {
+            format!("an anomaly on {pattern} scores {min_score} or more")
+        }
+        Trigger::RunsOut { resource, within } => format!(
+            "{} runs out within {} days (baseline)",
+            resource.as_deref().unwrap_or("a resource"),
+            within.as_secs() / 86_400
+        ),
+        Trigger::Budget { budget, percent } => format!(
+            "budget {} has spent {percent}%",
+            budget.as_deref().unwrap_or("(any)")
+        ),
+        Trigger::Schedule {
+            schedule,
+            zone,
+            open,
+        } => format!(
+            "\"{}\" in {}, open {}",
+            schedule.expr,
+            zone.iana_name().unwrap_or("UTC"),
+            flowgate_config::format_duration(*open)
+        ),
+    };
+    let action = match &r.action {
+        AutomationAction::Strategy { pool, to } => format!("switch pool {pool} to {to}"),
+        AutomationAction::Scale { pool, replicas } => match replicas {
+            Replicas::To(n) => format!("scale pool {pool} to {n}"),
+            Replicas::By(d) => format!("scale pool {pool} by {d:+}"),
+        },
+    };
+    json!({
+        "name": r.name,
+        "when": when,
+        "do": action,
+        "cooldown_seconds": r.cooldown.as_secs(),
+        "max_per_hour": r.max_per_hour,
+        "verify": r.verify.as_ref().map(|v| json!({
+            "series": v.series,
+            "within_seconds": v.within.as_secs(),
+            "better": match v.better { Better::Lower => "lower", Better::Higher => "higher" },
+            "by": v.by,
+        })),
+    })
+}
+
+async fn rules(State(gw): State<Arc<Gateway>>) -> Response {
+    let rt = gw.runtime();
+    let a = &rt.config.automation;
+    Json(json!({
+        "enabled": a.enabled,
+        "paused": gw.automation().paused(),
+        "interval_seconds": a.interval.as_secs(),
+        "rules": a.rules.iter().map(rule_json).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn history(State(gw): State<Arc<Gateway>>) -> Response {
+    Json(json!({ "history": gw.automation().history() })).into_response()
+}
+
+async fn cycle(State(gw): State<Arc<Gateway>>) -> Response {
+    let steps = crate::automation_loop::cycle(&gw).await;
+    Json(json!({ "paused": gw.automation().paused(), "steps": steps })).into_response()
+}
+
+async fn pause(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.automation()
+        .set_paused(&gw.runtime().config.automation.rules, true);
+    tracing::warn!("automation paused through the admin API");
+    Json(json!({ "paused": true })).into_response()
+}
+
+async fn resume(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.automation()
+        .set_paused(&gw.runtime().config.automation.rules, false);
+    tracing::info!("automation resumed through the admin API");
+    Json(json!({ "paused": false })).into_response()
+}
