@@ -49,6 +49,8 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("notification_failures", Some("notifier")),
     // Scaling actions that failed per second ([scaling]).
     ("scaling_failures", Some("pool")),
+    // Automation steps (actions, undos) that failed per second ([automation]).
+    ("automation_failures", Some("rule")),
 ];
 
 /// The stages of a request's path, as `stage_ms` names them (`flowgate_telemetry::

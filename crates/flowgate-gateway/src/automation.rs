@@ -37,6 +37,8 @@ struct State {
     engine: Engine,
     undo: HashMap<String, Undo>,
     log: VecDeque<Entry>,
+    /// Steps that failed, by rule, since the history last took the counts.
+    failures: HashMap<String, u64>,
 }
 
 /// See the module's documentation.
@@ -83,11 +85,36 @@ impl Automation {
 
     pub(crate) fn log(&self, entry: Entry) {
         if let Ok(mut s) = self.0.lock() {
+            if !entry.ok {
+                let rule = match &entry.step {
+                    Step::Act { rule, .. }
+                    | Step::Undo { rule, .. }
+                    | Step::Kept { rule, .. }
+                    | Step::Skipped { rule, .. } => rule.clone(),
+                };
+                *s.failures.entry(rule).or_default() += 1;
+            }
             if s.log.len() >= KEEP {
                 s.log.pop_front();
             }
             s.log.push_back(entry);
         }
+    }
+
+    /// Each rule's failed steps since the last call (the history's
+    /// `automation_failures{rule}`).
+    pub(crate) fn take_failures(&self) -> Vec<(String, u64)> {
+        self.0
+            .lock()
+            .map(|mut s| {
+                // A rule that failed once keeps its series (zero since), so that an alert
+                // on it resolves instead of finding no data.
+                s.failures
+                    .iter_mut()
+                    .map(|(rule, n)| (rule.clone(), std::mem::take(n)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The log, oldest first.

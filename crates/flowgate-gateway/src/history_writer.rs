@@ -60,6 +60,18 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
                 },
             ));
         }
+        for (rule, failed) in gw.automation().take_failures() {
+            out.push((
+                format!(
+                    "automation_failures{}",
+                    flowgate_telemetry::history::label("rule", &rule)
+                ),
+                Sample::Amount {
+                    amount: failed as f64,
+                    per: 1.0,
+                },
+            ));
+        }
         for (pool, failed) in gw.scaling().take_failures() {
             out.push((
                 format!(

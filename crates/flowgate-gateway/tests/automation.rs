@@ -115,3 +115,45 @@ async fn a_rule_acts_is_verified_and_undone_and_everything_is_logged() {
     assert_eq!(p["paused"], false);
     gw.shutdown();
 }
+
+#[tokio::test]
+async fn a_failed_action_is_logged_and_counted_for_alert_rules() {
+    let a = switchable_upstream(Arc::new(AtomicBool::new(false))).await;
+    let clock = flowgate_clock::ManualClock::at_epoch_2026();
+    let cfg = format!(
+        "[automation]\ninterval = \"1h\"\n\n\
+         [[automation.rules]]\nname = \"bigger\"\nwhen = {{ schedule = \"* * * * *\" }}\n\
+         do = {{ scale = \"llm\", replicas = 3 }}\n\n\
+         [[alerts.rules]]\nname = \"automation-failing\"\nseries = 'automation_failures{{rule=\"bigger\"}}'\nwindow = \"15m\"\nvalue = 0\n\n\
+         [scaling.pools.llm]\nper_replica = {{ requests_per_second = 10 }}\nmax = 6\ndry_run = false\nactuator = {{ command = [\"false\"] }}\n\n\
+         [pools.llm]\nendpoints = [{{ url = \"{a}\" }}]\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n"
+    );
+    let gw = gateway_on(clock.shared(), &cfg).await;
+    let (_, c) = admin(&gw, "POST", "/api/v1/automation/cycle", "{}").await;
+    let step = &c["steps"][0];
+    assert_eq!(
+        (step["step"].as_str(), step["ok"].as_bool()),
+        (Some("act"), Some(false)),
+        "{c}"
+    );
+    assert!(
+        step["done"]
+            .as_str()
+            .unwrap()
+            .contains("false failed (exit status: 1)"),
+        "{c}"
+    );
+    // The failure reaches the history, where the alert rule reads it.
+    chat_minute(&gw, &clock, 1).await;
+    let (_, s) = admin(&gw, "GET", "/api/v1/metrics/series", "").await;
+    assert!(
+        s["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "automation_failures{rule=\"bigger\"}"),
+        "{s}"
+    );
+    gw.shutdown();
+}
