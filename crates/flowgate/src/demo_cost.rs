@@ -106,10 +106,21 @@ pub async fn run(seed: u64) {
         *outcome.entry(how).or_default() += 1;
     }
     let admin = format!("http://{}", gw.admin_addr);
-    let summary = fetch_json(&format!(
-        "{admin}/api/v1/cost/summary?window=1h&group_by=model"
-    ))
-    .await;
+    // The ledger takes the answers' records a flush later: the summary is read once it
+    // holds them all (or after five seconds, as it is then).
+    let url = format!("{admin}/api/v1/cost/summary?window=1h&group_by=model");
+    let mut summary = fetch_json(&url).await;
+    for _ in 0..50 {
+        let counted = summary
+            .as_ref()
+            .and_then(|s| s["total"]["requests"].as_u64())
+            .unwrap_or(0);
+        if counted >= REQUESTS as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        summary = fetch_json(&url).await;
+    }
     let budgets = fetch_json(&format!("{admin}/api/v1/cost/budgets")).await;
     let parts: Vec<String> = outcome.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
