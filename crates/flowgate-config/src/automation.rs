@@ -169,6 +169,9 @@ pub(crate) struct Names<'a> {
     pub pools: &'a [&'a str],
     /// Pools `[scaling]` scales with an actuator, and their bounds.
     pub scaled: &'a [(&'a str, u32, u32)],
+    /// Checks a balancing strategy's name (the model's, passed in: the config's types
+    /// import this module, not the other way).
+    pub strategy: fn(&str) -> Result<(), String>,
     pub series: &'a crate::alerts::AlertNames<'a>,
 }
 
@@ -293,7 +296,7 @@ fn action(raw: &RawDo, names: &Names<'_>, key: &KeyPath, found: &mut Found) -> O
             if !names.pools.contains(&pool.as_str()) {
                 found.push((key.clone().key("pool"), format!("no pool {pool:?}")));
             }
-            if let Err(e) = crate::model::BalanceStrategy::parse(to) {
+            if let Err(e) = (names.strategy)(to) {
                 found.push((key.clone().key("strategy"), e));
             }
             Some(Action::Strategy {

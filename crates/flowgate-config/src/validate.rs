@@ -343,28 +343,28 @@ pub(crate) fn validate(
         &mut found,
     );
 
-    let scaling = {
-        // Named as written: a pool with a problem of its own is not missing.
-        let pools: Vec<&str> = declared.iter().map(String::as_str).collect();
-        crate::scaling::scaling(
-            raw.scaling.as_ref(),
-            &pools,
-            env,
-            &root.clone().key("scaling"),
-            &mut found,
-        )
-    };
+    // What alert rules and automation rules may name. Pools as written for scaling and
+    // automation: a pool with a problem of its own is not missing.
+    let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    let budget_names: Vec<&str> = cost.budgets.iter().map(|b| b.name.as_str()).collect();
+    let declared_pools: Vec<&str> = declared.iter().map(String::as_str).collect();
+
+    let scaling = crate::scaling::scaling(
+        raw.scaling.as_ref(),
+        &declared_pools,
+        env,
+        &root.clone().key("scaling"),
+        &mut found,
+    );
 
     let alerts = {
-        let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
         let pools: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-        let budgets: Vec<&str> = cost.budgets.iter().map(|b| b.name.as_str()).collect();
         crate::alerts::alerts(
             raw.alerts.as_ref(),
             &crate::alerts::AlertNames {
-                routes: &routes,
+                routes: &route_names,
                 pools: &pools,
-                budgets: &budgets,
+                budgets: &budget_names,
                 notifiers: &[],
             },
             env,
@@ -376,9 +376,6 @@ pub(crate) fn validate(
     };
 
     let automation = {
-        let routes: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
-        let pools: Vec<&str> = declared.iter().map(String::as_str).collect();
-        let budgets: Vec<&str> = cost.budgets.iter().map(|b| b.name.as_str()).collect();
         let alert_rules: Vec<&str> = alerts.rules.iter().map(|r| r.name.as_str()).collect();
         let scaled: Vec<(&str, u32, u32)> = scaling
             .pools
@@ -390,13 +387,14 @@ pub(crate) fn validate(
             raw.automation.as_ref(),
             &crate::automation::Names {
                 alerts: &alert_rules,
-                budgets: &budgets,
-                pools: &pools,
+                budgets: &budget_names,
+                pools: &declared_pools,
                 scaled: &scaled,
+                strategy: |s| BalanceStrategy::parse(s).map(|_| ()),
                 series: &crate::alerts::AlertNames {
-                    routes: &routes,
-                    pools: &pools,
-                    budgets: &budgets,
+                    routes: &route_names,
+                    pools: &declared_pools,
+                    budgets: &budget_names,
                     notifiers: &[],
                 },
             },
