@@ -22,27 +22,22 @@ pub(crate) fn resolution(seconds: u64) -> Resolution {
     }
 }
 
-/// The time budgets the alert rules in force set: (route, stage, milliseconds).
-fn budgets(gw: &Gateway) -> Vec<(String, String, f64)> {
+/// The time budgets the alert rules in force set: (series, milliseconds), for each
+/// threshold rule that fires above a value of a `stage_ms` series.
+fn budgets(gw: &Gateway) -> Vec<(String, f64)> {
     let rules = gw
         .alerting()
         .with(|e| e.rules().to_vec())
         .unwrap_or_default();
     rules
-        .iter()
-        .filter_map(|r| match &r.kind {
+        .into_iter()
+        .filter_map(|r| match r.kind {
             AlertKind::Threshold {
                 series,
                 op: Op::Above | Op::AtLeast,
                 value,
                 ..
-            } => {
-                let labels = series.strip_prefix("stage_ms{")?.strip_suffix('}')?;
-                let (route, stage) = labels.split_once(',')?;
-                let route = route.strip_prefix("route=\"")?.strip_suffix('"')?;
-                let stage = stage.strip_prefix("stage=\"")?.strip_suffix('"')?;
-                Some((route.to_string(), stage.to_string(), *value))
-            }
+            } if series.starts_with("stage_ms{") => Some((series, value)),
             _ => None,
         })
         .collect()
@@ -74,16 +69,22 @@ pub(crate) fn by_route(
         .filter(|r| only.is_none_or(|o| o == *r))
         .map(|route| {
             let requests = read(&format!("requests_per_second{}", label("route", route)));
-            let stages: Vec<(String, Vec<(u64, f64)>)> = STAGES
-                .iter()
-                .map(|s| (s.to_string(), read(&stage_ms(route, s))))
-                .filter(|(_, points)| !points.is_empty())
-                .collect();
-            let own: Vec<(String, f64)> = budgets
-                .iter()
-                .filter(|(r, _, _)| r == route)
-                .map(|(_, s, ms)| (s.clone(), *ms))
-                .collect();
+            let mut stages: Vec<(String, Vec<(u64, f64)>)> = Vec::new();
+            let mut own: Vec<(String, f64)> = Vec::new();
+            for s in STAGES {
+                // The series as the history writes it, which is how a rule names it.
+                let series = stage_ms(route, s);
+                own.extend(
+                    budgets
+                        .iter()
+                        .filter(|(b, _)| *b == series)
+                        .map(|(_, ms)| (s.to_string(), *ms)),
+                );
+                let points = read(&series);
+                if !points.is_empty() {
+                    stages.push((s.to_string(), points));
+                }
+            }
             analyse(route, &stages, &requests, &own, (from, to))
         })
         .collect();
