@@ -17,26 +17,19 @@ use flowgate_insight::scaling::{Decision, Direction, Input};
 use crate::automation::{Entry, Undo};
 use crate::gateway::Gateway;
 
-/// Runs a cycle every `[automation] interval` until `stopped`.
-pub(crate) fn spawn(gw: &Arc<Gateway>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let weak = Arc::downgrade(gw);
-    tokio::spawn(async move {
-        loop {
-            let interval = match weak.upgrade() {
-                Some(gw) => gw.runtime().config.automation.interval,
-                None => return,
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stopped.wait_for(|s| *s) => return,
-            }
-            let Some(gw) = weak.upgrade() else { return };
-            let a = &gw.runtime().config.automation;
-            if a.enabled && !a.rules.is_empty() {
-                cycle(&gw).await;
-            }
-        }
-    });
+/// Runs a cycle every `[automation] interval` while there are rules, until `stopped`.
+pub(crate) fn spawn(gw: &Arc<Gateway>, stopped: tokio::sync::watch::Receiver<bool>) {
+    crate::control_loop::every(
+        gw,
+        stopped,
+        |c| {
+            let a = &c.automation;
+            (a.interval, a.enabled && !a.rules.is_empty())
+        },
+        |gw| async move {
+            cycle(&gw).await;
+        },
+    );
 }
 
 /// What the gateway knows, for the rules that ask.

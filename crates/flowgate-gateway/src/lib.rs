@@ -27,6 +27,7 @@ mod cache_metrics;
 mod caching;
 mod capacity;
 mod choose;
+mod control_loop;
 mod cost_header;
 mod dialect;
 mod error;
