@@ -86,13 +86,7 @@ impl Automation {
     pub(crate) fn log(&self, entry: Entry) {
         if let Ok(mut s) = self.0.lock() {
             if !entry.ok {
-                let rule = match &entry.step {
-                    Step::Act { rule, .. }
-                    | Step::Undo { rule, .. }
-                    | Step::Kept { rule, .. }
-                    | Step::Skipped { rule, .. } => rule.clone(),
-                };
-                *s.failures.entry(rule).or_default() += 1;
+                *s.failures.entry(entry.step.rule().to_string()).or_default() += 1;
             }
             if s.log.len() >= KEEP {
                 s.log.pop_front();

@@ -48,42 +48,32 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
                 Sample::Ratio(usable as f64, u.endpoints().len() as f64),
             ));
         }
-        for (name, failed) in gw.alerting().notifiers().take_failures() {
-            out.push((
-                format!(
-                    "notification_failures{}",
-                    flowgate_telemetry::history::label("notifier", name)
-                ),
-                Sample::Amount {
-                    amount: failed as f64,
-                    per: 1.0,
-                },
-            ));
-        }
-        for (rule, failed) in gw.automation().take_failures() {
-            out.push((
-                format!(
-                    "automation_failures{}",
-                    flowgate_telemetry::history::label("rule", &rule)
-                ),
-                Sample::Amount {
-                    amount: failed as f64,
-                    per: 1.0,
-                },
-            ));
-        }
-        for (pool, failed) in gw.scaling().take_failures() {
-            out.push((
-                format!(
-                    "scaling_failures{}",
-                    flowgate_telemetry::history::label("pool", &pool)
-                ),
-                Sample::Amount {
-                    amount: failed as f64,
-                    per: 1.0,
-                },
-            ));
-        }
+        // Failures since the last second, per second, by what failed.
+        let mut failures = |base: &str, label: &str, counts: Vec<(String, u64)>| {
+            for (name, failed) in counts {
+                out.push((
+                    format!("{base}{}", flowgate_telemetry::history::label(label, &name)),
+                    Sample::Amount {
+                        amount: failed as f64,
+                        per: 1.0,
+                    },
+                ));
+            }
+        };
+        let notifiers: Vec<(String, u64)> = gw
+            .alerting()
+            .notifiers()
+            .take_failures()
+            .into_iter()
+            .map(|(n, f)| (n.to_string(), f))
+            .collect();
+        failures("notification_failures", "notifier", notifiers);
+        failures(
+            "automation_failures",
+            "rule",
+            gw.automation().take_failures(),
+        );
+        failures("scaling_failures", "pool", gw.scaling().take_failures());
         if let Some(r) = gw.cache().and_then(|c| c.stats().redis) {
             out.push((
                 "redis_up{link=\"cache\"}".to_string(),

@@ -56,6 +56,21 @@ pub(crate) struct Acted {
     pub(crate) deregistered: Vec<String>,
 }
 
+impl Acted {
+    /// What `by` did (`ok`, or not), in `detail`; no endpoints changed, its time taken
+    /// filled in by the caller that measured it.
+    pub(crate) fn new(by: &'static str, ok: bool, detail: String) -> Acted {
+        Acted {
+            by,
+            ok,
+            detail,
+            took_ms: 0,
+            registered: Vec::new(),
+            deregistered: Vec::new(),
+        }
+    }
+}
+
 /// A change decided, and what was done with it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Change {

@@ -56,14 +56,7 @@ pub(crate) async fn act(
 }
 
 fn failed(by: &'static str, detail: String) -> Acted {
-    Acted {
-        by,
-        ok: false,
-        detail,
-        took_ms: 0,
-        registered: Vec::new(),
-        deregistered: Vec::new(),
-    }
+    Acted::new(by, false, detail)
 }
 
 async fn command(
@@ -114,14 +107,7 @@ async fn command(
             format!("{program} failed ({}): {detail}", out.status),
         );
     }
-    let mut acted = Acted {
-        by: "command",
-        ok: true,
-        detail,
-        took_ms: 0,
-        registered: Vec::new(),
-        deregistered: Vec::new(),
-    };
+    let mut acted = Acted::new("command", true, detail);
     if register {
         let urls: Vec<&str> = std::str::from_utf8(&out.stdout)
             .unwrap_or_default()
@@ -232,14 +218,9 @@ async fn webhook(
         timeout,
     };
     match gw.fetcher().send(&req).await {
-        Ok(f) if f.status.is_success() => Acted {
-            by: "webhook",
-            ok: true,
-            detail: format!("{}: {}", f.status, tail(&f.body)),
-            took_ms: 0,
-            registered: Vec::new(),
-            deregistered: Vec::new(),
-        },
+        Ok(f) if f.status.is_success() => {
+            Acted::new("webhook", true, format!("{}: {}", f.status, tail(&f.body)))
+        }
         Ok(f) => failed(
             "webhook",
             format!("{url} answered {}: {}", f.status, tail(&f.body)),

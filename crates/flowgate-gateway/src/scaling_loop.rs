@@ -7,27 +7,17 @@ use flowgate_insight::scaling::Direction;
 use crate::gateway::Gateway;
 use crate::scaling::Acted;
 
-/// Decides every `[scaling] interval` (the first an interval after start: there is no
-/// demand to read before) until `stopped`.
-pub(crate) fn spawn(gw: &Arc<Gateway>, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let weak = Arc::downgrade(gw);
-    tokio::spawn(async move {
-        loop {
-            let interval = match weak.upgrade() {
-                Some(gw) => gw.runtime().config.scaling.interval,
-                None => return,
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stopped.wait_for(|s| *s) => return,
-            }
-            let Some(gw) = weak.upgrade() else { return };
-            let scaling = &gw.runtime().config.scaling;
-            if scaling.enabled && !scaling.pools.is_empty() {
-                cycle(&gw).await;
-            }
-        }
-    });
+/// Decides every `[scaling] interval` while pools are scaled, until `stopped`.
+pub(crate) fn spawn(gw: &Arc<Gateway>, stopped: tokio::sync::watch::Receiver<bool>) {
+    crate::control_loop::every(
+        gw,
+        stopped,
+        |c| {
+            let s = &c.scaling;
+            (s.interval, s.enabled && !s.pools.is_empty())
+        },
+        |gw| async move { cycle(&gw).await },
+    );
 }
 
 /// One cycle: every pool decided, and each change carried out by its actuator (or, in a
@@ -47,17 +37,14 @@ pub(crate) async fn cycle(gw: &Arc<Gateway>) {
             continue;
         };
         let acted = if cfg.dry_run {
-            Acted {
-                by: "dry_run",
-                ok: true,
-                detail: format!(
+            Acted::new(
+                "dry_run",
+                true,
+                format!(
                     "dry run: the actuator was not asked for {} replicas (dry_run = false acts)",
                     plan.decision.desired
                 ),
-                took_ms: 0,
-                registered: Vec::new(),
-                deregistered: Vec::new(),
-            }
+            )
         } else {
             crate::scaling_act::act(gw, cfg, actuator, &plan.decision).await
         };

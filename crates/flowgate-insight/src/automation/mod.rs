@@ -50,6 +50,18 @@ pub enum Step {
     Skipped { rule: String, why: String },
 }
 
+impl Step {
+    /// The rule it is of.
+    pub fn rule(&self) -> &str {
+        match self {
+            Step::Act { rule, .. }
+            | Step::Undo { rule, .. }
+            | Step::Kept { rule, .. }
+            | Step::Skipped { rule, .. } => rule,
+        }
+    }
+}
+
 /// An action awaiting its verification.
 #[derive(Debug, Clone)]
 struct Pending {
