@@ -60,7 +60,8 @@ pub use anomalies::{
     AnomaliesConfig, DEFAULT_SERIES as DEFAULT_ANOMALY_SERIES, check_pattern, series_matches,
 };
 pub use automation::{
-    Action as AutomationAction, AutomationConfig, AutomationRule, Better, Replicas, Trigger, Verify,
+    Action as AutomationAction, AutomationConfig, AutomationRule, Better, Change as ConfigChange,
+    Replicas, Trigger, Verify,
 };
 pub use budget::{
     ActionKind, BudgetAction, BudgetConfig, BudgetScope, BudgetWindow, DowngradeTo, Known,

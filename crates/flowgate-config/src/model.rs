@@ -712,6 +712,9 @@ pub struct RouteConfig {
     /// (`high`, `critical`). Otherwise only a key whose `priority` allows it may; anyone
     /// may lower theirs. Default false.
     pub priority_header: bool,
+    /// Requests of this priority and below are refused with 503 (`shed`; automation's
+    /// `shed` action sets it too). Never `critical`.
+    pub shed: Option<crate::Priority>,
     /// How the route picks a request's model (`model_policy`): by priority, `auto`.
     pub model_policy: Option<crate::budget::ModelPolicy>,
     /// How the route's requests are made cheaper before they are sent (`shaping`).

@@ -386,6 +386,7 @@ pub(crate) struct RawRoute {
     pub fallback_on: Option<Vec<String>>,
     pub hedge: Option<RawHedge>,
     pub priority_header: Option<bool>,
+    pub shed: Option<String>,
     pub model_policy: Option<crate::budget::RawModelPolicy>,
     pub shaping: Option<crate::budget::RawShaping>,
 }

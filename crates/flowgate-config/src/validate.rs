@@ -383,14 +383,22 @@ pub(crate) fn validate(
             .filter(|p| p.actuator.is_some())
             .map(|p| (p.pool.as_str(), p.policy.min, p.policy.max))
             .collect();
+        let notifiers: Vec<&str> = alerts.notifiers.iter().map(|n| n.name.as_str()).collect();
         crate::automation::automation(
             raw.automation.as_ref(),
             &crate::automation::Names {
                 alerts: &alert_rules,
                 budgets: &budget_names,
-                pools: &declared_pools,
-                scaled: &scaled,
-                strategy: |s| BalanceStrategy::parse(s).map(|_| ()),
+                targets: crate::automation::Targets {
+                    pools: &declared_pools,
+                    scaled: &scaled,
+                    strategy: |s| BalanceStrategy::parse(s).map(|_| ()),
+                    routes: &routes,
+                    rate_limits: &rate_limits,
+                    cache: &cache,
+                    tiers: &cost.tiers,
+                    notifiers: &notifiers,
+                },
                 series: &crate::alerts::AlertNames {
                     routes: &route_names,
                     pools: &declared_pools,
@@ -1728,6 +1736,16 @@ fn route(
             "applies to openai routes (their bodies are OpenAI requests)".into(),
         ));
     }
+    let shed = r.shed.as_deref().and_then(|s| match Priority::parse(s) {
+        Some(p) if p != Priority::Critical => Some(p),
+        _ => {
+            found.push((
+                key.clone().key("shed"),
+                format!("{s:?}: high, normal or low (that priority and below are refused); critical requests are never shed"),
+            ));
+            None
+        }
+    });
     let (path, _, _) = path?;
     (found.len() == before).then_some(RouteConfig {
         name,
@@ -1747,6 +1765,7 @@ fn route(
         fallback_on,
         hedge,
         priority_header: r.priority_header.unwrap_or(false),
+        shed,
         model_policy,
         shaping,
     })

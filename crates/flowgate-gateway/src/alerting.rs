@@ -241,6 +241,21 @@ impl Alerting {
     }
 }
 
+/// An event not of an alert rule (an automation's notice, a failed action): kept in the
+/// alert history and handed to the notifiers named (every one when `to` is empty).
+pub(crate) fn announce(alerting: &Alerting, e: Event, to: &[String]) {
+    let store = alerting.store.clone();
+    let kept = [e.clone()];
+    let now = e.at;
+    // Kept off the async task: a durable write waits for the disk.
+    tokio::task::spawn_blocking(move || {
+        if let Err(err) = store.record(&kept, now) {
+            tracing::warn!(error = %err, "an event could not be kept");
+        }
+    });
+    alerting.notifiers().dispatch_to(&e, to);
+}
+
 /// Has `history` count what `rules` read beyond its usual series: the slow requests of
 /// each latency SLO.
 pub(crate) fn watch(rules: &[AlertRule], history: Option<&History>) {

@@ -2,15 +2,18 @@
 //! `POST /api/v1/automation/cycle`) the gateway tells the engine what it knows (alerts
 //! firing, anomalies open, when capacity runs out under the baseline, budgets' spend,
 //! series' values), then carries out what it asks: an action (a pool's strategy
-//! switched, a pool scaled through its actuator), an undo (the state before put back), a
-//! verdict kept. Every step goes to the audit log; a failed action or undo is logged as a
-//! warning.
+//! switched, a pool scaled through its actuator, a change to the running config laid
+//! over the file's and built the way a reload builds, the cache warmed, the notifiers
+//! told), an undo (the state before put back), a verdict kept. Every step goes to the
+//! audit log. A failed action or undo is logged as a warning, counted, and announced: an
+//! event in the alert history, to every notifier; a scale that failed half-way is rolled
+//! back to the size before.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowgate_config::{AutomationAction, AutomationRule, Replicas, Trigger};
-use flowgate_insight::alerts::Status;
+use flowgate_config::{AutomationAction, AutomationRule, Replicas, Severity, Trigger};
+use flowgate_insight::alerts::{Event, EventKind, Status};
 use flowgate_insight::automation::{Facts, Step};
 use flowgate_insight::scaling::{Decision, Direction, Input};
 
@@ -124,6 +127,21 @@ pub(crate) async fn cycle(gw: &Arc<Gateway>) -> Vec<Entry> {
         }
         if !ok {
             tracing::warn!(?step, done = ?done, "an automation step failed");
+            announce(
+                gw,
+                &step,
+                Severity::Warning,
+                format!(
+                    "automation rule {}: {} failed",
+                    step.rule(),
+                    match step {
+                        Step::Undo { .. } => "an undo",
+                        _ => "an action",
+                    }
+                ),
+                done.clone().unwrap_or_default(),
+                &[],
+            );
         } else if !matches!(step, Step::Skipped { .. }) {
             tracing::info!(?step, done = ?done, "automation");
         }
@@ -133,7 +151,7 @@ pub(crate) async fn cycle(gw: &Arc<Gateway>) -> Vec<Entry> {
             done,
             ok,
         };
-        gw.automation().log(entry.clone());
+        gw.automation().log(&entry);
         out.push(entry);
     }
     out
@@ -155,6 +173,74 @@ async fn act(gw: &Arc<Gateway>, r: &AutomationRule, why: &str) -> (Option<String
             }
             Err(e) => (Some(e), false),
         },
+        AutomationAction::Change(change) => {
+            match gw.overrides().check(&gw.runtime().file, change) {
+                Err(e) => (Some(format!("{}: {e}", change.describe())), false),
+                Ok(was) => {
+                    gw.overrides().set(&r.name, change.clone());
+                    match gw.rebuild() {
+                        Ok(()) => {
+                            gw.automation()
+                                .changed(&r.name, Undo::Change(change.clone()));
+                            (Some(format!("{} (was: {was})", change.describe())), true)
+                        }
+                        Err(e) => {
+                            gw.overrides().remove(&r.name);
+                            (Some(format!("{}: {e}", change.describe())), false)
+                        }
+                    }
+                }
+            }
+        }
+        AutomationAction::Warm { top } => {
+            if gw.cache().is_none() {
+                return (Some("the cache is not enabled".into()), false);
+            }
+            let requests = gw.warming().recent.top_labelled(*top);
+            if requests.is_empty() {
+                return (Some("no recent requests to warm with yet".into()), true);
+            }
+            match crate::warming::job::start(gw, "automation", requests) {
+                Ok(job) => (
+                    Some(format!(
+                        "warming job {} started with the {} most requested recent requests",
+                        job.id, job.total
+                    )),
+                    true,
+                ),
+                Err(crate::warming::Busy(job)) => (
+                    Some(format!("warming job {} is still running", job.id)),
+                    false,
+                ),
+            }
+        }
+        AutomationAction::Notify {
+            notifiers,
+            severity,
+        } => {
+            announce(
+                gw,
+                &Step::Act {
+                    rule: r.name.clone(),
+                    why: why.to_string(),
+                },
+                *severity,
+                format!("automation rule {}: {why}", r.name),
+                why.to_string(),
+                notifiers,
+            );
+            (
+                Some(format!(
+                    "told {}",
+                    if notifiers.is_empty() {
+                        "every notifier".to_string()
+                    } else {
+                        notifiers.join(", ")
+                    }
+                )),
+                true,
+            )
+        }
         AutomationAction::Scale { pool, replicas } => {
             let current = endpoints(gw, pool);
             let desired = match replicas {
@@ -169,6 +255,25 @@ async fn act(gw: &Arc<Gateway>, r: &AutomationRule, why: &str) -> (Option<String
                 &format!("automation rule {}: {why}", r.name),
             )
             .await;
+            if !ok {
+                // Half-way is worse than either end: back to the size before.
+                let (back, _) = scale(
+                    gw,
+                    pool,
+                    current,
+                    current,
+                    &format!("automation rule {}: rolled back", r.name),
+                )
+                .await;
+                return (
+                    Some(format!(
+                        "{}; rolled back: {}",
+                        done.unwrap_or_default(),
+                        back.unwrap_or_default()
+                    )),
+                    false,
+                );
+            }
             if ok {
                 gw.automation().changed(
                     &r.name,
@@ -202,6 +307,13 @@ async fn undo(gw: &Arc<Gateway>, rule: &str) -> (Option<String>, bool) {
             )
             .await
         }
+        Some(Undo::Change(change)) => {
+            gw.overrides().remove(rule);
+            match gw.rebuild() {
+                Ok(()) => (Some(format!("taken away: {}", change.describe())), true),
+                Err(e) => (Some(format!("{}: {e}", change.describe())), false),
+            }
+        }
     }
 }
 
@@ -224,7 +336,8 @@ fn endpoints(gw: &Gateway, pool: &str) -> u32 {
 }
 
 /// Scales `pool` from `current` to `desired` (within its scaling bounds) through its
-/// actuator, unless its scaling is a dry run.
+/// actuator (even to the size it has: a roll-back tells it again), unless its scaling
+/// is a dry run.
 async fn scale(
     gw: &Arc<Gateway>,
     pool: &str,
@@ -273,4 +386,33 @@ async fn scale(
         )),
         acted.ok,
     )
+}
+
+/// Tells the notifiers `to` (every one when empty) about `step`, and keeps it in the alert
+/// history.
+fn announce(
+    gw: &Gateway,
+    step: &Step,
+    severity: Severity,
+    summary: String,
+    description: String,
+    to: &[String],
+) {
+    let now = gw.clock().unix_millis() / 1000;
+    let rule = step.rule();
+    let e = Event {
+        at: now,
+        kind: EventKind::Firing,
+        rule: format!("automation:{rule}"),
+        severity,
+        group: "automation".into(),
+        labels: [("rule".to_string(), rule.to_string())].into(),
+        value: None,
+        summary,
+        description,
+        fired_at: Some(now),
+        silenced: false,
+        inhibited: false,
+    };
+    crate::alerting::announce(gw.alerting(), e, to);
 }

@@ -79,6 +79,17 @@ pub enum ProxyError {
         priority: flowgate_config::Priority,
         retry_after: Duration,
     },
+    /// Refused by the route's `shed` (written, or set by an automation rule).
+    #[error(
+        "route {route:?} sheds {} priority requests and below for now; retry in {}",
+        priority.as_str(),
+        flowgate_config::format_duration(*retry_after)
+    )]
+    Shed {
+        route: String,
+        priority: flowgate_config::Priority,
+        retry_after: Duration,
+    },
     #[error("x-flowgate-priority {0:?} is not a priority: use critical, high, normal or low")]
     BadPriority(String),
     /// The request asks for what the pool's provider cannot do (`n > 1` on Anthropic).
@@ -170,9 +181,9 @@ impl ProxyError {
             ProxyError::Overloaded(o) if o.scope == crate::queues::overload::Scope::Key => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ProxyError::Overloaded(_) | ProxyError::MemoryPressure { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Overloaded(_)
+            | ProxyError::MemoryPressure { .. }
+            | ProxyError::Shed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::UpstreamClosed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -193,7 +204,10 @@ impl ProxyError {
         if let ProxyError::RateLimited(r) = self {
             // As OpenAI answers a rate limit.
             r.unit.as_str()
-        } else if let ProxyError::Overloaded(_) | ProxyError::MemoryPressure { .. } = self {
+        } else if let ProxyError::Overloaded(_)
+        | ProxyError::MemoryPressure { .. }
+        | ProxyError::Shed { .. } = self
+        {
             "overloaded"
         } else if let ProxyError::BudgetExceeded { .. } = self {
             // As OpenAI answers an account out of credit.
@@ -230,6 +244,7 @@ impl ProxyError {
             }
             ProxyError::Overloaded(_) => "overloaded",
             ProxyError::MemoryPressure { .. } => "memory_pressure",
+            ProxyError::Shed { .. } => "shed",
             ProxyError::BadPriority(_) => "invalid_priority",
             ProxyError::Unsupported(_) => "unsupported_parameter",
             ProxyError::BadRequest(_) => "invalid_request",
@@ -290,7 +305,9 @@ impl ProxyError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if let ProxyError::MemoryPressure { retry_after, .. } = self {
+        if let ProxyError::MemoryPressure { retry_after, .. }
+        | ProxyError::Shed { retry_after, .. } = self
+        {
             r.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),

@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::cache_metrics::CacheCollector;
 use crate::headers::RequestIds;
 use crate::instances::Instances;
+use crate::overrides::Overrides;
 use crate::queues::Queues;
 use crate::runtime::{Lasting, Runtime};
 use crate::spend::Spending;
@@ -50,6 +51,7 @@ pub struct Gateway {
     auth: Auth,
     /// Endpoints registered through the admin API.
     instances: Instances,
+    overrides: Overrides,
     /// Held while a new runtime is built and swapped in (reloads and registrations).
     rebuilding: Mutex<()>,
     /// Client connections open on every worker, against the connection caps.
@@ -168,7 +170,15 @@ impl Gateway {
         telemetry.register_collector(Box::new(alerting.collector()));
         let anomalies = crate::anomalies::Anomalies::new(&config.anomalies);
         let scaling = crate::scaling::Scaling::default();
-        let automation = crate::automation::Automation::default();
+        let automation = crate::automation::Automation::open(
+            config
+                .server
+                .data_dir
+                .as_ref()
+                .map(|d| d.join(crate::automation::FILE))
+                .as_deref(),
+            clock.unix_millis() / 1000,
+        )?;
         automation.set_paused(&config.automation.rules, config.automation.paused);
         telemetry.register_collector(Box::new(scaling.collector()));
         let memory = Arc::new(crate::memory_governor::Governor::default());
@@ -198,6 +208,7 @@ impl Gateway {
                 counts: &counts,
                 queues: &queues,
                 instances: &Instances::default(),
+                overrides: &Overrides::default(),
             },
         )
         .map_err(std::io::Error::other)?;
@@ -223,6 +234,7 @@ impl Gateway {
             queues,
             auth,
             instances: Instances::default(),
+            overrides: Overrides::default(),
             rebuilding: Mutex::new(()),
             client_connections: Arc::default(),
             listener_tls,
@@ -503,6 +515,7 @@ impl Gateway {
                 counts: &self.counts,
                 queues: &self.queues,
                 instances: &self.instances,
+                overrides: &self.overrides,
             },
         )?;
         self.runtime.store(Arc::new(new));
@@ -513,9 +526,15 @@ impl Gateway {
         &self.instances
     }
 
-    /// Rebuilds the runtime of the running config after the registered endpoints changed.
-    pub(crate) fn instances_changed(&self) -> Result<(), String> {
-        let config = (*self.runtime().config).clone();
+    /// The changes automation rules made to the running config.
+    pub(crate) fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+
+    /// Rebuilds the runtime of the file's config after the registered endpoints or the
+    /// changes in force changed.
+    pub(crate) fn rebuild(&self) -> Result<(), String> {
+        let config = (*self.runtime().file).clone();
         self.swap_in(config)
     }
 

@@ -10,6 +10,7 @@ use flowgate_telemetry::Metrics;
 
 use crate::admission::Counts;
 use crate::instances::Instances;
+use crate::overrides::Overrides;
 use crate::queues::{Queues, Scope};
 use crate::router::{RouteEntry, Router};
 use crate::upstream::Upstream;
@@ -17,7 +18,10 @@ use crate::upstream::Upstream;
 /// Everything the data plane needs from one config.
 #[derive(Debug)]
 pub struct Runtime {
+    /// The config in force: the file's with automation's changes laid over it.
     pub config: Arc<Config>,
+    /// The file's config, as loaded.
+    pub file: Arc<Config>,
     pub router: Router,
     pub upstreams: Vec<Arc<Upstream>>,
     /// The request rate limits (their counts live in the gateway).
@@ -38,6 +42,7 @@ pub struct Lasting<'a> {
     pub counts: &'a Counts,
     pub queues: &'a Queues,
     pub instances: &'a Instances,
+    pub overrides: &'a Overrides,
 }
 
 impl Runtime {
@@ -46,7 +51,7 @@ impl Runtime {
         self.upstreams.iter().find(|u| *u.name == *name)
     }
 
-    /// Builds the runtime for `config`. Pools whose settings did not change keep their
+    /// Builds the runtime for `config` (the file's) with `with`'s changes in force. Pools whose settings did not change keep their
     /// upstream connections and balancer state from `previous`. Fails when a pool's TLS
     /// material cannot be used.
     pub fn build(
@@ -61,7 +66,10 @@ impl Runtime {
             counts,
             queues,
             instances,
+            overrides,
         } = *with;
+        let file = Arc::new(config.clone());
+        let config = overrides.apply(config);
         let upstreams: Vec<Arc<Upstream>> = instances
             .merge(&config.pools)
             .iter()
@@ -103,6 +111,7 @@ impl Runtime {
             keys: crate::auth::config_keys(&config, counts, queues),
             admin_tokens: crate::auth::AdminTokens::new(&config.admin),
             config: Arc::new(config),
+            file,
             router: Router::new(routes),
             upstreams,
         })

@@ -166,7 +166,7 @@ fn register_endpoints(
     if acted.registered.is_empty() && acted.deregistered.is_empty() {
         return Ok(());
     }
-    if let Err(why) = gw.instances_changed() {
+    if let Err(why) = gw.rebuild() {
         for name in acted.registered.drain(..) {
             let _ = instances.remove(pool, &name);
         }

@@ -7,6 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
+mod journal;
+
+pub use journal::Journal;
+
 use redb::Database;
 
 /// A file that could not be opened, and where it went.

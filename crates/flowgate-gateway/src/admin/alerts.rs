@@ -46,11 +46,10 @@ async fn alerts(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
 ) -> Response {
-    let (from, to, limit) = match super::reply::range(&p, 1_000) {
+    let (from, to, limit) = match super::reply::listing(&p, 1_000, MAX_EVENTS) {
         Ok(r) => r,
-        Err(m) => return client_error(StatusCode::BAD_REQUEST, &m, "invalid_parameter"),
+        Err(r) => return r,
     };
-    let limit = usize::try_from(limit).unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
     let alerts = gw.alerting().with(|e| e.alerts()).unwrap_or_default();
     match gw
         .alerting()

@@ -1,21 +1,24 @@
 //! Automation on the admin listener ([`crate::automation`]):
-//! - `GET /api/v1/automation/rules`: the rules, and whether automation is paused;
-//! - `GET /api/v1/automation/history`: the audit log (every action, undo, verdict and
-//!   skip, with what was done), oldest first;
+//! - `GET /api/v1/automation/rules`: the rules, whether automation is paused, and the
+//!   changes to the running config in force;
+//! - `GET /api/v1/automation/history?from=&to=&rule=&limit=`: the audit log (every
+//!   action, undo, verdict and skip, with what was done), oldest first;
 //! - `POST /api/v1/automation/cycle`: one cycle now (every rule evaluated, acted on where
 //!   allowed): its steps;
 //! - `POST /api/v1/automation/pause` and `/resume`: no action while paused (skips are
 //!   logged), until resumed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query as Params, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flowgate_config::{AutomationAction, AutomationRule, Better, Replicas, Trigger};
 use serde_json::{Value, json};
 
+use super::reply::server_error;
 use crate::gateway::Gateway;
 
 pub fn routes() -> axum::Router<Arc<Gateway>> {
@@ -65,6 +68,22 @@ fn rule_json(r: &AutomationRule) -> Value {
             Replicas::To(n) => format!("scale pool {pool} to {n}"),
             Replicas::By(d) => format!("scale pool {pool} by {d:+}"),
         },
+        AutomationAction::Change(c) => c.describe(),
+        AutomationAction::Warm { top } => {
+            format!("warm the cache with the {top} most requested recent requests")
+        }
+        AutomationAction::Notify {
+            notifiers,
+            severity,
+        } => format!(
+            "notify {} ({})",
+            if notifiers.is_empty() {
+                "every notifier".to_string()
+            } else {
+                notifiers.join(", ")
+            },
+            severity.as_str()
+        ),
     };
     json!({
         "name": r.name,
@@ -89,12 +108,34 @@ async fn rules(State(gw): State<Arc<Gateway>>) -> Response {
         "paused": gw.automation().paused(),
         "interval_seconds": a.interval.as_secs(),
         "rules": a.rules.iter().map(rule_json).collect::<Vec<_>>(),
+        "in_force": gw.overrides().list().into_iter().map(|(rule, c)| json!({
+            "rule": rule,
+            "change": c.describe(),
+        })).collect::<Vec<_>>(),
     }))
     .into_response()
 }
 
-async fn history(State(gw): State<Arc<Gateway>>) -> Response {
-    Json(json!({ "history": gw.automation().history() })).into_response()
+/// The most steps one answer holds.
+const MAX_STEPS: usize = 10_000;
+
+async fn history(
+    State(gw): State<Arc<Gateway>>,
+    Params(p): Params<HashMap<String, String>>,
+) -> Response {
+    let (from, to, limit) = match super::reply::listing(&p, 1_000, MAX_STEPS) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match gw
+        .automation()
+        .history(from, to, p.get("rule").map(String::as_str), limit)
+    {
+        Ok(steps) => Json(json!({ "history": steps })).into_response(),
+        Err(e) => server_error(&format!(
+            "the automation's audit log could not be read: {e}"
+        )),
+    }
 }
 
 async fn cycle(State(gw): State<Arc<Gateway>>) -> Response {

@@ -182,9 +182,7 @@ fn warm_requests(gw: &Gateway, body: &[u8]) -> Result<Vec<Labelled>, String> {
             return Err("no requests are kept for top-N warming (`cache.warm.keep = 0`)".into());
         }
         let n = usize::try_from(n).unwrap_or(usize::MAX).min(keep);
-        for (i, p) in gw.warming().recent.top(n).into_iter().enumerate() {
-            out.push((format!("top[{i}] {}", p.key), Ok((*p.request).clone())));
-        }
+        out.extend(gw.warming().recent.top_labelled(n));
     }
     Ok(out)
 }

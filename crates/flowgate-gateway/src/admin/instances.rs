@@ -154,7 +154,7 @@ async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
             "endpoint_exists",
         );
     }
-    if let Err(why) = gw.instances_changed() {
+    if let Err(why) = gw.rebuild() {
         let _ = gw.instances().remove(&pool, &name);
         return bad(&why);
     }
@@ -196,7 +196,7 @@ async fn deregister(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
             )
         };
     }
-    if let Err(why) = gw.instances_changed() {
+    if let Err(why) = gw.rebuild() {
         return bad(&why);
     }
     tracing::info!(%pool, endpoint = %name, "endpoint deregistered");

@@ -31,6 +31,22 @@ pub(super) fn range(
     Ok((from, to, limit))
 }
 
+/// A listing's range as [`range`] reads it, its limit at most `max`; or the 400 to answer.
+pub(super) fn listing(
+    p: &std::collections::HashMap<String, String>,
+    limit: u64,
+    max: usize,
+) -> Result<(u64, u64, usize), Response> {
+    match range(p, limit) {
+        Ok((from, to, limit)) => Ok((from, to, usize::try_from(limit).unwrap_or(max).min(max))),
+        Err(m) => Err(client_error(
+            StatusCode::BAD_REQUEST,
+            &m,
+            "invalid_parameter",
+        )),
+    }
+}
+
 /// The answer to a call that reads the metrics history when it is off: 409
 /// `history_off`.
 pub(super) fn history_off() -> Response {

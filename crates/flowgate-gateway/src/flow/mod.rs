@@ -144,6 +144,12 @@ impl Gateway {
             )?;
             self.memory().admit(priority, &rt.config.memory)?;
         }
+        // Stage 2c: a route that sheds refuses its low priorities, as early.
+        crate::shed::check(
+            &route.cfg,
+            &parts.headers,
+            caller.as_deref().map(|c| &c.key),
+        )?;
         out.laps.lap(Step::Gateway, self.clock().now());
         let read = self.read(rt, route, &parts, incoming, out).await;
         out.laps.lap(Step::Read, self.clock().now());

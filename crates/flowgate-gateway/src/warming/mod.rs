@@ -268,6 +268,15 @@ impl Recent {
         all
     }
 
+    /// The `n` most requested kept requests, labelled for a warming job.
+    pub fn top_labelled(&self, n: usize) -> Vec<Labelled> {
+        self.top(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (format!("top[{i}] {}", p.key), Ok((*p.request).clone())))
+            .collect()
+    }
+
     /// How many requests are kept at most.
     pub fn keep(&self) -> usize {
         self.keep

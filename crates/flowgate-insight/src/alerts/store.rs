@@ -4,17 +4,17 @@
 //! does not read as a database is moved aside and a fresh one kept (`flowgate_store`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flowgate_config::RawAlertRule;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use flowgate_store::Journal;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::Event;
 
 const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules");
-/// (at, sequence) → the event as JSON.
-const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("events");
+/// The events' journal: (at, sequence) → the event as JSON.
+const EVENTS: &str = "events";
 
 /// The most events kept, whatever their age.
 pub const MAX_EVENTS: u64 = 100_000;
@@ -22,9 +22,8 @@ pub const MAX_EVENTS: u64 = 100_000;
 /// See the module's documentation.
 pub struct AlertStore {
     db: Database,
-    next: AtomicU64,
+    events: Journal,
     retention: Duration,
-    max_events: u64,
 }
 
 impl std::fmt::Debug for AlertStore {
@@ -53,17 +52,13 @@ impl AlertStore {
         };
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(RULES).map_err(err)?;
-        let next = {
-            let t = tx.open_table(EVENTS).map_err(err)?;
-            t.last().map_err(err)?.map_or(0, |(k, _)| k.value().1 + 1)
-        };
         tx.commit().map_err(err)?;
+        let events = Journal::open(&db, EVENTS, retention.as_secs(), MAX_EVENTS)?;
         Ok((
             AlertStore {
                 db,
-                next: AtomicU64::new(next),
+                events,
                 retention,
-                max_events: MAX_EVENTS,
             },
             moved,
         ))
@@ -108,32 +103,15 @@ impl AlertStore {
     /// Keeps `events`; events older than the retention at `now`, and the oldest past
     /// [`MAX_EVENTS`], go.
     pub fn record(&self, events: &[Event], now: u64) -> Result<(), String> {
-        let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut t = tx.open_table(EVENTS).map_err(err)?;
-            for e in events {
-                let seq = self.next.fetch_add(1, Ordering::Relaxed);
-                let bytes = serde_json::to_vec(e).map_err(err)?;
-                t.insert((e.at, seq), bytes.as_slice()).map_err(err)?;
-            }
-            let oldest = now.saturating_sub(self.retention.as_secs());
-            let len = t.len().map_err(err)?;
-            let over = len.saturating_sub(self.max_events);
-            let mut gone = Vec::new();
-            for (i, row) in t.iter().map_err(err)?.enumerate() {
-                let (k, _) = row.map_err(err)?;
-                let key = k.value();
-                if (i as u64) < over || key.0 < oldest {
-                    gone.push(key);
-                } else {
-                    break;
-                }
-            }
-            for k in gone {
-                t.remove(k).map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
+        let rows = events
+            .iter()
+            .map(|e| Ok((e.at, serde_json::to_vec(e).map_err(err)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        self.events.record(
+            &self.db,
+            rows.iter().map(|(at, b)| (*at, b.as_slice())),
+            now,
+        )
     }
 
     /// The events from `from` to `to` (Unix seconds, inclusive) of `rule` (any when
@@ -145,21 +123,10 @@ impl AlertStore {
         rule: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Event>, String> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let t = tx.open_table(EVENTS).map_err(err)?;
-        let mut out = std::collections::VecDeque::new();
-        for row in t.range((from, 0)..=(to, u64::MAX)).map_err(err)? {
-            let (_, v) = row.map_err(err)?;
-            let e: Event = serde_json::from_slice(v.value()).map_err(err)?;
-            if rule.is_some_and(|r| r != e.rule) {
-                continue;
-            }
-            if out.len() == limit {
-                out.pop_front();
-            }
-            out.push_back(e);
-        }
-        Ok(out.into())
+        self.events.read(&self.db, from, to, limit, |bytes| {
+            let e: Event = serde_json::from_slice(bytes).map_err(err)?;
+            Ok(rule.is_none_or(|r| r == e.rule).then_some(e))
+        })
     }
 }
 
@@ -274,7 +241,7 @@ mod tests {
     #[test]
     fn past_the_most_kept_the_oldest_go() {
         let (mut s, _) = AlertStore::open(None, 0, Duration::from_secs(86_400)).unwrap();
-        s.max_events = 2;
+        s.events = Journal::open(&s.db, EVENTS, 86_400, 2).unwrap();
         for (i, r) in ["a", "b", "c"].iter().enumerate() {
             s.record(&[event(10 + i as u64, r, EventKind::Firing)], 20)
                 .unwrap();

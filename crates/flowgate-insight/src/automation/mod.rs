@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The config's rules (their actions are the gateway's business), triggers and checks:
 /// one definition, with its validation, in `flowgate_config`.
@@ -37,7 +37,7 @@ pub struct Facts<'a> {
 }
 
 /// What the engine asks for, or says it did not do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// Carry the rule's action out.

@@ -151,12 +151,23 @@ impl Notifiers {
 
     /// Hands `e` (an event of `rule`) to the notifiers that take it; never waits.
     pub fn dispatch(&self, e: &Event, rule: Option<&AlertRule>) {
+        self.dispatch_where(e, |name| rule.is_none_or(|r| r.notifies(name)));
+    }
+
+    /// Hands `e` to the notifiers named (every one when `names` is empty) that take it.
+    pub fn dispatch_to(&self, e: &Event, names: &[String]) {
+        self.dispatch_where(e, |name| {
+            names.is_empty() || names.iter().any(|n| n == name)
+        });
+    }
+
+    fn dispatch_where(&self, e: &Event, named: impl Fn(&str) -> bool) {
         if !e.notify() {
             return;
         }
         for n in &self.list {
             let c = &n.config;
-            let wanted = rule.is_none_or(|r| r.notifies(&c.name))
+            let wanted = named(&c.name)
                 && e.severity >= c.min_severity
                 && (e.kind != EventKind::Resolved || c.send_resolved);
             if !wanted {

@@ -11,6 +11,11 @@ use crate::cron::Schedule;
 use crate::error::{Found, KeyPath};
 use crate::units::HumanDuration;
 
+mod action;
+
+pub use action::{Action, Change, Replicas};
+pub(crate) use action::{RawDo, Targets};
+
 /// `[automation]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,15 +54,6 @@ pub(crate) struct RawWhen {
     #[serde(rename = "for")]
     pub for_: Option<HumanDuration>,
     pub time_zone: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDo {
-    pub strategy: Option<String>,
-    pub scale: Option<String>,
-    pub replicas: Option<toml::Value>,
-    pub pool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,22 +107,6 @@ pub struct Verify {
     pub by: f64,
 }
 
-/// A pool's size an action asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replicas {
-    To(u32),
-    By(i32),
-}
-
-/// What a rule does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Switch `pool`'s balancing strategy (undone: the one before).
-    Strategy { pool: String, to: String },
-    /// Scale `pool` through its scaling actuator (undone: the size before).
-    Scale { pool: String, replicas: Replicas },
-}
-
 /// A validated rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutomationRule {
@@ -166,12 +146,8 @@ impl Default for AutomationConfig {
 pub(crate) struct Names<'a> {
     pub alerts: &'a [&'a str],
     pub budgets: &'a [&'a str],
-    pub pools: &'a [&'a str],
-    /// Pools `[scaling]` scales with an actuator, and their bounds.
-    pub scaled: &'a [(&'a str, u32, u32)],
-    /// Checks a balancing strategy's name (the model's, passed in: the config's types
-    /// import this module, not the other way).
-    pub strategy: fn(&str) -> Result<(), String>,
+    /// What actions may name.
+    pub targets: Targets<'a>,
     pub series: &'a crate::alerts::AlertNames<'a>,
 }
 
@@ -277,93 +253,6 @@ fn trigger(raw: &RawWhen, names: &Names<'_>, key: &KeyPath, found: &mut Found) -
     })
 }
 
-fn action(raw: &RawDo, names: &Names<'_>, key: &KeyPath, found: &mut Found) -> Option<Action> {
-    match (&raw.strategy, &raw.scale) {
-        (Some(to), None) => {
-            if raw.replicas.is_some() {
-                found.push((
-                    key.clone().key("replicas"),
-                    "only a scale action takes replicas".into(),
-                ));
-            }
-            let Some(pool) = raw.pool.clone() else {
-                found.push((
-                    key.clone().key("pool"),
-                    "missing: the pool whose strategy changes".into(),
-                ));
-                return None;
-            };
-            if !names.pools.contains(&pool.as_str()) {
-                found.push((key.clone().key("pool"), format!("no pool {pool:?}")));
-            }
-            if let Err(e) = (names.strategy)(to) {
-                found.push((key.clone().key("strategy"), e));
-            }
-            Some(Action::Strategy {
-                pool,
-                to: to.clone(),
-            })
-        }
-        (None, Some(pool)) => {
-            let Some(&(_, min, max)) = names.scaled.iter().find(|(p, _, _)| p == pool) else {
-                found.push((
-                    key.clone().key("scale"),
-                    format!(
-                        "pool {pool:?} has no [scaling.pools.{pool}] with an actuator to scale it"
-                    ),
-                ));
-                return None;
-            };
-            let replicas = match &raw.replicas {
-                Some(toml::Value::Integer(n)) if *n >= i64::from(min) && *n <= i64::from(max) => {
-                    Replicas::To(*n as u32)
-                }
-                Some(toml::Value::Integer(n)) => {
-                    found.push((
-                        key.clone().key("replicas"),
-                        format!("{n} is beyond the pool's scaling bounds, {min} to {max}"),
-                    ));
-                    return None;
-                }
-                Some(toml::Value::String(s)) => match s.parse::<i32>() {
-                    Ok(n)
-                        if (s.starts_with('+') || s.starts_with('-'))
-                            && n != 0
-                            && n.unsigned_abs() <= max =>
-                    {
-                        Replicas::By(n)
-                    }
-                    _ => {
-                        found.push((
-                            key.clone().key("replicas"),
-                            format!("{s:?}: a count (4) or a change (\"+2\", \"-1\") within the pool's bounds, {min} to {max}"),
-                        ));
-                        return None;
-                    }
-                },
-                _ => {
-                    found.push((
-                        key.clone().key("replicas"),
-                        "missing: a count (4) or a change (\"+2\", \"-1\")".into(),
-                    ));
-                    return None;
-                }
-            };
-            Some(Action::Scale {
-                pool: pool.clone(),
-                replicas,
-            })
-        }
-        _ => {
-            found.push((
-                key.clone(),
-                "one of strategy = \"least_loaded\" (with pool) or scale = \"POOL\" (with replicas)".into(),
-            ));
-            None
-        }
-    }
-}
-
 fn verify(raw: &RawVerify, names: &Names<'_>, key: &KeyPath, found: &mut Found) -> Option<Verify> {
     let series = match &raw.series {
         Some(s) => match crate::alerts::check_series(s, names.series) {
@@ -451,7 +340,7 @@ pub(crate) fn automation(
             }
         };
         let action = match &r.action {
-            Some(a) => action(a, names, &key.clone().key("do"), found),
+            Some(a) => action::action(a, &names.targets, &key.clone().key("do"), found),
             None => {
                 found.push((key.clone().key("do"), "missing: what the rule does".into()));
                 None
@@ -483,3 +372,6 @@ pub(crate) fn automation(
         rules,
     }
 }
+
+#[cfg(test)]
+mod tests;
