@@ -383,7 +383,12 @@ pub(crate) fn validate(
             .filter(|p| p.actuator.is_some())
             .map(|p| (p.pool.as_str(), p.policy.min, p.policy.max))
             .collect();
-        let notifiers: Vec<&str> = alerts.notifiers.iter().map(|n| n.name.as_str()).collect();
+        // As written: a notifier with a problem of its own is not missing.
+        let notifiers: Vec<&str> = raw
+            .alerts
+            .iter()
+            .flat_map(|a| a.notifiers.iter().filter_map(|n| n.name.as_deref()))
+            .collect();
         crate::automation::automation(
             raw.automation.as_ref(),
             &crate::automation::Names {
