@@ -25,6 +25,13 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     }
+
+    /// Whether the clock's owner drives the control plane itself (a simulation in
+    /// compressed time: [`SteppedClock`]), so that the gateway runs no loop of its own on
+    /// real time.
+    fn driven(&self) -> bool {
+        false
+    }
 }
 
 /// Formats a duration the way the config accepts it back.
@@ -150,8 +157,93 @@ impl Clock for ManualClock {
     }
 }
 
+/// Real time that jumps forward when its owner says: durations are measured as they
+/// pass (a request's latency is real), and the owner moves both clocks at once between
+/// steps of a simulation, to run a day in minutes (`flowgate demo --scenario peak`). Its
+/// owner drives the control plane ([`Clock::driven`]). Cheap to clone; clones share time.
+#[derive(Debug, Clone)]
+pub struct SteppedClock {
+    inner: Arc<SteppedInner>,
+}
+
+#[derive(Debug)]
+struct SteppedInner {
+    /// The wall time when it was made, and the real instant then.
+    wall_base: SystemTime,
+    base: Instant,
+    jumped_nanos: AtomicU64,
+}
+
+impl SteppedClock {
+    /// A clock whose wall time starts at `wall_start` and runs from there.
+    pub fn new(wall_start: SystemTime) -> Self {
+        Self {
+            inner: Arc::new(SteppedInner {
+                wall_base: wall_start,
+                base: Instant::now(),
+                jumped_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Jumps forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.jumped_nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    /// Jumps forward to `unix_ms`, if it is ahead.
+    pub fn advance_to(&self, unix_ms: u64) {
+        let now = self.unix_millis();
+        if unix_ms > now {
+            self.advance(Duration::from_millis(unix_ms - now));
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.inner.base.elapsed()
+            + Duration::from_nanos(self.inner.jumped_nanos.load(Ordering::SeqCst))
+    }
+
+    /// This clock as a [`SharedClock`].
+    pub fn shared(&self) -> SharedClock {
+        Arc::new(self.clone())
+    }
+}
+
+impl Clock for SteppedClock {
+    fn now(&self) -> Instant {
+        self.inner.base + self.elapsed()
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.inner.wall_base + self.elapsed()
+    }
+
+    fn driven(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stepped_clock_runs_and_jumps() {
+        use super::Clock;
+        let start = super::UNIX_EPOCH + std::time::Duration::from_secs(1_767_571_200);
+        let c = super::SteppedClock::new(start);
+        let (t0, w0) = (c.now(), c.unix_millis());
+        assert!((1_767_571_200_000..1_767_571_201_000).contains(&w0), "{w0}");
+        c.advance_to(1_767_571_260_000);
+        assert!(c.unix_millis() >= 1_767_571_260_000);
+        assert!(c.now().duration_since(t0) >= std::time::Duration::from_secs(59));
+        // Never backwards.
+        c.advance_to(1_767_571_200_000);
+        assert!(c.unix_millis() >= 1_767_571_260_000);
+        assert!(c.driven());
+        assert!(!super::SystemClock.driven());
+    }
+
     #[test]
     fn times_are_written_as_rfc_3339_in_utc() {
         assert_eq!(super::rfc3339_millis(0), "1970-01-01T00:00:00.000Z");

@@ -83,6 +83,39 @@ fn known(gw: &Gateway, rules: &[AutomationRule], now: u64) -> Known {
     k
 }
 
+/// The median of `series`' 10-second points over `span` before `now`: what a
+/// verification compares (one odd point among them moves a mean, not a median).
+fn median(
+    h: &flowgate_telemetry::history::History,
+    series: &str,
+    now: u64,
+    span: Duration,
+) -> Option<f64> {
+    let points = h
+        .read(
+            series,
+            flowgate_telemetry::history::Resolution::TenSeconds,
+            now.saturating_sub(span.as_secs().max(10)),
+            now + 1,
+        )
+        .ok()?;
+    let mut v: Vec<f64> = points
+        .iter()
+        .map(|p| p.value)
+        .filter(|v| v.is_finite())
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    })
+}
+
 /// One cycle now: the steps taken, as logged.
 pub(crate) async fn cycle(gw: &Arc<Gateway>) -> Vec<Entry> {
     let now = gw.clock().unix_millis() / 1000;
@@ -91,11 +124,8 @@ pub(crate) async fn cycle(gw: &Arc<Gateway>) -> Vec<Entry> {
     let k = known(gw, rules, now);
     // Decided in a block: what the engine reads is not held across the actions' waits.
     let steps = {
-        let value = |series: &str| {
-            gw.history().and_then(|h| {
-                crate::alerting::series_value(h, series, now, Duration::from_secs(60))
-            })
-        };
+        let value =
+            |series: &str, span: Duration| gw.history().and_then(|h| median(h, series, now, span));
         let facts = Facts {
             now,
             firing: &k.firing,

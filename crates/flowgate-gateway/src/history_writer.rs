@@ -84,20 +84,72 @@ fn gateway_probe(gw: Weak<Gateway>) -> flowgate_telemetry::history::Probe {
     })
 }
 
-/// Samples the history at every second of the wall clock until `stopped`.
-pub(crate) fn spawn_writer(
+/// One turn of the control plane: the history's second ending at `end` written (with
+/// the 10 s, minutes and hours that end with it), the minutes handed to the anomaly
+/// detectors, the alert rules evaluated.
+pub(crate) struct Writer {
+    history: flowgate_telemetry::history::History,
+    telemetry: flowgate_telemetry::Telemetry,
+    gw: Weak<Gateway>,
+    detectors: tokio::sync::mpsc::Sender<crate::anomalies::Minute>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// The turn for the second ending at `end` (Unix seconds); false once the gateway is
+    /// gone.
+    pub(crate) async fn step(&self, end: u64) -> bool {
+        self.telemetry.flush();
+        let h = self.history.clone();
+        let written = tokio::task::spawn_blocking(move || h.tick(end)).await;
+        match written {
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the metrics history could not be written")
+            }
+            Err(e) => tracing::warn!(error = %e, "the metrics history's writer failed"),
+            Ok(Ok(w)) => crate::anomalies::send(&self.detectors, w.minutes),
+        }
+        let Some(gw) = self.gw.upgrade() else {
+            return false;
+        };
+        gw.alerting().evaluate(
+            &self.history,
+            &gw.spending().budgets().load(),
+            gw.anomalies(),
+            end,
+        );
+        true
+    }
+}
+
+/// The history's writer, when there is a history: on a clock its owner drives, it waits
+/// for [`Writer::step`] to be called; otherwise it turns at every second of the wall
+/// clock until `stopped`.
+pub(crate) fn start(
     gw: &Arc<Gateway>,
     clock: SharedClock,
     mut stopped: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Option<Arc<Writer>> {
     let history = gw.history()?.clone();
     history.add_probe(crate::history::process_probe());
     history.add_probe(gateway_probe(Arc::downgrade(gw)));
-    let telemetry = gw.telemetry().clone();
-    let weak = Arc::downgrade(gw);
-    // Dropped with this task: the detectors' thread ends with it.
-    let detectors = crate::anomaly_thread::spawn(gw, history.clone());
-    Some(tokio::spawn(async move {
+    let writer = Arc::new(Writer {
+        telemetry: gw.telemetry().clone(),
+        gw: Arc::downgrade(gw),
+        // The detectors' thread ends when the writer is dropped.
+        detectors: crate::anomaly_thread::spawn(gw, history.clone()),
+        history,
+    });
+    if clock.driven() {
+        return Some(writer);
+    }
+    let turning = writer.clone();
+    tokio::spawn(async move {
         loop {
             let now_ms = clock.unix_millis();
             let next = (now_ms / 1000 + 1) * 1000;
@@ -105,24 +157,10 @@ pub(crate) fn spawn_writer(
                 _ = tokio::time::sleep(Duration::from_millis(next - now_ms)) => {}
                 _ = stopped.wait_for(|s| *s) => break,
             }
-            telemetry.flush();
-            let h = history.clone();
-            let end = next / 1000;
-            let written = tokio::task::spawn_blocking(move || h.tick(end)).await;
-            match written {
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "the metrics history could not be written")
-                }
-                Err(e) => tracing::warn!(error = %e, "the metrics history's writer failed"),
-                Ok(Ok(w)) => crate::anomalies::send(&detectors, w.minutes),
+            if !turning.step(next / 1000).await {
+                break;
             }
-            let Some(gw) = weak.upgrade() else { break };
-            gw.alerting().evaluate(
-                &history,
-                &gw.spending().budgets().load(),
-                gw.anomalies(),
-                end,
-            );
         }
-    }))
+    });
+    Some(writer)
 }

@@ -31,6 +31,8 @@ pub struct Running {
     ledger_writer: Option<JoinHandle<()>>,
     /// Syncs shared budgets; its last sync follows the drain.
     budget_sync: Option<JoinHandle<()>>,
+    /// The control plane's turn, for a clock its owner drives ([`Running::tick`]).
+    writer: Option<Arc<crate::history_writer::Writer>>,
     _watcher: Option<FileWatcher>,
     _cert_watchers: Vec<FileWatcher>,
 }
@@ -72,8 +74,12 @@ pub async fn launch(
     warm_tokenizers(&gateway.runtime().config);
     tokio::spawn(sweep(gateway.clone(), stopped.clone()));
     crate::memory_watch::spawn(&gateway, stopped.clone());
-    crate::scaling_loop::spawn(&gateway, stopped.clone());
-    crate::automation_loop::spawn(&gateway, stopped.clone());
+    // On a clock its owner drives, the owner runs the cycles (the admin API's
+    // `scaling/optimize` and `automation/cycle`) at its own pace.
+    if !gateway.clock().driven() {
+        crate::scaling_loop::spawn(&gateway, stopped.clone());
+        crate::automation_loop::spawn(&gateway, stopped.clone());
+    }
     let ledger_writer = crate::spend::spawn_writer(
         gateway.spending(),
         gateway.telemetry().clone(),
@@ -93,8 +99,7 @@ pub async fn launch(
             .map_or(Duration::from_secs(1), |s| s.sync_interval),
         stopped.clone(),
     );
-    let _history =
-        crate::history_writer::spawn_writer(&gateway, gateway.clock().clone(), stopped.clone());
+    let writer = crate::history_writer::start(&gateway, gateway.clock().clone(), stopped.clone());
     let app = crate::admin::router(gateway.clone());
     let admin_cfg = &gateway.runtime().config.admin;
     if !admin_cfg.requires_token() && !admin_addr.ip().is_loopback() {
@@ -119,6 +124,7 @@ pub async fn launch(
         admin: Some(admin),
         ledger_writer: Some(ledger_writer),
         budget_sync,
+        writer,
         _watcher: watcher,
         _cert_watchers: cert_watchers,
     })
@@ -167,6 +173,21 @@ async fn wait_stop(mut rx: watch::Receiver<bool>) {
 }
 
 impl Running {
+    /// One turn of the control plane at the clock's current second, for a clock its owner
+    /// drives (`flowgate_clock::Clock::driven`): the metrics history's second ending now
+    /// written (with the minutes and hours that end with it), the anomaly detectors fed,
+    /// the alert rules evaluated. On any other clock the gateway turns every second by
+    /// itself and this does nothing.
+    pub async fn tick(&self) {
+        if let Some(w) = self
+            .writer
+            .as_ref()
+            .filter(|_| self.gateway.clock().driven())
+        {
+            w.step(self.gateway.clock().unix_millis() / 1000).await;
+        }
+    }
+
     /// Stops accepting and starts draining.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);

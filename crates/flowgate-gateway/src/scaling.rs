@@ -27,6 +27,10 @@ const FORECAST_AGE: u64 = 300;
 /// Minutes of history a forecast reads (a week), and the least it needs (two days).
 const FORECAST_MINUTES: u64 = 7 * 1440;
 const FORECAST_LEAST: usize = 2 * 1440;
+/// Points a forecast looks ahead at least, in minutes (a day): the forecaster judges
+/// its methods on the last two spans of its horizon, and a span of a few minutes (at
+/// night, before a morning ramp) favours a flat forecast over the daily shape.
+const FORECAST_JUDGED: usize = 1440;
 
 /// A pool's recommender and what it decided.
 #[derive(Debug)]
@@ -268,7 +272,8 @@ fn demand_forecast(h: &History, series: &str, now: u64, lead: u64) -> Result<Vec
     let (_, step, values) = regular(&pairs).ok_or("no number in the history")?;
     // From the last point to `lead` past now, with the minutes since the last point.
     let last = points.last().map_or(now, |p| p.t);
-    let horizon = ((now.saturating_sub(last) + lead) / 60 + FORECAST_AGE / 60 + 2) as usize;
+    let horizon = (((now.saturating_sub(last) + lead) / 60 + FORECAST_AGE / 60 + 2) as usize)
+        .max(FORECAST_JUDGED);
     let f = forecast(&values, step, horizon, Season::Auto);
     let skip = (now.saturating_sub(last) / 60) as usize;
     Ok(f.steps.iter().skip(skip).map(|s| s.forecast).collect())

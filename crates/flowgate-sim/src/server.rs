@@ -35,6 +35,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 pub struct SimServer {
     addr: SocketAddr,
     stats: Arc<SimStats>,
+    slowdown: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -42,6 +43,8 @@ struct State {
     spec: EndpointSpec,
     stats: Arc<SimStats>,
     seq: AtomicU64,
+    /// Milliseconds added to every answer's latency from now on (an injected slowdown).
+    slowdown: Arc<AtomicU64>,
 }
 
 /// Returned by the service to make hyper drop the connection without an answer.
@@ -62,10 +65,12 @@ impl SimServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(SimStats::default());
+        let slowdown = Arc::new(AtomicU64::new(0));
         let state = Arc::new(State {
             spec,
             stats: stats.clone(),
             seq: AtomicU64::new(0),
+            slowdown: slowdown.clone(),
         });
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
@@ -88,11 +93,22 @@ impl SimServer {
                 while conns.try_join_next().is_some() {}
             }
         });
-        Ok(SimServer { addr, stats, task })
+        Ok(SimServer {
+            addr,
+            stats,
+            slowdown,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Adds `extra` to the latency of every answer from now on (zero: back to its spec).
+    pub fn slow_down(&self, extra: Duration) {
+        let ms = u64::try_from(extra.as_millis()).unwrap_or(u64::MAX);
+        self.slowdown.store(ms, Ordering::Relaxed);
     }
 
     /// `http://ADDR`.
@@ -354,7 +370,8 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Si
             ));
         }
     }
-    let latency = spec.latency.sample(&mut rng);
+    let latency = spec.latency.sample(&mut rng)
+        + Duration::from_millis(state.slowdown.load(Ordering::Relaxed));
     let completion = ask.completion_tokens(spec.completion_tokens);
     if ask.stream && gemini_op.is_some() {
         return Ok(gemini::stream(

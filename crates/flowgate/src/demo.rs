@@ -39,6 +39,18 @@ pub struct DemoArgs {
     /// Seed of the workload and the simulated fleet.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// What to show: the whole product (`tour`), or a working day compressed into well
+    /// under a minute: predictive scaling, business-hours warming and an automation rule
+    /// verified against an injected slowdown (`peak`).
+    #[arg(long, value_enum, default_value_t = Scenario::Tour)]
+    scenario: Scenario,
+}
+
+/// What `flowgate demo` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Tour,
+    Peak,
 }
 
 /// One simulated upstream of the demo fleet.
@@ -62,6 +74,9 @@ struct Report {
 const MAX_OUTSTANDING: usize = 1024;
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.scenario == Scenario::Peak {
+        return crate::demo_peak::run(args.seed).await;
+    }
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
     anyhow::ensure!(args.duration > 0, "--duration must be at least 1");
     anyhow::ensure!(

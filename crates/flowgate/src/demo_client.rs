@@ -103,6 +103,23 @@ pub(crate) async fn fetch_json(url: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&body).ok()
 }
 
+/// POSTs `body` (JSON) to `url`: the status and the JSON answer (null when not JSON).
+pub(crate) async fn post_json(
+    url: &str,
+    body: &serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .ok()?;
+    let resp = client.request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
 pub(crate) fn pct(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;

@@ -10,6 +10,7 @@ mod demo_burst;
 mod demo_client;
 mod demo_cost;
 mod demo_insight;
+mod demo_peak;
 mod demo_providers;
 mod forecast_cli;
 mod report_cli;

@@ -81,6 +81,81 @@ fn check_reports_a_missing_file() {
 }
 
 #[test]
+fn the_peak_scenario_scales_ahead_of_the_peak_warms_and_undoes_what_did_not_help() {
+    let out = flowgate()
+        .args(["demo", "--scenario", "peak"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |says: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(says))
+            .unwrap_or_else(|| panic!("no line with {says:?}: {stdout}"))
+            .to_string()
+    };
+    // Every hour of the day shown, 00:00 to 19:00.
+    assert!(
+        stdout.contains("  00:00 ") && stdout.contains("  19:00 "),
+        "{stdout}"
+    );
+    // The morning ramp met ahead of time by the forecast, before 08:00.
+    let first = line("the forecast brings utilization");
+    assert!(first.trim_start() < "08:00", "{first}");
+    assert!(
+        line("the first predictive scale-up came at").contains("07:"),
+        "{stdout}"
+    );
+    // Business hours open with a warming job, which replayed requests.
+    assert!(
+        line("business-hours-warm act")
+            .trim_start()
+            .starts_with("08:00"),
+        "{stdout}"
+    );
+    assert!(
+        line("the business-hours warming replayed").contains("replayed 50"),
+        "{stdout}"
+    );
+    // The slowdown: the alert's rule acts, its verification finds no improvement, undone.
+    assert!(
+        line("slow-chat-shed-low act").contains("alert chat-slow fires"),
+        "{stdout}"
+    );
+    let undo = line("slow-chat-shed-low undo");
+    assert!(undo.contains("it did not help"), "{undo}");
+    assert!(undo.contains("taken away"), "{undo}");
+    // Shed requests were refused only while the rule's change was in force.
+    let shed_14: u64 = line("  14:00 ")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(shed_14 > 0, "{stdout}");
+    let shed_15: u64 = line("  15:00 ")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(shed_15, 0, "{stdout}");
+    // And the pool came down after the evening.
+    let evening: u64 = line("  19:00 ")
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(evening < 10, "{stdout}");
+}
+
+#[test]
 fn demo_runs_on_embedded_defaults_and_prints_a_summary() {
     let out = flowgate()
         .args(["demo", "--duration", "2", "--rate", "50"])

@@ -48,7 +48,7 @@ async fn alerts(
 ) -> Response {
     let (from, to, limit) = match super::reply::listing(&p, 1_000, MAX_EVENTS) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let alerts = gw.alerting().with(|e| e.alerts()).unwrap_or_default();
     match gw

@@ -125,7 +125,7 @@ async fn history(
 ) -> Response {
     let (from, to, limit) = match super::reply::listing(&p, 1_000, MAX_STEPS) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match gw
         .automation()

@@ -36,14 +36,14 @@ pub(super) fn listing(
     p: &std::collections::HashMap<String, String>,
     limit: u64,
     max: usize,
-) -> Result<(u64, u64, usize), Response> {
+) -> Result<(u64, u64, usize), Box<Response>> {
     match range(p, limit) {
         Ok((from, to, limit)) => Ok((from, to, usize::try_from(limit).unwrap_or(max).min(max))),
-        Err(m) => Err(client_error(
+        Err(m) => Err(Box::new(client_error(
             StatusCode::BAD_REQUEST,
             &m,
             "invalid_parameter",
-        )),
+        ))),
     }
 }
 

@@ -8,7 +8,8 @@
 //! while the trigger holds. Before it acts: the automation is not paused, the rule's
 //! cooldown since its last action has passed, and it has acted fewer than `max_per_hour`
 //! times in the last hour; otherwise the step is skipped, and said so. After it acts, with
-//! `verify`, the series it names is read at the action and again once `within` has passed:
+//! `verify`, the series it names is read (its median over the five minutes before, or
+//! over `within` when shorter) at the action and again once `within` has passed:
 //! if it did not improve by the share asked (lower or higher, as the rule says) the action
 //! is undone. A schedule's action is undone when its window closes.
 
@@ -32,8 +33,8 @@ pub struct Facts<'a> {
     pub runs_out: &'a [(String, Option<u64>)],
     /// Budgets and the share of their limit spent (percent).
     pub budgets: &'a [(String, f64)],
-    /// A series' value now, for verification.
-    pub value: &'a dyn Fn(&str) -> Option<f64>,
+    /// A series' median over the span given before now, for verification.
+    pub value: &'a dyn Fn(&str, std::time::Duration) -> Option<f64>,
 }
 
 /// What the engine asks for, or says it did not do.
@@ -195,7 +196,7 @@ impl Engine {
             if let (Some(p), Some(v)) = (&s.pending, &r.verify)
                 && f.now >= p.at + v.within.as_secs()
             {
-                let after = (f.value)(&v.series);
+                let after = (f.value)(&v.series, read_span(v));
                 let step = verdict(&r.name, v, p.before, after);
                 s.pending = None;
                 if matches!(step, Step::Undo { .. }) {
@@ -240,7 +241,7 @@ impl Engine {
             s.in_window = matches!(r.when, Trigger::Schedule { .. });
             s.pending = r.verify.as_ref().map(|v| Pending {
                 at: f.now,
-                before: (f.value)(&v.series),
+                before: (f.value)(&v.series, read_span(v)),
             });
             out.push(Step::Act {
                 rule: r.name.clone(),
@@ -258,6 +259,12 @@ impl Engine {
             s.in_window = false;
         }
     }
+}
+
+/// How much of a verified series is read (its median) at the action and at the check: five
+/// minutes, or `within` when shorter, so that one odd minute decides nothing.
+fn read_span(v: &Verify) -> std::time::Duration {
+    v.within.min(std::time::Duration::from_secs(300))
 }
 
 /// Whether `v`'s series improved from `before` to `after`.

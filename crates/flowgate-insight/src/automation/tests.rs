@@ -27,7 +27,7 @@ fn alert() -> Trigger {
 /// One cycle at `now` with `firing` alerts and `value` for every series.
 fn cycle(e: &mut Engine, now: u64, firing: &[&str], value: Option<f64>) -> Vec<Step> {
     let firing: Vec<String> = firing.iter().map(|s| s.to_string()).collect();
-    let value = move |_: &str| value;
+    let value = move |_: &str, _: std::time::Duration| value;
     e.evaluate(&Facts {
         now,
         firing: &firing,
@@ -207,7 +207,7 @@ fn anomalies_capacity_and_budgets_trigger_on_their_edge() {
             })
         },
     ]);
-    let none = |_: &str| None;
+    let none = |_: &str, _: std::time::Duration| None;
     let anomalies = vec![
         ("latency_ms_p95{route=\"chat\"}".to_string(), 0.95),
         ("error_ratio{route=\"chat\"}".to_string(), 0.99),
