@@ -90,7 +90,9 @@ pub use model::{format_key_hash, parse_key_hash};
 pub use notifiers::{NotifierConfig, NotifierKind, PAGERDUTY_URL, RawNotifier, SmtpTls};
 pub use raw::RawEndpoint as EndpointSpec;
 pub use raw::RawKey as KeySpec;
-pub use scaling::{Actuator, PoolScaling, ScalingConfig, ScalingPolicy};
+pub use scaling::{
+    Actuator, GATEWAY_TARGET, PerReplica, PoolScaling, ScalingConfig, ScalingPolicy,
+};
 pub use severity::Severity;
 pub use traces::TracingConfig;
 pub use units::{hex, parse_duration, parse_size, parse_usd, parse_window};

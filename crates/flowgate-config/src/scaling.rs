@@ -1,5 +1,6 @@
 //! Scaling recommendations (`[scaling]`): for each upstream pool named under
-//! `[scaling.pools.NAME]`, how many replicas it should have (`flowgate_insight::scaling`
+//! `[scaling.pools.NAME]`, and for flowgate itself (`[scaling.gateway]`, decided as the
+//! target named `flowgate`), how many replicas it should have (`flowgate_insight::scaling`
 //! decides; docs/autoscaling.md). Decisions are made and shown, and acted on by what
 //! reads them (KEDA's `metrics-api` scaler, an HPA through the Prometheus adapter).
 
@@ -19,7 +20,12 @@ pub(crate) struct RawScaling {
     pub interval: Option<HumanDuration>,
     #[serde(default)]
     pub pools: BTreeMap<String, RawPolicy>,
+    pub gateway: Option<RawPolicy>,
 }
+
+/// The name flowgate itself is decided under (in the API, the metrics, the actuator's
+/// `{pool}`).
+pub const GATEWAY_TARGET: &str = "flowgate";
 
 /// One target's policy as written.
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +44,7 @@ pub(crate) struct RawPolicy {
     pub max_step_down: Option<u32>,
     pub lead: Option<HumanDuration>,
     pub per_replica: Option<RawPerReplica>,
+    pub replicas: Option<u32>,
     pub dry_run: Option<bool>,
     pub actuator: Option<RawActuator>,
 }
@@ -83,6 +90,47 @@ pub enum Actuator {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPerReplica {
     pub requests_per_second: Option<f64>,
+    pub in_flight: Option<f64>,
+    pub cpu_cores: Option<f64>,
+}
+
+/// What one replica serves at full utilization, in the unit its demand is read in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PerReplica {
+    /// Requests a second (a pool: `requests_per_second{pool=…}`).
+    RequestsPerSecond(f64),
+    /// Requests in flight at once (flowgate itself: `requests_in_flight`).
+    InFlight(f64),
+    /// CPU cores busy (flowgate itself: `process_cpu_cores`).
+    CpuCores(f64),
+}
+
+impl PerReplica {
+    pub fn capacity(self) -> f64 {
+        match self {
+            PerReplica::RequestsPerSecond(x)
+            | PerReplica::InFlight(x)
+            | PerReplica::CpuCores(x) => x,
+        }
+    }
+
+    /// The unit, in words.
+    pub fn shown(self) -> &'static str {
+        match self {
+            PerReplica::RequestsPerSecond(_) => "requests/s",
+            PerReplica::InFlight(_) => "requests in flight",
+            PerReplica::CpuCores(_) => "CPU cores",
+        }
+    }
+
+    /// The unit, as written in the config.
+    pub fn unit(self) -> &'static str {
+        match self {
+            PerReplica::RequestsPerSecond(_) => "requests_per_second",
+            PerReplica::InFlight(_) => "in_flight",
+            PerReplica::CpuCores(_) => "cpu_cores",
+        }
+    }
 }
 
 /// How a target scales (the recommender's rules; see `flowgate_insight::scaling`).
@@ -171,10 +219,15 @@ impl ScalingPolicy {
 /// decisions out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolScaling {
+    /// The pool's name, or [`GATEWAY_TARGET`] for flowgate itself.
     pub pool: String,
     pub policy: ScalingPolicy,
-    /// Requests a second one replica serves at full utilization.
-    pub per_replica_rps: f64,
+    /// What one replica serves at full utilization.
+    pub per_replica: PerReplica,
+    /// Flowgate itself: the replicas running now, as the orchestrator says
+    /// (`FLOWGATE__SCALING__GATEWAY__REPLICAS`); `None`: a pool, whose replicas are its
+    /// endpoints.
+    pub replicas: Option<u32>,
     /// Decisions are made and shown, the actuator is not called (the default).
     pub dry_run: bool,
     pub actuator: Option<Actuator>,
@@ -208,16 +261,21 @@ impl ScalingConfig {
         let mut s = String::new();
         for p in &self.pools {
             s.push_str(&format!(
-                "  scaling pool {}: {}–{} replicas of {} requests/s, up past {}%, down under {}%{}{}\n",
-                p.pool,
+                "  scaling {}: {}–{} replicas of {} {}, up past {}%, down under {}%{}{}\n",
+                match p.replicas {
+                    Some(n) => format!("flowgate itself ({n} replica(s) now)"),
+                    None => format!("pool {}", p.pool),
+                },
                 p.policy.min,
                 p.policy.max,
-                p.per_replica_rps,
+                p.per_replica.capacity(),
+                p.per_replica.shown(),
                 p.policy.up_at * 100.0,
                 p.policy.down_at * 100.0,
-                p.policy
-                    .lead
-                    .map_or(String::new(), |l| format!(", ahead by {}", crate::format_duration(l))),
+                p.policy.lead.map_or(String::new(), |l| format!(
+                    ", ahead by {}",
+                    crate::format_duration(l)
+                )),
                 match (&p.actuator, p.dry_run) {
                     (None, _) => String::new(),
                     (Some(_), true) => ", dry run".to_string(),
@@ -347,6 +405,71 @@ fn actuator(
     }
 }
 
+/// A target's scaling: a pool (`replicas` `None`) or flowgate itself.
+fn target(
+    raw: &RawPolicy,
+    name: &str,
+    replicas: Option<u32>,
+    env: &[(String, String)],
+    key: &KeyPath,
+    found: &mut Found,
+) -> PoolScaling {
+    let policy = policy(raw, key, found);
+    let per = raw.per_replica.as_ref();
+    let given: Vec<(&str, f64)> = [
+        (
+            "requests_per_second",
+            per.and_then(|p| p.requests_per_second),
+        ),
+        ("in_flight", per.and_then(|p| p.in_flight)),
+        ("cpu_cores", per.and_then(|p| p.cpu_cores)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let allowed: &[&str] = if replicas.is_some() {
+        &["in_flight", "cpu_cores"]
+    } else {
+        &["requests_per_second"]
+    };
+    let per_replica = match given.as_slice() {
+        [(unit, v)] if allowed.contains(unit) && v.is_finite() && *v > 0.0 => match *unit {
+            "in_flight" => PerReplica::InFlight(*v),
+            "cpu_cores" => PerReplica::CpuCores(*v),
+            _ => PerReplica::RequestsPerSecond(*v),
+        },
+        [(unit, v)] if allowed.contains(unit) => {
+            found.push((
+                key.clone().key("per_replica").key(unit),
+                format!("{v} is not an amount above 0"),
+            ));
+            PerReplica::RequestsPerSecond(1.0)
+        }
+        _ => {
+            let what = if replicas.is_some() {
+                "one of { in_flight = 200 } (requests at once) or { cpu_cores = 1.5 }: what one flowgate replica serves at full utilization"
+            } else {
+                "one of { requests_per_second = 20 }: what one replica serves at full utilization"
+            };
+            let missing = if given.is_empty() { "missing: " } else { "" };
+            found.push((key.clone().key("per_replica"), format!("{missing}{what}")));
+            PerReplica::RequestsPerSecond(1.0)
+        }
+    };
+    let actuator = raw
+        .actuator
+        .as_ref()
+        .and_then(|a| actuator(a, env, &key.clone().key("actuator"), found));
+    PoolScaling {
+        pool: name.to_string(),
+        policy,
+        per_replica,
+        replicas,
+        dry_run: raw.dry_run.unwrap_or(true),
+        actuator,
+    }
+}
+
 pub(crate) fn scaling(
     raw: Option<&RawScaling>,
     pools: &[&str],
@@ -366,7 +489,7 @@ pub(crate) fn scaling(
         ));
     }
     let mut out = Vec::new();
-    for (name, raw) in &raw.pools {
+    for (name, p) in &raw.pools {
         let key = key.clone().key("pools").key(name);
         if !pools.contains(&name.as_str()) {
             found.push((
@@ -375,35 +498,37 @@ pub(crate) fn scaling(
             ));
             continue;
         }
-        let policy = policy(raw, &key, found);
-        let per_replica_rps = match raw.per_replica.as_ref().and_then(|p| p.requests_per_second) {
-            Some(r) if r.is_finite() && r > 0.0 => r,
-            Some(r) => {
-                found.push((
-                    key.clone().key("per_replica").key("requests_per_second"),
-                    format!("{r} is not a rate above 0"),
-                ));
-                1.0
-            }
-            None => {
-                found.push((
-                    key.clone().key("per_replica"),
-                    "missing: what one replica serves at full utilization, e.g. { requests_per_second = 20 }".into(),
-                ));
-                1.0
-            }
-        };
-        let actuator = raw
-            .actuator
-            .as_ref()
-            .and_then(|a| actuator(a, env, &key.clone().key("actuator"), found));
-        out.push(PoolScaling {
-            pool: name.clone(),
-            policy,
-            per_replica_rps,
-            dry_run: raw.dry_run.unwrap_or(true),
-            actuator,
-        });
+        if raw.gateway.is_some() && name == GATEWAY_TARGET {
+            found.push((
+                key.clone(),
+                format!("{GATEWAY_TARGET:?} is the name [scaling.gateway] is decided under: scale this pool or flowgate"),
+            ));
+        }
+        if p.replicas.is_some() {
+            found.push((
+                key.clone().key("replicas"),
+                "a pool's replicas are its endpoints: only [scaling.gateway] is told its replicas"
+                    .into(),
+            ));
+        }
+        out.push(target(p, name, None, env, &key, found));
+    }
+    if let Some(g) = &raw.gateway {
+        let key = key.clone().key("gateway");
+        let replicas = g.replicas.unwrap_or(1);
+        if replicas == 0 {
+            found.push((
+                key.clone().key("replicas"),
+                "at least 1: this one runs".into(),
+            ));
+        }
+        if g.actuator.as_ref().is_some_and(|a| a.register.is_some()) {
+            found.push((
+                key.clone().key("actuator").key("register"),
+                "flowgate's replicas are not endpoints of a pool".into(),
+            ));
+        }
+        out.push(target(g, GATEWAY_TARGET, Some(replicas), env, &key, found));
     }
     ScalingConfig {
         enabled: raw.enabled.unwrap_or(true),

@@ -2095,7 +2095,10 @@ fn scaling_is_read_with_its_defaults_and_bad_settings_name_their_keys() {
     let s = &c.scaling;
     assert_eq!(s.interval, Duration::from_secs(15));
     let p = &s.pools[0];
-    assert_eq!((p.pool.as_str(), p.per_replica_rps), ("llm", 20.0));
+    assert_eq!(
+        (p.pool.as_str(), p.per_replica, p.replicas),
+        ("llm", crate::PerReplica::RequestsPerSecond(20.0), None)
+    );
     assert_eq!(
         p.policy,
         crate::ScalingPolicy {
@@ -2109,6 +2112,22 @@ fn scaling_is_read_with_its_defaults_and_bad_settings_name_their_keys() {
             .contains("scaling pool llm: 1–12 replicas of 20 requests/s, up past 80%, down under 30%, ahead by 3m"),
         "{}",
         c.summary()
+    );
+    // Flowgate itself: told its replicas, its demand its requests in flight.
+    let me = parse_ok(&format!(
+        "{GOOD}\n[scaling.gateway]\nreplicas = 3\nper_replica = {{ in_flight = 200 }}\nmax = 20\n"
+    ));
+    let g = &me.scaling.pools[0];
+    assert_eq!(
+        (g.pool.as_str(), g.per_replica, g.replicas),
+        ("flowgate", crate::PerReplica::InFlight(200.0), Some(3))
+    );
+    assert!(
+        me.summary().contains(
+            "scaling flowgate itself (3 replica(s) now): 1–20 replicas of 200 requests in flight"
+        ),
+        "{}",
+        me.summary()
     );
     let per = "per_replica = { requests_per_second = 20 }";
     let cases: &[(&str, &str, &str)] = &[
@@ -2150,12 +2169,42 @@ fn scaling_is_read_with_its_defaults_and_bad_settings_name_their_keys() {
         (
             "[scaling.pools.llm]\nper_replica = { requests_per_second = 0 }",
             "scaling.pools.llm.per_replica.requests_per_second",
-            "not a rate above 0",
+            "not an amount above 0",
+        ),
+        (
+            "[scaling.pools.llm]\nper_replica = { in_flight = 10 }",
+            "scaling.pools.llm.per_replica",
+            "one of { requests_per_second = 20 }",
+        ),
+        (
+            "[scaling.pools.llm]\nreplicas = 3\nper_replica = { requests_per_second = 1 }",
+            "scaling.pools.llm.replicas",
+            "a pool's replicas are its endpoints",
+        ),
+        (
+            "[scaling.gateway]\nper_replica = { requests_per_second = 1000 }",
+            "scaling.gateway.per_replica",
+            "one of { in_flight = 200 }",
+        ),
+        (
+            "[scaling.gateway]\nper_replica = { in_flight = 100, cpu_cores = 2 }",
+            "scaling.gateway.per_replica",
+            "one of { in_flight = 200 }",
+        ),
+        (
+            "[scaling.gateway]\nreplicas = 0\nper_replica = { cpu_cores = 2 }",
+            "scaling.gateway.replicas",
+            "at least 1",
+        ),
+        (
+            "[scaling.gateway]\nper_replica = { cpu_cores = 2 }\nactuator = { command = [\"sh\"], register = true }",
+            "scaling.gateway.actuator.register",
+            "not endpoints of a pool",
         ),
         (
             "[scaling.pools.llm]\nper_replica = { gpus = 2 }",
             "scaling.pools.llm.per_replica.gpus",
-            "unknown field `gpus`, expected `requests_per_second`",
+            "unknown field `gpus`, expected one of `requests_per_second`, `in_flight`, `cpu_cores`",
         ),
         (
             "[scaling]\ninterval = \"0s\"",

@@ -359,10 +359,15 @@ fn set_strategy(gw: &Gateway, pool: &str, to: &str) -> Result<String, String> {
     Ok(was.as_str().to_string())
 }
 
+/// The replicas `pool` (or flowgate itself) has now.
 fn endpoints(gw: &Gateway, pool: &str) -> u32 {
-    gw.runtime()
-        .upstream(pool)
-        .map_or(0, |u| u.endpoints().len() as u32)
+    let rt = gw.runtime();
+    rt.config
+        .scaling
+        .pools
+        .iter()
+        .find(|p| p.pool == pool)
+        .map_or(0, |p| crate::scaling::replicas(&rt, p))
 }
 
 /// Scales `pool` from `current` to `desired` (within its scaling bounds) through its

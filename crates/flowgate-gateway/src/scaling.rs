@@ -82,16 +82,19 @@ pub(crate) struct Change {
     pub(crate) acted: Option<Acted>,
 }
 
-/// A pool's plan: its decision with the numbers it came from.
+/// A target's plan: its decision with the numbers it came from.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Plan {
     pub(crate) pool: String,
-    /// Requests a second over the last minute.
-    pub(crate) demand_rps: f64,
-    /// The forecast's requests a second `lead` from now, or why there is none.
-    pub(crate) predicted_rps: Option<f64>,
+    /// The demand over the last minute, in `unit` (a pool's requests a second; flowgate's
+    /// requests in flight or CPU cores, over all its replicas).
+    pub(crate) demand: f64,
+    pub(crate) unit: &'static str,
+    /// The forecast's busiest demand up to `lead` from now, or why there is none.
+    pub(crate) predicted: Option<f64>,
     pub(crate) prediction: Option<String>,
-    pub(crate) per_replica_rps: f64,
+    /// What one replica serves at full utilization, in `unit`.
+    pub(crate) per_replica: f64,
     /// Replicas the demand needs at the policy's target utilization (what KEDA's
     /// `metrics-api` scaler reads, with a target value of 1).
     pub(crate) replica_demand: f64,
@@ -129,13 +132,20 @@ impl Scaling {
                 failures: 0,
                 forecast: None,
             });
-            let current = rt.upstream(&p.pool).map_or(0, |u| u.endpoints().len()) as u32;
-            let series = format!("requests_per_second{}", label("pool", &p.pool));
+            let current = replicas(rt, p);
+            let (series, spread) = demand_series(p);
+            // Flowgate's own demand is this replica's, as each of its replicas gets an
+            // even share: the fleet's is that times the replicas.
+            let spread = if spread {
+                f64::from(current.max(1))
+            } else {
+                1.0
+            };
             let demand = history
                 .and_then(|h| h.live(&series, now, 60))
-                .unwrap_or(f64::NAN);
-            let capacity = f64::from(current.max(1)) * p.per_replica_rps;
-            let (predicted_rps, prediction) = match (p.policy.lead, history) {
+                .map_or(f64::NAN, |d| d * spread);
+            let capacity = f64::from(current.max(1)) * p.per_replica.capacity();
+            let (predicted, prediction) = match (p.policy.lead, history) {
                 (None, _) => (None, None),
                 (Some(_), None) => (None, Some("no history to forecast from".to_string())),
                 (Some(lead), Some(h)) => {
@@ -158,7 +168,7 @@ impl Scaling {
                                 .take((to - from + 1) as usize)
                                 .copied()
                                 .fold(f64::NAN, f64::max);
-                            (peak.is_finite().then_some(peak), None)
+                            (peak.is_finite().then_some(peak * spread), None)
                         }
                         Some((_, Err(why))) => (None, Some(why.clone())),
                         None => (None, None),
@@ -168,7 +178,7 @@ impl Scaling {
             let input = Input {
                 current,
                 utilization: demand / capacity,
-                predicted: predicted_rps.map(|r| r / capacity),
+                predicted: predicted.map(|r| r / capacity),
             };
             let decision = state.scaler.decide(now, input);
             if decision.direction != Direction::Hold {
@@ -183,11 +193,12 @@ impl Scaling {
             }
             let plan = Plan {
                 pool: p.pool.clone(),
-                demand_rps: demand,
-                predicted_rps,
+                demand,
+                unit: p.per_replica.unit(),
+                predicted,
                 prediction,
-                per_replica_rps: p.per_replica_rps,
-                replica_demand: (demand / (p.per_replica_rps * p.policy.target)).max(0.0),
+                per_replica: p.per_replica.capacity(),
+                replica_demand: (demand / (p.per_replica.capacity() * p.policy.target)).max(0.0),
                 decision,
                 acted: None,
             };
@@ -277,6 +288,28 @@ fn demand_forecast(h: &History, series: &str, now: u64, lead: u64) -> Result<Vec
     let f = forecast(&values, step, horizon, Season::Auto);
     let skip = (now.saturating_sub(last) / 60) as usize;
     Ok(f.steps.iter().skip(skip).map(|s| s.forecast).collect())
+}
+
+/// The replicas `p`'s target has now: a pool's endpoints, or flowgate's as configured.
+pub(crate) fn replicas(rt: &Runtime, p: &flowgate_config::PoolScaling) -> u32 {
+    match p.replicas {
+        Some(n) => n,
+        None => rt.upstream(&p.pool).map_or(0, |u| u.endpoints().len()) as u32,
+    }
+}
+
+/// The history's series of `p`'s demand, and whether it is one replica's (flowgate's
+/// own, to be spread over its replicas) rather than the whole target's.
+fn demand_series(p: &flowgate_config::PoolScaling) -> (String, bool) {
+    use flowgate_config::PerReplica;
+    match p.per_replica {
+        PerReplica::RequestsPerSecond(_) => (
+            format!("requests_per_second{}", label("pool", &p.pool)),
+            false,
+        ),
+        PerReplica::InFlight(_) => ("requests_in_flight".into(), true),
+        PerReplica::CpuCores(_) => ("process_cpu_cores".into(), true),
+    }
 }
 
 /// See [`Scaling::collector`].

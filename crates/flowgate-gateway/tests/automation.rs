@@ -83,6 +83,14 @@ async fn a_rule_acts_is_verified_and_undone_and_everything_is_logged() {
     assert_eq!(code, StatusCode::OK, "{c}");
     let steps = c["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{c}");
+    // The optimization cycle decided the scaled pool too (a dry run: nothing run), and
+    // gathered the recommendations.
+    assert_eq!(c["scaling"][0]["pool"], "llm", "{c}");
+    assert!(
+        c["scaling"][0]["plan"]["decision"]["desired"].is_u64(),
+        "{c}"
+    );
+    assert!(c["recommendations"].is_array(), "{c}");
     assert_eq!(
         (steps[0]["step"].as_str(), steps[0]["rule"].as_str()),
         (Some("act"), Some("faster")),

@@ -5,6 +5,8 @@
 //! not yet decided, gets 404 from the KEDA endpoint. The actuators: in a dry run (the
 //! default) the command is not run; a command gets the counts and its output's URLs join
 //! the pool; a webhook gets the decision, signed; a failing command is recorded so.
+//! Flowgate itself, on a stepped clock: its two replicas each holding six requests in
+//! flight against four at full utilization get a scale-up to five.
 #![allow(
     clippy::disallowed_methods,
     clippy::unwrap_used,
@@ -308,5 +310,62 @@ async fn a_webhook_gets_the_decision_signed_and_a_failing_command_is_recorded() 
         detail.contains("failed (exit status: 3)") && detail.contains("no capacity in the region"),
         "{detail}"
     );
+    gw.shutdown();
+}
+
+#[tokio::test]
+async fn flowgate_itself_is_scaled_on_its_requests_in_flight() {
+    let up = sim(flowgate_sim::EndpointSpec::fixed(
+        std::time::Duration::from_millis(1500),
+    ))
+    .await;
+    let clock = flowgate_clock::SteppedClock::new(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_571_200),
+    );
+    let cfg = format!(
+        "[scaling.gateway]\nreplicas = 2\nper_replica = {{ in_flight = 4 }}\nmax = 8\n\n\
+         [automation]\npaused = true\n\n\
+         [pools.llm]\nendpoints = [{{ url = \"{}\" }}]\n\n\
+         [[routes]]\nname = \"chat\"\nkind = \"openai\"\nprefix = \"/v1\"\npool = \"llm\"\n",
+        up.url()
+    );
+    let gw = launch_on("", &cfg, clock.shared(), &[]).await;
+    let c = client();
+    let held: Vec<_> = (0..6)
+        .map(|_| {
+            let c = c.clone();
+            let addr = gw.data_addr;
+            tokio::spawn(async move {
+                send(&c, post(addr, "/v1/chat/completions", chat_body(false))).await
+            })
+        })
+        .collect();
+    eventually(|| up.stats().in_flight == 6).await;
+    // Seconds of the control plane's turns, each sampling six requests in flight.
+    for _ in 0..5 {
+        clock.advance(std::time::Duration::from_secs(1));
+        gw.tick().await;
+    }
+    let (code, v) = admin(&gw, "POST", "/api/v1/scaling/optimize", "{}").await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let me = &v["pools"][0];
+    assert_eq!(me["pool"], "flowgate", "{v}");
+    assert_eq!(me["policy"]["per_replica"]["in_flight"], 4.0, "{v}");
+    assert_eq!(me["policy"]["replicas"], 2, "{v}");
+    let plan = &me["plan"];
+    assert_eq!(plan["unit"], "in_flight", "{v}");
+    // Six here, as many on the other replica: twelve against 2 × 4.
+    assert_eq!(plan["demand"], 12.0, "{v}");
+    let d = &plan["decision"];
+    assert_eq!(d["input"]["current"], 2, "{v}");
+    assert_eq!(d["input"]["utilization"], 1.5, "{v}");
+    // ceil(2 × 1.5 / 0.6) = 5.
+    assert_eq!(d["desired"], 5, "{v}");
+    let (code, k) = admin(&gw, "GET", "/api/v1/scaling/keda/flowgate", "").await;
+    assert_eq!(code, StatusCode::OK, "{k}");
+    assert_eq!(k["desiredReplicas"], 5, "{k}");
+    for h in held {
+        h.await.unwrap().expect(StatusCode::OK);
+    }
     gw.shutdown();
 }

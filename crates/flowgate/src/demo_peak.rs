@@ -361,25 +361,20 @@ pub async fn run(seed: u64) -> anyhow::Result<()> {
         }
         clock.advance_to((t + 60) * 1000);
         gw.tick().await;
-        // The recommender decides each minute of the day shown (the days before only
-        // grow the history: what they ask of the pool's size is not shown).
-        if on_show {
-            let plan = post_json(&format!("{admin}/api/v1/scaling/optimize"), &json!({})).await;
-            if on_show && let Some((_, p)) = plan {
-                let hour = hours.entry(of_day / 60).or_default();
-                let input = &p["pools"][0]["plan"]["decision"]["input"];
-                hour.replicas_max = hour
-                    .replicas_max
-                    .max(input["current"].as_u64().unwrap_or(0));
-                let u = input["utilization"].as_f64().unwrap_or(0.0);
-                hour.utilization_max = hour.utilization_max.max(u);
-                hour.over += u64::from(u > 0.8);
-            }
-        }
+        // One optimization cycle a minute on the day shown (the days before only grow the
+        // history): the rules, and the recommender deciding the pool's size.
         if on_show
             && let Some((_, c)) =
                 post_json(&format!("{admin}/api/v1/automation/cycle"), &json!({})).await
         {
+            let hour = hours.entry(of_day / 60).or_default();
+            let input = &c["scaling"][0]["plan"]["decision"]["input"];
+            hour.replicas_max = hour
+                .replicas_max
+                .max(input["current"].as_u64().unwrap_or(0));
+            let u = input["utilization"].as_f64().unwrap_or(0.0);
+            hour.utilization_max = hour.utilization_max.max(u);
+            hour.over += u64::from(u > 0.8);
             for s in c["steps"].as_array().into_iter().flatten() {
                 events.push((
                     t + 60,

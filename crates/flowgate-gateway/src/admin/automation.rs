@@ -3,8 +3,9 @@
 //!   changes to the running config in force;
 //! - `GET /api/v1/automation/history?from=&to=&rule=&limit=`: the audit log (every
 //!   action, undo, verdict and skip, with what was done), oldest first;
-//! - `POST /api/v1/automation/cycle`: one cycle now (every rule evaluated, acted on where
-//!   allowed): its steps;
+//! - `POST /api/v1/automation/cycle`: one optimization cycle now (every rule evaluated and
+//!   acted on where allowed, the scaling recommenders decided and acted on where allowed,
+//!   the recommendations gathered): its steps, plans and recommendations;
 //! - `POST /api/v1/automation/pause` and `/resume`: no action while paused (skips are
 //!   logged), until resumed.
 
@@ -138,9 +139,26 @@ async fn history(
     }
 }
 
+/// One optimization cycle: every rule evaluated and acted on where allowed, the scaling
+/// recommenders decided and their actuators run where allowed (not while automation is
+/// paused: their last plans are shown), and the recommendations gathered (advice: what
+/// to change, with its evidence; not applied).
 async fn cycle(State(gw): State<Arc<Gateway>>) -> Response {
     let steps = crate::automation_loop::cycle(&gw).await;
-    Json(json!({ "paused": gw.automation().paused(), "steps": steps })).into_response()
+    let paused = gw.automation().paused();
+    if !paused {
+        crate::scaling_loop::cycle(&gw).await;
+    }
+    let scaling = super::scaling::plans(&gw, gw.scaling().status());
+    let (recommendations, cost_unread) = super::report::current_recommendations(&gw);
+    Json(json!({
+        "paused": paused,
+        "steps": steps,
+        "scaling": scaling["pools"],
+        "recommendations": recommendations,
+        "cost_unread": cost_unread,
+    }))
+    .into_response()
 }
 
 async fn pause(State(gw): State<Arc<Gateway>>) -> Response {

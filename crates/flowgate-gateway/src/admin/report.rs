@@ -273,15 +273,20 @@ fn gather(gw: &Gateway, score: &Score, stages: &[RouteStages]) -> (Vec<Value>, O
     (out, failed)
 }
 
-async fn recommendations(State(gw): State<Arc<Gateway>>) -> Response {
-    // The stages over the last day.
+/// The recommendations gathered now (the stages over the last day), and why the cost
+/// ones could not be read, if they could not.
+pub(super) fn current_recommendations(gw: &Gateway) -> (Vec<Value>, Option<String>) {
     let stages = match gw.history() {
         Some(h) => {
             let now = gw.clock().unix_millis() / 1000;
-            crate::stages::by_route(&gw, h, (now.saturating_sub(86_400), now + 1), None)
+            crate::stages::by_route(gw, h, (now.saturating_sub(86_400), now + 1), None)
         }
         None => Vec::new(),
     };
-    let (list, failed) = gather(&gw, &super::score::current(&gw), &stages);
+    gather(gw, &super::score::current(gw), &stages)
+}
+
+async fn recommendations(State(gw): State<Arc<Gateway>>) -> Response {
+    let (list, failed) = current_recommendations(&gw);
     Json(json!({ "recommendations": list, "cost_unread": failed })).into_response()
 }

@@ -44,7 +44,8 @@ fn policy_json(gw: &Gateway, pool: &str) -> Value {
         "max_step_up": s.max_step_up,
         "max_step_down": s.max_step_down,
         "lead_seconds": s.lead.map(|l| l.as_secs()),
-        "per_replica": { "requests_per_second": p.per_replica_rps },
+        "per_replica": { p.per_replica.unit(): p.per_replica.capacity() },
+        "replicas": p.replicas,
     })
 }
 
@@ -52,13 +53,13 @@ fn policy_json(gw: &Gateway, pool: &str) -> Value {
 fn plan_json(p: &Plan) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or_default();
     let finite = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
-    v["demand_rps"] = finite(p.demand_rps);
+    v["demand"] = finite(p.demand);
     v["replica_demand"] = finite(p.replica_demand);
     v["decision"]["input"]["utilization"] = finite(p.decision.input.utilization);
     v
 }
 
-fn plans(gw: &Gateway, list: Vec<(Plan, Vec<crate::scaling::Change>)>) -> Value {
+pub(super) fn plans(gw: &Gateway, list: Vec<(Plan, Vec<crate::scaling::Change>)>) -> Value {
     let rt = gw.runtime();
     json!({
         "enabled": rt.config.scaling.enabled,
