@@ -46,6 +46,7 @@ mod secret;
 mod severity;
 mod tls;
 mod traces;
+mod transform;
 mod units;
 mod validate;
 mod watch;
@@ -95,6 +96,7 @@ pub use scaling::{
 };
 pub use severity::Severity;
 pub use traces::TracingConfig;
+pub use transform::{CODINGS, TransformConfig};
 pub use units::{hex, parse_duration, parse_size, parse_usd, parse_window};
 pub use validate::defaults;
 pub use watch::{FileWatcher, watch_file};

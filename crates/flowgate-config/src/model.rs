@@ -715,6 +715,8 @@ pub struct RouteConfig {
     /// Requests of this priority and below are refused with 503 (`shed`; automation's
     /// `shed` action sets it too). Never `critical`.
     pub shed: Option<crate::Priority>,
+    /// What is done to the route's answers before its clients get them (`transform`).
+    pub transform: Option<crate::transform::TransformConfig>,
     /// How the route picks a request's model (`model_policy`): by priority, `auto`.
     pub model_policy: Option<crate::budget::ModelPolicy>,
     /// How the route's requests are made cheaper before they are sent (`shaping`).

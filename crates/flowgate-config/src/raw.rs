@@ -387,6 +387,7 @@ pub(crate) struct RawRoute {
     pub hedge: Option<RawHedge>,
     pub priority_header: Option<bool>,
     pub shed: Option<String>,
+    pub transform: Option<crate::transform::RawTransform>,
     pub model_policy: Option<crate::budget::RawModelPolicy>,
     pub shaping: Option<crate::budget::RawShaping>,
 }

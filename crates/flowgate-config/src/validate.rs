@@ -1751,6 +1751,10 @@ fn route(
             None
         }
     });
+    let transform = r
+        .transform
+        .as_ref()
+        .map(|t| crate::transform::transform(t, &key.clone().key("transform"), found));
     let (path, _, _) = path?;
     (found.len() == before).then_some(RouteConfig {
         name,
@@ -1771,6 +1775,7 @@ fn route(
         hedge,
         priority_header: r.priority_header.unwrap_or(false),
         shed,
+        transform,
         model_policy,
         shaping,
     })

@@ -60,6 +60,7 @@ mod spend;
 mod stages;
 pub mod tls;
 mod trace_export;
+mod transform;
 pub mod upstream;
 mod warming;
 mod watch;

@@ -11,6 +11,9 @@ use crate::caching;
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) route: Option<Arc<str>>,
+    /// The route's response transforms, and the client's `Accept-Encoding` when the
+    /// route compresses.
+    pub(crate) transform: Option<(Arc<crate::transform::Transform>, Option<http::HeaderValue>)>,
     /// The pool that answered (a fallback's, if it came to that).
     pub(crate) pool: Option<Arc<str>>,
     /// The endpoint of the last attempt.

@@ -30,6 +30,8 @@ pub struct RouteEntry {
     /// The route's and its pool's concurrency limits, if any.
     pub concurrency: Option<Arc<crate::queues::Gate>>,
     pub pool_concurrency: Option<Arc<crate::queues::Gate>>,
+    /// What is done to its answers (`transform`), when anything is.
+    pub transform: Option<Arc<crate::transform::Transform>>,
 }
 
 impl RouteEntry {
@@ -70,6 +72,11 @@ impl RouteEntry {
         queue: &dyn Fn(Option<&Arc<Upstream>>) -> Gates,
     ) -> Option<RouteEntry> {
         let find = |name: &str| pools.iter().find(|u| *u.cfg.name == *name).cloned();
+        let transform = cfg
+            .transform
+            .as_ref()
+            .and_then(crate::transform::Transform::new)
+            .map(Arc::new);
         let entry = |chain: Vec<(Arc<Upstream>, Option<String>)>| -> Option<RouteEntry> {
             let mut chain = chain.into_iter();
             let (upstream, model) = chain.next()?;
@@ -84,6 +91,7 @@ impl RouteEntry {
                 by_model: Arc::default(),
                 concurrency,
                 pool_concurrency,
+                transform: transform.clone(),
             })
         };
         let mut by_model = HashMap::new();

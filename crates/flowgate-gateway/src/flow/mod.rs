@@ -70,6 +70,7 @@ impl Gateway {
         let guard = InFlightGuard::new(&self.telemetry().metrics().in_flight);
         let rt = self.runtime();
         let request_id = self.request_ids().take_or_make(req.headers());
+        let asked_head = req.method() == http::Method::HEAD;
         let asked = crate::account::Asked {
             start,
             at_ms: self.clock().unix_millis(),
@@ -110,6 +111,9 @@ impl Gateway {
             resp = crate::dialect::claude::answer(resp, out.claude.as_ref())
                 .await
                 .map(ProxyBody::claude);
+        }
+        if let Some((t, accept)) = out.transform.take() {
+            resp = crate::transform::apply(&t, resp, accept.as_ref(), asked_head).await;
         }
         explain(resp.headers_mut(), request_id, &out, error.is_some());
         resp.map(|b| b.with_guard(guard))
@@ -495,6 +499,13 @@ fn route<'r>(
         .route(req.method(), req.uri().path(), req.headers())?;
     out.route = Some(route.name.clone());
     out.dialect = route.cfg.dialect;
+    if let Some(t) = &route.transform {
+        let accept = t
+            .compresses()
+            .then(|| req.headers().get(http::header::ACCEPT_ENCODING).cloned())
+            .flatten();
+        out.transform = Some((t.clone(), accept));
+    }
     // A route that serves by model knows its pool once it knows the model.
     if route.cfg.pool.is_some() {
         out.pool = Some(route.upstream.name.clone());
