@@ -18,6 +18,7 @@ pub(crate) struct RawTransform {
     pub minify: Option<bool>,
     pub drop_nulls: Option<bool>,
     pub redact: Option<Vec<String>>,
+    pub redact_cached: Option<bool>,
 }
 
 /// A route's response transforms.
@@ -32,6 +33,8 @@ pub struct TransformConfig {
     /// Key names (any case, anywhere) and JSON pointers (`/a/*/b`) whose values are
     /// replaced by `"[redacted]"`.
     pub redact: Vec<String>,
+    /// The cache keeps JSON answers redacted too (so that no tier holds the fields).
+    pub redact_cached: bool,
 }
 
 pub(crate) fn transform(raw: &RawTransform, key: &KeyPath, found: &mut Found) -> TransformConfig {
@@ -69,7 +72,15 @@ pub(crate) fn transform(raw: &RawTransform, key: &KeyPath, found: &mut Found) ->
             ));
         }
     }
+    let redact_cached = raw.redact_cached.unwrap_or(false);
+    if redact_cached && redact.is_empty() {
+        found.push((
+            key.clone().key("redact_cached"),
+            "nothing to redact: name the fields in redact".into(),
+        ));
+    }
     TransformConfig {
+        redact_cached,
         compress,
         compress_above: raw.compress_above.map_or(500, |b| b.0),
         minify: raw.minify.unwrap_or(false),
@@ -145,6 +156,11 @@ mod tests {
                 "JSON pointer",
             ),
             ("gzip = true", "routes[0].transform.gzip", "unknown field"),
+            (
+                "redact_cached = true",
+                "routes[0].transform.redact_cached",
+                "nothing to redact",
+            ),
         ] {
             let e = parse(&with(t), "f.toml", std::iter::empty()).unwrap_err();
             assert!(

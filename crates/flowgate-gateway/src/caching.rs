@@ -128,6 +128,8 @@ pub struct Planned {
     pub price: Option<flowgate_cost::ModelPrice>,
     /// On http routes: what the origin's answer must allow to be stored.
     pub origin: Option<Origin>,
+    /// The route's transform, when the cache keeps its answers redacted.
+    pub scrub: Option<Arc<crate::transform::Transform>>,
 }
 
 /// An http route's answer is stored only as its origin allows, and for as long as it says
@@ -148,6 +150,7 @@ pub struct Fill {
     pub confidence: Option<ConfidenceTtl>,
     pub form: Form,
     pub origin: Option<Origin>,
+    pub scrub: Option<Arc<crate::transform::Transform>>,
 }
 
 impl Planned {
@@ -174,6 +177,7 @@ impl Planned {
             confidence: self.confidence,
             form: self.form,
             origin: self.origin,
+            scrub: self.scrub,
         }
     }
 }
@@ -388,6 +392,7 @@ pub fn plan(
                     route: route.cfg.clone(),
                     sets_ttl: !client_ttl,
                 }),
+                scrub: route.transform.clone().filter(|t| t.scrubs()),
             }))
         }
     }
@@ -551,7 +556,10 @@ impl Tee {
     /// that did not complete properly is not stored.
     pub fn finish(self) {
         let body = match self.body {
-            Collect::Whole(b) => b.freeze(),
+            Collect::Whole(b) => match &self.fill.scrub {
+                Some(t) => t.scrub(b.freeze()),
+                None => b.freeze(),
+            },
             Collect::Sse(a) => match a.finish() {
                 Some(b) => b,
                 None => return,

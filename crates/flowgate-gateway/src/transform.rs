@@ -35,17 +35,24 @@ pub struct Transform {
     json: JsonRewrite,
     codings: Vec<Encoding>,
     above: u64,
+    /// The redaction the cache's stored copies get (`redact_cached`).
+    cached: Option<JsonRewrite>,
 }
 
 impl Transform {
     /// `cfg`'s transforms; `None` when they change nothing.
     pub fn new(cfg: &TransformConfig) -> Option<Transform> {
+        // Validation checks each field.
+        let redact = Redaction::new(&cfg.redact).unwrap_or_default();
         let t = Transform {
+            cached: cfg.redact_cached.then(|| JsonRewrite {
+                redact: redact.clone(),
+                ..JsonRewrite::default()
+            }),
             json: JsonRewrite {
                 minify: cfg.minify,
                 drop_nulls: cfg.drop_nulls,
-                // Validation checks each field.
-                redact: Redaction::new(&cfg.redact).unwrap_or_default(),
+                redact,
             },
             codings: cfg
                 .compress
@@ -55,6 +62,19 @@ impl Transform {
             above: cfg.compress_above,
         };
         (!t.json.is_off() || !t.codings.is_empty()).then_some(t)
+    }
+
+    /// Whether the cache keeps the route's answers redacted.
+    pub fn scrubs(&self) -> bool {
+        self.cached.is_some()
+    }
+
+    /// `body` as the cache keeps it: redacted when `redact_cached` (and it is JSON).
+    pub fn scrub(&self, body: Bytes) -> Bytes {
+        match self.cached.as_ref().map(|r| r.apply(&body)) {
+            Some(Ok(b)) => Bytes::from(b),
+            _ => body,
+        }
     }
 
     /// Whether the client's `Accept-Encoding` matters (the route compresses).

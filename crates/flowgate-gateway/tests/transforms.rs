@@ -2,7 +2,8 @@
 //! with each coding the client accepts and decodes back (with the standard decoders) to
 //! the same JSON, minified, with its `null` members dropped and its fields redacted by
 //! name and by pointer; a small answer and a streamed one are not compressed; the cache
-//! keeps the answer as the upstream gave it and each client gets its own transform.
+//! keeps the answer as the upstream gave it and each client gets its own transform —
+//! unless `redact_cached`, when the stored copy is redacted too.
 #![allow(
     clippy::disallowed_methods,
     clippy::unwrap_used,
@@ -81,11 +82,24 @@ fn respond(req: &str) -> String {
 }
 
 async fn get_with(gw: &flowgate_gateway::Running, path: &str, accept: Option<&str>) -> Reply {
+    get_as(gw, path, accept, false).await
+}
+
+/// A GET, through the route without transforms (`raw`) that shares the cache's entries.
+async fn get_as(
+    gw: &flowgate_gateway::Running,
+    path: &str,
+    accept: Option<&str>,
+    raw: bool,
+) -> Reply {
     let mut req = http::Request::builder()
         .method("GET")
         .uri(format!("http://{}{path}", gw.data_addr));
     if let Some(a) = accept {
         req = req.header("accept-encoding", a);
+    }
+    if raw {
+        req = req.header("x-view", "raw");
     }
     send(&client(), req.body(Full::new(Bytes::new())).unwrap()).await
 }
@@ -115,17 +129,25 @@ fn decoded(r: &Reply) -> Vec<u8> {
     out
 }
 
+/// Two routes sharing the cache's entries: `raw` (with `x-view: raw`) transforms nothing,
+/// `api` transforms with `transform` (and `extra` in it).
+fn config(url: &str, extra: &str) -> String {
+    format!(
+        "[cache]\nenabled = true\n\n\
+         [pools.api]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
+         [[routes]]\nname = \"raw\"\nkind = \"http\"\nprefix = \"/api\"\npool = \"api\"\n\
+         headers = {{ \"x-view\" = \"raw\" }}\n\
+         cache = {{ mode = \"deterministic\", namespace = \"shared\" }}\n\n\
+         [[routes]]\nname = \"api\"\nkind = \"http\"\nprefix = \"/api\"\npool = \"api\"\n\
+         cache = {{ mode = \"deterministic\", namespace = \"shared\" }}\n\
+         transform = {{ compress = true, minify = true, drop_nulls = true, redact = [\"ssn\", \"email\", \"/meta/api_key\"]{extra} }}\n"
+    )
+}
+
 #[tokio::test]
 async fn answers_are_transformed_per_client_and_the_cache_keeps_them_as_given() {
     let (url, asked) = scripted_upstream(respond).await;
-    let cfg = format!(
-        "[cache]\nenabled = true\n\n\
-         [pools.api]\nendpoints = [{{ url = \"{url}\" }}]\n\n\
-         [[routes]]\nname = \"api\"\nkind = \"http\"\nprefix = \"/api\"\npool = \"api\"\n\
-         cache = {{ mode = \"deterministic\" }}\n\
-         transform = {{ compress = true, minify = true, drop_nulls = true, redact = [\"ssn\", \"email\", \"/meta/api_key\"] }}\n"
-    );
-    let gw = gateway(&cfg).await;
+    let gw = gateway(&config(&url, "")).await;
     let want = transformed();
     let mut caches = Vec::new();
     for (accept, coding) in [
@@ -181,6 +203,11 @@ async fn answers_are_transformed_per_client_and_the_cache_keeps_them_as_given() 
         "{caches:?}"
     );
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The entry is the upstream's: the route without transforms gets it as given.
+    let raw = get_as(&gw, "/api/big", Some("gzip"), true).await;
+    assert!(cache_header(&raw).starts_with("hit"));
+    assert!(raw.headers.get("content-encoding").is_none());
+    assert_eq!(serde_json::from_slice::<Value>(&raw.body).unwrap(), big());
 
     // Under the threshold: not compressed, but rewritten.
     let r = get_with(&gw, "/api/small", Some("gzip, br, zstd")).await;
@@ -190,5 +217,33 @@ async fn answers_are_transformed_per_client_and_the_cache_keeps_them_as_given() 
     let r = get_with(&gw, "/api/stream", Some("gzip")).await;
     assert!(r.headers.get("content-encoding").is_none());
     assert!(String::from_utf8_lossy(&r.body).ends_with("data: [DONE]\n\n"));
+    gw.shutdown();
+}
+
+#[tokio::test]
+async fn with_redact_cached_the_stored_copy_is_redacted_too() {
+    let (url, _) = scripted_upstream(respond).await;
+    let gw = gateway(&config(&url, ", redact_cached = true")).await;
+    let r = get_with(&gw, "/api/big", None).await;
+    assert_eq!(cache_header(&r), "miss");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap(),
+        transformed()
+    );
+    // The route without transforms reads the stored copy: redacted, nothing else done
+    // (its nulls are there, its layout the upstream's).
+    let raw = get_as(&gw, "/api/big", None, true).await;
+    assert!(cache_header(&raw).starts_with("hit"));
+    let text = String::from_utf8_lossy(&raw.body);
+    assert!(
+        !text.contains("123-45-6789") && !text.contains("sk-123") && !text.contains("@example.com"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_slice(&raw.body).unwrap();
+    assert_eq!(v["data"][0]["SSN"], "[redacted]");
+    assert!(
+        v["data"][0]["manager"].is_null() && v.get("next").is_some(),
+        "{v}"
+    );
     gw.shutdown();
 }
