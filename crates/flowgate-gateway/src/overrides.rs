@@ -1,5 +1,6 @@
-//! The changes automation rules make to the running config (`flowgate_config::ConfigChange`:
-//! a cache category's TTL, a rate limit, a route's shedding or model tier).
+//! The changes automation rules (and the admin API's optimizations, owners named `api:…`)
+//! make to the running config (`flowgate_config::ConfigChange`: a cache category's TTL, a
+//! rate limit, a route's shedding or model tier).
 //!
 //! They are kept apart from the file's config and laid over it each time a runtime is
 //! built (so that they survive a reload, and go as soon as they are taken away): the
@@ -10,7 +11,11 @@ use std::sync::Mutex;
 
 use flowgate_config::{Config, ConfigChange};
 
-/// The changes in force, by the rule that made each, in the order they were made.
+/// The prefix of the owners of changes the admin API made (a rule's name has no `:`).
+pub const API: &str = "api:";
+
+/// The changes in force, by the rule (or API call) that made each, in the order they
+/// were made.
 #[derive(Debug, Default)]
 pub struct Overrides {
     active: Mutex<Vec<(String, ConfigChange)>>,
@@ -25,7 +30,7 @@ impl Overrides {
         let rules = &config.automation.rules;
         let gone: Vec<String> = active
             .iter()
-            .filter(|(rule, _)| !rules.iter().any(|r| r.name == *rule))
+            .filter(|(rule, _)| !rule.starts_with(API) && !rules.iter().any(|r| r.name == *rule))
             .map(|(rule, _)| rule.clone())
             .collect();
         active.retain(|(rule, change)| match change.apply(&mut config) {
@@ -62,6 +67,18 @@ impl Overrides {
         let mut a = self.active.lock().ok()?;
         let i = a.iter().position(|(r, _)| r == rule)?;
         Some(a.remove(i).1)
+    }
+
+    /// Takes away every change whose owner starts with `prefix`; them.
+    pub fn remove_prefixed(&self, prefix: &str) -> Vec<(String, ConfigChange)> {
+        let Ok(mut a) = self.active.lock() else {
+            return Vec::new();
+        };
+        let (gone, kept) = std::mem::take(&mut *a)
+            .into_iter()
+            .partition(|(owner, _)| owner.starts_with(prefix));
+        *a = kept;
+        gone
     }
 
     /// The changes in force, by rule.

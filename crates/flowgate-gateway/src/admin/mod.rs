@@ -12,6 +12,7 @@ mod automation;
 mod balance;
 mod budgets;
 mod cache;
+mod cache_optimize;
 mod capacity;
 mod cost;
 mod guard;
@@ -37,6 +38,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
     axum::Router::new()
         .merge(status::routes())
         .merge(cache::routes())
+        .merge(cache_optimize::routes())
         .merge(cost::routes())
         .merge(budgets::routes())
         .merge(capacity::routes())

@@ -38,6 +38,29 @@ fn usd(d: Decimal) -> String {
     d.round_dp(9).normalize().to_string()
 }
 
+/// A longer TTL for a cache category, with its evidence.
+pub(super) fn longer_ttl(gw: &Gateway, a: &flowgate_cache::advice::LongerTtl) -> Value {
+    json!({
+        "kind": "longer_ttl",
+        "category": a.category,
+        "saving_usd": a.saving_usd().map(|v| usd(Decimal::try_from(v).unwrap_or_default())),
+        "change": format!(
+            "[[cache.categories]] {:?}: ttl = \"{}s\"",
+            a.category,
+            a.suggested_ttl.as_secs()
+        ),
+        "evidence": {
+            "ttl_seconds": a.ttl.as_secs(),
+            "suggested_ttl_seconds": a.suggested_ttl.as_secs(),
+            "misses": a.misses,
+            "misses_of_expired_answers": a.misses_expired,
+            "would_have_hit": a.would_hit,
+            "usd_per_hit": a.usd_per_hit,
+            "since_start_seconds": gw.uptime().as_secs(),
+        },
+    })
+}
+
 fn cheaper_model(a: &CheaperModel) -> Value {
     json!({
         "kind": "cheaper_model",
@@ -133,28 +156,7 @@ fn cost(
                 .saving_usd()
                 .and_then(|v| Decimal::try_from(v).ok())
                 .unwrap_or_default();
-            valued.push((
-                saving,
-                json!({
-                    "kind": "longer_ttl",
-                    "category": a.category,
-                    "saving_usd": a.saving_usd().map(|v| usd(Decimal::try_from(v).unwrap_or_default())),
-                    "change": format!(
-                        "[[cache.categories]] {:?}: ttl = \"{}s\"",
-                        a.category,
-                        a.suggested_ttl.as_secs()
-                    ),
-                    "evidence": {
-                        "ttl_seconds": a.ttl.as_secs(),
-                        "suggested_ttl_seconds": a.suggested_ttl.as_secs(),
-                        "misses": a.misses,
-                        "misses_of_expired_answers": a.misses_expired,
-                        "would_have_hit": a.would_hit,
-                        "usd_per_hit": a.usd_per_hit,
-                        "since_start_seconds": gw.uptime().as_secs(),
-                    },
-                }),
-            ));
+            valued.push((saving, longer_ttl(gw, &a)));
         }
     }
     valued.sort_by_key(|(saving, _)| std::cmp::Reverse(*saving));
