@@ -204,22 +204,17 @@ async fn act(gw: &Arc<Gateway>, r: &AutomationRule, why: &str) -> (Option<String
             Err(e) => (Some(e), false),
         },
         AutomationAction::Change(change) => {
-            match gw.overrides().check(&gw.runtime().file, change) {
-                Err(e) => (Some(format!("{}: {e}", change.describe())), false),
+            let config = gw.runtime().config.clone();
+            match gw
+                .overrides()
+                .put(&config, &r.name, change.clone(), || gw.rebuild())
+            {
                 Ok(was) => {
-                    gw.overrides().set(&r.name, change.clone());
-                    match gw.rebuild() {
-                        Ok(()) => {
-                            gw.automation()
-                                .changed(&r.name, Undo::Change(change.clone()));
-                            (Some(format!("{} (was: {was})", change.describe())), true)
-                        }
-                        Err(e) => {
-                            gw.overrides().remove(&r.name);
-                            (Some(format!("{}: {e}", change.describe())), false)
-                        }
-                    }
+                    gw.automation()
+                        .changed(&r.name, Undo::Change(change.clone()));
+                    (Some(format!("{} (was: {was})", change.describe())), true)
                 }
+                Err(e) => (Some(format!("{}: {e}", change.describe())), false),
             }
         }
         AutomationAction::Warm { top } => {
@@ -272,7 +267,7 @@ async fn act(gw: &Arc<Gateway>, r: &AutomationRule, why: &str) -> (Option<String
             )
         }
         AutomationAction::Scale { pool, replicas } => {
-            let current = endpoints(gw, pool);
+            let current = replicas_now(gw, pool);
             let desired = match replicas {
                 Replicas::To(n) => *n,
                 Replicas::By(d) => current.saturating_add_signed(*d),
@@ -327,7 +322,7 @@ async fn undo(gw: &Arc<Gateway>, rule: &str) -> (Option<String>, bool) {
             Err(e) => (Some(e), false),
         },
         Some(Undo::Scale { pool, was }) => {
-            let current = endpoints(gw, &pool);
+            let current = replicas_now(gw, &pool);
             scale(
                 gw,
                 &pool,
@@ -360,7 +355,7 @@ fn set_strategy(gw: &Gateway, pool: &str, to: &str) -> Result<String, String> {
 }
 
 /// The replicas `pool` (or flowgate itself) has now.
-fn endpoints(gw: &Gateway, pool: &str) -> u32 {
+fn replicas_now(gw: &Gateway, pool: &str) -> u32 {
     let rt = gw.runtime();
     rt.config
         .scaling

@@ -33,29 +33,43 @@ impl Overrides {
             .filter(|(rule, _)| !rule.starts_with(API) && !rules.iter().any(|r| r.name == *rule))
             .map(|(rule, _)| rule.clone())
             .collect();
-        active.retain(|(rule, change)| match change.apply(&mut config) {
-            _ if gone.contains(rule) => {
+        active.retain(|(rule, change)| {
+            // Checked before the change is made: a dropped change leaves no trace.
+            if gone.contains(rule) {
                 tracing::warn!(%rule, change = %change.describe(), "automation's change dropped: its rule is gone");
-                false
+                return false;
             }
-            Ok(_) => true,
-            Err(why) => {
-                tracing::warn!(%rule, change = %change.describe(), %why, "automation's change dropped: the config no longer allows it");
-                false
+            match change.apply(&mut config) {
+                Ok(_) => true,
+                Err(why) => {
+                    tracing::warn!(%rule, change = %change.describe(), %why, "automation's change dropped: the config no longer allows it");
+                    false
+                }
             }
         });
         config
     }
 
-    /// Checks `change` against `file` (the file's config with the changes in force); what
-    /// its target was.
-    pub fn check(&self, file: &Config, change: &ConfigChange) -> Result<String, String> {
-        let mut config = self.apply(file.clone());
-        change.apply(&mut config)
+    /// Puts `owner`'s change in force: checked against `config` (the one in force), then
+    /// the runtime built with it by `rebuild`; taken out again when that fails. What its
+    /// target was.
+    pub fn put(
+        &self,
+        config: &Config,
+        owner: &str,
+        change: ConfigChange,
+        rebuild: impl FnOnce() -> Result<(), String>,
+    ) -> Result<String, String> {
+        let was = change.apply(&mut config.clone())?;
+        self.set(owner, change);
+        rebuild().inspect_err(|_| {
+            self.remove(owner);
+        })?;
+        Ok(was)
     }
 
     /// Puts `rule`'s change in force (replacing one it made before).
-    pub fn set(&self, rule: &str, change: ConfigChange) {
+    fn set(&self, rule: &str, change: ConfigChange) {
         if let Ok(mut a) = self.active.lock() {
             a.retain(|(r, _)| r != rule);
             a.push((rule.to_string(), change));
@@ -84,5 +98,51 @@ impl Overrides {
     /// The changes in force, by rule.
     pub fn list(&self) -> Vec<(String, ConfigChange)> {
         self.active.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rules: &str) -> Config {
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:18180\"\nadmin_listen = \"127.0.0.1:18190\"\n\n\
+             [pools.api]\nendpoints = [{{ url = \"http://127.0.0.1:18081\" }}]\n\n\
+             [[routes]]\nname = \"api\"\nkind = \"http\"\nprefix = \"/api\"\npool = \"api\"\n\n{rules}"
+        );
+        flowgate_config::parse(&toml, "t.toml", std::iter::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_change_is_put_checked_and_dropped_with_its_rule() {
+        let shed = |p| ConfigChange::Shed {
+            route: None,
+            priority: p,
+        };
+        let rule = "[[automation.rules]]\nname = \"r\"\nwhen = { schedule = \"* * * * *\" }\n\
+                    do = { shed = \"low\" }\n";
+        let o = Overrides::default();
+        let with = config(rule);
+        let was = o
+            .put(&with, "r", shed(flowgate_config::Priority::Low), || Ok(()))
+            .unwrap();
+        assert_eq!(was, "nothing shed");
+        assert_eq!(
+            o.apply(with.clone()).routes[0].shed,
+            Some(flowgate_config::Priority::Low)
+        );
+        // A rebuild that fails takes it out again.
+        let e = o.put(
+            &with,
+            "api:x",
+            shed(flowgate_config::Priority::Normal),
+            || Err("no".into()),
+        );
+        assert_eq!(e, Err("no".into()));
+        assert_eq!(o.list().len(), 1);
+        // Its rule gone, it is dropped without being made.
+        assert_eq!(o.apply(config("")).routes[0].shed, None);
+        assert!(o.list().is_empty());
     }
 }

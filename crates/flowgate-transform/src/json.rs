@@ -120,6 +120,16 @@ impl Walk<'_> {
         &self.s[start..self.i]
     }
 
+    /// Moves past the number, `true`, `false` or `null` at `i`.
+    fn scalar(&mut self) {
+        while !matches!(
+            self.peek(),
+            b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' | b'\0'
+        ) {
+            self.i += 1;
+        }
+    }
+
     /// Skips the value at `i`.
     fn skip(&mut self) {
         let mut depth = 0usize;
@@ -137,14 +147,7 @@ impl Walk<'_> {
                     self.i += 1;
                 }
                 b',' | b':' | b' ' | b'\t' | b'\n' | b'\r' => self.i += 1,
-                _ => {
-                    while !matches!(
-                        self.peek(),
-                        b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' | b'\0'
-                    ) {
-                        self.i += 1;
-                    }
-                }
+                _ => self.scalar(),
             }
             if depth == 0 {
                 return;
@@ -169,12 +172,7 @@ impl Walk<'_> {
             }
             _ => {
                 let start = self.i;
-                while !matches!(
-                    self.peek(),
-                    b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' | b'\0'
-                ) {
-                    self.i += 1;
-                }
+                self.scalar();
                 self.out.extend_from_slice(&self.s[start..self.i]);
             }
         }

@@ -30,7 +30,7 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
         )
 }
 
-fn cache_disabled() -> Response {
+pub(super) fn cache_disabled() -> Response {
     client_error(
         StatusCode::NOT_FOUND,
         "the cache is not enabled (`[cache] enabled = true`)",

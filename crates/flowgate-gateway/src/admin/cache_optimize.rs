@@ -53,11 +53,7 @@ fn asked(body: &[u8]) -> Result<(bool, bool), String> {
 
 async fn optimize(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     let Some(cache) = gw.cache() else {
-        return client_error(
-            StatusCode::NOT_FOUND,
-            "the cache is not enabled (`[cache] enabled = true`)",
-            "cache_disabled",
-        );
+        return super::cache::cache_disabled();
     };
     let (apply, revert) = match asked(&body) {
         Ok(a) => a,
@@ -92,13 +88,10 @@ async fn optimize(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Re
                 ttl: a.suggested_ttl,
             };
             let owner = format!("{OWNER}{}", a.category);
-            let done = gw.overrides().check(&rt.file, &change).and_then(|was| {
-                gw.overrides().set(&owner, change.clone());
-                gw.rebuild().map(|()| was).inspect_err(|_| {
-                    gw.overrides().remove(&owner);
-                })
-            });
-            match done {
+            match gw
+                .overrides()
+                .put(&rt.config, &owner, change, || gw.rebuild())
+            {
                 Ok(was) => {
                     applied += 1;
                     p["applied"] = json!(true);
