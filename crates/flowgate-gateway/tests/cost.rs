@@ -140,6 +140,9 @@ async fn cache_hits_cost_nothing_and_count_what_they_saved() {
     assert_eq!(cache_header(&hit), "hit-l1");
     assert_eq!(hit.headers["x-flowgate-cost-usd"], "0");
     assert_eq!(hit.headers["x-flowgate-saved-usd"], PRICE);
+    // The hit's record is sent when its body ends on the gateway's side, which may come
+    // just after the client has read it.
+    eventually(|| ledger_total(&gw).requests >= 2).await;
     let t = ledger_total(&gw);
     assert_eq!((t.requests, t.cache_hits), (2, 1));
     assert_eq!((t.usd, t.saved_usd), (d(PRICE), d(PRICE)));
