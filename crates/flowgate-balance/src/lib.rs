@@ -23,6 +23,7 @@
 //! use until each answer's body ends) and gives that count to each pick, with the endpoints
 //! a request may use (health, ejection and breakers come on top).
 
+pub mod advice;
 pub mod affinity;
 mod ewma;
 pub mod health;

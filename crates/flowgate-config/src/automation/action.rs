@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Found, KeyPath};
-use crate::model::{CacheConfig, Config, RateLimitConfig, RouteConfig, RouteKind};
+use crate::model::{CacheConfig, Config, PoolConfig, RateLimitConfig, RouteConfig, RouteKind};
 use crate::units::HumanDuration;
 use crate::{ModelPolicy, ModelTier, Priority, Severity};
 
@@ -64,6 +64,17 @@ pub enum Change {
     },
     /// Every priority of `route` is served from `tier`.
     ModelTier { route: String, tier: String },
+    /// `pool` picks its endpoints by `strategy` (the pool is rebuilt, as by a reload that
+    /// changes it: its latency estimates and breakers start over).
+    Strategy {
+        pool: String,
+        strategy: crate::BalanceStrategy,
+    },
+    /// `pool`'s named endpoints get these weights (likewise rebuilt).
+    Weights {
+        pool: String,
+        weights: Vec<(String, u32)>,
+    },
 }
 
 /// What a rule does.
@@ -391,6 +402,15 @@ fn scale(raw: &RawDo, t: &Targets<'_>, key: &KeyPath, found: &mut Found) -> Opti
     })
 }
 
+/// The config's pool `name`.
+fn pool_of<'c>(config: &'c mut Config, name: &str) -> Result<&'c mut Arc<PoolConfig>, String> {
+    config
+        .pools
+        .iter_mut()
+        .find(|p| p.name == name)
+        .ok_or_else(|| format!("no pool {name:?}"))
+}
+
 impl Change {
     /// In words, as the audit log says it.
     pub fn describe(&self) -> String {
@@ -412,6 +432,17 @@ impl Change {
             Change::ModelTier { route, tier } => {
                 format!("route {route} served from tier {tier}")
             }
+            Change::Strategy { pool, strategy } => {
+                format!("pool {pool} balanced by {}", strategy.as_str())
+            }
+            Change::Weights { pool, weights } => format!(
+                "pool {pool} weighted {}",
+                weights
+                    .iter()
+                    .map(|(e, w)| format!("{e}={w}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 
@@ -507,6 +538,36 @@ impl Change {
                         .join(", ")
                 };
                 policy.by_priority = Priority::ALL.iter().map(|p| (*p, tier.clone())).collect();
+                Ok(was)
+            }
+            Change::Strategy { pool, strategy } => {
+                let p = Arc::make_mut(pool_of(config, pool)?);
+                let was = p.strategy.as_str().to_string();
+                p.strategy = *strategy;
+                Ok(was)
+            }
+            Change::Weights { pool, weights } => {
+                let p = Arc::make_mut(pool_of(config, pool)?);
+                if let Some((e, _)) = weights
+                    .iter()
+                    .find(|(e, _)| !p.endpoints.iter().any(|x| x.name == *e))
+                {
+                    return Err(format!("pool {pool:?} has no endpoint {e:?} in the config"));
+                }
+                if weights.iter().any(|(_, w)| *w == 0) {
+                    return Err("a weight is at least 1".into());
+                }
+                let was = p
+                    .endpoints
+                    .iter()
+                    .map(|e| format!("{}={}", e.name, e.weight))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                for e in &mut p.endpoints {
+                    if let Some((_, w)) = weights.iter().find(|(n, _)| *n == e.name) {
+                        e.weight = *w;
+                    }
+                }
                 Ok(was)
             }
         }

@@ -269,3 +269,50 @@ fn changes_apply_to_a_config_and_say_what_was() {
     .unwrap_err();
     assert!(http.contains("not an openai route"), "{http}");
 }
+
+#[test]
+fn a_pool_strategy_and_its_weights_change_and_say_what_was() {
+    let mut c = ok(BASE);
+    let pool = c.pools[0].name.clone();
+    let was = ConfigChange::Strategy {
+        pool: pool.clone(),
+        strategy: crate::BalanceStrategy::Weighted,
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(was, "p2c_ewma");
+    assert_eq!(c.pools[0].strategy, crate::BalanceStrategy::Weighted);
+
+    let first = c.pools[0].endpoints[0].name.clone();
+    let was = ConfigChange::Weights {
+        pool: pool.clone(),
+        weights: vec![(first.clone(), 40)],
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert!(was.starts_with(&format!("{first}=1")), "{was}");
+    assert_eq!(c.pools[0].endpoints[0].weight, 40);
+
+    for (weights, says) in [
+        (
+            vec![("nowhere".to_string(), 3)],
+            "has no endpoint \"nowhere\"",
+        ),
+        (vec![(first, 0)], "at least 1"),
+    ] {
+        let e = ConfigChange::Weights {
+            pool: pool.clone(),
+            weights,
+        }
+        .apply(&mut c)
+        .unwrap_err();
+        assert!(e.contains(says), "{e}");
+    }
+    let e = ConfigChange::Strategy {
+        pool: "gone".into(),
+        strategy: crate::BalanceStrategy::Random,
+    }
+    .apply(&mut c)
+    .unwrap_err();
+    assert!(e.contains("no pool \"gone\""), "{e}");
+}

@@ -12,13 +12,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flowgate_config::ConfigChange;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::reply::{client_error, server_error};
 use crate::gateway::Gateway;
 
 /// The owners of the changes it applies start with this.
@@ -28,45 +26,14 @@ pub fn routes() -> axum::Router<Arc<Gateway>> {
     axum::Router::new().route("/api/v1/performance/cache/optimize", post(optimize))
 }
 
-/// `{"apply": bool, "revert": bool}`, both false by default, not both.
-fn asked(body: &[u8]) -> Result<(bool, bool), String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((false, false));
-    }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    let obj = v.as_object().ok_or("the body must be a JSON object")?;
-    if let Some(k) = obj.keys().find(|k| *k != "apply" && *k != "revert") {
-        return Err(format!("unknown field {k:?}: expected apply or revert"));
-    }
-    let flag = |k: &str| match obj.get(k) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(format!("{k}: {other} is not true or false")),
-    };
-    let (apply, revert) = (flag("apply")?, flag("revert")?);
-    if apply && revert {
-        return Err("apply or revert, not both".into());
-    }
-    Ok((apply, revert))
-}
-
 async fn optimize(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     let Some(cache) = gw.cache() else {
         return super::cache::cache_disabled();
     };
-    let (apply, revert) = match asked(&body) {
-        Ok(a) => a,
-        Err(why) => return client_error(StatusCode::BAD_REQUEST, &why, "invalid_request"),
+    let apply = match super::reply::optimize_asked(&gw, &body, OWNER) {
+        Ok(apply) => apply,
+        Err(answer) => return *answer,
     };
-    if revert {
-        let gone = gw.overrides().remove_prefixed(OWNER);
-        if let Err(e) = gw.rebuild() {
-            return server_error(&format!("the config could not be rebuilt: {e}"));
-        }
-        let reverted: Vec<String> = gone.iter().map(|(_, c)| c.describe()).collect();
-        return Json(json!({ "reverted": reverted })).into_response();
-    }
     let stats = cache.stats();
     let rt = gw.runtime();
     let ttl_of = |name: &str| {
@@ -88,21 +55,7 @@ async fn optimize(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Re
                 ttl: a.suggested_ttl,
             };
             let owner = format!("{OWNER}{}", a.category);
-            match gw
-                .overrides()
-                .put(&rt.config, &owner, change, || gw.rebuild())
-            {
-                Ok(was) => {
-                    applied += 1;
-                    p["applied"] = json!(true);
-                    p["was"] = json!(was);
-                    tracing::info!(category = %a.category, ttl = a.suggested_ttl.as_secs(), "cache optimize: a longer TTL applied");
-                }
-                Err(e) => {
-                    p["applied"] = json!(false);
-                    p["error"] = json!(e);
-                }
-            }
+            applied += usize::from(super::reply::apply_proposal(&gw, &owner, change, &mut p));
         }
         proposals.push(p);
     }

@@ -10,6 +10,7 @@ mod alerts;
 mod anomalies;
 mod automation;
 mod balance;
+mod balance_optimize;
 mod budgets;
 mod cache;
 mod cache_optimize;
@@ -57,6 +58,7 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(keys::routes())
         .merge(admission::routes())
         .merge(balance::routes())
+        .merge(balance_optimize::routes())
         .merge(instances::routes())
         .fallback(reply::not_found)
         .layer(axum::middleware::from_fn_with_state(

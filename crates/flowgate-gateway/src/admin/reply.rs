@@ -187,3 +187,84 @@ pub(super) async fn not_found() -> Response {
     )
         .into_response()
 }
+
+/// `{"apply": bool, "revert": bool}`, both false by default, not both.
+fn asked(body: &[u8]) -> Result<(bool, bool), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((false, false));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let obj = v.as_object().ok_or("the body must be a JSON object")?;
+    if let Some(k) = obj.keys().find(|k| *k != "apply" && *k != "revert") {
+        return Err(format!("unknown field {k:?}: expected apply or revert"));
+    }
+    let flag = |k: &str| match obj.get(k) {
+        None => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(format!("{k}: {other} is not true or false")),
+    };
+    let (apply, revert) = (flag("apply")?, flag("revert")?);
+    if apply && revert {
+        return Err("apply or revert, not both".into());
+    }
+    Ok((apply, revert))
+}
+
+/// What an `.../optimize` call asks (its body as [`asked`] reads it): `Ok(true)` to apply
+/// its proposals, `Ok(false)` to propose only; a revert (every change in force whose owner
+/// starts with `owner` taken away) and bad bodies are answered here.
+pub(super) fn optimize_asked(
+    gw: &crate::gateway::Gateway,
+    body: &[u8],
+    owner: &str,
+) -> Result<bool, Box<Response>> {
+    let (apply, revert) = asked(body).map_err(|why| {
+        Box::new(client_error(
+            StatusCode::BAD_REQUEST,
+            &why,
+            "invalid_request",
+        ))
+    })?;
+    if !revert {
+        return Ok(apply);
+    }
+    let gone = gw.overrides().remove_prefixed(owner);
+    if let Err(e) = gw.rebuild() {
+        return Err(Box::new(server_error(&format!(
+            "the config could not be rebuilt: {e}"
+        ))));
+    }
+    let reverted: Vec<String> = gone.iter().map(|(_, c)| c.describe()).collect();
+    Err(Box::new(
+        axum::Json(serde_json::json!({ "reverted": reverted })).into_response(),
+    ))
+}
+
+/// Applies an optimize proposal's `change` under `owner` through the running config's
+/// overlay, marking `proposal` with `applied` and `was` (or the `error`); whether it was.
+pub(super) fn apply_proposal(
+    gw: &crate::gateway::Gateway,
+    owner: &str,
+    change: flowgate_config::ConfigChange,
+    proposal: &mut serde_json::Value,
+) -> bool {
+    let described = change.describe();
+    let rt = gw.runtime();
+    match gw
+        .overrides()
+        .put(&rt.config, owner, change, || gw.rebuild())
+    {
+        Ok(was) => {
+            proposal["applied"] = serde_json::json!(true);
+            proposal["was"] = serde_json::json!(was);
+            tracing::info!(%owner, change = %described, %was, "optimize: applied");
+            true
+        }
+        Err(e) => {
+            proposal["applied"] = serde_json::json!(false);
+            proposal["error"] = serde_json::json!(e);
+            false
+        }
+    }
+}
