@@ -12,10 +12,18 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # deploy/'s Prometheus rules are checked and unit-tested with promtool.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-# The e-mail notifier's tests talk to a real SMTP server, aiosmtpd (PyPI), kept in a venv
+# The dashboard is tested in a real headless Chromium (Debian's), driven by playwright-core
+# (npm, installed below into target/test-node; it downloads no browser).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+# The e-mail notifier's tests talk to a real SMTP server, aiosmtpd (PyPI), and the admin
+# API's OpenAPI document is checked by openapi-spec-validator (PyPI), both kept in a venv
 # under target/ (Debian's Python is externally managed).
 py=target/test-python/bin/python
-if ! "$py" -c "import aiosmtpd" >/dev/null 2>&1; then
+pypi=(aiosmtpd openapi-spec-validator)
+has_pypi() { "$py" -c "import aiosmtpd, openapi_spec_validator" >/dev/null 2>&1; }
+if ! has_pypi; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 fi
@@ -26,13 +34,24 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-if ! "$py" -c "import aiosmtpd" >/dev/null 2>&1; then
-  echo "installing: aiosmtpd (PyPI) into target/test-python"
+if ! has_pypi; then
+  echo "installing: ${pypi[*]} (PyPI) into target/test-python"
   rm -rf target/test-python
   python3 -m venv target/test-python
-  target/test-python/bin/pip install -q aiosmtpd
+  target/test-python/bin/pip install -q "${pypi[@]}"
 fi
 export FLOWGATE_TEST_PYTHON="$PWD/$py"
+
+playwright=1.65.1
+if [ ! -f "target/test-node/node_modules/playwright-core/package.json" ] ||
+  ! grep -q "\"version\": \"$playwright\"" target/test-node/node_modules/playwright-core/package.json; then
+  echo "installing: playwright-core@$playwright (npm) into target/test-node"
+  mkdir -p target/test-node
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-save --no-audit --no-fund \
+    --prefix target/test-node "playwright-core@$playwright" >/dev/null
+fi
+export FLOWGATE_TEST_NODE_MODULES="$PWD/target/test-node/node_modules"
+export FLOWGATE_TEST_CHROMIUM="$(command -v chromium)"
 
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
@@ -53,5 +72,8 @@ for f in examples/*.toml examples/*/*.toml; do
     cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"
+# The admin API's OpenAPI document, checked by an independent validator.
+cargo run --locked -q -p flowgate -- openapi --output target/openapi.json
+target/test-python/bin/openapi-spec-validator target/openapi.json
 promtool check rules deploy/prometheus/flowgate-rules.yml
 (cd deploy/prometheus && promtool test rules flowgate-rules.test.yml)

@@ -34,6 +34,8 @@ pub(crate) struct RawAdminToken {
 /// What an admin token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AdminScope {
+    /// `GET` and `HEAD` of `/metrics`, `/health` and `/ready`: a scraper's token.
+    Metrics,
     /// `GET` and `HEAD`.
     Read,
     /// Everything.
@@ -43,6 +45,7 @@ pub enum AdminScope {
 impl AdminScope {
     pub fn as_str(self) -> &'static str {
         match self {
+            AdminScope::Metrics => "metrics",
             AdminScope::Read => "read",
             AdminScope::Write => "write",
         }
@@ -137,10 +140,11 @@ pub(crate) fn admin(
         let scope = match t.scope.as_deref() {
             None | Some("read") => AdminScope::Read,
             Some("write") => AdminScope::Write,
+            Some("metrics") => AdminScope::Metrics,
             Some(other) => {
                 found.push((
                     tk.clone().key("scope"),
-                    format!("{other:?}: expected \"read\" or \"write\""),
+                    format!("{other:?}: expected \"metrics\", \"read\" or \"write\""),
                 ));
                 AdminScope::Read
             }

@@ -1743,6 +1743,22 @@ fn admin_tokens_scopes_and_open_endpoints_are_checked() {
         keys.contains(&"admin.tokens[0].hash".to_string()),
         "{keys:?}"
     );
+    let p = parse_err(&format!(
+        "[[admin.tokens]]\nname = \"x\"\nscope = \"root\"\nhash = \"{h}\"\n"
+    ));
+    let scope = p
+        .iter()
+        .find(|p| p.key.to_string() == "admin.tokens[0].scope")
+        .expect("the scope named");
+    assert!(
+        scope.message.contains("\"metrics\", \"read\" or \"write\""),
+        "{}",
+        scope.message
+    );
+    let scraper = parse_ok(&format!(
+        "[[admin.tokens]]\nname = \"prom\"\nscope = \"metrics\"\nhash = \"{h}\"\n"
+    ));
+    assert_eq!(scraper.admin.tokens[0].scope, AdminScope::Metrics);
 
     let open = parse(
         "[server]\nadmin_listen = \"0.0.0.0:9090\"\n",

@@ -65,6 +65,7 @@ pub mod upstream;
 mod warming;
 mod watch;
 
+pub use admin::openapi as admin_openapi;
 pub use body::{ProxyBody, ReqBody};
 pub use error::ProxyError;
 pub use gateway::Gateway;

@@ -274,7 +274,7 @@ async fn budgets_are_set_through_the_api_checked_kept_and_explained() {
         r#"{"scope":"route","match":"chat","limit_usd":"0.0015","window":"day","timezone":"Europe/Berlin","actions":[{"at":50,"do":"notify"},{"at":100,"do":"block"}]}"#,
     )
     .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(v["source"], "api");
     assert_eq!(v["timezone"], "Europe/Berlin");
     // Bad ones are named; the config's are the config's.
@@ -414,7 +414,7 @@ async fn a_budget_for_a_key_made_through_the_api_follows_the_key() {
     let (st, made) = admin(&gw, "POST", "/api/v1/keys", r#"{"name":"dana"}"#).await;
     assert_eq!(st, StatusCode::CREATED, "{made}");
     let (st, v) = admin(&gw, "PUT", "/api/v1/cost/budgets/dana-daily", budget).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(st, StatusCode::CREATED, "{v}");
     // The key revoked: its budget no longer holds and is not in force.
     let id = made["id"].as_str().unwrap();
     let (st, _) = admin(&gw, "DELETE", &format!("/api/v1/keys/{id}"), "").await;

@@ -772,5 +772,5 @@ async fn admin_api_reports_metrics_health_and_percentiles() {
     );
     let nf = send(&c, get(gw.admin_addr, "/nope")).await;
     assert_eq!(nf.status, StatusCode::NOT_FOUND);
-    assert_eq!(nf.error_code(), "not_found");
+    assert_eq!(nf.error_code(), "unknown_endpoint");
 }

@@ -1,4 +1,5 @@
-//! The flowgate command line: `serve`, `check`, `demo`, `sim`, `key` and `cost`.
+//! The flowgate command line: `serve`, `check`, `demo`, `sim`, `key`, `cost`, `anomalies`,
+//! `forecast`, `report` and `openapi`.
 
 mod anomalies;
 mod anomaly_eval;
@@ -77,6 +78,12 @@ enum Command {
     /// Markdown with charts: score, traffic, latency, errors, hit ratio, spend, forecast,
     /// anomalies, findings and recommendations.
     Report(report_cli::ReportArgs),
+    /// Print the admin API's OpenAPI 3.1 document (as served at `/api/v1/openapi.json`).
+    Openapi {
+        /// Write it to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,8 +94,9 @@ enum KeyAction {
         /// An admin API token instead of a virtual key.
         #[arg(long)]
         admin: bool,
-        /// The admin token's scope: `read` (GET) or `write` (everything).
-        #[arg(long, default_value = "write", value_parser = ["read", "write"])]
+        /// The admin token's scope: `metrics` (reads /metrics, /health, /ready), `read`
+        /// (GET) or `write` (everything).
+        #[arg(long, default_value = "write", value_parser = ["metrics", "read", "write"])]
         scope: String,
         /// The admin token's name, shown in logs and `flowgate check`.
         #[arg(long, default_value = "admin")]
@@ -107,7 +115,8 @@ fn main() -> ExitCode {
         | Command::Cost(_)
         | Command::Anomalies(_)
         | Command::Forecast(_)
-        | Command::Report(_) => "warn",
+        | Command::Report(_)
+        | Command::Openapi { .. } => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -119,6 +128,7 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Openapi { output } => openapi(output.as_deref()),
         // The data plane runs on its own worker threads; this thread keeps the control plane.
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),
@@ -192,6 +202,30 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Prints or writes the admin API's OpenAPI document.
+fn openapi(output: Option<&std::path::Path>) -> ExitCode {
+    let json = match flowgate_gateway::admin_openapi().to_pretty_json() {
+        Ok(j) => j + "\n",
+        Err(e) => {
+            eprintln!("error: the OpenAPI document: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match output {
+        None => {
+            print!("{json}");
+            ExitCode::SUCCESS
+        }
+        Some(path) => match std::fs::write(path, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
 use flowgate_admission::Priority;
 use flowgate_config::format_duration;
 use serde_json::{Value, json};
@@ -20,10 +21,10 @@ use crate::gateway::Gateway;
 /// Values listed per limit, nearest to (or over) it first.
 const BUSIEST: usize = 10;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/performance/rate-limits", get(rate_limits))
-        .route("/api/v1/performance/concurrency", get(concurrency))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(rate_limits))
+        .routes(routes!(concurrency))
 }
 
 fn limit_shown(l: &Limit, key: Option<&str>, shared: bool) -> Value {
@@ -71,6 +72,13 @@ fn remaining(
     u64::try_from(u128::from(burst).saturating_sub(used)).unwrap_or(0)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/rate-limits",
+    tag = "admission",
+    summary = "rate limits, what they admitted and refused",
+    responses((status = 200, description = "the limits", body = Object))
+)]
 async fn rate_limits(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let rt = gw.runtime();
     let shared = gw.counts().shared();
@@ -115,6 +123,13 @@ fn per_priority(counts: &[AtomicU64; 4]) -> Value {
     Value::Object(m)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/concurrency",
+    tag = "admission",
+    summary = "concurrency limits and queues",
+    responses((status = 200, description = "the limits", body = Object))
+)]
 async fn concurrency(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let limiters: Vec<Value> = gw
         .queues()

@@ -5,12 +5,13 @@
 //! outlive a restart; the config's are changed in the config file.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_config::{AlertRule, RawAlertRule};
 use serde_json::{Value, json};
 
@@ -18,13 +19,10 @@ use super::reply::Made;
 use crate::alert_rules::Refused;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/alerts/rules", get(list))
-        .route(
-            "/api/v1/alerts/rules/{name}",
-            get(one).put(put).delete(remove),
-        )
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one, put, remove))
 }
 
 /// `r` as the API shows it; `source`: `config` or `api`.
@@ -60,6 +58,13 @@ fn in_force(gw: &Gateway) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/rules",
+    tag = "alerts",
+    summary = "every alert rule with its state",
+    responses((status = 200, description = "the rules", body = Object))
+)]
 async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     Json(json!({ "rules": in_force(&gw) })).into_response()
 }
@@ -70,6 +75,14 @@ const RULE: Made = Made {
     code: "rule",
 };
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/rules/{name}",
+    tag = "alerts",
+    summary = "one alert rule",
+    params(("name" = String, Path, description = "the rule")),
+    responses((status = 200, description = "the rule", body = Object), (status = 404, description = "no such rule", body = super::openapi::ApiError))
+)]
 async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     match in_force(&gw).into_iter().find(|r| r["name"] == name) {
         Some(r) => Json(r).into_response(),
@@ -77,6 +90,15 @@ async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Respon
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/alerts/rules/{name}",
+    tag = "alerts",
+    summary = "make or replace a rule of the API's own",
+    params(("name" = String, Path, description = "the rule")),
+    request_body(content = Object, description = "the rule, as [[alerts.rules]] in the config", content_type = "application/json"),
+    responses((status = 200, description = "replaced", body = Object), (status = 201, description = "made", body = Object), (status = 400, description = "a bad rule", body = super::openapi::ApiError), (status = 409, description = "a rule of the config has this name", body = super::openapi::ApiError))
+)]
 async fn put(
     State(gw): State<Arc<Gateway>>,
     Path(name): Path<String>,
@@ -108,6 +130,14 @@ async fn put(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/alerts/rules/{name}",
+    tag = "alerts",
+    summary = "delete a rule of the API's own",
+    params(("name" = String, Path, description = "the rule")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such rule", body = super::openapi::ApiError), (status = 409, description = "a rule of the config", body = super::openapi::ApiError))
+)]
 async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     let rt = gw.runtime();
     let names = gw.alert_names(&rt);

@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Path, Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -23,14 +24,21 @@ use crate::gateway::Gateway;
 /// The longest silence.
 const MAX_SILENCE_SECS: u64 = 30 * 86_400;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/alerts/silences", get(silences).post(silence))
-        .route("/api/v1/alerts/silences/{id}", delete(unsilence))
-        .route("/api/v1/alerts/notifiers", get(notifiers))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(alerts))
+        .routes(routes!(silences, silence))
+        .routes(routes!(unsilence))
+        .routes(routes!(notifiers))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/notifiers",
+    tag = "alerts",
+    summary = "the notifiers and what they sent",
+    responses((status = 200, description = "the notifiers", body = Object))
+)]
 async fn notifiers(State(gw): State<Arc<Gateway>>) -> Response {
     Json(json!({ "notifiers": gw.alerting().notifiers().statuses() })).into_response()
 }
@@ -42,6 +50,14 @@ fn now(gw: &Gateway) -> u64 {
 /// The most events one answer holds.
 const MAX_EVENTS: usize = 10_000;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    summary = "alerts firing and the alert history",
+    params(super::openapi::Listing, ("rule" = Option<String>, Query, description = "one rule's events")),
+    responses((status = 200, description = "the alerts", body = Object), (status = 400, description = "a bad range", body = super::openapi::ApiError))
+)]
 async fn alerts(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
@@ -61,6 +77,13 @@ async fn alerts(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/silences",
+    tag = "alerts",
+    summary = "the silences in force",
+    responses((status = 200, description = "the silences", body = Object))
+)]
 async fn silences(State(gw): State<Arc<Gateway>>) -> Response {
     let now = now(&gw);
     let list = gw.alerting().with(|e| e.silences(now)).unwrap_or_default();
@@ -86,6 +109,14 @@ fn bad(message: &str) -> Response {
     client_error(StatusCode::BAD_REQUEST, message, "invalid_silence")
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/silences",
+    tag = "alerts",
+    summary = "silence alerts matching a rule or labels for a while",
+    request_body(content = Object, description = "the silence: matchers, duration, comment", content_type = "application/json"),
+    responses((status = 201, description = "made", body = Object), (status = 400, description = "a bad silence", body = super::openapi::ApiError))
+)]
 async fn silence(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     let ask: Ask = match serde_json::from_slice(&body) {
         Ok(a) => a,
@@ -122,6 +153,14 @@ async fn silence(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Res
         .into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/alerts/silences/{id}",
+    tag = "alerts",
+    summary = "end a silence",
+    params(("id" = u64, Path, description = "the silence")),
+    responses((status = 204, description = "ended"), (status = 404, description = "no such silence", body = super::openapi::ApiError))
+)]
 async fn unsilence(State(gw): State<Arc<Gateway>>, Path(id): Path<u64>) -> Response {
     if gw.alerting().with(|e| e.unsilence(id)).unwrap_or(false) {
         StatusCode::NO_CONTENT.into_response()

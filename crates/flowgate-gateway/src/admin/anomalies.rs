@@ -6,24 +6,33 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::json;
 
 use super::reply::client_error;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/anomalies", get(anomalies))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(anomalies))
 }
 
 /// The most one answer holds (all that is kept).
 const MAX: usize = flowgate_insight::anomaly::watch::KEPT;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/anomalies",
+    tag = "anomalies",
+    summary = "anomalies found on the history, newest first",
+    params(super::openapi::Listing, ("state" = Option<String>, Query, description = "`open` for the open ones only"), ("series" = Option<String>, Query, description = "a series pattern (`*` matches any run)")),
+    responses((status = 200, description = "the anomalies", body = Object), (status = 400, description = "a bad parameter", body = super::openapi::ApiError))
+)]
 async fn anomalies(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,

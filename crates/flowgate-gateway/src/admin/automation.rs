@@ -11,24 +11,25 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use flowgate_config::{AutomationAction, AutomationRule, Better, Replicas, Trigger};
 use serde_json::{Value, json};
 
 use super::reply::server_error;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/automation/rules", get(rules))
-        .route("/api/v1/automation/history", get(history))
-        .route("/api/v1/automation/cycle", post(cycle))
-        .route("/api/v1/automation/pause", post(pause))
-        .route("/api/v1/automation/resume", post(resume))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(rules))
+        .routes(routes!(history))
+        .routes(routes!(cycle))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
 }
 
 /// A rule in words and numbers.
@@ -101,6 +102,13 @@ fn rule_json(r: &AutomationRule) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/automation/rules",
+    tag = "automation",
+    summary = "the automation rules, their state, and the changes in force",
+    responses((status = 200, description = "the rules", body = Object))
+)]
 async fn rules(State(gw): State<Arc<Gateway>>) -> Response {
     let rt = gw.runtime();
     let a = &rt.config.automation;
@@ -120,6 +128,14 @@ async fn rules(State(gw): State<Arc<Gateway>>) -> Response {
 /// The most steps one answer holds.
 const MAX_STEPS: usize = 10_000;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/automation/history",
+    tag = "automation",
+    summary = "the audit log: what the rules did and why",
+    params(super::openapi::Listing, ("rule" = Option<String>, Query, description = "one rule's steps")),
+    responses((status = 200, description = "the steps", body = Object), (status = 400, description = "a bad range", body = super::openapi::ApiError))
+)]
 async fn history(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
@@ -143,6 +159,13 @@ async fn history(
 /// recommenders decided and their actuators run where allowed (not while automation is
 /// paused: their last plans are shown), and the recommendations gathered (advice: what
 /// to change, with its evidence; not applied).
+#[utoipa::path(
+    post,
+    path = "/api/v1/automation/cycle",
+    tag = "automation",
+    summary = "the optimization cycle: rules, scaling recommenders, recommendations",
+    responses((status = 200, description = "what each part did", body = Object))
+)]
 async fn cycle(State(gw): State<Arc<Gateway>>) -> Response {
     let steps = crate::automation_loop::cycle(&gw).await;
     let paused = gw.automation().paused();
@@ -161,6 +184,13 @@ async fn cycle(State(gw): State<Arc<Gateway>>) -> Response {
     .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/automation/pause",
+    tag = "automation",
+    summary = "pause the automation (no rule acts)",
+    responses((status = 200, description = "paused", body = Object))
+)]
 async fn pause(State(gw): State<Arc<Gateway>>) -> Response {
     gw.automation()
         .set_paused(&gw.runtime().config.automation.rules, true);
@@ -168,6 +198,13 @@ async fn pause(State(gw): State<Arc<Gateway>>) -> Response {
     Json(json!({ "paused": true })).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/automation/resume",
+    tag = "automation",
+    summary = "resume the automation",
+    responses((status = 200, description = "resumed", body = Object))
+)]
 async fn resume(State(gw): State<Arc<Gateway>>) -> Response {
     gw.automation()
         .set_paused(&gw.runtime().config.automation.rules, false);

@@ -7,24 +7,32 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use flowgate_balance::Strategy;
 use serde_json::{Value, json};
 
 use super::reply::client_error;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/performance/load-balancer/metrics", get(metrics))
-        .route("/api/v1/performance/load-balancer/strategy", post(strategy))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(strategy))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/load-balancer/metrics",
+    tag = "load-balancer",
+    summary = "pools and endpoints: strategy, weights, latency, outcomes, breakers",
+    responses((status = 200, description = "the pools", body = Object))
+)]
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let rt = gw.runtime();
     let pools: Vec<Value> = rt
@@ -98,6 +106,14 @@ struct Switch {
     strategy: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/load-balancer/strategy",
+    tag = "load-balancer",
+    summary = "switch a pool's balancing strategy",
+    request_body(content = Object, description = "pool, strategy", content_type = "application/json"),
+    responses((status = 200, description = "the new and previous strategy", body = Object), (status = 400, description = "a bad body or unknown strategy", body = super::openapi::ApiError), (status = 404, description = "no such pool", body = super::openapi::ApiError))
+)]
 async fn strategy(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     let bad = |m: &str| client_error(StatusCode::BAD_REQUEST, m, "invalid_strategy_request");
     let sw: Switch = match serde_json::from_slice(&body) {

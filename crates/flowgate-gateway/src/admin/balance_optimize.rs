@@ -13,12 +13,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use flowgate_balance::advice::{self, Advice, Finding, Seen};
 use flowgate_config::ConfigChange;
 use serde_json::{Value, json};
@@ -30,8 +31,8 @@ use crate::upstream::Upstream;
 /// The owners of the changes it applies start with this.
 const OWNER: &str = "api:lb-optimize:";
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/performance/load-balancer/optimize", post(optimize))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(optimize))
 }
 
 /// What the balancer saw of each of `u`'s endpoints.
@@ -173,6 +174,15 @@ fn proposal(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/load-balancer/optimize",
+    tag = "load-balancer",
+    summary = "proposals from endpoint latencies and failures, with evidence; applied or reverted on asking",
+    params(("pool" = Option<String>, Query, description = "one pool")),
+    request_body(content = Option<super::openapi::OptimizeBody>, description = "{} proposes; `{\"apply\": true}` applies; `{\"revert\": true}` takes back what was applied", content_type = "application/json"),
+    responses((status = 200, description = "the proposals per pool, or what was reverted", body = Object), (status = 400, description = "a bad body", body = super::openapi::ApiError), (status = 404, description = "no such pool", body = super::openapi::ApiError), (status = 500, description = "the config could not be rebuilt", body = super::openapi::ApiError))
+)]
 async fn optimize(
     State(gw): State<Arc<Gateway>>,
     Query(q): Query<HashMap<String, String>>,

@@ -7,12 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Path, Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use flowgate_config::{BudgetConfig, RawBudget};
 use flowgate_cost::budget::{Budget, Status, usd_of};
 use serde_json::{Value, json};
@@ -21,14 +22,11 @@ use super::reply::{Made, client_error, server_error};
 use crate::api_made::Refused;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/cost/budgets", get(list))
-        .route(
-            "/api/v1/cost/budgets/{name}",
-            get(one).put(put).delete(remove),
-        )
-        .route("/api/v1/cost/explain", post(explain))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one, put, remove))
+        .routes(routes!(explain))
 }
 
 fn now(gw: &Gateway) -> u64 {
@@ -88,6 +86,13 @@ fn shown(gw: &Gateway, b: &Budget) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cost/budgets",
+    tag = "cost",
+    summary = "every budget in force with its spend and thresholds crossed",
+    responses((status = 200, description = "the budgets", body = Object))
+)]
 async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     let budgets = gw.spending().budgets().load();
     let list: Vec<Value> = budgets.list().iter().map(|b| shown(&gw, b)).collect();
@@ -100,6 +105,14 @@ const BUDGET: Made = Made {
     code: "budget",
 };
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cost/budgets/{name}",
+    tag = "cost",
+    summary = "one budget",
+    params(("name" = String, Path, description = "the budget")),
+    responses((status = 200, description = "the budget", body = Object), (status = 404, description = "no such budget", body = super::openapi::ApiError))
+)]
 async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     let budgets = gw.spending().budgets().load();
     match budgets.get(&name) {
@@ -108,6 +121,15 @@ async fn one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Respon
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/cost/budgets/{name}",
+    tag = "cost",
+    summary = "make or replace a budget of the API's own",
+    params(("name" = String, Path, description = "the budget")),
+    request_body(content = Object, description = "the budget, as [[budgets]] in the config", content_type = "application/json"),
+    responses((status = 200, description = "replaced", body = Object), (status = 201, description = "made", body = Object), (status = 400, description = "a bad budget", body = super::openapi::ApiError), (status = 409, description = "a budget of the config has this name", body = super::openapi::ApiError))
+)]
 async fn put(
     State(gw): State<Arc<Gateway>>,
     Path(name): Path<String>,
@@ -121,14 +143,20 @@ async fn put(
     let names = gw.budget_names(&rt);
     let known = names.known(&rt.config);
     let spending = gw.spending();
+    let existed = spending.budgets().load().get(&name).is_some();
     match spending
         .budgets()
         .put(&name, raw, &known, spending.ledger(), now(&gw))
     {
         Ok(_) => {
             let budgets = spending.budgets().load();
+            let status = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             match budgets.get(&name) {
-                Some(b) => Json(shown(&gw, b)).into_response(),
+                Some(b) => (status, Json(shown(&gw, b))).into_response(),
                 None => server_error("the budget was kept but is not in force"),
             }
         }
@@ -136,6 +164,14 @@ async fn put(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/cost/budgets/{name}",
+    tag = "cost",
+    summary = "delete a budget of the API's own",
+    params(("name" = String, Path, description = "the budget")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such budget", body = super::openapi::ApiError), (status = 409, description = "a budget of the config", body = super::openapi::ApiError))
+)]
 async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     let rt = gw.runtime();
     let names = gw.budget_names(&rt);
@@ -152,6 +188,15 @@ async fn remove(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Res
 
 /// `POST /api/v1/cost/explain?route=NAME&key=NAME&priority=P` with an OpenAI chat request
 /// as the body: the model stage's decision for it, as if it came now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/cost/explain",
+    tag = "cost",
+    summary = "which model a request would go to, at what price, and whether a budget would refuse it (nothing is sent)",
+    params(("route" = Option<String>, Query, description = "the route"), ("key" = Option<String>, Query, description = "the caller's key"), ("priority" = Option<String>, Query, description = "the request's priority")),
+    request_body(content = Object, description = "the request body, as a client would send it", content_type = "application/json"),
+    responses((status = 200, description = "the explanation", body = Object), (status = 400, description = "a body that is not a JSON object, or a bad priority", body = super::openapi::ApiError), (status = 404, description = "no such openai route or key", body = super::openapi::ApiError))
+)]
 async fn explain(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
@@ -170,30 +215,44 @@ async fn explain(
     };
     let Some(route) = route else {
         return client_error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
             "route: no such openai route (name one with ?route=NAME)",
-            "invalid_parameter",
+            "route_not_found",
         );
     };
+    if let Err(e) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body) {
+        return client_error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body must be the request's JSON object: {e}"),
+            "invalid_request",
+        );
+    }
     let callers = gw.auth().list(&rt.keys);
     let caller = match p.get("key") {
         Some(k) => match callers.iter().find(|c| c.key.name == *k) {
             Some(c) => Some(c.clone()),
             None => {
                 return client_error(
-                    StatusCode::BAD_REQUEST,
+                    StatusCode::NOT_FOUND,
                     &format!("key: no key named {k:?}"),
-                    "invalid_parameter",
+                    "key_not_found",
                 );
             }
         },
         None => None,
     };
     let mut headers = http::HeaderMap::new();
-    if let Some(pr) = p.get("priority")
-        && let Ok(v) = http::HeaderValue::from_str(pr)
-    {
-        headers.insert("x-flowgate-priority", v);
+    if let Some(pr) = p.get("priority") {
+        if flowgate_config::Priority::parse(pr).is_none() {
+            return client_error(
+                StatusCode::BAD_REQUEST,
+                &format!("priority: {pr:?} is not critical, high, normal or low"),
+                "invalid_parameter",
+            );
+        }
+        if let Ok(v) = http::HeaderValue::from_str(pr) {
+            headers.insert("x-flowgate-priority", v);
+        }
     }
     let requested = crate::caching::model_of(&body);
     // A route that serves by model serves this one through its deployments.

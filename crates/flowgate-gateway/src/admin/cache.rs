@@ -1,12 +1,13 @@
 //! The cache's admin API: its statistics, invalidation and warming.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use flowgate_cache::invalidate::Selector;
 use serde_json::json;
 
@@ -15,19 +16,13 @@ use crate::cache_metrics::CacheCollector;
 use crate::gateway::Gateway;
 use crate::warming::{self, Busy, Labelled, WarmRequest};
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/performance/cache/stats", get(cache_stats))
-        .route("/api/v1/performance/cache/hit-rate", get(cache_hit_rate))
-        .route("/api/v1/performance/cache/metrics", get(cache_metrics))
-        .route(
-            "/api/v1/performance/cache/invalidate",
-            post(cache_invalidate),
-        )
-        .route(
-            "/api/v1/performance/cache/warm",
-            get(cache_warm_status).post(cache_warm),
-        )
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(cache_stats))
+        .routes(routes!(cache_hit_rate))
+        .routes(routes!(cache_metrics))
+        .routes(routes!(cache_invalidate))
+        .routes(routes!(cache_warm_status, cache_warm))
 }
 
 pub(super) fn cache_disabled() -> Response {
@@ -38,6 +33,13 @@ pub(super) fn cache_disabled() -> Response {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/cache/stats",
+    tag = "cache",
+    summary = "the cache's tiers, hit rates, savings and categories",
+    responses((status = 200, description = "the statistics", body = Object), (status = 404, description = "the cache is off ([cache] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Response {
     let Some(cache) = gw.cache() else {
         return cache_disabled();
@@ -56,6 +58,13 @@ async fn cache_stats(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// The hit rate overall, the share of lookups each tier answered, and per category.
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/cache/hit-rate",
+    tag = "cache",
+    summary = "hit rates overall and per category",
+    responses((status = 200, description = "the hit rates", body = Object), (status = 404, description = "the cache is off ([cache] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn cache_hit_rate(State(gw): State<Arc<Gateway>>) -> Response {
     let Some(cache) = gw.cache() else {
         return cache_disabled();
@@ -81,6 +90,13 @@ async fn cache_hit_rate(State(gw): State<Arc<Gateway>>) -> Response {
     .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/cache/metrics",
+    tag = "cache",
+    summary = "the cache's counters per tier",
+    responses((status = 200, description = "the counters", body = Object), (status = 404, description = "the cache is off ([cache] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn cache_metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let Some(cache) = gw.cache() else {
         return cache_disabled();
@@ -126,6 +142,14 @@ fn selector(body: &[u8]) -> Result<Selector, String> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/cache/invalidate",
+    tag = "cache",
+    summary = "drop entries by key, tag, category or prefix",
+    request_body(content = Object, description = "one selector: key, tag, category or prefix", content_type = "application/json"),
+    responses((status = 200, description = "what was dropped", body = Object), (status = 400, description = "a bad selector", body = super::openapi::ApiError), (status = 404, description = "the cache is off ([cache] enabled = false)", body = super::openapi::ApiError), (status = 502, description = "a shared tier could not be reached", body = super::openapi::ApiError))
+)]
 async fn cache_invalidate(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     let Some(cache) = gw.cache() else {
         return cache_disabled();
@@ -187,6 +211,14 @@ fn warm_requests(gw: &Gateway, body: &[u8]) -> Result<Vec<Labelled>, String> {
     Ok(out)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/cache/warm",
+    tag = "cache",
+    summary = "start warming: given requests, or the top N recent",
+    request_body(content = Object, description = "requests, or top", content_type = "application/json"),
+    responses((status = 202, description = "started", body = Object), (status = 400, description = "a bad body", body = super::openapi::ApiError), (status = 404, description = "the cache is off ([cache] enabled = false)", body = super::openapi::ApiError), (status = 409, description = "a warming job is running", body = super::openapi::ApiError))
+)]
 async fn cache_warm(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     if gw.cache().is_none() {
         return cache_disabled();
@@ -217,6 +249,13 @@ fn body_has_requests(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("requests").is_some())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/cache/warm",
+    tag = "cache",
+    summary = "the warming job",
+    responses((status = 200, description = "the job", body = Object), (status = 404, description = "the cache is off ([cache] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn cache_warm_status(State(gw): State<Arc<Gateway>>) -> Response {
     if gw.cache().is_none() {
         return cache_disabled();

@@ -9,11 +9,12 @@
 //! `api:cache-optimize:CATEGORY`); `{"revert": true}` takes every change it applied away.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use flowgate_config::ConfigChange;
 use serde_json::json;
 
@@ -22,10 +23,18 @@ use crate::gateway::Gateway;
 /// The owners of the changes it applies start with this.
 const OWNER: &str = "api:cache-optimize:";
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/performance/cache/optimize", post(optimize))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(optimize))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/cache/optimize",
+    tag = "cache",
+    summary = "proposals from the cache's counters (longer TTLs, more room), with evidence; applied or reverted on asking",
+    request_body(content = Option<super::openapi::OptimizeBody>, description = "{} proposes; `{\"apply\": true}` applies; `{\"revert\": true}` takes back what was applied", content_type = "application/json"),
+    responses((status = 200, description = "the proposals, or what was reverted", body = Object), (status = 400, description = "a bad body", body = super::openapi::ApiError), (status = 404, description = "the cache is off ([cache] enabled = false)", body = super::openapi::ApiError), (status = 500, description = "the config could not be rebuilt", body = super::openapi::ApiError))
+)]
 async fn optimize(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     let Some(cache) = gw.cache() else {
         return super::cache::cache_disabled();

@@ -10,12 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_insight::capacity::{Outlook, Scenario, outlook};
 use flowgate_insight::forecast::{Season, forecast};
 use flowgate_telemetry::history::Resolution;
@@ -24,12 +25,12 @@ use serde_json::json;
 use super::reply::client_error;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/capacity/scenarios", get(scenarios))
-        .route("/api/v1/capacity/bottlenecks", get(bottlenecks))
-        .route("/api/v1/capacity/recommendations", get(recommendations))
-        .route("/api/v1/capacity/forecast", get(forecast_of))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(scenarios))
+        .routes(routes!(bottlenecks))
+        .routes(routes!(recommendations))
+        .routes(routes!(forecast_of))
 }
 
 type Query = HashMap<String, String>;
@@ -90,6 +91,14 @@ fn days(p: &Query, default: u64) -> Checked<u64> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/capacity/scenarios",
+    tag = "capacity",
+    summary = "the growth scenarios (and custom with growth and peak)",
+    params(("growth" = Option<f64>, Query, description = "monthly growth for the custom scenario (0.15 = 15%)"), ("peak" = Option<f64>, Query, description = "peak factor for the custom scenario")),
+    responses((status = 200, description = "the scenarios", body = Object), (status = 400, description = "a bad parameter", body = super::openapi::ApiError))
+)]
 async fn scenarios(Params(p): Params<Query>) -> Response {
     match scenario_list(&p) {
         Ok(list) => Json(json!({ "scenarios": list })).into_response(),
@@ -103,9 +112,6 @@ pub(super) fn plan(gw: &Gateway, p: &Query) -> Checked<serde_json::Value> {
     let mut list = scenario_list(p)?;
     if let Some(name) = p.get("scenario") {
         list.retain(|s| s.name == *name);
-        if list.is_empty() {
-            return Err(format!("scenario: unknown {name:?}"));
-        }
     }
     let horizon = days(p, 90)?;
     let now = gw.clock().unix_millis() / 1000;
@@ -135,14 +141,53 @@ pub(super) fn plan(gw: &Gateway, p: &Query) -> Checked<serde_json::Value> {
     }))
 }
 
+/// 404 `scenario_not_found` for a `?scenario=` that is none of the list's.
+fn unknown_scenario(p: &Query) -> Option<Response> {
+    let name = p.get("scenario")?;
+    let list = scenario_list(p).ok()?;
+    (!list.iter().any(|s| s.name == *name)).then(|| {
+        let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
+        client_error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "scenario: no scenario {name:?} (there are {})",
+                names.join(", ")
+            ),
+            "scenario_not_found",
+        )
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/capacity/bottlenecks",
+    tag = "capacity",
+    summary = "every resource under every scenario, those that run out soonest first",
+    params(("scenario" = Option<String>, Query, description = "one scenario"), ("days" = Option<u32>, Query, description = "the horizon (90 by default)"), ("growth" = Option<f64>, Query, description = "custom growth"), ("peak" = Option<f64>, Query, description = "custom peak")),
+    responses((status = 200, description = "the resources", body = Object), (status = 400, description = "a bad parameter", body = super::openapi::ApiError), (status = 404, description = "no such scenario", body = super::openapi::ApiError))
+)]
 async fn bottlenecks(State(gw): State<Arc<Gateway>>, Params(p): Params<Query>) -> Response {
+    if let Some(r) = unknown_scenario(&p) {
+        return r;
+    }
     match plan(&gw, &p) {
         Ok(v) => Json(v).into_response(),
         Err(m) => bad(&m),
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/capacity/recommendations",
+    tag = "capacity",
+    summary = "what to change before resources run out",
+    params(("scenario" = Option<String>, Query, description = "one scenario"), ("days" = Option<u32>, Query, description = "the horizon (90 by default)")),
+    responses((status = 200, description = "the recommendations", body = Object), (status = 400, description = "a bad parameter", body = super::openapi::ApiError), (status = 404, description = "no such scenario", body = super::openapi::ApiError))
+)]
 async fn recommendations(State(gw): State<Arc<Gateway>>, Params(p): Params<Query>) -> Response {
+    if let Some(r) = unknown_scenario(&p) {
+        return r;
+    }
     let v = match plan(&gw, &p) {
         Ok(v) => v,
         Err(m) => return bad(&m),
@@ -172,7 +217,18 @@ async fn recommendations(State(gw): State<Arc<Gateway>>, Params(p): Params<Query
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/capacity/forecast",
+    tag = "capacity",
+    summary = "a history series' hourly forecast with 80% and 95% intervals",
+    params(("series" = String, Query, description = "the series"), ("days" = Option<u32>, Query, description = "how far ahead (30 by default)")),
+    responses((status = 200, description = "the forecast", body = Object), (status = 400, description = "a missing or bad parameter", body = super::openapi::ApiError), (status = 404, description = "no such series", body = super::openapi::ApiError), (status = 409, description = "the metrics history is off ([history] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn forecast_of(State(gw): State<Arc<Gateway>>, Params(p): Params<Query>) -> Response {
+    let Some(history) = gw.history() else {
+        return super::reply::history_off();
+    };
     let Some(series) = p.get("series") else {
         return bad("series: missing (a history series, e.g. requests_per_second{route=\"chat\"})");
     };
@@ -180,9 +236,9 @@ async fn forecast_of(State(gw): State<Arc<Gateway>>, Params(p): Params<Query>) -
         Ok(d) => d,
         Err(m) => return bad(&m),
     };
-    let Some(history) = gw.history() else {
-        return super::reply::history_off();
-    };
+    if let Some(r) = super::reply::unknown_series(history, series) {
+        return r;
+    }
     let now = gw.clock().unix_millis() / 1000;
     let from = now.saturating_sub(crate::capacity::HISTORY_DAYS * 86_400);
     let points = match history.read(series, Resolution::Hour, from, now) {

@@ -10,12 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_cost::ledger::{Dim, Query, Step, Totals};
 use serde_json::{Value, json};
 
@@ -28,10 +29,10 @@ const MAX_WINDOW: u64 = 3660 * DAY;
 /// The most buckets a series returns.
 const MAX_POINTS: u64 = 10_000;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/cost/summary", get(summary))
-        .route("/api/v1/cost/timeseries", get(timeseries))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(summary))
+        .routes(routes!(timeseries))
 }
 
 pub(super) fn bad(message: String) -> Response {
@@ -121,6 +122,14 @@ pub(super) fn filters(q: &Query) -> Value {
         .into()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cost/summary",
+    tag = "cost",
+    summary = "spend and savings over a window, grouped",
+    params(("window" = Option<String>, Query, description = "a duration back from now (`90s`, `15m`, `24h`, `30d`; 24h by default)"), ("from" = Option<u64>, Query, description = "from this time (Unix seconds), instead of window"), ("to" = Option<u64>, Query, description = "up to this time (Unix seconds; now by default)"), ("key" = Option<String>, Query, description = "only this virtual key (empty: requests without one)"), ("team" = Option<String>, Query, description = "only this team"), ("route" = Option<String>, Query, description = "only this route"), ("model" = Option<String>, Query, description = "only this model"), ("provider" = Option<String>, Query, description = "only this provider"), ("group_by" = Option<String>, Query, description = "`key`, `team`, `route`, `model` or `provider`")),
+    responses((status = 200, description = "the sums", body = Object), (status = 400, description = "a bad window, filter or group", body = super::openapi::ApiError))
+)]
 async fn summary(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
@@ -173,6 +182,14 @@ async fn summary(
     .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cost/timeseries",
+    tag = "cost",
+    summary = "spend per minute, hour or day",
+    params(("window" = Option<String>, Query, description = "a duration back from now (`90s`, `15m`, `24h`, `30d`; 24h by default)"), ("from" = Option<u64>, Query, description = "from this time (Unix seconds), instead of window"), ("to" = Option<u64>, Query, description = "up to this time (Unix seconds; now by default)"), ("key" = Option<String>, Query, description = "only this virtual key (empty: requests without one)"), ("team" = Option<String>, Query, description = "only this team"), ("route" = Option<String>, Query, description = "only this route"), ("model" = Option<String>, Query, description = "only this model"), ("provider" = Option<String>, Query, description = "only this provider"), ("step" = Option<String>, Query, description = "`minute`, `hour` or `day`")),
+    responses((status = 200, description = "the points", body = Object), (status = 400, description = "a bad window, filter or step", body = super::openapi::ApiError))
+)]
 async fn timeseries(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,

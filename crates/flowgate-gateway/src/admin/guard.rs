@@ -5,7 +5,9 @@
 //!    rebinding). A request without `Host` is refused.
 //! 2. **Token**, when the API has one (`[[admin.tokens]]` or `FLOWGATE_ADMIN_TOKEN`):
 //!    `Authorization: Bearer TOKEN`; `401` without one or with an unknown one, `403` when a
-//!    `read` token asks for more than `GET`/`HEAD`. `/health` and `/ready` stay open (and
+//!    `read` token asks for more than `GET`/`HEAD`, or a `metrics` token (a scraper's) for
+//!    more than reading `/metrics`, `/health` and `/ready`. The dashboard's page and
+//!    assets (`/dashboard...`) hold no data and are served without one. `/health` and `/ready` stay open (and
 //!    `/metrics` when `[admin] open` says so). After [`FAILURES`] wrong tokens within
 //!    [`WINDOW`] from one address, that address gets `429` until the window ends.
 //! 3. **Content type**: a `POST`, `PUT` or `PATCH` must say `application/json` (`415`), so
@@ -113,7 +115,8 @@ pub async fn guard(
         "/health" => admin.open_health,
         "/ready" => admin.open_ready,
         "/metrics" => admin.open_metrics,
-        _ => false,
+        // The dashboard's assets hold no data; the page asks for the token.
+        p => super::dashboard::PATHS.contains(&p),
     };
     if admin.requires_token() && !open {
         let now = door.gw.clock().now();
@@ -148,14 +151,10 @@ pub async fn guard(
             return unauthorized("unknown admin token");
         };
         door.succeeded(peer.ip());
-        let reads = matches!(*req.method(), Method::GET | Method::HEAD);
-        if scope == AdminScope::Read && !reads {
+        if let Some(why) = beyond(scope, req.method(), req.uri().path()) {
             return client_error(
                 StatusCode::FORBIDDEN,
-                &format!(
-                    "admin token {name:?} is read-only: {} needs a write token",
-                    req.method()
-                ),
+                &format!("admin token {name:?} {why}"),
                 "insufficient_scope",
             );
         }
@@ -170,6 +169,23 @@ pub async fn guard(
     drop(rt);
     next.run(req).await
 }
+
+/// Why a token of `scope` may not make this call, if it may not.
+fn beyond(scope: AdminScope, method: &Method, path: &str) -> Option<String> {
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    match scope {
+        AdminScope::Write => None,
+        AdminScope::Read if reads => None,
+        AdminScope::Read => Some(format!("is read-only: {method} needs a write token")),
+        AdminScope::Metrics if reads && SCRAPED.contains(&path) => None,
+        AdminScope::Metrics => Some(format!(
+            "may only read /metrics, /health and /ready: {method} {path} needs a read token"
+        )),
+    }
+}
+
+/// What a `metrics` token may read.
+const SCRAPED: [&str; 3] = ["/metrics", "/health", "/ready"];
 
 fn unauthorized(message: &str) -> Response {
     let mut r = client_error(StatusCode::UNAUTHORIZED, message, "invalid_admin_token");

@@ -3,19 +3,20 @@
 //! parts already keep; nothing is probed by the call.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_config::Severity;
 use flowgate_insight::alerts::Status as AlertStatus;
 use serde_json::{Value, json};
 
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/performance/health", get(health))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,6 +43,13 @@ fn part(out: &mut Vec<(String, Level, String)>, name: String, level: Level, deta
     out.push((name, level, detail));
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/health",
+    tag = "status",
+    summary = "each part of the gateway with its status (ok, degraded, down) and why",
+    responses((status = 200, description = "the parts", body = Object))
+)]
 async fn health(State(gw): State<Arc<Gateway>>) -> Response {
     let mut parts = Vec::new();
     let (_, last_error) = gw.reload_status();

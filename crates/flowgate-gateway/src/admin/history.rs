@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_telemetry::history::{History, Point, Resolution};
 use serde_json::json;
 
@@ -23,16 +24,23 @@ use crate::gateway::Gateway;
 /// The most points one read returns.
 const MAX_POINTS: u64 = 10_000;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/metrics/series", get(series))
-        .route("/api/v1/metrics/history", get(history))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(series))
+        .routes(routes!(history))
 }
 
 fn bad(message: String) -> Response {
     client_error(StatusCode::BAD_REQUEST, &message, "invalid_parameter")
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/series",
+    tag = "history",
+    summary = "the series the metrics history keeps",
+    responses((status = 200, description = "the series", body = Object), (status = 409, description = "the metrics history is off ([history] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn series(State(gw): State<Arc<Gateway>>) -> Response {
     let Some(h) = gw.history() else {
         return super::reply::history_off();
@@ -123,6 +131,14 @@ fn csv(series: &str, points: &[Point]) -> String {
     out
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/history",
+    tag = "history",
+    summary = "a series' points (JSON, or CSV with Accept: text/csv)",
+    params(("series" = String, Query, description = "the series"), ("window" = Option<String>, Query, description = "back from now (`15m`, `6h`, `7d`; 1h by default)"), ("from" = Option<u64>, Query, description = "from (Unix seconds)"), ("to" = Option<u64>, Query, description = "to (Unix seconds)"), ("step" = Option<String>, Query, description = "`10s`, `1m` or `1h`")),
+    responses((status = 200, description = "the points", body = Object), (status = 400, description = "a bad window or step", body = super::openapi::ApiError), (status = 404, description = "no such series", body = super::openapi::ApiError), (status = 409, description = "the metrics history is off ([history] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn history(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -139,12 +155,8 @@ async fn history(
         Ok(w) => w,
         Err(why) => return bad(why),
     };
-    if !h.series().iter().any(|s| s == name) {
-        return client_error(
-            StatusCode::NOT_FOUND,
-            &format!("no series named {name:?} (GET /api/v1/metrics/series lists them)"),
-            "unknown_series",
-        );
+    if let Some(r) = super::reply::unknown_series(h, name) {
+        return r;
     }
     let points = match h.read(name, step, from, to) {
         Ok(p) => p,

@@ -9,12 +9,13 @@
 //!   endpoint a request like that would get now, and why, changing nothing.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{Value, json};
@@ -24,24 +25,12 @@ use crate::body::ReqBody;
 use crate::gateway::Gateway;
 use crate::instances::Refused;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route(
-            "/api/v1/performance/load-balancer/instances",
-            get(instances),
-        )
-        .route(
-            "/api/v1/performance/load-balancer/instances/register",
-            post(register),
-        )
-        .route(
-            "/api/v1/performance/load-balancer/instances/deregister",
-            post(deregister),
-        )
-        .route(
-            "/api/v1/performance/load-balancer/simulate-request",
-            post(simulate),
-        )
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(instances))
+        .routes(routes!(register))
+        .routes(routes!(deregister))
+        .routes(routes!(simulate))
 }
 
 fn bad(message: &str) -> Response {
@@ -56,6 +45,13 @@ fn no_pool(pool: &str) -> Response {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/load-balancer/instances",
+    tag = "load-balancer",
+    summary = "every pool's endpoints, from the config and registered",
+    responses((status = 200, description = "the endpoints", body = Object))
+)]
 async fn instances(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let rt = gw.runtime();
     let pools: Vec<Value> = rt
@@ -103,6 +99,14 @@ fn pool_of(body: &[u8]) -> Result<(String, serde_json::Map<String, Value>), Stri
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/load-balancer/instances/register",
+    tag = "load-balancer",
+    summary = "register an endpoint in a pool",
+    request_body(content = Object, description = "pool, url, name, weight, tags, region, priority", content_type = "application/json"),
+    responses((status = 201, description = "registered", body = Object), (status = 400, description = "a bad field", body = super::openapi::ApiError), (status = 404, description = "no such pool", body = super::openapi::ApiError), (status = 409, description = "the pool has an endpoint of this name", body = super::openapi::ApiError))
+)]
 async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
     let (pool, rest) = match pool_of(&body) {
         Ok(x) => x,
@@ -166,6 +170,14 @@ async fn register(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/load-balancer/instances/deregister",
+    tag = "load-balancer",
+    summary = "deregister an endpoint registered through the API",
+    request_body(content = Object, description = "pool, name", content_type = "application/json"),
+    responses((status = 200, description = "deregistered", body = Object), (status = 400, description = "a bad body", body = super::openapi::ApiError), (status = 404, description = "no such pool or endpoint", body = super::openapi::ApiError), (status = 409, description = "an endpoint of the config", body = super::openapi::ApiError))
+)]
 async fn deregister(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
     let (pool, rest) = match pool_of(&body) {
         Ok(x) => x,
@@ -220,6 +232,14 @@ fn post_method() -> String {
     "POST".into()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/performance/load-balancer/simulate-request",
+    tag = "load-balancer",
+    summary = "where a request would go now, and why (nothing is sent)",
+    request_body(content = Object, description = "method, path, headers, body", content_type = "application/json"),
+    responses((status = 200, description = "the route, pool, endpoint and candidates", body = Object), (status = 400, description = "a bad body", body = super::openapi::ApiError), (status = 404, description = "no route matches the path", body = super::openapi::ApiError))
+)]
 async fn simulate(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
     let d: Described = match serde_json::from_slice(&body) {
         Ok(d) => d,

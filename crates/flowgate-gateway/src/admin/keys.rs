@@ -3,12 +3,13 @@
 //! its hash; never the key), `DELETE /api/v1/keys/{id}` revokes a stored key at once.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use flowgate_admission::keys::id_of;
 use flowgate_config::{KeyConfig, KeySpec, format_duration};
 use serde_json::{Value, json};
@@ -17,10 +18,10 @@ use super::reply::client_error;
 use crate::auth::{Caller, KeyError};
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/keys", get(list).post(create))
-        .route("/api/v1/keys/{id}", delete(revoke))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
 }
 
 /// A key as the API shows it: never the key itself, nor its whole hash.
@@ -57,6 +58,13 @@ fn caller_shown(c: &Caller) -> Value {
     shown(&c.key, source, c.created_ms)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    summary = "the virtual keys (never their secrets)",
+    responses((status = 200, description = "the keys", body = Object))
+)]
 async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     let rt = gw.runtime();
     let keys: Vec<Value> = gw
@@ -68,6 +76,14 @@ async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     Json(json!({"auth_enabled": rt.config.auth.enabled, "keys": keys})).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "keys",
+    summary = "make a virtual key; its secret is shown once",
+    request_body(content = Object, description = "the key: id, team, limits, budgets, models", content_type = "application/json"),
+    responses((status = 201, description = "made", body = Object), (status = 400, description = "a bad key", body = super::openapi::ApiError), (status = 409, description = "no key store, or the id exists", body = super::openapi::ApiError))
+)]
 async fn create(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Response {
     let spec: KeySpec = match serde_json::from_slice(&body) {
         Ok(s) => s,
@@ -103,6 +119,14 @@ async fn create(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -> Resp
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    summary = "revoke a virtual key",
+    params(("id" = String, Path, description = "the key")),
+    responses((status = 200, description = "revoked", body = Object), (status = 404, description = "no such key", body = super::openapi::ApiError), (status = 409, description = "a key of the config", body = super::openapi::ApiError))
+)]
 async fn revoke(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
     let rt = gw.runtime();
     match gw.auth().revoke(&rt.keys, &id) {

@@ -8,24 +8,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use flowgate_insight::alerts::Status as AlertStatus;
 use http_body::Frame;
 use serde_json::{Map, Value, json};
 
-use super::reply::client_error;
 use crate::gateway::Gateway;
 
 /// The window the snapshot's rates and ratios cover.
 const WINDOW_SECS: u64 = 10;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/monitoring/live", get(live))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(live))
 }
 
 /// The events, as a response body fed by the task that makes them.
@@ -84,13 +84,16 @@ fn snapshot(gw: &Gateway, now: u64) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/monitoring/live",
+    tag = "history",
+    summary = "server-sent events: a snapshot a second (requests, errors, in flight, CPU, memory, alerts)",
+    responses((status = 200, description = "an event stream", body = String, content_type = "text/event-stream"), (status = 409, description = "the metrics history is off ([history] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn live(State(gw): State<Arc<Gateway>>) -> Response {
     if gw.history().is_none() {
-        return client_error(
-            StatusCode::NOT_FOUND,
-            "the live view reads the metrics history, which is off (`[history] enabled = false`)",
-            "history_disabled",
-        );
+        return super::reply::history_off();
     }
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let weak = Arc::downgrade(&gw);

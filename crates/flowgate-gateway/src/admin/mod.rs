@@ -16,12 +16,14 @@ mod cache;
 mod cache_optimize;
 mod capacity;
 mod cost;
+mod dashboard;
 mod guard;
 mod health;
 mod history;
 mod instances;
 mod keys;
 mod live;
+mod openapi;
 mod recommendations;
 mod reply;
 mod report;
@@ -32,11 +34,14 @@ mod status;
 
 use std::sync::Arc;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::gateway::Gateway;
 
-/// The admin API's router.
-pub fn router(gw: Arc<Gateway>) -> axum::Router {
-    axum::Router::new()
+/// The admin API's routes, each documented by its handler's `#[utoipa::path]`.
+fn api() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
         .merge(status::routes())
         .merge(cache::routes())
         .merge(cache_optimize::routes())
@@ -60,7 +65,24 @@ pub fn router(gw: Arc<Gateway>) -> axum::Router {
         .merge(balance::routes())
         .merge(balance_optimize::routes())
         .merge(instances::routes())
+        .merge(dashboard::routes())
+        .routes(routes!(openapi::serve))
+}
+
+/// The admin API's OpenAPI 3.1 document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(api().into_openapi())
+}
+
+/// The admin API's router.
+pub fn router(gw: Arc<Gateway>) -> axum::Router {
+    let (router, doc) = api().split_for_parts();
+    let json = openapi::finish(doc)
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"the OpenAPI document: {e}\"}}"));
+    router
         .fallback(reply::not_found)
+        .layer(axum::Extension(openapi::Document(json.into())))
         .layer(axum::middleware::from_fn_with_state(
             guard::Door::new(gw.clone()),
             guard::guard,

@@ -15,11 +15,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_cost::advice::{CheaperModel, MaxTokens};
 use flowgate_cost::budget::usd_of;
 use flowgate_cost::ledger::Totals;
@@ -30,8 +31,8 @@ use super::cost::{bad, check_known, filters, query, window};
 use super::reply::server_error;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/cost/recommendations", get(recommendations))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(recommendations))
 }
 
 fn usd(d: Decimal) -> String {
@@ -187,6 +188,14 @@ fn cost(
     Ok((list, q, total))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/cost/recommendations",
+    tag = "cost",
+    summary = "what would have saved money, with its evidence and the change that acts on it",
+    params(("window" = Option<String>, Query, description = "a duration back from now (`90s`, `15m`, `24h`, `30d`; 24h by default)"), ("from" = Option<u64>, Query, description = "from this time (Unix seconds), instead of window"), ("to" = Option<u64>, Query, description = "up to this time (Unix seconds; now by default)"), ("key" = Option<String>, Query, description = "only this virtual key (empty: requests without one)"), ("team" = Option<String>, Query, description = "only this team"), ("route" = Option<String>, Query, description = "only this route"), ("model" = Option<String>, Query, description = "only this model"), ("provider" = Option<String>, Query, description = "only this provider")),
+    responses((status = 200, description = "the recommendations", body = Object), (status = 400, description = "a bad window or filter", body = super::openapi::ApiError))
+)]
 async fn recommendations(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,

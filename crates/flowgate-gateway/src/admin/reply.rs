@@ -57,6 +57,20 @@ pub(super) fn history_off() -> Response {
     )
 }
 
+/// 404 `unknown_series` when the history keeps no series `name`.
+pub(super) fn unknown_series(
+    h: &flowgate_telemetry::history::History,
+    name: &str,
+) -> Option<Response> {
+    (!h.series().iter().any(|s| s == name)).then(|| {
+        client_error(
+            StatusCode::NOT_FOUND,
+            &format!("no series named {name:?} (GET /api/v1/metrics/series lists them)"),
+            "unknown_series",
+        )
+    })
+}
+
 /// The longest window a report reads: the minutes' retention by default.
 pub(super) const MAX_WINDOW: u64 = 35 * 86_400;
 
@@ -176,9 +190,9 @@ pub(super) fn server_error(message: &str) -> Response {
 
 pub(super) async fn not_found() -> Response {
     let body = error_body(
-        "no such admin endpoint",
+        "no such admin endpoint (GET /api/v1/openapi.json lists them)",
         "invalid_request_error",
-        "not_found",
+        "unknown_endpoint",
     );
     (
         StatusCode::NOT_FOUND,

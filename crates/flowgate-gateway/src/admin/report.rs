@@ -15,12 +15,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_insight::bottleneck::RouteStages;
 use flowgate_insight::forecast::{Season, forecast, regular};
 use flowgate_insight::score::Score;
@@ -30,10 +31,10 @@ use serde_json::{Value, json};
 use super::reply::client_error;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/performance/report", get(report))
-        .route("/api/v1/performance/recommendations", get(recommendations))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(report))
+        .routes(routes!(recommendations))
 }
 
 /// `[[t, value], …]` of `series` over [`from`, `to`) at `res`.
@@ -66,6 +67,14 @@ fn total_traffic(
         .collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/report",
+    tag = "insight",
+    summary = "the performance report: score, traffic, latency, errors, cache, spend, forecast, anomalies, stages, findings, recommendations",
+    params(super::openapi::Window),
+    responses((status = 200, description = "the report", body = Object), (status = 400, description = "a bad window", body = super::openapi::ApiError), (status = 409, description = "the metrics history is off ([history] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn report(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
@@ -286,6 +295,13 @@ pub(super) fn current_recommendations(gw: &Gateway) -> (Vec<Value>, Option<Strin
     gather(gw, &super::score::current(gw), &stages)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/recommendations",
+    tag = "insight",
+    summary = "what to change (capacity, latency, cost, health), each with evidence and expected effect",
+    responses((status = 200, description = "the recommendations", body = Object))
+)]
 async fn recommendations(State(gw): State<Arc<Gateway>>) -> Response {
     let (list, failed) = current_recommendations(&gw);
     Json(json!({ "recommendations": list, "cost_unread": failed })).into_response()

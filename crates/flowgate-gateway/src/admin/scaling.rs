@@ -6,23 +6,24 @@
 //!   reads them (`valueLocation: replicaDemand`, `targetValue: "1"`; or `desiredReplicas`).
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::reply::client_error;
 use crate::gateway::Gateway;
 use crate::scaling::Plan;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/api/v1/scaling/status", get(status))
-        .route("/api/v1/scaling/optimize", post(optimize))
-        .route("/api/v1/scaling/keda/{pool}", get(keda))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(optimize))
+        .routes(routes!(keda))
 }
 
 fn policy_json(gw: &Gateway, pool: &str) -> Value {
@@ -74,15 +75,37 @@ pub(super) fn plans(gw: &Gateway, list: Vec<(Plan, Vec<crate::scaling::Change>)>
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/scaling/status",
+    tag = "scaling",
+    summary = "scaling plans for pools and flowgate itself",
+    responses((status = 200, description = "the plans", body = Object))
+)]
 async fn status(State(gw): State<Arc<Gateway>>) -> Response {
     Json(plans(&gw, gw.scaling().status())).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/scaling/optimize",
+    tag = "scaling",
+    summary = "decide now and act (or say what a dry run would do)",
+    responses((status = 200, description = "the plans and actions", body = Object))
+)]
 async fn optimize(State(gw): State<Arc<Gateway>>) -> Response {
     crate::scaling_loop::cycle(&gw).await;
     Json(plans(&gw, gw.scaling().status())).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/scaling/keda/{pool}",
+    tag = "scaling",
+    summary = "KEDA metrics-api value for a pool",
+    params(("pool" = String, Path, description = "the pool, or flowgate")),
+    responses((status = 200, description = "the value", body = Object), (status = 404, description = "no such scaled pool", body = super::openapi::ApiError))
+)]
 async fn keda(State(gw): State<Arc<Gateway>>, Path(pool): Path<String>) -> Response {
     let Some((p, _)) = gw
         .scaling()
@@ -102,7 +125,7 @@ async fn keda(State(gw): State<Arc<Gateway>>, Path(pool): Path<String>) -> Respo
         } else {
             format!("pool {pool:?} is not scaled (no [scaling.pools.{pool}])")
         };
-        return client_error(StatusCode::NOT_FOUND, &why, "not_found");
+        return client_error(StatusCode::NOT_FOUND, &why, "pool_not_found");
     };
     Json(json!({
         "pool": p.pool,

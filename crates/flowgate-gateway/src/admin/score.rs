@@ -6,11 +6,12 @@
 //! budget, the alerts firing and the anomalies open.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_config::{AlertKind, Severity};
 use flowgate_insight::alerts::Status;
 use flowgate_insight::score::{Inputs, score};
@@ -20,10 +21,17 @@ use crate::gateway::Gateway;
 /// The latency target without a latency SLO in the rules: real-time chat's 3 s.
 const DEFAULT_TARGET_MS: f64 = 3000.0;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/performance/score", get(get_score))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(get_score))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/score",
+    tag = "insight",
+    summary = "the health score 0-100 and its components, each explained",
+    responses((status = 200, description = "the score", body = Object))
+)]
 async fn get_score(State(gw): State<Arc<Gateway>>) -> Response {
     Json(current(&gw)).into_response()
 }

@@ -6,22 +6,31 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use flowgate_insight::bottleneck::RouteStages;
 use serde_json::{Value, json};
 
 use super::reply::client_error;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new().route("/api/v1/performance/stages", get(stages))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new().routes(routes!(stages))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/stages",
+    tag = "insight",
+    summary = "where each route's time goes: stages, shares, trends, budgets, the dominant stage",
+    params(super::openapi::Window, ("route" = Option<String>, Query, description = "one route")),
+    responses((status = 200, description = "the analysis", body = Object), (status = 400, description = "a bad window", body = super::openapi::ApiError), (status = 404, description = "no such route", body = super::openapi::ApiError), (status = 409, description = "the metrics history is off ([history] enabled = false)", body = super::openapi::ApiError))
+)]
 async fn stages(
     State(gw): State<Arc<Gateway>>,
     Params(p): Params<HashMap<String, String>>,
@@ -37,7 +46,7 @@ async fn stages(
         return client_error(
             StatusCode::NOT_FOUND,
             &format!("route: no route {r:?}"),
-            "not_found",
+            "route_not_found",
         );
     }
     let Some(history) = gw.history() else {

@@ -1,25 +1,33 @@
 //! The gateway's state: Prometheus metrics, health, readiness and the performance report.
 
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::json;
 
 use super::reply::OPENMETRICS;
 use crate::gateway::Gateway;
 
-pub fn routes() -> axum::Router<Arc<Gateway>> {
-    axum::Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/api/v1/performance/metrics", get(performance))
+pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(performance))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "status",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "the metrics", body = String, content_type = "application/openmetrics-text"))
+)]
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let mut r = gw.telemetry().encode_prometheus().into_response();
     r.headers_mut()
@@ -27,6 +35,13 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     r
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "status",
+    summary = "liveness: version, uptime, config, pools",
+    responses((status = 200, description = "alive", body = Object))
+)]
 async fn health(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
     let rt = gw.runtime();
     let (reloads, last_error) = gw.reload_status();
@@ -59,6 +74,13 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "status",
+    summary = "readiness: 503 while draining",
+    responses((status = 200, description = "ready", body = Object), (status = 503, description = "draining", body = Object))
+)]
 async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<serde_json::Value>) {
     if gw.is_draining() {
         (
@@ -70,6 +92,13 @@ async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<serde_json::
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/metrics",
+    tag = "status",
+    summary = "request counts, latency percentiles and errors by route, pool and endpoint",
+    responses((status = 200, description = "the counts", body = Object), (status = 500, description = "telemetry unavailable", body = super::openapi::ApiError))
+)]
 async fn performance(State(gw): State<Arc<Gateway>>) -> Response {
     match gw.telemetry().report() {
         Some(r) => Json(r).into_response(),
