@@ -310,7 +310,23 @@ impl Ledger {
         };
         let wanted = |dims: &Dims| q.filter.iter().all(|(d, v)| dims.get(*d) == v);
         let (from, to) = (q.from - q.from % size, q.to);
-        let tx = self.db.begin_read().map_err(|e| self.error(&e))?;
+        // A flush moves rows from pending to the file under the writer's lock: with it
+        // held, the file's snapshot and the pending rows are read on the same side of any
+        // flush (a row is in one or the other, never in neither nor both).
+        let (tx, pending) = {
+            let _writer = self.writer.lock();
+            let tx = self.db.begin_read().map_err(|e| self.error(&e))?;
+            let pending: Vec<(u64, Dims, Totals)> = match self.pending.lock() {
+                Ok(p) => p
+                    .iter()
+                    .map(|((minute, dims), t)| (minute - minute % size, dims, t))
+                    .filter(|(bucket, dims, _)| (from..to).contains(bucket) && wanted(dims))
+                    .map(|(bucket, dims, t)| (bucket, dims.clone(), *t))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            (tx, pending)
+        };
         let t = tx.open_table(table).map_err(|e| self.error(&e))?;
         let rows = t
             .range(&bucket_start(from)[..]..&bucket_start(to)[..])
@@ -326,13 +342,8 @@ impl Ledger {
                 f(bucket, &dims, &totals);
             }
         }
-        if let Ok(p) = self.pending.lock() {
-            for ((minute, dims), totals) in p.iter() {
-                let bucket = minute - minute % size;
-                if (from..to).contains(&bucket) && wanted(dims) {
-                    f(bucket, dims, totals);
-                }
-            }
+        for (bucket, dims, totals) in &pending {
+            f(*bucket, dims, totals);
         }
         Ok(())
     }
