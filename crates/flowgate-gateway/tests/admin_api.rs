@@ -222,6 +222,8 @@ POST   200 /api/v1/performance/cache/optimize {}
 POST   400 /api/v1/performance/cache/optimize {"apply": "yes"}
 bare POST   404 /api/v1/performance/cache/optimize
 GET    200 /api/v1/performance/cache/stats
+GET    200 /api/v1/performance/cache/strategies
+bare GET    404 /api/v1/performance/cache/strategies
 bare GET    404 /api/v1/performance/cache/stats
 GET    200 /api/v1/performance/cache/hit-rate
 bare GET    404 /api/v1/performance/cache/hit-rate

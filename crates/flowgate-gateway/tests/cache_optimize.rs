@@ -1,6 +1,7 @@
 //! `POST /api/v1/performance/cache/optimize` on a manual clock: a category whose answers
 //! are asked again ten seconds after their 60 s TTL gets a longer TTL proposed with its
-//! evidence; applied, an answer is still a hit 70 s later; reverted, it is a miss again.
+//! evidence; applied (and shown in the cache's strategies), an answer is still a hit 70 s
+//! later; reverted, it is a miss again.
 //! Bad bodies get 400, a gateway without a cache 404.
 #![allow(
     clippy::disallowed_methods,
@@ -81,7 +82,15 @@ async fn a_longer_ttl_is_proposed_applied_and_reverted() {
     assert_eq!(v["proposals"][0]["was"], "TTL 1m", "{v}");
     let (_, r) = admin(&gw, "GET", "/api/v1/automation/rules", "").await;
     assert_eq!(r["in_force"][0]["rule"], "api:cache-optimize:faq", "{r}");
-    // The category's answers now keep 75 s.
+    // The strategies in force say so, and the category's answers now keep 75 s.
+    let ttl = |v: &serde_json::Value| v["categories"][0]["ttl_seconds"].as_f64();
+    let (_, st) = admin(&gw, "GET", "/api/v1/performance/cache/strategies", "").await;
+    assert_eq!(
+        (st["categories"][0]["name"].as_str(), ttl(&st)),
+        (Some("faq"), Some(75.0)),
+        "{st}"
+    );
+    assert_eq!(st["routes"][0]["mode"], "deterministic", "{st}");
     assert_eq!(ask(&gw, "after").await, "miss");
     clock.advance(Duration::from_secs(70));
     assert!(ask(&gw, "after").await.starts_with("hit"));
@@ -96,6 +105,8 @@ async fn a_longer_ttl_is_proposed_applied_and_reverted() {
     assert_eq!(v["reverted"][0], "cache category faq's TTL 75s", "{v}");
     let (_, r) = admin(&gw, "GET", "/api/v1/automation/rules", "").await;
     assert_eq!(r["in_force"], serde_json::json!([]), "{r}");
+    let (_, st) = admin(&gw, "GET", "/api/v1/performance/cache/strategies", "").await;
+    assert_eq!(ttl(&st), Some(60.0), "{st}");
     assert_eq!(ask(&gw, "reverted").await, "miss");
     clock.advance(Duration::from_secs(70));
     assert_eq!(ask(&gw, "reverted").await, "miss");

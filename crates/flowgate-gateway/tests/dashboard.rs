@@ -122,6 +122,17 @@ async fn every_page_loads_shows_the_apis_numbers_and_invalidates() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(settled, "the metrics never counted the 14 requests: {last}");
+    // The history has written its first points (the capacity page forecasts one of them).
+    let mut listed = false;
+    for _ in 0..300 {
+        let v = read(&gw, "/api/v1/metrics/series").await;
+        if v["series"].as_array().is_some_and(|l| !l.is_empty()) {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(listed, "the history wrote no series in 30 s");
 
     let shots = std::env::var_os("FLOWGATE_SCREENSHOTS");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.mjs");

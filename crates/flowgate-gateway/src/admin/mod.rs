@@ -14,6 +14,7 @@ mod balance_optimize;
 mod budgets;
 mod cache;
 mod cache_optimize;
+mod cache_strategies;
 mod capacity;
 mod cost;
 mod dashboard;
@@ -45,6 +46,7 @@ fn api() -> OpenApiRouter<Arc<Gateway>> {
         .merge(status::routes())
         .merge(cache::routes())
         .merge(cache_optimize::routes())
+        .merge(cache_strategies::routes())
         .merge(cost::routes())
         .merge(budgets::routes())
         .merge(capacity::routes())

@@ -121,6 +121,8 @@ const checks = {
     await expect('cache.misses', s.misses, 'int');
     await expect('cache.entries', s.entries, 'int');
     await expect('cache.tier.memory', s.hits_memory, 'int');
+    const st = await api('/api/v1/performance/cache/strategies');
+    for (const r of st.routes) await expect(`cache.route_ttl.${r.route}`, r.ttl_seconds ?? st.defaults.ttl_seconds, 'int');
     if (s.entries === 0) fail('the cache holds nothing to invalidate');
     // The Invalidate button drops what the API says it holds.
     await page.selectOption('#selector', 'all');
@@ -129,6 +131,15 @@ const checks = {
     const after = await api('/api/v1/performance/cache/stats');
     if (after.entries !== 0) fail(`after Invalidate the cache still holds ${after.entries} entries`);
     await page.waitForFunction(() => document.querySelector('[data-field="cache.entries"]')?.textContent === '0', null, { timeout: 10000 }).catch(() => fail('the page does not show the cache emptied'));
+  },
+  async capacity() {
+    const listed = await api('/api/v1/metrics/series');
+    const shownSeries = await page.$eval('#forecast-series', e => e.value).catch(() => null);
+    if (!shownSeries) { fail('no forecast series to choose'); return; }
+    if (!listed.series.includes(shownSeries)) fail(`forecast of ${shownSeries}, which the history does not list`);
+    const fc = await api(`/api/v1/capacity/forecast?series=${encodeURIComponent(shownSeries)}&days=7`);
+    await expect('capacity.history_points', fc.history_points, 'int');
+    if (!(await page.$('.chart'))) fail('no forecast chart');
   },
   async cost() {
     const by = await api('/api/v1/cost/summary?window=24h&group_by=model');

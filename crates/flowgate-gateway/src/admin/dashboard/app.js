@@ -10,6 +10,7 @@ const state = {
   rps: [],
   last: {},
   cacheResult: '',
+  forecastSeries: '',
   refresh: null,
 };
 
@@ -123,6 +124,32 @@ function spark(values) {
   return svg;
 }
 
+/// A line chart of `history` and `forecast` points (`{t, value}` and `{t, forecast, lo80,
+/// hi80}`), the forecast's 80% interval shaded.
+function chart(history, forecast) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const w = 900, hgt = 220, pad = 4;
+  const all = [...history.map(p => [p.t, p.value]), ...forecast.flatMap(p => [[p.t, p.lo80], [p.t, p.hi80], [p.t, p.forecast]])]
+    .filter(([, v]) => Number.isFinite(v));
+  if (all.length < 2) return h('p', { class: 'muted chart' }, 'not enough points to draw yet');
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('viewBox', `0 0 ${w} ${hgt}`);
+  const t0 = Math.min(...all.map(p => p[0])), t1 = Math.max(...all.map(p => p[0]));
+  const v0 = Math.min(0, ...all.map(p => p[1])), v1 = Math.max(...all.map(p => p[1]), 1e-9);
+  const x = t => pad + (t - t0) / Math.max(1, t1 - t0) * (w - 2 * pad);
+  const y = v => hgt - pad - (v - v0) / (v1 - v0) * (hgt - 2 * pad);
+  const path = (cls, d) => { const p = document.createElementNS(ns, 'path'); p.setAttribute('class', cls); p.setAttribute('d', d); svg.append(p); };
+  const line = pts => pts.length ? 'M' + pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' L') : '';
+  if (forecast.length) {
+    const band = [...forecast.map(p => [p.t, p.hi80]), ...forecast.slice().reverse().map(p => [p.t, p.lo80])];
+    path('band', line(band) + ' Z');
+    path('forecast', line(forecast.map(p => [p.t, p.forecast])));
+  }
+  path('history', line(history.map(p => [p.t, p.value])));
+  return svg;
+}
+
 function section(title, ...children) {
   return [h('h2', {}, title), ...children];
 }
@@ -205,7 +232,8 @@ const pages = {
     const r = await api('/api/v1/performance/cache/stats', { ok: [404] });
     if (r.status === 404) return [h('h1', {}, 'Cache'), h('p', { class: 'muted' }, 'The cache is off ([cache] enabled = false).')];
     const s = r.json;
-    const warm = (await api('/api/v1/performance/cache/warm')).json;
+    const [warmed, strategies] = await Promise.all([api('/api/v1/performance/cache/warm'), api('/api/v1/performance/cache/strategies')]);
+    const warm = warmed.json, st = strategies.json;
     // What the last action said, kept over the page's re-renders.
     const result = h('p', { id: 'cache-result', class: 'muted' }, state.cacheResult || '');
     const said = text => { state.cacheResult = text; result.textContent = text; };
@@ -245,6 +273,15 @@ const pages = {
         ['tier', t => t.name, 'text'], ['hits', t => t.hits, 'int', 'cache.tier'],
       ], t => t.name)),
       ...section('Categories', objects(s.categories)),
+      ...section('Strategy in force',
+        h('p', { class: 'muted' }, `default TTL ${fmt(st.defaults.ttl_seconds, 'int')} s, stale-while-revalidate ${fmt(st.defaults.stale_seconds, 'int')} s, refresh ahead ${fmt(st.defaults.refresh_ahead_seconds, 'int')} s`),
+        table(st.routes, [
+          ['route', x => x.route, 'text'], ['mode', x => x.mode, 'text'], ['namespace', x => x.namespace, 'text'],
+          ['TTL (s)', x => x.ttl_seconds ?? st.defaults.ttl_seconds, 'int', 'cache.route_ttl'],
+        ], x => x.route),
+        table(st.categories, [
+          ['category', x => x.name, 'text'], ['TTL (s)', x => x.ttl_seconds, 'int', 'cache.category_ttl'], ['tags', x => (x.tags || []).join(', '), 'text'],
+        ], x => x.name)),
       ...section('Invalidate',
         h('form', { class: 'inline', id: 'invalidate', onsubmit: invalidate }, kind, value, h('button', { type: 'submit' }, 'Invalidate'))),
       ...section('Warm',
@@ -302,13 +339,34 @@ const pages = {
   },
 
   async capacity() {
-    const [b, rec] = await Promise.all([api('/api/v1/capacity/bottlenecks'), api('/api/v1/capacity/recommendations')]);
+    const [b, rec, listed] = await Promise.all([api('/api/v1/capacity/bottlenecks'), api('/api/v1/capacity/recommendations'), api('/api/v1/metrics/series')]);
+    const names = (listed.json.series || []).filter(n => !n.startsWith('stage_ms'));
+    const pick = names.includes(state.forecastSeries) ? state.forecastSeries
+      : names.find(n => n.startsWith('requests_per_second{route=')) || names.find(n => n.startsWith('requests_per_second')) || names[0];
+    let forecastView = h('p', { class: 'muted' }, 'no series in the history yet');
+    if (pick) {
+      const q = encodeURIComponent(pick);
+      const [hist, fc] = await Promise.all([
+        api(`/api/v1/metrics/history?series=${q}&window=24h`, { ok: [404] }),
+        api(`/api/v1/capacity/forecast?series=${q}&days=7`, { ok: [404] }),
+      ]);
+      const points = (hist.json && hist.json.points) || [];
+      const f = (fc.json && fc.json.forecast) || [];
+      const choose = h('select', { id: 'forecast-series', onchange: e => { state.forecastSeries = e.target.value; show(); } },
+        names.map(n => h('option', { value: n, selected: n === pick }, n)));
+      forecastView = h('div', {},
+        h('form', { class: 'inline' }, 'series', choose),
+        h('p', { class: 'muted' }, 'hourly points kept: ', val('capacity.history_points', fc.json ? fc.json.history_points : 0, 'int'),
+          f.length ? `; the last day and the next 7 days forecast, with their 80% interval (${(fc.json.methods || []).join(', ')})` : '; the last day (a forecast needs a day of hourly points)'),
+        chart(points, f));
+    }
     const outlooks = (b.json.outlooks || []).map(o => ({
       resource: o.resource, scenario: o.scenario, utilization: o.utilization,
       runs_out: o.runs_out ? new Date(o.runs_out.at * 1000).toISOString().slice(0, 10) : 'not within the horizon',
     }));
     return [
       h('h1', {}, 'Forecasts and capacity'),
+      ...section('Forecast', forecastView),
       h('p', { class: 'muted' }, `Horizon ${b.json.horizon_days} days; no history yet for: ${(b.json.no_history_yet || []).join(', ') || 'none'}.`),
       ...section('When each resource runs out', table(outlooks, [
         ['resource', o => o.resource, 'text'], ['scenario', o => o.scenario, 'text'],
