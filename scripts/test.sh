@@ -27,11 +27,21 @@ if ! has_pypi; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 fi
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "installing: ${need[*]}"
+# The database advisor's tests start a private PostgreSQL with pg_stat_statements and
+# HypoPG (the package of the installed server's major version).
+pg_major() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
+[ -n "$(pg_major)" ] && [ -x "/usr/lib/postgresql/$(pg_major)/bin/initdb" ] || need+=(postgresql)
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {
+  echo "installing: $*"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+if [ ${#need[@]} -gt 0 ]; then
+  apt_install "${need[@]}"
+fi
+if [ ! -f "/usr/share/postgresql/$(pg_major)/extension/hypopg.control" ]; then
+  apt_install "postgresql-$(pg_major)-hypopg"
 fi
 
 if ! has_pypi; then

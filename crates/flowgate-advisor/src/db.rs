@@ -1,0 +1,180 @@
+//! The database the advisor reads: a PostgreSQL connection, read-only unless the database
+//! is configured as writable (every transaction of a read-only session is `READ ONLY`, so
+//! no statement of the advisor's can write to it), and what it asks: which extensions are
+//! there, the slow query shapes of `pg_stat_statements`, and plans (`EXPLAIN (FORMAT JSON)`).
+
+use serde_json::Value;
+use tokio_postgres::{Client, NoTls};
+
+/// What went wrong, said so that the operator knows what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AdvisorError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error(
+        "the extension {name} is not installed in this database: {install}, then \
+         `CREATE EXTENSION {name};`"
+    )]
+    MissingExtension {
+        name: &'static str,
+        install: &'static str,
+    },
+    #[error("the database answered: {0}")]
+    Query(String),
+    #[error("the connection to the database was lost: {0}")]
+    Lost(String),
+}
+
+impl From<tokio_postgres::Error> for AdvisorError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() {
+            return AdvisorError::Lost(e.to_string());
+        }
+        match e.as_db_error() {
+            Some(db) => AdvisorError::Query(format!("{} ({})", db.message(), db.code().code())),
+            None => AdvisorError::Lost(e.to_string()),
+        }
+    }
+}
+
+/// The extensions the advisor uses.
+pub const STATEMENTS: &str = "pg_stat_statements";
+pub const HYPOPG: &str = "hypopg";
+
+/// How to install each extension (Debian; the server's major version in the package name).
+fn install(name: &'static str) -> &'static str {
+    match name {
+        STATEMENTS => {
+            "add pg_stat_statements to shared_preload_libraries (postgresql.conf) and restart \
+             the server (the module ships with PostgreSQL)"
+        }
+        _ => {
+            "install HypoPG on the database server (Debian: apt install postgresql-NN-hypopg, NN the server's major version)"
+        }
+    }
+}
+
+/// A connection to the database being advised.
+pub struct Database {
+    client: Client,
+    writable: bool,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("writable", &self.writable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A normalized query shape as `pg_stat_statements` counts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub queryid: i64,
+    /// The shape, constants replaced by `$1`, `$2`...
+    pub query: String,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub mean_ms: f64,
+    pub rows: i64,
+    pub shared_blks_hit: i64,
+    pub shared_blks_read: i64,
+}
+
+impl Database {
+    /// Connects to `url` (`postgres://user:password@host:port/db`); read-only unless
+    /// `writable`.
+    pub async fn connect(url: &str, writable: bool) -> Result<Database, AdvisorError> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|e| AdvisorError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; calls then fail.
+            let _ = connection.await;
+        });
+        let db = Database { client, writable };
+        if !writable {
+            db.client
+                .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .await?;
+        }
+        Ok(db)
+    }
+
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Fails with what to install when `name` is not installed in this database.
+    pub async fn require(&self, name: &'static str) -> Result<(), AdvisorError> {
+        let found = self
+            .client
+            .query_opt("SELECT 1 FROM pg_extension WHERE extname = $1", &[&name])
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(AdvisorError::MissingExtension {
+                name,
+                install: install(name),
+            }),
+        }
+    }
+
+    /// The query shapes whose mean time is at least `min_mean_ms`, most total time first
+    /// (at most `limit`); the advisor's own queries left out.
+    pub async fn slow_queries(
+        &self,
+        min_mean_ms: f64,
+        limit: i64,
+    ) -> Result<Vec<Shape>, AdvisorError> {
+        self.require(STATEMENTS).await?;
+        let rows = self
+            .client
+            .query(
+                "SELECT queryid, query, calls, total_exec_time, mean_exec_time, rows, \
+                        shared_blks_hit, shared_blks_read \
+                 FROM pg_stat_statements \
+                 WHERE mean_exec_time >= $1 AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND query NOT LIKE '%pg_stat_statements%' \
+                 ORDER BY total_exec_time DESC LIMIT $2",
+                &[&min_mean_ms, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Shape {
+                queryid: r.get(0),
+                query: r.get(1),
+                calls: r.get(2),
+                total_ms: r.get(3),
+                mean_ms: r.get(4),
+                rows: r.get(5),
+                shared_blks_hit: r.get(6),
+                shared_blks_read: r.get(7),
+            })
+            .collect())
+    }
+
+    /// The planner's plan for `sql`, as `EXPLAIN (FORMAT JSON)` gives it (never run: no
+    /// `ANALYZE`).
+    pub async fn explain(&self, sql: &str) -> Result<Value, AdvisorError> {
+        let row = self
+            .client
+            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
+            .await?;
+        let text: Value = row.get(0);
+        Ok(text)
+    }
+
+    /// Runs `sql` (a statement of the advisor's own making); refused here when the
+    /// database is not writable, before it is sent.
+    pub async fn execute(&self, sql: &str) -> Result<u64, AdvisorError> {
+        if !self.writable {
+            return Err(AdvisorError::Query(
+                "the database is not configured as writable: nothing is written to it".into(),
+            ));
+        }
+        Ok(self.client.execute(sql, &[]).await?)
+    }
+}

@@ -1,0 +1,195 @@
+//! A private PostgreSQL for the tests: a fresh cluster in a temporary directory, started
+//! on a free loopback port with `pg_stat_statements` loaded, stopped (and its directory
+//! removed) when dropped, or killed on purpose. As root (CI), the server runs as the
+//! `postgres` user (PostgreSQL refuses root). Fails with what to install when the server
+//! or HypoPG is missing.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Pg {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+/// The newest PostgreSQL's binaries: `FLOWGATE_TEST_PG_BIN`, else
+/// `/usr/lib/postgresql/<newest>/bin` (Debian).
+fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("FLOWGATE_TEST_PG_BIN") {
+        return PathBuf::from(d);
+    }
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .max();
+    let Some(v) = newest else {
+        panic!(
+            "the advisor's tests need a PostgreSQL server: run scripts/test.sh (it installs \
+             postgresql and HypoPG from Debian) or set FLOWGATE_TEST_PG_BIN to its bin/"
+        );
+    };
+    PathBuf::from(format!("/usr/lib/postgresql/{v}/bin"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn is_root() -> bool {
+    // The effective user's id, read from /proc (no libc call: unsafe code is forbidden).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+impl Pg {
+    pub fn start() -> Pg {
+        let bin = bin_dir();
+        assert!(
+            bin.join("initdb").exists(),
+            "no initdb in {}: install postgresql (scripts/test.sh does)",
+            bin.display()
+        );
+        // A plain name: pg_ctl hands the options, socket directory included, to a shell.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("flowgate-pg-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let as_postgres = is_root();
+        let pg = Pg {
+            port: free_port(),
+            dir,
+            bin,
+            as_postgres,
+        };
+        if as_postgres {
+            let st = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&pg.dir)
+                .status()
+                .expect("chown");
+            assert!(st.success(), "chown the test cluster to postgres");
+        }
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-A",
+                "trust",
+                "-U",
+                "flowgate",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        pg.ctl_start();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let path = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let out = cmd
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    fn ctl_start(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+             -c shared_preload_libraries=pg_stat_statements -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// The URL of database `db` as user flowgate (trusted on loopback).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://flowgate@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Stops the server at once, as a crash would.
+    pub fn kill(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let path = self.bin.join("pg_ctl");
+        let data = self.data();
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let _ = cmd.args(["-D", &data, "-m", "immediate", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A connection of the test's own (a superuser: it makes the schema and the workload).
+pub async fn owner(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect as the owner");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
