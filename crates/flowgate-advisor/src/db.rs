@@ -6,6 +6,27 @@
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
+/// How many parameters (`$1`...) `sql` takes: the highest number named.
+fn parameters(sql: &str) -> usize {
+    let b = sql.as_bytes();
+    let mut most = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' {
+            let digits: String = sql[i + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = digits.parse::<usize>() {
+                most = most.max(n);
+            }
+            i += digits.len();
+        }
+        i += 1;
+    }
+    most
+}
+
 /// What went wrong, said so that the operator knows what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AdvisorError {
@@ -99,6 +120,11 @@ impl Database {
                 .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
                 .await?;
         }
+        // Plans of the shapes pg_stat_statements keeps ($1, $2...) are planned without the
+        // parameters' values (PostgreSQL 15 has no EXPLAIN (GENERIC_PLAN)).
+        db.client
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .await?;
         Ok(db)
     }
 
@@ -157,14 +183,77 @@ impl Database {
     }
 
     /// The planner's plan for `sql`, as `EXPLAIN (FORMAT JSON)` gives it (never run: no
-    /// `ANALYZE`).
+    /// `ANALYZE`). A shape with parameters (`$1`...) is prepared and its generic plan
+    /// explained.
     pub async fn explain(&self, sql: &str) -> Result<Value, AdvisorError> {
+        let params = parameters(sql);
+        if params == 0 {
+            let row = self
+                .client
+                .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
+                .await?;
+            return Ok(row.get(0));
+        }
+        self.client
+            .batch_execute(&format!("PREPARE flowgate_advisor AS {sql}"))
+            .await?;
+        let nulls = vec!["NULL"; params].join(", ");
+        let plan = self
+            .client
+            .query_one(
+                &format!("EXPLAIN (FORMAT JSON) EXECUTE flowgate_advisor({nulls})"),
+                &[],
+            )
+            .await;
+        self.client
+            .batch_execute("DEALLOCATE flowgate_advisor")
+            .await?;
+        Ok(plan?.get(0))
+    }
+
+    /// Makes a hypothetical index (HypoPG: in this session's memory only, nothing is
+    /// written); its oid and name.
+    pub async fn hypothetical(&self, create_index: &str) -> Result<(u32, String), AdvisorError> {
         let row = self
             .client
-            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
+            .query_one(
+                "SELECT indexrelid, indexname FROM hypopg_create_index($1)",
+                &[&create_index],
+            )
             .await?;
-        let text: Value = row.get(0);
-        Ok(text)
+        let oid: u32 = row.get(0);
+        Ok((oid, row.get(1)))
+    }
+
+    /// The estimated size of hypothetical index `oid`, in bytes.
+    pub async fn hypothetical_size(&self, oid: u32) -> Result<i64, AdvisorError> {
+        let row = self
+            .client
+            .query_one("SELECT hypopg_relation_size($1::oid)", &[&oid])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Drops every hypothetical index of this session.
+    pub async fn forget_hypothetical(&self) -> Result<(), AdvisorError> {
+        self.client.batch_execute("SELECT hypopg_reset()").await?;
+        Ok(())
+    }
+
+    /// Rows written to `table` (inserted, updated, deleted) since its statistics began, and
+    /// the seconds since then.
+    pub async fn writes(&self, table: &str) -> Result<(i64, f64), AdvisorError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT n_tup_ins + n_tup_upd + n_tup_del, \
+                        extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time()))::float8 \
+                 FROM pg_stat_user_tables, pg_stat_database WHERE datname = current_database() \
+                   AND (relname = $1 OR schemaname || '.' || relname = $1)",
+                &[&table],
+            )
+            .await?;
+        Ok(row.map_or((0, 0.0), |r| (r.get(0), r.get(1))))
     }
 
     /// Runs `sql` (a statement of the advisor's own making); refused here when the

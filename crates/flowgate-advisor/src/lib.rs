@@ -3,11 +3,19 @@
 //!
 //! - [`complexity`]: a query's complexity, 1 to 10, with its reasons, from its parse tree
 //!   (PostgreSQL's dialect; SQL that does not parse is an error with its line and column).
+//! - [`candidates`]: the indexes that might serve a query (single, composite, partial,
+//!   covering), from the columns its predicates, joins, sorts and groups use.
 //! - [`db`]: the database, read-only unless configured as writable: its extensions, the
-//!   slow query shapes of `pg_stat_statements`, plans.
+//!   slow query shapes of `pg_stat_statements`, plans, hypothetical indexes.
+//! - [`recommend`]: candidates proven with hypothetical indexes: kept when the planner uses
+//!   them and the estimated cost falls by the threshold, best per shape, biggest saving
+//!   first.
 
+pub mod candidates;
 pub mod complexity;
 pub mod db;
+pub mod recommend;
 
 pub use complexity::{Complexity, ParseError, Reason, analyze, parse};
 pub use db::{AdvisorError, Database, Shape};
+pub use recommend::{Helped, Recommendation, recommend};

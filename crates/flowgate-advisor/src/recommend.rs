@@ -1,0 +1,151 @@
+//! Index recommendations, proven: for each slow query shape, every candidate index is
+//! made hypothetically (HypoPG) and the shape planned again; a candidate is kept only when
+//! the planner uses it and the plan's estimated cost falls by at least the threshold. The
+//! best one per shape is recommended, with the shapes it helps, the cost before and after,
+//! its estimated size and the writes it will slow; the list is ordered by the time it
+//! saves (calls × mean time × the cost's fall), biggest first. Nothing helps: nothing
+//! recommended.
+
+use serde_json::Value;
+
+use crate::candidates::{Candidate, candidates};
+use crate::db::{AdvisorError, Database, HYPOPG, Shape};
+
+/// What a recommendation does for one shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Helped {
+    pub query: String,
+    pub calls: i64,
+    pub mean_ms: f64,
+    pub cost_before: f64,
+    pub cost_after: f64,
+}
+
+impl Helped {
+    /// The share by which the estimated cost falls.
+    pub fn reduction(&self) -> f64 {
+        1.0 - self.cost_after / self.cost_before.max(f64::MIN_POSITIVE)
+    }
+
+    /// The time saved over the calls counted, in milliseconds, if the real time falls as
+    /// the estimate does.
+    pub fn saved_ms(&self) -> f64 {
+        self.calls as f64 * self.mean_ms * self.reduction()
+    }
+}
+
+/// An index to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    pub index: Candidate,
+    /// `CREATE INDEX CONCURRENTLY ...`.
+    pub statement: String,
+    pub helps: Vec<Helped>,
+    pub size_bytes: i64,
+    /// Rows written to the table (each now also updates this index) since its statistics
+    /// began, and a second's worth on average.
+    pub table_writes: i64,
+    pub writes_per_second: f64,
+}
+
+impl Recommendation {
+    pub fn saved_ms(&self) -> f64 {
+        self.helps.iter().map(Helped::saved_ms).sum()
+    }
+}
+
+/// The plan's estimated total cost.
+pub fn total_cost(plan: &Value) -> f64 {
+    plan[0]["Plan"]["Total Cost"].as_f64().unwrap_or(f64::MAX)
+}
+
+/// Whether the plan uses the index named `name`.
+pub fn uses(plan: &Value, name: &str) -> bool {
+    match plan {
+        Value::Object(m) => {
+            m.get("Index Name").and_then(Value::as_str) == Some(name)
+                || m.values().any(|v| uses(v, name))
+        }
+        Value::Array(a) => a.iter().any(|v| uses(v, name)),
+        _ => false,
+    }
+}
+
+/// The best candidate for `shape` that lowers its cost by `threshold` or more, with what
+/// it does for it.
+async fn best_for(
+    db: &Database,
+    shape: &Shape,
+    threshold: f64,
+) -> Result<Option<(Candidate, Helped)>, AdvisorError> {
+    let Ok(list) = candidates(&shape.query) else {
+        return Ok(None);
+    };
+    if list.is_empty() {
+        return Ok(None);
+    }
+    db.forget_hypothetical().await?;
+    let before = total_cost(&db.explain(&shape.query).await?);
+    let mut best: Option<(Candidate, Helped)> = None;
+    for c in list {
+        db.forget_hypothetical().await?;
+        let Ok((_, name)) = db.hypothetical(&c.hypothetical()).await else {
+            continue; // a column the guess got wrong: not an index to make
+        };
+        let plan = db.explain(&shape.query).await?;
+        let after = total_cost(&plan);
+        let helped = Helped {
+            query: shape.query.clone(),
+            calls: shape.calls,
+            mean_ms: shape.mean_ms,
+            cost_before: before,
+            cost_after: after,
+        };
+        let better = best
+            .as_ref()
+            .is_none_or(|(_, b)| after < b.cost_after * 0.98);
+        if uses(&plan, &name) && helped.reduction() >= threshold && better {
+            best = Some((c, helped));
+        }
+    }
+    db.forget_hypothetical().await?;
+    Ok(best)
+}
+
+/// The indexes that make `shapes` cheaper by `threshold` (0.5: half the estimated cost)
+/// or more, biggest time saved first.
+pub async fn recommend(
+    db: &Database,
+    shapes: &[Shape],
+    threshold: f64,
+) -> Result<Vec<Recommendation>, AdvisorError> {
+    db.require(HYPOPG).await?;
+    let mut out: Vec<Recommendation> = Vec::new();
+    for shape in shapes {
+        let Some((index, helped)) = best_for(db, shape, threshold).await? else {
+            continue;
+        };
+        if let Some(r) = out.iter_mut().find(|r| r.index == index) {
+            r.helps.push(helped);
+            continue;
+        }
+        let (oid, _) = db.hypothetical(&index.hypothetical()).await?;
+        let size_bytes = db.hypothetical_size(oid).await?;
+        db.forget_hypothetical().await?;
+        let (table_writes, secs) = db.writes(&index.table).await?;
+        out.push(Recommendation {
+            statement: index.create_concurrently(),
+            index,
+            helps: vec![helped],
+            size_bytes,
+            table_writes,
+            writes_per_second: if secs > 0.0 {
+                table_writes as f64 / secs
+            } else {
+                0.0
+            },
+        });
+    }
+    out.sort_by(|a, b| b.saved_ms().total_cmp(&a.saved_ms()));
+    Ok(out)
+}
