@@ -132,6 +132,11 @@ impl Database {
         self.writable
     }
 
+    /// The connection, for the catalog's readers (a read-only session when not writable).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Fails with what to install when `name` is not installed in this database.
     pub async fn require(&self, name: &'static str) -> Result<(), AdvisorError> {
         let found = self

@@ -7,6 +7,8 @@
 //!   covering), from the columns its predicates, joins, sorts and groups use.
 //! - [`db`]: the database, read-only unless configured as writable: its extensions, the
 //!   slow query shapes of `pg_stat_statements`, plans, hypothetical indexes.
+//! - [`existing`]: the indexes already there: unused ones, duplicates, and foreign keys no
+//!   index leads with.
 //! - [`recommend`]: candidates proven with hypothetical indexes: kept when the planner uses
 //!   them and the estimated cost falls by the threshold, best per shape, biggest saving
 //!   first.
@@ -14,6 +16,7 @@
 pub mod candidates;
 pub mod complexity;
 pub mod db;
+pub mod existing;
 pub mod recommend;
 
 pub use complexity::{Complexity, ParseError, Reason, analyze, parse};

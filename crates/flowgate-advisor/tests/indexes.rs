@@ -141,3 +141,62 @@ async fn what_is_recommended_helps_and_the_controls_get_nothing() {
     let again = recommend(&db, &shapes, 0.5).await.unwrap();
     assert!(again.is_empty(), "{again:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_and_duplicate_indexes_and_unindexed_foreign_keys_are_reported() {
+    let pg = Pg::start();
+    let url = pg.url("postgres");
+    let o = owner(&url).await;
+    o.batch_execute(
+        "CREATE TABLE accounts (id int PRIMARY KEY, name text);
+         CREATE TABLE leads (id int PRIMARY KEY, account_id int REFERENCES accounts (id),
+                             owner_id int, email text);
+         CREATE TABLE notes (id int PRIMARY KEY, lead_id int REFERENCES leads (id));
+         CREATE INDEX notes_lead ON notes (lead_id);
+         CREATE INDEX leads_email ON leads (email);
+         CREATE INDEX leads_email_owner ON leads (email, owner_id);
+         INSERT INTO accounts SELECT i, 'a' FROM generate_series(1, 100) i;
+         INSERT INTO leads SELECT i, i % 100 + 1, i % 7, 'x' || i FROM generate_series(1, 1000) i;
+         INSERT INTO notes SELECT i, i % 1000 + 1 FROM generate_series(1, 1000) i;
+         ANALYZE;
+         SET enable_seqscan = off;
+         SELECT count(*) FROM notes WHERE lead_id = 5;
+         SELECT pg_stat_force_next_flush();",
+    )
+    .await
+    .unwrap();
+    // A session's counts reach the shared statistics when it next ends a transaction idle.
+    o.batch_execute("SELECT 1").await.unwrap();
+    let db = Database::connect(&url, false).await.unwrap();
+    let fks = flowgate_advisor::existing::unindexed_foreign_keys(&db)
+        .await
+        .unwrap();
+    assert_eq!(fks.len(), 1, "{fks:?}");
+    assert_eq!(
+        (fks[0].table.as_str(), fks[0].columns.as_slice()),
+        ("leads", &["account_id".to_string()][..])
+    );
+    assert_eq!(
+        fks[0].create_concurrently(),
+        "CREATE INDEX CONCURRENTLY leads_account_id_idx ON leads (account_id)"
+    );
+    let mut all = flowgate_advisor::existing::indexes(&db).await.unwrap();
+    for _ in 0..50 {
+        if all.iter().any(|i| i.name == "notes_lead" && i.scans > 0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        all = flowgate_advisor::existing::indexes(&db).await.unwrap();
+    }
+    let dups: Vec<(&str, &str)> = flowgate_advisor::existing::duplicates(&all)
+        .iter()
+        .map(|(d, by)| (d.name.as_str(), by.name.as_str()))
+        .collect();
+    assert_eq!(dups, vec![("leads_email", "leads_email_owner")]);
+    // notes_lead served a scan; the email indexes never did; keys are never "unused".
+    let unused: Vec<&str> = flowgate_advisor::existing::unused(&all)
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(unused, vec!["leads_email", "leads_email_owner"]);
+}
