@@ -35,6 +35,13 @@ impl Candidate {
         }
     }
 
+    /// The column a partial index's predicate tests (`status` of `status = 'open'`).
+    pub fn predicate_column(&self) -> Option<&str> {
+        self.predicate
+            .as_deref()
+            .and_then(|p| p.split_once(" = ").map(|(c, _)| c))
+    }
+
     /// `ON table (cols) [INCLUDE (...)] [WHERE ...]`.
     fn body(&self) -> String {
         let mut s = format!("ON {} ({})", self.table, self.columns.join(", "));

@@ -6,6 +6,20 @@
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
+/// `url` with its password replaced, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// How many parameters (`$1`...) `sql` takes: the highest number named.
 fn parameters(sql: &str) -> usize {
     let b = sql.as_bytes();
@@ -107,9 +121,10 @@ impl Database {
     /// Connects to `url` (`postgres://user:password@host:port/db`); read-only unless
     /// `writable`.
     pub async fn connect(url: &str, writable: bool) -> Result<Database, AdvisorError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| AdvisorError::Connect(e.to_string()))?;
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+            let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(": {s}"));
+            AdvisorError::Connect(format!("{e}{why} ({})", redacted(url)))
+        })?;
         tokio::spawn(async move {
             // Ends when the client is dropped or the server goes away; calls then fail.
             let _ = connection.await;
@@ -239,6 +254,24 @@ impl Database {
         Ok(row.get(0))
     }
 
+    /// How many distinct values `table.column` holds, as the planner's statistics estimate
+    /// (a share of the rows when it grows with them: then `None`, as when unknown).
+    pub async fn distinct_values(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Result<Option<f64>, AdvisorError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT n_distinct::float8 FROM pg_stats \
+                 WHERE (tablename = $1 OR schemaname || '.' || tablename = $1) AND attname = $2",
+                &[&table, &column],
+            )
+            .await?;
+        Ok(row.map(|r| r.get::<_, f64>(0)).filter(|n| *n > 0.0))
+    }
+
     /// Drops every hypothetical index of this session.
     pub async fn forget_hypothetical(&self) -> Result<(), AdvisorError> {
         self.client.batch_execute("SELECT hypopg_reset()").await?;
@@ -270,5 +303,21 @@ impl Database {
             ));
         }
         Ok(self.client.execute(sql, &[]).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_counted_and_passwords_kept_out_of_messages() {
+        assert_eq!(parameters("SELECT 1"), 0);
+        assert_eq!(parameters("SELECT $1, $12 FROM t WHERE a = $3"), 12);
+        assert_eq!(
+            redacted("postgres://app:hunter2@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redacted("postgres://app@db/x"), "postgres://app@db/x");
     }
 }

@@ -12,12 +12,14 @@
 //! - [`recommend`]: candidates proven with hypothetical indexes: kept when the planner uses
 //!   them and the estimated cost falls by the threshold, best per shape, biggest saving
 //!   first.
+//! - [`report`]: the reports as JSON, of a query and of a database.
 
 pub mod candidates;
 pub mod complexity;
 pub mod db;
 pub mod existing;
 pub mod recommend;
+pub mod report;
 
 pub use complexity::{Complexity, ParseError, Reason, analyze, parse};
 pub use db::{AdvisorError, Database, Shape};

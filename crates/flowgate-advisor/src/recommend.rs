@@ -71,6 +71,22 @@ pub fn uses(plan: &Value, name: &str) -> bool {
     }
 }
 
+/// Most distinct values a column may hold for a partial index on one of them: a status or
+/// a flag names a lasting subset; an id or a name names one row's worth (an index for one
+/// customer only would be no advice).
+pub const PARTIAL_MAX_DISTINCT: f64 = 20.0;
+
+/// A partial candidate is worth trying only on a column of few values.
+async fn worth_a_partial(db: &Database, c: &Candidate) -> Result<bool, AdvisorError> {
+    let Some(column) = c.predicate_column() else {
+        return Ok(true);
+    };
+    Ok(db
+        .distinct_values(&c.table, column)
+        .await?
+        .is_some_and(|n| n <= PARTIAL_MAX_DISTINCT))
+}
+
 /// The best candidate for `shape` that lowers its cost by `threshold` or more, with what
 /// it does for it.
 async fn best_for(
@@ -88,6 +104,9 @@ async fn best_for(
     let before = total_cost(&db.explain(&shape.query).await?);
     let mut best: Option<(Candidate, Helped)> = None;
     for c in list {
+        if !worth_a_partial(db, &c).await? {
+            continue;
+        }
         db.forget_hypothetical().await?;
         let Ok((_, name)) = db.hypothetical(&c.hypothetical()).await else {
             continue; // a column the guess got wrong: not an index to make

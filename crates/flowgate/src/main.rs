@@ -1,6 +1,7 @@
 //! The flowgate command line: `serve`, `check`, `demo`, `sim`, `key`, `cost`, `anomalies`,
-//! `forecast`, `report` and `openapi`.
+//! `forecast`, `report`, `openapi` and `advise`.
 
+mod advise_cli;
 mod anomalies;
 mod anomaly_eval;
 mod cost;
@@ -78,6 +79,11 @@ enum Command {
     /// Markdown with charts: score, traffic, latency, errors, hit ratio, spend, forecast,
     /// anomalies, findings and recommendations.
     Report(report_cli::ReportArgs),
+    /// Advise a PostgreSQL database: slow query shapes, their complexity, the indexes
+    /// proven (with hypothetical indexes) to help them, unused and duplicate indexes,
+    /// foreign keys without one; or one query's complexity (and, with a database, the
+    /// indexes that help it). Read-only: nothing is written to the database.
+    Advise(advise_cli::AdviseArgs),
     /// Print the admin API's OpenAPI 3.1 document (as served at `/api/v1/openapi.json`).
     Openapi {
         /// Write it to this file instead of standard output.
@@ -116,7 +122,8 @@ fn main() -> ExitCode {
         | Command::Anomalies(_)
         | Command::Forecast(_)
         | Command::Report(_)
-        | Command::Openapi { .. } => "warn",
+        | Command::Openapi { .. }
+        | Command::Advise(_) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -129,6 +136,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Openapi { output } => openapi(output.as_deref()),
+        Command::Advise(args) => run(Builder::new_current_thread(), async move {
+            print!("{}", advise_cli::run(&args).await?);
+            Ok(())
+        }),
         // The data plane runs on its own worker threads; this thread keeps the control plane.
         Command::Serve { config } => run(Builder::new_current_thread(), serve(config)),
         Command::Demo(args) => run(Builder::new_multi_thread(), demo::run(args)),

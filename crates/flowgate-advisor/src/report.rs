@@ -1,0 +1,130 @@
+//! The advisor's reports as JSON (what `flowgate advise` prints and the admin API will
+//! answer): a query's (complexity; with a database, its plan's cost and the indexes proven
+//! to help it) and a database's (its slow shapes with their complexity, the indexes
+//! recommended, the indexes unused or duplicated, the foreign keys without an index).
+
+use serde_json::{Value, json};
+
+use crate::candidates::Candidate;
+use crate::complexity::{Complexity, ParseError, analyze};
+use crate::db::{AdvisorError, Database, Shape};
+use crate::existing::{duplicates, indexes, unindexed_foreign_keys, unused};
+use crate::recommend::{Recommendation, recommend, total_cost};
+
+/// What a report is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Shapes whose mean time is at least this are slow.
+    pub slow_ms: f64,
+    /// The share by which an index must lower a shape's estimated cost.
+    pub threshold: f64,
+    /// Shapes read at most.
+    pub limit: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            slow_ms: 500.0,
+            threshold: 0.5,
+            limit: 50,
+        }
+    }
+}
+
+fn complexity(c: &Complexity) -> Value {
+    json!({
+        "score": c.score,
+        "reasons": c.reasons.iter().map(|r| json!({
+            "kind": r.kind, "count": r.count, "points": r.points, "detail": r.detail,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn index(c: &Candidate) -> Value {
+    json!({
+        "table": c.table, "columns": c.columns, "include": c.include, "where": c.predicate,
+    })
+}
+
+fn recommendation(r: &Recommendation) -> Value {
+    json!({
+        "statement": r.statement,
+        "index": index(&r.index),
+        "size_bytes": r.size_bytes,
+        "saved_ms": r.saved_ms(),
+        "write_overhead": {
+            "table_writes": r.table_writes,
+            "writes_per_second": r.writes_per_second,
+            "note": "each write to the table also writes this index",
+        },
+        "helps": r.helps.iter().map(|h| json!({
+            "query": h.query, "calls": h.calls, "mean_ms": h.mean_ms,
+            "cost_before": h.cost_before, "cost_after": h.cost_after,
+            "cost_lower_by_percent": h.reduction() * 100.0,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A query's complexity, with no database.
+pub fn query(sql: &str) -> Result<Value, ParseError> {
+    Ok(json!({ "query": sql, "complexity": complexity(&analyze(sql)?) }))
+}
+
+/// A query's complexity, its plan's estimated cost, and the indexes proven to help it.
+pub async fn query_on(db: &Database, sql: &str, s: Settings) -> Result<Value, AdvisorError> {
+    let mut v = query(sql).map_err(|e| AdvisorError::Query(e.to_string()))?;
+    let plan = db.explain(sql).await?;
+    v["plan"] = json!({ "total_cost": total_cost(&plan), "explain": plan });
+    let shape = Shape {
+        queryid: 0,
+        query: sql.to_string(),
+        calls: 1,
+        total_ms: 0.0,
+        mean_ms: 0.0,
+        rows: 0,
+        shared_blks_hit: 0,
+        shared_blks_read: 0,
+    };
+    let recs = recommend(db, &[shape], s.threshold).await?;
+    v["recommendations"] = json!(recs.iter().map(recommendation).collect::<Vec<_>>());
+    Ok(v)
+}
+
+/// The database's slow shapes, the indexes that would help them (proven), and what is
+/// wrong with the indexes it has.
+pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError> {
+    let shapes = db.slow_queries(s.slow_ms, s.limit).await?;
+    let slow: Vec<Value> = shapes
+        .iter()
+        .map(|q| {
+            json!({
+                "query": q.query, "calls": q.calls, "total_ms": q.total_ms, "mean_ms": q.mean_ms,
+                "rows": q.rows, "shared_blks_hit": q.shared_blks_hit,
+                "shared_blks_read": q.shared_blks_read,
+                "complexity": analyze(&q.query).ok().as_ref().map(complexity),
+            })
+        })
+        .collect();
+    let recs = recommend(db, &shapes, s.threshold).await?;
+    let all = indexes(db).await?;
+    let fks = unindexed_foreign_keys(db).await?;
+    Ok(json!({
+        "settings": { "slow_ms": s.slow_ms, "threshold": s.threshold },
+        "slow_queries": slow,
+        "recommendations": recs.iter().map(recommendation).collect::<Vec<_>>(),
+        "unused_indexes": unused(&all).iter().map(|i| json!({
+            "index": i.name, "table": i.table, "size_bytes": i.size_bytes, "scans": i.scans,
+            "statement": format!("DROP INDEX CONCURRENTLY {}", i.name),
+        })).collect::<Vec<_>>(),
+        "duplicate_indexes": duplicates(&all).iter().map(|(d, by)| json!({
+            "index": d.name, "table": d.table, "columns": d.columns, "covered_by": by.name,
+            "size_bytes": d.size_bytes,
+            "statement": format!("DROP INDEX CONCURRENTLY {}", d.name),
+        })).collect::<Vec<_>>(),
+        "unindexed_foreign_keys": fks.iter().map(|f| json!({
+            "table": f.table, "constraint": f.constraint, "columns": f.columns,
+            "statement": f.create_concurrently(),
+        })).collect::<Vec<_>>(),
+    }))
+}

@@ -1,0 +1,142 @@
+//! `flowgate advise` as a user runs it: one query's complexity offline, bad SQL and an
+//! unreachable database said clearly (no password in the message), and a real
+//! PostgreSQL (started by the test) advised: its slow shape, the index proven to help it,
+//! in text and JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../flowgate-advisor/tests/common/mod.rs"]
+mod pg;
+
+use std::process::{Command, Output};
+
+fn advise(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .arg("advise")
+        .args(args)
+        .env_remove("FLOWGATE_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_query_alone_bad_sql_and_an_unreachable_database() {
+    let o = advise(&[
+        "--query",
+        "SELECT * FROM leads l JOIN accounts a ON a.id = l.account_id WHERE lower(l.email) = 'x'",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("complexity 4/10"), "{out}");
+    assert!(
+        out.contains("function_on_column") && out.contains("lower(l.email)"),
+        "{out}"
+    );
+
+    let o = advise(&["--query", "SELEC * FROM leads"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("does not parse") && err.contains("Line: 1, Column: 1"),
+        "{err}"
+    );
+
+    let o = advise(&["--database-url", "postgres://app:hunter2@127.0.0.1:1/x"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("cannot connect") && err.contains("app:***@"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let o = advise(&[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("--query, --database-url"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_is_advised_in_text_and_json() {
+    let server = pg::Pg::start();
+    let url = server.url("postgres");
+    let o = pg::owner(&url).await;
+    o.batch_execute(
+        "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
+         CREATE TABLE events (id bigserial PRIMARY KEY, account_id int NOT NULL, at timestamptz NOT NULL);
+         INSERT INTO events (account_id, at)
+           SELECT i % 5000, now() - (i || ' seconds')::interval FROM generate_series(1, 100000) i;
+         ANALYZE; SELECT pg_stat_statements_reset();",
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        o.query("SELECT count(*) FROM events WHERE account_id = $1", &[&i])
+            .await
+            .unwrap();
+    }
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            advise(&a)
+        })
+    };
+    let out = run(vec![
+        "--database-url".into(),
+        url.clone(),
+        "--slow-ms".into(),
+        "0".into(),
+    ])
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "recommend: CREATE INDEX CONCURRENTLY events_account_id_idx ON events (account_id)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("helps (5 calls)"), "{stdout}");
+
+    let out = run(vec![
+        "--database-url".into(),
+        url.clone(),
+        "--query".into(),
+        "SELECT at FROM events WHERE account_id = 42 ORDER BY at DESC LIMIT 10".into(),
+        "--format".into(),
+        "json".into(),
+    ])
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v["plan"]["total_cost"].as_f64().unwrap() > 1000.0, "{v}");
+    let rec = &v["recommendations"][0];
+    assert_eq!(rec["index"]["table"], "events", "{v}");
+    assert_eq!(rec["index"]["columns"][0], "account_id", "{v}");
+    assert!(
+        rec["helps"][0]["cost_lower_by_percent"].as_f64().unwrap() >= 50.0,
+        "{v}"
+    );
+    // Read-only: nothing was made.
+    let n: i64 = o
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'events'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
