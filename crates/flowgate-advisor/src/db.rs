@@ -168,7 +168,8 @@ impl Database {
     }
 
     /// The query shapes whose mean time is at least `min_mean_ms`, most total time first
-    /// (at most `limit`); the advisor's own queries left out.
+    /// (at most `limit`); the advisor's own queries, plans asked for (`EXPLAIN`) and
+    /// session statements left out.
     pub async fn slow_queries(
         &self,
         min_mean_ms: f64,
@@ -183,6 +184,7 @@ impl Database {
                  FROM pg_stat_statements \
                  WHERE mean_exec_time >= $1 AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                    AND query NOT LIKE '%pg_stat_statements%' \
+                   AND query !~* '^\\s*(EXPLAIN|PREPARE|DEALLOCATE|SET|SHOW|BEGIN|COMMIT|ROLLBACK)\\M' \
                  ORDER BY total_exec_time DESC LIMIT $2",
                 &[&min_mean_ms, &limit],
             )

@@ -49,7 +49,19 @@ async fn slow_shapes_plans_read_only_missing_extensions_and_a_lost_server() {
             .await
             .unwrap();
     }
+    // Plans asked for and session statements are not the workload.
+    o.batch_execute(
+        "EXPLAIN SELECT count(*) FROM events WHERE account_id = 3; SET work_mem = '8MB'",
+    )
+    .await
+    .unwrap();
     let shapes = db.slow_queries(0.0, 10).await.unwrap();
+    assert!(
+        shapes
+            .iter()
+            .all(|s| !s.query.starts_with("EXPLAIN") && !s.query.starts_with("SET")),
+        "{shapes:#?}"
+    );
     let scan = shapes
         .iter()
         .find(|s| s.query.contains("account_id = $1"))
