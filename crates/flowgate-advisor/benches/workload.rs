@@ -1,5 +1,6 @@
 //! The advisor on a workload, measured: a private PostgreSQL (as the tests start one) with
-//! generated data (accounts 10^4, leads 10^5, events 2·10^5, settings 50 rows) and seven
+//! generated data (`pg::crm`: accounts 10^4, leads 10^5, events 2·10^5, settings 50 rows)
+//! and seven
 //! query shapes — four a careful human would index, three negative controls. Prints the
 //! analysis time (slow shapes read, candidates proven), the recommendations, precision
 //! (recommended indexes the workload's real plans then use / all recommended), recall
@@ -76,26 +77,7 @@ fn main() {
         let server = pg::Pg::start();
         let url = server.url("postgres");
         let o = pg::owner(&url).await;
-        o.batch_execute(
-            "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
-             CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL);
-             CREATE TABLE leads (id bigserial PRIMARY KEY, account_id int NOT NULL, status text NOT NULL,
-                                 email text NOT NULL, created_at timestamptz NOT NULL);
-             CREATE TABLE events (id bigserial PRIMARY KEY, account_id int NOT NULL, kind text NOT NULL,
-                                  at timestamptz NOT NULL);
-             CREATE TABLE settings (name text, value text);
-             INSERT INTO accounts SELECT i, 'account ' || i FROM generate_series(1, 10000) i;
-             INSERT INTO leads (account_id, status, email, created_at)
-               SELECT i % 10000, (ARRAY['open','won','lost','open'])[1 + i % 4], 'lead' || i || '@example.com',
-                      now() - (i || ' minutes')::interval FROM generate_series(1, 100000) i;
-             INSERT INTO events (account_id, kind, at)
-               SELECT i % 10000, CASE WHEN i % 50 = 0 THEN 'login' ELSE 'view' END,
-                      now() - (i || ' seconds')::interval FROM generate_series(1, 200000) i;
-             INSERT INTO settings SELECT 'k' || i, 'v' FROM generate_series(1, 50) i;
-             ANALYZE; SELECT pg_stat_statements_reset();",
-        )
-        .await
-        .unwrap();
+        pg::crm(&o).await;
         let before = run_workload(&o, 10).await;
 
         let db = Database::connect(&url, false).await.unwrap();

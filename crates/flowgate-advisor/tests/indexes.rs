@@ -39,26 +39,7 @@ async fn what_is_recommended_helps_and_the_controls_get_nothing() {
     let pg = Pg::start();
     let url = pg.url("postgres");
     let o = owner(&url).await;
-    o.batch_execute(
-        "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
-         CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL);
-         CREATE TABLE leads (id bigserial PRIMARY KEY, account_id int NOT NULL, status text NOT NULL,
-                             email text NOT NULL, created_at timestamptz NOT NULL);
-         CREATE TABLE events (id bigserial PRIMARY KEY, account_id int NOT NULL, kind text NOT NULL,
-                              at timestamptz NOT NULL);
-         CREATE TABLE settings (name text, value text);
-         INSERT INTO accounts SELECT i, 'account ' || i FROM generate_series(1, 10000) i;
-         INSERT INTO leads (account_id, status, email, created_at)
-           SELECT i % 10000, (ARRAY['open','won','lost','open'])[1 + i % 4], 'lead' || i || '@example.com',
-                  now() - (i || ' minutes')::interval FROM generate_series(1, 100000) i;
-         INSERT INTO events (account_id, kind, at)
-           SELECT i % 10000, 'view', now() - (i || ' seconds')::interval FROM generate_series(1, 200000) i;
-         INSERT INTO settings SELECT 'k' || i, 'v' FROM generate_series(1, 49) i;
-         INSERT INTO settings VALUES ('theme', 'dark');
-         ANALYZE; SELECT pg_stat_statements_reset();",
-    )
-    .await
-    .unwrap();
+    common::crm(&o).await;
     for _ in 0..10 {
         for q in WORKLOAD {
             o.batch_execute(q).await.unwrap();

@@ -193,3 +193,31 @@ pub async fn owner(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+
+/// A CRM's tables with generated rows, analyzed, and `pg_stat_statements` and HypoPG
+/// created with the statistics reset: accounts (10^4), leads (10^5: a quarter won, a
+/// quarter lost, half open), events (2·10^5: one in 50 a login), settings (50 rows, one
+/// named `theme`). Only primary keys are indexed.
+pub async fn crm(o: &tokio_postgres::Client) {
+    o.batch_execute(
+        "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
+         CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE leads (id bigserial PRIMARY KEY, account_id int NOT NULL, status text NOT NULL,
+                             email text NOT NULL, created_at timestamptz NOT NULL);
+         CREATE TABLE events (id bigserial PRIMARY KEY, account_id int NOT NULL, kind text NOT NULL,
+                              at timestamptz NOT NULL);
+         CREATE TABLE settings (name text, value text);
+         INSERT INTO accounts SELECT i, 'account ' || i FROM generate_series(1, 10000) i;
+         INSERT INTO leads (account_id, status, email, created_at)
+           SELECT i % 10000, (ARRAY['open','won','lost','open'])[1 + i % 4], 'lead' || i || '@example.com',
+                  now() - (i || ' minutes')::interval FROM generate_series(1, 100000) i;
+         INSERT INTO events (account_id, kind, at)
+           SELECT i % 10000, CASE WHEN i % 50 = 0 THEN 'login' ELSE 'view' END,
+                  now() - (i || ' seconds')::interval FROM generate_series(1, 200000) i;
+         INSERT INTO settings SELECT 'k' || i, 'v' FROM generate_series(1, 49) i;
+         INSERT INTO settings VALUES ('theme', 'dark');
+         ANALYZE; SELECT pg_stat_statements_reset();",
+    )
+    .await
+    .expect("the CRM schema and its rows");
+}

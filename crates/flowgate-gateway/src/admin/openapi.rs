@@ -205,9 +205,9 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
         let openable = OPENABLE.contains(&path.as_str());
         let open = super::dashboard::PATHS.contains(&path.as_str());
         for (method, op) in operations(item) {
+            op.operation_id = Some(operation_id(method_name(&method), path));
             if open {
                 // No token asked; only the Host check.
-                op.operation_id = Some(operation_id(method_name(&method), path));
                 op.security = Some(vec![SecurityRequirement::default()]);
                 op.responses.responses.insert(
                     "403".into(),
@@ -224,7 +224,6 @@ pub(super) fn finish(mut doc: OpenApi) -> OpenApi {
                 security.push(SecurityRequirement::default());
             }
             op.security = Some(security);
-            op.operation_id = Some(operation_id(method_name(&method), path));
             for (status, _) in DOOR {
                 if status == "415" && !body {
                     continue;
