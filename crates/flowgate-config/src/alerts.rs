@@ -190,6 +190,7 @@ pub struct AlertNames<'a> {
     pub pools: &'a [&'a str],
     pub budgets: &'a [&'a str],
     pub notifiers: &'a [&'a str],
+    pub databases: &'a [&'a str],
 }
 
 /// Checks `series` against [`SERIES`] (the history's) and `names`; the series as the
@@ -270,6 +271,7 @@ pub fn check_series(series: &str, names: &AlertNames<'_>) -> Result<String, Stri
             "route" => Some(names.routes),
             "pool" => Some(names.pools),
             "notifier" => Some(names.notifiers),
+            "database" => Some(names.databases),
             "stage" => Some(crate::history::STAGES),
             _ => None,
         };

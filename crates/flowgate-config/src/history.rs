@@ -51,6 +51,11 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("scaling_failures", Some("pool")),
     // Automation steps (actions, undos) that failed per second ([automation]).
     ("automation_failures", Some("rule")),
+    // Query shapes of a database ([[databases]]) whose mean time over the last poll was
+    // at least its `slow`.
+    ("db_slow_queries", Some("database")),
+    // A shape's mean time over the last poll (`query`: pg_stat_statements' queryid).
+    ("db_query_mean_ms", Some("database,query")),
 ];
 
 /// The stages of a request's path, as `stage_ms` names them (`flowgate_telemetry::

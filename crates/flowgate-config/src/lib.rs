@@ -25,6 +25,7 @@ mod budget;
 mod catalog;
 mod cost;
 mod cron;
+mod databases;
 mod env;
 mod error;
 pub mod fuzzing;
@@ -71,6 +72,7 @@ pub use budget::{
 pub use catalog::{Capabilities, Deployment, ModelInfo};
 pub use cost::{CostConfig, SharedBudgetsConfig};
 pub use cron::Schedule;
+pub use databases::{DatabaseAction, DatabaseConfig};
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;

@@ -58,6 +58,8 @@ pub struct Config {
     pub scaling: crate::scaling::ScalingConfig,
     /// Automation rules (`[automation]`).
     pub automation: crate::automation::AutomationConfig,
+    /// The databases the advisor watches (`[[databases]]`).
+    pub databases: Vec<crate::databases::DatabaseConfig>,
 }
 
 /// Virtual API keys (`[auth]`).

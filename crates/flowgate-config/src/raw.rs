@@ -36,6 +36,8 @@ pub(crate) struct RawConfig {
     pub anomalies: Option<crate::anomalies::RawAnomalies>,
     pub scaling: Option<crate::scaling::RawScaling>,
     pub automation: Option<crate::automation::RawAutomation>,
+    #[serde(default)]
+    pub databases: Vec<crate::databases::RawDatabase>,
 }
 
 /// `[shared_limits]`: rate-limit counts shared by replicas through Redis.

@@ -12,8 +12,8 @@ use crate::error::Found;
 use crate::error::KeyPath;
 use crate::units::relative_to;
 
-/// `[pools.NAME.tls]` as written.
-#[derive(Debug, Default, Deserialize)]
+/// `[pools.NAME.tls]` (and `[databases.tls]`) as written.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUpstreamTls {
     pub roots: Option<String>,

@@ -357,22 +357,49 @@ pub(crate) fn validate(
         &mut found,
     );
 
+    let databases = crate::databases::databases(
+        &raw.databases,
+        env,
+        origin,
+        &root.clone().key("databases"),
+        &mut found,
+    );
+    let database_names: Vec<&str> = raw
+        .databases
+        .iter()
+        .filter_map(|d| d.name.as_deref())
+        .collect();
+
     let alerts = {
         let pools: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-        crate::alerts::alerts(
+        let names = crate::alerts::AlertNames {
+            routes: &route_names,
+            pools: &pools,
+            budgets: &budget_names,
+            notifiers: &[],
+            databases: &database_names,
+        };
+        let mut alerts = crate::alerts::alerts(
             raw.alerts.as_ref(),
-            &crate::alerts::AlertNames {
-                routes: &route_names,
-                pools: &pools,
-                budgets: &budget_names,
-                notifiers: &[],
-            },
+            &names,
             env,
             Some(origin),
             server.data_dir.as_ref(),
             &root.clone().key("alerts"),
             &mut found,
-        )
+        );
+        // Each database's slow-query rule, unless a rule of its name replaces it.
+        for (i, d) in databases.iter().enumerate() {
+            let Some(rule) = d.alert_rule() else { continue };
+            if alerts.rules.iter().any(|r| Some(&r.name) == rule.name.as_ref()) {
+                continue;
+            }
+            let k = root.clone().key("databases").index(i);
+            if let Some(r) = crate::alerts::alert_rule(&rule, 0, &names, &k, &mut found) {
+                alerts.rules.push(r);
+            }
+        }
+        alerts
     };
 
     let automation = {
@@ -409,6 +436,7 @@ pub(crate) fn validate(
                     pools: &declared_pools,
                     budgets: &budget_names,
                     notifiers: &[],
+                    databases: &database_names,
                 },
             },
             &root.clone().key("automation"),
@@ -437,6 +465,7 @@ pub(crate) fn validate(
             anomalies,
             scaling,
             automation,
+            databases,
         })
     } else {
         Err(found)

@@ -16,6 +16,7 @@ pub(crate) struct Names {
     pools: Vec<String>,
     budgets: Vec<String>,
     notifiers: Vec<String>,
+    databases: Vec<String>,
 }
 
 impl Names {
@@ -34,6 +35,7 @@ impl Names {
                 .iter()
                 .map(|n| n.name.clone())
                 .collect(),
+            databases: config.databases.iter().map(|d| d.name.clone()).collect(),
         }
     }
 
@@ -42,17 +44,19 @@ impl Names {
         fn v(l: &[String]) -> Vec<&str> {
             l.iter().map(String::as_str).collect()
         }
-        let (routes, pools, budgets, notifiers) = (
+        let (routes, pools, budgets, notifiers, databases) = (
             v(&self.routes),
             v(&self.pools),
             v(&self.budgets),
             v(&self.notifiers),
+            v(&self.databases),
         );
         let names = AlertNames {
             routes: &routes,
             pools: &pools,
             budgets: &budgets,
             notifiers: &notifiers,
+            databases: &databases,
         };
         let raw = RawAlertRule {
             name: Some(name.to_string()),
