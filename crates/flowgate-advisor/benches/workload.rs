@@ -20,6 +20,7 @@ mod pg;
 
 use std::time::Instant;
 
+use flowgate_advisor::db::default_tls;
 use flowgate_advisor::{Database, recommend};
 
 /// The shapes, run as a client would (constants vary between calls).
@@ -80,7 +81,7 @@ fn main() {
         pg::crm(&o).await;
         let before = run_workload(&o, 10).await;
 
-        let db = Database::connect(&url, false).await.unwrap();
+        let db = Database::connect(&url, false, &default_tls()).await.unwrap();
         let started = Instant::now();
         let shapes = db.slow_queries(0.0, 100).await.unwrap();
         let recs = recommend(&db, &shapes, 0.5).await.unwrap();
@@ -95,7 +96,7 @@ fn main() {
             println!("  {}  (size {} KiB)", r.statement, r.size_bytes / 1024);
         }
 
-        let writer = Database::connect(&url, true).await.unwrap();
+        let writer = Database::connect(&url, true, &default_tls()).await.unwrap();
         for r in &recs {
             writer.execute(&r.statement).await.unwrap();
         }

@@ -3,8 +3,11 @@
 //! no statement of the advisor's can write to it), and what it asks: which extensions are
 //! there, the slow query shapes of `pg_stat_statements`, and plans (`EXPLAIN (FORMAT JSON)`).
 
+use std::sync::Arc;
+
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// `url` with its password replaced, for messages.
 fn redacted(url: &str) -> String {
@@ -117,11 +120,24 @@ pub struct Shape {
     pub shared_blks_read: i64,
 }
 
+/// The TLS settings of a database of no `[databases.tls]`: the bundled Mozilla roots.
+pub fn default_tls() -> Arc<rustls::ClientConfig> {
+    flowgate_http::tls::client_config(&flowgate_http::tls::ClientSettings::default())
+        .unwrap_or_else(|e| unreachable!("the bundled roots make a configuration: {e}"))
+}
+
 impl Database {
     /// Connects to `url` (`postgres://user:password@host:port/db`); read-only unless
-    /// `writable`.
-    pub async fn connect(url: &str, writable: bool) -> Result<Database, AdvisorError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+    /// `writable`. TLS as the URL's `sslmode` says (`prefer` when not said: TLS when the
+    /// server offers it, its certificate verified with `tls`; `require`: TLS or no
+    /// connection; `disable`: none).
+    pub async fn connect(
+        url: &str,
+        writable: bool,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<Database, AdvisorError> {
+        let tls = MakeRustlsConnect::new(rustls::ClientConfig::clone(tls));
+        let (client, connection) = tokio_postgres::connect(url, tls).await.map_err(|e| {
             let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(": {s}"));
             AdvisorError::Connect(format!("{e}{why} ({})", redacted(url)))
         })?;
@@ -294,6 +310,35 @@ impl Database {
             )
             .await?;
         Ok(row.map_or((0, 0.0), |r| (r.get(0), r.get(1))))
+    }
+
+    /// The real execution time of `sql`, in ms, run with `EXPLAIN ANALYZE` (in this
+    /// session: read-only unless writable); `None` for what cannot be run as it is (a
+    /// shape with parameters) or is not a plain query (a write is never run).
+    pub async fn execution_ms(&self, sql: &str) -> Result<Option<f64>, AdvisorError> {
+        let plain_query = crate::complexity::parse(sql)
+            .is_ok_and(|st| matches!(st.as_slice(), [sqlparser::ast::Statement::Query(_)]));
+        if parameters(sql) > 0 || !plain_query {
+            return Ok(None);
+        }
+        let row = self
+            .client
+            .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), &[])
+            .await?;
+        let plan: Value = row.get(0);
+        Ok(plan[0]["Execution Time"].as_f64())
+    }
+
+    /// Whether index `name` is valid (`None`: there is no such index).
+    pub async fn index_valid(&self, name: &str) -> Result<Option<bool>, AdvisorError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                &[&name],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// Runs `sql` (a statement of the advisor's own making); refused here when the

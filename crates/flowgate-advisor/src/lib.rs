@@ -12,12 +12,15 @@
 //! - [`recommend`]: candidates proven with hypothetical indexes: kept when the planner uses
 //!   them and the estimated cost falls by the threshold, best per shape, biggest saving
 //!   first.
+//! - [`plan`]: the optimization plan (what to create and drop, biggest saving first) and
+//!   its steps taken on a writable database, verified.
 //! - [`report`]: the reports as JSON, of a query and of a database.
 
 pub mod candidates;
 pub mod complexity;
 pub mod db;
 pub mod existing;
+pub mod plan;
 pub mod recommend;
 pub mod report;
 

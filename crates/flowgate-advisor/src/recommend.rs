@@ -14,6 +14,8 @@ use crate::db::{AdvisorError, Database, HYPOPG, Shape};
 /// What a recommendation does for one shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Helped {
+    /// `pg_stat_statements`' id of the shape (0 for a query given alone).
+    pub queryid: i64,
     pub query: String,
     pub calls: i64,
     pub mean_ms: f64,
@@ -114,6 +116,7 @@ async fn best_for(
         let plan = db.explain(&shape.query).await?;
         let after = total_cost(&plan);
         let helped = Helped {
+            queryid: shape.queryid,
             query: shape.query.clone(),
             calls: shape.calls,
             mean_ms: shape.mean_ms,

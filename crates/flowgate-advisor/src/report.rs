@@ -59,7 +59,7 @@ fn recommendation(r: &Recommendation) -> Value {
             "note": "each write to the table also writes this index",
         },
         "helps": r.helps.iter().map(|h| json!({
-            "query": h.query, "calls": h.calls, "mean_ms": h.mean_ms,
+            "queryid": h.queryid, "query": h.query, "calls": h.calls, "mean_ms": h.mean_ms,
             "cost_before": h.cost_before, "cost_after": h.cost_after,
             "cost_lower_by_percent": h.reduction() * 100.0,
         })).collect::<Vec<_>>(),

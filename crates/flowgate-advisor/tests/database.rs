@@ -7,6 +7,7 @@
 mod common;
 
 use common::{Pg, owner};
+use flowgate_advisor::db::default_tls;
 use flowgate_advisor::{AdvisorError, Database};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +16,9 @@ async fn slow_shapes_plans_read_only_missing_extensions_and_a_lost_server() {
     let url = pg.url("postgres");
     let o = owner(&url).await;
     // Before the extension exists: what to do, said.
-    let db = Database::connect(&url, false).await.unwrap();
+    let db = Database::connect(&url, false, &default_tls())
+        .await
+        .unwrap();
     let e = db.slow_queries(0.0, 10).await.unwrap_err();
     assert!(
         matches!(
@@ -125,6 +128,8 @@ async fn slow_shapes_plans_read_only_missing_extensions_and_a_lost_server() {
         matches!(e, AdvisorError::Lost(_) | AdvisorError::Query(_)),
         "{e:?}"
     );
-    let e = Database::connect(&url, false).await.unwrap_err();
+    let e = Database::connect(&url, false, &default_tls())
+        .await
+        .unwrap_err();
     assert!(matches!(e, AdvisorError::Connect(_)), "{e:?}");
 }

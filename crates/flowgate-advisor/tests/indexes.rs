@@ -8,6 +8,7 @@
 mod common;
 
 use common::{Pg, owner};
+use flowgate_advisor::db::default_tls;
 use flowgate_advisor::{Database, recommend};
 
 const WORKLOAD: [&str; 5] = [
@@ -47,7 +48,9 @@ async fn what_is_recommended_helps_and_the_controls_get_nothing() {
     }
     let before = run_time(&o, 5).await;
 
-    let db = Database::connect(&url, false).await.unwrap();
+    let db = Database::connect(&url, false, &default_tls())
+        .await
+        .unwrap();
     let shapes = db.slow_queries(0.0, 50).await.unwrap();
     assert!(shapes.len() >= 5, "{shapes:#?}");
     let recs = recommend(&db, &shapes, 0.5).await.unwrap();
@@ -100,7 +103,7 @@ async fn what_is_recommended_helps_and_the_controls_get_nothing() {
     assert_eq!(n, 3, "the three primary keys only");
 
     // Created for real (a writable connection), the workload runs faster.
-    let writer = Database::connect(&url, true).await.unwrap();
+    let writer = Database::connect(&url, true, &default_tls()).await.unwrap();
     for r in &recs {
         writer.execute(&r.statement).await.unwrap();
     }
@@ -148,7 +151,9 @@ async fn unused_and_duplicate_indexes_and_unindexed_foreign_keys_are_reported() 
     .unwrap();
     // A session's counts reach the shared statistics when it next ends a transaction idle.
     o.batch_execute("SELECT 1").await.unwrap();
-    let db = Database::connect(&url, false).await.unwrap();
+    let db = Database::connect(&url, false, &default_tls())
+        .await
+        .unwrap();
     let fks = flowgate_advisor::existing::unindexed_foreign_keys(&db)
         .await
         .unwrap();

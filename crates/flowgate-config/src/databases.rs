@@ -133,7 +133,10 @@ pub(crate) fn databases(
                 format!("{name:?}: a name of letters, digits, '-', '_' and '.' is required"),
             ));
         } else if out.iter().any(|d| d.name == name) {
-            found.push((k.clone().key("name"), format!("duplicate database {name:?}")));
+            found.push((
+                k.clone().key("name"),
+                format!("duplicate database {name:?}"),
+            ));
         }
         let url = match &r.url_env {
             None => {
@@ -161,6 +164,12 @@ pub(crate) fn databases(
                     }
                 }),
         };
+        if r.tls.as_ref().is_some_and(|t| t.sni.is_some()) {
+            found.push((
+                k.clone().key("tls").key("sni"),
+                "not for a database: the URL's host is the name sent and verified".into(),
+            ));
+        }
         let tls = crate::tls::upstream_tls(r.tls.clone(), true, origin, &k, found);
         let writable = r.writable.unwrap_or(false);
         let threshold = r.threshold.unwrap_or(DEFAULT_THRESHOLD);
@@ -238,12 +247,22 @@ pool = "llm"
 
     #[test]
     fn a_database_takes_its_url_from_the_environment_with_safe_defaults_and_a_slow_query_rule() {
-        let c = load("[[databases]]\nname = \"crm\"\nurl_env = \"CRM_DB\"\n", &[URL]).unwrap();
+        let c = load(
+            "[[databases]]\nname = \"crm\"\nurl_env = \"CRM_DB\"\n",
+            &[URL],
+        )
+        .unwrap();
         let d = &c.databases[0];
         assert_eq!(d.url.expose(), URL.1);
-        assert!(!format!("{d:?}").contains("pw@"), "the password is never printed");
+        assert!(
+            !format!("{d:?}").contains("pw@"),
+            "the password is never printed"
+        );
         assert!(!d.writable && d.actions.is_empty() && !d.allow_analyze);
-        assert_eq!((d.poll, d.slow, d.threshold), (DEFAULT_POLL, DEFAULT_SLOW, 0.5));
+        assert_eq!(
+            (d.poll, d.slow, d.threshold),
+            (DEFAULT_POLL, DEFAULT_SLOW, 0.5)
+        );
         assert!(!d.allows(DatabaseAction::CreateIndex));
         let rule = c.alerts.rules.iter().find(|r| r.name == "slow_queries.crm");
         match rule.map(|r| &r.kind) {
@@ -296,7 +315,10 @@ pool = "llm"
 
     #[test]
     fn bad_databases_are_refused_with_their_key() {
-        let m = messages("[[databases]]\nname = \"crm\"\nurl_env = \"NOPE\"\n", &[URL]);
+        let m = messages(
+            "[[databases]]\nname = \"crm\"\nurl_env = \"NOPE\"\n",
+            &[URL],
+        );
         assert_eq!(
             m,
             ["databases[0].url_env: environment variable NOPE is not set"]

@@ -391,7 +391,11 @@ pub(crate) fn validate(
         // Each database's slow-query rule, unless a rule of its name replaces it.
         for (i, d) in databases.iter().enumerate() {
             let Some(rule) = d.alert_rule() else { continue };
-            if alerts.rules.iter().any(|r| Some(&r.name) == rule.name.as_ref()) {
+            if alerts
+                .rules
+                .iter()
+                .any(|r| Some(&r.name) == rule.name.as_ref())
+            {
                 continue;
             }
             let k = root.clone().key("databases").index(i);

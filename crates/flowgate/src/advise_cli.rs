@@ -52,7 +52,12 @@ pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
                 // Bad SQL is said before the database is asked.
                 report::query(q).map_err(|e| anyhow::anyhow!("the query does not parse: {e}"))?;
             }
-            let db = flowgate_advisor::Database::connect(url, false).await?;
+            let db = flowgate_advisor::Database::connect(
+                url,
+                false,
+                &flowgate_advisor::db::default_tls(),
+            )
+            .await?;
             match q {
                 Some(q) => report::query_on(&db, q, settings).await?,
                 None => report::database(&db, settings).await?,
