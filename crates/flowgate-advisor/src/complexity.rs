@@ -63,10 +63,25 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, ParseError> {
                 .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
                 .and_then(|n| n.parse().ok())
         };
-        ParseError {
-            line: at("Line: "),
-            column: at("Column: "),
-            message,
+        // The parser gives no position at the end of the input: the end is where.
+        let end = || {
+            let last = sql.rsplit('\n').next().unwrap_or("");
+            (
+                sql.matches('\n').count() as u64 + 1,
+                last.chars().count() as u64 + 1,
+            )
+        };
+        match (at("Line: "), at("Column: ")) {
+            (None, None) if message.ends_with("found: EOF") => ParseError {
+                line: Some(end().0),
+                column: Some(end().1),
+                message: format!("{message} at the end of the query"),
+            },
+            (line, column) => ParseError {
+                line,
+                column,
+                message,
+            },
         }
     })
 }
@@ -436,5 +451,13 @@ mod tests {
         let e = analyze("SELEC * FROM leads").unwrap_err();
         assert_eq!((e.line, e.column), (Some(1), Some(1)));
         assert!(e.message.contains("SELEC"), "{}", e.message);
+        // Cut short: the end of the query is where.
+        let e = analyze("SELECT id\nFROM leads WHERE").unwrap_err();
+        assert_eq!((e.line, e.column), (Some(2), Some(17)), "{}", e.message);
+        assert!(
+            e.message.ends_with("at the end of the query"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -145,7 +145,7 @@ pub async fn plan(
             helps: Vec::new(),
         });
     }
-    drops.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    drops.sort_by_key(|d| std::cmp::Reverse(d.size_bytes));
     steps.extend(drops);
     Ok(steps)
 }

@@ -73,6 +73,33 @@ pub fn uses(plan: &Value, name: &str) -> bool {
     }
 }
 
+/// The plan's shape in a line, what a plan change is told by: each node's type, the
+/// table and the index it reads, its inputs in brackets (`Aggregate(Seq Scan on events)`).
+pub fn outline(plan: &Value) -> String {
+    fn node(n: &Value, out: &mut String) {
+        out.push_str(n["Node Type"].as_str().unwrap_or("?"));
+        if let Some(index) = n["Index Name"].as_str() {
+            out.push_str(&format!(" using {index}"));
+        }
+        if let Some(table) = n["Relation Name"].as_str() {
+            out.push_str(&format!(" on {table}"));
+        }
+        if let Some(kids) = n["Plans"].as_array().filter(|k| !k.is_empty()) {
+            out.push('(');
+            for (i, k) in kids.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                node(k, out);
+            }
+            out.push(')');
+        }
+    }
+    let mut out = String::new();
+    node(&plan[0]["Plan"], &mut out);
+    out
+}
+
 /// Most distinct values a column may hold for a partial index on one of them: a status or
 /// a flag names a lasting subset; an id or a name names one row's worth (an index for one
 /// customer only would be no advice).
@@ -170,4 +197,25 @@ pub async fn recommend(
     }
     out.sort_by(|a, b| b.saved_ms().total_cmp(&a.saved_ms()));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_plan_is_outlined_by_its_nodes_tables_and_indexes() {
+        let plan = json!([{"Plan": {"Node Type": "Aggregate", "Total Cost": 10.5, "Plans": [
+            {"Node Type": "Index Only Scan", "Relation Name": "events",
+             "Index Name": "events_account_id_idx"},
+            {"Node Type": "Seq Scan", "Relation Name": "leads"}
+        ]}}]);
+        assert_eq!(
+            outline(&plan),
+            "Aggregate(Index Only Scan using events_account_id_idx on events, Seq Scan on leads)"
+        );
+        assert!(uses(&plan, "events_account_id_idx") && !uses(&plan, "other"));
+        assert_eq!(total_cost(&plan), 10.5);
+    }
 }

@@ -47,7 +47,8 @@ fn index(c: &Candidate) -> Value {
     })
 }
 
-fn recommendation(r: &Recommendation) -> Value {
+/// A recommendation as the reports show it.
+pub fn recommendation(r: &Recommendation) -> Value {
     json!({
         "statement": r.statement,
         "index": index(&r.index),
@@ -63,6 +64,16 @@ fn recommendation(r: &Recommendation) -> Value {
             "cost_before": h.cost_before, "cost_after": h.cost_after,
             "cost_lower_by_percent": h.reduction() * 100.0,
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// A slow shape as `pg_stat_statements` counts it, with its complexity.
+pub fn shape(q: &Shape) -> Value {
+    json!({
+        "queryid": q.queryid, "query": q.query, "calls": q.calls, "total_ms": q.total_ms,
+        "mean_ms": q.mean_ms, "rows": q.rows, "shared_blks_hit": q.shared_blks_hit,
+        "shared_blks_read": q.shared_blks_read,
+        "complexity": analyze(&q.query).ok().as_ref().map(complexity),
     })
 }
 
@@ -95,17 +106,7 @@ pub async fn query_on(db: &Database, sql: &str, s: Settings) -> Result<Value, Ad
 /// wrong with the indexes it has.
 pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError> {
     let shapes = db.slow_queries(s.slow_ms, s.limit).await?;
-    let slow: Vec<Value> = shapes
-        .iter()
-        .map(|q| {
-            json!({
-                "query": q.query, "calls": q.calls, "total_ms": q.total_ms, "mean_ms": q.mean_ms,
-                "rows": q.rows, "shared_blks_hit": q.shared_blks_hit,
-                "shared_blks_read": q.shared_blks_read,
-                "complexity": analyze(&q.query).ok().as_ref().map(complexity),
-            })
-        })
-        .collect();
+    let slow: Vec<Value> = shapes.iter().map(shape).collect();
     let recs = recommend(db, &shapes, s.threshold).await?;
     let all = indexes(db).await?;
     let fks = unindexed_foreign_keys(db).await?;

@@ -70,6 +70,8 @@ pub struct Gateway {
     anomalies: crate::anomalies::Anomalies,
     scaling: crate::scaling::Scaling,
     automation: crate::automation::Automation,
+    /// What the advisor's watch knows of the `[[databases]]`.
+    databases: crate::databases::Databases,
     /// The control plane's own HTTP requests (the scaling webhook; the notifiers and the
     /// trace exporter hold their own handle).
     fetcher: Arc<flowgate_http::fetch::Fetcher>,
@@ -243,6 +245,7 @@ impl Gateway {
             anomalies,
             scaling,
             automation,
+            databases: crate::databases::Databases::default(),
             fetcher,
             memory,
             history,
@@ -304,6 +307,10 @@ impl Gateway {
     /// The pools' scaling recommenders.
     pub(crate) fn scaling(&self) -> &crate::scaling::Scaling {
         &self.scaling
+    }
+
+    pub(crate) fn databases(&self) -> &crate::databases::Databases {
+        &self.databases
     }
 
     /// The anomaly detectors and their anomalies.

@@ -17,6 +17,8 @@
 )]
 
 mod common;
+#[path = "../../flowgate-advisor/tests/common/mod.rs"]
+mod pg;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -237,6 +239,22 @@ bare GET    404 /api/v1/performance/cache/warm
 POST   202 /api/v1/performance/cache/warm {"requests": [{"path": "/v1/chat/completions", "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "warm"}]}}]}
 POST   400 /api/v1/performance/cache/warm {"top": "many"}
 bare POST   404 /api/v1/performance/cache/warm
+POST   200 /api/v1/performance/database/analyze-query?database=crm {"query": "SELECT * FROM child WHERE parent_id = 3"}
+POST   400 /api/v1/performance/database/analyze-query {"query": "SELEC 1"}
+POST   404 /api/v1/performance/database/analyze-query?database=nowhere {"query": "SELECT 1"}
+GET    200 /api/v1/performance/database/slow-queries?database=crm
+GET    400 /api/v1/performance/database/slow-queries
+GET    404 /api/v1/performance/database/slow-queries?database=nowhere
+bare GET    404 /api/v1/performance/database/slow-queries
+GET    200 /api/v1/performance/database/index-recommendations?database=crm
+GET    400 /api/v1/performance/database/index-recommendations
+GET    404 /api/v1/performance/database/index-recommendations?database=nowhere
+GET    200 /api/v1/performance/database/optimization-plan?database=crm
+GET    400 /api/v1/performance/database/optimization-plan
+GET    404 /api/v1/performance/database/optimization-plan?database=nowhere
+POST   400 /api/v1/performance/database/optimize/truncate/child_parent_id_idx?database=crm
+POST   404 /api/v1/performance/database/optimize/create_index/nothing_idx?database=crm
+POST   200 /api/v1/performance/database/optimize/create_index/child_parent_id_idx?database=crm
 GET    200 /api/v1/performance/rate-limits
 GET    200 /api/v1/performance/concurrency
 GET    200 /api/v1/scaling/status
@@ -319,7 +337,10 @@ fn config(up: &str, dir: &std::path::Path, full: bool) -> String {
          [[alerts.rules]]\nname = \"from-config\"\nseries = \"spend_usd_per_hour\"\nvalue = 100\n\n\
          [automation]\ninterval = \"1h\"\n\n\
          [scaling.pools.llm]\nper_replica = {{ requests_per_second = 10 }}\nmax = 6\n\
-         actuator = {{ command = [\"true\"] }}\n\n{pool}",
+         actuator = {{ command = [\"true\"] }}\n\n\
+         [[databases]]\nname = \"crm\"\nurl_env = \"ADMIN_API_DB\"\npoll = \"1h\"\n\
+         writable = true\nactions = [\"create_index\"]\n\n\
+         [[databases]]\nname = \"ro\"\nurl_env = \"ADMIN_API_DB\"\npoll = \"1h\"\n\n{pool}",
         dir.join("keys.redb").display()
     )
 }
@@ -346,6 +367,8 @@ fn concrete(path: &str) -> String {
     path.replace("{name}", "from-config")
         .replace("{id}", "1")
         .replace("{pool}", "llm")
+        .replace("{action}", "create_index")
+        .replace("{target}", "child_parent_id_idx")
 }
 
 #[tokio::test]
@@ -355,7 +378,26 @@ async fn every_operation_answers_as_its_document_says() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let server = format!("data_dir = \"{}\"", dir.display());
-    let gw = gateway_with(&server, &config(&up.url(), &dir, true)).await;
+    // A database for the advisor's endpoints: a foreign key without an index is a step of
+    // its plan.
+    let db = pg::Pg::start();
+    let url = db.url("postgres");
+    pg::owner(&url)
+        .await
+        .batch_execute(
+            "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
+             CREATE TABLE parent (id int PRIMARY KEY);
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));",
+        )
+        .await
+        .unwrap();
+    let gw = launch_on(
+        &server,
+        &config(&up.url(), &dir, true),
+        flowgate_clock::SystemClock::shared(),
+        &[("ADMIN_API_DB", &url)],
+    )
+    .await;
     let plain = gateway(&config(&up.url(), &dir, false)).await;
 
     // The document served is the one `flowgate openapi` prints.

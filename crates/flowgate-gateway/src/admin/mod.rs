@@ -18,6 +18,7 @@ mod cache_strategies;
 mod capacity;
 mod cost;
 mod dashboard;
+mod database;
 mod guard;
 mod health;
 mod history;
@@ -67,6 +68,7 @@ fn api() -> OpenApiRouter<Arc<Gateway>> {
         .merge(balance::routes())
         .merge(balance_optimize::routes())
         .merge(instances::routes())
+        .merge(database::routes())
         .merge(dashboard::routes())
         .routes(routes!(openapi::serve))
 }

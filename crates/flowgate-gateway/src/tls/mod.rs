@@ -11,6 +11,13 @@ use flowgate_config::{Config, KeyPath};
 
 pub(crate) use upstream::client_config;
 
+/// The client configuration of a database's connections (`[databases.tls]`).
+pub(crate) fn database_client(
+    t: &flowgate_config::UpstreamTls,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, flowgate_http::tls::TlsError> {
+    flowgate_http::tls::client_config(&upstream::verification(t))
+}
+
 /// What is wrong with the TLS material of `config`, by key.
 pub fn check_tls(config: &Config) -> Vec<(KeyPath, String)> {
     let mut found: Vec<_> = config
@@ -20,6 +27,16 @@ pub fn check_tls(config: &Config) -> Vec<(KeyPath, String)> {
         .collect();
     if let Some(t) = &config.server.tls {
         found.extend(listener::check(t, config.server.http2).err());
+    }
+    for (i, d) in config.databases.iter().enumerate() {
+        if let Err(e) = database_client(&d.tls) {
+            let key = KeyPath::default()
+                .key("databases")
+                .index(i)
+                .key("tls")
+                .key(e.setting());
+            found.push((key, e.to_string()));
+        }
     }
     found
 }

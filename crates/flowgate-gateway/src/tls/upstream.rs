@@ -33,6 +33,15 @@ fn alpn(protocol: UpstreamProtocol) -> Vec<Vec<u8>> {
 
 fn settings(t: &UpstreamTls, protocol: UpstreamProtocol) -> ClientSettings {
     ClientSettings {
+        alpn: alpn(protocol),
+        ..verification(t)
+    }
+}
+
+/// How servers are verified and what is presented to them, as `t` says (no ALPN: a
+/// database's connections offer none).
+pub(crate) fn verification(t: &UpstreamTls) -> ClientSettings {
+    ClientSettings {
         roots: match t.roots {
             TlsRoots::Bundled => Roots::Bundled,
             TlsRoots::System => Roots::System,
@@ -42,7 +51,7 @@ fn settings(t: &UpstreamTls, protocol: UpstreamProtocol) -> ClientSettings {
         cert_file: t.cert_file.clone(),
         key_file: t.key_file.clone(),
         insecure_skip_verify: t.insecure_skip_verify,
-        alpn: alpn(protocol),
+        alpn: Vec::new(),
     }
 }
 

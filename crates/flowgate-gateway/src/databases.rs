@@ -1,0 +1,342 @@
+//! The databases the advisor watches (`[[databases]]`): every `poll`, each one's query
+//! shapes are read from `pg_stat_statements` on a fresh read-only session, and each
+//! shape's mean time over the poll (the change in its total time over the change in its
+//! calls) goes into the metrics history (`db_query_mean_ms{database,query}`, with
+//! `db_slow_queries{database}`: how many were at least `slow`, which the database's alert
+//! rule watches). The busiest shapes' plans are outlined each poll; a plan that changes is
+//! noted (kept, logged, and told to the notifiers). The admin API's database endpoints
+//! ([`crate::admin`]) connect through [`connect`] and serialize their changes with
+//! [`Databases::acting`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use flowgate_advisor::recommend::outline;
+use flowgate_advisor::{AdvisorError, Database};
+use flowgate_config::{DatabaseConfig, Severity};
+use flowgate_insight::alerts::{Event, EventKind};
+use flowgate_telemetry::history::Sample;
+
+use crate::gateway::Gateway;
+
+/// Shapes read per poll, most total time first.
+const SHAPES: i64 = 200;
+/// Shapes whose plans are outlined per poll (those called since the last, most total
+/// time first).
+const PLANNED: usize = 20;
+/// Plan changes kept per database.
+const CHANGES: usize = 100;
+/// How long a poll may take.
+const POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A shape's mean time over the last poll.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ShapeMean {
+    pub queryid: i64,
+    pub query: String,
+    /// Calls during the poll (since the statistics began, at the first poll).
+    pub calls: i64,
+    pub mean_ms: f64,
+}
+
+/// A shape's plan that changed between two polls.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PlanChange {
+    pub at: u64,
+    pub queryid: i64,
+    pub query: String,
+    /// Its mean time over the poll that saw the change.
+    pub mean_ms: f64,
+    pub before: String,
+    pub after: String,
+}
+
+/// What the watch knows of one database.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    /// When it was last read (Unix seconds), and what went wrong then, if anything.
+    pub last_poll: Option<u64>,
+    pub error: Option<String>,
+    /// Each shape's calls and total time at the last poll.
+    counts: HashMap<i64, (i64, f64)>,
+    /// The shapes called during the last poll, by mean time over it.
+    pub means: Vec<ShapeMean>,
+    /// How many of them were slow.
+    pub slow: usize,
+    /// The shapes' plans, outlined.
+    plans: HashMap<i64, String>,
+    pub changes: VecDeque<PlanChange>,
+}
+
+/// Every watched database's [`Watch`], and the lock its changes take.
+#[derive(Debug, Default)]
+pub(crate) struct Databases {
+    watched: Mutex<BTreeMap<String, Watch>>,
+    acting: tokio::sync::Mutex<()>,
+}
+
+impl Databases {
+    /// Runs `f` on database `name`'s watch (`None` before its first poll).
+    pub(crate) fn with<T>(&self, name: &str, f: impl FnOnce(&Watch) -> T) -> Option<T> {
+        self.watched.lock().ok()?.get(name).map(f)
+    }
+
+    /// Held while a change is made to a database, so that two are never made at once.
+    pub(crate) async fn acting(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.acting.lock().await
+    }
+
+    /// The history's samples: each database's slow shapes and each shape's mean.
+    fn samples(&self) -> Vec<(String, Sample)> {
+        let Ok(w) = self.watched.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, watch) in w.iter().filter(|(_, w)| w.last_poll.is_some()) {
+            if watch.error.is_none() {
+                out.push((
+                    format!("db_slow_queries{{database=\"{name}\"}}"),
+                    Sample::Gauge(watch.slow as f64),
+                ));
+            }
+            for m in &watch.means {
+                out.push((
+                    format!(
+                        "db_query_mean_ms{{database=\"{name}\",query=\"{}\"}}",
+                        m.queryid
+                    ),
+                    Sample::Gauge(m.mean_ms),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A session on `cfg`'s database: read-only unless `writable` (and the database is).
+pub(crate) async fn connect(
+    cfg: &DatabaseConfig,
+    writable: bool,
+) -> Result<Database, AdvisorError> {
+    let tls = crate::tls::database_client(&cfg.tls)
+        .map_err(|e| AdvisorError::Connect(format!("[databases.tls] {e}")))?;
+    Database::connect(cfg.url.expose(), writable && cfg.writable, &tls).await
+}
+
+/// Reads every database due (its `poll` past since it was last read) every second while
+/// databases are configured, until `stopped`; feeds the history through a probe.
+pub(crate) fn spawn(gw: &Arc<Gateway>, stopped: tokio::sync::watch::Receiver<bool>) {
+    if let Some(h) = gw.history() {
+        let weak: Weak<Gateway> = Arc::downgrade(gw);
+        h.add_probe(Box::new(move || {
+            weak.upgrade()
+                .map(|gw| gw.databases().samples())
+                .unwrap_or_default()
+        }));
+    }
+    crate::control_loop::every(
+        gw,
+        stopped,
+        |c| (Duration::from_secs(1), !c.databases.is_empty()),
+        |gw| async move { cycle(&gw).await },
+    );
+}
+
+/// One turn: the databases due read (one after the other), the ones no longer configured
+/// forgotten.
+pub(crate) async fn cycle(gw: &Arc<Gateway>) {
+    let now = gw.clock().unix_millis() / 1000;
+    let configured = gw.runtime().config.databases.clone();
+    if let Ok(mut w) = gw.databases().watched.lock() {
+        w.retain(|name, _| configured.iter().any(|d| &d.name == name));
+    }
+    for cfg in &configured {
+        let due = gw
+            .databases()
+            .with(&cfg.name, |w| w.last_poll)
+            .flatten()
+            .is_none_or(|at| now >= at + cfg.poll.as_secs());
+        if due {
+            poll(gw, cfg, now).await;
+        }
+    }
+}
+
+/// What one poll read: the shapes, and the busiest ones' plans outlined.
+struct Read {
+    shapes: Vec<flowgate_advisor::Shape>,
+    plans: Vec<(i64, String)>,
+}
+
+async fn read(
+    cfg: &DatabaseConfig,
+    counts: &HashMap<i64, (i64, f64)>,
+) -> Result<Read, AdvisorError> {
+    let db = connect(cfg, false).await?;
+    let shapes = db.slow_queries(0.0, SHAPES).await?;
+    let mut plans = Vec::new();
+    // The shapes called since the last poll, most total time first: a plan that turns a
+    // fast shape slow is seen changing.
+    for s in shapes
+        .iter()
+        .filter(|s| mean_since(s, counts).is_some())
+        .take(PLANNED)
+    {
+        // A shape the planner cannot plan alone (a utility statement): no outline.
+        if let Ok(p) = db.explain(&s.query).await {
+            plans.push((s.queryid, outline(&p)));
+        }
+    }
+    Ok(Read { shapes, plans })
+}
+
+/// A shape's calls and mean time since the last poll (`None`: not called since).
+fn mean_since(
+    s: &flowgate_advisor::Shape,
+    counts: &HashMap<i64, (i64, f64)>,
+) -> Option<(i64, f64)> {
+    let (calls, total) = match counts.get(&s.queryid) {
+        // Counted again from zero (the statistics were reset): all of it is new.
+        Some((c, t)) if s.calls >= *c => (s.calls - c, s.total_ms - t),
+        _ => (s.calls, s.total_ms),
+    };
+    (calls > 0).then(|| (calls, total.max(0.0) / calls as f64))
+}
+
+/// Reads `cfg`'s database and updates its watch; a plan change is noted.
+async fn poll(gw: &Arc<Gateway>, cfg: &DatabaseConfig, now: u64) {
+    let slow_ms = cfg.slow.as_secs_f64() * 1e3;
+    let counts = gw
+        .databases()
+        .with(&cfg.name, |w| w.counts.clone())
+        .unwrap_or_default();
+    let got = tokio::time::timeout(POLL_TIMEOUT, read(cfg, &counts))
+        .await
+        .unwrap_or_else(|_| {
+            Err(AdvisorError::Lost(format!(
+                "no answer within {}s",
+                POLL_TIMEOUT.as_secs()
+            )))
+        });
+    let changed = {
+        let Ok(mut all) = gw.databases().watched.lock() else {
+            return;
+        };
+        let w = all.entry(cfg.name.clone()).or_default();
+        w.last_poll = Some(now);
+        match got {
+            Err(e) => {
+                if w.error.as_deref() != Some(&e.to_string()) {
+                    tracing::warn!(database = %cfg.name, error = %e, "the database could not be read");
+                }
+                w.error = Some(e.to_string());
+                w.means.clear();
+                Vec::new()
+            }
+            Ok(read) => {
+                if w.error.take().is_some() {
+                    tracing::info!(database = %cfg.name, "the database can be read again");
+                }
+                update(w, read, slow_ms, now)
+            }
+        }
+    };
+    for c in changed {
+        tracing::warn!(database = %cfg.name, queryid = c.queryid, before = %c.before, after = %c.after, "a query's plan changed");
+        // A change that leaves the query slow is a regression to look at.
+        let severity = if c.mean_ms >= slow_ms {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        announce(
+            gw,
+            &cfg.name,
+            severity,
+            format!(
+                "database {}: a query's plan changed ({:.1} ms mean since)",
+                cfg.name, c.mean_ms
+            ),
+            format!("{}\nbefore: {}\nafter: {}", c.query, c.before, c.after),
+        );
+    }
+}
+
+/// `w` after a poll that read `read`; the plan changes it noted.
+fn update(w: &mut Watch, read: Read, slow_ms: f64, now: u64) -> Vec<PlanChange> {
+    let mut means: Vec<ShapeMean> = read
+        .shapes
+        .iter()
+        .filter_map(|s| {
+            let (calls, mean_ms) = mean_since(s, &w.counts)?;
+            Some(ShapeMean {
+                queryid: s.queryid,
+                query: s.query.clone(),
+                calls,
+                mean_ms,
+            })
+        })
+        .collect();
+    means.sort_by(|a, b| b.mean_ms.total_cmp(&a.mean_ms));
+    w.slow = means.iter().filter(|m| m.mean_ms >= slow_ms).count();
+    w.counts = read
+        .shapes
+        .iter()
+        .map(|s| (s.queryid, (s.calls, s.total_ms)))
+        .collect();
+    let mut changed = Vec::new();
+    for (queryid, after) in read.plans {
+        let before = w.plans.insert(queryid, after.clone());
+        if let Some(before) = before.filter(|b| *b != after) {
+            let (query, mean_ms) = means
+                .iter()
+                .find(|m| m.queryid == queryid)
+                .map(|m| (m.query.clone(), m.mean_ms))
+                .unwrap_or_default();
+            changed.push(PlanChange {
+                at: now,
+                queryid,
+                query,
+                mean_ms,
+                before,
+                after,
+            });
+        }
+    }
+    w.means = means;
+    for c in &changed {
+        w.changes.push_back(c.clone());
+        if w.changes.len() > CHANGES {
+            w.changes.pop_front();
+        }
+    }
+    changed
+}
+
+/// Tells the alert history and the notifiers what happened to database `name` (a plan
+/// change, an optimization taken).
+pub(crate) fn announce(
+    gw: &Gateway,
+    name: &str,
+    severity: Severity,
+    summary: String,
+    description: String,
+) {
+    let now = gw.clock().unix_millis() / 1000;
+    let e = Event {
+        at: now,
+        kind: EventKind::Firing,
+        rule: format!("database:{name}"),
+        severity,
+        group: "database".into(),
+        labels: [("database".to_string(), name.to_string())].into(),
+        value: None,
+        summary,
+        description,
+        fired_at: Some(now),
+        silenced: false,
+        inhibited: false,
+    };
+    crate::alerting::announce(gw.alerting(), e, &[]);
+}
