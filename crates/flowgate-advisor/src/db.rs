@@ -312,10 +312,10 @@ impl Database {
         Ok(row.map_or((0, 0.0), |r| (r.get(0), r.get(1))))
     }
 
-    /// The real execution time of `sql`, in ms, run with `EXPLAIN ANALYZE` (in this
-    /// session: read-only unless writable); `None` for what cannot be run as it is (a
-    /// shape with parameters) or is not a plain query (a write is never run).
-    pub async fn execution_ms(&self, sql: &str) -> Result<Option<f64>, AdvisorError> {
+    /// `sql` run and its plan with what the run measured (`EXPLAIN (ANALYZE, FORMAT
+    /// JSON)`, in this session: read-only unless writable); `None` for what cannot be run
+    /// as it is (a shape with parameters) or is not a plain query (a write is never run).
+    pub async fn explain_analyze(&self, sql: &str) -> Result<Option<Value>, AdvisorError> {
         let plain_query = crate::complexity::parse(sql)
             .is_ok_and(|st| matches!(st.as_slice(), [sqlparser::ast::Statement::Query(_)]));
         if parameters(sql) > 0 || !plain_query {
@@ -325,8 +325,48 @@ impl Database {
             .client
             .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), &[])
             .await?;
-        let plan: Value = row.get(0);
-        Ok(plan[0]["Execution Time"].as_f64())
+        Ok(Some(row.get(0)))
+    }
+
+    /// The real execution time of `sql`, in ms, as [`Database::explain_analyze`] runs it.
+    pub async fn execution_ms(&self, sql: &str) -> Result<Option<f64>, AdvisorError> {
+        Ok(self
+            .explain_analyze(sql)
+            .await?
+            .and_then(|p| p[0]["Execution Time"].as_f64()))
+    }
+
+    /// The planner's row counts (`reltuples`) of the tables named in `plan`.
+    pub async fn table_rows(
+        &self,
+        plan: &Value,
+    ) -> Result<std::collections::HashMap<String, f64>, AdvisorError> {
+        fn names(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(t) = m.get("Relation Name").and_then(Value::as_str) {
+                        out.push(t.to_string());
+                    }
+                    m.values().for_each(|v| names(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| names(v, out)),
+                _ => {}
+            }
+        }
+        let mut tables = Vec::new();
+        names(plan, &mut tables);
+        if tables.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT relname::text, reltuples::float8 FROM pg_class \
+                 WHERE relname = ANY($1) AND relkind IN ('r', 'p', 'm')",
+                &[&tables],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Whether index `name` is valid (`None`: there is no such index).

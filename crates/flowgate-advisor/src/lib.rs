@@ -7,6 +7,8 @@
 //!   covering), from the columns its predicates, joins, sorts and groups use.
 //! - [`db`]: the database, read-only unless configured as writable: its extensions, the
 //!   slow query shapes of `pg_stat_statements`, plans, hypothetical indexes.
+//! - [`explained`]: what the plan adds to a query's complexity (large sequential scans,
+//!   implicit casts; from a run, sorts on disk and misjudged row counts).
 //! - [`existing`]: the indexes already there: unused ones, duplicates, and foreign keys no
 //!   index leads with.
 //! - [`recommend`]: candidates proven with hypothetical indexes: kept when the planner uses
@@ -20,6 +22,7 @@ pub mod candidates;
 pub mod complexity;
 pub mod db;
 pub mod existing;
+pub mod explained;
 pub mod plan;
 pub mod recommend;
 pub mod report;

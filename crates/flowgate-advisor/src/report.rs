@@ -9,6 +9,7 @@ use crate::candidates::Candidate;
 use crate::complexity::{Complexity, ParseError, analyze};
 use crate::db::{AdvisorError, Database, Shape};
 use crate::existing::{duplicates, indexes, unindexed_foreign_keys, unused};
+use crate::explained;
 use crate::recommend::{Recommendation, recommend, total_cost};
 
 /// What a report is asked for.
@@ -20,6 +21,9 @@ pub struct Settings {
     pub threshold: f64,
     /// Shapes read at most.
     pub limit: i64,
+    /// Whether a query given alone may be run (`EXPLAIN ANALYZE`) for its real time and
+    /// what only a run shows.
+    pub analyze: bool,
 }
 
 impl Default for Settings {
@@ -28,6 +32,7 @@ impl Default for Settings {
             slow_ms: 500.0,
             threshold: 0.5,
             limit: 50,
+            analyze: false,
         }
     }
 }
@@ -82,10 +87,34 @@ pub fn query(sql: &str) -> Result<Value, ParseError> {
     Ok(json!({ "query": sql, "complexity": complexity(&analyze(sql)?) }))
 }
 
-/// A query's complexity, its plan's estimated cost, and the indexes proven to help it.
+/// `sql`'s complexity with what `plan` adds.
+pub async fn complexity_on(db: &Database, sql: &str, plan: &Value) -> Result<Value, AdvisorError> {
+    let c = analyze(sql).map_err(|e| AdvisorError::Query(e.to_string()))?;
+    let explicit = c
+        .reasons
+        .iter()
+        .find(|r| r.kind == "cast_on_column")
+        .map_or(0, |r| r.count);
+    let rows = db.table_rows(plan).await?;
+    let extra = explained::reasons(plan, &rows, explicit);
+    Ok(complexity(&explained::with(c, extra)))
+}
+
+/// A query's complexity (with what its plan adds), its plan's estimated cost, and the
+/// indexes proven to help it; run for its real time when `s.analyze` allows it.
 pub async fn query_on(db: &Database, sql: &str, s: Settings) -> Result<Value, AdvisorError> {
     let mut v = query(sql).map_err(|e| AdvisorError::Query(e.to_string()))?;
-    let plan = db.explain(sql).await?;
+    let ran = if s.analyze {
+        db.explain_analyze(sql).await?
+    } else {
+        None
+    };
+    let plan = match &ran {
+        Some(p) => p.clone(),
+        None => db.explain(sql).await?,
+    };
+    v["complexity"] = complexity_on(db, sql, &plan).await?;
+    v["execution_ms"] = json!(ran.as_ref().and_then(|p| p[0]["Execution Time"].as_f64()));
     v["plan"] = json!({ "total_cost": total_cost(&plan), "explain": plan });
     let shape = Shape {
         queryid: 0,
@@ -106,7 +135,17 @@ pub async fn query_on(db: &Database, sql: &str, s: Settings) -> Result<Value, Ad
 /// wrong with the indexes it has.
 pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError> {
     let shapes = db.slow_queries(s.slow_ms, s.limit).await?;
-    let slow: Vec<Value> = shapes.iter().map(shape).collect();
+    let mut slow: Vec<Value> = Vec::new();
+    for q in &shapes {
+        let mut v = shape(q);
+        // With its plan's reasons when it can be planned alone.
+        if let Ok(plan) = db.explain(&q.query).await
+            && let Ok(c) = complexity_on(db, &q.query, &plan).await
+        {
+            v["complexity"] = c;
+        }
+        slow.push(v);
+    }
     let recs = recommend(db, &shapes, s.threshold).await?;
     let all = indexes(db).await?;
     let fks = unindexed_foreign_keys(db).await?;

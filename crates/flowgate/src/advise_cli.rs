@@ -3,7 +3,8 @@
 //! query and a database: also its plan's cost and the indexes proven (with HypoPG) to
 //! help it. A database alone: its slow query shapes (`pg_stat_statements`), the indexes
 //! that would help them, the unused and duplicate indexes, the foreign keys without one.
-//! The connection is read-only: nothing is written to the database.
+//! The connection is read-only: nothing is written to the database; a query given is
+//! run only with `--analyze`.
 
 use clap::Args;
 use flowgate_advisor::report::{self, Settings};
@@ -24,6 +25,10 @@ pub struct AdviseArgs {
     /// An index is recommended when it lowers a query's estimated cost by this share.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
+    /// Runs the query given (`EXPLAIN ANALYZE`, in a read-only session) for its real time
+    /// and what only a run shows; a plain `SELECT` only.
+    #[arg(long)]
+    analyze: bool,
     /// `text` or `json`.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
@@ -40,6 +45,7 @@ pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
     let settings = Settings {
         slow_ms: args.slow_ms,
         threshold: args.threshold,
+        analyze: args.analyze,
         ..Settings::default()
     };
     let v = match (&args.database_url, &args.query) {
@@ -117,6 +123,9 @@ fn text(v: &Value) -> String {
         complexity(&mut out, &v["complexity"]);
         if let Some(cost) = v["plan"]["total_cost"].as_f64() {
             out.push_str(&format!("estimated cost: {cost:.0}\n"));
+            if let Some(ms) = v["execution_ms"].as_f64() {
+                out.push_str(&format!("real time: {ms:.2} ms\n"));
+            }
             recommendations(&mut out, v);
         }
         return out;

@@ -139,4 +139,22 @@ async fn a_database_is_advised_in_text_and_json() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    // Not run unless asked; with --analyze, its real time and what only a run shows.
+    assert!(v["execution_ms"].is_null(), "{v}");
+    let out = run(vec![
+        "--database-url".into(),
+        url.clone(),
+        "--analyze".into(),
+        "--query".into(),
+        "SELECT at FROM events WHERE account_id = 42 ORDER BY at DESC LIMIT 10".into(),
+    ])
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("real time: "), "{stdout}");
+    assert!(
+        stdout.contains("seq_scan: the plan reads whole large tables: events"),
+        "{stdout}"
+    );
 }

@@ -120,6 +120,7 @@ fn settings(cfg: &DatabaseConfig) -> Settings {
     Settings {
         slow_ms: cfg.slow.as_secs_f64() * 1e3,
         threshold: cfg.threshold,
+        analyze: cfg.allow_analyze,
         ..Settings::default()
     }
 }
@@ -183,15 +184,10 @@ async fn analyze_query(
         Ok(None) => return Json(alone).into_response(),
         Err(answer) => return *answer,
     };
-    let analyze = cfg.allow_analyze;
     let sql = asked.query.clone();
     let s = settings(&cfg);
     let got = reading(&cfg, async move |db: &Database| {
-        let mut v = report::query_on(db, &sql, s).await?;
-        if analyze {
-            v["execution_ms"] = json!(db.execution_ms(&sql).await?);
-        }
-        Ok(v)
+        report::query_on(db, &sql, s).await
     })
     .await;
     match got {
