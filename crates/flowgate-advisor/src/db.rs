@@ -184,8 +184,9 @@ impl Database {
     }
 
     /// The query shapes whose mean time is at least `min_mean_ms`, most total time first
-    /// (at most `limit`); the advisor's own queries, plans asked for (`EXPLAIN`) and
-    /// session statements left out.
+    /// (at most `limit`); the advisor's own queries, plans asked for (`EXPLAIN`), session
+    /// and transaction statements, and schema and maintenance statements (`CREATE`,
+    /// `VACUUM`...: no index serves them) left out.
     pub async fn slow_queries(
         &self,
         min_mean_ms: f64,
@@ -200,7 +201,7 @@ impl Database {
                  FROM pg_stat_statements \
                  WHERE mean_exec_time >= $1 AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                    AND query NOT LIKE '%pg_stat_statements%' \
-                   AND query !~* '^\\s*(EXPLAIN|PREPARE|DEALLOCATE|SET|SHOW|BEGIN|COMMIT|ROLLBACK)\\M' \
+                   AND query !~* '^\\s*(EXPLAIN|PREPARE|DEALLOCATE|SET|RESET|SHOW|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|CREATE|DROP|ALTER|VACUUM|ANALYZE|CLUSTER|REINDEX|TRUNCATE|GRANT|REVOKE|LOCK|CHECKPOINT|COMMENT|DISCARD)\\M' \
                  ORDER BY total_exec_time DESC LIMIT $2",
                 &[&min_mean_ms, &limit],
             )

@@ -1,7 +1,9 @@
 //! Index recommendations, proven: for each slow query shape, every candidate index is
 //! made hypothetically (HypoPG) and the shape planned again; a candidate is kept only when
 //! the planner uses it and the plan's estimated cost falls by at least the threshold. The
-//! best one per shape is recommended, with the shapes it helps, the cost before and after,
+//! best one per shape is recommended, then (with it there, hypothetically) the best of the
+//! rest if it lowers the cost by the threshold again — a join's second table —, up to
+//! [`PER_SHAPE`]; each with the shapes it helps, the cost before and after,
 //! its estimated size and the writes it will slow; the list is ordered by the time it
 //! saves (calls × mean time × the cost's fall), biggest first. Nothing helps: nothing
 //! recommended.
@@ -116,49 +118,82 @@ async fn worth_a_partial(db: &Database, c: &Candidate) -> Result<bool, AdvisorEr
         .is_some_and(|n| n <= PARTIAL_MAX_DISTINCT))
 }
 
-/// The best candidate for `shape` that lowers its cost by `threshold` or more, with what
-/// it does for it.
-async fn best_for(
+/// Most indexes recommended for one shape (a join may need one per table).
+pub const PER_SHAPE: usize = 3;
+
+/// The best candidate for `shape` that lowers its cost by `threshold` or more with the
+/// indexes `kept` (hypothetical, made first) there already, and what it does for it.
+async fn best_with(
     db: &Database,
     shape: &Shape,
+    list: &[Candidate],
+    kept: &[Candidate],
     threshold: f64,
-) -> Result<Option<(Candidate, Helped)>, AdvisorError> {
-    let Ok(list) = candidates(&shape.query) else {
-        return Ok(None);
+) -> Result<Option<(Candidate, f64, f64)>, AdvisorError> {
+    let with_kept = async || -> Result<(), AdvisorError> {
+        db.forget_hypothetical().await?;
+        for k in kept {
+            db.hypothetical(&k.hypothetical()).await?;
+        }
+        Ok(())
     };
-    if list.is_empty() {
-        return Ok(None);
-    }
-    db.forget_hypothetical().await?;
+    with_kept().await?;
     let before = total_cost(&db.explain(&shape.query).await?);
-    let mut best: Option<(Candidate, Helped)> = None;
-    for c in list {
-        if !worth_a_partial(db, &c).await? {
+    let mut best: Option<(Candidate, f64, f64)> = None;
+    for c in list.iter().filter(|c| !kept.contains(c)) {
+        if !worth_a_partial(db, c).await? {
             continue;
         }
-        db.forget_hypothetical().await?;
+        with_kept().await?;
         let Ok((_, name)) = db.hypothetical(&c.hypothetical()).await else {
             continue; // a column the guess got wrong: not an index to make
         };
         let plan = db.explain(&shape.query).await?;
         let after = total_cost(&plan);
+        let reduction = 1.0 - after / before.max(f64::MIN_POSITIVE);
+        let better = best.as_ref().is_none_or(|(_, _, b)| after < b * 0.98);
+        if uses(&plan, &name) && reduction >= threshold && better {
+            best = Some((c.clone(), before, after));
+        }
+    }
+    Ok(best)
+}
+
+/// The candidates for `shape` that each lower its cost by `threshold` or more, the best
+/// first, each next one with those before it there (a join's second table), with what
+/// each does for it.
+async fn best_for(
+    db: &Database,
+    shape: &Shape,
+    threshold: f64,
+) -> Result<Vec<(Candidate, Helped)>, AdvisorError> {
+    let list = match candidates(&shape.query) {
+        Ok(list) if !list.is_empty() => list,
+        // Nothing an index could serve (or not a query: a utility statement).
+        _ => return Ok(Vec::new()),
+    };
+    let mut out: Vec<(Candidate, Helped)> = Vec::new();
+    let mut kept: Vec<Candidate> = Vec::new();
+    // The shape's mean time as it would be with the indexes kept so far.
+    let mut mean_ms = shape.mean_ms;
+    while out.len() < PER_SHAPE {
+        let Some((c, before, after)) = best_with(db, shape, &list, &kept, threshold).await? else {
+            break;
+        };
         let helped = Helped {
             queryid: shape.queryid,
             query: shape.query.clone(),
             calls: shape.calls,
-            mean_ms: shape.mean_ms,
+            mean_ms,
             cost_before: before,
             cost_after: after,
         };
-        let better = best
-            .as_ref()
-            .is_none_or(|(_, b)| after < b.cost_after * 0.98);
-        if uses(&plan, &name) && helped.reduction() >= threshold && better {
-            best = Some((c, helped));
-        }
+        mean_ms *= after / before.max(f64::MIN_POSITIVE);
+        kept.push(c.clone());
+        out.push((c, helped));
     }
     db.forget_hypothetical().await?;
-    Ok(best)
+    Ok(out)
 }
 
 /// The indexes that make `shapes` cheaper by `threshold` (0.5: half the estimated cost)
@@ -171,29 +206,28 @@ pub async fn recommend(
     db.require(HYPOPG).await?;
     let mut out: Vec<Recommendation> = Vec::new();
     for shape in shapes {
-        let Some((index, helped)) = best_for(db, shape, threshold).await? else {
-            continue;
-        };
-        if let Some(r) = out.iter_mut().find(|r| r.index == index) {
-            r.helps.push(helped);
-            continue;
+        for (index, helped) in best_for(db, shape, threshold).await? {
+            if let Some(r) = out.iter_mut().find(|r| r.index == index) {
+                r.helps.push(helped);
+                continue;
+            }
+            let (oid, _) = db.hypothetical(&index.hypothetical()).await?;
+            let size_bytes = db.hypothetical_size(oid).await?;
+            db.forget_hypothetical().await?;
+            let (table_writes, secs) = db.writes(&index.table).await?;
+            out.push(Recommendation {
+                statement: index.create_concurrently(),
+                index,
+                helps: vec![helped],
+                size_bytes,
+                table_writes,
+                writes_per_second: if secs > 0.0 {
+                    table_writes as f64 / secs
+                } else {
+                    0.0
+                },
+            });
         }
-        let (oid, _) = db.hypothetical(&index.hypothetical()).await?;
-        let size_bytes = db.hypothetical_size(oid).await?;
-        db.forget_hypothetical().await?;
-        let (table_writes, secs) = db.writes(&index.table).await?;
-        out.push(Recommendation {
-            statement: index.create_concurrently(),
-            index,
-            helps: vec![helped],
-            size_bytes,
-            table_writes,
-            writes_per_second: if secs > 0.0 {
-                table_writes as f64 / secs
-            } else {
-                0.0
-            },
-        });
     }
     out.sort_by(|a, b| b.saved_ms().total_cmp(&a.saved_ms()));
     Ok(out)

@@ -186,3 +186,40 @@ async fn unused_and_duplicate_indexes_and_unindexed_foreign_keys_are_reported() 
         .collect();
     assert_eq!(unused, vec!["leads_email", "leads_email_owner"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_gets_an_index_for_each_table_it_needs_one_on() {
+    let pg = Pg::start();
+    let url = pg.url("postgres");
+    let o = owner(&url).await;
+    common::crm(&o).await;
+    let join = "SELECT e.at FROM leads l JOIN events e ON e.account_id = l.account_id \
+                WHERE l.email = 'lead5@example.com'";
+    for _ in 0..5 {
+        o.batch_execute(join).await.unwrap();
+    }
+    let db = Database::connect(&url, false, &default_tls())
+        .await
+        .unwrap();
+    let shapes = db.slow_queries(0.0, 50).await.unwrap();
+    let recs = recommend(&db, &shapes, 0.5).await.unwrap();
+    let mut made: Vec<(&str, &str)> = recs
+        .iter()
+        .map(|r| (r.index.table.as_str(), r.index.columns[0].as_str()))
+        .collect();
+    made.sort_unstable();
+    assert_eq!(
+        made,
+        [("events", "account_id"), ("leads", "email")],
+        "{recs:#?}"
+    );
+    // The second is proven with the first there: its cost before is the first's after.
+    let (first, second) = (&recs[0].helps[0], &recs[1].helps[0]);
+    let (a, b) = if first.cost_after == second.cost_before {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(a.cost_after, b.cost_before, "{recs:#?}");
+    assert!(b.reduction() >= 0.5 && b.mean_ms <= a.mean_ms, "{recs:#?}");
+}
