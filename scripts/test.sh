@@ -79,6 +79,7 @@ for f in examples/*.toml examples/*/*.toml; do
     FLOWGATE_WEBHOOK_SECRET="${FLOWGATE_WEBHOOK_SECRET:-placeholder}" \
     SLACK_WEBHOOK_URL="${SLACK_WEBHOOK_URL:-https://hooks.slack.com/services/placeholder}" \
     PAGERDUTY_ROUTING_KEY="${PAGERDUTY_ROUTING_KEY:-placeholder}" \
+    DATABASE_URL="${DATABASE_URL:-postgres://advisor:placeholder@127.0.0.1:5432/app}" \
     cargo run --locked -q -p flowgate -- check --config "$f" >/dev/null || { echo "example $f fails flowgate check" >&2; exit 1; }
 done
 echo "examples: all pass flowgate check"

@@ -83,6 +83,35 @@ impl DatabaseConfig {
         self.writable && self.actions.contains(&action)
     }
 
+    /// Its line in `flowgate check`'s summary (no URL: it holds a password).
+    pub fn summary(&self) -> String {
+        let access = if self.writable {
+            let a: Vec<&str> = self.actions.iter().map(|a| a.as_str()).collect();
+            format!("writable, actions [{}]", a.join(", "))
+        } else {
+            "read-only".to_string()
+        };
+        format!(
+            "  database {} (url from {}): {access}, polled every {}, slow from {} ms, \
+             indexes that lower the cost by {:.0}%{}{}\n",
+            self.name,
+            self.url.env_var().unwrap_or("a file"),
+            crate::format_duration(self.poll),
+            self.slow.as_millis(),
+            self.threshold * 100.0,
+            if self.allow_analyze {
+                ", queries may be run (allow_analyze)"
+            } else {
+                ""
+            },
+            if self.alert {
+                format!(", alert {}", self.alert_rule_name())
+            } else {
+                String::new()
+            },
+        )
+    }
+
     /// The alert rule its slow shapes raise (when `alert`).
     pub fn alert_rule_name(&self) -> String {
         format!("slow_queries.{}", self.name)
@@ -264,6 +293,15 @@ pool = "llm"
             (DEFAULT_POLL, DEFAULT_SLOW, 0.5)
         );
         assert!(!d.allows(DatabaseAction::CreateIndex));
+        assert!(
+            c.summary().contains(
+                "database crm (url from CRM_DB): read-only, polled every 1m, slow from 500 ms, \
+                 indexes that lower the cost by 50%, alert slow_queries.crm"
+            ),
+            "{}",
+            c.summary()
+        );
+        assert!(!c.summary().contains("pw@"));
         let rule = c.alerts.rules.iter().find(|r| r.name == "slow_queries.crm");
         match rule.map(|r| &r.kind) {
             Some(AlertKind::Threshold { series, value, .. }) => {

@@ -1043,6 +1043,9 @@ impl Config {
         for r in &self.automation.rules {
             s.push_str(&format!("  automation rule {}\n", r.name));
         }
+        for d in &self.databases {
+            s.push_str(&d.summary());
+        }
         s.push_str(&self.memory.summary());
         if let Some(t) = &self.tracing {
             s.push_str(&t.summary());
