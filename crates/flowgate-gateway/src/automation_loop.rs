@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate_config::{AutomationAction, AutomationRule, Replicas, Severity, Trigger};
-use flowgate_insight::alerts::{Event, EventKind, Status};
+use flowgate_insight::alerts::{Event, Status};
 use flowgate_insight::automation::{Facts, Step};
 use flowgate_insight::scaling::{Decision, Direction, Input};
 
@@ -429,20 +429,13 @@ fn announce(
     to: &[String],
 ) {
     let now = gw.clock().unix_millis() / 1000;
-    let rule = step.rule();
-    let e = Event {
-        at: now,
-        kind: EventKind::Firing,
-        rule: format!("automation:{rule}"),
+    let e = Event::notice(
+        now,
+        "automation",
+        ("rule", step.rule()),
         severity,
-        group: "automation".into(),
-        labels: [("rule".to_string(), rule.to_string())].into(),
-        value: None,
         summary,
         description,
-        fired_at: Some(now),
-        silenced: false,
-        inhibited: false,
-    };
+    );
     crate::alerting::announce(gw.alerting(), e, to);
 }

@@ -1,24 +1,21 @@
-//! The databases the advisor watches (`[[databases]]`): every `poll`, each one's query
-//! shapes are read from `pg_stat_statements` on a fresh read-only session, and each
-//! shape's mean time over the poll (the change in its total time over the change in its
-//! calls) goes into the metrics history (`db_query_mean_ms{database,query}`, with
-//! `db_slow_queries{database}`: how many were at least `slow`, which the database's alert
-//! rule watches). The busiest shapes' plans are outlined each poll; a plan that changes is
-//! noted (kept, logged, and told to the notifiers). The admin API's database endpoints
-//! ([`crate::admin`]) connect through [`connect`] and serialize their changes with
+//! What the advisor's watch knows of the databases it watches (`[[databases]]`; the loop
+//! that reads them is [`crate::database_watch`]): each database's query shapes as
+//! `pg_stat_statements` counted them at the last poll, each shape's mean time over the poll
+//! (the change in its total time over the change in its calls), how many were slow, the
+//! busiest shapes' plans outlined and the changes seen in them; the history's samples of
+//! it (`db_query_mean_ms{database,query}`, `db_slow_queries{database}`, which the
+//! database's alert rule watches). The sessions the watch and the admin API's database
+//! endpoints open come from [`connect`]; their changes are serialized by
 //! [`Databases::acting`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use flowgate_advisor::recommend::outline;
 use flowgate_advisor::{AdvisorError, Database};
-use flowgate_config::{DatabaseConfig, Severity};
-use flowgate_insight::alerts::{Event, EventKind};
+use flowgate_config::DatabaseConfig;
 use flowgate_telemetry::history::Sample;
-
-use crate::gateway::Gateway;
 
 /// Shapes read per poll, most total time first.
 const SHAPES: i64 = 200;
@@ -27,8 +24,6 @@ const SHAPES: i64 = 200;
 const PLANNED: usize = 20;
 /// Plan changes kept per database.
 const CHANGES: usize = 100;
-/// How long a poll may take.
-const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A shape's mean time over the last poll.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,8 +82,63 @@ impl Databases {
         self.acting.lock().await
     }
 
+    /// Forgets the databases not in `names` (gone from the config).
+    pub(crate) fn keep_only(&self, names: &[&str]) {
+        if let Ok(mut w) = self.watched.lock() {
+            w.retain(|name, _| names.contains(&name.as_str()));
+        }
+    }
+
+    /// When database `name` was last read.
+    pub(crate) fn last_poll(&self, name: &str) -> Option<u64> {
+        self.with(name, |w| w.last_poll).flatten()
+    }
+
+    /// Reads `cfg`'s database (within `timeout`) and updates its watch: the plan changes
+    /// seen.
+    pub(crate) async fn poll(
+        &self,
+        cfg: &DatabaseConfig,
+        now: u64,
+        timeout: Duration,
+    ) -> Vec<PlanChange> {
+        let slow_ms = cfg.slow.as_secs_f64() * 1e3;
+        let counts = self
+            .with(&cfg.name, |w| w.counts.clone())
+            .unwrap_or_default();
+        let got = tokio::time::timeout(timeout, read(cfg, &counts))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AdvisorError::Lost(format!(
+                    "no answer within {}s",
+                    timeout.as_secs()
+                )))
+            });
+        let Ok(mut all) = self.watched.lock() else {
+            return Vec::new();
+        };
+        let w = all.entry(cfg.name.clone()).or_default();
+        w.last_poll = Some(now);
+        match got {
+            Err(e) => {
+                if w.error.as_deref() != Some(&e.to_string()) {
+                    tracing::warn!(database = %cfg.name, error = %e, "the database could not be read");
+                }
+                w.error = Some(e.to_string());
+                w.means.clear();
+                Vec::new()
+            }
+            Ok(read) => {
+                if w.error.take().is_some() {
+                    tracing::info!(database = %cfg.name, "the database can be read again");
+                }
+                update(w, read, slow_ms, now)
+            }
+        }
+    }
+
     /// The history's samples: each database's slow shapes and each shape's mean.
-    fn samples(&self) -> Vec<(String, Sample)> {
+    pub(crate) fn samples(&self) -> Vec<(String, Sample)> {
         let Ok(w) = self.watched.lock() else {
             return Vec::new();
         };
@@ -122,45 +172,6 @@ pub(crate) async fn connect(
     let tls = crate::tls::database_client(&cfg.tls)
         .map_err(|e| AdvisorError::Connect(format!("[databases.tls] {e}")))?;
     Database::connect(cfg.url.expose(), writable && cfg.writable, &tls).await
-}
-
-/// Reads every database due (its `poll` past since it was last read) every second while
-/// databases are configured, until `stopped`; feeds the history through a probe.
-pub(crate) fn spawn(gw: &Arc<Gateway>, stopped: tokio::sync::watch::Receiver<bool>) {
-    if let Some(h) = gw.history() {
-        let weak: Weak<Gateway> = Arc::downgrade(gw);
-        h.add_probe(Box::new(move || {
-            weak.upgrade()
-                .map(|gw| gw.databases().samples())
-                .unwrap_or_default()
-        }));
-    }
-    crate::control_loop::every(
-        gw,
-        stopped,
-        |c| (Duration::from_secs(1), !c.databases.is_empty()),
-        |gw| async move { cycle(&gw).await },
-    );
-}
-
-/// One turn: the databases due read (one after the other), the ones no longer configured
-/// forgotten.
-pub(crate) async fn cycle(gw: &Arc<Gateway>) {
-    let now = gw.clock().unix_millis() / 1000;
-    let configured = gw.runtime().config.databases.clone();
-    if let Ok(mut w) = gw.databases().watched.lock() {
-        w.retain(|name, _| configured.iter().any(|d| &d.name == name));
-    }
-    for cfg in &configured {
-        let due = gw
-            .databases()
-            .with(&cfg.name, |w| w.last_poll)
-            .flatten()
-            .is_none_or(|at| now >= at + cfg.poll.as_secs());
-        if due {
-            poll(gw, cfg, now).await;
-        }
-    }
 }
 
 /// What one poll read: the shapes, and the busiest ones' plans outlined.
@@ -202,65 +213,6 @@ fn mean_since(
         _ => (s.calls, s.total_ms),
     };
     (calls > 0).then(|| (calls, total.max(0.0) / calls as f64))
-}
-
-/// Reads `cfg`'s database and updates its watch; a plan change is noted.
-async fn poll(gw: &Arc<Gateway>, cfg: &DatabaseConfig, now: u64) {
-    let slow_ms = cfg.slow.as_secs_f64() * 1e3;
-    let counts = gw
-        .databases()
-        .with(&cfg.name, |w| w.counts.clone())
-        .unwrap_or_default();
-    let got = tokio::time::timeout(POLL_TIMEOUT, read(cfg, &counts))
-        .await
-        .unwrap_or_else(|_| {
-            Err(AdvisorError::Lost(format!(
-                "no answer within {}s",
-                POLL_TIMEOUT.as_secs()
-            )))
-        });
-    let changed = {
-        let Ok(mut all) = gw.databases().watched.lock() else {
-            return;
-        };
-        let w = all.entry(cfg.name.clone()).or_default();
-        w.last_poll = Some(now);
-        match got {
-            Err(e) => {
-                if w.error.as_deref() != Some(&e.to_string()) {
-                    tracing::warn!(database = %cfg.name, error = %e, "the database could not be read");
-                }
-                w.error = Some(e.to_string());
-                w.means.clear();
-                Vec::new()
-            }
-            Ok(read) => {
-                if w.error.take().is_some() {
-                    tracing::info!(database = %cfg.name, "the database can be read again");
-                }
-                update(w, read, slow_ms, now)
-            }
-        }
-    };
-    for c in changed {
-        tracing::warn!(database = %cfg.name, queryid = c.queryid, before = %c.before, after = %c.after, "a query's plan changed");
-        // A change that leaves the query slow is a regression to look at.
-        let severity = if c.mean_ms >= slow_ms {
-            Severity::Warning
-        } else {
-            Severity::Info
-        };
-        announce(
-            gw,
-            &cfg.name,
-            severity,
-            format!(
-                "database {}: a query's plan changed ({:.1} ms mean since)",
-                cfg.name, c.mean_ms
-            ),
-            format!("{}\nbefore: {}\nafter: {}", c.query, c.before, c.after),
-        );
-    }
 }
 
 /// `w` after a poll that read `read`; the plan changes it noted.
@@ -312,31 +264,4 @@ fn update(w: &mut Watch, read: Read, slow_ms: f64, now: u64) -> Vec<PlanChange> 
         }
     }
     changed
-}
-
-/// Tells the alert history and the notifiers what happened to database `name` (a plan
-/// change, an optimization taken).
-pub(crate) fn announce(
-    gw: &Gateway,
-    name: &str,
-    severity: Severity,
-    summary: String,
-    description: String,
-) {
-    let now = gw.clock().unix_millis() / 1000;
-    let e = Event {
-        at: now,
-        kind: EventKind::Firing,
-        rule: format!("database:{name}"),
-        severity,
-        group: "database".into(),
-        labels: [("database".to_string(), name.to_string())].into(),
-        value: None,
-        summary,
-        description,
-        fired_at: Some(now),
-        silenced: false,
-        inhibited: false,
-    };
-    crate::alerting::announce(gw.alerting(), e, &[]);
 }

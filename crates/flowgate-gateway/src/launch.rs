@@ -79,7 +79,7 @@ pub async fn launch(
     if !gateway.clock().driven() {
         crate::scaling_loop::spawn(&gateway, stopped.clone());
         crate::automation_loop::spawn(&gateway, stopped.clone());
-        crate::databases::spawn(&gateway, stopped.clone());
+        crate::database_watch::spawn(&gateway, stopped.clone());
     }
     let ledger_writer = crate::spend::spawn_writer(
         gateway.spending(),

@@ -53,21 +53,38 @@ fn databases(poll: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_advisor_endpoints_analyze_recommend_and_write_only_where_allowed() {
+/// A private PostgreSQL with the CRM's rows (and `sql` run), the slow shape called
+/// `calls` times, and a gateway watching it every `poll` as `crm` and `crm_rw`.
+async fn crm_behind_a_gateway(
+    sql: &str,
+    calls: usize,
+    poll: &str,
+) -> (
+    pg::Pg,
+    tokio_postgres::Client,
+    flowgate_gateway::Running,
+    flowgate_sim::SimServer,
+) {
     let db = pg::Pg::start();
     let url = db.url("postgres");
     let o = pg::owner(&url).await;
     pg::crm(&o).await;
-    for _ in 0..10 {
+    o.batch_execute(sql).await.unwrap();
+    for _ in 0..calls {
         o.batch_execute(SLOW).await.unwrap();
     }
     let up = sim(flowgate_sim::EndpointSpec::default()).await;
     let gw = gateway_env(
-        &format!("{}\n{}", fleet_config(&[up.url()], ""), databases("1h")),
+        &format!("{}\n{}", fleet_config(&[up.url()], ""), databases(poll)),
         &[("CRM_URL", &url)],
     )
     .await;
+    (db, o, gw, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_advisor_endpoints_analyze_recommend_and_write_only_where_allowed() {
+    let (db, o, gw, _up) = crm_behind_a_gateway("", 10, "1h").await;
     let admin = gw.admin_addr;
     const BASE: &str = "/api/v1/performance/database";
 
@@ -247,50 +264,37 @@ async fn the_advisor_endpoints_analyze_recommend_and_write_only_where_allowed() 
 
     // Never a write to a database not configured as writable.
     let before = indexes(&o).await;
-    let r = api(
-        admin,
-        "POST",
-        &format!("{BASE}/optimize/create_index/{target}?database=crm"),
-        "",
-    )
-    .await;
-    assert_eq!(
-        r.expect(StatusCode::FORBIDDEN).error_code(),
-        "database_read_only"
-    );
-    let r = api(
-        admin,
-        "POST",
-        &format!("{BASE}/optimize/drop_index/{target}?database=crm_rw"),
-        "",
-    )
-    .await;
-    assert_eq!(
-        r.expect(StatusCode::FORBIDDEN).error_code(),
-        "action_not_allowed"
-    );
-    let r = api(
-        admin,
-        "POST",
-        &format!("{BASE}/optimize/truncate/{target}?database=crm_rw"),
-        "",
-    )
-    .await;
-    assert_eq!(
-        r.expect(StatusCode::BAD_REQUEST).error_code(),
-        "invalid_parameter"
-    );
-    let r = api(
-        admin,
-        "POST",
-        &format!("{BASE}/optimize/create_index/leads_nothing_idx?database=crm_rw"),
-        "",
-    )
-    .await;
-    assert_eq!(
-        r.expect(StatusCode::NOT_FOUND).error_code(),
-        "plan_step_not_found"
-    );
+    for (step, status, code) in [
+        (
+            format!("create_index/{target}?database=crm"),
+            403,
+            "database_read_only",
+        ),
+        (
+            format!("drop_index/{target}?database=crm_rw"),
+            403,
+            "action_not_allowed",
+        ),
+        (
+            format!("truncate/{target}?database=crm_rw"),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "create_index/leads_nothing_idx?database=crm_rw".to_string(),
+            404,
+            "plan_step_not_found",
+        ),
+    ] {
+        let r = api(admin, "POST", &format!("{BASE}/optimize/{step}"), "").await;
+        assert_eq!(
+            r.status.as_u16(),
+            status,
+            "{step}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.error_code(), code, "{step}");
+    }
     assert_eq!(indexes(&o).await, before);
 
     // Taken on the writable database: created, verified, told to the alert history.
@@ -362,20 +366,10 @@ async fn until(admin: SocketAddr, path: &str, done: impl Fn(&Value) -> bool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_shapes_raise_the_alert_and_a_plan_change_is_noted() {
-    let db = pg::Pg::start();
-    let url = db.url("postgres");
-    let o = pg::owner(&url).await;
-    pg::crm(&o).await;
-    o.batch_execute("CREATE INDEX events_account ON events (account_id)")
-        .await
-        .unwrap();
-    for _ in 0..5 {
-        o.batch_execute(SLOW).await.unwrap();
-    }
-    let up = sim(flowgate_sim::EndpointSpec::default()).await;
-    let gw = gateway_env(
-        &format!("{}\n{}", fleet_config(&[up.url()], ""), databases("5s")),
-        &[("CRM_URL", &url)],
+    let (db, o, gw, _up) = crm_behind_a_gateway(
+        "CREATE INDEX events_account ON events (account_id)",
+        5,
+        "5s",
     )
     .await;
     let admin = gw.admin_addr;
@@ -443,4 +437,44 @@ async fn slow_shapes_raise_the_alert_and_a_plan_change_is_noted() {
     );
     let reply = chat_once(&gw).await;
     assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_over_tls_is_verified_with_its_ca() {
+    let pki = common::tls::Pki::new("pg");
+    let server = pki.issue("pg", &["127.0.0.1"]);
+    let db = pg::Pg::start_tls(
+        &std::fs::read_to_string(&server.cert).unwrap(),
+        &std::fs::read_to_string(&server.key).unwrap(),
+    );
+    let url = format!("{}?sslmode=require", db.url("postgres"));
+    pg::owner(&db.url("postgres"))
+        .await
+        .batch_execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .unwrap();
+    let up = sim(flowgate_sim::EndpointSpec::default()).await;
+    let dbs = format!(
+        "[[databases]]\nname = \"private-ca\"\nurl_env = \"PG_TLS\"\n\
+         tls = {{ roots = \"none\", ca_file = \"{}\" }}\n\n\
+         [[databases]]\nname = \"bundled-roots\"\nurl_env = \"PG_TLS\"\n",
+        pki.ca_file().display()
+    );
+    let gw = gateway_env(
+        &format!("{}\n{dbs}", fleet_config(&[up.url()], "")),
+        &[("PG_TLS", &url)],
+    )
+    .await;
+    let path = "/api/v1/performance/database/slow-queries?database=";
+    let r = api(gw.admin_addr, "GET", &format!("{path}private-ca"), "").await;
+    r.expect(StatusCode::OK);
+    // The same server, verified against the public roots: refused, and said why.
+    let r = api(gw.admin_addr, "GET", &format!("{path}bundled-roots"), "").await;
+    r.expect(StatusCode::BAD_GATEWAY);
+    assert_eq!(r.error_code(), "database_unreachable");
+    assert!(
+        r.error_message().to_lowercase().contains("certificate"),
+        "{}",
+        r.error_message()
+    );
 }

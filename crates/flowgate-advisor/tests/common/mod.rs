@@ -13,6 +13,7 @@ pub struct Pg {
     dir: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
+    tls: bool,
 }
 
 /// The newest PostgreSQL's binaries: `FLOWGATE_TEST_PG_BIN`, else
@@ -57,6 +58,15 @@ fn is_root() -> bool {
 
 impl Pg {
     pub fn start() -> Pg {
+        Pg::start_with(None)
+    }
+
+    /// A server that also speaks TLS, with this certificate chain and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Pg {
+        Pg::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Pg {
         let bin = bin_dir();
         assert!(
             bin.join("initdb").exists(),
@@ -70,11 +80,23 @@ impl Pg {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let as_postgres = is_root();
+        if let Some((cert, key)) = tls {
+            std::fs::write(dir.join("server.crt"), cert).unwrap();
+            std::fs::write(dir.join("server.key"), key).unwrap();
+            // The server refuses a key others may read.
+            let st = Command::new("chmod")
+                .arg("600")
+                .arg(dir.join("server.key"))
+                .status()
+                .expect("chmod");
+            assert!(st.success(), "chmod the server key");
+        }
         let pg = Pg {
             port: free_port(),
             dir,
             bin,
             as_postgres,
+            tls: tls.is_some(),
         };
         if as_postgres {
             let st = Command::new("chown")
@@ -129,13 +151,19 @@ impl Pg {
     }
 
     fn ctl_start(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
              -c shared_preload_libraries=pg_stat_statements -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off",
             self.port,
             self.dir.display()
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                self.dir.display()
+            ));
+        }
         let log = self.dir.join("log").display().to_string();
         self.run(
             "pg_ctl",

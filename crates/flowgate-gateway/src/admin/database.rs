@@ -445,7 +445,7 @@ async fn optimize(
     match applied {
         Ok(done) => {
             tracing::info!(database = %cfg.name, statement = %step.statement, verified = done.verified, took_ms = done.took_ms, note = %done.note, "database optimization taken");
-            crate::databases::announce(
+            crate::database_watch::announce(
                 &gw,
                 &cfg.name,
                 if done.verified {
@@ -462,7 +462,7 @@ async fn optimize(
         }
         Err(e) => {
             tracing::warn!(database = %cfg.name, statement = %step.statement, error = %e, "a database optimization failed");
-            crate::databases::announce(
+            crate::database_watch::announce(
                 &gw,
                 &cfg.name,
                 Severity::Warning,

@@ -103,6 +103,32 @@ impl Event {
     pub fn notify(&self) -> bool {
         !self.silenced && !self.inhibited
     }
+
+    /// A notice of no alert rule (an automation's step, a database's plan change): the
+    /// rule `GROUP:VALUE`, labelled `label = VALUE`, firing at `at`.
+    pub fn notice(
+        at: u64,
+        group: &str,
+        (label, value): (&str, &str),
+        severity: Severity,
+        summary: String,
+        description: String,
+    ) -> Event {
+        Event {
+            at,
+            kind: EventKind::Firing,
+            rule: format!("{group}:{value}"),
+            severity,
+            group: group.to_string(),
+            labels: [(label.to_string(), value.to_string())].into(),
+            value: None,
+            summary,
+            description,
+            fired_at: Some(at),
+            silenced: false,
+            inhibited: false,
+        }
+    }
 }
 
 /// The rules, their alerts and the silences.
