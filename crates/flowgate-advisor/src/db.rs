@@ -120,8 +120,11 @@ pub struct Shape {
     pub shared_blks_read: i64,
 }
 
+/// How a database's server is verified (and what is presented to it) when TLS is used.
+pub type Tls = Arc<rustls::ClientConfig>;
+
 /// The TLS settings of a database of no `[databases.tls]`: the bundled Mozilla roots.
-pub fn default_tls() -> Arc<rustls::ClientConfig> {
+pub fn default_tls() -> Tls {
     flowgate_http::tls::client_config(&flowgate_http::tls::ClientSettings::default())
         .unwrap_or_else(|e| unreachable!("the bundled roots make a configuration: {e}"))
 }
@@ -131,11 +134,7 @@ impl Database {
     /// `writable`. TLS as the URL's `sslmode` says (`prefer` when not said: TLS when the
     /// server offers it, its certificate verified with `tls`; `require`: TLS or no
     /// connection; `disable`: none).
-    pub async fn connect(
-        url: &str,
-        writable: bool,
-        tls: &Arc<rustls::ClientConfig>,
-    ) -> Result<Database, AdvisorError> {
+    pub async fn connect(url: &str, writable: bool, tls: &Tls) -> Result<Database, AdvisorError> {
         let tls = MakeRustlsConnect::new(rustls::ClientConfig::clone(tls));
         let (client, connection) = tokio_postgres::connect(url, tls).await.map_err(|e| {
             let why = std::error::Error::source(&e).map_or(String::new(), |s| format!(": {s}"));

@@ -1,5 +1,7 @@
-//! `flowgate advise [--database-url URL] [--query "SELECT ..."]`: the database advisor's
-//! report ([`flowgate_advisor::report`]). A query alone: its complexity and reasons. A
+//! `flowgate advise [--database-url URL | --config FILE [--database NAME]] [--query "SELECT
+//! ..."]`: the database advisor's report ([`flowgate_advisor::report`]). With `--config`, a
+//! database of its `[[databases]]` (the only one, or `--database`): its URL, TLS settings,
+//! `slow`, `threshold` and `allow_analyze`. A query alone: its complexity and reasons. A
 //! query and a database: also its plan's cost and the indexes proven (with HypoPG) to
 //! help it. A database alone: its slow query shapes (`pg_stat_statements`), the indexes
 //! that would help them, the unused and duplicate indexes, the foreign keys without one.
@@ -14,17 +16,25 @@ use serde_json::Value;
 pub struct AdviseArgs {
     /// The database (`postgres://user:password@host:port/db`); `FLOWGATE_DATABASE_URL` when
     /// not given.
-    #[arg(long, env = "FLOWGATE_DATABASE_URL")]
+    #[arg(long, env = "FLOWGATE_DATABASE_URL", conflicts_with = "config")]
     database_url: Option<String>,
+    /// A flowgate config whose `[[databases]]` names the database.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Which of the config's databases (when it has several).
+    #[arg(long, requires = "config")]
+    database: Option<String>,
     /// One query to analyze instead of the database's slow shapes.
     #[arg(long)]
     query: Option<String>,
-    /// A shape is slow from this mean time, in milliseconds.
-    #[arg(long, default_value_t = 500.0)]
-    slow_ms: f64,
-    /// An index is recommended when it lowers a query's estimated cost by this share.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
+    /// A shape is slow from this mean time, in milliseconds (500; the database's `slow`
+    /// with --config).
+    #[arg(long)]
+    slow_ms: Option<f64>,
+    /// An index is recommended when it lowers a query's estimated cost by this share (0.5;
+    /// the database's `threshold` with --config).
+    #[arg(long)]
+    threshold: Option<f64>,
     /// Runs the query given (`EXPLAIN ANALYZE`, in a read-only session) for its real time
     /// and what only a run shows; a plain `SELECT` only.
     #[arg(long)]
@@ -34,36 +44,81 @@ pub struct AdviseArgs {
     format: String,
 }
 
+/// Where the database is and how to reach it.
+struct Target {
+    url: String,
+    tls: flowgate_advisor::db::Tls,
+    settings: Settings,
+}
+
+/// The database `--config` (and `--database`) names, with its settings.
+fn configured(path: &std::path::Path, name: Option<&str>) -> anyhow::Result<Target> {
+    let config = flowgate_config::load_with(path, flowgate_gateway::check_external)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let list = &config.databases;
+    let names = || {
+        list.iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let d = match (name, list.as_slice()) {
+        (_, []) => anyhow::bail!("{} has no [[databases]]", path.display()),
+        (None, [one]) => one,
+        (None, _) => anyhow::bail!("--database: which one? ({})", names()),
+        (Some(n), _) => list
+            .iter()
+            .find(|d| d.name == n)
+            .ok_or_else(|| anyhow::anyhow!("--database: no database {n:?} ({})", names()))?,
+    };
+    Ok(Target {
+        url: d.url.expose().to_string(),
+        tls: flowgate_gateway::tls::database_client(&d.tls)
+            .map_err(|e| anyhow::anyhow!("[databases.tls] {e}"))?,
+        settings: Settings {
+            slow_ms: d.slow.as_secs_f64() * 1e3,
+            threshold: d.threshold,
+            analyze: d.allow_analyze,
+            ..Settings::default()
+        },
+    })
+}
+
 /// The report, or what went wrong (bad SQL, a database that cannot be reached...).
 pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
-    if !(0.0..1.0).contains(&args.threshold) || args.threshold == 0.0 {
-        anyhow::bail!(
-            "--threshold: {} is not a share between 0 and 1",
-            args.threshold
-        );
-    }
-    let settings = Settings {
-        slow_ms: args.slow_ms,
-        threshold: args.threshold,
-        analyze: args.analyze,
-        ..Settings::default()
+    let target = match (&args.config, &args.database_url) {
+        (Some(path), _) => Some(configured(path, args.database.as_deref())?),
+        (None, Some(url)) => Some(Target {
+            url: url.clone(),
+            tls: flowgate_advisor::db::default_tls(),
+            settings: Settings::default(),
+        }),
+        (None, None) => None,
     };
-    let v = match (&args.database_url, &args.query) {
-        (None, None) => anyhow::bail!("give --query, --database-url, or both"),
+    let mut settings = target
+        .as_ref()
+        .map_or_else(Settings::default, |t| t.settings);
+    if let Some(ms) = args.slow_ms {
+        settings.slow_ms = ms;
+    }
+    if let Some(t) = args.threshold {
+        if !(t > 0.0 && t < 1.0) {
+            anyhow::bail!("--threshold: {t} is not a share between 0 and 1");
+        }
+        settings.threshold = t;
+    }
+    settings.analyze |= args.analyze;
+    let v = match (&target, &args.query) {
+        (None, None) => anyhow::bail!("give --query, --database-url (or --config), or both"),
         (None, Some(q)) => {
             report::query(q).map_err(|e| anyhow::anyhow!("the query does not parse: {e}"))?
         }
-        (Some(url), q) => {
+        (Some(t), q) => {
             if let Some(q) = q {
                 // Bad SQL is said before the database is asked.
                 report::query(q).map_err(|e| anyhow::anyhow!("the query does not parse: {e}"))?;
             }
-            let db = flowgate_advisor::Database::connect(
-                url,
-                false,
-                &flowgate_advisor::db::default_tls(),
-            )
-            .await?;
+            let db = flowgate_advisor::Database::connect(&t.url, false, &t.tls).await?;
             match q {
                 Some(q) => report::query_on(&db, q, settings).await?,
                 None => report::database(&db, settings).await?,
@@ -133,7 +188,7 @@ fn text(v: &Value) -> String {
     let slow = v["slow_queries"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!(
         "slow queries (mean over {} ms): {}\n",
-        v["settings"]["slow_ms"],
+        v["settings"]["slow_ms"].as_f64().unwrap_or(0.0),
         slow.len()
     ));
     for q in &slow {

@@ -10,10 +10,15 @@ mod pg;
 use std::process::{Command, Output};
 
 fn advise(args: &[&str]) -> Output {
+    advise_env(args, &[])
+}
+
+fn advise_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flowgate"))
         .arg("advise")
         .args(args)
         .env_remove("FLOWGATE_DATABASE_URL")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -157,4 +162,50 @@ async fn a_database_is_advised_in_text_and_json() {
         stdout.contains("seq_scan: the plan reads whole large tables: events"),
         "{stdout}"
     );
+
+    // The database of a config: its URL from the environment, its `slow`; a flag wins.
+    let dir = std::env::temp_dir().join(format!("flowgate-advise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("flowgate.toml");
+    std::fs::write(
+        &file,
+        "[pools.api]\nendpoints = [{ url = \"http://127.0.0.1:9\" }]\n\
+         [[routes]]\nname = \"api\"\nkind = \"http\"\nprefix = \"/\"\npool = \"api\"\n\
+         [[databases]]\nname = \"app\"\nurl_env = \"ADVISE_TEST_DB\"\nslow = \"1h\"\n\
+         [[databases]]\nname = \"other\"\nurl_env = \"ADVISE_TEST_DB\"\n",
+    )
+    .unwrap();
+    let config = file.display().to_string();
+    let env = [("ADVISE_TEST_DB", url.as_str())];
+    let o = advise_env(&["--config", &config], &env);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("--database: which one? (app, other)"),
+        "{}",
+        text(&o).1
+    );
+    let o = advise_env(&["--config", &config, "--database", "app"], &env);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("slow queries (mean over 3600000 ms): 0"),
+        "{stdout}"
+    );
+    let o = advise_env(
+        &["--config", &config, "--database", "app", "--slow-ms", "0"],
+        &env,
+    );
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("recommend: CREATE INDEX CONCURRENTLY events_account_id_idx"),
+        "{stdout}"
+    );
+    let o = advise_env(&["--config", &config, "--database", "nope"], &env);
+    assert!(
+        text(&o).1.contains("no database \"nope\""),
+        "{}",
+        text(&o).1
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

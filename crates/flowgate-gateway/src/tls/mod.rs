@@ -12,7 +12,7 @@ use flowgate_config::{Config, KeyPath};
 pub(crate) use upstream::client_config;
 
 /// The client configuration of a database's connections (`[databases.tls]`).
-pub(crate) fn database_client(
+pub fn database_client(
     t: &flowgate_config::UpstreamTls,
 ) -> Result<std::sync::Arc<rustls::ClientConfig>, flowgate_http::tls::TlsError> {
     flowgate_http::tls::client_config(&upstream::verification(t))
