@@ -139,25 +139,40 @@ async fn best_with(
     };
     with_kept().await?;
     let before = total_cost(&db.explain(&shape.query).await?);
-    let mut best: Option<(Candidate, f64, f64)> = None;
+    // Every candidate that serves: (candidate, cost with it, its size).
+    let mut serving: Vec<(Candidate, f64, i64)> = Vec::new();
     for c in list.iter().filter(|c| !kept.contains(c)) {
         if !worth_a_partial(db, c).await? {
             continue;
         }
         with_kept().await?;
-        let Ok((_, name)) = db.hypothetical(&c.hypothetical()).await else {
+        let Ok((oid, name)) = db.hypothetical(&c.hypothetical()).await else {
             continue; // a column the guess got wrong: not an index to make
         };
         let plan = db.explain(&shape.query).await?;
         let after = total_cost(&plan);
         let reduction = 1.0 - after / before.max(f64::MIN_POSITIVE);
-        let better = best.as_ref().is_none_or(|(_, _, b)| after < b * 0.98);
-        if uses(&plan, &name) && reduction >= threshold && better {
-            best = Some((c.clone(), before, after));
+        if uses(&plan, &name) && reduction >= threshold {
+            serving.push((c.clone(), after, db.hypothetical_size(oid).await?));
         }
     }
-    Ok(best)
+    Ok(choose(serving).map(|(c, after)| (c, before, after)))
 }
+
+/// Of the candidates that serve (with the plan's cost and the index's size), the one
+/// whose plan is cheapest; among plans within [`NEAR`] of it, the smallest index (a
+/// partial one over a few rows rather than the whole table's).
+fn choose(serving: Vec<(Candidate, f64, i64)>) -> Option<(Candidate, f64)> {
+    let cheapest = serving.iter().map(|s| s.1).min_by(f64::total_cmp)?;
+    serving
+        .into_iter()
+        .filter(|s| s.1 <= cheapest * (1.0 + NEAR))
+        .min_by_key(|s| s.2)
+        .map(|(c, after, _)| (c, after))
+}
+
+/// How much costlier a plan may be than the cheapest and still win by a smaller index.
+pub const NEAR: f64 = 0.05;
 
 /// The candidates for `shape` that each lower its cost by `threshold` or more, the best
 /// first, each next one with those before it there (a join's second table), with what
@@ -237,6 +252,27 @@ pub async fn recommend(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn candidate(columns: &[&str]) -> Candidate {
+        Candidate {
+            table: "t".into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            include: Vec::new(),
+            predicate: None,
+        }
+    }
+
+    #[test]
+    fn the_cheapest_plan_wins_unless_a_much_smaller_index_is_nearly_as_cheap() {
+        let (a, b, c) = (candidate(&["a"]), candidate(&["b"]), candidate(&["c"]));
+        // b is 3% costlier but a tenth of the size: b.
+        let got = choose(vec![(a.clone(), 100.0, 10_000), (b.clone(), 103.0, 1_000)]);
+        assert_eq!(got, Some((b.clone(), 103.0)));
+        // c is 20% costlier: the cheapest plan, however large its index.
+        let got = choose(vec![(a.clone(), 100.0, 10_000), (c, 120.0, 10)]);
+        assert_eq!(got, Some((a, 100.0)));
+        assert_eq!(choose(Vec::new()), None);
+    }
 
     #[test]
     fn a_plan_is_outlined_by_its_nodes_tables_and_indexes() {

@@ -223,3 +223,28 @@ async fn a_join_gets_an_index_for_each_table_it_needs_one_on() {
     assert_eq!(a.cost_after, b.cost_before, "{recs:#?}");
     assert!(b.reduction() >= 0.5 && b.mean_ms <= a.mean_ms, "{recs:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_with_its_constant_gets_the_small_partial_index() {
+    let pg = Pg::start();
+    let url = pg.url("postgres");
+    let o = owner(&url).await;
+    common::crm(&o).await;
+    let db = Database::connect(&url, false, &default_tls())
+        .await
+        .unwrap();
+    // One event in 50 is a login: an index of the logins alone serves the read.
+    let q = "SELECT id, at FROM events WHERE kind = 'login' ORDER BY at DESC LIMIT 50";
+    let v = flowgate_advisor::report::query_on(&db, q, Default::default())
+        .await
+        .unwrap();
+    let first = &v["recommendations"][0];
+    assert_eq!(first["index"]["where"], "kind = 'login'", "{v:#}");
+    assert_eq!(first["index"]["columns"][0], "at", "{v:#}");
+    // Far smaller than the whole table's (kind, at) would be.
+    assert!(first["size_bytes"].as_i64().unwrap() < 1_000_000, "{first}");
+    // A shape as pg_stat_statements keeps it has lost the constant: no partial index.
+    let shape = "SELECT id, at FROM events WHERE kind = $1 ORDER BY at DESC LIMIT $2";
+    let cands = flowgate_advisor::candidates::candidates(shape).unwrap();
+    assert!(cands.iter().all(|c| c.predicate.is_none()), "{cands:?}");
+}
