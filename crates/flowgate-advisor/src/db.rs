@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// `url` with its password replaced, for messages.
@@ -73,6 +74,14 @@ impl From<tokio_postgres::Error> for AdvisorError {
             None => AdvisorError::Lost(e.to_string()),
         }
     }
+}
+
+/// What every statement of the advisor's starts with, so that `pg_stat_statements` (which
+/// keeps comments) can tell its own queries from the application's.
+pub const MARK: &str = "/* flowgate advisor */ ";
+
+fn marked(sql: &str) -> String {
+    format!("{MARK}{sql}")
 }
 
 /// The extensions the advisor uses.
@@ -146,15 +155,12 @@ impl Database {
         });
         let db = Database { client, writable };
         if !writable {
-            db.client
-                .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            db.batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
                 .await?;
         }
         // Plans of the shapes pg_stat_statements keeps ($1, $2...) are planned without the
         // parameters' values (PostgreSQL 15 has no EXPLAIN (GENERIC_PLAN)).
-        db.client
-            .batch_execute("SET plan_cache_mode = force_generic_plan")
-            .await?;
+        db.batch("SET plan_cache_mode = force_generic_plan").await?;
         Ok(db)
     }
 
@@ -162,15 +168,38 @@ impl Database {
         self.writable
     }
 
-    /// The connection, for the catalog's readers (a read-only session when not writable).
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    /// `sql`'s rows (marked as the advisor's; a read-only session when not writable).
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.client.query(&marked(sql), params).await
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        self.client.query_one(&marked(sql), params).await
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        self.client.query_opt(&marked(sql), params).await
+    }
+
+    async fn batch(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.client.batch_execute(&marked(sql)).await
     }
 
     /// Fails with what to install when `name` is not installed in this database.
     pub async fn require(&self, name: &'static str) -> Result<(), AdvisorError> {
         let found = self
-            .client
             .query_opt("SELECT 1 FROM pg_extension WHERE extname = $1", &[&name])
             .await?;
         match found {
@@ -192,14 +221,12 @@ impl Database {
         limit: i64,
     ) -> Result<Vec<Shape>, AdvisorError> {
         self.require(STATEMENTS).await?;
-        let rows = self
-            .client
-            .query(
+        let rows = self.query(
                 "SELECT queryid, query, calls, total_exec_time, mean_exec_time, rows, \
                         shared_blks_hit, shared_blks_read \
                  FROM pg_stat_statements \
                  WHERE mean_exec_time >= $1 AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                   AND query NOT LIKE '%pg_stat_statements%' \
+                   AND query NOT LIKE '/* flowgate advisor */%' \
                    AND query !~* '^\\s*(EXPLAIN|PREPARE|DEALLOCATE|SET|RESET|SHOW|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|CREATE|DROP|ALTER|VACUUM|ANALYZE|CLUSTER|REINDEX|TRUNCATE|GRANT|REVOKE|LOCK|CHECKPOINT|COMMENT|DISCARD)\\M' \
                  ORDER BY total_exec_time DESC LIMIT $2",
                 &[&min_mean_ms, &limit],
@@ -227,25 +254,20 @@ impl Database {
         let params = parameters(sql);
         if params == 0 {
             let row = self
-                .client
                 .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
                 .await?;
             return Ok(row.get(0));
         }
-        self.client
-            .batch_execute(&format!("PREPARE flowgate_advisor AS {sql}"))
+        self.batch(&format!("PREPARE flowgate_advisor AS {sql}"))
             .await?;
         let nulls = vec!["NULL"; params].join(", ");
         let plan = self
-            .client
             .query_one(
                 &format!("EXPLAIN (FORMAT JSON) EXECUTE flowgate_advisor({nulls})"),
                 &[],
             )
             .await;
-        self.client
-            .batch_execute("DEALLOCATE flowgate_advisor")
-            .await?;
+        self.batch("DEALLOCATE flowgate_advisor").await?;
         Ok(plan?.get(0))
     }
 
@@ -253,7 +275,6 @@ impl Database {
     /// written); its oid and name.
     pub async fn hypothetical(&self, create_index: &str) -> Result<(u32, String), AdvisorError> {
         let row = self
-            .client
             .query_one(
                 "SELECT indexrelid, indexname FROM hypopg_create_index($1)",
                 &[&create_index],
@@ -266,7 +287,6 @@ impl Database {
     /// The estimated size of hypothetical index `oid`, in bytes.
     pub async fn hypothetical_size(&self, oid: u32) -> Result<i64, AdvisorError> {
         let row = self
-            .client
             .query_one("SELECT hypopg_relation_size($1::oid)", &[&oid])
             .await?;
         Ok(row.get(0))
@@ -280,7 +300,6 @@ impl Database {
         column: &str,
     ) -> Result<Option<f64>, AdvisorError> {
         let row = self
-            .client
             .query_opt(
                 "SELECT n_distinct::float8 FROM pg_stats \
                  WHERE (tablename = $1 OR schemaname || '.' || tablename = $1) AND attname = $2",
@@ -292,16 +311,14 @@ impl Database {
 
     /// Drops every hypothetical index of this session.
     pub async fn forget_hypothetical(&self) -> Result<(), AdvisorError> {
-        self.client.batch_execute("SELECT hypopg_reset()").await?;
+        self.batch("SELECT hypopg_reset()").await?;
         Ok(())
     }
 
     /// Rows written to `table` (inserted, updated, deleted) since its statistics began, and
     /// the seconds since then.
     pub async fn writes(&self, table: &str) -> Result<(i64, f64), AdvisorError> {
-        let row = self
-            .client
-            .query_opt(
+        let row = self.query_opt(
                 "SELECT n_tup_ins + n_tup_upd + n_tup_del, \
                         extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time()))::float8 \
                  FROM pg_stat_user_tables, pg_stat_database WHERE datname = current_database() \
@@ -322,7 +339,6 @@ impl Database {
             return Ok(None);
         }
         let row = self
-            .client
             .query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), &[])
             .await?;
         Ok(Some(row.get(0)))
@@ -359,7 +375,6 @@ impl Database {
             return Ok(Default::default());
         }
         let rows = self
-            .client
             .query(
                 "SELECT relname::text, reltuples::float8 FROM pg_class \
                  WHERE relname = ANY($1) AND relkind IN ('r', 'p', 'm')",
@@ -372,7 +387,6 @@ impl Database {
     /// Whether index `name` is valid (`None`: there is no such index).
     pub async fn index_valid(&self, name: &str) -> Result<Option<bool>, AdvisorError> {
         let row = self
-            .client
             .query_opt(
                 "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
                 &[&name],
@@ -389,7 +403,7 @@ impl Database {
                 "the database is not configured as writable: nothing is written to it".into(),
             ));
         }
-        Ok(self.client.execute(sql, &[]).await?)
+        Ok(self.client.execute(&marked(sql), &[]).await?)
     }
 }
 

@@ -46,7 +46,6 @@ impl UnindexedForeignKey {
 /// The user tables' indexes.
 pub async fn indexes(db: &Database) -> Result<Vec<ExistingIndex>, AdvisorError> {
     let rows = db
-        .client()
         .query(
             "SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text,
                     coalesce((SELECT array_agg(a.attname::text ORDER BY k.n)
@@ -80,9 +79,7 @@ pub async fn indexes(db: &Database) -> Result<Vec<ExistingIndex>, AdvisorError> 
 pub async fn unindexed_foreign_keys(
     db: &Database,
 ) -> Result<Vec<UnindexedForeignKey>, AdvisorError> {
-    let rows = db
-        .client()
-        .query(
+    let rows = db.query(
             "SELECT c.conrelid::regclass::text, c.conname::text,
                     (SELECT array_agg(a.attname::text ORDER BY k.n)
                        FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)

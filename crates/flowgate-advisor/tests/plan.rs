@@ -90,6 +90,19 @@ async fn the_plan_is_ordered_and_its_steps_are_verified() {
         .unwrap();
     assert!(dropped.verified, "{dropped:#?}");
     assert_eq!(reader.index_valid("accounts_name_b").await.unwrap(), None);
+    // The advisor's own statements (catalog reads, HypoPG, plans, the steps) are never
+    // shapes to advise on.
+    let own = reader.slow_queries(0.0, 1000).await.unwrap();
+    let mine: Vec<&str> = own
+        .iter()
+        .map(|s| s.query.as_str())
+        .filter(|q| {
+            ["hypopg", "pg_stats", "pg_index", "pg_class", "pg_stat_user"]
+                .iter()
+                .any(|c| q.contains(c))
+        })
+        .collect();
+    assert!(mine.is_empty(), "{mine:#?}");
     // Taken again, the step fails with the database's own words.
     let again = apply(&writer, &reader, &steps[2], false, &clock)
         .await
