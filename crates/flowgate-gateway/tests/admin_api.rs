@@ -239,6 +239,8 @@ bare GET    404 /api/v1/performance/cache/warm
 POST   202 /api/v1/performance/cache/warm {"requests": [{"path": "/v1/chat/completions", "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "warm"}]}}]}
 POST   400 /api/v1/performance/cache/warm {"top": "many"}
 bare POST   404 /api/v1/performance/cache/warm
+GET    200 /api/v1/performance/databases
+bare GET    200 /api/v1/performance/databases
 POST   200 /api/v1/performance/database/analyze-query?database=crm {"query": "SELECT * FROM child WHERE parent_id = 3"}
 POST   400 /api/v1/performance/database/analyze-query {"query": "SELEC 1"}
 POST   404 /api/v1/performance/database/analyze-query?database=nowhere {"query": "SELECT 1"}

@@ -12,6 +12,8 @@
 )]
 
 mod common;
+#[path = "../../flowgate-advisor/tests/common/mod.rs"]
+mod pg;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -78,7 +80,20 @@ async fn every_page_loads_shows_the_apis_numbers_and_invalidates() {
         up.url(),
         failing.url()
     );
-    let gw = gateway(&cfg).await;
+    // A database with a slow shape, for the Databases page.
+    let db = pg::Pg::start();
+    let url = db.url("postgres");
+    let o = pg::owner(&url).await;
+    pg::crm(&o).await;
+    for _ in 0..3 {
+        o.batch_execute("SELECT count(*) FROM events WHERE account_id = 4242")
+            .await
+            .unwrap();
+    }
+    let cfg = format!(
+        "{cfg}\n[[databases]]\nname = \"crm\"\nurl_env = \"DASHBOARD_DB\"\nslow = \"1ms\"\npoll = \"1h\"\n"
+    );
+    let gw = gateway_env(&cfg, &[("DASHBOARD_DB", &url)]).await;
     let c = client();
     // Questions, each asked twice (a miss, then a hit), and a failing upstream.
     for i in 0..6 {
@@ -143,7 +158,8 @@ async fn every_page_loads_shows_the_apis_numbers_and_invalidates() {
             .env("FLOWGATE_ADMIN", admin_url)
             .env("FLOWGATE_TOKEN", TOKEN)
             .env("FLOWGATE_NODE_MODULES", modules)
-            .env("FLOWGATE_CHROMIUM", chromium);
+            .env("FLOWGATE_CHROMIUM", chromium)
+            .env("FLOWGATE_EXPECT_DATABASE", "crm");
         if let Some(dir) = shots {
             cmd.env("FLOWGATE_SCREENSHOTS", dir);
         }
@@ -164,7 +180,7 @@ async fn every_page_loads_shows_the_apis_numbers_and_invalidates() {
     for (page, errors) in report["pages"].as_object().unwrap() {
         assert_eq!(errors, 0, "{page}: console errors");
     }
-    assert_eq!(report["pages"].as_object().unwrap().len(), 8, "{report}");
+    assert_eq!(report["pages"].as_object().unwrap().len(), 9, "{report}");
     // The button emptied the cache: the question answered from it goes upstream now.
     assert_eq!(cache_header(&send(&c, asked()).await), "miss");
 }

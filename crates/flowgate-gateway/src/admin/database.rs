@@ -1,5 +1,6 @@
 //! The database advisor's endpoints (`/api/v1/performance/database/...`) on the
-//! `[[databases]]` ([`flowgate_advisor`], [`crate::databases`]): a query's complexity and,
+//! `[[databases]]` ([`flowgate_advisor`], [`crate::databases`]): the databases and their
+//! watch (`/api/v1/performance/databases`); a query's complexity and,
 //! on a database, its plan and the indexes proven to help it (`analyze-query`); the slow
 //! query shapes with the watch's view of them (`slow-queries`); the indexes to create and
 //! drop (`index-recommendations`); the ordered plan (`optimization-plan`); and one step of
@@ -32,6 +33,7 @@ const ANALYSIS_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new()
+        .routes(routes!(databases))
         .routes(routes!(analyze_query))
         .routes(routes!(slow_queries))
         .routes(routes!(index_recommendations))
@@ -141,6 +143,45 @@ fn does_not_parse(e: &flowgate_advisor::ParseError) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/databases",
+    tag = "database",
+    summary = "the databases of [[databases]]: their settings and what the watch last saw (last poll, error, slow shapes, plan changes)",
+    responses((status = 200, description = "the databases (none: an empty list)", body = Object))
+)]
+async fn databases(State(gw): State<Arc<Gateway>>) -> Response {
+    let rt = gw.runtime();
+    let list: Vec<Value> = rt
+        .config
+        .databases
+        .iter()
+        .map(|d| {
+            let watch = gw.databases().with(&d.name, |w| {
+                json!({
+                    "last_poll": w.last_poll,
+                    "error": w.error,
+                    "slow_last_poll": w.slow,
+                    "shapes_last_poll": w.means.len(),
+                    "plan_changes": w.changes.len(),
+                })
+            });
+            json!({
+                "name": d.name,
+                "writable": d.writable,
+                "actions": d.actions.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "allow_analyze": d.allow_analyze,
+                "poll_seconds": d.poll.as_secs(),
+                "slow_ms": d.slow.as_secs_f64() * 1e3,
+                "threshold": d.threshold,
+                "alert_rule": d.alert.then(|| d.alert_rule_name()),
+                "watch": watch.unwrap_or_else(|| json!({"last_poll": null, "note": "not polled yet"})),
+            })
+        })
+        .collect();
+    Json(json!({ "databases": list })).into_response()
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]

@@ -19,7 +19,7 @@ const token = env('FLOWGATE_TOKEN');
 const require = createRequire(env('FLOWGATE_NODE_MODULES') + '/');
 const { chromium } = require('playwright-core');
 const shots = process.env.FLOWGATE_SCREENSHOTS;
-const pages = (process.env.FLOWGATE_PAGES || 'overview,routes,pools,cache,admission,cost,alerts,capacity').split(',');
+const pages = (process.env.FLOWGATE_PAGES || 'overview,routes,pools,cache,admission,cost,alerts,capacity,databases').split(',');
 
 const failures = [];
 const fail = m => failures.push(m);
@@ -140,6 +140,27 @@ const checks = {
     const fc = await api(`/api/v1/capacity/forecast?series=${encodeURIComponent(shownSeries)}&days=7`);
     await expect('capacity.history_points', fc.history_points, 'int');
     if (!(await page.$('.chart'))) fail('no forecast chart');
+  },
+  async databases() {
+    const list = (await api('/api/v1/performance/databases')).databases;
+    if (process.env.FLOWGATE_EXPECT_DATABASE && !list.some(d => d.name === process.env.FLOWGATE_EXPECT_DATABASE)) fail('the database configured is not listed');
+    for (const d of list) {
+      const q = encodeURIComponent(d.name);
+      await expect(`databases.${d.name}.changes`, d.watch.plan_changes, 'int');
+      const slow = await api(`/api/v1/performance/database/slow-queries?database=${q}`);
+      if (slow.slow_queries.length === 0) fail(`${d.name}: no slow query to compare`);
+      for (const s of slow.slow_queries) {
+        await expect(`databases.${d.name}.calls.${s.queryid}`, s.calls, 'int');
+        await expect(`databases.${d.name}.mean.${s.queryid}`, s.mean_ms, 'ms');
+      }
+      // The plan is made on asking, and shows the API's steps.
+      await page.click(`#make-plan-${d.name}`);
+      const first = `[data-field="databases.${d.name}.step.1"]`;
+      await page.waitForSelector(first, { timeout: 15000 }).catch(() => fail(`${d.name}: no plan shown`));
+      const plan = await api(`/api/v1/performance/database/optimization-plan?database=${q}`);
+      if (plan.steps.length === 0) fail(`${d.name}: the plan has no step to compare`);
+      for (const st of plan.steps) await expect(`databases.${d.name}.step.${st.order}`, st.target, 'text');
+    }
   },
   async cost() {
     const by = await api('/api/v1/cost/summary?window=24h&group_by=model');

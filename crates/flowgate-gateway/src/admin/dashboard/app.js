@@ -11,6 +11,7 @@ const state = {
   last: {},
   cacheResult: '',
   forecastSeries: '',
+  plans: {},
   refresh: null,
 };
 
@@ -375,6 +376,66 @@ const pages = {
       ...section('Recommendations', objects((rec.json.recommendations || []).map(r => ({ resource: r.resource, scenario: r.scenario, action: r.action, evidence: r.evidence })))),
     ];
   },
+};
+
+/// A database's optimization plan (`r`: the API's answer), or what went wrong making it.
+function planView(name, r) {
+  if (r.status !== 200) return h('p', { class: 'error' }, r.json && r.json.error ? r.json.error.message : String(r.status));
+  return table(r.json.steps, [
+    ['#', s => s.order, 'int'],
+    ['action', s => s.action, 'text'],
+    ['index', s => s.target, 'text', `databases.${name}.step`],
+    ['why', s => s.why, 'text'],
+    ['saves', s => s.saved_ms, 'ms'],
+    ['size', s => s.size_bytes, 'bytes'],
+    ['allowed here', s => (s.allowed ? 'yes' : 'no'), 'text'],
+  ], s => s.order);
+}
+
+pages.databases = async function databases() {
+  const list = (await api('/api/v1/performance/databases')).json.databases || [];
+  const out = [h('h1', {}, 'Databases')];
+  if (list.length === 0) out.push(h('p', { class: 'muted' }, 'No database is watched: add a [[databases]] entry to the config (docs/advisor.md).'));
+  for (const d of list) {
+    const q = encodeURIComponent(d.name);
+    const slow = await api(`/api/v1/performance/database/slow-queries?database=${q}`, { ok: [409, 502, 504] });
+    const w = d.watch || {};
+    const shown = h('div', { id: `plan-${d.name}` },
+      state.plans[d.name] ? planView(d.name, state.plans[d.name]) : h('p', { class: 'muted' }, 'Not made yet: every slow shape is planned with hypothetical indexes (HypoPG) on the database.'));
+    const make = h('button', {
+      type: 'button', id: `make-plan-${d.name}`, onclick: async () => {
+        const r = await api(`/api/v1/performance/database/optimization-plan?database=${q}`, { ok: [409, 502, 504] });
+        state.plans[d.name] = r;
+        shown.replaceChildren(planView(d.name, r));
+      },
+    }, 'Make the optimization plan');
+    const ok = slow.status === 200;
+    out.push(...section(`${d.name} — ${d.writable ? 'writable (' + (d.actions.join(', ') || 'no actions') + ')' : 'read-only'}`,
+      h('p', { class: 'muted' }, `Polled every ${d.poll_seconds} s; slow from ${d.slow_ms} ms; last poll `,
+        w.last_poll ? new Date(w.last_poll * 1000).toLocaleTimeString() : 'not yet', w.error ? ` — ${w.error}` : ''),
+      h('div', { class: 'cards' },
+        card('Slow shapes (last poll)', `databases.${d.name}.slow`, w.slow_last_poll, 'int'),
+        card('Shapes called (last poll)', `databases.${d.name}.shapes`, w.shapes_last_poll, 'int'),
+        card('Plan changes', `databases.${d.name}.changes`, w.plan_changes, 'int')),
+      h('h3', {}, 'Slow queries'),
+      ok ? table(slow.json.slow_queries, [
+        ['query', s => s.query, 'text'],
+        ['calls', s => s.calls, 'int', `databases.${d.name}.calls`],
+        ['mean', s => s.mean_ms, 'ms', `databases.${d.name}.mean`],
+        ['mean, last poll', s => s.last_poll && s.last_poll.mean_ms, 'ms'],
+        ['complexity', s => s.complexity && s.complexity.score, 'int'],
+      ], s => s.queryid) : h('p', { class: 'error' }, slow.json.error.message),
+      h('h3', {}, 'Plan changes'),
+      table(ok ? slow.json.watch.plan_changes || [] : [], [
+        ['at', c => new Date(c.at * 1000).toLocaleTimeString(), 'text'],
+        ['query', c => c.query, 'text'],
+        ['before', c => c.before, 'text'],
+        ['after', c => c.after, 'text'],
+      ]),
+      h('h3', {}, 'Optimization plan'),
+      make, shown));
+  }
+  return out;
 };
 
 // ---- the page and the live view --------------------------------------------------------
