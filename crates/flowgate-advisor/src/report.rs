@@ -82,6 +82,22 @@ pub fn shape(q: &Shape) -> Value {
     })
 }
 
+/// `shapes` as [`shape`] shows them, their complexity with what their plans add (for
+/// those the planner can plan alone).
+pub async fn shapes_on(db: &Database, shapes: &[Shape]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(shapes.len());
+    for q in shapes {
+        let mut v = shape(q);
+        if let Ok(plan) = db.explain(&q.query).await
+            && let Ok(c) = complexity_on(db, &q.query, &plan).await
+        {
+            v["complexity"] = c;
+        }
+        out.push(v);
+    }
+    out
+}
+
 /// A query's complexity, with no database.
 pub fn query(sql: &str) -> Result<Value, ParseError> {
     Ok(json!({ "query": sql, "complexity": complexity(&analyze(sql)?) }))
@@ -135,17 +151,7 @@ pub async fn query_on(db: &Database, sql: &str, s: Settings) -> Result<Value, Ad
 /// wrong with the indexes it has.
 pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError> {
     let shapes = db.slow_queries(s.slow_ms, s.limit).await?;
-    let mut slow: Vec<Value> = Vec::new();
-    for q in &shapes {
-        let mut v = shape(q);
-        // With its plan's reasons when it can be planned alone.
-        if let Ok(plan) = db.explain(&q.query).await
-            && let Ok(c) = complexity_on(db, &q.query, &plan).await
-        {
-            v["complexity"] = c;
-        }
-        slow.push(v);
-    }
+    let slow = shapes_on(db, &shapes).await;
     let recs = recommend(db, &shapes, s.threshold).await?;
     let all = indexes(db).await?;
     let fks = unindexed_foreign_keys(db).await?;

@@ -213,6 +213,13 @@ async fn the_advisor_endpoints_analyze_recommend_and_write_only_where_allowed() 
         .unwrap_or_else(|| panic!("{v}"))
         .clone();
     assert!(shape["calls"].as_i64().unwrap() >= 10, "{shape}");
+    // Its complexity with what its plan adds: the whole events table read.
+    assert!(
+        shape["complexity"]["reasons"]
+            .to_string()
+            .contains("seq_scan"),
+        "{shape}"
+    );
     assert!(
         shape["series"]
             .as_str()

@@ -258,7 +258,9 @@ async fn slow_queries(
     };
     let s = settings(&cfg);
     let shapes = match reading(&cfg, async |db: &Database| {
-        db.slow_queries(s.slow_ms, s.limit).await
+        let shapes = db.slow_queries(s.slow_ms, s.limit).await?;
+        let shown = report::shapes_on(db, &shapes).await;
+        Ok(shapes.into_iter().zip(shown).collect::<Vec<_>>())
     })
     .await
     {
@@ -295,8 +297,8 @@ async fn slow_queries(
         });
     let listed: Vec<Value> = shapes
         .iter()
-        .map(|shape| {
-            let mut v = report::shape(shape);
+        .map(|(shape, shown)| {
+            let mut v = shown.clone();
             v["last_poll"] = means.get(&shape.queryid).cloned().unwrap_or(Value::Null);
             v["series"] = json!(format!(
                 "db_query_mean_ms{{database=\"{}\",query=\"{}\"}}",
