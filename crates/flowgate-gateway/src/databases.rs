@@ -62,6 +62,19 @@ pub(crate) struct Watch {
     /// The shapes' plans, outlined.
     plans: HashMap<i64, String>,
     pub changes: VecDeque<PlanChange>,
+    /// Plan changes seen since the gateway started (more than `changes` keeps).
+    pub changes_seen: u64,
+}
+
+/// A database's watch in figures, for the metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub name: String,
+    pub last_poll: u64,
+    pub error: Option<String>,
+    pub slow: usize,
+    pub shapes: usize,
+    pub plan_changes: u64,
 }
 
 /// Every watched database's [`Watch`], and the lock its changes take.
@@ -80,6 +93,25 @@ impl Databases {
     /// Held while a change is made to a database, so that two are never made at once.
     pub(crate) async fn acting(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.acting.lock().await
+    }
+
+    /// Each database polled, in figures.
+    pub(crate) fn statuses(&self) -> Vec<Status> {
+        let Ok(w) = self.watched.lock() else {
+            return Vec::new();
+        };
+        w.iter()
+            .filter_map(|(name, w)| {
+                Some(Status {
+                    name: name.clone(),
+                    last_poll: w.last_poll?,
+                    error: w.error.clone(),
+                    slow: w.slow,
+                    shapes: w.means.len(),
+                    plan_changes: w.changes_seen,
+                })
+            })
+            .collect()
     }
 
     /// Forgets the databases not in `names` (gone from the config).
@@ -257,6 +289,7 @@ fn update(w: &mut Watch, read: Read, slow_ms: f64, now: u64) -> Vec<PlanChange> 
         }
     }
     w.means = means;
+    w.changes_seen += changed.len() as u64;
     for c in &changed {
         w.changes.push_back(c.clone());
         if w.changes.len() > CHANGES {

@@ -71,7 +71,7 @@ pub struct Gateway {
     scaling: crate::scaling::Scaling,
     automation: crate::automation::Automation,
     /// What the advisor's watch knows of the `[[databases]]`.
-    databases: crate::databases::Databases,
+    databases: Arc<crate::databases::Databases>,
     /// The control plane's own HTTP requests (the scaling webhook; the notifiers and the
     /// trace exporter hold their own handle).
     fetcher: Arc<flowgate_http::fetch::Fetcher>,
@@ -183,6 +183,10 @@ impl Gateway {
         )?;
         automation.set_paused(&config.automation.rules, config.automation.paused);
         telemetry.register_collector(Box::new(scaling.collector()));
+        let databases = Arc::new(crate::databases::Databases::default());
+        telemetry.register_collector(Box::new(crate::database_metrics::DatabaseCollector(
+            databases.clone(),
+        )));
         let memory = Arc::new(crate::memory_governor::Governor::default());
         telemetry.register_collector(Box::new(memory.collector()));
         telemetry.set_sinks(crate::sinks::of(
@@ -245,7 +249,7 @@ impl Gateway {
             anomalies,
             scaling,
             automation,
-            databases: crate::databases::Databases::default(),
+            databases,
             fetcher,
             memory,
             history,

@@ -29,6 +29,7 @@ mod capacity;
 mod choose;
 mod control_loop;
 mod cost_header;
+mod database_metrics;
 mod database_watch;
 mod databases;
 mod dialect;

@@ -435,12 +435,67 @@ async fn slow_shapes_raise_the_alert_and_a_plan_change_is_noted() {
     };
     until(admin, "/api/v1/metrics/series", kept).await;
 
-    // The database goes away: a clean error, and the gateway keeps serving.
+    // Prometheus sees the watch too.
+    let scrape = || async {
+        String::from_utf8_lossy(&api(admin, "GET", "/metrics", "").await.body).into_owned()
+    };
+    let m = scrape().await;
+    assert_eq!(
+        metric(&m, "flowgate_database_up{database=\"crm\"}"),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "flowgate_database_slow_queries{database=\"crm\"}") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "flowgate_database_plan_changes_total{database=\"crm\"}"),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "flowgate_database_last_poll_timestamp_seconds{database=\"crm\"}"
+        ) > 1.7e9,
+        "{m}"
+    );
+
+    // The database goes away: a clean error, the watch says so at its next poll, and the
+    // gateway keeps serving.
     db.kill();
     let r = api(admin, "GET", path, "").await;
     assert_eq!(
         r.expect(StatusCode::BAD_GATEWAY).error_code(),
         "database_unreachable"
+    );
+    let mut down = false;
+    for _ in 0..150 {
+        if scrape()
+            .await
+            .contains("flowgate_database_up{database=\"crm\"} 0")
+        {
+            down = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        down,
+        "the watch never saw the database go: {}",
+        scrape().await
+    );
+    let v = api(admin, "GET", "/api/v1/performance/databases", "")
+        .await
+        .json();
+    let crm = &v["databases"][0];
+    assert!(
+        crm["watch"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot connect"),
+        "{v}"
     );
     let reply = chat_once(&gw).await;
     assert_eq!(reply.status, StatusCode::OK);
