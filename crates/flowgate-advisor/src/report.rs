@@ -37,6 +37,18 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// As a `[[databases]]` entry sets them.
+    pub fn of(d: &flowgate_config::DatabaseConfig) -> Settings {
+        Settings {
+            slow_ms: d.slow_ms(),
+            threshold: d.threshold,
+            analyze: d.allow_analyze,
+            ..Settings::default()
+        }
+    }
+}
+
 fn complexity(c: &Complexity) -> Value {
     json!({
         "score": c.score,

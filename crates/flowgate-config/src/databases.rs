@@ -77,7 +77,71 @@ pub struct DatabaseConfig {
     pub alert: bool,
 }
 
+/// The history's series of database `name`'s slow shapes over the last poll.
+pub fn slow_queries_series(name: &str) -> String {
+    format!("db_slow_queries{{database=\"{name}\"}}")
+}
+
+/// The history's series of one shape's mean time over the last poll (`queryid`:
+/// `pg_stat_statements`').
+pub fn query_mean_series(name: &str, queryid: i64) -> String {
+    format!("db_query_mean_ms{{database=\"{name}\",query=\"{queryid}\"}}")
+}
+
+/// Why `name` picks no database of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickError {
+    /// None of that name; the names there are.
+    Unknown { name: String, names: String },
+    /// Several and none named; their names.
+    Several { names: String },
+}
+
+impl std::fmt::Display for PickError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PickError::Unknown { name, names } => {
+                write!(f, "no database named {name:?} in [[databases]] ({names})")
+            }
+            PickError::Several { names } => {
+                write!(f, "several databases are configured: name one ({names})")
+            }
+        }
+    }
+}
+
+/// The database of `list` that `name` names, or the only one when `name` is `None`
+/// (`Ok(None)`: the list is empty and none is named).
+pub fn pick_database<'a>(
+    list: &'a [DatabaseConfig],
+    name: Option<&str>,
+) -> Result<Option<&'a DatabaseConfig>, PickError> {
+    let names = || {
+        list.iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (name, list) {
+        (Some(n), _) => match list.iter().find(|d| d.name == n) {
+            Some(d) => Ok(Some(d)),
+            None => Err(PickError::Unknown {
+                name: n.to_string(),
+                names: names(),
+            }),
+        },
+        (None, []) => Ok(None),
+        (None, [one]) => Ok(Some(one)),
+        (None, _) => Err(PickError::Several { names: names() }),
+    }
+}
+
 impl DatabaseConfig {
+    /// `slow` in milliseconds.
+    pub fn slow_ms(&self) -> f64 {
+        self.slow.as_secs_f64() * 1e3
+    }
+
     /// Whether `action` may be taken on asking: the database is writable and allows it.
     pub fn allows(&self, action: DatabaseAction) -> bool {
         self.writable && self.actions.contains(&action)
@@ -123,7 +187,7 @@ impl DatabaseConfig {
             name: Some(self.alert_rule_name()),
             severity: Some("warning".into()),
             kind: Some("threshold".into()),
-            series: Some(format!("db_slow_queries{{database=\"{}\"}}", self.name)),
+            series: Some(slow_queries_series(&self.name)),
             window: Some(format!("{}s", (2 * self.poll.as_secs()).max(60))),
             op: Some(">".into()),
             value: Some(0.0),
@@ -341,6 +405,32 @@ pool = "llm"
         assert!(d.allows(DatabaseAction::CreateIndex) && !d.allows(DatabaseAction::DropIndex));
         assert_eq!(d.slow, Duration::from_millis(200));
         assert!(c.alerts.rules.iter().any(|r| r.name == "one-shape"));
+    }
+
+    #[test]
+    fn a_database_is_picked_by_name_or_as_the_only_one() {
+        let two = "[[databases]]\nname = \"a\"\nurl_env = \"CRM_DB\"\n\
+                   [[databases]]\nname = \"b\"\nurl_env = \"CRM_DB\"\n";
+        let c = load(two, &[URL]).unwrap();
+        let list = &c.databases;
+        assert_eq!(pick_database(list, Some("b")).unwrap().unwrap().name, "b");
+        assert_eq!(
+            pick_database(list, None),
+            Err(PickError::Several {
+                names: "a, b".into()
+            })
+        );
+        assert_eq!(
+            pick_database(list, Some("c")).unwrap_err().to_string(),
+            "no database named \"c\" in [[databases]] (a, b)"
+        );
+        assert_eq!(pick_database(&list[..1], None).unwrap().unwrap().name, "a");
+        assert_eq!(pick_database(&[], None), Ok(None));
+        assert_eq!(slow_queries_series("a"), "db_slow_queries{database=\"a\"}");
+        assert_eq!(
+            query_mean_series("a", 42),
+            "db_query_mean_ms{database=\"a\",query=\"42\"}"
+        );
     }
 
     fn messages(extra: &str, env: &[(&str, &str)]) -> Vec<String> {

@@ -72,7 +72,10 @@ pub use budget::{
 pub use catalog::{Capabilities, Deployment, ModelInfo};
 pub use cost::{CostConfig, SharedBudgetsConfig};
 pub use cron::Schedule;
-pub use databases::{DatabaseAction, DatabaseConfig};
+pub use databases::{
+    DatabaseAction, DatabaseConfig, PickError, pick_database, query_mean_series,
+    slow_queries_series,
+};
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};
 pub use flowgate_clock::format_duration;

@@ -53,7 +53,7 @@ pub(crate) async fn cycle(gw: &Arc<Gateway>) {
 
 /// Reads `cfg`'s database and updates its watch; a plan change is noted.
 async fn poll(gw: &Arc<Gateway>, cfg: &flowgate_config::DatabaseConfig, now: u64) {
-    let slow_ms = cfg.slow.as_secs_f64() * 1e3;
+    let slow_ms = cfg.slow_ms();
     let changed = gw.databases().poll(cfg, now, POLL_TIMEOUT).await;
     for c in changed {
         tracing::warn!(database = %cfg.name, queryid = c.queryid, before = %c.before, after = %c.after, "a query's plan changed");

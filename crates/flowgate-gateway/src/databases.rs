@@ -1,5 +1,5 @@
 //! What the advisor's watch knows of the databases it watches (`[[databases]]`; the loop
-//! that reads them is [`crate::database_watch`]): each database's query shapes as
+//! that reads them is in `database_watch.rs`, above this module): each database's query shapes as
 //! `pg_stat_statements` counted them at the last poll, each shape's mean time over the poll
 //! (the change in its total time over the change in its calls), how many were slow, the
 //! busiest shapes' plans outlined and the changes seen in them; the history's samples of
@@ -134,7 +134,7 @@ impl Databases {
         now: u64,
         timeout: Duration,
     ) -> Vec<PlanChange> {
-        let slow_ms = cfg.slow.as_secs_f64() * 1e3;
+        let slow_ms = cfg.slow_ms();
         let counts = self
             .with(&cfg.name, |w| w.counts.clone())
             .unwrap_or_default();
@@ -178,16 +178,13 @@ impl Databases {
         for (name, watch) in w.iter().filter(|(_, w)| w.last_poll.is_some()) {
             if watch.error.is_none() {
                 out.push((
-                    format!("db_slow_queries{{database=\"{name}\"}}"),
+                    flowgate_config::slow_queries_series(name),
                     Sample::Gauge(watch.slow as f64),
                 ));
             }
             for m in &watch.means {
                 out.push((
-                    format!(
-                        "db_query_mean_ms{{database=\"{name}\",query=\"{}\"}}",
-                        m.queryid
-                    ),
+                    flowgate_config::query_mean_series(name, m.queryid),
                     Sample::Gauge(m.mean_ms),
                 ));
             }
@@ -269,6 +266,9 @@ fn update(w: &mut Watch, read: Read, slow_ms: f64, now: u64) -> Vec<PlanChange> 
         .iter()
         .map(|s| (s.queryid, (s.calls, s.total_ms)))
         .collect();
+    // Plans of shapes no longer read are forgotten (the map stays within SHAPES).
+    let counts = &w.counts;
+    w.plans.retain(|q, _| counts.contains_key(q));
     let mut changed = Vec::new();
     for (queryid, after) in read.plans {
         let before = w.plans.insert(queryid, after.clone());

@@ -55,32 +55,24 @@ struct Target {
 fn configured(path: &std::path::Path, name: Option<&str>) -> anyhow::Result<Target> {
     let config = flowgate_config::load_with(path, flowgate_gateway::check_external)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    let list = &config.databases;
-    let names = || {
-        list.iter()
-            .map(|d| d.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let d = match (name, list.as_slice()) {
-        (_, []) => anyhow::bail!("{} has no [[databases]]", path.display()),
-        (None, [one]) => one,
-        (None, _) => anyhow::bail!("--database: which one? ({})", names()),
-        (Some(n), _) => list
-            .iter()
-            .find(|d| d.name == n)
-            .ok_or_else(|| anyhow::anyhow!("--database: no database {n:?} ({})", names()))?,
+    if config.databases.is_empty() {
+        anyhow::bail!("{} has no [[databases]]", path.display());
+    }
+    let d = match flowgate_config::pick_database(&config.databases, name) {
+        Ok(Some(d)) => d,
+        Ok(None) => anyhow::bail!("{} has no [[databases]]", path.display()),
+        Err(flowgate_config::PickError::Several { names }) => {
+            anyhow::bail!("--database: which one? ({names})")
+        }
+        Err(flowgate_config::PickError::Unknown { name, names }) => {
+            anyhow::bail!("--database: no database {name:?} ({names})")
+        }
     };
     Ok(Target {
         url: d.url.expose().to_string(),
         tls: flowgate_gateway::tls::database_client(&d.tls)
             .map_err(|e| anyhow::anyhow!("[databases.tls] {e}"))?,
-        settings: Settings {
-            slow_ms: d.slow.as_secs_f64() * 1e3,
-            threshold: d.threshold,
-            analyze: d.allow_analyze,
-            ..Settings::default()
-        },
+        settings: Settings::of(d),
     })
 }
 

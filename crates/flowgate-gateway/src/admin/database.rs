@@ -20,7 +20,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flowgate_advisor::report::{self, Settings};
 use flowgate_advisor::{AdvisorError, Database, plan};
-use flowgate_config::{DatabaseAction, DatabaseConfig, Severity};
+use flowgate_config::{DatabaseAction, DatabaseConfig, PickError, Severity};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -47,27 +47,20 @@ fn pick(
     gw: &Gateway,
     q: &HashMap<String, String>,
 ) -> Result<Option<DatabaseConfig>, Box<Response>> {
-    let list = &gw.runtime().config.databases;
-    match (q.get("database"), list.as_slice()) {
-        (Some(name), _) => match list.iter().find(|d| d.name == *name) {
-            Some(d) => Ok(Some(d.clone())),
-            None => Err(Box::new(client_error(
-                StatusCode::NOT_FOUND,
-                &format!("no database named {name:?} in [[databases]]"),
-                "database_not_found",
-            ))),
-        },
-        (None, []) => Ok(None),
-        (None, [one]) => Ok(Some(one.clone())),
-        (None, many) => Err(Box::new(client_error(
+    let rt = gw.runtime();
+    match flowgate_config::pick_database(
+        &rt.config.databases,
+        q.get("database").map(String::as_str),
+    ) {
+        Ok(d) => Ok(d.cloned()),
+        Err(PickError::Unknown { name, .. }) => Err(Box::new(client_error(
+            StatusCode::NOT_FOUND,
+            &format!("no database named {name:?} in [[databases]]"),
+            "database_not_found",
+        ))),
+        Err(PickError::Several { names }) => Err(Box::new(client_error(
             StatusCode::BAD_REQUEST,
-            &format!(
-                "several databases are configured: name one with ?database= ({})",
-                many.iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            &format!("several databases are configured: name one with ?database= ({names})"),
             "invalid_parameter",
         ))),
     }
@@ -118,15 +111,6 @@ where
     }
 }
 
-fn settings(cfg: &DatabaseConfig) -> Settings {
-    Settings {
-        slow_ms: cfg.slow.as_secs_f64() * 1e3,
-        threshold: cfg.threshold,
-        analyze: cfg.allow_analyze,
-        ..Settings::default()
-    }
-}
-
 /// 400 `query_does_not_parse` with the parser's line and column.
 fn does_not_parse(e: &flowgate_advisor::ParseError) -> Response {
     let body = json!({"error": {
@@ -174,7 +158,7 @@ async fn databases(State(gw): State<Arc<Gateway>>) -> Response {
                 "actions": d.actions.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
                 "allow_analyze": d.allow_analyze,
                 "poll_seconds": d.poll.as_secs(),
-                "slow_ms": d.slow.as_secs_f64() * 1e3,
+                "slow_ms": d.slow_ms(),
                 "threshold": d.threshold,
                 "alert_rule": d.alert.then(|| d.alert_rule_name()),
                 "watch": watch.unwrap_or_else(|| json!({"last_poll": null, "note": "not polled yet"})),
@@ -226,7 +210,7 @@ async fn analyze_query(
         Err(answer) => return *answer,
     };
     let sql = asked.query.clone();
-    let s = settings(&cfg);
+    let s = Settings::of(&cfg);
     let got = reading(&cfg, async move |db: &Database| {
         report::query_on(db, &sql, s).await
     })
@@ -256,7 +240,7 @@ async fn slow_queries(
         Ok(cfg) => cfg,
         Err(answer) => return *answer,
     };
-    let s = settings(&cfg);
+    let s = Settings::of(&cfg);
     let shapes = match reading(&cfg, async |db: &Database| {
         let shapes = db.slow_queries(s.slow_ms, s.limit).await?;
         let shown = report::shapes_on(db, &shapes).await;
@@ -300,10 +284,7 @@ async fn slow_queries(
         .map(|(shape, shown)| {
             let mut v = shown.clone();
             v["last_poll"] = means.get(&shape.queryid).cloned().unwrap_or(Value::Null);
-            v["series"] = json!(format!(
-                "db_query_mean_ms{{database=\"{}\",query=\"{}\"}}",
-                cfg.name, shape.queryid
-            ));
+            v["series"] = json!(flowgate_config::query_mean_series(&cfg.name, shape.queryid));
             v["plan_changes"] = json!(
                 changes
                     .iter()
@@ -339,7 +320,7 @@ async fn index_recommendations(
         Ok(cfg) => cfg,
         Err(answer) => return *answer,
     };
-    let s = settings(&cfg);
+    let s = Settings::of(&cfg);
     match reading(&cfg, async |db: &Database| report::database(db, s).await).await {
         Ok(mut v) => {
             v["database"] = json!(cfg.name);
@@ -351,7 +332,7 @@ async fn index_recommendations(
 
 /// The plan for `cfg`'s database as it is now.
 async fn current_plan(cfg: &DatabaseConfig) -> Result<Vec<plan::Step>, Box<Response>> {
-    let s = settings(cfg);
+    let s = Settings::of(cfg);
     reading(cfg, async |db: &Database| {
         let shapes = db.slow_queries(s.slow_ms, s.limit).await?;
         let recs = flowgate_advisor::recommend(db, &shapes, s.threshold).await?;
