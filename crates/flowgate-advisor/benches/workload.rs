@@ -178,11 +178,11 @@ async fn measure(w: &Workload) {
     // Precision: a recommended index the workload's real plans then scanned.
     let mut used = 0;
     for r in &recs {
-        let name = r.statement.split_whitespace().nth(3).unwrap();
+        let name = r.index.name();
         let scans: i64 = o
             .query_one(
                 "SELECT coalesce(sum(idx_scan), 0)::int8 FROM pg_stat_user_indexes WHERE indexrelname = $1",
-                &[&name],
+                &[&name.as_str()],
             )
             .await
             .unwrap()

@@ -34,12 +34,27 @@ impl UnindexedForeignKey {
     /// The index that serves it, made without blocking writes.
     pub fn create_concurrently(&self) -> String {
         format!(
-            "CREATE INDEX CONCURRENTLY {}_{}_idx ON {} ({})",
-            self.table.replace('.', "_"),
-            self.columns.join("_"),
+            "CREATE INDEX CONCURRENTLY {} ON {} ({})",
+            self.name(),
             self.table,
             self.columns.join(", ")
         )
+    }
+
+    /// The index's name: `table_col1_col2_idx`.
+    pub fn name(&self) -> String {
+        format!(
+            "{}_{}_idx",
+            self.table.replace('.', "_"),
+            self.columns.join("_")
+        )
+    }
+}
+
+impl ExistingIndex {
+    /// The statement that drops it without blocking writes.
+    pub fn drop_concurrently(&self) -> String {
+        format!("DROP INDEX CONCURRENTLY {}", self.name)
     }
 }
 

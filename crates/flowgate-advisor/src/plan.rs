@@ -50,15 +50,6 @@ impl Step {
     }
 }
 
-/// The name `CREATE INDEX CONCURRENTLY name ...` gives.
-fn created_name(statement: &str) -> String {
-    statement
-        .split_whitespace()
-        .nth(3)
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The plan for the database: `recommendations` (as [`crate::recommend`] made them for
 /// its slow shapes) first, then what its catalog says.
 pub async fn plan(
@@ -88,22 +79,18 @@ pub async fn plan(
         })
         .collect();
     for fk in unindexed_foreign_keys(db).await? {
-        let statement = fk.create_concurrently();
-        let target = created_name(&statement);
-        // A recommendation on the same columns already serves it.
-        if steps.iter().any(|s| {
-            s.table == fk.table
-                && recommendations
-                    .iter()
-                    .any(|r| r.index.name() == s.target && r.index.columns.starts_with(&fk.columns))
-        }) {
+        // A recommendation led by the same columns already serves it.
+        if recommendations
+            .iter()
+            .any(|r| r.index.table == fk.table && r.index.columns.starts_with(&fk.columns))
+        {
             continue;
         }
         steps.push(Step {
             action: DatabaseAction::CreateIndex,
-            target,
+            target: fk.name(),
             table: fk.table.clone(),
-            statement,
+            statement: fk.create_concurrently(),
             why: format!(
                 "the foreign key {} has no index: deleting or re-keying a parent row scans {}",
                 fk.constraint, fk.table
@@ -120,7 +107,7 @@ pub async fn plan(
             action: DatabaseAction::DropIndex,
             target: d.name.clone(),
             table: d.table.clone(),
-            statement: format!("DROP INDEX CONCURRENTLY {}", d.name),
+            statement: d.drop_concurrently(),
             why: format!(
                 "{} leads with the same columns: every write pays for both",
                 by.name
@@ -138,7 +125,7 @@ pub async fn plan(
             action: DatabaseAction::DropIndex,
             target: u.name.clone(),
             table: u.table.clone(),
-            statement: format!("DROP INDEX CONCURRENTLY {}", u.name),
+            statement: u.drop_concurrently(),
             why: "never scanned since the statistics began: it only costs writes and room".into(),
             saved_ms: 0.0,
             size_bytes: u.size_bytes,

@@ -173,12 +173,12 @@ pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError>
         "recommendations": recs.iter().map(recommendation).collect::<Vec<_>>(),
         "unused_indexes": unused(&all).iter().map(|i| json!({
             "index": i.name, "table": i.table, "size_bytes": i.size_bytes, "scans": i.scans,
-            "statement": format!("DROP INDEX CONCURRENTLY {}", i.name),
+            "statement": i.drop_concurrently(),
         })).collect::<Vec<_>>(),
         "duplicate_indexes": duplicates(&all).iter().map(|(d, by)| json!({
             "index": d.name, "table": d.table, "columns": d.columns, "covered_by": by.name,
             "size_bytes": d.size_bytes,
-            "statement": format!("DROP INDEX CONCURRENTLY {}", d.name),
+            "statement": d.drop_concurrently(),
         })).collect::<Vec<_>>(),
         "unindexed_foreign_keys": fks.iter().map(|f| json!({
             "table": f.table, "constraint": f.constraint, "columns": f.columns,
