@@ -63,6 +63,9 @@ fi
 export FLOWGATE_TEST_NODE_MODULES="$PWD/target/test-node/node_modules"
 export FLOWGATE_TEST_CHROMIUM="$(command -v chromium)"
 
+# A clean build gains nothing from the incremental cache, which doubled the disk it took
+# (docs/decisions/2026-12-07-lean-test-builds.md); a caller may still ask for it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 # Every shipped example must pass `flowgate check` (the TLS benchmark's names the CA that
