@@ -11,11 +11,13 @@
 //!   implicit casts; from a run, sorts on disk and misjudged row counts).
 //! - [`existing`]: the indexes already there: unused ones, duplicates, and foreign keys no
 //!   index leads with.
+//! - [`health`]: the tables' health: dead rows, stale statistics, tables read whole,
+//!   transaction-id age, missing primary keys; the vacuums and analyzes that fix them.
 //! - [`recommend`]: candidates proven with hypothetical indexes: kept when the planner uses
 //!   them and the estimated cost falls by the threshold, best per shape, biggest saving
 //!   first.
-//! - [`plan`]: the optimization plan (what to create and drop, biggest saving first) and
-//!   its steps taken on a writable database, verified.
+//! - [`plan`]: the optimization plan (what to create, vacuum, analyze and drop, biggest
+//!   saving first) and its steps taken on a writable database, verified.
 //! - [`report`]: the reports as JSON, of a query and of a database.
 
 pub mod candidates;
@@ -23,6 +25,7 @@ pub mod complexity;
 pub mod db;
 pub mod existing;
 pub mod explained;
+pub mod health;
 pub mod plan;
 pub mod recommend;
 pub mod report;

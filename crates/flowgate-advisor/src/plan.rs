@@ -1,9 +1,10 @@
 //! The optimization plan: what to do to a database, biggest time saved first (the indexes
-//! proven to help its slow shapes, then the indexes its foreign keys lack, then the
-//! duplicate and unused indexes to drop, largest first), each step an action on a target
-//! (an index's name) with the statement that does it; and [`apply`], which takes one step
-//! on a writable database and verifies it: the index is there and valid (or gone), and
-//! the shapes it was to help are planned with it at the cost promised. With
+//! proven to help its slow shapes, then the indexes its foreign keys lack, then the tables
+//! to vacuum or analyze ([`crate::health`]), then the duplicate and unused indexes to
+//! drop, largest first), each step an action on a target (an index's or a table's name)
+//! with the statement that does it; and [`apply`], which takes one step on a writable
+//! database and verifies it: the index is there and valid (or gone), and the shapes it was
+//! to help are planned with it at the cost promised; the table's finding is gone. With
 //! `allow_analyze`, parameterless `SELECT`s the step helps are also run
 //! (`EXPLAIN ANALYZE` in a read-only session) before and after, their real time compared.
 
@@ -13,13 +14,14 @@ use serde_json::{Value, json};
 
 use crate::db::{AdvisorError, Database};
 use crate::existing::{duplicates, indexes, unindexed_foreign_keys, unused};
+use crate::health;
 use crate::recommend::{Helped, Recommendation, total_cost, uses};
 
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub action: DatabaseAction,
-    /// The index made or dropped.
+    /// The index made or dropped, or the table vacuumed or analyzed.
     pub target: String,
     pub table: String,
     pub statement: String,
@@ -100,6 +102,21 @@ pub async fn plan(
             helps: Vec::new(),
         });
     }
+    let tables = health::tables(db).await?;
+    for (t, f) in health::fixes(&tables) {
+        if let Some((action, statement)) = f.fix {
+            steps.push(Step {
+                action,
+                target: t.table.clone(),
+                table: t.table.clone(),
+                statement,
+                why: f.detail,
+                saved_ms: 0.0,
+                size_bytes: t.size_bytes,
+                helps: Vec::new(),
+            });
+        }
+    }
     let all = indexes(db).await?;
     let mut drops: Vec<Step> = Vec::new();
     for (d, by) in duplicates(&all) {
@@ -156,7 +173,8 @@ pub struct Applied {
     pub step: Step,
     pub took_ms: f64,
     /// The index is there and valid (created) or gone (dropped), and every shape it was to
-    /// help is planned with it.
+    /// help is planned with it; or the table's finding the vacuum or analyze was for is
+    /// gone.
     pub verified: bool,
     pub checks: Vec<Check>,
     pub note: String,
@@ -198,7 +216,6 @@ pub async fn apply(
     let start = clock.now();
     writer.execute(&step.statement).await?;
     let took_ms = clock.now().duration_since(start).as_secs_f64() * 1e3;
-    let present = reader.index_valid(&step.target).await?;
     let mut checks = Vec::new();
     for (h, ms_before) in step.helps.iter().zip(before) {
         let plan = reader.explain(&h.query).await?;
@@ -217,6 +234,26 @@ pub async fn apply(
         });
     }
     let (verified, note) = match step.action {
+        DatabaseAction::CreateIndex | DatabaseAction::DropIndex => {
+            index_verified(step, reader.index_valid(&step.target).await?, &checks)
+        }
+        DatabaseAction::Vacuum | DatabaseAction::Analyze => {
+            table_verified(step, health::table(reader, &step.target).await?)
+        }
+    };
+    Ok(Applied {
+        step: step.clone(),
+        took_ms,
+        verified,
+        checks,
+        note,
+    })
+}
+
+/// Whether an index step did what it was to do (`present`: whether the index is there
+/// and valid, `None` when it is not there).
+fn index_verified(step: &Step, present: Option<bool>, checks: &[Check]) -> (bool, String) {
+    match step.action {
         DatabaseAction::CreateIndex if present != Some(true) => (
             false,
             format!(
@@ -235,13 +272,31 @@ pub async fn apply(
             "created, but the planner does not use it for every shape it was to help".into(),
         ),
         DatabaseAction::DropIndex if present.is_none() => (true, "dropped".into()),
-        DatabaseAction::DropIndex => (false, format!("{} is still there", step.target)),
+        _ => (false, format!("{} is still there", step.target)),
+    }
+}
+
+/// Whether a vacuum or an analyze did what it was to do: the table's finding that called
+/// for it is gone (`now`: the table's statistics after it).
+fn table_verified(step: &Step, now: Option<health::TableHealth>) -> (bool, String) {
+    let Some(t) = now else {
+        return (false, format!("{} is not there any more", step.target));
     };
-    Ok(Applied {
-        step: step.clone(),
-        took_ms,
-        verified,
-        checks,
-        note,
-    })
+    let left: Vec<String> = t
+        .findings()
+        .into_iter()
+        .filter(|f| matches!(&f.fix, Some((a, _)) if *a == step.action))
+        .map(|f| f.detail)
+        .collect();
+    let after = format!(
+        "{} dead rows, {} rows changed since the last analyze ({})",
+        t.dead_rows,
+        t.changed_since_analyze,
+        t.last_analyze.as_deref().unwrap_or("never")
+    );
+    if left.is_empty() {
+        (true, format!("done: {after}"))
+    } else {
+        (false, format!("done, but still: {}", left.join("; ")))
+    }
 }

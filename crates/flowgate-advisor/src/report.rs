@@ -1,7 +1,8 @@
 //! The advisor's reports as JSON (what `flowgate advise` prints and the admin API will
 //! answer): a query's (complexity; with a database, its plan's cost and the indexes proven
 //! to help it) and a database's (its slow shapes with their complexity, the indexes
-//! recommended, the indexes unused or duplicated, the foreign keys without an index).
+//! recommended, the indexes unused or duplicated, the foreign keys without an index, the
+//! tables' health).
 
 use serde_json::{Value, json};
 
@@ -10,6 +11,7 @@ use crate::complexity::{Complexity, ParseError, analyze};
 use crate::db::{AdvisorError, Database, Shape};
 use crate::existing::{duplicates, indexes, unindexed_foreign_keys, unused};
 use crate::explained;
+use crate::health;
 use crate::recommend::{Recommendation, recommend, total_cost};
 
 /// What a report is asked for.
@@ -167,6 +169,7 @@ pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError>
     let recs = recommend(db, &shapes, s.threshold).await?;
     let all = indexes(db).await?;
     let fks = unindexed_foreign_keys(db).await?;
+    let health = tables(db).await?;
     Ok(json!({
         "settings": { "slow_ms": s.slow_ms, "threshold": s.threshold },
         "slow_queries": slow,
@@ -184,5 +187,17 @@ pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError>
             "table": f.table, "constraint": f.constraint, "columns": f.columns,
             "statement": f.create_concurrently(),
         })).collect::<Vec<_>>(),
+        "table_health": health,
     }))
+}
+
+/// The tables' health: how many were checked, and those with findings, largest first.
+pub async fn tables(db: &Database) -> Result<Value, AdvisorError> {
+    let all = health::tables(db).await?;
+    let found: Vec<Value> = all
+        .iter()
+        .filter(|t| !t.findings().is_empty())
+        .map(health::TableHealth::to_json)
+        .collect();
+    Ok(json!({ "checked": all.len(), "tables": found }))
 }

@@ -44,15 +44,27 @@ pub enum DatabaseAction {
     CreateIndex,
     /// `DROP INDEX CONCURRENTLY` an unused or duplicate one.
     DropIndex,
+    /// `VACUUM (ANALYZE)` a table with many dead rows (`VACUUM (FREEZE, ANALYZE)` one near
+    /// transaction-id wraparound).
+    Vacuum,
+    /// `ANALYZE` a table whose statistics are stale.
+    Analyze,
 }
 
 impl DatabaseAction {
-    pub const ALL: [DatabaseAction; 2] = [DatabaseAction::CreateIndex, DatabaseAction::DropIndex];
+    pub const ALL: [DatabaseAction; 4] = [
+        DatabaseAction::CreateIndex,
+        DatabaseAction::DropIndex,
+        DatabaseAction::Vacuum,
+        DatabaseAction::Analyze,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DatabaseAction::CreateIndex => "create_index",
             DatabaseAction::DropIndex => "drop_index",
+            DatabaseAction::Vacuum => "vacuum",
+            DatabaseAction::Analyze => "analyze",
         }
     }
 
@@ -287,7 +299,12 @@ pub(crate) fn databases(
                 Some(_) => {}
                 None => found.push((
                     k.clone().key("actions").index(j),
-                    format!("{a:?}: expected \"create_index\" or \"drop_index\""),
+                    format!(
+                        "{a:?}: expected one of {}",
+                        DatabaseAction::ALL
+                            .map(|a| format!("{:?}", a.as_str()))
+                            .join(", ")
+                    ),
                 )),
             }
         }
@@ -397,12 +414,13 @@ pool = "llm"
     #[test]
     fn writable_databases_take_actions_and_alert_rules_may_name_them() {
         let src = "[[databases]]\nname = \"crm\"\nurl_env = \"CRM_DB\"\nwritable = true\n\
-                   actions = [\"create_index\"]\npoll = \"10s\"\nslow = \"200ms\"\nthreshold = 0.3\n\
+                   actions = [\"create_index\", \"vacuum\"]\npoll = \"10s\"\nslow = \"200ms\"\nthreshold = 0.3\n\
                    [[alerts.rules]]\nname = \"one-shape\"\n\
                    series = 'db_query_mean_ms{database=\"crm\",query=\"42\"}'\nwindow = \"1m\"\nvalue = 900\n";
         let c = load(src, &[URL]).unwrap();
         let d = &c.databases[0];
         assert!(d.allows(DatabaseAction::CreateIndex) && !d.allows(DatabaseAction::DropIndex));
+        assert!(d.allows(DatabaseAction::Vacuum) && !d.allows(DatabaseAction::Analyze));
         assert_eq!(d.slow, Duration::from_millis(200));
         assert!(c.alerts.rules.iter().any(|r| r.name == "one-shape"));
     }
@@ -462,7 +480,7 @@ pool = "llm"
         );
         let all = m.join("\n");
         for want in [
-            "databases[0].actions[1]: \"truncate\": expected",
+            "databases[0].actions[1]: \"truncate\": expected one of \"create_index\", \"drop_index\", \"vacuum\", \"analyze\"",
             "databases[0].actions: actions change the database: they need writable = true",
             "databases[0].threshold: 1.5: a share between 0 and 1",
             "databases[0].poll: out of range",

@@ -251,6 +251,10 @@ bare GET    404 /api/v1/performance/database/slow-queries
 GET    200 /api/v1/performance/database/index-recommendations?database=crm
 GET    400 /api/v1/performance/database/index-recommendations
 GET    404 /api/v1/performance/database/index-recommendations?database=nowhere
+GET    200 /api/v1/performance/database/table-health?database=crm
+GET    400 /api/v1/performance/database/table-health
+GET    404 /api/v1/performance/database/table-health?database=nowhere
+bare GET    404 /api/v1/performance/database/table-health
 GET    200 /api/v1/performance/database/optimization-plan?database=crm
 GET    400 /api/v1/performance/database/optimization-plan
 GET    404 /api/v1/performance/database/optimization-plan?database=nowhere

@@ -49,7 +49,7 @@ fn databases(poll: &str) -> String {
     format!(
         "[[databases]]\nname = \"crm\"\nurl_env = \"CRM_URL\"\npoll = \"{poll}\"\nslow = \"2ms\"\n\n\
          [[databases]]\nname = \"crm_rw\"\nurl_env = \"CRM_URL\"\nwritable = true\n\
-         actions = [\"create_index\"]\nallow_analyze = true\npoll = \"{poll}\"\nslow = \"2ms\"\nalert = false\n"
+         actions = [\"create_index\", \"vacuum\"]\nallow_analyze = true\npoll = \"{poll}\"\nslow = \"2ms\"\nalert = false\n"
     )
 }
 
@@ -336,6 +336,107 @@ async fn the_advisor_endpoints_analyze_recommend_and_write_only_where_allowed() 
     assert_eq!(
         r.expect(StatusCode::NOT_FOUND).error_code(),
         "plan_step_not_found"
+    );
+
+    // Table health: dead rows autovacuum (off for the table) left; the plan vacuums them
+    // where the database allows it.
+    o.batch_execute(
+        "CREATE TABLE visits (id int PRIMARY KEY) WITH (autovacuum_enabled = false);
+         INSERT INTO visits SELECT generate_series(1, 50000);
+         SELECT pg_stat_force_next_flush();",
+    )
+    .await
+    .unwrap();
+    o.batch_execute(
+        "ANALYZE visits; DELETE FROM visits WHERE id <= 30000; SELECT pg_stat_force_next_flush();",
+    )
+    .await
+    .unwrap();
+    let r = api(
+        admin,
+        "GET",
+        &format!("{BASE}/table-health?database=crm"),
+        "",
+    )
+    .await;
+    let v = r.expect(StatusCode::OK).json();
+    let visits = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "visits")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(visits["dead_rows"], 30000, "{v}");
+    assert_eq!(visits["findings"][0]["kind"], "dead_rows", "{v}");
+    assert_eq!(
+        visits["findings"][0]["statement"],
+        "VACUUM (ANALYZE) visits"
+    );
+    assert!(
+        v["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["table"] == "settings" && t["findings"][0]["kind"] == "no_primary_key"),
+        "{v}"
+    );
+    let r = api(
+        admin,
+        "GET",
+        &format!("{BASE}/optimization-plan?database=crm"),
+        "",
+    )
+    .await;
+    let v = r.expect(StatusCode::OK).json();
+    let step = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"] == "visits")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        (&step["action"], &step["allowed"]),
+        (&"vacuum".into(), &false.into())
+    );
+    let r = api(
+        admin,
+        "POST",
+        &format!("{BASE}/optimize/analyze/visits?database=crm_rw"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        r.expect(StatusCode::FORBIDDEN).error_code(),
+        "action_not_allowed"
+    );
+    let r = api(
+        admin,
+        "POST",
+        &format!("{BASE}/optimize/vacuum/visits?database=crm_rw"),
+        "",
+    )
+    .await;
+    let v = r.expect(StatusCode::OK).json();
+    assert_eq!(v["verified"], true, "{v}");
+    assert!(
+        v["note"].as_str().unwrap().starts_with("done: 0 dead rows"),
+        "{v}"
+    );
+    let r = api(
+        admin,
+        "GET",
+        &format!("{BASE}/table-health?database=crm"),
+        "",
+    )
+    .await;
+    let v = r.expect(StatusCode::OK).json();
+    assert!(
+        !v["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["table"] == "visits"),
+        "{v}"
     );
 
     // The database goes away: a clean error naming what failed.

@@ -206,5 +206,23 @@ fn text(v: &Value) -> String {
             ));
         }
     }
+    let health = &v["table_health"];
+    out.push_str(&format!(
+        "table health: {} tables checked\n",
+        health["checked"]
+    ));
+    for t in health["tables"].as_array().into_iter().flatten() {
+        for f in t["findings"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "- {} {}: {}\n",
+                t["table"].as_str().unwrap_or(""),
+                f["kind"].as_str().unwrap_or(""),
+                f["detail"].as_str().unwrap_or("")
+            ));
+            if let Some(s) = f["statement"].as_str() {
+                out.push_str(&format!("  fix: {s}\n"));
+            }
+        }
+    }
     out
 }

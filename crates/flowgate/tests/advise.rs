@@ -80,10 +80,15 @@ async fn a_database_is_advised_in_text_and_json() {
          CREATE TABLE events (id bigserial PRIMARY KEY, account_id int NOT NULL, at timestamptz NOT NULL);
          INSERT INTO events (account_id, at)
            SELECT i % 5000, now() - (i || ' seconds')::interval FROM generate_series(1, 100000) i;
-         ANALYZE; SELECT pg_stat_statements_reset();",
+         CREATE TABLE audit_log (at timestamptz, line text);
+         SELECT pg_stat_force_next_flush();",
     )
     .await
     .unwrap();
+    // Analyzed once the inserts' counts are in the statistics (else: stale at once).
+    o.batch_execute("ANALYZE; SELECT pg_stat_statements_reset();")
+        .await
+        .unwrap();
     for i in 0..5 {
         o.query("SELECT count(*) FROM events WHERE account_id = $1", &[&i])
             .await
@@ -112,6 +117,13 @@ async fn a_database_is_advised_in_text_and_json() {
         "{stdout}"
     );
     assert!(stdout.contains("helps (5 calls)"), "{stdout}");
+    // The tables' health: the audit log has no primary key; events is healthy.
+    assert!(
+        stdout
+            .contains("table health: 2 tables checked\n- audit_log no_primary_key: no primary key"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("- events"), "{stdout}");
 
     let out = run(vec![
         "--database-url".into(),

@@ -3,9 +3,10 @@
 //! watch (`/api/v1/performance/databases`); a query's complexity and,
 //! on a database, its plan and the indexes proven to help it (`analyze-query`); the slow
 //! query shapes with the watch's view of them (`slow-queries`); the indexes to create and
-//! drop (`index-recommendations`); the ordered plan (`optimization-plan`); and one step of
-//! it taken (`optimize/{action}/{target}`), only on a database configured as writable
-//! that allows the action, verified, logged and told to the notifiers.
+//! drop (`index-recommendations`); the tables' health (`table-health`); the ordered plan
+//! (`optimization-plan`); and one step of it taken (`optimize/{action}/{target}`), only on
+//! a database configured as writable that allows the action, verified, logged and told to
+//! the notifiers.
 //!
 //! `?database=NAME` names the database (the only one when one is configured). Every read
 //! is on a fresh read-only session; analyses give up after [`ANALYSIS_TIMEOUT`].
@@ -37,6 +38,7 @@ pub fn routes() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(analyze_query))
         .routes(routes!(slow_queries))
         .routes(routes!(index_recommendations))
+        .routes(routes!(table_health))
         .routes(routes!(optimization_plan))
         .routes(routes!(optimize))
 }
@@ -108,6 +110,25 @@ where
             ),
             "database_timeout",
         ))),
+    }
+}
+
+/// `work`'s report (a JSON object) on the database `q` names, with the database's name.
+async fn report_on<F>(gw: &Gateway, q: &HashMap<String, String>, work: F) -> Response
+where
+    F: AsyncFnOnce(&Database, Settings) -> Result<Value, AdvisorError>,
+{
+    let cfg = match required(gw, q) {
+        Ok(cfg) => cfg,
+        Err(answer) => return *answer,
+    };
+    let s = Settings::of(&cfg);
+    match reading(&cfg, async |db: &Database| work(db, s).await).await {
+        Ok(mut v) => {
+            v["database"] = json!(cfg.name);
+            Json(v).into_response()
+        }
+        Err(answer) => *answer,
     }
 }
 
@@ -316,18 +337,28 @@ async fn index_recommendations(
     State(gw): State<Arc<Gateway>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let cfg = match required(&gw, &q) {
-        Ok(cfg) => cfg,
-        Err(answer) => return *answer,
-    };
-    let s = Settings::of(&cfg);
-    match reading(&cfg, async |db: &Database| report::database(db, s).await).await {
-        Ok(mut v) => {
-            v["database"] = json!(cfg.name);
-            Json(v).into_response()
-        }
-        Err(answer) => *answer,
-    }
+    report_on(&gw, &q, async |db: &Database, s: Settings| {
+        report::database(db, s).await
+    })
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/performance/database/table-health",
+    tag = "database",
+    summary = "the tables' health from their statistics: dead rows autovacuum left, stale statistics, tables read whole over and over, transaction ids near wraparound, tables without a primary key; each finding with the vacuum or analyze that fixes it",
+    params(("database" = Option<String>, Query, description = "the database (the only one when one is configured)")),
+    responses((status = 200, description = "the tables checked and those with findings, largest first", body = Object), (status = 400, description = "several databases and none named", body = super::openapi::ApiError), (status = 404, description = "no database configured, or none of that name", body = super::openapi::ApiError), (status = 502, description = "the database cannot be reached", body = super::openapi::ApiError), (status = 504, description = "the database took too long", body = super::openapi::ApiError))
+)]
+async fn table_health(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    report_on(&gw, &q, async |db: &Database, _: Settings| {
+        report::tables(db).await
+    })
+    .await
 }
 
 /// The plan for `cfg`'s database as it is now.
@@ -354,7 +385,7 @@ fn apply_path(cfg: &DatabaseConfig, step: &plan::Step) -> String {
     get,
     path = "/api/v1/performance/database/optimization-plan",
     tag = "database",
-    summary = "the ordered plan (biggest time saved first): each step an action on an index, its statement, why, and whether the database allows it",
+    summary = "the ordered plan (biggest time saved first): each step an action on an index or a table, its statement, why, and whether the database allows it",
     params(("database" = Option<String>, Query, description = "the database (the only one when one is configured)")),
     responses((status = 200, description = "the plan", body = Object), (status = 400, description = "several databases and none named", body = super::openapi::ApiError), (status = 404, description = "no database configured, or none of that name", body = super::openapi::ApiError), (status = 409, description = "pg_stat_statements or HypoPG is missing", body = super::openapi::ApiError), (status = 502, description = "the database cannot be reached", body = super::openapi::ApiError), (status = 504, description = "the analysis took too long", body = super::openapi::ApiError))
 )]
@@ -395,10 +426,10 @@ async fn optimization_plan(
     post,
     path = "/api/v1/performance/database/optimize/{action}/{target}",
     tag = "database",
-    summary = "takes one step of the current plan (create_index or drop_index on the index named), only on a writable database that allows the action; verified by planning the shapes it helps again",
+    summary = "takes one step of the current plan (create_index or drop_index on the index named, vacuum or analyze on the table named), only on a writable database that allows the action; verified by planning the shapes it helps again, or by the table's statistics after",
     params(
-        ("action" = String, Path, description = "create_index or drop_index"),
-        ("target" = String, Path, description = "the index, as the plan names it"),
+        ("action" = String, Path, description = "create_index, drop_index, vacuum or analyze"),
+        ("target" = String, Path, description = "the index or table, as the plan names it"),
         ("database" = Option<String>, Query, description = "the database (the only one when one is configured)"),
     ),
     responses((status = 200, description = "what was done and its verification (`verified`)", body = Object), (status = 400, description = "an unknown action", body = super::openapi::ApiError), (status = 403, description = "the database is not writable, or the action not allowed", body = super::openapi::ApiError), (status = 404, description = "no such database, or no such step in the current plan", body = super::openapi::ApiError), (status = 502, description = "the database cannot be reached or refused the statement", body = super::openapi::ApiError))
@@ -415,7 +446,10 @@ async fn optimize(
     let Some(action) = DatabaseAction::parse(&action) else {
         return client_error(
             StatusCode::BAD_REQUEST,
-            &format!("{action:?} is not an action: create_index or drop_index"),
+            &format!(
+                "{action:?} is not an action: one of {}",
+                DatabaseAction::ALL.map(DatabaseAction::as_str).join(", ")
+            ),
             "invalid_parameter",
         );
     };

@@ -153,6 +153,11 @@ const checks = {
         await expect(`databases.${d.name}.calls.${s.queryid}`, s.calls, 'int');
         await expect(`databases.${d.name}.mean.${s.queryid}`, s.mean_ms, 'ms');
       }
+      // The tables' findings, as the API lists them.
+      const health = await api(`/api/v1/performance/database/table-health?database=${q}`);
+      const found = health.tables.flatMap(t => t.findings.map(f => [`${t.table}.${f.kind}`, f.kind]));
+      if (found.length === 0) fail(`${d.name}: no table finding to compare`);
+      for (const [key, kind] of found) await expect(`databases.${d.name}.health.${key}`, kind, 'text');
       // The plan is made on asking, and shows the API's steps.
       await page.click(`#make-plan-${d.name}`);
       const first = `[data-field="databases.${d.name}.step.1"]`;

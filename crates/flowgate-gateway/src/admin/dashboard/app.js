@@ -384,7 +384,7 @@ function planView(name, r) {
   return table(r.json.steps, [
     ['#', s => s.order, 'int'],
     ['action', s => s.action, 'text'],
-    ['index', s => s.target, 'text', `databases.${name}.step`],
+    ['index or table', s => s.target, 'text', `databases.${name}.step`],
     ['why', s => s.why, 'text'],
     ['saves', s => s.saved_ms, 'ms'],
     ['size', s => s.size_bytes, 'bytes'],
@@ -399,6 +399,10 @@ pages.databases = async function databases() {
   for (const d of list) {
     const q = encodeURIComponent(d.name);
     const slow = await api(`/api/v1/performance/database/slow-queries?database=${q}`, { ok: [409, 502, 504] });
+    const health = await api(`/api/v1/performance/database/table-health?database=${q}`, { ok: [502, 504] });
+    const findings = health.status === 200
+      ? health.json.tables.flatMap(t => t.findings.map(f => ({ key: `${t.table}.${f.kind}`, table: t.table, ...f })))
+      : [];
     const w = d.watch || {};
     const shown = h('div', { id: `plan-${d.name}` },
       state.plans[d.name] ? planView(d.name, state.plans[d.name]) : h('p', { class: 'muted' }, 'Not made yet: every slow shape is planned with hypothetical indexes (HypoPG) on the database.'));
@@ -432,6 +436,13 @@ pages.databases = async function databases() {
         ['before', c => c.before, 'text'],
         ['after', c => c.after, 'text'],
       ]),
+      h('h3', {}, 'Table health'),
+      health.status === 200 ? table(findings, [
+        ['table', f => f.table, 'text'],
+        ['finding', f => f.kind, 'text', `databases.${d.name}.health`],
+        ['why', f => f.detail, 'text'],
+        ['fix', f => f.statement || '', 'text'],
+      ], f => f.key) : h('p', { class: 'error' }, health.json.error.message),
       h('h3', {}, 'Optimization plan'),
       make, shown));
   }
