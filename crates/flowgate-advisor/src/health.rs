@@ -29,6 +29,15 @@ const LARGE_TABLE: i64 = 10_000;
 /// which PostgreSQL stops taking writes.
 const XID_AGE: i64 = 1_000_000_000;
 
+/// The kinds of finding, worst first.
+pub const KINDS: [&str; 5] = [
+    "xid_wraparound",
+    "dead_rows",
+    "stale_statistics",
+    "sequential_reads",
+    "no_primary_key",
+];
+
 /// One table as its statistics describe it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableHealth {
@@ -57,8 +66,7 @@ pub struct TableHealth {
 /// What is wrong with a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
-    /// `dead_rows`, `xid_wraparound`, `stale_statistics`, `sequential_reads` or
-    /// `no_primary_key`.
+    /// One of [`KINDS`].
     pub kind: &'static str,
     pub detail: String,
     /// The action that fixes it, with its statement, when a statement does.
@@ -246,6 +254,33 @@ pub async fn table(db: &Database, name: &str) -> Result<Option<TableHealth>, Adv
     Ok(rows.first().map(read))
 }
 
+/// The database's tables in figures: how many tables have each kind of finding (every
+/// kind, in [`KINDS`]' order), and the oldest transaction-id age of any.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub findings: Vec<(&'static str, usize)>,
+    pub xid_age: i64,
+}
+
+pub fn summary(tables: &[TableHealth]) -> Summary {
+    let found: Vec<Vec<Finding>> = tables.iter().map(TableHealth::findings).collect();
+    Summary {
+        findings: KINDS
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    found
+                        .iter()
+                        .filter(|f| f.iter().any(|f| f.kind == *k))
+                        .count(),
+                )
+            })
+            .collect(),
+        xid_age: tables.iter().map(|t| t.xid_age).max().unwrap_or(0),
+    }
+}
+
 /// The fixes the tables' findings call for, a step per table (a vacuum, which analyzes
 /// too, over an analyze), most dead rows first then largest.
 pub fn fixes(tables: &[TableHealth]) -> Vec<(&TableHealth, Finding)> {
@@ -385,6 +420,36 @@ mod tests {
             ..healthy()
         };
         assert_eq!(kinds(&no_key), ["no_primary_key"]);
+    }
+
+    #[test]
+    fn the_summary_counts_tables_per_kind_and_keeps_the_oldest_xid_age() {
+        let tables = [
+            TableHealth {
+                has_primary_key: false,
+                dead_rows: 40_000,
+                ..healthy()
+            },
+            TableHealth {
+                has_primary_key: false,
+                xid_age: 7_000,
+                ..healthy()
+            },
+            healthy(),
+        ];
+        let s = summary(&tables);
+        assert_eq!(
+            s.findings,
+            [
+                ("xid_wraparound", 0),
+                ("dead_rows", 1),
+                ("stale_statistics", 0),
+                ("sequential_reads", 0),
+                ("no_primary_key", 2),
+            ]
+        );
+        assert_eq!(s.xid_age, 7_000);
+        assert_eq!(summary(&[]).xid_age, 0);
     }
 
     #[test]

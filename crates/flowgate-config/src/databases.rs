@@ -100,6 +100,16 @@ pub fn query_mean_series(name: &str, queryid: i64) -> String {
     format!("db_query_mean_ms{{database=\"{name}\",query=\"{queryid}\"}}")
 }
 
+/// The history's series of database `name`'s tables with a finding of `kind`.
+pub fn table_findings_series(name: &str, kind: &str) -> String {
+    format!("db_table_findings{{database=\"{name}\",kind=\"{kind}\"}}")
+}
+
+/// The history's series of database `name`'s oldest transaction-id age.
+pub fn xid_age_series(name: &str) -> String {
+    format!("db_xid_age{{database=\"{name}\"}}")
+}
+
 /// Why `name` picks no database of a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PickError {

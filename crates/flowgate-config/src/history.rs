@@ -56,6 +56,11 @@ pub const SERIES: &[(&str, Option<&str>)] = &[
     ("db_slow_queries", Some("database")),
     // A shape's mean time over the last poll (`query`: pg_stat_statements' queryid).
     ("db_query_mean_ms", Some("database,query")),
+    // Tables of a database with a finding of a kind (`kind`: dead_rows, xid_wraparound,
+    // stale_statistics, sequential_reads, no_primary_key).
+    ("db_table_findings", Some("database,kind")),
+    // The oldest transaction-id age of a database's tables.
+    ("db_xid_age", Some("database")),
 ];
 
 /// The stages of a request's path, as `stage_ms` names them (`flowgate_telemetry::

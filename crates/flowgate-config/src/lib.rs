@@ -74,7 +74,7 @@ pub use cost::{CostConfig, SharedBudgetsConfig};
 pub use cron::Schedule;
 pub use databases::{
     DatabaseAction, DatabaseConfig, PickError, pick_database, query_mean_series,
-    slow_queries_series,
+    slow_queries_series, table_findings_series, xid_age_series,
 };
 pub use env::PREFIX as ENV_PREFIX;
 pub use error::{ConfigError, KeyPath, Location, Problem, Seg};

@@ -1,6 +1,7 @@
 //! The watched databases' families ([`crate::databases`]), encoded at each scrape: whether
-//! each could be read at its last poll, its slow shapes and shapes called then, the plan
-//! changes seen, and when it was last read. Each shape's mean stays in the metrics history
+//! each could be read at its last poll, its slow shapes and shapes called then, its tables
+//! with each kind of finding and their oldest transaction-id age, the plan changes seen,
+//! and when it was last read. Each shape's mean stays in the metrics history
 //! (`db_query_mean_ms`): a label per query shape would grow without bound.
 
 use std::sync::Arc;
@@ -41,6 +42,28 @@ impl Collector for DatabaseCollector {
             "flowgate_database_query_shapes",
             "Query shapes called during the last poll",
             each(&|s| s.error.is_none().then_some(s.shapes as i64)),
+        )?;
+        gauge(
+            e,
+            "flowgate_database_table_findings",
+            "Tables with a finding of the kind at the last poll (dead_rows, xid_wraparound, stale_statistics, sequential_reads, no_primary_key)",
+            all.iter()
+                .filter(|s| s.error.is_none())
+                .flat_map(|s| {
+                    s.tables.findings.iter().map(|(kind, n)| {
+                        (
+                            vec![("database", s.name.as_str()), ("kind", *kind)],
+                            *n as i64,
+                        )
+                    })
+                })
+                .collect(),
+        )?;
+        gauge(
+            e,
+            "flowgate_database_xid_age",
+            "The oldest transaction-id age of the database's tables at the last poll (PostgreSQL stops taking writes at 2^31)",
+            each(&|s| s.error.is_none().then_some(s.tables.xid_age)),
         )?;
         counter(
             e,

@@ -2,9 +2,10 @@
 //! that reads them is in `database_watch.rs`, above this module): each database's query shapes as
 //! `pg_stat_statements` counted them at the last poll, each shape's mean time over the poll
 //! (the change in its total time over the change in its calls), how many were slow, the
-//! busiest shapes' plans outlined and the changes seen in them; the history's samples of
-//! it (`db_query_mean_ms{database,query}`, `db_slow_queries{database}`, which the
-//! database's alert rule watches). The sessions the watch and the admin API's database
+//! busiest shapes' plans outlined and the changes seen in them, its tables' health in
+//! figures; the history's samples of it (`db_query_mean_ms{database,query}`,
+//! `db_slow_queries{database}`, which the database's alert rule watches,
+//! `db_table_findings{database,kind}`, `db_xid_age{database}`). The sessions the watch and the admin API's database
 //! endpoints open come from [`connect`]; their changes are serialized by
 //! [`Databases::acting`].
 
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flowgate_advisor::health;
 use flowgate_advisor::recommend::outline;
 use flowgate_advisor::{AdvisorError, Database};
 use flowgate_config::DatabaseConfig;
@@ -64,6 +66,8 @@ pub(crate) struct Watch {
     pub changes: VecDeque<PlanChange>,
     /// Plan changes seen since the gateway started (more than `changes` keeps).
     pub changes_seen: u64,
+    /// Its tables' findings counted by kind, and their oldest transaction-id age.
+    pub tables: health::Summary,
 }
 
 /// A database's watch in figures, for the metrics.
@@ -75,6 +79,7 @@ pub(crate) struct Status {
     pub slow: usize,
     pub shapes: usize,
     pub plan_changes: u64,
+    pub tables: health::Summary,
 }
 
 /// Every watched database's [`Watch`], and the lock its changes take.
@@ -109,6 +114,7 @@ impl Databases {
                     slow: w.slow,
                     shapes: w.means.len(),
                     plan_changes: w.changes_seen,
+                    tables: w.tables.clone(),
                 })
             })
             .collect()
@@ -181,6 +187,16 @@ impl Databases {
                     flowgate_config::slow_queries_series(name),
                     Sample::Gauge(watch.slow as f64),
                 ));
+                for (kind, n) in &watch.tables.findings {
+                    out.push((
+                        flowgate_config::table_findings_series(name, kind),
+                        Sample::Gauge(*n as f64),
+                    ));
+                }
+                out.push((
+                    flowgate_config::xid_age_series(name),
+                    Sample::Gauge(watch.tables.xid_age as f64),
+                ));
             }
             for m in &watch.means {
                 out.push((
@@ -203,10 +219,11 @@ pub(crate) async fn connect(
     Database::connect(cfg.url.expose(), writable && cfg.writable, &tls).await
 }
 
-/// What one poll read: the shapes, and the busiest ones' plans outlined.
+/// What one poll read: the shapes, the busiest ones' plans outlined, the tables' health.
 struct Read {
     shapes: Vec<flowgate_advisor::Shape>,
     plans: Vec<(i64, String)>,
+    tables: health::Summary,
 }
 
 async fn read(
@@ -228,7 +245,12 @@ async fn read(
             plans.push((s.queryid, outline(&p)));
         }
     }
-    Ok(Read { shapes, plans })
+    let tables = health::summary(&health::tables(&db).await?);
+    Ok(Read {
+        shapes,
+        plans,
+        tables,
+    })
 }
 
 /// A shape's calls and mean time since the last poll (`None`: not called since).
@@ -289,6 +311,7 @@ fn update(w: &mut Watch, read: Read, slow_ms: f64, now: u64) -> Vec<PlanChange> 
         }
     }
     w.means = means;
+    w.tables = read.tables;
     w.changes_seen += changed.len() as u64;
     for c in &changed {
         w.changes.push_back(c.clone());

@@ -536,6 +536,8 @@ async fn slow_shapes_raise_the_alert_and_a_plan_change_is_noted() {
         let all = v["series"].to_string();
         all.contains("db_query_mean_ms{database=\\\"crm\\\",query=")
             && all.contains("db_slow_queries{database=\\\"crm\\\"}")
+            && all.contains("db_table_findings{database=\\\"crm\\\",kind=\\\"no_primary_key\\\"}")
+            && all.contains("db_xid_age{database=\\\"crm\\\"}")
     };
     until(admin, "/api/v1/metrics/series", kept).await;
 
@@ -565,6 +567,29 @@ async fn slow_shapes_raise_the_alert_and_a_plan_change_is_noted() {
         ) > 1.7e9,
         "{m}"
     );
+    // The CRM's settings table has no primary key; no table is near wraparound.
+    let kind = |k: &str| {
+        metric(
+            &m,
+            &format!("flowgate_database_table_findings{{database=\"crm\",kind=\"{k}\"}}"),
+        )
+    };
+    assert_eq!(
+        (kind("no_primary_key"), kind("xid_wraparound")),
+        (1.0, 0.0),
+        "{m}"
+    );
+    let age = metric(&m, "flowgate_database_xid_age{database=\"crm\"}");
+    assert!(age > 0.0 && age < 1e9, "{m}");
+    let r = api(admin, "GET", "/api/v1/performance/databases", "").await;
+    let v = r.expect(StatusCode::OK).json();
+    let crm = v["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "crm")
+        .unwrap();
+    assert_eq!(crm["watch"]["table_findings"]["no_primary_key"], 1, "{v}");
 
     // The database goes away: a clean error, the watch says so at its next poll, and the
     // gateway keeps serving.

@@ -154,7 +154,7 @@ fn does_not_parse(e: &flowgate_advisor::ParseError) -> Response {
     get,
     path = "/api/v1/performance/databases",
     tag = "database",
-    summary = "the databases of [[databases]]: their settings and what the watch last saw (last poll, error, slow shapes, plan changes)",
+    summary = "the databases of [[databases]]: their settings and what the watch last saw (last poll, error, slow shapes, plan changes, tables with each kind of finding, oldest transaction-id age)",
     responses((status = 200, description = "the databases (none: an empty list)", body = Object))
 )]
 async fn databases(State(gw): State<Arc<Gateway>>) -> Response {
@@ -171,6 +171,8 @@ async fn databases(State(gw): State<Arc<Gateway>>) -> Response {
                     "slow_last_poll": w.slow,
                     "shapes_last_poll": w.means.len(),
                     "plan_changes": w.changes.len(),
+                    "table_findings": w.tables.findings.iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                    "xid_age": w.tables.xid_age,
                 })
             });
             json!({
