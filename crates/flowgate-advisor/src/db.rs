@@ -25,7 +25,7 @@ fn redacted(url: &str) -> String {
 }
 
 /// How many parameters (`$1`...) `sql` takes: the highest number named.
-fn parameters(sql: &str) -> usize {
+pub(crate) fn parameters(sql: &str) -> usize {
     let b = sql.as_bytes();
     let mut most = 0;
     let mut i = 0;
@@ -382,6 +382,14 @@ impl Database {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The database's name, as its server calls it.
+    pub async fn name(&self) -> Result<String, AdvisorError> {
+        Ok(self
+            .query_one("SELECT current_database()::text", &[])
+            .await?
+            .get(0))
     }
 
     /// Whether index `name` is valid (`None`: there is no such index).

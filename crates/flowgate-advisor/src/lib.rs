@@ -13,6 +13,8 @@
 //!   index leads with.
 //! - [`health`]: the tables' health: dead rows, stale statistics, tables read whole,
 //!   transaction-id age, missing primary keys; the vacuums and analyzes that fix them.
+//! - [`querylog`]: slow statements from PostgreSQL's own log (stderr, csvlog, jsonlog),
+//!   grouped into shapes as `pg_stat_statements` groups them.
 //! - [`recommend`]: candidates proven with hypothetical indexes: kept when the planner uses
 //!   them and the estimated cost falls by the threshold, best per shape, biggest saving
 //!   first.
@@ -27,6 +29,7 @@ pub mod existing;
 pub mod explained;
 pub mod health;
 pub mod plan;
+pub mod querylog;
 pub mod recommend;
 pub mod report;
 

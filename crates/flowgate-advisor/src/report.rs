@@ -12,6 +12,7 @@ use crate::db::{AdvisorError, Database, Shape};
 use crate::existing::{duplicates, indexes, unindexed_foreign_keys, unused};
 use crate::explained;
 use crate::health;
+use crate::querylog::{self, Logged};
 use crate::recommend::{Recommendation, recommend, total_cost};
 
 /// What a report is asked for.
@@ -189,6 +190,55 @@ pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError>
         })).collect::<Vec<_>>(),
         "table_health": health,
     }))
+}
+
+/// The slow shapes of a log's timed statements (those of `db`'s database, when the log
+/// says which): their calls, total, mean and longest time, the slowest call as logged,
+/// their complexity; on `db`, with what their plans add and the indexes proven to help
+/// them.
+pub async fn log(
+    db: Option<&Database>,
+    entries: &[Logged],
+    s: Settings,
+) -> Result<Value, AdvisorError> {
+    let name = match db {
+        Some(db) => Some(db.name().await?),
+        None => None,
+    };
+    let found = querylog::shapes(entries, name.as_deref());
+    let slow: Vec<&querylog::LogShape> = found
+        .shapes
+        .iter()
+        .filter(|l| l.shape.mean_ms >= s.slow_ms)
+        .take(usize::try_from(s.limit).unwrap_or(0))
+        .collect();
+    let shapes: Vec<Shape> = slow.iter().map(|l| l.shape.clone()).collect();
+    let mut shown = match db {
+        Some(db) => shapes_on(db, &shapes).await,
+        None => shapes.iter().map(shape).collect(),
+    };
+    for (v, l) in shown.iter_mut().zip(&slow) {
+        v["max_ms"] = json!(l.max_ms);
+        v["slowest"] = json!(l.slowest);
+    }
+    let mut v = json!({
+        "source": "log",
+        "database": name,
+        "settings": { "slow_ms": s.slow_ms, "threshold": s.threshold },
+        "log": {
+            "statements": found.statements,
+            "shapes": found.shapes.len(),
+            "utility": found.utility,
+            "unparsed": found.unparsed,
+            "own": found.own,
+        },
+        "slow_queries": shown,
+    });
+    if let Some(db) = db {
+        let recs = recommend(db, &shapes, s.threshold).await?;
+        v["recommendations"] = json!(recs.iter().map(recommendation).collect::<Vec<_>>());
+    }
+    Ok(v)
 }
 
 /// The tables' health: how many were checked, and those with findings, largest first.

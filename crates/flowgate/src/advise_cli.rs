@@ -4,7 +4,10 @@
 //! `slow`, `threshold` and `allow_analyze`. A query alone: its complexity and reasons. A
 //! query and a database: also its plan's cost and the indexes proven (with HypoPG) to
 //! help it. A database alone: its slow query shapes (`pg_stat_statements`), the indexes
-//! that would help them, the unused and duplicate indexes, the foreign keys without one.
+//! that would help them, the unused and duplicate indexes, the foreign keys without one,
+//! the tables' health. `--log FILE`: the slow shapes of PostgreSQL's own log instead
+//! (`log_min_duration_statement`; stderr, csvlog or jsonlog), with a database the indexes
+//! proven to help them (the log's entries of that database only, when it says).
 //! The connection is read-only: nothing is written to the database; a query given is
 //! run only with `--analyze`.
 
@@ -25,8 +28,13 @@ pub struct AdviseArgs {
     #[arg(long, requires = "config")]
     database: Option<String>,
     /// One query to analyze instead of the database's slow shapes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "log")]
     query: Option<String>,
+    /// PostgreSQL's log (`-`: standard input) to take the slow shapes from instead of
+    /// `pg_stat_statements` (the entries `log_min_duration_statement` writes; stderr,
+    /// csvlog or jsonlog).
+    #[arg(long)]
+    log: Option<std::path::PathBuf>,
     /// A shape is slow from this mean time, in milliseconds (500; the database's `slow`
     /// with --config).
     #[arg(long)]
@@ -100,8 +108,23 @@ pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
         settings.threshold = t;
     }
     settings.analyze |= args.analyze;
+    if let Some(path) = &args.log {
+        let entries = flowgate_advisor::querylog::entries(&read_log(path)?);
+        let v = match &target {
+            None => report::log(None, &entries, settings).await?,
+            Some(t) => {
+                let db = flowgate_advisor::Database::connect(&t.url, false, &t.tls).await?;
+                report::log(Some(&db), &entries, settings).await?
+            }
+        };
+        return shown(&v, &args.format);
+    }
     let v = match (&target, &args.query) {
-        (None, None) => anyhow::bail!("give --query, --database-url (or --config), or both"),
+        (None, None) => {
+            anyhow::bail!(
+                "give --query, --log, --database-url (or --config), or a database and one of the others"
+            )
+        }
         (None, Some(q)) => {
             report::query(q).map_err(|e| anyhow::anyhow!("the query does not parse: {e}"))?
         }
@@ -117,10 +140,24 @@ pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
             }
         }
     };
-    Ok(if args.format == "json" {
-        serde_json::to_string_pretty(&v)? + "\n"
+    shown(&v, &args.format)
+}
+
+/// The log at `path` (`-`: standard input).
+fn read_log(path: &std::path::Path) -> anyhow::Result<String> {
+    let read = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
     } else {
-        text(&v)
+        std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    read.map_err(|e| anyhow::anyhow!("cannot read the log {}: {e}", path.display()))
+}
+
+fn shown(v: &Value, format: &str) -> anyhow::Result<String> {
+    Ok(if format == "json" {
+        serde_json::to_string_pretty(v)? + "\n"
+    } else {
+        text(v)
     })
 }
 
@@ -177,6 +214,13 @@ fn text(v: &Value) -> String {
         }
         return out;
     }
+    if v["source"] == "log" {
+        let l = &v["log"];
+        out.push_str(&format!(
+            "from the log: {} timed statements in {} shapes ({} utility, {} that do not parse, {} the advisor's own left out)\n",
+            l["statements"], l["shapes"], l["utility"], l["unparsed"], l["own"]
+        ));
+    }
     let slow = v["slow_queries"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!(
         "slow queries (mean over {} ms): {}\n",
@@ -193,7 +237,10 @@ fn text(v: &Value) -> String {
         ));
         complexity(&mut out, &q["complexity"]);
     }
-    recommendations(&mut out, v);
+    // A log read without a database: nothing proven.
+    if v["recommendations"].is_array() {
+        recommendations(&mut out, v);
+    }
     for (key, what) in [
         ("unused_indexes", "unused (never scanned)"),
         ("duplicate_indexes", "duplicate"),
@@ -207,6 +254,9 @@ fn text(v: &Value) -> String {
         }
     }
     let health = &v["table_health"];
+    if !health.is_object() {
+        return out;
+    }
     out.push_str(&format!(
         "table health: {} tables checked\n",
         health["checked"]

@@ -79,9 +79,10 @@ enum Command {
     /// Markdown with charts: score, traffic, latency, errors, hit ratio, spend, forecast,
     /// anomalies, findings and recommendations.
     Report(report_cli::ReportArgs),
-    /// Advise a PostgreSQL database: slow query shapes, their complexity, the indexes
-    /// proven (with hypothetical indexes) to help them, unused and duplicate indexes,
-    /// foreign keys without one; or one query's complexity (and, with a database, the
+    /// Advise a PostgreSQL database: slow query shapes (from `pg_stat_statements`, or from
+    /// the server's log with --log), their complexity, the indexes proven (with
+    /// hypothetical indexes) to help them, unused and duplicate indexes, foreign keys
+    /// without one, table health; or one query's complexity (and, with a database, the
     /// indexes that help it). Read-only: nothing is written to the database.
     Advise(advise_cli::AdviseArgs),
     /// Print the admin API's OpenAPI 3.1 document (as served at `/api/v1/openapi.json`).

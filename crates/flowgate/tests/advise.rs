@@ -64,10 +64,55 @@ fn a_query_alone_bad_sql_and_an_unreachable_database() {
     let o = advise(&[]);
     assert!(!o.status.success());
     assert!(
-        text(&o).1.contains("--query, --database-url"),
+        text(&o).1.contains("--query, --log, --database-url"),
         "{:?}",
         text(&o)
     );
+}
+
+#[test]
+fn a_log_is_read_offline_and_bad_logs_are_said() {
+    let dir = std::env::temp_dir().join(format!("flowgate-advise-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("postgresql.log");
+    std::fs::write(
+        &log,
+        "2026-12-07 10:00:00.001 UTC [7] app@crm LOG:  duration: 900.0 ms  statement: SELECT * FROM leads\n\
+         \tWHERE lower(email) = 'a@example.com'\n\
+         2026-12-07 10:00:00.002 UTC [7] app@crm LOG:  duration: 700.0 ms  execute <unnamed>: SELECT * FROM leads WHERE lower(email) = $1\n\
+         2026-12-07 10:00:00.002 UTC [7] app@crm DETAIL:  parameters: $1 = 'b@example.com'\n\
+         2026-12-07 10:00:00.003 UTC [7] app@crm LOG:  duration: 20.0 ms  statement: SELECT 1\n\
+         2026-12-07 10:00:00.004 UTC [7] app@crm LOG:  duration: 9000.0 ms  statement: VACUUM leads\n",
+    )
+    .unwrap();
+    let o = advise(&["--log", log.to_str().unwrap(), "--slow-ms", "100"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.starts_with(
+            "from the log: 4 timed statements in 2 shapes (1 utility, 0 that do not parse, 0 the advisor's own left out)\n\
+             slow queries (mean over 100 ms): 1\n\
+             - 800.0 ms mean x 2 calls = 1600 ms: SELECT * FROM leads WHERE lower(email) = $1\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("function_on_column"), "{out}");
+    assert!(
+        !out.contains("recommend"),
+        "nothing is proven offline: {out}"
+    );
+
+    let o = advise(&["--log", dir.join("missing.log").to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("cannot read the log") && err.contains("missing.log"),
+        "{err}"
+    );
+    let o = advise(&["--log", log.to_str().unwrap(), "--query", "SELECT 1"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("cannot be used with"), "{:?}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

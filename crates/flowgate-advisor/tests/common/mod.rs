@@ -180,6 +180,13 @@ impl Pg {
         );
     }
 
+    /// Stops the server (fast) and starts it again: what `ALTER SYSTEM` set that only a
+    /// start reads (`logging_collector`) takes effect.
+    pub fn restart(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+        self.ctl_start();
+    }
+
     /// The URL of database `db` as user flowgate (trusted on loopback).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://flowgate@127.0.0.1:{}/{db}", self.port)
