@@ -11,6 +11,7 @@
 //! left out.
 
 use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read};
 
 use sqlparser::ast::{Expr, Statement, Value, visit_expressions_mut};
 
@@ -44,17 +45,41 @@ pub fn message(msg: &str) -> Option<(f64, String)> {
     Some((ms, sql.trim().to_string()))
 }
 
-/// The log's timed statements, its format told from its first line: `jsonlog` (a JSON
-/// object a line), `csvlog` (CSV records, messages possibly over several lines), else
-/// `stderr` (a statement's further lines start with a tab).
-pub fn entries(text: &str) -> Vec<Logged> {
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    if first.trim_start().starts_with('{') {
-        json(text)
-    } else if is_csv(text) {
-        csv(text)
-    } else {
-        stderr(text)
+/// How much of the log is looked at to tell its format.
+const PEEK: usize = 1 << 16;
+
+/// The log's formats.
+enum Format {
+    Stderr,
+    Csv,
+    Json,
+}
+
+/// Reads the log from `r`, giving each timed statement to `each` as it comes (a log of
+/// any size takes the memory of its longest record), its format told from its first
+/// record: `jsonlog` (a JSON object a line), `csvlog` (CSV records, messages possibly over
+/// several lines), else `stderr` (a statement's further lines start with a tab). Bytes
+/// that are not UTF-8 are read as U+FFFD.
+pub fn read(mut r: impl Read, mut each: impl FnMut(Logged)) -> io::Result<()> {
+    // The head is read whole (a pipe gives a few KB at a time), then read again.
+    let mut head = Vec::with_capacity(PEEK);
+    (&mut r).take(PEEK as u64).read_to_end(&mut head)?;
+    let format = {
+        let head = String::from_utf8_lossy(&head);
+        let first = head.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        if first.trim_start().starts_with('{') {
+            Format::Json
+        } else if is_csv(&head) {
+            Format::Csv
+        } else {
+            Format::Stderr
+        }
+    };
+    let r = BufReader::new(io::Cursor::new(head).chain(r));
+    match format {
+        Format::Stderr => stderr(r, &mut each),
+        Format::Csv => csv(r, &mut each),
+        Format::Json => json(r, &mut each),
     }
 }
 
@@ -62,11 +87,11 @@ pub fn entries(text: &str) -> Vec<Logged> {
 /// 24, 15: 26), the first a timestamp, the 12th a severity (`LOG`), the 13th an SQLSTATE
 /// (a message may hold newlines: read as CSV, not as a line; a stderr line of a long
 /// column list has as many commas).
-fn is_csv(text: &str) -> bool {
+fn is_csv(head: &str) -> bool {
     let mut r = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(text.as_bytes());
+        .from_reader(head.as_bytes());
     r.records().next().and_then(Result::ok).is_some_and(|rec| {
         let severity = rec.get(11).unwrap_or("");
         rec.len() >= 23
@@ -81,61 +106,84 @@ fn is_csv(text: &str) -> bool {
     })
 }
 
-fn stderr(text: &str) -> Vec<Logged> {
-    let mut out: Vec<Logged> = Vec::new();
-    let mut open = false;
-    for line in text.lines() {
+/// Each line of `r` (without its end) to `f`.
+fn lines(mut r: impl BufRead, mut f: impl FnMut(&str)) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        let line = String::from_utf8_lossy(&buf);
+        f(line.trim_end_matches(['\n', '\r']));
+    }
+}
+
+fn stderr(r: impl BufRead, each: &mut impl FnMut(Logged)) -> io::Result<()> {
+    let mut open: Option<Logged> = None;
+    lines(r, |line| {
         if let Some(more) = line.strip_prefix('\t') {
-            if open && let Some(last) = out.last_mut() {
+            if let Some(last) = open.as_mut() {
                 last.statement.push('\n');
                 last.statement.push_str(more);
             }
-            continue;
+            return;
         }
-        open = false;
-        if let Some((ms, statement)) = message(line) {
-            out.push(Logged {
-                ms,
-                statement,
-                database: None,
-            });
-            open = true;
+        if let Some(done) = open.take() {
+            each(done);
         }
+        open = message(line).map(|(ms, statement)| Logged {
+            ms,
+            statement,
+            database: None,
+        });
+    })?;
+    if let Some(done) = open {
+        each(done);
     }
-    out
+    Ok(())
 }
 
-fn csv(text: &str) -> Vec<Logged> {
+fn csv(r: impl BufRead, each: &mut impl FnMut(Logged)) -> io::Result<()> {
     let mut r = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(text.as_bytes());
-    r.records()
-        .filter_map(Result::ok)
-        .filter_map(|rec| {
-            let (ms, statement) = message(rec.get(13)?)?;
-            let database = rec.get(2).filter(|d| !d.is_empty()).map(str::to_string);
-            Some(Logged {
-                ms,
-                statement,
-                database,
-            })
-        })
-        .collect()
+        .from_reader(r);
+    let mut rec = ::csv::ByteRecord::new();
+    loop {
+        match r.read_byte_record(&mut rec) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {
+                let field = |i: usize| rec.get(i).map(String::from_utf8_lossy);
+                if let Some((ms, statement)) = field(13).and_then(|m| message(&m)) {
+                    let database = field(2).filter(|d| !d.is_empty()).map(|d| d.into_owned());
+                    each(Logged {
+                        ms,
+                        statement,
+                        database,
+                    });
+                }
+            }
+            Err(e) if e.is_io_error() => return Err(io::Error::other(e)),
+            // A record cut short (the log rotated mid-write): the next one is read.
+            Err(_) => {}
+        }
+    }
 }
 
-fn json(text: &str) -> Vec<Logged> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| {
-            let (ms, statement) = message(v["message"].as_str()?)?;
-            Some(Logged {
+fn json(r: impl BufRead, each: &mut impl FnMut(Logged)) -> io::Result<()> {
+    lines(r, |line| {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        if let Some((ms, statement)) = v["message"].as_str().and_then(message) {
+            each(Logged {
                 ms,
                 statement,
                 database: v["dbname"].as_str().map(str::to_string),
-            })
-        })
-        .collect()
+            });
+        }
+    })
 }
 
 /// Why a statement is not a shape.
@@ -202,6 +250,8 @@ pub struct LogShape {
 /// What a log held.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FromLog {
+    /// The database whose entries were taken (where the format says), when one was asked.
+    pub database: Option<String>,
     /// Shapes, most total time first.
     pub shapes: Vec<LogShape>,
     /// Timed statements read (of `database`, when one is asked for).
@@ -221,36 +271,40 @@ fn shape_id(text: &str) -> i64 {
     i64::from_ne_bytes(h.to_ne_bytes())
 }
 
-/// `entries` (those of `database`, when given and the format says) grouped into shapes.
-pub fn shapes(entries: &[Logged], database: Option<&str>) -> FromLog {
-    let mut out = FromLog::default();
+/// The shapes of the log `r` holds (the entries of `database`, when given and the
+/// format says).
+pub fn shapes(r: impl Read, database: Option<&str>) -> io::Result<FromLog> {
+    let mut out = FromLog {
+        database: database.map(str::to_string),
+        ..FromLog::default()
+    };
     let mut by: HashMap<String, LogShape> = HashMap::new();
-    for e in entries {
+    read(r, |e| {
         if let (Some(want), Some(on)) = (database, &e.database)
             && want != on
         {
-            continue;
+            return;
         }
         out.statements += 1;
         let text = match normalize(&e.statement) {
             Ok(t) => t,
             Err(Left::Utility) => {
                 out.utility += 1;
-                continue;
+                return;
             }
             Err(Left::Unparsed) => {
                 out.unparsed += 1;
-                continue;
+                return;
             }
             Err(Left::Own) => {
                 out.own += 1;
-                continue;
+                return;
             }
         };
-        let s = by.entry(text.clone()).or_insert_with(|| LogShape {
+        let s = by.entry(text).or_insert_with_key(|text| LogShape {
             shape: Shape {
-                queryid: shape_id(&text),
-                query: text,
+                queryid: shape_id(text),
+                query: text.clone(),
                 calls: 0,
                 total_ms: 0.0,
                 mean_ms: 0.0,
@@ -265,9 +319,9 @@ pub fn shapes(entries: &[Logged], database: Option<&str>) -> FromLog {
         s.shape.total_ms += e.ms;
         if e.ms >= s.max_ms {
             s.max_ms = e.ms;
-            s.slowest.clone_from(&e.statement);
+            s.slowest = e.statement;
         }
-    }
+    })?;
     out.shapes = by
         .into_values()
         .map(|mut s| {
@@ -281,12 +335,18 @@ pub fn shapes(entries: &[Logged], database: Option<&str>) -> FromLog {
             .total_cmp(&a.shape.total_ms)
             .then_with(|| a.shape.query.cmp(&b.shape.query))
     });
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entries(log: &str) -> Vec<Logged> {
+        let mut out = Vec::new();
+        read(log.as_bytes(), |e| out.push(e)).unwrap();
+        out
+    }
 
     #[test]
     fn a_message_gives_a_statements_duration_and_text() {
@@ -403,20 +463,23 @@ mod tests {
 
     #[test]
     fn statements_group_into_shapes_most_total_time_first() {
-        let e = |ms: f64, sql: &str, db: Option<&str>| Logged {
-            ms,
-            statement: sql.into(),
-            database: db.map(str::to_string),
+        let line = |ms: f64, sql: &str, db: &str| {
+            format!(
+                "{}\n",
+                serde_json::json!({"dbname": db, "message": format!("duration: {ms} ms  statement: {sql}")})
+            )
         };
         let log = [
-            e(100.0, "SELECT * FROM leads WHERE id = 1", Some("crm")),
-            e(300.0, "SELECT * FROM leads WHERE id = 2", Some("crm")),
-            e(250.0, "SELECT * FROM events WHERE kind = 'x'", Some("crm")),
-            e(999.0, "SELECT * FROM other WHERE id = 3", Some("billing")),
-            e(5.0, "VACUUM leads", Some("crm")),
-            e(5.0, "SELEC nothing", Some("crm")),
-        ];
-        let got = shapes(&log, Some("crm"));
+            line(100.0, "SELECT * FROM leads WHERE id = 1", "crm"),
+            line(300.0, "SELECT * FROM leads WHERE id = 2", "crm"),
+            line(250.0, "SELECT * FROM events WHERE kind = 'x'", "crm"),
+            line(999.0, "SELECT * FROM other WHERE id = 3", "billing"),
+            line(5.0, "VACUUM leads", "crm"),
+            line(5.0, "SELEC nothing", "crm"),
+        ]
+        .concat();
+        let got = shapes(log.as_bytes(), Some("crm")).unwrap();
+        assert_eq!(got.database.as_deref(), Some("crm"));
         assert_eq!((got.statements, got.utility, got.unparsed), (5, 1, 1));
         let first = &got.shapes[0];
         assert_eq!(first.shape.query, "SELECT * FROM leads WHERE id = $1");
@@ -431,6 +494,36 @@ mod tests {
         assert_eq!(got.shapes.len(), 2);
         assert_ne!(got.shapes[0].shape.queryid, got.shapes[1].shape.queryid);
         // No database asked: every entry counts.
-        assert_eq!(shapes(&log, None).shapes.len(), 3);
+        assert_eq!(shapes(log.as_bytes(), None).unwrap().shapes.len(), 3);
+    }
+
+    #[test]
+    fn a_log_is_read_as_it_comes_bytes_that_are_not_utf8_included() {
+        // A reader that gives a few bytes at a time, as a pipe does.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut log =
+            b"2026-12-07 10:00:00 UTC [7] LOG:  duration: 5.0 ms  statement: SELECT 'caf\xe9'\n"
+                .to_vec();
+        log.extend_from_slice(
+            b"\tFROM t\n2026-12-07 10:00:01 UTC [7] LOG:  duration: 6.0 ms  statement: SELECT 2\n",
+        );
+        let mut got = Vec::new();
+        read(Trickle(&log), |e| got.push(e)).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].statement, "SELECT 'caf\u{fffd}'\nFROM t");
+        assert_eq!(got[1].ms, 6.0);
+        // A csvlog through the same pipe is still told apart.
+        let csv = "2026-12-07 10:00:00.000 UTC,\"app\",\"crm\",7,\"127.0.0.1:5000\",1.1,1,\"SELECT\",2026-12-07 09:00:00 UTC,3/4,0,LOG,00000,\"duration: 12.0 ms  statement: SELECT a\",,,,,,,,,\"psql\",\"client backend\",,0\n";
+        let mut got = Vec::new();
+        read(Trickle(csv.as_bytes()), |e| got.push(e)).unwrap();
+        assert_eq!(got[0].database.as_deref(), Some("crm"));
     }
 }

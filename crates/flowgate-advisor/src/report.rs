@@ -12,7 +12,7 @@ use crate::db::{AdvisorError, Database, Shape};
 use crate::existing::{duplicates, indexes, unindexed_foreign_keys, unused};
 use crate::explained;
 use crate::health;
-use crate::querylog::{self, Logged};
+use crate::querylog::{FromLog, LogShape};
 use crate::recommend::{Recommendation, recommend, total_cost};
 
 /// What a report is asked for.
@@ -192,21 +192,15 @@ pub async fn database(db: &Database, s: Settings) -> Result<Value, AdvisorError>
     }))
 }
 
-/// The slow shapes of a log's timed statements (those of `db`'s database, when the log
-/// says which): their calls, total, mean and longest time, the slowest call as logged,
-/// their complexity; on `db`, with what their plans add and the indexes proven to help
-/// them.
+/// The slow shapes `found` in a log ([`crate::querylog::shapes`]): their calls, total,
+/// mean and longest time, the slowest call as logged, their complexity; on `db`, with what
+/// their plans add and the indexes proven to help them.
 pub async fn log(
     db: Option<&Database>,
-    entries: &[Logged],
+    found: &FromLog,
     s: Settings,
 ) -> Result<Value, AdvisorError> {
-    let name = match db {
-        Some(db) => Some(db.name().await?),
-        None => None,
-    };
-    let found = querylog::shapes(entries, name.as_deref());
-    let slow: Vec<&querylog::LogShape> = found
+    let slow: Vec<&LogShape> = found
         .shapes
         .iter()
         .filter(|l| l.shape.mean_ms >= s.slow_ms)
@@ -223,7 +217,7 @@ pub async fn log(
     }
     let mut v = json!({
         "source": "log",
-        "database": name,
+        "database": found.database,
         "settings": { "slow_ms": s.slow_ms, "threshold": s.threshold },
         "log": {
             "statements": found.statements,

@@ -11,7 +11,7 @@ use std::path::Path;
 use common::{Pg, owner};
 use flowgate_advisor::Database;
 use flowgate_advisor::db::default_tls;
-use flowgate_advisor::querylog::{entries, shapes};
+use flowgate_advisor::querylog::shapes;
 use flowgate_advisor::report::{self, Settings};
 
 /// The text of the server's log files ending in `ext`, once `done` holds for it (the
@@ -74,7 +74,7 @@ async fn each_log_format_gives_the_shapes_and_the_database_proves_their_index() 
     let data = pg.dir().join("data");
     for ext in ["log", "csv", "json"] {
         let text = logged(&data, ext, |t| t.contains("end of workload"));
-        let found = shapes(&entries(&text), Some("postgres"));
+        let found = shapes(text.as_bytes(), Some("postgres")).unwrap();
         let first = &found.shapes[0];
         assert_eq!(
             first.shape.query, "SELECT count(*) FROM events WHERE account_id = $1",
@@ -93,7 +93,7 @@ async fn each_log_format_gives_the_shapes_and_the_database_proves_their_index() 
         // Another database's entries are left out where the format says which.
         if ext != "log" {
             assert_eq!(
-                shapes(&entries(&text), Some("other")).statements,
+                shapes(text.as_bytes(), Some("other")).unwrap().statements,
                 0,
                 "{ext}"
             );
@@ -109,7 +109,8 @@ async fn each_log_format_gives_the_shapes_and_the_database_proves_their_index() 
         slow_ms: 0.0,
         ..Settings::default()
     };
-    let v = report::log(Some(&db), &entries(&text), s).await.unwrap();
+    let found = shapes(text.as_bytes(), Some("postgres")).unwrap();
+    let v = report::log(Some(&db), &found, s).await.unwrap();
     assert_eq!(v["database"], "postgres");
     assert_eq!(
         v["recommendations"][0]["statement"],
@@ -124,7 +125,8 @@ async fn each_log_format_gives_the_shapes_and_the_database_proves_their_index() 
             .contains("events")
     );
     // Offline: complexity only, nothing proven.
-    let v = report::log(None, &entries(&text), s).await.unwrap();
+    let offline = shapes(text.as_bytes(), None).unwrap();
+    let v = report::log(None, &offline, s).await.unwrap();
     assert!(
         v["recommendations"].is_null() && v["database"].is_null(),
         "{v:#}"
@@ -137,5 +139,5 @@ async fn each_log_format_gives_the_shapes_and_the_database_proves_their_index() 
     );
     // The advisor's own statements are in the log now, and left out.
     let text = logged(&data, "json", |t| t.contains("flowgate advisor"));
-    assert!(shapes(&entries(&text), None).own > 0);
+    assert!(shapes(text.as_bytes(), None).unwrap().own > 0);
 }

@@ -109,14 +109,17 @@ pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
     }
     settings.analyze |= args.analyze;
     if let Some(path) = &args.log {
-        let entries = flowgate_advisor::querylog::entries(&read_log(path)?);
-        let v = match &target {
-            None => report::log(None, &entries, settings).await?,
-            Some(t) => {
-                let db = flowgate_advisor::Database::connect(&t.url, false, &t.tls).await?;
-                report::log(Some(&db), &entries, settings).await?
-            }
+        let db = match &target {
+            Some(t) => Some(flowgate_advisor::Database::connect(&t.url, false, &t.tls).await?),
+            None => None,
         };
+        // Only the database's own entries, where the log says which.
+        let name = match &db {
+            Some(db) => Some(db.name().await?),
+            None => None,
+        };
+        let found = read_log(path, name.as_deref())?;
+        let v = report::log(db.as_ref(), &found, settings).await?;
         return shown(&v, &args.format);
     }
     let v = match (&target, &args.query) {
@@ -143,14 +146,18 @@ pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
     shown(&v, &args.format)
 }
 
-/// The log at `path` (`-`: standard input).
-fn read_log(path: &std::path::Path) -> anyhow::Result<String> {
-    let read = if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
+/// The shapes of the log at `path` (`-`: standard input), read as it comes.
+fn read_log(
+    path: &std::path::Path,
+    database: Option<&str>,
+) -> anyhow::Result<flowgate_advisor::querylog::FromLog> {
+    use flowgate_advisor::querylog::shapes;
+    let found = if path.as_os_str() == "-" {
+        shapes(std::io::stdin().lock(), database)
     } else {
-        std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+        std::fs::File::open(path).and_then(|f| shapes(f, database))
     };
-    read.map_err(|e| anyhow::anyhow!("cannot read the log {}: {e}", path.display()))
+    found.map_err(|e| anyhow::anyhow!("cannot read the log {}: {e}", path.display()))
 }
 
 fn shown(v: &Value, format: &str) -> anyhow::Result<String> {

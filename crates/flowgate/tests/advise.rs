@@ -102,6 +102,32 @@ fn a_log_is_read_offline_and_bad_logs_are_said() {
         "nothing is proven offline: {out}"
     );
 
+    // The same log on standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args([
+            "advise",
+            "--log",
+            "-",
+            "--slow-ms",
+            "100",
+            "--format",
+            "json",
+        ])
+        .env_remove("FLOWGATE_DATABASE_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        &std::fs::read(&log).unwrap(),
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["log"]["statements"], 4, "{v}");
+    assert_eq!(v["slow_queries"][0]["max_ms"], 900.0, "{v}");
+
     let o = advise(&["--log", dir.join("missing.log").to_str().unwrap()]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
