@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
 
-use sqlparser::ast::{Expr, Statement, Value, visit_expressions_mut};
+use sqlparser::ast::{Expr, InTarget, Statement, Value, visit_expressions_mut};
 
 use crate::db::{MARK, Shape};
 
@@ -198,7 +198,9 @@ pub enum Left {
 }
 
 /// `sql` with every constant a parameter, numbered after the parameters it has, as
-/// `pg_stat_statements` shows a shape (`NULL` stays: it is no value to vary).
+/// `pg_stat_statements` shows a shape (`NULL` stays: it is no value to vary), and a list
+/// of constants one parameter (`IN ($1)`: as PostgreSQL 18's `pg_stat_statements` and
+/// pgBadger take it, lists of any length are one shape).
 pub fn normalize(sql: &str) -> Result<String, Left> {
     if sql.starts_with(MARK.trim_end()) {
         return Err(Left::Own);
@@ -213,6 +215,19 @@ pub fn normalize(sql: &str) -> Result<String, Left> {
     ) {
         return Err(Left::Utility);
     }
+    let _ = visit_expressions_mut(st, |e| {
+        if let Expr::In {
+            target: InTarget::List(items),
+            ..
+        } = e
+            && items
+                .iter()
+                .all(|i| matches!(i, Expr::Value(v) if !matches!(v.value, Value::Null)))
+        {
+            items.truncate(1);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
     let mut n = crate::db::parameters(sql);
     let mut next = || {
         n += 1;
@@ -440,7 +455,20 @@ mod tests {
         );
         assert_eq!(
             n("SELECT * FROM t WHERE id = $1 AND kind IN ('a', 'b') AND gone IS NULL"),
-            "SELECT * FROM t WHERE id = $1 AND kind IN ($2, $3) AND gone IS NULL"
+            "SELECT * FROM t WHERE id = $1 AND kind IN ($2) AND gone IS NULL"
+        );
+        // Lists of constants of any length are one shape; a list with a column is not.
+        assert_eq!(
+            n("SELECT a FROM t WHERE id IN (1, 2, 3) AND b = 4"),
+            "SELECT a FROM t WHERE id IN ($1) AND b = $2"
+        );
+        assert_eq!(
+            n("SELECT a FROM t WHERE id IN (9)"),
+            n("SELECT a FROM t WHERE id IN (7, 8)")
+        );
+        assert_eq!(
+            n("SELECT a FROM t WHERE 5 IN (b, 6)"),
+            "SELECT a FROM t WHERE $1 IN (b, $2)"
         );
         assert_eq!(
             n("SELECT count(*) FROM events WHERE at > now() - INTERVAL '1 day'"),
