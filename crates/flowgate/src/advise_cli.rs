@@ -108,40 +108,35 @@ pub async fn run(args: &AdviseArgs) -> anyhow::Result<String> {
         settings.threshold = t;
     }
     settings.analyze |= args.analyze;
-    if let Some(path) = &args.log {
-        let db = match &target {
-            Some(t) => Some(flowgate_advisor::Database::connect(&t.url, false, &t.tls).await?),
-            None => None,
-        };
-        // Only the database's own entries, where the log says which.
-        let name = match &db {
-            Some(db) => Some(db.name().await?),
-            None => None,
-        };
-        let found = read_log(path, name.as_deref())?;
-        let v = report::log(db.as_ref(), &found, settings).await?;
-        return shown(&v, &args.format);
+    // Bad SQL is said before the database is asked.
+    let alone = match &args.query {
+        Some(q) => {
+            Some(report::query(q).map_err(|e| anyhow::anyhow!("the query does not parse: {e}"))?)
+        }
+        None => None,
+    };
+    if target.is_none() && alone.is_none() && args.log.is_none() {
+        anyhow::bail!(
+            "give --query, --log, --database-url (or --config), or a database and one of the others"
+        );
     }
-    let v = match (&target, &args.query) {
-        (None, None) => {
-            anyhow::bail!(
-                "give --query, --log, --database-url (or --config), or a database and one of the others"
-            )
+    let db = match &target {
+        Some(t) => Some(flowgate_advisor::Database::connect(&t.url, false, &t.tls).await?),
+        None => None,
+    };
+    let v = match (&db, &args.query, &args.log) {
+        (db, _, Some(path)) => {
+            // Only the database's own entries, where the log says which.
+            let name = match db {
+                Some(db) => Some(db.name().await?),
+                None => None,
+            };
+            let found = read_log(path, name.as_deref())?;
+            report::log(db.as_ref(), &found, settings).await?
         }
-        (None, Some(q)) => {
-            report::query(q).map_err(|e| anyhow::anyhow!("the query does not parse: {e}"))?
-        }
-        (Some(t), q) => {
-            if let Some(q) = q {
-                // Bad SQL is said before the database is asked.
-                report::query(q).map_err(|e| anyhow::anyhow!("the query does not parse: {e}"))?;
-            }
-            let db = flowgate_advisor::Database::connect(&t.url, false, &t.tls).await?;
-            match q {
-                Some(q) => report::query_on(&db, q, settings).await?,
-                None => report::database(&db, settings).await?,
-            }
-        }
+        (Some(db), Some(q), None) => report::query_on(db, q, settings).await?,
+        (Some(db), None, None) => report::database(db, settings).await?,
+        (None, _, None) => alone.unwrap_or_default(),
     };
     shown(&v, &args.format)
 }

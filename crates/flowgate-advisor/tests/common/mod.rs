@@ -234,7 +234,8 @@ pub async fn owner(url: &str) -> tokio_postgres::Client {
 /// quarter lost, half open), events (2·10^5: one in 50 a login), settings (50 rows, one
 /// named `theme`). Only primary keys are indexed.
 pub async fn crm(o: &tokio_postgres::Client) {
-    o.batch_execute(
+    loaded(
+        o,
         "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;
          CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL);
          CREATE TABLE leads (id bigserial PRIMARY KEY, account_id int NOT NULL, status text NOT NULL,
@@ -250,14 +251,21 @@ pub async fn crm(o: &tokio_postgres::Client) {
            SELECT i % 10000, CASE WHEN i % 50 = 0 THEN 'login' ELSE 'view' END,
                   now() - (i || ' seconds')::interval FROM generate_series(1, 200000) i;
          INSERT INTO settings SELECT 'k' || i, 'v' FROM generate_series(1, 49) i;
-         INSERT INTO settings VALUES ('theme', 'dark');
-         SELECT pg_stat_force_next_flush();",
+         INSERT INTO settings VALUES ('theme', 'dark');",
     )
-    .await
-    .expect("the CRM schema and its rows");
-    // Analyzed after the inserts' counts reached the shared statistics (in the same
-    // transaction, their counts would land after the analyze: stale statistics at once).
+    .await;
+}
+
+/// Runs `schema` (tables and their rows), then analyzes the database and resets
+/// `pg_stat_statements`: analyzed once the rows' counts reached the shared statistics (in
+/// the same transaction, their counts would land after the analyze: stale statistics at
+/// once).
+pub async fn loaded(o: &tokio_postgres::Client, schema: &str) {
+    let schema = schema.trim_end().trim_end_matches(';');
+    o.batch_execute(&format!("{schema}; SELECT pg_stat_force_next_flush();"))
+        .await
+        .expect("the schema and its rows");
     o.batch_execute("ANALYZE; SELECT pg_stat_statements_reset();")
         .await
-        .expect("the CRM analyzed");
+        .expect("the database analyzed");
 }

@@ -118,12 +118,20 @@ async fn report_on<F>(gw: &Gateway, q: &HashMap<String, String>, work: F) -> Res
 where
     F: AsyncFnOnce(&Database, Settings) -> Result<Value, AdvisorError>,
 {
-    let cfg = match required(gw, q) {
-        Ok(cfg) => cfg,
-        Err(answer) => return *answer,
-    };
-    let s = Settings::of(&cfg);
-    match reading(&cfg, async |db: &Database| work(db, s).await).await {
+    match required(gw, q) {
+        Ok(cfg) => report_of(&cfg, work).await,
+        Err(answer) => *answer,
+    }
+}
+
+/// `work`'s report (a JSON object) on `cfg`'s database, with its settings, in a read-only
+/// session; the database's name added.
+async fn report_of<F>(cfg: &DatabaseConfig, work: F) -> Response
+where
+    F: AsyncFnOnce(&Database, Settings) -> Result<Value, AdvisorError>,
+{
+    let s = Settings::of(cfg);
+    match reading(cfg, async |db: &Database| work(db, s).await).await {
         Ok(mut v) => {
             v["database"] = json!(cfg.name);
             Json(v).into_response()
@@ -232,19 +240,10 @@ async fn analyze_query(
         Ok(None) => return Json(alone).into_response(),
         Err(answer) => return *answer,
     };
-    let sql = asked.query.clone();
-    let s = Settings::of(&cfg);
-    let got = reading(&cfg, async move |db: &Database| {
-        report::query_on(db, &sql, s).await
+    report_of(&cfg, async |db: &Database, s: Settings| {
+        report::query_on(db, &asked.query, s).await
     })
-    .await;
-    match got {
-        Ok(mut v) => {
-            v["database"] = json!(cfg.name);
-            Json(v).into_response()
-        }
-        Err(answer) => *answer,
-    }
+    .await
 }
 
 #[utoipa::path(
